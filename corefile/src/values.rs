@@ -1,0 +1,163 @@
+//! Value grammars plugins share, Go-compatible (corefile-spec.md §10): durations as
+//! Go's `time.ParseDuration` reads and `Duration.String` prints them.
+
+use std::time::Duration;
+
+/// Go `time.ParseDuration`. Negative durations are returned as `Err` with Go's
+/// message shape unless `allow_negative`; callers that accept them handle sign.
+/// Returns nanoseconds (signed).
+pub fn parse_go_duration_nanos(s: &str) -> Result<i128, String> {
+    let orig = s;
+    let err = || format!("time: invalid duration {}", go_quote(orig));
+    let mut s = s;
+    let mut neg = false;
+    if let Some(r) = s.strip_prefix('-') {
+        neg = true;
+        s = r;
+    } else if let Some(r) = s.strip_prefix('+') {
+        s = r;
+    }
+    if s == "0" {
+        return Ok(0);
+    }
+    if s.is_empty() {
+        return Err(err());
+    }
+    let mut total: i128 = 0;
+    while !s.is_empty() {
+        let int_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let int_part = &s[..int_end];
+        s = &s[int_end..];
+        let mut frac_part = "";
+        if let Some(r) = s.strip_prefix('.') {
+            let fe = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            frac_part = &r[..fe];
+            s = &r[fe..];
+        }
+        if int_part.is_empty() && frac_part.is_empty() {
+            return Err(err());
+        }
+        let unit_end = s.find(|c: char| c == '.' || c.is_ascii_digit()).unwrap_or(s.len());
+        let unit = &s[..unit_end];
+        s = &s[unit_end..];
+        let mult: i128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "" => return Err(format!("time: missing unit in duration {}", go_quote(orig))),
+            u => return Err(format!("time: unknown unit {} in duration {}", go_quote(u), go_quote(orig))),
+        };
+        let ip: i128 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| err())? };
+        let mut v = ip.checked_mul(mult).ok_or_else(err)?;
+        if !frac_part.is_empty() {
+            let mut scale = mult;
+            for d in frac_part.bytes().take(30) {
+                scale /= 10;
+                v += i128::from(d - b'0') * scale;
+            }
+        }
+        total = total.checked_add(v).ok_or_else(err)?;
+        if total > i128::from(i64::MAX) {
+            return Err(err());
+        }
+    }
+    Ok(if neg { -total } else { total })
+}
+
+/// Go `time.ParseDuration` for the non-negative durations plugins take.
+/// Negative values are an error with `what` naming the option.
+pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    let n = parse_go_duration_nanos(s)?;
+    if n < 0 {
+        return Err(format!("negative duration {s}"));
+    }
+    Ok(Duration::from_nanos(n as u64))
+}
+
+/// Go `time.Duration.String` (`1m0s`, `1.5s`, `100ms`, `0s`).
+pub fn format_go_duration(d: Duration) -> String {
+    let n = d.as_nanos();
+    if n == 0 {
+        return "0s".to_owned();
+    }
+    if n < 1_000 {
+        return format!("{n}ns");
+    }
+    if n < 1_000_000 {
+        return format!("{}µs", frac(n, 1_000));
+    }
+    if n < 1_000_000_000 {
+        return format!("{}ms", frac(n, 1_000_000));
+    }
+    let secs = n / 1_000_000_000;
+    let sub = n % 1_000_000_000;
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    let s_str = if sub == 0 {
+        format!("{s}s")
+    } else {
+        let f = format!("{sub:09}");
+        format!("{s}.{}s", f.trim_end_matches('0'))
+    };
+    if h > 0 {
+        format!("{h}h{m}m{s_str}")
+    } else if m > 0 {
+        format!("{m}m{s_str}")
+    } else {
+        s_str
+    }
+}
+
+fn frac(n: u128, unit: u128) -> String {
+    let whole = n / unit;
+    let rest = n % unit;
+    if rest == 0 {
+        return whole.to_string();
+    }
+    let width = unit.ilog10() as usize;
+    let f = format!("{rest:0width$}");
+    format!("{whole}.{}", f.trim_end_matches('0'))
+}
+
+fn go_quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse() {
+        let ok = |s: &str| parse_go_duration_nanos(s).ok();
+        assert_eq!(ok("1h30m"), Some(5_400_000_000_000));
+        assert_eq!(ok("1.5s"), Some(1_500_000_000));
+        assert_eq!(ok("-2s"), Some(-2_000_000_000));
+        assert_eq!(ok("0"), Some(0));
+        assert_eq!(ok("5001ms"), Some(5_001_000_000));
+        assert_eq!(ok(".5s"), Some(500_000_000));
+        assert_eq!(ok("10"), None);
+        assert_eq!(ok("1d"), None);
+        assert_eq!(ok(""), None);
+        assert_eq!(parse_go_duration_nanos("10").unwrap_err(), "time: missing unit in duration \"10\"");
+        assert_eq!(
+            parse_go_duration_nanos("1d").unwrap_err(),
+            "time: unknown unit \"d\" in duration \"1d\""
+        );
+        assert_eq!(parse_go_duration_nanos("abc").unwrap_err(), "time: invalid duration \"abc\"");
+    }
+
+    #[test]
+    fn format() {
+        let f = |n: u64| format_go_duration(Duration::from_nanos(n));
+        assert_eq!(f(60_000_000_000), "1m0s");
+        assert_eq!(f(1_000_000_000), "1s");
+        assert_eq!(f(1_500_000_000), "1.5s");
+        assert_eq!(f(100_000_000), "100ms");
+        assert_eq!(f(5_400_000_000_000), "1h30m0s");
+        assert_eq!(f(0), "0s");
+        assert_eq!(f(1500), "1.5µs");
+    }
+}
