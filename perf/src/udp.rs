@@ -1,0 +1,336 @@
+//! The UDP engine of one thread: `clients` connected sockets (one source
+//! port each), queries sent with `sendmmsg` and answers read with `recvmmsg`
+//! in batches, one loop doing both so a pinned core never switches between a
+//! sender and a receiver thread. io_uring is not used (it needs `unsafe`
+//! submission in this crate); batching syscalls gives most of its gain here.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, ppoll};
+use nix::sys::socket::{
+    MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg, setsockopt, sockopt,
+};
+use nix::sys::time::TimeSpec;
+
+use crate::query::{MAX_QUERY, parse_head};
+use crate::run::{Feed, Plan, Shared};
+use crate::slots::Slots;
+use crate::stats::Stats;
+
+/// Messages per `sendmmsg`/`recvmmsg` call (the udp_echo uses the same).
+pub const MAX_BATCH: usize = 64;
+/// Receive buffer per datagram: a full EDNS answer fits.
+const RBUF: usize = 4096;
+/// How often in-flight slots are scanned for timeouts.
+const SCAN_NS: u64 = 10_000_000;
+/// With `-Q`, a wait shorter than this is spent polling instead of sleeping.
+const SPIN_NS: u64 = 200_000;
+
+/// Opens one connected, non-blocking UDP socket towards `server`.
+pub fn open_socket(server: SocketAddr, bufsize: Option<usize>) -> Result<UdpSocket> {
+    let local: SocketAddr = if server.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let s = UdpSocket::bind(local).context("binding a UDP socket")?;
+    s.connect(server)
+        .with_context(|| format!("connecting to {server}"))?;
+    s.set_nonblocking(true)?;
+    // Room for a whole window of answers: our own drops would count as lost.
+    let size = bufsize.unwrap_or(1 << 20);
+    if setsockopt(&s, sockopt::RcvBufForce, &size).is_err() {
+        let _ = setsockopt(&s, sockopt::RcvBuf, &size);
+    }
+    if setsockopt(&s, sockopt::SndBufForce, &size).is_err() {
+        let _ = setsockopt(&s, sockopt::SndBuf, &size);
+    }
+    Ok(s)
+}
+
+/// Sleep precision for `-Q` pacing: the default 50 µs timer slack would
+/// show up as latency.
+pub fn tighten_timer_slack() {
+    let _ = nix::sys::prctl::set_timerslack(1_000);
+}
+
+fn timespec(ns: u64) -> TimeSpec {
+    TimeSpec::new((ns / 1_000_000_000) as _, (ns % 1_000_000_000) as _)
+}
+
+struct Engine<'a> {
+    plan: &'a Plan,
+    feed: Feed<'a>,
+    slots: Vec<Slots>,
+    stats: Stats,
+    inflight: usize,
+    /// Queries sent so far by this thread: the index into the `-Q` schedule.
+    issued: u64,
+    rr: usize,
+    exhausted: bool,
+    sbuf: Vec<u8>,
+    rbuf: Vec<u8>,
+    send_hdr: MultiHeaders<SockaddrStorage>,
+    recv_hdr: MultiHeaders<SockaddrStorage>,
+}
+
+impl Engine<'_> {
+    /// How many queries the schedule allows by `now` (all, without `-Q`).
+    fn due(&self, now: u64) -> u64 {
+        match self.plan.rate {
+            Some(r) => ((now as f64 * r / 1e9) as u64 + 1).saturating_sub(self.issued),
+            None => u64::MAX,
+        }
+    }
+
+    /// The schedule time of the next query, for `-Q` latency and sleeping.
+    fn sched_ns(&self, k: u64) -> u64 {
+        self.plan.rate.map_or(0, |r| (k as f64 * 1e9 / r) as u64)
+    }
+
+    /// Sends what the window and the schedule allow; round-robin over sockets.
+    fn send(&mut self, socks: &[UdpSocket], now: u64) {
+        let mut budget = self.plan.window.saturating_sub(self.inflight) as u64;
+        budget = budget.min(self.due(now));
+        let n = socks.len();
+        while budget > 0 && !self.exhausted {
+            let Some(s) = (0..n)
+                .map(|i| (self.rr + i) % n)
+                .find(|&s| self.slots[s].free_count() > 0)
+            else {
+                break;
+            };
+            let k = (budget as usize)
+                .min(self.slots[s].free_count())
+                .min(self.plan.batch.min(MAX_BATCH));
+            let mut lens = [0usize; MAX_BATCH];
+            let mut qidx = [0usize; MAX_BATCH];
+            let mut ids = [0u16; MAX_BATCH];
+            let mut filled = 0;
+            while filled < k {
+                let Some(q) = self.feed.next() else {
+                    self.exhausted = true;
+                    break;
+                };
+                let t = if self.plan.rate.is_some() {
+                    self.sched_ns(self.issued + filled as u64)
+                } else {
+                    now
+                };
+                let Some(id) = self.slots[s].take(t) else {
+                    self.feed.give_back(q);
+                    break;
+                };
+                let w = self.feed.wire(q);
+                let off = filled * MAX_QUERY;
+                let dst = &mut self.sbuf[off..off + w.len()];
+                dst.copy_from_slice(w);
+                dst[..2].copy_from_slice(&id.to_be_bytes());
+                lens[filled] = w.len();
+                qidx[filled] = q;
+                ids[filled] = id;
+                filled += 1;
+            }
+            if filled == 0 {
+                break;
+            }
+            let sent = {
+                let mut chunks = self.sbuf.chunks(MAX_QUERY);
+                let iovs: [[IoSlice<'_>; 1]; MAX_BATCH] = std::array::from_fn(|j| {
+                    let c = chunks.next().unwrap_or(&[]);
+                    [IoSlice::new(&c[..lens[j].min(c.len())])]
+                });
+                let addrs = [None::<SockaddrStorage>; MAX_BATCH];
+                match sendmmsg(
+                    socks[s].as_raw_fd(),
+                    &mut self.send_hdr,
+                    iovs[..filled].iter(),
+                    &addrs[..filled],
+                    [],
+                    MsgFlags::MSG_DONTWAIT,
+                ) {
+                    Ok(r) => r.count(),
+                    Err(Errno::EAGAIN | Errno::ENOBUFS | Errno::EINTR) => 0,
+                    Err(_) => {
+                        // ECONNREFUSED and friends (ICMP from a port with no
+                        // listener): these queries are lost, not retried.
+                        self.stats.send_errors += 1;
+                        0
+                    }
+                }
+            };
+            for j in 0..filled {
+                if j < sent {
+                    self.stats.req_bytes += lens[j] as u64;
+                } else {
+                    self.slots[s].untake(ids[j]);
+                    self.feed.give_back(qidx[j]);
+                }
+            }
+            self.stats.sent += sent as u64;
+            self.inflight += sent;
+            self.issued += sent as u64;
+            budget -= sent as u64;
+            self.rr = (s + 1) % n;
+            if sent < filled {
+                break;
+            }
+        }
+    }
+
+    /// Reads every answer waiting on socket `s`.
+    fn recv(&mut self, sock: &UdpSocket, s: usize, clock_now: impl Fn() -> u64) {
+        let batch = self.plan.batch.min(MAX_BATCH);
+        loop {
+            let mut lens = [0usize; MAX_BATCH];
+            let got = {
+                let mut chunks = self.rbuf.chunks_mut(RBUF);
+                let mut iovs: [[IoSliceMut<'_>; 1]; MAX_BATCH] =
+                    std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or(&mut []))]);
+                match recvmmsg(
+                    sock.as_raw_fd(),
+                    &mut self.recv_hdr,
+                    iovs[..batch].iter_mut(),
+                    MsgFlags::MSG_DONTWAIT,
+                    None,
+                ) {
+                    Ok(res) => {
+                        let mut n = 0;
+                        for (j, m) in res.enumerate() {
+                            lens[j] = m.bytes;
+                            n += 1;
+                        }
+                        n
+                    }
+                    Err(_) => 0,
+                }
+            };
+            if got == 0 {
+                return;
+            }
+            let now = clock_now();
+            for (j, &len) in lens.iter().enumerate().take(got) {
+                let b = &self.rbuf[j * RBUF..j * RBUF + len];
+                let Some(h) = parse_head(b) else {
+                    self.stats.unexpected += 1;
+                    continue;
+                };
+                if !h.qr {
+                    self.stats.unexpected += 1;
+                    continue;
+                }
+                match self.slots[s].complete(h.id) {
+                    Some(sent) => {
+                        self.inflight -= 1;
+                        self.stats.answer(now.saturating_sub(sent), len, &h);
+                    }
+                    None => self.stats.unexpected += 1,
+                }
+            }
+            if got < batch {
+                return;
+            }
+        }
+    }
+
+    fn expire(&mut self, deadline: u64) {
+        for sl in &mut self.slots {
+            let n = sl.expire(deadline);
+            self.stats.lost += n;
+            self.inflight -= n as usize;
+        }
+    }
+}
+
+/// Runs one thread's share of the load until the time limit or the end of
+/// the input, then waits up to the timeout for answers still in flight.
+pub fn run_thread(plan: &Plan, clients: usize, shared: &Shared) -> Result<Stats> {
+    tighten_timer_slack();
+    let socks: Vec<UdpSocket> = (0..clients.max(1))
+        .map(|_| open_socket(plan.server, plan.bufsize))
+        .collect::<Result<_>>()?;
+    let per_sock = plan.window.div_ceil(socks.len());
+    let mut e = Engine {
+        plan,
+        feed: Feed::new(shared),
+        slots: (0..socks.len()).map(|_| Slots::new(per_sock)).collect(),
+        stats: Stats::new(),
+        inflight: 0,
+        issued: 0,
+        rr: 0,
+        exhausted: false,
+        sbuf: vec![0; MAX_BATCH * MAX_QUERY],
+        rbuf: vec![0; MAX_BATCH * RBUF],
+        send_hdr: MultiHeaders::preallocate(MAX_BATCH, None),
+        recv_hdr: MultiHeaders::preallocate(MAX_BATCH, None),
+    };
+    let mut pfds: Vec<PollFd<'_>> = socks
+        .iter()
+        .map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN))
+        .collect();
+    let clock = plan.clock;
+    let mut stop_ns: Option<u64> = None;
+    let mut next_scan = SCAN_NS;
+    loop {
+        let now = clock.now();
+        if stop_ns.is_none() && (e.exhausted || plan.end_ns.is_some_and(|end| now >= end)) {
+            stop_ns = Some(now);
+        }
+        if let Some(stop) = stop_ns {
+            if e.inflight == 0 {
+                break;
+            }
+            if now >= stop + plan.timeout_ns {
+                e.expire(u64::MAX - 1);
+                break;
+            }
+        }
+        if now >= next_scan {
+            e.expire(now.saturating_sub(plan.timeout_ns));
+            next_scan = now + SCAN_NS;
+        }
+        if stop_ns.is_none() {
+            e.send(&socks, now);
+        }
+        // Sleep until an answer arrives or the next thing is due.
+        let mut wake = next_scan;
+        if let Some(stop) = stop_ns {
+            wake = wake.min(stop + plan.timeout_ns);
+        } else {
+            if let Some(end) = plan.end_ns {
+                wake = wake.min(end);
+            }
+            if e.inflight < plan.window && !e.exhausted {
+                wake = wake.min(if plan.rate.is_some() {
+                    e.sched_ns(e.issued)
+                } else {
+                    now
+                });
+            }
+        }
+        let now2 = clock.now();
+        let mut wait = wake.saturating_sub(now2);
+        if plan.rate.is_some() && stop_ns.is_none() && wait < SPIN_NS {
+            // Keep the core awake: sleeping and being woken costs tens of
+            // microseconds on a VM, which would show as latency.
+            wait = 0;
+        }
+        match ppoll(&mut pfds, Some(timespec(wait)), None) {
+            Ok(0) | Err(_) => continue,
+            Ok(_) => {}
+        }
+        for (s, sock) in socks.iter().enumerate() {
+            let ready = pfds[s]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR));
+            if ready {
+                e.recv(sock, s, || clock.now());
+            }
+        }
+    }
+    Ok(e.stats)
+}
