@@ -230,6 +230,18 @@ impl Options {
     }
 }
 
+impl Options {
+    /// How many times the input is used: as dnsperf, once when neither
+    /// `-l` nor `-n` is given; ramp steps are bounded by time instead.
+    pub fn input_runs(&self) -> Option<u64> {
+        if self.limit.is_none() && self.maxruns.is_none() && self.ramp.is_none() {
+            Some(1)
+        } else {
+            self.maxruns
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,12 +31,7 @@ fn main() -> ExitCode {
 fn load(args: &[String]) -> Result<()> {
     let o = Options::parse(args)?;
     let queries = QuerySet::load(o.datafile.as_deref(), o.edns)?;
-    // Neither -l nor -n: one pass over the input, as dnsperf.
-    let maxruns = if o.limit.is_none() && o.maxruns.is_none() {
-        Some(1)
-    } else {
-        o.maxruns
-    };
+    let maxruns = o.input_runs();
     let shared = Shared::new(queries, maxruns);
     let json_only = o.json.as_deref() == Some("-");
     let say = |s: &str| {

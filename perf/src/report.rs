@@ -63,7 +63,7 @@ pub struct Summary {
     pub cpu: Cpu,
     /// Ramp mode: every step, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub steps: Vec<Summary>,
+    pub steps: Vec<Self>,
     /// Ramp mode: the highest offered rate whose loss stayed under the threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rate_under_loss: Option<f64>,

@@ -78,7 +78,7 @@ impl<'a> Feed<'a> {
 
     /// The index of the next query to send, `None` when the input is used up.
     #[inline]
-    pub fn next(&mut self) -> Option<usize> {
+    pub fn next_query(&mut self) -> Option<usize> {
         if let Some(q) = self.carry.pop() {
             return Some(q);
         }
@@ -221,10 +221,10 @@ mod tests {
             QuerySet::parse("a A\nb A\nc A\n".as_bytes(), Default::default()).unwrap_or_default();
         let sh = Shared::new(q, Some(2));
         let mut f = Feed::new(&sh);
-        let got: Vec<usize> = std::iter::from_fn(|| f.next()).collect();
+        let got: Vec<usize> = std::iter::from_fn(|| f.next_query()).collect();
         assert_eq!(got, vec![0, 1, 2, 0, 1, 2]);
         f.give_back(1);
-        assert_eq!(f.next(), Some(1));
-        assert_eq!(f.next(), None);
+        assert_eq!(f.next_query(), Some(1));
+        assert_eq!(f.next_query(), None);
     }
 }

@@ -166,7 +166,7 @@ pub fn run_thread(plan: &Plan, clients: usize, shared: &Shared) -> Result<Stats>
                     .min(c.slots.free_count() as u64)
                     .min(plan.batch as u64);
                 for _ in 0..k {
-                    let Some(q) = feed.next() else {
+                    let Some(q) = feed.next_query() else {
                         exhausted = true;
                         break;
                     };

@@ -112,7 +112,7 @@ impl Engine<'_> {
             let mut ids = [0u16; MAX_BATCH];
             let mut filled = 0;
             while filled < k {
-                let Some(q) = self.feed.next() else {
+                let Some(q) = self.feed.next_query() else {
                     self.exhausted = true;
                     break;
                 };
