@@ -1,0 +1,546 @@
+//! The Linux engine: one io_uring per worker thread driving UDP sockets, TCP listeners and
+//! their connections.
+//!
+//! Layout: [`Engine`] holds the receive buffer ring (`rx`) apart from everything else
+//! (`Core`), so a datagram borrowed from `rx` can be handed to the callback together with an
+//! [`EngineHandle`] over `Core` that queues replies. Every submitted operation is counted in
+//! `Core::inflight` until its last completion; dropping the engine cancels them all and waits
+//! for that count to reach zero before any memory the kernel knows about is freed (tokio-uring
+//! keeps such memory as "ignored" for the same reason). UDP lives in `udp.rs`, TCP in
+//! `tcp.rs`.
+
+mod addr;
+mod mem;
+mod probe;
+mod ring;
+mod tcp;
+mod udp;
+
+pub use probe::probe;
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::marker::PhantomData;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+use self::mem::{BufRing, SendSlots};
+use self::ring::{Cqe, Kind};
+use crate::{ConnId, EngineConfig, Event, ListenerId, SocketId, Stats};
+
+/// The callback of [`Engine::poll_events`].
+type Callback<'f> = dyn FnMut(&mut EngineHandle<'_>, Event<'_>) + 'f;
+
+/// Buffer group of the UDP receive buffers.
+const UDP_BGID: u16 = 0;
+/// Bytes a multishot `RecvMsg` puts before the payload: `struct io_uring_recvmsg_out`
+/// (16 bytes) and the fixed-size source address.
+const RECV_HEADER: u32 = 16 + addr::NAME_LEN;
+/// Completions copied out of the ring at a time.
+const CHUNK: usize = 64;
+/// Delay before re-arming a receive or accept that failed with an unexpected error.
+const BACKOFF: Duration = Duration::from_millis(100);
+/// How long dropping an engine waits for the kernel to finish every operation.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// The io_uring packet engine of one worker thread. Not `Send`: the ring is set up for a
+/// single issuer, so create, use and drop it on one thread.
+pub struct Engine {
+    // Field order is drop order: the ring (inside `core`) goes before the buffers it used.
+    core: Core,
+    rx: BufRing,
+    _not_send: PhantomData<*mut ()>,
+}
+
+/// The send side of the engine, handed to the [`Engine::poll_events`] callback while a
+/// received buffer is borrowed.
+pub struct EngineHandle<'a> {
+    core: &'a mut Core,
+}
+
+/// Everything but the receive buffers.
+struct Core {
+    ring: IoUring,
+    defer_taskrun: bool,
+    taskrun_flag: bool,
+    cq_capacity: usize,
+    cfg: EngineConfig,
+    /// Operations submitted (or queued) whose last completion has not been reaped.
+    inflight: u64,
+    /// Dropping: no operation is armed any more.
+    closing: bool,
+    /// `user_data` of receives/accepts to arm again once the submission queue has room.
+    retry: Vec<u64>,
+    /// The `msghdr` of every multishot `RecvMsg` (only the name length matters).
+    recv_hdr: Box<libc::msghdr>,
+    backoff_ts: Box<types::Timespec>,
+    idle_ts: Box<types::Timespec>,
+    write_ts: Box<types::Timespec>,
+    udp: Vec<udp::UdpSock>,
+    listeners: Vec<tcp::Listener>,
+    conns: tcp::Conns,
+    slots: SendSlots,
+    /// Connections the engine closed, to report as [`Event::TcpClosed`].
+    closed: VecDeque<ConnId>,
+    stats: Stats,
+    notify: File,
+    notify_used: Cell<bool>,
+}
+
+/// A zeroed `msghdr` asking for `name_len` bytes of source address and no control data.
+fn recv_template(name_len: u32) -> libc::msghdr {
+    // SAFETY: msghdr is a plain C struct for which all-zero bytes are valid (null pointers,
+    // zero lengths).
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_namelen = name_len;
+    hdr
+}
+
+/// A non-blocking, close-on-exec eventfd.
+fn eventfd() -> io::Result<File> {
+    // SAFETY: eventfd takes no pointers; the result is checked below.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Clamps a configuration to what the kernel and DNS allow.
+fn normalize(mut cfg: EngineConfig) -> EngineConfig {
+    cfg.entries = cfg.entries.clamp(8, 32768);
+    let bufs = u32::from(cfg.udp_buf_count.max(1))
+        .next_power_of_two()
+        .min(32768);
+    cfg.udp_buf_count = bufs as u16;
+    cfg.udp_buf_size = cfg.udp_buf_size.clamp(1, 65535);
+    cfg.send_slots = cfg.send_slots.max(1);
+    cfg.udp_send_size = cfg.udp_send_size.clamp(1, 65535);
+    cfg.max_tcp_msg = cfg.max_tcp_msg.clamp(1, 65535);
+    cfg.max_tcp_queue = cfg.max_tcp_queue.max(cfg.max_tcp_msg + 2);
+    cfg.tcp_idle_timeout = cfg.tcp_idle_timeout.max(Duration::from_millis(1));
+    cfg.tcp_write_timeout = cfg.tcp_write_timeout.max(Duration::from_millis(1));
+    cfg
+}
+
+fn noop(_: &mut EngineHandle<'_>, _: Event<'_>) {}
+
+impl Engine {
+    /// Sets up a ring (single issuer with deferred task work when the kernel has it, falling
+    /// back to cooperative task work, then to none), the UDP buffer ring, the send slots and
+    /// the notification eventfd.
+    pub fn new(cfg: EngineConfig) -> io::Result<Self> {
+        let cfg = normalize(cfg);
+        let cq = cfg
+            .entries
+            .saturating_mul(4)
+            .max(u32::from(cfg.udp_buf_count) * 2);
+        let setup = ring::build(cfg.entries, cq)?;
+        let rx = BufRing::new(cfg.udp_buf_count, RECV_HEADER + cfg.udp_buf_size, UDP_BGID)?;
+        rx.register(&setup.ring.submitter())?;
+        let slots = SendSlots::new(cfg.send_slots, cfg.udp_send_size)?;
+        let notify = eventfd()?;
+        setup
+            .ring
+            .submitter()
+            .register_eventfd(notify.as_raw_fd())?;
+        let cq_capacity = setup.ring.params().cq_entries() as usize;
+        let conns = tcp::Conns::new(cfg.max_tcp_conns, cfg.max_tcp_msg);
+        let core = Core {
+            ring: setup.ring,
+            defer_taskrun: setup.defer_taskrun,
+            taskrun_flag: setup.taskrun_flag,
+            cq_capacity,
+            backoff_ts: Box::new(BACKOFF.into()),
+            idle_ts: Box::new(cfg.tcp_idle_timeout.into()),
+            write_ts: Box::new(cfg.tcp_write_timeout.into()),
+            cfg,
+            inflight: 0,
+            closing: false,
+            retry: Vec::new(),
+            recv_hdr: Box::new(recv_template(addr::NAME_LEN)),
+            udp: Vec::new(),
+            listeners: Vec::new(),
+            conns,
+            slots,
+            closed: VecDeque::new(),
+            stats: Stats::default(),
+            notify,
+            notify_used: Cell::new(false),
+        };
+        Ok(Self {
+            core,
+            rx,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Takes ownership of a bound UDP socket (switched to blocking mode, which io_uring
+    /// prefers) and arms a multishot `RecvMsg` over the provided buffer ring. The receive is
+    /// re-armed whenever the kernel ends it.
+    pub fn add_udp(&mut self, sock: UdpSocket) -> io::Result<SocketId> {
+        self.core.add_udp(sock)
+    }
+
+    /// Takes ownership of a listening TCP socket and arms a multishot accept, re-armed
+    /// whenever the kernel ends it. Beyond `max_tcp_conns` open connections, new ones are
+    /// closed at once.
+    pub fn add_tcp_listener(&mut self, l: TcpListener) -> io::Result<ListenerId> {
+        self.core.add_tcp_listener(l)
+    }
+
+    /// Queues a UDP reply: copies `data` into a free send slot. `Err(WouldBlock)` when every
+    /// slot is in flight (the caller drops the reply; counted in
+    /// [`Stats::udp_send_slot_exhausted`]), `Err(InvalidInput)` for an unknown socket or a
+    /// reply longer than `udp_send_size`.
+    pub fn send_udp(&mut self, sock: SocketId, peer: SocketAddr, data: &[u8]) -> io::Result<()> {
+        self.core.send_udp(sock, peer, data)
+    }
+
+    /// Queues a TCP reply (the engine adds the length prefix). Replies go out in order, partial
+    /// writes are resumed. `Err(NotConnected)` for a closed connection; when the connection's
+    /// queue would exceed `max_tcp_queue` it is closed, `Err(ConnectionAborted)` is returned
+    /// and [`Event::TcpClosed`] reported.
+    pub fn send_tcp(&mut self, conn: ConnId, data: &[u8]) -> io::Result<()> {
+        self.core.send_tcp(conn, data)
+    }
+
+    /// Closes a connection once the replies already queued are written (bounded by the write
+    /// timeout). The id is invalid at once; no [`Event::TcpClosed`] follows.
+    pub fn close_tcp(&mut self, conn: ConnId) {
+        self.core.close_tcp(conn);
+    }
+
+    /// Submits everything queued in one `io_uring_enter` and waits for at least
+    /// `min_complete` completions or `timeout`. A timeout or a signal is not an error.
+    pub fn submit_and_wait(
+        &mut self,
+        min_complete: usize,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        self.core.flush_retry();
+        self.rx.publish();
+        ring::submit_wait(&self.core.ring, min_complete, timeout)
+    }
+
+    /// Submits everything queued without waiting.
+    pub fn submit(&mut self) -> io::Result<()> {
+        self.submit_and_wait(0, None)
+    }
+
+    /// Reaps the available completions, calling `f` for each event; internal completions
+    /// (sends done, re-arms, timers) are handled silently. `f` gets an [`EngineHandle`] to
+    /// queue replies while the event's data is borrowed. Returns the number of events.
+    pub fn poll_events(&mut self, f: &mut dyn FnMut(&mut EngineHandle<'_>, Event<'_>)) -> usize {
+        self.reap(f)
+    }
+
+    /// An eventfd that becomes readable when completions are pending, for the daemon to wait
+    /// on (tokio `AsyncFd`) next to its timers; [`Engine::poll_events`] resets it. With
+    /// deferred task work the completions are posted by `poll_events` itself.
+    pub fn notify_fd(&self) -> RawFd {
+        self.core.notify_used.set(true);
+        self.core.notify.as_raw_fd()
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> Stats {
+        self.core.stats
+    }
+
+    /// How the ring was set up, for the daemon's backend log line.
+    pub fn mode(&self) -> &'static str {
+        match (self.core.defer_taskrun, self.core.taskrun_flag) {
+            (true, _) => "io_uring (single issuer, deferred task work)",
+            (false, true) => "io_uring (cooperative task work)",
+            (false, false) => "io_uring",
+        }
+    }
+
+    /// The send side, as given to the [`Engine::poll_events`] callback.
+    pub fn handle(&mut self) -> EngineHandle<'_> {
+        EngineHandle {
+            core: &mut self.core,
+        }
+    }
+
+    /// Cancels every operation, waits until the kernel has completed all of them, then frees
+    /// the buffers and closes the sockets. Dropping the engine does the same.
+    pub fn shutdown(self) {
+        drop(self);
+    }
+
+    /// Copies completions out of the ring in chunks and dispatches them; at most one
+    /// completion-queue's worth per call so a flood cannot starve the caller.
+    fn reap(&mut self, f: &mut Callback<'_>) -> usize {
+        let Self { core, rx, .. } = self;
+        let mut delivered = core.deliver_closed(f);
+        {
+            let sq = core.ring.submission();
+            let enter =
+                sq.cq_overflow() || (core.defer_taskrun && (!core.taskrun_flag || sq.taskrun()));
+            drop(sq);
+            if enter {
+                let _ = ring::get_events(&core.ring);
+            }
+        }
+        if core.notify_used.get() {
+            // Reset after running task work (which may signal it) and before reaping, so
+            // whatever completes from now on signals it again.
+            let mut counter = [0u8; 8];
+            // Non-blocking: EAGAIN just means nothing was signalled.
+            let _ = (&core.notify).read(&mut counter);
+        }
+        let mut seen = 0;
+        loop {
+            let mut batch = [Cqe::default(); CHUNK];
+            let mut n = 0;
+            {
+                let mut cq = core.ring.completion();
+                while n < CHUNK {
+                    let Some(e) = cq.next() else { break };
+                    batch[n] = Cqe {
+                        user_data: e.user_data(),
+                        res: e.result(),
+                        flags: e.flags(),
+                    };
+                    n += 1;
+                }
+            }
+            for c in &batch[..n] {
+                delivered += core.dispatch(rx, *c, f);
+                delivered += core.deliver_closed(f);
+            }
+            rx.publish();
+            seen += n;
+            if seen >= core.cq_capacity {
+                break;
+            }
+            if n < CHUNK {
+                if !core.ring.submission().cq_overflow() {
+                    break;
+                }
+                let _ = ring::get_events(&core.ring);
+            }
+        }
+        core.flush_retry();
+        rx.publish();
+        if core.notify_used.get() && !core.ring.completion().is_empty() {
+            // Stopped early: keep the eventfd readable for what is left.
+            let _ = (&core.notify).write(&1u64.to_ne_bytes());
+        }
+        delivered
+    }
+
+    /// Cancels everything and waits for every last completion; leaks the kernel-visible
+    /// memory if the kernel does not finish within [`DRAIN_LIMIT`].
+    fn drain(&mut self) {
+        self.core.closing = true;
+        self.core.retry.clear();
+        let deadline = Instant::now() + DRAIN_LIMIT;
+        let mut last_cancel: Option<Instant> = None;
+        while self.core.inflight > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if last_cancel.is_none_or(|t| now - t >= Duration::from_millis(200)) {
+                let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+                    .build()
+                    .user_data(ring::tag(Kind::Cancel, 0));
+                // SAFETY: a cancel request references no memory.
+                let _ = unsafe { self.core.push(&cancel) };
+                last_cancel = Some(now);
+            }
+            let wait = ring::submit_wait(&self.core.ring, 1, Some(Duration::from_millis(50)));
+            if wait.is_err() {
+                break;
+            }
+            self.reap(&mut noop);
+        }
+        if self.core.inflight > 0 {
+            // The kernel may still read or write these: keep them forever.
+            self.rx.leak();
+            self.core.slots.leak();
+            self.core.conns.leak();
+            std::mem::forget(std::mem::replace(
+                &mut self.core.recv_hdr,
+                Box::new(recv_template(0)),
+            ));
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.drain();
+    }
+}
+
+impl EngineHandle<'_> {
+    /// See [`Engine::send_udp`].
+    pub fn send_udp(&mut self, sock: SocketId, peer: SocketAddr, data: &[u8]) -> io::Result<()> {
+        self.core.send_udp(sock, peer, data)
+    }
+
+    /// See [`Engine::send_tcp`].
+    pub fn send_tcp(&mut self, conn: ConnId, data: &[u8]) -> io::Result<()> {
+        self.core.send_tcp(conn, data)
+    }
+
+    /// See [`Engine::close_tcp`].
+    pub fn close_tcp(&mut self, conn: ConnId) {
+        self.core.close_tcp(conn);
+    }
+
+    /// See [`Engine::stats`].
+    pub fn stats(&self) -> Stats {
+        self.core.stats
+    }
+}
+
+impl Core {
+    /// Queues one submission, handing the queue to the kernel first if it is full.
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in `sqe` must stay valid, and the memory it names must not be written
+    /// (or, for buffers the kernel fills, accessed) by Rust until the operation's last
+    /// completion has been reaped.
+    unsafe fn push(&mut self, sqe: &squeue::Entry) -> io::Result<()> {
+        for _ in 0..2 {
+            // SAFETY: the caller's contract.
+            if unsafe { self.ring.submission().push(sqe) }.is_ok() {
+                self.inflight += 1;
+                return Ok(());
+            }
+            self.ring.submit()?;
+        }
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    /// Queues `op` linked to the `LinkTimeout` `timer`, adjacent in the queue.
+    ///
+    /// # Safety
+    ///
+    /// As [`Core::push`], for both entries.
+    unsafe fn push_linked(&mut self, op: squeue::Entry, timer: squeue::Entry) -> io::Result<()> {
+        let pair = [op.flags(squeue::Flags::IO_LINK), timer];
+        for _ in 0..2 {
+            // SAFETY: the caller's contract.
+            if unsafe { self.ring.submission().push_multiple(&pair) }.is_ok() {
+                self.inflight += 2;
+                return Ok(());
+            }
+            self.ring.submit()?;
+        }
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    /// Queues a `Timeout` of [`BACKOFF`] whose completion re-arms object `idx`.
+    fn backoff(&mut self, kind: Kind, idx: u32, arm: Kind) {
+        let sqe = opcode::Timeout::new(&*self.backoff_ts)
+            .build()
+            .user_data(ring::tag(kind, idx));
+        // SAFETY: the timespec is boxed in `self` and lives as long as the ring.
+        if unsafe { self.push(&sqe) }.is_err() {
+            self.retry.push(ring::tag(arm, idx));
+        }
+    }
+
+    /// Arms again what could not be armed earlier.
+    fn flush_retry(&mut self) {
+        if self.retry.is_empty() || self.closing {
+            return;
+        }
+        for t in std::mem::take(&mut self.retry) {
+            match ring::untag(t) {
+                Some((Kind::UdpRecv, idx)) => self.arm_udp_or_retry(idx),
+                Some((Kind::Accept, idx)) => self.arm_accept_or_retry(idx),
+                _ => {}
+            }
+        }
+    }
+
+    /// Routes one completion to its owner.
+    fn dispatch(&mut self, rx: &mut BufRing, c: Cqe, f: &mut Callback<'_>) -> usize {
+        if !cqueue::more(c.flags) {
+            self.inflight = self.inflight.saturating_sub(1);
+        }
+        let Some((kind, idx)) = ring::untag(c.user_data) else {
+            return 0;
+        };
+        match kind {
+            Kind::UdpRecv => self.on_udp_recv(rx, idx, c, f),
+            Kind::UdpSend => {
+                self.on_udp_send(idx, c.res);
+                0
+            }
+            Kind::UdpBackoff => {
+                self.arm_udp_or_retry(idx);
+                0
+            }
+            Kind::Accept => self.on_accept(idx, c, f),
+            Kind::AcceptBackoff => {
+                self.arm_accept_or_retry(idx);
+                0
+            }
+            Kind::TcpRecv => self.on_tcp_recv(idx, c.res, f),
+            Kind::TcpSend => {
+                self.on_tcp_send(idx, c.res);
+                0
+            }
+            Kind::TcpRecvTimer | Kind::TcpSendTimer => {
+                self.on_tcp_timer(idx);
+                0
+            }
+            Kind::Cancel => 0,
+        }
+    }
+
+    /// Reports the connections the engine closed since the last call.
+    fn deliver_closed(&mut self, f: &mut Callback<'_>) -> usize {
+        let mut n = 0;
+        while let Some(conn) = self.closed.pop_front() {
+            f(&mut EngineHandle { core: self }, Event::TcpClosed { conn });
+            n += 1;
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_clamps() {
+        let cfg = normalize(EngineConfig {
+            entries: 1,
+            udp_buf_count: 3000,
+            udp_buf_size: 0,
+            send_slots: 0,
+            max_tcp_msg: 1 << 20,
+            max_tcp_queue: 0,
+            ..EngineConfig::default()
+        });
+        assert_eq!(cfg.entries, 8);
+        assert_eq!(cfg.udp_buf_count, 4096);
+        assert_eq!(cfg.udp_buf_size, 1);
+        assert_eq!(cfg.send_slots, 1);
+        assert_eq!(cfg.max_tcp_msg, 65535);
+        assert_eq!(cfg.max_tcp_queue, 65537);
+        assert_eq!(normalize(EngineConfig::default()), EngineConfig::default());
+        let big = normalize(EngineConfig {
+            udp_buf_count: u16::MAX,
+            ..EngineConfig::default()
+        });
+        assert_eq!(big.udp_buf_count, 32768);
+    }
+}

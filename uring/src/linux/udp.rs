@@ -1,0 +1,174 @@
+//! UDP: one multishot `RecvMsg` per socket over the shared provided buffer ring, re-armed when
+//! the kernel ends it (`ENOBUFS` when every buffer is out, errors after a back-off), and
+//! replies as `SendMsg` from preallocated send slots.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+
+use io_uring::{cqueue, opcode, types};
+
+use super::mem::BufRing;
+use super::ring::{self, Cqe, Kind};
+use super::{Callback, Core, EngineHandle, UDP_BGID, addr};
+use crate::{Event, SocketId};
+
+/// A UDP socket owned by the engine.
+pub(super) struct UdpSock {
+    sock: UdpSocket,
+    /// A multishot receive is in flight.
+    armed: bool,
+}
+
+impl Core {
+    pub(super) fn add_udp(&mut self, sock: UdpSocket) -> io::Result<SocketId> {
+        sock.set_nonblocking(false)?;
+        let idx = u32::try_from(self.udp.len()).map_err(|_| io::ErrorKind::OutOfMemory)?;
+        self.udp.push(UdpSock { sock, armed: false });
+        if let Err(e) = self.arm_udp(idx) {
+            self.udp.pop();
+            return Err(e);
+        }
+        Ok(SocketId(idx))
+    }
+
+    fn arm_udp(&mut self, idx: u32) -> io::Result<()> {
+        let Some(s) = self.udp.get(idx as usize) else {
+            return Ok(());
+        };
+        if self.closing || s.armed {
+            return Ok(());
+        }
+        let sqe =
+            opcode::RecvMsgMulti::new(types::Fd(s.sock.as_raw_fd()), &*self.recv_hdr, UDP_BGID)
+                .build()
+                .user_data(ring::tag(Kind::UdpRecv, idx));
+        // SAFETY: the msghdr is boxed in `self` for the engine's lifetime (leaked if the drain
+        // fails); the buffers come from the registered ring, which the engine frees only
+        // after every operation completed.
+        unsafe { self.push(&sqe) }?;
+        self.udp[idx as usize].armed = true;
+        Ok(())
+    }
+
+    pub(super) fn arm_udp_or_retry(&mut self, idx: u32) {
+        if self.arm_udp(idx).is_err() {
+            self.retry.push(ring::tag(Kind::UdpRecv, idx));
+        }
+    }
+
+    /// A completion of socket `idx`'s multishot receive.
+    pub(super) fn on_udp_recv(
+        &mut self,
+        rx: &mut BufRing,
+        idx: u32,
+        c: Cqe,
+        f: &mut Callback<'_>,
+    ) -> usize {
+        let mut delivered = 0;
+        if let Some(bid) = cqueue::buffer_select(c.flags) {
+            if let Ok(len) = usize::try_from(c.res) {
+                if !self.closing && (idx as usize) < self.udp.len() {
+                    // SAFETY: this completion handed buffer `bid` to us; it is recycled just
+                    // below, after the callback returned and the slice is gone.
+                    if let Some(buf) = unsafe { rx.buf(bid, len) } {
+                        delivered = self.deliver_datagram(idx, buf, f);
+                    }
+                }
+            }
+            rx.recycle(bid);
+        }
+        if !cqueue::more(c.flags) {
+            if let Some(s) = self.udp.get_mut(idx as usize) {
+                s.armed = false;
+            }
+            self.udp_recv_ended(rx, idx, c.res);
+        }
+        delivered
+    }
+
+    fn deliver_datagram(&mut self, idx: u32, buf: &[u8], f: &mut Callback<'_>) -> usize {
+        let Ok(out) = io_uring::types::RecvMsgOut::parse(buf, &self.recv_hdr) else {
+            self.stats.udp_recv_errors += 1;
+            return 0;
+        };
+        let Some(peer) = addr::parse_name(out.name_data()) else {
+            self.stats.udp_recv_errors += 1;
+            return 0;
+        };
+        let truncated = out.is_payload_truncated();
+        self.stats.udp_received += 1;
+        self.stats.udp_truncated += u64::from(truncated);
+        let event = Event::Udp {
+            sock: SocketId(idx),
+            peer,
+            data: out.payload_data(),
+            truncated,
+        };
+        f(&mut EngineHandle { core: self }, event);
+        1
+    }
+
+    /// The kernel ended socket `idx`'s multishot receive: arm it again.
+    fn udp_recv_ended(&mut self, rx: &mut BufRing, idx: u32, res: i32) {
+        if self.closing || idx as usize >= self.udp.len() {
+            return;
+        }
+        self.stats.udp_rearms += 1;
+        if res == -libc::ENOBUFS {
+            // Every buffer was out; the ones handed back so far must be visible first.
+            self.stats.udp_no_buffers += 1;
+            rx.publish();
+            self.arm_udp_or_retry(idx);
+        } else if res < 0 {
+            self.stats.udp_recv_errors += 1;
+            self.backoff(Kind::UdpBackoff, idx, Kind::UdpRecv);
+        } else {
+            self.arm_udp_or_retry(idx);
+        }
+    }
+
+    pub(super) fn send_udp(
+        &mut self,
+        sock: SocketId,
+        peer: SocketAddr,
+        data: &[u8],
+    ) -> io::Result<()> {
+        let Some(s) = self.udp.get(sock.0 as usize) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "unknown SocketId",
+            ));
+        };
+        let fd = s.sock.as_raw_fd();
+        if data.len() > self.slots.size() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "reply larger than udp_send_size",
+            ));
+        }
+        let Some((slot, hdr)) = self.slots.fill(peer, data) else {
+            self.stats.udp_send_slot_exhausted += 1;
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let sqe = opcode::SendMsg::new(types::Fd(fd), hdr)
+            .build()
+            .user_data(ring::tag(Kind::UdpSend, slot));
+        // SAFETY: header, iovec, address and payload live in send slot `slot`, which only this
+        // operation's completion releases (or the line below, if it never reached the ring).
+        if let Err(e) = unsafe { self.push(&sqe) } {
+            self.slots.release(slot);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_udp_send(&mut self, slot: u32, res: i32) {
+        self.slots.release(slot);
+        if res < 0 {
+            self.stats.udp_send_errors += 1;
+        } else {
+            self.stats.udp_sent += 1;
+        }
+    }
+}
