@@ -182,7 +182,7 @@ impl Dispenser {
     /// caddy `SyntaxErr`.
     pub fn syntax_err(&self, expected: &'static str) -> Diagnostic {
         Diagnostic {
-            plugin: None,
+            plugin: Vec::new(),
             kind: DiagnosticKind::Syntax {
                 file: self.file(),
                 line: self.line(),

@@ -40,11 +40,12 @@ pub enum DiagnosticKind {
     Inspect(String),
 }
 
-/// A configuration error. `plugin` is set for errors raised by a plugin's setup.
+/// A configuration error. `plugin` lists the `plugin/NAME: ` prefixes, outermost
+/// first (CoreDNS's setups sometimes wrap an error twice, and so do we).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// The directive whose setup failed, if any (adds the `plugin/NAME: ` prefix).
-    pub plugin: Option<String>,
+    /// `plugin/NAME: ` prefixes, outermost first.
+    pub plugin: Vec<String>,
     /// The error itself.
     pub kind: DiagnosticKind,
 }
@@ -52,25 +53,24 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A located parse error.
     pub fn parse(file: Arc<str>, line: u32, message: impl Into<String>) -> Self {
-        Self { plugin: None, kind: DiagnosticKind::Parse { file, line, message: message.into() } }
+        Self { plugin: Vec::new(), kind: DiagnosticKind::Parse { file, line, message: message.into() } }
     }
 
     /// A message without location.
     pub fn plain(message: impl Into<String>) -> Self {
-        Self { plugin: None, kind: DiagnosticKind::Plain(message.into()) }
+        Self { plugin: Vec::new(), kind: DiagnosticKind::Plain(message.into()) }
     }
 
     /// A server-block key error.
     pub fn inspect(message: impl Into<String>) -> Self {
-        Self { plugin: None, kind: DiagnosticKind::Inspect(message.into()) }
+        Self { plugin: Vec::new(), kind: DiagnosticKind::Inspect(message.into()) }
     }
 
-    /// Attributes the diagnostic to plugin `name` (idempotent).
+    /// Wraps the diagnostic as CoreDNS's `plugin.Error(name, err)` does: one more
+    /// `plugin/NAME: ` prefix.
     #[must_use]
     pub fn in_plugin(mut self, name: &str) -> Self {
-        if self.plugin.is_none() {
-            self.plugin = Some(name.to_owned());
-        }
+        self.plugin.insert(0, name.to_owned());
         self
     }
 
@@ -87,7 +87,7 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(p) = &self.plugin {
+        for p in &self.plugin {
             write!(f, "plugin/{p}: ")?;
         }
         match &self.kind {

@@ -170,7 +170,7 @@ impl Parser<'_> {
 
     fn syntax_err(&self, expected: &'static str) -> Diagnostic {
         Diagnostic {
-            plugin: None,
+            plugin: Vec::new(),
             kind: DiagnosticKind::Syntax {
                 file: self.file(),
                 line: self.line(),

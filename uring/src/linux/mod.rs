@@ -136,12 +136,17 @@ impl Engine {
     /// back to cooperative task work, then to none), the UDP buffer ring, the send slots and
     /// the notification eventfd.
     pub fn new(cfg: EngineConfig) -> io::Result<Self> {
+        Self::with_setup(cfg, 0)
+    }
+
+    /// [`Engine::new`], trying ring setups from number `first` on (see `ring::build`).
+    fn with_setup(cfg: EngineConfig, first: u8) -> io::Result<Self> {
         let cfg = normalize(cfg);
         let cq = cfg
             .entries
             .saturating_mul(4)
             .max(u32::from(cfg.udp_buf_count) * 2);
-        let setup = ring::build(cfg.entries, cq)?;
+        let setup = ring::build(cfg.entries, cq, first)?;
         let rx = BufRing::new(cfg.udp_buf_count, RECV_HEADER + cfg.udp_buf_size, UDP_BGID)?;
         rx.register(&setup.ring.submitter())?;
         let slots = SendSlots::new(cfg.send_slots, cfg.udp_send_size)?;
@@ -283,8 +288,12 @@ impl Engine {
         let mut delivered = core.deliver_closed(f);
         {
             let sq = core.ring.submission();
-            let enter =
-                sq.cq_overflow() || (core.defer_taskrun && (!core.taskrun_flag || sq.taskrun()));
+            // Task work must run (and overflowed completions be flushed) in the kernel before
+            // their completions show: always needed with deferred task work unless the
+            // kernel flags it, and when flagged with cooperative task work.
+            let enter = sq.cq_overflow()
+                || (core.taskrun_flag && sq.taskrun())
+                || (core.defer_taskrun && !core.taskrun_flag);
             drop(sq);
             if enter {
                 let _ = ring::get_events(&core.ring);
@@ -516,31 +525,4 @@ impl Core {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalize_clamps() {
-        let cfg = normalize(EngineConfig {
-            entries: 1,
-            udp_buf_count: 3000,
-            udp_buf_size: 0,
-            send_slots: 0,
-            max_tcp_msg: 1 << 20,
-            max_tcp_queue: 0,
-            ..EngineConfig::default()
-        });
-        assert_eq!(cfg.entries, 8);
-        assert_eq!(cfg.udp_buf_count, 4096);
-        assert_eq!(cfg.udp_buf_size, 1);
-        assert_eq!(cfg.send_slots, 1);
-        assert_eq!(cfg.max_tcp_msg, 65535);
-        assert_eq!(cfg.max_tcp_queue, 65537);
-        assert_eq!(normalize(EngineConfig::default()), EngineConfig::default());
-        let big = normalize(EngineConfig {
-            udp_buf_count: u16::MAX,
-            ..EngineConfig::default()
-        });
-        assert_eq!(big.udp_buf_count, 32768);
-    }
-}
+mod tests;

@@ -81,9 +81,10 @@ pub(super) struct Setup {
 /// Builds a ring of `entries` SQ and `cq_entries` CQ entries with the best setup flags the
 /// kernel accepts: single issuer with deferred task work (6.1), else cooperative task work
 /// (5.19), else none. `EINVAL` moves on to the next set; other errors are returned.
-pub(super) fn build(entries: u32, cq_entries: u32) -> io::Result<Setup> {
+/// `first` skips the better sets (tests use it to exercise the fallbacks).
+pub(super) fn build(entries: u32, cq_entries: u32, first: u8) -> io::Result<Setup> {
     let mut last = None;
-    for attempt in 0..5 {
+    for attempt in first..5 {
         let mut b = IoUring::builder();
         b.setup_cqsize(cq_entries).setup_clamp();
         let (defer_taskrun, taskrun_flag) = match attempt {

@@ -1,0 +1,213 @@
+//! Batched UDP on a tokio socket.
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::io::Interest;
+use std::sync::Arc;
+
+use tokio::net::UdpSocket;
+
+/// Datagrams per `recvmmsg`/`sendmmsg` call.
+pub const BATCH: usize = 32;
+
+/// Receive buffers and a send queue for one socket.
+pub struct UdpBatch {
+    sock: Arc<UdpSocket>,
+    bufs: Vec<Vec<u8>>,
+    lens: [usize; BATCH],
+    peers: [Option<SocketAddr>; BATCH],
+    truncated: [bool; BATCH],
+    n: usize,
+    out: Vec<Vec<u8>>,
+    out_to: [Option<SocketAddr>; BATCH],
+    out_n: usize,
+    #[cfg(target_os = "linux")]
+    rx_hdrs: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+    #[cfg(target_os = "linux")]
+    tx_hdrs: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+    /// Replies dropped because the socket would block.
+    pub send_drops: u64,
+}
+
+impl UdpBatch {
+    /// Wraps `sock`; `buf_size` is the receive buffer per datagram.
+    pub fn new(sock: Arc<UdpSocket>, buf_size: usize) -> Self {
+        Self {
+            sock,
+            bufs: (0..BATCH).map(|_| vec![0u8; buf_size]).collect(),
+            lens: [0; BATCH],
+            peers: [None; BATCH],
+            truncated: [false; BATCH],
+            n: 0,
+            out: (0..BATCH).map(|_| Vec::with_capacity(512)).collect(),
+            out_to: [None; BATCH],
+            out_n: 0,
+            #[cfg(target_os = "linux")]
+            rx_hdrs: nix::sys::socket::MultiHeaders::preallocate(BATCH, None),
+            #[cfg(target_os = "linux")]
+            tx_hdrs: nix::sys::socket::MultiHeaders::preallocate(BATCH, None),
+            send_drops: 0,
+        }
+    }
+
+    /// The socket (shared with tasks that answer parked queries later).
+    pub fn socket(&self) -> &Arc<UdpSocket> {
+        &self.sock
+    }
+
+    /// Waits for datagrams and receives a batch; returns how many.
+    pub async fn recv(&mut self) -> io::Result<usize> {
+        loop {
+            self.sock.readable().await?;
+            match self.try_recv() {
+                Ok(0) => continue,
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn try_recv(&mut self) -> io::Result<usize> {
+        use nix::sys::socket::{recvmmsg, MsgFlags};
+        use std::io::IoSliceMut;
+        use std::os::fd::AsRawFd;
+
+        let fd = self.sock.as_raw_fd();
+        let Self { sock, bufs, lens, peers, truncated, n, rx_hdrs, .. } = self;
+        let got = sock.try_io(Interest::READABLE, || {
+            let mut arr: [[IoSliceMut<'_>; 1]; BATCH] = {
+                let mut it = bufs.iter_mut();
+                std::array::from_fn(|_| match it.next() {
+                    Some(b) => [IoSliceMut::new(b.as_mut_slice())],
+                    None => [IoSliceMut::new(&mut [])],
+                })
+            };
+            let res = recvmmsg(fd, rx_hdrs, arr.iter_mut(), MsgFlags::MSG_DONTWAIT, None).map_err(io::Error::from)?;
+            let mut k = 0;
+            for r in res {
+                lens[k] = r.bytes;
+                truncated[k] = r.flags.contains(MsgFlags::MSG_TRUNC);
+                peers[k] = r.address.and_then(|a: nix::sys::socket::SockaddrStorage| {
+                    if let Some(v4) = a.as_sockaddr_in() {
+                        Some(SocketAddr::from((v4.ip(), v4.port())))
+                    } else {
+                        a.as_sockaddr_in6().map(|v6| SocketAddr::from((v6.ip(), v6.port())))
+                    }
+                });
+                k += 1;
+            }
+            Ok(k)
+        })?;
+        *n = got;
+        Ok(got)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn try_recv(&mut self) -> io::Result<usize> {
+        let mut k = 0;
+        while k < BATCH {
+            match self.sock.try_recv_from(&mut self.bufs[k]) {
+                Ok((len, peer)) => {
+                    self.lens[k] = len;
+                    self.peers[k] = Some(peer);
+                    self.truncated[k] = false;
+                    k += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && k > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        self.n = k;
+        Ok(k)
+    }
+
+    /// Datagram `i` of the last batch: bytes, sender, and whether it was cut.
+    pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr, bool)> {
+        if i >= self.n {
+            return None;
+        }
+        Some((&self.bufs[i][..self.lens[i].min(self.bufs[i].len())], self.peers[i]?, self.truncated[i]))
+    }
+
+    /// Runs `f` over every datagram of the last batch; `f` writes a reply into
+    /// the given buffer and returns where to send it (or `None`). Replies are
+    /// queued and sent with [`Self::flush`].
+    pub fn process(&mut self, mut f: impl FnMut(&[u8], SocketAddr, bool, &mut Vec<u8>) -> Option<SocketAddr>) {
+        for i in 0..self.n {
+            let Some(peer) = self.peers[i] else { continue };
+            if self.out_n == BATCH {
+                self.flush();
+            }
+            let data = &self.bufs[i][..self.lens[i].min(self.bufs[i].len())];
+            let slot = &mut self.out[self.out_n];
+            if let Some(to) = f(data, peer, self.truncated[i], slot) {
+                self.out_to[self.out_n] = Some(to);
+                self.out_n += 1;
+            }
+        }
+    }
+
+    /// Queues a reply (copied); flushes first when the queue is full.
+    pub fn queue(&mut self, data: &[u8], to: SocketAddr) {
+        if self.out_n == BATCH {
+            self.flush();
+        }
+        let slot = &mut self.out[self.out_n];
+        slot.clear();
+        slot.extend_from_slice(data);
+        self.out_to[self.out_n] = Some(to);
+        self.out_n += 1;
+    }
+
+    /// Sends every queued reply (one `sendmmsg` on Linux). Replies the kernel
+    /// won't take right now are dropped and counted, as a UDP server must.
+    pub fn flush(&mut self) {
+        if self.out_n == 0 {
+            return;
+        }
+        let mut sent = 0;
+        while sent < self.out_n {
+            match self.try_send_from(sent) {
+                Ok(0) => break,
+                Ok(k) => sent += k,
+                Err(_) => {
+                    // Skip the datagram that failed (e.g. unreachable peer).
+                    self.send_drops += 1;
+                    sent += 1;
+                }
+            }
+        }
+        self.out_n = 0;
+    }
+
+    #[cfg(target_os = "linux")]
+    fn try_send_from(&mut self, from: usize) -> io::Result<usize> {
+        use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, SockaddrStorage};
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+
+        let fd = self.sock.as_raw_fd();
+        let count = self.out_n - from;
+        let Self { out, out_to, tx_hdrs, .. } = self;
+        let slices: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|i| {
+            let idx = from + i;
+            if i < count { [IoSlice::new(&out[idx])] } else { [IoSlice::new(&[])] }
+        });
+        let addrs: [Option<SockaddrStorage>; BATCH] =
+            std::array::from_fn(|i| if i < count { out_to[from + i].map(SockaddrStorage::from) } else { None });
+        let cmsgs: [ControlMessage<'_>; 0] = [];
+        let res = sendmmsg(fd, tx_hdrs, slices[..count].iter(), &addrs[..count], cmsgs, MsgFlags::MSG_DONTWAIT)
+            .map_err(io::Error::from)?;
+        Ok(res.count())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn try_send_from(&mut self, from: usize) -> io::Result<usize> {
+        let to = self.out_to[from].ok_or_else(|| io::Error::other("no address"))?;
+        self.sock.try_send_to(&self.out[from], to)?;
+        Ok(1)
+    }
+}

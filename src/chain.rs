@@ -1,0 +1,223 @@
+//! The plugin chain: per-request context, the request phase in plugin.cfg order,
+//! the response phase in reverse, and parking for plugins that wait on I/O.
+//!
+//! A plugin's request hook returns [`Flow`]: pass to the next plugin, return a
+//! [`Status`] (CoreDNS's `(rcode, err)`; a reply may or may not have been
+//! written), or park. A parked query continues in [`Chain::resume`], an async
+//! fn run on the worker's own runtime, and finishes exactly like a synchronous one.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::plugins::Plugin;
+use crate::wire::{hdr, Builder, Request};
+
+/// Transport as plugins see it (`{proto}`): DoT/DoH/gRPC count as tcp, DoQ/DoH3 as udp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+impl Proto {
+    /// `udp` / `tcp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+/// Why a plugin failed a request (logged once, by *errors*).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The last plugin passed the query on (`plugin/NAME: no next plugin found`).
+    NoNextPlugin,
+    /// A configured delay or behaviour of a test plugin.
+    Erratic,
+}
+
+/// A plugin error: which plugin, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginError {
+    /// Plugin name.
+    pub plugin: &'static str,
+    /// What went wrong.
+    pub kind: ErrorKind,
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ErrorKind::NoNextPlugin => write!(f, "plugin/{}: no next plugin found", self.plugin),
+            ErrorKind::Erratic => write!(f, "plugin/{}: erratic failure", self.plugin),
+        }
+    }
+}
+
+/// What a handler returned: CoreDNS's `(int, error)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The returned rcode.
+    pub rcode: u16,
+    /// The returned error.
+    pub err: Option<PluginError>,
+}
+
+impl Status {
+    /// A plain return code.
+    pub fn rcode(rcode: u16) -> Self {
+        Self { rcode, err: None }
+    }
+}
+
+/// CoreDNS `plugin.ClientWrite`: false for the rcodes the server answers itself.
+pub fn client_write(rcode: u16) -> bool {
+    !matches!(rcode, 2 | 5 | 1 | 4)
+}
+
+/// A request hook's decision.
+#[derive(Debug)]
+pub enum Flow {
+    /// Pass to the next plugin.
+    Next,
+    /// Stop here with this status.
+    Return(Status),
+    /// Wait for I/O: the query continues in [`Chain::resume`] at this plugin.
+    Park,
+}
+
+/// Request modifications and per-request state plugins share.
+#[derive(Debug, Clone, Copy)]
+pub struct ReqState {
+    /// The client's EDNS UDP size as plugins see it (lowered by *bufsize*).
+    pub udp_size: Option<u16>,
+    /// Request header flags as plugins see them (changed by *header*).
+    pub flags: u16,
+    /// When the query entered the chain.
+    pub start: Instant,
+    /// State a parking plugin carries to its async half.
+    pub park: u32,
+}
+
+/// Everything a plugin sees of one query.
+pub struct Ctx<'a> {
+    /// The query.
+    pub req: Request<'a>,
+    /// Transport.
+    pub proto: Proto,
+    /// Client address.
+    pub peer: SocketAddr,
+    /// Local address (the bound address on a wildcard UDP listener, as CoreDNS logs it).
+    pub local: SocketAddr,
+    /// The reply buffer; meaningful when `written`.
+    pub resp: &'a mut Vec<u8>,
+    /// Whether a plugin wrote a reply.
+    pub written: bool,
+    /// Shared request state.
+    pub st: ReqState,
+    /// Scratch space for plugins that rebuild messages.
+    pub scratch: &'a mut Vec<u8>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context for `req`.
+    pub fn new(
+        req: Request<'a>,
+        proto: Proto,
+        peer: SocketAddr,
+        local: SocketAddr,
+        resp: &'a mut Vec<u8>,
+        scratch: &'a mut Vec<u8>,
+        now: Instant,
+    ) -> Self {
+        let st = ReqState { udp_size: req.opt.map(|o| o.udp_size), flags: req.flags(), start: now, park: 0 };
+        resp.clear();
+        Self { req, proto, peer, local, resp, written: false, st, scratch }
+    }
+
+    /// The normalised size a reply must fit (request `Size()`): 65535 for TCP,
+    /// else max(EDNS size, 512).
+    pub fn size(&self) -> u16 {
+        match self.proto {
+            Proto::Tcp => 65535,
+            Proto::Udp => self.st.udp_size.unwrap_or(0).max(512),
+        }
+    }
+
+    /// Starts the reply (miekg `SetReply`, with the request flags as plugins
+    /// changed them). Set `written` after finishing it.
+    pub fn reply(&mut self) -> Builder<'_> {
+        Builder::reply_flags(self.resp, &self.req, self.st.flags)
+    }
+
+    /// DO bit of the request.
+    pub fn do_bit(&self) -> bool {
+        self.req.do_bit()
+    }
+
+    /// Rcode of the written reply (4 bits + none for extended), if written.
+    pub fn written_rcode(&self) -> Option<u16> {
+        self.written.then(|| u16::from(hdr::rcode(self.resp)))
+    }
+}
+
+/// One server block's chain.
+pub struct Chain {
+    /// Handler plugins in plugin.cfg order.
+    pub plugins: Vec<Plugin>,
+}
+
+impl Chain {
+    /// Runs the request phase from `from`; `Err(i)` when plugin `i` parked.
+    fn forward_from(&self, ctx: &mut Ctx<'_>, from: usize) -> Result<(usize, Status), usize> {
+        for i in from..self.plugins.len() {
+            match self.plugins[i].serve(ctx) {
+                Flow::Next => {}
+                Flow::Return(st) => return Ok((i, st)),
+                Flow::Park => return Err(i),
+            }
+        }
+        let last = self.plugins.len().saturating_sub(1);
+        let name = self.plugins.get(last).map_or("chain", Plugin::name);
+        Ok((last, Status { rcode: 2, err: Some(PluginError { plugin: name, kind: ErrorKind::NoNextPlugin }) }))
+    }
+
+    /// Runs the response phase for plugins `0..=upto`, innermost first.
+    fn respond(&self, ctx: &mut Ctx<'_>, upto: usize, mut st: Status) -> Status {
+        for p in self.plugins[..=upto.min(self.plugins.len().saturating_sub(1))].iter().rev() {
+            p.respond(ctx, &mut st);
+        }
+        st
+    }
+
+    /// Runs the whole chain synchronously; `None` if a plugin parked (call
+    /// [`Self::resume`] with the returned index, on an owned copy of the query).
+    pub fn run(&self, ctx: &mut Ctx<'_>) -> Result<Status, usize> {
+        let (i, st) = self.forward_from(ctx, 0)?;
+        Ok(self.respond(ctx, i, st))
+    }
+
+    /// Continues a query parked at plugin `at`.
+    pub async fn resume(&self, ctx: &mut Ctx<'_>, mut at: usize) -> Status {
+        loop {
+            let (i, st) = match self.plugins[at].serve_async(ctx).await {
+                Flow::Next => match self.forward_from(ctx, at + 1) {
+                    Ok(r) => r,
+                    Err(p) => {
+                        at = p;
+                        continue;
+                    }
+                },
+                Flow::Return(st) => (at, st),
+                Flow::Park => (at, Status::rcode(2)),
+            };
+            return self.respond(ctx, i, st);
+        }
+    }
+}

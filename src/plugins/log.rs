@@ -1,0 +1,466 @@
+//! *log*: one line per query in CoreDNS's format (plugins.md B, `log`).
+//!
+//! Rules are matched first-wins by name scope; the class filter uses CoreDNS's
+//! response typing ([`typify`]). The format is compiled once into segments;
+//! a line is rendered into a thread-local buffer and written with one call.
+//!
+//! CoreDNS: `plugin/log/log.go`, `setup.go`, `plugin/pkg/replacer`, `plugin/pkg/response`.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use corefile::keys::fqdn;
+use corefile::{Diagnostic, Dispenser};
+
+use crate::chain::{client_write, Ctx, Flow, Status};
+use crate::clog;
+use crate::wire::{hdr, types, MsgIndex, Name};
+
+/// CoreDNS's `CommonLogFormat`.
+pub const COMMON: &str =
+    r#"{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" {rcode} {>rflags} {rsize} {duration}"#;
+/// CoreDNS's `CombinedLogFormat`.
+pub const COMBINED: &str = concat!(
+    r#"{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" {rcode} {>rflags} {rsize} {duration}"#,
+    r#" "{>opcode}""#
+);
+
+/// Response classes for the `class` filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RespClass {
+    /// Everything.
+    All,
+    /// NOERROR, delegations.
+    Success,
+    /// NXDOMAIN, NODATA.
+    Denial,
+    /// The rest.
+    Error,
+}
+
+/// CoreDNS `response.Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RespType {
+    /// Positive answer.
+    NoError,
+    /// NXDOMAIN.
+    NameError,
+    /// NOERROR with SOA in authority.
+    NoData,
+    /// Referral.
+    Delegation,
+    /// NOTIFY, AXFR/IXFR.
+    Meta,
+    /// UPDATE.
+    Update,
+    /// SERVFAIL/NOTIMP.
+    ServerError,
+    /// Anything else.
+    OtherError,
+}
+
+/// CoreDNS `response.Typify` over wire bytes (DNSSEC expiry check omitted:
+/// ringdns does not serve signatures of its own yet).
+pub fn typify(m: &[u8], idx: &MsgIndex) -> RespType {
+    let opcode = hdr::opcode(m);
+    if opcode == 5 {
+        return RespType::Update;
+    }
+    if opcode == 4 {
+        return RespType::Meta;
+    }
+    if hdr::counts(m)[0] > 0 {
+        if let Ok(qend) = Name::skip(m, 12) {
+            if qend + 2 <= m.len() {
+                let qt = crate::wire::be16(m, qend);
+                if qt == 252 || qt == 251 {
+                    return RespType::Meta;
+                }
+            }
+        }
+    }
+    let rcode = hdr::rcode(m);
+    let answers = idx.count(1);
+    if answers > 0 && rcode == 0 {
+        return RespType::NoError;
+    }
+    if answers > 0 && rcode == 3 {
+        return RespType::OtherError;
+    }
+    let soa = idx.section(2).any(|r| r.rtype == 6);
+    let ns = idx.section(2).filter(|r| r.rtype == 2).count();
+    if soa && rcode == 0 {
+        return RespType::NoData;
+    }
+    if rcode == 3 {
+        return RespType::NameError;
+    }
+    if rcode == 2 || rcode == 4 {
+        return RespType::ServerError;
+    }
+    if ns > 0 && rcode == 0 {
+        return RespType::Delegation;
+    }
+    if rcode == 0 {
+        return RespType::NoError;
+    }
+    RespType::OtherError
+}
+
+/// CoreDNS `response.Classify`.
+pub fn classify(t: RespType) -> RespClass {
+    match t {
+        RespType::NoError | RespType::Delegation => RespClass::Success,
+        RespType::NameError | RespType::NoData => RespClass::Denial,
+        _ => RespClass::Error,
+    }
+}
+
+impl RespType {
+    /// The metadata value `log/type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoError => "NOERROR",
+            Self::NameError => "NXDOMAIN",
+            Self::NoData => "NODATA",
+            Self::Delegation => "DELEGATION",
+            Self::Meta => "META",
+            Self::Update => "UPDATE",
+            Self::ServerError => "SERVERERROR",
+            Self::OtherError => "OTHERERROR",
+        }
+    }
+}
+
+/// One placeholder of a format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Label {
+    Type,
+    Name,
+    Class,
+    Proto,
+    Size,
+    Remote,
+    Port,
+    Local,
+    Id,
+    Opcode,
+    Do,
+    Bufsize,
+    Rcode,
+    Rsize,
+    Duration,
+    Rflags,
+}
+
+/// A compiled format segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Lit(String),
+    Label(Label),
+    Meta(String),
+}
+
+fn label(s: &str) -> Option<Label> {
+    Some(match s {
+        "{type}" => Label::Type,
+        "{name}" => Label::Name,
+        "{class}" => Label::Class,
+        "{proto}" => Label::Proto,
+        "{size}" => Label::Size,
+        "{remote}" => Label::Remote,
+        "{port}" => Label::Port,
+        "{local}" => Label::Local,
+        "{>id}" => Label::Id,
+        "{>opcode}" => Label::Opcode,
+        "{>do}" => Label::Do,
+        "{>bufsize}" => Label::Bufsize,
+        "{rcode}" => Label::Rcode,
+        "{rsize}" => Label::Rsize,
+        "{duration}" => Label::Duration,
+        "{>rflags}" => Label::Rflags,
+        _ => return None,
+    })
+}
+
+/// CoreDNS replacer `parseFormat`: scan for `}`, then the nearest `{` before it.
+fn compile(mut s: &str) -> Vec<Seg> {
+    let mut out = Vec::new();
+    while let Some(j) = s.find('}') {
+        let Some(i) = s[..j].rfind('{') else {
+            out.push(Seg::Lit(s[..=j].to_owned()));
+            s = &s[j + 1..];
+            continue;
+        };
+        let val = &s[i..=j];
+        let seg = if let Some(l) = label(val) {
+            Seg::Label(l)
+        } else if let Some(m) = val.strip_prefix("{/") {
+            Seg::Meta(m[..m.len() - 1].to_owned())
+        } else {
+            Seg::Lit(s[..=j].to_owned())
+        };
+        if i != 0 && !matches!(seg, Seg::Lit(_)) {
+            out.push(Seg::Lit(s[..i].to_owned()));
+        }
+        out.push(seg);
+        s = &s[j + 1..];
+    }
+    if !s.is_empty() {
+        out.push(Seg::Lit(s.to_owned()));
+    }
+    // Merge adjacent literals.
+    let mut merged: Vec<Seg> = Vec::with_capacity(out.len());
+    for seg in out {
+        match (merged.last_mut(), seg) {
+            (Some(Seg::Lit(a)), Seg::Lit(b)) => a.push_str(&b),
+            (_, seg) => merged.push(seg),
+        }
+    }
+    merged
+}
+
+/// One rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Name scope (FQDN as written; matched case-insensitively).
+    pub scope: String,
+    /// Format with `{common}`/`{combined}` expanded.
+    pub format: String,
+    /// Classes; empty = all.
+    pub classes: Vec<RespClass>,
+}
+
+/// Parsed configuration.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Rules in Corefile order.
+    pub rules: Vec<Rule>,
+}
+
+fn class_from_str(s: &str) -> Result<RespClass, Diagnostic> {
+    Ok(match s {
+        "all" => RespClass::All,
+        "success" => RespClass::Success,
+        "denial" => RespClass::Denial,
+        "error" => RespClass::Error,
+        _ => return Err(Diagnostic::plain(format!("invalid Class: {s}")).in_plugin("log")),
+    })
+}
+
+/// Setup (CoreDNS `logParse`).
+pub fn setup(d: &mut Dispenser) -> Result<LogConfig, Diagnostic> {
+    let mut rules: Vec<Rule> = Vec::new();
+    while d.next() {
+        let mut args = d.remaining_args();
+        let first_new = rules.len();
+        match args.len() {
+            0 => rules.push(Rule { scope: ".".into(), format: COMMON.into(), classes: Vec::new() }),
+            1 => rules.push(Rule { scope: fqdn(&args[0]), format: COMMON.into(), classes: Vec::new() }),
+            _ => {
+                let mut format = COMMON.to_owned();
+                if args.last().is_some_and(|a| a.contains('{')) {
+                    let f = args.pop().unwrap_or_default();
+                    format = f.replace("{common}", COMMON).replace("{combined}", COMBINED);
+                }
+                for a in &args {
+                    rules.push(Rule { scope: fqdn(a), format: format.clone(), classes: Vec::new() });
+                }
+            }
+        }
+        let mut classes = Vec::new();
+        while d.next_block() {
+            match d.val() {
+                "class" => {
+                    let cs = d.remaining_args();
+                    if cs.is_empty() {
+                        return Err(d.arg_err().in_plugin("log"));
+                    }
+                    for c in cs {
+                        let c = class_from_str(&c)?;
+                        if !classes.contains(&c) {
+                            classes.push(c);
+                        }
+                    }
+                }
+                other => return Err(d.err(format!("unknown property '{other}'")).in_plugin("log")),
+            }
+        }
+        for r in &mut rules[first_new..] {
+            r.classes = classes.clone();
+        }
+    }
+    Ok(LogConfig { rules })
+}
+
+struct CompiledRule {
+    scope: Name,
+    segs: Vec<Seg>,
+    all: bool,
+    classes: Vec<RespClass>,
+}
+
+/// The runtime plugin.
+pub struct Log {
+    rules: Vec<CompiledRule>,
+}
+
+thread_local! {
+    static LINE: RefCell<String> = RefCell::new(String::with_capacity(256));
+}
+
+impl Log {
+    /// Compiles the formats.
+    pub fn new(c: &LogConfig) -> Self {
+        let rules = c
+            .rules
+            .iter()
+            .map(|r| CompiledRule {
+                scope: Name::parse(&r.scope).unwrap_or_default(),
+                segs: compile(&r.format),
+                all: r.classes.is_empty() || r.classes.contains(&RespClass::All),
+                classes: r.classes.clone(),
+            })
+            .collect();
+        Self { rules }
+    }
+
+    fn rule_for(&self, ctx: &Ctx<'_>) -> Option<&CompiledRule> {
+        self.rules.iter().find(|r| ctx.req.qname.is_subdomain_of(&r.scope))
+    }
+
+    /// Request hook: nothing to do but pass on (the start time is in the context).
+    pub fn serve(&self, _ctx: &mut Ctx<'_>) -> Flow {
+        Flow::Next
+    }
+
+    /// Response hook: classify and log.
+    pub fn respond(&self, ctx: &mut Ctx<'_>, st: &mut Status) {
+        let Some(rule) = self.rule_for(ctx) else { return };
+        // Nothing written and an error rcode: log the reply the server will send.
+        let mut synth = Vec::new();
+        let msg: Option<&[u8]> = if ctx.written {
+            Some(&ctx.resp[..])
+        } else if !client_write(st.rcode) {
+            crate::wire::bare_reply(&mut synth, &ctx.req, st.rcode as u8);
+            Some(&synth[..])
+        } else {
+            None
+        };
+        if !rule.all {
+            let t = match msg.and_then(|m| MsgIndex::parse(m).map(|i| (m, i))) {
+                Some((m, idx)) => typify(m, &idx),
+                None => RespType::OtherError,
+            };
+            if !rule.classes.contains(&classify(t)) {
+                return;
+            }
+        }
+        LINE.with(|l| {
+            let mut line = l.borrow_mut();
+            line.clear();
+            line.push_str("[INFO] ");
+            render(&rule.segs, ctx, msg, &mut line);
+            clog::raw(&line);
+        });
+    }
+}
+
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let _ = write!(out, "{v4}");
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "[{v6}]");
+        }
+    }
+}
+
+fn render(segs: &[Seg], ctx: &Ctx<'_>, msg: Option<&[u8]>, out: &mut String) {
+    for s in segs {
+        match s {
+            Seg::Lit(l) => out.push_str(l),
+            Seg::Meta(_) => out.push('-'),
+            Seg::Label(l) => match l {
+                Label::Type => types::type_to_string(ctx.req.qtype, out),
+                Label::Name => {
+                    let lower = ctx.req.qname.to_lowercase();
+                    lower.write_presentation(out);
+                }
+                Label::Class => types::class_to_string(ctx.req.qclass, out),
+                Label::Proto => out.push_str(ctx.proto.as_str()),
+                Label::Size => {
+                    let _ = write!(out, "{}", ctx.req.size());
+                }
+                Label::Remote => push_ip(out, ctx.peer.ip()),
+                Label::Port => {
+                    let _ = write!(out, "{}", ctx.peer.port());
+                }
+                Label::Local => push_ip(out, ctx.local.ip()),
+                Label::Id => {
+                    let _ = write!(out, "{}", ctx.req.id());
+                }
+                Label::Opcode => {
+                    let _ = write!(out, "{}", ctx.req.opcode());
+                }
+                Label::Do => out.push_str(if ctx.do_bit() { "true" } else { "false" }),
+                Label::Bufsize => {
+                    let _ = write!(out, "{}", ctx.size());
+                }
+                Label::Rcode => match msg {
+                    None => out.push('-'),
+                    Some(m) => {
+                        let rc = u16::from(hdr::rcode(m));
+                        match types::rcode_name(rc) {
+                            Some(n) => out.push_str(n),
+                            None => {
+                                let _ = write!(out, "{rc}");
+                            }
+                        }
+                    }
+                },
+                Label::Rsize => {
+                    let _ = write!(out, "{}", msg.map_or(0, <[u8]>::len));
+                }
+                Label::Duration => {
+                    let secs = ctx.st.start.elapsed().as_secs_f64();
+                    let _ = write!(out, "{secs}s");
+                }
+                Label::Rflags => match msg {
+                    None => out.push('-'),
+                    Some(m) => types::flags_to_string(hdr::flags(m), out),
+                },
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compile_like_coredns() {
+        assert_eq!(compile("{ {type} }"), vec![Seg::Lit("{ ".into()), Seg::Label(Label::Type), Seg::Lit(" }".into())]);
+        assert_eq!(compile("{unknown}x"), vec![Seg::Lit("{unknown}x".into())]);
+        assert_eq!(compile("a{/m/x}"), vec![Seg::Lit("a".into()), Seg::Meta("m/x".into())]);
+    }
+
+    #[test]
+    fn setup_rules() {
+        let mut d = Dispenser::from_text("Corefile", "log\nlog a.org\nlog a.org b.org {combined}\nlog {common}");
+        let c = setup(&mut d).expect("setup");
+        let scopes: Vec<&str> = c.rules.iter().map(|r| r.scope.as_str()).collect();
+        assert_eq!(scopes, [".", "a.org.", "a.org.", "b.org.", "{common}."]);
+        assert_eq!(c.rules[2].format, COMBINED);
+        let mut d = Dispenser::from_text("Corefile", "log {\n class bogus\n}");
+        assert_eq!(setup(&mut d).expect_err("bad").to_string(), "plugin/log: invalid Class: bogus");
+        let mut d = Dispenser::from_text("Corefile", "log {\n foo\n}");
+        assert_eq!(
+            setup(&mut d).expect_err("bad").to_string(),
+            "plugin/log: Corefile:2 - Error during parsing: unknown property 'foo'"
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! In-tree plugins: their setup (Corefile tokens → config, errors as CoreDNS
+//! prints them) and their request/response hooks, dispatched statically.
+
+pub mod any;
+pub mod bufsize;
+pub mod chaos;
+pub mod erratic;
+pub mod errors;
+pub mod header;
+pub mod loadbalance;
+pub mod local;
+pub mod log;
+pub mod metadata;
+pub mod minimal;
+pub mod nsid;
+pub mod settings;
+pub mod timeouts;
+pub mod whoami;
+
+use corefile::{Diagnostic, Dispenser};
+
+use crate::chain::{Ctx, Flow, Status};
+use crate::config::SetupCtx;
+
+/// A handler plugin's parsed configuration.
+#[derive(Debug, Clone)]
+pub enum PluginConfig {
+    /// `metadata`.
+    Metadata(metadata::MetadataConfig),
+    /// `cancel` (its timeout lives in the block settings).
+    Cancel,
+    /// `nsid`.
+    Nsid(nsid::NsidConfig),
+    /// `bufsize`.
+    Bufsize(u16),
+    /// `errors`.
+    Errors(errors::ErrorsConfig),
+    /// `log`.
+    Log(log::LogConfig),
+    /// `local`.
+    Local(local::LocalConfig),
+    /// `any`.
+    Any,
+    /// `chaos`.
+    Chaos(chaos::ChaosConfig),
+    /// `loadbalance`.
+    Loadbalance(loadbalance::LoadbalanceConfig),
+    /// `header`.
+    Header(header::HeaderConfig),
+    /// `minimal`.
+    Minimal,
+    /// `erratic`.
+    Erratic(erratic::ErraticConfig),
+    /// `whoami`.
+    Whoami,
+}
+
+/// Runs the setup of directive `name` over its tokens. Non-handler directives
+/// change `ctx.settings` and return `None`.
+pub fn setup(name: &str, d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<Option<PluginConfig>, Diagnostic> {
+    Ok(Some(match name {
+        "root" => return settings::root(d, ctx).map(|()| None),
+        "bind" => return settings::bind(d, ctx).map(|()| None),
+        "debug" => return settings::debug(d, ctx).map(|()| None),
+        "timeouts" => return timeouts::setup(d, ctx).map(|()| None),
+        "cancel" => {
+            settings::cancel(d, ctx)?;
+            PluginConfig::Cancel
+        }
+        "metadata" => PluginConfig::Metadata(metadata::setup(d, ctx)?),
+        "nsid" => PluginConfig::Nsid(nsid::setup(d)?),
+        "bufsize" => PluginConfig::Bufsize(bufsize::setup(d)?),
+        "errors" => PluginConfig::Errors(errors::setup(d)?),
+        "log" => PluginConfig::Log(log::setup(d)?),
+        "local" => PluginConfig::Local(local::setup(d)?),
+        "any" => {
+            any::setup(d)?;
+            PluginConfig::Any
+        }
+        "chaos" => PluginConfig::Chaos(chaos::setup(d)?),
+        "loadbalance" => PluginConfig::Loadbalance(loadbalance::setup(d, ctx)?),
+        "header" => PluginConfig::Header(header::setup(d)?),
+        "minimal" => {
+            minimal::setup(d)?;
+            PluginConfig::Minimal
+        }
+        "erratic" => PluginConfig::Erratic(erratic::setup(d)?),
+        "whoami" => {
+            whoami::setup(d)?;
+            PluginConfig::Whoami
+        }
+        other => return Err(Diagnostic::plain("not supported by ringdns yet").in_plugin(other)),
+    }))
+}
+
+/// A built plugin instance.
+pub enum Plugin {
+    /// `metadata`.
+    Metadata(metadata::Metadata),
+    /// `cancel`.
+    Cancel,
+    /// `nsid`.
+    Nsid(nsid::Nsid),
+    /// `bufsize`.
+    Bufsize(u16),
+    /// `errors`.
+    Errors(errors::Errors),
+    /// `log`.
+    Log(log::Log),
+    /// `local`.
+    Local(local::Local),
+    /// `any`.
+    Any,
+    /// `chaos`.
+    Chaos(chaos::Chaos),
+    /// `loadbalance`.
+    Loadbalance(loadbalance::Loadbalance),
+    /// `header`.
+    Header(header::Header),
+    /// `minimal`.
+    Minimal,
+    /// `erratic`.
+    Erratic(erratic::Erratic),
+    /// `whoami`.
+    Whoami,
+}
+
+impl Plugin {
+    /// Builds the runtime instance from its configuration.
+    pub fn build(c: &PluginConfig) -> Result<Self, String> {
+        Ok(match c {
+            PluginConfig::Metadata(c) => Self::Metadata(metadata::Metadata::new(c)),
+            PluginConfig::Cancel => Self::Cancel,
+            PluginConfig::Nsid(c) => Self::Nsid(nsid::Nsid::new(c)),
+            PluginConfig::Bufsize(n) => Self::Bufsize(*n),
+            PluginConfig::Errors(c) => Self::Errors(errors::Errors::new(c)),
+            PluginConfig::Log(c) => Self::Log(log::Log::new(c)),
+            PluginConfig::Local(c) => Self::Local(local::Local::new(c)),
+            PluginConfig::Any => Self::Any,
+            PluginConfig::Chaos(c) => Self::Chaos(chaos::Chaos::new(c)),
+            PluginConfig::Loadbalance(c) => Self::Loadbalance(loadbalance::Loadbalance::new(c)?),
+            PluginConfig::Header(c) => Self::Header(header::Header::new(c)),
+            PluginConfig::Minimal => Self::Minimal,
+            PluginConfig::Erratic(c) => Self::Erratic(erratic::Erratic::new(c)),
+            PluginConfig::Whoami => Self::Whoami,
+        })
+    }
+
+    /// The directive name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Metadata(_) => "metadata",
+            Self::Cancel => "cancel",
+            Self::Nsid(_) => "nsid",
+            Self::Bufsize(_) => "bufsize",
+            Self::Errors(_) => "errors",
+            Self::Log(_) => "log",
+            Self::Local(_) => "local",
+            Self::Any => "any",
+            Self::Chaos(_) => "chaos",
+            Self::Loadbalance(_) => "loadbalance",
+            Self::Header(_) => "header",
+            Self::Minimal => "minimal",
+            Self::Erratic(_) => "erratic",
+            Self::Whoami => "whoami",
+        }
+    }
+
+    /// Whether this plugin opens non-IN classes on its listener (corefile-spec §7.3).
+    pub fn opens_classes(&self) -> bool {
+        matches!(self, Self::Chaos(_))
+    }
+
+    /// Request hook.
+    pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
+        match self {
+            Self::Metadata(_) | Self::Cancel | Self::Errors(_) | Self::Loadbalance(_) | Self::Minimal => Flow::Next,
+            Self::Nsid(_) => Flow::Next,
+            Self::Bufsize(n) => bufsize::serve(*n, ctx),
+            Self::Log(p) => p.serve(ctx),
+            Self::Local(p) => p.serve(ctx),
+            Self::Any => any::serve(ctx),
+            Self::Chaos(p) => p.serve(ctx),
+            Self::Header(p) => p.serve(ctx),
+            Self::Erratic(p) => p.serve(ctx),
+            Self::Whoami => whoami::serve(ctx),
+        }
+    }
+
+    /// Request hook of a parked query (only plugins that park implement it).
+    pub async fn serve_async(&self, ctx: &mut Ctx<'_>) -> Flow {
+        match self {
+            Self::Erratic(p) => p.serve_async(ctx).await,
+            _ => Flow::Return(Status::rcode(2)),
+        }
+    }
+
+    /// Response hook (innermost first).
+    pub fn respond(&self, ctx: &mut Ctx<'_>, st: &mut Status) {
+        match self {
+            Self::Nsid(p) => p.respond(ctx),
+            Self::Errors(p) => p.respond(ctx, st),
+            Self::Log(p) => p.respond(ctx, st),
+            Self::Loadbalance(p) => p.respond(ctx),
+            Self::Header(p) => p.respond(ctx),
+            Self::Minimal => minimal::respond(ctx),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! *timeouts*: TCP read/write/idle timeouts and `maxtcpqueries` of the block's
+//! listeners (plugins.md A).
+//!
+//! CoreDNS: `plugin/timeouts/timeouts.go`.
+
+use std::time::Duration;
+
+use corefile::keys::go_atoi;
+use corefile::values::{format_go_duration, parse_go_duration};
+use corefile::{Diagnostic, Dispenser};
+
+use crate::config::SetupCtx;
+
+/// Connection timeouts (CoreDNS defaults: read 3 s, write 5 s, idle 10 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// First-read timeout of a TCP connection.
+    pub read: Duration,
+    /// Write timeout.
+    pub write: Duration,
+    /// Idle time allowed between queries.
+    pub idle: Duration,
+    /// Queries per TCP connection (-1 unlimited).
+    pub max_tcp_queries: i64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            read: Duration::from_secs(3),
+            write: Duration::from_secs(5),
+            idle: Duration::from_secs(10),
+            max_tcp_queries: -1,
+        }
+    }
+}
+
+/// CoreDNS `durations.NewDurationFromArg`: a bare integer is seconds.
+fn duration_from_arg(s: &str) -> Result<Duration, String> {
+    if let Some(n) = go_atoi(s) {
+        return u64::try_from(n).map(Duration::from_secs).map_err(|_| format!("invalid duration: {s}"));
+    }
+    parse_go_duration(s)
+}
+
+/// Setup (CoreDNS `parseTimeouts`).
+pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic> {
+    let w = |e: Diagnostic| e.in_plugin("timeouts");
+    while d.next() {
+        if !d.remaining_args().is_empty() {
+            return Err(w(w(d.arg_err())));
+        }
+        let mut b = 0;
+        while d.next_block() {
+            let block = d.val().to_owned();
+            let args = d.remaining_args();
+            if args.len() != 1 {
+                return Err(w(d.arg_err()));
+            }
+            if block == "maxtcpqueries" {
+                let Some(n) = go_atoi(&args[0]) else {
+                    return Err(w(d.err(format!(
+                        "invalid value for maxtcpqueries '{}': strconv.Atoi: parsing {:?}: invalid syntax",
+                        args[0], args[0]
+                    ))));
+                };
+                if n == 0 || n < -1 {
+                    return Err(w(d.err(format!(
+                        "maxtcpqueries provided '{n}' needs to be -1 (unlimited) or a positive integer"
+                    ))));
+                }
+                ctx.settings.timeouts.max_tcp_queries = n;
+                b += 1;
+                continue;
+            }
+            let t = duration_from_arg(&args[0]).map_err(|e| w(d.err(e)))?;
+            if t < Duration::from_secs(1) || t > Duration::from_secs(24 * 3600) {
+                return Err(w(d.err(format!(
+                    "timeout provided '{}' needs to be between 1 second and 24 hours",
+                    format_go_duration(t)
+                ))));
+            }
+            match block.as_str() {
+                "read" => ctx.settings.timeouts.read = t,
+                "write" => ctx.settings.timeouts.write = t,
+                "idle" => ctx.settings.timeouts.idle = t,
+                other => return Err(w(d.err(format!("unknown option: '{other}'")))),
+            }
+            b += 1;
+        }
+        if b == 0 {
+            return Err(w(w(d.err("timeouts block with no timeouts specified"))));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! The epoll backend: per-worker tokio tasks over SO_REUSEPORT sockets, UDP in
+//! `recvmmsg`/`sendmmsg` batches (crate `fallback`), TCP with framing, idle
+//! and read timeouts, and a per-worker connection cap.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+
+use super::handle::{handle, resume, Meta, Outcome};
+use super::{canonical, Shared, WorkerLimits};
+use crate::chain::Proto;
+
+/// Queries parked at once per worker; beyond it new parked work is dropped.
+pub const MAX_PARKED: usize = 16_384;
+
+/// Serves one UDP socket until shutdown.
+pub async fn udp_loop(sock: UdpSocket, label: Arc<str>, shared: Arc<Shared>, limits: Rc<WorkerLimits>) {
+    let local = sock.local_addr().map(canonical).unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let mut batch = fallback::UdpBatch::new(Arc::new(sock), 4096);
+    let sock_rc = Arc::clone(batch.socket());
+    let mut scratch = Vec::with_capacity(4096);
+    loop {
+        let n = tokio::select! {
+            r = batch.recv() => match r { Ok(n) => n, Err(_) => continue },
+            () = shared.stopping() => break,
+        };
+        if n == 0 {
+            continue;
+        }
+        let now = Instant::now();
+        let active = shared.active.load();
+        let Some(l) = active.find(&label) else { break };
+        batch.process(|data, peer, _trunc, resp| {
+            let peer = canonical(peer);
+            let meta = Meta { proto: Proto::Udp, peer, local, now };
+            match handle(l, data, meta, resp, &mut scratch) {
+                Outcome::Reply => Some(peer),
+                Outcome::Drop => None,
+                Outcome::Parked { block, at, st } => {
+                    if limits.parked.get() >= MAX_PARKED {
+                        return None;
+                    }
+                    let chain = Arc::clone(&l.chains[block]);
+                    let data = data.to_vec();
+                    let sock = sock_rc.clone();
+                    let limits = limits.clone();
+                    limits.parked.set(limits.parked.get() + 1);
+                    tokio::task::spawn_local(async move {
+                        let (mut resp, mut scratch) = (Vec::new(), Vec::new());
+                        let out = resume(&chain, &data, meta, at, st, &mut resp, &mut scratch).await;
+                        if let Outcome::Reply = out {
+                            let _ = sock.send_to(&resp, peer).await;
+                        }
+                        limits.parked.set(limits.parked.get() - 1);
+                    });
+                    None
+                }
+            }
+        });
+        drop(active);
+        batch.flush();
+    }
+}
+
+/// Accepts TCP connections until shutdown.
+pub async fn tcp_accept(l: TcpListener, label: Arc<str>, shared: Arc<Shared>, limits: Rc<WorkerLimits>) {
+    loop {
+        if shared.active.load().find(&label).is_none() {
+            break;
+        }
+        let (stream, peer) = tokio::select! {
+            r = l.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(std::time::Duration::from_millis(10)).await; continue } },
+            () = shared.stopping() => break,
+        };
+        if limits.tcp_conns.get() >= limits.max_tcp_conns {
+            drop(stream);
+            continue;
+        }
+        limits.tcp_conns.set(limits.tcp_conns.get() + 1);
+        let shared = Arc::clone(&shared);
+        let limits = limits.clone();
+        let label = label.clone();
+        tokio::task::spawn_local(async move {
+            tcp_conn(stream, canonical(peer), &label, &shared).await;
+            limits.tcp_conns.set(limits.tcp_conns.get() - 1);
+        });
+    }
+}
+
+async fn tcp_conn(stream: tokio::net::TcpStream, peer: SocketAddr, label: &str, shared: &Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().map(canonical).unwrap_or(peer);
+    let (mut rd, mut wr) = stream.into_split();
+    let timeouts = {
+        let active = shared.active.load();
+        active.find(label).map(|l| l.timeouts).unwrap_or_default()
+    };
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+    let pending = Rc::new(Cell::new(0usize));
+    let writer = tokio::task::spawn_local(async move {
+        while let Some(msg) = rx.recv().await {
+            if fallback::tcp::write_msg(&mut wr, &msg, timeouts.write).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = Vec::with_capacity(512);
+    let mut scratch = Vec::new();
+    let mut first = true;
+    let mut count: i64 = 0;
+    loop {
+        let t = if first { timeouts.read } else { timeouts.idle };
+        first = false;
+        tokio::select! {
+            r = fallback::tcp::read_msg(&mut rd, &mut buf, t) => match r {
+                Ok(true) => {}
+                _ => break,
+            },
+            () = shared.stopping() => break,
+        }
+        let now = Instant::now();
+        let mut resp = Vec::with_capacity(512);
+        let out = {
+            let active = shared.active.load();
+            let Some(l) = active.find(label) else { break };
+            let meta = Meta { proto: Proto::Tcp, peer, local, now };
+            match handle(l, &buf, meta, &mut resp, &mut scratch) {
+                Outcome::Parked { block, at, st } => {
+                    let chain = Arc::clone(&l.chains[block]);
+                    let data = buf.clone();
+                    let tx = tx.clone();
+                    let pending = pending.clone();
+                    pending.set(pending.get() + 1);
+                    tokio::task::spawn_local(async move {
+                        let mut scratch = Vec::new();
+                        if let Outcome::Reply = resume(&chain, &data, meta, at, st, &mut resp, &mut scratch).await {
+                            let _ = tx.send(resp).await;
+                        }
+                        pending.set(pending.get() - 1);
+                    });
+                    None
+                }
+                Outcome::Reply => Some(resp),
+                Outcome::Drop => None,
+            }
+        };
+        if let Some(r) = out {
+            if tx.send(r).await.is_err() {
+                break;
+            }
+        }
+        count += 1;
+        if timeouts.max_tcp_queries > 0 && count >= timeouts.max_tcp_queries {
+            break;
+        }
+    }
+    drop(tx);
+    // Let parked queries of this connection finish (bounded by their own timers).
+    let _ = writer.await;
+}

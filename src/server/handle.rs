@@ -1,0 +1,136 @@
+//! One query through the server: the wire accept filter, the class gate, EDNS
+//! version, routing, the block's chain, the server's own error replies, and the
+//! scrub (corefile-spec.md §7–8). Shared by every transport and both backends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::route::{Route, Routes};
+use super::scrub;
+use crate::chain::{client_write, Chain, Ctx, Proto, Status};
+use crate::wire::{bare_reply, parse_query, Request, Verdict, UDP_READ_LIMIT};
+
+/// A listener's runtime view of its blocks.
+pub struct ListenerRt {
+    /// The metrics `server` label.
+    pub label: String,
+    /// Routing table.
+    pub routes: Routes,
+    /// Chains of the blocks on this listener (indexed by the routes).
+    pub chains: Vec<Arc<Chain>>,
+    /// Some block enables non-IN classes (chaos).
+    pub class_open: bool,
+    /// TCP timeouts (from the listener's first block).
+    pub timeouts: crate::plugins::timeouts::Timeouts,
+}
+
+/// What became of a message.
+pub enum Outcome {
+    /// `resp` holds the reply to send.
+    Reply,
+    /// Nothing to send.
+    Drop,
+    /// The chain parked at plugin `at` of block `block`; continue with [`resume`].
+    Parked {
+        /// Index into `chains`.
+        block: usize,
+        /// Plugin index.
+        at: usize,
+        /// Request state to carry.
+        st: crate::chain::ReqState,
+    },
+}
+
+/// Per-query metadata the transport supplies.
+#[derive(Debug, Clone, Copy)]
+pub struct Meta {
+    /// Transport.
+    pub proto: Proto,
+    /// Client.
+    pub peer: SocketAddr,
+    /// Local address as CoreDNS reports it.
+    pub local: SocketAddr,
+    /// Arrival time.
+    pub now: Instant,
+}
+
+/// Handles one received message; the reply (if any) is left in `resp`.
+pub fn handle(l: &ListenerRt, data: &[u8], m: Meta, resp: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Outcome {
+    let data = if m.proto == Proto::Udp && data.len() > UDP_READ_LIMIT { &data[..UDP_READ_LIMIT] } else { data };
+    let req = match parse_query(data) {
+        Verdict::Query(r) => r,
+        Verdict::Ignore => return Outcome::Drop,
+        Verdict::Reject(rj) => {
+            rj.write(data, resp);
+            return Outcome::Reply;
+        }
+    };
+    // Class gate.
+    if req.qclass != 1 && !l.class_open {
+        bare_reply(resp, &req, 5);
+        scrub::size_and_do(resp, &req, None);
+        return Outcome::Reply;
+    }
+    // EDNS version.
+    if let Some(o) = req.opt {
+        if o.version != 0 {
+            badvers(resp, &req);
+            return Outcome::Reply;
+        }
+    }
+    let route = l.routes.route(&req.qname, req.qtype, |b| l.chains.get(b).is_some_and(|c| !c.plugins.is_empty()));
+    let Route::Block(b) = route else {
+        bare_reply(resp, &req, 5);
+        scrub::scrub(resp, scratch, &req, req.opt.map(|o| o.udp_size), m.proto, m.peer.is_ipv6());
+        return Outcome::Reply;
+    };
+    let chain = &l.chains[b];
+    let mut ctx = Ctx::new(req, m.proto, m.peer, m.local, resp, scratch, m.now);
+    match chain.run(&mut ctx) {
+        Ok(st) => finish(&mut ctx, &st),
+        Err(at) => Outcome::Parked { block: b, at, st: ctx.st },
+    }
+}
+
+/// Continues a parked query on an owned copy of the message.
+pub async fn resume(
+    chain: &Chain,
+    data: &[u8],
+    m: Meta,
+    at: usize,
+    st: crate::chain::ReqState,
+    resp: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) -> Outcome {
+    let Verdict::Query(req) = parse_query(data) else { return Outcome::Drop };
+    let mut ctx = Ctx::new(req, m.proto, m.peer, m.local, resp, scratch, m.now);
+    ctx.st = st;
+    let status = chain.resume(&mut ctx, at).await;
+    finish(&mut ctx, &status)
+}
+
+/// After the chain: the server's error reply when nothing was written, then the scrub.
+fn finish(ctx: &mut Ctx<'_>, st: &Status) -> Outcome {
+    if !ctx.written {
+        if client_write(st.rcode) {
+            return Outcome::Drop;
+        }
+        bare_reply(ctx.resp, &ctx.req, st.rcode as u8);
+    }
+    let v6 = ctx.peer.is_ipv6();
+    scrub::scrub(ctx.resp, ctx.scratch, &ctx.req, ctx.st.udp_size, ctx.proto, v6);
+    Outcome::Reply
+}
+
+/// BADVERS (RFC 6891 §6.1.3): rcode 16 via the extended rcode, OPT version 0,
+/// UDP size 0, no flags (CoreDNS `edns.Version`).
+fn badvers(resp: &mut Vec<u8>, req: &Request<'_>) {
+    bare_reply(resp, req, 0);
+    resp.push(0);
+    resp.extend_from_slice(&41u16.to_be_bytes());
+    resp.extend_from_slice(&0u16.to_be_bytes());
+    resp.extend_from_slice(&(1u32 << 24).to_be_bytes());
+    resp.extend_from_slice(&[0, 0]);
+    crate::wire::hdr::set_count(resp, 3, 1);
+}

@@ -1,0 +1,311 @@
+//! The server core: listeners, workers and the query path (handle → chain →
+//! scrub), on the io_uring or the epoll backend.
+//!
+//! Every worker thread owns its own SO_REUSEPORT sockets for every listener and
+//! runs a current-thread tokio runtime; the running configuration ([`Active`])
+//! is swapped atomically on reload, and sockets whose listener survives a
+//! reload are kept (never unbound).
+
+pub mod engine;
+pub mod epoll;
+pub mod handle;
+pub mod route;
+pub mod scrub;
+pub mod signals;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use corefile::keys::Transport;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::Notify;
+
+use crate::chain::Chain;
+use crate::config::Config;
+use crate::plugins::Plugin;
+use handle::ListenerRt;
+use route::Routes;
+
+/// IPv4-mapped IPv6 addresses (from dual-stack sockets) as IPv4, as Go reports them.
+pub fn canonical(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::from((v4, v6.port())),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
+
+/// The running configuration: listeners by label.
+pub struct Active {
+    /// Listener runtimes, keyed by their `TRANSPORT://HOST:PORT` label.
+    pub listeners: Vec<ListenerRt>,
+    /// The configuration they were built from.
+    pub config: Config,
+}
+
+impl Active {
+    /// Builds chains and routes from `config`.
+    pub fn build(config: Config) -> Result<Self, String> {
+        let mut chains: Vec<Arc<Chain>> = Vec::with_capacity(config.blocks.len());
+        for b in &config.blocks {
+            let plugins = b.plugins.iter().map(Plugin::build).collect::<Result<Vec<_>, _>>()?;
+            chains.push(Arc::new(Chain { plugins }));
+        }
+        let mut listeners = Vec::new();
+        for l in &config.listeners {
+            if l.transport != Transport::Dns {
+                continue;
+            }
+            let mut routes = Routes::default();
+            let mut local: Vec<usize> = Vec::new();
+            let mut lchains = Vec::new();
+            for (zone, bi) in &l.sites {
+                let idx = match local.iter().position(|x| x == bi) {
+                    Some(i) => i,
+                    None => {
+                        local.push(*bi);
+                        lchains.push(Arc::clone(&chains[*bi]));
+                        local.len() - 1
+                    }
+                };
+                routes.add(zone, idx);
+            }
+            let class_open = lchains.iter().any(|c| c.plugins.iter().any(Plugin::opens_classes));
+            let timeouts = l.sites.first().map(|(_, b)| config.blocks[*b].settings.timeouts).unwrap_or_default();
+            listeners.push(ListenerRt { label: l.label.clone(), routes, chains: lchains, class_open, timeouts });
+        }
+        Ok(Self { listeners, config })
+    }
+
+    /// The listener with `label`.
+    pub fn find(&self, label: &str) -> Option<&ListenerRt> {
+        self.listeners.iter().find(|l| l.label == label)
+    }
+}
+
+/// State all workers share.
+pub struct Shared {
+    /// The running configuration.
+    pub active: ArcSwap<Active>,
+    stop: AtomicBool,
+    notify: Notify,
+}
+
+impl Shared {
+    /// Wraps the first configuration.
+    pub fn new(active: Active) -> Arc<Self> {
+        Arc::new(Self { active: ArcSwap::from_pointee(active), stop: AtomicBool::new(false), notify: Notify::new() })
+    }
+
+    /// Resolves when shutdown starts.
+    pub async fn stopping(&self) {
+        loop {
+            let n = self.notify.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            n.await;
+        }
+    }
+
+    /// Starts shutdown: every loop ends.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+}
+
+/// Per-worker limits and counters (single-threaded).
+pub struct WorkerLimits {
+    /// Queries parked now.
+    pub parked: Cell<usize>,
+    /// TCP connections open now.
+    pub tcp_conns: Cell<usize>,
+    /// Cap on TCP connections per worker.
+    pub max_tcp_conns: usize,
+}
+
+/// The sockets one worker serves for one listener.
+pub struct WorkerSockets {
+    /// Listener label.
+    pub label: String,
+    /// UDP socket.
+    pub udp: std::net::UdpSocket,
+    /// TCP listener.
+    pub tcp: std::net::TcpListener,
+}
+
+fn bind_addr(host: &str, port: u16) -> Result<(SocketAddr, bool), String> {
+    if host.is_empty() {
+        return Ok((SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)), true));
+    }
+    let h = host.split('%').next().unwrap_or(host);
+    let ip: IpAddr = h.parse().map_err(|_| format!("listen: invalid address {host}"))?;
+    Ok((SocketAddr::from((ip, port)), false))
+}
+
+fn new_socket(addr: SocketAddr, dual: bool, ty: Type, proto: Protocol) -> std::io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+    if dual {
+        s.set_only_v6(false)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// Go-like text for a listen error (`listen tcp :53: bind: permission denied`).
+fn listen_err(net: &str, host: &str, port: u16, e: &std::io::Error) -> String {
+    let hp = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    format!("listen {net} {hp}: bind: {}", crate::config::go_err(e))
+}
+
+/// Binds one UDP socket and one TCP listener for `host:port` (both SO_REUSEPORT).
+pub fn bind_pair(host: &str, port: u16) -> Result<(std::net::UdpSocket, std::net::TcpListener), String> {
+    let (mut addr, mut dual) = bind_addr(host, port)?;
+    let udp = match new_socket(addr, dual, Type::DGRAM, Protocol::UDP).and_then(|s| s.bind(&addr.into()).map(|()| s)) {
+        Ok(s) => s,
+        Err(e) if dual && e.kind() != std::io::ErrorKind::AddrInUse => {
+            // No IPv6 here: fall back to IPv4 only.
+            addr = SocketAddr::from(([0, 0, 0, 0], port));
+            dual = false;
+            let s = new_socket(addr, false, Type::DGRAM, Protocol::UDP).map_err(|e| listen_err("udp", host, port, &e))?;
+            s.bind(&addr.into()).map_err(|e| listen_err("udp", host, port, &e))?;
+            s
+        }
+        Err(e) => return Err(listen_err("udp", host, port, &e)),
+    };
+    // An ephemeral port: TCP takes the port UDP got.
+    let actual = udp.local_addr().ok().and_then(|a| a.as_socket()).map_or(port, |a| a.port());
+    let taddr = SocketAddr::new(addr.ip(), actual);
+    let tcp = new_socket(taddr, dual, Type::STREAM, Protocol::TCP).map_err(|e| listen_err("tcp", host, actual, &e))?;
+    tcp.bind(&taddr.into()).map_err(|e| listen_err("tcp", host, actual, &e))?;
+    tcp.listen(4096).map_err(|e| listen_err("tcp", host, actual, &e))?;
+    Ok((udp.into(), tcp.into()))
+}
+
+/// Binds every DNS listener of `cfg` for `workers` workers. Listeners whose
+/// label is in `existing` are skipped (their sockets are kept by the workers).
+pub fn bind_all(
+    cfg: &Config,
+    workers: usize,
+    existing: &[String],
+) -> Result<Vec<Vec<WorkerSockets>>, String> {
+    let mut per_worker: Vec<Vec<WorkerSockets>> = (0..workers).map(|_| Vec::new()).collect();
+    for l in &cfg.listeners {
+        if l.transport != Transport::Dns || existing.contains(&l.label) {
+            continue;
+        }
+        let port: u16 = l.port.parse().map_err(|_| format!("listen tcp {}:{}: address {}: invalid port", l.host, l.port, l.port))?;
+        let mut actual = port;
+        for (w, socks) in per_worker.iter_mut().enumerate() {
+            let (udp, tcp) = bind_pair(&l.host, actual)?;
+            if w == 0 && port == 0 {
+                actual = udp.local_addr().map(|a| a.port()).unwrap_or(0);
+            }
+            socks.push(WorkerSockets { label: l.label.clone(), udp, tcp });
+        }
+    }
+    Ok(per_worker)
+}
+
+/// Commands a worker accepts while running.
+pub enum WorkerCmd {
+    /// Serve these new sockets too (after a reload added listeners).
+    Add(Vec<WorkerSockets>),
+}
+
+/// A running worker thread.
+pub struct WorkerHandle {
+    /// Thread.
+    pub thread: std::thread::JoinHandle<()>,
+    /// Command channel.
+    pub cmds: std::sync::mpsc::Sender<WorkerCmd>,
+    /// Wakes the worker to read commands.
+    pub wake: Arc<Notify>,
+}
+
+/// Starts one epoll worker thread.
+pub fn spawn_epoll_worker(id: usize, shared: Arc<Shared>, socks: Vec<WorkerSockets>) -> std::io::Result<WorkerHandle> {
+    let (tx, rx) = std::sync::mpsc::channel::<WorkerCmd>();
+    let wake = Arc::new(Notify::new());
+    let wake2 = Arc::clone(&wake);
+    let thread = std::thread::Builder::new().name(format!("ringdns-w{id}")).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                crate::clog::error(&format!("worker {id}: runtime: {e}"));
+                return;
+            }
+        };
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async move {
+            let limits = Rc::new(WorkerLimits { parked: Cell::new(0), tcp_conns: Cell::new(0), max_tcp_conns: 16_384 });
+            let start = |s: WorkerSockets| {
+                let label: Arc<str> = Arc::from(s.label.as_str());
+                if let Ok(u) = tokio::net::UdpSocket::from_std(s.udp) {
+                    tokio::task::spawn_local(epoll::udp_loop(u, label.clone(), Arc::clone(&shared), limits.clone()));
+                }
+                if let Ok(t) = tokio::net::TcpListener::from_std(s.tcp) {
+                    tokio::task::spawn_local(epoll::tcp_accept(t, label, Arc::clone(&shared), limits.clone()));
+                }
+            };
+            for s in socks {
+                start(s);
+            }
+            loop {
+                tokio::select! {
+                    () = wake2.notified() => {
+                        while let Ok(WorkerCmd::Add(v)) = rx.try_recv() {
+                            for s in v { start(s); }
+                        }
+                    }
+                    () = shared.stopping() => break,
+                }
+            }
+            // Give in-flight work a moment to drain.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        });
+    })?;
+    Ok(WorkerHandle { thread, cmds: tx, wake })
+}
+
+/// Banner lines for the listeners of `cfg` (cli-and-ops.md §2.3).
+pub fn banner(cfg: &Config) -> String {
+    let mut out = String::new();
+    for l in &cfg.listeners {
+        let mut zones: Vec<&str> = l.sites.iter().map(|(z, _)| z.as_str()).collect();
+        zones.sort_unstable();
+        zones.dedup();
+        let proto = if l.transport == Transport::Dns { String::new() } else { format!("{}://", l.transport) };
+        for z in zones {
+            if !corefile::keys::rfc1035_preferred(z) {
+                out.push_str(&format!("Warning: Domain {z:?} does not follow RFC1035 preferred syntax\n"));
+            }
+            if l.host.is_empty() {
+                out.push_str(&format!("{proto}{z}:{}\n", l.port));
+            } else {
+                out.push_str(&format!("{proto}{z}:{} on {}\n", l.port, l.host));
+            }
+        }
+    }
+    out
+}
+
+/// Labels → listeners of a config, for reload diffs.
+pub fn labels(cfg: &Config) -> HashMap<String, ()> {
+    cfg.listeners.iter().filter(|l| l.transport == Transport::Dns).map(|l| (l.label.clone(), ())).collect()
+}
+
+/// Serialises reloads.
+pub static RELOAD_LOCK: Mutex<()> = Mutex::new(());

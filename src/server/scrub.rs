@@ -1,0 +1,113 @@
+//! The scrub writer every reply passes through (corefile-spec.md §8.3): the
+//! client's OPT echoed (normalised) or the reply's OPT normalised, truncation
+//! to the client's buffer with TC, and compression when a UDP reply would
+//! fragment. Works on wire bytes in place; no allocation on the common path.
+
+use crate::chain::Proto;
+use crate::wire::index::{rebuild, Rebuild};
+use crate::wire::request::SUPPORTED_OPTIONS;
+use crate::wire::{be16, flags, hdr, MsgIndex, Name, Request, HEADER_LEN};
+
+/// Location of the last OPT record of the additional section.
+fn find_opt(m: &[u8]) -> Option<(usize, usize, usize)> {
+    let [qd, an, ns, ar] = hdr::counts(m);
+    let mut pos = HEADER_LEN;
+    for _ in 0..qd {
+        pos = Name::skip(m, pos).ok()? + 4;
+    }
+    let mut found = None;
+    for i in 0..(an as usize + ns as usize + ar as usize) {
+        let start = pos;
+        let fixed = Name::skip(m, pos).ok()?;
+        if fixed + 10 > m.len() {
+            return None;
+        }
+        let end = fixed + 10 + be16(m, fixed + 8) as usize;
+        if end > m.len() {
+            return None;
+        }
+        if i >= an as usize + ns as usize && be16(m, fixed) == 41 {
+            found = Some((start, fixed, end));
+        }
+        pos = end;
+    }
+    found
+}
+
+/// CoreDNS `SizeAndDo`: makes the reply's EDNS match the request's.
+pub fn size_and_do(resp: &mut Vec<u8>, req: &Request<'_>, udp_size: Option<u16>) {
+    let Some(opt) = req.opt else { return };
+    let size = udp_size.unwrap_or(opt.udp_size);
+    let client_ttl = (u32::from(opt.ext_rcode) << 24) | (u32::from(opt.version) << 16) | u32::from(opt.flags);
+    match find_opt(resp) {
+        Some((_, fixed, _)) => {
+            resp[fixed + 2..fixed + 4].copy_from_slice(&size.to_be_bytes());
+            let mut ttl = crate::wire::be32(resp, fixed + 4) & 0xff00;
+            if opt.do_bit() {
+                ttl |= 0x8000;
+            }
+            resp[fixed + 4..fixed + 8].copy_from_slice(&ttl.to_be_bytes());
+        }
+        None => {
+            resp.push(0);
+            resp.extend_from_slice(&41u16.to_be_bytes());
+            resp.extend_from_slice(&size.to_be_bytes());
+            resp.extend_from_slice(&(client_ttl & 0xff00).to_be_bytes());
+            let len_at = resp.len();
+            resp.extend_from_slice(&[0, 0]);
+            for o in opt.options() {
+                if SUPPORTED_OPTIONS.contains(&o.code) {
+                    resp.extend_from_slice(&o.code.to_be_bytes());
+                    resp.extend_from_slice(&(o.data.len() as u16).to_be_bytes());
+                    resp.extend_from_slice(o.data);
+                }
+            }
+            let n = (resp.len() - len_at - 2) as u16;
+            resp[len_at..len_at + 2].copy_from_slice(&n.to_be_bytes());
+            let ar = hdr::counts(resp)[3];
+            hdr::set_count(resp, 3, ar.saturating_add(1));
+        }
+    }
+}
+
+/// The scrub: `SizeAndDo`, then `Truncate(size)`, then the fragmentation rule.
+pub fn scrub(
+    resp: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    req: &Request<'_>,
+    udp_size: Option<u16>,
+    proto: Proto,
+    v6: bool,
+) {
+    if resp.len() < HEADER_LEN {
+        return;
+    }
+    size_and_do(resp, req, udp_size);
+    let size = match proto {
+        Proto::Tcp => 65535usize,
+        Proto::Udp => usize::from(udp_size.unwrap_or(0).max(512)),
+    };
+    let frag_limit = if v6 { 1220 } else { 1480 };
+    let needs_truncation = resp.len() > size;
+    let needs_compression = proto == Proto::Udp && resp.len() > frag_limit;
+    if !needs_truncation && !needs_compression {
+        return;
+    }
+    let Some(idx) = MsgIndex::parse(resp) else { return };
+    let opt = idx.rrs.iter().rposition(|r| r.section == 3 && r.rtype == 41);
+    let order: Vec<usize> = (0..idx.rrs.len()).filter(|&i| Some(i) != opt).collect();
+    let reserve = opt.map_or(0, |i| (idx.rrs[i].end - idx.rrs[i].start) as usize);
+    let limit = needs_truncation.then_some(size);
+    let dropped = rebuild(resp, &idx, &order, Rebuild { compress: true, limit, reserve }, scratch);
+    if let Some(i) = opt {
+        let r = idx.rrs[i];
+        scratch.extend_from_slice(&resp[r.start as usize..r.end as usize]);
+        let ar = hdr::counts(scratch)[3];
+        hdr::set_count(scratch, 3, ar + 1);
+    }
+    if dropped {
+        let f = hdr::flags(scratch) | flags::TC;
+        hdr::set_flags(scratch, f);
+    }
+    std::mem::swap(resp, scratch);
+}

@@ -1,0 +1,105 @@
+//! The DNS wire layer of the hot path: a borrowed view of a query
+//! ([`Request`]), a response builder that writes into a reusable buffer
+//! ([`Builder`]), an index over a finished message's records ([`MsgIndex`]) for
+//! the plugins that inspect or reshape answers, and the mnemonic tables.
+//!
+//! Parsing follows miekg/dns as CoreDNS 1.14.7 uses it (corefile-spec.md §8):
+//! the accept filter, FORMERR/NOTIMP shapes, the 512-byte UDP read limit.
+
+mod builder;
+pub mod index;
+mod name;
+pub mod request;
+pub mod types;
+
+pub use builder::{bare_reply, Builder, SectionKind};
+pub use index::{MsgIndex, RrRef};
+pub use name::{Name, NameError, MAX_NAME};
+pub use request::{parse_query, Opt, OptOption, Reject, Request, Verdict};
+
+/// DNS header length.
+pub const HEADER_LEN: usize = 12;
+/// Largest UDP query CoreDNS reads (miekg's default `UDPSize`).
+pub const UDP_READ_LIMIT: usize = 512;
+/// Smallest reply size a client can be limited to.
+pub const MIN_MSG_SIZE: u16 = 512;
+/// Largest DNS message.
+pub const MAX_MSG_SIZE: u16 = 65535;
+
+/// Header flag bits (in the 16-bit flags word).
+pub mod flags {
+    /// Query/response.
+    pub const QR: u16 = 1 << 15;
+    /// Authoritative answer.
+    pub const AA: u16 = 1 << 10;
+    /// Truncated.
+    pub const TC: u16 = 1 << 9;
+    /// Recursion desired.
+    pub const RD: u16 = 1 << 8;
+    /// Recursion available.
+    pub const RA: u16 = 1 << 7;
+    /// The Z bit.
+    pub const Z: u16 = 1 << 6;
+    /// Authentic data.
+    pub const AD: u16 = 1 << 5;
+    /// Checking disabled.
+    pub const CD: u16 = 1 << 4;
+}
+
+/// Reads a big-endian u16 at `off` (callers bound-check).
+#[inline]
+pub fn be16(b: &[u8], off: usize) -> u16 {
+    u16::from_be_bytes([b[off], b[off + 1]])
+}
+
+/// Reads a big-endian u32 at `off` (callers bound-check).
+#[inline]
+pub fn be32(b: &[u8], off: usize) -> u32 {
+    u32::from_be_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+/// Header accessors over any message buffer of at least 12 bytes.
+pub mod hdr {
+    use super::be16;
+
+    /// Message ID.
+    pub fn id(m: &[u8]) -> u16 {
+        be16(m, 0)
+    }
+    /// Flags word.
+    pub fn flags(m: &[u8]) -> u16 {
+        be16(m, 2)
+    }
+    /// Low 4 bits of the rcode.
+    pub fn rcode(m: &[u8]) -> u8 {
+        m[3] & 0x0f
+    }
+    /// Opcode.
+    pub fn opcode(m: &[u8]) -> u8 {
+        (m[2] >> 3) & 0x0f
+    }
+    /// Section counts (qd, an, ns, ar).
+    pub fn counts(m: &[u8]) -> [u16; 4] {
+        [be16(m, 4), be16(m, 6), be16(m, 8), be16(m, 10)]
+    }
+    /// Sets the ID.
+    pub fn set_id(m: &mut [u8], id: u16) {
+        m[0..2].copy_from_slice(&id.to_be_bytes());
+    }
+    /// Sets the flags word.
+    pub fn set_flags(m: &mut [u8], f: u16) {
+        m[2..4].copy_from_slice(&f.to_be_bytes());
+    }
+    /// Sets the low 4 rcode bits.
+    pub fn set_rcode(m: &mut [u8], rc: u8) {
+        m[3] = (m[3] & 0xf0) | (rc & 0x0f);
+    }
+    /// Sets one section count (0 = qd … 3 = ar).
+    pub fn set_count(m: &mut [u8], section: usize, n: u16) {
+        let o = 4 + section * 2;
+        m[o..o + 2].copy_from_slice(&n.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,246 @@
+//! A borrowed view of a query: header, question and OPT, validated the way
+//! miekg/dns accepts and unpacks messages (corefile-spec.md §8.1).
+
+use super::name::Name;
+use super::{be16, be32, flags, hdr, HEADER_LEN};
+
+/// EDNS options CoreDNS keeps when it echoes the client's OPT (NSID, EXPIRE,
+/// COOKIE, TCP-KEEPALIVE, PADDING).
+pub const SUPPORTED_OPTIONS: [u16; 5] = [3, 9, 10, 11, 12];
+
+/// The client's OPT record.
+#[derive(Debug, Clone, Copy)]
+pub struct Opt<'a> {
+    /// Advertised UDP payload size.
+    pub udp_size: u16,
+    /// Upper 8 bits of the extended rcode.
+    pub ext_rcode: u8,
+    /// EDNS version.
+    pub version: u8,
+    /// The 16 flag bits (DO is 0x8000).
+    pub flags: u16,
+    /// Raw option data (RDATA of the OPT RR).
+    pub rdata: &'a [u8],
+}
+
+impl<'a> Opt<'a> {
+    /// The DO bit.
+    pub fn do_bit(&self) -> bool {
+        self.flags & 0x8000 != 0
+    }
+
+    /// Iterates options (code, data); malformed tails were rejected at parse time.
+    pub fn options(&self) -> impl Iterator<Item = OptOption<'a>> + 'a {
+        let d = self.rdata;
+        let mut pos = 0usize;
+        std::iter::from_fn(move || {
+            if pos + 4 > d.len() {
+                return None;
+            }
+            let code = be16(d, pos);
+            let len = be16(d, pos + 2) as usize;
+            let data = d.get(pos + 4..pos + 4 + len)?;
+            pos += 4 + len;
+            Some(OptOption { code, data })
+        })
+    }
+
+    /// Bytes of options CoreDNS drops when echoing (unsupported codes).
+    pub fn unsupported_len(&self) -> usize {
+        self.options().filter(|o| !SUPPORTED_OPTIONS.contains(&o.code)).map(|o| 4 + o.data.len()).sum()
+    }
+}
+
+/// One EDNS option.
+#[derive(Debug, Clone, Copy)]
+pub struct OptOption<'a> {
+    /// Option code.
+    pub code: u16,
+    /// Option data.
+    pub data: &'a [u8],
+}
+
+/// A query that passed the accept filter and unpacked.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// The message bytes as parsed (octets after the message are not included).
+    pub msg: &'a [u8],
+    /// The question name as sent (case preserved, decompressed).
+    pub qname: Name,
+    /// Question type.
+    pub qtype: u16,
+    /// Question class.
+    pub qclass: u16,
+    /// Offset just past the question.
+    pub question_end: usize,
+    /// The OPT record, if any (the last one, as miekg's `IsEdns0`).
+    pub opt: Option<Opt<'a>>,
+}
+
+impl Request<'_> {
+    /// Message ID.
+    pub fn id(&self) -> u16 {
+        hdr::id(self.msg)
+    }
+    /// Flags word.
+    pub fn flags(&self) -> u16 {
+        hdr::flags(self.msg)
+    }
+    /// Opcode.
+    pub fn opcode(&self) -> u8 {
+        hdr::opcode(self.msg)
+    }
+    /// DO bit of the OPT.
+    pub fn do_bit(&self) -> bool {
+        self.opt.is_some_and(|o| o.do_bit())
+    }
+    /// Question bytes as sent (name + type + class).
+    pub fn question_wire(&self) -> &[u8] {
+        &self.msg[HEADER_LEN..self.question_end]
+    }
+    /// Length CoreDNS reports as the request size: the parsed message minus
+    /// the EDNS options it strips (log `{size}`).
+    pub fn size(&self) -> usize {
+        self.msg.len() - self.opt.map_or(0, |o| o.unsupported_len())
+    }
+}
+
+/// How the server must answer a message that is not a plain query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reject {
+    /// FORMERR (1) or NOTIMP (4).
+    pub rcode: u8,
+    /// Offset past the question when the question was unpacked (it is echoed).
+    pub question_end: Option<usize>,
+}
+
+/// The result of the accept filter and unpack.
+#[derive(Debug, Clone)]
+pub enum Verdict<'a> {
+    /// A query to route.
+    Query(Request<'a>),
+    /// Drop silently (short header, or QR=1).
+    Ignore,
+    /// Answer with a bare FORMERR/NOTIMP built by [`Reject::write`].
+    Reject(Reject),
+}
+
+/// Why a message failed to unpack (counted, never a panic).
+#[derive(Debug)]
+struct Unpack;
+
+/// Applies miekg's accept filter and unpacks `msg` (already cut to the UDP read
+/// limit by the caller).
+pub fn parse_query(msg: &[u8]) -> Verdict<'_> {
+    if msg.len() < HEADER_LEN {
+        return Verdict::Ignore;
+    }
+    let f = hdr::flags(msg);
+    if f & flags::QR != 0 {
+        return Verdict::Ignore;
+    }
+    let opcode = hdr::opcode(msg);
+    if opcode != 0 && opcode != 4 {
+        return Verdict::Reject(Reject { rcode: 4, question_end: None });
+    }
+    let [qd, an, ns, ar] = hdr::counts(msg);
+    if qd != 1 || an > 1 || ns > 1 || ar > 2 {
+        return Verdict::Reject(Reject { rcode: 1, question_end: None });
+    }
+    let formerr = |q: Option<usize>| Verdict::Reject(Reject { rcode: 1, question_end: q });
+    let Ok((qname, qend)) = Name::read(msg, HEADER_LEN) else { return formerr(None) };
+    if qend + 4 > msg.len() {
+        return formerr(None);
+    }
+    let qtype = be16(msg, qend);
+    let qclass = be16(msg, qend + 2);
+    let question_end = qend + 4;
+    let mut pos = question_end;
+    let mut opt = None;
+    for i in 0..(an as usize + ns as usize + ar as usize) {
+        let in_additional = i >= an as usize + ns as usize;
+        match read_rr(msg, pos) {
+            Ok((next, rtype, class, ttl, rdata)) => {
+                if in_additional && rtype == 41 {
+                    if check_options(rdata).is_err() {
+                        return formerr(Some(question_end));
+                    }
+                    opt = Some(Opt {
+                        udp_size: class,
+                        ext_rcode: (ttl >> 24) as u8,
+                        version: (ttl >> 16) as u8,
+                        flags: ttl as u16,
+                        rdata,
+                    });
+                }
+                pos = next;
+            }
+            Err(Unpack) => return formerr(Some(question_end)),
+        }
+    }
+    Verdict::Query(Request { msg: &msg[..pos], qname, qtype, qclass, question_end, opt })
+}
+
+type Rr<'a> = (usize, u16, u16, u32, &'a [u8]);
+
+fn read_rr(msg: &[u8], pos: usize) -> Result<Rr<'_>, Unpack> {
+    let p = Name::skip(msg, pos).map_err(|_| Unpack)?;
+    // Validate the owner name fully (pointers, loops, length) as miekg does.
+    Name::read(msg, pos).map_err(|_| Unpack)?;
+    if p + 10 > msg.len() {
+        return Err(Unpack);
+    }
+    let rtype = be16(msg, p);
+    let class = be16(msg, p + 2);
+    let ttl = be32(msg, p + 4);
+    let rdlen = be16(msg, p + 8) as usize;
+    let rdata = msg.get(p + 10..p + 10 + rdlen).ok_or(Unpack)?;
+    // miekg unpacks RDATA per type; the fixed-size ones fail on a wrong length.
+    let fixed = match rtype {
+        1 => Some(4),
+        28 => Some(16),
+        _ => None,
+    };
+    if let Some(n) = fixed {
+        if rdlen != n && rdlen != 0 {
+            return Err(Unpack);
+        }
+    }
+    Ok((p + 10 + rdlen, rtype, class, ttl, rdata))
+}
+
+fn check_options(d: &[u8]) -> Result<(), Unpack> {
+    let mut pos = 0;
+    while pos < d.len() {
+        if pos + 4 > d.len() {
+            return Err(Unpack);
+        }
+        let len = be16(d, pos + 2) as usize;
+        pos += 4 + len;
+        if pos > d.len() {
+            return Err(Unpack);
+        }
+    }
+    Ok(())
+}
+
+impl Reject {
+    /// Writes the reply miekg sends for a rejected message: the request header
+    /// with QR set, AA and Z cleared, TC/RD/RA/AD/CD echoed, opcode QUERY for
+    /// FORMERR (kept for NOTIMP), and the question if it was unpacked.
+    pub fn write(&self, msg: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        let f = hdr::flags(msg);
+        let keep = flags::TC | flags::RD | flags::RA | flags::AD | flags::CD;
+        let opcode = if self.rcode == 4 { u16::from(hdr::opcode(msg)) } else { 0 };
+        let nf = flags::QR | (opcode << 11) | (f & keep) | u16::from(self.rcode);
+        out.extend_from_slice(&msg[0..2]);
+        out.extend_from_slice(&nf.to_be_bytes());
+        let qd: u16 = u16::from(self.question_end.is_some());
+        out.extend_from_slice(&qd.to_be_bytes());
+        out.extend_from_slice(&[0; 6]);
+        if let Some(end) = self.question_end {
+            out.extend_from_slice(&msg[HEADER_LEN..end]);
+        }
+    }
+}

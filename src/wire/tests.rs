@@ -1,0 +1,116 @@
+//! Wire-layer tests: accept filter, reject shapes, builder, rebuild/truncation.
+
+use super::index::{rebuild, Rebuild};
+use super::*;
+
+/// A query for `name`/`qtype` with optional EDNS (size, flags, options).
+pub(crate) fn query(id: u16, name: &str, qtype: u16, edns: Option<(u16, u16, &[u8])>) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&0x0100u16.to_be_bytes());
+    m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())]);
+    m.extend_from_slice(Name::parse(name).expect("name").wire());
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    if let Some((size, fl, opts)) = edns {
+        m.push(0);
+        m.extend_from_slice(&41u16.to_be_bytes());
+        m.extend_from_slice(&size.to_be_bytes());
+        m.extend_from_slice(&[0, 0]);
+        m.extend_from_slice(&fl.to_be_bytes());
+        m.extend_from_slice(&(opts.len() as u16).to_be_bytes());
+        m.extend_from_slice(opts);
+    }
+    m
+}
+
+#[test]
+fn parses_plain_query() {
+    let q = query(7, "Www.Example.org", 1, Some((4096, 0x8000, &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8])));
+    let Verdict::Query(r) = parse_query(&q) else { panic!("not a query") };
+    assert_eq!(r.id(), 7);
+    assert_eq!(r.qname.to_string(), "Www.Example.org.");
+    assert_eq!(r.qtype, 1);
+    assert!(r.do_bit());
+    assert_eq!(r.opt.map(|o| o.udp_size), Some(4096));
+    assert_eq!(r.size(), q.len());
+}
+
+#[test]
+fn accept_filter() {
+    let mut q = query(1, "a.", 1, None);
+    q[2] |= 0x80; // QR
+    assert!(matches!(parse_query(&q), Verdict::Ignore));
+    assert!(matches!(parse_query(&q[..11]), Verdict::Ignore));
+    let mut q = query(1, "a.", 1, None);
+    q[2] = (5 << 3) | 0x03; // UPDATE, TC|RD
+    let Verdict::Reject(r) = parse_query(&q) else { panic!() };
+    assert_eq!(r.rcode, 4);
+    let mut out = Vec::new();
+    r.write(&q, &mut out);
+    assert_eq!(out.len(), 12);
+    assert_eq!(hdr::opcode(&out), 5);
+    assert_eq!(hdr::flags(&out) & (flags::TC | flags::RD | flags::QR), flags::TC | flags::RD | flags::QR);
+    let mut q = query(1, "a.", 1, None);
+    q[5] = 2; // QDCOUNT 2
+    let Verdict::Reject(r) = parse_query(&q) else { panic!() };
+    assert_eq!((r.rcode, r.question_end), (1, None));
+}
+
+#[test]
+fn unpack_failure_keeps_question() {
+    let mut q = query(1, "www.example.org", 1, None);
+    q[11] = 1; // ARCOUNT 1 but no record
+    let Verdict::Reject(r) = parse_query(&q) else { panic!() };
+    let mut out = Vec::new();
+    r.write(&q, &mut out);
+    assert_eq!(out.len(), 33);
+    assert_eq!(hdr::counts(&out), [1, 0, 0, 0]);
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut seed = 0x1234_5678u32;
+    for len in 0..600usize {
+        let mut b = vec![0u8; len % 300];
+        for x in b.iter_mut() {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            *x = seed as u8;
+        }
+        if b.len() > 12 {
+            b[2] &= 0x07;
+            b[4] = 0;
+            b[5] = 1;
+        }
+        let _ = parse_query(&b);
+        let _ = MsgIndex::parse(&b);
+    }
+    // Compression loop in the question.
+    let mut q = query(1, "a.", 1, None);
+    q.truncate(12);
+    q.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1]);
+    assert!(matches!(parse_query(&q), Verdict::Reject(_)));
+}
+
+#[test]
+fn truncation_keeps_whole_rrs() {
+    let q = query(1, "big.example.org", 1, None);
+    let Verdict::Query(r) = parse_query(&q) else { panic!() };
+    let mut buf = Vec::new();
+    let mut b = Builder::reply(&mut buf, &r);
+    for i in 0..40u8 {
+        b.rr(&r.qname, 1, 1, 300, &[192, 0, 2, i]);
+    }
+    b.finish();
+    let idx = MsgIndex::parse(&buf).expect("index");
+    let order: Vec<usize> = (0..idx.rrs.len()).collect();
+    let mut out = Vec::new();
+    let dropped = rebuild(&buf, &idx, &order, Rebuild { compress: true, limit: Some(512), reserve: 0 }, &mut out);
+    assert!(dropped);
+    assert_eq!(hdr::counts(&out)[1], 29);
+    assert!(out.len() <= 512);
+    let again = MsgIndex::parse(&out).expect("reindex");
+    assert_eq!(again.rrs.len(), 29);
+}

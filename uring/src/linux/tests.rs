@@ -1,0 +1,127 @@
+//! Engine tests that need private access: configuration clamping, and one UDP + TCP exchange
+//! under every ring setup fallback (deferred task work with and without the task-run flag,
+//! cooperative task work, plain), so older kernels' paths run here too.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+#[test]
+fn normalize_clamps() {
+    let cfg = normalize(EngineConfig {
+        entries: 1,
+        udp_buf_count: 3000,
+        udp_buf_size: 0,
+        send_slots: 0,
+        max_tcp_msg: 1 << 20,
+        max_tcp_queue: 0,
+        ..EngineConfig::default()
+    });
+    assert_eq!(cfg.entries, 8);
+    assert_eq!(cfg.udp_buf_count, 4096);
+    assert_eq!(cfg.udp_buf_size, 1);
+    assert_eq!(cfg.send_slots, 1);
+    assert_eq!(cfg.max_tcp_msg, 65535);
+    assert_eq!(cfg.max_tcp_queue, 65537);
+    assert_eq!(normalize(EngineConfig::default()), EngineConfig::default());
+    let big = normalize(EngineConfig {
+        udp_buf_count: u16::MAX,
+        ..EngineConfig::default()
+    });
+    assert_eq!(big.udp_buf_count, 32768);
+}
+
+/// Echoes UDP and TCP until the client thread is done; the client checks every reply.
+fn exchange(first: u8) {
+    if let Err(reason) = probe() {
+        println!("skipping: io_uring unavailable: {reason}");
+        return;
+    }
+    let cfg = EngineConfig {
+        udp_buf_count: 16,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::with_setup(cfg, first).expect("engine");
+    println!("setup {first}: {}", e.mode());
+    let fd = e.notify_fd();
+    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let uaddr = u.local_addr().unwrap();
+    e.add_udp(u).unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taddr = l.local_addr().unwrap();
+    e.add_tcp_listener(l).unwrap();
+    e.submit().unwrap();
+
+    let client = thread::spawn(move || {
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 512];
+        for i in 0..200u32 {
+            let msg = [&i.to_be_bytes()[..], &[i as u8; 40]].concat();
+            c.send_to(&msg, uaddr).unwrap();
+            let (n, _) = c.recv_from(&mut buf).unwrap();
+            assert_eq!(buf[..n], msg[..]);
+        }
+        let mut t = TcpStream::connect(taddr).unwrap();
+        t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        t.write_all(&[0, 2, b'h', b'i', 0, 1, b'!']).unwrap();
+        let mut reply = [0u8; 7];
+        t.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, &[0, 2, b'h', b'i', 0, 1, b'!']);
+    });
+
+    let mut echo = |h: &mut EngineHandle<'_>, ev: Event<'_>| match ev {
+        Event::Udp {
+            sock, peer, data, ..
+        } => h.send_udp(sock, peer, data).unwrap(),
+        Event::TcpMessage { conn, data } => h.send_tcp(conn, data).unwrap(),
+        _ => {}
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !client.is_finished() {
+        assert!(Instant::now() < deadline, "setup {first}: timed out");
+        // Wait the way the daemon does: on the eventfd, then reap and submit.
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is one valid pollfd for the duration of the call.
+        unsafe { libc::poll(&mut pfd, 1, 10) };
+        e.poll_events(&mut echo);
+        e.submit().unwrap();
+    }
+    client.join().unwrap();
+    let s = e.stats();
+    assert_eq!(s.udp_received, 200);
+    assert_eq!(s.tcp_messages, 2);
+    e.shutdown();
+}
+
+#[test]
+fn exchange_defer_taskrun_with_flag() {
+    exchange(0);
+}
+
+#[test]
+fn exchange_defer_taskrun() {
+    exchange(1);
+}
+
+#[test]
+fn exchange_coop_taskrun() {
+    exchange(2);
+}
+
+#[test]
+fn exchange_plain() {
+    exchange(3);
+}
+
+#[test]
+fn exchange_no_submit_all() {
+    exchange(4);
+}
