@@ -81,6 +81,7 @@ fn exchange(first: u8) {
         _ => {}
     };
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut idle = 0;
     while !client.is_finished() {
         assert!(Instant::now() < deadline, "setup {first}: timed out");
         // Wait the way the daemon does: on the eventfd, then reap and submit.
@@ -90,11 +91,15 @@ fn exchange(first: u8) {
             revents: 0,
         };
         // SAFETY: `pfd` is one valid pollfd for the duration of the call.
-        unsafe { libc::poll(&mut pfd, 1, 10) };
+        if unsafe { libc::poll(&mut pfd, 1, 50) } == 0 {
+            idle += 1;
+        }
         e.poll_events(&mut echo);
         e.submit().unwrap();
     }
     client.join().unwrap();
+    // Each of the 200 round trips would time out if the eventfd did not signal.
+    assert!(idle < 20, "setup {first}: {idle} waits timed out");
     let s = e.stats();
     assert_eq!(s.udp_received, 200);
     assert_eq!(s.tcp_messages, 2);
