@@ -235,3 +235,85 @@ pub struct Stats {
     /// Accept completions with an error.
     pub accept_errors: u64,
 }
+
+impl Stats {
+    /// Adds `other`'s counters to these (summing the workers' engines).
+    pub fn merge(&mut self, other: &Self) {
+        let Self {
+            udp_received,
+            udp_truncated,
+            udp_sent,
+            udp_send_errors,
+            udp_send_slot_exhausted,
+            udp_rearms,
+            udp_no_buffers,
+            udp_recv_errors,
+            tcp_accepted,
+            tcp_refused,
+            tcp_closed,
+            tcp_timeouts,
+            tcp_messages,
+            tcp_malformed,
+            tcp_overflow,
+            tcp_errors,
+            accept_rearms,
+            accept_errors,
+        } = other;
+        self.udp_received += udp_received;
+        self.udp_truncated += udp_truncated;
+        self.udp_sent += udp_sent;
+        self.udp_send_errors += udp_send_errors;
+        self.udp_send_slot_exhausted += udp_send_slot_exhausted;
+        self.udp_rearms += udp_rearms;
+        self.udp_no_buffers += udp_no_buffers;
+        self.udp_recv_errors += udp_recv_errors;
+        self.tcp_accepted += tcp_accepted;
+        self.tcp_refused += tcp_refused;
+        self.tcp_closed += tcp_closed;
+        self.tcp_timeouts += tcp_timeouts;
+        self.tcp_messages += tcp_messages;
+        self.tcp_malformed += tcp_malformed;
+        self.tcp_overflow += tcp_overflow;
+        self.tcp_errors += tcp_errors;
+        self.accept_rearms += accept_rearms;
+        self.accept_errors += accept_errors;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_merge_adds_every_field() {
+        let mut a = Stats {
+            udp_received: 1,
+            accept_errors: 2,
+            ..Stats::default()
+        };
+        let b = Stats {
+            udp_received: 10,
+            tcp_closed: 3,
+            accept_errors: 20,
+            ..Stats::default()
+        };
+        a.merge(&b);
+        assert_eq!((a.udp_received, a.tcp_closed, a.accept_errors), (11, 3, 22));
+    }
+
+    #[test]
+    fn probe_error_messages() {
+        assert_eq!(
+            ProbeError::PermissionDenied.to_string(),
+            "io_uring_setup: operation not permitted (seccomp?)"
+        );
+        assert_eq!(
+            ProbeError::Disabled(2).to_string(),
+            "kernel.io_uring_disabled=2"
+        );
+        assert_eq!(
+            ProbeError::MissingOpcode("RecvMsgMulti").to_string(),
+            "missing opcode RecvMsgMulti"
+        );
+    }
+}

@@ -155,7 +155,7 @@ fn udp_echo() {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while !client.is_finished() {
-        assert!(Instant::now() < deadline, "echo timed out");
+        assert!(Instant::now() < deadline, "echo timed out: {:?}", e.stats());
         pump(&mut e, &mut echo);
     }
     let seen = client.join().unwrap().unwrap();

@@ -247,8 +247,10 @@ impl Engine {
     }
 
     /// An eventfd that becomes readable when completions are pending, for the daemon to wait
-    /// on (tokio `AsyncFd`) next to its timers; [`Engine::poll_events`] resets it. With
-    /// deferred task work the completions are posted by `poll_events` itself.
+    /// on (tokio `AsyncFd`) next to its timers. [`Engine::poll_events`] resets it (and, with
+    /// deferred task work, is what posts the completions). Queued operations reach the kernel
+    /// only on [`Engine::submit`], so the loop is: wait for readable, `poll_events`, `submit`.
+    /// Wake-ups may be spurious.
     pub fn notify_fd(&self) -> RawFd {
         self.core.notify_used.set(true);
         self.core.notify.as_raw_fd()
@@ -285,6 +287,15 @@ impl Engine {
     /// completion-queue's worth per call so a flood cannot starve the caller.
     fn reap(&mut self, f: &mut Callback<'_>) -> usize {
         let Self { core, rx, .. } = self;
+        if core.notify_used.get() {
+            // Reset before looking for task work: with deferred task work the kernel signals
+            // only when its list goes from empty to non-empty, so a signal consumed after the
+            // check below could leave work pending with nothing to wake the daemon. (Work
+            // already run below may leave a spurious wake-up instead, which is harmless.)
+            let mut counter = [0u8; 8];
+            // Non-blocking: EAGAIN just means nothing was signalled.
+            let _ = (&core.notify).read(&mut counter);
+        }
         let mut delivered = core.deliver_closed(f);
         {
             let sq = core.ring.submission();
@@ -298,13 +309,6 @@ impl Engine {
             if enter {
                 let _ = ring::get_events(&core.ring);
             }
-        }
-        if core.notify_used.get() {
-            // Reset after running task work (which may signal it) and before reaping, so
-            // whatever completes from now on signals it again.
-            let mut counter = [0u8; 8];
-            // Non-blocking: EAGAIN just means nothing was signalled.
-            let _ = (&core.notify).read(&mut counter);
         }
         let mut seen = 0;
         loop {
