@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::plugins::Plugin;
-use crate::wire::{hdr, Builder, Request};
+use crate::wire::{Builder, Request, hdr};
 
 /// Transport as plugins see it (`{proto}`): DoT/DoH/gRPC count as tcp, DoQ/DoH3 as udp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,9 +136,23 @@ impl<'a> Ctx<'a> {
         scratch: &'a mut Vec<u8>,
         now: Instant,
     ) -> Self {
-        let st = ReqState { udp_size: req.opt.map(|o| o.udp_size), flags: req.flags(), start: now, park: 0 };
+        let st = ReqState {
+            udp_size: req.opt.map(|o| o.udp_size),
+            flags: req.flags(),
+            start: now,
+            park: 0,
+        };
         resp.clear();
-        Self { req, proto, peer, local, resp, written: false, st, scratch }
+        Self {
+            req,
+            proto,
+            peer,
+            local,
+            resp,
+            written: false,
+            st,
+            scratch,
+        }
     }
 
     /// The normalised size a reply must fit (request `Size()`): 65535 for TCP,
@@ -185,12 +199,24 @@ impl Chain {
         }
         let last = self.plugins.len().saturating_sub(1);
         let name = self.plugins.get(last).map_or("chain", Plugin::name);
-        Ok((last, Status { rcode: 2, err: Some(PluginError { plugin: name, kind: ErrorKind::NoNextPlugin }) }))
+        Ok((
+            last,
+            Status {
+                rcode: 2,
+                err: Some(PluginError {
+                    plugin: name,
+                    kind: ErrorKind::NoNextPlugin,
+                }),
+            },
+        ))
     }
 
     /// Runs the response phase for plugins `0..=upto`, innermost first.
     fn respond(&self, ctx: &mut Ctx<'_>, upto: usize, mut st: Status) -> Status {
-        for p in self.plugins[..=upto.min(self.plugins.len().saturating_sub(1))].iter().rev() {
+        for p in self.plugins[..=upto.min(self.plugins.len().saturating_sub(1))]
+            .iter()
+            .rev()
+        {
             p.respond(ctx, &mut st);
         }
         st

@@ -68,14 +68,22 @@ enum Kind {
 
 /// (name, kind, usage) sorted by name, as Go prints them.
 const FLAGS: &[(&str, Kind, &str)] = &[
-    ("backend", Kind::Str, "ringdns: packet engine: auto, uring or epoll (default \"auto\"; env RINGDNS_BACKEND)"),
+    (
+        "backend",
+        Kind::Str,
+        "ringdns: packet engine: auto, uring or epoll (default \"auto\"; env RINGDNS_BACKEND)",
+    ),
     ("conf", Kind::Str, "Corefile to load (default \"Corefile\")"),
     ("dns.port", Kind::Str, "Default port (default \"53\")"),
     ("p", Kind::Str, "Default port (default \"53\")"),
     ("pidfile", Kind::Str, "Path to write pid file"),
     ("plugins", Kind::Bool, "List installed plugins"),
     ("quiet", Kind::Bool, "Quiet mode (no initialization output)"),
-    ("validate", Kind::Bool, "ringdns: parse and set up the configuration, report errors, then exit"),
+    (
+        "validate",
+        Kind::Bool,
+        "ringdns: parse and set up the configuration, report errors, then exit",
+    ),
     ("version", Kind::Bool, "Show version"),
 ];
 
@@ -108,7 +116,10 @@ fn parse_bool(v: &str) -> Option<bool> {
 /// Parses `args` (without argv\[0\]).
 pub fn parse(argv0: &str, args: &[String]) -> Result<Cli, CliExit> {
     let mut cli = Cli::default();
-    let fail = |msg: String| CliExit::Exit { stderr: format!("{msg}\n{}", usage(argv0)), code: 2 };
+    let fail = |msg: String| CliExit::Exit {
+        stderr: format!("{msg}\n{}", usage(argv0)),
+        code: 2,
+    };
     let mut i = 0;
     while i < args.len() {
         let a = &args[i];
@@ -133,7 +144,10 @@ pub fn parse(argv0: &str, args: &[String]) -> Result<Cli, CliExit> {
         };
         let Some((_, kind, _)) = FLAGS.iter().find(|(n, _, _)| *n == name) else {
             if name == "help" || name == "h" {
-                return Err(CliExit::Exit { stderr: usage(argv0), code: 0 });
+                return Err(CliExit::Exit {
+                    stderr: usage(argv0),
+                    code: 0,
+                });
             }
             return Err(fail(format!("flag provided but not defined: -{name}")));
         };
@@ -142,7 +156,9 @@ pub fn parse(argv0: &str, args: &[String]) -> Result<Cli, CliExit> {
                 let v = match value {
                     None => true,
                     Some(v) => parse_bool(&v).ok_or_else(|| {
-                        fail(format!("invalid boolean value {v:?} for -{name}: parse error"))
+                        fail(format!(
+                            "invalid boolean value {v:?} for -{name}: parse error"
+                        ))
                     })?,
                 };
                 match name {
@@ -188,7 +204,10 @@ mod tests {
     #[test]
     fn go_flag_forms() {
         let c = p(&["-conf", "x", "--dns.port=1053", "-quiet", "-plugins=false"]).expect("ok");
-        assert_eq!((c.conf.as_str(), c.dns_port.as_str(), c.quiet, c.plugins), ("x", "1053", true, false));
+        assert_eq!(
+            (c.conf.as_str(), c.dns_port.as_str(), c.quiet, c.plugins),
+            ("x", "1053", true, false)
+        );
         let c = p(&["-p", "5", "-dns.port", "6"]).expect("ok");
         assert_eq!(c.dns_port, "6");
         let c = p(&["-quiet", "foo", "-conf", "x"]).expect("ok");
@@ -199,16 +218,26 @@ mod tests {
 
     #[test]
     fn errors() {
-        let Err(CliExit::Exit { stderr, code }) = p(&["-x"]) else { panic!() };
+        let Err(CliExit::Exit { stderr, code }) = p(&["-x"]) else {
+            panic!()
+        };
         assert_eq!(code, 2);
-        assert!(stderr.starts_with("flag provided but not defined: -x\nUsage of /usr/bin/ringdns:\n"));
-        let Err(CliExit::Exit { code, stderr }) = p(&["-h"]) else { panic!() };
+        assert!(
+            stderr.starts_with("flag provided but not defined: -x\nUsage of /usr/bin/ringdns:\n")
+        );
+        let Err(CliExit::Exit { code, stderr }) = p(&["-h"]) else {
+            panic!()
+        };
         assert_eq!(code, 0);
         assert!(stderr.contains("  -conf string\n    \tCorefile to load (default \"Corefile\")\n"));
         assert!(stderr.contains("  -p string\n    \tDefault port (default \"53\")\n"));
-        let Err(CliExit::Exit { stderr, .. }) = p(&["-conf"]) else { panic!() };
+        let Err(CliExit::Exit { stderr, .. }) = p(&["-conf"]) else {
+            panic!()
+        };
         assert!(stderr.starts_with("flag needs an argument: -conf\n"));
-        let Err(CliExit::Exit { stderr, .. }) = p(&["-quiet=maybe"]) else { panic!() };
+        let Err(CliExit::Exit { stderr, .. }) = p(&["-quiet=maybe"]) else {
+            panic!()
+        };
         assert!(stderr.starts_with("invalid boolean value \"maybe\" for -quiet: parse error\n"));
     }
 }

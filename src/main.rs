@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ringdns::cli::{self, CliExit};
 use ringdns::config::{self, directives};
 use ringdns::server::{self, Active, Shared};
-use ringdns::{clog, procs, COREDNS_VERSION, VERSION};
+use ringdns::{COREDNS_VERSION, VERSION, clog, procs};
 
 fn version_text() -> String {
     let commit = option_env!("RINGDNS_COMMIT").unwrap_or("");
@@ -34,7 +34,9 @@ fn fatal(msg: &str) -> ExitCode {
 
 /// Go's `log` timestamp (`2026/11/27 03:07:20`), UTC.
 fn go_log_time() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let days = secs / 86_400;
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -51,7 +53,7 @@ fn go_log_time() -> String {
 }
 
 fn raise_nofile() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         if soft < hard {
             let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
@@ -78,7 +80,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if !cli.rest.is_empty() {
-        return fatal(&format!("{} extra command line arguments: [{}]", go_log_time(), cli.rest.join(" ")));
+        return fatal(&format!(
+            "{} extra command line arguments: [{}]",
+            go_log_time(),
+            cli.rest.join(" ")
+        ));
     }
     raise_nofile();
     let (workers, maxprocs) = procs::workers();
@@ -96,6 +102,7 @@ fn main() -> ExitCode {
         clog::warning(w);
     }
     if cli.validate {
+        clog::info(&ringdns::server::engine::choose(&cli.backend).describe());
         clog::raw("Configuration OK");
         return ExitCode::SUCCESS;
     }

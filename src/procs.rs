@@ -9,7 +9,10 @@ pub fn workers() -> (usize, String) {
         if let Ok(n) = v.trim().parse::<usize>() {
             if n > 0 {
                 // automaxprocs prints the env value with %d applied to a string.
-                return (n, format!("maxprocs: Honoring GOMAXPROCS=%!d(string={v}) as set in environment"));
+                return (
+                    n,
+                    format!("maxprocs: Honoring GOMAXPROCS=%!d(string={v}) as set in environment"),
+                );
             }
         }
     }
@@ -17,12 +20,21 @@ pub fn workers() -> (usize, String) {
         Some(q) => {
             let n = (q.floor() as usize).max(1);
             if n == cpus {
-                (n, format!("maxprocs: Leaving GOMAXPROCS={n}: determined from CPU quota"))
+                (
+                    n,
+                    format!("maxprocs: Leaving GOMAXPROCS={n}: determined from CPU quota"),
+                )
             } else {
-                (n, format!("maxprocs: Updating GOMAXPROCS={n}: determined from CPU quota"))
+                (
+                    n,
+                    format!("maxprocs: Updating GOMAXPROCS={n}: determined from CPU quota"),
+                )
             }
         }
-        None => (cpus, format!("maxprocs: Leaving GOMAXPROCS={cpus}: CPU quota undefined")),
+        None => (
+            cpus,
+            format!("maxprocs: Leaving GOMAXPROCS={cpus}: CPU quota undefined"),
+        ),
     }
 }
 
@@ -33,7 +45,9 @@ fn cgroup_quota() -> Option<f64> {
         // v2: "0::/path"
         if let Some(path) = line.strip_prefix("0::") {
             let f = format!("/sys/fs/cgroup{}/cpu.max", path.trim_end_matches('/'));
-            let text = std::fs::read_to_string(&f).or_else(|_| std::fs::read_to_string("/sys/fs/cgroup/cpu.max")).ok()?;
+            let text = std::fs::read_to_string(&f)
+                .or_else(|_| std::fs::read_to_string("/sys/fs/cgroup/cpu.max"))
+                .ok()?;
             let mut it = text.split_whitespace();
             let quota = it.next()?;
             let period: f64 = it.next()?.parse().ok()?;
@@ -43,7 +57,15 @@ fn cgroup_quota() -> Option<f64> {
             return Some(quota.parse::<f64>().ok()? / period);
         }
     }
-    let q: f64 = std::fs::read_to_string("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").ok()?.trim().parse().ok()?;
-    let p: f64 = std::fs::read_to_string("/sys/fs/cgroup/cpu/cpu.cfs_period_us").ok()?.trim().parse().ok()?;
+    let q: f64 = std::fs::read_to_string("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let p: f64 = std::fs::read_to_string("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     (q > 0.0 && p > 0.0).then(|| q / p)
 }

@@ -25,7 +25,12 @@ pub struct Dispenser {
 impl Dispenser {
     /// A dispenser over `tokens`; `filename` names errors of tokens without a file.
     pub fn new(filename: Arc<str>, tokens: Vec<Token>) -> Self {
-        Self { filename, tokens, cursor: -1, nesting: 0 }
+        Self {
+            filename,
+            tokens,
+            cursor: -1,
+            nesting: 0,
+        }
     }
 
     /// A dispenser over freshly lexed text (tests, and plugins that parse values).
@@ -35,7 +40,9 @@ impl Dispenser {
     }
 
     fn cur(&self) -> Option<&Token> {
-        usize::try_from(self.cursor).ok().and_then(|c| self.tokens.get(c))
+        usize::try_from(self.cursor)
+            .ok()
+            .and_then(|c| self.tokens.get(c))
     }
 
     fn breaks(&self, i: usize) -> u32 {
@@ -43,6 +50,7 @@ impl Dispenser {
     }
 
     /// Advances to the next token; false at the end.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> bool {
         if self.cursor < self.tokens.len() as isize - 1 {
             self.cursor += 1;
@@ -133,7 +141,8 @@ impl Dispenser {
 
     /// File of the current token.
     pub fn file(&self) -> Arc<str> {
-        self.cur().map_or_else(|| self.filename.clone(), |t| t.file.clone())
+        self.cur()
+            .map_or_else(|| self.filename.clone(), |t| t.file.clone())
     }
 
     /// The current token, if any.
@@ -176,7 +185,10 @@ impl Dispenser {
         if self.val() == "{" {
             return self.err("Unexpected token '{', expecting argument");
         }
-        self.err(format!("Wrong argument count or unexpected line ending after '{}'", self.val()))
+        self.err(format!(
+            "Wrong argument count or unexpected line ending after '{}'",
+            self.val()
+        ))
     }
 
     /// caddy `SyntaxErr`.
@@ -209,7 +221,10 @@ mod tests {
 
     #[test]
     fn caddy_verbs() {
-        let mut d = Dispenser::from_text("Corefile", "cache 30 a.org {\n success 10\n denial 5 1\n}\ncache");
+        let mut d = Dispenser::from_text(
+            "Corefile",
+            "cache 30 a.org {\n success 10\n denial 5 1\n}\ncache",
+        );
         assert!(d.next());
         assert_eq!(d.val(), "cache");
         assert_eq!(d.remaining_args(), vec!["30", "a.org"]);
@@ -220,7 +235,10 @@ mod tests {
             seen.push((name, args));
         }
         assert_eq!(seen.len(), 2);
-        assert_eq!(seen[1], ("denial".to_owned(), vec!["5".to_owned(), "1".to_owned()]));
+        assert_eq!(
+            seen[1],
+            ("denial".to_owned(), vec!["5".to_owned(), "1".to_owned()])
+        );
         assert!(d.next());
         assert_eq!(d.val(), "cache");
         assert_eq!(d.line(), 5);
@@ -239,6 +257,9 @@ mod tests {
         let mut d = Dispenser::from_text("C", "x {");
         d.next();
         d.next();
-        assert_eq!(d.arg_err().to_string(), "C:1 - Error during parsing: Unexpected token '{', expecting argument");
+        assert_eq!(
+            d.arg_err().to_string(),
+            "C:1 - Error during parsing: Unexpected token '{', expecting argument"
+        );
     }
 }

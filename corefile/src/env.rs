@@ -38,7 +38,9 @@ fn replace_refs(mut s: String, start: &str, end: &str, env: &dyn EnvLookup) -> S
     // could loop in Go, so cap the rounds.
     let mut rounds = 0usize;
     while let Some(index) = s.find(start) {
-        let Some(rel) = s[index..].find(end) else { break };
+        let Some(rel) = s[index..].find(end) else {
+            break;
+        };
         let end_index = index + rel;
         if end_index <= index + start.len() {
             return s;

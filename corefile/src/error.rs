@@ -53,17 +53,30 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A located parse error.
     pub fn parse(file: Arc<str>, line: u32, message: impl Into<String>) -> Self {
-        Self { plugin: Vec::new(), kind: DiagnosticKind::Parse { file, line, message: message.into() } }
+        Self {
+            plugin: Vec::new(),
+            kind: DiagnosticKind::Parse {
+                file,
+                line,
+                message: message.into(),
+            },
+        }
     }
 
     /// A message without location.
     pub fn plain(message: impl Into<String>) -> Self {
-        Self { plugin: Vec::new(), kind: DiagnosticKind::Plain(message.into()) }
+        Self {
+            plugin: Vec::new(),
+            kind: DiagnosticKind::Plain(message.into()),
+        }
     }
 
     /// A server-block key error.
     pub fn inspect(message: impl Into<String>) -> Self {
-        Self { plugin: Vec::new(), kind: DiagnosticKind::Inspect(message.into()) }
+        Self {
+            plugin: Vec::new(),
+            kind: DiagnosticKind::Inspect(message.into()),
+        }
     }
 
     /// Wraps the diagnostic as CoreDNS's `plugin.Error(name, err)` does: one more
@@ -77,9 +90,8 @@ impl Diagnostic {
     /// The location, if the diagnostic has one.
     pub fn location(&self) -> Option<(&str, u32)> {
         match &self.kind {
-            DiagnosticKind::Parse { file, line, .. } | DiagnosticKind::Syntax { file, line, .. } => {
-                Some((file, *line))
-            }
+            DiagnosticKind::Parse { file, line, .. }
+            | DiagnosticKind::Syntax { file, line, .. } => Some((file, *line)),
             _ => None,
         }
     }
@@ -91,10 +103,19 @@ impl fmt::Display for Diagnostic {
             write!(f, "plugin/{p}: ")?;
         }
         match &self.kind {
-            DiagnosticKind::Parse { file, line, message } => {
+            DiagnosticKind::Parse {
+                file,
+                line,
+                message,
+            } => {
                 write!(f, "{file}:{line} - Error during parsing: {message}")
             }
-            DiagnosticKind::Syntax { file, line, found, expected } => write!(
+            DiagnosticKind::Syntax {
+                file,
+                line,
+                found,
+                expected,
+            } => write!(
                 f,
                 "{file}:{line} - Syntax error: Unexpected token '{found}', expecting '{expected}'"
             ),

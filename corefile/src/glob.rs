@@ -159,16 +159,27 @@ pub(crate) fn glob(pattern: &str) -> Result<Vec<PathBuf>, BadPattern> {
     }
     let path = Path::new(pattern);
     let (dir, file) = match (path.parent(), path.file_name()) {
-        (Some(d), Some(f)) => (d.to_string_lossy().into_owned(), f.to_string_lossy().into_owned()),
+        (Some(d), Some(f)) => (
+            d.to_string_lossy().into_owned(),
+            f.to_string_lossy().into_owned(),
+        ),
         _ => return Ok(Vec::new()),
     };
     let dir = if dir.is_empty() { ".".to_owned() } else { dir };
-    let dirs = if has_meta(&dir) { glob(&dir)? } else { vec![PathBuf::from(dir)] };
+    let dirs = if has_meta(&dir) {
+        glob(&dir)?
+    } else {
+        vec![PathBuf::from(dir)]
+    };
     let mut out = Vec::new();
     for d in dirs {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        let mut names: Vec<String> =
-            rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let mut names: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
         for n in names {
             if matches(&file, &n)? {

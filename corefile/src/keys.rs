@@ -111,14 +111,20 @@ pub fn go_atoi(s: &str) -> Option<i64> {
 
 /// miekg `dns.IsFqdn`: ends in a dot that is not escaped.
 pub fn is_fqdn(s: &str) -> bool {
-    let Some(body) = s.strip_suffix('.') else { return false };
+    let Some(body) = s.strip_suffix('.') else {
+        return false;
+    };
     let backslashes = body.bytes().rev().take_while(|&b| b == b'\\').count();
     backslashes % 2 == 0
 }
 
 /// miekg `dns.Fqdn`.
 pub fn fqdn(s: &str) -> String {
-    if is_fqdn(s) { s.to_owned() } else { format!("{s}.") }
+    if is_fqdn(s) {
+        s.to_owned()
+    } else {
+        format!("{s}.")
+    }
 }
 
 /// CoreDNS `plugin.Name.Normalize`: lowercased and fully qualified.
@@ -257,7 +263,11 @@ pub fn reverse_zones(net: IpAddr, prefix: u8) -> Vec<String> {
         IpAddr::V4(v4) => {
             let base = u32::from(v4);
             for i in 0..count {
-                let addr = if new == 0 { base } else { base + (i << (32 - new)) };
+                let addr = if new == 0 {
+                    base
+                } else {
+                    base + (i << (32 - new))
+                };
                 let octets = addr.to_be_bytes();
                 let mut name = String::new();
                 for o in octets[..(new / 8) as usize].iter().rev() {
@@ -270,7 +280,11 @@ pub fn reverse_zones(net: IpAddr, prefix: u8) -> Vec<String> {
         IpAddr::V6(v6) => {
             let base = u128::from(v6);
             for i in 0..count {
-                let addr = if new == 0 { base } else { base + (u128::from(i) << (128 - new)) };
+                let addr = if new == 0 {
+                    base
+                } else {
+                    base + (u128::from(i) << (128 - new))
+                };
                 let mut name = String::new();
                 for k in (0..(new / 4)).rev() {
                     let nib = (addr >> (124 - 4 * k)) & 0xf;
@@ -310,7 +324,9 @@ pub fn rfc1035_preferred(zone: &str) -> bool {
     if zone == "." || zone.ends_with("in-addr.arpa.") || zone.ends_with("ip6.arpa.") {
         return true;
     }
-    let Some(body) = zone.strip_suffix('.') else { return false };
+    let Some(body) = zone.strip_suffix('.') else {
+        return false;
+    };
     body.split('.').all(|label| {
         let b = label.as_bytes();
         !b.is_empty()
@@ -343,14 +359,29 @@ mod tests {
         assert_eq!(zones(".:053"), ["dns://.:53"]);
         assert_eq!(zones(".:+53"), ["dns://.:53"]);
         assert_eq!(zones(".:0"), ["dns://.:0"]);
-        assert_eq!(zones("example.org:"), ["ERR expecting data after last colon: \"example.org:\""]);
-        assert_eq!(zones("exa$mple..org"), ["ERR zone is not a valid domain name: exa$mple..org"]);
+        assert_eq!(
+            zones("example.org:"),
+            ["ERR expecting data after last colon: \"example.org:\""]
+        );
+        assert_eq!(
+            zones("exa$mple..org"),
+            ["ERR zone is not a valid domain name: exa$mple..org"]
+        );
         assert_eq!(zones("10.0.0.0/24"), ["dns://0.0.10.in-addr.arpa.:53"]);
         assert_eq!(zones("10.0.0.5/24"), ["dns://0.0.10.in-addr.arpa.:53"]);
         assert_eq!(zones("10.0.0.0/8"), ["dns://10.in-addr.arpa.:53"]);
-        assert_eq!(zones("10.0.0.5/15"), ["dns://0.10.in-addr.arpa.:53", "dns://1.10.in-addr.arpa.:53"]);
-        assert_eq!(zones("2001:db8::/32"), ["dns://8.b.d.0.1.0.0.2.ip6.arpa.:53"]);
-        assert_eq!(zones("2001:db8::/32:1053"), ["dns://8.b.d.0.1.0.0.2.ip6.arpa.:1053"]);
+        assert_eq!(
+            zones("10.0.0.5/15"),
+            ["dns://0.10.in-addr.arpa.:53", "dns://1.10.in-addr.arpa.:53"]
+        );
+        assert_eq!(
+            zones("2001:db8::/32"),
+            ["dns://8.b.d.0.1.0.0.2.ip6.arpa.:53"]
+        );
+        assert_eq!(
+            zones("2001:db8::/32:1053"),
+            ["dns://8.b.d.0.1.0.0.2.ip6.arpa.:1053"]
+        );
         assert_eq!(zones("::/0"), ["ERR invalid CIDR ::/0"]);
         assert_eq!(zones("0::1/64"), ["ERR invalid CIDR 0::1/64"]);
     }

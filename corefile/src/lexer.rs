@@ -94,7 +94,10 @@ mod tests {
 
     fn texts(s: &str) -> Vec<(String, u32)> {
         let f: Arc<str> = Arc::from("Corefile");
-        lex(s, &f, None).into_iter().map(|t| (t.text, t.line)).collect()
+        lex(s, &f, None)
+            .into_iter()
+            .map(|t| (t.text, t.line))
+            .collect()
     }
 
     fn t(v: &[(&str, u32)]) -> Vec<(String, u32)> {
@@ -113,7 +116,10 @@ mod tests {
     fn comments() {
         assert_eq!(texts("foo#bar\nx"), t(&[("foo", 1), ("x", 2)]));
         // The comment started mid-token ends with that token (caddy resets state per token).
-        assert_eq!(texts("foo#bar baz\nx"), t(&[("foo", 1), ("baz", 1), ("x", 2)]));
+        assert_eq!(
+            texts("foo#bar baz\nx"),
+            t(&[("foo", 1), ("baz", 1), ("x", 2)])
+        );
         assert_eq!(texts("foo #bar baz\nx"), t(&[("foo", 1), ("x", 2)]));
         assert_eq!(texts("# c\n\"a#b\""), t(&[("a#b", 2)]));
     }
@@ -124,12 +130,18 @@ mod tests {
         assert_eq!(texts(r#""foo"bar"#), t(&[("foo", 1), ("bar", 1)]));
         assert_eq!(texts(r#""a\"b\\c\n""#), t(&[(r#"a"b\\c\n"#, 1)]));
         assert_eq!(texts("\"\" x"), t(&[("", 1), ("x", 1)]));
-        assert_eq!(texts("\"a\nb\" c\nd"), t(&[("a\nb", 1), ("c", 2), ("d", 3)]));
+        assert_eq!(
+            texts("\"a\nb\" c\nd"),
+            t(&[("a\nb", 1), ("c", 2), ("d", 3)])
+        );
         assert_eq!(texts("\"unterminated"), t(&[("unterminated", 1)]));
     }
 
     #[test]
     fn unicode_space() {
-        assert_eq!(texts("a\u{00A0}b\u{0085}c"), t(&[("a", 1), ("b", 1), ("c", 1)]));
+        assert_eq!(
+            texts("a\u{00A0}b\u{0085}c"),
+            t(&[("a", 1), ("b", 1), ("c", 1)])
+        );
     }
 }

@@ -24,7 +24,7 @@ mod token;
 pub mod values;
 
 pub use dispenser::Dispenser;
-pub use env::{replace_env_vars, EnvLookup, ProcessEnv};
+pub use env::{EnvLookup, ProcessEnv, replace_env_vars};
 pub use error::{Diagnostic, DiagnosticKind};
-pub use parse::{parse, ParseOptions, Parsed, ServerBlock};
+pub use parse::{ParseOptions, Parsed, ServerBlock, parse};
 pub use token::{Token, Via};

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use crate::env::{replace_env_vars, EnvLookup};
+use crate::env::{EnvLookup, replace_env_vars};
 use crate::error::{Diagnostic, DiagnosticKind};
 use crate::glob;
 use crate::lexer::lex;
@@ -39,7 +39,10 @@ pub struct ServerBlock {
 impl ServerBlock {
     /// Tokens of directive `name`, if the block uses it.
     pub fn tokens(&self, name: &str) -> Option<&[Token]> {
-        self.directives.iter().find(|(n, _)| n == name).map(|(_, t)| t.as_slice())
+        self.directives
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.as_slice())
     }
 
     fn push(&mut self, dir: &str, tok: Token) {
@@ -94,7 +97,10 @@ pub fn parse(input: &str, opts: &ParseOptions<'_>) -> Result<Parsed, Diagnostic>
             blocks.push(std::mem::take(&mut p.block));
         }
     }
-    Ok(Parsed { blocks, warnings: p.warnings })
+    Ok(Parsed {
+        blocks,
+        warnings: p.warnings,
+    })
 }
 
 struct Parser<'a> {
@@ -112,7 +118,9 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn cur(&self) -> Option<&Token> {
-        usize::try_from(self.cursor).ok().and_then(|c| self.tokens.get(c))
+        usize::try_from(self.cursor)
+            .ok()
+            .and_then(|c| self.tokens.get(c))
     }
 
     fn next(&mut self) -> bool {
@@ -149,7 +157,8 @@ impl Parser<'_> {
     }
 
     fn file(&self) -> Arc<str> {
-        self.cur().map_or_else(|| self.filename.clone(), |t| t.file.clone())
+        self.cur()
+            .map_or_else(|| self.filename.clone(), |t| t.file.clone())
     }
 
     fn is_new_line(&self) -> bool {
@@ -184,7 +193,10 @@ impl Parser<'_> {
         if self.val() == "{" {
             return self.err("Unexpected token '{', expecting argument");
         }
-        self.err(format!("Wrong argument count or unexpected line ending after '{}'", self.val()))
+        self.err(format!(
+            "Wrong argument count or unexpected line ending after '{}'",
+            self.val()
+        ))
     }
 
     fn env(&self, s: &str) -> String {
@@ -203,7 +215,9 @@ impl Parser<'_> {
         }
         if let Some(name) = self.snippet_name() {
             if self.snippets.contains_key(&name) {
-                return Err(self.err(format!("redeclaration of previously declared snippet {name}")));
+                return Err(self.err(format!(
+                    "redeclaration of previously declared snippet {name}"
+                )));
             }
             let body = self.snippet_tokens()?;
             for i in 0..body.len().saturating_sub(1) {
@@ -416,17 +430,24 @@ impl Parser<'_> {
                 )));
             }
             let matches = glob::glob(&glob_pattern).map_err(|_| {
-                self.err(format!("Failed to use import pattern {pattern}: syntax error in pattern"))
+                self.err(format!(
+                    "Failed to use import pattern {pattern}: syntax error in pattern"
+                ))
             })?;
             if matches.is_empty() {
                 if glob_pattern.contains(['*', '?', '[', ']']) {
-                    self.warnings.push(format!("No files matching import glob pattern: {pattern}"));
+                    self.warnings
+                        .push(format!("No files matching import glob pattern: {pattern}"));
                 } else {
                     return Err(self.err(format!("File to import not found: {pattern}")));
                 }
             }
             let via = import_tok.as_ref().map(|t| {
-                Arc::new(Via { file: t.file.clone(), line: t.line, parent: t.via.clone() })
+                Arc::new(Via {
+                    file: t.file.clone(),
+                    line: t.line,
+                    parent: t.via.clone(),
+                })
             });
             let mut out = Vec::new();
             for m in matches {
@@ -463,11 +484,14 @@ impl Parser<'_> {
         let d = path.display();
         let mut f = std::fs::File::open(path)
             .map_err(|e| self.err(format!("Could not import {d}: {}", go_io_error(&e, path))))?;
-        let meta = f.metadata().map_err(|e| self.err(format!("Could not import {d}: {e}")))?;
+        let meta = f
+            .metadata()
+            .map_err(|e| self.err(format!("Could not import {d}: {e}")))?;
         if meta.is_dir() {
             return Err(self.err(format!("Could not import {d}: is a directory")));
         }
-        read_capped(&mut f).map_err(|e| self.err(format!("Could not read tokens while importing {d}: {e}")))
+        read_capped(&mut f)
+            .map_err(|e| self.err(format!("Could not read tokens while importing {d}: {e}")))
     }
 }
 
@@ -554,7 +578,8 @@ pub fn print(blocks: &[ServerBlock]) -> String {
 }
 
 fn quote(t: &str) -> String {
-    if !t.is_empty() && !t.starts_with('"') && !t.contains(|c: char| c.is_whitespace() || c == '#') {
+    if !t.is_empty() && !t.starts_with('"') && !t.contains(|c: char| c.is_whitespace() || c == '#')
+    {
         return t.to_owned();
     }
     format!("\"{}\"", t.replace('"', "\\\""))

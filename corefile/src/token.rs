@@ -10,7 +10,7 @@ pub struct Via {
     /// Line of the `import` token.
     pub line: u32,
     /// Where that file itself was imported from, if anywhere.
-    pub parent: Option<Arc<Via>>,
+    pub parent: Option<Arc<Self>>,
 }
 
 /// A lexed token: its text (after environment substitution once the parser has

@@ -37,7 +37,9 @@ pub fn parse_go_duration_nanos(s: &str) -> Result<i128, String> {
         if int_part.is_empty() && frac_part.is_empty() {
             return Err(err());
         }
-        let unit_end = s.find(|c: char| c == '.' || c.is_ascii_digit()).unwrap_or(s.len());
+        let unit_end = s
+            .find(|c: char| c == '.' || c.is_ascii_digit())
+            .unwrap_or(s.len());
         let unit = &s[..unit_end];
         s = &s[unit_end..];
         let mult: i128 = match unit {
@@ -48,9 +50,19 @@ pub fn parse_go_duration_nanos(s: &str) -> Result<i128, String> {
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
             "" => return Err(format!("time: missing unit in duration {}", go_quote(orig))),
-            u => return Err(format!("time: unknown unit {} in duration {}", go_quote(u), go_quote(orig))),
+            u => {
+                return Err(format!(
+                    "time: unknown unit {} in duration {}",
+                    go_quote(u),
+                    go_quote(orig)
+                ));
+            }
         };
-        let ip: i128 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| err())? };
+        let ip: i128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| err())?
+        };
         let mut v = ip.checked_mul(mult).ok_or_else(err)?;
         if !frac_part.is_empty() {
             let mut scale = mult;
@@ -141,12 +153,18 @@ mod tests {
         assert_eq!(ok("10"), None);
         assert_eq!(ok("1d"), None);
         assert_eq!(ok(""), None);
-        assert_eq!(parse_go_duration_nanos("10").unwrap_err(), "time: missing unit in duration \"10\"");
+        assert_eq!(
+            parse_go_duration_nanos("10").unwrap_err(),
+            "time: missing unit in duration \"10\""
+        );
         assert_eq!(
             parse_go_duration_nanos("1d").unwrap_err(),
             "time: unknown unit \"d\" in duration \"1d\""
         );
-        assert_eq!(parse_go_duration_nanos("abc").unwrap_err(), "time: invalid duration \"abc\"");
+        assert_eq!(
+            parse_go_duration_nanos("abc").unwrap_err(),
+            "time: invalid duration \"abc\""
+        );
     }
 
     #[test]

@@ -8,4 +8,4 @@
 pub mod tcp;
 mod udp;
 
-pub use udp::{UdpBatch, BATCH};
+pub use udp::{BATCH, UdpBatch};

@@ -3,8 +3,8 @@
 use std::io;
 use std::net::SocketAddr;
 
-use tokio::io::Interest;
 use std::sync::Arc;
+use tokio::io::Interest;
 
 use tokio::net::UdpSocket;
 
@@ -71,12 +71,21 @@ impl UdpBatch {
 
     #[cfg(target_os = "linux")]
     fn try_recv(&mut self) -> io::Result<usize> {
-        use nix::sys::socket::{recvmmsg, MsgFlags};
+        use nix::sys::socket::{MsgFlags, recvmmsg};
         use std::io::IoSliceMut;
         use std::os::fd::AsRawFd;
 
         let fd = self.sock.as_raw_fd();
-        let Self { sock, bufs, lens, peers, truncated, n, rx_hdrs, .. } = self;
+        let Self {
+            sock,
+            bufs,
+            lens,
+            peers,
+            truncated,
+            n,
+            rx_hdrs,
+            ..
+        } = self;
         let got = sock.try_io(Interest::READABLE, || {
             let mut arr: [[IoSliceMut<'_>; 1]; BATCH] = {
                 let mut it = bufs.iter_mut();
@@ -85,7 +94,8 @@ impl UdpBatch {
                     None => [IoSliceMut::new(&mut [])],
                 })
             };
-            let res = recvmmsg(fd, rx_hdrs, arr.iter_mut(), MsgFlags::MSG_DONTWAIT, None).map_err(io::Error::from)?;
+            let res = recvmmsg(fd, rx_hdrs, arr.iter_mut(), MsgFlags::MSG_DONTWAIT, None)
+                .map_err(io::Error::from)?;
             let mut k = 0;
             for r in res {
                 lens[k] = r.bytes;
@@ -94,7 +104,8 @@ impl UdpBatch {
                     if let Some(v4) = a.as_sockaddr_in() {
                         Some(SocketAddr::from((v4.ip(), v4.port())))
                     } else {
-                        a.as_sockaddr_in6().map(|v6| SocketAddr::from((v6.ip(), v6.port())))
+                        a.as_sockaddr_in6()
+                            .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
                     }
                 });
                 k += 1;
@@ -129,13 +140,20 @@ impl UdpBatch {
         if i >= self.n {
             return None;
         }
-        Some((&self.bufs[i][..self.lens[i].min(self.bufs[i].len())], self.peers[i]?, self.truncated[i]))
+        Some((
+            &self.bufs[i][..self.lens[i].min(self.bufs[i].len())],
+            self.peers[i]?,
+            self.truncated[i],
+        ))
     }
 
     /// Runs `f` over every datagram of the last batch; `f` writes a reply into
     /// the given buffer and returns where to send it (or `None`). Replies are
     /// queued and sent with [`Self::flush`].
-    pub fn process(&mut self, mut f: impl FnMut(&[u8], SocketAddr, bool, &mut Vec<u8>) -> Option<SocketAddr>) {
+    pub fn process(
+        &mut self,
+        mut f: impl FnMut(&[u8], SocketAddr, bool, &mut Vec<u8>) -> Option<SocketAddr>,
+    ) {
         for i in 0..self.n {
             let Some(peer) = self.peers[i] else { continue };
             if self.out_n == BATCH {
@@ -185,22 +203,43 @@ impl UdpBatch {
 
     #[cfg(target_os = "linux")]
     fn try_send_from(&mut self, from: usize) -> io::Result<usize> {
-        use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, SockaddrStorage};
+        use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrStorage, sendmmsg};
         use std::io::IoSlice;
         use std::os::fd::AsRawFd;
 
         let fd = self.sock.as_raw_fd();
         let count = self.out_n - from;
-        let Self { out, out_to, tx_hdrs, .. } = self;
+        let Self {
+            out,
+            out_to,
+            tx_hdrs,
+            ..
+        } = self;
         let slices: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|i| {
             let idx = from + i;
-            if i < count { [IoSlice::new(&out[idx])] } else { [IoSlice::new(&[])] }
+            if i < count {
+                [IoSlice::new(&out[idx])]
+            } else {
+                [IoSlice::new(&[])]
+            }
         });
-        let addrs: [Option<SockaddrStorage>; BATCH] =
-            std::array::from_fn(|i| if i < count { out_to[from + i].map(SockaddrStorage::from) } else { None });
+        let addrs: [Option<SockaddrStorage>; BATCH] = std::array::from_fn(|i| {
+            if i < count {
+                out_to[from + i].map(SockaddrStorage::from)
+            } else {
+                None
+            }
+        });
         let cmsgs: [ControlMessage<'_>; 0] = [];
-        let res = sendmmsg(fd, tx_hdrs, slices[..count].iter(), &addrs[..count], cmsgs, MsgFlags::MSG_DONTWAIT)
-            .map_err(io::Error::from)?;
+        let res = sendmmsg(
+            fd,
+            tx_hdrs,
+            slices[..count].iter(),
+            &addrs[..count],
+            cmsgs,
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(io::Error::from)?;
         Ok(res.count())
     }
 

@@ -55,14 +55,26 @@ pub fn load_input(conf: &str, dns_port: &str) -> Result<Input, String> {
         if !stdin.is_terminal() {
             let text = corefile::parse::read_capped(&mut stdin.lock())
                 .map_err(|e| format!("loading Caddyfile via flag: read /dev/stdin: {e}"))?;
-            return Ok(Input { source: Source::Stdin, filename: "/dev/stdin".into(), text });
+            return Ok(Input {
+                source: Source::Stdin,
+                filename: "/dev/stdin".into(),
+                text,
+            });
         }
     } else if !conf.is_empty() {
         let text = read_file(conf).map_err(|e| format!("loading Caddyfile via flag: {e}"))?;
-        return Ok(Input { source: Source::File(conf.to_owned()), filename: conf.to_owned(), text });
+        return Ok(Input {
+            source: Source::File(conf.to_owned()),
+            filename: conf.to_owned(),
+            text,
+        });
     }
     match read_file("Corefile") {
-        Ok(text) => Ok(Input { source: Source::Cwd, filename: "Corefile".into(), text }),
+        Ok(text) => Ok(Input {
+            source: Source::Cwd,
+            filename: "Corefile".into(),
+            text,
+        }),
         Err(_) if !std::path::Path::new("Corefile").exists() => Ok(default_input(dns_port)),
         Err(e) => Err(e),
     }
@@ -74,8 +86,13 @@ pub fn reload_input(source: &Source, dns_port: &str) -> Result<Input, String> {
         Source::File(f) => load_input(f, dns_port),
         Source::Stdin => {
             // stdin is at EOF after the first read: an empty Corefile.
-            let text = corefile::parse::read_capped(&mut std::io::stdin().lock()).unwrap_or_default();
-            Ok(Input { source: Source::Stdin, filename: "/dev/stdin".into(), text })
+            let text =
+                corefile::parse::read_capped(&mut std::io::stdin().lock()).unwrap_or_default();
+            Ok(Input {
+                source: Source::Stdin,
+                filename: "/dev/stdin".into(),
+                text,
+            })
         }
         Source::Cwd | Source::Default => load_input("", dns_port),
     }
@@ -209,15 +226,26 @@ pub fn build(input: Input, dns_port: &str) -> Result<Config, Diagnostic> {
     let env = ProcessEnv;
     let mut parsed = corefile::parse(
         &input.text,
-        &ParseOptions { filename: &input.filename, valid_directives: Some(&DIRECTIVES), env: &env },
+        &ParseOptions {
+            filename: &input.filename,
+            valid_directives: Some(&DIRECTIVES),
+            env: &env,
+        },
     )?;
     if parsed.blocks.is_empty() {
         let warnings = parsed.warnings;
         let default = default_input(dns_port);
-        input = Input { source: input.source, ..default };
+        input = Input {
+            source: input.source,
+            ..default
+        };
         parsed = corefile::parse(
             &input.text,
-            &ParseOptions { filename: &input.filename, valid_directives: Some(&DIRECTIVES), env: &env },
+            &ParseOptions {
+                filename: &input.filename,
+                valid_directives: Some(&DIRECTIVES),
+                env: &env,
+            },
         )?;
         parsed.warnings = warnings;
     }
@@ -229,13 +257,21 @@ pub fn build(input: Input, dns_port: &str) -> Result<Config, Diagnostic> {
             addrs.extend(keys::inspect_key(k, dns_port).map_err(Diagnostic::inspect)?);
         }
         let keys = addrs.iter().map(ToString::to_string).collect();
-        blocks.push(Block { index, keys, addrs, plugins: Vec::new(), settings: BlockSettings::default() });
+        blocks.push(Block {
+            index,
+            keys,
+            addrs,
+            plugins: Vec::new(),
+            settings: BlockSettings::default(),
+        });
     }
     // Setup, directive-major in plugin.cfg order, as caddy runs it.
     let filename: Arc<str> = Arc::from(input.filename.as_str());
     for dir in DIRECTIVES {
         for (bi, sb) in parsed.blocks.iter().enumerate() {
-            let Some(tokens) = sb.tokens(dir) else { continue };
+            let Some(tokens) = sb.tokens(dir) else {
+                continue;
+            };
             if !directives::implemented(dir) {
                 return Err(Diagnostic::plain("not supported by ringdns yet").in_plugin(dir));
             }
@@ -255,7 +291,12 @@ pub fn build(input: Input, dns_port: &str) -> Result<Config, Diagnostic> {
         }
     }
     let listeners = group(&blocks)?;
-    Ok(Config { input: Arc::new(input), blocks, listeners, warnings: parsed.warnings })
+    Ok(Config {
+        input: Arc::new(input),
+        blocks,
+        listeners,
+        warnings: parsed.warnings,
+    })
 }
 
 /// Groups sites by `TRANSPORT://HOST:PORT` and applies CoreDNS's duplicate and
@@ -265,18 +306,29 @@ fn group(blocks: &[Block]) -> Result<Vec<Listener>, Diagnostic> {
     let mut registered: Vec<ZoneAddr> = Vec::new();
     let mut unbound: Vec<(ZoneAddr, ZoneAddr)> = Vec::new();
     for b in blocks {
-        let hosts: Vec<String> =
-            if b.settings.listen_hosts.is_empty() { vec![String::new()] } else { b.settings.listen_hosts.clone() };
+        let hosts: Vec<String> = if b.settings.listen_hosts.is_empty() {
+            vec![String::new()]
+        } else {
+            b.settings.listen_hosts.clone()
+        };
         for a in &b.addrs {
             if a.transport == Transport::Unix {
                 continue;
             }
             for h in &hosts {
-                let z = ZoneAddr { address: h.clone(), ..a.clone() };
+                let z = ZoneAddr {
+                    address: h.clone(),
+                    ..a.clone()
+                };
                 if registered.contains(&z) {
-                    return Err(Diagnostic::plain(format!("cannot serve {z} - it is already defined")));
+                    return Err(Diagnostic::plain(format!(
+                        "cannot serve {z} - it is already defined"
+                    )));
                 }
-                let uz = ZoneAddr { address: String::new(), ..z.clone() };
+                let uz = ZoneAddr {
+                    address: String::new(),
+                    ..z.clone()
+                };
                 if let Some((_, already)) = unbound.iter().find(|(u, _)| *u == uz) {
                     if z.address.is_empty() {
                         return Err(Diagnostic::plain(format!(
@@ -291,7 +343,11 @@ fn group(blocks: &[Block]) -> Result<Vec<Listener>, Diagnostic> {
                 }
                 registered.push(z.clone());
                 unbound.push((uz, z.clone()));
-                let hostport = if h.contains(':') { format!("[{h}]:{}", a.port) } else { format!("{h}:{}", a.port) };
+                let hostport = if h.contains(':') {
+                    format!("[{h}]:{}", a.port)
+                } else {
+                    format!("{h}:{}", a.port)
+                };
                 let label = format!("{}://{hostport}", a.transport);
                 match listeners.iter_mut().find(|l| l.label == label) {
                     Some(l) => l.sites.push((a.zone.clone(), b.index)),

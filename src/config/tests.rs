@@ -3,8 +3,15 @@
 use super::*;
 
 fn build_str(text: &str) -> Result<Config, String> {
-    build(Input { source: Source::File("Corefile".into()), filename: "Corefile".into(), text: text.into() }, "53")
-        .map_err(|e| e.to_string())
+    build(
+        Input {
+            source: Source::File("Corefile".into()),
+            filename: "Corefile".into(),
+            text: text.into(),
+        },
+        "53",
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn err(text: &str) -> String {
@@ -17,27 +24,78 @@ fn err(text: &str) -> String {
 #[test]
 fn error_table() {
     let cases: &[(&str, &str)] = &[
-        (". {\n whoami\n bogus\n}", "Corefile:3 - Error during parsing: Unknown directive 'bogus'"),
-        ("example.org: {\n whoami\n}", "error inspecting server blocks: expecting data after last colon: \"example.org:\""),
-        ("exa$mple..org {\n whoami\n}", "error inspecting server blocks: zone is not a valid domain name: exa$mple..org"),
-        (". {\n errors\n errors\n}", "plugin/errors: this plugin can only be used once per Server Block"),
-        (". {\n forward . 1.2.3.4\n}", "plugin/forward: not supported by ringdns yet"),
-        ("example.org:1053 {\n whoami\n}\nexample.org:1053 {\n whoami\n}", "cannot serve dns://example.org.:1053 - it is already defined"),
-        ("example.org:1053 example.org:1053 {\n whoami\n}", "cannot serve dns://example.org.:1053 - it is already defined"),
+        (
+            ". {\n whoami\n bogus\n}",
+            "Corefile:3 - Error during parsing: Unknown directive 'bogus'",
+        ),
+        (
+            "example.org: {\n whoami\n}",
+            "error inspecting server blocks: expecting data after last colon: \"example.org:\"",
+        ),
+        (
+            "exa$mple..org {\n whoami\n}",
+            "error inspecting server blocks: zone is not a valid domain name: exa$mple..org",
+        ),
+        (
+            ". {\n errors\n errors\n}",
+            "plugin/errors: this plugin can only be used once per Server Block",
+        ),
+        (
+            ". {\n forward . 1.2.3.4\n}",
+            "plugin/forward: not supported by ringdns yet",
+        ),
+        (
+            "example.org:1053 {\n whoami\n}\nexample.org:1053 {\n whoami\n}",
+            "cannot serve dns://example.org.:1053 - it is already defined",
+        ),
+        (
+            "example.org:1053 example.org:1053 {\n whoami\n}",
+            "cannot serve dns://example.org.:1053 - it is already defined",
+        ),
         (
             "example.org:1053 {\n whoami\n}\nexample.org:1053 {\n bind 127.0.0.1\n whoami\n}",
             "cannot serve dns://example.org.:1053 on 127.0.0.1 - zone overlap listener capacity with dns://example.org.:1053",
         ),
-        (". {\n whoami extra\n}", "plugin/whoami: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'extra'"),
-        (". {\n bufsize 100\n}", "plugin/bufsize: plugin/bufsize: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after '100'"),
-        (". {\n bind bogus0\n}", "plugin/bind: not a valid IP address or interface name: \"bogus0\""),
-        (". {\n timeouts\n}", "plugin/timeouts: plugin/timeouts: Corefile:2 - Error during parsing: timeouts block with no timeouts specified"),
-        (". {\n timeouts {\n  read 0.5s\n }\n}", "plugin/timeouts: Corefile:3 - Error during parsing: timeout provided '500ms' needs to be between 1 second and 24 hours"),
-        (". {\n cancel -1s\n}", "plugin/cancel: invalid negative duration: \"-1s\""),
-        (". {\n local x\n}", "plugin/local: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'x'"),
-        (". {\n header {\n  query set xx\n }\n}", "plugin/header: setting up rule: unknown/unsupported flag=xx"),
-        (". {\n chaos v {\n  x\n }\n}", "plugin/chaos: Corefile:3 - Error during parsing: unknown property 'x'"),
-        (". {\n erratic {\n  drop -1\n }\n}", "plugin/erratic: illegal amount value given \"-1\""),
+        (
+            ". {\n whoami extra\n}",
+            "plugin/whoami: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'extra'",
+        ),
+        (
+            ". {\n bufsize 100\n}",
+            "plugin/bufsize: plugin/bufsize: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after '100'",
+        ),
+        (
+            ". {\n bind bogus0\n}",
+            "plugin/bind: not a valid IP address or interface name: \"bogus0\"",
+        ),
+        (
+            ". {\n timeouts\n}",
+            "plugin/timeouts: plugin/timeouts: Corefile:2 - Error during parsing: timeouts block with no timeouts specified",
+        ),
+        (
+            ". {\n timeouts {\n  read 0.5s\n }\n}",
+            "plugin/timeouts: Corefile:3 - Error during parsing: timeout provided '500ms' needs to be between 1 second and 24 hours",
+        ),
+        (
+            ". {\n cancel -1s\n}",
+            "plugin/cancel: invalid negative duration: \"-1s\"",
+        ),
+        (
+            ". {\n local x\n}",
+            "plugin/local: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'x'",
+        ),
+        (
+            ". {\n header {\n  query set xx\n }\n}",
+            "plugin/header: setting up rule: unknown/unsupported flag=xx",
+        ),
+        (
+            ". {\n chaos v {\n  x\n }\n}",
+            "plugin/chaos: Corefile:3 - Error during parsing: unknown property 'x'",
+        ),
+        (
+            ". {\n erratic {\n  drop -1\n }\n}",
+            "plugin/erratic: illegal amount value given \"-1\"",
+        ),
         (". {\n any\n whoami\n}", "ok"),
     ];
     for (input, want) in cases {
@@ -56,17 +114,26 @@ fn setup_errors_follow_plugin_cfg_order() {
 
 #[test]
 fn typed_config() {
-    let c = build_str("example.org:1053 10.0.0.0/15 {\n log\n whoami\n}\n.:1053 {\n chaos\n}").expect("ok");
+    let c = build_str("example.org:1053 10.0.0.0/15 {\n log\n whoami\n}\n.:1053 {\n chaos\n}")
+        .expect("ok");
     assert_eq!(c.blocks.len(), 2);
     assert_eq!(
         c.blocks[0].keys,
-        ["dns://example.org.:1053", "dns://0.10.in-addr.arpa.:53", "dns://1.10.in-addr.arpa.:53"]
+        [
+            "dns://example.org.:1053",
+            "dns://0.10.in-addr.arpa.:53",
+            "dns://1.10.in-addr.arpa.:53"
+        ]
     );
-    let names: Vec<&str> = c.blocks[0].plugins.iter().map(|p| match p {
-        PluginConfig::Log(_) => "log",
-        PluginConfig::Whoami => "whoami",
-        _ => "?",
-    }).collect();
+    let names: Vec<&str> = c.blocks[0]
+        .plugins
+        .iter()
+        .map(|p| match p {
+            PluginConfig::Log(_) => "log",
+            PluginConfig::Whoami => "whoami",
+            _ => "?",
+        })
+        .collect();
     assert_eq!(names, ["log", "whoami"]);
     let labels: Vec<&str> = c.listeners.iter().map(|l| l.label.as_str()).collect();
     assert_eq!(labels, ["dns://:1053", "dns://:53"]);

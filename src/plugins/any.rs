@@ -13,7 +13,9 @@ pub fn setup(d: &mut Dispenser) -> Result<(), Diagnostic> {
         return Err(d.arg_err().in_plugin("any"));
     }
     if d.next_block() {
-        return Err(d.err(format!("unknown property '{}'", d.val())).in_plugin("any"));
+        return Err(d
+            .err(format!("unknown property '{}'", d.val()))
+            .in_plugin("any"));
     }
     Ok(())
 }

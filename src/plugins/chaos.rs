@@ -10,10 +10,35 @@ use crate::chain::{Ctx, Flow, Status};
 
 /// CoreDNS's maintainers list (`chaos.Owners`), the default authors.
 pub const OWNERS: [&str; 29] = [
-    "Tantalor93", "bradbeam", "chrisohaver", "darshanime", "dilyevsky", "ekleiner", "greenpau",
-    "houyuwushang", "ihac", "inigohu", "isolus", "jameshartig", "johnbelamaric", "miekg",
-    "mqasimsarfraz", "nchrisdk", "nitisht", "pmoroney", "rajansandeep", "rdrozhdzh", "rtreffer",
-    "snebel29", "stp-ip", "superq", "thevilledev", "varyoo", "ykhr53", "yongtang", "zouyee",
+    "Tantalor93",
+    "bradbeam",
+    "chrisohaver",
+    "darshanime",
+    "dilyevsky",
+    "ekleiner",
+    "greenpau",
+    "houyuwushang",
+    "ihac",
+    "inigohu",
+    "isolus",
+    "jameshartig",
+    "johnbelamaric",
+    "miekg",
+    "mqasimsarfraz",
+    "nchrisdk",
+    "nitisht",
+    "pmoroney",
+    "rajansandeep",
+    "rdrozhdzh",
+    "rtreffer",
+    "snebel29",
+    "stp-ip",
+    "superq",
+    "thevilledev",
+    "varyoo",
+    "ykhr53",
+    "yongtang",
+    "zouyee",
 ];
 
 /// Parsed configuration.
@@ -53,11 +78,16 @@ pub fn setup(d: &mut Dispenser) -> Result<ChaosConfig, Diagnostic> {
             }
         };
         if d.next_block() {
-            return Err(d.err(format!("unknown property '{}'", d.val())).in_plugin("chaos"));
+            return Err(d
+                .err(format!("unknown property '{}'", d.val()))
+                .in_plugin("chaos"));
         }
         return Ok(ChaosConfig { version, authors });
     }
-    Ok(ChaosConfig { version: String::new(), authors: owners })
+    Ok(ChaosConfig {
+        version: String::new(),
+        authors: owners,
+    })
 }
 
 /// The runtime plugin.
@@ -70,7 +100,11 @@ pub struct Chaos {
 impl Chaos {
     /// Builds it.
     pub fn new(c: &ChaosConfig) -> Self {
-        Self { version: c.version.clone(), authors: c.authors.clone(), hostname: trim(&crate::hostname()) }
+        Self {
+            version: c.version.clone(),
+            authors: c.authors.clone(),
+            hostname: trim(&crate::hostname()),
+        }
     }
 
     /// Answers CH TXT for the known names.
@@ -86,7 +120,9 @@ impl Chaos {
                 fastrand::shuffle(&mut idx);
                 idx.into_iter().map(|i| self.authors[i].as_str()).collect()
             }
-            b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => vec![self.version.as_str()],
+            b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => {
+                vec![self.version.as_str()]
+            }
             b"\x08hostname\x04bind\x00" | b"\x02id\x06server\x00" => vec![self.hostname.as_str()],
             _ => return Flow::Next,
         };

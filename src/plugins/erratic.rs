@@ -4,8 +4,8 @@
 //!
 //! CoreDNS: `plugin/erratic/erratic.go`, `setup.go`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use corefile::values::parse_go_duration;
@@ -34,10 +34,14 @@ fn amount(d: &Dispenser, s: &str) -> Result<u64, Diagnostic> {
         Diagnostic::plain(format!("strconv.ParseInt: parsing {s:?}: invalid syntax"))
     })?;
     if n > i64::from(i32::MAX) || n < i64::from(i32::MIN) {
-        return Err(Diagnostic::plain(format!("strconv.ParseInt: parsing {s:?}: value out of range")));
+        return Err(Diagnostic::plain(format!(
+            "strconv.ParseInt: parsing {s:?}: value out of range"
+        )));
     }
     if n < 0 {
-        return Err(Diagnostic::plain(format!("illegal amount value given {s:?}")));
+        return Err(Diagnostic::plain(format!(
+            "illegal amount value given {s:?}"
+        )));
     }
     let _ = d;
     Ok(n as u64)
@@ -46,7 +50,13 @@ fn amount(d: &Dispenser, s: &str) -> Result<u64, Diagnostic> {
 /// Setup (CoreDNS `parseErratic`).
 pub fn setup(d: &mut Dispenser) -> Result<ErraticConfig, Diagnostic> {
     let w = |e: Diagnostic| e.in_plugin("erratic");
-    let mut c = ErraticConfig { drop: 2, delay: 0, duration: Duration::ZERO, truncate: 0, large: false };
+    let mut c = ErraticConfig {
+        drop: 2,
+        delay: 0,
+        duration: Duration::ZERO,
+        truncate: 0,
+        large: false,
+    };
     let mut saw_drop = false;
     while d.next() {
         while d.next_block() {
@@ -113,7 +123,10 @@ struct Plan {
 impl Erratic {
     /// Builds it.
     pub fn new(c: &ErraticConfig) -> Self {
-        Self { c: c.clone(), q: Arc::new(AtomicU64::new(0)) }
+        Self {
+            c: c.clone(),
+            q: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Readiness for *ready*: ready after the 3rd and before the 5th query.
@@ -146,14 +159,25 @@ impl Erratic {
     pub async fn serve_async(&self, ctx: &mut Ctx<'_>) -> Flow {
         let trunc = ctx.st.park == 1;
         tokio::time::sleep(self.c.duration).await;
-        self.answer(ctx, Plan { drop: false, delay: false, trunc })
+        self.answer(
+            ctx,
+            Plan {
+                drop: false,
+                delay: false,
+                trunc,
+            },
+        )
     }
 
     fn answer(&self, ctx: &mut Ctx<'_>, p: Plan) -> Flow {
         let qtype = ctx.req.qtype;
         if !matches!(qtype, 1 | 28) {
             // AXFR answers need a transfer writer (transfer plugin); SERVFAIL like other types.
-            return if p.drop { Flow::Return(Status::rcode(0)) } else { Flow::Return(Status::rcode(2)) };
+            return if p.drop {
+                Flow::Return(Status::rcode(0))
+            } else {
+                Flow::Return(Status::rcode(2))
+            };
         }
         if p.drop {
             return Flow::Return(Status::rcode(0));
@@ -170,7 +194,8 @@ impl Erratic {
                 b.rr(&owner, 1, 1, 0, &[192, 0, 2, 53]);
             }
         } else {
-            let ip: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x53);
+            let ip: std::net::Ipv6Addr =
+                std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x53);
             b.rr(&owner, 28, 1, 0, &ip.octets());
         }
         b.finish();

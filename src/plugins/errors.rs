@@ -5,8 +5,8 @@
 //!
 //! CoreDNS: `plugin/errors/errors.go`, `setup.go`.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use corefile::values::{format_go_duration, parse_go_duration};
@@ -89,7 +89,10 @@ fn parse_consolidate(d: &mut Dispenser) -> Result<Consolidate, Diagnostic> {
     }
     let period = parse_go_duration(&args[0]).map_err(|e| d.err(e))?;
     if args[1].len() > MAX_REGEXP_LEN {
-        return Err(d.err(format!("regex pattern too long: {} > {MAX_REGEXP_LEN}", args[1].len())));
+        return Err(d.err(format!(
+            "regex pattern too long: {} > {MAX_REGEXP_LEN}",
+            args[1].len()
+        )));
     }
     regex::Regex::new(&args[1]).map_err(|e| d.err(format!("error parsing regexp: {e}")))?;
     let mut level = None;
@@ -116,7 +119,12 @@ fn parse_consolidate(d: &mut Dispenser) -> Result<Consolidate, Diagnostic> {
             return Err(d.err(format!("unknown option in consolidate: {a}")));
         }
     }
-    Ok(Consolidate { period, pattern: args[1].clone(), level: level.unwrap_or(Level::Error), show_first })
+    Ok(Consolidate {
+        period,
+        pattern: args[1].clone(),
+        level: level.unwrap_or(Level::Error),
+        show_first,
+    })
 }
 
 struct Pattern {
@@ -138,10 +146,17 @@ impl Errors {
             .consolidate
             .iter()
             .filter_map(|r| {
-                regex::Regex::new(&r.pattern).ok().map(|re| Pattern { rule: r.clone(), re, count: AtomicU32::new(0) })
+                regex::Regex::new(&r.pattern).ok().map(|re| Pattern {
+                    rule: r.clone(),
+                    re,
+                    count: AtomicU32::new(0),
+                })
             })
             .collect();
-        Self { patterns: Arc::new(patterns), stopped: Arc::new(AtomicBool::new(false)) }
+        Self {
+            patterns: Arc::new(patterns),
+            stopped: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Response hook: log the returned error.
@@ -162,7 +177,11 @@ impl Errors {
         ctx.req.qname.to_lowercase().write_presentation(&mut name);
         let mut ty = String::new();
         types::type_to_string(ctx.req.qtype, &mut ty);
-        clog::log(level, Some("errors"), &format!("{} {name} {ty}: {text}", st.rcode));
+        clog::log(
+            level,
+            Some("errors"),
+            &format!("{} {name} {ty}: {text}", st.rcode),
+        );
     }
 
     /// Counts an occurrence; true when the line must not be logged now.
@@ -175,10 +194,12 @@ impl Errors {
         if cnt == 1 {
             let patterns = Arc::clone(&self.patterns);
             let period = p.rule.period;
-            let spawned = std::thread::Builder::new().name("errors-consolidate".into()).spawn(move || {
-                std::thread::sleep(period);
-                log_pattern(&patterns[i]);
-            });
+            let spawned = std::thread::Builder::new()
+                .name("errors-consolidate".into())
+                .spawn(move || {
+                    std::thread::sleep(period);
+                    log_pattern(&patterns[i]);
+                });
             if spawned.is_err() {
                 log_pattern(p);
             }
@@ -226,8 +247,14 @@ mod tests {
     fn setup_table() {
         assert_eq!(err("errors"), "ok");
         assert_eq!(err("errors stdout"), "ok");
-        assert_eq!(err("errors x"), "plugin/errors: Corefile:1 - Error during parsing: invalid log file: x");
-        assert_eq!(err("errors\nerrors"), "plugin/errors: this plugin can only be used once per Server Block");
+        assert_eq!(
+            err("errors x"),
+            "plugin/errors: Corefile:1 - Error during parsing: invalid log file: x"
+        );
+        assert_eq!(
+            err("errors\nerrors"),
+            "plugin/errors: this plugin can only be used once per Server Block"
+        );
         assert_eq!(
             err("errors {\n consolidate 5m \".* i/o timeout$\" warning show_first\n}"),
             "ok"

@@ -27,7 +27,9 @@ pub struct HeaderConfig {
 }
 
 fn new_rules(action: Option<&str>, args: &[String]) -> Result<Vec<Rule>, String> {
-    let Some(action) = action else { return Err("no flag action provided".into()) };
+    let Some(action) = action else {
+        return Err("no flag action provided".into());
+    };
     if args.is_empty() {
         return Err("invalid length for flags, at least one should be provided".into());
     }

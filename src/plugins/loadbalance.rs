@@ -11,8 +11,8 @@ use corefile::{Diagnostic, Dispenser};
 
 use crate::chain::Ctx;
 use crate::config::SetupCtx;
-use crate::wire::index::{rebuild, Rebuild};
-use crate::wire::{hdr, MsgIndex};
+use crate::wire::index::{Rebuild, rebuild};
+use crate::wire::{MsgIndex, hdr};
 
 /// Parsed configuration.
 #[derive(Debug, Clone, Default)]
@@ -51,7 +51,9 @@ pub fn setup(d: &mut Dispenser, _ctx: &mut SetupCtx<'_>) -> Result<LoadbalanceCo
                 "prefer" => {
                     for cidr in d.remaining_args() {
                         let Some(net) = parse_cidr(&cidr) else {
-                            return Err(w(d.err(format!("invalid CIDR {cidr:?}: invalid CIDR address: {cidr}"))));
+                            return Err(w(d.err(format!(
+                                "invalid CIDR {cidr:?}: invalid CIDR address: {cidr}"
+                            ))));
                         };
                         c.prefer.push(net);
                     }
@@ -71,11 +73,19 @@ pub struct Loadbalance {
 fn contains(net: (IpAddr, u8), ip: IpAddr) -> bool {
     match (net.0, ip) {
         (IpAddr::V4(n), IpAddr::V4(a)) => {
-            let m = if net.1 == 0 { 0 } else { u32::MAX << (32 - u32::from(net.1)) };
+            let m = if net.1 == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(net.1))
+            };
             u32::from(n) & m == u32::from(a) & m
         }
         (IpAddr::V6(n), IpAddr::V6(a)) => {
-            let m = if net.1 == 0 { 0 } else { u128::MAX << (128 - u32::from(net.1)) };
+            let m = if net.1 == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(net.1))
+            };
             u128::from(n) & m == u128::from(a) & m
         }
         _ => false,
@@ -109,7 +119,9 @@ fn shuffle(v: &mut [usize]) {
 impl Loadbalance {
     /// Builds it.
     pub fn new(c: &LoadbalanceConfig) -> Result<Self, String> {
-        Ok(Self { prefer: c.prefer.clone() })
+        Ok(Self {
+            prefer: c.prefer.clone(),
+        })
     }
 
     fn ip_of(msg: &[u8], idx: &MsgIndex, i: usize) -> Option<IpAddr> {
@@ -133,7 +145,8 @@ impl Loadbalance {
             shuffle(&mut out);
             return out;
         }
-        let (mut cname, mut addr, mut mx, mut rest) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut cname, mut addr, mut mx, mut rest) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for &i in list {
             match idx.rrs[i].rtype {
                 5 => cname.push(i),
@@ -152,7 +165,8 @@ impl Loadbalance {
 
     /// CoreDNS `reorderRecords` for `prefer`.
     fn prefer(&self, msg: &[u8], idx: &MsgIndex, list: &[usize]) -> Vec<usize> {
-        let (mut cname, mut addr, mut mx, mut rest) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut cname, mut addr, mut mx, mut rest) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for &i in list {
             match idx.rrs[i].rtype {
                 5 => cname.push(i),
@@ -190,20 +204,34 @@ impl Loadbalance {
         if ctx.req.qtype == 252 || ctx.req.qtype == 251 {
             return;
         }
-        let Some(idx) = MsgIndex::parse(ctx.resp) else { return };
+        let Some(idx) = MsgIndex::parse(ctx.resp) else {
+            return;
+        };
         if idx.rrs.len() < 2 {
             return;
         }
         let mut order = Vec::with_capacity(idx.rrs.len());
         for s in 1..=3u8 {
-            let list: Vec<usize> = (0..idx.rrs.len()).filter(|&i| idx.rrs[i].section == s).collect();
+            let list: Vec<usize> = (0..idx.rrs.len())
+                .filter(|&i| idx.rrs[i].section == s)
+                .collect();
             let mut out = Self::round_robin(&idx, &list);
             if !self.prefer.is_empty() && s != 2 {
                 out = self.prefer(ctx.resp, &idx, &out);
             }
             order.extend(out);
         }
-        rebuild(ctx.resp, &idx, &order, Rebuild { compress: false, limit: None, reserve: 0 }, ctx.scratch);
+        rebuild(
+            ctx.resp,
+            &idx,
+            &order,
+            Rebuild {
+                compress: false,
+                limit: None,
+                reserve: 0,
+            },
+            ctx.scratch,
+        );
         std::mem::swap(ctx.resp, ctx.scratch);
     }
 }

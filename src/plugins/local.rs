@@ -10,7 +10,12 @@ use crate::chain::{Ctx, Flow, Status};
 use crate::wire::{Builder, Name, SectionKind};
 
 const TTL: u32 = 604_800;
-const ZONES: [&str; 4] = ["localhost.", "0.in-addr.arpa.", "127.in-addr.arpa.", "255.in-addr.arpa."];
+const ZONES: [&str; 4] = [
+    "localhost.",
+    "0.in-addr.arpa.",
+    "127.in-addr.arpa.",
+    "255.in-addr.arpa.",
+];
 
 /// Parsed configuration.
 #[derive(Debug, Clone, Default)]
@@ -38,7 +43,9 @@ pub fn setup(d: &mut Dispenser) -> Result<LocalConfig, Diagnostic> {
                         "on" => c.disable_localhost_prefix = false,
                         "off" => c.disable_localhost_prefix = true,
                         other => {
-                            return Err(w(d.err(format!("localhost_prefix expects 'on' or 'off', got {other:?}"))));
+                            return Err(w(d.err(format!(
+                                "localhost_prefix expects 'on' or 'off', got {other:?}"
+                            ))));
                         }
                     }
                 }
@@ -71,7 +78,10 @@ fn soa(b: &mut Builder<'_>, origin: &[u8]) {
 impl Local {
     /// Builds it.
     pub fn new(c: &LocalConfig) -> Self {
-        Self { disable_prefix: c.disable_localhost_prefix, zones: ZONES.iter().filter_map(|z| Name::parse(z)).collect() }
+        Self {
+            disable_prefix: c.disable_localhost_prefix,
+            zones: ZONES.iter().filter_map(|z| Name::parse(z)).collect(),
+        }
     }
 
     /// Answers the local names.
@@ -98,7 +108,12 @@ impl Local {
             ctx.written = true;
             return Flow::Return(Status::rcode(0));
         }
-        let Some(zone) = self.zones.iter().filter(|z| qname.is_subdomain_of(z)).max_by_key(|z| z.len()) else {
+        let Some(zone) = self
+            .zones
+            .iter()
+            .filter(|z| qname.is_subdomain_of(z))
+            .max_by_key(|z| z.len())
+        else {
             return Flow::Next;
         };
         // The zone with the query's case.

@@ -13,13 +13,12 @@ use std::net::IpAddr;
 use corefile::keys::fqdn;
 use corefile::{Diagnostic, Dispenser};
 
-use crate::chain::{client_write, Ctx, Flow, Status};
+use crate::chain::{Ctx, Flow, Status, client_write};
 use crate::clog;
-use crate::wire::{hdr, types, MsgIndex, Name};
+use crate::wire::{MsgIndex, Name, hdr, types};
 
 /// CoreDNS's `CommonLogFormat`.
-pub const COMMON: &str =
-    r#"{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" {rcode} {>rflags} {rsize} {duration}"#;
+pub const COMMON: &str = r#"{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" {rcode} {>rflags} {rsize} {duration}"#;
 /// CoreDNS's `CombinedLogFormat`.
 pub const COMBINED: &str = concat!(
     r#"{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" {rcode} {>rflags} {rsize} {duration}"#,
@@ -256,16 +255,30 @@ pub fn setup(d: &mut Dispenser) -> Result<LogConfig, Diagnostic> {
         let mut args = d.remaining_args();
         let first_new = rules.len();
         match args.len() {
-            0 => rules.push(Rule { scope: ".".into(), format: COMMON.into(), classes: Vec::new() }),
-            1 => rules.push(Rule { scope: fqdn(&args[0]), format: COMMON.into(), classes: Vec::new() }),
+            0 => rules.push(Rule {
+                scope: ".".into(),
+                format: COMMON.into(),
+                classes: Vec::new(),
+            }),
+            1 => rules.push(Rule {
+                scope: fqdn(&args[0]),
+                format: COMMON.into(),
+                classes: Vec::new(),
+            }),
             _ => {
                 let mut format = COMMON.to_owned();
                 if args.last().is_some_and(|a| a.contains('{')) {
                     let f = args.pop().unwrap_or_default();
-                    format = f.replace("{common}", COMMON).replace("{combined}", COMBINED);
+                    format = f
+                        .replace("{common}", COMMON)
+                        .replace("{combined}", COMBINED);
                 }
                 for a in &args {
-                    rules.push(Rule { scope: fqdn(a), format: format.clone(), classes: Vec::new() });
+                    rules.push(Rule {
+                        scope: fqdn(a),
+                        format: format.clone(),
+                        classes: Vec::new(),
+                    });
                 }
             }
         }
@@ -284,7 +297,11 @@ pub fn setup(d: &mut Dispenser) -> Result<LogConfig, Diagnostic> {
                         }
                     }
                 }
-                other => return Err(d.err(format!("unknown property '{other}'")).in_plugin("log")),
+                other => {
+                    return Err(d
+                        .err(format!("unknown property '{other}'"))
+                        .in_plugin("log"));
+                }
             }
         }
         for r in &mut rules[first_new..] {
@@ -327,7 +344,9 @@ impl Log {
     }
 
     fn rule_for(&self, ctx: &Ctx<'_>) -> Option<&CompiledRule> {
-        self.rules.iter().find(|r| ctx.req.qname.is_subdomain_of(&r.scope))
+        self.rules
+            .iter()
+            .find(|r| ctx.req.qname.is_subdomain_of(&r.scope))
     }
 
     /// Request hook: nothing to do but pass on (the start time is in the context).
@@ -337,7 +356,9 @@ impl Log {
 
     /// Response hook: classify and log.
     pub fn respond(&self, ctx: &mut Ctx<'_>, st: &mut Status) {
-        let Some(rule) = self.rule_for(ctx) else { return };
+        let Some(rule) = self.rule_for(ctx) else {
+            return;
+        };
         // Nothing written and an error rcode: log the reply the server will send.
         let mut synth = Vec::new();
         let msg: Option<&[u8]> = if ctx.written {
@@ -443,20 +464,36 @@ mod tests {
 
     #[test]
     fn compile_like_coredns() {
-        assert_eq!(compile("{ {type} }"), vec![Seg::Lit("{ ".into()), Seg::Label(Label::Type), Seg::Lit(" }".into())]);
+        assert_eq!(
+            compile("{ {type} }"),
+            vec![
+                Seg::Lit("{ ".into()),
+                Seg::Label(Label::Type),
+                Seg::Lit(" }".into())
+            ]
+        );
         assert_eq!(compile("{unknown}x"), vec![Seg::Lit("{unknown}x".into())]);
-        assert_eq!(compile("a{/m/x}"), vec![Seg::Lit("a".into()), Seg::Meta("m/x".into())]);
+        assert_eq!(
+            compile("a{/m/x}"),
+            vec![Seg::Lit("a".into()), Seg::Meta("m/x".into())]
+        );
     }
 
     #[test]
     fn setup_rules() {
-        let mut d = Dispenser::from_text("Corefile", "log\nlog a.org\nlog a.org b.org {combined}\nlog {common}");
+        let mut d = Dispenser::from_text(
+            "Corefile",
+            "log\nlog a.org\nlog a.org b.org {combined}\nlog {common}",
+        );
         let c = setup(&mut d).expect("setup");
         let scopes: Vec<&str> = c.rules.iter().map(|r| r.scope.as_str()).collect();
         assert_eq!(scopes, [".", "a.org.", "a.org.", "b.org.", "{common}."]);
         assert_eq!(c.rules[2].format, COMBINED);
         let mut d = Dispenser::from_text("Corefile", "log {\n class bogus\n}");
-        assert_eq!(setup(&mut d).expect_err("bad").to_string(), "plugin/log: invalid Class: bogus");
+        assert_eq!(
+            setup(&mut d).expect_err("bad").to_string(),
+            "plugin/log: invalid Class: bogus"
+        );
         let mut d = Dispenser::from_text("Corefile", "log {\n foo\n}");
         assert_eq!(
             setup(&mut d).expect_err("bad").to_string(),

@@ -35,6 +35,8 @@ pub struct Metadata {
 impl Metadata {
     /// Builds it.
     pub fn new(c: &MetadataConfig) -> Self {
-        Self { zones: c.zones.clone() }
+        Self {
+            zones: c.zones.clone(),
+        }
     }
 }

@@ -6,8 +6,8 @@
 use corefile::{Diagnostic, Dispenser};
 
 use crate::chain::Ctx;
-use crate::plugins::log::{typify, RespType};
-use crate::wire::{hdr, MsgIndex};
+use crate::plugins::log::{RespType, typify};
+use crate::wire::{MsgIndex, hdr};
 
 /// Setup: no arguments.
 pub fn setup(d: &mut Dispenser) -> Result<(), Diagnostic> {
@@ -23,13 +23,19 @@ pub fn respond(ctx: &mut Ctx<'_>) {
     if !ctx.written {
         return;
     }
-    let Some(idx) = MsgIndex::parse(ctx.resp) else { return };
+    let Some(idx) = MsgIndex::parse(ctx.resp) else {
+        return;
+    };
     if typify(ctx.resp, &idx) != RespType::NoError {
         return;
     }
     // Keep the answer section only: cut at the first non-answer record. Records
     // are in section order, so the answer ends where authority begins.
-    let cut = idx.rrs.iter().find(|r| r.section != 1).map(|r| r.start as usize);
+    let cut = idx
+        .rrs
+        .iter()
+        .find(|r| r.section != 1)
+        .map(|r| r.start as usize);
     if let Some(cut) = cut {
         ctx.resp.truncate(cut);
         hdr::set_count(ctx.resp, 2, 0);

@@ -57,7 +57,11 @@ pub enum PluginConfig {
 
 /// Runs the setup of directive `name` over its tokens. Non-handler directives
 /// change `ctx.settings` and return `None`.
-pub fn setup(name: &str, d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<Option<PluginConfig>, Diagnostic> {
+pub fn setup(
+    name: &str,
+    d: &mut Dispenser,
+    ctx: &mut SetupCtx<'_>,
+) -> Result<Option<PluginConfig>, Diagnostic> {
     Ok(Some(match name {
         "root" => return settings::root(d, ctx).map(|()| None),
         "bind" => return settings::bind(d, ctx).map(|()| None),
@@ -174,7 +178,11 @@ impl Plugin {
     /// Request hook.
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
         match self {
-            Self::Metadata(_) | Self::Cancel | Self::Errors(_) | Self::Loadbalance(_) | Self::Minimal => Flow::Next,
+            Self::Metadata(_)
+            | Self::Cancel
+            | Self::Errors(_)
+            | Self::Loadbalance(_)
+            | Self::Minimal => Flow::Next,
             Self::Nsid(_) => Flow::Next,
             Self::Bufsize(n) => bufsize::serve(*n, ctx),
             Self::Log(p) => p.serve(ctx),

@@ -6,7 +6,7 @@
 use corefile::{Diagnostic, Dispenser};
 
 use crate::chain::Ctx;
-use crate::wire::{be16, hdr, MsgIndex};
+use crate::wire::{MsgIndex, be16, hdr};
 
 /// Parsed configuration.
 #[derive(Debug, Clone)]
@@ -40,7 +40,9 @@ pub struct Nsid {
 impl Nsid {
     /// Builds it.
     pub fn new(c: &NsidConfig) -> Self {
-        Self { data: c.data.as_bytes().to_vec() }
+        Self {
+            data: c.data.as_bytes().to_vec(),
+        }
     }
 
     /// Adds or replaces NSID in the written reply when the query carried NSID.
@@ -49,8 +51,15 @@ impl Nsid {
         if !ctx.written || !opt.options().any(|o| o.code == 3) {
             return;
         }
-        let Some(idx) = MsgIndex::parse(ctx.resp) else { return };
-        let opt_rr = idx.rrs.iter().rev().find(|r| r.section == 3 && r.rtype == 41).copied();
+        let Some(idx) = MsgIndex::parse(ctx.resp) else {
+            return;
+        };
+        let opt_rr = idx
+            .rrs
+            .iter()
+            .rev()
+            .find(|r| r.section == 3 && r.rtype == 41)
+            .copied();
         match opt_rr {
             None => {
                 // SetEdns0(client size, DO=1) with NSID.

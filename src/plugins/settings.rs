@@ -28,7 +28,10 @@ pub fn root(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic>
         }
         Err(e) => {
             return Err(d
-                .err(format!("unable to access root path '{root}': {}", crate::config::go_err(&e)))
+                .err(format!(
+                    "unable to access root path '{root}': {}",
+                    crate::config::go_err(&e)
+                ))
                 .in_plugin("root"));
         }
     }
@@ -56,9 +59,12 @@ pub fn cancel(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnosti
         match args.as_slice() {
             [] => timeout = Duration::from_millis(5001),
             [a] => {
-                let n = parse_go_duration_nanos(a).map_err(|_| w(Diagnostic::plain(format!("invalid duration: {a:?}"))))?;
+                let n = parse_go_duration_nanos(a)
+                    .map_err(|_| w(Diagnostic::plain(format!("invalid duration: {a:?}"))))?;
                 if n <= 0 {
-                    return Err(w(Diagnostic::plain(format!("invalid negative duration: {a:?}"))));
+                    return Err(w(Diagnostic::plain(format!(
+                        "invalid negative duration: {a:?}"
+                    ))));
                 }
                 timeout = Duration::from_nanos(n as u64);
             }
@@ -102,7 +108,9 @@ fn list_ip(args: &[String]) -> Result<Vec<String>, Diagnostic> {
             continue;
         }
         if a.parse::<IpAddr>().is_err() {
-            return Err(Diagnostic::plain(format!("not a valid IP address or interface name: {a:?}")));
+            return Err(Diagnostic::plain(format!(
+                "not a valid IP address or interface name: {a:?}"
+            )));
         }
         all.push(a.clone());
     }
@@ -116,7 +124,9 @@ pub fn bind(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic>
     while d.next() {
         let addrs = d.remaining_args();
         if addrs.is_empty() {
-            return Err(w(Diagnostic::plain("at least one address or interface name is expected")));
+            return Err(w(Diagnostic::plain(
+                "at least one address or interface name is expected",
+            )));
         }
         let mut except = Vec::new();
         while d.next_block() {

@@ -38,7 +38,9 @@ impl Default for Timeouts {
 /// CoreDNS `durations.NewDurationFromArg`: a bare integer is seconds.
 fn duration_from_arg(s: &str) -> Result<Duration, String> {
     if let Some(n) = go_atoi(s) {
-        return u64::try_from(n).map(Duration::from_secs).map_err(|_| format!("invalid duration: {s}"));
+        return u64::try_from(n)
+            .map(Duration::from_secs)
+            .map_err(|_| format!("invalid duration: {s}"));
     }
     parse_go_duration(s)
 }

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use corefile::{Diagnostic, Dispenser};
 
 use crate::chain::{Ctx, Flow, Proto, Status};
-use crate::wire::{flags, SectionKind};
+use crate::wire::{SectionKind, flags};
 
 /// Setup: no arguments, no block.
 pub fn setup(d: &mut Dispenser) -> Result<(), Diagnostic> {
@@ -25,7 +25,11 @@ pub fn setup(d: &mut Dispenser) -> Result<(), Diagnostic> {
 pub fn serve(ctx: &mut Ctx<'_>) -> Flow {
     let class = ctx.req.qclass;
     let owner = ctx.req.qname.clone();
-    let label: &[u8] = if ctx.proto == Proto::Tcp { b"_tcp" } else { b"_udp" };
+    let label: &[u8] = if ctx.proto == Proto::Tcp {
+        b"_tcp"
+    } else {
+        b"_udp"
+    };
     let srv_owner = owner.prepend(label);
     let peer = ctx.peer;
     let mut b = ctx.reply();

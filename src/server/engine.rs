@@ -42,7 +42,10 @@ pub fn choose(flag: &str) -> Choice {
         ("auto".to_owned(), "")
     };
     match want.as_str() {
-        "epoll" => Choice { backend: Backend::Epoll, reason: format!("forced by {source}") },
+        "epoll" => Choice {
+            backend: Backend::Epoll,
+            reason: format!("forced by {source}"),
+        },
         _ => Choice {
             backend: Backend::Epoll,
             reason: "io_uring engine not integrated in this build".to_owned(),

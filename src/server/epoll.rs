@@ -11,16 +11,24 @@ use std::time::Instant;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
-use super::handle::{handle, resume, Meta, Outcome};
-use super::{canonical, Shared, WorkerLimits};
+use super::handle::{Meta, Outcome, handle, resume};
+use super::{Shared, WorkerLimits, canonical};
 use crate::chain::Proto;
 
 /// Queries parked at once per worker; beyond it new parked work is dropped.
 pub const MAX_PARKED: usize = 16_384;
 
 /// Serves one UDP socket until shutdown.
-pub async fn udp_loop(sock: UdpSocket, label: Arc<str>, shared: Arc<Shared>, limits: Rc<WorkerLimits>) {
-    let local = sock.local_addr().map(canonical).unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+pub async fn udp_loop(
+    sock: UdpSocket,
+    label: Arc<str>,
+    shared: Arc<Shared>,
+    limits: Rc<WorkerLimits>,
+) {
+    let local = sock
+        .local_addr()
+        .map(canonical)
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut batch = fallback::UdpBatch::new(Arc::new(sock), 4096);
     let sock_rc = Arc::clone(batch.socket());
     let mut scratch = Vec::with_capacity(4096);
@@ -37,7 +45,12 @@ pub async fn udp_loop(sock: UdpSocket, label: Arc<str>, shared: Arc<Shared>, lim
         let Some(l) = active.find(&label) else { break };
         batch.process(|data, peer, _trunc, resp| {
             let peer = canonical(peer);
-            let meta = Meta { proto: Proto::Udp, peer, local, now };
+            let meta = Meta {
+                proto: Proto::Udp,
+                peer,
+                local,
+                now,
+            };
             match handle(l, data, meta, resp, &mut scratch) {
                 Outcome::Reply => Some(peer),
                 Outcome::Drop => None,
@@ -52,7 +65,8 @@ pub async fn udp_loop(sock: UdpSocket, label: Arc<str>, shared: Arc<Shared>, lim
                     limits.parked.set(limits.parked.get() + 1);
                     tokio::task::spawn_local(async move {
                         let (mut resp, mut scratch) = (Vec::new(), Vec::new());
-                        let out = resume(&chain, &data, meta, at, st, &mut resp, &mut scratch).await;
+                        let out =
+                            resume(&chain, &data, meta, at, st, &mut resp, &mut scratch).await;
                         if let Outcome::Reply = out {
                             let _ = sock.send_to(&resp, peer).await;
                         }
@@ -68,7 +82,12 @@ pub async fn udp_loop(sock: UdpSocket, label: Arc<str>, shared: Arc<Shared>, lim
 }
 
 /// Accepts TCP connections until shutdown.
-pub async fn tcp_accept(l: TcpListener, label: Arc<str>, shared: Arc<Shared>, limits: Rc<WorkerLimits>) {
+pub async fn tcp_accept(
+    l: TcpListener,
+    label: Arc<str>,
+    shared: Arc<Shared>,
+    limits: Rc<WorkerLimits>,
+) {
     loop {
         if shared.active.load().find(&label).is_none() {
             break;
@@ -92,7 +111,12 @@ pub async fn tcp_accept(l: TcpListener, label: Arc<str>, shared: Arc<Shared>, li
     }
 }
 
-async fn tcp_conn(stream: tokio::net::TcpStream, peer: SocketAddr, label: &str, shared: &Arc<Shared>) {
+async fn tcp_conn(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    label: &str,
+    shared: &Arc<Shared>,
+) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().map(canonical).unwrap_or(peer);
     let (mut rd, mut wr) = stream.into_split();
@@ -104,7 +128,10 @@ async fn tcp_conn(stream: tokio::net::TcpStream, peer: SocketAddr, label: &str, 
     let pending = Rc::new(Cell::new(0usize));
     let writer = tokio::task::spawn_local(async move {
         while let Some(msg) = rx.recv().await {
-            if fallback::tcp::write_msg(&mut wr, &msg, timeouts.write).await.is_err() {
+            if fallback::tcp::write_msg(&mut wr, &msg, timeouts.write)
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -128,7 +155,12 @@ async fn tcp_conn(stream: tokio::net::TcpStream, peer: SocketAddr, label: &str, 
         let out = {
             let active = shared.active.load();
             let Some(l) = active.find(label) else { break };
-            let meta = Meta { proto: Proto::Tcp, peer, local, now };
+            let meta = Meta {
+                proto: Proto::Tcp,
+                peer,
+                local,
+                now,
+            };
             match handle(l, &buf, meta, &mut resp, &mut scratch) {
                 Outcome::Parked { block, at, st } => {
                     let chain = Arc::clone(&l.chains[block]);
@@ -138,7 +170,9 @@ async fn tcp_conn(stream: tokio::net::TcpStream, peer: SocketAddr, label: &str, 
                     pending.set(pending.get() + 1);
                     tokio::task::spawn_local(async move {
                         let mut scratch = Vec::new();
-                        if let Outcome::Reply = resume(&chain, &data, meta, at, st, &mut resp, &mut scratch).await {
+                        if let Outcome::Reply =
+                            resume(&chain, &data, meta, at, st, &mut resp, &mut scratch).await
+                        {
                             let _ = tx.send(resp).await;
                         }
                         pending.set(pending.get() - 1);

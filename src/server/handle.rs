@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use super::route::{Route, Routes};
 use super::scrub;
-use crate::chain::{client_write, Chain, Ctx, Proto, Status};
-use crate::wire::{bare_reply, parse_query, Request, Verdict, UDP_READ_LIMIT};
+use crate::chain::{Chain, Ctx, Proto, Status, client_write};
+use crate::wire::{Request, UDP_READ_LIMIT, Verdict, bare_reply, parse_query};
 
 /// A listener's runtime view of its blocks.
 pub struct ListenerRt {
@@ -56,8 +56,18 @@ pub struct Meta {
 }
 
 /// Handles one received message; the reply (if any) is left in `resp`.
-pub fn handle(l: &ListenerRt, data: &[u8], m: Meta, resp: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Outcome {
-    let data = if m.proto == Proto::Udp && data.len() > UDP_READ_LIMIT { &data[..UDP_READ_LIMIT] } else { data };
+pub fn handle(
+    l: &ListenerRt,
+    data: &[u8],
+    m: Meta,
+    resp: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) -> Outcome {
+    let data = if m.proto == Proto::Udp && data.len() > UDP_READ_LIMIT {
+        &data[..UDP_READ_LIMIT]
+    } else {
+        data
+    };
     let req = match parse_query(data) {
         Verdict::Query(r) => r,
         Verdict::Ignore => return Outcome::Drop,
@@ -79,17 +89,30 @@ pub fn handle(l: &ListenerRt, data: &[u8], m: Meta, resp: &mut Vec<u8>, scratch:
             return Outcome::Reply;
         }
     }
-    let route = l.routes.route(&req.qname, req.qtype, |b| l.chains.get(b).is_some_and(|c| !c.plugins.is_empty()));
+    let route = l.routes.route(&req.qname, req.qtype, |b| {
+        l.chains.get(b).is_some_and(|c| !c.plugins.is_empty())
+    });
     let Route::Block(b) = route else {
         bare_reply(resp, &req, 5);
-        scrub::scrub(resp, scratch, &req, req.opt.map(|o| o.udp_size), m.proto, m.peer.is_ipv6());
+        scrub::scrub(
+            resp,
+            scratch,
+            &req,
+            req.opt.map(|o| o.udp_size),
+            m.proto,
+            m.peer.is_ipv6(),
+        );
         return Outcome::Reply;
     };
     let chain = &l.chains[b];
     let mut ctx = Ctx::new(req, m.proto, m.peer, m.local, resp, scratch, m.now);
     match chain.run(&mut ctx) {
         Ok(st) => finish(&mut ctx, &st),
-        Err(at) => Outcome::Parked { block: b, at, st: ctx.st },
+        Err(at) => Outcome::Parked {
+            block: b,
+            at,
+            st: ctx.st,
+        },
     }
 }
 
@@ -103,7 +126,9 @@ pub async fn resume(
     resp: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
 ) -> Outcome {
-    let Verdict::Query(req) = parse_query(data) else { return Outcome::Drop };
+    let Verdict::Query(req) = parse_query(data) else {
+        return Outcome::Drop;
+    };
     let mut ctx = Ctx::new(req, m.proto, m.peer, m.local, resp, scratch, m.now);
     ctx.st = st;
     let status = chain.resume(&mut ctx, at).await;
@@ -119,7 +144,14 @@ fn finish(ctx: &mut Ctx<'_>, st: &Status) -> Outcome {
         bare_reply(ctx.resp, &ctx.req, st.rcode as u8);
     }
     let v6 = ctx.peer.is_ipv6();
-    scrub::scrub(ctx.resp, ctx.scratch, &ctx.req, ctx.st.udp_size, ctx.proto, v6);
+    scrub::scrub(
+        ctx.resp,
+        ctx.scratch,
+        &ctx.req,
+        ctx.st.udp_size,
+        ctx.proto,
+        v6,
+    );
     Outcome::Reply
 }
 

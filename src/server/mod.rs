@@ -55,7 +55,11 @@ impl Active {
     pub fn build(config: Config) -> Result<Self, String> {
         let mut chains: Vec<Arc<Chain>> = Vec::with_capacity(config.blocks.len());
         for b in &config.blocks {
-            let plugins = b.plugins.iter().map(Plugin::build).collect::<Result<Vec<_>, _>>()?;
+            let plugins = b
+                .plugins
+                .iter()
+                .map(Plugin::build)
+                .collect::<Result<Vec<_>, _>>()?;
             chains.push(Arc::new(Chain { plugins }));
         }
         let mut listeners = Vec::new();
@@ -77,9 +81,21 @@ impl Active {
                 };
                 routes.add(zone, idx);
             }
-            let class_open = lchains.iter().any(|c| c.plugins.iter().any(Plugin::opens_classes));
-            let timeouts = l.sites.first().map(|(_, b)| config.blocks[*b].settings.timeouts).unwrap_or_default();
-            listeners.push(ListenerRt { label: l.label.clone(), routes, chains: lchains, class_open, timeouts });
+            let class_open = lchains
+                .iter()
+                .any(|c| c.plugins.iter().any(Plugin::opens_classes));
+            let timeouts = l
+                .sites
+                .first()
+                .map(|(_, b)| config.blocks[*b].settings.timeouts)
+                .unwrap_or_default();
+            listeners.push(ListenerRt {
+                label: l.label.clone(),
+                routes,
+                chains: lchains,
+                class_open,
+                timeouts,
+            });
         }
         Ok(Self { listeners, config })
     }
@@ -101,7 +117,11 @@ pub struct Shared {
 impl Shared {
     /// Wraps the first configuration.
     pub fn new(active: Active) -> Arc<Self> {
-        Arc::new(Self { active: ArcSwap::from_pointee(active), stop: AtomicBool::new(false), notify: Notify::new() })
+        Arc::new(Self {
+            active: ArcSwap::from_pointee(active),
+            stop: AtomicBool::new(false),
+            notify: Notify::new(),
+        })
     }
 
     /// Resolves when shutdown starts.
@@ -149,7 +169,9 @@ fn bind_addr(host: &str, port: u16) -> Result<(SocketAddr, bool), String> {
         return Ok((SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)), true));
     }
     let h = host.split('%').next().unwrap_or(host);
-    let ip: IpAddr = h.parse().map_err(|_| format!("listen: invalid address {host}"))?;
+    let ip: IpAddr = h
+        .parse()
+        .map_err(|_| format!("listen: invalid address {host}"))?;
     Ok((SocketAddr::from((ip, port)), false))
 }
 
@@ -166,31 +188,49 @@ fn new_socket(addr: SocketAddr, dual: bool, ty: Type, proto: Protocol) -> std::i
 
 /// Go-like text for a listen error (`listen tcp :53: bind: permission denied`).
 fn listen_err(net: &str, host: &str, port: u16, e: &std::io::Error) -> String {
-    let hp = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let hp = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
     format!("listen {net} {hp}: bind: {}", crate::config::go_err(e))
 }
 
 /// Binds one UDP socket and one TCP listener for `host:port` (both SO_REUSEPORT).
-pub fn bind_pair(host: &str, port: u16) -> Result<(std::net::UdpSocket, std::net::TcpListener), String> {
+pub fn bind_pair(
+    host: &str,
+    port: u16,
+) -> Result<(std::net::UdpSocket, std::net::TcpListener), String> {
     let (mut addr, mut dual) = bind_addr(host, port)?;
-    let udp = match new_socket(addr, dual, Type::DGRAM, Protocol::UDP).and_then(|s| s.bind(&addr.into()).map(|()| s)) {
+    let udp = match new_socket(addr, dual, Type::DGRAM, Protocol::UDP)
+        .and_then(|s| s.bind(&addr.into()).map(|()| s))
+    {
         Ok(s) => s,
         Err(e) if dual && e.kind() != std::io::ErrorKind::AddrInUse => {
             // No IPv6 here: fall back to IPv4 only.
             addr = SocketAddr::from(([0, 0, 0, 0], port));
             dual = false;
-            let s = new_socket(addr, false, Type::DGRAM, Protocol::UDP).map_err(|e| listen_err("udp", host, port, &e))?;
-            s.bind(&addr.into()).map_err(|e| listen_err("udp", host, port, &e))?;
+            let s = new_socket(addr, false, Type::DGRAM, Protocol::UDP)
+                .map_err(|e| listen_err("udp", host, port, &e))?;
+            s.bind(&addr.into())
+                .map_err(|e| listen_err("udp", host, port, &e))?;
             s
         }
         Err(e) => return Err(listen_err("udp", host, port, &e)),
     };
     // An ephemeral port: TCP takes the port UDP got.
-    let actual = udp.local_addr().ok().and_then(|a| a.as_socket()).map_or(port, |a| a.port());
+    let actual = udp
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map_or(port, |a| a.port());
     let taddr = SocketAddr::new(addr.ip(), actual);
-    let tcp = new_socket(taddr, dual, Type::STREAM, Protocol::TCP).map_err(|e| listen_err("tcp", host, actual, &e))?;
-    tcp.bind(&taddr.into()).map_err(|e| listen_err("tcp", host, actual, &e))?;
-    tcp.listen(4096).map_err(|e| listen_err("tcp", host, actual, &e))?;
+    let tcp = new_socket(taddr, dual, Type::STREAM, Protocol::TCP)
+        .map_err(|e| listen_err("tcp", host, actual, &e))?;
+    tcp.bind(&taddr.into())
+        .map_err(|e| listen_err("tcp", host, actual, &e))?;
+    tcp.listen(4096)
+        .map_err(|e| listen_err("tcp", host, actual, &e))?;
     Ok((udp.into(), tcp.into()))
 }
 
@@ -206,14 +246,23 @@ pub fn bind_all(
         if l.transport != Transport::Dns || existing.contains(&l.label) {
             continue;
         }
-        let port: u16 = l.port.parse().map_err(|_| format!("listen tcp {}:{}: address {}: invalid port", l.host, l.port, l.port))?;
+        let port: u16 = l.port.parse().map_err(|_| {
+            format!(
+                "listen tcp {}:{}: address {}: invalid port",
+                l.host, l.port, l.port
+            )
+        })?;
         let mut actual = port;
         for (w, socks) in per_worker.iter_mut().enumerate() {
             let (udp, tcp) = bind_pair(&l.host, actual)?;
             if w == 0 && port == 0 {
                 actual = udp.local_addr().map(|a| a.port()).unwrap_or(0);
             }
-            socks.push(WorkerSockets { label: l.label.clone(), udp, tcp });
+            socks.push(WorkerSockets {
+                label: l.label.clone(),
+                udp,
+                tcp,
+            });
         }
     }
     Ok(per_worker)
@@ -236,48 +285,75 @@ pub struct WorkerHandle {
 }
 
 /// Starts one epoll worker thread.
-pub fn spawn_epoll_worker(id: usize, shared: Arc<Shared>, socks: Vec<WorkerSockets>) -> std::io::Result<WorkerHandle> {
+pub fn spawn_epoll_worker(
+    id: usize,
+    shared: Arc<Shared>,
+    socks: Vec<WorkerSockets>,
+) -> std::io::Result<WorkerHandle> {
     let (tx, rx) = std::sync::mpsc::channel::<WorkerCmd>();
     let wake = Arc::new(Notify::new());
     let wake2 = Arc::clone(&wake);
-    let thread = std::thread::Builder::new().name(format!("ringdns-w{id}")).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                crate::clog::error(&format!("worker {id}: runtime: {e}"));
-                return;
-            }
-        };
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async move {
-            let limits = Rc::new(WorkerLimits { parked: Cell::new(0), tcp_conns: Cell::new(0), max_tcp_conns: 16_384 });
-            let start = |s: WorkerSockets| {
-                let label: Arc<str> = Arc::from(s.label.as_str());
-                if let Ok(u) = tokio::net::UdpSocket::from_std(s.udp) {
-                    tokio::task::spawn_local(epoll::udp_loop(u, label.clone(), Arc::clone(&shared), limits.clone()));
-                }
-                if let Ok(t) = tokio::net::TcpListener::from_std(s.tcp) {
-                    tokio::task::spawn_local(epoll::tcp_accept(t, label, Arc::clone(&shared), limits.clone()));
+    let thread = std::thread::Builder::new()
+        .name(format!("ringdns-w{id}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    crate::clog::error(&format!("worker {id}: runtime: {e}"));
+                    return;
                 }
             };
-            for s in socks {
-                start(s);
-            }
-            loop {
-                tokio::select! {
-                    () = wake2.notified() => {
-                        while let Ok(WorkerCmd::Add(v)) = rx.try_recv() {
-                            for s in v { start(s); }
-                        }
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
+                let limits = Rc::new(WorkerLimits {
+                    parked: Cell::new(0),
+                    tcp_conns: Cell::new(0),
+                    max_tcp_conns: 16_384,
+                });
+                let start = |s: WorkerSockets| {
+                    let label: Arc<str> = Arc::from(s.label.as_str());
+                    if let Ok(u) = tokio::net::UdpSocket::from_std(s.udp) {
+                        tokio::task::spawn_local(epoll::udp_loop(
+                            u,
+                            label.clone(),
+                            Arc::clone(&shared),
+                            limits.clone(),
+                        ));
                     }
-                    () = shared.stopping() => break,
+                    if let Ok(t) = tokio::net::TcpListener::from_std(s.tcp) {
+                        tokio::task::spawn_local(epoll::tcp_accept(
+                            t,
+                            label,
+                            Arc::clone(&shared),
+                            limits.clone(),
+                        ));
+                    }
+                };
+                for s in socks {
+                    start(s);
                 }
-            }
-            // Give in-flight work a moment to drain.
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        });
-    })?;
-    Ok(WorkerHandle { thread, cmds: tx, wake })
+                loop {
+                    tokio::select! {
+                        () = wake2.notified() => {
+                            while let Ok(WorkerCmd::Add(v)) = rx.try_recv() {
+                                for s in v { start(s); }
+                            }
+                        }
+                        () = shared.stopping() => break,
+                    }
+                }
+                // Give in-flight work a moment to drain.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            });
+        })?;
+    Ok(WorkerHandle {
+        thread,
+        cmds: tx,
+        wake,
+    })
 }
 
 /// Banner lines for the listeners of `cfg` (cli-and-ops.md §2.3).
@@ -287,10 +363,16 @@ pub fn banner(cfg: &Config) -> String {
         let mut zones: Vec<&str> = l.sites.iter().map(|(z, _)| z.as_str()).collect();
         zones.sort_unstable();
         zones.dedup();
-        let proto = if l.transport == Transport::Dns { String::new() } else { format!("{}://", l.transport) };
+        let proto = if l.transport == Transport::Dns {
+            String::new()
+        } else {
+            format!("{}://", l.transport)
+        };
         for z in zones {
             if !corefile::keys::rfc1035_preferred(z) {
-                out.push_str(&format!("Warning: Domain {z:?} does not follow RFC1035 preferred syntax\n"));
+                out.push_str(&format!(
+                    "Warning: Domain {z:?} does not follow RFC1035 preferred syntax\n"
+                ));
             }
             if l.host.is_empty() {
                 out.push_str(&format!("{proto}{z}:{}\n", l.port));
@@ -304,7 +386,11 @@ pub fn banner(cfg: &Config) -> String {
 
 /// Labels → listeners of a config, for reload diffs.
 pub fn labels(cfg: &Config) -> HashMap<String, ()> {
-    cfg.listeners.iter().filter(|l| l.transport == Transport::Dns).map(|l| (l.label.clone(), ())).collect()
+    cfg.listeners
+        .iter()
+        .filter(|l| l.transport == Transport::Dns)
+        .map(|l| (l.label.clone(), ()))
+        .collect()
 }
 
 /// Serialises reloads.

@@ -31,7 +31,10 @@ impl Routes {
     }
 
     fn lookup(&self, wire: &[u8]) -> Option<&[usize]> {
-        self.zones.iter().find(|(z, _)| z.wire().eq_ignore_ascii_case(wire)).map(|(_, v)| v.as_slice())
+        self.zones
+            .iter()
+            .find(|(z, _)| z.wire().eq_ignore_ascii_case(wire))
+            .map(|(_, v)| v.as_slice())
     }
 
     /// Routes `qname`/`qtype`; `has_chain(block)` says whether a block has plugins.
@@ -85,6 +88,9 @@ mod tests {
         assert_eq!(q("empty.example.org.", 43), Route::Refused);
         let mut r2 = Routes::default();
         r2.add("example.org.", 0);
-        assert_eq!(r2.route(&Name::parse("example.net.").expect("n"), 1, |_| true), Route::Refused);
+        assert_eq!(
+            r2.route(&Name::parse("example.net.").expect("n"), 1, |_| true),
+            Route::Refused
+        );
     }
 }

@@ -4,9 +4,9 @@
 //! fragment. Works on wire bytes in place; no allocation on the common path.
 
 use crate::chain::Proto;
-use crate::wire::index::{rebuild, Rebuild};
+use crate::wire::index::{Rebuild, rebuild};
 use crate::wire::request::SUPPORTED_OPTIONS;
-use crate::wire::{be16, flags, hdr, MsgIndex, Name, Request, HEADER_LEN};
+use crate::wire::{HEADER_LEN, MsgIndex, Name, Request, be16, flags, hdr};
 
 /// Location of the last OPT record of the additional section.
 fn find_opt(m: &[u8]) -> Option<(usize, usize, usize)> {
@@ -38,7 +38,8 @@ fn find_opt(m: &[u8]) -> Option<(usize, usize, usize)> {
 pub fn size_and_do(resp: &mut Vec<u8>, req: &Request<'_>, udp_size: Option<u16>) {
     let Some(opt) = req.opt else { return };
     let size = udp_size.unwrap_or(opt.udp_size);
-    let client_ttl = (u32::from(opt.ext_rcode) << 24) | (u32::from(opt.version) << 16) | u32::from(opt.flags);
+    let client_ttl =
+        (u32::from(opt.ext_rcode) << 24) | (u32::from(opt.version) << 16) | u32::from(opt.flags);
     match find_opt(resp) {
         Some((_, fixed, _)) => {
             resp[fixed + 2..fixed + 4].copy_from_slice(&size.to_be_bytes());
@@ -93,12 +94,27 @@ pub fn scrub(
     if !needs_truncation && !needs_compression {
         return;
     }
-    let Some(idx) = MsgIndex::parse(resp) else { return };
-    let opt = idx.rrs.iter().rposition(|r| r.section == 3 && r.rtype == 41);
+    let Some(idx) = MsgIndex::parse(resp) else {
+        return;
+    };
+    let opt = idx
+        .rrs
+        .iter()
+        .rposition(|r| r.section == 3 && r.rtype == 41);
     let order: Vec<usize> = (0..idx.rrs.len()).filter(|&i| Some(i) != opt).collect();
     let reserve = opt.map_or(0, |i| (idx.rrs[i].end - idx.rrs[i].start) as usize);
     let limit = needs_truncation.then_some(size);
-    let dropped = rebuild(resp, &idx, &order, Rebuild { compress: true, limit, reserve }, scratch);
+    let dropped = rebuild(
+        resp,
+        &idx,
+        &order,
+        Rebuild {
+            compress: true,
+            limit,
+            reserve,
+        },
+        scratch,
+    );
     if let Some(i) = opt {
         let r = idx.rrs[i];
         scratch.extend_from_slice(&resp[r.start as usize..r.end as usize]);

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{SignalKind, signal};
 
-use super::{bind_all, labels, Active, Shared, WorkerCmd, WorkerHandle};
+use super::{Active, Shared, WorkerCmd, WorkerHandle, bind_all, labels};
 use crate::cli::Cli;
 use crate::clog;
 use crate::config;
@@ -22,7 +22,9 @@ fn remove_pidfile(cli: &Cli) {
 /// Reloads the configuration; on failure the old one keeps serving and the
 /// error is returned (CoreDNS's text).
 pub fn reload(shared: &Arc<Shared>, handles: &[WorkerHandle], cli: &Cli) -> Result<(), String> {
-    let _guard = super::RELOAD_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _guard = super::RELOAD_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let old = shared.active.load_full();
     let input = config::reload_input(&old.config.input.source, &cli.dns_port)?;
     let cfg = config::build(input, &cli.dns_port).map_err(|e| e.to_string())?;
@@ -42,7 +44,10 @@ pub fn reload(shared: &Arc<Shared>, handles: &[WorkerHandle], cli: &Cli) -> Resu
 
 /// Runs the signal loop on the main thread until the process must exit.
 pub fn run(shared: &Arc<Shared>, handles: Vec<WorkerHandle>, cli: &Cli) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             clog::error(&format!("signal runtime: {e}"));

@@ -3,7 +3,7 @@
 
 use super::name::Name;
 use super::request::Request;
-use super::{flags, hdr, HEADER_LEN};
+use super::{HEADER_LEN, flags, hdr};
 
 /// The sections records go into, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,7 +43,11 @@ impl<'b> Builder<'b> {
         buf.extend_from_slice(&nf.to_be_bytes());
         buf.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
         buf.extend_from_slice(req.question_wire());
-        Self { buf, section: SectionKind::Answer, counts: [1, 0, 0, 0] }
+        Self {
+            buf,
+            section: SectionKind::Answer,
+            counts: [1, 0, 0, 0],
+        }
     }
 
     /// Sets header flag bits.
@@ -75,7 +79,8 @@ impl<'b> Builder<'b> {
         self.buf.extend_from_slice(&rtype.to_be_bytes());
         self.buf.extend_from_slice(&class.to_be_bytes());
         self.buf.extend_from_slice(&ttl.to_be_bytes());
-        self.buf.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        self.buf
+            .extend_from_slice(&(rdata.len() as u16).to_be_bytes());
         self.buf.extend_from_slice(rdata);
         self.counts[self.section as usize] += 1;
     }
@@ -86,7 +91,14 @@ impl<'b> Builder<'b> {
     }
 
     /// Appends a record whose RDATA is written by `f` into the buffer.
-    pub fn rr_with(&mut self, owner: &[u8], rtype: u16, class: u16, ttl: u32, f: impl FnOnce(&mut Vec<u8>)) {
+    pub fn rr_with(
+        &mut self,
+        owner: &[u8],
+        rtype: u16,
+        class: u16,
+        ttl: u32,
+        f: impl FnOnce(&mut Vec<u8>),
+    ) {
         self.buf.extend_from_slice(owner);
         self.buf.extend_from_slice(&rtype.to_be_bytes());
         self.buf.extend_from_slice(&class.to_be_bytes());
@@ -108,7 +120,7 @@ impl<'b> Builder<'b> {
     }
 
     /// Bytes written so far.
-    pub fn len(&self) -> usize {
+    pub fn written(&self) -> usize {
         self.buf.len()
     }
 }

@@ -3,7 +3,7 @@
 //! message, compressed or not: names are expanded and re-emitted.
 
 use super::name::Name;
-use super::{be16, be32, hdr, HEADER_LEN};
+use super::{HEADER_LEN, be16, be32, hdr};
 
 /// One record of an indexed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,22 +109,62 @@ impl MsgIndex {
 enum RdataNames {
     None,
     /// `prefix` fixed octets, then `names` names, then the rest verbatim.
-    Names { prefix: usize, names: usize, compress: bool },
+    Names {
+        prefix: usize,
+        names: usize,
+        compress: bool,
+    },
 }
 
 fn rdata_names(rtype: u16) -> RdataNames {
     use RdataNames::*;
     match rtype {
         // NS MD MF CNAME MB MG MR PTR: one name, compressible (RFC 3597 §4).
-        2 | 3 | 4 | 5 | 7 | 8 | 9 | 12 => Names { prefix: 0, names: 1, compress: true },
-        6 | 14 => Names { prefix: 0, names: 2, compress: true }, // SOA, MINFO
-        15 => Names { prefix: 2, names: 1, compress: true },     // MX
-        39 => Names { prefix: 0, names: 1, compress: false },    // DNAME
-        17 => Names { prefix: 0, names: 2, compress: false },    // RP
-        18 | 21 | 36 => Names { prefix: 2, names: 1, compress: false }, // AFSDB RT KX
-        26 => Names { prefix: 2, names: 2, compress: false },    // PX
-        33 => Names { prefix: 6, names: 1, compress: false },    // SRV
-        47 => Names { prefix: 0, names: 1, compress: false },    // NSEC
+        2 | 3 | 4 | 5 | 7 | 8 | 9 | 12 => Names {
+            prefix: 0,
+            names: 1,
+            compress: true,
+        },
+        6 | 14 => Names {
+            prefix: 0,
+            names: 2,
+            compress: true,
+        }, // SOA, MINFO
+        15 => Names {
+            prefix: 2,
+            names: 1,
+            compress: true,
+        }, // MX
+        39 => Names {
+            prefix: 0,
+            names: 1,
+            compress: false,
+        }, // DNAME
+        17 => Names {
+            prefix: 0,
+            names: 2,
+            compress: false,
+        }, // RP
+        18 | 21 | 36 => Names {
+            prefix: 2,
+            names: 1,
+            compress: false,
+        }, // AFSDB RT KX
+        26 => Names {
+            prefix: 2,
+            names: 2,
+            compress: false,
+        }, // PX
+        33 => Names {
+            prefix: 6,
+            names: 1,
+            compress: false,
+        }, // SRV
+        47 => Names {
+            prefix: 0,
+            names: 1,
+            compress: false,
+        }, // NSEC
         _ => None,
     }
 }
@@ -138,7 +178,10 @@ impl Dict {
     fn find(&self, n: &Name, from: usize) -> Option<u16> {
         // `from` is the offset of the suffix within `n`.
         let suffix = &n.wire()[from..];
-        self.entries.iter().find(|(e, _)| e.wire().eq_ignore_ascii_case(suffix)).map(|(_, o)| *o)
+        self.entries
+            .iter()
+            .find(|(e, _)| e.wire().eq_ignore_ascii_case(suffix))
+            .map(|(_, o)| *o)
     }
 }
 
@@ -181,14 +224,24 @@ pub struct Rebuild {
 /// `idx.rrs`, section order preserved by the caller). Returns whether records
 /// were dropped for the size limit. On malformed RDATA names the record is
 /// copied with its RDATA verbatim.
-pub fn rebuild(msg: &[u8], idx: &MsgIndex, order: &[usize], opts: Rebuild, out: &mut Vec<u8>) -> bool {
+pub fn rebuild(
+    msg: &[u8],
+    idx: &MsgIndex,
+    order: &[usize],
+    opts: Rebuild,
+    out: &mut Vec<u8>,
+) -> bool {
     out.clear();
     out.extend_from_slice(&msg[..HEADER_LEN]);
-    let mut dict = Dict { entries: Vec::new() };
+    let mut dict = Dict {
+        entries: Vec::new(),
+    };
     // Question(s).
     let mut pos = HEADER_LEN;
     while pos < idx.question_end {
-        let Ok((n, next)) = Name::read(msg, pos) else { break };
+        let Ok((n, next)) = Name::read(msg, pos) else {
+            break;
+        };
         write_name(out, &n, &mut dict, opts.compress);
         out.extend_from_slice(&msg[next..next + 4]);
         pos = next + 4;
@@ -200,7 +253,9 @@ pub fn rebuild(msg: &[u8], idx: &MsgIndex, order: &[usize], opts: Rebuild, out: 
         let rr = idx.rrs[i];
         let mark = out.len();
         let dict_mark = dict.entries.len();
-        let Ok((owner, _)) = Name::read(msg, rr.start as usize) else { continue };
+        let Ok((owner, _)) = Name::read(msg, rr.start as usize) else {
+            continue;
+        };
         write_name(out, &owner, &mut dict, opts.compress);
         let f = rr.fixed as usize;
         out.extend_from_slice(&msg[f..f + 8]);
@@ -208,7 +263,11 @@ pub fn rebuild(msg: &[u8], idx: &MsgIndex, order: &[usize], opts: Rebuild, out: 
         out.extend_from_slice(&[0, 0]);
         let rd = rr.rdata();
         match rdata_names(rr.rtype) {
-            RdataNames::Names { prefix, names, compress } if rd.len() >= prefix => {
+            RdataNames::Names {
+                prefix,
+                names,
+                compress,
+            } if rd.len() >= prefix => {
                 let mut p = rd.start;
                 out.extend_from_slice(&msg[p..p + prefix]);
                 p += prefix;

@@ -12,10 +12,10 @@ mod name;
 pub mod request;
 pub mod types;
 
-pub use builder::{bare_reply, Builder, SectionKind};
+pub use builder::{Builder, SectionKind, bare_reply};
 pub use index::{MsgIndex, RrRef};
-pub use name::{Name, NameError, MAX_NAME};
-pub use request::{parse_query, Opt, OptOption, Reject, Request, Verdict};
+pub use name::{MAX_NAME, Name, NameError};
+pub use request::{Opt, OptOption, Reject, Request, Verdict, parse_query};
 
 /// DNS header length.
 pub const HEADER_LEN: usize = 12;

@@ -41,7 +41,10 @@ impl Eq for Name {}
 impl Name {
     /// The root name.
     pub fn root() -> Self {
-        Self { buf: [0; MAX_NAME], len: 1 }
+        Self {
+            buf: [0; MAX_NAME],
+            len: 1,
+        }
     }
 
     /// Wire bytes, terminating zero included.
@@ -49,7 +52,8 @@ impl Name {
         &self.buf[..self.len as usize]
     }
 
-    /// Length in octets on the wire.
+    /// Length in octets on the wire (never 0: the root is one octet).
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
         self.len as usize
     }
@@ -68,7 +72,10 @@ impl Name {
     /// Reads a possibly compressed name at `off` in `msg`; returns it and the
     /// offset just past the name's bytes at `off`.
     pub fn read(msg: &[u8], off: usize) -> Result<(Self, usize), NameError> {
-        let mut n = Self { buf: [0; MAX_NAME], len: 0 };
+        let mut n = Self {
+            buf: [0; MAX_NAME],
+            len: 0,
+        };
         let mut pos = off;
         let mut end = None;
         let mut jumps = 0;
@@ -132,7 +139,10 @@ impl Name {
     /// Parses presentation format (`www.example.org.`, relative treated as FQDN;
     /// `\.` and `\DDD` escapes).
     pub fn parse(s: &str) -> Option<Self> {
-        let mut n = Self { buf: [0; MAX_NAME], len: 0 };
+        let mut n = Self {
+            buf: [0; MAX_NAME],
+            len: 0,
+        };
         if s == "." || s.is_empty() {
             return Some(Self::root());
         }
@@ -160,7 +170,9 @@ impl Name {
             }
             let byte = if c == b'\\' {
                 if i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
-                    let v = (b[i + 1] - b'0') as u32 * 100 + (b[i + 2] - b'0') as u32 * 10 + (b[i + 3] - b'0') as u32;
+                    let v = (b[i + 1] - b'0') as u32 * 100
+                        + (b[i + 2] - b'0') as u32 * 10
+                        + (b[i + 3] - b'0') as u32;
                     i += 4;
                     u8::try_from(v).ok()?
                 } else {
@@ -198,7 +210,10 @@ impl Name {
 
     /// Iterates labels (without length octets), leftmost first.
     pub fn labels(&self) -> Labels<'_> {
-        Labels { w: self.wire(), pos: 0 }
+        Labels {
+            w: self.wire(),
+            pos: 0,
+        }
     }
 
     /// Number of labels (root has 0).
@@ -248,7 +263,10 @@ impl Name {
         if label.is_empty() || label.len() > 63 || total > MAX_NAME {
             return None;
         }
-        let mut n = Self { buf: [0; MAX_NAME], len: total as u8 };
+        let mut n = Self {
+            buf: [0; MAX_NAME],
+            len: total as u8,
+        };
         n.buf[0] = label.len() as u8;
         n.buf[1..=label.len()].copy_from_slice(label);
         n.buf[1 + label.len()..total].copy_from_slice(self.wire());

@@ -1,6 +1,6 @@
 //! Wire-layer tests: accept filter, reject shapes, builder, rebuild/truncation.
 
-use super::index::{rebuild, Rebuild};
+use super::index::{Rebuild, rebuild};
 use super::*;
 
 /// A query for `name`/`qtype` with optional EDNS (size, flags, options).
@@ -26,8 +26,15 @@ pub(crate) fn query(id: u16, name: &str, qtype: u16, edns: Option<(u16, u16, &[u
 
 #[test]
 fn parses_plain_query() {
-    let q = query(7, "Www.Example.org", 1, Some((4096, 0x8000, &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8])));
-    let Verdict::Query(r) = parse_query(&q) else { panic!("not a query") };
+    let q = query(
+        7,
+        "Www.Example.org",
+        1,
+        Some((4096, 0x8000, &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8])),
+    );
+    let Verdict::Query(r) = parse_query(&q) else {
+        panic!("not a query")
+    };
     assert_eq!(r.id(), 7);
     assert_eq!(r.qname.to_string(), "Www.Example.org.");
     assert_eq!(r.qtype, 1);
@@ -44,16 +51,23 @@ fn accept_filter() {
     assert!(matches!(parse_query(&q[..11]), Verdict::Ignore));
     let mut q = query(1, "a.", 1, None);
     q[2] = (5 << 3) | 0x03; // UPDATE, TC|RD
-    let Verdict::Reject(r) = parse_query(&q) else { panic!() };
+    let Verdict::Reject(r) = parse_query(&q) else {
+        panic!()
+    };
     assert_eq!(r.rcode, 4);
     let mut out = Vec::new();
     r.write(&q, &mut out);
     assert_eq!(out.len(), 12);
     assert_eq!(hdr::opcode(&out), 5);
-    assert_eq!(hdr::flags(&out) & (flags::TC | flags::RD | flags::QR), flags::TC | flags::RD | flags::QR);
+    assert_eq!(
+        hdr::flags(&out) & (flags::TC | flags::RD | flags::QR),
+        flags::TC | flags::RD | flags::QR
+    );
     let mut q = query(1, "a.", 1, None);
     q[5] = 2; // QDCOUNT 2
-    let Verdict::Reject(r) = parse_query(&q) else { panic!() };
+    let Verdict::Reject(r) = parse_query(&q) else {
+        panic!()
+    };
     assert_eq!((r.rcode, r.question_end), (1, None));
 }
 
@@ -61,7 +75,9 @@ fn accept_filter() {
 fn unpack_failure_keeps_question() {
     let mut q = query(1, "www.example.org", 1, None);
     q[11] = 1; // ARCOUNT 1 but no record
-    let Verdict::Reject(r) = parse_query(&q) else { panic!() };
+    let Verdict::Reject(r) = parse_query(&q) else {
+        panic!()
+    };
     let mut out = Vec::new();
     r.write(&q, &mut out);
     assert_eq!(out.len(), 33);
@@ -97,7 +113,9 @@ fn garbage_never_panics() {
 #[test]
 fn truncation_keeps_whole_rrs() {
     let q = query(1, "big.example.org", 1, None);
-    let Verdict::Query(r) = parse_query(&q) else { panic!() };
+    let Verdict::Query(r) = parse_query(&q) else {
+        panic!()
+    };
     let mut buf = Vec::new();
     let mut b = Builder::reply(&mut buf, &r);
     for i in 0..40u8 {
@@ -107,7 +125,17 @@ fn truncation_keeps_whole_rrs() {
     let idx = MsgIndex::parse(&buf).expect("index");
     let order: Vec<usize> = (0..idx.rrs.len()).collect();
     let mut out = Vec::new();
-    let dropped = rebuild(&buf, &idx, &order, Rebuild { compress: true, limit: Some(512), reserve: 0 }, &mut out);
+    let dropped = rebuild(
+        &buf,
+        &idx,
+        &order,
+        Rebuild {
+            compress: true,
+            limit: Some(512),
+            reserve: 0,
+        },
+        &mut out,
+    );
     assert!(dropped);
     assert_eq!(hdr::counts(&out)[1], 29);
     assert!(out.len() <= 512);

@@ -3,7 +3,9 @@
 use super::*;
 use crate::env::EnvLookup;
 
-const DIRS: &[&str] = &["whoami", "log", "forward", "cache", "errors", "file", "hosts"];
+const DIRS: &[&str] = &[
+    "whoami", "log", "forward", "cache", "errors", "file", "hosts",
+];
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -16,7 +18,14 @@ fn env(name: &str) -> Option<String> {
 
 fn run(input: &str) -> Result<Parsed, Diagnostic> {
     let e = &env as &dyn EnvLookup;
-    parse(input, &ParseOptions { filename: "Corefile", valid_directives: Some(DIRS), env: e })
+    parse(
+        input,
+        &ParseOptions {
+            filename: "Corefile",
+            valid_directives: Some(DIRS),
+            env: e,
+        },
+    )
 }
 
 /// Blocks rendered compactly: `keys | dir: tok tok ; dir: tok`.
@@ -51,18 +60,33 @@ fn blocks_table() {
         (".:53\nwhoami\nlog", ".:53 | whoami: whoami ; log: log"),
         ("a.org b.org {\nwhoami\n}", "a.org,b.org | whoami: whoami"),
         ("a.org,\nb.org {\nwhoami\n}", "a.org,b.org | whoami: whoami"),
-        (". {\n log\n whoami\n log . {common}\n}", ". | log: log log . {common} ; whoami: whoami"),
+        (
+            ". {\n log\n whoami\n log . {common}\n}",
+            ". | log: log log . {common} ; whoami: whoami",
+        ),
         (
             ". {\n forward . 1.1.1.1 {\n  except a {\n   b\n  }\n }\n}",
             ". | forward: forward . 1.1.1.1 { except a { b } }",
         ),
-        ("{$ZONE}:{$PORT} {\n whoami\n}", "example.org:1053 | whoami: whoami"),
-        (". {\n forward . {$UP}\n}", ". | forward: forward . 10.0.0.1 10.0.0.2"),
-        (". {\n forward . \"{$UP}\"\n}", ". | forward: forward . 10.0.0.1 10.0.0.2"),
+        (
+            "{$ZONE}:{$PORT} {\n whoami\n}",
+            "example.org:1053 | whoami: whoami",
+        ),
+        (
+            ". {\n forward . {$UP}\n}",
+            ". | forward: forward . 10.0.0.1 10.0.0.2",
+        ),
+        (
+            ". {\n forward . \"{$UP}\"\n}",
+            ". | forward: forward . 10.0.0.1 10.0.0.2",
+        ),
         ("\"\" a.org {\nwhoami\n}", "a.org | whoami: whoami"),
         // A stray `}` after a block starts a new block keyed `}` (verified CoreDNS pitfall).
         (". {\n whoami\n}\n}", ". | whoami: whoami\n} | "),
-        ("(snip) {\n whoami\n}\n. {\n import snip\n log\n}", ". | whoami: whoami ; log: log"),
+        (
+            "(snip) {\n whoami\n}\n. {\n import snip\n log\n}",
+            ". | whoami: whoami ; log: log",
+        ),
         ("(snip) {\n whoami\n}", ""),
         // A snippet imported at top level supplies keys.
         ("(s) {\n log\n}\nimport s\n", "log | "),
@@ -77,20 +101,62 @@ fn blocks_table() {
 #[test]
 fn error_table() {
     let cases: &[(&str, &str)] = &[
-        (". {\n whoami\n bogus\n}", "Corefile:3 - Error during parsing: Unknown directive 'bogus'"),
-        (". {\n whoami}\n}", "Corefile:2 - Error during parsing: Unknown directive 'whoami}'"),
-        (". {\nwhoami", "Corefile:2 - Syntax error: Unexpected token 'whoami', expecting '}'"),
-        ("a.org,", "Corefile:1 - Error during parsing: Unexpected EOF"),
-        ("a.org, {\nwhoami\n}", "Corefile:1 - Error during parsing: Expected another address but had '{' - check for extra comma"),
-        (". {\n forward . x {\n", "Corefile:2 - Error during parsing: Unexpected EOF"),
-        (". {\n forward . x }\n}", "Corefile:2 - Error during parsing: Unexpected '}' because no matching opening brace"),
-        ("(s) {\nwhoami\n}\n(s) {\nlog\n}", "Corefile:4 - Error during parsing: redeclaration of previously declared snippet s"),
-        ("(s) {\nimport s\n}", "Corefile:3 - Error during parsing: maximum snippet import depth (10000) exceeded"),
-        ("(s)\nwhoami", "Corefile:2 - Syntax error: Unexpected token 'whoami', expecting '{'"),
-        (". {\n import s extra\n}", "Corefile:2 - Error during parsing: Import takes only one argument (glob pattern or file)"),
-        (". {\n import \"\"\n}", "Corefile:2 - Error during parsing: Import requires a non-empty filepath"),
-        (". {\n import\n}", "Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'import'"),
-        (". {\n import later\n}\n(later) {\n whoami\n}", "Corefile:2 - Error during parsing: File to import not found: later"),
+        (
+            ". {\n whoami\n bogus\n}",
+            "Corefile:3 - Error during parsing: Unknown directive 'bogus'",
+        ),
+        (
+            ". {\n whoami}\n}",
+            "Corefile:2 - Error during parsing: Unknown directive 'whoami}'",
+        ),
+        (
+            ". {\nwhoami",
+            "Corefile:2 - Syntax error: Unexpected token 'whoami', expecting '}'",
+        ),
+        (
+            "a.org,",
+            "Corefile:1 - Error during parsing: Unexpected EOF",
+        ),
+        (
+            "a.org, {\nwhoami\n}",
+            "Corefile:1 - Error during parsing: Expected another address but had '{' - check for extra comma",
+        ),
+        (
+            ". {\n forward . x {\n",
+            "Corefile:2 - Error during parsing: Unexpected EOF",
+        ),
+        (
+            ". {\n forward . x }\n}",
+            "Corefile:2 - Error during parsing: Unexpected '}' because no matching opening brace",
+        ),
+        (
+            "(s) {\nwhoami\n}\n(s) {\nlog\n}",
+            "Corefile:4 - Error during parsing: redeclaration of previously declared snippet s",
+        ),
+        (
+            "(s) {\nimport s\n}",
+            "Corefile:3 - Error during parsing: maximum snippet import depth (10000) exceeded",
+        ),
+        (
+            "(s)\nwhoami",
+            "Corefile:2 - Syntax error: Unexpected token 'whoami', expecting '{'",
+        ),
+        (
+            ". {\n import s extra\n}",
+            "Corefile:2 - Error during parsing: Import takes only one argument (glob pattern or file)",
+        ),
+        (
+            ". {\n import \"\"\n}",
+            "Corefile:2 - Error during parsing: Import requires a non-empty filepath",
+        ),
+        (
+            ". {\n import\n}",
+            "Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'import'",
+        ),
+        (
+            ". {\n import later\n}\n(later) {\n whoami\n}",
+            "Corefile:2 - Error during parsing: File to import not found: later",
+        ),
     ];
     for (input, want) in cases {
         assert_eq!(show(input), format!("ERR {want}"), "input: {input:?}");
@@ -123,7 +189,14 @@ impl Drop for TempDir {
 fn run_file(path: &str) -> Result<Parsed, Diagnostic> {
     let text = std::fs::read_to_string(path).expect("read");
     let e = &env as &dyn EnvLookup;
-    parse(&text, &ParseOptions { filename: path, valid_directives: Some(DIRS), env: e })
+    parse(
+        &text,
+        &ParseOptions {
+            filename: path,
+            valid_directives: Some(DIRS),
+            env: e,
+        },
+    )
 }
 
 #[test]
@@ -141,7 +214,12 @@ fn imports() {
     let p = run_file(&main).expect("parse");
     let keys: Vec<&str> = p.blocks.iter().map(|b| b.keys[0].as_str()).collect();
     assert_eq!(keys, ["a.org", "b.org", "."]);
-    let fwd: Vec<&str> = p.blocks[2].tokens("forward").expect("fwd").iter().map(|t| t.text.as_str()).collect();
+    let fwd: Vec<&str> = p.blocks[2]
+        .tokens("forward")
+        .expect("fwd")
+        .iter()
+        .map(|t| t.text.as_str())
+        .collect();
     assert_eq!(fwd, ["forward", ".", "1.2.3.4", "{", "max_fails", "3", "}"]);
     // Imported tokens carry the absolute file and the import chain.
     let t = &p.blocks[2].tokens("forward").expect("fwd")[4];
@@ -150,7 +228,10 @@ fn imports() {
     // Glob with no match: a warning, then it goes on.
     let main2 = d.write("C2", "import nothing/*.conf\n. {\n whoami\n}\n");
     let p = run_file(&main2).expect("parse");
-    assert_eq!(p.warnings, ["No files matching import glob pattern: nothing/*.conf"]);
+    assert_eq!(
+        p.warnings,
+        ["No files matching import glob pattern: nothing/*.conf"]
+    );
     assert_eq!(p.blocks.len(), 1);
 }
 
@@ -172,18 +253,26 @@ fn import_errors() {
     let c = d.write("C3", ". {\n import *.a*\n}\n");
     assert_eq!(
         run_file(&c).expect_err("glob").to_string(),
-        format!("{c}:2 - Error during parsing: Glob pattern may only contain one wildcard (*), but has others: {dir}/*.a*")
+        format!(
+            "{c}:2 - Error during parsing: Glob pattern may only contain one wildcard (*), but has others: {dir}/*.a*"
+        )
     );
     // A cycle: self-import through another file.
     d.write("loop1", "import loop2\n");
     d.write("loop2", "whoami\nimport loop1\n");
     let c = d.write("C4", ". {\n import loop1\n}\n");
     let e = run_file(&c).expect_err("cycle").to_string();
-    assert!(e.ends_with("Error during parsing: maximum file import depth (10000) exceeded"), "{e}");
+    assert!(
+        e.ends_with("Error during parsing: maximum file import depth (10000) exceeded"),
+        "{e}"
+    );
     // /dev/zero is neither hung on nor accepted.
     let c = d.write("C5", ". {\n import /dev/zero\n}\n");
     let e = run_file(&c).expect_err("zero").to_string();
-    assert!(e.contains("Could not read tokens while importing /dev/zero: file is larger than 16 MiB"), "{e}");
+    assert!(
+        e.contains("Could not read tokens while importing /dev/zero: file is larger than 16 MiB"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -226,7 +315,8 @@ mod props {
             if let Ok(p) = run(&s) {
                 let printed = crate::parse::print(&p.blocks);
                 let again = run(&printed).expect("printed Corefile parses");
-                let strip = |b: &[ServerBlock]| -> Vec<(Vec<String>, Vec<(String, Vec<String>)>)> {
+                type Shape = Vec<(Vec<String>, Vec<(String, Vec<String>)>)>;
+                let strip = |b: &[ServerBlock]| -> Shape {
                     b.iter().map(|b| (b.keys.clone(), b.directives.iter().map(|(d, t)| (d.clone(), t.iter().map(|t| t.text.clone()).collect())).collect())).collect()
                 };
                 prop_assert_eq!(strip(&p.blocks), strip(&again.blocks));
