@@ -102,7 +102,8 @@ pub struct EngineConfig {
     pub send_slots: u32,
     /// Largest UDP reply (bytes per send slot).
     pub udp_send_size: u32,
-    /// Open TCP connections; further accepted connections are closed at once.
+    /// TCP connections open (or still closing) at once; further accepted connections are
+    /// closed at once.
     pub max_tcp_conns: u32,
     /// Largest DNS message accepted over TCP (at most 65535); a longer or empty frame closes
     /// the connection.

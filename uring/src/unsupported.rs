@@ -102,6 +102,11 @@ impl Engine {
     }
 
     /// Unreachable: no engine exists.
+    pub fn handle(&mut self) -> EngineHandle<'_> {
+        match self.never {}
+    }
+
+    /// Unreachable: no engine exists.
     pub fn mode(&self) -> &'static str {
         match self.never {}
     }

@@ -146,11 +146,12 @@ impl Engine {
             .entries
             .saturating_mul(4)
             .max(u32::from(cfg.udp_buf_count) * 2);
-        let setup = ring::build(cfg.entries, cq, first)?;
+        // Memory first: on an early return the ring, declared last, is dropped first.
         let rx = BufRing::new(cfg.udp_buf_count, RECV_HEADER + cfg.udp_buf_size, UDP_BGID)?;
-        rx.register(&setup.ring.submitter())?;
         let slots = SendSlots::new(cfg.send_slots, cfg.udp_send_size)?;
         let notify = eventfd()?;
+        let setup = ring::build(cfg.entries, cq, first)?;
+        rx.register(&setup.ring.submitter())?;
         setup
             .ring
             .submitter()

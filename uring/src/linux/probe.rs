@@ -115,7 +115,11 @@ fn multishot_recv(ring: &mut IoUring) -> Result<(), ProbeError> {
             // SAFETY: a cancel request references no memory.
             cancelled = unsafe { ring.submission().push(&cancel) }.is_ok();
         }
-        ring::submit_wait(ring, 1, Some(Duration::from_millis(100))).map_err(ProbeError::Io)?;
+        if let Err(e) = ring::submit_wait(ring, 1, Some(Duration::from_millis(100))) {
+            // The receive may still be armed: leave through the leaking path below.
+            verdict.get_or_insert(Err(ProbeError::Io(e)));
+            break;
+        }
         for cqe in ring.completion() {
             let (res, flags) = (cqe.result(), cqe.flags());
             match cqe.user_data() {
