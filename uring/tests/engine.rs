@@ -522,6 +522,129 @@ fn notify_fd_signals_pending_completions() {
     assert_eq!(got, [b"ping".to_vec()]);
 }
 
+#[test]
+fn udp_flood_with_small_pools_accounts_for_every_datagram() {
+    let cfg = EngineConfig {
+        udp_buf_count: 8,
+        send_slots: 4,
+        ..EngineConfig::default()
+    };
+    let Some(mut e) = engine(cfg) else {
+        return;
+    };
+    let (_, addr, client) = udp_pair(&mut e);
+    e.submit().unwrap();
+    let blaster = thread::spawn(move || {
+        for i in 0..20_000u32 {
+            let _ = client.send_to(&payload(i % 100), addr);
+        }
+        client
+    });
+    let mut echo = |h: &mut EngineHandle<'_>, ev: Event<'_>| {
+        if let Event::Udp {
+            sock, peer, data, ..
+        } = ev
+        {
+            match h.send_udp(sock, peer, data) {
+                Ok(()) => {}
+                Err(err) => assert_eq!(err.kind(), ErrorKind::WouldBlock),
+            }
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !blaster.is_finished() {
+        assert!(Instant::now() < deadline, "flood timed out");
+        pump(&mut e, &mut echo);
+    }
+    let client = blaster.join().unwrap();
+    // Drain what is still queued, then every datagram was either sent back or dropped.
+    let mut last = u64::MAX;
+    while e.stats().udp_received != last {
+        last = e.stats().udp_received;
+        for _ in 0..20 {
+            pump(&mut e, &mut echo);
+        }
+    }
+    pump_until(&mut e, &mut echo, |e| {
+        let s = e.stats();
+        s.udp_sent + s.udp_send_slot_exhausted + s.udp_send_errors == s.udp_received
+    });
+    let s = e.stats();
+    println!("flood: {s:?}");
+    assert!(s.udp_received > 0 && s.udp_sent > 0, "{s:?}");
+    assert!(s.udp_rearms >= s.udp_no_buffers, "{s:?}");
+    // Still healthy: one more round trip.
+    client
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    while client.recv_from(&mut buf).is_ok() {}
+    client.send_to(b"last", addr).unwrap();
+    pump_until(&mut e, &mut echo, |e| e.stats().udp_sent == s.udp_sent + 1);
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (n, _) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"last");
+}
+
+#[test]
+fn tcp_many_clients_pipelined_with_slot_reuse() {
+    let cfg = EngineConfig {
+        max_tcp_conns: 32,
+        ..EngineConfig::default()
+    };
+    let Some(mut e) = engine(cfg) else {
+        return;
+    };
+    let addr = tcp_listener(&mut e);
+    let mut closed = HashSet::new();
+    let mut seen = HashSet::new();
+    for round in 0..3u32 {
+        let clients: Vec<_> = (0..20u32)
+            .map(|c| {
+                thread::spawn(move || -> std::io::Result<()> {
+                    let mut s = TcpStream::connect(addr)?;
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    let msgs: Vec<Vec<u8>> = (0..20u32)
+                        .map(|q| format!("r{round} c{c} q{q}").into_bytes())
+                        .collect();
+                    s.write_all(&msgs.iter().flat_map(|m| framed(m)).collect::<Vec<u8>>())?;
+                    for m in &msgs {
+                        assert_eq!(read_frame(&mut s)?, [&b"re:"[..], m].concat());
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let mut f = |h: &mut EngineHandle<'_>, ev: Event<'_>| {
+            match &ev {
+                Event::Accepted { conn, .. } => assert!(seen.insert(*conn), "id reused"),
+                Event::TcpClosed { conn } => assert!(closed.insert(*conn)),
+                _ => {}
+            }
+            tcp_echo(h, ev);
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !clients.iter().all(|c| c.is_finished()) {
+            assert!(Instant::now() < deadline, "round {round} timed out");
+            pump(&mut e, &mut f);
+        }
+        for c in clients {
+            c.join().unwrap().unwrap();
+        }
+        let want = u64::from(round + 1) * 20;
+        pump_until(&mut e, &mut f, |e| e.stats().tcp_closed == want);
+    }
+    let s = e.stats();
+    assert_eq!(
+        (s.tcp_accepted, s.tcp_messages, s.tcp_refused),
+        (60, 1200, 0)
+    );
+    assert_eq!(closed.len(), 60);
+    assert_eq!(seen.len(), 60);
+}
+
 /// Sets up UDP and TCP traffic with receives, an accepted connection and sends in flight
 /// (some submitted, some only queued).
 fn busy_engine() -> Option<(Engine, SocketAddr, TcpStream)> {
