@@ -383,10 +383,14 @@ impl Engine {
             self.rx.leak();
             self.core.slots.leak();
             self.core.conns.leak();
+            let core = &mut self.core;
             std::mem::forget(std::mem::replace(
-                &mut self.core.recv_hdr,
+                &mut core.recv_hdr,
                 Box::new(recv_template(0)),
             ));
+            for ts in [&mut core.backoff_ts, &mut core.idle_ts, &mut core.write_ts] {
+                std::mem::forget(std::mem::replace(ts, Box::default()));
+            }
         }
     }
 }
