@@ -389,7 +389,7 @@ impl Engine {
                 Box::new(recv_template(0)),
             ));
             for ts in [&mut core.backoff_ts, &mut core.idle_ts, &mut core.write_ts] {
-                std::mem::forget(std::mem::replace(ts, Box::default()));
+                std::mem::forget(std::mem::take(ts));
             }
         }
     }
