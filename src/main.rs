@@ -101,8 +101,12 @@ fn main() -> ExitCode {
     for w in &cfg.warnings {
         clog::warning(w);
     }
+    let backend = match ringdns::server::engine::choose(&cli.backend) {
+        Ok(b) => b,
+        Err(e) => return fatal(&e),
+    };
     if cli.validate {
-        clog::info(&ringdns::server::engine::choose(&cli.backend).describe());
+        clog::info(&backend.describe());
         clog::raw("Configuration OK");
         return ExitCode::SUCCESS;
     }
@@ -117,11 +121,16 @@ fn main() -> ExitCode {
         Err(e) => return fatal(&e),
     };
     let shared = Shared::new(active);
-    let backend = ringdns::server::engine::choose(&cli.backend);
     clog::info(&backend.describe());
     let mut handles = Vec::new();
     for (i, s) in socks.into_iter().enumerate() {
-        match server::spawn_epoll_worker(i, Arc::clone(&shared), s) {
+        let spawned = match backend.backend {
+            server::engine::Backend::Uring => {
+                server::uring_worker::spawn(i, Arc::clone(&shared), s)
+            }
+            server::engine::Backend::Epoll => server::spawn_epoll_worker(i, Arc::clone(&shared), s),
+        };
+        match spawned {
             Ok(h) => handles.push(h),
             Err(e) => return fatal(&format!("starting worker: {e}")),
         }

@@ -31,8 +31,9 @@ impl Choice {
     }
 }
 
-/// Chooses from the flag, then `RINGDNS_BACKEND`, then the probe.
-pub fn choose(flag: &str) -> Choice {
+/// Chooses from the flag, then `RINGDNS_BACKEND`, then the probe. `Err` when
+/// io_uring was forced but the kernel refuses it.
+pub fn choose(flag: &str) -> Result<Choice, String> {
     let env = std::env::var("RINGDNS_BACKEND").unwrap_or_default();
     let (want, source) = if !flag.is_empty() {
         (flag.to_owned(), "-backend")
@@ -42,13 +43,29 @@ pub fn choose(flag: &str) -> Choice {
         ("auto".to_owned(), "")
     };
     match want.as_str() {
-        "epoll" => Choice {
+        "epoll" => Ok(Choice {
             backend: Backend::Epoll,
             reason: format!("forced by {source}"),
+        }),
+        "uring" => match uring::probe() {
+            Ok(()) => Ok(Choice {
+                backend: Backend::Uring,
+                reason: format!("forced by {source}"),
+            }),
+            Err(e) => Err(format!("{source} uring: io_uring unavailable: {e}")),
         },
-        _ => Choice {
-            backend: Backend::Epoll,
-            reason: "io_uring engine not integrated in this build".to_owned(),
-        },
+        "auto" => Ok(match uring::probe() {
+            Ok(()) => Choice {
+                backend: Backend::Uring,
+                reason: "probe ok".to_owned(),
+            },
+            Err(e) => Choice {
+                backend: Backend::Epoll,
+                reason: format!("io_uring unavailable: {e}"),
+            },
+        }),
+        other => Err(format!(
+            "invalid value {other:?} for {source}: want auto, uring or epoll"
+        )),
     }
 }

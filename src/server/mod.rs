@@ -12,6 +12,7 @@ pub mod handle;
 pub mod route;
 pub mod scrub;
 pub mod signals;
+pub mod uring_worker;
 
 use std::cell::Cell;
 use std::collections::HashMap;

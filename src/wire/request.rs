@@ -130,6 +130,13 @@ pub enum Verdict<'a> {
     Reject(Reject),
 }
 
+impl Verdict<'_> {
+    /// True for a query to route.
+    pub fn is_some_query(&self) -> bool {
+        matches!(self, Self::Query(_))
+    }
+}
+
 /// Why a message failed to unpack (counted, never a panic).
 #[derive(Debug)]
 struct Unpack;

@@ -1,0 +1,313 @@
+//! The io_uring backend's worker: one [`uring::Engine`] per worker thread
+//! (multishot receive over provided buffers, batched sends), driven from the
+//! worker's tokio runtime through the engine's eventfd so parked queries and
+//! timers share the thread. Every batch of completions is answered and the
+//! replies go to the kernel with one submit.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
+use uring::{ConnId, Engine, EngineConfig, Event, ListenerId, SocketId};
+
+use super::handle::{Meta, Outcome, handle, resume};
+use super::{Shared, WorkerCmd, WorkerHandle, WorkerSockets, canonical};
+use crate::chain::Proto;
+
+/// Queries parked at once per worker.
+const MAX_PARKED: usize = 16_384;
+
+struct NotifyFd(RawFd);
+impl AsRawFd for NotifyFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+struct Conn {
+    peer: SocketAddr,
+    local: SocketAddr,
+    label: Arc<str>,
+    queries: i64,
+}
+
+struct State {
+    udp: Vec<(SocketId, Arc<str>, SocketAddr)>,
+    tcp: Vec<(ListenerId, Arc<str>)>,
+    conns: HashMap<ConnId, Conn>,
+    parked: usize,
+}
+
+impl State {
+    fn add(&mut self, eng: &mut Engine, s: WorkerSockets) {
+        let label: Arc<str> = Arc::from(s.label.as_str());
+        let local = s
+            .udp
+            .local_addr()
+            .map(canonical)
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        match eng.add_udp(s.udp) {
+            Ok(id) => self.udp.push((id, label.clone(), local)),
+            Err(e) => crate::clog::error(&format!("io_uring: adding UDP socket: {e}")),
+        }
+        match eng.add_tcp_listener(s.tcp) {
+            Ok(id) => self.tcp.push((id, label)),
+            Err(e) => crate::clog::error(&format!("io_uring: adding TCP listener: {e}")),
+        }
+    }
+}
+
+/// Engine sizes for a worker.
+pub fn engine_config(shared: &Shared) -> EngineConfig {
+    let active = shared.active.load();
+    let t = active
+        .listeners
+        .first()
+        .map(|l| l.timeouts)
+        .unwrap_or_default();
+    EngineConfig {
+        udp_buf_count: 2048,
+        udp_buf_size: 4096,
+        send_slots: 4096,
+        udp_send_size: 65535,
+        max_tcp_conns: 16_384,
+        tcp_idle_timeout: t.idle,
+        tcp_write_timeout: t.write,
+        ..EngineConfig::default()
+    }
+}
+
+/// Starts one io_uring worker thread.
+pub fn spawn(
+    id: usize,
+    shared: Arc<Shared>,
+    socks: Vec<WorkerSockets>,
+) -> std::io::Result<WorkerHandle> {
+    let (tx, rx) = std::sync::mpsc::channel::<WorkerCmd>();
+    let wake = Arc::new(Notify::new());
+    let wake2 = Arc::clone(&wake);
+    let cfg = engine_config(&shared);
+    let engine = Engine::new(cfg)?;
+    // The engine is not Send: build it here only to fail early, then again on the thread.
+    drop(engine);
+    let cfg = engine_config(&shared);
+    let thread = std::thread::Builder::new()
+        .name(format!("ringdns-u{id}"))
+        .spawn(move || {
+            let mut engine = match Engine::new(cfg) {
+                Ok(e) => e,
+                Err(e) => {
+                    crate::clog::error(&format!("worker {id}: io_uring: {e}"));
+                    return;
+                }
+            };
+            let mut state = State {
+                udp: Vec::new(),
+                tcp: Vec::new(),
+                conns: HashMap::new(),
+                parked: 0,
+            };
+            for s in socks {
+                state.add(&mut engine, s);
+            }
+            let _ = engine.submit();
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    crate::clog::error(&format!("worker {id}: runtime: {e}"));
+                    return;
+                }
+            };
+            // The eventfd is owned by the engine, which outlives `notify` (dropped
+            // before the engine shuts down). `register` is the unsafe spelling of the
+            // same call; `unsafe` stays in `uring/`.
+            #[allow(deprecated)]
+            let notify = match rt.block_on(async { AsyncFd::new(NotifyFd(engine.notify_fd())) }) {
+                Ok(n) => n,
+                Err(e) => {
+                    crate::clog::error(&format!("worker {id}: io_uring eventfd: {e}"));
+                    return;
+                }
+            };
+            let engine = Rc::new(RefCell::new(engine));
+            let state = Rc::new(RefCell::new(state));
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async {
+                let (mut resp, mut scratch) = (Vec::with_capacity(4096), Vec::with_capacity(4096));
+                loop {
+                    tokio::select! {
+                        r = notify.readable() => {
+                            if let Ok(mut g) = r {
+                                g.clear_ready();
+                            }
+                            process(&shared, &engine, &state, &mut resp, &mut scratch);
+                        }
+                        () = wake2.notified() => {
+                            let mut eng = engine.borrow_mut();
+                            while let Ok(WorkerCmd::Add(v)) = rx.try_recv() {
+                                for s in v {
+                                    state.borrow_mut().add(&mut eng, s);
+                                }
+                            }
+                            let _ = eng.submit();
+                        }
+                        () = shared.stopping() => break,
+                    }
+                }
+            });
+            drop(notify);
+            if let Ok(cell) = Rc::try_unwrap(engine) {
+                cell.into_inner().shutdown();
+            }
+        })?;
+    Ok(WorkerHandle {
+        thread,
+        cmds: tx,
+        wake,
+    })
+}
+
+fn process(
+    shared: &Arc<Shared>,
+    engine: &Rc<RefCell<Engine>>,
+    state: &Rc<RefCell<State>>,
+    resp: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) {
+    let active = shared.active.load();
+    let mut eng = engine.borrow_mut();
+    let mut st = state.borrow_mut();
+    loop {
+        let now = Instant::now();
+        let n = eng.poll_events(&mut |h, ev| match ev {
+            Event::Udp {
+                sock, peer, data, ..
+            } => {
+                let Some((_, label, local)) = st.udp.iter().find(|(s, _, _)| *s == sock) else {
+                    return;
+                };
+                let Some(l) = active.find(label) else { return };
+                let peer = canonical(peer);
+                let meta = Meta {
+                    proto: Proto::Udp,
+                    peer,
+                    local: *local,
+                    now,
+                };
+                match handle(l, data, meta, resp, scratch) {
+                    Outcome::Reply => {
+                        let _ = h.send_udp(sock, peer, resp);
+                    }
+                    Outcome::Drop => {}
+                    Outcome::Parked { block, at, st: rs } => {
+                        if st.parked >= MAX_PARKED {
+                            return;
+                        }
+                        st.parked += 1;
+                        let chain = Arc::clone(&l.chains[block]);
+                        let data = data.to_vec();
+                        let (engine, state) = (Rc::clone(engine), Rc::clone(state));
+                        tokio::task::spawn_local(async move {
+                            let (mut resp, mut scratch) = (Vec::new(), Vec::new());
+                            let out =
+                                resume(&chain, &data, meta, at, rs, &mut resp, &mut scratch).await;
+                            let mut eng = engine.borrow_mut();
+                            if let Outcome::Reply = out {
+                                let _ = eng.send_udp(sock, peer, &resp);
+                                let _ = eng.submit();
+                            }
+                            state.borrow_mut().parked -= 1;
+                        });
+                    }
+                }
+            }
+            Event::Accepted {
+                listener,
+                conn,
+                peer,
+                local,
+            } => {
+                let Some((_, label)) = st.tcp.iter().find(|(l, _)| *l == listener) else {
+                    h.close_tcp(conn);
+                    return;
+                };
+                let label = label.clone();
+                st.conns.insert(
+                    conn,
+                    Conn {
+                        peer: canonical(peer),
+                        local: canonical(local),
+                        label,
+                        queries: 0,
+                    },
+                );
+            }
+            Event::TcpClosed { conn } => {
+                st.conns.remove(&conn);
+            }
+            Event::TcpMessage { conn, data } => {
+                let parked_now = st.parked;
+                let Some(c) = st.conns.get_mut(&conn) else {
+                    return;
+                };
+                let Some(l) = active.find(&c.label) else {
+                    h.close_tcp(conn);
+                    return;
+                };
+                c.queries += 1;
+                let limit = l.timeouts.max_tcp_queries;
+                let last = limit > 0 && c.queries >= limit;
+                let meta = Meta {
+                    proto: Proto::Tcp,
+                    peer: c.peer,
+                    local: c.local,
+                    now,
+                };
+                match handle(l, data, meta, resp, scratch) {
+                    Outcome::Reply => {
+                        let _ = h.send_tcp(conn, resp);
+                    }
+                    Outcome::Drop => {}
+                    Outcome::Parked { block, at, st: rs } => {
+                        if parked_now >= MAX_PARKED {
+                            return;
+                        }
+                        let chain = Arc::clone(&l.chains[block]);
+                        let data = data.to_vec();
+                        let (engine, state) = (Rc::clone(engine), Rc::clone(state));
+                        st.parked += 1;
+                        tokio::task::spawn_local(async move {
+                            let (mut resp, mut scratch) = (Vec::new(), Vec::new());
+                            let out =
+                                resume(&chain, &data, meta, at, rs, &mut resp, &mut scratch).await;
+                            let mut eng = engine.borrow_mut();
+                            if let Outcome::Reply = out {
+                                let _ = eng.send_tcp(conn, &resp);
+                                let _ = eng.submit();
+                            }
+                            state.borrow_mut().parked -= 1;
+                        });
+                        return;
+                    }
+                }
+                if last {
+                    h.close_tcp(conn);
+                    st.conns.remove(&conn);
+                }
+            }
+        });
+        let _ = eng.submit();
+        if n == 0 {
+            break;
+        }
+    }
+}
