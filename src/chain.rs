@@ -185,6 +185,8 @@ impl<'a> Ctx<'a> {
 pub struct Chain {
     /// Handler plugins in plugin.cfg order.
     pub plugins: Vec<Plugin>,
+    /// *debug* is on for the block: panics are not recovered.
+    pub debug: bool,
 }
 
 impl Chain {
