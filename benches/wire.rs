@@ -28,6 +28,7 @@ fn wire(c: &mut Criterion) {
         routes,
         chains: vec![std::sync::Arc::new(Chain {
             plugins: vec![Plugin::Whoami],
+            debug: false,
         })],
         class_open: false,
         timeouts: Default::default(),
