@@ -113,28 +113,52 @@ impl Chaos {
             return Flow::Next;
         }
         let lower = ctx.req.qname.to_lowercase();
-        let name = lower.wire();
-        let texts: Vec<&str> = match name {
-            b"\x07authors\x04bind\x00" => {
-                let mut idx: Vec<usize> = (0..self.authors.len()).collect();
-                fastrand::shuffle(&mut idx);
-                idx.into_iter().map(|i| self.authors[i].as_str()).collect()
-            }
-            b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => {
-                vec![self.version.as_str()]
-            }
-            b"\x08hostname\x04bind\x00" | b"\x02id\x06server\x00" => vec![self.hostname.as_str()],
+        enum Which {
+            Authors,
+            Version,
+            Host,
+        }
+        let which = match lower.wire() {
+            b"\x07authors\x04bind\x00" => Which::Authors,
+            b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => Which::Version,
+            b"\x08hostname\x04bind\x00" | b"\x02id\x06server\x00" => Which::Host,
             _ => return Flow::Next,
         };
         let owner = ctx.req.qname.clone();
         let mut b = ctx.reply();
-        for t in texts {
-            b.rr_with(owner.wire(), 16, 3, 0, |out| push_txt(out, t.as_bytes()));
+        let mut txt =
+            |t: &str| b.rr_with(owner.wire(), 16, 3, 0, |out| push_txt(out, t.as_bytes()));
+        match which {
+            Which::Version => txt(&self.version),
+            Which::Host => txt(&self.hostname),
+            Which::Authors => {
+                // A random permutation without allocating: start and step coprime to n.
+                let n = self.authors.len();
+                if n > 0 {
+                    let start = fastrand::usize(..n);
+                    let step = loop {
+                        let s = fastrand::usize(1..=n);
+                        if gcd(s, n) == 1 {
+                            break s;
+                        }
+                    };
+                    for k in 0..n {
+                        txt(&self.authors[(start + k * step) % n]);
+                    }
+                }
+            }
         }
         b.finish();
         ctx.written = true;
         Flow::Return(Status::rcode(0))
     }
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// Writes one TXT string set: the text split into <=255-octet character strings.

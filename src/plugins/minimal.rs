@@ -23,20 +23,18 @@ pub fn respond(ctx: &mut Ctx<'_>) {
     if !ctx.written {
         return;
     }
-    let Some(idx) = MsgIndex::parse(ctx.resp) else {
-        return;
-    };
-    if typify(ctx.resp, &idx) != RespType::NoError {
-        return;
-    }
     // Keep the answer section only: cut at the first non-answer record. Records
     // are in section order, so the answer ends where authority begins.
-    let cut = idx
-        .rrs
-        .iter()
-        .find(|r| r.section != 1)
-        .map(|r| r.start as usize);
-    if let Some(cut) = cut {
+    let cut = MsgIndex::with(ctx.resp, |idx| {
+        if typify(ctx.resp, idx) != RespType::NoError {
+            return None;
+        }
+        idx.rrs
+            .iter()
+            .find(|r| r.section != 1)
+            .map(|r| r.start as usize)
+    });
+    if let Some(Some(cut)) = cut {
         ctx.resp.truncate(cut);
         hdr::set_count(ctx.resp, 2, 0);
         hdr::set_count(ctx.resp, 3, 0);

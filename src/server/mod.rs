@@ -61,7 +61,10 @@ impl Active {
                 .iter()
                 .map(Plugin::build)
                 .collect::<Result<Vec<_>, _>>()?;
-            chains.push(Arc::new(Chain { plugins, debug: b.settings.debug }));
+            chains.push(Arc::new(Chain {
+                plugins,
+                debug: b.settings.debug,
+            }));
         }
         let mut listeners = Vec::new();
         for l in &config.listeners {

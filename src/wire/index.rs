@@ -94,6 +94,22 @@ impl MsgIndex {
         Some(())
     }
 
+    /// Runs `f` on the index of `msg`, reusing a per-thread index (no
+    /// allocation at steady state). `None` if `msg` is malformed.
+    pub fn with<R>(msg: &[u8], f: impl FnOnce(&Self) -> R) -> Option<R> {
+        thread_local! {
+            static IDX: std::cell::RefCell<MsgIndex> = std::cell::RefCell::new(MsgIndex::default());
+        }
+        IDX.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut idx) => {
+                Self::parse_into(msg, &mut idx)?;
+                Some(f(&idx))
+            }
+            // Re-entered (an index inside `f`): fall back to a fresh one.
+            Err(_) => Self::parse(msg).map(|idx| f(&idx)),
+        })
+    }
+
     /// Records of one section.
     pub fn section(&self, s: u8) -> impl Iterator<Item = &RrRef> {
         self.rrs.iter().filter(move |r| r.section == s)

@@ -34,6 +34,9 @@ mod unsupported_check;
 
 pub use imp::{Engine, EngineHandle, probe};
 
+mod counting;
+pub use counting::{CountingAlloc, allocations};
+
 /// A raw file descriptor (`std::os::fd::RawFd` on Unix).
 #[cfg(unix)]
 pub use std::os::fd::RawFd;
