@@ -40,6 +40,9 @@ pub enum ErrorKind {
     NoNextPlugin,
     /// A configured delay or behaviour of a test plugin.
     Erratic,
+    /// An upstream exchange failed; the text is CoreDNS's (Go's) error text,
+    /// e.g. `read udp 127.0.0.1:50164->127.0.0.1:53: i/o timeout`.
+    Upstream(std::sync::Arc<str>),
 }
 
 /// A plugin error: which plugin, and what.
@@ -56,6 +59,7 @@ impl fmt::Display for PluginError {
         match &self.kind {
             ErrorKind::NoNextPlugin => write!(f, "plugin/{}: no next plugin found", self.plugin),
             ErrorKind::Erratic => write!(f, "plugin/{}: erratic failure", self.plugin),
+            ErrorKind::Upstream(text) => f.write_str(text),
         }
     }
 }

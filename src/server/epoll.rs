@@ -21,14 +21,11 @@ pub const MAX_PARKED: usize = 16_384;
 /// Serves one UDP socket until shutdown.
 pub async fn udp_loop(
     sock: UdpSocket,
+    local: SocketAddr,
     label: Arc<str>,
     shared: Arc<Shared>,
     limits: Rc<WorkerLimits>,
 ) {
-    let local = sock
-        .local_addr()
-        .map(canonical)
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut batch = fallback::UdpBatch::new(Arc::new(sock), 4096);
     let sock_rc = Arc::clone(batch.socket());
     let mut scratch = Vec::with_capacity(4096);

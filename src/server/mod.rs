@@ -158,7 +158,7 @@ pub struct WorkerLimits {
     pub max_tcp_conns: usize,
 }
 
-/// The sockets one worker serves for one listener.
+/// The sockets one worker serves for one listener address family.
 pub struct WorkerSockets {
     /// Listener label.
     pub label: String,
@@ -166,23 +166,15 @@ pub struct WorkerSockets {
     pub udp: std::net::UdpSocket,
     /// TCP listener.
     pub tcp: std::net::TcpListener,
+    /// The local address to report for UDP (`{local}`): the bound address, `[::]`
+    /// for a wildcard listener as CoreDNS (which binds one dual-stack socket) logs it.
+    pub udp_local: SocketAddr,
 }
 
-fn bind_addr(host: &str, port: u16) -> Result<(SocketAddr, bool), String> {
-    if host.is_empty() {
-        return Ok((SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)), true));
-    }
-    let h = host.split('%').next().unwrap_or(host);
-    let ip: IpAddr = h
-        .parse()
-        .map_err(|_| format!("listen: invalid address {host}"))?;
-    Ok((SocketAddr::from((ip, port)), false))
-}
-
-fn new_socket(addr: SocketAddr, dual: bool, ty: Type, proto: Protocol) -> std::io::Result<Socket> {
+fn new_socket(addr: SocketAddr, v6only: bool, ty: Type, proto: Protocol) -> std::io::Result<Socket> {
     let s = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
-    if dual {
-        s.set_only_v6(false)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(v6only)?;
     }
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
@@ -192,81 +184,85 @@ fn new_socket(addr: SocketAddr, dual: bool, ty: Type, proto: Protocol) -> std::i
 
 /// Go-like text for a listen error (`listen tcp :53: bind: permission denied`).
 fn listen_err(net: &str, host: &str, port: u16, e: &std::io::Error) -> String {
-    let hp = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
+    let hp = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
     format!("listen {net} {hp}: bind: {}", crate::config::go_err(e))
 }
 
-/// Binds one UDP socket and one TCP listener for `host:port` (both SO_REUSEPORT).
-pub fn bind_pair(
+/// Binds one UDP socket and one TCP listener on `addr` (both SO_REUSEPORT).
+fn bind_one(
+    addr: SocketAddr,
+    v6only: bool,
     host: &str,
-    port: u16,
-) -> Result<(std::net::UdpSocket, std::net::TcpListener), String> {
-    let (mut addr, mut dual) = bind_addr(host, port)?;
-    let udp = match new_socket(addr, dual, Type::DGRAM, Protocol::UDP)
-        .and_then(|s| s.bind(&addr.into()).map(|()| s))
-    {
-        Ok(s) => s,
-        Err(e) if dual && e.kind() != std::io::ErrorKind::AddrInUse => {
-            // No IPv6 here: fall back to IPv4 only.
-            addr = SocketAddr::from(([0, 0, 0, 0], port));
-            dual = false;
-            let s = new_socket(addr, false, Type::DGRAM, Protocol::UDP)
-                .map_err(|e| listen_err("udp", host, port, &e))?;
-            s.bind(&addr.into())
-                .map_err(|e| listen_err("udp", host, port, &e))?;
-            s
-        }
-        Err(e) => return Err(listen_err("udp", host, port, &e)),
-    };
+) -> std::io::Result<Result<(std::net::UdpSocket, std::net::TcpListener), String>> {
+    let port = addr.port();
+    let udp = new_socket(addr, v6only, Type::DGRAM, Protocol::UDP)?;
+    udp.bind(&addr.into())?;
     // An ephemeral port: TCP takes the port UDP got.
-    let actual = udp
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .map_or(port, |a| a.port());
+    let actual = udp.local_addr().ok().and_then(|a| a.as_socket()).map_or(port, |a| a.port());
     let taddr = SocketAddr::new(addr.ip(), actual);
-    let tcp = new_socket(taddr, dual, Type::STREAM, Protocol::TCP)
-        .map_err(|e| listen_err("tcp", host, actual, &e))?;
-    tcp.bind(&taddr.into())
-        .map_err(|e| listen_err("tcp", host, actual, &e))?;
-    tcp.listen(4096)
-        .map_err(|e| listen_err("tcp", host, actual, &e))?;
-    Ok((udp.into(), tcp.into()))
+    let tcp = (|| {
+        let t = new_socket(taddr, v6only, Type::STREAM, Protocol::TCP)?;
+        t.bind(&taddr.into())?;
+        t.listen(4096)?;
+        Ok::<_, std::io::Error>(t)
+    })();
+    Ok(match tcp {
+        Ok(t) => Ok((udp.into(), t.into())),
+        Err(e) => Err(listen_err("tcp", host, actual, &e)),
+    })
+}
+
+/// Binds the sockets of `host:port`. A wildcard host gets two pairs: IPv4 on
+/// `0.0.0.0` and IPv6-only on `[::]` (IPv4 clients then take the kernel's
+/// cheaper IPv4 path instead of v4-mapped IPv6), reported as `[::]` like
+/// CoreDNS's single dual-stack socket.
+pub fn bind_sockets(host: &str, port: u16, label: &str) -> Result<Vec<WorkerSockets>, String> {
+    let mut out = Vec::new();
+    if host.is_empty() {
+        let v4 = SocketAddr::from(([0, 0, 0, 0], port));
+        let (udp, tcp) =
+            bind_one(v4, false, host).map_err(|e| listen_err("udp", host, port, &e))??;
+        let actual = udp.local_addr().map_or(port, |a| a.port());
+        let report = SocketAddr::from((Ipv6Addr::UNSPECIFIED, actual));
+        out.push(WorkerSockets { label: label.to_owned(), udp, tcp, udp_local: report });
+        let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, actual));
+        match bind_one(v6, true, host) {
+            Ok(Ok((udp, tcp))) => out.push(WorkerSockets { label: label.to_owned(), udp, tcp, udp_local: report }),
+            Ok(Err(e)) => return Err(e),
+            // No IPv6 on this host: IPv4 only.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(97) => {}
+            Err(e) => return Err(listen_err("udp", host, actual, &e)),
+        }
+        return Ok(out);
+    }
+    let h = host.split('%').next().unwrap_or(host);
+    let ip: IpAddr = h.parse().map_err(|_| format!("listen: invalid address {host}"))?;
+    let addr = SocketAddr::from((ip, port));
+    let (udp, tcp) = bind_one(addr, true, host).map_err(|e| listen_err("udp", host, port, &e))??;
+    let udp_local = udp.local_addr().map_or(addr, canonical);
+    out.push(WorkerSockets { label: label.to_owned(), udp, tcp, udp_local });
+    Ok(out)
 }
 
 /// Binds every DNS listener of `cfg` for `workers` workers. Listeners whose
 /// label is in `existing` are skipped (their sockets are kept by the workers).
-pub fn bind_all(
-    cfg: &Config,
-    workers: usize,
-    existing: &[String],
-) -> Result<Vec<Vec<WorkerSockets>>, String> {
+pub fn bind_all(cfg: &Config, workers: usize, existing: &[String]) -> Result<Vec<Vec<WorkerSockets>>, String> {
     let mut per_worker: Vec<Vec<WorkerSockets>> = (0..workers).map(|_| Vec::new()).collect();
     for l in &cfg.listeners {
         if l.transport != Transport::Dns || existing.contains(&l.label) {
             continue;
         }
-        let port: u16 = l.port.parse().map_err(|_| {
-            format!(
-                "listen tcp {}:{}: address {}: invalid port",
-                l.host, l.port, l.port
-            )
-        })?;
+        let port: u16 = l
+            .port
+            .parse()
+            .map_err(|_| format!("listen tcp {}:{}: address {}: invalid port", l.host, l.port, l.port))?;
         let mut actual = port;
         for (w, socks) in per_worker.iter_mut().enumerate() {
-            let (udp, tcp) = bind_pair(&l.host, actual)?;
+            let v = bind_sockets(&l.host, actual, &l.label)?;
             if w == 0 && port == 0 {
-                actual = udp.local_addr().map(|a| a.port()).unwrap_or(0);
+                actual = v.first().and_then(|s| s.udp.local_addr().ok()).map_or(0, |a| a.port());
             }
-            socks.push(WorkerSockets {
-                label: l.label.clone(),
-                udp,
-                tcp,
-            });
+            socks.extend(v);
         }
     }
     Ok(per_worker)
@@ -319,9 +315,11 @@ pub fn spawn_epoll_worker(
                 });
                 let start = |s: WorkerSockets| {
                     let label: Arc<str> = Arc::from(s.label.as_str());
+                    let udp_local = s.udp_local;
                     if let Ok(u) = tokio::net::UdpSocket::from_std(s.udp) {
                         tokio::task::spawn_local(epoll::udp_loop(
                             u,
+                            udp_local,
                             label.clone(),
                             Arc::clone(&shared),
                             limits.clone(),

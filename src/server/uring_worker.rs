@@ -47,11 +47,7 @@ struct State {
 impl State {
     fn add(&mut self, eng: &mut Engine, s: WorkerSockets) {
         let label: Arc<str> = Arc::from(s.label.as_str());
-        let local = s
-            .udp
-            .local_addr()
-            .map(canonical)
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let local = s.udp_local;
         match eng.add_udp(s.udp) {
             Ok(id) => self.udp.push((id, label.clone(), local)),
             Err(e) => crate::clog::error(&format!("io_uring: adding UDP socket: {e}")),
