@@ -68,6 +68,8 @@ pub fn draw(out: &str, runs: &[(String, Summary)]) -> Result<()> {
     chart
         .configure_mesh()
         .x_desc("offered rate (queries/s)")
+        .x_label_formatter(&|x| format!("{:.0}k", x / 1000.0))
+        .y_label_formatter(&|y| format!("{y}"))
         .y_desc("latency (ms, log)")
         .draw()
         .map_err(pe)?;
@@ -130,6 +132,7 @@ pub fn draw(out: &str, runs: &[(String, Summary)]) -> Result<()> {
         .disable_x_mesh()
         .disable_x_axis()
         .y_desc("queries/s")
+        .y_label_formatter(&|y| format!("{:.0}k", y / 1000.0))
         .draw()
         .map_err(pe)?;
     for (i, (name, q)) in bars.iter().enumerate() {
@@ -140,12 +143,13 @@ pub fn draw(out: &str, runs: &[(String, Summary)]) -> Result<()> {
             color.filled(),
         )])
         .map_err(pe)?;
-        qc.draw_series([Text::new(
-            format!("{name}: {q:.0}"),
-            (x + 0.12, q + qmax * 0.02),
-            ("sans-serif", 13),
-        )])
-        .map_err(pe)?;
+        let value = Text::new(
+            format!("{:.1}k", q / 1000.0),
+            (x + 0.12, q + qmax * 0.06),
+            ("sans-serif", 14),
+        );
+        let label = Text::new(name.clone(), (x + 0.12, qmax * 0.06), ("sans-serif", 12));
+        qc.draw_series([value, label]).map_err(pe)?;
     }
     root.present().map_err(pe)?;
     Ok(())

@@ -118,6 +118,8 @@ pub struct Plan {
     pub rate: Option<f64>,
     pub batch: usize,
     pub bufsize: Option<usize>,
+    /// More threads than usable CPUs: no busy-polling, threads sleep between sends.
+    pub shared_core: bool,
 }
 
 /// The figures of one finished run.
@@ -148,6 +150,19 @@ pub fn resolve(o: &Options) -> Result<SocketAddr> {
     bail!("no address of the requested family for {}", o.server)
 }
 
+/// CPUs this process may run on (its affinity mask, e.g. from taskset).
+fn usable_cpus() -> usize {
+    use nix::sched::{CpuSet, sched_getaffinity};
+    use nix::unistd::Pid;
+    match sched_getaffinity(Pid::from_raw(0)) {
+        Ok(set) => (0..CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .count()
+            .max(1),
+        Err(_) => 1,
+    }
+}
+
 /// Splits `total` over `parts` as evenly as possible.
 fn share(total: usize, parts: usize, i: usize) -> usize {
     total / parts + usize::from(i < total % parts)
@@ -157,6 +172,7 @@ fn share(total: usize, parts: usize, i: usize) -> usize {
 pub fn run(o: &Options, shared: &Shared, rate: Option<f64>, limit: Option<f64>) -> Result<Outcome> {
     let server = resolve(o)?;
     let threads = o.threads;
+    let shared_core = threads > usable_cpus();
     let clock = Clock::new();
     let (u0, s0) = cpu_times();
     let results: Vec<Result<Stats>> = std::thread::scope(|sc| {
@@ -171,6 +187,7 @@ pub fn run(o: &Options, shared: &Shared, rate: Option<f64>, limit: Option<f64>) 
                     rate: rate.map(|r| r / threads as f64),
                     batch: o.batch,
                     bufsize: o.bufsize_kb.map(|k| k * 1024),
+                    shared_core,
                 };
                 let clients = share(o.clients, threads, t);
                 let mode = o.mode;

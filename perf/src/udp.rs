@@ -29,6 +29,8 @@ const RBUF: usize = 4096;
 const SCAN_NS: u64 = 10_000_000;
 /// With `-Q`, a wait shorter than this is spent polling instead of sleeping.
 const SPIN_NS: u64 = 200_000;
+/// A gap this long between two busy-polling turns means another task ran.
+const PREEMPTED_NS: u64 = 1_000_000;
 
 /// Opens one connected, non-blocking UDP socket towards `server`.
 pub fn open_socket(server: SocketAddr, bufsize: Option<usize>) -> Result<UdpSocket> {
@@ -275,8 +277,15 @@ pub fn run_thread(plan: &Plan, clients: usize, shared: &Shared) -> Result<Stats>
     let clock = plan.clock;
     let mut stop_ns: Option<u64> = None;
     let mut next_scan = SCAN_NS;
+    // Busy-polling is given up for 100 ms whenever a turn shows we were
+    // descheduled: on a shared core spinning only loses to the other task.
+    let (mut spun, mut last_turn, mut spin_off_until) = (false, 0u64, 0u64);
     loop {
         let now = clock.now();
+        if spun && now.saturating_sub(last_turn) > PREEMPTED_NS {
+            spin_off_until = now + 100_000_000;
+        }
+        last_turn = now;
         if stop_ns.is_none() && (e.exhausted || plan.end_ns.is_some_and(|end| now >= end)) {
             stop_ns = Some(now);
         }
@@ -314,7 +323,12 @@ pub fn run_thread(plan: &Plan, clients: usize, shared: &Shared) -> Result<Stats>
         }
         let now2 = clock.now();
         let mut wait = wake.saturating_sub(now2);
-        if plan.rate.is_some() && stop_ns.is_none() && wait < SPIN_NS {
+        spun = !plan.shared_core
+            && plan.rate.is_some()
+            && stop_ns.is_none()
+            && wait < SPIN_NS
+            && now2 >= spin_off_until;
+        if spun {
             // Keep the core awake: sleeping and being woken costs tens of
             // microseconds on a VM, which would show as latency.
             wait = 0;
