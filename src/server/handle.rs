@@ -106,15 +106,30 @@ pub fn handle(
     };
     let chain = &l.chains[b];
     let mut ctx = Ctx::new(req, m.proto, m.peer, m.local, resp, scratch, m.now);
-    match chain.run(&mut ctx) {
-        Ok(st) => finish(&mut ctx, &st),
-        Err(at) => Outcome::Parked {
-            block: b,
-            at,
-            st: ctx.st,
-        },
+    // CoreDNS recovers panics in the server (unless *debug*): log, count, SERVFAIL.
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chain.run(&mut ctx)));
+    match run {
+        Ok(Ok(st)) => finish(&mut ctx, &st),
+        Ok(Err(at)) => Outcome::Parked { block: b, at, st: ctx.st },
+        Err(panic) => {
+            if chain.debug {
+                std::panic::resume_unwind(panic);
+            }
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned());
+            crate::clog::error(&format!("Recovered from panic in server: {:?} {what}", l.label));
+            PANICS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ctx.written = false;
+            finish(&mut ctx, &Status::rcode(2))
+        }
     }
 }
+
+/// `coredns_panics_total`.
+pub static PANICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Continues a parked query on an owned copy of the message.
 pub async fn resume(

@@ -141,6 +141,11 @@ impl Shared {
         }
     }
 
+    /// Whether shutdown has started.
+    pub fn is_stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
     /// Starts shutdown: every loop ends.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);

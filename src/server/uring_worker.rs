@@ -140,6 +140,28 @@ pub fn spawn(
             local.block_on(&rt, async {
                 let (mut resp, mut scratch) = (Vec::with_capacity(4096), Vec::with_capacity(4096));
                 loop {
+                    if shared.is_stopping() {
+                        break;
+                    }
+                    // Nothing parked: no task needs the runtime, so wait in the ring
+                    // itself (submit + wait in one io_uring_enter per batch), bounded
+                    // so commands and shutdown are seen.
+                    if state.borrow().parked == 0 {
+                        let _ = engine.borrow_mut().submit_and_wait(1, Some(std::time::Duration::from_millis(20)));
+                        process(&shared, &engine, &state, &mut resp, &mut scratch);
+                        let mut added = false;
+                        while let Ok(WorkerCmd::Add(v)) = rx.try_recv() {
+                            let mut eng = engine.borrow_mut();
+                            for s in v {
+                                state.borrow_mut().add(&mut eng, s);
+                            }
+                            added = true;
+                        }
+                        if added {
+                            let _ = engine.borrow_mut().submit();
+                        }
+                        continue;
+                    }
                     tokio::select! {
                         r = notify.readable() => {
                             if let Ok(mut g) = r {
