@@ -25,6 +25,7 @@ fn wire(c: &mut Criterion) {
     routes.add(".", 0);
     let l = ListenerRt {
         label: "dns://:53".into(),
+        blocks: vec![0],
         routes,
         chains: vec![std::sync::Arc::new(Chain {
             plugins: vec![Plugin::Whoami],

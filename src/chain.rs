@@ -119,6 +119,8 @@ pub struct Ctx<'a> {
     pub peer: SocketAddr,
     /// Local address (the bound address on a wildcard UDP listener, as CoreDNS logs it).
     pub local: SocketAddr,
+    /// The listener's metrics label (`dns://:53`).
+    pub server: &'a std::sync::Arc<str>,
     /// The reply buffer; meaningful when `written`.
     pub resp: &'a mut Vec<u8>,
     /// Whether a plugin wrote a reply.
@@ -131,7 +133,9 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// A context for `req`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        server: &'a std::sync::Arc<str>,
         req: Request<'a>,
         proto: Proto,
         peer: SocketAddr,
@@ -148,6 +152,7 @@ impl<'a> Ctx<'a> {
         };
         resp.clear();
         Self {
+            server,
             req,
             proto,
             peer,

@@ -116,11 +116,16 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fatal(&e),
     };
+    if let Err(e) = server::ops::ENDPOINTS.prepare(&server::ops::wanted(&cfg)) {
+        return fatal(&e);
+    }
     let active = match Active::build(cfg) {
         Ok(a) => a,
         Err(e) => return fatal(&e),
     };
+    server::ops::set_plugin_enabled(&active);
     let shared = Shared::new(active);
+    server::ops::install(&shared);
     clog::info(&backend.describe());
     let mut handles = Vec::new();
     for (i, s) in socks.into_iter().enumerate() {

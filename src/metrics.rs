@@ -13,14 +13,16 @@ use crate::wire::types;
 
 /// CoreDNS `TimeBuckets`: 0.00025 × 2^k, 16 buckets.
 pub const TIME_BUCKETS: [f64; 16] = [
-    0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
-    8.192,
+    0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024,
+    2.048, 4.096, 8.192,
 ];
 /// CoreDNS `SlimTimeBuckets`.
 pub const SLIM_TIME_BUCKETS: [f64; 5] = [0.00025, 0.0025, 0.025, 0.25, 2.5];
 /// CoreDNS size buckets.
-pub const SIZE_BUCKETS: [f64; 14] =
-    [0.0, 100.0, 200.0, 300.0, 400.0, 511.0, 1023.0, 2047.0, 4095.0, 8291.0, 16000.0, 32000.0, 48000.0, 64000.0];
+pub const SIZE_BUCKETS: [f64; 14] = [
+    0.0, 100.0, 200.0, 300.0, 400.0, 511.0, 1023.0, 2047.0, 4095.0, 8291.0, 16000.0, 32000.0,
+    48000.0, 64000.0,
+];
 
 /// Go's `strconv.FormatFloat(f, 'g', -1, 64)` as the Prometheus Go client prints values.
 pub fn go_float(f: f64) -> String {
@@ -28,7 +30,11 @@ pub fn go_float(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if f == 0.0 {
         return "0".into();
@@ -59,7 +65,11 @@ pub struct Hist<const N: usize> {
 
 impl<const N: usize> Default for Hist<N> {
     fn default() -> Self {
-        Self { buckets: std::array::from_fn(|_| AtomicU64::new(0)), sum_bits: AtomicU64::new(0), count: AtomicU64::new(0) }
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_bits: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
     }
 }
 
@@ -74,6 +84,11 @@ impl<const N: usize> Hist<N> {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Buckets (not cumulative), sum and count.
+    pub fn snapshot_pub(&self) -> ([u64; N], f64, u64) {
+        self.snapshot()
+    }
+
     fn snapshot(&self) -> ([u64; N], f64, u64) {
         (
             std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
@@ -85,8 +100,8 @@ impl<const N: usize> Hist<N> {
 
 /// Type label values, in `metrics_type` order, plus `other`.
 const TYPE_LABELS: [&str; 20] = [
-    "A", "AAAA", "CNAME", "DNSKEY", "DS", "MX", "NSEC3", "NSEC", "NS", "PTR", "RRSIG", "SOA", "SRV", "TXT",
-    "HTTPS", "SVCB", "IXFR", "AXFR", "ANY", "other",
+    "A", "AAAA", "CNAME", "DNSKEY", "DS", "MX", "NSEC3", "NSEC", "NS", "PTR", "RRSIG", "SOA",
+    "SRV", "TXT", "HTTPS", "SVCB", "IXFR", "AXFR", "ANY", "other",
 ];
 
 fn type_index(t: u16) -> usize {
@@ -130,14 +145,21 @@ type Key = (Arc<str>, Arc<str>, &'static str);
 
 static REGISTRY: Mutex<Vec<(Key, Arc<DnsCounters>)>> = Mutex::new(Vec::new());
 
+/// A thread's counters for one key, found by the key's addresses.
+type LocalEntry = (usize, usize, usize, Arc<DnsCounters>);
+
 thread_local! {
-    static LOCAL: RefCell<Vec<(usize, usize, usize, Arc<DnsCounters>)>> = const { RefCell::new(Vec::new()) };
+    static LOCAL: RefCell<Vec<LocalEntry>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Counts one request (CoreDNS `vars.Report`). `server`, `zone` and `plugin`
 /// are identified by address on the hot path; new combinations are registered.
 pub fn report(server: &Arc<str>, zone: &Arc<str>, plugin: &'static str, r: Report) {
-    let key = (Arc::as_ptr(server) as *const u8 as usize, Arc::as_ptr(zone) as *const u8 as usize, plugin.as_ptr() as usize);
+    let key = (
+        Arc::as_ptr(server) as *const u8 as usize,
+        Arc::as_ptr(zone) as *const u8 as usize,
+        plugin.as_ptr() as usize,
+    );
     LOCAL.with(|l| {
         let mut l = l.borrow_mut();
         let c = match l.iter().find(|e| (e.0, e.1, e.2) == key) {
@@ -147,7 +169,10 @@ pub fn report(server: &Arc<str>, zone: &Arc<str>, plugin: &'static str, r: Repor
                 REGISTRY
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(((Arc::clone(server), Arc::clone(zone), plugin), Arc::clone(&c)));
+                    .push((
+                        (Arc::clone(server), Arc::clone(zone), plugin),
+                        Arc::clone(&c),
+                    ));
                 l.push((key.0, key.1, key.2, Arc::clone(&c)));
                 c
             }
@@ -179,23 +204,47 @@ pub struct Family {
 pub type Families = BTreeMap<String, Family>;
 
 fn labels(pairs: &[(&str, &str)]) -> String {
+    // Label names sorted, except `le`, which the Go client prints last.
     let mut v: Vec<&(&str, &str)> = pairs.iter().collect();
-    v.sort_by(|a, b| a.0.cmp(b.0));
-    let inner: Vec<String> = v.iter().map(|(k, val)| format!("{k}=\"{}\"", escape(val))).collect();
-    if inner.is_empty() { String::new() } else { format!("{{{}}}", inner.join(",")) }
+    v.sort_by(|a, b| (a.0 == "le").cmp(&(b.0 == "le")).then(a.0.cmp(b.0)));
+    let inner: Vec<String> = v
+        .iter()
+        .map(|(k, val)| format!("{k}=\"{}\"", escape(val)))
+        .collect();
+    if inner.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", inner.join(","))
+    }
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Adds a sample to family `name`.
-pub fn add(f: &mut Families, name: &str, help: &'static str, kind: &'static str, suffix: &str, l: &[(&str, &str)], v: f64) {
-    let fam = f.entry(name.to_owned()).or_insert_with(|| Family { help, kind, samples: Vec::new() });
-    fam.samples.push((suffix.to_owned(), labels(l), go_float(v)));
+pub fn add(
+    f: &mut Families,
+    name: &str,
+    help: &'static str,
+    kind: &'static str,
+    suffix: &str,
+    l: &[(&str, &str)],
+    v: f64,
+) {
+    let fam = f.entry(name.to_owned()).or_insert_with(|| Family {
+        help,
+        kind,
+        samples: Vec::new(),
+    });
+    fam.samples
+        .push((suffix.to_owned(), labels(l), go_float(v)));
 }
 
 /// Adds a histogram's samples.
+#[allow(clippy::too_many_arguments)]
 pub fn add_hist<const N: usize>(
     f: &mut Families,
     name: &str,
@@ -221,13 +270,35 @@ pub fn add_hist<const N: usize>(
     add(f, name, help, "histogram", "_count", l, count as f64);
 }
 
+/// The label set without `le`, for ordering samples like the Go client does
+/// (metrics sorted by label values; a histogram's lines stay together).
+fn base_labels(l: &str) -> String {
+    match l.find(",le=\"") {
+        Some(i) => {
+            let rest = &l[i + 5..];
+            let end = rest.find('"').map_or(rest.len(), |e| e + 1);
+            format!("{}{}", &l[..i], &rest[end..])
+        }
+        None => l
+            .strip_prefix("{le=\"")
+            .map_or_else(|| l.to_owned(), |_| String::new()),
+    }
+}
+
 /// Renders families in the Prometheus text format.
 pub fn render(f: &Families) -> String {
     let mut out = String::new();
     for (name, fam) in f {
         let _ = writeln!(out, "# HELP {name} {}", fam.help);
         let _ = writeln!(out, "# TYPE {name} {}", fam.kind);
-        for (suffix, l, v) in &fam.samples {
+        let mut samples: Vec<&(String, String, String)> = fam.samples.iter().collect();
+        let rank = |s: &str| match s {
+            "_sum" => 1,
+            "_count" => 2,
+            _ => 0,
+        };
+        samples.sort_by_cached_key(|(suffix, l, _)| (base_labels(l), rank(suffix)));
+        for (suffix, l, v) in samples {
             let _ = writeln!(out, "{name}{suffix}{l} {v}");
         }
     }
@@ -241,7 +312,9 @@ static CONTRIBUTORS: Mutex<Vec<Contributor>> = Mutex::new(Vec::new());
 
 /// Registers a contributor (idempotent).
 pub fn contribute(c: Contributor) {
-    let mut v = CONTRIBUTORS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut v = CONTRIBUTORS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if !v.iter().any(|x| std::ptr::fn_addr_eq(*x, c)) {
         v.push(c);
     }
@@ -272,57 +345,137 @@ fn rcode_label(rc: usize) -> String {
 pub fn gather() -> Families {
     let mut f = Families::new();
     // Core per-request metrics, summed over threads by key.
-    let reg = REGISTRY.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-    let mut keys: Vec<(String, String, &'static str)> = reg.iter().map(|(k, _)| (k.0.to_string(), k.1.to_string(), k.2)).collect();
+    let reg = REGISTRY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let mut keys: Vec<(String, String, &'static str)> = reg
+        .iter()
+        .map(|(k, _)| (k.0.to_string(), k.1.to_string(), k.2))
+        .collect();
     keys.sort();
     keys.dedup();
     for (server, zone, plugin) in &keys {
-        let parts: Vec<&Arc<DnsCounters>> =
-            reg.iter().filter(|(k, _)| &*k.0 == server && &*k.1 == zone && k.2 == *plugin).map(|(_, c)| c).collect();
-        let base = [("server", server.as_str()), ("zone", zone.as_str()), ("view", "")];
+        let parts: Vec<&Arc<DnsCounters>> = reg
+            .iter()
+            .filter(|(k, _)| &*k.0 == server && &*k.1 == zone && k.2 == *plugin)
+            .map(|(_, c)| c)
+            .collect();
+        let base = [
+            ("server", server.as_str()),
+            ("zone", zone.as_str()),
+            ("view", ""),
+        ];
         for (p, proto) in ["udp", "tcp"].iter().enumerate() {
             for (fam, family) in ["1", "2"].iter().enumerate() {
                 for (t, tl) in TYPE_LABELS.iter().enumerate() {
-                    let n: u64 = parts.iter().map(|c| c.requests[p][fam][t].load(Ordering::Relaxed)).sum();
+                    let n: u64 = parts
+                        .iter()
+                        .map(|c| c.requests[p][fam][t].load(Ordering::Relaxed))
+                        .sum();
                     if n > 0 {
                         let mut l = base.to_vec();
                         l.extend([("proto", *proto), ("family", *family), ("type", *tl)]);
-                        add(&mut f, "coredns_dns_requests_total", H_REQ, "counter", "", &l, n as f64);
+                        add(
+                            &mut f,
+                            "coredns_dns_requests_total",
+                            H_REQ,
+                            "counter",
+                            "",
+                            &l,
+                            n as f64,
+                        );
                     }
                 }
             }
         }
-        let d: u64 = parts.iter().map(|c| c.do_requests.load(Ordering::Relaxed)).sum();
+        let d: u64 = parts
+            .iter()
+            .map(|c| c.do_requests.load(Ordering::Relaxed))
+            .sum();
         if d > 0 {
-            add(&mut f, "coredns_dns_do_requests_total", H_DO, "counter", "", &base, d as f64);
+            add(
+                &mut f,
+                "coredns_dns_do_requests_total",
+                H_DO,
+                "counter",
+                "",
+                &base,
+                d as f64,
+            );
         }
-        let total: u64 = parts.iter().map(|c| c.duration.count.load(Ordering::Relaxed)).sum();
+        let total: u64 = parts
+            .iter()
+            .map(|c| c.duration.count.load(Ordering::Relaxed))
+            .sum();
         if total > 0 {
             let (b, s, n) = sum_hist(parts.iter().map(|c| &c.duration));
-            add_hist(&mut f, "coredns_dns_request_duration_seconds", H_DUR, &base, &TIME_BUCKETS, &b, s, n);
+            add_hist(
+                &mut f,
+                "coredns_dns_request_duration_seconds",
+                H_DUR,
+                &base,
+                &TIME_BUCKETS,
+                &b,
+                s,
+                n,
+            );
         }
         for (p, proto) in ["udp", "tcp"].iter().enumerate() {
             let (b, s, n) = sum_hist(parts.iter().map(|c| &c.req_size[p]));
             if n > 0 {
                 let mut l = base.to_vec();
                 l.push(("proto", proto));
-                add_hist(&mut f, "coredns_dns_request_size_bytes", H_REQSZ, &l, &SIZE_BUCKETS, &b, s, n);
+                add_hist(
+                    &mut f,
+                    "coredns_dns_request_size_bytes",
+                    H_REQSZ,
+                    &l,
+                    &SIZE_BUCKETS,
+                    &b,
+                    s,
+                    n,
+                );
                 let (b, s, n) = sum_hist(parts.iter().map(|c| &c.resp_size[p]));
-                add_hist(&mut f, "coredns_dns_response_size_bytes", H_RESPSZ, &l, &SIZE_BUCKETS, &b, s, n);
+                add_hist(
+                    &mut f,
+                    "coredns_dns_response_size_bytes",
+                    H_RESPSZ,
+                    &l,
+                    &SIZE_BUCKETS,
+                    &b,
+                    s,
+                    n,
+                );
             }
         }
         for rc in 0..32 {
-            let n: u64 = parts.iter().map(|c| c.responses[rc].load(Ordering::Relaxed)).sum();
+            let n: u64 = parts
+                .iter()
+                .map(|c| c.responses[rc].load(Ordering::Relaxed))
+                .sum();
             if n > 0 {
                 let rl = rcode_label(rc);
                 let mut l = base.to_vec();
                 l.extend([("rcode", rl.as_str()), ("plugin", *plugin)]);
-                add(&mut f, "coredns_dns_responses_total", H_RESP, "counter", "", &l, n as f64);
+                add(
+                    &mut f,
+                    "coredns_dns_responses_total",
+                    H_RESP,
+                    "counter",
+                    "",
+                    &l,
+                    n as f64,
+                );
             }
         }
     }
     always_present(&mut f);
-    for c in CONTRIBUTORS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+    for c in CONTRIBUTORS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+    {
         c(&mut f);
     }
     process_metrics(&mut f);
@@ -351,29 +504,71 @@ fn always_present(f: &mut Families) {
         "A metric with a constant '1' value labeled by version, revision, and goversion from which CoreDNS was built.",
         "gauge",
         "",
-        &[("version", crate::COREDNS_VERSION), ("revision", option_env!("RINGDNS_COMMIT").unwrap_or("")), ("goversion", &build)],
+        &[
+            ("version", crate::COREDNS_VERSION),
+            ("revision", option_env!("RINGDNS_COMMIT").unwrap_or("")),
+            ("goversion", &build),
+        ],
         1.0,
     );
     if !f.contains_key("coredns_forward_healthcheck_broken_total") {
-        add(f, "coredns_forward_healthcheck_broken_total", "Counter of the number of complete failures of the healthchecks.", "counter", "", &[], 0.0);
+        add(
+            f,
+            "coredns_forward_healthcheck_broken_total",
+            "Counter of the number of complete failures of the healthchecks.",
+            "counter",
+            "",
+            &[],
+            0.0,
+        );
     }
     if !f.contains_key("coredns_forward_max_concurrent_rejects_total") {
-        add(f, "coredns_forward_max_concurrent_rejects_total", "Counter of the number of queries rejected because the concurrent queries were at maximum.", "counter", "", &[], 0.0);
+        add(
+            f,
+            "coredns_forward_max_concurrent_rejects_total",
+            "Counter of the number of queries rejected because the concurrent queries were at maximum.",
+            "counter",
+            "",
+            &[],
+            0.0,
+        );
     }
-    if !f.contains_key("coredns_health_request_duration_seconds") {
-        add_hist(f, "coredns_health_request_duration_seconds", "Histogram of the time (in seconds) each request took.", &[], &SLIM_TIME_BUCKETS, &[0; 5], 0.0, 0);
-    }
-    if !f.contains_key("coredns_health_request_failures_total") {
-        add(f, "coredns_health_request_failures_total", "The number of times the health check failed.", "counter", "", &[], 0.0);
-    }
+    crate::server::ops::health_families(f);
     if !f.contains_key("coredns_hosts_reload_timestamp_seconds") {
-        add(f, "coredns_hosts_reload_timestamp_seconds", "The timestamp of the last reload of hosts file.", "gauge", "", &[], 0.0);
+        add(
+            f,
+            "coredns_hosts_reload_timestamp_seconds",
+            "The timestamp of the last reload of hosts file.",
+            "gauge",
+            "",
+            &[],
+            0.0,
+        );
     }
     let lh = crate::plugins::local::LOCALHOST_REQUESTS.load(Ordering::Relaxed);
-    add(f, "coredns_local_localhost_requests_total", "Counter of special localhost subdomain requests.", "counter", "", &[], lh as f64);
+    add(
+        f,
+        "coredns_local_localhost_requests_total",
+        "Counter of special localhost subdomain requests.",
+        "counter",
+        "",
+        &[],
+        lh as f64,
+    );
     let panics = crate::server::handle::PANICS.load(Ordering::Relaxed);
-    add(f, "coredns_panics_total", "A metrics that counts the number of panics.", "counter", "", &[], panics as f64);
-    let enabled = PLUGIN_ENABLED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    add(
+        f,
+        "coredns_panics_total",
+        "A metrics that counts the number of panics.",
+        "counter",
+        "",
+        &[],
+        panics as f64,
+    );
+    let enabled = PLUGIN_ENABLED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     for (server, zone, name) in &enabled {
         add(
             f,
@@ -381,14 +576,39 @@ fn always_present(f: &mut Families) {
             "A metric that indicates whether a plugin is enabled on per server and zone basis.",
             "gauge",
             "",
-            &[("server", server), ("zone", zone), ("view", ""), ("name", name)],
+            &[
+                ("server", server),
+                ("zone", zone),
+                ("view", ""),
+                ("name", name),
+            ],
             1.0,
         );
     }
     let rf = RELOAD_FAILED.load(Ordering::Relaxed);
-    add(f, "coredns_reload_failed_total", "Counter of the number of failed reload attempts.", "counter", "", &[], rf as f64);
-    if let Some(v) = RELOAD_VERSION.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone() {
-        add(f, "coredns_reload_version_info", "A metric with a constant '1' value labeled by hash, and value which type of hash generated.", "gauge", "", &[("hash", "sha512"), ("value", &v)], 1.0);
+    add(
+        f,
+        "coredns_reload_failed_total",
+        "Counter of the number of failed reload attempts.",
+        "counter",
+        "",
+        &[],
+        rf as f64,
+    );
+    if let Some(v) = RELOAD_VERSION
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+    {
+        add(
+            f,
+            "coredns_reload_version_info",
+            "A metric with a constant '1' value labeled by hash, and value which type of hash generated.",
+            "gauge",
+            "",
+            &[("hash", "sha512"), ("value", &v)],
+            1.0,
+        );
     }
 }
 
@@ -405,37 +625,116 @@ fn process_metrics(f: &mut Families) {
             let start = num(19);
             let vsize = num(20);
             let rss = num(21) * 4096.0;
-            add(f, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", "counter", "", &[], (utime + stime) / ticks);
-            add(f, "process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge", "", &[], vsize);
-            add(f, "process_resident_memory_bytes", "Resident memory size in bytes.", "gauge", "", &[], rss);
-            if let Some(btime) = std::fs::read_to_string("/proc/stat")
-                .ok()
-                .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ").and_then(|x| x.trim().parse::<f64>().ok())))
-            {
-                add(f, "process_start_time_seconds", "Start time of the process since unix epoch in seconds.", "gauge", "", &[], btime + start / ticks);
+            add(
+                f,
+                "process_cpu_seconds_total",
+                "Total user and system CPU time spent in seconds.",
+                "counter",
+                "",
+                &[],
+                (utime + stime) / ticks,
+            );
+            add(
+                f,
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                "gauge",
+                "",
+                &[],
+                vsize,
+            );
+            add(
+                f,
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                "gauge",
+                "",
+                &[],
+                rss,
+            );
+            if let Some(btime) = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("btime ")
+                        .and_then(|x| x.trim().parse::<f64>().ok())
+                })
+            }) {
+                add(
+                    f,
+                    "process_start_time_seconds",
+                    "Start time of the process since unix epoch in seconds.",
+                    "gauge",
+                    "",
+                    &[],
+                    btime + start / ticks,
+                );
             }
         }
     }
     if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
-        add(f, "process_open_fds", "Number of open file descriptors.", "gauge", "", &[], rd.count() as f64);
+        add(
+            f,
+            "process_open_fds",
+            "Number of open file descriptors.",
+            "gauge",
+            "",
+            &[],
+            rd.count() as f64,
+        );
     }
-    if let Ok((soft, _)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
-        add(f, "process_max_fds", "Maximum number of open file descriptors.", "gauge", "", &[], soft as f64);
+    if let Ok((soft, _)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    {
+        add(
+            f,
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            "gauge",
+            "",
+            &[],
+            soft as f64,
+        );
     }
     if let Ok((soft, _)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_AS) {
-        add(f, "process_virtual_memory_max_bytes", "Maximum amount of virtual memory available in bytes.", "gauge", "", &[], soft as f64);
+        add(
+            f,
+            "process_virtual_memory_max_bytes",
+            "Maximum amount of virtual memory available in bytes.",
+            "gauge",
+            "",
+            &[],
+            soft as f64,
+        );
     }
     if let Ok(dev) = std::fs::read_to_string("/proc/self/net/dev") {
         let (mut rx, mut tx) = (0f64, 0f64);
         for l in dev.lines().skip(2) {
             if let Some((_, rest)) = l.split_once(':') {
-                let v: Vec<f64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+                let v: Vec<f64> = rest
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
                 rx += v.first().copied().unwrap_or(0.0);
                 tx += v.get(8).copied().unwrap_or(0.0);
             }
         }
-        add(f, "process_network_receive_bytes_total", "Number of bytes received by the process over the network.", "counter", "", &[], rx);
-        add(f, "process_network_transmit_bytes_total", "Number of bytes sent by the process over the network.", "counter", "", &[], tx);
+        add(
+            f,
+            "process_network_receive_bytes_total",
+            "Number of bytes received by the process over the network.",
+            "counter",
+            "",
+            &[],
+            rx,
+        );
+        add(
+            f,
+            "process_network_transmit_bytes_total",
+            "Number of bytes sent by the process over the network.",
+            "counter",
+            "",
+            &[],
+            tx,
+        );
     }
 }
 
@@ -455,5 +754,40 @@ mod tests {
         assert_eq!(go_float(8291.0), "8291");
         assert_eq!(go_float(64000.0), "64000");
         assert_eq!(go_float(1e21), "1e+21");
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    #[test]
+    fn samples_sorted_like_go() {
+        let mut f = Families::new();
+        add_hist(
+            &mut f,
+            "h",
+            "x",
+            &[("proto", "udp")],
+            &[1.0, 2.0],
+            &[1, 1],
+            3.0,
+            2,
+        );
+        add_hist(
+            &mut f,
+            "h",
+            "x",
+            &[("proto", "tcp")],
+            &[1.0, 2.0],
+            &[0, 1],
+            2.0,
+            1,
+        );
+        let text = render(&f);
+        let lines: Vec<&str> = text.lines().skip(2).collect();
+        assert_eq!(lines[0], "h_bucket{proto=\"tcp\",le=\"1\"} 0");
+        assert_eq!(lines[3], "h_sum{proto=\"tcp\"} 2");
+        assert_eq!(lines[5], "h_bucket{proto=\"udp\",le=\"1\"} 1");
     }
 }

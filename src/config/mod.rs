@@ -134,6 +134,10 @@ pub struct BlockSettings {
     pub timeouts: plugins::timeouts::Timeouts,
     /// `cancel`.
     pub cancel: Option<std::time::Duration>,
+    /// `health`: address and lameduck duration.
+    pub health: Option<(String, std::time::Duration)>,
+    /// `ready`: address and whether to ask plugins continuously.
+    pub ready: Option<(String, bool)>,
 }
 
 /// One server block, set up.

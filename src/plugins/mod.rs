@@ -7,12 +7,14 @@ pub mod chaos;
 pub mod erratic;
 pub mod errors;
 pub mod header;
+pub mod health;
 pub mod loadbalance;
 pub mod local;
 pub mod log;
 pub mod metadata;
 pub mod minimal;
 pub mod nsid;
+pub mod prometheus;
 pub mod settings;
 pub mod timeouts;
 pub mod whoami;
@@ -33,6 +35,8 @@ pub enum PluginConfig {
     Nsid(nsid::NsidConfig),
     /// `bufsize`.
     Bufsize(u16),
+    /// `prometheus`.
+    Prometheus(prometheus::PrometheusConfig),
     /// `errors`.
     Errors(errors::ErrorsConfig),
     /// `log`.
@@ -74,6 +78,9 @@ pub fn setup(
         "metadata" => PluginConfig::Metadata(metadata::setup(d, ctx)?),
         "nsid" => PluginConfig::Nsid(nsid::setup(d)?),
         "bufsize" => PluginConfig::Bufsize(bufsize::setup(d)?),
+        "health" => return health::setup_health(d, ctx).map(|()| None),
+        "ready" => return health::setup_ready(d, ctx).map(|()| None),
+        "prometheus" => PluginConfig::Prometheus(prometheus::setup(d, ctx)?),
         "errors" => PluginConfig::Errors(errors::setup(d)?),
         "log" => PluginConfig::Log(log::setup(d)?),
         "local" => PluginConfig::Local(local::setup(d)?),
@@ -107,6 +114,8 @@ pub enum Plugin {
     Nsid(nsid::Nsid),
     /// `bufsize`.
     Bufsize(u16),
+    /// `prometheus`.
+    Prometheus(prometheus::Prometheus),
     /// `errors`.
     Errors(errors::Errors),
     /// `log`.
@@ -137,6 +146,7 @@ impl Plugin {
             PluginConfig::Cancel => Self::Cancel,
             PluginConfig::Nsid(c) => Self::Nsid(nsid::Nsid::new(c)),
             PluginConfig::Bufsize(n) => Self::Bufsize(*n),
+            PluginConfig::Prometheus(c) => Self::Prometheus(prometheus::Prometheus::new(c)),
             PluginConfig::Errors(c) => Self::Errors(errors::Errors::new(c)),
             PluginConfig::Log(c) => Self::Log(log::Log::new(c)),
             PluginConfig::Local(c) => Self::Local(local::Local::new(c)),
@@ -157,6 +167,7 @@ impl Plugin {
             Self::Cancel => "cancel",
             Self::Nsid(_) => "nsid",
             Self::Bufsize(_) => "bufsize",
+            Self::Prometheus(_) => "prometheus",
             Self::Errors(_) => "errors",
             Self::Log(_) => "log",
             Self::Local(_) => "local",
@@ -170,6 +181,14 @@ impl Plugin {
         }
     }
 
+    /// Readiness for *ready*: `None` for plugins without a readiness check.
+    pub fn ready(&self) -> Option<bool> {
+        match self {
+            Self::Erratic(e) => Some(e.ready()),
+            _ => None,
+        }
+    }
+
     /// Whether this plugin opens non-IN classes on its listener (corefile-spec §7.3).
     pub fn opens_classes(&self) -> bool {
         matches!(self, Self::Chaos(_))
@@ -180,6 +199,7 @@ impl Plugin {
         match self {
             Self::Metadata(_)
             | Self::Cancel
+            | Self::Prometheus(_)
             | Self::Errors(_)
             | Self::Loadbalance(_)
             | Self::Minimal => Flow::Next,
@@ -208,6 +228,7 @@ impl Plugin {
         match self {
             Self::Nsid(p) => p.respond(ctx),
             Self::Errors(p) => p.respond(ctx, st),
+            Self::Prometheus(p) => p.respond(ctx, st),
             Self::Log(p) => p.respond(ctx, st),
             Self::Loadbalance(p) => p.respond(ctx),
             Self::Header(p) => p.respond(ctx),

@@ -56,14 +56,24 @@ pub async fn udp_loop(
                         return None;
                     }
                     let chain = Arc::clone(&l.chains[block]);
+                    let server = Arc::clone(&l.label);
                     let data = data.to_vec();
                     let sock = sock_rc.clone();
                     let limits = limits.clone();
                     limits.parked.set(limits.parked.get() + 1);
                     tokio::task::spawn_local(async move {
                         let (mut resp, mut scratch) = (Vec::new(), Vec::new());
-                        let out =
-                            resume(&chain, &data, meta, at, st, &mut resp, &mut scratch).await;
+                        let out = resume(
+                            &server,
+                            &chain,
+                            &data,
+                            meta,
+                            at,
+                            st,
+                            &mut resp,
+                            &mut scratch,
+                        )
+                        .await;
                         if let Outcome::Reply = out {
                             let _ = sock.send_to(&resp, peer).await;
                         }
@@ -161,14 +171,24 @@ async fn tcp_conn(
             match handle(l, &buf, meta, &mut resp, &mut scratch) {
                 Outcome::Parked { block, at, st } => {
                     let chain = Arc::clone(&l.chains[block]);
+                    let server = Arc::clone(&l.label);
                     let data = buf.clone();
                     let tx = tx.clone();
                     let pending = pending.clone();
                     pending.set(pending.get() + 1);
                     tokio::task::spawn_local(async move {
                         let mut scratch = Vec::new();
-                        if let Outcome::Reply =
-                            resume(&chain, &data, meta, at, st, &mut resp, &mut scratch).await
+                        if let Outcome::Reply = resume(
+                            &server,
+                            &chain,
+                            &data,
+                            meta,
+                            at,
+                            st,
+                            &mut resp,
+                            &mut scratch,
+                        )
+                        .await
                         {
                             let _ = tx.send(resp).await;
                         }

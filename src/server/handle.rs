@@ -14,7 +14,7 @@ use crate::wire::{Request, UDP_READ_LIMIT, Verdict, bare_reply, parse_query};
 /// A listener's runtime view of its blocks.
 pub struct ListenerRt {
     /// The metrics `server` label.
-    pub label: String,
+    pub label: Arc<str>,
     /// Routing table.
     pub routes: Routes,
     /// Chains of the blocks on this listener (indexed by the routes).
@@ -23,6 +23,15 @@ pub struct ListenerRt {
     pub class_open: bool,
     /// TCP timeouts (from the listener's first block).
     pub timeouts: crate::plugins::timeouts::Timeouts,
+    /// Corefile block index of each chain.
+    pub blocks: Vec<usize>,
+}
+
+impl ListenerRt {
+    /// Index into `chains` of Corefile block `block`, if it serves this listener.
+    pub fn block_index(&self, block: usize) -> Option<usize> {
+        self.blocks.iter().position(|b| *b == block)
+    }
 }
 
 /// What became of a message.
@@ -105,12 +114,18 @@ pub fn handle(
         return Outcome::Reply;
     };
     let chain = &l.chains[b];
-    let mut ctx = Ctx::new(req, m.proto, m.peer, m.local, resp, scratch, m.now);
+    let mut ctx = Ctx::new(
+        &l.label, req, m.proto, m.peer, m.local, resp, scratch, m.now,
+    );
     // CoreDNS recovers panics in the server (unless *debug*): log, count, SERVFAIL.
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chain.run(&mut ctx)));
     match run {
         Ok(Ok(st)) => finish(&mut ctx, &st),
-        Ok(Err(at)) => Outcome::Parked { block: b, at, st: ctx.st },
+        Ok(Err(at)) => Outcome::Parked {
+            block: b,
+            at,
+            st: ctx.st,
+        },
         Err(panic) => {
             if chain.debug {
                 std::panic::resume_unwind(panic);
@@ -120,7 +135,10 @@ pub fn handle(
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic".to_owned());
-            crate::clog::error(&format!("Recovered from panic in server: {:?} {what}", l.label));
+            crate::clog::error(&format!(
+                "Recovered from panic in server: {:?} {what}",
+                l.label
+            ));
             PANICS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             ctx.written = false;
             finish(&mut ctx, &Status::rcode(2))
@@ -132,7 +150,9 @@ pub fn handle(
 pub static PANICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Continues a parked query on an owned copy of the message.
+#[allow(clippy::too_many_arguments)]
 pub async fn resume(
+    server: &Arc<str>,
     chain: &Chain,
     data: &[u8],
     m: Meta,
@@ -144,7 +164,7 @@ pub async fn resume(
     let Verdict::Query(req) = parse_query(data) else {
         return Outcome::Drop;
     };
-    let mut ctx = Ctx::new(req, m.proto, m.peer, m.local, resp, scratch, m.now);
+    let mut ctx = Ctx::new(server, req, m.proto, m.peer, m.local, resp, scratch, m.now);
     ctx.st = st;
     let status = chain.resume(&mut ctx, at).await;
     finish(&mut ctx, &status)

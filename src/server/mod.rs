@@ -9,6 +9,7 @@
 pub mod engine;
 pub mod epoll;
 pub mod handle;
+pub mod ops;
 pub mod route;
 pub mod scrub;
 pub mod signals;
@@ -61,10 +62,12 @@ impl Active {
                 .iter()
                 .map(Plugin::build)
                 .collect::<Result<Vec<_>, _>>()?;
-            chains.push(Arc::new(Chain {
+            let mut chain = Chain {
                 plugins,
                 debug: b.settings.debug,
-            }));
+            };
+            Self::label_prometheus(&mut chain);
+            chains.push(Arc::new(chain));
         }
         let mut listeners = Vec::new();
         for l in &config.listeners {
@@ -94,7 +97,8 @@ impl Active {
                 .map(|(_, b)| config.blocks[*b].settings.timeouts)
                 .unwrap_or_default();
             listeners.push(ListenerRt {
-                label: l.label.clone(),
+                blocks: local.clone(),
+                label: Arc::from(l.label.as_str()),
                 routes,
                 chains: lchains,
                 class_open,
@@ -104,9 +108,19 @@ impl Active {
         Ok(Self { listeners, config })
     }
 
+    /// Marks the chains' `plugin` metric label: the first handler after *prometheus*.
+    fn label_prometheus(chain: &mut Chain) {
+        let names: Vec<&'static str> = chain.plugins.iter().map(Plugin::name).collect();
+        for (i, p) in chain.plugins.iter_mut().enumerate() {
+            if let Plugin::Prometheus(pr) = p {
+                pr.next_name = names.get(i + 1).copied().unwrap_or("");
+            }
+        }
+    }
+
     /// The listener with `label`.
     pub fn find(&self, label: &str) -> Option<&ListenerRt> {
-        self.listeners.iter().find(|l| l.label == label)
+        self.listeners.iter().find(|l| &*l.label == label)
     }
 }
 
@@ -176,7 +190,12 @@ pub struct WorkerSockets {
     pub udp_local: SocketAddr,
 }
 
-fn new_socket(addr: SocketAddr, v6only: bool, ty: Type, proto: Protocol) -> std::io::Result<Socket> {
+fn new_socket(
+    addr: SocketAddr,
+    v6only: bool,
+    ty: Type,
+    proto: Protocol,
+) -> std::io::Result<Socket> {
     let s = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
     if addr.is_ipv6() {
         s.set_only_v6(v6only)?;
@@ -189,7 +208,11 @@ fn new_socket(addr: SocketAddr, v6only: bool, ty: Type, proto: Protocol) -> std:
 
 /// Go-like text for a listen error (`listen tcp :53: bind: permission denied`).
 fn listen_err(net: &str, host: &str, port: u16, e: &std::io::Error) -> String {
-    let hp = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let hp = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
     format!("listen {net} {hp}: bind: {}", crate::config::go_err(e))
 }
 
@@ -203,7 +226,11 @@ fn bind_one(
     let udp = new_socket(addr, v6only, Type::DGRAM, Protocol::UDP)?;
     udp.bind(&addr.into())?;
     // An ephemeral port: TCP takes the port UDP got.
-    let actual = udp.local_addr().ok().and_then(|a| a.as_socket()).map_or(port, |a| a.port());
+    let actual = udp
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map_or(port, |a| a.port());
     let taddr = SocketAddr::new(addr.ip(), actual);
     let tcp = (|| {
         let t = new_socket(taddr, v6only, Type::STREAM, Protocol::TCP)?;
@@ -229,43 +256,72 @@ pub fn bind_sockets(host: &str, port: u16, label: &str) -> Result<Vec<WorkerSock
             bind_one(v4, false, host).map_err(|e| listen_err("udp", host, port, &e))??;
         let actual = udp.local_addr().map_or(port, |a| a.port());
         let report = SocketAddr::from((Ipv6Addr::UNSPECIFIED, actual));
-        out.push(WorkerSockets { label: label.to_owned(), udp, tcp, udp_local: report });
+        out.push(WorkerSockets {
+            label: label.to_owned(),
+            udp,
+            tcp,
+            udp_local: report,
+        });
         let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, actual));
         match bind_one(v6, true, host) {
-            Ok(Ok((udp, tcp))) => out.push(WorkerSockets { label: label.to_owned(), udp, tcp, udp_local: report }),
+            Ok(Ok((udp, tcp))) => out.push(WorkerSockets {
+                label: label.to_owned(),
+                udp,
+                tcp,
+                udp_local: report,
+            }),
             Ok(Err(e)) => return Err(e),
             // No IPv6 on this host: IPv4 only.
-            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(97) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrNotAvailable
+                    || e.raw_os_error() == Some(97) => {}
             Err(e) => return Err(listen_err("udp", host, actual, &e)),
         }
         return Ok(out);
     }
     let h = host.split('%').next().unwrap_or(host);
-    let ip: IpAddr = h.parse().map_err(|_| format!("listen: invalid address {host}"))?;
+    let ip: IpAddr = h
+        .parse()
+        .map_err(|_| format!("listen: invalid address {host}"))?;
     let addr = SocketAddr::from((ip, port));
-    let (udp, tcp) = bind_one(addr, true, host).map_err(|e| listen_err("udp", host, port, &e))??;
+    let (udp, tcp) =
+        bind_one(addr, true, host).map_err(|e| listen_err("udp", host, port, &e))??;
     let udp_local = udp.local_addr().map_or(addr, canonical);
-    out.push(WorkerSockets { label: label.to_owned(), udp, tcp, udp_local });
+    out.push(WorkerSockets {
+        label: label.to_owned(),
+        udp,
+        tcp,
+        udp_local,
+    });
     Ok(out)
 }
 
 /// Binds every DNS listener of `cfg` for `workers` workers. Listeners whose
 /// label is in `existing` are skipped (their sockets are kept by the workers).
-pub fn bind_all(cfg: &Config, workers: usize, existing: &[String]) -> Result<Vec<Vec<WorkerSockets>>, String> {
+pub fn bind_all(
+    cfg: &Config,
+    workers: usize,
+    existing: &[String],
+) -> Result<Vec<Vec<WorkerSockets>>, String> {
     let mut per_worker: Vec<Vec<WorkerSockets>> = (0..workers).map(|_| Vec::new()).collect();
     for l in &cfg.listeners {
         if l.transport != Transport::Dns || existing.contains(&l.label) {
             continue;
         }
-        let port: u16 = l
-            .port
-            .parse()
-            .map_err(|_| format!("listen tcp {}:{}: address {}: invalid port", l.host, l.port, l.port))?;
+        let port: u16 = l.port.parse().map_err(|_| {
+            format!(
+                "listen tcp {}:{}: address {}: invalid port",
+                l.host, l.port, l.port
+            )
+        })?;
         let mut actual = port;
         for (w, socks) in per_worker.iter_mut().enumerate() {
             let v = bind_sockets(&l.host, actual, &l.label)?;
             if w == 0 && port == 0 {
-                actual = v.first().and_then(|s| s.udp.local_addr().ok()).map_or(0, |a| a.port());
+                actual = v
+                    .first()
+                    .and_then(|s| s.udp.local_addr().ok())
+                    .map_or(0, |a| a.port());
             }
             socks.extend(v);
         }

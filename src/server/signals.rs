@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::{Active, Shared, WorkerCmd, WorkerHandle, bind_all, labels};
+use super::{Active, Shared, WorkerCmd, WorkerHandle, bind_all, labels, ops};
 use crate::cli::Cli;
 use crate::clog;
 use crate::config;
@@ -30,9 +30,13 @@ pub fn reload(shared: &Arc<Shared>, handles: &[WorkerHandle], cli: &Cli) -> Resu
     let cfg = config::build(input, &cli.dns_port).map_err(|e| e.to_string())?;
     let existing: Vec<String> = labels(&old.config).into_keys().collect();
     let new_socks = bind_all(&cfg, handles.len(), &existing)?;
+    let want = ops::wanted(&cfg);
+    ops::ENDPOINTS.prepare(&want)?;
     let active = Active::build(cfg)?;
     clog::set_debug(active.config.blocks.iter().any(|b| b.settings.debug));
+    ops::set_plugin_enabled(&active);
     shared.active.store(Arc::new(active));
+    ops::ENDPOINTS.commit(&want, ops::handle);
     for (h, socks) in handles.iter().zip(new_socks) {
         if !socks.is_empty() {
             let _ = h.cmds.send(WorkerCmd::Add(socks));
@@ -55,6 +59,8 @@ pub fn run(shared: &Arc<Shared>, handles: Vec<WorkerHandle>, cli: &Cli) -> ExitC
         }
     };
     rt.block_on(async {
+        ops::ENDPOINTS.commit(&ops::wanted(&shared.active.load().config), ops::handle);
+        tokio::spawn(ops::health_self_check());
         let mk = |k: SignalKind| signal(k).ok();
         let (mut term, mut int, mut quit, mut hup, mut usr1, mut usr2) = (
             mk(SignalKind::terminate()),
@@ -76,6 +82,18 @@ pub fn run(shared: &Arc<Shared>, handles: Vec<WorkerHandle>, cli: &Cli) -> ExitC
             tokio::select! {
                 () = next(&mut term) => {
                     clog::info("SIGTERM: Shutting down servers then terminating");
+                    // Shutdown callbacks in plugin.cfg order: ready closes first,
+                    // then health's lameduck while DNS keeps serving.
+                    ops::ENDPOINTS.stop_kind(crate::http::Kind::Ready);
+                    let lameduck = ops::lameduck(&shared.active.load().config);
+                    if !lameduck.is_zero() {
+                        clog::log(
+                            clog::Level::Info,
+                            Some("health"),
+                            &format!("Going into lameduck mode for {}", corefile::values::format_go_duration(lameduck)),
+                        );
+                        tokio::time::sleep(lameduck).await;
+                    }
                     shared.stop();
                     remove_pidfile(cli);
                     let deadline = std::time::Instant::now() + Duration::from_secs(5);

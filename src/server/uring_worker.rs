@@ -147,7 +147,9 @@ pub fn spawn(
                     // itself (submit + wait in one io_uring_enter per batch), bounded
                     // so commands and shutdown are seen.
                     if state.borrow().parked == 0 {
-                        let _ = engine.borrow_mut().submit_and_wait(1, Some(std::time::Duration::from_millis(20)));
+                        let _ = engine
+                            .borrow_mut()
+                            .submit_and_wait(1, Some(std::time::Duration::from_millis(20)));
                         process(&shared, &engine, &state, &mut resp, &mut scratch);
                         let mut added = false;
                         while let Ok(WorkerCmd::Add(v)) = rx.try_recv() {
@@ -232,12 +234,22 @@ fn process(
                         }
                         st.parked += 1;
                         let chain = Arc::clone(&l.chains[block]);
+                        let server = Arc::clone(&l.label);
                         let data = data.to_vec();
                         let (engine, state) = (Rc::clone(engine), Rc::clone(state));
                         tokio::task::spawn_local(async move {
                             let (mut resp, mut scratch) = (Vec::new(), Vec::new());
-                            let out =
-                                resume(&chain, &data, meta, at, rs, &mut resp, &mut scratch).await;
+                            let out = resume(
+                                &server,
+                                &chain,
+                                &data,
+                                meta,
+                                at,
+                                rs,
+                                &mut resp,
+                                &mut scratch,
+                            )
+                            .await;
                             let mut eng = engine.borrow_mut();
                             if let Outcome::Reply = out {
                                 let _ = eng.send_udp(sock, peer, &resp);
@@ -300,13 +312,23 @@ fn process(
                             return;
                         }
                         let chain = Arc::clone(&l.chains[block]);
+                        let server = Arc::clone(&l.label);
                         let data = data.to_vec();
                         let (engine, state) = (Rc::clone(engine), Rc::clone(state));
                         st.parked += 1;
                         tokio::task::spawn_local(async move {
                             let (mut resp, mut scratch) = (Vec::new(), Vec::new());
-                            let out =
-                                resume(&chain, &data, meta, at, rs, &mut resp, &mut scratch).await;
+                            let out = resume(
+                                &server,
+                                &chain,
+                                &data,
+                                meta,
+                                at,
+                                rs,
+                                &mut resp,
+                                &mut scratch,
+                            )
+                            .await;
                             let mut eng = engine.borrow_mut();
                             if let Outcome::Reply = out {
                                 let _ = eng.send_tcp(conn, &resp);

@@ -1,0 +1,225 @@
+//! Operations: /metrics against the text CoreDNS serves, /health, /ready,
+//! lameduck, and endpoints that stay up across reloads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::util::*;
+
+fn http(port: u16, method: &str, path: &str) -> Option<(u16, String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, head.to_owned(), body.to_owned()))
+}
+
+/// family -> (help, type, label-name sets, le values)
+type Shape = BTreeMap<String, (String, String, BTreeSet<Vec<String>>, BTreeSet<String>)>;
+
+fn shape(text: &str) -> Shape {
+    let mut m: Shape = BTreeMap::new();
+    for l in text.lines() {
+        if let Some(r) = l.strip_prefix("# HELP ") {
+            let (name, help) = r.split_once(' ').unwrap_or((r, ""));
+            m.entry(name.to_owned()).or_default().0 = help.to_owned();
+        } else if let Some(r) = l.strip_prefix("# TYPE ") {
+            let (name, t) = r.split_once(' ').unwrap_or((r, ""));
+            m.entry(name.to_owned()).or_default().1 = t.to_owned();
+        } else if !l.starts_with('#') && !l.is_empty() {
+            let (metric, _) = l.rsplit_once(' ').unwrap_or((l, ""));
+            let (name, labels) = metric.split_once('{').unwrap_or((metric, ""));
+            let fam = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| m.contains_key(*f)))
+                .unwrap_or(name)
+                .to_owned();
+            let mut names = Vec::new();
+            let mut le = None;
+            for kv in labels
+                .trim_end_matches('}')
+                .split("\",")
+                .filter(|x| !x.is_empty())
+            {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                if k == "le" {
+                    le = Some(v.trim_matches('"').to_owned());
+                } else {
+                    names.push(k.to_owned());
+                }
+            }
+            let e = m.entry(fam).or_default();
+            e.2.insert(names);
+            if let Some(le) = le {
+                e.3.insert(le);
+            }
+        }
+    }
+    m
+}
+
+#[test]
+fn metrics_match_recorded_coredns() {
+    let recorded_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/compat/recorded/metrics-forward-cache.txt"
+    );
+    let Ok(recorded) = std::fs::read_to_string(recorded_path) else {
+        eprintln!("skipping: {recorded_path} not found");
+        return;
+    };
+    let rec = shape(&recorded);
+    for be in backends() {
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!(".:{{port}} {{\n prometheus 127.0.0.1:{mport}\n errors\n log\n whoami\n}}\n"),
+            be,
+        );
+        s.dig(&["a.example.org", "A"]);
+        s.dig(&["+tcp", "b.example.org", "AAAA"]);
+        s.dig(&["+dnssec", "c.example.org", "A"]);
+        std::thread::sleep(Duration::from_millis(100));
+        let (status, head, body) = http(mport, "GET", "/metrics").expect("scrape");
+        assert_eq!(status, 200);
+        assert!(
+            head.contains(
+                "Content-Type: text/plain; version=0.0.4; charset=utf-8; escaping=underscores"
+            ),
+            "{head}"
+        );
+        let ours = shape(&body);
+        // Families CoreDNS always shows, and those these queries produce.
+        for fam in [
+            "coredns_build_info",
+            "coredns_dns_do_requests_total",
+            "coredns_dns_request_duration_seconds",
+            "coredns_dns_request_size_bytes",
+            "coredns_dns_requests_total",
+            "coredns_dns_response_size_bytes",
+            "coredns_dns_responses_total",
+            "coredns_forward_healthcheck_broken_total",
+            "coredns_forward_max_concurrent_rejects_total",
+            "coredns_health_request_duration_seconds",
+            "coredns_health_request_failures_total",
+            "coredns_hosts_reload_timestamp_seconds",
+            "coredns_local_localhost_requests_total",
+            "coredns_panics_total",
+            "coredns_plugin_enabled",
+            "coredns_reload_failed_total",
+            "process_cpu_seconds_total",
+            "process_max_fds",
+            "process_open_fds",
+            "process_resident_memory_bytes",
+            "process_start_time_seconds",
+            "process_virtual_memory_bytes",
+            "process_virtual_memory_max_bytes",
+            "process_network_receive_bytes_total",
+            "process_network_transmit_bytes_total",
+        ] {
+            let (r, o) = (
+                rec.get(fam).expect(fam),
+                ours.get(fam)
+                    .unwrap_or_else(|| panic!("{be}: missing {fam}")),
+            );
+            assert_eq!(r.0, o.0, "{be}: HELP of {fam}");
+            assert_eq!(r.1, o.1, "{be}: TYPE of {fam}");
+            assert_eq!(r.2, o.2, "{be}: label names of {fam}");
+            assert_eq!(r.3, o.3, "{be}: buckets of {fam}");
+        }
+        assert!(body.contains(&format!(
+            "coredns_dns_requests_total{{family=\"1\",proto=\"tcp\",server=\"dns://:{}\",type=\"AAAA\",view=\"\",zone=\".\"}} 1",
+            s.port
+        )));
+        assert!(body.contains(&format!(
+            "coredns_dns_responses_total{{plugin=\"errors\",rcode=\"NOERROR\",server=\"dns://:{}\",view=\"\",zone=\".\"}} 3",
+            s.port
+        )));
+        let (status, _, _) = http(mport, "GET", "/").expect("404");
+        assert_eq!(status, 404);
+    }
+}
+
+#[test]
+fn health_ready_lameduck_and_reload() {
+    for be in backends() {
+        let (hport, rport) = (free_port(), free_port());
+        let mut s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n health 127.0.0.1:{hport} {{\n  lameduck 1s\n }}\n ready 127.0.0.1:{rport}\n whoami\n}}\n"
+            ),
+            be,
+        );
+        for m in ["GET", "HEAD", "POST"] {
+            let (st, head, body) = http(hport, m, "/health").expect("health");
+            assert_eq!(st, 200, "{be} {m}");
+            assert!(head.contains("Content-Length: 2"));
+            if m != "HEAD" {
+                assert_eq!(body, "OK");
+            }
+        }
+        assert_eq!(http(hport, "GET", "/healthz").map(|r| r.0), Some(404));
+        assert_eq!(http(hport, "GET", "/health/").map(|r| r.0), Some(404));
+        assert_eq!(
+            http(rport, "GET", "/ready").map(|r| (r.0, r.2)),
+            Some((200, "OK".to_owned()))
+        );
+        // Endpoints stay up across a reload, and across a failed one.
+        let conf = s.dir.0.join("Corefile");
+        let text = std::fs::read_to_string(&conf).expect("read");
+        std::fs::write(&conf, text.replace("whoami", "whoami\n log")).expect("write");
+        s.signal(Signal::SIGUSR1);
+        s.wait_line(|l| l == "[INFO] Reloading complete")
+            .expect("reload");
+        assert_eq!(http(hport, "GET", "/health").map(|r| r.0), Some(200));
+        std::fs::write(&conf, text.replace("whoami", "whoami\n bogus")).expect("write");
+        s.signal(Signal::SIGUSR1);
+        s.wait_line(|l| l.starts_with("[ERROR] Restart failed"))
+            .expect("failed reload");
+        assert_eq!(http(hport, "GET", "/health").map(|r| r.0), Some(200));
+        assert_eq!(http(rport, "GET", "/ready").map(|r| r.0), Some(200));
+        // SIGTERM: ready goes first, health stays during lameduck, DNS still answers.
+        s.signal(Signal::SIGTERM);
+        s.wait_line(|l| l == "[INFO] plugin/health: Going into lameduck mode for 1s")
+            .expect("lameduck");
+        assert_eq!(
+            http(hport, "GET", "/health").map(|r| r.0),
+            Some(200),
+            "{be}"
+        );
+        assert!(http(rport, "GET", "/ready").is_none(), "{be}: ready closed");
+        assert_eq!(dig_status(&s.dig(&["x.example", "A"])), "NOERROR");
+        assert_eq!(s.wait_exit(Duration::from_secs(8)), Some(0));
+        let lines = s.lines();
+        let t = lines
+            .iter()
+            .position(|l| l.starts_with("[INFO] SIGTERM"))
+            .expect("sigterm");
+        let ld = lines
+            .iter()
+            .position(|l| l.contains("lameduck"))
+            .expect("ld");
+        assert!(t < ld);
+    }
+}
+
+#[test]
+fn ready_reports_not_ready_plugins() {
+    for be in backends() {
+        let rport = free_port();
+        let s = TestServer::start(
+            &format!(".:{{port}} {{\n ready 127.0.0.1:{rport}\n erratic\n}}\n"),
+            be,
+        );
+        let (st, _, body) = http(rport, "GET", "/ready").expect("ready");
+        assert_eq!((st, body.as_str()), (503, "erratic"), "{be}");
+        s.wait_line(|l| l == "[INFO] plugin/ready: Plugins not ready: \"erratic\"")
+            .expect("log");
+    }
+}
