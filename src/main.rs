@@ -142,6 +142,21 @@ fn main() -> ExitCode {
     }
     if !cli.quiet {
         print!("{banner}");
+        let _ = std::io::stdout().flush();
+    }
+    {
+        // The reload plugin's startup hook logs between the zones and the version.
+        let a = shared.active.load();
+        if a.config.reload.is_some() {
+            if let Ok(h) = ringdns::plugins::reload::config_hash(
+                &a.config.input.text,
+                &a.config.input.filename,
+            ) {
+                ringdns::server::signals::log_hash(&h);
+            }
+        }
+    }
+    if !cli.quiet {
         print!("{}", version_text());
         let _ = std::io::stdout().flush();
     }

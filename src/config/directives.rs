@@ -75,6 +75,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "bufsize",
     "bind",
     "debug",
+    "reload",
     "ready",
     "health",
     "prometheus",
@@ -86,6 +87,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "loadbalance",
     "header",
     "minimal",
+    "forward",
     "erratic",
     "whoami",
 ];

@@ -138,6 +138,8 @@ pub struct BlockSettings {
     pub health: Option<(String, std::time::Duration)>,
     /// `ready`: address and whether to ask plugins continuously.
     pub ready: Option<(String, bool)>,
+    /// `reload`: the effective polling interval.
+    pub reload: Option<std::time::Duration>,
 }
 
 /// One server block, set up.
@@ -180,6 +182,8 @@ pub struct Listener {
 /// A complete configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `reload`'s interval (the last block's, as CoreDNS's process-wide timer).
+    pub reload: Option<std::time::Duration>,
     /// The input it came from.
     pub input: Arc<Input>,
     /// Blocks in file order.
@@ -295,7 +299,9 @@ pub fn build(input: Input, dns_port: &str) -> Result<Config, Diagnostic> {
         }
     }
     let listeners = group(&blocks)?;
+    let reload = blocks.iter().rev().find_map(|b| b.settings.reload);
     Ok(Config {
+        reload,
         input: Arc::new(input),
         blocks,
         listeners,

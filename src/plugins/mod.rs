@@ -6,6 +6,7 @@ pub mod bufsize;
 pub mod chaos;
 pub mod erratic;
 pub mod errors;
+pub mod forward;
 pub mod header;
 pub mod health;
 pub mod loadbalance;
@@ -15,6 +16,7 @@ pub mod metadata;
 pub mod minimal;
 pub mod nsid;
 pub mod prometheus;
+pub mod reload;
 pub mod settings;
 pub mod timeouts;
 pub mod whoami;
@@ -53,6 +55,8 @@ pub enum PluginConfig {
     Header(header::HeaderConfig),
     /// `minimal`.
     Minimal,
+    /// `forward` (every stanza of the block, in order).
+    Forward(Vec<forward::ForwardConfig>),
     /// `erratic`.
     Erratic(erratic::ErraticConfig),
     /// `whoami`.
@@ -78,6 +82,7 @@ pub fn setup(
         "metadata" => PluginConfig::Metadata(metadata::setup(d, ctx)?),
         "nsid" => PluginConfig::Nsid(nsid::setup(d)?),
         "bufsize" => PluginConfig::Bufsize(bufsize::setup(d)?),
+        "reload" => return reload::setup(d, ctx).map(|()| None),
         "health" => return health::setup_health(d, ctx).map(|()| None),
         "ready" => return health::setup_ready(d, ctx).map(|()| None),
         "prometheus" => PluginConfig::Prometheus(prometheus::setup(d, ctx)?),
@@ -95,6 +100,7 @@ pub fn setup(
             minimal::setup(d)?;
             PluginConfig::Minimal
         }
+        "forward" => PluginConfig::Forward(forward::setup(d, ctx)?),
         "erratic" => PluginConfig::Erratic(erratic::setup(d)?),
         "whoami" => {
             whoami::setup(d)?;
@@ -132,6 +138,8 @@ pub enum Plugin {
     Header(header::Header),
     /// `minimal`.
     Minimal,
+    /// `forward`.
+    Forward(forward::Forward),
     /// `erratic`.
     Erratic(erratic::Erratic),
     /// `whoami`.
@@ -155,6 +163,7 @@ impl Plugin {
             PluginConfig::Loadbalance(c) => Self::Loadbalance(loadbalance::Loadbalance::new(c)?),
             PluginConfig::Header(c) => Self::Header(header::Header::new(c)),
             PluginConfig::Minimal => Self::Minimal,
+            PluginConfig::Forward(c) => Self::Forward(forward::Forward::new(c)?),
             PluginConfig::Erratic(c) => Self::Erratic(erratic::Erratic::new(c)),
             PluginConfig::Whoami => Self::Whoami,
         })
@@ -176,6 +185,7 @@ impl Plugin {
             Self::Loadbalance(_) => "loadbalance",
             Self::Header(_) => "header",
             Self::Minimal => "minimal",
+            Self::Forward(_) => "forward",
             Self::Erratic(_) => "erratic",
             Self::Whoami => "whoami",
         }
@@ -210,6 +220,7 @@ impl Plugin {
             Self::Any => any::serve(ctx),
             Self::Chaos(p) => p.serve(ctx),
             Self::Header(p) => p.serve(ctx),
+            Self::Forward(p) => p.serve(ctx),
             Self::Erratic(p) => p.serve(ctx),
             Self::Whoami => whoami::serve(ctx),
         }
@@ -218,6 +229,7 @@ impl Plugin {
     /// Request hook of a parked query (only plugins that park implement it).
     pub async fn serve_async(&self, ctx: &mut Ctx<'_>) -> Flow {
         match self {
+            Self::Forward(p) => p.serve_async(ctx).await,
             Self::Erratic(p) => p.serve_async(ctx).await,
             _ => Flow::Return(Status::rcode(2)),
         }

@@ -22,11 +22,22 @@ fn remove_pidfile(cli: &Cli) {
 /// Reloads the configuration; on failure the old one keeps serving and the
 /// error is returned (CoreDNS's text).
 pub fn reload(shared: &Arc<Shared>, handles: &[WorkerHandle], cli: &Cli) -> Result<(), String> {
+    let old = shared.active.load_full();
+    let input = config::reload_input(&old.config.input.source, &cli.dns_port)?;
+    reload_with(shared, handles, cli, input)
+}
+
+/// Reloads from `input` (already loaded).
+pub fn reload_with(
+    shared: &Arc<Shared>,
+    handles: &[WorkerHandle],
+    cli: &Cli,
+    input: config::Input,
+) -> Result<(), String> {
     let _guard = super::RELOAD_LOCK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let old = shared.active.load_full();
-    let input = config::reload_input(&old.config.input.source, &cli.dns_port)?;
     let cfg = config::build(input, &cli.dns_port).map_err(|e| e.to_string())?;
     let existing: Vec<String> = labels(&old.config).into_keys().collect();
     let new_socks = bind_all(&cfg, handles.len(), &existing)?;
@@ -43,7 +54,47 @@ pub fn reload(shared: &Arc<Shared>, handles: &[WorkerHandle], cli: &Cli) -> Resu
             h.wake.notify_one();
         }
     }
+    // The new instance's startup hook (reload plugin) logs its hash.
+    let active = shared.active.load();
+    if active.config.reload.is_some() {
+        if let Ok(h) = crate::plugins::reload::config_hash(
+            &active.config.input.text,
+            &active.config.input.filename,
+        ) {
+            log_hash(&h);
+        }
+    }
     Ok(())
+}
+
+/// `[INFO] plugin/reload: Running configuration SHA512 = HEX`.
+pub fn log_hash(h: &str) {
+    clog::log(
+        clog::Level::Info,
+        Some("reload"),
+        &format!("Running configuration SHA512 = {h}"),
+    );
+}
+
+/// The reload plugin's poll: `Some(input)` when the Corefile's parsed form changed.
+fn reload_poll(shared: &Arc<Shared>, cli: &Cli, current: &mut String) -> Option<config::Input> {
+    let old = shared.active.load();
+    let input = config::reload_input(&old.config.input.source, &cli.dns_port).ok()?;
+    match crate::plugins::reload::config_hash(&input.text, &input.filename) {
+        Err(e) => {
+            clog::log(
+                clog::Level::Warning,
+                Some("reload"),
+                &format!("Corefile parse failed: {e}"),
+            );
+            None
+        }
+        Ok(h) if h != *current => {
+            *current = h;
+            Some(input)
+        }
+        Ok(_) => None,
+    }
 }
 
 /// Runs the signal loop on the main thread until the process must exit.
@@ -60,6 +111,12 @@ pub fn run(shared: &Arc<Shared>, handles: Vec<WorkerHandle>, cli: &Cli) -> ExitC
     };
     rt.block_on(async {
         ops::ENDPOINTS.commit(&ops::wanted(&shared.active.load().config), ops::handle);
+        let mut hash = {
+            let a = shared.active.load();
+            crate::plugins::reload::config_hash(&a.config.input.text, &a.config.input.filename).unwrap_or_default()
+        };
+        let far = Duration::from_secs(365 * 86_400);
+        let mut next_poll = tokio::time::Instant::now() + shared.active.load().config.reload.unwrap_or(far);
         tokio::spawn(ops::health_self_check());
         let mk = |k: SignalKind| signal(k).ok();
         let (mut term, mut int, mut quit, mut hup, mut usr1, mut usr2) = (
@@ -130,6 +187,29 @@ pub fn run(shared: &Arc<Shared>, handles: Vec<WorkerHandle>, cli: &Cli) -> ExitC
                     return ExitCode::SUCCESS;
                 }
                 () = next(&mut hup) => {}
+                () = tokio::time::sleep_until(next_poll) => {
+                    if shared.active.load().config.reload.is_some() {
+                        if let Some(input) = reload_poll(shared, cli, &mut hash) {
+                            clog::info("Reloading");
+                            match reload_with(shared, &handles, cli, input) {
+                                Ok(()) => {
+                                    *crate::metrics::RELOAD_VERSION.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hash.clone());
+                                    clog::info("Reloading complete");
+                                }
+                                Err(e) => {
+                                    clog::error(&format!("Restart failed: {e}"));
+                                    clog::log(
+                                        clog::Level::Error,
+                                        Some("reload"),
+                                        &format!("Corefile changed but reload failed: starting with listener file descriptors: {e}"),
+                                    );
+                                    crate::metrics::RELOAD_FAILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                            }
+                        }
+                    }
+                    next_poll = tokio::time::Instant::now() + shared.active.load().config.reload.unwrap_or(far);
+                }
                 () = next(&mut usr2) => {
                     clog::info("SIGUSR2: Upgrading");
                     clog::error("SIGUSR2: binary upgrade is not supported by ringdns; still running");
@@ -138,7 +218,12 @@ pub fn run(shared: &Arc<Shared>, handles: Vec<WorkerHandle>, cli: &Cli) -> ExitC
                     clog::info("SIGUSR1: Reloading");
                     clog::info("Reloading");
                     match reload(shared, &handles, cli) {
-                        Ok(()) => clog::info("Reloading complete"),
+                        Ok(()) => {
+                            let a = shared.active.load();
+                            hash = crate::plugins::reload::config_hash(&a.config.input.text, &a.config.input.filename).unwrap_or_default();
+                            next_poll = tokio::time::Instant::now() + a.config.reload.unwrap_or(far);
+                            clog::info("Reloading complete");
+                        }
                         Err(e) => {
                             clog::error(&format!("Restart failed: {e}"));
                             clog::error(&format!("SIGUSR1: starting with listener file descriptors: {e}"));

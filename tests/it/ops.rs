@@ -223,3 +223,117 @@ fn ready_reports_not_ready_plugins() {
             .expect("log");
     }
 }
+
+#[test]
+fn reload_plugin_polls_and_hashes() {
+    for be in backends() {
+        let s = TestServer::start(".:{port} {\n reload 2s 1s\n chaos one\n}\n", be);
+        let first = s
+            .wait_line(|l| l.starts_with("[INFO] plugin/reload: Running configuration SHA512 = "))
+            .expect("hash");
+        assert_eq!(
+            first.len(),
+            "[INFO] plugin/reload: Running configuration SHA512 = ".len() + 128
+        );
+        let conf = s.dir.0.join("Corefile");
+        // A comment at the end of a line does not change the parsed form: no reload.
+        std::fs::write(
+            &conf,
+            format!(".:{} {{\n reload 2s 1s\n chaos one # note\n}}\n", s.port),
+        )
+        .expect("write");
+        std::thread::sleep(Duration::from_millis(3000));
+        assert!(
+            !s.lines().iter().any(|l| l == "[INFO] Reloading"),
+            "{be}: no reload for a comment"
+        );
+        std::fs::write(
+            &conf,
+            format!(".:{} {{\n reload 2s 1s\n chaos two\n}}\n", s.port),
+        )
+        .expect("write");
+        let deadline = std::time::Instant::now() + Duration::from_secs(6);
+        while !s.lines().iter().any(|l| l == "[INFO] Reloading complete")
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let lines = s.lines();
+        let r = lines
+            .iter()
+            .position(|l| l == "[INFO] Reloading")
+            .expect("Reloading");
+        assert!(
+            lines[r + 1].starts_with("[INFO] plugin/reload: Running configuration SHA512 = "),
+            "{be}: {lines:?}"
+        );
+        assert_eq!(lines[r + 2], "[INFO] Reloading complete");
+        assert_ne!(lines[r + 1], first);
+        let out = s.dig(&["CH", "TXT", "version.bind"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["version.bind. 0 CH TXT \"two\""],
+            "{be}"
+        );
+    }
+}
+
+#[test]
+fn no_query_lost_across_twenty_reloads() {
+    if std::process::Command::new("dnsperf")
+        .arg("-h")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: dnsperf not installed (apt-get install dnsperf)");
+        return;
+    }
+    for be in backends() {
+        let mut s = TestServer::start(".:{port} {\n whoami\n}\n", be);
+        let qfile = s.dir.write(
+            "queries.txt",
+            "a.example.org A\nb.example.org AAAA\nc.example.org TXT\n",
+        );
+        let child = std::process::Command::new("dnsperf")
+            .args([
+                "-s",
+                "127.0.0.1",
+                "-p",
+                &s.port.to_string(),
+                "-d",
+                &qfile.to_string_lossy(),
+            ])
+            .args(["-l", "7", "-Q", "5000", "-c", "4", "-t", "2"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("dnsperf");
+        std::thread::sleep(Duration::from_millis(500));
+        let conf = s.dir.0.join("Corefile");
+        for i in 0..20 {
+            // Alternate between two configurations so every reload really changes something.
+            let extra = if i % 2 == 0 {
+                " log . \"{type}\"\n"
+            } else {
+                ""
+            };
+            std::fs::write(&conf, format!(".:{} {{\n{extra} whoami\n}}\n", s.port)).expect("write");
+            s.signal(Signal::SIGUSR1);
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let out = child.wait_with_output().expect("dnsperf");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let completes = s
+            .lines()
+            .iter()
+            .filter(|l| *l == "[INFO] Reloading complete")
+            .count();
+        assert_eq!(completes, 20, "{be}: every reload completed");
+        let lost = text
+            .lines()
+            .find(|l| l.contains("Queries lost:"))
+            .expect("lost line");
+        assert!(lost.contains("Queries lost:         0 "), "{be}: {lost}");
+        s.signal(Signal::SIGTERM);
+        assert_eq!(s.wait_exit(Duration::from_secs(8)), Some(0));
+    }
+}
