@@ -1,0 +1,180 @@
+//! Health checks: started only by a failed exchange, at most one loop per
+//! upstream; each round sends `. IN NS` (RD unless `no_rec`, another name
+//! with `domain`) over UDP, TCP with `force_tcp`, or TLS for `tls://`
+//! upstreams, 1 s read/write timeouts. Any reply that parses far enough to
+//! carry our ID is healthy (SERVFAIL and REFUSED too): the failure count goes
+//! back to 0 and the loop ends. A failure counts
+//! `coredns_proxy_healthcheck_failures_total`, raises the count and sleeps the
+//! interval. The loop runs on its own short-lived thread (blocking sockets),
+//! so a probe never waits on a worker, and stops when the plugin is dropped.
+//!
+//! CoreDNS: `plugin/pkg/proxy/health.go`, `plugin/pkg/up/up.go`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::proxy::{Upstream, random_id};
+use super::setup::Scheme;
+use crate::wire::{HEADER_LEN, hdr};
+
+const IO_TIMEOUT: Duration = Duration::from_secs(1);
+const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Starts a check loop for `up` unless one runs (CoreDNS `Healthcheck`).
+pub fn trigger(up: &Arc<Upstream>) {
+    if up.stopped.load(Ordering::Relaxed) || up.probing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let u = Arc::clone(up);
+    let spawned = std::thread::Builder::new()
+        .name("forward-hc".into())
+        .spawn(move || {
+            probe_loop(&u);
+            u.probing.store(false, Ordering::Release);
+        });
+    if spawned.is_err() {
+        up.probing.store(false, Ordering::Release);
+    }
+}
+
+fn probe_loop(up: &Upstream) {
+    loop {
+        if up.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        if check(up).is_ok() {
+            up.fails.store(0, Ordering::Relaxed);
+            return;
+        }
+        up.metrics.hc_failures.fetch_add(1, Ordering::Relaxed);
+        let _ = up
+            .fails
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| f.checked_add(1));
+        // Sleep the interval in slices so a stop is noticed soon.
+        let until = Instant::now() + up.opts.hc.interval;
+        loop {
+            let now = Instant::now();
+            if now >= until || up.stopped.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep((until - now).min(Duration::from_millis(50)));
+        }
+    }
+}
+
+/// The probe message.
+pub fn probe_query(up: &Upstream, id: u16) -> Vec<u8> {
+    let mut q = Vec::with_capacity(32);
+    q.extend_from_slice(&id.to_be_bytes());
+    q.push(if up.opts.hc.rd { 0x01 } else { 0x00 });
+    q.extend_from_slice(&[0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    q.extend_from_slice(up.opts.hc.domain.wire());
+    q.extend_from_slice(&2u16.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    q
+}
+
+/// One health check; `Err` on any failure.
+pub fn check(up: &Upstream) -> std::io::Result<()> {
+    let id = random_id();
+    let q = probe_query(up, id);
+    let reply = if up.cfg.scheme == Scheme::Tls {
+        check_tls(up, &q)?
+    } else if up.opts.hc.tcp {
+        let mut s = dial_tcp(up)?;
+        stream_exchange(&mut s, &q, id)?
+    } else {
+        check_udp(up, &q, id)?
+    };
+    if reply.len() >= HEADER_LEN && hdr::id(&reply) == id {
+        Ok(())
+    } else {
+        Err(std::io::ErrorKind::InvalidData.into())
+    }
+}
+
+fn bind_addr(up: &Upstream) -> SocketAddr {
+    let r = up.cfg.addr;
+    let ip = up.opts.source.unwrap_or(if r.is_ipv4() {
+        std::net::IpAddr::from([0u8; 4])
+    } else {
+        std::net::IpAddr::from([0u16; 8])
+    });
+    SocketAddr::new(ip, 0)
+}
+
+fn check_udp(up: &Upstream, q: &[u8], id: u16) -> std::io::Result<Vec<u8>> {
+    let s = UdpSocket::bind(bind_addr(up))?;
+    s.connect(up.cfg.addr)?;
+    s.set_write_timeout(Some(IO_TIMEOUT))?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.send(q)?;
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let n = s.recv(&mut buf)?;
+        if n >= HEADER_LEN && hdr::id(&buf[..n]) == id {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        s.set_read_timeout(Some(left))?;
+    }
+}
+
+fn dial_tcp(up: &Upstream) -> std::io::Result<TcpStream> {
+    let r = up.cfg.addr;
+    let s = match up.opts.source {
+        None => TcpStream::connect_timeout(&r, DIAL_TIMEOUT)?,
+        Some(_) => {
+            let sock = socket2::Socket::new(
+                socket2::Domain::for_address(r),
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )?;
+            sock.bind(&bind_addr(up).into())?;
+            sock.connect_timeout(&r.into(), DIAL_TIMEOUT)?;
+            sock.into()
+        }
+    };
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(s)
+}
+
+fn stream_exchange(s: &mut impl ReadWrite, q: &[u8], id: u16) -> std::io::Result<Vec<u8>> {
+    let mut frame = (q.len() as u16).to_be_bytes().to_vec();
+    frame.extend_from_slice(q);
+    s.write_all(&frame)?;
+    s.flush()?;
+    loop {
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len)?;
+        let mut m = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        s.read_exact(&mut m)?;
+        if m.len() >= HEADER_LEN && hdr::id(&m) == id {
+            return Ok(m);
+        }
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+fn check_tls(up: &Upstream, q: &[u8]) -> std::io::Result<Vec<u8>> {
+    let Some(t) = &up.tls else {
+        return Err(std::io::ErrorKind::InvalidInput.into());
+    };
+    let tcp = dial_tcp(up)?;
+    let conn = rustls::ClientConnection::new(Arc::clone(&t.config), t.name.clone())
+        .map_err(std::io::Error::other)?;
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    let id = hdr::id(q);
+    stream_exchange(&mut s, q, id)
+}

@@ -1,0 +1,463 @@
+//! *forward*: proxies queries under FROM to upstream resolvers over UDP, TCP
+//! or TLS, with CoreDNS's upstream choice, retries, health checks and
+//! replies (plugins.md D, "Request algorithm").
+//!
+//! The request hook only decides whether a stanza takes the query and parks
+//! it; the attempt loop runs in the parked half on the worker's runtime, with
+//! the worker's own connections to each upstream ([`proxy::Local`], kept in a
+//! thread-local table keyed by stanza). Shared state — failure counts, the
+//! round-robin counter, `max_concurrent`, metrics — is atomics.
+//!
+//! Several `forward` stanzas in a block form one plugin: stanza i's "next"
+//! is stanza i+1, the last one's next is the following plugin.
+//!
+//! CoreDNS: `plugin/forward/forward.go`, `policy.go`, `setup.go`.
+
+pub mod health;
+pub mod metrics;
+pub mod proxy;
+pub mod resolve;
+pub mod setup;
+pub mod tls;
+pub mod udp;
+
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+pub use setup::{ForwardConfig, Policy, setup};
+
+use crate::chain::{Ctx, ErrorKind, Flow, PluginError, Proto, Status};
+use crate::wire::{HEADER_LEN, MsgIndex, Name, be16, flags, hdr};
+use proxy::{Fail, HcOpts, Local, Net, PoolOpts, TlsInfo, Upstream};
+use setup::Scheme;
+
+/// CoreDNS `defaultTimeout`: the whole attempt loop's budget.
+const QUERY_BUDGET: Duration = Duration::from_secs(5);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One stanza, built.
+pub struct Stanza {
+    cfg: ForwardConfig,
+    from: Option<Name>,
+    ignored: Vec<Name>,
+    ups: Vec<Arc<Upstream>>,
+    concurrent: AtomicI64,
+    robin: AtomicU32,
+    id: u64,
+}
+
+/// The plugin: the block's stanzas in order.
+pub struct Forward {
+    stanzas: Vec<Arc<Stanza>>,
+}
+
+struct WorkerPools {
+    id: u64,
+    stanza: Weak<Stanza>,
+    ups: Vec<Local>,
+}
+
+thread_local! {
+    /// This worker's connections, per live stanza.
+    static POOLS: RefCell<Vec<Rc<WorkerPools>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn pools(st: &Arc<Stanza>) -> Rc<WorkerPools> {
+    POOLS.with(|p| {
+        let mut v = p.borrow_mut();
+        if let Some(x) = v.iter().find(|x| x.id == st.id) {
+            return Rc::clone(x);
+        }
+        // Connections of stanzas replaced by a reload are closed here.
+        v.retain(|x| x.stanza.strong_count() > 0);
+        let x = Rc::new(WorkerPools {
+            id: st.id,
+            stanza: Arc::downgrade(st),
+            ups: st.ups.iter().map(|_| Local::default()).collect(),
+        });
+        v.push(Rc::clone(&x));
+        x
+    })
+}
+
+fn upstream_err(text: Arc<str>) -> PluginError {
+    PluginError {
+        plugin: "forward",
+        kind: ErrorKind::Upstream(text),
+    }
+}
+
+impl Stanza {
+    fn new(cfg: &ForwardConfig) -> Result<Self, String> {
+        let hc_domain = Name::parse(&cfg.hc_domain).unwrap_or_default();
+        let mut ups = Vec::with_capacity(cfg.upstreams.len());
+        for u in &cfg.upstreams {
+            let opts = PoolOpts {
+                expire: cfg.expire,
+                max_age: cfg.max_age,
+                max_idle_conns: cfg.max_idle_conns,
+                read_timeout: cfg.read_timeout,
+                source: cfg.source_address,
+                hc: HcOpts {
+                    interval: cfg.hc_interval,
+                    rd: cfg.hc_recursion_desired,
+                    domain: hc_domain.clone(),
+                    tcp: cfg.force_tcp && u.scheme != Scheme::Tls,
+                },
+            };
+            let tls = match (u.scheme, &cfg.tls) {
+                (Scheme::Tls, Some(c)) => Some(TlsInfo {
+                    config: Arc::clone(c),
+                    name: tls::server_name(
+                        u.server_name.as_deref(),
+                        cfg.tls_servername.as_deref(),
+                        u.addr.ip(),
+                    ),
+                }),
+                (Scheme::Tls, None) => {
+                    return Err("forward: TLS upstream without TLS config".into());
+                }
+                _ => None,
+            };
+            ups.push(Arc::new(Upstream::new(u.clone(), opts, tls)));
+        }
+        Ok(Self {
+            from: Name::parse(&cfg.from),
+            ignored: cfg.ignored.iter().filter_map(|z| Name::parse(z)).collect(),
+            cfg: cfg.clone(),
+            ups,
+            concurrent: AtomicI64::new(0),
+            robin: AtomicU32::new(0),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// CoreDNS `match`: under FROM and not under an `except` zone (a qname
+    /// equal to FROM is always taken).
+    fn matches(&self, qname: &Name) -> bool {
+        let Some(from) = &self.from else { return false };
+        if !qname.is_subdomain_of(from) {
+            return false;
+        }
+        if qname.eq_ignore_case(from) {
+            return true;
+        }
+        !self.ignored.iter().any(|z| qname.is_subdomain_of(z))
+    }
+
+    /// The upstreams in policy order (CoreDNS `policy.go`).
+    fn order(&self) -> Vec<usize> {
+        let n = self.ups.len();
+        match self.cfg.policy {
+            Policy::Sequential => (0..n).collect(),
+            Policy::Random => match n {
+                1 => vec![0],
+                2 if fastrand::bool() => vec![1, 0],
+                2 => vec![0, 1],
+                _ => {
+                    let mut v: Vec<usize> = (0..n).collect();
+                    fastrand::shuffle(&mut v);
+                    v
+                }
+            },
+            Policy::RoundRobin => {
+                let i = (self.robin.fetch_add(1, Ordering::Relaxed).wrapping_add(1) as usize) % n;
+                let mut v = Vec::with_capacity(n);
+                v.push(i);
+                v.extend(0..i);
+                v.extend(i + 1..n);
+                v
+            }
+        }
+    }
+
+    /// The query as sent upstream: the client's message with the header flags
+    /// and EDNS size as the plugins before us left them.
+    fn upstream_query(ctx: &Ctx<'_>) -> Vec<u8> {
+        let mut q = ctx.req.msg.to_vec();
+        hdr::set_flags(&mut q, ctx.st.flags);
+        if let (Some(opt), Some(size)) = (ctx.req.opt, ctx.st.udp_size) {
+            if size != opt.udp_size {
+                if let Some(idx) = MsgIndex::parse(&q) {
+                    if let Some(rr) = idx
+                        .rrs
+                        .iter()
+                        .rev()
+                        .find(|r| r.section == 3 && r.rtype == 41)
+                    {
+                        let at = rr.fixed as usize + 2;
+                        q[at..at + 2].copy_from_slice(&size.to_be_bytes());
+                    }
+                }
+            }
+        }
+        q
+    }
+
+    /// Runs the attempt loop; `None` hands the query to the next stanza.
+    async fn serve(self: &Arc<Self>, ctx: &mut Ctx<'_>, has_next: bool) -> Option<Flow> {
+        let c = &self.cfg;
+        let _slot = if c.max_concurrent > 0 {
+            let n = self.concurrent.fetch_add(1, Ordering::AcqRel) + 1;
+            let g = ConcurrentGuard(&self.concurrent);
+            if n > c.max_concurrent {
+                metrics::MAX_CONCURRENT_REJECTS.fetch_add(1, Ordering::Relaxed);
+                let text = format!(
+                    "concurrent queries exceeded maximum {}",
+                    c.max_concurrent_text
+                );
+                return Some(Flow::Return(Status {
+                    rcode: 5,
+                    err: Some(upstream_err(text.into())),
+                }));
+            }
+            Some(g)
+        } else {
+            None
+        };
+        let pools = pools(self);
+        let list = self.order();
+        let n = self.ups.len();
+        let start = Instant::now();
+        let mut deadline = start + QUERY_BUDGET;
+        if let Some(cancel) = c.cancel {
+            deadline = deadline.min(ctx.st.start + cancel);
+        }
+        let max_attempts: u64 = c.max_connect_attempts.map_or(2 * n as u64, u64::from);
+        let mut attempts = 0u64;
+        let mut fails = 0usize;
+        let mut failovers = 0usize;
+        let mut i = 0usize;
+        let mut last_err: Option<Arc<str>> = None;
+        let mut q = Self::upstream_query(ctx);
+        let size = usize::from(ctx.size());
+        let client_net = match ctx.proto {
+            Proto::Udp => Net::Udp,
+            Proto::Tcp => Net::Tcp,
+        };
+        while Instant::now() < deadline && (max_attempts == 0 || attempts < max_attempts) {
+            if i >= list.len() {
+                i = 0;
+                fails = 0;
+            }
+            let mut k = list[i];
+            i += 1;
+            if self.ups[k].down(c.max_fails) {
+                fails += 1;
+                if fails < n {
+                    continue;
+                }
+                metrics::HEALTHCHECK_BROKEN.fetch_add(1, Ordering::Relaxed);
+                if c.failfast {
+                    break;
+                }
+                // Health checking looks broken: pick any upstream.
+                k = fastrand::usize(..n);
+            }
+            let up = &self.ups[k];
+            let local = &pools.ups[k];
+            let (mut force_tcp, prefer_udp) = (c.force_tcp, c.prefer_udp);
+            let res = loop {
+                let net = if force_tcp {
+                    Net::Tcp
+                } else if prefer_udp {
+                    Net::Udp
+                } else {
+                    client_net
+                };
+                let t0 = Instant::now();
+                let r = proxy::exchange(up, local, &mut q, net, size).await;
+                match r {
+                    Err(Fail::CachedClosed) => continue,
+                    Ok(reply) => {
+                        let info = reply_info(&reply);
+                        up.metrics.observe(info.rcode, t0.elapsed());
+                        let tc = hdr::flags(&reply) & flags::TC != 0;
+                        if tc && !force_tcp && prefer_udp {
+                            force_tcp = true;
+                            continue;
+                        }
+                        break Ok((reply, info));
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
+            let (mut reply, info) = match res {
+                Err(e) => {
+                    last_err = Some(e.text());
+                    if c.max_fails != 0 && e != Fail::Full {
+                        health::trigger(up);
+                    }
+                    if max_attempts > 0 {
+                        attempts += 1;
+                        if attempts >= max_attempts {
+                            break;
+                        }
+                    }
+                    if fails < n {
+                        continue;
+                    }
+                    break;
+                }
+                Ok(r) => r,
+            };
+            hdr::set_id(&mut reply, ctx.req.id());
+            if !question_matches(&reply, ctx) {
+                let mut b = ctx.reply();
+                b.set_rcode(1);
+                b.finish();
+                ctx.written = true;
+                return Some(Flow::Return(Status::rcode(0)));
+            }
+            if c.failover_rcodes.contains(&info.rcode) {
+                failovers += 1;
+                if failovers < n {
+                    continue;
+                }
+            }
+            if has_next && c.next_rcodes.contains(&info.rcode) {
+                return None;
+            }
+            if has_next && c.next_on_nodata && info.rcode == 0 && info.answers == 0 {
+                return None;
+            }
+            ctx.resp.clear();
+            ctx.resp.extend_from_slice(&reply);
+            ctx.written = true;
+            return Some(Flow::Return(Status::rcode(0)));
+        }
+        let text = last_err.unwrap_or_else(|| "no healthy proxies".into());
+        Some(Flow::Return(Status {
+            rcode: 2,
+            err: Some(upstream_err(text)),
+        }))
+    }
+}
+
+struct ConcurrentGuard<'a>(&'a AtomicI64);
+
+impl Drop for ConcurrentGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What the attempt loop needs from a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReplyInfo {
+    /// Full rcode (with the OPT's extended bits).
+    rcode: u16,
+    /// Answer records.
+    answers: u16,
+}
+
+fn reply_info(m: &[u8]) -> ReplyInfo {
+    let [qd, an, ns, ar] = hdr::counts(m);
+    let mut rcode = u16::from(hdr::rcode(m));
+    let mut pos = HEADER_LEN;
+    let skip = |pos: usize| Name::skip(m, pos).ok();
+    let mut ok = true;
+    for _ in 0..qd {
+        match skip(pos) {
+            Some(p) => pos = p + 4,
+            None => ok = false,
+        }
+    }
+    let total = u32::from(an) + u32::from(ns) + u32::from(ar);
+    let first_additional = u32::from(an) + u32::from(ns);
+    let mut n = 0u32;
+    while ok && n < total {
+        let Some(p) = skip(pos) else { break };
+        if p + 10 > m.len() {
+            break;
+        }
+        if n >= first_additional && be16(m, p) == 41 {
+            rcode |= u16::from(m[p + 4]) << 4;
+        }
+        pos = p + 10 + usize::from(be16(m, p + 8));
+        n += 1;
+    }
+    ReplyInfo { rcode, answers: an }
+}
+
+/// CoreDNS `request.Match`: one question, QR set, same name (case folded),
+/// type and class.
+fn question_matches(reply: &[u8], ctx: &Ctx<'_>) -> bool {
+    if hdr::counts(reply)[0] != 1 || hdr::flags(reply) & flags::QR == 0 {
+        return false;
+    }
+    let Ok((name, p)) = Name::read(reply, HEADER_LEN) else {
+        return false;
+    };
+    p + 4 <= reply.len()
+        && name.eq_ignore_case(&ctx.req.qname)
+        && be16(reply, p) == ctx.req.qtype
+        && be16(reply, p + 2) == ctx.req.qclass
+}
+
+impl Forward {
+    /// Builds the stanzas (no I/O; sockets open on first use).
+    pub fn new(cfgs: &[ForwardConfig]) -> Result<Self, String> {
+        crate::metrics::contribute(metrics::collect);
+        let stanzas = cfgs
+            .iter()
+            .map(|c| Stanza::new(c).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { stanzas })
+    }
+
+    fn first_match(&self, qname: &Name, from: usize) -> Option<usize> {
+        (from..self.stanzas.len()).find(|&i| self.stanzas[i].matches(qname))
+    }
+
+    /// Request hook: park queries a stanza takes, pass the rest on.
+    pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
+        match self.first_match(&ctx.req.qname, 0) {
+            Some(i) => {
+                ctx.st.park = i as u32;
+                Flow::Park
+            }
+            None => Flow::Next,
+        }
+    }
+
+    /// The parked half: the attempt loop of the matching stanza(s).
+    pub async fn serve_async(&self, ctx: &mut Ctx<'_>) -> Flow {
+        let mut i = ctx.st.park as usize;
+        loop {
+            let Some(st) = self.stanzas.get(i) else {
+                return Flow::Next;
+            };
+            let has_next = i + 1 < self.stanzas.len();
+            if let Some(flow) = st.serve(ctx, has_next).await {
+                return flow;
+            }
+            match self.first_match(&ctx.req.qname, i + 1) {
+                Some(j) => i = j,
+                None => return Flow::Next,
+            }
+        }
+    }
+
+    /// The shared state of stanza `s`'s upstreams (tests, introspection).
+    pub fn upstreams(&self, s: usize) -> &[Arc<Upstream>] {
+        self.stanzas.get(s).map_or(&[], |st| &st.ups)
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        for st in &self.stanzas {
+            for u in &st.ups {
+                u.stopped.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}

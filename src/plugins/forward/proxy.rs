@@ -1,0 +1,657 @@
+//! One upstream: its shared state (failure count, dial-time average, metrics,
+//! TLS), its per-worker connection pool, and the exchange of one query over
+//! UDP, TCP or TLS with CoreDNS's timeouts and Go's error texts.
+//!
+//! Pool rules (CoreDNS ≥ 1.14.1, plugins.md D): connections are taken from
+//! the front and returned to the back (FIFO, so source ports rotate, RFC 5452
+//! §9.2), connections idle longer than `expire` or older than `max_age` are
+//! closed instead of reused, at most `max_idle_conns` idle ones are kept.
+//! Differences: UDP sockets are shared by the queries of a worker (see
+//! [`super::udp`]) and are retired after [`ROTATE_AFTER`] queries; idle
+//! connections are closed when the pool is next used instead of by a 10 s
+//! ticker.
+//!
+//! CoreDNS: `plugin/pkg/proxy/{proxy,connect,persistent}.go`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::metrics::{self, ConnProto, UpstreamMetrics};
+use super::setup::{Scheme, UpstreamConfig};
+use super::udp::{SlotGuard, UdpConn};
+use crate::wire::{HEADER_LEN, Name, NameError, be16, hdr};
+
+/// UDP sockets per upstream per worker (fewer with `max_idle_conns`).
+pub const UDP_SOCKETS: usize = 8;
+/// A UDP socket is replaced (new random port) after this many queries.
+pub const ROTATE_AFTER: u32 = 512;
+/// CoreDNS `maxTimeout`: the write deadline.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+const MIN_DIAL: Duration = Duration::from_secs(1);
+const MAX_DIAL: Duration = Duration::from_secs(30);
+
+/// Why an exchange failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fail {
+    /// An I/O or protocol error, with Go's text.
+    Io(Arc<str>),
+    /// A pooled connection had been closed by the upstream: retry at once.
+    CachedClosed,
+    /// Too many queries in flight to this upstream on this worker.
+    Full,
+}
+
+impl Fail {
+    /// An I/O failure with `text`.
+    pub fn io(text: impl Into<Arc<str>>) -> Self {
+        Self::Io(text.into())
+    }
+
+    /// The text the *errors* plugin logs.
+    pub fn text(&self) -> Arc<str> {
+        match self {
+            Self::Io(t) => Arc::clone(t),
+            Self::CachedClosed => "cached connection was closed by peer".into(),
+            Self::Full => "too many queries in flight to this upstream".into(),
+        }
+    }
+}
+
+/// Go's text for a failed socket call: `i/o timeout`, or `OP: strerror`.
+pub fn go_op_err(op: &str, e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "i/o timeout".into(),
+        _ => format!("{op}: {}", go_io_err(e)),
+    }
+}
+
+/// Go's lowercase strerror text.
+pub fn go_io_err(e: &io::Error) -> String {
+    crate::config::go_err(e)
+}
+
+thread_local! {
+    static RNG: RefCell<(usize, [u8; 256])> = const { RefCell::new((256, [0; 256])) };
+}
+
+/// A random 16-bit message ID from the OS CSPRNG (buffered per thread).
+pub fn random_id() -> u16 {
+    RNG.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.0 + 2 > r.1.len() {
+            if getrandom::fill(&mut r.1).is_err() {
+                return fastrand::u16(..);
+            }
+            r.0 = 0;
+        }
+        let i = r.0;
+        r.0 += 2;
+        u16::from_be_bytes([r.1[i], r.1[i + 1]])
+    })
+}
+
+/// Health-check settings of an upstream.
+#[derive(Debug, Clone)]
+pub struct HcOpts {
+    /// Interval between failed checks.
+    pub interval: Duration,
+    /// RD bit.
+    pub rd: bool,
+    /// Query name.
+    pub domain: Name,
+    /// Check over TCP (`force_tcp` on a plain upstream).
+    pub tcp: bool,
+}
+
+/// Pool and timing settings of an upstream.
+#[derive(Debug, Clone)]
+pub struct PoolOpts {
+    /// `expire`.
+    pub expire: Duration,
+    /// `max_age` (zero: off).
+    pub max_age: Duration,
+    /// `max_idle_conns` (0: unlimited).
+    pub max_idle_conns: usize,
+    /// `read_timeout`.
+    pub read_timeout: Duration,
+    /// `source_address`.
+    pub source: Option<IpAddr>,
+    /// Health checks.
+    pub hc: HcOpts,
+}
+
+/// TLS for a `tls://` upstream.
+pub struct TlsInfo {
+    /// Client configuration.
+    pub config: Arc<rustls::ClientConfig>,
+    /// SNI and verification name.
+    pub name: ServerName<'static>,
+}
+
+/// An upstream, shared by every worker.
+pub struct Upstream {
+    /// Configuration.
+    pub cfg: UpstreamConfig,
+    /// Consecutive failed health checks.
+    pub fails: AtomicU32,
+    /// A health-check loop runs.
+    pub probing: AtomicBool,
+    /// The plugin instance is gone (reload, shutdown): stop probing.
+    pub stopped: AtomicBool,
+    avg_dial_ns: AtomicI64,
+    /// Metric series (`to` = the label).
+    pub metrics: Arc<UpstreamMetrics>,
+    /// Pool settings.
+    pub opts: PoolOpts,
+    /// TLS, for `tls://` upstreams.
+    pub tls: Option<TlsInfo>,
+}
+
+impl Upstream {
+    /// Builds the shared state.
+    pub fn new(cfg: UpstreamConfig, opts: PoolOpts, tls: Option<TlsInfo>) -> Self {
+        let metrics = metrics::upstream(&cfg.label);
+        Self {
+            cfg,
+            fails: AtomicU32::new(0),
+            probing: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            avg_dial_ns: AtomicI64::new((MAX_DIAL / 2).as_nanos() as i64),
+            metrics,
+            opts,
+            tls,
+        }
+    }
+
+    /// CoreDNS `Down`: more failed checks than `max_fails` (0: never down).
+    pub fn down(&self, max_fails: u32) -> bool {
+        max_fails != 0 && self.fails.load(Ordering::Relaxed) > max_fails
+    }
+
+    /// The adaptive dial timeout: twice the average dial time in [1 s, 30 s].
+    pub fn dial_timeout(&self) -> Duration {
+        let avg = self.avg_dial_ns.load(Ordering::Relaxed).max(0) as u64;
+        let avg = Duration::from_nanos(avg);
+        if avg < MIN_DIAL {
+            MIN_DIAL
+        } else if avg < MAX_DIAL / 2 {
+            avg * 2
+        } else {
+            MAX_DIAL
+        }
+    }
+
+    fn update_dial(&self, took: Duration) {
+        let cur = self.avg_dial_ns.load(Ordering::Relaxed);
+        let took = took.as_nanos().min(i64::MAX as u128) as i64;
+        self.avg_dial_ns
+            .fetch_add((took - cur) / 4, Ordering::Relaxed);
+    }
+
+    fn conn_proto(&self) -> ConnProto {
+        if self.tls.is_some() {
+            ConnProto::TcpTls
+        } else {
+            ConnProto::Tcp
+        }
+    }
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    async fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.write_all(b).await,
+            Self::Tls(s) => {
+                s.write_all(b).await?;
+                s.flush().await
+            }
+        }
+    }
+
+    async fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => s.read(b).await,
+            Self::Tls(s) => s.read(b).await,
+        }
+    }
+}
+
+struct Pooled {
+    s: Stream,
+    local: SocketAddr,
+    created: Instant,
+    used: Instant,
+}
+
+/// TCP/TLS exchanges in flight per upstream per worker (each holds a connection).
+pub const MAX_STREAMS: usize = 1024;
+
+/// One worker's connections to one upstream.
+#[derive(Default)]
+pub struct Local {
+    udp: RefCell<VecDeque<Rc<UdpConn>>>,
+    tcp: RefCell<VecDeque<Pooled>>,
+    streams: Cell<usize>,
+}
+
+struct StreamGuard<'a>(&'a Cell<usize>);
+
+impl Drop for StreamGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+impl Local {
+    /// Open UDP sockets and idle TCP/TLS connections (tests).
+    pub fn counts(&self) -> (usize, usize) {
+        (self.udp.borrow().len(), self.tcp.borrow().len())
+    }
+}
+
+/// The transport a query goes out on (TLS upstreams always use TLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Net {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+/// Sends `q` (its ID is replaced) and returns the reply, with the upstream's ID.
+/// `size` is the client's UDP read limit.
+pub async fn exchange(
+    up: &Upstream,
+    local: &Local,
+    q: &mut [u8],
+    net: Net,
+    size: usize,
+) -> Result<Vec<u8>, Fail> {
+    if up.cfg.scheme == Scheme::Tls || net == Net::Tcp {
+        exchange_stream(up, local, q).await
+    } else {
+        exchange_udp(up, local, q, size).await
+    }
+}
+
+fn expired(up: &Upstream, now: Instant, used: Instant, created: Instant) -> bool {
+    now.saturating_duration_since(used) > up.opts.expire
+        || (!up.opts.max_age.is_zero() && now.saturating_duration_since(created) > up.opts.max_age)
+}
+
+fn checkout_udp(up: &Upstream, local: &Local) -> Result<Rc<UdpConn>, Fail> {
+    let now = Instant::now();
+    let k = match up.opts.max_idle_conns {
+        0 => UDP_SOCKETS,
+        n => n.min(UDP_SOCKETS),
+    };
+    let mut pool = local.udp.borrow_mut();
+    // Retire from the front: idle too long, too old, used up, or broken.
+    // Queries still waiting on a retired socket keep it until they finish.
+    while let Some(f) = pool.front() {
+        let retire =
+            expired(up, now, f.used(), f.created) || f.assigned() >= ROTATE_AFTER || f.broken();
+        if !retire {
+            break;
+        }
+        pool.pop_front();
+    }
+    let free = |c: &Rc<UdpConn>| c.pending() < super::udp::SLOTS_PER_SOCKET;
+    let reuse = match pool.front() {
+        Some(f) => (f.pending() == 0 || pool.len() >= k) && free(f),
+        None => false,
+    };
+    if reuse {
+        if let Some(c) = pool.pop_front() {
+            pool.push_back(Rc::clone(&c));
+            up.metrics.hit(ConnProto::Udp);
+            return Ok(c);
+        }
+    }
+    if pool.len() >= k {
+        // Every socket is busy: any with a free slot, else the bound is reached.
+        if let Some(i) = pool.iter().position(free) {
+            if let Some(c) = pool.remove(i) {
+                pool.push_back(Rc::clone(&c));
+                up.metrics.hit(ConnProto::Udp);
+                return Ok(c);
+            }
+        }
+        metrics::PENDING_FULL.fetch_add(1, Ordering::Relaxed);
+        return Err(Fail::Full);
+    }
+    up.metrics.miss(ConnProto::Udp);
+    let c = Rc::new(dial_udp(up)?);
+    pool.push_back(Rc::clone(&c));
+    Ok(c)
+}
+
+fn unspecified(remote: SocketAddr) -> IpAddr {
+    if remote.is_ipv4() {
+        IpAddr::from([0u8; 4])
+    } else {
+        IpAddr::from([0u16; 8])
+    }
+}
+
+fn dial_udp(up: &Upstream) -> Result<UdpConn, Fail> {
+    let start = Instant::now();
+    let r = up.cfg.addr;
+    let bind = SocketAddr::new(up.opts.source.unwrap_or_else(|| unspecified(r)), 0);
+    let sock = std::net::UdpSocket::bind(bind).map_err(|e| match up.opts.source {
+        Some(_) => Fail::io(format!("dial udp {bind}->{r}: {}", go_op_err("bind", &e))),
+        None => Fail::io(format!("dial udp {r}: {}", go_op_err("socket", &e))),
+    })?;
+    let dial_err = |e: io::Error| Fail::io(format!("dial udp {r}: {}", go_op_err("connect", &e)));
+    sock.connect(r).map_err(dial_err)?;
+    sock.set_nonblocking(true).map_err(dial_err)?;
+    let local = sock.local_addr().map_err(dial_err)?;
+    let sock = UdpSocket::from_std(sock).map_err(dial_err)?;
+    up.update_dial(start.elapsed());
+    Ok(UdpConn::new(sock, local, r))
+}
+
+async fn exchange_udp(
+    up: &Upstream,
+    local: &Local,
+    q: &mut [u8],
+    size: usize,
+) -> Result<Vec<u8>, Fail> {
+    let conn = checkout_udp(up, local)?;
+    let Some((key, id)) = conn.register(size) else {
+        metrics::PENDING_FULL.fetch_add(1, Ordering::Relaxed);
+        return Err(Fail::Full);
+    };
+    let _slot = SlotGuard { conn: &conn, key };
+    hdr::set_id(q, id);
+    conn.send(q).await?;
+    match timeout(up.opts.read_timeout, conn.wait(key)).await {
+        Ok(r) => r,
+        Err(_) => Err(Fail::io(format!(
+            "read udp {}->{}: i/o timeout",
+            conn.local, conn.remote
+        ))),
+    }
+}
+
+fn checkout_tcp(up: &Upstream, local: &Local) -> Option<Pooled> {
+    let now = Instant::now();
+    let mut pool = local.tcp.borrow_mut();
+    while let Some(pc) = pool.pop_front() {
+        if expired(up, now, pc.used, pc.created) {
+            continue;
+        }
+        return Some(pc);
+    }
+    None
+}
+
+fn yield_tcp(up: &Upstream, local: &Local, mut pc: Pooled) {
+    pc.used = Instant::now();
+    let mut pool = local.tcp.borrow_mut();
+    let max = up.opts.max_idle_conns;
+    if max > 0 && pool.len() >= max {
+        return;
+    }
+    pool.push_back(pc);
+}
+
+async fn dial_stream(up: &Upstream) -> Result<Pooled, Fail> {
+    let start = Instant::now();
+    let limit = up.dial_timeout();
+    let r = up.cfg.addr;
+    let sock = if r.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| Fail::io(format!("dial tcp {r}: {}", go_op_err("socket", &e))))?;
+    if let Some(src) = up.opts.source {
+        let b = SocketAddr::new(src, 0);
+        sock.bind(b)
+            .map_err(|e| Fail::io(format!("dial tcp {b}->{r}: {}", go_op_err("bind", &e))))?;
+    }
+    let res = timeout(limit, sock.connect(r)).await;
+    up.update_dial(start.elapsed());
+    let tcp = match res {
+        Err(_) => return Err(Fail::io(format!("dial tcp {r}: i/o timeout"))),
+        Ok(Err(e)) => {
+            return Err(Fail::io(format!(
+                "dial tcp {r}: {}",
+                go_op_err("connect", &e)
+            )));
+        }
+        Ok(Ok(s)) => s,
+    };
+    let _ = tcp.set_nodelay(true);
+    let local = tcp.local_addr().unwrap_or(r);
+    let s = match &up.tls {
+        None => Stream::Tcp(tcp),
+        Some(t) => {
+            let conn = TlsConnector::from(Arc::clone(&t.config));
+            let left = limit.saturating_sub(start.elapsed());
+            match timeout(left, conn.connect(t.name.clone(), tcp)).await {
+                Err(_) => return Err(Fail::io("tls: DialWithDialer timed out")),
+                Ok(Err(e)) => return Err(Fail::io(format!("tls: {e}"))),
+                Ok(Ok(s)) => Stream::Tls(Box::new(s)),
+            }
+        }
+    };
+    let now = Instant::now();
+    Ok(Pooled {
+        s,
+        local,
+        created: now,
+        used: now,
+    })
+}
+
+enum ReadErr {
+    Eof,
+    UnexpectedEof,
+    Io(io::Error),
+}
+
+async fn read_full(s: &mut Stream, buf: &mut [u8]) -> Result<(), ReadErr> {
+    let mut got = 0;
+    while got < buf.len() {
+        match s.read(&mut buf[got..]).await {
+            Ok(0) => {
+                return Err(if got == 0 {
+                    ReadErr::Eof
+                } else {
+                    ReadErr::UnexpectedEof
+                });
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && got == 0 => {
+                return Err(ReadErr::Eof);
+            }
+            Err(e) => return Err(ReadErr::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+async fn read_msg(s: &mut Stream) -> Result<Vec<u8>, ReadErr> {
+    let mut len = [0u8; 2];
+    read_full(s, &mut len).await?;
+    let mut m = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    read_full(s, &mut m).await.map_err(|e| match e {
+        ReadErr::Eof => ReadErr::UnexpectedEof,
+        e => e,
+    })?;
+    Ok(m)
+}
+
+fn peer_closed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
+    )
+}
+
+async fn exchange_stream(up: &Upstream, local: &Local, q: &mut [u8]) -> Result<Vec<u8>, Fail> {
+    if local.streams.get() >= MAX_STREAMS {
+        metrics::PENDING_FULL.fetch_add(1, Ordering::Relaxed);
+        return Err(Fail::Full);
+    }
+    local.streams.set(local.streams.get() + 1);
+    let _busy = StreamGuard(&local.streams);
+    let proto = up.conn_proto();
+    let (mut pc, cached) = match checkout_tcp(up, local) {
+        Some(pc) => {
+            up.metrics.hit(proto);
+            (pc, true)
+        }
+        None => {
+            up.metrics.miss(proto);
+            (dial_stream(up).await?, false)
+        }
+    };
+    let (l, r) = (pc.local, up.cfg.addr);
+    let id = random_id();
+    hdr::set_id(q, id);
+    let mut frame = Vec::with_capacity(q.len() + 2);
+    frame.extend_from_slice(&(q.len() as u16).to_be_bytes());
+    frame.extend_from_slice(q);
+    match timeout(WRITE_TIMEOUT, pc.s.write_all(&frame)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) if cached && peer_closed(&e) => return Err(Fail::CachedClosed),
+        Ok(Err(e)) => {
+            return Err(Fail::io(format!(
+                "write tcp {l}->{r}: {}",
+                go_op_err("write", &e)
+            )));
+        }
+        Err(_) => return Err(Fail::io(format!("write tcp {l}->{r}: i/o timeout"))),
+    }
+    let deadline = Instant::now() + up.opts.read_timeout;
+    loop {
+        let m = match timeout_at(deadline, read_msg(&mut pc.s)).await {
+            Err(_) => return Err(Fail::io(format!("read tcp {l}->{r}: i/o timeout"))),
+            Ok(Err(ReadErr::Eof)) if cached => return Err(Fail::CachedClosed),
+            Ok(Err(ReadErr::Eof)) => return Err(Fail::io("EOF")),
+            Ok(Err(ReadErr::UnexpectedEof)) => return Err(Fail::io("unexpected EOF")),
+            Ok(Err(ReadErr::Io(e))) if cached && peer_closed(&e) => {
+                return Err(Fail::CachedClosed);
+            }
+            Ok(Err(ReadErr::Io(e))) => {
+                return Err(Fail::io(format!(
+                    "read tcp {l}->{r}: {}",
+                    go_op_err("read", &e)
+                )));
+            }
+            Ok(Ok(m)) => m,
+        };
+        if m.len() < HEADER_LEN {
+            return Err(Fail::io("dns: short read"));
+        }
+        if hdr::id(&m) != id {
+            // Out-of-order reply: keep reading.
+            continue;
+        }
+        return match unpack(&m) {
+            Ok(_) => {
+                yield_tcp(up, local, pc);
+                Ok(m)
+            }
+            Err(Malformed::Overflow) => Err(Fail::io("dns: overflow unpacking uint16")),
+            Err(Malformed::Bad(t)) => Err(Fail::io(t)),
+        };
+    }
+}
+
+/// Why a reply did not unpack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// It ran past its end (miekg's overflow / `ErrBuf`).
+    Overflow,
+    /// Another error, with miekg's text.
+    Bad(&'static str),
+}
+
+fn name_err(e: NameError) -> Malformed {
+    match e {
+        NameError::Truncated => Malformed::Overflow,
+        NameError::PointerLoop => Malformed::Bad("dns: too many compression pointers"),
+        NameError::TooLong => Malformed::Bad("dns: domain name exceeded 255 wire-format octets"),
+        NameError::BadLabel => Malformed::Bad("dns: bad rdata"),
+    }
+}
+
+/// Checks that `m` unpacks (header, questions, records); returns the offset
+/// past the first question, if there is one.
+pub fn unpack(m: &[u8]) -> Result<Option<usize>, Malformed> {
+    if m.len() < HEADER_LEN {
+        return Err(Malformed::Overflow);
+    }
+    let [qd, an, ns, ar] = hdr::counts(m);
+    let mut pos = HEADER_LEN;
+    let mut first = None;
+    for _ in 0..qd {
+        let (_, p) = Name::read(m, pos).map_err(name_err)?;
+        if p + 4 > m.len() {
+            return Err(Malformed::Overflow);
+        }
+        pos = p + 4;
+        first.get_or_insert(pos);
+    }
+    for _ in 0..(u32::from(an) + u32::from(ns) + u32::from(ar)) {
+        let (_, p) = Name::read(m, pos).map_err(name_err)?;
+        if p + 10 > m.len() {
+            return Err(Malformed::Overflow);
+        }
+        let end = p + 10 + usize::from(be16(m, p + 8));
+        if end > m.len() {
+            return Err(Malformed::Overflow);
+        }
+        pos = end;
+    }
+    Ok(first)
+}
+
+/// A UDP reply with the right ID: itself, an empty reply with TC set when it
+/// was cut short (CoreDNS `truncateResponse`), or an error.
+pub fn check_udp_reply(m: &[u8]) -> Result<Vec<u8>, Fail> {
+    match unpack(m) {
+        Ok(_) => Ok(m.to_vec()),
+        Err(Malformed::Overflow) => {
+            let mut out = m[..HEADER_LEN].to_vec();
+            let f = hdr::flags(&out) | crate::wire::flags::TC;
+            hdr::set_flags(&mut out, f);
+            // Keep the question when it unpacks, drop every record.
+            let qd = match Name::read(m, HEADER_LEN) {
+                Ok((_, p)) if hdr::counts(m)[0] >= 1 && p + 4 <= m.len() => {
+                    out.extend_from_slice(&m[HEADER_LEN..p + 4]);
+                    1
+                }
+                _ => 0,
+            };
+            hdr::set_count(&mut out, 0, qd);
+            for s in 1..4 {
+                hdr::set_count(&mut out, s, 0);
+            }
+            Ok(out)
+        }
+        Err(Malformed::Bad(t)) => Err(Fail::io(t)),
+    }
+}

@@ -1,0 +1,305 @@
+//! Connected UDP sockets to one upstream, shared by the in-flight queries of
+//! one worker: each query takes a slot in the socket's bounded `slab` with a
+//! random 16-bit ID unique on that socket, and replies are matched by ID.
+//!
+//! There is no reader task: one waiting query at a time (the leader) waits
+//! for the socket, reads it and hands every datagram to the query it belongs
+//! to; a leaving leader hands the role on.
+//! Datagrams that are too short or carry an unknown ID are ignored, as
+//! CoreDNS ignores them; an ICMP error fails every query on the socket.
+//!
+//! CoreDNS: `plugin/pkg/proxy/connect.go` (`lookupDNS`'s read loop,
+//! `shouldTruncateResponse`), where each query has its own socket instead.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::task::{Poll, Waker};
+
+use slab::Slab;
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+use super::proxy::{Fail, go_op_err, random_id};
+use crate::wire::{HEADER_LEN, hdr};
+
+/// In-flight queries per socket.
+pub const SLOTS_PER_SOCKET: usize = 512;
+
+struct Slot {
+    id: u16,
+    /// Read limit of the query's client (CoreDNS `UDPSize`).
+    size: usize,
+    waker: Option<Waker>,
+    done: Option<Result<Vec<u8>, Fail>>,
+}
+
+struct State {
+    slots: Slab<Slot>,
+    ids: HashMap<u16, usize>,
+    poller: Option<usize>,
+    used: Instant,
+    assigned: u32,
+    broken: bool,
+}
+
+/// One connected UDP socket.
+pub struct UdpConn {
+    sock: UdpSocket,
+    /// Local address (for error texts).
+    pub local: SocketAddr,
+    /// The upstream.
+    pub remote: SocketAddr,
+    /// When it was opened.
+    pub created: Instant,
+    st: RefCell<State>,
+}
+
+thread_local! {
+    /// One receive buffer per worker: datagrams are dispatched synchronously.
+    static RECV_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 65535]);
+}
+
+impl UdpConn {
+    /// Wraps a connected socket.
+    pub fn new(sock: UdpSocket, local: SocketAddr, remote: SocketAddr) -> Self {
+        let now = Instant::now();
+        Self {
+            sock,
+            local,
+            remote,
+            created: now,
+            st: RefCell::new(State {
+                slots: Slab::new(),
+                ids: HashMap::new(),
+                poller: None,
+                used: now,
+                assigned: 0,
+                broken: false,
+            }),
+        }
+    }
+
+    /// Queries waiting on this socket.
+    pub fn pending(&self) -> usize {
+        self.st.borrow().slots.len()
+    }
+
+    /// Last time a query was assigned.
+    pub fn used(&self) -> Instant {
+        self.st.borrow().used
+    }
+
+    /// Queries assigned so far.
+    pub fn assigned(&self) -> u32 {
+        self.st.borrow().assigned
+    }
+
+    /// A send failed: take no more queries.
+    pub fn broken(&self) -> bool {
+        self.st.borrow().broken
+    }
+
+    /// Takes a slot with a fresh random ID; `None` when the socket is full.
+    pub fn register(&self, size: usize) -> Option<(usize, u16)> {
+        let mut st = self.st.borrow_mut();
+        if st.slots.len() >= SLOTS_PER_SOCKET {
+            return None;
+        }
+        let id = loop {
+            let id = random_id();
+            if !st.ids.contains_key(&id) {
+                break id;
+            }
+        };
+        let key = st.slots.insert(Slot {
+            id,
+            size,
+            waker: None,
+            done: None,
+        });
+        st.ids.insert(id, key);
+        st.used = Instant::now();
+        st.assigned += 1;
+        Some((key, id))
+    }
+
+    /// Releases a slot (reply taken, timeout, or the query went away).
+    pub fn release(&self, key: usize) {
+        let mut st = self.st.borrow_mut();
+        if let Some(s) = st.slots.try_remove(key) {
+            st.ids.remove(&s.id);
+        }
+        if st.poller == Some(key) {
+            // Another waiter must lead now.
+            st.poller = None;
+            if let Some((_, s)) = st.slots.iter_mut().find(|(_, s)| s.waker.is_some()) {
+                if let Some(w) = s.waker.take() {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    /// Sends the query (the ID is already in it).
+    pub async fn send(&self, q: &[u8]) -> Result<(), Fail> {
+        let t = std::time::Duration::from_secs(2);
+        let (l, r) = (self.local, self.remote);
+        match tokio::time::timeout(t, self.sock.send(q)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                self.st.borrow_mut().broken = true;
+                Err(Fail::io(format!(
+                    "write udp {l}->{r}: {}",
+                    go_op_err("write", &e)
+                )))
+            }
+            Err(_) => Err(Fail::io(format!("write udp {l}->{r}: i/o timeout"))),
+        }
+    }
+
+    /// Waits for the reply to slot `key` (no timeout here). One waiter at a
+    /// time (the leader) waits for the socket to be readable or to carry an
+    /// error (an ICMP unreachable: CoreDNS fails at once with `read:
+    /// connection refused`), reads what is queued and dispatches it; the
+    /// others sleep until their reply arrives or the leader leaves.
+    pub async fn wait(&self, key: usize) -> Result<Vec<u8>, Fail> {
+        loop {
+            if let Some(r) = self.take(key) {
+                return r;
+            }
+            let lead = {
+                let mut st = self.st.borrow_mut();
+                match st.poller {
+                    None => {
+                        st.poller = Some(key);
+                        true
+                    }
+                    Some(p) => p == key,
+                }
+            };
+            if !lead {
+                self.sleep(key).await;
+                continue;
+            }
+            if self.drain() {
+                // A full batch: let other tasks run before reading on.
+                tokio::task::yield_now().await;
+                continue;
+            }
+            if let Some(r) = self.take(key) {
+                return r;
+            }
+            if let Ok(r) = self.sock.ready(Interest::READABLE | Interest::ERROR).await {
+                if r.is_error() {
+                    // Clear the error readiness, then take the socket error
+                    // (SO_ERROR) as Go's read would.
+                    let _ = self.sock.try_io(Interest::ERROR, || {
+                        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                    });
+                    if let Ok(Some(e)) = self.sock.take_error() {
+                        self.fail_read(&e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps until slot `key` is done or nobody leads.
+    async fn sleep(&self, key: usize) {
+        poll_fn(|cx| {
+            let mut st = self.st.borrow_mut();
+            let free = st.poller.is_none();
+            match st.slots.get_mut(key) {
+                Some(s) if s.done.is_none() && !free => {
+                    s.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+                _ => Poll::Ready(()),
+            }
+        })
+        .await;
+    }
+
+    /// Reads and dispatches queued datagrams; true if the batch was full.
+    fn drain(&self) -> bool {
+        RECV_BUF.with(|b| {
+            let mut buf = b.borrow_mut();
+            for _ in 0..64 {
+                match self.sock.try_recv(&mut buf) {
+                    Ok(n) => self.dispatch(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                    Err(e) => self.fail_read(&e),
+                }
+            }
+            true
+        })
+    }
+
+    fn take(&self, key: usize) -> Option<Result<Vec<u8>, Fail>> {
+        self.st.borrow_mut().slots.get_mut(key)?.done.take()
+    }
+
+    fn complete(&self, key: usize, r: Result<Vec<u8>, Fail>) {
+        let mut st = self.st.borrow_mut();
+        if let Some(s) = st.slots.get_mut(key) {
+            if s.done.is_none() {
+                s.done = Some(r);
+                if let Some(w) = s.waker.take() {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    fn fail_read(&self, e: &io::Error) {
+        let text = format!(
+            "read udp {}->{}: {}",
+            self.local,
+            self.remote,
+            go_op_err("read", e)
+        );
+        self.fail_all(&text);
+    }
+
+    fn fail_all(&self, text: &str) {
+        let keys: Vec<usize> = self.st.borrow().slots.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            self.complete(k, Err(Fail::io(text.to_owned())));
+        }
+    }
+
+    /// Hands a datagram to its query, CoreDNS's way: short reads and unknown
+    /// IDs are ignored; a reply cut at the client's size becomes an empty
+    /// reply with TC set.
+    fn dispatch(&self, dgram: &[u8]) {
+        if dgram.len() < HEADER_LEN {
+            return;
+        }
+        let id = hdr::id(dgram);
+        let (key, size) = {
+            let st = self.st.borrow();
+            let Some(&key) = st.ids.get(&id) else { return };
+            (key, st.slots[key].size)
+        };
+        let m = &dgram[..dgram.len().min(size)];
+        self.complete(key, super::proxy::check_udp_reply(m));
+    }
+}
+
+/// Removes the slot when the query is done or dropped.
+pub struct SlotGuard<'a> {
+    /// The socket.
+    pub conn: &'a UdpConn,
+    /// The slot.
+    pub key: usize,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.conn.release(self.key);
+    }
+}
