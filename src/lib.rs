@@ -12,6 +12,7 @@ pub mod plugins;
 pub mod procs;
 pub mod server;
 pub mod wire;
+pub mod zone;
 
 /// The CoreDNS release whose behaviour ringdns reproduces.
 pub const COREDNS_VERSION: &str = "1.14.7";
