@@ -88,6 +88,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "header",
     "minimal",
     "forward",
+    "loop",
     "erratic",
     "whoami",
 ];

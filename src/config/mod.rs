@@ -153,6 +153,8 @@ pub struct Block {
     pub addrs: Vec<ZoneAddr>,
     /// Handler plugins in plugin.cfg order.
     pub plugins: Vec<PluginConfig>,
+    /// The directive name of each entry of `plugins`.
+    pub plugin_names: Vec<&'static str>,
     /// Directive settings.
     pub settings: BlockSettings,
 }
@@ -270,6 +272,7 @@ pub fn build(input: Input, dns_port: &str) -> Result<Config, Diagnostic> {
             keys,
             addrs,
             plugins: Vec::new(),
+            plugin_names: Vec::new(),
             settings: BlockSettings::default(),
         });
     }
@@ -295,6 +298,7 @@ pub fn build(input: Input, dns_port: &str) -> Result<Config, Diagnostic> {
             let conf = plugins::setup(dir, &mut d, &mut ctx)?;
             if let Some(c) = conf {
                 block.plugins.push(c);
+                block.plugin_names.push(dir);
             }
         }
     }

@@ -12,6 +12,7 @@ pub mod health;
 pub mod loadbalance;
 pub mod local;
 pub mod log;
+pub mod loopdetect;
 pub mod metadata;
 pub mod minimal;
 pub mod nsid;
@@ -57,6 +58,8 @@ pub enum PluginConfig {
     Minimal,
     /// `forward` (every stanza of the block, in order).
     Forward(Vec<forward::ForwardConfig>),
+    /// `loop`.
+    Loop(loopdetect::LoopConfig),
     /// `erratic`.
     Erratic(erratic::ErraticConfig),
     /// `whoami`.
@@ -101,6 +104,7 @@ pub fn setup(
             PluginConfig::Minimal
         }
         "forward" => PluginConfig::Forward(forward::setup(d, ctx)?),
+        "loop" => PluginConfig::Loop(loopdetect::setup(d, ctx)?),
         "erratic" => PluginConfig::Erratic(erratic::setup(d)?),
         "whoami" => {
             whoami::setup(d)?;
@@ -140,6 +144,8 @@ pub enum Plugin {
     Minimal,
     /// `forward`.
     Forward(forward::Forward),
+    /// `loop`.
+    Loop(loopdetect::Loop),
     /// `erratic`.
     Erratic(erratic::Erratic),
     /// `whoami`.
@@ -164,6 +170,7 @@ impl Plugin {
             PluginConfig::Header(c) => Self::Header(header::Header::new(c)),
             PluginConfig::Minimal => Self::Minimal,
             PluginConfig::Forward(c) => Self::Forward(forward::Forward::new(c)?),
+            PluginConfig::Loop(c) => Self::Loop(loopdetect::Loop::new(c)),
             PluginConfig::Erratic(c) => Self::Erratic(erratic::Erratic::new(c)),
             PluginConfig::Whoami => Self::Whoami,
         })
@@ -186,6 +193,7 @@ impl Plugin {
             Self::Header(_) => "header",
             Self::Minimal => "minimal",
             Self::Forward(_) => "forward",
+            Self::Loop(_) => "loop",
             Self::Erratic(_) => "erratic",
             Self::Whoami => "whoami",
         }
@@ -221,6 +229,7 @@ impl Plugin {
             Self::Chaos(p) => p.serve(ctx),
             Self::Header(p) => p.serve(ctx),
             Self::Forward(p) => p.serve(ctx),
+            Self::Loop(p) => p.serve(ctx),
             Self::Erratic(p) => p.serve(ctx),
             Self::Whoami => whoami::serve(ctx),
         }

@@ -11,7 +11,7 @@ use crate::clog;
 use crate::config::Config;
 use crate::http::{self, Endpoints, Kind, Response};
 use crate::metrics;
-use crate::plugins::{Plugin, PluginConfig};
+use crate::plugins::PluginConfig;
 
 /// The process's HTTP endpoints.
 pub static ENDPOINTS: LazyLock<Endpoints> = LazyLock::new(Endpoints::default);
@@ -62,8 +62,8 @@ pub fn set_plugin_enabled(a: &Active) {
     let mut v = Vec::new();
     for l in &a.config.listeners {
         for (zone, bi) in &l.sites {
-            for p in &a.config.blocks[*bi].plugins {
-                v.push((l.label.clone(), zone.clone(), plugin_name(p).to_owned()));
+            for name in &a.config.blocks[*bi].plugin_names {
+                v.push((l.label.clone(), zone.clone(), (*name).to_owned()));
             }
         }
     }
@@ -72,10 +72,6 @@ pub fn set_plugin_enabled(a: &Active) {
     *metrics::PLUGIN_ENABLED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = v;
-}
-
-fn plugin_name(p: &PluginConfig) -> &'static str {
-    Plugin::build(p).map_or("", |b| b.name())
 }
 
 fn ready_body() -> Response {

@@ -337,3 +337,41 @@ fn no_query_lost_across_twenty_reloads() {
         assert_eq!(s.wait_exit(Duration::from_secs(8)), Some(0));
     }
 }
+
+#[test]
+fn loop_between_two_instances_is_fatal() {
+    for be in backends() {
+        let pb = free_port();
+        // Instance B forwards to A, A (with loop) forwards to B.
+        let pa = free_port();
+        let dir = TempDir::new("loop");
+        let cb = dir.write("B", &format!(".:{pb} {{\n forward . 127.0.0.1:{pa}\n}}\n"));
+        let ca = dir.write(
+            "A",
+            &format!(".:{pa} {{\n loop\n forward . 127.0.0.1:{pb}\n}}\n"),
+        );
+        let mut bproc = std::process::Command::new(bin())
+            .arg("-conf")
+            .arg(&cb)
+            .env("RINGDNS_BACKEND", be)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("B");
+        let out = std::process::Command::new("timeout")
+            .args(["20", bin(), "-conf"])
+            .arg(&ca)
+            .env("RINGDNS_BACKEND", be)
+            .output()
+            .expect("A");
+        let _ = bproc.kill();
+        let _ = bproc.wait();
+        assert_eq!(out.status.code(), Some(1), "{be}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let fatal = text.lines().last().unwrap_or("");
+        let re = regex::Regex::new(&format!(
+            r#"^\[FATAL\] plugin/loop: Loop \(127\.0\.0\.1:\d+ -> :{pa}\) detected for zone "\.", see https://coredns\.io/plugins/loop#troubleshooting\. Query: "HINFO \d+\.\d+\."$"#
+        ))
+        .expect("re");
+        assert!(re.is_match(fatal), "{be}: {fatal}");
+    }
+}
