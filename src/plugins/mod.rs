@@ -145,7 +145,7 @@ pub enum Plugin {
     /// `forward`.
     Forward(forward::Forward),
     /// `loop`.
-    Loop(loopdetect::Loop),
+    Loop(Box<loopdetect::Loop>),
     /// `erratic`.
     Erratic(erratic::Erratic),
     /// `whoami`.
@@ -170,7 +170,7 @@ impl Plugin {
             PluginConfig::Header(c) => Self::Header(header::Header::new(c)),
             PluginConfig::Minimal => Self::Minimal,
             PluginConfig::Forward(c) => Self::Forward(forward::Forward::new(c)?),
-            PluginConfig::Loop(c) => Self::Loop(loopdetect::Loop::new(c)),
+            PluginConfig::Loop(c) => Self::Loop(Box::new(loopdetect::Loop::new(c))),
             PluginConfig::Erratic(c) => Self::Erratic(erratic::Erratic::new(c)),
             PluginConfig::Whoami => Self::Whoami,
         })
