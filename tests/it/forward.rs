@@ -1,0 +1,766 @@
+//! *forward* end to end: the daemon in front of a real authoritative server
+//! (nsd, started here on a free port) and in front of a programmable upstream
+//! (`Fake`: drops, delays, wrong IDs and questions, garbage, TC, TCP-only,
+//! rcodes, DoT), queried with dig and kdig on every backend.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// What the fake upstream does with a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `NAME A 192.0.2.TAG`.
+    Answer,
+    /// Nothing.
+    Drop,
+    /// Answer after this long.
+    Delay(Duration),
+    /// Answer with another message ID.
+    WrongId,
+    /// Answer about another name.
+    WrongQuestion,
+    /// 40 bytes of noise (random ID).
+    Garbage,
+    /// TC set over UDP (no records); the answer over TCP.
+    Tc,
+    /// Rcode only, no records.
+    Rcode(u8),
+    /// NOERROR without records.
+    Nodata,
+}
+
+/// One query the fake saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub tcp: bool,
+    pub msg: Vec<u8>,
+}
+
+impl Seen {
+    pub fn id(&self) -> u16 {
+        u16::from_be_bytes([self.msg[0], self.msg[1]])
+    }
+    pub fn rd(&self) -> bool {
+        self.msg[2] & 1 != 0
+    }
+    /// (name in lowercase presentation, qtype).
+    pub fn question(&self) -> (String, u16) {
+        let (name, end) = read_name(&self.msg, 12);
+        (name, u16::from_be_bytes([self.msg[end], self.msg[end + 1]]))
+    }
+}
+
+fn read_name(m: &[u8], mut p: usize) -> (String, usize) {
+    let mut s = String::new();
+    loop {
+        let l = m[p] as usize;
+        if l == 0 {
+            if s.is_empty() {
+                s.push('.');
+            }
+            return (s.to_lowercase(), p + 1);
+        }
+        s.push_str(&String::from_utf8_lossy(&m[p + 1..p + 1 + l]));
+        s.push('.');
+        p += 1 + l;
+    }
+}
+
+fn question_end(m: &[u8]) -> usize {
+    read_name(m, 12).1 + 4
+}
+
+/// A programmable upstream on 127.0.0.1 (UDP and TCP on one port).
+pub struct Fake {
+    pub port: u16,
+    pub mode: Arc<Mutex<Mode>>,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Fake {
+    pub fn start(mode: Mode, tag: u8) -> Self {
+        Self::start_tls(mode, tag, None)
+    }
+
+    /// With `tls`, TCP connections are DNS over TLS.
+    pub fn start_tls(mode: Mode, tag: u8, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        let (udp, tcp) = loop {
+            let port = free_port();
+            let u = UdpSocket::bind(("127.0.0.1", port));
+            let t = TcpListener::bind(("127.0.0.1", port));
+            if let (Ok(u), Ok(t)) = (u, t) {
+                break (u, t);
+            }
+        };
+        let port = udp.local_addr().expect("addr").port();
+        let f = Self {
+            port,
+            mode: Arc::new(Mutex::new(mode)),
+            seen: Arc::new(Mutex::new(Vec::new())),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        udp.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+        let (mode, seen, stop) = (f.mode.clone(), f.seen.clone(), f.stop.clone());
+        std::thread::spawn(move || {
+            let udp = Arc::new(udp);
+            let mut buf = vec![0u8; 65535];
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((n, peer)) = udp.recv_from(&mut buf) else { continue };
+                let q = buf[..n].to_vec();
+                seen.lock().expect("lock").push(Seen { tcp: false, msg: q.clone() });
+                let m = *mode.lock().expect("lock");
+                let u = Arc::clone(&udp);
+                let send = move |r: Vec<u8>| {
+                    let _ = u.send_to(&r, peer);
+                };
+                match m {
+                    Mode::Drop => {}
+                    Mode::Delay(d) => {
+                        std::thread::spawn(move || {
+                            std::thread::sleep(d);
+                            send(reply(&q, Mode::Answer, false, tag));
+                        });
+                    }
+                    m => send(reply(&q, m, false, tag)),
+                }
+            }
+        });
+        tcp.set_nonblocking(true).expect("nonblocking");
+        let (mode, seen, stop) = (f.mode.clone(), f.seen.clone(), f.stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((s, _)) = tcp.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let (mode, seen, stop, tls) = (mode.clone(), seen.clone(), stop.clone(), tls.clone());
+                std::thread::spawn(move || {
+                    let _ = s.set_nonblocking(false);
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+                    match tls {
+                        None => serve_stream(s, &mode, &seen, &stop, tag),
+                        Some(cfg) => {
+                            let Ok(conn) = rustls::ServerConnection::new(cfg) else { return };
+                            let st = rustls::StreamOwned::new(conn, s);
+                            serve_stream(st, &mode, &seen, &stop, tag);
+                        }
+                    }
+                });
+            }
+        });
+        f
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn set(&self, m: Mode) {
+        *self.mode.lock().expect("lock") = m;
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    /// Queries seen other than health checks (`. IN NS`).
+    pub fn queries(&self) -> Vec<Seen> {
+        self.seen().into_iter().filter(|s| s.question() != (".".into(), 2)).collect()
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve_stream(
+    mut s: impl Read + Write,
+    mode: &Mutex<Mode>,
+    seen: &Mutex<Vec<Seen>>,
+    stop: &AtomicBool,
+    tag: u8,
+) {
+    let mut idle = 0;
+    while !stop.load(Ordering::Relaxed) && idle < 100 {
+        let mut len = [0u8; 2];
+        match s.read_exact(&mut len) {
+            Ok(()) => idle = 0,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                idle += 1;
+                continue;
+            }
+            Err(_) => return,
+        }
+        let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        if s.read_exact(&mut q).is_err() {
+            return;
+        }
+        seen.lock().expect("lock").push(Seen { tcp: true, msg: q.clone() });
+        let m = *mode.lock().expect("lock");
+        let r = match m {
+            Mode::Drop => continue,
+            Mode::Delay(d) => {
+                std::thread::sleep(d);
+                reply(&q, Mode::Answer, true, tag)
+            }
+            m => reply(&q, m, true, tag),
+        };
+        let mut frame = (r.len() as u16).to_be_bytes().to_vec();
+        frame.extend_from_slice(&r);
+        if s.write_all(&frame).and_then(|()| s.flush()).is_err() {
+            return;
+        }
+    }
+}
+
+/// The fake's reply to `q`.
+fn reply(q: &[u8], m: Mode, tcp: bool, tag: u8) -> Vec<u8> {
+    if m == Mode::Garbage {
+        return (0..40).map(|i| (i * 37 + 11) as u8 ^ fastrand::u8(..)).collect();
+    }
+    let qend = question_end(q);
+    let mut r = q[..2].to_vec();
+    if m == Mode::WrongId {
+        r[0] ^= 0xff;
+    }
+    let rd = q[2] & 1;
+    let (tc, rcode) = match m {
+        Mode::Tc if !tcp => (0x02, 0),
+        Mode::Rcode(rc) => (0, rc),
+        _ => (0, 0),
+    };
+    r.push(0x80 | tc | rd);
+    r.push(0x80 | rcode);
+    let answer = matches!(m, Mode::Answer | Mode::WrongQuestion | Mode::Delay(_)) || (m == Mode::Tc && tcp);
+    r.extend_from_slice(&[0, 1, 0, u8::from(answer), 0, 0, 0, 0]);
+    if m == Mode::WrongQuestion {
+        r.extend_from_slice(b"\x05wrong\x07example\x00");
+        r.extend_from_slice(&q[qend - 4..qend]);
+    } else {
+        r.extend_from_slice(&q[12..qend]);
+    }
+    if answer {
+        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, tag]);
+    }
+    r
+}
+
+/// nsd serving `example.org` on a free port, or `None` (with the reason
+/// printed) when nsd is not installed.
+pub struct Nsd {
+    child: Child,
+    pub port: u16,
+    _dir: TempDir,
+}
+
+impl Nsd {
+    pub fn start() -> Option<Self> {
+        let bin = ["/usr/sbin/nsd", "/usr/local/sbin/nsd"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let dir = TempDir::new("nsd");
+        let port = free_port();
+        dir.write(
+            "example.org.zone",
+            "$ORIGIN example.org.\n$TTL 300\n@ IN SOA ns1 host 1 3600 600 86400 300\n@ IN NS ns1\nns1 IN A 127.0.0.1\nwww IN A 192.0.2.1\nwww IN AAAA 2001:db8::1\n",
+        );
+        let d = dir.0.display();
+        let conf = format!(
+            "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  chroot: \"\"\n  server-count: 1\n  verbosity: 0\nremote-control:\n  control-enable: no\nzone:\n  name: example.org\n  zonefile: example.org.zone\n"
+        );
+        let c = dir.write("nsd.conf", &conf);
+        let child = Command::new(bin)
+            .args(["-d", "-c"])
+            .arg(&c)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let n = Self { child, port, _dir: dir };
+        // Ready when it answers.
+        let q = query(1, "www.example.org", 1, 1, None);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            s.set_read_timeout(Some(Duration::from_millis(200))).expect("t");
+            let _ = s.send_to(&q, ("127.0.0.1", port));
+            let mut b = [0u8; 512];
+            if s.recv(&mut b).is_ok() {
+                return Some(n);
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Nsd {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn answers(out: &str) -> Vec<String> {
+    section(out, "ANSWER")
+}
+
+#[test]
+fn forward_to_nsd_udp_tcp_dig_kdig() {
+    let Some(nsd) = Nsd::start() else {
+        println!("SKIP forward_to_nsd_udp_tcp_dig_kdig: nsd not installed (Debian package nsd)");
+        return;
+    };
+    for be in backends() {
+        let s = TestServer::start(
+            &format!(".:{{port}} {{\n errors\n log\n forward . 127.0.0.1:{}\n}}\n", nsd.port),
+            be,
+        );
+        let out = s.dig(&["www.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert_eq!(answers(&out), ["www.example.org. 300 IN A 192.0.2.1"], "{be}");
+        assert_eq!(dig_flags(&out), "qr aa rd", "{be}: {out}");
+        assert!(out.contains("udp: 1232"), "{be}: {out}");
+        let out = s.dig(&["+tcp", "WWW.example.org", "AAAA"]);
+        assert_eq!(answers(&out), ["WWW.example.org. 300 IN AAAA 2001:db8::1"], "{be}: {out}");
+        let out = s.kdig(&["www.example.org", "AAAA"]);
+        assert!(out.contains("2001:db8::1"), "{be}: {out}");
+        let out = s.kdig(&["+tcp", "www.example.org", "A"]);
+        assert!(out.contains("192.0.2.1"), "{be}: {out}");
+        let out = s.dig(&["nope.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+        assert_eq!(section(&out, "AUTHORITY").len(), 1, "{be}: {out}");
+        // RD=0 is forwarded as is.
+        let out = s.dig(&["+norec", "www.example.org", "A"]);
+        assert_eq!(dig_flags(&out), "qr aa", "{be}: {out}");
+        // No errors line for any of these.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!s.lines().iter().any(|l| l.starts_with("[ERROR]")), "{be}");
+    }
+}
+
+#[test]
+fn forward_closed_port_matches_recorded_errors() {
+    let dead = free_port();
+    let re_udp = regex::Regex::new(&format!(
+        r"^\[ERROR\] plugin/errors: 2 example\.com\. A: read udp 127\.0\.0\.1:\d+->127\.0\.0\.1:{dead}: read: connection refused$"
+    ))
+    .expect("re");
+    for be in backends() {
+        let s = TestServer::start(
+            &format!(".:{{port}} {{\n    errors\n    log\n    forward . 127.0.0.1:{dead}\n}}\n"),
+            be,
+        );
+        let t0 = Instant::now();
+        let r = s
+            .udp_raw(&query(1000, "example.com", 1, 1, Some((1232, 0, &[]))), Duration::from_secs(3))
+            .expect("reply");
+        assert!(t0.elapsed() < Duration::from_secs(1), "{be}: refused is immediate");
+        // The recorded shape: qr rd, SERVFAIL, question, OPT udp 1232, 40 octets.
+        assert_eq!(r.len(), 40, "{be}");
+        assert_eq!((r[2], r[3]), (0x81, 0x02), "{be}");
+        assert_eq!(&r[4..12], &[0, 1, 0, 0, 0, 0, 0, 1], "{be}");
+        let l = s.wait_line(|l| l.starts_with("[ERROR]")).expect("errors line");
+        assert!(re_udp.is_match(&l), "{be}: {l}");
+        let out = s.dig(&["+tcp", "example.net", "AAAA"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        assert_eq!(dig_flags(&out), "qr rd", "{be}: {out}");
+        let want = format!(
+            "[ERROR] plugin/errors: 2 example.net. AAAA: dial tcp 127.0.0.1:{dead}: connect: connection refused"
+        );
+        assert!(s.wait_line(|l| l == want).is_some(), "{be}: {:?}", s.lines());
+        // The log line comes before its errors line.
+        let lines = s.lines();
+        let log = lines.iter().position(|l| l.contains("\"AAAA IN example.net. tcp ")).expect("log");
+        let err = lines.iter().position(|l| *l == want).expect("err");
+        assert!(log < err, "{be}");
+        assert!(lines[log].contains("SERVFAIL qr,rd 29 "), "{be}: {}", lines[log]);
+    }
+}
+
+#[test]
+fn forward_black_hole_times_out_after_two_attempts() {
+    for be in backends() {
+        let f = Fake::start(Mode::Drop, 1);
+        let s = TestServer::start(
+            &format!(".:{{port}} {{\n errors\n forward . {}\n}}\n", f.addr()),
+            be,
+        );
+        let t0 = Instant::now();
+        let out = s.dig(&["+time=8", "example.org", "A"]);
+        let took = t0.elapsed();
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        assert!(took >= Duration::from_millis(3900) && took < Duration::from_millis(5500), "{be}: {took:?}");
+        let re = regex::Regex::new(&format!(
+            r"^\[ERROR\] plugin/errors: 2 example\.org\. A: read udp 127\.0\.0\.1:\d+->127\.0\.0\.1:{}: i/o timeout$",
+            f.port
+        ))
+        .expect("re");
+        let l = s.wait_line(|l| l.starts_with("[ERROR]")).expect("line");
+        assert!(re.is_match(&l), "{be}: {l}");
+        // Two attempts, random IDs, the health check probes `. IN NS` with RD.
+        let q = f.queries();
+        assert_eq!(q.len(), 2, "{be}");
+        assert_ne!(q[0].id(), q[1].id(), "{be}");
+        let hc: Vec<Seen> = f.seen().into_iter().filter(|s| s.question() == (".".into(), 2)).collect();
+        assert!(!hc.is_empty() && hc.iter().all(Seen::rd), "{be}: {hc:?}");
+    }
+}
+
+#[test]
+fn forward_fault_modes_client_view() {
+    for be in backends() {
+        let f = Fake::start(Mode::Answer, 7);
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n errors\n forward . {} {{\n  read_timeout 300ms\n  max_fails 0\n }}\n}}\n",
+                f.addr()
+            ),
+            be,
+        );
+        let out = s.dig(&["a.example.org", "A"]);
+        assert_eq!(answers(&out), ["a.example.org. 60 IN A 192.0.2.7"], "{be}: {out}");
+        // The client's ID comes back; upstream saw another one.
+        let r = s.udp_raw(&query(4242, "b.example.org", 1, 1, None), Duration::from_secs(2)).expect("reply");
+        assert_eq!(u16::from_be_bytes([r[0], r[1]]), 4242);
+        assert_ne!(f.queries().last().expect("seen").id(), 4242, "{be}: upstream IDs are random");
+        f.set(Mode::WrongQuestion);
+        let out = s.dig(&["c.example.org", "A"]);
+        assert_eq!(dig_status(&out), "FORMERR", "{be}: {out}");
+        assert_eq!(section(&out, "QUESTION"), [";c.example.org. IN A"], "{be}: {out}");
+        f.set(Mode::WrongId);
+        let out = s.dig(&["d.example.org", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: wrong IDs are ignored: {out}");
+        f.set(Mode::Garbage);
+        let out = s.dig(&["e.example.org", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        f.set(Mode::Rcode(2));
+        let n = s.lines().iter().filter(|l| l.starts_with("[ERROR]")).count();
+        let out = s.dig(&["f.example.org", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        f.set(Mode::Rcode(5));
+        let out = s.dig(&["g.example.org", "A"]);
+        assert_eq!(dig_status(&out), "REFUSED", "{be}: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+        let m = s.lines().iter().filter(|l| l.starts_with("[ERROR]")).count();
+        assert_eq!(n, m, "{be}: upstream rcodes pass without an errors line");
+        // TC over UDP reaches a UDP client as TC (no TCP retry without prefer_udp).
+        f.set(Mode::Tc);
+        let out = s.dig(&["+ignore", "h.example.org", "A"]);
+        assert!(dig_flags(&out).contains("tc"), "{be}: {out}");
+        assert!(f.queries().iter().all(|q| !q.tcp), "{be}");
+        // A TCP client is forwarded over TCP.
+        let out = s.dig(&["+tcp", "i.example.org", "A"]);
+        assert_eq!(answers(&out), ["i.example.org. 60 IN A 192.0.2.7"], "{be}: {out}");
+        assert!(f.queries().last().expect("q").tcp, "{be}");
+    }
+}
+
+#[test]
+fn forward_tolerates_slow_upstream() {
+    for be in backends() {
+        let f = Fake::start(Mode::Delay(Duration::from_millis(1500)), 3);
+        let s = TestServer::start(&format!(".:{{port}} {{\n forward . {}\n}}\n", f.addr()), be);
+        let out = s.dig(&["+time=5", "slow.example.org", "A"]);
+        assert_eq!(answers(&out), ["slow.example.org. 60 IN A 192.0.2.3"], "{be}: {out}");
+        assert_eq!(f.queries().len(), 1, "{be}");
+    }
+}
+
+#[test]
+fn forward_prefer_udp_force_tcp() {
+    for be in backends() {
+        let f = Fake::start(Mode::Tc, 4);
+        let s = TestServer::start(
+            &format!(
+                "a.example:{{port}} {{\n forward . {0} {{\n  prefer_udp\n }}\n}}\nb.example:{{port}} {{\n forward . {0} {{\n  force_tcp\n }}\n}}\n",
+                f.addr()
+            ),
+            be,
+        );
+        // prefer_udp: UDP even for a TCP client; TC → the same upstream over TCP.
+        let out = s.dig(&["+tcp", "x.a.example", "A"]);
+        assert_eq!(answers(&out), ["x.a.example. 60 IN A 192.0.2.4"], "{be}: {out}");
+        let q = f.queries();
+        assert_eq!(q.iter().map(|s| s.tcp).collect::<Vec<_>>(), [false, true], "{be}");
+        let out = s.dig(&["x.a.example", "A"]);
+        assert!(!dig_flags(&out).contains("tc"), "{be}: {out}");
+        // force_tcp: TCP even for a UDP client.
+        let before = f.queries().len();
+        let out = s.dig(&["y.b.example", "A"]);
+        assert_eq!(answers(&out), ["y.b.example. 60 IN A 192.0.2.4"], "{be}: {out}");
+        let q = f.queries();
+        assert_eq!(q.len(), before + 1, "{be}");
+        assert!(q[before].tcp, "{be}");
+        // The TCP connection is reused.
+        s.dig(&["z.b.example", "A"]);
+        assert!(f.queries().last().expect("q").tcp, "{be}");
+    }
+}
+
+#[test]
+fn forward_next_failover_and_stanzas() {
+    for be in backends() {
+        let nx = Fake::start(Mode::Rcode(3), 1);
+        let sf = Fake::start(Mode::Rcode(2), 2);
+        let good = Fake::start(Mode::Answer, 3);
+        let nodata = Fake::start(Mode::Nodata, 4);
+        let s = TestServer::start(
+            &format!(
+                "next.example:{{port}} {{\n forward . {nx} {{\n  next NXDOMAIN\n }}\n forward . {good}\n}}\n\
+                 nonext.example:{{port}} {{\n forward . {nx}\n}}\n\
+                 fo.example:{{port}} {{\n forward . {sf} {nx} {good} {{\n  policy sequential\n  failover SERVFAIL NXDOMAIN\n }}\n}}\n\
+                 nofo.example:{{port}} {{\n forward . {sf} {good} {{\n  policy sequential\n }}\n}}\n\
+                 nodata.example:{{port}} {{\n forward . {nodata} {{\n  next_on_nodata\n }}\n forward . {good}\n}}\n\
+                 sub.example:{{port}} {{\n forward sub.example {nx} {{\n  except a.sub.example sub.example\n }}\n forward . {good}\n}}\n",
+                nx = nx.addr(),
+                sf = sf.addr(),
+                good = good.addr(),
+                nodata = nodata.addr()
+            ),
+            be,
+        );
+        let out = s.dig(&["x.next.example", "A"]);
+        assert_eq!(answers(&out), ["x.next.example. 60 IN A 192.0.2.3"], "{be}: {out}");
+        let out = s.dig(&["x.nonext.example", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: next only to another forward: {out}");
+        let out = s.dig(&["x.fo.example", "A"]);
+        assert_eq!(answers(&out), ["x.fo.example. 60 IN A 192.0.2.3"], "{be}: {out}");
+        let out = s.dig(&["x.nofo.example", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        let out = s.dig(&["x.nodata.example", "A"]);
+        assert_eq!(answers(&out), ["x.nodata.example. 60 IN A 192.0.2.3"], "{be}: {out}");
+        // except: names under a.sub.example go to the next stanza; FROM itself
+        // is always forwarded even when listed.
+        let out = s.dig(&["b.a.sub.example", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        let out = s.dig(&["sub.example", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+        let out = s.dig(&["c.sub.example", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: sub.example in except: {out}");
+    }
+}
+
+#[test]
+fn forward_one_dead_upstream_health_check_and_recovery() {
+    for be in backends() {
+        let dead = Fake::start(Mode::Drop, 1);
+        let good = Fake::start(Mode::Answer, 2);
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n forward . {} {} {{\n  policy sequential\n  read_timeout 300ms\n  max_fails 1\n  health_check 100ms\n }}\n}}\n",
+                dead.addr(),
+                good.addr()
+            ),
+            be,
+        );
+        let t0 = Instant::now();
+        let out = s.dig(&["a.example.org", "A"]);
+        assert_eq!(answers(&out), ["a.example.org. 60 IN A 192.0.2.2"], "{be}: {out}");
+        assert!(t0.elapsed() >= Duration::from_millis(300), "{be}: tried the dead one first");
+        // Failed checks (1 s timeout each) mark it down after max_fails + 1.
+        let deadline = Instant::now() + Duration::from_secs(6);
+        loop {
+            let hc = dead.seen().iter().filter(|q| q.question() == (".".into(), 2)).count();
+            if hc >= 3 || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let n = dead.queries().len();
+        let t0 = Instant::now();
+        let out = s.dig(&["b.example.org", "A"]);
+        assert_eq!(answers(&out), ["b.example.org. 60 IN A 192.0.2.2"], "{be}: {out}");
+        assert!(t0.elapsed() < Duration::from_millis(250), "{be}: down upstream skipped");
+        assert_eq!(dead.queries().len(), n, "{be}");
+        // It comes back: the next check succeeds and it is used again.
+        dead.set(Mode::Answer);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut back = false;
+        while Instant::now() < deadline && !back {
+            std::thread::sleep(Duration::from_millis(200));
+            let out = s.dig(&["c.example.org", "A"]);
+            back = answers(&out) == ["c.example.org. 60 IN A 192.0.2.1"];
+        }
+        assert!(back, "{be}: recovered");
+        let metrics = dead.seen();
+        assert!(metrics.iter().any(|q| q.question() == (".".into(), 2) && q.rd()), "{be}");
+    }
+}
+
+#[test]
+fn forward_max_concurrent_refuses() {
+    for be in backends() {
+        let f = Fake::start(Mode::Delay(Duration::from_millis(800)), 5);
+        let s = TestServer::start(
+            &format!(".:{{port}} {{\n errors\n forward . {} {{\n  max_concurrent 2\n }}\n}}\n", f.addr()),
+            be,
+        );
+        let port = s.port;
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(i * 50));
+                    let out = Command::new("dig")
+                        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=3", "+tries=1", &format!("q{i}.example.org"), "A"])
+                        .output()
+                        .expect("dig");
+                    dig_status(&String::from_utf8_lossy(&out.stdout))
+                })
+            })
+            .collect();
+        let mut st: Vec<String> = handles.into_iter().map(|h| h.join().expect("join")).collect();
+        st.sort();
+        assert_eq!(st, ["NOERROR", "NOERROR", "REFUSED", "REFUSED"], "{be}");
+        let l = s
+            .wait_line(|l| l.contains("concurrent queries exceeded maximum 2"))
+            .expect("errors line");
+        assert!(
+            regex::Regex::new(r"^\[ERROR\] plugin/errors: 5 q[23]\.example\.org\. A: concurrent queries exceeded maximum 2$")
+                .expect("re")
+                .is_match(&l),
+            "{be}: {l}"
+        );
+    }
+}
+
+fn tls_server(name: &str) -> (Arc<rustls::ServerConfig>, String) {
+    let ck = rcgen::generate_simple_self_signed(vec![name.to_owned()]).expect("cert");
+    let cert_pem = ck.cert.pem();
+    let der = ck.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).expect("key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![der], key)
+        .expect("server config");
+    (Arc::new(cfg), cert_pem)
+}
+
+#[test]
+fn forward_dns_over_tls() {
+    let (cfg, pem) = tls_server("dns.example.test");
+    for be in backends() {
+        let f = Fake::start_tls(Mode::Answer, 9, Some(Arc::clone(&cfg)));
+        let dir = TempDir::new("dot");
+        dir.write("ca.pem", &pem);
+        let s = TestServer::start(
+            &format!(
+                "good.example:{{port}} {{\n forward . tls://127.0.0.1%dns.example.test:{p} {{\n  tls ca.pem\n }}\n}}\n\
+                 wrongname.example:{{port}} {{\n errors\n forward . tls://127.0.0.1:{p} {{\n  tls ca.pem\n  tls_servername other.example.test\n  max_fails 0\n }}\n}}\n",
+                p = f.port
+            )
+            .replace("ca.pem", &dir.0.join("ca.pem").to_string_lossy()),
+            be,
+        );
+        let out = s.dig(&["x.good.example", "A"]);
+        assert_eq!(answers(&out), ["x.good.example. 60 IN A 192.0.2.9"], "{be}: {out}");
+        let out = s.dig(&["y.good.example", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert!(f.queries().iter().all(|q| q.tcp), "{be}");
+        let out = s.dig(&["x.wrongname.example", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        let l = s.wait_line(|l| l.starts_with("[ERROR]")).expect("line");
+        assert!(l.contains("x.wrongname.example. A: tls: "), "{be}: {l}");
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0)))
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn forward_flood_to_dead_upstream_is_bounded_and_recovers() {
+    for be in backends() {
+        let dead = Fake::start(Mode::Drop, 1);
+        let good = Fake::start(Mode::Answer, 2);
+        let s = TestServer::start(
+            &format!(
+                "dead.example:{{port}} {{\n forward . {} {{\n  read_timeout 500ms\n }}\n}}\nlive.example:{{port}} {{\n forward . {}\n}}\n",
+                dead.addr(),
+                good.addr()
+            ),
+            be,
+        );
+        let rss0 = rss_kib(s.child.id());
+        let flood = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let target: SocketAddr = s.addr();
+        let t0 = Instant::now();
+        let mut sent = 0u32;
+        let mut live_ok = 0;
+        // 3 s of flood (bounded), checking the other zone meanwhile.
+        while t0.elapsed() < Duration::from_secs(3) {
+            for i in 0..2000u32 {
+                let q = query((sent.wrapping_add(i)) as u16, &format!("q{}.dead.example", sent + i), 1, 1, None);
+                let _ = flood.send_to(&q, target);
+            }
+            sent += 2000;
+            let t = Instant::now();
+            let out = s.dig(&["x.live.example", "A"]);
+            if answers(&out) == ["x.live.example. 60 IN A 192.0.2.2"] && t.elapsed() < Duration::from_secs(1) {
+                live_ok += 1;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(live_ok >= 3, "{be}: other zones keep answering during the flood ({live_ok})");
+        let rss1 = rss_kib(s.child.id());
+        assert!(rss1 < rss0 + 200 * 1024, "{be}: memory bounded: {rss0} KiB -> {rss1} KiB after {sent} queries");
+        // The upstream returns: the zone answers again.
+        dead.set(Mode::Answer);
+        let deadline = Instant::now() + Duration::from_secs(8);
+        let mut ok = false;
+        while Instant::now() < deadline && !ok {
+            let out = s.dig(&["back.dead.example", "A"]);
+            ok = answers(&out) == ["back.dead.example. 60 IN A 192.0.2.1"];
+        }
+        assert!(ok, "{be}: recovered");
+        println!("{be}: flood of {sent} queries, rss {rss0} KiB -> {rss1} KiB, live answers {live_ok}");
+    }
+}
+
+#[test]
+fn forward_setup_errors_at_startup() {
+    let dir = TempDir::new("fwsetup");
+    let cases = [
+        (".:1053 {\n forward . 127.0.0.1 {\n  max_idle_conns -1\n }\n}\n", "plugin/forward: max_idle_conns can't be negative: -1"),
+        (".:1053 {\n forward . 127.0.0.1 {\n  read_timeout 0s\n }\n}\n", "plugin/forward: read_timeout must be positive: 0s"),
+        (".:1053 {\n forward . 127.0.0.1 {\n  bogus\n }\n}\n", "plugin/forward: CF:3 - Error during parsing: unknown property 'bogus'"),
+        (".:1053 {\n forward . https://127.0.0.1\n}\n", "plugin/forward: 'https' (DNS over HTTPS) upstreams are not supported by ringdns yet: https://127.0.0.1:443"),
+    ];
+    for (text, want) in cases {
+        let c = dir.write("CF", text);
+        let out = Command::new(bin()).arg("-conf").arg(&c).arg("-validate").current_dir(&dir.0).output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let want = want.replace("CF:", &format!("{}:", c.display()));
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert_eq!(err.trim_end(), want, "{text}");
+    }
+}
