@@ -322,6 +322,22 @@ pub fn contribute(c: Contributor) {
 
 /// Gauge `coredns_plugin_enabled` entries: (server, zone, name).
 pub static PLUGIN_ENABLED: Mutex<Vec<(String, String, String)>> = Mutex::new(Vec::new());
+/// UDP replies the kernel refused, per server label (rare: a mutex is fine).
+pub static SEND_DROPS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+/// Server labels of listeners whose blocks enable *shed*.
+pub static SHED_SERVERS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Counts `n` refused replies on `server`.
+pub fn count_send_drops(server: &str, n: u64) {
+    if n > 0 {
+        *SEND_DROPS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(server.to_owned())
+            .or_default() += n;
+    }
+}
+
 /// `coredns_reload_failed_total`.
 pub static RELOAD_FAILED: AtomicU64 = AtomicU64::new(0);
 /// `coredns_reload_version_info` hash value, set after a reload.
@@ -583,6 +599,36 @@ fn always_present(f: &mut Families) {
                 ("name", name),
             ],
             1.0,
+        );
+    }
+    let shed = SHED_SERVERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let drops = SEND_DROPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for server in &shed {
+        let h = "Counter of requests dropped by shed.";
+        add(
+            f,
+            "coredns_shed_dropped_total",
+            h,
+            "counter",
+            "",
+            &[("server", server), ("reason", "query")],
+            0.0,
+        );
+        let n = drops.get(server).copied().unwrap_or(0);
+        add(
+            f,
+            "coredns_shed_dropped_total",
+            h,
+            "counter",
+            "",
+            &[("server", server), ("reason", "response")],
+            n as f64,
         );
     }
     let rf = RELOAD_FAILED.load(Ordering::Relaxed);

@@ -75,9 +75,11 @@ pub const IMPLEMENTED: &[&str] = &[
     "bufsize",
     "bind",
     "debug",
+    "multisocket",
     "reload",
     "ready",
     "health",
+    "shed",
     "prometheus",
     "errors",
     "log",
@@ -92,6 +94,10 @@ pub const IMPLEMENTED: &[&str] = &[
     "erratic",
     "whoami",
 ];
+
+/// Directives whose syntax is checked before they fail with a specific error
+/// (not listed by `-plugins`).
+pub const CHECKED_ONLY: &[&str] = &["pprof"];
 
 /// Position of `name` in plugin.cfg order.
 pub fn order(name: &str) -> Option<usize> {

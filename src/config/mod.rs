@@ -140,6 +140,10 @@ pub struct BlockSettings {
     pub ready: Option<(String, bool)>,
     /// `reload`: the effective polling interval.
     pub reload: Option<std::time::Duration>,
+    /// `multisocket`: sockets per listener.
+    pub multisocket: Option<usize>,
+    /// `shed`.
+    pub shed: bool,
 }
 
 /// One server block, set up.
@@ -179,6 +183,8 @@ pub struct Listener {
     pub label: String,
     /// (zone, block index) pairs in block order.
     pub sites: Vec<(String, usize)>,
+    /// `multisocket` of the listener's first block.
+    pub sockets: Option<usize>,
 }
 
 /// A complete configuration.
@@ -283,7 +289,7 @@ pub fn build(input: Input, dns_port: &str) -> Result<Config, Diagnostic> {
             let Some(tokens) = sb.tokens(dir) else {
                 continue;
             };
-            if !directives::implemented(dir) {
+            if !directives::implemented(dir) && !directives::CHECKED_ONLY.contains(&dir) {
                 return Err(Diagnostic::plain("not supported by ringdns yet").in_plugin(dir));
             }
             let block = &mut blocks[bi];
@@ -366,6 +372,7 @@ fn group(blocks: &[Block]) -> Result<Vec<Listener>, Diagnostic> {
                 match listeners.iter_mut().find(|l| l.label == label) {
                     Some(l) => l.sites.push((a.zone.clone(), b.index)),
                     None => listeners.push(Listener {
+                        sockets: b.settings.multisocket,
                         transport: a.transport,
                         host: h.clone(),
                         port: a.port.clone(),

@@ -41,8 +41,8 @@ fn error_table() {
             "plugin/errors: this plugin can only be used once per Server Block",
         ),
         (
-            ". {\n forward . 1.2.3.4\n}",
-            "plugin/forward: not supported by ringdns yet",
+            ". {\n rewrite name a b\n}",
+            "plugin/rewrite: not supported by ringdns yet",
         ),
         (
             "example.org:1053 {\n whoami\n}\nexample.org:1053 {\n whoami\n}",
@@ -97,6 +97,70 @@ fn error_table() {
             "plugin/erratic: illegal amount value given \"-1\"",
         ),
         (". {\n any\n whoami\n}", "ok"),
+        (
+            ". {\n multisocket 0\n}",
+            "plugin/multisocket: num sockets can not be zero or negative: 0",
+        ),
+        (
+            ". {\n multisocket 2000\n}",
+            "plugin/multisocket: num sockets exceeds maximum (1024): 2000",
+        ),
+        (
+            ". {\n multisocket x\n}",
+            "plugin/multisocket: invalid num sockets: strconv.Atoi: parsing \"x\": invalid syntax",
+        ),
+        (
+            ". {\n multisocket 1 2\n}",
+            "plugin/multisocket: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after '2'",
+        ),
+        (
+            ". {\n shed x\n}",
+            "plugin/shed: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'x'",
+        ),
+        (
+            "tls://. {\n shed\n}",
+            "plugin/shed: Corefile:2 - Error during parsing: only plain DNS server blocks are supported; \"tls://.:853\" uses transport \"tls\"",
+        ),
+        (
+            ". {\n pprof localhost\n}",
+            "plugin/pprof: address localhost: missing port in address",
+        ),
+        (
+            ". {\n pprof\n}",
+            "plugin/pprof: Go's /debug/pprof endpoints are not supported by ringdns; profile it with perf",
+        ),
+        (
+            ". {\n reload 1s\n}",
+            "plugin/reload: interval value must be greater or equal to 2s",
+        ),
+        (
+            ". {\n reload 5s 500ms\n}",
+            "plugin/reload: jitter value must be 0 or greater or equal to 1s",
+        ),
+        (
+            ". {\n prometheus localhost\n}",
+            "plugin/prometheus: address localhost: missing port in address",
+        ),
+        (
+            ". {\n prometheus {\n  tls x.yml\n }\n}",
+            "plugin/prometheus: Corefile:3 - Error during parsing: tls for the metrics endpoint is not supported by ringdns yet",
+        ),
+        (
+            ". {\n prometheus\n prometheus :9154\n}",
+            "plugin/prometheus: this plugin can only be used once per Server Block",
+        ),
+        (
+            ". {\n health {\n  lameduck x\n }\n}",
+            "plugin/health: unable to parse lameduck duration value: 'x' : time: invalid duration \"x\"",
+        ),
+        (
+            ". {\n ready {\n  monitor sometimes\n }\n}",
+            "plugin/ready: Corefile:3 - Error during parsing: monitor type 'sometimes' not supported",
+        ),
+        (
+            ". {\n loop x\n}",
+            "plugin/loop: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'x'",
+        ),
     ];
     for (input, want) in cases {
         assert_eq!(&err(input), want, "input: {input:?}");

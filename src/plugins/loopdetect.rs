@@ -117,7 +117,11 @@ impl Loop {
             .name("loop-probe".into())
             .spawn(move || {
                 let target: Option<SocketAddr> = {
-                    let a = if addr.starts_with(':') { format!("127.0.0.1{addr}") } else { addr };
+                    let a = if addr.starts_with(':') {
+                        format!("127.0.0.1{addr}")
+                    } else {
+                        addr
+                    };
                     a.parse().ok()
                 };
                 let deadline = Instant::now() + Duration::from_secs(30);

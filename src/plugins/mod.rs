@@ -16,6 +16,7 @@ pub mod loopdetect;
 pub mod metadata;
 pub mod minimal;
 pub mod nsid;
+pub mod procctl;
 pub mod prometheus;
 pub mod reload;
 pub mod settings;
@@ -86,6 +87,9 @@ pub fn setup(
         "nsid" => PluginConfig::Nsid(nsid::setup(d)?),
         "bufsize" => PluginConfig::Bufsize(bufsize::setup(d)?),
         "reload" => return reload::setup(d, ctx).map(|()| None),
+        "multisocket" => return procctl::multisocket(d, ctx).map(|()| None),
+        "shed" => return procctl::shed(d, ctx).map(|()| None),
+        "pprof" => return procctl::pprof(d).map(|()| None),
         "health" => return health::setup_health(d, ctx).map(|()| None),
         "ready" => return health::setup_ready(d, ctx).map(|()| None),
         "prometheus" => PluginConfig::Prometheus(prometheus::setup(d, ctx)?),

@@ -84,7 +84,9 @@ pub async fn udp_loop(
             }
         });
         drop(active);
+        let before = batch.send_drops;
         batch.flush();
+        crate::metrics::count_send_drops(&label, batch.send_drops - before);
     }
 }
 

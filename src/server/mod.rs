@@ -315,15 +315,17 @@ pub fn bind_all(
             )
         })?;
         let mut actual = port;
-        for (w, socks) in per_worker.iter_mut().enumerate() {
+        // One socket set per worker, or `multisocket N` sets spread round-robin.
+        let count = l.sockets.unwrap_or(workers);
+        for i in 0..count {
             let v = bind_sockets(&l.host, actual, &l.label)?;
-            if w == 0 && port == 0 {
+            if i == 0 && port == 0 {
                 actual = v
                     .first()
                     .and_then(|s| s.udp.local_addr().ok())
                     .map_or(0, |a| a.port());
             }
-            socks.extend(v);
+            per_worker[i % workers].extend(v);
         }
     }
     Ok(per_worker)
@@ -431,7 +433,8 @@ pub fn banner(cfg: &Config) -> String {
         } else {
             format!("{}://", l.transport)
         };
-        for z in zones {
+        let copies = l.sockets.unwrap_or(1);
+        for z in zones.iter().copied().cycle().take(zones.len() * copies) {
             if !corefile::keys::rfc1035_preferred(z) {
                 out.push_str(&format!(
                     "Warning: Domain {z:?} does not follow RFC1035 preferred syntax\n"

@@ -67,6 +67,21 @@ pub fn set_plugin_enabled(a: &Active) {
             }
         }
     }
+    let mut shed: Vec<String> = a
+        .config
+        .listeners
+        .iter()
+        .filter(|l| {
+            l.sites
+                .iter()
+                .any(|(_, b)| a.config.blocks[*b].settings.shed)
+        })
+        .map(|l| l.label.clone())
+        .collect();
+    shed.dedup();
+    *metrics::SHED_SERVERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = shed;
     v.sort();
     v.dedup();
     *metrics::PLUGIN_ENABLED

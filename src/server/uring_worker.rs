@@ -225,7 +225,9 @@ fn process(
                 };
                 match handle(l, data, meta, resp, scratch) {
                     Outcome::Reply => {
-                        let _ = h.send_udp(sock, peer, resp);
+                        if h.send_udp(sock, peer, resp).is_err() {
+                            crate::metrics::count_send_drops(label, 1);
+                        }
                     }
                     Outcome::Drop => {}
                     Outcome::Parked { block, at, st: rs } => {

@@ -615,15 +615,33 @@ fn bad_corefiles_fail_fast_with_clear_errors() {
     let dir = TempDir::new("bad");
     let run = |conf: &std::path::Path| {
         let t0 = std::time::Instant::now();
-        let o = std::process::Command::new(bin()).arg("-conf").arg(conf).arg("-validate").output().expect("run");
-        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned(), t0.elapsed())
+        let o = std::process::Command::new(bin())
+            .arg("-conf")
+            .arg(conf)
+            .arg("-validate")
+            .output()
+            .expect("run");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+            t0.elapsed(),
+        )
     };
     // 100 MB Corefile.
     let big = dir.0.join("big.Corefile");
-    std::fs::File::create(&big).expect("create").set_len(100 << 20).expect("size");
+    std::fs::File::create(&big)
+        .expect("create")
+        .set_len(100 << 20)
+        .expect("size");
     let (code, err, took) = run(&big);
     assert_eq!(code, Some(1));
-    assert_eq!(err, format!("loading Caddyfile via flag: read {}: file is larger than 16 MiB\n", big.display()));
+    assert_eq!(
+        err,
+        format!(
+            "loading Caddyfile via flag: read {}: file is larger than 16 MiB\n",
+            big.display()
+        )
+    );
     assert!(took < Duration::from_secs(5));
     // An import cycle.
     dir.write("a.conf", "import b.conf\n");
@@ -631,13 +649,19 @@ fn bad_corefiles_fail_fast_with_clear_errors() {
     let c = dir.write("cycle.Corefile", ".:1053 {\n import a.conf\n}\n");
     let (code, err, took) = run(&c);
     assert_eq!(code, Some(1));
-    assert!(err.ends_with("Error during parsing: maximum file import depth (10000) exceeded\n"), "{err}");
+    assert!(
+        err.ends_with("Error during parsing: maximum file import depth (10000) exceeded\n"),
+        "{err}"
+    );
     assert!(took < Duration::from_secs(5));
     // An import of /dev/zero.
     let c = dir.write("zero.Corefile", ".:1053 {\n import /dev/zero\n}\n");
     let (code, err, _) = run(&c);
     assert_eq!(code, Some(1));
-    assert!(err.contains("Could not read tokens while importing /dev/zero: file is larger than 16 MiB"), "{err}");
+    assert!(
+        err.contains("Could not read tokens while importing /dev/zero: file is larger than 16 MiB"),
+        "{err}"
+    );
     // 10,000-deep nesting in a directive block is fine.
     let mut deep = String::from(".:1053 {\n log . {\n");
     deep.push_str(&"x {\n".repeat(10_000));
@@ -645,7 +669,11 @@ fn bad_corefiles_fail_fast_with_clear_errors() {
     deep.push_str(" }\n whoami\n}\n");
     let c = dir.write("deep.Corefile", &deep);
     let (code, err, took) = run(&c);
-    assert_eq!(code, Some(1), "log rejects the unknown property, after parsing the nesting");
+    assert_eq!(
+        code,
+        Some(1),
+        "log rejects the unknown property, after parsing the nesting"
+    );
     assert!(err.starts_with("plugin/log: "), "{err}");
     assert!(took < Duration::from_secs(5));
 }

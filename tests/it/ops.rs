@@ -375,3 +375,44 @@ fn loop_between_two_instances_is_fatal() {
         assert!(re.is_match(fatal), "{be}: {fatal}");
     }
 }
+
+#[test]
+fn multisocket_and_shed() {
+    for be in backends() {
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n multisocket 3\n shed\n prometheus 127.0.0.1:{mport}\n whoami\n}}\n"
+            ),
+            be,
+        );
+        let zone_lines = s
+            .lines()
+            .iter()
+            .filter(|l| **l == format!(".:{}", s.port))
+            .count();
+        assert_eq!(
+            zone_lines, 3,
+            "{be}: the banner repeats per socket, as CoreDNS's does"
+        );
+        for i in 0..20 {
+            assert_eq!(
+                dig_status(&s.dig(&[&format!("q{i}.example"), "A"])),
+                "NOERROR",
+                "{be}"
+            );
+        }
+        let (_, _, body) = http(mport, "GET", "/metrics").expect("scrape");
+        assert!(
+            body.contains(&format!(
+                "coredns_shed_dropped_total{{reason=\"query\",server=\"dns://:{}\"}} 0",
+                s.port
+            )),
+            "{be}"
+        );
+        assert!(
+            body.contains("coredns_shed_dropped_total{reason=\"response\""),
+            "{be}"
+        );
+    }
+}
