@@ -31,6 +31,8 @@ const SCAN_NS: u64 = 10_000_000;
 const SPIN_NS: u64 = 200_000;
 /// A gap this long between two busy-polling turns means another task ran.
 const PREEMPTED_NS: u64 = 1_000_000;
+/// Preemptions within a second after which polling pauses for a second.
+const PREEMPTIONS_PER_S: u32 = 20;
 
 /// Opens one connected, non-blocking UDP socket towards `server`.
 pub fn open_socket(server: SocketAddr, bufsize: Option<usize>) -> Result<UdpSocket> {
@@ -248,6 +250,49 @@ impl Engine<'_> {
     }
 }
 
+/// With `-Q`, decides whether a wait is busy-polled or slept: sleeping and
+/// being woken costs tens of microseconds on a VM, and with latency counted
+/// from the schedule that cost would show. Long waits sleep but wake
+/// `SPIN_NS / 2` early. Polling stops for a second when the thread is
+/// preempted often (another task wants this core: polling only loses to it).
+#[derive(Debug, Default)]
+struct Pacer {
+    polled: bool,
+    last_turn: u64,
+    preempted: u32,
+    window_start: u64,
+    off_until: u64,
+}
+
+impl Pacer {
+    fn turn(&mut self, now: u64) {
+        if self.polled && now.saturating_sub(self.last_turn) > PREEMPTED_NS {
+            if now - self.window_start > 1_000_000_000 {
+                self.window_start = now;
+                self.preempted = 0;
+            }
+            self.preempted += 1;
+            if self.preempted >= PREEMPTIONS_PER_S {
+                self.off_until = now + 1_000_000_000;
+            }
+        }
+        self.last_turn = now;
+    }
+
+    /// The time to wait in `ppoll` for a wait of `wait` ns.
+    fn wait(&mut self, now: u64, wait: u64, allowed: bool) -> u64 {
+        self.polled = false;
+        if !allowed || now < self.off_until {
+            return wait;
+        }
+        if wait < SPIN_NS {
+            self.polled = true;
+            return 0;
+        }
+        wait - SPIN_NS / 2
+    }
+}
+
 /// Runs one thread's share of the load until the time limit or the end of
 /// the input, then waits up to the timeout for answers still in flight.
 pub fn run_thread(plan: &Plan, clients: usize, shared: &Shared) -> Result<Stats> {
@@ -277,15 +322,10 @@ pub fn run_thread(plan: &Plan, clients: usize, shared: &Shared) -> Result<Stats>
     let clock = plan.clock;
     let mut stop_ns: Option<u64> = None;
     let mut next_scan = SCAN_NS;
-    // Busy-polling is given up for 100 ms whenever a turn shows we were
-    // descheduled: on a shared core spinning only loses to the other task.
-    let (mut spun, mut last_turn, mut spin_off_until) = (false, 0u64, 0u64);
+    let mut pacer = Pacer::default();
     loop {
         let now = clock.now();
-        if spun && now.saturating_sub(last_turn) > PREEMPTED_NS {
-            spin_off_until = now + 100_000_000;
-        }
-        last_turn = now;
+        pacer.turn(now);
         if stop_ns.is_none() && (e.exhausted || plan.end_ns.is_some_and(|end| now >= end)) {
             stop_ns = Some(now);
         }
@@ -322,17 +362,8 @@ pub fn run_thread(plan: &Plan, clients: usize, shared: &Shared) -> Result<Stats>
             }
         }
         let now2 = clock.now();
-        let mut wait = wake.saturating_sub(now2);
-        spun = !plan.shared_core
-            && plan.rate.is_some()
-            && stop_ns.is_none()
-            && wait < SPIN_NS
-            && now2 >= spin_off_until;
-        if spun {
-            // Keep the core awake: sleeping and being woken costs tens of
-            // microseconds on a VM, which would show as latency.
-            wait = 0;
-        }
+        let poll = !plan.shared_core && plan.rate.is_some() && stop_ns.is_none();
+        let wait = pacer.wait(now2, wake.saturating_sub(now2), poll);
         match ppoll(&mut pfds, Some(timespec(wait)), None) {
             Ok(0) | Err(_) => continue,
             Ok(_) => {}
