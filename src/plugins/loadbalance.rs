@@ -314,7 +314,7 @@ impl Loadbalance {
             })
             .collect();
         let sum: u32 = weighted.iter().map(|(_, w)| u32::from(*w)).sum();
-        weighted.sort_by(|a, b| b.1.cmp(&a.1));
+        weighted.sort_by_key(|w| std::cmp::Reverse(w.1));
         let v = fastrand::u32(..sum.max(1));
         let mut psum = 0u32;
         if let Some(&(top, _)) = weighted.iter().find(|(_, wt)| {
