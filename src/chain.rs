@@ -129,7 +129,13 @@ pub struct Ctx<'a> {
     pub st: ReqState,
     /// Scratch space for plugins that rebuild messages.
     pub scratch: &'a mut Vec<u8>,
+    /// Messages that follow the reply on a TCP connection (zone transfers):
+    /// the server sends them in order after `resp`, each scrubbed like it.
+    pub more: Option<MoreMessages>,
 }
+
+/// The messages after the first of a multi-message reply.
+pub type MoreMessages = Box<dyn Iterator<Item = Vec<u8>> + Send>;
 
 impl<'a> Ctx<'a> {
     /// A context for `req`.
@@ -161,6 +167,7 @@ impl<'a> Ctx<'a> {
             written: false,
             st,
             scratch,
+            more: None,
         }
     }
 

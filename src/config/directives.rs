@@ -89,6 +89,8 @@ pub const IMPLEMENTED: &[&str] = &[
     "loadbalance",
     "header",
     "minimal",
+    "transfer",
+    "file",
     "forward",
     "loop",
     "erratic",

@@ -6,6 +6,7 @@ pub mod bufsize;
 pub mod chaos;
 pub mod erratic;
 pub mod errors;
+pub mod file;
 pub mod forward;
 pub mod header;
 pub mod health;
@@ -21,6 +22,7 @@ pub mod prometheus;
 pub mod reload;
 pub mod settings;
 pub mod timeouts;
+pub mod transfer;
 pub mod whoami;
 
 use corefile::{Diagnostic, Dispenser};
@@ -57,6 +59,10 @@ pub enum PluginConfig {
     Header(header::HeaderConfig),
     /// `minimal`.
     Minimal,
+    /// `transfer`.
+    Transfer(transfer::TransferConfig),
+    /// `file`.
+    File(file::FileConfig),
     /// `forward` (every stanza of the block, in order).
     Forward(Vec<forward::ForwardConfig>),
     /// `loop`.
@@ -74,7 +80,9 @@ pub fn setup(
     d: &mut Dispenser,
     ctx: &mut SetupCtx<'_>,
 ) -> Result<Option<PluginConfig>, Diagnostic> {
-    Ok(Some(match name {
+    // Zone plugins answer REFUSED when no handler follows them.
+    let followers = transfer::link::before_setup(ctx);
+    let conf = match name {
         "root" => return settings::root(d, ctx).map(|()| None),
         "bind" => return settings::bind(d, ctx).map(|()| None),
         "debug" => return settings::debug(d, ctx).map(|()| None),
@@ -107,6 +115,8 @@ pub fn setup(
             minimal::setup(d)?;
             PluginConfig::Minimal
         }
+        "transfer" => PluginConfig::Transfer(transfer::setup(d, ctx)?),
+        "file" => PluginConfig::File(file::setup(d, ctx)?),
         "forward" => PluginConfig::Forward(forward::setup(d, ctx)?),
         "loop" => PluginConfig::Loop(loopdetect::setup(d, ctx)?),
         "erratic" => PluginConfig::Erratic(erratic::setup(d)?),
@@ -115,7 +125,9 @@ pub fn setup(
             PluginConfig::Whoami
         }
         other => return Err(Diagnostic::plain("not supported by ringdns yet").in_plugin(other)),
-    }))
+    };
+    transfer::link::handler_set_up(ctx, followers);
+    Ok(Some(conf))
 }
 
 /// A built plugin instance.
@@ -146,6 +158,10 @@ pub enum Plugin {
     Header(header::Header),
     /// `minimal`.
     Minimal,
+    /// `transfer`.
+    Transfer(transfer::Transfer),
+    /// `file`.
+    File(file::File),
     /// `forward`.
     Forward(forward::Forward),
     /// `loop`.
@@ -173,6 +189,8 @@ impl Plugin {
             PluginConfig::Loadbalance(c) => Self::Loadbalance(loadbalance::Loadbalance::new(c)?),
             PluginConfig::Header(c) => Self::Header(header::Header::new(c)),
             PluginConfig::Minimal => Self::Minimal,
+            PluginConfig::Transfer(c) => Self::Transfer(transfer::Transfer::new(c)),
+            PluginConfig::File(c) => Self::File(file::File::new(c)),
             PluginConfig::Forward(c) => Self::Forward(forward::Forward::new(c)?),
             PluginConfig::Loop(c) => Self::Loop(Box::new(loopdetect::Loop::new(c))),
             PluginConfig::Erratic(c) => Self::Erratic(erratic::Erratic::new(c)),
@@ -196,6 +214,8 @@ impl Plugin {
             Self::Loadbalance(_) => "loadbalance",
             Self::Header(_) => "header",
             Self::Minimal => "minimal",
+            Self::Transfer(_) => "transfer",
+            Self::File(_) => "file",
             Self::Forward(_) => "forward",
             Self::Loop(_) => "loop",
             Self::Erratic(_) => "erratic",
@@ -232,6 +252,8 @@ impl Plugin {
             Self::Any => any::serve(ctx),
             Self::Chaos(p) => p.serve(ctx),
             Self::Header(p) => p.serve(ctx),
+            Self::Transfer(p) => p.serve(ctx),
+            Self::File(p) => p.serve(ctx),
             Self::Forward(p) => p.serve(ctx),
             Self::Loop(p) => p.serve(ctx),
             Self::Erratic(p) => p.serve(ctx),

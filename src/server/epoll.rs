@@ -11,7 +11,7 @@ use std::time::Instant;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
-use super::handle::{Meta, Outcome, handle, resume};
+use super::handle::{Meta, Outcome, handle, resume, scrub_more};
 use super::{Shared, WorkerLimits, canonical};
 use crate::chain::Proto;
 
@@ -49,7 +49,8 @@ pub async fn udp_loop(
                 now,
             };
             match handle(l, data, meta, resp, &mut scratch) {
-                Outcome::Reply => Some(peer),
+                // A stream is TCP-only; over UDP only its first message exists.
+                Outcome::Reply | Outcome::Stream(_) => Some(peer),
                 Outcome::Drop => None,
                 Outcome::Parked { block, at, st } => {
                     if limits.parked.get() >= MAX_PARKED {
@@ -161,6 +162,7 @@ async fn tcp_conn(
         }
         let now = Instant::now();
         let mut resp = Vec::with_capacity(512);
+        let mut stream = None;
         let out = {
             let active = shared.active.load();
             let Some(l) = active.find(label) else { break };
@@ -199,11 +201,29 @@ async fn tcp_conn(
                     None
                 }
                 Outcome::Reply => Some(resp),
+                Outcome::Stream(more) => {
+                    stream = Some(more);
+                    Some(resp)
+                }
                 Outcome::Drop => None,
             }
         };
         if let Some(r) = out {
             if tx.send(r).await.is_err() {
+                break;
+            }
+        }
+        // A zone transfer: the following messages, as the writer drains.
+        if let Some(more) = stream {
+            let mut gone = false;
+            for mut m in more {
+                scrub_more(&buf, &mut m);
+                if tx.send(m).await.is_err() {
+                    gone = true;
+                    break;
+                }
+            }
+            if gone {
                 break;
             }
         }

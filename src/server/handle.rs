@@ -40,6 +40,10 @@ pub enum Outcome {
     Reply,
     /// Nothing to send.
     Drop,
+    /// `resp` holds the first message of a multi-message reply (a zone
+    /// transfer, TCP only); the rest follow in order on the same connection,
+    /// each passed through [`scrub_more`] first.
+    Stream(crate::chain::MoreMessages),
     /// The chain parked at plugin `at` of block `block`; continue with [`resume`].
     Parked {
         /// Index into `chains`.
@@ -187,7 +191,18 @@ fn finish(ctx: &mut Ctx<'_>, st: &Status) -> Outcome {
         ctx.proto,
         v6,
     );
-    Outcome::Reply
+    match ctx.more.take() {
+        Some(more) if ctx.proto == Proto::Tcp => Outcome::Stream(more),
+        _ => Outcome::Reply,
+    }
+}
+
+/// Scrubs a message that follows the first of a stream as CoreDNS's scrub
+/// writer does every message: the request's OPT (TCP needs no truncation).
+pub fn scrub_more(data: &[u8], msg: &mut Vec<u8>) {
+    if let Verdict::Query(req) = parse_query(data) {
+        scrub::size_and_do(msg, &req, None);
+    }
 }
 
 /// BADVERS (RFC 6891 §6.1.3): rcode 16 via the extended rcode, OPT version 0,

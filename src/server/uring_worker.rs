@@ -16,7 +16,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 use uring::{ConnId, Engine, EngineConfig, Event, ListenerId, SocketId};
 
-use super::handle::{Meta, Outcome, handle, resume};
+use super::handle::{Meta, Outcome, handle, resume, scrub_more};
 use super::{Shared, WorkerCmd, WorkerHandle, WorkerSockets, canonical};
 use crate::chain::Proto;
 
@@ -224,7 +224,8 @@ fn process(
                     now,
                 };
                 match handle(l, data, meta, resp, scratch) {
-                    Outcome::Reply => {
+                    // A stream is TCP-only; over UDP only its first message exists.
+                    Outcome::Reply | Outcome::Stream(_) => {
                         if h.send_udp(sock, peer, resp).is_err() {
                             crate::metrics::count_send_drops(label, 1);
                         }
@@ -308,6 +309,15 @@ fn process(
                     Outcome::Reply => {
                         let _ = h.send_tcp(conn, resp);
                     }
+                    Outcome::Stream(more) => {
+                        let _ = h.send_tcp(conn, resp);
+                        tokio::task::spawn_local(stream_tcp(
+                            Rc::clone(engine),
+                            conn,
+                            data.to_vec(),
+                            more,
+                        ));
+                    }
                     Outcome::Drop => {}
                     Outcome::Parked { block, at, st: rs } => {
                         if parked_now >= MAX_PARKED {
@@ -351,5 +361,41 @@ fn process(
         if n == 0 {
             break;
         }
+    }
+}
+
+/// Bytes a zone transfer keeps queued on its connection at most (the engine
+/// closes connections past `max_tcp_queue`).
+const STREAM_AHEAD: usize = 128 * 1024;
+
+/// Sends the rest of a multi-message reply (a zone transfer) as the
+/// connection drains, each message scrubbed as the first one was.
+async fn stream_tcp(
+    engine: Rc<RefCell<Engine>>,
+    conn: ConnId,
+    request: Vec<u8>,
+    mut more: crate::chain::MoreMessages,
+) {
+    loop {
+        {
+            let mut eng = engine.borrow_mut();
+            loop {
+                match eng.tcp_queued(conn) {
+                    None => return,
+                    Some(q) if q >= STREAM_AHEAD => break,
+                    Some(_) => {}
+                }
+                let Some(mut m) = more.next() else {
+                    let _ = eng.submit();
+                    return;
+                };
+                scrub_more(&request, &mut m);
+                if eng.send_tcp(conn, &m).is_err() {
+                    return;
+                }
+            }
+            let _ = eng.submit();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }

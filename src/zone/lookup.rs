@@ -94,6 +94,9 @@ struct Cx<'a> {
     do_: bool,
 }
 
+/// Called with each record: owner, type, class, TTL, RDATA.
+type RrVisitor<'a> = dyn FnMut(&[u8], u16, u16, u32, &[u8]) + 'a;
+
 /// Deepest nested lookup (CoreDNS's `loop > 8` check).
 const MAX_DEPTH: u8 = 8;
 
@@ -122,7 +125,7 @@ impl Plan {
     }
 
     /// Calls `f(owner, rr, rdata)` for each record of `e`.
-    fn each(&self, primary: &Zone, e: &Entry, f: &mut dyn FnMut(&[u8], u16, u16, u32, &[u8])) {
+    fn each(&self, primary: &Zone, e: &Entry, f: &mut RrVisitor<'_>) {
         match *e {
             Entry::Rrs {
                 z,

@@ -390,6 +390,39 @@ impl Zone {
         }
     }
 
+    /// Number of records a transfer sends before the closing SOA.
+    pub fn transfer_len(&self) -> usize {
+        self.apex.len() + self.rrs.len()
+    }
+
+    /// Record `i` of the transfer order (see [`Self::for_each_record`]);
+    /// `node` is a cursor to pass back unchanged for consecutive calls.
+    pub fn transfer_record(&self, i: usize, node: &mut usize) -> Option<(&[u8], &Rr, &[u8])> {
+        if let Some(a) = self.apex.get(i) {
+            let owner =
+                &self.arena[a.owner_off as usize..a.owner_off as usize + a.owner_len as usize];
+            return Some((owner, &a.rr, self.rr_rdata(&a.rr)));
+        }
+        let k = i - self.apex.len();
+        let r = self.rrs.get(k)?;
+        if self
+            .nodes
+            .get(*node)
+            .is_none_or(|n| (n.rr_start as usize) > k)
+        {
+            *node = 0;
+        }
+        while self
+            .nodes
+            .get(*node)
+            .is_some_and(|n| (n.rr_end as usize) <= k)
+        {
+            *node += 1;
+        }
+        let n = self.nodes.get(*node)?;
+        Some((self.rr_owner(n, r), r, self.rr_rdata(r)))
+    }
+
     /// The SOA record: owner, header and RDATA.
     pub fn soa_record(&self) -> Option<(&[u8], &Rr, &[u8])> {
         let a = &self.apex[self.soa?];

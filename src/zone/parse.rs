@@ -650,7 +650,7 @@ pub fn type_code(t: &[u8]) -> Option<u16> {
 /// Presentation name → uncompressed wire form appended to `out`. `@` is the
 /// origin; a name without a final unescaped dot is relative to `origin`
 /// (wire form). `\X` and `\DDD` escapes; labels of 1–63 octets, 255 in all.
-pub fn name_to_wire(t: &[u8], origin: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+pub(crate) fn name_to_wire(t: &[u8], origin: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
     let start = out.len();
     if t == b"@" {
         out.extend_from_slice(origin);

@@ -698,6 +698,9 @@ pub(crate) fn parse(
     f.end()
 }
 
+/// An SVCB parameter: key and value (escapes left in place).
+pub(crate) type Param = (Vec<u8>, Option<Vec<u8>>);
+
 /// What the SVCB parser needs of the field reader.
 pub(crate) struct SvcbFields<'a, 'b, 's> {
     f: &'a mut F<'b, 's>,
@@ -712,7 +715,7 @@ impl SvcbFields<'_, '_, '_> {
     }
     /// The next parameter: `key` and its value if any (`key=value`,
     /// `key="value"`, escapes left in place).
-    pub(crate) fn param(&mut self) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, Fail> {
+    pub(crate) fn param(&mut self) -> Result<Option<Param>, Fail> {
         if self.f.done() {
             return Ok(None);
         }

@@ -71,6 +71,12 @@ impl Engine {
     }
 
     /// Unreachable: no engine exists.
+    pub fn tcp_queued(&self, conn: ConnId) -> Option<usize> {
+        let _ = conn;
+        match self.never {}
+    }
+
+    /// Unreachable: no engine exists.
     pub fn submit_and_wait(
         &mut self,
         min_complete: usize,

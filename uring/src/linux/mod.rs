@@ -223,6 +223,13 @@ impl Engine {
         self.core.close_tcp(conn);
     }
 
+    /// Bytes queued for a connection and not yet written (length prefixes included), `None`
+    /// once it is closed. Lets a caller stream a long reply (a zone transfer) without
+    /// exceeding `max_tcp_queue`.
+    pub fn tcp_queued(&self, conn: ConnId) -> Option<usize> {
+        self.core.tcp_queued(conn)
+    }
+
     /// Submits everything queued in one `io_uring_enter` and waits for at least
     /// `min_complete` completions or `timeout`. A timeout or a signal is not an error.
     pub fn submit_and_wait(

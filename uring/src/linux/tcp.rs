@@ -488,6 +488,12 @@ impl Core {
         Ok(())
     }
 
+    pub(super) fn tcp_queued(&self, id: ConnId) -> Option<usize> {
+        let cidx = self.conns.open_idx(id)?;
+        let c = &self.conns.slots[cidx as usize];
+        Some(c.out.len() - c.out_sent + c.pending.len())
+    }
+
     pub(super) fn close_tcp(&mut self, id: ConnId) {
         let Some(cidx) = self.conns.open_idx(id) else {
             return;
