@@ -16,6 +16,7 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "ci/test.sh: installing ${need[*]}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  before=$(pgrep -x 'nsd|knotd' || true)
   policy=/usr/sbin/policy-rc.d
   made_policy=0
   if [ ! -e "$policy" ]; then
@@ -26,12 +27,12 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   if [ "$made_policy" = 1 ]; then $SUDO rm -f "$policy"; fi
-  # Packages may still have started their daemons: stop exactly those.
-  for d in nsd knotd; do
-    for pid in $(pgrep -x "$d" || true); do
-      echo "ci/test.sh: stopping $d (pid $pid) started by the install"
+  # Packages may still have started their daemons: stop exactly those the install started.
+  for pid in $(pgrep -x 'nsd|knotd' || true); do
+    if ! printf '%s\n' $before | grep -qx "$pid"; then
+      echo "ci/test.sh: stopping pid $pid started by the install"
       $SUDO kill -TERM "$pid" 2>/dev/null || true
-    done
+    fi
   done
 fi
 
