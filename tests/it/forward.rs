@@ -106,15 +106,21 @@ impl Fake {
             seen: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
         };
-        udp.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+        udp.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
         let (mode, seen, stop) = (f.mode.clone(), f.seen.clone(), f.stop.clone());
         std::thread::spawn(move || {
             let udp = Arc::new(udp);
             let mut buf = vec![0u8; 65535];
             while !stop.load(Ordering::Relaxed) {
-                let Ok((n, peer)) = udp.recv_from(&mut buf) else { continue };
+                let Ok((n, peer)) = udp.recv_from(&mut buf) else {
+                    continue;
+                };
                 let q = buf[..n].to_vec();
-                seen.lock().expect("lock").push(Seen { tcp: false, msg: q.clone() });
+                seen.lock().expect("lock").push(Seen {
+                    tcp: false,
+                    msg: q.clone(),
+                });
                 let m = *mode.lock().expect("lock");
                 let u = Arc::clone(&udp);
                 let send = move |r: Vec<u8>| {
@@ -140,14 +146,17 @@ impl Fake {
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 };
-                let (mode, seen, stop, tls) = (mode.clone(), seen.clone(), stop.clone(), tls.clone());
+                let (mode, seen, stop, tls) =
+                    (mode.clone(), seen.clone(), stop.clone(), tls.clone());
                 std::thread::spawn(move || {
                     let _ = s.set_nonblocking(false);
                     let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
                     match tls {
                         None => serve_stream(s, &mode, &seen, &stop, tag),
                         Some(cfg) => {
-                            let Ok(conn) = rustls::ServerConnection::new(cfg) else { return };
+                            let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+                                return;
+                            };
                             let st = rustls::StreamOwned::new(conn, s);
                             serve_stream(st, &mode, &seen, &stop, tag);
                         }
@@ -172,7 +181,10 @@ impl Fake {
 
     /// Queries seen other than health checks (`. IN NS`).
     pub fn queries(&self) -> Vec<Seen> {
-        self.seen().into_iter().filter(|s| s.question() != (".".into(), 2)).collect()
+        self.seen()
+            .into_iter()
+            .filter(|s| s.question() != (".".into(), 2))
+            .collect()
     }
 }
 
@@ -194,7 +206,12 @@ fn serve_stream(
         let mut len = [0u8; 2];
         match s.read_exact(&mut len) {
             Ok(()) => idle = 0,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 idle += 1;
                 continue;
             }
@@ -204,7 +221,10 @@ fn serve_stream(
         if s.read_exact(&mut q).is_err() {
             return;
         }
-        seen.lock().expect("lock").push(Seen { tcp: true, msg: q.clone() });
+        seen.lock().expect("lock").push(Seen {
+            tcp: true,
+            msg: q.clone(),
+        });
         let m = *mode.lock().expect("lock");
         let r = match m {
             Mode::Drop => continue,
@@ -225,7 +245,9 @@ fn serve_stream(
 /// The fake's reply to `q`.
 fn reply(q: &[u8], m: Mode, tcp: bool, tag: u8) -> Vec<u8> {
     if m == Mode::Garbage {
-        return (0..40).map(|i| (i * 37 + 11) as u8 ^ fastrand::u8(..)).collect();
+        return (0..40)
+            .map(|i| (i * 37 + 11) as u8 ^ fastrand::u8(..))
+            .collect();
     }
     let qend = question_end(q);
     let mut r = q[..2].to_vec();
@@ -240,7 +262,8 @@ fn reply(q: &[u8], m: Mode, tcp: bool, tag: u8) -> Vec<u8> {
     };
     r.push(0x80 | tc | rd);
     r.push(0x80 | rcode);
-    let answer = matches!(m, Mode::Answer | Mode::WrongQuestion | Mode::Delay(_)) || (m == Mode::Tc && tcp);
+    let answer =
+        matches!(m, Mode::Answer | Mode::WrongQuestion | Mode::Delay(_)) || (m == Mode::Tc && tcp);
     r.extend_from_slice(&[0, 1, 0, u8::from(answer), 0, 0, 0, 0]);
     if m == Mode::WrongQuestion {
         r.extend_from_slice(b"\x05wrong\x07example\x00");
@@ -285,13 +308,18 @@ impl Nsd {
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
-        let n = Self { child, port, _dir: dir };
+        let n = Self {
+            child,
+            port,
+            _dir: dir,
+        };
         // Ready when it answers.
         let q = query(1, "www.example.org", 1, 1, None);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-            s.set_read_timeout(Some(Duration::from_millis(200))).expect("t");
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .expect("t");
             let _ = s.send_to(&q, ("127.0.0.1", port));
             let mut b = [0u8; 512];
             if s.recv(&mut b).is_ok() {
@@ -332,16 +360,27 @@ fn forward_to_nsd_udp_tcp_dig_kdig() {
     };
     for be in backends() {
         let s = TestServer::start(
-            &format!(".:{{port}} {{\n errors\n log\n forward . 127.0.0.1:{}\n}}\n", nsd.port),
+            &format!(
+                ".:{{port}} {{\n errors\n log\n forward . 127.0.0.1:{}\n}}\n",
+                nsd.port
+            ),
             be,
         );
         let out = s.dig(&["www.example.org", "A"]);
         assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
-        assert_eq!(answers(&out), ["www.example.org. 300 IN A 192.0.2.1"], "{be}");
+        assert_eq!(
+            answers(&out),
+            ["www.example.org. 300 IN A 192.0.2.1"],
+            "{be}"
+        );
         assert_eq!(dig_flags(&out), "qr aa rd", "{be}: {out}");
         assert!(out.contains("udp: 1232"), "{be}: {out}");
         let out = s.dig(&["+tcp", "WWW.example.org", "AAAA"]);
-        assert_eq!(answers(&out), ["WWW.example.org. 300 IN AAAA 2001:db8::1"], "{be}: {out}");
+        assert_eq!(
+            answers(&out),
+            ["WWW.example.org. 300 IN AAAA 2001:db8::1"],
+            "{be}: {out}"
+        );
         let out = s.kdig(&["www.example.org", "AAAA"]);
         assert!(out.contains("2001:db8::1"), "{be}: {out}");
         let out = s.kdig(&["+tcp", "www.example.org", "A"]);
@@ -372,14 +411,22 @@ fn forward_closed_port_matches_recorded_errors() {
         );
         let t0 = Instant::now();
         let r = s
-            .udp_raw(&query(1000, "example.com", 1, 1, Some((1232, 0, &[]))), Duration::from_secs(3))
+            .udp_raw(
+                &query(1000, "example.com", 1, 1, Some((1232, 0, &[]))),
+                Duration::from_secs(3),
+            )
             .expect("reply");
-        assert!(t0.elapsed() < Duration::from_secs(1), "{be}: refused is immediate");
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "{be}: refused is immediate"
+        );
         // The recorded shape: qr rd, SERVFAIL, question, OPT udp 1232, 40 octets.
         assert_eq!(r.len(), 40, "{be}");
         assert_eq!((r[2], r[3]), (0x81, 0x02), "{be}");
         assert_eq!(&r[4..12], &[0, 1, 0, 0, 0, 0, 0, 1], "{be}");
-        let l = s.wait_line(|l| l.starts_with("[ERROR]")).expect("errors line");
+        let l = s
+            .wait_line(|l| l.starts_with("[ERROR]"))
+            .expect("errors line");
         assert!(re_udp.is_match(&l), "{be}: {l}");
         let out = s.dig(&["+tcp", "example.net", "AAAA"]);
         assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
@@ -387,13 +434,24 @@ fn forward_closed_port_matches_recorded_errors() {
         let want = format!(
             "[ERROR] plugin/errors: 2 example.net. AAAA: dial tcp 127.0.0.1:{dead}: connect: connection refused"
         );
-        assert!(s.wait_line(|l| l == want).is_some(), "{be}: {:?}", s.lines());
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
         // The log line comes before its errors line.
         let lines = s.lines();
-        let log = lines.iter().position(|l| l.contains("\"AAAA IN example.net. tcp ")).expect("log");
+        let log = lines
+            .iter()
+            .position(|l| l.contains("\"AAAA IN example.net. tcp "))
+            .expect("log");
         let err = lines.iter().position(|l| *l == want).expect("err");
         assert!(log < err, "{be}");
-        assert!(lines[log].contains("SERVFAIL qr,rd 29 "), "{be}: {}", lines[log]);
+        assert!(
+            lines[log].contains("SERVFAIL qr,rd 29 "),
+            "{be}: {}",
+            lines[log]
+        );
     }
 }
 
@@ -409,7 +467,10 @@ fn forward_black_hole_times_out_after_two_attempts() {
         let out = s.dig(&["+time=8", "example.org", "A"]);
         let took = t0.elapsed();
         assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
-        assert!(took >= Duration::from_millis(3900) && took < Duration::from_millis(5500), "{be}: {took:?}");
+        assert!(
+            took >= Duration::from_millis(3900) && took < Duration::from_millis(5500),
+            "{be}: {took:?}"
+        );
         let re = regex::Regex::new(&format!(
             r"^\[ERROR\] plugin/errors: 2 example\.org\. A: read udp 127\.0\.0\.1:\d+->127\.0\.0\.1:{}: i/o timeout$",
             f.port
@@ -421,7 +482,11 @@ fn forward_black_hole_times_out_after_two_attempts() {
         let q = f.queries();
         assert_eq!(q.len(), 2, "{be}");
         assert_ne!(q[0].id(), q[1].id(), "{be}");
-        let hc: Vec<Seen> = f.seen().into_iter().filter(|s| s.question() == (".".into(), 2)).collect();
+        let hc: Vec<Seen> = f
+            .seen()
+            .into_iter()
+            .filter(|s| s.question() == (".".into(), 2))
+            .collect();
         assert!(!hc.is_empty() && hc.iter().all(Seen::rd), "{be}: {hc:?}");
     }
 }
@@ -438,30 +503,59 @@ fn forward_fault_modes_client_view() {
             be,
         );
         let out = s.dig(&["a.example.org", "A"]);
-        assert_eq!(answers(&out), ["a.example.org. 60 IN A 192.0.2.7"], "{be}: {out}");
+        assert_eq!(
+            answers(&out),
+            ["a.example.org. 60 IN A 192.0.2.7"],
+            "{be}: {out}"
+        );
         // The client's ID comes back; upstream saw another one.
-        let r = s.udp_raw(&query(4242, "b.example.org", 1, 1, None), Duration::from_secs(2)).expect("reply");
+        let r = s
+            .udp_raw(
+                &query(4242, "b.example.org", 1, 1, None),
+                Duration::from_secs(2),
+            )
+            .expect("reply");
         assert_eq!(u16::from_be_bytes([r[0], r[1]]), 4242);
-        assert_ne!(f.queries().last().expect("seen").id(), 4242, "{be}: upstream IDs are random");
+        assert_ne!(
+            f.queries().last().expect("seen").id(),
+            4242,
+            "{be}: upstream IDs are random"
+        );
         f.set(Mode::WrongQuestion);
         let out = s.dig(&["c.example.org", "A"]);
         assert_eq!(dig_status(&out), "FORMERR", "{be}: {out}");
-        assert_eq!(section(&out, "QUESTION"), [";c.example.org. IN A"], "{be}: {out}");
+        assert_eq!(
+            section(&out, "QUESTION"),
+            [";c.example.org. IN A"],
+            "{be}: {out}"
+        );
         f.set(Mode::WrongId);
         let out = s.dig(&["d.example.org", "A"]);
-        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: wrong IDs are ignored: {out}");
+        assert_eq!(
+            dig_status(&out),
+            "SERVFAIL",
+            "{be}: wrong IDs are ignored: {out}"
+        );
         f.set(Mode::Garbage);
         let out = s.dig(&["e.example.org", "A"]);
         assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
         f.set(Mode::Rcode(2));
-        let n = s.lines().iter().filter(|l| l.starts_with("[ERROR]")).count();
+        let n = s
+            .lines()
+            .iter()
+            .filter(|l| l.starts_with("[ERROR]"))
+            .count();
         let out = s.dig(&["f.example.org", "A"]);
         assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
         f.set(Mode::Rcode(5));
         let out = s.dig(&["g.example.org", "A"]);
         assert_eq!(dig_status(&out), "REFUSED", "{be}: {out}");
         std::thread::sleep(Duration::from_millis(100));
-        let m = s.lines().iter().filter(|l| l.starts_with("[ERROR]")).count();
+        let m = s
+            .lines()
+            .iter()
+            .filter(|l| l.starts_with("[ERROR]"))
+            .count();
         assert_eq!(n, m, "{be}: upstream rcodes pass without an errors line");
         // TC over UDP reaches a UDP client as TC (no TCP retry without prefer_udp).
         f.set(Mode::Tc);
@@ -470,7 +564,11 @@ fn forward_fault_modes_client_view() {
         assert!(f.queries().iter().all(|q| !q.tcp), "{be}");
         // A TCP client is forwarded over TCP.
         let out = s.dig(&["+tcp", "i.example.org", "A"]);
-        assert_eq!(answers(&out), ["i.example.org. 60 IN A 192.0.2.7"], "{be}: {out}");
+        assert_eq!(
+            answers(&out),
+            ["i.example.org. 60 IN A 192.0.2.7"],
+            "{be}: {out}"
+        );
         assert!(f.queries().last().expect("q").tcp, "{be}");
     }
 }
@@ -481,7 +579,11 @@ fn forward_tolerates_slow_upstream() {
         let f = Fake::start(Mode::Delay(Duration::from_millis(1500)), 3);
         let s = TestServer::start(&format!(".:{{port}} {{\n forward . {}\n}}\n", f.addr()), be);
         let out = s.dig(&["+time=5", "slow.example.org", "A"]);
-        assert_eq!(answers(&out), ["slow.example.org. 60 IN A 192.0.2.3"], "{be}: {out}");
+        assert_eq!(
+            answers(&out),
+            ["slow.example.org. 60 IN A 192.0.2.3"],
+            "{be}: {out}"
+        );
         assert_eq!(f.queries().len(), 1, "{be}");
     }
 }
@@ -499,15 +601,27 @@ fn forward_prefer_udp_force_tcp() {
         );
         // prefer_udp: UDP even for a TCP client; TC → the same upstream over TCP.
         let out = s.dig(&["+tcp", "x.a.example", "A"]);
-        assert_eq!(answers(&out), ["x.a.example. 60 IN A 192.0.2.4"], "{be}: {out}");
+        assert_eq!(
+            answers(&out),
+            ["x.a.example. 60 IN A 192.0.2.4"],
+            "{be}: {out}"
+        );
         let q = f.queries();
-        assert_eq!(q.iter().map(|s| s.tcp).collect::<Vec<_>>(), [false, true], "{be}");
+        assert_eq!(
+            q.iter().map(|s| s.tcp).collect::<Vec<_>>(),
+            [false, true],
+            "{be}"
+        );
         let out = s.dig(&["x.a.example", "A"]);
         assert!(!dig_flags(&out).contains("tc"), "{be}: {out}");
         // force_tcp: TCP even for a UDP client.
         let before = f.queries().len();
         let out = s.dig(&["y.b.example", "A"]);
-        assert_eq!(answers(&out), ["y.b.example. 60 IN A 192.0.2.4"], "{be}: {out}");
+        assert_eq!(
+            answers(&out),
+            ["y.b.example. 60 IN A 192.0.2.4"],
+            "{be}: {out}"
+        );
         let q = f.queries();
         assert_eq!(q.len(), before + 1, "{be}");
         assert!(q[before].tcp, "{be}");
@@ -540,15 +654,31 @@ fn forward_next_failover_and_stanzas() {
             be,
         );
         let out = s.dig(&["x.next.example", "A"]);
-        assert_eq!(answers(&out), ["x.next.example. 60 IN A 192.0.2.3"], "{be}: {out}");
+        assert_eq!(
+            answers(&out),
+            ["x.next.example. 60 IN A 192.0.2.3"],
+            "{be}: {out}"
+        );
         let out = s.dig(&["x.nonext.example", "A"]);
-        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: next only to another forward: {out}");
+        assert_eq!(
+            dig_status(&out),
+            "NXDOMAIN",
+            "{be}: next only to another forward: {out}"
+        );
         let out = s.dig(&["x.fo.example", "A"]);
-        assert_eq!(answers(&out), ["x.fo.example. 60 IN A 192.0.2.3"], "{be}: {out}");
+        assert_eq!(
+            answers(&out),
+            ["x.fo.example. 60 IN A 192.0.2.3"],
+            "{be}: {out}"
+        );
         let out = s.dig(&["x.nofo.example", "A"]);
         assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
         let out = s.dig(&["x.nodata.example", "A"]);
-        assert_eq!(answers(&out), ["x.nodata.example. 60 IN A 192.0.2.3"], "{be}: {out}");
+        assert_eq!(
+            answers(&out),
+            ["x.nodata.example. 60 IN A 192.0.2.3"],
+            "{be}: {out}"
+        );
         // except: names under a.sub.example go to the next stanza; FROM itself
         // is always forwarded even when listed.
         let out = s.dig(&["b.a.sub.example", "A"]);
@@ -556,7 +686,11 @@ fn forward_next_failover_and_stanzas() {
         let out = s.dig(&["sub.example", "A"]);
         assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
         let out = s.dig(&["c.sub.example", "A"]);
-        assert_eq!(dig_status(&out), "NOERROR", "{be}: sub.example in except: {out}");
+        assert_eq!(
+            dig_status(&out),
+            "NOERROR",
+            "{be}: sub.example in except: {out}"
+        );
     }
 }
 
@@ -575,12 +709,23 @@ fn forward_one_dead_upstream_health_check_and_recovery() {
         );
         let t0 = Instant::now();
         let out = s.dig(&["a.example.org", "A"]);
-        assert_eq!(answers(&out), ["a.example.org. 60 IN A 192.0.2.2"], "{be}: {out}");
-        assert!(t0.elapsed() >= Duration::from_millis(300), "{be}: tried the dead one first");
+        assert_eq!(
+            answers(&out),
+            ["a.example.org. 60 IN A 192.0.2.2"],
+            "{be}: {out}"
+        );
+        assert!(
+            t0.elapsed() >= Duration::from_millis(300),
+            "{be}: tried the dead one first"
+        );
         // Failed checks (1 s timeout each) mark it down after max_fails + 1.
         let deadline = Instant::now() + Duration::from_secs(6);
         loop {
-            let hc = dead.seen().iter().filter(|q| q.question() == (".".into(), 2)).count();
+            let hc = dead
+                .seen()
+                .iter()
+                .filter(|q| q.question() == (".".into(), 2))
+                .count();
             if hc >= 3 || Instant::now() > deadline {
                 break;
             }
@@ -590,8 +735,15 @@ fn forward_one_dead_upstream_health_check_and_recovery() {
         let n = dead.queries().len();
         let t0 = Instant::now();
         let out = s.dig(&["b.example.org", "A"]);
-        assert_eq!(answers(&out), ["b.example.org. 60 IN A 192.0.2.2"], "{be}: {out}");
-        assert!(t0.elapsed() < Duration::from_millis(250), "{be}: down upstream skipped");
+        assert_eq!(
+            answers(&out),
+            ["b.example.org. 60 IN A 192.0.2.2"],
+            "{be}: {out}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_millis(250),
+            "{be}: down upstream skipped"
+        );
         assert_eq!(dead.queries().len(), n, "{be}");
         // It comes back: the next check succeeds and it is used again.
         dead.set(Mode::Answer);
@@ -604,7 +756,12 @@ fn forward_one_dead_upstream_health_check_and_recovery() {
         }
         assert!(back, "{be}: recovered");
         let metrics = dead.seen();
-        assert!(metrics.iter().any(|q| q.question() == (".".into(), 2) && q.rd()), "{be}");
+        assert!(
+            metrics
+                .iter()
+                .any(|q| q.question() == (".".into(), 2) && q.rd()),
+            "{be}"
+        );
     }
 }
 
@@ -613,7 +770,10 @@ fn forward_max_concurrent_refuses() {
     for be in backends() {
         let f = Fake::start(Mode::Delay(Duration::from_millis(800)), 5);
         let s = TestServer::start(
-            &format!(".:{{port}} {{\n errors\n forward . {} {{\n  max_concurrent 2\n }}\n}}\n", f.addr()),
+            &format!(
+                ".:{{port}} {{\n errors\n forward . {} {{\n  max_concurrent 2\n }}\n}}\n",
+                f.addr()
+            ),
             be,
         );
         let port = s.port;
@@ -622,14 +782,25 @@ fn forward_max_concurrent_refuses() {
                 std::thread::spawn(move || {
                     std::thread::sleep(Duration::from_millis(i * 50));
                     let out = Command::new("dig")
-                        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=3", "+tries=1", &format!("q{i}.example.org"), "A"])
+                        .args([
+                            "@127.0.0.1",
+                            "-p",
+                            &port.to_string(),
+                            "+time=3",
+                            "+tries=1",
+                            &format!("q{i}.example.org"),
+                            "A",
+                        ])
                         .output()
                         .expect("dig");
                     dig_status(&String::from_utf8_lossy(&out.stdout))
                 })
             })
             .collect();
-        let mut st: Vec<String> = handles.into_iter().map(|h| h.join().expect("join")).collect();
+        let mut st: Vec<String> = handles
+            .into_iter()
+            .map(|h| h.join().expect("join"))
+            .collect();
         st.sort();
         assert_eq!(st, ["NOERROR", "NOERROR", "REFUSED", "REFUSED"], "{be}");
         let l = s
@@ -648,7 +819,8 @@ fn tls_server(name: &str) -> (Arc<rustls::ServerConfig>, String) {
     let ck = rcgen::generate_simple_self_signed(vec![name.to_owned()]).expect("cert");
     let cert_pem = ck.cert.pem();
     let der = ck.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).expect("key");
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).expect("key");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -676,7 +848,11 @@ fn forward_dns_over_tls() {
             be,
         );
         let out = s.dig(&["x.good.example", "A"]);
-        assert_eq!(answers(&out), ["x.good.example. 60 IN A 192.0.2.9"], "{be}: {out}");
+        assert_eq!(
+            answers(&out),
+            ["x.good.example. 60 IN A 192.0.2.9"],
+            "{be}: {out}"
+        );
         let out = s.dig(&["y.good.example", "A"]);
         assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
         assert!(f.queries().iter().all(|q| q.tcp), "{be}");
@@ -691,8 +867,10 @@ fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0)))
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))
+            })
         })
         .unwrap_or(0)
 }
@@ -719,20 +897,34 @@ fn forward_flood_to_dead_upstream_is_bounded_and_recovers() {
         // 3 s of flood (bounded), checking the other zone meanwhile.
         while t0.elapsed() < Duration::from_secs(3) {
             for i in 0..2000u32 {
-                let q = query((sent.wrapping_add(i)) as u16, &format!("q{}.dead.example", sent + i), 1, 1, None);
+                let q = query(
+                    (sent.wrapping_add(i)) as u16,
+                    &format!("q{}.dead.example", sent + i),
+                    1,
+                    1,
+                    None,
+                );
                 let _ = flood.send_to(&q, target);
             }
             sent += 2000;
             let t = Instant::now();
             let out = s.dig(&["x.live.example", "A"]);
-            if answers(&out) == ["x.live.example. 60 IN A 192.0.2.2"] && t.elapsed() < Duration::from_secs(1) {
+            if answers(&out) == ["x.live.example. 60 IN A 192.0.2.2"]
+                && t.elapsed() < Duration::from_secs(1)
+            {
                 live_ok += 1;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(live_ok >= 3, "{be}: other zones keep answering during the flood ({live_ok})");
+        assert!(
+            live_ok >= 3,
+            "{be}: other zones keep answering during the flood ({live_ok})"
+        );
         let rss1 = rss_kib(s.child.id());
-        assert!(rss1 < rss0 + 200 * 1024, "{be}: memory bounded: {rss0} KiB -> {rss1} KiB after {sent} queries");
+        assert!(
+            rss1 < rss0 + 200 * 1024,
+            "{be}: memory bounded: {rss0} KiB -> {rss1} KiB after {sent} queries"
+        );
         // The upstream returns: the zone answers again.
         dead.set(Mode::Answer);
         let deadline = Instant::now() + Duration::from_secs(8);
@@ -742,7 +934,9 @@ fn forward_flood_to_dead_upstream_is_bounded_and_recovers() {
             ok = answers(&out) == ["back.dead.example. 60 IN A 192.0.2.1"];
         }
         assert!(ok, "{be}: recovered");
-        println!("{be}: flood of {sent} queries, rss {rss0} KiB -> {rss1} KiB, live answers {live_ok}");
+        println!(
+            "{be}: flood of {sent} queries, rss {rss0} KiB -> {rss1} KiB, live answers {live_ok}"
+        );
     }
 }
 
@@ -750,14 +944,32 @@ fn forward_flood_to_dead_upstream_is_bounded_and_recovers() {
 fn forward_setup_errors_at_startup() {
     let dir = TempDir::new("fwsetup");
     let cases = [
-        (".:1053 {\n forward . 127.0.0.1 {\n  max_idle_conns -1\n }\n}\n", "plugin/forward: max_idle_conns can't be negative: -1"),
-        (".:1053 {\n forward . 127.0.0.1 {\n  read_timeout 0s\n }\n}\n", "plugin/forward: read_timeout must be positive: 0s"),
-        (".:1053 {\n forward . 127.0.0.1 {\n  bogus\n }\n}\n", "plugin/forward: CF:3 - Error during parsing: unknown property 'bogus'"),
-        (".:1053 {\n forward . https://127.0.0.1\n}\n", "plugin/forward: 'https' (DNS over HTTPS) upstreams are not supported by ringdns yet: https://127.0.0.1:443"),
+        (
+            ".:1053 {\n forward . 127.0.0.1 {\n  max_idle_conns -1\n }\n}\n",
+            "plugin/forward: max_idle_conns can't be negative: -1",
+        ),
+        (
+            ".:1053 {\n forward . 127.0.0.1 {\n  read_timeout 0s\n }\n}\n",
+            "plugin/forward: read_timeout must be positive: 0s",
+        ),
+        (
+            ".:1053 {\n forward . 127.0.0.1 {\n  bogus\n }\n}\n",
+            "plugin/forward: CF:3 - Error during parsing: unknown property 'bogus'",
+        ),
+        (
+            ".:1053 {\n forward . https://127.0.0.1\n}\n",
+            "plugin/forward: 'https' (DNS over HTTPS) upstreams are not supported by ringdns yet: https://127.0.0.1:443",
+        ),
     ];
     for (text, want) in cases {
         let c = dir.write("CF", text);
-        let out = Command::new(bin()).arg("-conf").arg(&c).arg("-validate").current_dir(&dir.0).output().expect("run");
+        let out = Command::new(bin())
+            .arg("-conf")
+            .arg(&c)
+            .arg("-validate")
+            .current_dir(&dir.0)
+            .output()
+            .expect("run");
         let err = String::from_utf8_lossy(&out.stderr);
         let want = want.replace("CF:", &format!("{}:", c.display()));
         assert_eq!(out.status.code(), Some(1), "{text}");

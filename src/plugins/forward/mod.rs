@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod resolve;
 pub mod setup;
+pub mod stream;
 pub mod tls;
 pub mod udp;
 

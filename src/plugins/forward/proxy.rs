@@ -23,14 +23,12 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream, UdpSocket};
-use tokio::time::{Instant, timeout, timeout_at};
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
+use tokio::net::UdpSocket;
+use tokio::time::{Instant, timeout};
 
 use super::metrics::{self, ConnProto, UpstreamMetrics};
 use super::setup::{Scheme, UpstreamConfig};
+use super::stream::{Pooled, exchange_stream};
 use super::udp::{SlotGuard, UdpConn};
 use crate::wire::{HEADER_LEN, Name, NameError, be16, hdr};
 
@@ -38,8 +36,6 @@ use crate::wire::{HEADER_LEN, Name, NameError, be16, hdr};
 pub const UDP_SOCKETS: usize = 8;
 /// A UDP socket is replaced (new random port) after this many queries.
 pub const ROTATE_AFTER: u32 = 512;
-/// CoreDNS `maxTimeout`: the write deadline.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 const MIN_DIAL: Duration = Duration::from_secs(1);
 const MAX_DIAL: Duration = Duration::from_secs(30);
 
@@ -194,14 +190,14 @@ impl Upstream {
         }
     }
 
-    fn update_dial(&self, took: Duration) {
+    pub(super) fn update_dial(&self, took: Duration) {
         let cur = self.avg_dial_ns.load(Ordering::Relaxed);
         let took = took.as_nanos().min(i64::MAX as u128) as i64;
         self.avg_dial_ns
             .fetch_add((took - cur) / 4, Ordering::Relaxed);
     }
 
-    fn conn_proto(&self) -> ConnProto {
+    pub(super) fn conn_proto(&self) -> ConnProto {
         if self.tls.is_some() {
             ConnProto::TcpTls
         } else {
@@ -210,54 +206,14 @@ impl Upstream {
     }
 }
 
-enum Stream {
-    Tcp(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl Stream {
-    async fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
-        match self {
-            Self::Tcp(s) => s.write_all(b).await,
-            Self::Tls(s) => {
-                s.write_all(b).await?;
-                s.flush().await
-            }
-        }
-    }
-
-    async fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Self::Tcp(s) => s.read(b).await,
-            Self::Tls(s) => s.read(b).await,
-        }
-    }
-}
-
-struct Pooled {
-    s: Stream,
-    local: SocketAddr,
-    created: Instant,
-    used: Instant,
-}
-
-/// TCP/TLS exchanges in flight per upstream per worker (each holds a connection).
-pub const MAX_STREAMS: usize = 1024;
-
 /// One worker's connections to one upstream.
 #[derive(Default)]
 pub struct Local {
     udp: RefCell<VecDeque<Rc<UdpConn>>>,
-    tcp: RefCell<VecDeque<Pooled>>,
-    streams: Cell<usize>,
-}
-
-struct StreamGuard<'a>(&'a Cell<usize>);
-
-impl Drop for StreamGuard<'_> {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-    }
+    /// UDP queries in flight, retired sockets included.
+    udp_inflight: Rc<Cell<usize>>,
+    pub(super) tcp: RefCell<VecDeque<Pooled>>,
+    pub(super) streams: Cell<usize>,
 }
 
 impl Local {
@@ -292,9 +248,14 @@ pub async fn exchange(
     }
 }
 
-fn expired(up: &Upstream, now: Instant, used: Instant, created: Instant) -> bool {
+pub(super) fn expired(up: &Upstream, now: Instant, used: Instant, created: Instant) -> bool {
     now.saturating_duration_since(used) > up.opts.expire
         || (!up.opts.max_age.is_zero() && now.saturating_duration_since(created) > up.opts.max_age)
+}
+
+/// The bound on UDP queries in flight per upstream per worker.
+pub fn k_max() -> usize {
+    UDP_SOCKETS * super::udp::SLOTS_PER_SOCKET
 }
 
 fn checkout_udp(up: &Upstream, local: &Local) -> Result<Rc<UdpConn>, Fail> {
@@ -303,6 +264,10 @@ fn checkout_udp(up: &Upstream, local: &Local) -> Result<Rc<UdpConn>, Fail> {
         0 => UDP_SOCKETS,
         n => n.min(UDP_SOCKETS),
     };
+    if local.udp_inflight.get() >= k_max() {
+        metrics::PENDING_FULL.fetch_add(1, Ordering::Relaxed);
+        return Err(Fail::Full);
+    }
     let mut pool = local.udp.borrow_mut();
     // Retire from the front: idle too long, too old, used up, or broken.
     // Queries still waiting on a retired socket keep it until they finish.
@@ -339,7 +304,7 @@ fn checkout_udp(up: &Upstream, local: &Local) -> Result<Rc<UdpConn>, Fail> {
         return Err(Fail::Full);
     }
     up.metrics.miss(ConnProto::Udp);
-    let c = Rc::new(dial_udp(up)?);
+    let c = Rc::new(dial_udp(up, &local.udp_inflight)?);
     pool.push_back(Rc::clone(&c));
     Ok(c)
 }
@@ -352,7 +317,7 @@ fn unspecified(remote: SocketAddr) -> IpAddr {
     }
 }
 
-fn dial_udp(up: &Upstream) -> Result<UdpConn, Fail> {
+fn dial_udp(up: &Upstream, inflight: &Rc<Cell<usize>>) -> Result<UdpConn, Fail> {
     let start = Instant::now();
     let r = up.cfg.addr;
     let bind = SocketAddr::new(up.opts.source.unwrap_or_else(|| unspecified(r)), 0);
@@ -366,7 +331,7 @@ fn dial_udp(up: &Upstream) -> Result<UdpConn, Fail> {
     let local = sock.local_addr().map_err(dial_err)?;
     let sock = UdpSocket::from_std(sock).map_err(dial_err)?;
     up.update_dial(start.elapsed());
-    Ok(UdpConn::new(sock, local, r))
+    Ok(UdpConn::new(sock, local, r, Rc::clone(inflight)))
 }
 
 async fn exchange_udp(
@@ -389,194 +354,6 @@ async fn exchange_udp(
             "read udp {}->{}: i/o timeout",
             conn.local, conn.remote
         ))),
-    }
-}
-
-fn checkout_tcp(up: &Upstream, local: &Local) -> Option<Pooled> {
-    let now = Instant::now();
-    let mut pool = local.tcp.borrow_mut();
-    while let Some(pc) = pool.pop_front() {
-        if expired(up, now, pc.used, pc.created) {
-            continue;
-        }
-        return Some(pc);
-    }
-    None
-}
-
-fn yield_tcp(up: &Upstream, local: &Local, mut pc: Pooled) {
-    pc.used = Instant::now();
-    let mut pool = local.tcp.borrow_mut();
-    let max = up.opts.max_idle_conns;
-    if max > 0 && pool.len() >= max {
-        return;
-    }
-    pool.push_back(pc);
-}
-
-async fn dial_stream(up: &Upstream) -> Result<Pooled, Fail> {
-    let start = Instant::now();
-    let limit = up.dial_timeout();
-    let r = up.cfg.addr;
-    let sock = if r.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(|e| Fail::io(format!("dial tcp {r}: {}", go_op_err("socket", &e))))?;
-    if let Some(src) = up.opts.source {
-        let b = SocketAddr::new(src, 0);
-        sock.bind(b)
-            .map_err(|e| Fail::io(format!("dial tcp {b}->{r}: {}", go_op_err("bind", &e))))?;
-    }
-    let res = timeout(limit, sock.connect(r)).await;
-    up.update_dial(start.elapsed());
-    let tcp = match res {
-        Err(_) => return Err(Fail::io(format!("dial tcp {r}: i/o timeout"))),
-        Ok(Err(e)) => {
-            return Err(Fail::io(format!(
-                "dial tcp {r}: {}",
-                go_op_err("connect", &e)
-            )));
-        }
-        Ok(Ok(s)) => s,
-    };
-    let _ = tcp.set_nodelay(true);
-    let local = tcp.local_addr().unwrap_or(r);
-    let s = match &up.tls {
-        None => Stream::Tcp(tcp),
-        Some(t) => {
-            let conn = TlsConnector::from(Arc::clone(&t.config));
-            let left = limit.saturating_sub(start.elapsed());
-            match timeout(left, conn.connect(t.name.clone(), tcp)).await {
-                Err(_) => return Err(Fail::io("tls: DialWithDialer timed out")),
-                Ok(Err(e)) => return Err(Fail::io(format!("tls: {e}"))),
-                Ok(Ok(s)) => Stream::Tls(Box::new(s)),
-            }
-        }
-    };
-    let now = Instant::now();
-    Ok(Pooled {
-        s,
-        local,
-        created: now,
-        used: now,
-    })
-}
-
-enum ReadErr {
-    Eof,
-    UnexpectedEof,
-    Io(io::Error),
-}
-
-async fn read_full(s: &mut Stream, buf: &mut [u8]) -> Result<(), ReadErr> {
-    let mut got = 0;
-    while got < buf.len() {
-        match s.read(&mut buf[got..]).await {
-            Ok(0) => {
-                return Err(if got == 0 {
-                    ReadErr::Eof
-                } else {
-                    ReadErr::UnexpectedEof
-                });
-            }
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && got == 0 => {
-                return Err(ReadErr::Eof);
-            }
-            Err(e) => return Err(ReadErr::Io(e)),
-        }
-    }
-    Ok(())
-}
-
-async fn read_msg(s: &mut Stream) -> Result<Vec<u8>, ReadErr> {
-    let mut len = [0u8; 2];
-    read_full(s, &mut len).await?;
-    let mut m = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    read_full(s, &mut m).await.map_err(|e| match e {
-        ReadErr::Eof => ReadErr::UnexpectedEof,
-        e => e,
-    })?;
-    Ok(m)
-}
-
-fn peer_closed(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
-    )
-}
-
-async fn exchange_stream(up: &Upstream, local: &Local, q: &mut [u8]) -> Result<Vec<u8>, Fail> {
-    if local.streams.get() >= MAX_STREAMS {
-        metrics::PENDING_FULL.fetch_add(1, Ordering::Relaxed);
-        return Err(Fail::Full);
-    }
-    local.streams.set(local.streams.get() + 1);
-    let _busy = StreamGuard(&local.streams);
-    let proto = up.conn_proto();
-    let (mut pc, cached) = match checkout_tcp(up, local) {
-        Some(pc) => {
-            up.metrics.hit(proto);
-            (pc, true)
-        }
-        None => {
-            up.metrics.miss(proto);
-            (dial_stream(up).await?, false)
-        }
-    };
-    let (l, r) = (pc.local, up.cfg.addr);
-    let id = random_id();
-    hdr::set_id(q, id);
-    let mut frame = Vec::with_capacity(q.len() + 2);
-    frame.extend_from_slice(&(q.len() as u16).to_be_bytes());
-    frame.extend_from_slice(q);
-    match timeout(WRITE_TIMEOUT, pc.s.write_all(&frame)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) if cached && peer_closed(&e) => return Err(Fail::CachedClosed),
-        Ok(Err(e)) => {
-            return Err(Fail::io(format!(
-                "write tcp {l}->{r}: {}",
-                go_op_err("write", &e)
-            )));
-        }
-        Err(_) => return Err(Fail::io(format!("write tcp {l}->{r}: i/o timeout"))),
-    }
-    let deadline = Instant::now() + up.opts.read_timeout;
-    loop {
-        let m = match timeout_at(deadline, read_msg(&mut pc.s)).await {
-            Err(_) => return Err(Fail::io(format!("read tcp {l}->{r}: i/o timeout"))),
-            Ok(Err(ReadErr::Eof)) if cached => return Err(Fail::CachedClosed),
-            Ok(Err(ReadErr::Eof)) => return Err(Fail::io("EOF")),
-            Ok(Err(ReadErr::UnexpectedEof)) => return Err(Fail::io("unexpected EOF")),
-            Ok(Err(ReadErr::Io(e))) if cached && peer_closed(&e) => {
-                return Err(Fail::CachedClosed);
-            }
-            Ok(Err(ReadErr::Io(e))) => {
-                return Err(Fail::io(format!(
-                    "read tcp {l}->{r}: {}",
-                    go_op_err("read", &e)
-                )));
-            }
-            Ok(Ok(m)) => m,
-        };
-        if m.len() < HEADER_LEN {
-            return Err(Fail::io("dns: short read"));
-        }
-        if hdr::id(&m) != id {
-            // Out-of-order reply: keep reading.
-            continue;
-        }
-        return match unpack(&m) {
-            Ok(_) => {
-                yield_tcp(up, local, pc);
-                Ok(m)
-            }
-            Err(Malformed::Overflow) => Err(Fail::io("dns: overflow unpacking uint16")),
-            Err(Malformed::Bad(t)) => Err(Fail::io(t)),
-        };
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use corefile::keys::{self, Transport, is_domain_name};
 
-use super::proxy::go_io_err;
+use super::proxy::go_op_err;
 use super::setup::split_zone;
 
 /// One TO argument, classified.
@@ -318,10 +318,10 @@ fn exchange(server: SocketAddr, name: &str, qtype: u16) -> Result<Vec<String>, S
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let sock =
-        UdpSocket::bind(bind).map_err(|e| format!("dial udp {server}: {}", go_io_err(&e)))?;
+    let sock = UdpSocket::bind(bind)
+        .map_err(|e| format!("dial udp {server}: {}", go_op_err("socket", &e)))?;
     sock.connect(server)
-        .map_err(|e| format!("dial udp {server}: {}", go_io_err(&e)))?;
+        .map_err(|e| format!("dial udp {server}: {}", go_op_err("connect", &e)))?;
     let local = sock.local_addr().unwrap_or(bind);
     let id = super::proxy::random_id();
     let mut q = Vec::with_capacity(64);
@@ -334,13 +334,13 @@ fn exchange(server: SocketAddr, name: &str, qtype: u16) -> Result<Vec<String>, S
     let _ = sock.set_write_timeout(Some(t));
     let _ = sock.set_read_timeout(Some(t));
     sock.send(&q)
-        .map_err(|e| format!("write udp {local}->{server}: {}", go_io_err(&e)))?;
+        .map_err(|e| format!("write udp {local}->{server}: {}", go_op_err("write", &e)))?;
     let mut buf = vec![0u8; 65535];
     let deadline = std::time::Instant::now() + t;
     loop {
         let n = sock
             .recv(&mut buf)
-            .map_err(|e| format!("read udp {local}->{server}: {}", go_io_err(&e)))?;
+            .map_err(|e| format!("read udp {local}->{server}: {}", go_op_err("read", &e)))?;
         let m = &buf[..n];
         if n < 12 || crate::wire::hdr::id(m) != id {
             if std::time::Instant::now() >= deadline {

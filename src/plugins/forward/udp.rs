@@ -11,11 +11,12 @@
 //! CoreDNS: `plugin/pkg/proxy/connect.go` (`lookupDNS`'s read loop,
 //! `shouldTruncateResponse`), where each query has its own socket instead.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use slab::Slab;
@@ -56,6 +57,8 @@ pub struct UdpConn {
     /// When it was opened.
     pub created: Instant,
     st: RefCell<State>,
+    /// Queries in flight on every socket of this pool (the pool's bound).
+    inflight: Rc<Cell<usize>>,
 }
 
 thread_local! {
@@ -65,7 +68,12 @@ thread_local! {
 
 impl UdpConn {
     /// Wraps a connected socket.
-    pub fn new(sock: UdpSocket, local: SocketAddr, remote: SocketAddr) -> Self {
+    pub fn new(
+        sock: UdpSocket,
+        local: SocketAddr,
+        remote: SocketAddr,
+        inflight: Rc<Cell<usize>>,
+    ) -> Self {
         let now = Instant::now();
         Self {
             sock,
@@ -80,6 +88,7 @@ impl UdpConn {
                 assigned: 0,
                 broken: false,
             }),
+            inflight,
         }
     }
 
@@ -122,6 +131,7 @@ impl UdpConn {
             done: None,
         });
         st.ids.insert(id, key);
+        self.inflight.set(self.inflight.get() + 1);
         st.used = Instant::now();
         st.assigned += 1;
         Some((key, id))
@@ -132,6 +142,7 @@ impl UdpConn {
         let mut st = self.st.borrow_mut();
         if let Some(s) = st.slots.try_remove(key) {
             st.ids.remove(&s.id);
+            self.inflight.set(self.inflight.get() - 1);
         }
         if st.poller == Some(key) {
             // Another waiter must lead now.
