@@ -293,9 +293,9 @@ fn setup_hostnames_through_resolver() {
         "forward . a27.0.0.1 {{\nresolver 127.0.0.1:{port}\n}}"
     ));
     assert!(
-        got.starts_with(&format!(
+        got.starts_with(
             "ERR plugin/forward: failed to resolve \"a27.0.0.1\": no addresses found for \"a27.0.0.1\": read udp 127.0.0.1:"
-        )) && got.ends_with(&format!("->127.0.0.1:{port}: read: connection refused")),
+        ) && got.ends_with(&format!("->127.0.0.1:{port}: read: connection refused")),
         "{got}"
     );
 }
@@ -415,8 +415,7 @@ fn policies() {
     }
     assert_eq!(seen.len(), 2);
     let r4 = f("random", 4);
-    let o = r4.order();
-    let mut s = o.clone();
+    let mut s = r4.order();
     s.sort_unstable();
     assert_eq!(s, [0, 1, 2, 3]);
 }
