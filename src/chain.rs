@@ -5,13 +5,26 @@
 //! [`Status`] (CoreDNS's `(rcode, err)`; a reply may or may not have been
 //! written), or park. A parked query continues in [`Chain::resume`], an async
 //! fn run on the worker's own runtime, and finishes exactly like a synchronous one.
+//!
+//! **Detached queries.** A plugin may send a query of its own through the
+//! plugins after it, with no client waiting (cache prefetch and serve_stale
+//! refreshes; CoreDNS runs these in goroutines). It fills [`Ctx::detach`] and
+//! ends the request phase (returns or parks). The chain then runs the plugins
+//! after it on that query — the request phase, then the response phase back up
+//! to and including the plugin that asked, whose response hook sees the reply
+//! (with the [`ReqState::marks`] it set) — and discards the reply. The tail runs
+//! synchronously until a plugin parks; the rest continues on a task of the
+//! current worker (a tokio `LocalSet`, as every worker has), or, without a
+//! runtime, the asking plugin's response hook sees SERVFAIL with nothing written.
 
+use std::cell::Cell;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::plugins::Plugin;
-use crate::wire::{Builder, Request, hdr};
+use crate::wire::{Builder, Request, Verdict, hdr, parse_query};
 
 /// Transport as plugins see it (`{proto}`): DoT/DoH/gRPC count as tcp, DoQ/DoH3 as udp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +120,36 @@ pub struct ReqState {
     pub start: Instant,
     /// State a parking plugin carries to its async half.
     pub park: u32,
+    /// Bits a plugin's request hook leaves for its own response hook (they
+    /// survive parking). Owners: *cache* bits 0–7.
+    pub marks: u32,
+}
+
+/// A query a plugin sends through the plugins after it, with no client (see
+/// the module docs). Nothing is sent; the asking plugin's response hook sees
+/// the reply.
+pub struct Detached {
+    /// The query message.
+    pub msg: Vec<u8>,
+    /// The transport it appears to come from (decides the reply size budget).
+    pub proto: Proto,
+    /// The client address plugins see.
+    pub peer: SocketAddr,
+    /// The local address plugins see.
+    pub local: SocketAddr,
+    /// The metrics `server` label.
+    pub server: Arc<str>,
+    /// Request header flags as the plugins after the asking one see them.
+    pub flags: u16,
+    /// Initial [`ReqState::marks`].
+    pub marks: u32,
+}
+
+/// Detached queries waiting on I/O per worker, at most [`MAX_DETACHED`].
+const MAX_DETACHED: usize = 4096;
+
+thread_local! {
+    static DETACHED: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Everything a plugin sees of one query.
@@ -132,6 +175,9 @@ pub struct Ctx<'a> {
     /// Messages that follow the reply on a TCP connection (zone transfers):
     /// the server sends them in order after `resp`, each scrubbed like it.
     pub more: Option<MoreMessages>,
+    /// A query the current plugin sends through the plugins after it (taken by
+    /// the chain when the plugin ends the request phase).
+    pub detach: Option<Detached>,
 }
 
 /// The messages after the first of a multi-message reply.
@@ -155,6 +201,7 @@ impl<'a> Ctx<'a> {
             flags: req.flags(),
             start: now,
             park: 0,
+            marks: 0,
         };
         resp.clear();
         Self {
@@ -168,6 +215,7 @@ impl<'a> Ctx<'a> {
             st,
             scratch,
             more: None,
+            detach: None,
         }
     }
 
@@ -229,26 +277,36 @@ impl Chain {
         ))
     }
 
-    /// Runs the response phase for plugins `0..=upto`, innermost first.
-    fn respond(&self, ctx: &mut Ctx<'_>, upto: usize, mut st: Status) -> Status {
-        for p in self.plugins[..=upto.min(self.plugins.len().saturating_sub(1))]
-            .iter()
-            .rev()
-        {
+    /// Runs the response phase for plugins `floor..=upto`, innermost first.
+    fn respond(&self, ctx: &mut Ctx<'_>, floor: usize, upto: usize, mut st: Status) -> Status {
+        let upto = upto.min(self.plugins.len().saturating_sub(1));
+        for p in self.plugins[floor.min(upto)..=upto].iter().rev() {
             p.respond(ctx, &mut st);
         }
         st
     }
 
-    /// Runs the whole chain synchronously; `None` if a plugin parked (call
-    /// [`Self::resume`] with the returned index, on an owned copy of the query).
-    pub fn run(&self, ctx: &mut Ctx<'_>) -> Result<Status, usize> {
-        let (i, st) = self.forward_from(ctx, 0)?;
-        Ok(self.respond(ctx, i, st))
+    /// Runs the whole chain synchronously; `Err(i)` if plugin `i` parked (call
+    /// [`Self::resume`] with it, on an owned copy of the query).
+    pub fn run(self: &Arc<Self>, ctx: &mut Ctx<'_>) -> Result<Status, usize> {
+        let r = self.forward_from(ctx, 0);
+        if let Some(job) = ctx.detach.take() {
+            let at = match r {
+                Ok((i, _)) | Err(i) => i,
+            };
+            self.launch(at, job);
+        }
+        let (i, st) = r?;
+        Ok(self.respond(ctx, 0, i, st))
     }
 
     /// Continues a query parked at plugin `at`.
-    pub async fn resume(&self, ctx: &mut Ctx<'_>, mut at: usize) -> Status {
+    pub async fn resume(&self, ctx: &mut Ctx<'_>, at: usize) -> Status {
+        self.resume_from(ctx, at, 0).await
+    }
+
+    /// [`Self::resume`] with the response phase stopping at plugin `floor`.
+    async fn resume_from(&self, ctx: &mut Ctx<'_>, mut at: usize, floor: usize) -> Status {
         loop {
             let (i, st) = match self.plugins[at].serve_async(ctx).await {
                 Flow::Next => match self.forward_from(ctx, at + 1) {
@@ -261,7 +319,96 @@ impl Chain {
                 Flow::Return(st) => (at, st),
                 Flow::Park => (at, Status::rcode(2)),
             };
-            return self.respond(ctx, i, st);
+            if let Some(job) = ctx.detach.take() {
+                // Rare (a plugin detaching after a parked one): run it inline.
+                Box::pin(self.detached_inline(i, job)).await;
+            }
+            return self.respond(ctx, floor, i, st);
         }
+    }
+
+    /// Runs a detached query of plugin `at` to the end, on this task.
+    async fn detached_inline(&self, at: usize, job: Detached) {
+        let Verdict::Query(req) = parse_query(&job.msg) else {
+            return;
+        };
+        let (mut resp, mut scratch) = (Vec::new(), Vec::new());
+        let mut ctx = Ctx::new(
+            &job.server,
+            req,
+            job.proto,
+            job.peer,
+            job.local,
+            &mut resp,
+            &mut scratch,
+            Instant::now(),
+        );
+        ctx.st.flags = job.flags;
+        ctx.st.marks = job.marks;
+        match self.forward_from(&mut ctx, at + 1) {
+            Ok((i, st)) => {
+                self.respond(&mut ctx, at, i, st);
+            }
+            Err(p) => {
+                self.resume_from(&mut ctx, p, at).await;
+            }
+        }
+    }
+
+    /// Starts a detached query of plugin `at`: synchronously until a plugin
+    /// parks, then on a task of this worker.
+    fn launch(self: &Arc<Self>, at: usize, job: Detached) {
+        let Verdict::Query(req) = parse_query(&job.msg) else {
+            return;
+        };
+        let (mut resp, mut scratch) = (Vec::new(), Vec::new());
+        let mut ctx = Ctx::new(
+            &job.server,
+            req,
+            job.proto,
+            job.peer,
+            job.local,
+            &mut resp,
+            &mut scratch,
+            Instant::now(),
+        );
+        ctx.st.flags = job.flags;
+        ctx.st.marks = job.marks;
+        let parked = match self.forward_from(&mut ctx, at + 1) {
+            Ok((i, st)) => {
+                self.respond(&mut ctx, at, i, st);
+                return;
+            }
+            Err(p) => p,
+        };
+        let st = ctx.st;
+        let can_spawn = tokio::runtime::Handle::try_current().is_ok()
+            && DETACHED.with(|n| n.get()) < MAX_DETACHED;
+        if !can_spawn {
+            ctx.written = false;
+            self.respond(&mut ctx, at, at, Status::rcode(2));
+            return;
+        }
+        drop(ctx);
+        DETACHED.with(|n| n.set(n.get() + 1));
+        let chain = Arc::clone(self);
+        tokio::task::spawn_local(async move {
+            if let Verdict::Query(req) = parse_query(&job.msg) {
+                let (mut resp, mut scratch) = (Vec::new(), Vec::new());
+                let mut ctx = Ctx::new(
+                    &job.server,
+                    req,
+                    job.proto,
+                    job.peer,
+                    job.local,
+                    &mut resp,
+                    &mut scratch,
+                    st.start,
+                );
+                ctx.st = st;
+                chain.resume_from(&mut ctx, parked, at).await;
+            }
+            DETACHED.with(|n| n.set(n.get().saturating_sub(1)));
+        });
     }
 }
