@@ -63,6 +63,24 @@ pub fn split_host_port(hp: &str) -> Result<(String, String), String> {
     Ok((host, hp[i + 1..].to_owned()))
 }
 
+/// The optional `[ADDRESS]` argument of *prometheus*, *health*, *ready* and
+/// *pprof*: `Ok(None)` without one, `Ok(Some(addr))` when it splits as Go's
+/// `net.SplitHostPort` accepts, the plugin-wrapped error otherwise.
+pub fn address_arg(
+    d: &mut corefile::Dispenser,
+    plugin: &str,
+) -> Result<Option<String>, corefile::Diagnostic> {
+    let args = d.remaining_args();
+    match args.as_slice() {
+        [] => Ok(None),
+        [a] => {
+            split_host_port(a).map_err(|e| corefile::Diagnostic::plain(e).in_plugin(plugin))?;
+            Ok(Some(a.clone()))
+        }
+        _ => Err(d.arg_err().in_plugin(plugin)),
+    }
+}
+
 /// Resolves a Go-style listen address (`:8080`, `localhost:9153`, `[::1]:53`).
 pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
     let (host, port) = split_host_port(addr)?;

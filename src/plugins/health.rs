@@ -16,14 +16,8 @@ pub fn setup_health(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Dia
     let mut addr = String::new();
     let mut lameduck = Duration::ZERO;
     while d.next() {
-        let args = d.remaining_args();
-        match args.as_slice() {
-            [] => {}
-            [a] => {
-                addr = a.clone();
-                crate::http::split_host_port(a).map_err(|e| w(Diagnostic::plain(e)))?;
-            }
-            _ => return Err(w(d.arg_err())),
+        if let Some(a) = crate::http::address_arg(d, "health")? {
+            addr = a;
         }
         while d.next_block() {
             match d.val() {
@@ -61,14 +55,8 @@ pub fn setup_ready(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diag
             return Err(w(crate::config::err_once()));
         }
         i += 1;
-        let args = d.remaining_args();
-        match args.as_slice() {
-            [] => {}
-            [a] => {
-                addr = a.clone();
-                crate::http::split_host_port(a).map_err(|e| w(Diagnostic::plain(e)))?;
-            }
-            _ => return Err(w(d.arg_err())),
+        if let Some(a) = crate::http::address_arg(d, "ready")? {
+            addr = a;
         }
         while d.next_block() {
             match d.val() {

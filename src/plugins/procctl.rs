@@ -92,14 +92,7 @@ pub fn pprof(d: &mut Dispenser) -> Result<(), Diagnostic> {
             return Err(w(crate::config::err_once()));
         }
         i += 1;
-        let args = d.remaining_args();
-        match args.as_slice() {
-            [] => {}
-            [a] => {
-                crate::http::split_host_port(a).map_err(|e| w(Diagnostic::plain(e)))?;
-            }
-            _ => return Err(w(d.arg_err())),
-        }
+        crate::http::address_arg(d, "pprof")?;
         while d.next_block() {
             match d.val() {
                 "block" => {

@@ -35,14 +35,8 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<PrometheusConfig, 
             return Err(w(crate::config::err_once()));
         }
         i += 1;
-        let args = d.remaining_args();
-        match args.as_slice() {
-            [] => {}
-            [a] => {
-                c.addr = a.clone();
-                crate::http::split_host_port(a).map_err(|e| w(Diagnostic::plain(e)))?;
-            }
-            _ => return Err(w(d.arg_err())),
+        if let Some(a) = crate::http::address_arg(d, "prometheus")? {
+            c.addr = a;
         }
         while d.next_block() {
             match d.val() {
