@@ -1,0 +1,327 @@
+//! The per-worker pool against in-process upstreams: UDP sharing and its
+//! bound, ICMP errors, TCP reuse and expiry, dial timeouts, health checks and
+//! the metrics text.
+
+use super::*;
+
+fn upstream(
+    addr: SocketAddr,
+    read_timeout: Duration,
+    max_idle: usize,
+    expire: Duration,
+) -> Upstream {
+    let cfg = UpstreamConfig {
+        addr,
+        label: addr.to_string(),
+        scheme: Scheme::Dns,
+        server_name: None,
+    };
+    let opts = PoolOpts {
+        expire,
+        max_age: Duration::ZERO,
+        max_idle_conns: max_idle,
+        read_timeout,
+        source: None,
+        hc: HcOpts {
+            interval: Duration::from_millis(100),
+            rd: true,
+            domain: Name::root(),
+            tcp: false,
+        },
+    };
+    Upstream::new(cfg, opts, None)
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Collects `n` queries, then answers them in reverse order (A = 10.0.x.y from the ID).
+fn reverse_responder(n: usize) -> (SocketAddr, std::thread::JoinHandle<usize>) {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("t");
+    let addr = s.local_addr().expect("addr");
+    let h = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        while got.len() < n {
+            let Ok((len, peer)) = s.recv_from(&mut buf) else {
+                break;
+            };
+            got.push((buf[..len].to_vec(), peer));
+        }
+        let ports: std::collections::HashSet<u16> = got.iter().map(|g| g.1.port()).collect();
+        for (q, peer) in got.iter().rev() {
+            let mut r = q.clone();
+            r[2] |= 0x80;
+            r[7] = 1;
+            r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, q[0], q[1]]);
+            let _ = s.send_to(&r, peer);
+        }
+        ports.len()
+    });
+    (addr, h)
+}
+
+#[test]
+fn udp_sockets_are_shared_and_replies_matched_by_id() {
+    // Small enough that the responder's socket buffer holds every query.
+    const N: usize = 100;
+    let (addr, h) = reverse_responder(N);
+    let up = Rc::new(upstream(
+        addr,
+        Duration::from_secs(3),
+        0,
+        Duration::from_secs(10),
+    ));
+    let local = Rc::new(Local::default());
+    let set = tokio::task::LocalSet::new();
+    let results = set.block_on(&rt(), async {
+        let mut hs = Vec::new();
+        for i in 0..N {
+            let (up, local) = (Rc::clone(&up), Rc::clone(&local));
+            hs.push(tokio::task::spawn_local(async move {
+                let mut q = msg(0, 0x0100, &format!("q{i}.example."), 1, &[], None);
+                let r = proxy::exchange(&up, &local, &mut q, Net::Udp, 512).await;
+                (q, r)
+            }));
+        }
+        let mut out = Vec::new();
+        for h in hs {
+            out.push(h.await.expect("join"));
+        }
+        out
+    });
+    let ports = h.join().expect("join");
+    for (q, r) in &results {
+        let r = r.as_ref().expect("reply");
+        // Same ID as sent, and the answer derived from that ID.
+        assert_eq!(r[..2], q[..2]);
+        assert_eq!(r[r.len() - 2..], q[..2]);
+    }
+    assert!(ports <= proxy::UDP_SOCKETS, "{ports} sockets");
+    let (hits, misses) = up.metrics.conn_cache(metrics::ConnProto::Udp);
+    assert_eq!(hits + misses, N as u64);
+    assert_eq!(misses as usize, ports);
+}
+
+#[test]
+fn udp_pending_table_is_bounded() {
+    // A black hole: every slot fills, the rest fail at once.
+    let hole = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = hole.local_addr().expect("addr");
+    let up = Rc::new(upstream(
+        addr,
+        Duration::from_millis(300),
+        0,
+        Duration::from_secs(10),
+    ));
+    let local = Rc::new(Local::default());
+    let total = proxy::UDP_SOCKETS * udp::SLOTS_PER_SOCKET + 100;
+    let before = metrics::PENDING_FULL.load(Ordering::Relaxed);
+    let set = tokio::task::LocalSet::new();
+    let (full, timeouts) = set.block_on(&rt(), async {
+        let mut hs = Vec::new();
+        for _ in 0..total {
+            let (up, local) = (Rc::clone(&up), Rc::clone(&local));
+            hs.push(tokio::task::spawn_local(async move {
+                let mut q = msg(0, 0x0100, "x.example.", 1, &[], None);
+                proxy::exchange(&up, &local, &mut q, Net::Udp, 512).await
+            }));
+        }
+        let (mut full, mut to) = (0, 0);
+        for h in hs {
+            match h.await.expect("join") {
+                Err(Fail::Full) => full += 1,
+                Err(Fail::Io(t)) if t.ends_with("i/o timeout") => to += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        (full, to)
+    });
+    assert_eq!(timeouts, proxy::UDP_SOCKETS * udp::SLOTS_PER_SOCKET);
+    assert_eq!(full, 100);
+    assert!(metrics::PENDING_FULL.load(Ordering::Relaxed) >= before + 100);
+    drop(hole);
+}
+
+#[test]
+fn udp_connection_refused_is_immediate() {
+    let closed = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = closed.local_addr().expect("addr");
+    drop(closed);
+    let up = upstream(addr, Duration::from_secs(2), 0, Duration::from_secs(10));
+    let local = Local::default();
+    let t0 = Instant::now();
+    let r = rt().block_on(async {
+        let mut q = msg(0, 0x0100, "x.example.", 1, &[], None);
+        proxy::exchange(&up, &local, &mut q, Net::Udp, 512).await
+    });
+    assert!(t0.elapsed() < Duration::from_millis(500));
+    let Err(Fail::Io(t)) = r else { panic!("{r:?}") };
+    assert!(t.starts_with("read udp 127.0.0.1:"), "{t}");
+    assert!(
+        t.ends_with(&format!("->{addr}: read: connection refused")),
+        "{t}"
+    );
+}
+
+/// TCP responder: answers every framed query on every connection; counts connections.
+fn tcp_responder() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c2 = Arc::clone(&conns);
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            c2.fetch_add(1, Ordering::Relaxed);
+            std::thread::spawn(move || {
+                loop {
+                    let mut len = [0u8; 2];
+                    if s.read_exact(&mut len).is_err() {
+                        return;
+                    }
+                    let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                    if s.read_exact(&mut q).is_err() {
+                        return;
+                    }
+                    q[2] |= 0x80;
+                    let mut f = (q.len() as u16).to_be_bytes().to_vec();
+                    f.extend_from_slice(&q);
+                    if s.write_all(&f).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
+#[test]
+fn tcp_connections_are_reused_and_expire() {
+    let (addr, conns) = tcp_responder();
+    let up = upstream(addr, Duration::from_secs(2), 0, Duration::from_millis(300));
+    let local = Local::default();
+    let rt = rt();
+    for _ in 0..3 {
+        let r = rt.block_on(async {
+            let mut q = msg(0, 0x0100, "x.example.", 1, &[], None);
+            proxy::exchange(&up, &local, &mut q, Net::Tcp, 512).await
+        });
+        assert!(r.is_ok(), "{r:?}");
+    }
+    assert_eq!(conns.load(Ordering::Relaxed), 1);
+    assert_eq!(up.metrics.conn_cache(metrics::ConnProto::Tcp), (2, 1));
+    assert_eq!(local.counts().1, 1);
+    // Idle longer than `expire`: closed instead of reused.
+    std::thread::sleep(Duration::from_millis(400));
+    let r = rt.block_on(async {
+        let mut q = msg(0, 0x0100, "x.example.", 1, &[], None);
+        proxy::exchange(&up, &local, &mut q, Net::Tcp, 512).await
+    });
+    assert!(r.is_ok());
+    assert_eq!(conns.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn dial_timeout_adapts() {
+    let up = upstream(
+        "127.0.0.1:9".parse().expect("a"),
+        Duration::from_secs(2),
+        0,
+        Duration::from_secs(10),
+    );
+    // The average starts at 15 s: the first dial may take 30 s.
+    assert_eq!(up.dial_timeout(), Duration::from_secs(30));
+}
+
+#[test]
+fn metrics_text() {
+    let m = metrics::upstream("198.51.100.7:53");
+    m.observe(0, Duration::from_millis(3));
+    m.observe(3, Duration::from_micros(100));
+    m.hit(metrics::ConnProto::Udp);
+    m.miss(metrics::ConnProto::Udp);
+    m.hc_failures.fetch_add(2, Ordering::Relaxed);
+    let t = metrics::render();
+    for line in [
+        "# HELP coredns_proxy_request_duration_seconds Histogram of the time each request took.",
+        "# TYPE coredns_proxy_request_duration_seconds histogram",
+        "coredns_proxy_request_duration_seconds_bucket{proxy_name=\"forward\",rcode=\"NOERROR\",to=\"198.51.100.7:53\",le=\"0.002\"} 0",
+        "coredns_proxy_request_duration_seconds_bucket{proxy_name=\"forward\",rcode=\"NOERROR\",to=\"198.51.100.7:53\",le=\"0.004\"} 1",
+        "coredns_proxy_request_duration_seconds_bucket{proxy_name=\"forward\",rcode=\"NOERROR\",to=\"198.51.100.7:53\",le=\"+Inf\"} 1",
+        "coredns_proxy_request_duration_seconds_sum{proxy_name=\"forward\",rcode=\"NOERROR\",to=\"198.51.100.7:53\"} 0.003",
+        "coredns_proxy_request_duration_seconds_count{proxy_name=\"forward\",rcode=\"NXDOMAIN\",to=\"198.51.100.7:53\"} 1",
+        "coredns_proxy_conn_cache_hits_total{proto=\"udp\",proxy_name=\"forward\",to=\"198.51.100.7:53\"} 1",
+        "coredns_proxy_conn_cache_misses_total{proto=\"udp\",proxy_name=\"forward\",to=\"198.51.100.7:53\"} 1",
+        "coredns_proxy_healthcheck_failures_total{proxy_name=\"forward\",to=\"198.51.100.7:53\"} 2",
+        "# TYPE coredns_forward_healthcheck_broken_total counter",
+        "# HELP coredns_forward_max_concurrent_rejects_total Counter of the number of queries rejected because the concurrent queries were at maximum.",
+    ] {
+        assert!(t.lines().any(|l| l == line), "missing {line}\n{t}");
+    }
+    // Families in name order.
+    let fams: Vec<&str> = t
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .collect();
+    let mut sorted = fams.clone();
+    sorted.sort_unstable();
+    assert_eq!(fams, sorted);
+}
+
+#[test]
+fn health_probe_message() {
+    let up = upstream(
+        "127.0.0.1:9".parse().expect("a"),
+        Duration::from_secs(2),
+        0,
+        Duration::from_secs(10),
+    );
+    let q = health::probe_query(&up, 0x1234);
+    assert_eq!(q, [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1]);
+}
+
+#[test]
+fn health_check_marks_down_and_recovers() {
+    // A black hole for the checks (1 s timeout each is too slow here: use a
+    // closed port, which fails at once).
+    let closed = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = closed.local_addr().expect("addr");
+    drop(closed);
+    let up = Arc::new(upstream(
+        addr,
+        Duration::from_secs(2),
+        0,
+        Duration::from_secs(10),
+    ));
+    health::trigger(&up);
+    let t0 = Instant::now();
+    while !up.down(2) && t0.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(up.down(2), "three failed checks");
+    assert!(up.metrics.hc_failures.load(Ordering::Relaxed) >= 3);
+    // The upstream comes back: the loop ends with fails = 0.
+    let s = UdpSocket::bind(addr).expect("rebind");
+    std::thread::spawn(move || {
+        let mut b = [0u8; 512];
+        if let Ok((n, p)) = s.recv_from(&mut b) {
+            b[2] |= 0x80;
+            let _ = s.send_to(&b[..n], p);
+        }
+    });
+    let t0 = Instant::now();
+    while up.fails.load(Ordering::Relaxed) != 0 && t0.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(up.fails.load(Ordering::Relaxed), 0);
+    assert!(!up.down(2));
+    up.stopped.store(true, Ordering::Relaxed);
+}
