@@ -3,6 +3,7 @@
 
 pub mod any;
 pub mod bufsize;
+pub mod cache;
 pub mod chaos;
 pub mod erratic;
 pub mod errors;
@@ -10,6 +11,7 @@ pub mod file;
 pub mod forward;
 pub mod header;
 pub mod health;
+pub mod hosts;
 pub mod loadbalance;
 pub mod local;
 pub mod log;
@@ -57,10 +59,14 @@ pub enum PluginConfig {
     Loadbalance(loadbalance::LoadbalanceConfig),
     /// `header`.
     Header(header::HeaderConfig),
+    /// `cache`.
+    Cache(Box<cache::CacheConfig>),
     /// `minimal`.
     Minimal,
     /// `transfer`.
     Transfer(transfer::TransferConfig),
+    /// `hosts`.
+    Hosts(hosts::HostsConfig),
     /// `file`.
     File(file::FileConfig),
     /// `forward` (every stanza of the block, in order).
@@ -111,11 +117,13 @@ pub fn setup(
         "chaos" => PluginConfig::Chaos(chaos::setup(d)?),
         "loadbalance" => PluginConfig::Loadbalance(loadbalance::setup(d, ctx)?),
         "header" => PluginConfig::Header(header::setup(d)?),
+        "cache" => PluginConfig::Cache(Box::new(cache::setup(d, ctx)?)),
         "minimal" => {
             minimal::setup(d)?;
             PluginConfig::Minimal
         }
         "transfer" => PluginConfig::Transfer(transfer::setup(d, ctx)?),
+        "hosts" => PluginConfig::Hosts(hosts::setup(d, ctx)?),
         "file" => PluginConfig::File(file::setup(d, ctx)?),
         "forward" => PluginConfig::Forward(forward::setup(d, ctx)?),
         "loop" => PluginConfig::Loop(loopdetect::setup(d, ctx)?),
@@ -156,10 +164,14 @@ pub enum Plugin {
     Loadbalance(loadbalance::Loadbalance),
     /// `header`.
     Header(header::Header),
+    /// `cache`.
+    Cache(Box<cache::Cache>),
     /// `minimal`.
     Minimal,
     /// `transfer`.
     Transfer(transfer::Transfer),
+    /// `hosts`.
+    Hosts(hosts::Hosts),
     /// `file`.
     File(file::File),
     /// `forward`.
@@ -188,8 +200,10 @@ impl Plugin {
             PluginConfig::Chaos(c) => Self::Chaos(chaos::Chaos::new(c)),
             PluginConfig::Loadbalance(c) => Self::Loadbalance(loadbalance::Loadbalance::new(c)?),
             PluginConfig::Header(c) => Self::Header(header::Header::new(c)),
+            PluginConfig::Cache(c) => Self::Cache(Box::new(cache::Cache::new(c))),
             PluginConfig::Minimal => Self::Minimal,
             PluginConfig::Transfer(c) => Self::Transfer(transfer::Transfer::new(c)),
+            PluginConfig::Hosts(c) => Self::Hosts(hosts::Hosts::new(c)),
             PluginConfig::File(c) => Self::File(file::File::new(c)),
             PluginConfig::Forward(c) => Self::Forward(forward::Forward::new(c)?),
             PluginConfig::Loop(c) => Self::Loop(Box::new(loopdetect::Loop::new(c))),
@@ -213,8 +227,10 @@ impl Plugin {
             Self::Chaos(_) => "chaos",
             Self::Loadbalance(_) => "loadbalance",
             Self::Header(_) => "header",
+            Self::Cache(_) => "cache",
             Self::Minimal => "minimal",
             Self::Transfer(_) => "transfer",
+            Self::Hosts(_) => "hosts",
             Self::File(_) => "file",
             Self::Forward(_) => "forward",
             Self::Loop(_) => "loop",
@@ -252,7 +268,9 @@ impl Plugin {
             Self::Any => any::serve(ctx),
             Self::Chaos(p) => p.serve(ctx),
             Self::Header(p) => p.serve(ctx),
+            Self::Cache(p) => p.serve(ctx),
             Self::Transfer(p) => p.serve(ctx),
+            Self::Hosts(p) => p.serve(ctx),
             Self::File(p) => p.serve(ctx),
             Self::Forward(p) => p.serve(ctx),
             Self::Loop(p) => p.serve(ctx),
@@ -265,6 +283,7 @@ impl Plugin {
     pub async fn serve_async(&self, ctx: &mut Ctx<'_>) -> Flow {
         match self {
             Self::Forward(p) => p.serve_async(ctx).await,
+            Self::Cache(p) => p.serve_async(ctx).await,
             Self::Erratic(p) => p.serve_async(ctx).await,
             _ => Flow::Return(Status::rcode(2)),
         }
@@ -279,6 +298,7 @@ impl Plugin {
             Self::Log(p) => p.respond(ctx, st),
             Self::Loadbalance(p) => p.respond(ctx),
             Self::Header(p) => p.respond(ctx),
+            Self::Cache(p) => p.respond(ctx, st),
             Self::Minimal => minimal::respond(ctx),
             _ => {}
         }
