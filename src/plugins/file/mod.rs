@@ -10,7 +10,7 @@ pub mod fall;
 mod reload;
 mod setup;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -26,6 +26,7 @@ use crate::plugins::transfer::link::{BlockLink, ZoneSource};
 use crate::wire::{Name, flags};
 use crate::zone::{Plan, Res, Zone};
 pub use fall::Fall;
+pub(crate) use setup::rooted as rooted_path;
 pub use setup::{FileConfig, setup};
 
 /// One zone a plugin serves: its origin and the data loaded for it (none
