@@ -443,6 +443,7 @@ pub struct ZoneBuilder {
     ns: Vec<ApexRr>,
     sig_ns: Vec<ApexRr>,
     lower: Vec<u8>,
+    rdata: Vec<u8>,
     skipped: Vec<(String, u32, String)>,
     /// Stop at the first SOA if its serial is this one.
     pub unchanged_serial: Option<u32>,
@@ -463,6 +464,7 @@ impl ZoneBuilder {
             ns: Vec::new(),
             sig_ns: Vec::new(),
             lower: Vec::with_capacity(256),
+            rdata: Vec::with_capacity(512),
             skipped: Vec::new(),
             unchanged_serial: None,
             seen_soa: false,
@@ -492,7 +494,20 @@ impl ZoneBuilder {
             return Ok(());
         }
         let at_apex = self.lower == origin;
-        let mut rdata = rec.rdata.to_vec();
+        let mut rdata = std::mem::take(&mut self.rdata);
+        rdata.clear();
+        rdata.extend_from_slice(rec.rdata);
+        let r = self.insert_with(rec, at_apex, &mut rdata);
+        self.rdata = rdata;
+        r
+    }
+
+    fn insert_with(
+        &mut self,
+        rec: &Record<'_>,
+        at_apex: bool,
+        rdata: &mut Vec<u8>,
+    ) -> Result<(), LoadError> {
         let rtype = rec.rtype;
         match rtype {
             50 | 51 => {
@@ -503,10 +518,10 @@ impl ZoneBuilder {
                     origin: self.origin.to_string(),
                 });
             }
-            2 | 5 => lower_name(&mut rdata),
+            2 | 5 => lower_name(rdata),
             6 => {
-                lower_name(&mut rdata);
-                if let Some(n) = name_len(&rdata) {
+                lower_name(rdata);
+                if let Some(n) = name_len(rdata) {
                     lower_name(&mut rdata[n..]);
                 }
             }
@@ -529,9 +544,9 @@ impl ZoneBuilder {
             if kind == 0 && !self.seen_soa {
                 self.seen_soa = true;
                 if let Some(s) = self.unchanged_serial {
-                    let n1 = name_len(&rdata).unwrap_or(0);
+                    let n1 = name_len(rdata).unwrap_or(0);
                     let n2 = name_len(&rdata[n1..]).unwrap_or(0);
-                    if rdata.len() >= n1 + n2 + 4 && be32(&rdata, n1 + n2) == s {
+                    if rdata.len() >= n1 + n2 + 4 && be32(rdata, n1 + n2) == s {
                         return Err(LoadError::NoChange { serial: s });
                     }
                 }
@@ -539,7 +554,7 @@ impl ZoneBuilder {
             let lower = std::mem::take(&mut self.lower);
             owner_off = self.push_arena(&lower)?;
             self.lower = lower;
-            let off = self.push_arena(&rdata)?;
+            let off = self.push_arena(rdata)?;
             let a = ApexRr {
                 owner_off,
                 owner_len,
@@ -577,10 +592,10 @@ impl ZoneBuilder {
         let off = if rtype == 33 && rec.owner != &self.lower[..] {
             flags = OWN_OWNER;
             let o = self.push_arena(rec.owner)?;
-            self.push_arena(&rdata)?;
+            self.push_arena(rdata)?;
             o
         } else {
-            self.push_arena(&rdata)?
+            self.push_arena(rdata)?
         };
         self.tmp.push((
             owner_id,
