@@ -506,7 +506,7 @@ impl ZoneBuilder {
         &mut self,
         rec: &Record<'_>,
         at_apex: bool,
-        rdata: &mut Vec<u8>,
+        rdata: &mut [u8],
     ) -> Result<(), LoadError> {
         let rtype = rec.rtype;
         match rtype {
