@@ -549,3 +549,93 @@ fn question_check_and_upstream_query() {
 }
 
 mod pool;
+
+/// Answers `n` UDP queries by echoing them with QR set.
+fn echo_upstream(n: usize) -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.set_read_timeout(Some(Duration::from_secs(3))).expect("t");
+    let addr = s.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut b = [0u8; 512];
+        for _ in 0..n {
+            let Ok((len, p)) = s.recv_from(&mut b) else {
+                return;
+            };
+            b[2] |= 0x80;
+            let _ = s.send_to(&b[..len], p);
+        }
+    });
+    addr
+}
+
+fn forward_once(fw: &Forward, q: &[u8]) -> (Flow, Vec<u8>) {
+    with_ctx(q, Proto::Udp, |ctx| {
+        assert!(matches!(fw.serve(ctx), Flow::Park));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        let flow = rt.block_on(fw.serve_async(ctx));
+        let resp = if ctx.written {
+            ctx.resp.clone()
+        } else {
+            Vec::new()
+        };
+        (flow, resp)
+    })
+}
+
+#[test]
+fn all_upstreams_down() {
+    let q = msg(7, 0x0100, "a.example.", 1, &[], None);
+    // failfast: SERVFAIL at once with "no healthy proxies".
+    let cfg = parse("forward . 127.0.0.1:9 {\nfailfast_all_unhealthy_upstreams\n}").expect("ok");
+    let fw = Forward::new(&cfg).expect("build");
+    fw.upstreams(0)[0].fails.store(10, Ordering::Relaxed);
+    let before = metrics::HEALTHCHECK_BROKEN.load(Ordering::Relaxed);
+    let (flow, _) = forward_once(&fw, &q);
+    let Flow::Return(st) = flow else {
+        panic!("{flow:?}")
+    };
+    assert_eq!(st.rcode, 2);
+    assert_eq!(st.err.expect("err").to_string(), "no healthy proxies");
+    assert!(metrics::HEALTHCHECK_BROKEN.load(Ordering::Relaxed) > before);
+    // Without it: health checking looks broken, a random upstream is tried.
+    let up = echo_upstream(1);
+    let cfg = parse(&format!("forward . {up}")).expect("ok");
+    let fw = Forward::new(&cfg).expect("build");
+    fw.upstreams(0)[0].fails.store(10, Ordering::Relaxed);
+    let (flow, resp) = forward_once(&fw, &q);
+    assert!(
+        matches!(flow, Flow::Return(ref s) if s.rcode == 0 && s.err.is_none()),
+        "{flow:?}"
+    );
+    assert_eq!(
+        crate::wire::hdr::id(&resp),
+        7,
+        "the client's ID is restored"
+    );
+    assert_eq!(resp.len(), q.len());
+}
+
+#[test]
+fn next_stanza_and_no_match() {
+    let q = msg(9, 0x0100, "www.example.org.", 1, &[], None);
+    // Only the second stanza matches; a name under neither goes to the next plugin.
+    let up = echo_upstream(1);
+    let cfg = parse(&format!(
+        "forward example.com 127.0.0.1:9\nforward example.org {up}"
+    ))
+    .expect("ok");
+    let fw = Forward::new(&cfg).expect("build");
+    let (flow, resp) = forward_once(&fw, &q);
+    assert!(
+        matches!(flow, Flow::Return(ref s) if s.rcode == 0),
+        "{flow:?}"
+    );
+    assert_eq!(crate::wire::hdr::id(&resp), 9);
+    let other = msg(9, 0x0100, "www.example.net.", 1, &[], None);
+    with_ctx(&other, Proto::Udp, |ctx| {
+        assert!(matches!(fw.serve(ctx), Flow::Next))
+    });
+}

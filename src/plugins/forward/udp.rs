@@ -159,7 +159,14 @@ impl UdpConn {
     pub async fn send(&self, q: &[u8]) -> Result<(), Fail> {
         let t = std::time::Duration::from_secs(2);
         let (l, r) = (self.local, self.remote);
-        match tokio::time::timeout(t, self.sock.send(q)).await {
+        // Almost always immediate: no timer unless the socket buffer is full.
+        let res = match self.sock.try_send(q) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::time::timeout(t, self.sock.send(q)).await
+            }
+            r => Ok(r),
+        };
+        match res {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
                 self.st.borrow_mut().broken = true;
