@@ -325,3 +325,48 @@ fn health_check_marks_down_and_recovers() {
     assert!(!up.down(2));
     up.stopped.store(true, Ordering::Relaxed);
 }
+
+/// Echoes one UDP query (QR set) and reports the client's address.
+fn echo_once(bind: &str) -> Option<(SocketAddr, std::thread::JoinHandle<Option<SocketAddr>>)> {
+    let s = UdpSocket::bind(bind).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    let addr = s.local_addr().ok()?;
+    let h = std::thread::spawn(move || {
+        let mut b = [0u8; 512];
+        let (n, p) = s.recv_from(&mut b).ok()?;
+        b[2] |= 0x80;
+        s.send_to(&b[..n], p).ok()?;
+        Some(p)
+    });
+    Some((addr, h))
+}
+
+#[test]
+fn ipv6_upstream_and_source_address() {
+    let rt = rt();
+    // IPv6 loopback, where available.
+    if let Some((addr, h)) = echo_once("[::1]:0") {
+        let up = upstream(addr, Duration::from_secs(2), 0, Duration::from_secs(10));
+        let local = Local::default();
+        let r = rt.block_on(async {
+            let mut q = msg(0, 0x0100, "v6.example.", 28, &[], None);
+            proxy::exchange(&up, &local, &mut q, Net::Udp, 512).await
+        });
+        assert!(r.is_ok(), "{r:?}");
+        assert!(h.join().expect("join").expect("peer").is_ipv6());
+    } else {
+        println!("no IPv6 loopback: skipping the [::1] upstream");
+    }
+    // source_address: queries leave from that address.
+    let (addr, h) = echo_once("127.0.0.1:0").expect("bind");
+    let mut up = upstream(addr, Duration::from_secs(2), 0, Duration::from_secs(10));
+    up.opts.source = Some("127.0.0.2".parse().expect("ip"));
+    let local = Local::default();
+    let r = rt.block_on(async {
+        let mut q = msg(0, 0x0100, "src.example.", 1, &[], None);
+        proxy::exchange(&up, &local, &mut q, Net::Udp, 512).await
+    });
+    assert!(r.is_ok(), "{r:?}");
+    let peer = h.join().expect("join").expect("peer");
+    assert_eq!(peer.ip().to_string(), "127.0.0.2");
+}
