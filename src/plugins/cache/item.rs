@@ -35,7 +35,7 @@ pub struct Item {
     /// No refresh before this time + 1 (0 = none), after a failed stale refresh.
     retry_after: AtomicU64,
     /// The answering item this one replaced (prefer_positive).
-    pub lkg: Option<Box<Item>>,
+    pub lkg: Option<Box<Self>>,
 }
 
 impl std::fmt::Debug for Item {
@@ -66,15 +66,13 @@ pub struct ReplyTo<'a> {
 
 impl Item {
     /// Stores `m` (its records `keep`, indices into `idx.rrs`, in order) as an
-    /// item, decompressing names into `scratch`.
+    /// item, decompressing names into `scratch`. The caller sets `stored`,
+    /// `orig_ttl` and `answering`.
     pub fn new(
         key: u64,
         m: &[u8],
         idx: &MsgIndex,
         keep: &[usize],
-        stored: i64,
-        orig_ttl: u32,
-        answering: bool,
         scratch: &mut Vec<u8>,
     ) -> Option<Self> {
         let opts = Rebuild {
@@ -94,9 +92,9 @@ impl Item {
             key,
             data: data.into_boxed_slice(),
             msg_len,
-            stored,
-            orig_ttl,
-            answering,
+            stored: 0,
+            orig_ttl: 0,
+            answering: false,
             hits: AtomicU32::new(0),
             last: AtomicU64::new(0),
             refreshing: AtomicBool::new(false),

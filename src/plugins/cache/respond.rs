@@ -69,10 +69,12 @@ impl Cache {
         MsgIndex::with(m, |idx| {
             let mt = cache_type(m, idx, || clock.unix());
             // CoreDNS `key`: what is never cached.
+            let soa = has_soa(idx);
             let cacheable = hdr::flags(m) & flags::TC == 0
                 && !matches!(mt, RespType::OtherError | RespType::Meta | RespType::Update)
-                && !(mt == RespType::NameError && !has_soa(idx))
-                && !(mt == RespType::NoError && !has_soa(idx) && is_nodata(m, idx));
+                // Negative caching needs an SOA for its TTL (RFC 2308 §5).
+                && (soa || mt != RespType::NameError)
+                && (soa || mt != RespType::NoError || !is_nodata(m, idx));
             let clamp = |t: i64, min: i64, max: i64| t.max(min).min(max);
             let dur_ns = match mt {
                 RespType::NameError | RespType::NoData => {
@@ -139,7 +141,9 @@ impl Cache {
         let item = MsgIndex::with(resp, |idx| {
             let keep: Vec<usize> = (0..idx.rrs.len()).collect();
             let answering = answers_question(resp, idx);
-            Item::new(k, resp, idx, &keep, now, orig, answering, scratch)
+            let mut it = Item::new(k, resp, idx, &keep, scratch)?;
+            (it.stored, it.orig_ttl, it.answering) = (now, orig, answering);
+            Some(it)
         })
         .flatten();
         let Some(item) = item else {
