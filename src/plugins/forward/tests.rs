@@ -639,3 +639,46 @@ fn next_stanza_and_no_match() {
         assert!(matches!(fw.serve(ctx), Flow::Next))
     });
 }
+
+#[test]
+fn five_second_budget_caps_the_attempt_loop() {
+    // Three black holes, no attempt cap: 300 ms attempts until 5 s have passed.
+    let holes: Vec<UdpSocket> = (0..3)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let to: Vec<String> = holes
+        .iter()
+        .map(|h| h.local_addr().expect("a").to_string())
+        .collect();
+    let cfg = parse(&format!(
+        "forward . {} {{\nmax_connect_attempts 0\nread_timeout 300ms\nmax_fails 0\n}}",
+        to.join(" ")
+    ))
+    .expect("ok");
+    let fw = Forward::new(&cfg).expect("build");
+    let q = msg(3, 0x0100, "slow.example.", 1, &[], None);
+    let t0 = Instant::now();
+    let (flow, _) = forward_once(&fw, &q);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_millis(5600),
+        "{took:?}"
+    );
+    let Flow::Return(st) = flow else {
+        panic!("{flow:?}")
+    };
+    assert_eq!(st.rcode, 2);
+    assert!(
+        st.err.expect("err").to_string().ends_with(": i/o timeout"),
+        "the last upstream error"
+    );
+    let mut b = [0u8; 512];
+    let mut n = 0;
+    for h in &holes {
+        h.set_nonblocking(true).expect("nb");
+        while h.recv(&mut b).is_ok() {
+            n += 1;
+        }
+    }
+    assert!((16..=18).contains(&n), "{n} attempts");
+}
