@@ -95,7 +95,10 @@ fn zero_allocations_per_query() {
     let cache = ".:53 {\n cache\n whoami\n}\n";
     for (q, what) in [
         (query("www.example.org", 1, 1, false), "cache hit"),
-        (query("WWW.Example.org", 28, 1, true), "cache hit + EDNS + 0x20"),
+        (
+            query("WWW.Example.org", 28, 1, true),
+            "cache hit + EDNS + 0x20",
+        ),
     ] {
         assert_eq!(allocs_in(cache, &q, 1000), 0, "{what}");
     }
