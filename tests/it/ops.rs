@@ -416,3 +416,54 @@ fn multisocket_and_shed() {
         );
     }
 }
+
+#[test]
+fn metrics_forward_cache_match_recorded_family_by_family() {
+    let recorded_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/compat/recorded/metrics-forward-cache.txt"
+    );
+    let Ok(recorded) = std::fs::read_to_string(recorded_path) else {
+        eprintln!("skipping: {recorded_path} not found");
+        return;
+    };
+    let rec = shape(&recorded);
+    for be in backends() {
+        // The upstream: another ringdns answering whoami, and NXDOMAIN from `local`.
+        let up = TestServer::start(".:{port} {\n local\n whoami\n}\n", be);
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n forward . 127.0.0.1:{}\n cache 30\n prometheus 127.0.0.1:{mport}\n}}\n",
+                up.port
+            ),
+            be,
+        );
+        s.dig(&["www.example.org", "A"]);
+        s.dig(&["www.example.org", "A"]);
+        s.dig(&["+tcp", "www.example.org", "A"]);
+        s.dig(&["www.example.org", "AAAA"]);
+        s.dig(&["+dnssec", "x.example.org", "A"]);
+        assert_eq!(
+            dig_status(&s.dig(&["nope.127.in-addr.arpa", "PTR"])),
+            "NXDOMAIN",
+            "{be}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let (_, _, body) = http(mport, "GET", "/metrics").expect("scrape");
+        let ours = shape(&body);
+        for (fam, r) in rec.iter().filter(|(f, _)| f.starts_with("coredns_")) {
+            let o = ours
+                .get(fam)
+                .unwrap_or_else(|| panic!("{be}: missing {fam}\n{body}"));
+            assert_eq!((&r.0, &r.1), (&o.0, &o.1), "{be}: HELP/TYPE of {fam}");
+            assert_eq!(r.2, o.2, "{be}: label names of {fam}");
+            assert_eq!(r.3, o.3, "{be}: buckets of {fam}");
+        }
+        assert!(
+            body.contains("coredns_dns_responses_total{plugin=\"cache\",rcode=\"NXDOMAIN\""),
+            "{be}"
+        );
+        assert!(body.contains("coredns_cache_hits_total{server="), "{be}");
+    }
+}
