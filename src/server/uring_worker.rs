@@ -311,12 +311,14 @@ fn process(
                     }
                     Outcome::Stream(more) => {
                         let _ = h.send_tcp(conn, resp);
-                        tokio::task::spawn_local(stream_tcp(
-                            Rc::clone(engine),
-                            conn,
-                            data.to_vec(),
-                            more,
-                        ));
+                        // Counted as parked: the worker then runs its tasks.
+                        st.parked += 1;
+                        let (engine, state) = (Rc::clone(engine), Rc::clone(state));
+                        let data = data.to_vec();
+                        tokio::task::spawn_local(async move {
+                            stream_tcp(&engine, conn, &data, more).await;
+                            state.borrow_mut().parked -= 1;
+                        });
                     }
                     Outcome::Drop => {}
                     Outcome::Parked { block, at, st: rs } => {
@@ -371,9 +373,9 @@ const STREAM_AHEAD: usize = 128 * 1024;
 /// Sends the rest of a multi-message reply (a zone transfer) as the
 /// connection drains, each message scrubbed as the first one was.
 async fn stream_tcp(
-    engine: Rc<RefCell<Engine>>,
+    engine: &RefCell<Engine>,
     conn: ConnId,
-    request: Vec<u8>,
+    request: &[u8],
     mut more: crate::chain::MoreMessages,
 ) {
     loop {
@@ -389,7 +391,7 @@ async fn stream_tcp(
                     let _ = eng.submit();
                     return;
                 };
-                scrub_more(&request, &mut m);
+                scrub_more(request, &mut m);
                 if eng.send_tcp(conn, &m).is_err() {
                     return;
                 }

@@ -64,3 +64,61 @@ fn builds_and_searches() {
         "file \"t\" has no SOA record for origin example.org."
     );
 }
+
+/// Peak resident memory of this process in KiB (`VmHWM`).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A 1M-record zone: load time and memory (`cargo test --release --lib
+/// zone::tests::million -- --ignored --nocapture`).
+#[test]
+#[ignore = "slow: run by hand with --release"]
+fn million_records() {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(48 << 20);
+    text.push_str("$TTL 3600\n$ORIGIN example.org.\n@ SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ NS ns1\nns1 A 192.0.2.1\n");
+    for i in 0..250_000u32 {
+        let _ = writeln!(
+            text,
+            "host{i} A 10.{}.{}.{}",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255
+        );
+        let _ = writeln!(
+            text,
+            "host{i} AAAA 2001:db8::{:x}:{:x}",
+            i >> 16,
+            i & 0xffff
+        );
+        let _ = writeln!(text, "mx{i} MX 10 host{i}");
+        let _ = writeln!(text, "txt{i} TXT \"v=spf1 include:example.net -all\"");
+    }
+    let path = std::env::temp_dir().join(format!("ringdns-million-{}.db", std::process::id()));
+    std::fs::write(&path, &text).expect("write");
+    let size = text.len();
+    drop(text);
+    let before = peak_rss_kib();
+    let t = std::time::Instant::now();
+    let z = load_file(path.to_str().expect("path"), &name("example.org."), None).expect("load");
+    let took = t.elapsed();
+    let after = peak_rss_kib();
+    let _ = std::fs::remove_file(&path);
+    eprintln!(
+        "1M records ({} MB file): loaded in {:?}, {:?} names/records, peak RSS +{} MiB",
+        size >> 20,
+        took,
+        z.counts(),
+        (after.saturating_sub(before)) >> 10
+    );
+    assert_eq!(z.counts().1, 1_000_003);
+}

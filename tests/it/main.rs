@@ -2,6 +2,7 @@
 //! Integration tests: the `ringdns` binary with real Corefiles and real clients
 //! (`dig`, `kdig`), on every available backend.
 
+mod auth;
 mod forward;
 mod ops;
 mod tcp;

@@ -1,0 +1,492 @@
+//! Authoritative data end to end: *file* (lookup rules, reload, bad input),
+//! *transfer* (AXFR/IXFR over TCP, refusals, NOTIFY), *hosts*, *auto* and
+//! *secondary* (against a real primary), with dig and kdig on both backends.
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+const ZONE: &str = "$TTL 3600
+$ORIGIN example.org.
+@        IN SOA  ns1 hostmaster ( 2024010101 7200 3600 1209600 300 )
+         IN NS   ns1
+         IN NS   ns2.example.net.
+         IN MX   10 mail
+ns1      IN A    192.0.2.1
+mail     IN A    192.0.2.10
+         IN AAAA 2001:db8::10
+www      IN CNAME web
+web      IN A    192.0.2.20
+sub      IN NS   ns.sub
+ns.sub   IN A    192.0.2.30
+*.wild   IN TXT  \"wild\"
+b.c.ent  IN A    192.0.2.50
+loop1    IN CNAME loop2
+loop2    IN CNAME loop1
+";
+
+fn zone_with_serial(serial: u32, web: &str) -> String {
+    ZONE.replace("2024010101", &serial.to_string())
+        .replace("192.0.2.20", web)
+}
+
+/// Records of a dig/kdig answer (lines that are not comments), normalised.
+fn records(out: &str) -> Vec<String> {
+    out.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with(';'))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// kdig with stdout and stderr (errors such as a refused transfer go to stderr).
+fn kdig_all(s: &TestServer, args: &[&str]) -> String {
+    let out = Command::new("kdig")
+        .arg("@127.0.0.1")
+        .arg("-p")
+        .arg(s.port.to_string())
+        .args(["+time=2", "+retry=0"])
+        .args(args)
+        .output()
+        .expect("kdig (install knot-dnsutils)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn path(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn file_lookup_rules_dig_kdig() {
+    let dir = TempDir::new("auth-file");
+    let db = dir.write("db.example.org", ZONE);
+    for be in backends() {
+        let s = TestServer::start(
+            &format!(".:{{port}} {{\n file {} example.org\n}}\n", path(&db)),
+            be,
+        );
+        let out = s.dig(&["www.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert_eq!(dig_flags(&out), "qr aa rd", "{be}");
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec![
+                "www.example.org. 3600 IN CNAME web.example.org.",
+                "web.example.org. 3600 IN A 192.0.2.20"
+            ],
+            "{be}"
+        );
+        assert_eq!(
+            section(&out, "AUTHORITY"),
+            vec![
+                "example.org. 3600 IN NS ns1.example.org.",
+                "example.org. 3600 IN NS ns2.example.net."
+            ],
+            "{be}"
+        );
+        // MX: additional A/AAAA of the in-zone target.
+        let out = s.dig(&["example.org", "MX"]);
+        let add = section(&out, "ADDITIONAL");
+        assert!(
+            add.contains(&"mail.example.org. 3600 IN A 192.0.2.10".to_owned()),
+            "{be}: {out}"
+        );
+        assert!(
+            add.contains(&"mail.example.org. 3600 IN AAAA 2001:db8::10".to_owned()),
+            "{be}: {out}"
+        );
+        // Apex NS with glue, empty authority.
+        let out = s.dig(&["example.org", "NS"]);
+        assert!(section(&out, "AUTHORITY").is_empty(), "{be}: {out}");
+        assert!(
+            section(&out, "ADDITIONAL")
+                .contains(&"ns1.example.org. 3600 IN A 192.0.2.1".to_owned())
+        );
+        // Referral without AA, glue.
+        let out = s.kdig(&["+tcp", "host.sub.example.org", "A"]);
+        assert!(out.contains("NOERROR"), "{be}: {out}");
+        assert!(
+            !out.contains(" aa"),
+            "{be}: referral must not be authoritative: {out}"
+        );
+        assert!(out.contains("ns.sub.example.org."), "{be}: {out}");
+        // NXDOMAIN with the SOA's own TTL; ENT NODATA; wildcard; CNAME loop once each.
+        let out = s.dig(&["nope.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN");
+        assert_eq!(
+            section(&out, "AUTHORITY"),
+            vec![
+                "example.org. 3600 IN SOA ns1.example.org. hostmaster.example.org. 2024010101 7200 3600 1209600 300"
+            ]
+        );
+        let out = s.dig(&["c.ent.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR");
+        assert!(section(&out, "ANSWER").is_empty());
+        let out = s.dig(&["x.wild.example.org", "TXT"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec!["x.wild.example.org. 3600 IN TXT \"wild\""]
+        );
+        let out = s.dig(&["loop1.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR");
+        assert_eq!(section(&out, "ANSWER").len(), 2, "{be}: {out}");
+        // ANY: NODATA. AXFR without transfer: REFUSED, not authoritative.
+        let out = s.dig(&["example.org", "ANY"]);
+        assert_eq!(
+            (dig_status(&out).as_str(), section(&out, "ANSWER").len()),
+            ("NOERROR", 0)
+        );
+        let out = s.dig(&["+tcp", "example.org", "AXFR"]);
+        assert!(out.contains("Transfer failed"), "{be}: {out}");
+        let out = kdig_all(&s, &["+tcp", "example.org", "AXFR"]);
+        assert!(out.contains("REFUSED"), "{be}: {out}");
+        // Outside the zone, nothing after file: REFUSED.
+        let out = s.dig(&["www.example.net", "A"]);
+        assert_eq!(dig_status(&out), "REFUSED", "{be}: {out}");
+    }
+}
+
+#[test]
+fn truncation_keeps_29_of_40_records() {
+    let dir = TempDir::new("auth-tc");
+    let mut z = ZONE.to_owned();
+    for i in 0..40 {
+        z.push_str(&format!("big IN A 192.0.2.{}\n", i + 100));
+    }
+    let db = dir.write("db", &z);
+    for be in backends() {
+        let s = TestServer::start(
+            &format!("example.org:{{port}} {{\n file {}\n}}\n", path(&db)),
+            be,
+        );
+        let q = query(7, "big.example.org", 1, 1, None);
+        let r = s.udp_raw(&q, Duration::from_secs(2)).expect("reply");
+        assert_ne!(r[2] & 0x02, 0, "{be}: TC");
+        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 29, "{be}");
+        let out = s.dig(&["+tcp", "big.example.org", "A"]);
+        assert_eq!(section(&out, "ANSWER").len(), 40, "{be}");
+    }
+}
+
+#[test]
+fn transfer_axfr_ixfr_and_refusals() {
+    let dir = TempDir::new("auth-xfr");
+    let mut z = ZONE.to_owned();
+    // Enough records for several messages of at most 63000 octets.
+    for i in 0..3000 {
+        z.push_str(&format!("h{i} IN TXT \"{}\"\n", "x".repeat(40)));
+    }
+    let db = dir.write("db", &z);
+    let net = dir.write(
+        "db.net",
+        "$TTL 60\n@ SOA ns admin 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n",
+    );
+    for be in backends() {
+        let s = TestServer::start(
+            &format!(
+                "example.org:{{port}} {{\n transfer {{\n  to *\n }}\n file {}\n}}\n\
+                 example.net:{{port}} {{\n transfer {{\n  to 192.0.2.99\n }}\n file {} example.net\n}}\n",
+                path(&db),
+                path(&net)
+            ),
+            be,
+        );
+        let out = s.dig(&["example.org", "AXFR"]);
+        let recs = records(&out);
+        // SOA, 2 NS, every other record, SOA.
+        assert_eq!(
+            recs.len(),
+            15 + 3000 + 1,
+            "{be}: {}",
+            &out[out.len().saturating_sub(600)..]
+        );
+        assert!(recs[0].contains(" SOA "), "{be}");
+        assert!(recs[recs.len() - 1].contains(" SOA "), "{be}");
+        let msgs = out
+            .lines()
+            .find(|l| l.contains("XFR size:"))
+            .unwrap_or_default()
+            .to_owned();
+        assert!(msgs.contains("messages"), "{be}: {msgs}");
+        assert!(
+            !msgs.contains(" 1 messages"),
+            "{be}: one message for a big zone: {msgs}"
+        );
+        assert!(
+            s.wait_line(|l| l.starts_with("[INFO] plugin/transfer: Outgoing transfer of 3016 records of zone \"example.org.\" to 127.0.0.1 for 2024010101 SOA serial")).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+        // kdig AXFR too.
+        let out = s.kdig(&["example.org", "AXFR"]);
+        assert!(out.contains("Received"), "{be}: {out}");
+        // IXFR with the current serial: one SOA; with an older one: the whole zone.
+        let out = s.kdig(&["example.org", "IXFR=2024010101"]);
+        let recs = records(&out);
+        assert_eq!(recs.len(), 1, "{be}: {out}");
+        assert!(recs[0].contains(" SOA "), "{be}");
+        assert!(
+            s.wait_line(|l| l.contains("Outgoing noop, incremental transfer for up to date zone"))
+                .is_some()
+        );
+        let out = s.dig(&["example.org", "IXFR=2024010100"]);
+        assert_eq!(records(&out).len(), 3016, "{be}");
+        // Over UDP: REFUSED. Not in `to`: REFUSED.
+        let q = query(9, "example.org", 252, 1, None);
+        let r = s.udp_raw(&q, Duration::from_secs(2)).expect("reply");
+        assert_eq!(r[3] & 0x0f, 5, "{be}: UDP AXFR");
+        let out = kdig_all(&s, &["example.net", "AXFR"]);
+        assert!(out.contains("REFUSED"), "{be}: {out}");
+    }
+}
+
+#[test]
+fn reload_by_serial_and_bad_files_keep_serving() {
+    let dir = TempDir::new("auth-reload");
+    let db = dir.write("db", &zone_with_serial(1, "192.0.2.20"));
+    for be in backends() {
+        std::fs::write(&db, zone_with_serial(1, "192.0.2.20")).expect("write");
+        let s = TestServer::start(
+            &format!(
+                "example.org:{{port}} {{\n file {} {{\n  reload 300ms\n }}\n}}\n",
+                path(&db)
+            ),
+            be,
+        );
+        let a = || section(&s.dig(&["web.example.org", "A"]), "ANSWER");
+        assert_eq!(a(), vec!["web.example.org. 3600 IN A 192.0.2.20"]);
+        // Same serial: not reloaded.
+        std::fs::write(&db, zone_with_serial(1, "192.0.2.21")).expect("write");
+        std::thread::sleep(Duration::from_millis(800));
+        assert_eq!(a(), vec!["web.example.org. 3600 IN A 192.0.2.20"], "{be}");
+        // New serial: reloaded, logged.
+        std::fs::write(&db, zone_with_serial(2, "192.0.2.22")).expect("write");
+        wait_for("reload", Duration::from_secs(5), || {
+            a() == vec!["web.example.org. 3600 IN A 192.0.2.22"]
+        });
+        let want = format!(
+            "[INFO] plugin/file: Successfully reloaded zone \"example.org.\" in \"{}\" with 2 SOA serial",
+            path(&db)
+        );
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+        // A malformed file: the old zone keeps serving, the error is logged with file:line.
+        std::fs::write(&db, zone_with_serial(3, "192.0.2.300")).expect("write");
+        let line = s
+            .wait_line(|l| l.starts_with("[ERROR] plugin/file: Parsing zone \"example.org.\""))
+            .expect("parse error logged");
+        assert!(
+            line.contains("bad A A: \"192.0.2.300\" at line: 11:"),
+            "{be}: {line}"
+        );
+        assert_eq!(a(), vec!["web.example.org. 3600 IN A 192.0.2.22"], "{be}");
+        // A missing file: logged, still serving.
+        std::fs::remove_file(&db).expect("rm");
+        assert!(
+            s.wait_line(
+                |l| l.starts_with("[ERROR] plugin/file: Failed to open zone \"example.org.\"")
+            )
+            .is_some()
+        );
+        assert_eq!(a(), vec!["web.example.org. 3600 IN A 192.0.2.22"], "{be}");
+    }
+}
+
+#[test]
+fn missing_file_at_start_servfails_until_it_appears() {
+    for be in backends() {
+        let dir = TempDir::new("auth-missing");
+        let db = dir.0.join("db");
+        let s = TestServer::start(
+            &format!(
+                "example.org:{{port}} {{\n file {} {{\n  reload 200ms\n }}\n}}\n",
+                path(&db)
+            ),
+            be,
+        );
+        let want = format!(
+            "[WARNING] plugin/file: Failed to open \"open {}: no such file or directory\": trying again in 200ms",
+            path(&db)
+        );
+        assert!(s.lines().contains(&want), "{be}: {:?}", s.lines());
+        assert_eq!(dig_status(&s.dig(&["web.example.org", "A"])), "SERVFAIL");
+        std::fs::write(&db, ZONE).expect("write");
+        wait_for("load", Duration::from_secs(5), || {
+            dig_status(&s.dig(&["web.example.org", "A"])) == "NOERROR"
+        });
+    }
+}
+
+fn start_fails(corefile: &str) -> String {
+    let dir = TempDir::new("auth-fail");
+    let conf = dir.write(
+        "Corefile",
+        &corefile.replace("{port}", &free_port().to_string()),
+    );
+    let out = Command::new(bin())
+        .arg("-conf")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(
+        !out.status.success(),
+        "must fail: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_zone_files_fail_startup_with_file_and_line() {
+    let dir = TempDir::new("auth-bad");
+    let bad = dir.write("bad.db", "$TTL 60\n@ SOA ns admin 1 2 3 4 5\nwww A 1.2.3\n");
+    let err = start_fails(&format!(
+        "example.org:{{port}} {{\n file {}\n}}\n",
+        path(&bad)
+    ));
+    assert!(
+        err.contains(&format!(
+            "plugin/file: failed to parse file \"{0}\" for origin example.org. with error {0}: dns: bad A A: \"1.2.3\" at line: 3:7",
+            path(&bad)
+        )),
+        "{err}"
+    );
+    let inc = dir.write(
+        "inc.db",
+        "$TTL 60\n@ SOA ns admin 1 2 3 4 5\n$INCLUDE missing.db\n",
+    );
+    let err = start_fails(&format!(
+        "example.org:{{port}} {{\n file {}\n}}\n",
+        path(&inc)
+    ));
+    assert!(err.contains("failed to open `missing.db' as `"), "{err}");
+    assert!(err.contains("at line: 3:"), "{err}");
+    let nosoa = dir.write("nosoa.db", "$TTL 60\nwww A 192.0.2.1\n");
+    let err = start_fails(&format!(
+        "example.org:{{port}} {{\n file {}\n}}\n",
+        path(&nosoa)
+    ));
+    assert!(
+        err.contains("has no SOA record for origin example.org."),
+        "{err}"
+    );
+    // A 10 MB TXT line.
+    let big = dir.write(
+        "big.db",
+        &format!(
+            "$TTL 60\n@ SOA ns admin 1 2 3 4 5\nbig TXT \"{}\"\n",
+            "a".repeat(10 << 20)
+        ),
+    );
+    let err = start_fails(&format!(
+        "example.org:{{port}} {{\n file {}\n}}\n",
+        path(&big)
+    ));
+    assert!(
+        err.contains("is longer than 65535\"") || err.contains("longer than 65535"),
+        "{err}"
+    );
+    assert!(err.contains("at line: 3:"), "{err}");
+    // A missing file without reload is fatal.
+    let err = start_fails(&format!(
+        "example.org:{{port}} {{\n file {} {{\n  reload 0\n }}\n}}\n",
+        path(&dir.0.join("none.db"))
+    ));
+    assert!(err.contains("plugin/file: open "), "{err}");
+    assert!(err.contains("no such file or directory"), "{err}");
+}
+
+#[test]
+fn out_of_zone_records_are_ignored_with_a_warning() {
+    let dir = TempDir::new("auth-ooz");
+    let db = dir.write("db", &format!("{ZONE}www.example.net. IN A 192.0.2.99\n"));
+    let s = TestServer::start(
+        &format!("example.org:{{port}} {{\n file {}\n}}\n", path(&db)),
+        "epoll",
+    );
+    let want = format!(
+        "[WARNING] plugin/file: {}:18: out-of-zone record \"www.example.net.\" ignored for origin example.org.",
+        path(&db)
+    );
+    assert!(s.lines().contains(&want), "{:?}", s.lines());
+    assert_eq!(dig_status(&s.dig(&["web.example.org", "A"])), "NOERROR");
+}
+
+#[test]
+fn hosts_inline_and_ptr() {
+    for be in backends() {
+        let s = TestServer::start(
+            ".:{port} {\n hosts /nonexistent/hosts example.org 2.0.192.in-addr.arpa {\n  192.0.2.1 www.example.org\n  ttl 60\n }\n}\n",
+            be,
+        );
+        let out = s.dig(&["www.example.org", "A"]);
+        assert_eq!(dig_flags(&out), "qr aa rd", "{be}");
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec!["www.example.org. 60 IN A 192.0.2.1"]
+        );
+        let out = s.dig(&["-x", "192.0.2.1"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec!["1.2.0.192.in-addr.arpa. 60 IN PTR www.example.org."],
+            "{be}"
+        );
+        let out = s.kdig(&["nope.example.org", "A"]);
+        assert!(out.contains("SERVFAIL"), "{be}: {out}");
+    }
+}
+
+#[test]
+fn notify_out_on_reload() {
+    let dir = TempDir::new("auth-notify");
+    let db = dir.write("db", &zone_with_serial(1, "192.0.2.20"));
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let nport = sock.local_addr().expect("addr").port();
+    let s = TestServer::start(
+        &format!(
+            "example.org:{{port}} {{\n transfer {{\n  to 127.0.0.1:{nport}\n }}\n file {} {{\n  reload 200ms\n }}\n}}\n",
+            path(&db)
+        ),
+        "epoll",
+    );
+    // The startup NOTIFY, then one after the reload.
+    let mut buf = [0u8; 512];
+    for serial in [1u32, 2] {
+        if serial == 2 {
+            std::fs::write(&db, zone_with_serial(2, "192.0.2.21")).expect("write");
+        }
+        let (n, from) = sock.recv_from(&mut buf).expect("notify");
+        assert!(n > 12);
+        assert_eq!((buf[2] >> 3) & 0x0f, 4, "opcode NOTIFY");
+        assert_ne!(buf[2] & 0x04, 0, "AA");
+        // Acknowledge so no retries follow.
+        let mut reply = buf[..n].to_vec();
+        reply[2] |= 0x80;
+        sock.send_to(&reply, from).expect("ack");
+    }
+    drop(s);
+}
