@@ -2,7 +2,8 @@
 # The whole test suite: formatting, lints, unit, property and integration tests
 # on both packet engines. Installs what the tests need when missing: the DNS
 # clients (dig, kdig), dnsperf, and real servers used as upstream/primary
-# (nsd, knot), without starting their packaged services.
+# (nsd, knot) and a Prometheus server that scrapes us, without starting their
+# packaged services.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,11 +13,12 @@ command -v kdig >/dev/null 2>&1 || need+=(knot-dnsutils)
 command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
 command -v nsd >/dev/null 2>&1 || [ -x /usr/sbin/nsd ] || need+=(nsd)
 command -v knotd >/dev/null 2>&1 || [ -x /usr/sbin/knotd ] || need+=(knot)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "ci/test.sh: installing ${need[*]}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  before=$(pgrep -x 'nsd|knotd' || true)
+  before=$(pgrep -x 'nsd|knotd|prometheus' || true)
   policy=/usr/sbin/policy-rc.d
   made_policy=0
   if [ ! -e "$policy" ]; then
@@ -28,7 +30,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   if [ "$made_policy" = 1 ]; then $SUDO rm -f "$policy"; fi
   # Packages may still have started their daemons: stop exactly those the install started.
-  for pid in $(pgrep -x 'nsd|knotd' || true); do
+  for pid in $(pgrep -x 'nsd|knotd|prometheus' || true); do
     if ! printf '%s\n' $before | grep -qx "$pid"; then
       echo "ci/test.sh: stopping pid $pid started by the install"
       $SUDO kill -TERM "$pid" 2>/dev/null || true

@@ -13,7 +13,11 @@ use crate::util::*;
 fn http(port: u16, method: &str, path: &str) -> Option<(u16, String, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let (head, body) = buf.split_once("\r\n\r\n")?;
@@ -466,4 +470,58 @@ fn metrics_forward_cache_match_recorded_family_by_family() {
         );
         assert!(body.contains("coredns_cache_hits_total{server="), "{be}");
     }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_us() {
+    let prom = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(prom) = prom else {
+        eprintln!("skipping: prometheus not installed (apt-get install prometheus)");
+        return;
+    };
+    let be = backends()[0];
+    let mport = free_port();
+    let s = TestServer::start(
+        &format!(".:{{port}} {{\n prometheus 127.0.0.1:{mport}\n whoami\n}}\n"),
+        be,
+    );
+    s.dig(&["www.example.org", "A"]);
+    let dir = TempDir::new("prom");
+    let cfg = dir.write(
+        "prometheus.yml",
+        &format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: ringdns\n    static_configs:\n      - targets: ['127.0.0.1:{mport}']\n"),
+    );
+    let web = free_port();
+    let mut p = std::process::Command::new(prom)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.0.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{web}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut found = String::new();
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Some((200, _, body)) =
+            http(web, "GET", "/api/v1/query?query=coredns_dns_requests_total")
+        {
+            if body.contains("\"type\":\"A\"") {
+                found = body;
+                break;
+            }
+        }
+    }
+    let _ = p.kill();
+    let _ = p.wait();
+    assert!(
+        found.contains(&format!("\"server\":\"dns://:{}\"", s.port)),
+        "prometheus stored our series: {found}"
+    );
 }
