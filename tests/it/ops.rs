@@ -525,3 +525,36 @@ fn a_real_prometheus_scrapes_us() {
         "prometheus stored our series: {found}"
     );
 }
+
+#[test]
+fn sigusr2_is_harmless_and_quiet_hides_the_banner() {
+    for be in backends() {
+        let port = free_port();
+        let dir = TempDir::new("quiet");
+        let conf = dir.write("Corefile", &format!(".:{port} {{\n whoami\n}}\n"));
+        let mut child = std::process::Command::new(bin())
+            .args(["-quiet", "-conf"])
+            .arg(&conf)
+            .env("RINGDNS_BACKEND", be)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(400));
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, Signal::SIGUSR2);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(child.try_wait().expect("wait").is_none(), "{be}: still running after SIGUSR2");
+        let out = std::process::Command::new("dig")
+            .args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+tries=1", "a.example", "A"])
+            .output()
+            .expect("dig");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("NOERROR"));
+        let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains("CoreDNS-1.14.7"), "{be}: -quiet hides the banner: {text}");
+        assert!(!text.lines().any(|l| l == format!(".:{port}")), "{be}");
+        assert!(text.contains("[INFO] SIGUSR2: Upgrading"), "{be}: {text}");
+    }
+}
