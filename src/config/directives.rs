@@ -93,6 +93,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "transfer",
     "hosts",
     "file",
+    "auto",
     "forward",
     "loop",
     "erratic",

@@ -2,6 +2,7 @@
 //! prints them) and their request/response hooks, dispatched statically.
 
 pub mod any;
+pub mod auto;
 pub mod bufsize;
 pub mod cache;
 pub mod chaos;
@@ -69,6 +70,8 @@ pub enum PluginConfig {
     Hosts(hosts::HostsConfig),
     /// `file`.
     File(file::FileConfig),
+    /// `auto`.
+    Auto(auto::AutoConfig),
     /// `forward` (every stanza of the block, in order).
     Forward(Vec<forward::ForwardConfig>),
     /// `loop`.
@@ -125,6 +128,7 @@ pub fn setup(
         "transfer" => PluginConfig::Transfer(transfer::setup(d, ctx)?),
         "hosts" => PluginConfig::Hosts(hosts::setup(d, ctx)?),
         "file" => PluginConfig::File(file::setup(d, ctx)?),
+        "auto" => PluginConfig::Auto(auto::setup(d, ctx)?),
         "forward" => PluginConfig::Forward(forward::setup(d, ctx)?),
         "loop" => PluginConfig::Loop(loopdetect::setup(d, ctx)?),
         "erratic" => PluginConfig::Erratic(erratic::setup(d)?),
@@ -174,6 +178,8 @@ pub enum Plugin {
     Hosts(hosts::Hosts),
     /// `file`.
     File(file::File),
+    /// `auto`.
+    Auto(auto::Auto),
     /// `forward`.
     Forward(forward::Forward),
     /// `loop`.
@@ -205,6 +211,7 @@ impl Plugin {
             PluginConfig::Transfer(c) => Self::Transfer(transfer::Transfer::new(c)),
             PluginConfig::Hosts(c) => Self::Hosts(hosts::Hosts::new(c)),
             PluginConfig::File(c) => Self::File(file::File::new(c)),
+            PluginConfig::Auto(c) => Self::Auto(auto::Auto::new(c)),
             PluginConfig::Forward(c) => Self::Forward(forward::Forward::new(c)?),
             PluginConfig::Loop(c) => Self::Loop(Box::new(loopdetect::Loop::new(c))),
             PluginConfig::Erratic(c) => Self::Erratic(erratic::Erratic::new(c)),
@@ -232,6 +239,7 @@ impl Plugin {
             Self::Transfer(_) => "transfer",
             Self::Hosts(_) => "hosts",
             Self::File(_) => "file",
+            Self::Auto(_) => "auto",
             Self::Forward(_) => "forward",
             Self::Loop(_) => "loop",
             Self::Erratic(_) => "erratic",
@@ -272,6 +280,7 @@ impl Plugin {
             Self::Transfer(p) => p.serve(ctx),
             Self::Hosts(p) => p.serve(ctx),
             Self::File(p) => p.serve(ctx),
+            Self::Auto(p) => p.serve(ctx),
             Self::Forward(p) => p.serve(ctx),
             Self::Loop(p) => p.serve(ctx),
             Self::Erratic(p) => p.serve(ctx),

@@ -26,8 +26,9 @@ use crate::plugins::transfer::link::{BlockLink, ZoneSource};
 use crate::wire::{Name, flags};
 use crate::zone::{Plan, Res, Zone};
 pub use fall::Fall;
-pub(crate) use setup::rooted as rooted_path;
+pub(crate) use reload::reload_slot;
 pub use setup::{FileConfig, setup};
+pub(crate) use setup::{load_error_text, log_skipped, reload_duration, rooted as rooted_path};
 
 /// One zone a plugin serves: its origin and the data loaded for it (none
 /// until the first load or transfer succeeds: SERVFAIL meanwhile).
