@@ -200,7 +200,7 @@ impl AutoShared {
     /// may move), drops zones whose file is gone.
     fn walk(&self) {
         let dir = std::fs::canonicalize(&self.directory)
-            .map_or_else(|_| PathBuf::from(&self.directory), |p| p);
+            .unwrap_or_else(|_| PathBuf::from(&self.directory));
         let mut files = Vec::new();
         walk_files(&dir, &mut files);
         let old = self.table.load_full();
