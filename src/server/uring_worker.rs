@@ -150,7 +150,9 @@ pub fn spawn(
                         let _ = engine
                             .borrow_mut()
                             .submit_and_wait(1, Some(std::time::Duration::from_millis(20)));
-                        process(&shared, &engine, &state, &mut resp, &mut scratch);
+                        // Replies go to the kernel with the next submit_and_wait:
+                        // one io_uring_enter per batch, sending and waiting.
+                        process(&shared, &engine, &state, &mut resp, &mut scratch, false);
                         let mut added = false;
                         while let Ok(WorkerCmd::Add(v)) = rx.try_recv() {
                             let mut eng = engine.borrow_mut();
@@ -169,7 +171,7 @@ pub fn spawn(
                             if let Ok(mut g) = r {
                                 g.clear_ready();
                             }
-                            process(&shared, &engine, &state, &mut resp, &mut scratch);
+                            process(&shared, &engine, &state, &mut resp, &mut scratch, true);
                         }
                         () = wake2.notified() => {
                             let mut eng = engine.borrow_mut();
@@ -202,6 +204,7 @@ fn process(
     state: &Rc<RefCell<State>>,
     resp: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
+    submit: bool,
 ) {
     let active = shared.active.load();
     let mut eng = engine.borrow_mut();
@@ -359,7 +362,9 @@ fn process(
                 }
             }
         });
-        let _ = eng.submit();
+        if submit {
+            let _ = eng.submit();
+        }
         if n == 0 {
             break;
         }
