@@ -13,14 +13,15 @@
 //! after it on that query — the request phase, then the response phase back up
 //! to and including the plugin that asked, whose response hook sees the reply
 //! (with the [`ReqState::marks`] it set) — and discards the reply. The tail runs
-//! synchronously until a plugin parks; the rest continues on a task of the
-//! current worker (a tokio `LocalSet`, as every worker has), or, without a
-//! runtime, the asking plugin's response hook sees SERVFAIL with nothing written.
+//! synchronously until a plugin parks; the rest continues on the process's
+//! detached-query thread (its own current-thread runtime), so it never depends
+//! on how a worker drives its runtime. Past [`MAX_DETACHED`] queries in flight
+//! the asking plugin's response hook sees SERVFAIL with nothing written.
 
-use std::cell::Cell;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::plugins::Plugin;
@@ -145,11 +146,75 @@ pub struct Detached {
     pub marks: u32,
 }
 
-/// Detached queries waiting on I/O per worker, at most [`MAX_DETACHED`].
-const MAX_DETACHED: usize = 4096;
+/// Most detached queries waiting on I/O at once.
+pub const MAX_DETACHED: usize = 4096;
 
-thread_local! {
-    static DETACHED: Cell<usize> = const { Cell::new(0) };
+static DETACHED: AtomicUsize = AtomicUsize::new(0);
+
+/// A parked detached query handed to the detached-query thread.
+struct Parked {
+    chain: Arc<Chain>,
+    job: Detached,
+    at: usize,
+    parked: usize,
+    st: ReqState,
+}
+
+/// The detached-query thread's queue (started on first use).
+fn detached_queue() -> Option<&'static tokio::sync::mpsc::UnboundedSender<Parked>> {
+    static QUEUE: OnceLock<Option<tokio::sync::mpsc::UnboundedSender<Parked>>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Parked>();
+            std::thread::Builder::new()
+                .name("ringdns-detached".into())
+                .spawn(move || {
+                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    else {
+                        return;
+                    };
+                    let local = tokio::task::LocalSet::new();
+                    local.block_on(&rt, async move {
+                        while let Some(p) = rx.recv().await {
+                            tokio::task::spawn_local(p.run());
+                        }
+                    });
+                })
+                .ok()?;
+            Some(tx)
+        })
+        .as_ref()
+}
+
+impl Parked {
+    /// Continues the query where it parked, to the end.
+    async fn run(self) {
+        let Self {
+            chain,
+            job,
+            at,
+            parked,
+            st,
+        } = self;
+        if let Verdict::Query(req) = parse_query(&job.msg) {
+            let (mut resp, mut scratch) = (Vec::new(), Vec::new());
+            let mut ctx = Ctx::new(
+                &job.server,
+                req,
+                job.proto,
+                job.peer,
+                job.local,
+                &mut resp,
+                &mut scratch,
+                st.start,
+            );
+            ctx.st = st;
+            chain.resume_from(&mut ctx, parked, at).await;
+        }
+        DETACHED.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Everything a plugin sees of one query.
@@ -356,7 +421,7 @@ impl Chain {
     }
 
     /// Starts a detached query of plugin `at`: synchronously until a plugin
-    /// parks, then on a task of this worker.
+    /// parks, then on the detached-query thread.
     fn launch(self: &Arc<Self>, at: usize, job: Detached) {
         let Verdict::Query(req) = parse_query(&job.msg) else {
             return;
@@ -382,33 +447,44 @@ impl Chain {
             Err(p) => p,
         };
         let st = ctx.st;
-        let can_spawn = tokio::runtime::Handle::try_current().is_ok()
-            && DETACHED.with(|n| n.get()) < MAX_DETACHED;
-        if !can_spawn {
-            ctx.written = false;
-            self.respond(&mut ctx, at, at, Status::rcode(2));
-            return;
-        }
         drop(ctx);
-        DETACHED.with(|n| n.set(n.get() + 1));
-        let chain = Arc::clone(self);
-        tokio::task::spawn_local(async move {
-            if let Verdict::Query(req) = parse_query(&job.msg) {
-                let (mut resp, mut scratch) = (Vec::new(), Vec::new());
-                let mut ctx = Ctx::new(
-                    &job.server,
-                    req,
-                    job.proto,
-                    job.peer,
-                    job.local,
-                    &mut resp,
-                    &mut scratch,
-                    st.start,
-                );
-                ctx.st = st;
-                chain.resume_from(&mut ctx, parked, at).await;
-            }
-            DETACHED.with(|n| n.set(n.get().saturating_sub(1)));
-        });
+        let Some(queue) = detached_queue() else {
+            return self.detached_failed(at, &job, st);
+        };
+        if DETACHED.fetch_add(1, Ordering::Relaxed) >= MAX_DETACHED {
+            DETACHED.fetch_sub(1, Ordering::Relaxed);
+            return self.detached_failed(at, &job, st);
+        }
+        let p = Parked {
+            chain: Arc::clone(self),
+            job,
+            at,
+            parked,
+            st,
+        };
+        if let Err(e) = queue.send(p) {
+            DETACHED.fetch_sub(1, Ordering::Relaxed);
+            self.detached_failed(at, &e.0.job, st);
+        }
+    }
+
+    /// Tells plugin `at` its detached query got no reply.
+    fn detached_failed(&self, at: usize, job: &Detached, st: ReqState) {
+        let Verdict::Query(req) = parse_query(&job.msg) else {
+            return;
+        };
+        let (mut resp, mut scratch) = (Vec::new(), Vec::new());
+        let mut ctx = Ctx::new(
+            &job.server,
+            req,
+            job.proto,
+            job.peer,
+            job.local,
+            &mut resp,
+            &mut scratch,
+            st.start,
+        );
+        ctx.st = st;
+        self.respond(&mut ctx, at, at, Status::rcode(2));
     }
 }

@@ -3,6 +3,7 @@
 //! (`dig`, `kdig`), on every available backend.
 
 mod auth;
+mod cache;
 mod forward;
 mod ops;
 mod tcp;
