@@ -94,6 +94,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "hosts",
     "file",
     "auto",
+    "secondary",
     "forward",
     "loop",
     "erratic",

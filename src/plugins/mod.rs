@@ -23,6 +23,7 @@ pub mod nsid;
 pub mod procctl;
 pub mod prometheus;
 pub mod reload;
+pub mod secondary;
 pub mod settings;
 pub mod timeouts;
 pub mod transfer;
@@ -72,6 +73,8 @@ pub enum PluginConfig {
     File(file::FileConfig),
     /// `auto`.
     Auto(auto::AutoConfig),
+    /// `secondary`.
+    Secondary(secondary::SecondaryConfig),
     /// `forward` (every stanza of the block, in order).
     Forward(Vec<forward::ForwardConfig>),
     /// `loop`.
@@ -129,6 +132,7 @@ pub fn setup(
         "hosts" => PluginConfig::Hosts(hosts::setup(d, ctx)?),
         "file" => PluginConfig::File(file::setup(d, ctx)?),
         "auto" => PluginConfig::Auto(auto::setup(d, ctx)?),
+        "secondary" => PluginConfig::Secondary(secondary::setup(d, ctx)?),
         "forward" => PluginConfig::Forward(forward::setup(d, ctx)?),
         "loop" => PluginConfig::Loop(loopdetect::setup(d, ctx)?),
         "erratic" => PluginConfig::Erratic(erratic::setup(d)?),
@@ -180,6 +184,8 @@ pub enum Plugin {
     File(file::File),
     /// `auto`.
     Auto(auto::Auto),
+    /// `secondary`.
+    Secondary(secondary::Secondary),
     /// `forward`.
     Forward(forward::Forward),
     /// `loop`.
@@ -212,6 +218,7 @@ impl Plugin {
             PluginConfig::Hosts(c) => Self::Hosts(hosts::Hosts::new(c)),
             PluginConfig::File(c) => Self::File(file::File::new(c)),
             PluginConfig::Auto(c) => Self::Auto(auto::Auto::new(c)),
+            PluginConfig::Secondary(c) => Self::Secondary(secondary::Secondary::new(c)),
             PluginConfig::Forward(c) => Self::Forward(forward::Forward::new(c)?),
             PluginConfig::Loop(c) => Self::Loop(Box::new(loopdetect::Loop::new(c))),
             PluginConfig::Erratic(c) => Self::Erratic(erratic::Erratic::new(c)),
@@ -240,6 +247,7 @@ impl Plugin {
             Self::Hosts(_) => "hosts",
             Self::File(_) => "file",
             Self::Auto(_) => "auto",
+            Self::Secondary(_) => "secondary",
             Self::Forward(_) => "forward",
             Self::Loop(_) => "loop",
             Self::Erratic(_) => "erratic",
@@ -281,6 +289,7 @@ impl Plugin {
             Self::Hosts(p) => p.serve(ctx),
             Self::File(p) => p.serve(ctx),
             Self::Auto(p) => p.serve(ctx),
+            Self::Secondary(p) => p.serve(ctx),
             Self::Forward(p) => p.serve(ctx),
             Self::Loop(p) => p.serve(ctx),
             Self::Erratic(p) => p.serve(ctx),

@@ -490,3 +490,198 @@ fn notify_out_on_reload() {
     }
     drop(s);
 }
+
+/// A knotd primary on 127.0.0.1 serving `example.org` from `zone`, sending
+/// NOTIFY to `notify_port`. `None` (with the reason printed) when knotd is
+/// not installed (Debian package `knot`).
+struct Knot {
+    child: std::process::Child,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Knot {
+    fn start(zone: &str, notify_port: u16) -> Option<Self> {
+        let knotd = ["/usr/sbin/knotd", "/usr/bin/knotd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        let Some(knotd) = knotd else {
+            eprintln!("skipping: knotd not installed (Debian package `knot`)");
+            return None;
+        };
+        let dir = TempDir::new("knot");
+        let port = free_port();
+        dir.write("example.org.zone", zone);
+        let d = path(&dir.0);
+        let conf = dir.write(
+            "knot.conf",
+            &format!(
+                "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\n    pidfile: {d}/knot.pid\n\
+                 database:\n    storage: {d}\n\
+                 remote:\n  - id: ringdns\n    address: 127.0.0.1@{notify_port}\n\
+                 acl:\n  - id: xfr\n    address: 127.0.0.1\n    action: transfer\n\
+                 template:\n  - id: default\n    storage: {d}\n\
+                 zone:\n  - domain: example.org\n    file: example.org.zone\n    notify: ringdns\n    acl: xfr\n\
+                 log:\n  - target: stderr\n    any: info\n"
+            ),
+        );
+        let child = Command::new(knotd)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let k = Self { child, port, dir };
+        // Ready when it answers.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let out = Command::new("dig")
+                .args([
+                    "@127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "+time=1",
+                    "+tries=1",
+                    "+short",
+                ])
+                .args(["example.org", "SOA"])
+                .output()
+                .ok()?;
+            if !out.stdout.is_empty() {
+                return Some(k);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("knotd did not start");
+    }
+
+    /// Changes the zone file and tells knotd to reload it (it then NOTIFYs).
+    fn update(&self, zone: &str) {
+        self.dir.write("example.org.zone", zone);
+        let _ = Command::new("knotc")
+            .arg("-c")
+            .arg(self.dir.0.join("knot.conf"))
+            .args(["zone-reload", "example.org"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn secondary_transfers_from_knot_and_follows_notify() {
+    for be in backends() {
+        let port = free_port();
+        let Some(knot) = Knot::start(&zone_with_serial(1, "192.0.2.20"), port) else {
+            return;
+        };
+        let corefile = format!(
+            "example.org:{port} {{\n transfer {{\n  to *\n }}\n secondary {{\n  transfer from 127.0.0.1:{}\n }}\n}}\n",
+            knot.port
+        );
+        let dir = TempDir::new("secondary");
+        let conf = dir.write("Corefile", &corefile);
+        let mut child = Command::new(bin())
+            .arg("-conf")
+            .arg(&conf)
+            .env("RINGDNS_BACKEND", be)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let dig = |name: &str| {
+            let out = Command::new("dig")
+                .args(["@127.0.0.1", "-p", &port.to_string(), "+time=1", "+tries=1"])
+                .args([name, "A"])
+                .output()
+                .expect("dig");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        wait_for("first transfer", Duration::from_secs(10), || {
+            section(&dig("web.example.org"), "ANSWER")
+                == vec!["web.example.org. 3600 IN A 192.0.2.20"]
+        });
+        // Answers like file: NXDOMAIN with the SOA, referrals, CNAME chase.
+        let out = dig("nope.example.org");
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+        assert_eq!(section(&dig("www.example.org"), "ANSWER").len(), 2, "{be}");
+        // knotd reloads a new serial and NOTIFYs: the zone follows.
+        knot.update(&zone_with_serial(2, "192.0.2.21"));
+        wait_for("notify and transfer", Duration::from_secs(10), || {
+            section(&dig("web.example.org"), "ANSWER")
+                == vec!["web.example.org. 3600 IN A 192.0.2.21"]
+        });
+        // The secondary zone transfers out too.
+        let out = Command::new("dig")
+            .args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+tries=1"])
+            .args(["example.org", "AXFR"])
+            .output()
+            .expect("dig");
+        assert_eq!(
+            records(&String::from_utf8_lossy(&out.stdout)).len(),
+            16,
+            "{be}"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+#[test]
+fn secondary_without_primary_servfails_and_retries() {
+    let dead = free_port();
+    let s = TestServer::start(
+        &format!(
+            "example.org:{{port}} {{\n secondary {{\n  transfer from 127.0.0.1:{dead}\n }}\n}}\n"
+        ),
+        "epoll",
+    );
+    assert_eq!(dig_status(&s.dig(&["www.example.org", "A"])), "SERVFAIL");
+    let line = s
+        .wait_line(|l| l.starts_with("[WARNING] plugin/secondary: All 'example.org.' masters failed to transfer, retrying in 250ms:"))
+        .expect("retry logged");
+    assert!(line.contains("connection refused"), "{line}");
+}
+
+#[test]
+fn auto_serves_a_directory() {
+    let dir = TempDir::new("auto");
+    dir.write("db.example.org", ZONE);
+    for be in backends() {
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n auto {{\n  directory {}\n  reload 200ms\n }}\n}}\n",
+                path(&dir.0)
+            ),
+            be,
+        );
+        assert_eq!(
+            section(&s.dig(&["web.example.org", "A"]), "ANSWER"),
+            vec!["web.example.org. 3600 IN A 192.0.2.20"],
+            "{be}"
+        );
+        dir.write(
+            "db.example.net",
+            "$TTL 60\n$ORIGIN example.net.\n@ SOA ns admin 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n",
+        );
+        wait_for("new zone", Duration::from_secs(5), || {
+            dig_status(&s.dig(&["ns.example.net", "A"])) == "NOERROR"
+        });
+        std::fs::remove_file(dir.0.join("db.example.net")).expect("rm");
+        wait_for("zone removed", Duration::from_secs(5), || {
+            dig_status(&s.dig(&["ns.example.net", "A"])) == "REFUSED"
+        });
+        assert!(
+            s.wait_line(|l| l == "[INFO] plugin/auto: Deleting zone `example.net.'")
+                .is_some()
+        );
+    }
+}

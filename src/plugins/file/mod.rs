@@ -196,8 +196,8 @@ pub struct ZoneServer {
     pub has_next: Arc<AtomicBool>,
     /// The block's link (transfer settings for NOTIFY).
     pub link: Arc<BlockLink>,
-    /// Tells a secondary's updater that a NOTIFY came for a zone.
-    pub notify_in: Option<std::sync::mpsc::Sender<Name>>,
+    /// Tells a secondary's updater that a NOTIFY came for a zone (and from whom).
+    pub notify_in: Option<std::sync::mpsc::Sender<(Name, String)>>,
 }
 
 impl std::fmt::Debug for ZoneServer {
@@ -280,7 +280,7 @@ impl ZoneServer {
             ),
         );
         if let Some(tx) = &self.notify_in {
-            let _ = tx.send(slot.origin.clone());
+            let _ = tx.send((slot.origin.clone(), ip));
         }
         Flow::Return(Status::rcode(0))
     }
