@@ -257,3 +257,103 @@ fn cases_rules() {
 fn cases_fallthrough() {
     check("fallthrough.cases");
 }
+
+/// Runs a plugin's setup on `text` in a block with `keys`.
+pub(crate) fn with_setup<T>(
+    keys: &[&str],
+    text: &str,
+    f: impl FnOnce(&mut corefile::Dispenser, &mut crate::config::SetupCtx<'_>) -> T,
+) -> T {
+    let mut settings = crate::config::BlockSettings::default();
+    let keys: Vec<String> = keys.iter().map(|k| format!("dns://{k}:53")).collect();
+    let mut ctx = crate::config::SetupCtx {
+        keys: &keys,
+        zones: keys
+            .iter()
+            .map(|k| {
+                k.trim_start_matches("dns://")
+                    .trim_end_matches(":53")
+                    .to_owned()
+            })
+            .collect(),
+        settings: &mut settings,
+        filename: "Corefile",
+    };
+    let mut d = corefile::Dispenser::from_text("Corefile", text);
+    f(&mut d, &mut ctx)
+}
+
+fn file_setup(text: &str) -> Result<FileConfig, String> {
+    with_setup(&["miek.nl."], text, |d, ctx| setup(d, ctx)).map_err(|e| e.to_string())
+}
+
+#[test]
+fn setup_cases() {
+    let db = data_dir().join("miek.nl.db");
+    let db = db.to_str().expect("path");
+    // CoreDNS plugin/file/setup_test.go, as data.
+    let c = file_setup(&format!("file {db} miek.nl.")).expect("ok");
+    assert_eq!(c.zones().len(), 1);
+    assert_eq!(c.zones()[0].reload, std::time::Duration::from_secs(60));
+    let c = file_setup(&format!(
+        "file {db} miek.nl. {{\n reload 1s\n reload_by_mtime\n fallthrough\n upstream 1.2.3.4\n}}"
+    ))
+    .expect("ok");
+    assert_eq!(c.zones()[0].reload, std::time::Duration::from_secs(1));
+    assert!(c.zones()[0].by_mtime);
+    assert!(c.server.fall.is_set());
+    // Several origins from one file, default origins from the block.
+    let c = file_setup(&format!("file {db}")).expect("ok");
+    assert_eq!(c.zones()[0].origin.to_string(), "miek.nl.");
+    assert_eq!(
+        file_setup("file").expect_err("args"),
+        "plugin/file: Corefile:1 - Error during parsing: Wrong argument count or unexpected line ending after 'file'"
+    );
+    assert_eq!(
+        file_setup(&format!("file {db} miek.nl. {{\n foo\n}}")).expect_err("prop"),
+        "plugin/file: Corefile:2 - Error during parsing: unknown property 'foo'"
+    );
+    assert_eq!(
+        file_setup(&format!("file {db} miek.nl. {{\n reload\n}}")).expect_err("reload"),
+        "plugin/file: reload duration value is expected"
+    );
+    assert_eq!(
+        file_setup(&format!("file {db} miek.nl. {{\n reload foo\n}}")).expect_err("reload"),
+        "plugin/file: plugin/file: time: invalid duration \"foo\""
+    );
+    // A missing file: fatal without reload, a warning with it.
+    assert_eq!(
+        file_setup("file /nonexistent/db miek.nl. {\n reload 0\n}").expect_err("open"),
+        "plugin/file: open /nonexistent/db: no such file or directory"
+    );
+    let c = file_setup("file /nonexistent/db miek.nl.").expect("warning only");
+    assert!(c.zones()[0].data.load().is_none());
+}
+
+#[test]
+fn reload_keeps_the_old_zone_on_errors() {
+    let dir = std::env::temp_dir().join(format!("ringdns-file-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("db");
+    let zone = |serial: u32, ip: &str| {
+        format!(
+            "$TTL 60\n$ORIGIN example.org.\n@ SOA ns admin {serial} 2 3 4 5\n@ NS ns\nns A {ip}\n"
+        )
+    };
+    std::fs::write(&path, zone(1, "192.0.2.1")).expect("w");
+    let text = format!("file {} example.org {{\n reload 0\n}}", path.display());
+    let c = with_setup(&["example.org."], &text, |d, ctx| setup(d, ctx)).expect("setup");
+    let slot = &c.zones()[0];
+    let link = Arc::clone(&c.server.link);
+    let serial = || slot.data.load().as_ref().and_then(|z| z.serial());
+    std::fs::write(&path, zone(1, "192.0.2.2")).expect("w");
+    reload_slot("file", slot, &link);
+    assert_eq!(serial(), Some(1));
+    std::fs::write(&path, zone(2, "192.0.2.999")).expect("w");
+    reload_slot("file", slot, &link);
+    assert_eq!(serial(), Some(1), "a broken file keeps the old zone");
+    std::fs::write(&path, zone(3, "192.0.2.3")).expect("w");
+    reload_slot("file", slot, &link);
+    assert_eq!(serial(), Some(3));
+    let _ = std::fs::remove_dir_all(&dir);
+}

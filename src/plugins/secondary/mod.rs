@@ -425,3 +425,43 @@ impl Updater {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::file::tests::with_setup;
+
+    fn s(text: &str) -> Result<SecondaryConfig, String> {
+        with_setup(&["example.org."], text, |d, ctx| setup(d, ctx)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn setup_cases() {
+        let c = s("secondary {\n transfer from 10.0.0.1 [::1]:5353\n}").expect("ok");
+        let slot = &c.server.table.load().order[0];
+        assert_eq!(slot.transfer_from, vec!["10.0.0.1:53", "[::1]:5353"]);
+        assert_eq!(
+            s("secondary").expect_err("from"),
+            "plugin/secondary: Corefile:1 - Error during parsing: secondary zones require a transfer from property"
+        );
+        assert!(
+            s("secondary {\n transfer to 10.0.0.1\n}")
+                .expect_err("to")
+                .ends_with("unknown property to")
+        );
+        assert_eq!(
+            s("secondary {\n transfer from *\n}").expect_err("star"),
+            "plugin/secondary: can't use '*' in transfer from"
+        );
+        assert!(
+            s("secondary {\n transfer from example.net\n}")
+                .expect_err("ip")
+                .ends_with("must specify an IP address: `example.net'")
+        );
+        assert!(
+            s("secondary {\n foo\n}")
+                .expect_err("prop")
+                .ends_with("unknown property 'foo'")
+        );
+    }
+}
