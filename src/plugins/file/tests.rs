@@ -284,7 +284,7 @@ pub(crate) fn with_setup<T>(
 }
 
 fn file_setup(text: &str) -> Result<FileConfig, String> {
-    with_setup(&["miek.nl."], text, |d, ctx| setup(d, ctx)).map_err(|e| e.to_string())
+    with_setup(&["miek.nl."], text, setup).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -342,7 +342,7 @@ fn reload_keeps_the_old_zone_on_errors() {
     };
     std::fs::write(&path, zone(1, "192.0.2.1")).expect("w");
     let text = format!("file {} example.org {{\n reload 0\n}}", path.display());
-    let c = with_setup(&["example.org."], &text, |d, ctx| setup(d, ctx)).expect("setup");
+    let c = with_setup(&["example.org."], &text, setup).expect("setup");
     let slot = &c.zones()[0];
     let link = Arc::clone(&c.server.link);
     let serial = || slot.data.load().as_ref().and_then(|z| z.serial());

@@ -432,7 +432,7 @@ mod tests {
     use crate::plugins::file::tests::with_setup;
 
     fn s(text: &str) -> Result<SecondaryConfig, String> {
-        with_setup(&["example.org."], text, |d, ctx| setup(d, ctx)).map_err(|e| e.to_string())
+        with_setup(&["example.org."], text, setup).map_err(|e| e.to_string())
     }
 
     #[test]

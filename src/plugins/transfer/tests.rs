@@ -5,7 +5,7 @@ use super::*;
 use crate::plugins::file::tests::with_setup;
 
 fn t(text: &str) -> Result<TransferConfig, String> {
-    with_setup(&["example.org."], text, |d, ctx| setup(d, ctx)).map_err(|e| e.to_string())
+    with_setup(&["example.org."], text, setup).map_err(|e| e.to_string())
 }
 
 #[test]
