@@ -122,7 +122,7 @@ impl<'s> Lexer<'s> {
                                     line,
                                     col,
                                     token: String::from_utf8_lossy(
-                                        &src[start..self.pos.min(start + 64)],
+                                        &src[start..self.pos.min(start + 64).min(src.len())],
                                     )
                                     .into_owned(),
                                 });

@@ -188,3 +188,52 @@ fn ttl_units() {
     assert_eq!(parse_ttl(b"4294967296"), None);
     assert_eq!(parse_ttl(b"1x"), None);
 }
+
+#[test]
+fn garbage_never_panics() {
+    let base = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/zones/miek.nl.signed.db"
+    ))
+    .expect("zone");
+    let mut seed = 0x9e37_79b9u32;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed
+    };
+    let alphabet = b" \t\n();\"\\.@$*0123456789abcdefAZ#:-=,";
+    for round in 0..3000 {
+        let mut text = if round % 2 == 0 {
+            base.clone()
+        } else {
+            Vec::new()
+        };
+        let n = (next() % 400) as usize;
+        for _ in 0..n {
+            let c = alphabet[(next() as usize) % alphabet.len()];
+            if text.is_empty() {
+                text.push(c);
+            } else {
+                let at = (next() as usize) % text.len();
+                match next() % 3 {
+                    0 => text[at] = c,
+                    1 => text.insert(at, c),
+                    _ => {
+                        text.remove(at);
+                    }
+                }
+            }
+        }
+        let origin = origin("miek.nl.");
+        let _ = parse_bytes(&text, "fuzz", &origin, &mut |_r: &Record<'_>| {
+            Ok::<(), ParseError>(())
+        });
+        let _ = crate::zone::load_str(
+            &String::from_utf8_lossy(&text),
+            &Name::parse("miek.nl.").expect("n"),
+            "fuzz",
+        );
+    }
+}

@@ -357,3 +357,45 @@ fn reload_keeps_the_old_zone_on_errors() {
     assert_eq!(serial(), Some(3));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn random_queries_never_panic() {
+    let server = server_for(
+        &[
+            ("example.org.rules.db".into(), "example.org.".into()),
+            ("miek.nl.signed.db".into(), "miek.nl.".into()),
+        ],
+        Fall::default(),
+        false,
+    );
+    let labels = [
+        "www", "web", "sub", "ns", "ns1", "x", "y", "deep", "wild", "*", "dname", "dself", "loop1",
+        "a", "b", "c", "ent", "to-sub", "ext", "self", "srv", "go", "dns", "archive", "host",
+    ];
+    let zones = ["example.org", "miek.nl", "dns.miek.nl", "example.net"];
+    let types = [
+        1u16, 2, 5, 6, 15, 16, 28, 33, 39, 43, 46, 47, 48, 255, 252, 65,
+    ];
+    let mut seed = 0x2545_f491u32;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed as usize
+    };
+    for _ in 0..20_000 {
+        let mut name = String::new();
+        for _ in 0..next() % 4 {
+            name.push_str(labels[next() % labels.len()]);
+            name.push('.');
+        }
+        name.push_str(zones[next() % zones.len()]);
+        let q = query(&name, types[next() % types.len()], next() % 2 == 0);
+        let _ = run(&q, Proto::Udp, &|ctx| server.serve(ctx));
+    }
+}
+
+#[test]
+fn cases_cross_zone() {
+    check("cross.cases");
+}
