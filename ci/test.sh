@@ -55,4 +55,4 @@ else
 fi
 
 echo "== cargo test"
-cargo test --workspace --all-targets -- --test-threads=2
+cargo test --workspace --all-targets
