@@ -128,27 +128,47 @@ impl Clock {
     }
 }
 
-/// CoreDNS `hash`: FNV-64 over DO, CD, qtype, qclass and the lowercased qname
-/// (here its wire form, hashed as it is read: no name is built).
+/// The cache key: CoreDNS `hash` keys on DO, CD, qtype, qclass and the
+/// lowercased qname. The same fields here, hashed 8 bytes at a time from the
+/// wire name, lowercased in registers (no name is built), then mixed so the low
+/// 8 bits (the shard) and the rest are well spread.
 #[inline]
 pub fn key(qname: &Name, qtype: u16, qclass: u16, do_bit: bool, cd: bool) -> u64 {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |b: u8| {
-        h = h.wrapping_mul(PRIME);
-        h ^= u64::from(b);
-    };
-    feed(if do_bit { b'1' } else { b'0' });
-    feed(if cd { b'1' } else { b'0' });
-    let [t0, t1] = qtype.to_be_bytes();
-    let [c0, c1] = qclass.to_be_bytes();
-    for b in [t0, t1, c0, c1] {
-        feed(b);
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let w = qname.wire();
+    let mut h =
+        (u64::from(qtype) << 32 | u64::from(qclass) << 16) | u64::from(do_bit) << 1 | u64::from(cd);
+    h = (h ^ w.len() as u64).wrapping_mul(K);
+    let mut chunks = w.chunks_exact(8);
+    for c in &mut chunks {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        h = (h.rotate_left(23) ^ lower8(u64::from_le_bytes(b))).wrapping_mul(K);
     }
-    for &b in qname.wire() {
-        feed(b.to_ascii_lowercase());
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut b = [0u8; 8];
+        b[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(23) ^ lower8(u64::from_le_bytes(b))).wrapping_mul(K);
     }
-    h
+    // murmur3 fmix64.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// ASCII-lowercases 8 bytes at once (`A`–`Z` gain 0x20; other bytes, including
+/// non-ASCII ones, are unchanged).
+#[inline]
+fn lower8(x: u64) -> u64 {
+    const L: u64 = 0x0101_0101_0101_0101;
+    let h = x & (0x7f * L);
+    let ge_a = h + (0x80 - u64::from(b'A')) * L;
+    let gt_z = h + (0x80 - u64::from(b'Z') - 1) * L;
+    let upper = ge_a & !gt_z & !x & (0x80 * L);
+    x | (upper >> 2)
 }
 
 /// Which entry a lookup found.
@@ -226,7 +246,8 @@ impl Cache {
         ttl > 0 || (self.s.cfg.stale_up_to > 0 && -ttl < self.s.cfg.stale_up_to / SEC)
     }
 
-    /// CoreDNS `getIfNotStale` without its counters: which entry to serve.
+    /// CoreDNS `getIfNotStale` without its counters: which entry to serve (the
+    /// success entry is only checked when served, so a hit takes one lock).
     fn select(&self, key: u64, q: &Name, qtype: u16, qclass: u16, now: i64) -> Option<Found> {
         let c = &self.s.cfg;
         if c.prefer_positive && c.stale_up_to > 0 {
@@ -250,8 +271,8 @@ impl Cache {
                 return Some(Found::Denial);
             }
         }
-        self.positive_ok(key, q, qtype, qclass, now)
-            .then_some(Found::Success { lkg: false })
+        // The success cache last: checked as it is served (one lock).
+        Some(Found::Success { lkg: false })
     }
 
     fn positive_ok(&self, key: u64, q: &Name, qtype: u16, qclass: u16, now: i64) -> bool {
@@ -371,29 +392,40 @@ impl Cache {
             ctx.req.do_bit(),
             f & flags::CD != 0,
         );
-        let zl = &self.s.zones_label;
-        metrics::with(ctx.server, zl, |c| inc(&c.requests));
         let found = self.select(k, &ctx.req.qname, qtype, qclass, now);
         let served = found.and_then(|fd| self.serve_found(fd, k, ctx, now, false).map(|s| (fd, s)));
+        let zl = &self.s.zones_label;
         let Some((fd, served)) = served else {
-            metrics::with(ctx.server, zl, |c| inc(&c.misses));
+            metrics::with(ctx.server, zl, |c| {
+                inc(&c.requests);
+                inc(&c.misses);
+            });
             return Self::pass(ctx, marks::ACTIVE | ad);
         };
         let t = if fd == Found::Denial { DENIAL } else { SUCCESS };
-        metrics::with(ctx.server, zl, |c| inc(&c.hits[t]));
         let denial = if fd == Found::Denial {
             marks::DENIAL
         } else {
             0
         };
+        let (stale, refresh) = match served {
+            Served::Reply { stale, refresh } => (stale, refresh),
+            Served::Verify => (false, None),
+        };
+        metrics::with(ctx.server, zl, |c| {
+            inc(&c.requests);
+            inc(&c.hits[t]);
+            if stale {
+                inc(&c.served_stale);
+            }
+            if refresh.is_some() {
+                inc(&c.prefetch);
+            }
+        });
         match served {
-            Served::Reply { stale, refresh } => {
+            Served::Reply { .. } => {
                 ctx.st.marks |= marks::ACTIVE | marks::HIT;
-                if stale {
-                    metrics::with(ctx.server, zl, |c| inc(&c.served_stale));
-                }
                 if let Some(m) = refresh {
-                    metrics::with(ctx.server, zl, |c| inc(&c.prefetch));
                     self.detach(ctx, marks::ACTIVE | marks::BG | m | denial | ad);
                 }
                 Flow::Return(Status::rcode(0))

@@ -856,3 +856,29 @@ fn prefetch_runs_once_per_item() {
         assert_eq!(h.calls.get(), 2, "{conf}");
     }
 }
+
+#[test]
+fn key_lowercases_ascii_only_and_splits_do_cd() {
+    let n = |s: &str| Name::parse(s).expect("name");
+    for c in 0u8..=255 {
+        let x = u64::from_le_bytes([c; 8]);
+        assert_eq!(
+            super::lower8(x),
+            u64::from_le_bytes([c.to_ascii_lowercase(); 8]),
+            "{c}"
+        );
+    }
+    let a = key(&n("WWW.Example.ORG."), 1, 1, false, false);
+    assert_eq!(a, key(&n("www.example.org."), 1, 1, false, false));
+    assert_ne!(a, key(&n("www.example.org."), 28, 1, false, false));
+    assert_ne!(a, key(&n("www.example.org."), 1, 3, false, false));
+    assert_ne!(a, key(&n("www.example.org."), 1, 1, true, false));
+    assert_ne!(a, key(&n("www.example.org."), 1, 1, false, true));
+    assert_ne!(a, key(&n("www.example.org.x."), 1, 1, false, false));
+    // Shards are evenly used.
+    let mut shards = [0u32; 256];
+    for i in 0..25_600 {
+        shards[(key(&n(&format!("h{i}.example.org.")), 1, 1, false, false) & 255) as usize] += 1;
+    }
+    assert!(shards.iter().all(|&c| (50..150).contains(&c)), "{shards:?}");
+}
