@@ -16,12 +16,12 @@ use crate::chain::{Ctx, Detached, Flow, Proto, Status};
 use crate::config::{BlockSettings, SetupCtx};
 use crate::wire::{Builder, MsgIndex, Request, SectionKind, Verdict, hdr, parse_query};
 
+#[path = "hit_tests.rs"]
+mod hit_tests;
 #[path = "setup_tests.rs"]
 mod setup_tests;
 #[path = "stale_tests.rs"]
 mod stale_tests;
-#[path = "hit_tests.rs"]
-mod hit_tests;
 
 /// One record of a scripted reply.
 #[derive(Clone)]
