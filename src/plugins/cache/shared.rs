@@ -40,6 +40,8 @@ struct SlotEntry {
     id: u32,
     waiters: usize,
     slot: Arc<Slot>,
+    /// Kept at most this long once done (waiters that never came back).
+    until: std::time::Instant,
 }
 
 /// Most refreshes tracked at once.
@@ -104,7 +106,8 @@ impl Shared {
             e.waiters += 1;
             return Some((e.id, false));
         }
-        v.retain(|e| e.waiters > 0 || !e.slot.done.load(Ordering::Acquire));
+        let now = std::time::Instant::now();
+        v.retain(|e| !e.slot.done.load(Ordering::Acquire) || (e.waiters > 0 && e.until > now));
         if v.len() >= MAX_SLOTS {
             return None;
         }
@@ -118,6 +121,7 @@ impl Shared {
                 done: AtomicBool::new(false),
                 notify: tokio::sync::Notify::new(),
             }),
+            until: now + std::time::Duration::from_secs(10),
         });
         Some((id, true))
     }
