@@ -501,3 +501,51 @@ fn key_lowercases_ascii_only_and_splits_do_cd() {
     }
     assert!(shards.iter().all(|&c| (50..150).contains(&c)), "{shards:?}");
 }
+
+#[test]
+fn prefetch_through_the_chain_runs_the_plugins_after_the_cache() {
+    use crate::config::{Input, Source};
+    use crate::server::Active;
+    use crate::server::handle::{Meta, handle};
+    let text = ".:53 {\n cache 2 {\n  prefetch 1 1m 90%\n }\n erratic {\n  drop 0\n }\n}\n";
+    let input = Input {
+        source: Source::File("Corefile".into()),
+        filename: "Corefile".into(),
+        text: text.into(),
+    };
+    let active = Active::build(crate::config::build(input, "53").expect("config")).expect("active");
+    let l = &active.listeners[0];
+    let Some(crate::plugins::Plugin::Cache(cache)) = l.chains[0].plugins.first() else {
+        panic!("cache first");
+    };
+    let peer = SocketAddr::from(([127, 0, 0, 1], 5353));
+    let meta = Meta {
+        proto: Proto::Udp,
+        peer,
+        local: peer,
+        now: Instant::now(),
+    };
+    let msg = q("prefetch.example.org.").msg();
+    let (mut resp, mut scratch) = (Vec::new(), Vec::new());
+    let k = key(
+        &Name::parse("prefetch.example.org.").expect("n"),
+        1,
+        1,
+        false,
+        false,
+    );
+    let _ = handle(l, &msg, meta, &mut resp, &mut scratch);
+    let first = cache.shared().pcache.get(k, |i| i.stored).expect("stored");
+    std::thread::sleep(Duration::from_millis(5));
+    // A hit inside the prefetch window: the reply comes from the cache and
+    // erratic (after the cache) is asked again, synchronously.
+    let _ = handle(l, &msg, meta, &mut resp, &mut scratch);
+    assert!(hdr::flags(&resp) & flags::AA != 0);
+    let second = cache
+        .shared()
+        .pcache
+        .get(k, |i| (i.stored, i.hits()))
+        .expect("stored");
+    assert!(second.0 > first, "refreshed by the detached query");
+    assert_eq!(second.1, 1, "the popularity is inherited");
+}
