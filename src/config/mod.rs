@@ -309,6 +309,14 @@ pub fn build(input: Input, dns_port: &str) -> Result<Config, Diagnostic> {
         }
     }
     let listeners = group(&blocks)?;
+    // Encrypted and HTTP transports are not served yet: say so instead of
+    // silently not listening.
+    if let Some(l) = listeners.iter().find(|l| l.transport != Transport::Dns) {
+        return Err(Diagnostic::plain(format!(
+            "cannot serve {} - {}:// listeners are not supported by ringdns yet",
+            l.label, l.transport
+        )));
+    }
     let reload = blocks.iter().rev().find_map(|b| b.settings.reload);
     Ok(Config {
         reload,
