@@ -97,7 +97,10 @@ fn error_table() {
             "plugin/erratic: illegal amount value given \"-1\"",
         ),
         (". {\n any\n whoami\n}", "ok"),
-        ("tls://.:8853 {\n whoami\n}", "cannot serve tls://:8853 - tls:// listeners are not supported by ringdns yet"),
+        (
+            "tls://.:8853 {\n whoami\n}",
+            "cannot serve tls://:8853 - tls:// listeners are not supported by ringdns yet",
+        ),
         (
             ". {\n multisocket 0\n}",
             "plugin/multisocket: num sockets can not be zero or negative: 0",

@@ -543,9 +543,20 @@ fn sigusr2_is_harmless_and_quiet_hides_the_banner() {
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, Signal::SIGUSR2);
         std::thread::sleep(Duration::from_millis(200));
-        assert!(child.try_wait().expect("wait").is_none(), "{be}: still running after SIGUSR2");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "{be}: still running after SIGUSR2"
+        );
         let out = std::process::Command::new("dig")
-            .args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+tries=1", "a.example", "A"])
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "+time=2",
+                "+tries=1",
+                "a.example",
+                "A",
+            ])
             .output()
             .expect("dig");
         assert!(String::from_utf8_lossy(&out.stdout).contains("NOERROR"));
@@ -553,7 +564,10 @@ fn sigusr2_is_harmless_and_quiet_hides_the_banner() {
         let out = child.wait_with_output().expect("wait");
         assert_eq!(out.status.code(), Some(0));
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(!text.contains("CoreDNS-1.14.7"), "{be}: -quiet hides the banner: {text}");
+        assert!(
+            !text.contains("CoreDNS-1.14.7"),
+            "{be}: -quiet hides the banner: {text}"
+        );
         assert!(!text.lines().any(|l| l == format!(".:{port}")), "{be}");
         assert!(text.contains("[INFO] SIGUSR2: Upgrading"), "{be}: {text}");
     }
