@@ -122,9 +122,30 @@ pub struct ReqState {
     /// State a parking plugin carries to its async half.
     pub park: u32,
     /// Bits a plugin's request hook leaves for its own response hook (they
-    /// survive parking). Owners: *cache* bits 0–7.
+    /// survive parking). Owners: *cache* bits 0–7, *metadata* bit 31
+    /// ([`META_ON`]).
     pub marks: u32,
 }
+
+/// Publishes `label` into a metadata store, if there is one (for callers
+/// that hold other borrows of the context).
+pub fn set_meta(
+    meta: &mut Option<Vec<(&'static str, String)>>,
+    label: &'static str,
+    value: impl FnOnce() -> String,
+) {
+    if let Some(m) = meta {
+        let v = value();
+        match m.iter_mut().find(|(l, _)| *l == label) {
+            Some(e) => e.1 = v,
+            None => m.push((label, v)),
+        }
+    }
+}
+
+/// [`ReqState::marks`] bit: the block has *metadata*, so the request carries a
+/// metadata store ([`Ctx::set_meta`]).
+pub const META_ON: u32 = 1 << 31;
 
 /// A query a plugin sends through the plugins after it, with no client (see
 /// the module docs). Nothing is sent; the asking plugin's response hook sees
@@ -243,6 +264,9 @@ pub struct Ctx<'a> {
     /// A query the current plugin sends through the plugins after it (taken by
     /// the chain when the plugin ends the request phase).
     pub detach: Option<Detached>,
+    /// The metadata store (`plugin/label` → value), present only when the
+    /// block has *metadata* (CoreDNS creates it only then).
+    pub meta: Option<Vec<(&'static str, String)>>,
 }
 
 /// The messages after the first of a multi-message reply.
@@ -281,6 +305,7 @@ impl<'a> Ctx<'a> {
             scratch,
             more: None,
             detach: None,
+            meta: None,
         }
     }
 
@@ -297,6 +322,20 @@ impl<'a> Ctx<'a> {
     /// changed them). Set `written` after finishing it.
     pub fn reply(&mut self) -> Builder<'_> {
         Builder::reply_flags(self.resp, &self.req, self.st.flags)
+    }
+
+    /// Publishes metadata `label` (computed only when a store exists).
+    pub fn set_meta(&mut self, label: &'static str, value: impl FnOnce() -> String) {
+        set_meta(&mut self.meta, label, value);
+    }
+
+    /// Reads metadata `label`.
+    pub fn meta(&self, label: &str) -> Option<&str> {
+        self.meta
+            .as_ref()?
+            .iter()
+            .find(|(l, _)| *l == label)
+            .map(|(_, v)| v.as_str())
     }
 
     /// DO bit of the request.

@@ -107,6 +107,18 @@ pub fn typify(m: &[u8], idx: &MsgIndex) -> RespType {
     RespType::OtherError
 }
 
+impl RespClass {
+    /// The metadata value `log/class`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Success => "success",
+            Self::Denial => "denial",
+            Self::Error => "error",
+        }
+    }
+}
+
 /// CoreDNS `response.Classify`.
 pub fn classify(t: RespType) -> RespClass {
     match t {
@@ -369,12 +381,15 @@ impl Log {
         } else {
             None
         };
-        if !rule.all {
-            let t = match msg.and_then(|m| MsgIndex::parse(m).map(|i| (m, i))) {
-                Some((m, idx)) => typify(m, &idx),
+        if !rule.all || ctx.meta.is_some() {
+            let t = match msg.and_then(|m| MsgIndex::with(m, |idx| typify(m, idx))) {
+                Some(t) => t,
                 None => RespType::OtherError,
             };
-            if !rule.classes.contains(&classify(t)) {
+            let class = classify(t);
+            crate::chain::set_meta(&mut ctx.meta, "log/type", || t.as_str().to_owned());
+            crate::chain::set_meta(&mut ctx.meta, "log/class", || class.as_str().to_owned());
+            if !rule.all && !rule.classes.contains(&class) {
                 return;
             }
         }
@@ -403,7 +418,7 @@ fn render(segs: &[Seg], ctx: &Ctx<'_>, msg: Option<&[u8]>, out: &mut String) {
     for s in segs {
         match s {
             Seg::Lit(l) => out.push_str(l),
-            Seg::Meta(_) => out.push('-'),
+            Seg::Meta(label) => out.push_str(ctx.meta(label).unwrap_or("-")),
             Seg::Label(l) => match l {
                 Label::Type => types::type_to_string(ctx.req.qtype, out),
                 Label::Name => {

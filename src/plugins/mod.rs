@@ -271,8 +271,12 @@ impl Plugin {
     /// Request hook.
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
         match self {
-            Self::Metadata(_)
-            | Self::Cancel
+            Self::Metadata(_) => {
+                ctx.meta = Some(Vec::new());
+                ctx.st.marks |= crate::chain::META_ON;
+                Flow::Next
+            }
+            Self::Cancel
             | Self::Prometheus(_)
             | Self::Errors(_)
             | Self::Loadbalance(_)

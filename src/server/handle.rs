@@ -170,6 +170,9 @@ pub async fn resume(
     };
     let mut ctx = Ctx::new(server, req, m.proto, m.peer, m.local, resp, scratch, m.now);
     ctx.st = st;
+    if st.marks & crate::chain::META_ON != 0 {
+        ctx.meta = Some(Vec::new());
+    }
     let status = chain.resume(&mut ctx, at).await;
     finish(&mut ctx, &status)
 }

@@ -679,3 +679,31 @@ fn bad_corefiles_fail_fast_with_clear_errors() {
     assert!(err.starts_with("plugin/log: "), "{err}");
     assert!(took < Duration::from_secs(5));
 }
+
+#[test]
+fn metadata_labels_in_log_lines() {
+    for be in backends() {
+        let up = TestServer::start(".:{port} {\n whoami\n}\n", be);
+        let s = TestServer::start(
+            &format!(
+                "with.example:{{port}} {{\n metadata\n log . \"M {{/log/type}} {{/log/class}} {{/forward/upstream}} {{/nope}}\"\n forward . 127.0.0.1:{}\n}}\nwithout.example:{{port}} {{\n log . \"W {{/log/type}}\"\n whoami\n}}\n",
+                up.port
+            ),
+            be,
+        );
+        s.dig(&["a.with.example", "A"]);
+        s.dig(&["a.without.example", "A"]);
+        let l = s
+            .wait_line(|l| l.starts_with("[INFO] M "))
+            .expect("metadata line");
+        assert_eq!(
+            l,
+            format!("[INFO] M NOERROR success 127.0.0.1:{} -", up.port),
+            "{be}"
+        );
+        let l = s
+            .wait_line(|l| l.starts_with("[INFO] W "))
+            .expect("no-metadata line");
+        assert_eq!(l, "[INFO] W -", "{be}: without metadata every label is -");
+    }
+}

@@ -263,6 +263,7 @@ impl Stanza {
                 k = fastrand::usize(..n);
             }
             let up = &self.ups[k];
+            ctx.set_meta("forward/upstream", || up.metrics.to.clone());
             let local = &pools.ups[k];
             let (mut force_tcp, prefer_udp) = (c.force_tcp, c.prefer_udp);
             let res = loop {
