@@ -9,7 +9,7 @@ pub const USAGE: &str = "\
 Usage: ringdns-perf [-m udp|tcp] [-s server] [-p port] [-f inet|inet6] [-d datafile]
                     [-c clients] [-T threads] [-n maxruns] [-l timelimit] [-t timeout]
                     [-q outstanding] [-Q max_qps] [-b bufsize_kb] [-e] [-D]
-                    [--json FILE|-] [--label NAME] [--batch N]
+                    [--json FILE|-] [--label NAME] [--batch N] [--poll auto|always|never]
                     [--ramp START:STEP:MAX [--step-time S] [--max-loss PCT]]
        ringdns-perf compare [--threshold PCT] [--gate fig,fig] A.json B.json
        ringdns-perf median RUN.json... > MEDIAN.json
@@ -25,6 +25,8 @@ Usage: ringdns-perf [-m udp|tcp] [-s server] [-p port] [-f inet|inet6] [-d dataf
   -Q fixed rate in queries/s; latency counted from the schedule
   -e EDNS0 (4096)   -D DNSSEC OK (implies -e)   -b socket buffers in KiB
   --json FILE   write the JSON summary to FILE (`-`: stdout instead of text)
+  --poll auto|always|never  with -Q, busy-poll short waits (auto: when each
+     thread has a core, pausing while preempted often)
   --ramp START:STEP:MAX  step the -Q rate, each step --step-time s (default 5),
      and report the highest rate whose loss stays under --max-loss % (default 0.1)
 ";
@@ -40,6 +42,17 @@ pub enum Family {
     Any,
     V4,
     V6,
+}
+
+/// How `-Q` waits between sends (see the README's "Rate modes").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Poll {
+    /// Busy-poll when each thread has a core, pause under frequent preemption.
+    Auto,
+    /// Always busy-poll short waits.
+    Always,
+    /// Always sleep.
+    Never,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -70,6 +83,7 @@ pub struct Options {
     pub json: Option<String>,
     pub label: Option<String>,
     pub batch: usize,
+    pub poll: Poll,
     pub ramp: Option<Ramp>,
     /// The command line, for the report header.
     pub command: String,
@@ -99,6 +113,7 @@ impl Default for Options {
             json: None,
             label: None,
             batch: 64,
+            poll: Poll::Auto,
             ramp: None,
             command: String::new(),
         }
@@ -191,6 +206,14 @@ impl Options {
                 "--json" => o.json = Some(val),
                 "--label" => o.label = Some(val),
                 "--batch" => o.batch = num(opt, v)?,
+                "--poll" => {
+                    o.poll = match v {
+                        "auto" => Poll::Auto,
+                        "always" => Poll::Always,
+                        "never" => Poll::Never,
+                        _ => bail!("--poll wants auto, always or never"),
+                    }
+                }
                 "--ramp" => {
                     let p: Vec<f64> = v.split(':').map(|x| num(opt, x)).collect::<Result<_>>()?;
                     let [s, st, m] = p[..] else {

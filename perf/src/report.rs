@@ -52,7 +52,13 @@ pub struct Summary {
     pub lost_pct: f64,
     pub run_time_s: f64,
     pub qps: f64,
+    /// From the scheduled send time with `-Q` (no coordinated omission);
+    /// from the actual send otherwise.
     pub latency_s: Latency,
+    /// From the actual send time, as dnsperf measures; differs from
+    /// `latency_s` only with `-Q`, by the client's own lag.
+    #[serde(default)]
+    pub service_latency_s: Latency,
     pub rcodes: BTreeMap<String, u64>,
     pub truncated: u64,
     /// Answers that matched no query in flight (late, duplicate, foreign).
@@ -67,6 +73,24 @@ pub struct Summary {
     /// Ramp mode: the highest offered rate whose loss stayed under the threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rate_under_loss: Option<f64>,
+}
+
+/// Latency figures from a histogram alone (nanoseconds in, seconds out).
+fn hist_latency(h: &hdrhistogram::Histogram<u64>, n: u64) -> Latency {
+    if n == 0 {
+        return Latency::default();
+    }
+    let q = |x: f64| h.value_at_quantile(x) as f64 * 1e-9;
+    Latency {
+        avg: h.mean() * 1e-9,
+        stddev: h.stdev() * 1e-9,
+        min: h.min() as f64 * 1e-9,
+        p50: q(0.5),
+        p90: q(0.9),
+        p99: q(0.99),
+        p999: q(0.999),
+        max: h.max() as f64 * 1e-9,
+    }
 }
 
 fn pct(a: u64, b: u64) -> f64 {
@@ -119,6 +143,7 @@ impl Summary {
                 p999: s.quantile(0.999),
                 max: s.lat_max_ns as f64 * 1e-9,
             },
+            service_latency_s: hist_latency(&s.svc_hist, s.completed),
             rcodes,
             truncated: s.truncated,
             unexpected: s.unexpected,
@@ -199,7 +224,16 @@ impl Summary {
             self.cpu.user_s, self.cpu.sys_s, self.cpu.percent
         );
         if let Some(r) = self.offered_qps {
-            let _ = writeln!(t, "  Offered rate (q/s):   {r:.0}");
+            let _ = writeln!(
+                t,
+                "  Offered rate (q/s):   {r:.0} (latency from the schedule)"
+            );
+            let v = &self.service_latency_s;
+            let _ = writeln!(
+                t,
+                "  Service latency (s):  p50 {:.6}, p90 {:.6}, p99 {:.6}, p99.9 {:.6} (from the actual send)",
+                v.p50, v.p90, v.p99, v.p999
+            );
         }
         t
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::args::{Family, Mode, Options};
+use crate::args::{Family, Mode, Options, Poll};
 use crate::query::QuerySet;
 use crate::stats::{Stats, cpu_times};
 use crate::{tcp, udp};
@@ -118,8 +118,10 @@ pub struct Plan {
     pub rate: Option<f64>,
     pub batch: usize,
     pub bufsize: Option<usize>,
-    /// More threads than usable CPUs: no busy-polling, threads sleep between sends.
-    pub shared_core: bool,
+    /// Busy-poll short `-Q` waits (off with more threads than usable CPUs).
+    pub poll: bool,
+    /// Keep polling even when preempted often (`--poll always`).
+    pub poll_always: bool,
 }
 
 /// The figures of one finished run.
@@ -172,7 +174,11 @@ fn share(total: usize, parts: usize, i: usize) -> usize {
 pub fn run(o: &Options, shared: &Shared, rate: Option<f64>, limit: Option<f64>) -> Result<Outcome> {
     let server = resolve(o)?;
     let threads = o.threads;
-    let shared_core = threads > usable_cpus();
+    let poll = match o.poll {
+        Poll::Auto => threads <= usable_cpus(),
+        Poll::Always => true,
+        Poll::Never => false,
+    };
     let clock = Clock::new();
     let (u0, s0) = cpu_times();
     let results: Vec<Result<Stats>> = std::thread::scope(|sc| {
@@ -187,7 +193,8 @@ pub fn run(o: &Options, shared: &Shared, rate: Option<f64>, limit: Option<f64>) 
                     rate: rate.map(|r| r / threads as f64),
                     batch: o.batch,
                     bufsize: o.bufsize_kb.map(|k| k * 1024),
-                    shared_core,
+                    poll,
+                    poll_always: o.poll == Poll::Always,
                 };
                 let clients = share(o.clients, threads, t);
                 let mode = o.mode;

@@ -10,7 +10,10 @@ const FREE: u64 = u64::MAX;
 #[derive(Debug)]
 pub struct Slots {
     ids: Vec<u16>,
+    /// Actual send time (timeouts run from it), `FREE` when the slot is free.
     sent: Vec<u64>,
+    /// Scheduled send time (latency runs from it; equals `sent` without `-Q`).
+    sched: Vec<u64>,
     free: Vec<u16>,
     idx_bits: u32,
     inflight: usize,
@@ -24,6 +27,7 @@ impl Slots {
         Self {
             ids: (0..cap).map(|i| i as u16).collect(),
             sent: vec![FREE; cap],
+            sched: vec![0; cap],
             free: (0..cap).rev().map(|i| i as u16).collect(),
             idx_bits,
             inflight: 0,
@@ -46,8 +50,9 @@ impl Slots {
         ((1u32 << self.idx_bits) - 1) as u16
     }
 
-    /// Takes a slot for a query sent (or scheduled) at `sent_ns`; returns its ID.
-    pub fn take(&mut self, sent_ns: u64) -> Option<u16> {
+    /// Takes a slot for a query scheduled at `sched_ns` and sent at
+    /// `sent_ns`; returns its ID.
+    pub fn take(&mut self, sched_ns: u64, sent_ns: u64) -> Option<u16> {
         let idx = self.free.pop()?;
         let i = usize::from(idx);
         let gen_step = if self.idx_bits >= 16 {
@@ -58,6 +63,7 @@ impl Slots {
         let id = self.ids[i].wrapping_add(gen_step);
         self.ids[i] = id;
         self.sent[i] = sent_ns;
+        self.sched[i] = sched_ns;
         self.inflight += 1;
         Some(id)
     }
@@ -72,9 +78,10 @@ impl Slots {
         }
     }
 
-    /// Completes the query with this ID; returns its send time, or `None`
-    /// for an answer to nothing in flight (late, duplicate or foreign).
-    pub fn complete(&mut self, id: u16) -> Option<u64> {
+    /// Completes the query with this ID; returns its (scheduled, actual)
+    /// send times, or `None` for an answer to nothing in flight (late,
+    /// duplicate or foreign).
+    pub fn complete(&mut self, id: u16) -> Option<(u64, u64)> {
         let i = usize::from(id & self.mask());
         let sent = self.sent[i];
         if sent == FREE || self.ids[i] != id {
@@ -83,10 +90,10 @@ impl Slots {
         self.sent[i] = FREE;
         self.free.push(i as u16);
         self.inflight -= 1;
-        Some(sent)
+        Some((self.sched[i], sent))
     }
 
-    /// Frees every query sent at or before `deadline_ns`; returns how many.
+    /// Frees every query actually sent at or before `deadline_ns`; returns how many.
     pub fn expire(&mut self, deadline_ns: u64) -> u64 {
         if self.inflight == 0 {
             return 0;
@@ -118,10 +125,10 @@ mod tests {
     fn ids_match_and_generations_differ() {
         let mut s = Slots::new(3);
         assert_eq!(s.capacity(), 4);
-        let a = s.take(10).unwrap_or(0);
-        assert_eq!(s.complete(a), Some(10));
+        let a = s.take(7, 10).unwrap_or(0);
+        assert_eq!(s.complete(a), Some((7, 10)));
         assert_eq!(s.complete(a), None, "duplicate answer");
-        let b = s.take(20).unwrap_or(0);
+        let b = s.take(20, 20).unwrap_or(0);
         assert_eq!(a & 3, b & 3, "same slot reused");
         assert_ne!(a, b, "new generation");
         assert_eq!(s.complete(a), None, "late answer to the old query");
@@ -131,9 +138,9 @@ mod tests {
     #[test]
     fn expiry_and_exhaustion() {
         let mut s = Slots::new(2);
-        let a = s.take(5).unwrap_or(0);
-        let _b = s.take(50).unwrap_or(0);
-        assert!(s.take(60).is_none());
+        let a = s.take(5, 5).unwrap_or(0);
+        let _b = s.take(50, 50).unwrap_or(0);
+        assert!(s.take(60, 60).is_none());
         assert_eq!(s.expire(10), 1);
         assert_eq!(s.complete(a), None);
         assert_eq!(s.expire_all(), 1);

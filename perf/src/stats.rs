@@ -20,8 +20,10 @@ pub struct Stats {
     pub rcodes: [u64; 16],
     pub req_bytes: u64,
     pub resp_bytes: u64,
-    /// Latency in nanoseconds.
+    /// Latency in nanoseconds (from the scheduled send with `-Q`).
     pub hist: Histogram<u64>,
+    /// Service latency in nanoseconds: from the actual send.
+    pub svc_hist: Histogram<u64>,
     pub lat_sum_ns: u128,
     pub lat_sumsq: f64,
     pub lat_min_ns: u64,
@@ -39,6 +41,7 @@ impl Stats {
         let hist = Histogram::new_with_bounds(1, HIST_MAX_NS, 3)
             .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()));
         Self {
+            svc_hist: hist.clone(),
             sent: 0,
             completed: 0,
             lost: 0,
@@ -56,14 +59,16 @@ impl Stats {
         }
     }
 
-    /// Records one matched answer of `len` bytes.
+    /// Records one matched answer of `len` bytes: `lat_ns` from the
+    /// scheduled send, `svc_ns` from the actual one.
     #[inline]
-    pub fn answer(&mut self, lat_ns: u64, len: usize, h: &RespHead) {
+    pub fn answer(&mut self, lat_ns: u64, svc_ns: u64, len: usize, h: &RespHead) {
         self.completed += 1;
         self.resp_bytes += len as u64;
         self.rcodes[usize::from(h.rcode)] += 1;
         self.truncated += u64::from(h.tc);
         self.hist.saturating_record(lat_ns.max(1));
+        self.svc_hist.saturating_record(svc_ns.max(1));
         self.lat_sum_ns += u128::from(lat_ns);
         let s = lat_ns as f64 * 1e-9;
         self.lat_sumsq += s * s;
@@ -84,6 +89,7 @@ impl Stats {
         self.req_bytes += o.req_bytes;
         self.resp_bytes += o.resp_bytes;
         let _ = self.hist.add(&o.hist);
+        let _ = self.svc_hist.add(&o.svc_hist);
         self.lat_sum_ns += o.lat_sum_ns;
         self.lat_sumsq += o.lat_sumsq;
         self.lat_min_ns = self.lat_min_ns.min(o.lat_min_ns);
@@ -142,9 +148,9 @@ mod tests {
             rcode: 3,
         };
         let mut a = Stats::new();
-        a.answer(1_000_000, 40, &h);
+        a.answer(1_000_000, 1_000_000, 40, &h);
         let mut b = Stats::new();
-        b.answer(3_000_000, 60, &h);
+        b.answer(3_000_000, 2_000_000, 60, &h);
         a.merge(&b);
         assert_eq!(a.completed, 2);
         assert_eq!(a.rcodes[3], 2);
@@ -153,5 +159,6 @@ mod tests {
         assert!((a.lat_stddev() - 0.001).abs() < 1e-9);
         assert!((a.quantile(1.0) - 0.003).abs() < 0.00001);
         assert_eq!(a.lat_min_ns, 1_000_000);
+        assert!((a.svc_hist.max() as f64 - 2e6).abs() < 2e3);
     }
 }

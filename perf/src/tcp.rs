@@ -85,9 +85,9 @@ impl Conn {
             let msg = &self.inb[off + 2..off + 2 + len];
             match parse_head(msg) {
                 Some(h) if h.qr => match self.slots.complete(h.id) {
-                    Some(sent) => {
+                    Some((sched, sent)) => {
                         *inflight -= 1;
-                        stats.answer(now.saturating_sub(sent), len, &h);
+                        stats.answer(now.saturating_sub(sched), now.saturating_sub(sent), len, &h);
                     }
                     None => stats.unexpected += 1,
                 },
@@ -175,7 +175,7 @@ pub fn run_thread(plan: &Plan, clients: usize, shared: &Shared) -> Result<Stats>
                     } else {
                         now
                     };
-                    let Some(id) = c.slots.take(t) else {
+                    let Some(id) = c.slots.take(t, now) else {
                         feed.give_back(q);
                         break;
                     };

@@ -125,7 +125,7 @@ impl Engine<'_> {
                 } else {
                     now
                 };
-                let Some(id) = self.slots[s].take(t) else {
+                let Some(id) = self.slots[s].take(t, now) else {
                     self.feed.give_back(q);
                     break;
                 };
@@ -228,9 +228,14 @@ impl Engine<'_> {
                     continue;
                 }
                 match self.slots[s].complete(h.id) {
-                    Some(sent) => {
+                    Some((sched, sent)) => {
                         self.inflight -= 1;
-                        self.stats.answer(now.saturating_sub(sent), len, &h);
+                        self.stats.answer(
+                            now.saturating_sub(sched),
+                            now.saturating_sub(sent),
+                            len,
+                            &h,
+                        );
                     }
                     None => self.stats.unexpected += 1,
                 }
@@ -257,6 +262,7 @@ impl Engine<'_> {
 /// preempted often (another task wants this core: polling only loses to it).
 #[derive(Debug, Default)]
 struct Pacer {
+    never_pause: bool,
     polled: bool,
     last_turn: u64,
     preempted: u32,
@@ -272,7 +278,7 @@ impl Pacer {
                 self.preempted = 0;
             }
             self.preempted += 1;
-            if self.preempted >= PREEMPTIONS_PER_S {
+            if self.preempted >= PREEMPTIONS_PER_S && !self.never_pause {
                 self.off_until = now + 1_000_000_000;
             }
         }
@@ -322,7 +328,10 @@ pub fn run_thread(plan: &Plan, clients: usize, shared: &Shared) -> Result<Stats>
     let clock = plan.clock;
     let mut stop_ns: Option<u64> = None;
     let mut next_scan = SCAN_NS;
-    let mut pacer = Pacer::default();
+    let mut pacer = Pacer {
+        never_pause: plan.poll_always,
+        ..Pacer::default()
+    };
     loop {
         let now = clock.now();
         pacer.turn(now);
@@ -362,8 +371,13 @@ pub fn run_thread(plan: &Plan, clients: usize, shared: &Shared) -> Result<Stats>
             }
         }
         let now2 = clock.now();
-        let poll = !plan.shared_core && plan.rate.is_some() && stop_ns.is_none();
+        let poll = plan.poll && plan.rate.is_some() && stop_ns.is_none();
         let wait = pacer.wait(now2, wake.saturating_sub(now2), poll);
+        if wait == 0 && pacer.polled {
+            // Let kernel threads of this core (ksoftirqd, kworkers) run
+            // now rather than at the end of a time slice.
+            std::thread::yield_now();
+        }
         match ppoll(&mut pfds, Some(timespec(wait)), None) {
             Ok(0) | Err(_) => continue,
             Ok(_) => {}
