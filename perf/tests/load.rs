@@ -187,7 +187,10 @@ fn cli_json_schema_and_text_labels() {
     }
     for k in ["p50", "p90", "p99", "p999", "max", "avg", "stddev", "min"] {
         assert!(v["latency_s"][k].is_number(), "latency_s.{k}");
-        assert!(v["service_latency_s"][k].is_number(), "service_latency_s.{k}");
+        assert!(
+            v["service_latency_s"][k].is_number(),
+            "service_latency_s.{k}"
+        );
     }
     assert!(v["rcodes"]["NOERROR"].is_number() && v["rcodes"]["NXDOMAIN"].is_number());
     assert!(v["cpu"]["percent"].is_number() && v["cpu"]["user_s"].is_number());
