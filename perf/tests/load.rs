@@ -112,8 +112,8 @@ fn tcp_pipelined_out_of_order() {
 fn fixed_rate_is_kept() {
     let r = udp(Behaviour::default());
     let s = load("rate", r.addr.port(), 100, "-l 1 -Q 2000 -q 50 -t 1");
-    assert!((1900..=2100).contains(&s.sent), "sent {}", s.sent);
-    assert!((s.qps - 2000.0).abs() < 150.0, "qps {}", s.qps);
+    assert!((1800..=2100).contains(&s.sent), "sent {}", s.sent);
+    assert!((s.qps - 2000.0).abs() < 300.0, "qps {}", s.qps);
     assert_eq!(s.offered_qps, Some(2000.0));
     assert_eq!(s.lost, 0);
 }

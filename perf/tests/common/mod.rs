@@ -54,6 +54,10 @@ fn answer(q: &mut [u8]) {
     }
 }
 
+/// Burst size of the rate limiter: large enough that a responder thread
+/// descheduled for a few milliseconds does not look like a rate limit.
+const BUCKET: f64 = 100.0;
+
 pub fn udp(b: Behaviour) -> Responder {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
     sock.set_read_timeout(Some(Duration::from_millis(20))).ok();
@@ -64,7 +68,7 @@ pub fn udp(b: Behaviour) -> Responder {
     let handle = std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
         let start = Instant::now();
-        let (mut tokens, mut last) = (10.0f64, 0.0f64);
+        let (mut tokens, mut last) = (BUCKET, 0.0f64);
         while !st.load(Ordering::Relaxed) {
             let Ok((n, from)) = sock.recv_from(&mut buf) else {
                 continue;
@@ -74,9 +78,9 @@ pub fn udp(b: Behaviour) -> Responder {
                 continue;
             }
             if b.rate_limit > 0.0 {
-                // Token bucket holding at most 10 queries' worth.
+                // Token bucket: bursts up to BUCKET queries pass.
                 let now = start.elapsed().as_secs_f64();
-                tokens = (tokens + (now - last) * b.rate_limit).min(10.0);
+                tokens = (tokens + (now - last) * b.rate_limit).min(BUCKET);
                 last = now;
                 if tokens < 1.0 {
                     continue;
