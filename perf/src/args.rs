@@ -9,7 +9,7 @@ pub const USAGE: &str = "\
 Usage: ringdns-perf [-m udp|tcp] [-s server] [-p port] [-f inet|inet6] [-d datafile]
                     [-c clients] [-T threads] [-n maxruns] [-l timelimit] [-t timeout]
                     [-q outstanding] [-Q max_qps] [-b bufsize_kb] [-e] [-D]
-                    [--json FILE|-] [--label NAME] [--batch N] [--poll auto|always|never]
+                    [--json FILE|-] [--label NAME] [--batch N] [--poll auto|always|never] [--uring auto|on|off]
                     [--ramp START:STEP:MAX [--step-time S] [--max-loss PCT]]
        ringdns-perf compare [--threshold PCT] [--gate fig,fig] A.json B.json
        ringdns-perf median RUN.json... > MEDIAN.json
@@ -25,6 +25,7 @@ Usage: ringdns-perf [-m udp|tcp] [-s server] [-p port] [-f inet|inet6] [-d dataf
   -Q fixed rate in queries/s; latency counted from the schedule
   -e EDNS0 (4096)   -D DNSSEC OK (implies -e)   -b socket buffers in KiB
   --json FILE   write the JSON summary to FILE (`-`: stdout instead of text)
+  --uring auto|on|off   UDP through io_uring (auto: where the kernel allows it)
   --poll auto|always|never  with -Q, busy-poll short waits (auto: when each
      thread has a core, pausing while preempted often)
   --ramp START:STEP:MAX  step the -Q rate, each step --step-time s (default 5),
@@ -42,6 +43,17 @@ pub enum Family {
     Any,
     V4,
     V6,
+}
+
+/// `--uring auto|on|off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Toggle {
+    /// Where the kernel allows it.
+    Auto,
+    /// Always (fails where the kernel refuses io_uring).
+    On,
+    /// Never: sendmmsg/recvmmsg.
+    Off,
 }
 
 /// How `-Q` waits between sends (see the README's "Rate modes").
@@ -84,6 +96,8 @@ pub struct Options {
     pub label: Option<String>,
     pub batch: usize,
     pub poll: Poll,
+    /// UDP through io_uring (`--uring`).
+    pub uring: Toggle,
     pub ramp: Option<Ramp>,
     /// The command line, for the report header.
     pub command: String,
@@ -114,6 +128,7 @@ impl Default for Options {
             label: None,
             batch: 64,
             poll: Poll::Auto,
+            uring: Toggle::Auto,
             ramp: None,
             command: String::new(),
         }
@@ -206,6 +221,14 @@ impl Options {
                 "--json" => o.json = Some(val),
                 "--label" => o.label = Some(val),
                 "--batch" => o.batch = num(opt, v)?,
+                "--uring" => {
+                    o.uring = match v {
+                        "auto" => Toggle::Auto,
+                        "on" => Toggle::On,
+                        "off" => Toggle::Off,
+                        _ => bail!("--uring wants auto, on or off"),
+                    };
+                }
                 "--poll" => {
                     o.poll = match v {
                         "auto" => Poll::Auto,

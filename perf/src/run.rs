@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::args::{Family, Mode, Options, Poll};
+use crate::args::{Family, Mode, Options, Poll, Toggle};
 use crate::query::QuerySet;
 use crate::stats::{Stats, cpu_times};
 use crate::{tcp, udp};
@@ -122,6 +122,8 @@ pub struct Plan {
     pub poll: bool,
     /// Keep polling even when preempted often (`--poll always`).
     pub poll_always: bool,
+    /// Send and receive UDP through io_uring.
+    pub uring: bool,
 }
 
 /// The figures of one finished run.
@@ -182,6 +184,11 @@ pub fn run(o: &Options, shared: &Shared, rate: Option<f64>, limit: Option<f64>) 
     let clock = Clock::new();
     let (u0, s0) = cpu_times();
     let results: Vec<Result<Stats>> = std::thread::scope(|sc| {
+        let use_uring = match o.uring {
+            Toggle::Off => false,
+            Toggle::On => true,
+            Toggle::Auto => uring::probe().is_ok(),
+        };
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let plan = Plan {
@@ -195,6 +202,7 @@ pub fn run(o: &Options, shared: &Shared, rate: Option<f64>, limit: Option<f64>) 
                     bufsize: o.bufsize_kb.map(|k| k * 1024),
                     poll,
                     poll_always: o.poll == Poll::Always,
+                    uring: use_uring,
                 };
                 let clients = share(o.clients, threads, t);
                 let mode = o.mode;
