@@ -279,6 +279,33 @@ fn reload_plugin_polls_and_hashes() {
             ["version.bind. 0 CH TXT \"two\""],
             "{be}"
         );
+        // A broken Corefile: CoreDNS's two error lines, the old config keeps serving.
+        std::fs::write(
+            &conf,
+            format!(".:{} {{\n reload 2s 1s\n chaos three\n bogus\n}}\n", s.port),
+        )
+        .expect("write");
+        let l = s.wait_line_for(Duration::from_secs(6), |l| {
+            l.starts_with("[ERROR] plugin/reload: Corefile changed but reload failed: starting with listener file descriptors: ")
+        });
+        assert!(
+            l.is_some_and(
+                |l| l.ends_with("Corefile:4 - Error during parsing: Unknown directive 'bogus'")
+            ),
+            "{be}"
+        );
+        assert!(
+            s.lines()
+                .iter()
+                .any(|l| l.starts_with("[ERROR] Restart failed: ")),
+            "{be}"
+        );
+        let out = s.dig(&["CH", "TXT", "version.bind"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["version.bind. 0 CH TXT \"two\""],
+            "{be}"
+        );
     }
 }
 

@@ -156,7 +156,12 @@ impl TestServer {
 
     /// Waits until a line matching `pred` appears.
     pub fn wait_line(&self, pred: impl Fn(&str) -> bool) -> Option<String> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        self.wait_line_for(Duration::from_secs(5), pred)
+    }
+
+    /// Waits up to `limit` until a line matching `pred` appears.
+    pub fn wait_line_for(&self, limit: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Some(l) = self.lines().into_iter().find(|l| pred(l)) {
                 return Some(l);
