@@ -3,7 +3,7 @@
 //! so a pinned core never switches between a sender and a receiver thread.
 //! With `--uring` (default where the kernel allows it) the batches go through
 //! the workspace's io_uring engine (multishot receive over provided buffers,
-//! one submit per batch; its `unsafe` stays in `uring/`); otherwise
+//! one submit per batch; all its pointer code stays in `uring/`); otherwise
 //! `sendmmsg`/`recvmmsg`.
 
 use std::io::{IoSlice, IoSliceMut};

@@ -124,8 +124,8 @@ pub fn spawn(
                 }
             };
             // The eventfd is owned by the engine, which outlives `notify` (dropped
-            // before the engine shuts down). `register` is the unsafe spelling of the
-            // same call; `unsafe` stays in `uring/`.
+            // before the engine shuts down). `register` is the checked-by-caller form of the
+            // same call, which this crate forbids.
             #[allow(deprecated)]
             let notify = match rt.block_on(async { AsyncFd::new(NotifyFd(engine.notify_fd())) }) {
                 Ok(n) => n,
