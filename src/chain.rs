@@ -167,6 +167,29 @@ pub struct Detached {
     pub marks: u32,
 }
 
+impl Detached {
+    /// The context the plugins after the asking one see (`None` if the
+    /// message does not parse as a query).
+    fn context<'a>(&'a self, resp: &'a mut Vec<u8>, scratch: &'a mut Vec<u8>) -> Option<Ctx<'a>> {
+        let Verdict::Query(req) = parse_query(&self.msg) else {
+            return None;
+        };
+        let mut ctx = Ctx::new(
+            &self.server,
+            req,
+            self.proto,
+            self.peer,
+            self.local,
+            resp,
+            scratch,
+            Instant::now(),
+        );
+        ctx.st.flags = self.flags;
+        ctx.st.marks = self.marks;
+        Some(ctx)
+    }
+}
+
 /// Most detached queries waiting on I/O at once.
 pub const MAX_DETACHED: usize = 4096;
 
@@ -433,22 +456,10 @@ impl Chain {
 
     /// Runs a detached query of plugin `at` to the end, on this task.
     async fn detached_inline(&self, at: usize, job: Detached) {
-        let Verdict::Query(req) = parse_query(&job.msg) else {
+        let (mut resp, mut scratch) = (Vec::new(), Vec::new());
+        let Some(mut ctx) = job.context(&mut resp, &mut scratch) else {
             return;
         };
-        let (mut resp, mut scratch) = (Vec::new(), Vec::new());
-        let mut ctx = Ctx::new(
-            &job.server,
-            req,
-            job.proto,
-            job.peer,
-            job.local,
-            &mut resp,
-            &mut scratch,
-            Instant::now(),
-        );
-        ctx.st.flags = job.flags;
-        ctx.st.marks = job.marks;
         match self.forward_from(&mut ctx, at + 1) {
             Ok((i, st)) => {
                 self.respond(&mut ctx, at, i, st);
@@ -462,22 +473,10 @@ impl Chain {
     /// Starts a detached query of plugin `at`: synchronously until a plugin
     /// parks, then on the detached-query thread.
     fn launch(self: &Arc<Self>, at: usize, job: Detached) {
-        let Verdict::Query(req) = parse_query(&job.msg) else {
+        let (mut resp, mut scratch) = (Vec::new(), Vec::new());
+        let Some(mut ctx) = job.context(&mut resp, &mut scratch) else {
             return;
         };
-        let (mut resp, mut scratch) = (Vec::new(), Vec::new());
-        let mut ctx = Ctx::new(
-            &job.server,
-            req,
-            job.proto,
-            job.peer,
-            job.local,
-            &mut resp,
-            &mut scratch,
-            Instant::now(),
-        );
-        ctx.st.flags = job.flags;
-        ctx.st.marks = job.marks;
         let parked = match self.forward_from(&mut ctx, at + 1) {
             Ok((i, st)) => {
                 self.respond(&mut ctx, at, i, st);

@@ -210,6 +210,21 @@ fn contains(net: (IpAddr, u8), ip: IpAddr) -> bool {
     }
 }
 
+/// Splits a section's records into CNAMEs, addresses (A/AAAA), MX and the
+/// rest, in order (the grouping every CoreDNS loadbalance policy uses).
+fn partition(idx: &MsgIndex, list: &[usize]) -> (Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>) {
+    let (mut cname, mut addr, mut mx, mut rest) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for &i in list {
+        match idx.rrs[i].rtype {
+            5 => cname.push(i),
+            1 | 28 => addr.push(i),
+            15 => mx.push(i),
+            _ => rest.push(i),
+        }
+    }
+    (cname, addr, mx, rest)
+}
+
 /// miekg `dns.Id()`-style random 16-bit value.
 fn rand_id() -> usize {
     usize::from(fastrand::u16(..))
@@ -284,16 +299,7 @@ impl Loadbalance {
 
     /// CoreDNS `weightedRoundRobin` for one section.
     fn weighted_order(w: &Weights, msg: &[u8], idx: &MsgIndex, list: &[usize]) -> Vec<usize> {
-        let (mut cname, mut addr, mut mx, mut rest) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for &i in list {
-            match idx.rrs[i].rtype {
-                5 => cname.push(i),
-                1 | 28 => addr.push(i),
-                15 => mx.push(i),
-                _ => rest.push(i),
-            }
-        }
+        let (mut cname, mut addr, mx, rest) = partition(idx, list);
         if addr.is_empty() {
             return list.to_vec();
         }
@@ -350,16 +356,7 @@ impl Loadbalance {
             shuffle(&mut out);
             return out;
         }
-        let (mut cname, mut addr, mut mx, mut rest) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for &i in list {
-            match idx.rrs[i].rtype {
-                5 => cname.push(i),
-                1 | 28 => addr.push(i),
-                15 => mx.push(i),
-                _ => rest.push(i),
-            }
-        }
+        let (mut cname, mut addr, mut mx, rest) = partition(idx, list);
         shuffle(&mut addr);
         shuffle(&mut mx);
         cname.extend(rest);
@@ -370,16 +367,7 @@ impl Loadbalance {
 
     /// CoreDNS `reorderRecords` for `prefer`.
     fn prefer(&self, msg: &[u8], idx: &MsgIndex, list: &[usize]) -> Vec<usize> {
-        let (mut cname, mut addr, mut mx, mut rest) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for &i in list {
-            match idx.rrs[i].rtype {
-                5 => cname.push(i),
-                1 | 28 => addr.push(i),
-                15 => mx.push(i),
-                _ => rest.push(i),
-            }
-        }
+        let (mut cname, addr, mx, rest) = partition(idx, list);
         let mut seen = vec![false; addr.len()];
         let mut sorted = Vec::with_capacity(addr.len());
         for &net in &self.prefer {
