@@ -298,6 +298,7 @@ pub type MoreMessages = Box<dyn Iterator<Item = Vec<u8>> + Send>;
 impl<'a> Ctx<'a> {
     /// A context for `req`.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn new(
         server: &'a std::sync::Arc<str>,
         req: Request<'a>,

@@ -135,6 +135,7 @@ pub fn spawn(
                 }
             };
             let engine = Rc::new(RefCell::new(engine));
+            let flush = Rc::new(Notify::new());
             let state = Rc::new(RefCell::new(state));
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, async {
@@ -152,7 +153,7 @@ pub fn spawn(
                             .submit_and_wait(1, Some(std::time::Duration::from_millis(20)));
                         // Replies go to the kernel with the next submit_and_wait:
                         // one io_uring_enter per batch, sending and waiting.
-                        process(&shared, &engine, &state, &mut resp, &mut scratch, false);
+                        process(&shared, &engine, &state, &flush, &mut resp, &mut scratch, false);
                         let mut added = false;
                         while let Ok(WorkerCmd::Add(v)) = rx.try_recv() {
                             let mut eng = engine.borrow_mut();
@@ -171,7 +172,7 @@ pub fn spawn(
                             if let Ok(mut g) = r {
                                 g.clear_ready();
                             }
-                            process(&shared, &engine, &state, &mut resp, &mut scratch, true);
+                            process(&shared, &engine, &state, &flush, &mut resp, &mut scratch, true);
                         }
                         () = wake2.notified() => {
                             let mut eng = engine.borrow_mut();
@@ -181,6 +182,10 @@ pub fn spawn(
                                 }
                             }
                             let _ = eng.submit();
+                        }
+                        // Replies of resumed queries: one submit per tick of tasks.
+                        () = flush.notified() => {
+                            let _ = engine.borrow_mut().submit();
                         }
                         () = shared.stopping() => break,
                     }
@@ -202,6 +207,7 @@ fn process(
     shared: &Arc<Shared>,
     engine: &Rc<RefCell<Engine>>,
     state: &Rc<RefCell<State>>,
+    flush: &Rc<Notify>,
     resp: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
     submit: bool,
@@ -243,6 +249,7 @@ fn process(
                         let server = Arc::clone(&l.label);
                         let data = data.to_vec();
                         let (engine, state) = (Rc::clone(engine), Rc::clone(state));
+                        let flush = Rc::clone(flush);
                         tokio::task::spawn_local(async move {
                             let (mut resp, mut scratch) = (Vec::new(), Vec::new());
                             let out = resume(
@@ -256,10 +263,10 @@ fn process(
                                 &mut scratch,
                             )
                             .await;
-                            let mut eng = engine.borrow_mut();
                             if let Outcome::Reply = out {
-                                let _ = eng.send_udp(sock, peer, &resp);
-                                let _ = eng.submit();
+                                let _ = engine.borrow_mut().send_udp(sock, peer, &resp);
+                                // One submit for every reply resumed in this tick.
+                                flush.notify_one();
                             }
                             state.borrow_mut().parked -= 1;
                         });
@@ -332,6 +339,7 @@ fn process(
                         let server = Arc::clone(&l.label);
                         let data = data.to_vec();
                         let (engine, state) = (Rc::clone(engine), Rc::clone(state));
+                        let flush = Rc::clone(flush);
                         st.parked += 1;
                         tokio::task::spawn_local(async move {
                             let (mut resp, mut scratch) = (Vec::new(), Vec::new());
@@ -346,10 +354,9 @@ fn process(
                                 &mut scratch,
                             )
                             .await;
-                            let mut eng = engine.borrow_mut();
                             if let Outcome::Reply = out {
-                                let _ = eng.send_tcp(conn, &resp);
-                                let _ = eng.submit();
+                                let _ = engine.borrow_mut().send_tcp(conn, &resp);
+                                flush.notify_one();
                             }
                             state.borrow_mut().parked -= 1;
                         });

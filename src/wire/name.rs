@@ -71,6 +71,7 @@ impl Name {
 
     /// Reads a possibly compressed name at `off` in `msg`; returns it and the
     /// offset just past the name's bytes at `off`.
+    #[inline]
     pub fn read(msg: &[u8], off: usize) -> Result<(Self, usize), NameError> {
         let mut n = Self {
             buf: [0; MAX_NAME],

@@ -143,6 +143,7 @@ struct Unpack;
 
 /// Applies miekg's accept filter and unpacks `msg` (already cut to the UDP read
 /// limit by the caller).
+#[inline]
 pub fn parse_query(msg: &[u8]) -> Verdict<'_> {
     if msg.len() < HEADER_LEN {
         return Verdict::Ignore;

@@ -224,6 +224,17 @@ struct SendMeta {
     addr: SockAddrBuf,
 }
 
+/// A filled send slot: every pointer stays valid until the slot is released.
+pub(super) struct Filled {
+    pub(super) slot: u32,
+    /// The slot's `msghdr` (one iovec over the payload, the destination as name).
+    pub(super) hdr: *const libc::msghdr,
+    pub(super) payload: *const u8,
+    pub(super) len: u32,
+    pub(super) addr: *const libc::sockaddr,
+    pub(super) addr_len: libc::socklen_t,
+}
+
 /// Preallocated UDP send slots: payload, `msghdr`, `iovec` and destination stay put in a slot
 /// until the send's completion releases it.
 pub(super) struct SendSlots {
@@ -256,12 +267,9 @@ impl SendSlots {
     }
 
     /// Copies `data` (at most [`SendSlots::size`] bytes) and `peer` into a free slot; returns
-    /// the slot and its `msghdr` for a `SendMsg`, or `None` when all slots are in flight.
-    pub(super) fn fill(
-        &mut self,
-        peer: SocketAddr,
-        data: &[u8],
-    ) -> Option<(u32, *const libc::msghdr)> {
+    /// where they now are (for a `Send` with a destination, or a `SendMsg` through the slot's
+    /// `msghdr`), or `None` when all slots are in flight.
+    pub(super) fn fill(&mut self, peer: SocketAddr, data: &[u8]) -> Option<Filled> {
         if data.len() > self.size {
             return None;
         }
@@ -292,7 +300,14 @@ impl SendSlots {
             hdr.msg_iovlen = 1;
             ptr::addr_of_mut!((*meta).hdr).write(hdr);
         }
-        Some((idx, meta.cast::<libc::msghdr>().cast_const()))
+        Some(Filled {
+            slot: idx,
+            hdr: meta.cast::<libc::msghdr>().cast_const(),
+            payload: buf.cast_const(),
+            len: data.len() as u32,
+            addr: meta.cast::<u8>().wrapping_add(mem::offset_of!(SendMeta, addr)).cast(),
+            addr_len,
+        })
     }
 
     /// Returns slot `idx` once its send has completed (or was never submitted).
@@ -317,14 +332,14 @@ mod tests {
     fn send_slots_cycle() {
         let mut s = SendSlots::new(2, 16).unwrap();
         let peer: SocketAddr = "127.0.0.1:53".parse().unwrap();
-        let (a, _) = s.fill(peer, b"hello").unwrap();
-        let (b, _) = s.fill(peer, b"world").unwrap();
+        let a = s.fill(peer, b"hello").unwrap().slot;
+        let b = s.fill(peer, b"world").unwrap().slot;
         assert_ne!(a, b);
         assert!(s.fill(peer, b"x").is_none());
         assert!(s.fill(peer, &[0; 17]).is_none());
         s.release(a);
         s.release(a); // double release is ignored
-        assert_eq!(s.fill(peer, b"again").map(|x| x.0), Some(a));
+        assert_eq!(s.fill(peer, b"again").map(|x| x.slot), Some(a));
         assert!(s.fill(peer, b"x").is_none());
     }
 

@@ -85,6 +85,8 @@ struct Core {
     listeners: Vec<tcp::Listener>,
     conns: tcp::Conns,
     slots: SendSlots,
+    /// UDP replies go out as `Send` with a destination rather than `SendMsg`.
+    send_to: bool,
     /// Connections the engine closed, to report as [`Event::TcpClosed`].
     closed: VecDeque<ConnId>,
     stats: Stats,
@@ -175,6 +177,7 @@ impl Engine {
             listeners: Vec::new(),
             conns,
             slots,
+            send_to: probe::send_to_supported(),
             closed: VecDeque::new(),
             stats: Stats::default(),
             notify,

@@ -6,12 +6,15 @@
 use std::fs;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::net::{Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
+use std::ptr;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, Probe, cqueue, opcode, types};
 
-use super::addr::NAME_LEN;
+use super::addr::{NAME_LEN, to_raw};
 use super::mem::BufRing;
 use super::ring;
 use crate::ProbeError;
@@ -80,6 +83,35 @@ pub fn probe() -> Result<(), ProbeError> {
 
 /// Arms a multishot `RecvMsg` over a provided buffer ring and checks it delivers a datagram
 /// and stays armed; then cancels it and waits for its last completion.
+/// Does `Send` take a destination address (sendto, Linux 6.0)? Asked once per process: a
+/// one-byte `Send` from a loopback UDP socket to itself on a small ring of its own. Kernels
+/// without it reject the operation with `EINVAL`; any other outcome (sent, or a network
+/// error such as a loopback that is down) means the kernel took the address.
+pub(super) fn send_to_supported() -> bool {
+    static SUPPORTED: OnceLock<bool> = OnceLock::new();
+    *SUPPORTED.get_or_init(|| try_send_to().unwrap_or(false))
+}
+
+fn try_send_to() -> io::Result<bool> {
+    let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .or_else(|_| UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)))?;
+    let (dest, dest_len) = to_raw(sock.local_addr()?);
+    let payload = [0u8; 1];
+    let mut ring = IoUring::new(2)?;
+    let sqe = opcode::Send::new(types::Fd(sock.as_raw_fd()), payload.as_ptr(), 1)
+        .dest_addr(ptr::addr_of!(dest).cast())
+        .dest_addr_len(dest_len)
+        .build()
+        .user_data(1);
+    // SAFETY: the payload and the address live on this stack frame until the completion has
+    // been reaped below, or until the ring is dropped (which waits for its operations) if
+    // the wait fails.
+    unsafe { ring.submission().push(&sqe) }.map_err(|_| io::ErrorKind::WouldBlock)?;
+    ring.submit_and_wait(1)?;
+    let res = ring.completion().next().map_or(-libc::EINVAL, |c| c.result());
+    Ok(res != -libc::EINVAL)
+}
+
 fn multishot_recv(ring: &mut IoUring) -> Result<(), ProbeError> {
     let (rx, tx) = UnixDatagram::pair().map_err(ProbeError::Io)?;
     let mut bufs = BufRing::new(2, 256, 0).map_err(ProbeError::Io)?;

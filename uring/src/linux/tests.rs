@@ -1,6 +1,7 @@
 //! Engine tests that need private access: configuration clamping, and one UDP + TCP exchange
 //! under every ring setup fallback (deferred task work with and without the task-run flag,
-//! cooperative task work, plain), so older kernels' paths run here too.
+//! cooperative task work, plain), so older kernels' paths run here too (`SendMsg` replies
+//! included).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -45,7 +46,11 @@ fn exchange(first: u8) {
         ..EngineConfig::default()
     };
     let mut e = Engine::with_setup(cfg, first).expect("engine");
-    println!("setup {first}: {}", e.mode());
+    // Older kernels' setups also send with `SendMsg`, as kernels before 6.0 must.
+    if first >= 2 {
+        e.core.send_to = false;
+    }
+    println!("setup {first}: {}, send_to {}", e.mode(), e.core.send_to);
     let fd = e.notify_fd();
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
     let uaddr = u.local_addr().unwrap();
@@ -129,4 +134,24 @@ fn exchange_plain() {
 #[test]
 fn exchange_no_submit_all() {
     exchange(4);
+}
+
+#[test]
+fn send_to_probe() {
+    if probe().is_err() {
+        println!("skipping: io_uring unavailable");
+        return;
+    }
+    // `uname -r` >= 6.0 must have it; older kernels must not claim it.
+    let release = fs_release();
+    let major: u32 = release
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(probe::send_to_supported(), major >= 6, "kernel {release}");
+}
+
+fn fs_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default()
 }

@@ -147,13 +147,23 @@ impl Core {
                 "reply larger than udp_send_size",
             ));
         }
-        let Some((slot, hdr)) = self.slots.fill(peer, data) else {
+        let Some(f) = self.slots.fill(peer, data) else {
             self.stats.udp_send_slot_exhausted += 1;
             return Err(io::ErrorKind::WouldBlock.into());
         };
-        let sqe = opcode::SendMsg::new(types::Fd(fd), hdr)
-            .build()
-            .user_data(ring::tag(Kind::UdpSend, slot));
+        let slot = f.slot;
+        // `Send` with a destination (sendto, kernel 6.0) skips the kernel's copy and check of
+        // a msghdr and its iovec: ~7 % less server CPU per reply than `SendMsg` in a raw
+        // multishot echo on loopback (README, Performance).
+        let sqe = if self.send_to {
+            opcode::Send::new(types::Fd(fd), f.payload, f.len)
+                .dest_addr(f.addr)
+                .dest_addr_len(f.addr_len)
+                .build()
+        } else {
+            opcode::SendMsg::new(types::Fd(fd), f.hdr).build()
+        }
+        .user_data(ring::tag(Kind::UdpSend, slot));
         // SAFETY: header, iovec, address and payload live in send slot `slot`, which only this
         // operation's completion releases (or the line below, if it never reached the ring).
         if let Err(e) = unsafe { self.push(&sqe) } {
