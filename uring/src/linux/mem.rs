@@ -305,7 +305,10 @@ impl SendSlots {
             hdr: meta.cast::<libc::msghdr>().cast_const(),
             payload: buf.cast_const(),
             len: data.len() as u32,
-            addr: meta.cast::<u8>().wrapping_add(mem::offset_of!(SendMeta, addr)).cast(),
+            addr: meta
+                .cast::<u8>()
+                .wrapping_add(mem::offset_of!(SendMeta, addr))
+                .cast(),
             addr_len,
         })
     }
