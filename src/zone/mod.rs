@@ -24,6 +24,7 @@ pub mod text;
 mod tests;
 
 use std::cmp::Ordering;
+use std::collections::HashSet;
 use std::fmt;
 
 use crate::wire::{Name, be32};
@@ -136,6 +137,9 @@ pub struct Zone {
     sig_ns: (usize, usize),
     /// Records skipped because their owner is outside the zone (file, line, owner).
     pub skipped: Vec<(String, u32, String)>,
+    /// Empty non-terminals: names in the zone with names below them but no
+    /// records of their own (what `has_descendant` answers, by hash).
+    ents: HashSet<Box<[u8]>>,
 }
 
 impl fmt::Debug for Zone {
@@ -358,8 +362,21 @@ impl Zone {
     }
 
     /// CoreDNS `hasDescendant`: the next name is strictly below `name` (false
-    /// when `name` itself is in the tree, as upstream computes it).
+    /// when `name` itself is in the tree, as upstream computes it). Names below
+    /// a name follow it directly in canonical order, so this is true exactly
+    /// for the empty non-terminals, kept in a set at load.
     pub(crate) fn has_descendant(&self, name: &[u8]) -> bool {
+        let origin = self.origin.wire();
+        if !in_zone(name, origin) {
+            // Above the zone: every name in it is below.
+            return name != origin && in_zone(origin, name) && !self.nodes.is_empty();
+        }
+        !self.ents.is_empty() && self.ents.contains(name)
+    }
+
+    /// [`Zone::has_descendant`] by binary search (the definition; tests).
+    #[cfg(test)]
+    pub(crate) fn has_descendant_by_order(&self, name: &[u8]) -> bool {
         match self.ceil(name) {
             Some(n) => {
                 let x = self.node_name(n);
@@ -725,7 +742,30 @@ impl ZoneBuilder {
             ns,
             sig_ns,
             skipped: self.skipped,
+            ents: HashSet::new(),
         }
+        .with_ents()
+    }
+}
+
+impl Zone {
+    /// Fills the set of empty non-terminals: every proper ancestor of a name,
+    /// at or below the origin, that has no records itself.
+    fn with_ents(mut self) -> Self {
+        let mut ents: HashSet<Box<[u8]>> = HashSet::new();
+        let origin = self.origin.wire();
+        for i in 0..self.nodes.len() {
+            let mut p = self.node_name(i as u32);
+            while p.first().is_some_and(|&l| l != 0) {
+                p = &p[1 + p[0] as usize..];
+                if !in_zone(p, origin) || self.search(p).is_some() || ents.contains(p) {
+                    break;
+                }
+                ents.insert(p.into());
+            }
+        }
+        self.ents = ents;
+        self
     }
 }
 

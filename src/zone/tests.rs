@@ -122,3 +122,69 @@ fn million_records() {
     );
     assert_eq!(z.counts().1, 1_000_003);
 }
+
+/// The set of empty non-terminals answers `has_descendant` exactly as the
+/// definition by canonical order does, for names in the zone, their
+/// ancestors, names beside and below them, and names outside the zone.
+#[test]
+fn empty_non_terminals_match_canonical_order() {
+    let text = "$ORIGIN example.\n$TTL 300\n@ SOA ns hostmaster 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n\
+                a.b.c A 192.0.2.2\nx.b.c A 192.0.2.3\n*.w A 192.0.2.4\nd.e.f.g.h TXT x\n\
+                h TXT y\nsub NS ns.other.\nq.sub A 192.0.2.5\n";
+    let origin = name("example.");
+    let z = load_str(text, &origin, "t").expect("zone");
+    let mut names: Vec<String> = Vec::new();
+    for base in [
+        "example.",
+        "b.c.example.",
+        "c.example.",
+        "a.b.c.example.",
+        "x.b.c.example.",
+        "w.example.",
+        "*.w.example.",
+        "e.f.g.h.example.",
+        "f.g.h.example.",
+        "g.h.example.",
+        "h.example.",
+        "d.e.f.g.h.example.",
+        "sub.example.",
+        "q.sub.example.",
+        "ns.example.",
+        "nope.example.",
+        "zz.c.example.",
+        "b.example.",
+        "other.",
+        ".",
+        "c.example.org.",
+    ] {
+        names.push(base.to_owned());
+        names.push(if base == "." {
+            "n.".to_owned()
+        } else {
+            format!("n.{base}")
+        });
+    }
+    let mut ents = Vec::new();
+    for s in names {
+        let n = name(&s).to_lowercase();
+        let want = z.has_descendant_by_order(n.wire());
+        assert_eq!(z.has_descendant(n.wire()), want, "{s}");
+        if want {
+            ents.push(s);
+        }
+    }
+    assert_eq!(
+        ents,
+        [
+            // The apex's records live apart from the tree (as CoreDNS's `Apex`).
+            "example.",
+            "b.c.example.",
+            "c.example.",
+            "w.example.",
+            "e.f.g.h.example.",
+            "f.g.h.example.",
+            "g.h.example.",
+            ".",
+        ]
+    );
+}
