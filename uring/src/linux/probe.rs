@@ -5,8 +5,8 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::net::{Ipv4Addr, Ipv6Addr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::ptr;
 use std::sync::OnceLock;
@@ -108,7 +108,10 @@ fn try_send_to() -> io::Result<bool> {
     // the wait fails.
     unsafe { ring.submission().push(&sqe) }.map_err(|_| io::ErrorKind::WouldBlock)?;
     ring.submit_and_wait(1)?;
-    let res = ring.completion().next().map_or(-libc::EINVAL, |c| c.result());
+    let res = ring
+        .completion()
+        .next()
+        .map_or(-libc::EINVAL, |c| c.result());
     Ok(res != -libc::EINVAL)
 }
 
