@@ -1,7 +1,8 @@
 //! Health checks: started only by a failed exchange, at most one loop per
 //! upstream; each round sends `. IN NS` (RD unless `no_rec`, another name
-//! with `domain`) over UDP, TCP with `force_tcp`, or TLS for `tls://`
-//! upstreams, 1 s read/write timeouts. Any reply that parses far enough to
+//! with `domain`) over UDP, TCP with `force_tcp`, TLS for `tls://` upstreams,
+//! or a DoH POST for `https://` ones ([`super::doh::check_blocking`]), 1 s
+//! read/write timeouts. Any reply that parses far enough to
 //! carry our ID is healthy (SERVFAIL and REFUSED too): the failure count goes
 //! back to 0 and the loop ends. A failure counts
 //! `coredns_proxy_healthcheck_failures_total`, raises the count and sleeps the
@@ -81,6 +82,10 @@ pub fn probe_query(up: &Upstream, id: u16) -> Vec<u8> {
 pub fn check(up: &Upstream) -> std::io::Result<()> {
     let id = random_id();
     let q = probe_query(up, id);
+    if up.cfg.scheme == Scheme::Https {
+        // CoreDNS `dohHc`: any reply that unpacks, whatever its ID.
+        return super::doh::check_blocking(up, &q);
+    }
     let reply = if up.cfg.scheme == Scheme::Tls {
         check_tls(up, &q)?
     } else if up.opts.hc.tcp {

@@ -1,6 +1,6 @@
-//! *forward*: proxies queries under FROM to upstream resolvers over UDP, TCP
-//! or TLS, with CoreDNS's upstream choice, retries, health checks and
-//! replies (plugins.md D, "Request algorithm").
+//! *forward*: proxies queries under FROM to upstream resolvers over UDP, TCP,
+//! TLS or HTTPS (DoH), with CoreDNS's upstream choice, retries, health checks
+//! and replies (plugins.md D, "Request algorithm").
 //!
 //! The request hook only decides whether a stanza takes the query and parks
 //! it; the attempt loop runs in the parked half on the worker's runtime, with
@@ -13,6 +13,7 @@
 //!
 //! CoreDNS: `plugin/forward/forward.go`, `policy.go`, `setup.go`.
 
+pub mod doh;
 pub mod health;
 pub mod metrics;
 pub mod proxy;
@@ -99,6 +100,12 @@ impl Stanza {
     fn new(cfg: &ForwardConfig) -> Result<Self, String> {
         let hc_domain = Name::parse(&cfg.hc_domain).unwrap_or_default();
         let mut ups = Vec::with_capacity(cfg.upstreams.len());
+        // DoH offers h2 then http/1.1 by ALPN (RFC 8484 §5.2); DoT offers none.
+        let doh_tls = cfg.tls.as_ref().map(|c| {
+            let mut c = (**c).clone();
+            c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Arc::new(c)
+        });
         for u in &cfg.upstreams {
             let opts = PoolOpts {
                 expire: cfg.expire,
@@ -110,24 +117,33 @@ impl Stanza {
                     interval: cfg.hc_interval,
                     rd: cfg.hc_recursion_desired,
                     domain: hc_domain.clone(),
-                    tcp: cfg.force_tcp && u.scheme != Scheme::Tls,
+                    tcp: cfg.force_tcp && u.scheme == Scheme::Dns,
                 },
             };
-            let tls = match (u.scheme, &cfg.tls) {
-                (Scheme::Tls, Some(c)) => Some(TlsInfo {
-                    config: Arc::clone(c),
-                    name: tls::server_name(
-                        u.server_name.as_deref(),
-                        cfg.tls_servername.as_deref(),
-                        u.addr.ip(),
-                    ),
-                }),
-                (Scheme::Tls, None) => {
-                    return Err("forward: TLS upstream without TLS config".into());
-                }
-                _ => None,
+            let name = || {
+                tls::server_name(
+                    u.server_name.as_deref(),
+                    cfg.tls_servername.as_deref(),
+                    u.addr.ip(),
+                )
             };
-            ups.push(Arc::new(Upstream::new(u.clone(), opts, tls)));
+            let tls = match (u.scheme, &cfg.tls, &doh_tls) {
+                (Scheme::Dns, _, _) => None,
+                (Scheme::Tls, Some(c), _) => Some(TlsInfo {
+                    config: Arc::clone(c),
+                    name: name(),
+                }),
+                (Scheme::Https, _, Some(c)) => Some(TlsInfo {
+                    config: Arc::clone(c),
+                    name: name(),
+                }),
+                _ => return Err("forward: TLS upstream without TLS config".into()),
+            };
+            let mut up = Upstream::new(u.clone(), opts, tls);
+            if u.scheme == Scheme::Https {
+                up = up.with_doh(doh::DohInfo::new(u, cfg.doh_method));
+            }
+            ups.push(Arc::new(up));
         }
         Ok(Self {
             from: Name::parse(&cfg.from),

@@ -1,6 +1,7 @@
 //! One upstream: its shared state (failure count, dial-time average, metrics,
-//! TLS), its per-worker connection pool, and the exchange of one query over
-//! UDP, TCP or TLS with CoreDNS's timeouts and Go's error texts.
+//! TLS, DoH settings), its per-worker connection pool, and the exchange of one
+//! query over UDP, TCP, TLS or HTTPS ([`super::doh`]) with CoreDNS's timeouts
+//! and Go's error texts.
 //!
 //! Pool rules (CoreDNS ≥ 1.14.1, plugins.md D): connections are taken from
 //! the front and returned to the back (FIFO, so source ports rotate, RFC 5452
@@ -26,6 +27,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, timeout};
 
+use super::doh::{DohInfo, DohLocal};
 use super::metrics::{self, ConnProto, UpstreamMetrics};
 use super::setup::{Scheme, UpstreamConfig};
 use super::stream::{Pooled, exchange_stream};
@@ -129,7 +131,7 @@ pub struct PoolOpts {
     pub hc: HcOpts,
 }
 
-/// TLS for a `tls://` upstream.
+/// TLS for a `tls://` or `https://` upstream.
 pub struct TlsInfo {
     /// Client configuration.
     pub config: Arc<rustls::ClientConfig>,
@@ -152,8 +154,10 @@ pub struct Upstream {
     pub metrics: Arc<UpstreamMetrics>,
     /// Pool settings.
     pub opts: PoolOpts,
-    /// TLS, for `tls://` upstreams.
+    /// TLS, for `tls://` and `https://` upstreams.
     pub tls: Option<TlsInfo>,
+    /// How queries go out, for `https://` upstreams.
+    pub doh: Option<DohInfo>,
 }
 
 impl Upstream {
@@ -169,7 +173,14 @@ impl Upstream {
             metrics,
             opts,
             tls,
+            doh: None,
         }
+    }
+
+    /// Makes it a DoH upstream (`tls` must be set).
+    pub fn with_doh(mut self, doh: DohInfo) -> Self {
+        self.doh = Some(doh);
+        self
     }
 
     /// CoreDNS `Down`: more failed checks than `max_fails` (0: never down).
@@ -213,7 +224,10 @@ pub struct Local {
     /// UDP queries in flight, retired sockets included.
     udp_inflight: Rc<Cell<usize>>,
     pub(super) tcp: RefCell<VecDeque<Pooled>>,
+    /// TCP/TLS exchanges and DoH queries in flight.
     pub(super) streams: Cell<usize>,
+    /// DoH connections.
+    pub(super) doh: DohLocal,
 }
 
 impl Local {
@@ -221,9 +235,15 @@ impl Local {
     pub fn counts(&self) -> (usize, usize) {
         (self.udp.borrow().len(), self.tcp.borrow().len())
     }
+
+    /// DoH connections: (an HTTP/2 one is kept, idle HTTP/1.1 ones) (tests).
+    pub fn doh_counts(&self) -> (bool, usize) {
+        self.doh.counts()
+    }
 }
 
-/// The transport a query goes out on (TLS upstreams always use TLS).
+/// The transport a query goes out on (TLS upstreams always use TLS, DoH
+/// upstreams HTTPS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Net {
     /// UDP.
@@ -241,7 +261,9 @@ pub async fn exchange(
     net: Net,
     size: usize,
 ) -> Result<Vec<u8>, Fail> {
-    if up.cfg.scheme == Scheme::Tls || net == Net::Tcp {
+    if up.cfg.scheme == Scheme::Https {
+        super::doh::exchange(up, local, q).await
+    } else if up.cfg.scheme == Scheme::Tls || net == Net::Tcp {
         exchange_stream(up, local, q).await
     } else {
         exchange_udp(up, local, q, size).await

@@ -208,20 +208,35 @@ pub fn classify(to: &[String]) -> Result<Vec<ToEntry>, String> {
     Ok(out)
 }
 
+/// One upstream address after expansion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expanded {
+    /// `[transport://]IP[%NAME][:port]`.
+    pub addr: String,
+    /// The hostname it was resolved from (the DoH `Host`), if TO was one.
+    pub hostname: Option<String>,
+}
+
 /// CoreDNS `expandAndDedup`: resolves hostnames and drops repeated `IP:port`s.
-pub fn expand_and_dedup(entries: &[ToEntry], resolvers: &[String]) -> Result<Vec<String>, String> {
+pub fn expand_and_dedup(
+    entries: &[ToEntry],
+    resolvers: &[String],
+) -> Result<Vec<Expanded>, String> {
     let mut seen = Vec::<String>::new();
     let mut out = Vec::new();
     for e in entries {
-        let addrs = match e {
-            ToEntry::Static(v) => v.clone(),
-            ToEntry::Host(h) => resolve_entry(h, resolvers)?,
+        let (addrs, hostname) = match e {
+            ToEntry::Static(v) => (v.clone(), None),
+            ToEntry::Host(h) => (resolve_entry(h, resolvers)?, Some(&h.hostname)),
         };
-        for a in addrs {
-            let key = keys::split_transport(&split_zone(&a).0).1.to_owned();
+        for addr in addrs {
+            let key = keys::split_transport(&split_zone(&addr).0).1.to_owned();
             if !seen.contains(&key) {
                 seen.push(key);
-                out.push(a);
+                out.push(Expanded {
+                    addr,
+                    hostname: hostname.cloned(),
+                });
             }
         }
     }

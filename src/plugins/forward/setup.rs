@@ -50,6 +50,17 @@ pub enum Scheme {
     Dns,
     /// DNS over TLS.
     Tls,
+    /// DNS over HTTPS (RFC 8484).
+    Https,
+}
+
+/// The HTTP method of DoH queries (`doh_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DohMethod {
+    /// The wire query as the body (the default).
+    Post,
+    /// The wire query base64url-encoded in `?dns=`.
+    Get,
 }
 
 /// One upstream of a stanza.
@@ -61,8 +72,12 @@ pub struct UpstreamConfig {
     pub label: String,
     /// Transport.
     pub scheme: Scheme,
-    /// TLS server name from `tls://IP%NAME` (else `tls_servername`, else the IP).
+    /// TLS server name from `tls://IP%NAME` (else `tls_servername`, else the
+    /// IP); for `https://IP%NAME` only when `tls_servername` is not set.
     pub server_name: Option<String>,
+    /// The hostname this address was resolved from (`https://NAME`): the DoH
+    /// `Host` header instead of `IP:port`.
+    pub host: Option<String>,
 }
 
 /// One `forward` stanza.
@@ -114,10 +129,12 @@ pub struct ForwardConfig {
     pub max_connect_attempts: Option<u32>,
     /// `source_address`.
     pub source_address: Option<IpAddr>,
-    /// TLS client configuration for `tls://` upstreams.
+    /// TLS client configuration for `tls://` and `https://` upstreams.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// `tls_servername`.
     pub tls_servername: Option<String>,
+    /// `doh_method`.
+    pub doh_method: DohMethod,
     /// `resolver` addresses for hostname TOs.
     pub resolver: Vec<String>,
     /// The block's *cancel* timeout, which ends the attempt loop early.
@@ -152,6 +169,7 @@ impl ForwardConfig {
             source_address: None,
             tls: None,
             tls_servername: None,
+            doh_method: DohMethod::Post,
             resolver: Vec::new(),
             cancel: None,
         }
@@ -243,15 +261,12 @@ fn parse_stanza(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<ForwardConfig, 
     }
     let mut any_tls = false;
     for hz in &hosts {
-        let (host, server_name) = split_zone(hz);
+        let (host, server_name) = split_zone(&hz.addr);
         let (t, h) = keys::split_transport(&host);
         let scheme = match t {
             keys::Transport::Dns => Scheme::Dns,
             keys::Transport::Tls => Scheme::Tls,
-            keys::Transport::Https => {
-                // Checked after every upstream is known, as CoreDNS's own checks come first.
-                Scheme::Dns
-            }
+            keys::Transport::Https => Scheme::Https,
             other => {
                 return Err(plain(format!(
                     "'{other}' is not supported as a destination protocol in forward: {host}"
@@ -267,22 +282,24 @@ fn parse_stanza(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<ForwardConfig, 
             }
             sni = Some(server_name.clone());
         }
-        any_tls |= scheme == Scheme::Tls;
+        // CoreDNS accepts (and ignores) `https://IP%NAME` next to
+        // `tls_servername`; here NAME is used when `tls_servername` is not set.
+        if t == keys::Transport::Https && !server_name.is_empty() && f.tls_servername.is_none() {
+            sni = Some(server_name.clone());
+        }
+        any_tls |= scheme != Scheme::Dns;
         let addr = resolve::socket_addr(h).map_err(plain)?;
+        let host = match (scheme, &hz.hostname) {
+            (Scheme::Https, Some(name)) => Some(name.clone()),
+            _ => None,
+        };
         f.upstreams.push(UpstreamConfig {
             addr,
             label: h.to_owned(),
             scheme,
             server_name: sni,
+            host,
         });
-    }
-    for hz in &hosts {
-        let (host, _) = split_zone(hz);
-        if keys::split_transport(&host).0 == keys::Transport::Https {
-            return Err(plain(format!(
-                "'https' (DNS over HTTPS) upstreams are not supported by ringdns yet: {host}"
-            )));
-        }
     }
     if any_tls && f.tls.is_none() {
         f.tls = Some(tls::client_config(&[]).map_err(plain)?);
@@ -486,9 +503,11 @@ fn parse_block(
         }
         "doh_method" => {
             let v = one_arg(d)?;
-            if v != "POST" && v != "GET" {
-                return Err(plain("doh_method must be either POST or GET"));
-            }
+            f.doh_method = match v.as_str() {
+                "POST" => DohMethod::Post,
+                "GET" => DohMethod::Get,
+                _ => return Err(plain("doh_method must be either POST or GET")),
+            };
         }
         "policy" => {
             let v = one_arg(d)?;

@@ -90,9 +90,13 @@ fn yield_tcp(up: &Upstream, local: &Local, mut pc: Pooled) {
     pool.push_back(pc);
 }
 
-async fn dial_stream(up: &Upstream) -> Result<Pooled, Fail> {
+/// Connects to the upstream (from `source_address` when set) within `limit`,
+/// feeding the dial-time average; Go's `dial tcp` texts on failure.
+pub(super) async fn dial_tcp(
+    up: &Upstream,
+    limit: Duration,
+) -> Result<(TcpStream, SocketAddr), Fail> {
     let start = Instant::now();
-    let limit = up.dial_timeout();
     let r = up.cfg.addr;
     let sock = if r.is_ipv4() {
         TcpSocket::new_v4()
@@ -119,6 +123,13 @@ async fn dial_stream(up: &Upstream) -> Result<Pooled, Fail> {
     };
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().unwrap_or(r);
+    Ok((tcp, local))
+}
+
+async fn dial_stream(up: &Upstream) -> Result<Pooled, Fail> {
+    let start = Instant::now();
+    let limit = up.dial_timeout();
+    let (tcp, local) = dial_tcp(up, limit).await?;
     let s = match &up.tls {
         None => Stream::Tcp(tcp),
         Some(t) => {

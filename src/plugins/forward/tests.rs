@@ -48,10 +48,15 @@ fn describe(f: &ForwardConfig) -> String {
             let mut t = match u.scheme {
                 Scheme::Dns => u.label.clone(),
                 Scheme::Tls => format!("tls:{}", u.label),
+                Scheme::Https => format!("https:{}", u.label),
             };
             if let Some(n) = &u.server_name {
                 t.push('%');
                 t.push_str(n);
+            }
+            if let Some(h) = &u.host {
+                t.push_str(" host=");
+                t.push_str(h);
             }
             t
         })
@@ -113,6 +118,9 @@ fn describe(f: &ForwardConfig) -> String {
     }
     if let Some(n) = &f.tls_servername {
         s.push_str(&format!(" tls_servername={n}"));
+    }
+    if f.doh_method != setup::DohMethod::Post {
+        s.push_str(" doh_method=GET");
     }
     if f.tls.is_some() {
         s.push_str(" tls");
@@ -283,6 +291,26 @@ fn setup_hostnames_through_resolver() {
         "dedup keeps the first"
     );
     h.join().expect("join");
+    // An https hostname keeps its name for the Host header (with the port
+    // unless 443); the TLS name stays the IP, as CoreDNS's.
+    let (addr, h) = tiny_resolver("doh.example.test.");
+    let cfg = parse(&format!(
+        "forward . https://doh.example.test:8443 {{\nresolver {addr}\n}}"
+    ))
+    .expect("ok");
+    h.join().expect("join");
+    assert_eq!(
+        describe(&cfg[0]),
+        "from=. to=https:127.0.0.1:8443 host=doh.example.test tls"
+    );
+    let fw = Forward::new(&cfg).expect("build");
+    let up = &fw.upstreams(0)[0];
+    let doh = up.doh.as_ref().expect("doh");
+    assert_eq!(doh.authority, "doh.example.test:8443");
+    assert_eq!(
+        up.tls.as_ref().expect("tls").name,
+        rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into())
+    );
     // No answer: the lookup error names the resolver exchange.
     let dead = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let port = dead.local_addr().expect("a").port();
@@ -681,4 +709,38 @@ fn five_second_budget_caps_the_attempt_loop() {
         }
     }
     assert!((16..=18).contains(&n), "{n} attempts");
+}
+
+#[test]
+fn doh_settings() {
+    // RFC 8484 §4.1.1's GET example: www.example.com A, ID 0.
+    let q = msg(0, 0x0100, "www.example.com.", 1, &[], None);
+    assert_eq!(
+        doh::base64url(&q),
+        "AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB"
+    );
+    assert_eq!(doh::base64url(b""), "");
+    assert_eq!(doh::base64url(b"\xfb"), "-w");
+    assert_eq!(doh::base64url(b"\xfb\xff"), "-_8");
+    assert_eq!(doh::base64url(b"\xfb\xff\xbf"), "-_-_");
+    let cfg = parse(
+        "forward . https://127.0.0.1 tls://127.0.0.1 https://[::1]:8443 {\ndoh_method GET\n}",
+    )
+    .expect("ok");
+    let fw = Forward::new(&cfg).expect("build");
+    let ups = fw.upstreams(0);
+    let doh = ups[0].doh.as_ref().expect("doh");
+    // Go's client sends the URL's host, port included.
+    assert_eq!(doh.authority, "127.0.0.1:443");
+    assert_eq!(doh.method, setup::DohMethod::Get);
+    assert_eq!(ups[2].doh.as_ref().expect("doh").authority, "[::1]:8443");
+    assert!(ups[1].doh.is_none());
+    // ALPN h2, http/1.1 for DoH only.
+    let alpn = |u: &Upstream| u.tls.as_ref().expect("tls").config.alpn_protocols.clone();
+    assert_eq!(alpn(&ups[0]), [b"h2".to_vec(), b"http/1.1".to_vec()]);
+    assert!(alpn(&ups[1]).is_empty());
+    // Health checks of an https upstream never use plain TCP.
+    let cfg = parse("forward . https://127.0.0.1 {\nforce_tcp\n}").expect("ok");
+    let fw = Forward::new(&cfg).expect("build");
+    assert!(!fw.upstreams(0)[0].opts.hc.tcp);
 }

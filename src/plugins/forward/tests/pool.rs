@@ -15,6 +15,7 @@ fn upstream(
         label: addr.to_string(),
         scheme: Scheme::Dns,
         server_name: None,
+        host: None,
     };
     let opts = PoolOpts {
         expire,

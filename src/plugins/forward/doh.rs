@@ -1,0 +1,586 @@
+//! DNS-over-HTTPS upstreams (RFC 8484): each query is an HTTP POST of the
+//! wire message to `/dns-query` (or a GET with `?dns=`, base64url without
+//! padding, with `doh_method GET`), message ID 0 (RFC 8484 §4.1), over TLS with
+//! ALPN `h2` and `http/1.1`, HTTP/2 when the server negotiates it.
+//!
+//! Connections (per worker and upstream, in [`Local`]): one HTTP/2
+//! connection carries every query of the worker as multiplexed streams; it is
+//! dialed once while concurrent queries wait for it, and replaced when it is
+//! closed or expired. Over HTTP/1.1 a connection carries one query at a time;
+//! idle ones are pooled FIFO, at most `max_idle_conns` (0: Go's default of
+//! 2). Each connection has a driver task on the worker's `LocalSet` (hyper's
+//! connection future), which also closes it once it has been idle for
+//! `expire` or is older than `max_age` with nothing in flight.
+//!
+//! An attempt (dial, TLS, request, reply body) is bounded by the 2 s of
+//! CoreDNS's `http.Client`; `read_timeout` does not apply. A status other than
+//! 200 fails the attempt; the body must unpack as a DNS message (at most
+//! 65,536 octets). Errors read as Go's `http.Client` ones: `Post "URL": …`.
+//!
+//! CoreDNS: `plugin/pkg/proxy/connect.go` (`lookupDoH`), `plugin/pkg/doh/doh.go`,
+//! `plugin/pkg/proxy/health.go` (`dohHc`), `plugin/forward/setup.go` (the client).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use hyper::{Method, Request, Response, StatusCode, Uri, header};
+use hyper_util::rt::TokioIo;
+use tokio::sync::Notify;
+use tokio::time::{Instant, sleep_until, timeout_at};
+use tokio_rustls::TlsConnector;
+
+use super::metrics;
+use super::proxy::{Fail, Local, Malformed, Upstream, expired, unpack};
+use super::setup::{DohMethod, UpstreamConfig};
+use super::stream::{MAX_STREAMS, dial_tcp};
+use crate::wire::hdr;
+
+/// CoreDNS's `http.Client` timeout for DoH queries (whole attempt).
+pub const TIMEOUT: Duration = Duration::from_secs(2);
+/// CoreDNS `dohHc`: the health check's client timeout.
+const HC_TIMEOUT: Duration = Duration::from_secs(1);
+/// CoreDNS `doh.go` `maxDNSQuerySize`: the largest reply body read.
+const MAX_BODY: usize = 65_536;
+/// RFC 8484 §6: the path CoreDNS always uses.
+const PATH: &str = "/dns-query";
+/// RFC 8484 §6: the media type of requests and replies.
+const MIME: &str = "application/dns-message";
+/// Go's `DefaultMaxIdleConnsPerHost`, CoreDNS's HTTP/1.1 idle cap when
+/// `max_idle_conns` is 0.
+const IDLE_H1_DEFAULT: usize = 2;
+
+/// How an `https://` upstream is queried.
+#[derive(Debug, Clone)]
+pub struct DohInfo {
+    /// `doh_method`.
+    pub method: DohMethod,
+    /// `Host` / `:authority`: the hostname when TO was one (with `:port`
+    /// unless 443), else `IP:port` as Go's client sends it.
+    pub authority: String,
+}
+
+impl DohInfo {
+    /// The settings of upstream `cfg`.
+    pub fn new(cfg: &UpstreamConfig, method: DohMethod) -> Self {
+        let authority = match &cfg.host {
+            Some(h) if cfg.addr.port() == 443 => h.clone(),
+            Some(h) => format!("{h}:{}", cfg.addr.port()),
+            None => cfg.label.clone(),
+        };
+        Self { method, authority }
+    }
+}
+
+/// RFC 4648 §5 base64url without padding (RFC 8484 §4.1).
+pub fn base64url(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut s = String::with_capacity((b.len() * 4).div_ceil(3));
+    for c in b.chunks(3) {
+        let at = |i: usize| u32::from(c.get(i).copied().unwrap_or(0));
+        let n = (at(0) << 16) | (at(1) << 8) | at(2);
+        for i in 0..=c.len() {
+            s.push(char::from(A[(n >> (18 - 6 * i)) as usize & 63]));
+        }
+    }
+    s
+}
+
+/// A request body of at most one chunk: the wire query (POST) or nothing (GET).
+pub(super) struct Wire(Option<Bytes>);
+
+impl Body for Wire {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(self.0.take().map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.0.as_ref().map_or(0, |b| b.len() as u64))
+    }
+}
+
+/// hyper's executor for HTTP/2 background work: the current `LocalSet`
+/// (every worker, the detached-query thread and the health checks run one).
+#[derive(Clone, Copy)]
+struct LocalExec;
+
+impl<F: Future<Output = ()> + 'static> hyper::rt::Executor<F> for LocalExec {
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+/// What the driver task and the pool know of one connection.
+struct ConnState {
+    created: Instant,
+    used: Cell<Instant>,
+    /// Queries in flight on it.
+    busy: Cell<usize>,
+    /// Wakes the driver when `busy` drops to 0.
+    idle: Notify,
+}
+
+enum Sender {
+    H2(http2::SendRequest<Wire>),
+    H1(http1::SendRequest<Wire>),
+}
+
+/// A connection, or (HTTP/2) a handle on the shared one.
+struct Conn {
+    tx: Sender,
+    st: Rc<ConnState>,
+}
+
+impl Conn {
+    fn closed(&self) -> bool {
+        match &self.tx {
+            Sender::H2(s) => s.is_closed(),
+            Sender::H1(s) => s.is_closed(),
+        }
+    }
+
+    fn h2_handle(&self) -> Option<Self> {
+        match &self.tx {
+            Sender::H2(s) => Some(Self {
+                tx: Sender::H2(s.clone()),
+                st: Rc::clone(&self.st),
+            }),
+            Sender::H1(_) => None,
+        }
+    }
+
+    async fn send(&mut self, req: Request<Wire>) -> hyper::Result<Response<Incoming>> {
+        match &mut self.tx {
+            Sender::H2(s) => {
+                s.ready().await?;
+                s.send_request(req).await
+            }
+            Sender::H1(s) => {
+                s.ready().await?;
+                s.send_request(req).await
+            }
+        }
+    }
+}
+
+/// One worker's DoH connections to one upstream.
+#[derive(Default)]
+pub struct DohLocal {
+    pool: RefCell<Pool>,
+    /// Wakes the queries waiting for an HTTP/2 dial.
+    dialed: Notify,
+}
+
+#[derive(Default)]
+struct Pool {
+    h2: Option<Conn>,
+    h1: VecDeque<Conn>,
+    dialing: bool,
+    /// The last dial negotiated HTTP/1.1: dial in parallel.
+    h1_only: bool,
+}
+
+impl DohLocal {
+    /// (an HTTP/2 connection is kept, idle HTTP/1.1 connections) (tests).
+    pub fn counts(&self) -> (bool, usize) {
+        let p = self.pool.borrow();
+        (p.h2.is_some(), p.h1.len())
+    }
+}
+
+/// Marks a query in flight on a connection.
+struct Busy(Rc<ConnState>);
+
+impl Busy {
+    fn new(st: &Rc<ConnState>) -> Self {
+        st.busy.set(st.busy.get() + 1);
+        st.used.set(Instant::now());
+        Self(Rc::clone(st))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let st = &self.0;
+        st.busy.set(st.busy.get().saturating_sub(1));
+        st.used.set(Instant::now());
+        if st.busy.get() == 0 {
+            st.idle.notify_one();
+        }
+    }
+}
+
+/// Ends a single-flight dial (also when the query goes away mid-dial).
+struct DialGuard<'a>(&'a DohLocal);
+
+impl Drop for DialGuard<'_> {
+    fn drop(&mut self) {
+        self.0.pool.borrow_mut().dialing = false;
+        self.0.dialed.notify_waiters();
+    }
+}
+
+struct StreamGuard<'a>(&'a Cell<usize>);
+
+impl Drop for StreamGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+/// Runs hyper's connection future until it ends, or until the connection has
+/// nothing in flight and is idle longer than `expire` or older than `max_age`
+/// (dropping it closes the connection).
+async fn drive<C: Future>(conn: C, st: Rc<ConnState>, expire: Duration, max_age: Duration) {
+    tokio::pin!(conn);
+    loop {
+        if st.busy.get() > 0 {
+            tokio::select! {
+                _ = &mut conn => return,
+                () = st.idle.notified() => continue,
+            }
+        }
+        let mut at = st.used.get() + expire;
+        if !max_age.is_zero() {
+            at = at.min(st.created + max_age);
+        }
+        tokio::select! {
+            _ = &mut conn => return,
+            () = sleep_until(at) => {}
+            () = st.idle.notified() => continue,
+        }
+        let now = Instant::now();
+        let idle_too_long = now.saturating_duration_since(st.used.get()) >= expire;
+        let too_old = !max_age.is_zero() && now.saturating_duration_since(st.created) >= max_age;
+        if st.busy.get() == 0 && (idle_too_long || too_old) {
+            return;
+        }
+    }
+}
+
+/// Dials, handshakes TLS (ALPN h2, http/1.1) and HTTP, and starts the driver.
+async fn dial(up: &Upstream, deadline: Instant) -> Result<Conn, Fail> {
+    let Some(t) = &up.tls else {
+        return Err(Fail::io("tls: no TLS configuration for an https upstream"));
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    let (tcp, _) = dial_tcp(up, left).await?;
+    let tls = TlsConnector::from(Arc::clone(&t.config))
+        .connect(t.name.clone(), tcp)
+        .await
+        .map_err(|e| Fail::io(format!("tls: {e}")))?;
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    let io = TokioIo::new(tls);
+    let now = Instant::now();
+    let st = Rc::new(ConnState {
+        created: now,
+        used: Cell::new(now),
+        busy: Cell::new(0),
+        idle: Notify::new(),
+    });
+    let (expire, max_age) = (up.opts.expire, up.opts.max_age);
+    let hs_err = |e: hyper::Error| Fail::io(err_text(&e));
+    let tx = if h2 {
+        let (tx, conn) = http2::Builder::new(LocalExec)
+            .handshake(io)
+            .await
+            .map_err(hs_err)?;
+        tokio::task::spawn_local(drive(conn, Rc::clone(&st), expire, max_age));
+        Sender::H2(tx)
+    } else {
+        let (tx, conn) = http1::handshake(io).await.map_err(hs_err)?;
+        tokio::task::spawn_local(drive(conn, Rc::clone(&st), expire, max_age));
+        Sender::H1(tx)
+    };
+    Ok(Conn { tx, st })
+}
+
+/// A pooled connection that is still usable (HTTP/2 first).
+fn checkout(up: &Upstream, p: &mut Pool) -> Option<Conn> {
+    let now = Instant::now();
+    if let Some(c) = &p.h2 {
+        if !c.closed() && !expired(up, now, c.st.used.get(), c.st.created) {
+            return c.h2_handle();
+        }
+        p.h2 = None;
+    }
+    while let Some(c) = p.h1.pop_front() {
+        if !c.closed() && !expired(up, now, c.st.used.get(), c.st.created) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// A connection: pooled (`true`), or dialed — once for every waiting query
+/// while the upstream speaks HTTP/2.
+async fn connection(up: &Upstream, dl: &DohLocal, deadline: Instant) -> Result<(Conn, bool), Fail> {
+    loop {
+        let (wait, single) = {
+            let mut p = dl.pool.borrow_mut();
+            if let Some(c) = checkout(up, &mut p) {
+                return Ok((c, true));
+            }
+            if p.h1_only {
+                (false, false)
+            } else if p.dialing {
+                (true, false)
+            } else {
+                p.dialing = true;
+                (false, true)
+            }
+        };
+        if wait {
+            // Nothing runs between the check above and this registration.
+            dl.dialed.notified().await;
+            continue;
+        }
+        let _guard = single.then_some(DialGuard(dl));
+        let c = dial(up, deadline).await?;
+        let mut p = dl.pool.borrow_mut();
+        p.h1_only = c.h2_handle().is_none();
+        if let Some(shared) = c.h2_handle() {
+            p.h2 = Some(shared);
+        }
+        return Ok((c, false));
+    }
+}
+
+/// Returns an HTTP/1.1 connection to the back of the idle pool (or closes it).
+fn yield_h1(up: &Upstream, dl: &DohLocal, c: Conn) {
+    let mut p = dl.pool.borrow_mut();
+    let max = match up.opts.max_idle_conns {
+        0 => IDLE_H1_DEFAULT,
+        n => n,
+    };
+    if p.h1.len() < max {
+        p.h1.push_back(c);
+    }
+}
+
+/// Forgets a pooled HTTP/2 connection that failed a query.
+fn forget_h2(dl: &DohLocal, c: &Conn) {
+    let mut p = dl.pool.borrow_mut();
+    if p.h2.as_ref().is_some_and(|x| Rc::ptr_eq(&x.st, &c.st)) {
+        p.h2 = None;
+    }
+}
+
+/// The request for `q` (HTTP/2 form: absolute URI), and Go's prefix of its
+/// errors (`Post "URL"`).
+fn request(
+    up: &Upstream,
+    doh: &DohInfo,
+    method: DohMethod,
+    q: &[u8],
+) -> Result<(Request<Wire>, String), Fail> {
+    let (m, op, query, body) = match method {
+        DohMethod::Post => (
+            Method::POST,
+            "Post",
+            String::new(),
+            Some(Bytes::copy_from_slice(q)),
+        ),
+        DohMethod::Get => (Method::GET, "Get", format!("?dns={}", base64url(q)), None),
+    };
+    // Go names the URL it built from the upstream's address.
+    let prefix = format!("{op} \"https://{}{PATH}{query}\"", up.cfg.label);
+    let req = Request::builder()
+        .method(m)
+        .uri(format!("https://{}{PATH}{query}", doh.authority))
+        .header(header::CONTENT_TYPE, MIME)
+        .header(header::ACCEPT, MIME)
+        .body(Wire(body))
+        .map_err(|e| Fail::io(format!("{prefix}: {e}")))?;
+    Ok((req, prefix))
+}
+
+/// HTTP/1.1 form: origin-form target and a `Host` header.
+fn to_h1(mut req: Request<Wire>) -> Request<Wire> {
+    let uri = req.uri().clone();
+    if let Some(pq) = uri.path_and_query() {
+        if let Ok(u) = Uri::try_from(pq.as_str()) {
+            *req.uri_mut() = u;
+        }
+    }
+    if let Some(a) = uri.authority() {
+        if let Ok(v) = header::HeaderValue::from_str(a.as_str()) {
+            req.headers_mut().insert(header::HOST, v);
+        }
+    }
+    req
+}
+
+/// An error with its causes, `: `-joined as Go wraps them.
+fn err_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        let t = x.to_string();
+        if !s.ends_with(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = x.source();
+    }
+    s
+}
+
+/// Reads the reply body (at most [`MAX_BODY`] octets).
+async fn read_body(mut b: Incoming) -> Result<Vec<u8>, String> {
+    let hint = usize::try_from(b.size_hint().lower()).unwrap_or(MAX_BODY);
+    let mut out = Vec::with_capacity(hint.min(MAX_BODY));
+    while let Some(f) = poll_fn(|cx| Pin::new(&mut b).poll_frame(cx)).await {
+        let f = f.map_err(|e| err_text(&e))?;
+        if let Ok(d) = f.into_data() {
+            if out.len() + d.len() > MAX_BODY {
+                return Err("http: request body too large".into());
+            }
+            out.extend_from_slice(&d);
+        }
+    }
+    Ok(out)
+}
+
+/// A reply body that unpacks as a DNS message (miekg's texts otherwise).
+fn check_reply(m: Vec<u8>) -> Result<Vec<u8>, Fail> {
+    match unpack(&m) {
+        Ok(_) => Ok(m),
+        Err(Malformed::Overflow) => Err(Fail::io("dns: overflow unpacking uint16")),
+        Err(Malformed::Bad(t)) => Err(Fail::io(t)),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Headers,
+    Body,
+}
+
+/// One query to a DoH upstream; the reply keeps ID 0 (the caller restores
+/// the client's).
+pub(super) async fn exchange(up: &Upstream, local: &Local, q: &mut [u8]) -> Result<Vec<u8>, Fail> {
+    let Some(doh) = &up.doh else {
+        return Err(Fail::io("not a DNS-over-HTTPS upstream"));
+    };
+    if local.streams.get() >= MAX_STREAMS {
+        metrics::PENDING_FULL.fetch_add(1, Ordering::Relaxed);
+        return Err(Fail::Full);
+    }
+    local.streams.set(local.streams.get() + 1);
+    let _busy = StreamGuard(&local.streams);
+    // RFC 8484 §4.1: ID 0 for cache friendliness.
+    hdr::set_id(q, 0);
+    let (req, p) = request(up, doh, doh.method, q)?;
+    let stage = Cell::new(Stage::Headers);
+    let deadline = Instant::now() + TIMEOUT;
+    match timeout_at(deadline, attempt(up, &local.doh, req, &p, deadline, &stage)).await {
+        Ok(r) => r,
+        Err(_) if stage.get() == Stage::Body => Err(Fail::io(
+            "context deadline exceeded (Client.Timeout or context cancellation while reading body)",
+        )),
+        Err(_) => Err(Fail::io(format!(
+            "{p}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+        ))),
+    }
+}
+
+async fn attempt(
+    up: &Upstream,
+    dl: &DohLocal,
+    req: Request<Wire>,
+    p: &str,
+    deadline: Instant,
+    stage: &Cell<Stage>,
+) -> Result<Vec<u8>, Fail> {
+    let with_prefix = |f: Fail| match f {
+        Fail::Io(t) => Fail::io(format!("{p}: {t}")),
+        other => other,
+    };
+    let (mut c, cached) = connection(up, dl, deadline).await.map_err(with_prefix)?;
+    let is_h2 = c.h2_handle().is_some();
+    let req = if is_h2 { req } else { to_h1(req) };
+    let busy = Busy::new(&c.st);
+    let resp = match c.send(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            if c.closed() || e.is_closed() || e.is_canceled() || e.is_incomplete_message() {
+                forget_h2(dl, &c);
+                if cached {
+                    // The pooled connection went away: retry on a new one, as
+                    // Go's transport retries a request it could not send.
+                    return Err(Fail::CachedClosed);
+                }
+            }
+            return Err(Fail::io(format!("{p}: {}", err_text(&e))));
+        }
+    };
+    stage.set(Stage::Body);
+    let status = resp.status();
+    if status != StatusCode::OK {
+        return Err(Fail::io(format!("{p}: unexpected HTTP status {status}")));
+    }
+    let body = read_body(resp.into_body()).await.map_err(Fail::io)?;
+    drop(busy);
+    if !is_h2 {
+        yield_h1(up, dl, c);
+    }
+    check_reply(body)
+}
+
+/// A health check (CoreDNS `dohHc`): the probe as a POST on a new
+/// connection, 1 s in all; healthy when a 200 reply unpacks. Blocking: it runs
+/// on the health-check thread with a runtime of its own.
+pub fn check_blocking(up: &Upstream, q: &[u8]) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let r = local.block_on(&rt, async {
+        let deadline = Instant::now() + HC_TIMEOUT;
+        timeout_at(deadline, probe(up, q, deadline)).await
+    });
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(f)) => Err(std::io::Error::other(f.text().to_string())),
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+async fn probe(up: &Upstream, q: &[u8], deadline: Instant) -> Result<(), Fail> {
+    let Some(doh) = &up.doh else {
+        return Err(Fail::io("not a DNS-over-HTTPS upstream"));
+    };
+    let (mut req, _) = request(up, doh, DohMethod::Post, q)?;
+    let mut c = dial(up, deadline).await?;
+    if c.h2_handle().is_none() {
+        req = to_h1(req);
+    }
+    let resp = c.send(req).await.map_err(|e| Fail::io(err_text(&e)))?;
+    if resp.status() != StatusCode::OK {
+        return Err(Fail::io(format!(
+            "unexpected HTTP status {}",
+            resp.status()
+        )));
+    }
+    let body = read_body(resp.into_body()).await.map_err(Fail::io)?;
+    check_reply(body).map(|_| ())
+}
