@@ -1,8 +1,10 @@
 //! *forward* end to end: the daemon in front of a real authoritative server
 //! (nsd, started here on a free port) and in front of a programmable upstream
 //! (`Fake`: drops, delays, wrong IDs and questions, garbage, TC, TCP-only,
-//! rcodes, DoT), queried with dig and kdig on every backend.
+//! rcodes, DoT) and a DNS-over-HTTPS upstream (`DohServer`), queried with dig
+//! and kdig on every backend.
 
+mod doh;
 mod upstreams;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::util::*;
+use doh::{DohMode, DohServer, doh_tls};
 use upstreams::{Fake, Mode, Nsd, Seen};
 
 fn answers(out: &str) -> Vec<String> {
@@ -621,8 +624,8 @@ fn forward_setup_errors_at_startup() {
             "plugin/forward: CF:3 - Error during parsing: unknown property 'bogus'",
         ),
         (
-            ".:1053 {\n forward . https://127.0.0.1\n}\n",
-            "plugin/forward: 'https' (DNS over HTTPS) upstreams are not supported by ringdns yet: https://127.0.0.1:443",
+            ".:1053 {\n forward . https://127.0.0.1 {\n  doh_method PUT\n }\n}\n",
+            "plugin/forward: doh_method must be either POST or GET",
         ),
     ];
     for (text, want) in cases {
@@ -638,5 +641,413 @@ fn forward_setup_errors_at_startup() {
         let want = want.replace("CF:", &format!("{}:", c.display()));
         assert_eq!(out.status.code(), Some(1), "{text}");
         assert_eq!(err.trim_end(), want, "{text}");
+    }
+}
+
+/// Writes the DoH upstream's CA; the path for the Corefile.
+fn ca_file(dir: &TempDir, pem: &str) -> String {
+    dir.write("ca.pem", pem).to_string_lossy().into_owned()
+}
+
+/// Queries `names` (A) one after the other from one UDP socket, so one worker
+/// forwards them all; the replies (`None`: no reply within 5 s).
+fn from_one_socket(s: &TestServer, first_id: u16, names: &[String]) -> Vec<Option<Vec<u8>>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = vec![0u8; 65535];
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            sock.send_to(&query(first_id + i as u16, n, 1, 1, None), s.addr())
+                .expect("send");
+            let n = sock.recv(&mut buf).ok()?;
+            Some(buf[..n].to_vec())
+        })
+        .collect()
+}
+
+/// The Prometheus text of the `prometheus` listener on `port`.
+fn scrape_metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf
+}
+
+#[test]
+fn forward_doh_post_http2_one_connection() {
+    let (tls, pem) = doh_tls(&["dns.example.test", "127.0.0.1"], false);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for be in backends() {
+        let up = DohServer::start(DohMode::Dns(Mode::Answer), 5, Arc::clone(&tls), false);
+        let dir = TempDir::new("doh");
+        let ca = ca_file(&dir, &pem);
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n errors\n forward . https://127.0.0.1:{} {{\n  tls {ca}\n }}\n}}\n",
+                up.port
+            ),
+            be,
+        );
+        // One client socket: one worker, one HTTP/2 connection for all.
+        let names: Vec<String> = (0..10).map(|i| format!("q{i}.example.org")).collect();
+        for (i, r) in from_one_socket(&s, 4200, &names).iter().enumerate() {
+            let r = r.as_ref().unwrap_or_else(|| panic!("{be}: no reply {i}"));
+            assert_eq!(
+                u16::from_be_bytes([r[0], r[1]]),
+                4200 + i as u16,
+                "{be}: the client's ID comes back"
+            );
+            assert_eq!(r[3] & 0x0f, 0, "{be}: NOERROR");
+            assert_eq!(&r[r.len() - 4..], &[192, 0, 2, 5], "{be}");
+        }
+        assert_eq!(up.accepted(), 1, "{be}: one connection for ten queries");
+        let seen = up.queries();
+        assert_eq!(seen.len(), 10, "{be}: {seen:?}");
+        for x in &seen {
+            assert_eq!(x.method, "POST", "{be}");
+            assert_eq!(x.target, "/dns-query", "{be}");
+            assert_eq!(x.version, "HTTP/2.0", "{be}");
+            assert_eq!(x.content_type, "application/dns-message", "{be}");
+            assert_eq!(x.accept, "application/dns-message", "{be}");
+            assert_eq!(x.host, format!("127.0.0.1:{}", up.port), "{be}");
+            assert_eq!(x.dns().id(), 0, "{be}: DoH queries carry ID 0");
+            assert_eq!(x.body_len, x.msg.len(), "{be}");
+            assert_eq!(x.conn, 1, "{be}");
+        }
+        assert_eq!(
+            seen.iter()
+                .map(|x| x.dns().question().0)
+                .collect::<Vec<_>>(),
+            names.iter().map(|n| format!("{n}.")).collect::<Vec<_>>(),
+            "{be}"
+        );
+        // dig over UDP and TCP; at most one connection per worker.
+        for i in 0..6 {
+            let tcp = if i % 2 == 0 { "+notcp" } else { "+tcp" };
+            let out = s.dig(&[tcp, &format!("d{i}.example.org"), "A"]);
+            assert_eq!(
+                answers(&out),
+                [format!("d{i}.example.org. 60 IN A 192.0.2.5")],
+                "{be}: {out}"
+            );
+        }
+        assert!(up.accepted() <= cpus, "{be}: {} connections", up.accepted());
+        // A reply about another question: FORMERR, as over UDP.
+        up.set(DohMode::Dns(Mode::WrongQuestion));
+        let out = s.dig(&["w.example.org", "A"]);
+        assert_eq!(dig_status(&out), "FORMERR", "{be}: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !s.lines().iter().any(|l| l.starts_with("[ERROR]")),
+            "{be}: {:?}",
+            s.lines()
+        );
+    }
+}
+
+#[test]
+fn forward_doh_get() {
+    let (tls, pem) = doh_tls(&["127.0.0.1"], false);
+    for be in backends() {
+        let up = DohServer::start(DohMode::Dns(Mode::Answer), 7, Arc::clone(&tls), false);
+        let dir = TempDir::new("doh");
+        let ca = ca_file(&dir, &pem);
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n forward . https://127.0.0.1:{} {{\n  tls {ca}\n  doh_method GET\n }}\n}}\n",
+                up.port
+            ),
+            be,
+        );
+        let out = s.dig(&["+tcp", "Get.Example.org", "A"]);
+        assert_eq!(
+            answers(&out),
+            ["Get.Example.org. 60 IN A 192.0.2.7"],
+            "{be}: {out}"
+        );
+        let seen = up.queries();
+        assert_eq!(seen.len(), 1, "{be}: {seen:?}");
+        let x = &seen[0];
+        assert_eq!(x.method, "GET", "{be}");
+        let b64 = x
+            .target
+            .strip_prefix("/dns-query?dns=")
+            .unwrap_or_else(|| panic!("{be}: {}", x.target));
+        assert!(
+            !b64.contains('=') && !b64.contains('+') && !b64.contains('/'),
+            "{be}: base64url without padding: {b64}"
+        );
+        assert_eq!(x.body_len, 0, "{be}");
+        assert_eq!(x.content_type, "application/dns-message", "{be}");
+        assert_eq!(x.accept, "application/dns-message", "{be}");
+        assert_eq!(x.dns().id(), 0, "{be}");
+        assert_eq!(x.dns().question(), ("get.example.org.".into(), 1), "{be}");
+    }
+}
+
+#[test]
+fn forward_doh_tls_servername_and_http1_fallback() {
+    // No IP in the certificate, and a server that speaks only HTTP/1.1.
+    let (tls, pem) = doh_tls(&["dns.example.test"], true);
+    for be in backends() {
+        let up = DohServer::start(DohMode::Dns(Mode::Answer), 8, Arc::clone(&tls), false);
+        let dir = TempDir::new("doh");
+        let ca = ca_file(&dir, &pem);
+        let s = TestServer::start(
+            &format!(
+                "good.example:{{port}} {{\n forward . https://127.0.0.1:{p} {{\n  tls {ca}\n  tls_servername dns.example.test\n }}\n}}\n\
+                 pct.example:{{port}} {{\n forward . https://127.0.0.1%dns.example.test:{p} {{\n  tls {ca}\n }}\n}}\n\
+                 bad.example:{{port}} {{\n errors\n forward . https://127.0.0.1:{p} {{\n  tls {ca}\n  max_fails 0\n }}\n}}\n",
+                p = up.port
+            ),
+            be,
+        );
+        let names: Vec<String> = (0..5).map(|i| format!("q{i}.good.example")).collect();
+        for r in from_one_socket(&s, 1, &names) {
+            let r = r.expect("reply");
+            assert_eq!(&r[r.len() - 4..], &[192, 0, 2, 8], "{be}");
+        }
+        assert_eq!(
+            up.accepted(),
+            1,
+            "{be}: an HTTP/1.1 connection is kept for the next query"
+        );
+        let seen = up.queries();
+        assert_eq!(seen.len(), 5, "{be}");
+        assert!(
+            seen.iter().all(|x| x.version == "HTTP/1.1"
+                && x.target == "/dns-query"
+                && x.host == format!("127.0.0.1:{}", up.port)
+                && x.dns().id() == 0),
+            "{be}: {seen:?}"
+        );
+        let out = s.dig(&["x.pct.example", "A"]);
+        assert_eq!(
+            answers(&out),
+            ["x.pct.example. 60 IN A 192.0.2.8"],
+            "{be}: {out}"
+        );
+        // Verified against the IP without a server name: refused.
+        let out = s.dig(&["x.bad.example", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        let l = s.wait_line(|l| l.starts_with("[ERROR]")).expect("line");
+        let want = format!(
+            "[ERROR] plugin/errors: 2 x.bad.example. A: Post \"https://127.0.0.1:{}/dns-query\": tls: ",
+            up.port
+        );
+        assert!(l.starts_with(&want), "{be}: {l}");
+    }
+}
+
+#[test]
+fn forward_doh_http_error_failover_health_check_metrics() {
+    let (tls, pem) = doh_tls(&["127.0.0.1"], false);
+    for be in backends() {
+        let bad = DohServer::start(DohMode::Status(500), 1, Arc::clone(&tls), false);
+        let good = DohServer::start(DohMode::Dns(Mode::Answer), 2, Arc::clone(&tls), false);
+        let dir = TempDir::new("doh");
+        let ca = ca_file(&dir, &pem);
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!(
+                "one.example:{{port}} {{\n errors\n forward . https://127.0.0.1:{b} {{\n  tls {ca}\n }}\n}}\n\
+                 two.example:{{port}} {{\n prometheus 127.0.0.1:{mport}\n forward . https://127.0.0.1:{b} https://127.0.0.1:{g} {{\n  tls {ca}\n  policy sequential\n }}\n}}\n",
+                b = bad.port,
+                g = good.port
+            ),
+            be,
+        );
+        let t0 = Instant::now();
+        let out = s.dig(&["x.one.example", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        assert!(t0.elapsed() < Duration::from_secs(1), "{be}");
+        let want = format!(
+            "[ERROR] plugin/errors: 2 x.one.example. A: Post \"https://127.0.0.1:{}/dns-query\": unexpected HTTP status 500 Internal Server Error",
+            bad.port
+        );
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+        // The failure started health checks: `. IN NS` POSTs.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut hc = Vec::new();
+        while hc.is_empty() && Instant::now() < deadline {
+            hc = bad
+                .seen()
+                .into_iter()
+                .filter(|x| x.dns().question() == (".".into(), 2))
+                .collect();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!hc.is_empty(), "{be}: no health check");
+        assert!(
+            hc.iter().all(|x| x.method == "POST" && x.dns().rd()),
+            "{be}: {hc:?}"
+        );
+        // Two upstreams: the error moves the query on to the good one.
+        let out = s.dig(&["y.two.example", "A"]);
+        assert_eq!(
+            answers(&out),
+            ["y.two.example. 60 IN A 192.0.2.2"],
+            "{be}: {out}"
+        );
+        assert!(
+            bad.queries()
+                .iter()
+                .any(|x| x.dns().question().0 == "y.two.example."),
+            "{be}: sequential tries the failing one first"
+        );
+        // Metrics are labelled with the upstream's IP:port; no connection
+        // cache series for DoH (CoreDNS counts none).
+        let m = scrape_metrics(mport);
+        let g = format!("to=\"127.0.0.1:{}\"", good.port);
+        let b = format!("to=\"127.0.0.1:{}\"", bad.port);
+        assert!(
+            m.lines().any(
+                |l| l.starts_with("coredns_proxy_request_duration_seconds_count{")
+                    && l.contains(&g)
+                    && l.contains("rcode=\"NOERROR\"")
+            ),
+            "{be}: {m}"
+        );
+        assert!(
+            m.lines().any(
+                |l| l.starts_with("coredns_proxy_healthcheck_failures_total{") && l.contains(&b)
+            ),
+            "{be}: {m}"
+        );
+        assert!(
+            !m.lines()
+                .any(|l| l.contains("conn_cache") && (l.contains(&g) || l.contains(&b))),
+            "{be}: {m}"
+        );
+    }
+}
+
+#[test]
+fn forward_doh_unreachable_and_hung_upstreams() {
+    let (tls, pem) = doh_tls(&["127.0.0.1"], false);
+    for be in backends() {
+        let dead = free_port();
+        let hung = DohServer::start(
+            DohMode::Delay(Duration::from_secs(5)),
+            3,
+            Arc::clone(&tls),
+            false,
+        );
+        let dir = TempDir::new("doh");
+        let ca = ca_file(&dir, &pem);
+        let s = TestServer::start(
+            &format!(
+                "dead.example:{{port}} {{\n errors\n forward . https://127.0.0.1:{dead} {{\n  tls {ca}\n }}\n}}\n\
+                 hung.example:{{port}} {{\n errors\n forward . https://127.0.0.1:{h} {{\n  tls {ca}\n  max_connect_attempts 1\n }}\n}}\n",
+                h = hung.port
+            ),
+            be,
+        );
+        let t0 = Instant::now();
+        let out = s.dig(&["x.dead.example", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "{be}: refused is immediate"
+        );
+        let want = format!(
+            "[ERROR] plugin/errors: 2 x.dead.example. A: Post \"https://127.0.0.1:{dead}/dns-query\": dial tcp 127.0.0.1:{dead}: connect: connection refused"
+        );
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+        // A hung upstream: the HTTP client's 2 s, then SERVFAIL.
+        let t0 = Instant::now();
+        let out = s.dig(&["+time=6", "x.hung.example", "A"]);
+        let took = t0.elapsed();
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        assert!(
+            took >= Duration::from_millis(1900) && took < Duration::from_secs(3),
+            "{be}: {took:?}"
+        );
+        let want = format!(
+            "[ERROR] plugin/errors: 2 x.hung.example. A: Post \"https://127.0.0.1:{}/dns-query\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+            hung.port
+        );
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+    }
+}
+
+#[test]
+fn forward_doh_hostname_host_header_and_idle_expiry() {
+    let (tls, pem) = doh_tls(&["localhost", "127.0.0.1", "::1"], false);
+    for be in backends() {
+        let up = DohServer::start(DohMode::Dns(Mode::Answer), 6, Arc::clone(&tls), true);
+        let dir = TempDir::new("doh");
+        let ca = ca_file(&dir, &pem);
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n forward . https://localhost:{} {{\n  tls {ca}\n  expire 500ms\n }}\n}}\n",
+                up.port
+            ),
+            be,
+        );
+        // One client socket, so one worker and its connection.
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let ask = |id: u16, name: &str| {
+            sock.send_to(&query(id, name, 1, 1, None), s.addr())
+                .expect("send");
+            let mut buf = [0u8; 512];
+            let n = sock.recv(&mut buf).expect("reply");
+            buf[..n].to_vec()
+        };
+        let r = ask(1, "h.example.org");
+        assert_eq!(&r[r.len() - 4..], &[192, 0, 2, 6], "{be}");
+        let seen = up.queries();
+        assert!(!seen.is_empty(), "{be}");
+        assert!(
+            seen.iter()
+                .all(|x| x.host == format!("localhost:{}", up.port)),
+            "{be}: the Host is the name written in TO: {seen:?}"
+        );
+        if be == "epoll" {
+            // Idle longer than `expire`: closed by its driver, no query needed.
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while up.open() > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(up.open(), 0, "{be}: idle connection closed");
+        } else {
+            // io_uring workers run their tasks only while queries are parked:
+            // the expired connection is closed when the worker forwards next.
+            std::thread::sleep(Duration::from_millis(800));
+        }
+        let before = up.accepted();
+        let r = ask(2, "i.example.org");
+        assert_eq!(&r[r.len() - 4..], &[192, 0, 2, 6], "{be}");
+        assert_eq!(up.accepted(), before + 1, "{be}: not reused after expire");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while up.open() > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(up.open(), 1, "{be}: only the new connection is open");
     }
 }

@@ -240,7 +240,7 @@ fn serve_stream(
 }
 
 /// The fake's reply to `q`.
-fn reply(q: &[u8], m: Mode, tcp: bool, tag: u8) -> Vec<u8> {
+pub fn reply(q: &[u8], m: Mode, tcp: bool, tag: u8) -> Vec<u8> {
     if m == Mode::Garbage {
         return (0..40)
             .map(|i| (i * 37 + 11) as u8 ^ fastrand::u8(..))
