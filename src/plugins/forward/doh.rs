@@ -157,6 +157,10 @@ impl Conn {
         }
     }
 
+    fn is_h2(&self) -> bool {
+        matches!(self.tx, Sender::H2(_))
+    }
+
     fn h2_handle(&self) -> Option<Self> {
         match &self.tx {
             Sender::H2(s) => Some(Self {
@@ -196,14 +200,6 @@ struct Pool {
     dialing: bool,
     /// The last dial negotiated HTTP/1.1: dial in parallel.
     h1_only: bool,
-}
-
-impl DohLocal {
-    /// (an HTTP/2 connection is kept, idle HTTP/1.1 connections) (tests).
-    pub fn counts(&self) -> (bool, usize) {
-        let p = self.pool.borrow();
-        (p.h2.is_some(), p.h1.len())
-    }
 }
 
 /// Marks a query in flight on a connection.
@@ -258,10 +254,17 @@ async fn drive<C: Future>(conn: C, st: Rc<ConnState>, expire: Duration, max_age:
                 () = st.idle.notified() => continue,
             }
         }
-        let mut at = st.used.get() + expire;
+        let mut at = st.used.get().checked_add(expire);
         if !max_age.is_zero() {
-            at = at.min(st.created + max_age);
+            if let Some(old) = st.created.checked_add(max_age) {
+                at = Some(at.map_or(old, |a| a.min(old)));
+            }
         }
+        let Some(at) = at else {
+            // Beyond the clock's range: never expires.
+            let _ = conn.await;
+            return;
+        };
         tokio::select! {
             _ = &mut conn => return,
             () = sleep_until(at) => {}
@@ -356,7 +359,7 @@ async fn connection(up: &Upstream, dl: &DohLocal, deadline: Instant) -> Result<(
         let _guard = single.then_some(DialGuard(dl));
         let c = dial(up, deadline).await?;
         let mut p = dl.pool.borrow_mut();
-        p.h1_only = c.h2_handle().is_none();
+        p.h1_only = !c.is_h2();
         if let Some(shared) = c.h2_handle() {
             p.h2 = Some(shared);
         }
@@ -516,7 +519,7 @@ async fn attempt(
         other => other,
     };
     let (mut c, cached) = connection(up, dl, deadline).await.map_err(with_prefix)?;
-    let is_h2 = c.h2_handle().is_some();
+    let is_h2 = c.is_h2();
     let req = if is_h2 { req } else { to_h1(req) };
     let busy = Busy::new(&c.st);
     let resp = match c.send(req).await {
@@ -571,7 +574,7 @@ async fn probe(up: &Upstream, q: &[u8], deadline: Instant) -> Result<(), Fail> {
     };
     let (mut req, _) = request(up, doh, DohMethod::Post, q)?;
     let mut c = dial(up, deadline).await?;
-    if c.h2_handle().is_none() {
+    if !c.is_h2() {
         req = to_h1(req);
     }
     let resp = c.send(req).await.map_err(|e| Fail::io(err_text(&e)))?;

@@ -235,11 +235,6 @@ impl Local {
     pub fn counts(&self) -> (usize, usize) {
         (self.udp.borrow().len(), self.tcp.borrow().len())
     }
-
-    /// DoH connections: (an HTTP/2 one is kept, idle HTTP/1.1 ones) (tests).
-    pub fn doh_counts(&self) -> (bool, usize) {
-        self.doh.counts()
-    }
 }
 
 /// The transport a query goes out on (TLS upstreams always use TLS, DoH
