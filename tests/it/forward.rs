@@ -1051,3 +1051,43 @@ fn forward_doh_hostname_host_header_and_idle_expiry() {
         assert_eq!(up.open(), 1, "{be}: only the new connection is open");
     }
 }
+
+#[test]
+fn forward_doh_burst_shares_one_connection() {
+    let (tls, pem) = doh_tls(&["127.0.0.1"], false);
+    for be in backends() {
+        let up = DohServer::start(DohMode::Dns(Mode::Answer), 4, Arc::clone(&tls), false);
+        let dir = TempDir::new("doh");
+        let ca = ca_file(&dir, &pem);
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n forward . https://127.0.0.1:{} {{\n  tls {ca}\n }}\n}}\n",
+                up.port
+            ),
+            be,
+        );
+        // 40 queries at once from one socket (one worker) before any
+        // connection exists: one dial, the rest wait for it and multiplex.
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        for i in 0..40u16 {
+            sock.send_to(
+                &query(i, &format!("b{i}.example.org"), 1, 1, None),
+                s.addr(),
+            )
+            .expect("send");
+        }
+        let mut ids = Vec::new();
+        let mut buf = [0u8; 512];
+        for _ in 0..40 {
+            let n = sock.recv(&mut buf).expect("reply");
+            assert_eq!(&buf[n - 4..n], &[192, 0, 2, 4], "{be}");
+            ids.push(u16::from_be_bytes([buf[0], buf[1]]));
+        }
+        ids.sort_unstable();
+        assert_eq!(ids, (0..40).collect::<Vec<u16>>(), "{be}");
+        assert_eq!(up.accepted(), 1, "{be}: one connection for the burst");
+        assert_eq!(up.queries().len(), 40, "{be}");
+    }
+}
