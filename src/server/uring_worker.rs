@@ -20,6 +20,9 @@ use super::handle::{Meta, Outcome, handle, resume, scrub_more};
 use super::{Shared, WorkerCmd, WorkerHandle, WorkerSockets, canonical};
 use crate::chain::Proto;
 
+/// How often a worker waiting in its ring lets its runtime run tasks and timers.
+const TASK_TICK: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Queries parked at once per worker.
 const MAX_PARKED: usize = 16_384;
 
@@ -140,6 +143,7 @@ pub fn spawn(
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, async {
                 let (mut resp, mut scratch) = (Vec::with_capacity(4096), Vec::with_capacity(4096));
+                let mut last_yield = Instant::now();
                 loop {
                     if shared.is_stopping() {
                         break;
@@ -164,6 +168,12 @@ pub fn spawn(
                         }
                         if added {
                             let _ = engine.borrow_mut().submit();
+                        }
+                        // Background tasks (health checks, idle upstream connections)
+                        // and timers run between batches, at most every millisecond.
+                        if last_yield.elapsed() >= TASK_TICK {
+                            tokio::task::yield_now().await;
+                            last_yield = Instant::now();
                         }
                         continue;
                     }

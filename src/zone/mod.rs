@@ -354,6 +354,7 @@ impl Zone {
     }
 
     /// The smallest name ≥ `name` (CoreDNS `tree.Next`).
+    #[cfg(test)]
     pub(crate) fn ceil(&self, name: &[u8]) -> Option<u32> {
         let k = self
             .nodes
