@@ -379,9 +379,12 @@ fn process(
                 }
             }
         });
-        if submit {
-            let _ = eng.submit();
+        if !submit {
+            // Waiting in the ring: the caller submits these replies with its next
+            // wait, which also runs the kernel's task work (one enter per batch).
+            break;
         }
+        let _ = eng.submit();
         if n == 0 {
             break;
         }

@@ -92,6 +92,9 @@ struct Core {
     stats: Stats,
     notify: File,
     notify_used: Cell<bool>,
+    /// `submit_and_wait` returned and nothing was reaped since: the kernel has
+    /// just run the task work, so reaping need not enter it again.
+    waited: bool,
 }
 
 /// A zeroed `msghdr` asking for `name_len` bytes of source address and no control data.
@@ -182,6 +185,7 @@ impl Engine {
             stats: Stats::default(),
             notify,
             notify_used: Cell::new(false),
+            waited: false,
         };
         Ok(Self {
             core,
@@ -242,7 +246,9 @@ impl Engine {
     ) -> io::Result<()> {
         self.core.flush_retry();
         self.rx.publish();
-        ring::submit_wait(&self.core.ring, min_complete, timeout)
+        let r = ring::submit_wait(&self.core.ring, min_complete, timeout);
+        self.core.waited = min_complete > 0;
+        r
     }
 
     /// Submits everything queued without waiting.
@@ -313,9 +319,14 @@ impl Engine {
             // Task work must run (and overflowed completions be flushed) in the kernel before
             // their completions show: always needed with deferred task work unless the
             // kernel flags it, and when flagged with cooperative task work.
+            // Right after a wait the task work has just run: reap what it posted
+            // and let the caller's next submit-and-wait run the rest, so replies
+            // are not held back by more receiving.
             let enter = sq.cq_overflow()
-                || (core.taskrun_flag && sq.taskrun())
-                || (core.defer_taskrun && !core.taskrun_flag);
+                || (!core.waited
+                    && ((core.taskrun_flag && sq.taskrun())
+                        || (core.defer_taskrun && !core.taskrun_flag)));
+            core.waited = false;
             drop(sq);
             if enter {
                 let _ = ring::get_events(&core.ring);
