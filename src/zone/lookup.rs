@@ -514,7 +514,9 @@ impl Zone {
             i += 1;
             let Some(n) = self.search(parts) else {
                 found = None;
-                if parts != [0] {
+                // The first name is the origin: the wildcard of its parent is
+                // outside the zone, never found and with nothing below it.
+                if parts != [0] && i > 1 {
                     if let Some(w) = wildcard_of(parent(parts)) {
                         if let Some(wn) = self.search(w.wire()) {
                             wild = Some((Some(wn), w));

@@ -140,6 +140,8 @@ pub struct Zone {
     /// Empty non-terminals: names in the zone with names below them but no
     /// records of their own (what `has_descendant` answers, by hash).
     ents: HashSet<Box<[u8]>>,
+    /// The node of the origin, if it has records besides the apex's.
+    apex_node: Option<u32>,
 }
 
 impl fmt::Debug for Zone {
@@ -328,6 +330,14 @@ impl Zone {
 
     /// The exact node for a lowercase wire name (CoreDNS `tree.Search`).
     pub fn search(&self, name: &[u8]) -> Option<u32> {
+        // Every lookup starts at the origin: answered from the zone itself.
+        if name.len() == self.origin.wire().len() && name == self.origin.wire() {
+            return self.apex_node;
+        }
+        self.search_index(name)
+    }
+
+    fn search_index(&self, name: &[u8]) -> Option<u32> {
         if self.index.is_empty() {
             return None;
         }
@@ -744,6 +754,7 @@ impl ZoneBuilder {
             sig_ns,
             skipped: self.skipped,
             ents: HashSet::new(),
+            apex_node: None,
         }
         .with_ents()
     }
@@ -759,13 +770,14 @@ impl Zone {
             let mut p = self.node_name(i as u32);
             while p.first().is_some_and(|&l| l != 0) {
                 p = &p[1 + p[0] as usize..];
-                if !in_zone(p, origin) || self.search(p).is_some() || ents.contains(p) {
+                if !in_zone(p, origin) || self.search_index(p).is_some() || ents.contains(p) {
                     break;
                 }
                 ents.insert(p.into());
             }
         }
         self.ents = ents;
+        self.apex_node = self.search_index(self.origin.wire());
         self
     }
 }

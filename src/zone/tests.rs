@@ -188,3 +188,29 @@ fn empty_non_terminals_match_canonical_order() {
         ]
     );
 }
+
+/// The origin's node (records besides SOA and NS) is found through the
+/// shortcut exactly as through the index, and is no empty non-terminal.
+#[test]
+fn origin_node_shortcut() {
+    for (text, has_node) in [
+        (
+            "$ORIGIN example.\n@ 300 SOA ns h 1 2 3 4 5\n@ 300 NS ns\n@ 300 A 192.0.2.1\nns 300 A 192.0.2.2\n",
+            true,
+        ),
+        (
+            "$ORIGIN example.\n@ 300 SOA ns h 1 2 3 4 5\n@ 300 NS ns\nns 300 A 192.0.2.2\n",
+            false,
+        ),
+    ] {
+        let origin = name("example.");
+        let z = load_str(text, &origin, "t").expect("zone");
+        assert_eq!(z.search(origin.wire()), z.search_index(origin.wire()));
+        assert_eq!(z.search(origin.wire()).is_some(), has_node, "{text}");
+        assert_eq!(
+            z.has_descendant(origin.wire()),
+            z.has_descendant_by_order(origin.wire()),
+            "{text}"
+        );
+    }
+}
