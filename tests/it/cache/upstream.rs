@@ -1,14 +1,11 @@
 //! Upstreams for the cache tests: `Up`, a UDP and TCP responder on 127.0.0.1
-//! that counts the queries it answers, and `Nsd`, the real nsd on a free port.
+//! that counts the queries it answers (the real nsd is `util::Nsd`).
 
 use std::io::{Read, Write};
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use nix::sys::signal::Signal;
+use std::time::Duration;
 
 use crate::util::*;
 
@@ -159,75 +156,4 @@ fn reply(q: &[u8], mode: Mode, n: usize) -> Option<Vec<u8>> {
         }
     }
     Some(r)
-}
-
-/// nsd serving example.org on a free port (None when not installed).
-pub struct Nsd {
-    child: Child,
-    pub port: u16,
-    _dir: TempDir,
-}
-
-impl Nsd {
-    pub fn start() -> Option<Self> {
-        let bin = ["/usr/sbin/nsd", "/usr/local/sbin/nsd"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())?;
-        let dir = TempDir::new("cache-nsd");
-        let port = free_port();
-        dir.write(
-            "example.org.zone",
-            "$ORIGIN example.org.\n$TTL 300\n@ IN SOA ns1 host 1 3600 600 86400 8\n@ IN NS ns1\nns1 IN A 127.0.0.1\nwww IN A 192.0.2.1\nalias 120 IN CNAME www\n",
-        );
-        let d = dir.0.display();
-        let conf = format!(
-            "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  chroot: \"\"\n  server-count: 1\n  verbosity: 0\nremote-control:\n  control-enable: no\nzone:\n  name: example.org\n  zonefile: example.org.zone\n"
-        );
-        let c = dir.write("nsd.conf", &conf);
-        let child = Command::new(bin)
-            .args(["-d", "-c"])
-            .arg(&c)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let n = Self {
-            child,
-            port,
-            _dir: dir,
-        };
-        let q = query(1, "www.example.org", 1, 1, None);
-        let ready = wait_for(Duration::from_secs(10), || {
-            let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-            let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-            let _ = s.send_to(&q, ("127.0.0.1", port));
-            s.recv(&mut [0u8; 512]).is_ok()
-        });
-        ready.then_some(n)
-    }
-}
-
-impl Drop for Nsd {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
-        if !wait_for(Duration::from_secs(3), || {
-            matches!(self.child.try_wait(), Ok(Some(_)))
-        }) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `f` until true or `limit` passes.
-pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }

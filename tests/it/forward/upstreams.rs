@@ -1,12 +1,11 @@
 //! Upstreams for the forward tests: `Fake`, a programmable UDP/TCP (and DoT)
-//! responder on 127.0.0.1, and `Nsd`, the real nsd on a free port.
+//! responder on 127.0.0.1 (the real nsd is `util::Nsd`).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::util::*;
 /// What the fake upstream does with a query.
@@ -272,75 +271,4 @@ pub fn reply(q: &[u8], m: Mode, tcp: bool, tag: u8) -> Vec<u8> {
         r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, tag]);
     }
     r
-}
-
-/// nsd serving `example.org` on a free port, or `None` (with the reason
-/// printed) when nsd is not installed.
-pub struct Nsd {
-    child: Child,
-    pub port: u16,
-    _dir: TempDir,
-}
-
-impl Nsd {
-    pub fn start() -> Option<Self> {
-        let bin = ["/usr/sbin/nsd", "/usr/local/sbin/nsd"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())?;
-        let dir = TempDir::new("nsd");
-        let port = free_port();
-        dir.write(
-            "example.org.zone",
-            "$ORIGIN example.org.\n$TTL 300\n@ IN SOA ns1 host 1 3600 600 86400 300\n@ IN NS ns1\nns1 IN A 127.0.0.1\nwww IN A 192.0.2.1\nwww IN AAAA 2001:db8::1\n",
-        );
-        let d = dir.0.display();
-        let conf = format!(
-            "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  chroot: \"\"\n  server-count: 1\n  verbosity: 0\nremote-control:\n  control-enable: no\nzone:\n  name: example.org\n  zonefile: example.org.zone\n"
-        );
-        let c = dir.write("nsd.conf", &conf);
-        let child = Command::new(bin)
-            .args(["-d", "-c"])
-            .arg(&c)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let n = Self {
-            child,
-            port,
-            _dir: dir,
-        };
-        // Ready when it answers.
-        let q = query(1, "www.example.org", 1, 1, None);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-            s.set_read_timeout(Some(Duration::from_millis(200)))
-                .expect("t");
-            let _ = s.send_to(&q, ("127.0.0.1", port));
-            let mut b = [0u8; 512];
-            if s.recv(&mut b).is_ok() {
-                return Some(n);
-            }
-        }
-        None
-    }
-}
-
-impl Drop for Nsd {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
