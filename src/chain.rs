@@ -242,18 +242,8 @@ impl Parked {
             parked,
             st,
         } = self;
-        if let Verdict::Query(req) = parse_query(&job.msg) {
-            let (mut resp, mut scratch) = (Vec::new(), Vec::new());
-            let mut ctx = Ctx::new(
-                &job.server,
-                req,
-                job.proto,
-                job.peer,
-                job.local,
-                &mut resp,
-                &mut scratch,
-                st.start,
-            );
+        let (mut resp, mut scratch) = (Vec::new(), Vec::new());
+        if let Some(mut ctx) = job.context(&mut resp, &mut scratch) {
             ctx.st = st;
             chain.resume_from(&mut ctx, parked, at).await;
         }
@@ -509,20 +499,10 @@ impl Chain {
 
     /// Tells plugin `at` its detached query got no reply.
     fn detached_failed(&self, at: usize, job: &Detached, st: ReqState) {
-        let Verdict::Query(req) = parse_query(&job.msg) else {
+        let (mut resp, mut scratch) = (Vec::new(), Vec::new());
+        let Some(mut ctx) = job.context(&mut resp, &mut scratch) else {
             return;
         };
-        let (mut resp, mut scratch) = (Vec::new(), Vec::new());
-        let mut ctx = Ctx::new(
-            &job.server,
-            req,
-            job.proto,
-            job.peer,
-            job.local,
-            &mut resp,
-            &mut scratch,
-            st.start,
-        );
         ctx.st = st;
         self.respond(&mut ctx, at, at, Status::rcode(2));
     }
