@@ -11,7 +11,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -293,29 +293,19 @@ impl AutoShared {
         if self.reload.is_zero() {
             return;
         }
-        let (tx, rx) = mpsc::channel::<()>();
-        if let Ok(mut s) = self.stop.lock() {
-            *s = Some(tx);
-        }
         let weak = Arc::downgrade(self);
-        let every = self.reload;
-        let _ = std::thread::Builder::new()
-            .name("ringdns-auto".into())
-            .spawn(move || {
-                loop {
-                    match rx.recv_timeout(every) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        _ => return,
-                    }
-                    let Some(a) = weak.upgrade() else { return };
-                    // Known zones reload on a changed serial, then the directory is walked.
-                    for s in a.table.load().order.iter() {
-                        super::file::reload_slot("auto", s, &a.link);
-                    }
-                    a.walk();
-                    a.notify();
-                }
-            });
+        super::file::spawn_ticker("ringdns-auto", self.reload, &self.stop, move || {
+            let Some(a) = weak.upgrade() else {
+                return false;
+            };
+            // Known zones reload on a changed serial, then the directory is walked.
+            for s in a.table.load().order.iter() {
+                super::file::reload_slot("auto", s, &a.link);
+            }
+            a.walk();
+            a.notify();
+            true
+        });
     }
 }
 

@@ -26,7 +26,7 @@ use crate::plugins::transfer::link::{BlockLink, ZoneSource};
 use crate::wire::{Name, flags};
 use crate::zone::{Plan, Res, Zone};
 pub use fall::Fall;
-pub(crate) use reload::reload_slot;
+pub(crate) use reload::{reload_slot, spawn_ticker};
 pub use setup::{FileConfig, setup};
 pub(crate) use setup::{load_error_text, log_skipped, reload_duration, rooted as rooted_path};
 

@@ -145,8 +145,26 @@ pub(crate) fn reload_slot(plugin: &str, slot: &ZoneSlot, link: &Arc<BlockLink>) 
     }
 }
 
-/// Waits up to `d` for a stop signal; true when stopped.
-#[allow(dead_code)]
-pub(crate) fn wait(rx: &mpsc::Receiver<()>, d: Duration) -> bool {
-    !matches!(rx.recv_timeout(d), Err(RecvTimeoutError::Timeout))
+/// Runs `tick` on a thread named `name` every `every` until `tick` returns
+/// false or the sender left in `stop` is dropped or used (the plugins'
+/// shutdown and reload path).
+pub(crate) fn spawn_ticker(
+    name: &str,
+    every: Duration,
+    stop: &Mutex<Option<mpsc::Sender<()>>>,
+    mut tick: impl FnMut() -> bool + Send + 'static,
+) {
+    let (tx, rx) = mpsc::channel::<()>();
+    if let Ok(mut s) = stop.lock() {
+        *s = Some(tx);
+    }
+    let _ = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            while matches!(rx.recv_timeout(every), Err(RecvTimeoutError::Timeout)) {
+                if !tick() {
+                    return;
+                }
+            }
+        });
 }

@@ -15,7 +15,7 @@ mod tests;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -139,26 +139,10 @@ impl HostsShared {
         if self.started.swap(true, Ordering::AcqRel) || self.reload.is_zero() {
             return;
         }
-        let (tx, rx) = mpsc::channel::<()>();
-        if let Ok(mut s) = self.stop.lock() {
-            *s = Some(tx);
-        }
         let weak = Arc::downgrade(self);
-        let every = self.reload;
-        let _ = std::thread::Builder::new()
-            .name("ringdns-hosts".into())
-            .spawn(move || {
-                loop {
-                    match rx.recv_timeout(every) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        _ => return,
-                    }
-                    match weak.upgrade() {
-                        Some(h) => h.read(),
-                        None => return,
-                    }
-                }
-            });
+        super::file::spawn_ticker("ringdns-hosts", self.reload, &self.stop, move || {
+            weak.upgrade().map(|h| h.read()).is_some()
+        });
     }
 }
 
