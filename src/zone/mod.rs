@@ -331,7 +331,7 @@ impl Zone {
     /// The exact node for a lowercase wire name (CoreDNS `tree.Search`).
     pub fn search(&self, name: &[u8]) -> Option<u32> {
         // Every lookup starts at the origin: answered from the zone itself.
-        if name.len() == self.origin.wire().len() && name == self.origin.wire() {
+        if name == self.origin.wire() {
             return self.apex_node;
         }
         self.search_index(name)

@@ -1032,19 +1032,13 @@ fn forward_doh_hostname_host_header_and_idle_expiry() {
         );
         // Idle longer than `expire`: closed by its driver, no query needed
         // (io_uring workers run their tasks between batches too).
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while up.open() > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(Duration::from_secs(3), || up.open() == 0);
         assert_eq!(up.open(), 0, "{be}: idle connection closed");
         let before = up.accepted();
         let r = ask(2, "i.example.org");
         assert_eq!(&r[r.len() - 4..], &[192, 0, 2, 6], "{be}");
         assert_eq!(up.accepted(), before + 1, "{be}: not reused after expire");
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while up.open() > 1 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(Duration::from_secs(3), || up.open() <= 1);
         assert_eq!(up.open(), 1, "{be}: only the new connection is open");
     }
 }
