@@ -152,9 +152,11 @@ pub fn spawn(
                     // itself (submit + wait in one io_uring_enter per batch), bounded
                     // so commands and shutdown are seen.
                     if state.borrow().parked == 0 {
-                        let _ = engine
-                            .borrow_mut()
-                            .submit_and_wait(1, Some(std::time::Duration::from_millis(20)));
+                        let mut eng = engine.borrow_mut();
+                        // No eventfd wake-ups while waiting here (turned on again below).
+                        eng.set_notify(false);
+                        let _ = eng.submit_and_wait(1, Some(std::time::Duration::from_millis(20)));
+                        drop(eng);
                         // Replies go to the kernel with the next submit_and_wait:
                         // one io_uring_enter per batch, sending and waiting.
                         process(&shared, &engine, &state, &flush, &mut resp, &mut scratch, false);
@@ -177,6 +179,7 @@ pub fn spawn(
                         }
                         continue;
                     }
+                    engine.borrow_mut().set_notify(true);
                     tokio::select! {
                         r = notify.readable() => {
                             if let Ok(mut g) = r {

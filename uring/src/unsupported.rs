@@ -103,6 +103,11 @@ impl Engine {
     }
 
     /// Unreachable: no engine exists.
+    pub fn set_notify(&mut self, _on: bool) {
+        match self.never {}
+    }
+
+    /// Unreachable: no engine exists.
     pub fn stats(&self) -> Stats {
         match self.never {}
     }

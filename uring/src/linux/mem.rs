@@ -241,6 +241,10 @@ pub(super) struct SendSlots {
     meta: Region,
     data: Region,
     size: usize,
+    /// Distance between slots: the size rounded up to a cache line, plus one line, so the
+    /// slots in use start in different cache sets (a power-of-two stride would put every
+    /// slot's first line in the same set).
+    stride: usize,
     count: u32,
     free: Vec<u32>,
     busy: Vec<bool>,
@@ -251,10 +255,12 @@ impl SendSlots {
     pub(super) fn new(count: u32, size: u32) -> io::Result<Self> {
         let n = count as usize;
         let size = size as usize;
+        let stride = size.next_multiple_of(64) + 64;
         Ok(Self {
             meta: Region::new(n * mem::size_of::<SendMeta>())?,
-            data: Region::new(n * size)?,
+            data: Region::new(n * stride)?,
             size,
+            stride,
             count,
             free: (0..count).rev().collect(),
             busy: vec![false; n],
@@ -275,7 +281,7 @@ impl SendSlots {
         }
         let idx = self.free.pop()?;
         self.busy[idx as usize] = true;
-        let buf = self.data.as_ptr().wrapping_add(idx as usize * self.size);
+        let buf = self.data.as_ptr().wrapping_add(idx as usize * self.stride);
         let meta = self
             .meta
             .as_ptr()

@@ -92,6 +92,9 @@ struct Core {
     stats: Stats,
     notify: File,
     notify_used: Cell<bool>,
+    /// The caller waits in the ring itself for now ([`Engine::set_notify`]): the kernel does
+    /// not signal the eventfd and reaping does not reset it.
+    notify_off: bool,
     /// `submit_and_wait` returned and nothing was reaped since: the kernel has
     /// just run the task work, so reaping need not enter it again.
     waited: bool,
@@ -185,6 +188,7 @@ impl Engine {
             stats: Stats::default(),
             notify,
             notify_used: Cell::new(false),
+            notify_off: false,
             waited: false,
         };
         Ok(Self {
@@ -273,6 +277,25 @@ impl Engine {
         self.core.notify.as_raw_fd()
     }
 
+    /// Turns the eventfd's signalling off while the caller waits in the ring itself
+    /// ([`Engine::submit_and_wait`]), and on again before it waits on the eventfd: the kernel
+    /// then skips a wake-up per batch of completions and reaping skips a `read`. Turning it
+    /// on makes the eventfd readable once, so what arrived while it was off is looked at.
+    pub fn set_notify(&mut self, on: bool) {
+        let core = &mut self.core;
+        if !core.notify_used.get() || core.notify_off != on {
+            return;
+        }
+        if on {
+            core.ring.completion().enable_eventfd();
+            core.notify_off = false;
+            let _ = (&core.notify).write(&1u64.to_ne_bytes());
+        } else {
+            core.ring.completion().disable_eventfd();
+            core.notify_off = true;
+        }
+    }
+
     /// The engine's counters.
     pub fn stats(&self) -> Stats {
         self.core.stats
@@ -304,7 +327,8 @@ impl Engine {
     /// completion-queue's worth per call so a flood cannot starve the caller.
     fn reap(&mut self, f: &mut Callback<'_>) -> usize {
         let Self { core, rx, .. } = self;
-        if core.notify_used.get() {
+        let notify = core.notify_used.get() && !core.notify_off;
+        if notify {
             // Reset before looking for task work: with deferred task work the kernel signals
             // only when its list goes from empty to non-empty, so a signal consumed after the
             // check below could leave work pending with nothing to wake the daemon. (Work
@@ -366,7 +390,7 @@ impl Engine {
         }
         core.flush_retry();
         rx.publish();
-        if core.notify_used.get() && !core.ring.completion().is_empty() {
+        if notify && !core.ring.completion().is_empty() {
             // Stopped early: keep the eventfd readable for what is left.
             let _ = (&core.notify).write(&1u64.to_ne_bytes());
         }

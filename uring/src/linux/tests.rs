@@ -136,6 +136,92 @@ fn exchange_no_submit_all() {
     exchange(4);
 }
 
+/// Whether `fd` is readable right now.
+fn readable(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
+}
+
+/// While the caller waits in the ring (`set_notify(false)`) the eventfd stays quiet; turning
+/// it on again makes it readable once, so nothing that arrived meanwhile is missed.
+fn notify_toggle(first: u8) {
+    if let Err(reason) = probe() {
+        println!("skipping: io_uring unavailable: {reason}");
+        return;
+    }
+    let mut e = Engine::with_setup(EngineConfig::default(), first).expect("engine");
+    let fd = e.notify_fd();
+    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let uaddr = u.local_addr().unwrap();
+    e.add_udp(u).unwrap();
+    e.submit().unwrap();
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut echo = |h: &mut EngineHandle<'_>, ev: Event<'_>| {
+        if let Event::Udp {
+            sock, peer, data, ..
+        } = ev
+        {
+            h.send_udp(sock, peer, data).unwrap();
+        }
+    };
+    let mut buf = [0u8; 64];
+    for round in 0..3u8 {
+        e.set_notify(false);
+        while readable(fd) {
+            e.poll_events(&mut echo);
+            let mut n = [0u8; 8];
+            let _ = (&e.core.notify).read(&mut n);
+        }
+        c.send_to(&[round; 12], uaddr).unwrap();
+        let mut got = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got == 0 {
+            assert!(Instant::now() < deadline, "setup {first}: no datagram");
+            e.submit_and_wait(1, Some(Duration::from_millis(50)))
+                .unwrap();
+            got = e.poll_events(&mut echo);
+        }
+        e.submit().unwrap();
+        let (n, _) = c.recv_from(&mut buf).unwrap();
+        assert_eq!(buf[..n], [round; 12]);
+        assert!(!readable(fd), "setup {first}: eventfd signalled while off");
+        // A datagram arriving while off must still wake an eventfd waiter once it is on.
+        c.send_to(&[round + 100; 12], uaddr).unwrap();
+        thread::sleep(Duration::from_millis(20));
+        e.set_notify(true);
+        assert!(
+            readable(fd),
+            "setup {first}: eventfd not readable after turning on"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while e.poll_events(&mut echo) == 0 {
+            assert!(Instant::now() < deadline, "setup {first}: datagram lost");
+            e.submit_and_wait(1, Some(Duration::from_millis(50)))
+                .unwrap();
+        }
+        e.submit().unwrap();
+        let (n, _) = c.recv_from(&mut buf).unwrap();
+        assert_eq!(buf[..n], [round + 100; 12]);
+    }
+    e.shutdown();
+}
+
+#[test]
+fn notify_toggle_defer_taskrun() {
+    notify_toggle(0);
+}
+
+#[test]
+fn notify_toggle_plain() {
+    notify_toggle(3);
+}
+
 #[test]
 fn send_to_probe() {
     if probe().is_err() {
