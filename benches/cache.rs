@@ -58,7 +58,7 @@ fn ask(
     match cache.serve(&mut ctx) {
         Flow::Return(_) => true,
         _ => {
-            let owner = ctx.req.qname.clone();
+            let owner = ctx.req.qname.to_name();
             let mut b = Builder::reply(ctx.resp, &ctx.req);
             match shape {
                 Shape::A => b.rr(&owner, 1, 1, 300, &[192, 0, 2, 1]),
@@ -272,7 +272,7 @@ fn memory() {
         assert_eq!(s.pcache.len() + s.ncache.len(), n);
         let bytes = s.pcache.heap_bytes() + s.ncache.heap_bytes() - empty;
         let k = ringdns::plugins::cache::key(
-            &Name::parse("n7.example.org.").expect("n"),
+            Name::parse("n7.example.org.").expect("n").borrowed(),
             1,
             1,
             false,

@@ -25,7 +25,7 @@ pub fn serve(ctx: &mut Ctx<'_>) -> Flow {
     if ctx.req.qtype != 255 {
         return Flow::Next;
     }
-    let owner = ctx.req.qname.clone();
+    let owner = ctx.req.qname.to_name();
     let class = ctx.req.qclass;
     let mut b = ctx.reply();
     b.rr_with(owner.wire(), 13, class, 8482, |out| {

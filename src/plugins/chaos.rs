@@ -124,7 +124,7 @@ impl Chaos {
             b"\x08hostname\x04bind\x00" | b"\x02id\x06server\x00" => Which::Host,
             _ => return Flow::Next,
         };
-        let owner = ctx.req.qname.clone();
+        let owner = ctx.req.qname.to_name();
         let mut b = ctx.reply();
         let mut txt =
             |t: &str| b.rr_with(owner.wire(), 16, 3, 0, |out| push_txt(out, t.as_bytes()));

@@ -182,7 +182,7 @@ impl Erratic {
         if p.drop {
             return Flow::Return(Status::rcode(0));
         }
-        let owner = ctx.req.qname.clone();
+        let owner = ctx.req.qname.to_name();
         let mut b = ctx.reply();
         b.set_flags(flags::AA);
         if p.trunc {

@@ -497,7 +497,7 @@ mod tests {
         let mut buf = Vec::new();
         let mut b = Builder::reply(&mut buf, &req);
         for last in [3u8, 2, 1] {
-            b.rr(&req.qname, 1, 1, 60, &[192, 0, 2, last]);
+            b.rr_wire(req.qname.wire(), 1, 1, 60, &[192, 0, 2, last]);
         }
         b.finish();
         let idx = MsgIndex::parse(&buf).expect("idx");

@@ -86,7 +86,7 @@ impl Local {
 
     /// Answers the local names.
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
-        let qname = ctx.req.qname.clone();
+        let qname = ctx.req.qname.to_name();
         let lower = qname.to_lowercase();
         let lw = lower.wire();
         let lc = 11; // wire length of "localhost."

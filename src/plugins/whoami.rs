@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use corefile::{Diagnostic, Dispenser};
 
 use crate::chain::{Ctx, Flow, Proto, Status};
-use crate::wire::{SectionKind, flags};
+use crate::wire::{Builder, MAX_NAME, SectionKind, flags};
 
 /// Setup: no arguments, no block.
 pub fn setup(d: &mut Dispenser) -> Result<(), Diagnostic> {
@@ -24,27 +24,34 @@ pub fn setup(d: &mut Dispenser) -> Result<(), Diagnostic> {
 /// Writes the whoami reply.
 pub fn serve(ctx: &mut Ctx<'_>) -> Flow {
     let class = ctx.req.qclass;
-    let owner = ctx.req.qname.clone();
+    // `_udp` or `_tcp` prepended to the name as sent (a 4-octet label).
     let label: &[u8] = if ctx.proto == Proto::Tcp {
-        b"_tcp"
+        b"\x04_tcp"
     } else {
-        b"_udp"
+        b"\x04_udp"
     };
-    let srv_owner = owner.prepend(label);
     let peer = ctx.peer;
-    let mut b = ctx.reply();
+    // The owner is written straight from the query (no copy of the name).
+    let owner = ctx.req.qname.wire();
+    let mut b = Builder::reply_flags(ctx.resp, &ctx.req, ctx.st.flags);
     b.set_flags(flags::AA);
     b.section(SectionKind::Additional);
     match peer.ip() {
-        IpAddr::V4(v4) => b.rr(&owner, 1, class, 0, &v4.octets()),
+        IpAddr::V4(v4) => b.rr_wire(owner, 1, class, 0, &v4.octets()),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => b.rr(&owner, 1, class, 0, &v4.octets()),
-            None => b.rr(&owner, 28, class, 0, &v6.octets()),
+            Some(v4) => b.rr_wire(owner, 1, class, 0, &v4.octets()),
+            None => b.rr_wire(owner, 28, class, 0, &v6.octets()),
         },
     }
-    if let Some(srv) = srv_owner {
+    if label.len() + owner.len() <= MAX_NAME {
         let port = peer.port().to_be_bytes();
-        b.rr(&srv, 33, class, 0, &[0, 0, 0, 0, port[0], port[1], 0]);
+        b.rr_parts(
+            &[label, owner],
+            33,
+            class,
+            0,
+            &[0, 0, 0, 0, port[0], port[1], 0],
+        );
     }
     b.finish();
     ctx.written = true;

@@ -102,7 +102,7 @@ pub fn handle(
             return Outcome::Reply;
         }
     }
-    let route = l.routes.route(&req.qname, req.qtype, |b| {
+    let route = l.routes.route(req.qname.name(), req.qtype, |b| {
         l.chains.get(b).is_some_and(|c| !c.plugins.is_empty())
     });
     let Route::Block(b) = route else {

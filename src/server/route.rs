@@ -2,7 +2,7 @@
 //! zone of the blocks on it, DS to the topmost served zone, the root block as
 //! the last resort, REFUSED when nothing matches.
 
-use crate::wire::Name;
+use crate::wire::{Name, NameRef};
 
 /// Zones of one listener → block indices (in block order).
 #[derive(Debug, Default, Clone)]
@@ -38,7 +38,12 @@ impl Routes {
     }
 
     /// Routes `qname`/`qtype`; `has_chain(block)` says whether a block has plugins.
-    pub fn route(&self, qname: &Name, qtype: u16, has_chain: impl Fn(usize) -> bool) -> Route {
+    pub fn route(
+        &self,
+        qname: NameRef<'_>,
+        qtype: u16,
+        has_chain: impl Fn(usize) -> bool,
+    ) -> Route {
         let w = qname.wire();
         let mut ds_handler = None;
         for off in qname.suffix_offsets() {
@@ -79,7 +84,7 @@ mod tests {
         r.add("sub.example.org.", 1);
         r.add(".", 2);
         r.add("empty.example.org.", 3);
-        let q = |n: &str, t: u16| r.route(&Name::parse(n).expect("name"), t, |b| b != 3);
+        let q = |n: &str, t: u16| r.route(Name::parse(n).expect("name").borrowed(), t, |b| b != 3);
         assert_eq!(q("www.sub.example.org.", 1), Route::Block(1));
         assert_eq!(q("WWW.Example.ORG.", 1), Route::Block(0));
         assert_eq!(q("x.sub.example.org.", 43), Route::Block(0));
@@ -89,7 +94,11 @@ mod tests {
         let mut r2 = Routes::default();
         r2.add("example.org.", 0);
         assert_eq!(
-            r2.route(&Name::parse("example.net.").expect("n"), 1, |_| true),
+            r2.route(
+                Name::parse("example.net.").expect("n").borrowed(),
+                1,
+                |_| true
+            ),
             Route::Refused
         );
     }

@@ -152,11 +152,13 @@ pub fn spawn(
                     // itself (submit + wait in one io_uring_enter per batch), bounded
                     // so commands and shutdown are seen.
                     if state.borrow().parked == 0 {
-                        let mut eng = engine.borrow_mut();
-                        // No eventfd wake-ups while waiting here (turned on again below).
-                        eng.set_notify(false);
-                        let _ = eng.submit_and_wait(1, Some(std::time::Duration::from_millis(20)));
-                        drop(eng);
+                        {
+                            let mut eng = engine.borrow_mut();
+                            // No eventfd wake-ups while waiting here (turned on again below).
+                            eng.set_notify(false);
+                            let _ = eng
+                                .submit_and_wait(1, Some(std::time::Duration::from_millis(20)));
+                        }
                         // Replies go to the kernel with the next submit_and_wait:
                         // one io_uring_enter per batch, sending and waiting.
                         process(&shared, &engine, &state, &flush, &mut resp, &mut scratch, false);

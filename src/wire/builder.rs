@@ -85,6 +85,14 @@ impl<'b> Builder<'b> {
         self.counts[self.section as usize] += 1;
     }
 
+    /// Appends a record whose owner is `parts` concatenated (a name in wire form).
+    pub fn rr_parts(&mut self, parts: &[&[u8]], rtype: u16, class: u16, ttl: u32, rdata: &[u8]) {
+        for p in parts {
+            self.buf.extend_from_slice(p);
+        }
+        self.rr_wire(&[], rtype, class, ttl, rdata);
+    }
+
     /// Appends a record.
     pub fn rr(&mut self, owner: &Name, rtype: u16, class: u16, ttl: u32, rdata: &[u8]) {
         self.rr_wire(owner.wire(), rtype, class, ttl, rdata);

@@ -120,6 +120,55 @@ impl Name {
         }
     }
 
+    /// Validates a possibly compressed name at `off` in `msg` exactly as
+    /// [`Name::read`] does, without copying it: returns the offset just past
+    /// the name's bytes at `off` and whether a compression pointer was followed
+    /// (if not, `msg[off..end]` is the whole name in wire form).
+    #[inline]
+    pub fn scan(msg: &[u8], off: usize) -> Result<(usize, bool), NameError> {
+        let mut pos = off;
+        let mut end = None;
+        let mut jumps = 0;
+        let mut w = 0usize;
+        loop {
+            let l = *msg.get(pos).ok_or(NameError::Truncated)?;
+            match l & 0xC0 {
+                0x00 => {
+                    let l = l as usize;
+                    if l == 0 {
+                        if w + 1 > MAX_NAME {
+                            return Err(NameError::TooLong);
+                        }
+                        return Ok(match end {
+                            Some(e) => (e, true),
+                            None => (pos + 1, false),
+                        });
+                    }
+                    if pos + 1 + l > msg.len() {
+                        return Err(NameError::Truncated);
+                    }
+                    if w + 1 + l + 1 > MAX_NAME {
+                        return Err(NameError::TooLong);
+                    }
+                    w += 1 + l;
+                    pos += 1 + l;
+                }
+                0xC0 => {
+                    let b2 = *msg.get(pos + 1).ok_or(NameError::Truncated)?;
+                    if end.is_none() {
+                        end = Some(pos + 2);
+                    }
+                    jumps += 1;
+                    if jumps > 126 {
+                        return Err(NameError::PointerLoop);
+                    }
+                    pos = (((l & 0x3F) as usize) << 8) | b2 as usize;
+                }
+                _ => return Err(NameError::BadLabel),
+            }
+        }
+    }
+
     /// Skips a possibly compressed name at `off`, returning the offset after it.
     pub fn skip(msg: &[u8], off: usize) -> Result<usize, NameError> {
         let mut pos = off;
@@ -202,6 +251,11 @@ impl Name {
         Some(n)
     }
 
+    /// A borrowed view of this name.
+    pub fn borrowed(&self) -> NameRef<'_> {
+        NameRef(self.wire())
+    }
+
     /// ASCII-lowercased copy.
     pub fn to_lowercase(&self) -> Self {
         let mut n = self.clone();
@@ -211,10 +265,7 @@ impl Name {
 
     /// Iterates labels (without length octets), leftmost first.
     pub fn labels(&self) -> Labels<'_> {
-        Labels {
-            w: self.wire(),
-            pos: 0,
-        }
+        self.borrowed().labels()
     }
 
     /// Number of labels (root has 0).
@@ -224,33 +275,12 @@ impl Name {
 
     /// Offsets of each label start (suffix starts), leftmost first.
     pub fn suffix_offsets(&self) -> impl Iterator<Item = usize> + '_ {
-        let w = self.wire();
-        let mut pos = 0usize;
-        std::iter::from_fn(move || {
-            if pos >= w.len() || w[pos] == 0 {
-                return None;
-            }
-            let here = pos;
-            pos += 1 + w[pos] as usize;
-            Some(here)
-        })
+        self.borrowed().suffix_offsets()
     }
 
     /// True if `self` equals `zone` or is below it, case-insensitively.
     pub fn is_subdomain_of(&self, zone: &Self) -> bool {
-        let (a, z) = (self.wire(), zone.wire());
-        if z.len() > a.len() {
-            return false;
-        }
-        if z.len() == 1 {
-            return true;
-        }
-        let start = a.len() - z.len();
-        // The suffix must start on a label boundary.
-        if !self.suffix_offsets().any(|o| o == start) {
-            return false;
-        }
-        a[start..].eq_ignore_ascii_case(z)
+        self.borrowed().is_subdomain_of(zone)
     }
 
     /// Case-insensitive equality.
@@ -276,6 +306,109 @@ impl Name {
 
     /// Writes presentation format (miekg style: `\.`, `\DDD` escapes, trailing dot).
     pub fn write_presentation(&self, out: &mut String) {
+        self.borrowed().write_presentation(out);
+    }
+}
+
+/// A validated, uncompressed wire-format name borrowed from elsewhere (a
+/// query's question, a [`Name`]): the same read-only operations as [`Name`]
+/// without copying its bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct NameRef<'a>(&'a [u8]);
+
+impl<'a> NameRef<'a> {
+    /// A view of `w` if it is one whole uncompressed name as [`Name::scan`]
+    /// accepts (labels of at most 63 octets, one terminating zero at the end).
+    pub fn from_wire_checked(w: &'a [u8]) -> Option<Self> {
+        let mut pos = 0usize;
+        loop {
+            let l = *w.get(pos)? as usize;
+            if l == 0 {
+                return (pos + 1 == w.len() && w.len() <= MAX_NAME).then_some(Self(w));
+            }
+            if l > 63 {
+                return None;
+            }
+            pos += 1 + l;
+        }
+    }
+
+    /// Wire bytes, terminating zero included.
+    pub fn wire(self) -> &'a [u8] {
+        self.0
+    }
+
+    /// Length in octets on the wire.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(self) -> usize {
+        self.0.len()
+    }
+
+    /// True for the root.
+    pub fn is_root(self) -> bool {
+        self.0.len() == 1
+    }
+
+    /// An owned copy.
+    pub fn to_name(self) -> Name {
+        let mut n = Name {
+            buf: [0; MAX_NAME],
+            len: self.0.len() as u8,
+        };
+        n.buf[..self.0.len()].copy_from_slice(self.0);
+        n
+    }
+
+    /// ASCII-lowercased owned copy.
+    pub fn to_lowercase(self) -> Name {
+        let mut n = self.to_name();
+        n.buf[..n.len as usize].make_ascii_lowercase();
+        n
+    }
+
+    /// Iterates labels (without length octets), leftmost first.
+    pub fn labels(self) -> Labels<'a> {
+        Labels { w: self.0, pos: 0 }
+    }
+
+    /// Offsets of each label start (suffix starts), leftmost first.
+    pub fn suffix_offsets(self) -> impl Iterator<Item = usize> + 'a {
+        let w = self.0;
+        let mut pos = 0usize;
+        std::iter::from_fn(move || {
+            if pos >= w.len() || w[pos] == 0 {
+                return None;
+            }
+            let here = pos;
+            pos += 1 + w[pos] as usize;
+            Some(here)
+        })
+    }
+
+    /// True if `self` equals `zone` or is below it, case-insensitively.
+    pub fn is_subdomain_of(self, zone: &Name) -> bool {
+        let (a, z) = (self.0, zone.wire());
+        if z.len() > a.len() {
+            return false;
+        }
+        if z.len() == 1 {
+            return true;
+        }
+        let start = a.len() - z.len();
+        // The suffix must start on a label boundary.
+        if !self.suffix_offsets().any(|o| o == start) {
+            return false;
+        }
+        a[start..].eq_ignore_ascii_case(z)
+    }
+
+    /// Case-insensitive equality.
+    pub fn eq_ignore_case(self, o: &Name) -> bool {
+        self.0.eq_ignore_ascii_case(o.wire())
+    }
+
+    /// Writes presentation format (miekg style: `\.`, `\DDD` escapes, trailing dot).
+    pub fn write_presentation(self, out: &mut String) {
         if self.is_root() {
             out.push('.');
             return;
@@ -304,6 +437,20 @@ impl fmt::Display for Name {
         let mut s = String::new();
         self.write_presentation(&mut s);
         f.write_str(&s)
+    }
+}
+
+impl fmt::Display for NameRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        self.write_presentation(&mut s);
+        f.write_str(&s)
+    }
+}
+
+impl fmt::Debug for NameRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Name({self})")
     }
 }
 

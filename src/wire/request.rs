@@ -1,7 +1,7 @@
 //! A borrowed view of a query: header, question and OPT, validated the way
 //! miekg/dns accepts and unpacks messages (corefile-spec.md §8.1).
 
-use super::name::Name;
+use super::name::{Labels, Name, NameRef};
 use super::{HEADER_LEN, be16, be32, flags, hdr};
 
 /// EDNS options CoreDNS keeps when it echoes the client's OPT (NSID, EXPIRE,
@@ -63,13 +63,83 @@ pub struct OptOption<'a> {
     pub data: &'a [u8],
 }
 
+/// The question name: borrowed from the message, or (for the odd question
+/// whose name holds a compression pointer) decompressed into its own box.
+#[derive(Clone)]
+pub enum QName<'a> {
+    /// Uncompressed in the message (every real client's question).
+    Wire(NameRef<'a>),
+    /// Decompressed.
+    Owned(Box<Name>),
+}
+
+impl QName<'_> {
+    /// The name.
+    #[inline]
+    pub fn name(&self) -> NameRef<'_> {
+        match self {
+            Self::Wire(n) => *n,
+            Self::Owned(n) => n.borrowed(),
+        }
+    }
+    /// Wire bytes, terminating zero included.
+    pub fn wire(&self) -> &[u8] {
+        self.name().wire()
+    }
+    /// Length in octets on the wire.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.name().len()
+    }
+    /// An owned copy.
+    pub fn to_name(&self) -> Name {
+        self.name().to_name()
+    }
+    /// ASCII-lowercased owned copy.
+    pub fn to_lowercase(&self) -> Name {
+        self.name().to_lowercase()
+    }
+    /// Iterates labels, leftmost first.
+    pub fn labels(&self) -> Labels<'_> {
+        self.name().labels()
+    }
+    /// Offsets of each label start, leftmost first.
+    pub fn suffix_offsets(&self) -> impl Iterator<Item = usize> + '_ {
+        self.name().suffix_offsets()
+    }
+    /// True if the name equals `zone` or is below it, case-insensitively.
+    pub fn is_subdomain_of(&self, zone: &Name) -> bool {
+        self.name().is_subdomain_of(zone)
+    }
+    /// Case-insensitive equality.
+    pub fn eq_ignore_case(&self, o: &Name) -> bool {
+        self.name().eq_ignore_case(o)
+    }
+    /// Writes presentation format.
+    pub fn write_presentation(&self, out: &mut String) {
+        self.name().write_presentation(out);
+    }
+}
+
+impl std::fmt::Display for QName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.name().fmt(f)
+    }
+}
+
+impl std::fmt::Debug for QName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.name().fmt(f)
+    }
+}
+
 /// A query that passed the accept filter and unpacked.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
     /// The message bytes as parsed (octets after the message are not included).
     pub msg: &'a [u8],
     /// The question name as sent (case preserved, decompressed).
-    pub qname: Name,
+    pub qname: QName<'a>,
     /// Question type.
     pub qtype: u16,
     /// Question class.
@@ -117,10 +187,8 @@ pub struct Reject {
     pub question_end: Option<usize>,
 }
 
-/// The result of the accept filter and unpack. The query is held inline (no
-/// allocation on the hot path), hence the size difference between variants.
+/// The result of the accept filter and unpack (no allocation on the hot path).
 #[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant)]
 pub enum Verdict<'a> {
     /// A query to route.
     Query(Request<'a>),
@@ -172,8 +240,16 @@ pub fn parse_query(msg: &[u8]) -> Verdict<'_> {
             question_end: q,
         })
     };
-    let Ok((qname, qend)) = Name::read(msg, HEADER_LEN) else {
-        return formerr(None);
+    let (qname, qend) = match Name::scan(msg, HEADER_LEN) {
+        Ok((end, false)) => match NameRef::from_wire_checked(&msg[HEADER_LEN..end]) {
+            Some(n) => (QName::Wire(n), end),
+            None => return formerr(None),
+        },
+        Ok((_, true)) => match Name::read(msg, HEADER_LEN) {
+            Ok((n, end)) => (QName::Owned(Box::new(n)), end),
+            Err(_) => return formerr(None),
+        },
+        Err(_) => return formerr(None),
     };
     if qend + 4 > msg.len() {
         return formerr(None);
@@ -219,7 +295,7 @@ type Rr<'a> = (usize, u16, u16, u32, &'a [u8]);
 fn read_rr(msg: &[u8], pos: usize) -> Result<Rr<'_>, Unpack> {
     let p = Name::skip(msg, pos).map_err(|_| Unpack)?;
     // Validate the owner name fully (pointers, loops, length) as miekg does.
-    Name::read(msg, pos).map_err(|_| Unpack)?;
+    Name::scan(msg, pos).map_err(|_| Unpack)?;
     if p + 10 > msg.len() {
         return Err(Unpack);
     }

@@ -111,6 +111,63 @@ fn garbage_never_panics() {
 }
 
 #[test]
+fn question_name_borrowed_or_decompressed() {
+    // Uncompressed (every real client): borrowed from the message.
+    let q = query(1, "WWW.example.org", 1, None);
+    let Verdict::Query(r) = parse_query(&q) else {
+        panic!("query");
+    };
+    assert!(matches!(r.qname, crate::wire::QName::Wire(_)));
+    assert_eq!(r.qname.to_string(), "WWW.example.org.");
+    assert_eq!(r.qname.to_lowercase().to_string(), "www.example.org.");
+    // A pointer into the header (QDCOUNT's high octet, 0: the root) is legal
+    // for miekg: decompressed into an owned name, the question echoed as sent.
+    let mut q = query(1, "a.", 1, None);
+    q.truncate(12);
+    q.extend_from_slice(&[0xC0, 4, 0, 1, 0, 1]);
+    let Verdict::Query(r) = parse_query(&q) else {
+        panic!("compressed query");
+    };
+    assert!(matches!(r.qname, crate::wire::QName::Owned(_)));
+    assert_eq!(r.qname.to_string(), ".");
+    assert_eq!(r.question_wire(), &[0xC0, 4, 0, 1, 0, 1]);
+}
+
+/// `Name::scan` accepts and rejects exactly what `Name::read` does, at the same offsets.
+#[test]
+fn scan_agrees_with_read() {
+    let mut seed = 0x1234_5678u32;
+    for i in 0..20_000 {
+        let len = 1 + (i % 64);
+        let mut b = vec![0u8; len];
+        for x in &mut b {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            // Mostly short labels, some pointers and zeros.
+            *x = match seed % 8 {
+                0 => 0,
+                1 => 0xC0,
+                2..=4 => (seed >> 8) as u8 % 8,
+                _ => (seed >> 8) as u8,
+            };
+        }
+        let read = Name::read(&b, 0).map(|(n, end)| (n.wire().to_vec(), end));
+        let scan = Name::scan(&b, 0);
+        match (read, scan) {
+            (Ok((w, end)), Ok((send, compressed))) => {
+                assert_eq!(end, send, "{b:?}");
+                if !compressed {
+                    assert_eq!(&b[..end], &w[..], "{b:?}");
+                }
+            }
+            (Err(e), Err(f)) => assert_eq!(e, f, "{b:?}"),
+            (r, s) => panic!("{b:?}: read {r:?} scan {s:?}"),
+        }
+    }
+}
+
+#[test]
 fn truncation_keeps_whole_rrs() {
     let q = query(1, "big.example.org", 1, None);
     let Verdict::Query(r) = parse_query(&q) else {
@@ -119,7 +176,7 @@ fn truncation_keeps_whole_rrs() {
     let mut buf = Vec::new();
     let mut b = Builder::reply(&mut buf, &r);
     for i in 0..40u8 {
-        b.rr(&r.qname, 1, 1, 300, &[192, 0, 2, i]);
+        b.rr_wire(r.qname.wire(), 1, 1, 300, &[192, 0, 2, i]);
     }
     b.finish();
     let idx = MsgIndex::parse(&buf).expect("index");

@@ -8,7 +8,7 @@
 //! `plugin/pkg/dnsutil/ttl.go` (`MinimalTTLWithMaximum`).
 
 use crate::plugins::log::{RespType, typify};
-use crate::wire::{HEADER_LEN, MsgIndex, Name, be16, be32, flags, hdr};
+use crate::wire::{HEADER_LEN, MsgIndex, Name, NameRef, be16, be32, flags, hdr};
 
 /// `year68` of miekg's RRSIG validity check (RFC 4034 §3.1.5 serial arithmetic).
 const YEAR68: i64 = 1 << 31;
@@ -181,9 +181,9 @@ pub fn minimal_ttl(idx: &MsgIndex, t: RespType, max: i64) -> i64 {
 
 /// miekg `Msg.Response` and `request.Match`: a response whose single question
 /// is the request's (name case-insensitively, type, class).
-pub fn matches_request(m: &[u8], qname: &Name, qtype: u16, qclass: u16) -> bool {
+pub fn matches_request(m: &[u8], qname: NameRef<'_>, qtype: u16, qclass: u16) -> bool {
     if m.len() < HEADER_LEN || hdr::flags(m) & flags::QR == 0 {
         return false;
     }
-    question(m).is_some_and(|(n, t, c)| t == qtype && c == qclass && n.eq_ignore_case(qname))
+    question(m).is_some_and(|(n, t, c)| t == qtype && c == qclass && qname.eq_ignore_case(&n))
 }

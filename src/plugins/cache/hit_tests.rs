@@ -136,7 +136,13 @@ fn servfail_is_cached_for_its_duration() {
 
 #[test]
 fn servfail_does_not_shadow_a_positive_entry() {
-    let k = key(&Name::parse("example.org.").expect("n"), 1, 1, false, false);
+    let k = key(
+        Name::parse("example.org.").expect("n").borrowed(),
+        1,
+        1,
+        false,
+        false,
+    );
     let fail = |_: &Request<'_>| rc(2, vec![]);
     let hs = H::new("cache");
     hs.ask(q("example.org."), &fail);
@@ -487,17 +493,29 @@ fn key_lowercases_ascii_only_and_splits_do_cd() {
             "{c}"
         );
     }
-    let a = key(&n("WWW.Example.ORG."), 1, 1, false, false);
-    assert_eq!(a, key(&n("www.example.org."), 1, 1, false, false));
-    assert_ne!(a, key(&n("www.example.org."), 28, 1, false, false));
-    assert_ne!(a, key(&n("www.example.org."), 1, 3, false, false));
-    assert_ne!(a, key(&n("www.example.org."), 1, 1, true, false));
-    assert_ne!(a, key(&n("www.example.org."), 1, 1, false, true));
-    assert_ne!(a, key(&n("www.example.org.x."), 1, 1, false, false));
+    let a = key(n("WWW.Example.ORG.").borrowed(), 1, 1, false, false);
+    assert_eq!(a, key(n("www.example.org.").borrowed(), 1, 1, false, false));
+    assert_ne!(
+        a,
+        key(n("www.example.org.").borrowed(), 28, 1, false, false)
+    );
+    assert_ne!(a, key(n("www.example.org.").borrowed(), 1, 3, false, false));
+    assert_ne!(a, key(n("www.example.org.").borrowed(), 1, 1, true, false));
+    assert_ne!(a, key(n("www.example.org.").borrowed(), 1, 1, false, true));
+    assert_ne!(
+        a,
+        key(n("www.example.org.x.").borrowed(), 1, 1, false, false)
+    );
     // Shards are evenly used.
     let mut shards = [0u32; 256];
     for i in 0..25_600 {
-        shards[(key(&n(&format!("h{i}.example.org.")), 1, 1, false, false) & 255) as usize] += 1;
+        shards[(key(
+            n(&format!("h{i}.example.org.")).borrowed(),
+            1,
+            1,
+            false,
+            false,
+        ) & 255) as usize] += 1;
     }
     assert!(shards.iter().all(|&c| (50..150).contains(&c)), "{shards:?}");
 }
@@ -528,7 +546,7 @@ fn prefetch_through_the_chain_runs_the_plugins_after_the_cache() {
     let msg = q("prefetch.example.org.").msg();
     let (mut resp, mut scratch) = (Vec::new(), Vec::new());
     let k = key(
-        &Name::parse("prefetch.example.org.").expect("n"),
+        Name::parse("prefetch.example.org.").expect("n").borrowed(),
         1,
         1,
         false,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::setup::SEC;
 use crate::wire::index::{Rebuild, rebuild};
-use crate::wire::{HEADER_LEN, MsgIndex, Name, be16, flags, hdr};
+use crate::wire::{HEADER_LEN, MsgIndex, Name, NameRef, be16, flags, hdr};
 
 /// A cached reply.
 pub struct Item {
@@ -59,7 +59,7 @@ pub struct ReplyTo<'a> {
     /// Request flags as the cache sees them (RD and CD are copied for QUERY).
     pub flags: u16,
     /// The question name as the client sent it.
-    pub qname: &'a Name,
+    pub qname: NameRef<'a>,
     /// DO or AD in the request: the stored AD bit is kept.
     pub keep_ad: bool,
 }
@@ -129,7 +129,7 @@ impl Item {
     }
 
     /// CoreDNS `item.matches`: same question, name case-insensitively.
-    pub fn matches(&self, qname: &Name, qtype: u16, qclass: u16) -> bool {
+    pub fn matches(&self, qname: NameRef<'_>, qtype: u16, qclass: u16) -> bool {
         let m = self.msg();
         let w = qname.wire();
         let end = HEADER_LEN + w.len();
@@ -141,7 +141,7 @@ impl Item {
 
     /// CoreDNS `answeringItem`: this item or its last known good answer, if it
     /// answers the question.
-    pub fn answering_item(&self, qname: &Name, qtype: u16, qclass: u16) -> Option<&Self> {
+    pub fn answering_item(&self, qname: NameRef<'_>, qtype: u16, qclass: u16) -> Option<&Self> {
         if self.answering && self.matches(qname, qtype, qclass) {
             return Some(self);
         }
@@ -153,7 +153,7 @@ impl Item {
     /// The owned form of [`Self::answering_item`] (when the item is replaced).
     pub fn into_answering(
         self: Box<Self>,
-        qname: &Name,
+        qname: NameRef<'_>,
         qtype: u16,
         qclass: u16,
     ) -> Option<Box<Self>> {

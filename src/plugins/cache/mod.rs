@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub use setup::{CacheConfig, setup};
 
 use crate::chain::{Ctx, Detached, Flow, Proto, Status};
-use crate::wire::{Name, Request, flags};
+use crate::wire::{Name, NameRef, Request, flags};
 use item::{Item, ReplyTo};
 use metrics::{DENIAL, SUCCESS, inc};
 use setup::SEC;
@@ -133,7 +133,7 @@ impl Clock {
 /// wire name, lowercased in registers (no name is built), then mixed so the low
 /// 8 bits (the shard) and the rest are well spread.
 #[inline]
-pub fn key(qname: &Name, qtype: u16, qclass: u16, do_bit: bool, cd: bool) -> u64 {
+pub fn key(qname: NameRef<'_>, qtype: u16, qclass: u16, do_bit: bool, cd: bool) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let w = qname.wire();
     let mut h =
@@ -238,7 +238,7 @@ impl Cache {
         }
     }
 
-    fn in_zone(&self, q: &Name) -> bool {
+    fn in_zone(&self, q: NameRef<'_>) -> bool {
         self.all_zones || self.zones.iter().any(|z| q.is_subdomain_of(z))
     }
 
@@ -248,7 +248,7 @@ impl Cache {
 
     /// CoreDNS `getIfNotStale` without its counters: which entry to serve (the
     /// success entry is only checked when served, so a hit takes one lock).
-    fn select(&self, key: u64, q: &Name, qtype: u16, qclass: u16, now: i64) -> Option<Found> {
+    fn select(&self, key: u64, q: NameRef<'_>, qtype: u16, qclass: u16, now: i64) -> Option<Found> {
         let c = &self.s.cfg;
         if c.prefer_positive && c.stale_up_to > 0 {
             let lkg = self.s.pcache.get(key, |i| {
@@ -275,7 +275,7 @@ impl Cache {
         Some(Found::Success { lkg: false })
     }
 
-    fn positive_ok(&self, key: u64, q: &Name, qtype: u16, qclass: u16, now: i64) -> bool {
+    fn positive_ok(&self, key: u64, q: NameRef<'_>, qtype: u16, qclass: u16, now: i64) -> bool {
         self.s
             .pcache
             .get(key, |i| {
@@ -339,7 +339,7 @@ impl Cache {
             id: req.id(),
             opcode: req.opcode(),
             flags: req_flags,
-            qname: &req.qname,
+            qname: req.qname.name(),
             keep_ad: req.do_bit() || req_flags & flags::AD != 0,
         };
         it.write_reply(resp, &to, reply_ttl.clamp(0, i64::from(u32::MAX)) as u32);
@@ -361,7 +361,7 @@ impl Cache {
         let served = self
             .store(f)
             .get(key, |i| {
-                let (q, qtype, qclass) = (&req.qname, req.qtype, req.qclass);
+                let (q, qtype, qclass) = (req.qname.name(), req.qtype, req.qclass);
                 let it = match f {
                     Found::Success { lkg: true } => i.answering_item(q, qtype, qclass)?,
                     _ if i.matches(q, qtype, qclass) => i,
@@ -378,7 +378,7 @@ impl Cache {
 
     /// Request hook.
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
-        if !self.in_zone(&ctx.req.qname) {
+        if !self.in_zone(ctx.req.qname.name()) {
             return Flow::Next;
         }
         let now = self.clock.at(ctx.st.start);
@@ -386,13 +386,13 @@ impl Cache {
         let f = ctx.st.flags;
         let ad = if f & flags::AD != 0 { marks::AD } else { 0 };
         let k = key(
-            &ctx.req.qname,
+            ctx.req.qname.name(),
             qtype,
             qclass,
             ctx.req.do_bit(),
             f & flags::CD != 0,
         );
-        let found = self.select(k, &ctx.req.qname, qtype, qclass, now);
+        let found = self.select(k, ctx.req.qname.name(), qtype, qclass, now);
         let served = found.and_then(|fd| self.serve_found(fd, k, ctx, now, false).map(|s| (fd, s)));
         let zl = &self.s.zones_label;
         let Some((fd, served)) = served else {
@@ -458,7 +458,7 @@ impl Cache {
     /// Serves the stale entry for the query (after a failed or slow verify).
     fn serve_stale(&self, ctx: &mut Ctx<'_>, k: u64, now: i64, m: u32) -> Flow {
         let served = self
-            .select(k, &ctx.req.qname, ctx.req.qtype, ctx.req.qclass, now)
+            .select(k, ctx.req.qname.name(), ctx.req.qtype, ctx.req.qclass, now)
             .and_then(|f| self.serve_found(f, k, ctx, now, true));
         if served.is_some() {
             ctx.st.marks |= m;
@@ -515,7 +515,8 @@ impl Cache {
         let k = self.req_key(ctx);
         match outcome {
             Some(Verified::Refreshed { stored: true, .. }) => {
-                let found = self.select(k, &ctx.req.qname, ctx.req.qtype, ctx.req.qclass, now);
+                let found =
+                    self.select(k, ctx.req.qname.name(), ctx.req.qtype, ctx.req.qclass, now);
                 if found.is_some_and(|f| self.serve_found(f, k, ctx, now, true).is_some()) {
                     return Flow::Return(Status::rcode(0));
                 }
@@ -535,7 +536,7 @@ impl Cache {
     fn req_key(&self, ctx: &Ctx<'_>) -> u64 {
         let f = ctx.st.flags;
         key(
-            &ctx.req.qname,
+            ctx.req.qname.name(),
             ctx.req.qtype,
             ctx.req.qclass,
             ctx.req.do_bit(),

@@ -65,7 +65,7 @@ impl Cache {
         let c = &self.s.cfg;
         let m: &[u8] = ctx.resp;
         let clock = &self.clock;
-        let (q, qtype, qclass) = (&ctx.req.qname, ctx.req.qtype, ctx.req.qclass);
+        let (q, qtype, qclass) = (ctx.req.qname.name(), ctx.req.qtype, ctx.req.qclass);
         MsgIndex::with(m, |idx| {
             let mt = cache_type(m, idx, || clock.unix());
             // CoreDNS `key`: what is never cached.
@@ -130,7 +130,7 @@ impl Cache {
         } else {
             &self.nexcept
         };
-        let q = &ctx.req.qname;
+        let q = ctx.req.qname.name();
         if except.iter().any(|z| q.is_subdomain_of(z)) {
             return false;
         }
@@ -179,7 +179,7 @@ impl Cache {
         if !ctx.written
             || m.len() < HEADER_LEN
             || hdr::flags(m) & flags::TC != 0
-            || !matches_request(m, &ctx.req.qname, ctx.req.qtype, ctx.req.qclass)
+            || !matches_request(m, ctx.req.qname.name(), ctx.req.qtype, ctx.req.qclass)
         {
             return Accept::Reject;
         }
@@ -206,7 +206,7 @@ impl Cache {
 
     /// Runs `f` on the entry a refresh or verification started from.
     fn with_origin(&self, ctx: &Ctx<'_>, k: u64, m: u32, f: impl FnOnce(&Item)) {
-        let (q, qtype, qclass) = (&ctx.req.qname, ctx.req.qtype, ctx.req.qclass);
+        let (q, qtype, qclass) = (ctx.req.qname.name(), ctx.req.qtype, ctx.req.qclass);
         if m & marks::DENIAL != 0 {
             self.s.ncache.get(k, f);
         } else {

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 pub use setup::{ForwardConfig, Policy, setup};
 
 use crate::chain::{Ctx, ErrorKind, Flow, PluginError, Proto, Status};
-use crate::wire::{HEADER_LEN, MsgIndex, Name, be16, flags, hdr};
+use crate::wire::{HEADER_LEN, MsgIndex, Name, NameRef, be16, flags, hdr};
 use proxy::{Fail, HcOpts, Local, Net, PoolOpts, TlsInfo, Upstream};
 use setup::Scheme;
 
@@ -158,7 +158,7 @@ impl Stanza {
 
     /// CoreDNS `match`: under FROM and not under an `except` zone (a qname
     /// equal to FROM is always taken).
-    fn matches(&self, qname: &Name) -> bool {
+    fn matches(&self, qname: NameRef<'_>) -> bool {
         let Some(from) = &self.from else { return false };
         if !qname.is_subdomain_of(from) {
             return false;
@@ -415,7 +415,7 @@ fn question_matches(reply: &[u8], ctx: &Ctx<'_>) -> bool {
         return false;
     };
     p + 4 <= reply.len()
-        && name.eq_ignore_case(&ctx.req.qname)
+        && ctx.req.qname.eq_ignore_case(&name)
         && be16(reply, p) == ctx.req.qtype
         && be16(reply, p + 2) == ctx.req.qclass
 }
@@ -431,13 +431,13 @@ impl Forward {
         Ok(Self { stanzas })
     }
 
-    fn first_match(&self, qname: &Name, from: usize) -> Option<usize> {
+    fn first_match(&self, qname: NameRef<'_>, from: usize) -> Option<usize> {
         (from..self.stanzas.len()).find(|&i| self.stanzas[i].matches(qname))
     }
 
     /// Request hook: park queries a stanza takes, pass the rest on.
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
-        match self.first_match(&ctx.req.qname, 0) {
+        match self.first_match(ctx.req.qname.name(), 0) {
             Some(i) => {
                 ctx.st.park = i as u32;
                 Flow::Park
@@ -457,7 +457,7 @@ impl Forward {
             if let Some(flow) = st.serve(ctx, has_next).await {
                 return flow;
             }
-            match self.first_match(&ctx.req.qname, i + 1) {
+            match self.first_match(ctx.req.qname.name(), i + 1) {
                 Some(j) => i = j,
                 None => return Flow::Next,
             }
