@@ -161,7 +161,8 @@ pub fn spawn(
                         }
                         // Replies go to the kernel with the next submit_and_wait:
                         // one io_uring_enter per batch, sending and waiting.
-                        process(&shared, &engine, &state, &flush, &mut resp, &mut scratch, false);
+                        let now =
+                            process(&shared, &engine, &state, &flush, &mut resp, &mut scratch, false);
                         let mut added = false;
                         while let Ok(WorkerCmd::Add(v)) = rx.try_recv() {
                             let mut eng = engine.borrow_mut();
@@ -175,7 +176,8 @@ pub fn spawn(
                         }
                         // Background tasks (health checks, idle upstream connections)
                         // and timers run between batches, at most every millisecond.
-                        if last_yield.elapsed() >= TASK_TICK {
+                        // (The batch's clock reading serves: one per batch.)
+                        if now.saturating_duration_since(last_yield) >= TASK_TICK {
                             tokio::task::yield_now().await;
                             last_yield = Instant::now();
                         }
@@ -226,25 +228,36 @@ fn process(
     resp: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
     submit: bool,
-) {
+) -> Instant {
     let active = shared.active.load();
     let mut eng = engine.borrow_mut();
     let mut st = state.borrow_mut();
+    // The listener of the socket seen last (one lookup per socket and batch, not per query).
+    let mut last: Option<(SocketId, &super::handle::ListenerRt, SocketAddr)> = None;
     loop {
         let now = Instant::now();
         let n = eng.poll_events(&mut |h, ev| match ev {
             Event::Udp {
                 sock, peer, data, ..
             } => {
-                let Some((_, label, local)) = st.udp.iter().find(|(s, _, _)| *s == sock) else {
-                    return;
+                let (l, local) = match last {
+                    Some((s, l, local)) if s == sock => (l, local),
+                    _ => {
+                        let Some((_, label, local)) = st.udp.iter().find(|(s, _, _)| *s == sock)
+                        else {
+                            return;
+                        };
+                        let Some(l) = active.find(label) else { return };
+                        last = Some((sock, l, *local));
+                        (l, *local)
+                    }
                 };
-                let Some(l) = active.find(label) else { return };
+                let label = &l.label;
                 let peer = canonical(peer);
                 let meta = Meta {
                     proto: Proto::Udp,
                     peer,
-                    local: *local,
+                    local,
                     now,
                 };
                 match handle(l, data, meta, resp, scratch) {
@@ -387,11 +400,11 @@ fn process(
         if !submit {
             // Waiting in the ring: the caller submits these replies with its next
             // wait, which also runs the kernel's task work (one enter per batch).
-            break;
+            return now;
         }
         let _ = eng.submit();
         if n == 0 {
-            break;
+            return now;
         }
     }
 }
