@@ -10,6 +10,7 @@ pub mod engine;
 pub mod epoll;
 pub mod handle;
 pub mod ops;
+pub mod ring;
 pub mod route;
 pub mod scrub;
 pub mod signals;

@@ -139,6 +139,8 @@ pub fn spawn(
             };
             let engine = Rc::new(RefCell::new(engine));
             let flush = Rc::new(Notify::new());
+            // Upstream sockets (forward) live on this ring too.
+            super::ring::install(Rc::clone(&engine), Rc::clone(&flush));
             let state = Rc::new(RefCell::new(state));
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, async {
@@ -209,6 +211,7 @@ pub fn spawn(
                 }
             });
             drop(notify);
+            super::ring::uninstall();
             if let Ok(cell) = Rc::try_unwrap(engine) {
                 cell.into_inner().shutdown();
             }
@@ -231,6 +234,7 @@ fn process(
 ) -> Instant {
     let active = shared.active.load();
     let mut eng = engine.borrow_mut();
+    super::ring::remove_pending(&mut eng);
     let mut st = state.borrow_mut();
     // The listener of the socket seen last (one lookup per socket and batch, not per query).
     let mut last: Option<(SocketId, &super::handle::ListenerRt, SocketAddr)> = None;
@@ -325,6 +329,8 @@ fn process(
             Event::TcpClosed { conn } => {
                 st.conns.remove(&conn);
             }
+            Event::UpstreamUdp { id, data } => super::ring::deliver(id, data),
+            Event::UpstreamError { id, error, write } => super::ring::fail(id, &error, write),
             Event::TcpMessage { conn, data } => {
                 let parked_now = st.parked;
                 let Some(c) = st.conns.get_mut(&conn) else {

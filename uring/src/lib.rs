@@ -34,6 +34,14 @@ mod unsupported_check;
 
 pub use imp::{Engine, EngineHandle, probe};
 
+/// A connected upstream UDP socket added with [`Engine::add_upstream_udp`]. Ids carry a
+/// generation, so an id kept after its socket was removed never reaches a reused slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UpstreamId {
+    idx: u32,
+    generation: u32,
+}
+
 mod counting;
 pub use counting::{CountingAlloc, allocations};
 
@@ -195,6 +203,25 @@ pub enum Event<'a> {
     TcpClosed {
         /// The connection.
         conn: ConnId,
+    },
+    /// A datagram from an upstream socket (borrowed, as for [`Event::Udp`]; a datagram longer
+    /// than [`EngineConfig::udp_buf_size`] arrives cut).
+    UpstreamUdp {
+        /// The socket.
+        id: UpstreamId,
+        /// The payload.
+        data: &'a [u8],
+    },
+    /// The kernel reported an error on an upstream socket: a receive that failed (an ICMP
+    /// port unreachable gives `ECONNREFUSED`) or, with `write`, a send that failed. The
+    /// socket stays usable.
+    UpstreamError {
+        /// The socket.
+        id: UpstreamId,
+        /// The error.
+        error: std::io::Error,
+        /// It was a send.
+        write: bool,
     },
 }
 

@@ -7,7 +7,9 @@ use std::marker::PhantomData;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::Duration;
 
-use crate::{ConnId, EngineConfig, Event, ListenerId, ProbeError, RawFd, SocketId, Stats};
+use crate::{
+    ConnId, EngineConfig, Event, ListenerId, ProbeError, RawFd, SocketId, Stats, UpstreamId,
+};
 
 fn unsupported() -> io::Error {
     io::Error::new(
@@ -55,6 +57,24 @@ impl Engine {
     /// Unreachable: no engine exists.
     pub fn send_udp(&mut self, sock: SocketId, peer: SocketAddr, data: &[u8]) -> io::Result<()> {
         let _ = (sock, peer, data);
+        match self.never {}
+    }
+
+    /// Unreachable: no engine exists.
+    pub fn add_upstream_udp(&mut self, sock: UdpSocket) -> io::Result<UpstreamId> {
+        let _ = sock;
+        match self.never {}
+    }
+
+    /// Unreachable: no engine exists.
+    pub fn send_upstream_udp(&mut self, id: UpstreamId, data: &[u8]) -> io::Result<()> {
+        let _ = (id, data);
+        match self.never {}
+    }
+
+    /// Unreachable: no engine exists.
+    pub fn remove_upstream_udp(&mut self, id: UpstreamId) {
+        let _ = id;
         match self.never {}
     }
 

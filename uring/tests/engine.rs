@@ -695,3 +695,97 @@ fn drop_with_ops_in_flight() {
     assert!(is_closed(&tcp));
     UdpSocket::bind(uaddr).unwrap();
 }
+
+/// Upstream sockets: queries go out from the ring, every reply comes back as an event, an
+/// ICMP port unreachable is reported once and the socket keeps working, a removed socket is
+/// closed and its id never reaches the slot's next socket.
+#[test]
+fn upstream_sockets_send_receive_errors_and_removal() {
+    let Some(mut e) = engine(EngineConfig::default()) else {
+        return;
+    };
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(peer.local_addr().unwrap()).unwrap();
+    let local = sock.local_addr().unwrap();
+    let id = e.add_upstream_udp(sock).unwrap();
+    // Queries out (one batch), replies in.
+    for i in 0..20u32 {
+        e.send_upstream_udp(id, &payload(i)).unwrap();
+    }
+    e.submit().unwrap();
+    let mut buf = [0u8; 2048];
+    for i in 0..20u32 {
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!(from, local);
+        assert_eq!(buf[..n], payload(i)[..]);
+        peer.send_to(&buf[..n], from).unwrap();
+    }
+    let mut got = Vec::new();
+    let mut errors = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < 20 {
+        assert!(Instant::now() < deadline, "replies lost: {}", got.len());
+        pump(&mut e, &mut |_, ev| match ev {
+            Event::UpstreamUdp { id: i, data } => {
+                assert_eq!(i, id);
+                got.push(data.to_vec());
+            }
+            Event::UpstreamError { .. } => errors += 1,
+            _ => {}
+        });
+    }
+    assert_eq!(errors, 0);
+    assert_eq!(got, (0..20).map(payload).collect::<Vec<_>>());
+
+    // A peer that is gone: the ICMP unreachable is reported once (ECONNREFUSED, not a send),
+    // and the socket still works afterwards.
+    let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let gone_addr = gone.local_addr().unwrap();
+    drop(gone);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(gone_addr).unwrap();
+    let dead = e.add_upstream_udp(sock).unwrap();
+    e.send_upstream_udp(dead, b"hello").unwrap();
+    let mut refused = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refused.is_empty() {
+        assert!(Instant::now() < deadline, "no error reported");
+        pump(&mut e, &mut |_, ev| {
+            if let Event::UpstreamError { id, error, write } = ev {
+                refused.push((id, error.kind(), write));
+            }
+        });
+    }
+    // Still usable: a second send reaches the kernel (and is refused again).
+    e.send_upstream_udp(dead, b"again").unwrap();
+    assert_eq!(refused, vec![(dead, ErrorKind::ConnectionRefused, false)]);
+
+    // Removal: no more events for the id, the socket is closed, the id is dead.
+    e.remove_upstream_udp(id);
+    e.submit().unwrap();
+    peer.send_to(b"late", local).unwrap();
+    let mut late = 0;
+    let until = Instant::now() + Duration::from_millis(200);
+    while Instant::now() < until {
+        pump(&mut e, &mut |_, ev| {
+            if matches!(ev, Event::UpstreamUdp { .. }) {
+                late += 1;
+            }
+        });
+    }
+    assert_eq!(late, 0, "an event for a removed socket");
+    assert_eq!(
+        e.send_upstream_udp(id, b"x").unwrap_err().kind(),
+        ErrorKind::NotConnected
+    );
+    // The closed socket's port can be bound again.
+    UdpSocket::bind(local).expect("removed upstream socket still open");
+    // Its slot is reused under a new id.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(peer.local_addr().unwrap()).unwrap();
+    let again = e.add_upstream_udp(sock).unwrap();
+    assert_ne!(again, id);
+    e.shutdown();
+}

@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::net::UdpSocket;
 use tokio::time::{Instant, timeout};
 
 use super::doh::{DohInfo, DohLocal};
@@ -325,7 +324,7 @@ fn checkout_udp(up: &Upstream, local: &Local) -> Result<Rc<UdpConn>, Fail> {
         return Err(Fail::Full);
     }
     up.metrics.miss(ConnProto::Udp);
-    let c = Rc::new(dial_udp(up, &local.udp_inflight)?);
+    let c = dial_udp(up, &local.udp_inflight)?;
     pool.push_back(Rc::clone(&c));
     Ok(c)
 }
@@ -338,7 +337,7 @@ fn unspecified(remote: SocketAddr) -> IpAddr {
     }
 }
 
-fn dial_udp(up: &Upstream, inflight: &Rc<Cell<usize>>) -> Result<UdpConn, Fail> {
+fn dial_udp(up: &Upstream, inflight: &Rc<Cell<usize>>) -> Result<Rc<UdpConn>, Fail> {
     let start = Instant::now();
     let r = up.cfg.addr;
     let bind = SocketAddr::new(up.opts.source.unwrap_or_else(|| unspecified(r)), 0);
@@ -348,11 +347,10 @@ fn dial_udp(up: &Upstream, inflight: &Rc<Cell<usize>>) -> Result<UdpConn, Fail> 
     })?;
     let dial_err = |e: io::Error| Fail::io(format!("dial udp {r}: {}", go_op_err("connect", &e)));
     sock.connect(r).map_err(dial_err)?;
-    sock.set_nonblocking(true).map_err(dial_err)?;
     let local = sock.local_addr().map_err(dial_err)?;
-    let sock = UdpSocket::from_std(sock).map_err(dial_err)?;
+    let conn = UdpConn::open(sock, local, r, Rc::clone(inflight)).map_err(dial_err)?;
     up.update_dial(start.elapsed());
-    Ok(UdpConn::new(sock, local, r, Rc::clone(inflight)))
+    Ok(conn)
 }
 
 async fn exchange_udp(

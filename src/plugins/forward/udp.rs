@@ -2,9 +2,13 @@
 //! one worker: each query takes a slot in the socket's bounded `slab` with a
 //! random 16-bit ID unique on that socket, and replies are matched by ID.
 //!
-//! There is no reader task: one waiting query at a time (the leader) waits
-//! for the socket, reads it and hands every datagram to the query it belongs
-//! to; a leaving leader hands the role on.
+//! On an io_uring worker the socket lives on the worker's own ring
+//! (`server::ring`): queries go out in the worker's next batch and replies are
+//! handed to [`UdpConn`] (a `Sink`) from its batch of completions.
+//!
+//! On an epoll worker there is no reader task: one waiting query at a time
+//! (the leader) waits for the socket, reads it and hands every datagram to the
+//! query it belongs to; a leaving leader hands the role on.
 //! Datagrams that are too short or carry an unknown ID are ignored, as
 //! CoreDNS ignores them; an ICMP error fails every query on the socket.
 //!
@@ -16,7 +20,7 @@ use std::collections::HashMap;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 
 use slab::Slab;
@@ -47,9 +51,17 @@ struct State {
     broken: bool,
 }
 
+/// How the socket is read and written.
+enum Io {
+    /// A tokio socket, read by the leading waiter.
+    Tokio(UdpSocket),
+    /// On the worker's ring.
+    Ring(uring::UpstreamId),
+}
+
 /// One connected UDP socket.
 pub struct UdpConn {
-    sock: UdpSocket,
+    io: Io,
     /// Local address (for error texts).
     pub local: SocketAddr,
     /// The upstream.
@@ -67,16 +79,30 @@ thread_local! {
 }
 
 impl UdpConn {
-    /// Wraps a connected socket.
-    pub fn new(
-        sock: UdpSocket,
+    /// Wraps a connected socket: on the worker's ring when there is one
+    /// (`server::ring`), else as a tokio socket.
+    pub fn open(
+        sock: std::net::UdpSocket,
         local: SocketAddr,
         remote: SocketAddr,
         inflight: Rc<Cell<usize>>,
-    ) -> Self {
+    ) -> io::Result<Rc<Self>> {
+        if !crate::server::ring::active() {
+            sock.set_nonblocking(true)?;
+            let sock = UdpSocket::from_std(sock)?;
+            return Ok(Rc::new(Self::new(Io::Tokio(sock), local, remote, inflight)));
+        }
+        let id = crate::server::ring::add(sock, Weak::<Self>::new())?;
+        let conn = Rc::new(Self::new(Io::Ring(id), local, remote, inflight));
+        let sink: Weak<dyn crate::server::ring::Sink> = Rc::downgrade(&conn) as _;
+        crate::server::ring::set_sink(id, sink);
+        Ok(conn)
+    }
+
+    fn new(io: Io, local: SocketAddr, remote: SocketAddr, inflight: Rc<Cell<usize>>) -> Self {
         let now = Instant::now();
         Self {
-            sock,
+            io,
             local,
             remote,
             created: now,
@@ -159,10 +185,21 @@ impl UdpConn {
     pub async fn send(&self, q: &[u8]) -> Result<(), Fail> {
         let t = std::time::Duration::from_secs(2);
         let (l, r) = (self.local, self.remote);
+        let sock = match &self.io {
+            Io::Tokio(s) => s,
+            Io::Ring(id) => {
+                return crate::server::ring::send(*id, q).map_err(|e| {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        self.st.borrow_mut().broken = true;
+                    }
+                    Fail::io(format!("write udp {l}->{r}: {}", go_op_err("write", &e)))
+                });
+            }
+        };
         // Almost always immediate: no timer unless the socket buffer is full.
-        let res = match self.sock.try_send(q) {
+        let res = match sock.try_send(q) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                tokio::time::timeout(t, self.sock.send(q)).await
+                tokio::time::timeout(t, sock.send(q)).await
             }
             r => Ok(r),
         };
@@ -185,6 +222,16 @@ impl UdpConn {
     /// connection refused`), reads what is queued and dispatches it; the
     /// others sleep until their reply arrives or the leader leaves.
     pub async fn wait(&self, key: usize) -> Result<Vec<u8>, Fail> {
+        let sock = match &self.io {
+            Io::Tokio(s) => s,
+            Io::Ring(_) => {
+                // The ring delivers every datagram to `dispatch`: wait for ours.
+                self.sleep_done(key).await;
+                return self
+                    .take(key)
+                    .unwrap_or_else(|| Err(Fail::io("udp: query slot gone")));
+            }
+        };
         loop {
             if let Some(r) = self.take(key) {
                 return r;
@@ -211,14 +258,14 @@ impl UdpConn {
             if let Some(r) = self.take(key) {
                 return r;
             }
-            if let Ok(r) = self.sock.ready(Interest::READABLE | Interest::ERROR).await {
+            if let Ok(r) = sock.ready(Interest::READABLE | Interest::ERROR).await {
                 if r.is_error() {
                     // Clear the error readiness, then take the socket error
                     // (SO_ERROR) as Go's read would.
-                    let _ = self.sock.try_io(Interest::ERROR, || {
+                    let _ = sock.try_io(Interest::ERROR, || {
                         Err::<(), _>(io::ErrorKind::WouldBlock.into())
                     });
-                    if let Ok(Some(e)) = self.sock.take_error() {
+                    if let Ok(Some(e)) = sock.take_error() {
                         self.fail_read(&e);
                     }
                 }
@@ -242,12 +289,30 @@ impl UdpConn {
         .await;
     }
 
+    /// Sleeps until slot `key` is done (or gone).
+    async fn sleep_done(&self, key: usize) {
+        poll_fn(|cx| {
+            let mut st = self.st.borrow_mut();
+            match st.slots.get_mut(key) {
+                Some(s) if s.done.is_none() => {
+                    s.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+                _ => Poll::Ready(()),
+            }
+        })
+        .await;
+    }
+
     /// Reads and dispatches queued datagrams; true if the batch was full.
     fn drain(&self) -> bool {
+        let Io::Tokio(sock) = &self.io else {
+            return false;
+        };
         RECV_BUF.with(|b| {
             let mut buf = b.borrow_mut();
             for _ in 0..64 {
-                match self.sock.try_recv(&mut buf) {
+                match sock.try_recv(&mut buf) {
                     Ok(n) => self.dispatch(&buf[..n]),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                     Err(e) => self.fail_read(&e),
@@ -305,6 +370,37 @@ impl UdpConn {
         };
         let m = &dgram[..dgram.len().min(size)];
         self.complete(key, super::proxy::check_udp_reply(m));
+    }
+}
+
+impl crate::server::ring::Sink for UdpConn {
+    fn datagram(&self, data: &[u8]) {
+        self.dispatch(data);
+    }
+
+    fn error(&self, e: &io::Error, write: bool) {
+        if write {
+            // A send the kernel failed: this socket takes no more queries (as a
+            // failed `try_send` marks it), and the queries on it fail as CoreDNS's would.
+            self.st.borrow_mut().broken = true;
+            let text = format!(
+                "write udp {}->{}: {}",
+                self.local,
+                self.remote,
+                go_op_err("write", e)
+            );
+            self.fail_all(&text);
+        } else {
+            self.fail_read(e);
+        }
+    }
+}
+
+impl Drop for UdpConn {
+    fn drop(&mut self) {
+        if let Io::Ring(id) = self.io {
+            crate::server::ring::remove(id);
+        }
     }
 }
 

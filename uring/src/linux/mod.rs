@@ -15,6 +15,7 @@ mod probe;
 mod ring;
 mod tcp;
 mod udp;
+mod upstream;
 
 pub use probe::probe;
 
@@ -31,7 +32,7 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use self::mem::{BufRing, SendSlots};
 use self::ring::{Cqe, Kind};
-use crate::{ConnId, EngineConfig, Event, ListenerId, SocketId, Stats};
+use crate::{ConnId, EngineConfig, Event, ListenerId, SocketId, Stats, UpstreamId};
 
 /// The callback of [`Engine::poll_events`].
 type Callback<'f> = dyn FnMut(&mut EngineHandle<'_>, Event<'_>) + 'f;
@@ -82,6 +83,12 @@ struct Core {
     idle_ts: Box<types::Timespec>,
     write_ts: Box<types::Timespec>,
     udp: Vec<udp::UdpSock>,
+    /// Upstream sockets, and the slots free for reuse.
+    upstreams: Vec<upstream::UpSock>,
+    upstream_free: Vec<u32>,
+    /// Per send slot: the upstream socket whose query it carries (`upstream::NO_OWNER` for a
+    /// reply), to report a failed send.
+    send_owner: Vec<u64>,
     listeners: Vec<tcp::Listener>,
     conns: tcp::Conns,
     slots: SendSlots,
@@ -166,6 +173,7 @@ impl Engine {
             .register_eventfd(notify.as_raw_fd())?;
         let cq_capacity = setup.ring.params().cq_entries() as usize;
         let conns = tcp::Conns::new(cfg.max_tcp_conns, cfg.max_tcp_msg);
+        let send_slots = cfg.send_slots as usize;
         let core = Core {
             ring: setup.ring,
             defer_taskrun: setup.defer_taskrun,
@@ -180,6 +188,9 @@ impl Engine {
             retry: Vec::new(),
             recv_hdr: Box::new(recv_template(addr::NAME_LEN)),
             udp: Vec::new(),
+            upstreams: Vec::new(),
+            upstream_free: Vec::new(),
+            send_owner: vec![upstream::NO_OWNER; send_slots],
             listeners: Vec::new(),
             conns,
             slots,
@@ -218,6 +229,26 @@ impl Engine {
     /// reply longer than `udp_send_size`.
     pub fn send_udp(&mut self, sock: SocketId, peer: SocketAddr, data: &[u8]) -> io::Result<()> {
         self.core.send_udp(sock, peer, data)
+    }
+
+    /// Takes ownership of a connected UDP socket to an upstream (switched to blocking mode) and
+    /// arms a multishot `RecvMsg` on it: every datagram it receives is reported as
+    /// [`Event::UpstreamUdp`], errors as [`Event::UpstreamError`].
+    pub fn add_upstream_udp(&mut self, sock: UdpSocket) -> io::Result<UpstreamId> {
+        self.core.add_upstream(sock)
+    }
+
+    /// Queues a datagram on an upstream socket (copied into a send slot, submitted with the
+    /// next batch). `Err(NotConnected)` for a removed socket, `Err(WouldBlock)` when every send
+    /// slot is in flight. A send the kernel fails is reported as [`Event::UpstreamError`].
+    pub fn send_upstream_udp(&mut self, id: UpstreamId, data: &[u8]) -> io::Result<()> {
+        self.core.send_upstream(id, data)
+    }
+
+    /// Removes an upstream socket: no event is reported for it any more, and it is closed
+    /// once the kernel has ended its receive.
+    pub fn remove_upstream_udp(&mut self, id: UpstreamId) {
+        self.core.remove_upstream(id);
     }
 
     /// Queues a TCP reply (the engine adds the length prefix). Replies go out in order, partial
@@ -525,6 +556,7 @@ impl Core {
         for t in std::mem::take(&mut self.retry) {
             match ring::untag(t) {
                 Some((Kind::UdpRecv, idx)) => self.arm_udp_or_retry(idx),
+                Some((Kind::UpRecv, idx)) => self.retry_upstream(idx),
                 Some((Kind::Accept, idx)) => self.arm_accept_or_retry(idx),
                 _ => {}
             }
@@ -543,6 +575,11 @@ impl Core {
             Kind::UdpRecv => self.on_udp_recv(rx, idx, c, f),
             Kind::UdpSend => {
                 self.on_udp_send(idx, c.res);
+                self.on_send_owner(idx, c.res, f)
+            }
+            Kind::UpRecv => self.on_upstream_recv(rx, idx, c, f),
+            Kind::UpBackoff => {
+                self.arm_upstream_or_retry(idx);
                 0
             }
             Kind::UdpBackoff => {

@@ -29,12 +29,16 @@ pub(super) enum Kind {
     TcpSend,
     /// The write `LinkTimeout` linked to a TCP `Send`.
     TcpSendTimer,
-    /// `AsyncCancel` (shutdown).
+    /// `AsyncCancel` (shutdown, removing an upstream socket).
     Cancel,
+    /// Multishot `RecvMsg` of an upstream socket.
+    UpRecv,
+    /// Back-off `Timeout` before re-arming a failing upstream receive.
+    UpBackoff,
 }
 
 impl Kind {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 12] = [
         Self::UdpRecv,
         Self::UdpSend,
         Self::UdpBackoff,
@@ -45,6 +49,8 @@ impl Kind {
         Self::TcpSend,
         Self::TcpSendTimer,
         Self::Cancel,
+        Self::UpRecv,
+        Self::UpBackoff,
     ];
 }
 

@@ -1,0 +1,132 @@
+//! The io_uring worker's ring as a UDP transport for plugins (the forward plugin's upstream
+//! sockets): on an io_uring worker, a connected socket handed to [`add`] is read by the
+//! worker's own ring and its datagrams are delivered to a [`Sink`] from the worker's batch of
+//! completions; [`send`] queues a datagram for the worker's next submit. No thread hop and no
+//! system call of its own per query. On an epoll worker (or any other thread) [`active`] is
+//! false and plugins use their own sockets.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::rc::{Rc, Weak};
+
+use tokio::sync::Notify;
+use uring::{Engine, UpstreamId};
+
+/// Receives what the ring reads for one socket.
+pub trait Sink {
+    /// A datagram from the socket's peer.
+    fn datagram(&self, data: &[u8]);
+    /// An error on the socket: a failed receive (an ICMP unreachable) or, with `write`, a
+    /// failed send.
+    fn error(&self, error: &io::Error, write: bool);
+}
+
+struct Ring {
+    engine: Rc<RefCell<Engine>>,
+    /// Wakes the worker to submit what tasks queued.
+    flush: Rc<Notify>,
+    sinks: RefCell<HashMap<UpstreamId, Weak<dyn Sink>>>,
+    /// Sockets dropped while the worker held the engine: removed on its next batch.
+    pending_remove: RefCell<Vec<UpstreamId>>,
+}
+
+thread_local! {
+    static RING: RefCell<Option<Rc<Ring>>> = const { RefCell::new(None) };
+}
+
+fn ring() -> Option<Rc<Ring>> {
+    RING.try_with(|r| r.borrow().clone()).ok().flatten()
+}
+
+/// Makes this thread's worker ring available to plugins.
+pub(super) fn install(engine: Rc<RefCell<Engine>>, flush: Rc<Notify>) {
+    RING.with(|r| {
+        *r.borrow_mut() = Some(Rc::new(Ring {
+            engine,
+            flush,
+            sinks: RefCell::new(HashMap::new()),
+            pending_remove: RefCell::new(Vec::new()),
+        }));
+    });
+}
+
+/// Withdraws the ring (the worker is stopping): plugins fall back to their own sockets.
+pub(super) fn uninstall() {
+    let _ = RING.try_with(|r| r.borrow_mut().take());
+}
+
+/// True on an io_uring worker thread.
+pub fn active() -> bool {
+    ring().is_some()
+}
+
+/// Hands a connected UDP socket to the worker's ring; its datagrams and errors go to `sink`.
+pub fn add(sock: std::net::UdpSocket, sink: Weak<dyn Sink>) -> io::Result<UpstreamId> {
+    let r = ring().ok_or(io::ErrorKind::Unsupported)?;
+    let id = r
+        .engine
+        .try_borrow_mut()
+        .map_err(|_| io::Error::from(io::ErrorKind::WouldBlock))?
+        .add_upstream_udp(sock)?;
+    r.sinks.borrow_mut().insert(id, sink);
+    r.flush.notify_one();
+    Ok(id)
+}
+
+/// Points socket `id`'s events at `sink` (when the sink could not exist before the socket).
+pub fn set_sink(id: UpstreamId, sink: Weak<dyn Sink>) {
+    if let Some(r) = ring() {
+        r.sinks.borrow_mut().insert(id, sink);
+    }
+}
+
+/// Queues a datagram on socket `id` for the worker's next submit.
+pub fn send(id: UpstreamId, data: &[u8]) -> io::Result<()> {
+    let r = ring().ok_or(io::ErrorKind::NotConnected)?;
+    r.engine
+        .try_borrow_mut()
+        .map_err(|_| io::Error::from(io::ErrorKind::WouldBlock))?
+        .send_upstream_udp(id, data)?;
+    r.flush.notify_one();
+    Ok(())
+}
+
+/// Removes socket `id` (closed once its receive has ended).
+pub fn remove(id: UpstreamId) {
+    let Some(r) = ring() else { return };
+    r.sinks.borrow_mut().remove(&id);
+    match r.engine.try_borrow_mut() {
+        Ok(mut e) => {
+            e.remove_upstream_udp(id);
+            r.flush.notify_one();
+        }
+        Err(_) => r.pending_remove.borrow_mut().push(id),
+    }
+}
+
+/// Removals that had to wait for the engine (called by the worker with the engine in hand).
+pub(super) fn remove_pending(engine: &mut Engine) {
+    let Some(r) = ring() else { return };
+    for id in r.pending_remove.borrow_mut().drain(..) {
+        engine.remove_upstream_udp(id);
+    }
+}
+
+fn sink(id: UpstreamId) -> Option<Rc<dyn Sink>> {
+    ring()?.sinks.borrow().get(&id)?.upgrade()
+}
+
+/// A datagram the worker's ring read for socket `id`.
+pub(super) fn deliver(id: UpstreamId, data: &[u8]) {
+    if let Some(s) = sink(id) {
+        s.datagram(data);
+    }
+}
+
+/// An error the worker's ring reported for socket `id`.
+pub(super) fn fail(id: UpstreamId, error: &io::Error, write: bool) {
+    if let Some(s) = sink(id) {
+        s.error(error, write);
+    }
+}
