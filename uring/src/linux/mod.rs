@@ -86,6 +86,8 @@ struct Core {
     /// Upstream sockets, and the slots free for reuse.
     upstreams: Vec<upstream::UpSock>,
     upstream_free: Vec<u32>,
+    /// Sockets of removed upstream slots, closed after the next submit.
+    to_close: Vec<UdpSocket>,
     /// Per send slot: the upstream socket whose query it carries (`upstream::NO_OWNER` for a
     /// reply), to report a failed send.
     send_owner: Vec<u64>,
@@ -190,6 +192,7 @@ impl Engine {
             udp: Vec::new(),
             upstreams: Vec::new(),
             upstream_free: Vec::new(),
+            to_close: Vec::new(),
             send_owner: vec![upstream::NO_OWNER; send_slots],
             listeners: Vec::new(),
             conns,
@@ -283,6 +286,7 @@ impl Engine {
         self.rx.publish();
         let r = ring::submit_wait(&self.core.ring, min_complete, timeout);
         self.core.waited = min_complete > 0;
+        self.core.close_freed();
         r
     }
 

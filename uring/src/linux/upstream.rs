@@ -25,7 +25,7 @@ pub(super) struct UpSock {
     peer: SocketAddr,
     generation: u32,
     /// A multishot receive is in flight.
-    armed: bool,
+    pub(super) armed: bool,
     /// [`Core::remove_upstream`] was called: closed when the receive has ended.
     removed: bool,
 }
@@ -113,15 +113,27 @@ impl Core {
         }
     }
 
-    /// Closes the socket of slot `idx` and makes the slot reusable under a new generation.
+    /// Makes slot `idx` reusable under a new generation. Its socket is closed only once
+    /// everything queued so far has been submitted ([`Core::close_freed`]): a `Send` still in
+    /// the submission queue names the descriptor by number, which another socket could take.
     fn free_upstream(&mut self, idx: u32) {
         if let Some(u) = self.upstreams.get_mut(idx as usize) {
-            if u.sock.take().is_some() {
-                u.generation = u.generation.wrapping_add(1);
+            if let Some(sock) = u.sock.take() {
+                self.to_close.push(sock);
+                // Below 2^31: `owner` keeps the top bit as its marker.
+                u.generation = u.generation.wrapping_add(1) & 0x7fff_ffff;
                 u.removed = false;
                 u.armed = false;
                 self.upstream_free.push(idx);
             }
+        }
+    }
+
+    /// Closes the sockets of freed slots once the submission queue is empty (every operation
+    /// naming them has reached the kernel, which holds its own reference).
+    pub(super) fn close_freed(&mut self) {
+        if !self.to_close.is_empty() && self.ring.submission().is_empty() {
+            self.to_close.clear();
         }
     }
 
