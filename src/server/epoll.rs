@@ -58,12 +58,13 @@ pub async fn udp_loop(
                     }
                     let chain = Arc::clone(&l.chains[block]);
                     let server = Arc::clone(&l.label);
-                    let data = data.to_vec();
+                    let data = super::bufpool::copy_of(data);
                     let sock = sock_rc.clone();
                     let limits = limits.clone();
                     limits.parked.set(limits.parked.get() + 1);
                     tokio::task::spawn_local(async move {
-                        let (mut resp, mut scratch) = (Vec::new(), Vec::new());
+                        let (mut resp, mut scratch) =
+                            (super::bufpool::take(), super::bufpool::take());
                         let out = resume(
                             &server,
                             &chain,

@@ -6,6 +6,7 @@
 //! is swapped atomically on reload, and sockets whose listener survives a
 //! reload are kept (never unbound).
 
+pub mod bufpool;
 pub mod engine;
 pub mod epoll;
 pub mod handle;

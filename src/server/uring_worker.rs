@@ -286,11 +286,12 @@ fn process(
                         st.parked += 1;
                         let chain = Arc::clone(&l.chains[block]);
                         let server = Arc::clone(&l.label);
-                        let data = data.to_vec();
+                        let data = super::bufpool::copy_of(data);
                         let (engine, state) = (Rc::clone(engine), Rc::clone(state));
                         let flush = Rc::clone(flush);
                         tokio::task::spawn_local(async move {
-                            let (mut resp, mut scratch) = (Vec::new(), Vec::new());
+                            let (mut resp, mut scratch) =
+                                (super::bufpool::take(), super::bufpool::take());
                             let out = resume(
                                 &server,
                                 &chain,
@@ -365,7 +366,7 @@ fn process(
                         // Counted as parked: the worker then runs its tasks.
                         st.parked += 1;
                         let (engine, state) = (Rc::clone(engine), Rc::clone(state));
-                        let data = data.to_vec();
+                        let data = super::bufpool::copy_of(data);
                         tokio::task::spawn_local(async move {
                             stream_tcp(&engine, conn, &data, more).await;
                             state.borrow_mut().parked -= 1;
@@ -378,12 +379,13 @@ fn process(
                         }
                         let chain = Arc::clone(&l.chains[block]);
                         let server = Arc::clone(&l.label);
-                        let data = data.to_vec();
+                        let data = super::bufpool::copy_of(data);
                         let (engine, state) = (Rc::clone(engine), Rc::clone(state));
                         let flush = Rc::clone(flush);
                         st.parked += 1;
                         tokio::task::spawn_local(async move {
-                            let (mut resp, mut scratch) = (Vec::new(), Vec::new());
+                            let (mut resp, mut scratch) =
+                                (super::bufpool::take(), super::bufpool::take());
                             let out = resume(
                                 &server,
                                 &chain,
