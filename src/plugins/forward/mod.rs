@@ -259,7 +259,9 @@ impl Stanza {
             Proto::Udp => Net::Udp,
             Proto::Tcp => Net::Tcp,
         };
-        while Instant::now() < deadline && (max_attempts == 0 || attempts < max_attempts) {
+        // The first attempt starts at `start`; later ones read the clock again.
+        let mut now = start;
+        while now < deadline && (max_attempts == 0 || attempts < max_attempts) {
             if i >= list.len() {
                 i = 0;
                 fails = 0;
@@ -290,13 +292,15 @@ impl Stanza {
                 } else {
                     client_net
                 };
-                let t0 = Instant::now();
+                let t0 = now;
                 let r = proxy::exchange(up, local, &mut q, net, size).await;
+                now = Instant::now();
                 match r {
                     Err(Fail::CachedClosed) => continue,
                     Ok(reply) => {
                         let info = reply_info(&reply);
-                        up.metrics.observe(info.rcode, t0.elapsed());
+                        up.metrics
+                            .observe(info.rcode, now.saturating_duration_since(t0));
                         let tc = hdr::flags(&reply) & flags::TC != 0;
                         if tc && !force_tcp && prefer_udp {
                             force_tcp = true;

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::time::{Instant, timeout};
+use tokio::time::{Instant, timeout_at};
 
 use super::doh::{DohInfo, DohLocal};
 use super::metrics::{self, ConnProto, UpstreamMetrics};
@@ -278,8 +278,7 @@ pub fn k_max() -> usize {
     UDP_SOCKETS * super::udp::SLOTS_PER_SOCKET
 }
 
-fn checkout_udp(up: &Upstream, local: &Local) -> Result<Rc<UdpConn>, Fail> {
-    let now = Instant::now();
+fn checkout_udp(up: &Upstream, local: &Local, now: Instant) -> Result<Rc<UdpConn>, Fail> {
     let k = match up.opts.max_idle_conns {
         0 => UDP_SOCKETS,
         n => n.min(UDP_SOCKETS),
@@ -359,15 +358,17 @@ async fn exchange_udp(
     q: &mut [u8],
     size: usize,
 ) -> Result<Vec<u8>, Fail> {
-    let conn = checkout_udp(up, local)?;
-    let Some((key, id)) = conn.register(size) else {
+    // One clock reading serves the pool's expiry, the socket's last use and the timeout.
+    let now = Instant::now();
+    let conn = checkout_udp(up, local, now)?;
+    let Some((key, id)) = conn.register(size, now) else {
         metrics::PENDING_FULL.fetch_add(1, Ordering::Relaxed);
         return Err(Fail::Full);
     };
     let _slot = SlotGuard { conn: &conn, key };
     hdr::set_id(q, id);
     conn.send(q).await?;
-    match timeout(up.opts.read_timeout, conn.wait(key)).await {
+    match timeout_at(now + up.opts.read_timeout, conn.wait(key)).await {
         Ok(r) => r,
         Err(_) => Err(Fail::io(format!(
             "read udp {}->{}: i/o timeout",

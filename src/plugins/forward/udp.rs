@@ -139,7 +139,7 @@ impl UdpConn {
     }
 
     /// Takes a slot with a fresh random ID; `None` when the socket is full.
-    pub fn register(&self, size: usize) -> Option<(usize, u16)> {
+    pub fn register(&self, size: usize, now: Instant) -> Option<(usize, u16)> {
         let mut st = self.st.borrow_mut();
         if st.slots.len() >= SLOTS_PER_SOCKET {
             return None;
@@ -158,7 +158,7 @@ impl UdpConn {
         });
         st.ids.insert(id, key);
         self.inflight.set(self.inflight.get() + 1);
-        st.used = Instant::now();
+        st.used = now;
         st.assigned += 1;
         Some((key, id))
     }
