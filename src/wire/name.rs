@@ -18,6 +18,59 @@ pub enum NameError {
     BadLabel,
 }
 
+/// Follows a possibly compressed name at `off` in `msg` as miekg unpacks it
+/// (at most 126 pointers, 255 octets, plain or pointer labels only), calling
+/// `label(offset in the uncompressed name, label)` for each label. Returns the
+/// offset just past the name's bytes at `off`, the uncompressed length
+/// (terminating zero included) and whether a pointer was followed.
+#[inline(always)]
+fn walk(
+    msg: &[u8],
+    off: usize,
+    mut label: impl FnMut(usize, &[u8]),
+) -> Result<(usize, usize, bool), NameError> {
+    let mut pos = off;
+    let mut end = None;
+    let mut jumps = 0;
+    let mut w = 0usize;
+    loop {
+        let l = *msg.get(pos).ok_or(NameError::Truncated)?;
+        match l & 0xC0 {
+            0x00 => {
+                let l = l as usize;
+                if l == 0 {
+                    if w + 1 > MAX_NAME {
+                        return Err(NameError::TooLong);
+                    }
+                    return Ok(match end {
+                        Some(e) => (e, w + 1, true),
+                        None => (pos + 1, w + 1, false),
+                    });
+                }
+                let bytes = msg.get(pos + 1..pos + 1 + l).ok_or(NameError::Truncated)?;
+                if w + 1 + l + 1 > MAX_NAME {
+                    return Err(NameError::TooLong);
+                }
+                label(w, bytes);
+                w += 1 + l;
+                pos += 1 + l;
+            }
+            0xC0 => {
+                let b2 = *msg.get(pos + 1).ok_or(NameError::Truncated)?;
+                if end.is_none() {
+                    end = Some(pos + 2);
+                }
+                jumps += 1;
+                if jumps > 126 {
+                    return Err(NameError::PointerLoop);
+                }
+                pos = (((l & 0x3F) as usize) << 8) | b2 as usize;
+            }
+            _ => return Err(NameError::BadLabel),
+        }
+    }
+}
+
 /// An uncompressed wire-format name, stored inline.
 #[derive(Clone)]
 pub struct Name {
@@ -77,47 +130,13 @@ impl Name {
             buf: [0; MAX_NAME],
             len: 0,
         };
-        let mut pos = off;
-        let mut end = None;
-        let mut jumps = 0;
-        let mut w = 0usize;
-        loop {
-            let l = *msg.get(pos).ok_or(NameError::Truncated)?;
-            match l & 0xC0 {
-                0x00 => {
-                    let l = l as usize;
-                    if l == 0 {
-                        if w + 1 > MAX_NAME {
-                            return Err(NameError::TooLong);
-                        }
-                        n.buf[w] = 0;
-                        w += 1;
-                        n.len = w as u8;
-                        return Ok((n, end.unwrap_or(pos + 1)));
-                    }
-                    let label = msg.get(pos + 1..pos + 1 + l).ok_or(NameError::Truncated)?;
-                    if w + 1 + l + 1 > MAX_NAME {
-                        return Err(NameError::TooLong);
-                    }
-                    n.buf[w] = l as u8;
-                    n.buf[w + 1..w + 1 + l].copy_from_slice(label);
-                    w += 1 + l;
-                    pos += 1 + l;
-                }
-                0xC0 => {
-                    let b2 = *msg.get(pos + 1).ok_or(NameError::Truncated)?;
-                    if end.is_none() {
-                        end = Some(pos + 2);
-                    }
-                    jumps += 1;
-                    if jumps > 126 {
-                        return Err(NameError::PointerLoop);
-                    }
-                    pos = (((l & 0x3F) as usize) << 8) | b2 as usize;
-                }
-                _ => return Err(NameError::BadLabel),
-            }
-        }
+        let (end, len, _) = walk(msg, off, |w, label| {
+            n.buf[w] = label.len() as u8;
+            n.buf[w + 1..w + 1 + label.len()].copy_from_slice(label);
+        })?;
+        // The terminating zero is already there.
+        n.len = len as u8;
+        Ok((n, end))
     }
 
     /// Validates a possibly compressed name at `off` in `msg` exactly as
@@ -126,47 +145,8 @@ impl Name {
     /// (if not, `msg[off..end]` is the whole name in wire form).
     #[inline]
     pub fn scan(msg: &[u8], off: usize) -> Result<(usize, bool), NameError> {
-        let mut pos = off;
-        let mut end = None;
-        let mut jumps = 0;
-        let mut w = 0usize;
-        loop {
-            let l = *msg.get(pos).ok_or(NameError::Truncated)?;
-            match l & 0xC0 {
-                0x00 => {
-                    let l = l as usize;
-                    if l == 0 {
-                        if w + 1 > MAX_NAME {
-                            return Err(NameError::TooLong);
-                        }
-                        return Ok(match end {
-                            Some(e) => (e, true),
-                            None => (pos + 1, false),
-                        });
-                    }
-                    if pos + 1 + l > msg.len() {
-                        return Err(NameError::Truncated);
-                    }
-                    if w + 1 + l + 1 > MAX_NAME {
-                        return Err(NameError::TooLong);
-                    }
-                    w += 1 + l;
-                    pos += 1 + l;
-                }
-                0xC0 => {
-                    let b2 = *msg.get(pos + 1).ok_or(NameError::Truncated)?;
-                    if end.is_none() {
-                        end = Some(pos + 2);
-                    }
-                    jumps += 1;
-                    if jumps > 126 {
-                        return Err(NameError::PointerLoop);
-                    }
-                    pos = (((l & 0x3F) as usize) << 8) | b2 as usize;
-                }
-                _ => return Err(NameError::BadLabel),
-            }
-        }
+        let (end, _, compressed) = walk(msg, off, |_, _| {})?;
+        Ok((end, compressed))
     }
 
     /// Skips a possibly compressed name at `off`, returning the offset after it.

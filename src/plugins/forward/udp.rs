@@ -226,7 +226,7 @@ impl UdpConn {
             Io::Tokio(s) => s,
             Io::Ring(_) => {
                 // The ring delivers every datagram to `dispatch`: wait for ours.
-                self.sleep_done(key).await;
+                self.sleep(key, false).await;
                 return self
                     .take(key)
                     .unwrap_or_else(|| Err(Fail::io("udp: query slot gone")));
@@ -247,7 +247,7 @@ impl UdpConn {
                 }
             };
             if !lead {
-                self.sleep(key).await;
+                self.sleep(key, true).await;
                 continue;
             }
             if self.drain() {
@@ -273,28 +273,13 @@ impl UdpConn {
         }
     }
 
-    /// Sleeps until slot `key` is done or nobody leads.
-    async fn sleep(&self, key: usize) {
+    /// Sleeps until slot `key` is done (or gone) or, with `or_unled`, nobody leads.
+    async fn sleep(&self, key: usize, or_unled: bool) {
         poll_fn(|cx| {
             let mut st = self.st.borrow_mut();
-            let free = st.poller.is_none();
+            let unled = or_unled && st.poller.is_none();
             match st.slots.get_mut(key) {
-                Some(s) if s.done.is_none() && !free => {
-                    s.waker = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-                _ => Poll::Ready(()),
-            }
-        })
-        .await;
-    }
-
-    /// Sleeps until slot `key` is done (or gone).
-    async fn sleep_done(&self, key: usize) {
-        poll_fn(|cx| {
-            let mut st = self.st.borrow_mut();
-            match st.slots.get_mut(key) {
-                Some(s) if s.done.is_none() => {
+                Some(s) if s.done.is_none() && !unled => {
                     s.waker = Some(cx.waker().clone());
                     Poll::Pending
                 }
