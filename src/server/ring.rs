@@ -61,20 +61,20 @@ pub fn active() -> bool {
     ring().is_some()
 }
 
-/// Hands a connected UDP socket to the worker's ring; its datagrams and errors go to `sink`.
-pub fn add(sock: std::net::UdpSocket, sink: Weak<dyn Sink>) -> io::Result<UpstreamId> {
+/// Hands a connected UDP socket to the worker's ring; its datagrams and errors go to the
+/// sink [`set_sink`] names (the owner of the id, made once the id exists).
+pub fn add(sock: std::net::UdpSocket) -> io::Result<UpstreamId> {
     let r = ring().ok_or(io::ErrorKind::Unsupported)?;
     let id = r
         .engine
         .try_borrow_mut()
         .map_err(|_| io::Error::from(io::ErrorKind::WouldBlock))?
         .add_upstream_udp(sock)?;
-    r.sinks.borrow_mut().insert(id, sink);
     r.flush.notify_one();
     Ok(id)
 }
 
-/// Points socket `id`'s events at `sink` (when the sink could not exist before the socket).
+/// Points socket `id`'s events at `sink`.
 pub fn set_sink(id: UpstreamId, sink: Weak<dyn Sink>) {
     if let Some(r) = ring() {
         r.sinks.borrow_mut().insert(id, sink);

@@ -149,6 +149,13 @@ impl Name {
         Ok((end, compressed))
     }
 
+    /// [`Name::scan`], with a view of the name when it lies uncompressed in
+    /// `msg` (`None` when a compression pointer was followed).
+    pub fn scan_ref(msg: &[u8], off: usize) -> Result<(Option<NameRef<'_>>, usize), NameError> {
+        let (end, compressed) = Self::scan(msg, off)?;
+        Ok(((!compressed).then(|| NameRef(&msg[off..end])), end))
+    }
+
     /// Skips a possibly compressed name at `off`, returning the offset after it.
     pub fn skip(msg: &[u8], off: usize) -> Result<usize, NameError> {
         let mut pos = off;
@@ -297,22 +304,6 @@ impl Name {
 pub struct NameRef<'a>(&'a [u8]);
 
 impl<'a> NameRef<'a> {
-    /// A view of `w` if it is one whole uncompressed name as [`Name::scan`]
-    /// accepts (labels of at most 63 octets, one terminating zero at the end).
-    pub fn from_wire_checked(w: &'a [u8]) -> Option<Self> {
-        let mut pos = 0usize;
-        loop {
-            let l = *w.get(pos)? as usize;
-            if l == 0 {
-                return (pos + 1 == w.len() && w.len() <= MAX_NAME).then_some(Self(w));
-            }
-            if l > 63 {
-                return None;
-            }
-            pos += 1 + l;
-        }
-    }
-
     /// Wire bytes, terminating zero included.
     pub fn wire(self) -> &'a [u8] {
         self.0

@@ -240,12 +240,9 @@ pub fn parse_query(msg: &[u8]) -> Verdict<'_> {
             question_end: q,
         })
     };
-    let (qname, qend) = match Name::scan(msg, HEADER_LEN) {
-        Ok((end, false)) => match NameRef::from_wire_checked(&msg[HEADER_LEN..end]) {
-            Some(n) => (QName::Wire(n), end),
-            None => return formerr(None),
-        },
-        Ok((_, true)) => match Name::read(msg, HEADER_LEN) {
+    let (qname, qend) = match Name::scan_ref(msg, HEADER_LEN) {
+        Ok((Some(n), end)) => (QName::Wire(n), end),
+        Ok((None, _)) => match Name::read(msg, HEADER_LEN) {
             Ok((n, end)) => (QName::Owned(Box::new(n)), end),
             Err(_) => return formerr(None),
         },

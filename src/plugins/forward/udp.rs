@@ -92,7 +92,7 @@ impl UdpConn {
             let sock = UdpSocket::from_std(sock)?;
             return Ok(Rc::new(Self::new(Io::Tokio(sock), local, remote, inflight)));
         }
-        let id = crate::server::ring::add(sock, Weak::<Self>::new())?;
+        let id = crate::server::ring::add(sock)?;
         let conn = Rc::new(Self::new(Io::Ring(id), local, remote, inflight));
         let sink: Weak<dyn crate::server::ring::Sink> = Rc::downgrade(&conn) as _;
         crate::server::ring::set_sink(id, sink);

@@ -88,9 +88,9 @@ struct Core {
     upstream_free: Vec<u32>,
     /// Sockets of removed upstream slots, closed after the next submit.
     to_close: Vec<UdpSocket>,
-    /// Per send slot: the upstream socket whose query it carries (`upstream::NO_OWNER` for a
+    /// Per send slot: the upstream socket whose query it carries (`None` for a
     /// reply), to report a failed send.
-    send_owner: Vec<u64>,
+    send_owner: Vec<Option<UpstreamId>>,
     listeners: Vec<tcp::Listener>,
     conns: tcp::Conns,
     slots: SendSlots,
@@ -193,7 +193,7 @@ impl Engine {
             upstreams: Vec::new(),
             upstream_free: Vec::new(),
             to_close: Vec::new(),
-            send_owner: vec![upstream::NO_OWNER; send_slots],
+            send_owner: vec![None; send_slots],
             listeners: Vec::new(),
             conns,
             slots,

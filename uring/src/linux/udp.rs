@@ -4,7 +4,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use io_uring::{cqueue, opcode, types};
 
@@ -39,16 +39,21 @@ impl Core {
         if self.closing || s.armed {
             return Ok(());
         }
-        let sqe =
-            opcode::RecvMsgMulti::new(types::Fd(s.sock.as_raw_fd()), &*self.recv_hdr, UDP_BGID)
-                .build()
-                .user_data(ring::tag(Kind::UdpRecv, idx));
+        self.push_recv_multi(s.sock.as_raw_fd(), Kind::UdpRecv, idx)?;
+        self.udp[idx as usize].armed = true;
+        Ok(())
+    }
+
+    /// Queues a multishot `RecvMsg` on `fd` over the UDP buffer ring, tagged `kind`/`idx`. The
+    /// caller keeps `fd` open until the receive's last completion.
+    pub(super) fn push_recv_multi(&mut self, fd: RawFd, kind: Kind, idx: u32) -> io::Result<()> {
+        let sqe = opcode::RecvMsgMulti::new(types::Fd(fd), &*self.recv_hdr, UDP_BGID)
+            .build()
+            .user_data(ring::tag(kind, idx));
         // SAFETY: the msghdr is boxed in `self` for the engine's lifetime (leaked if the drain
         // fails); the buffers come from the registered ring, which the engine frees only
         // after every operation completed.
-        unsafe { self.push(&sqe) }?;
-        self.udp[idx as usize].armed = true;
-        Ok(())
+        unsafe { self.push(&sqe) }
     }
 
     pub(super) fn arm_udp_or_retry(&mut self, idx: u32) {

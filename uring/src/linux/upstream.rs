@@ -15,7 +15,7 @@ use io_uring::{cqueue, opcode, types};
 
 use super::mem::BufRing;
 use super::ring::{self, Cqe, Kind};
-use super::{Callback, Core, EngineHandle, UDP_BGID};
+use super::{Callback, Core, EngineHandle};
 use crate::{Event, UpstreamId};
 
 /// One upstream socket slot.
@@ -28,13 +28,6 @@ pub(super) struct UpSock {
     pub(super) armed: bool,
     /// [`Core::remove_upstream`] was called: closed when the receive has ended.
     removed: bool,
-}
-
-/// `send_owner` value of a send slot that carries no upstream query.
-pub(super) const NO_OWNER: u64 = 0;
-
-fn owner(id: UpstreamId) -> u64 {
-    (u64::from(id.generation) << 32) | u64::from(id.idx) | (1 << 63)
 }
 
 impl Core {
@@ -96,13 +89,8 @@ impl Core {
         let Some(fd) = u.sock.as_ref().map(AsRawFd::as_raw_fd) else {
             return Ok(());
         };
-        let sqe = opcode::RecvMsgMulti::new(types::Fd(fd), &*self.recv_hdr, UDP_BGID)
-            .build()
-            .user_data(ring::tag(Kind::UpRecv, idx));
-        // SAFETY: as for the listening sockets' receive: the msghdr is boxed in `self` for the
-        // engine's lifetime and the buffers come from the registered ring, freed only after
-        // every operation completed. The socket is closed only after this receive ended.
-        unsafe { self.push(&sqe) }?;
+        // The socket is closed only after this receive ended (`free_upstream`).
+        self.push_recv_multi(fd, Kind::UpRecv, idx)?;
         self.upstreams[idx as usize].armed = true;
         Ok(())
     }
@@ -120,8 +108,7 @@ impl Core {
         if let Some(u) = self.upstreams.get_mut(idx as usize) {
             if let Some(sock) = u.sock.take() {
                 self.to_close.push(sock);
-                // Below 2^31: `owner` keeps the top bit as its marker.
-                u.generation = u.generation.wrapping_add(1) & 0x7fff_ffff;
+                u.generation = u.generation.wrapping_add(1);
                 u.removed = false;
                 u.armed = false;
                 self.upstream_free.push(idx);
@@ -172,10 +159,10 @@ impl Core {
     }
 
     pub(super) fn send_upstream(&mut self, id: UpstreamId, data: &[u8]) -> io::Result<()> {
-        let Some(u) = self.upstream(id) else {
-            return Err(io::ErrorKind::NotConnected.into());
-        };
-        let (Some(fd), peer) = (u.sock.as_ref().map(AsRawFd::as_raw_fd), u.peer) else {
+        let Some((Some(fd), peer)) = self
+            .upstream(id)
+            .map(|u| (u.sock.as_ref().map(AsRawFd::as_raw_fd), u.peer))
+        else {
             return Err(io::ErrorKind::NotConnected.into());
         };
         if data.len() > self.slots.size() {
@@ -199,25 +186,21 @@ impl Core {
             return Err(e);
         }
         if let Some(o) = self.send_owner.get_mut(slot as usize) {
-            *o = owner(id);
+            *o = Some(id);
         }
         Ok(())
     }
 
     /// A send from slot `slot` completed: a failed upstream query is reported.
     pub(super) fn on_send_owner(&mut self, slot: u32, res: i32, f: &mut Callback<'_>) -> usize {
-        let Some(o) = self.send_owner.get_mut(slot as usize) else {
+        let Some(id) = self
+            .send_owner
+            .get_mut(slot as usize)
+            .and_then(Option::take)
+        else {
             return 0;
         };
-        let o = std::mem::replace(o, NO_OWNER);
-        if o == NO_OWNER || res >= 0 {
-            return 0;
-        }
-        let id = UpstreamId {
-            idx: o as u32,
-            generation: ((o >> 32) as u32) & 0x7fff_ffff,
-        };
-        if self.upstream(id).is_none() {
+        if res >= 0 || self.upstream(id).is_none() {
             return 0;
         }
         f(
