@@ -5,7 +5,7 @@
 //! system call of its own per query. On an epoll worker (or any other thread) [`active`] is
 //! false and plugins use their own sockets.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::rc::{Rc, Weak};
@@ -33,6 +33,26 @@ struct Ring {
 
 thread_local! {
     static RING: RefCell<Option<Rc<Ring>>> = const { RefCell::new(None) };
+    /// Queries waiting for a datagram the ring reads (see [`sleepers`]).
+    static SLEEPERS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// How many queries of this thread wait for nothing but a datagram read by the ring (and
+/// their own timer). When every parked query does, the worker can wait in the ring itself
+/// instead of in its runtime: nothing else can wake them promptly.
+pub fn sleepers() -> usize {
+    SLEEPERS.with(Cell::get)
+}
+
+/// A query started (`true`) or stopped (`false`) waiting for a ring datagram.
+pub fn sleeping(on: bool) {
+    SLEEPERS.with(|c| {
+        c.set(if on {
+            c.get() + 1
+        } else {
+            c.get().saturating_sub(1)
+        })
+    });
 }
 
 fn ring() -> Option<Rc<Ring>> {

@@ -169,6 +169,9 @@ impl UdpConn {
         if let Some(s) = st.slots.try_remove(key) {
             st.ids.remove(&s.id);
             self.inflight.set(self.inflight.get() - 1);
+            if s.waker.is_some() {
+                self.sleeping(false);
+            }
         }
         if st.poller == Some(key) {
             // Another waiter must lead now.
@@ -176,6 +179,7 @@ impl UdpConn {
             if let Some((_, s)) = st.slots.iter_mut().find(|(_, s)| s.waker.is_some()) {
                 if let Some(w) = s.waker.take() {
                     w.wake();
+                    self.sleeping(false);
                 }
             }
         }
@@ -280,7 +284,9 @@ impl UdpConn {
             let unled = or_unled && st.poller.is_none();
             match st.slots.get_mut(key) {
                 Some(s) if s.done.is_none() && !unled => {
-                    s.waker = Some(cx.waker().clone());
+                    if s.waker.replace(cx.waker().clone()).is_none() {
+                        self.sleeping(true);
+                    }
                     Poll::Pending
                 }
                 _ => Poll::Ready(()),
@@ -318,8 +324,16 @@ impl UdpConn {
                 s.done = Some(r);
                 if let Some(w) = s.waker.take() {
                     w.wake();
+                    self.sleeping(false);
                 }
             }
+        }
+    }
+
+    /// Counts a ring query starting or stopping to wait (`server::ring::sleepers`).
+    fn sleeping(&self, on: bool) {
+        if let Io::Ring(_) = self.io {
+            crate::server::ring::sleeping(on);
         }
     }
 
