@@ -9,6 +9,7 @@ pub mod compare;
 pub mod plot;
 pub mod query;
 pub mod ramp;
+pub mod relay;
 pub mod report;
 pub mod run;
 pub mod slots;

@@ -1,4 +1,4 @@
-//! `ringdns-perf`: load run (dnsperf options), `compare`, `median`, `plot`.
+//! `ringdns-perf`: load run (dnsperf options), `compare`, `median`, `plot`, `relay`.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use ringdns_perf::args::Options;
 use ringdns_perf::query::QuerySet;
 use ringdns_perf::report::{Summary, steps_text};
 use ringdns_perf::run::{Shared, run};
-use ringdns_perf::{compare, plot, ramp};
+use ringdns_perf::{compare, plot, ramp, relay};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Some("compare") => compare::main(&args[1..]),
         Some("median") => compare::median_main(&args[1..]).map(|()| true),
         Some("plot") => plot::main(&args[1..]).map(|()| true),
+        Some("relay") => relay::main(&args[1..]).map(|()| true),
         _ => load(&args).map(|()| true),
     };
     match r {

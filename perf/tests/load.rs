@@ -279,3 +279,52 @@ fn compare_exit_status_median_and_plot() {
         let _ = std::fs::remove_file(f);
     }
 }
+
+#[test]
+fn relay_forwards_and_restores_ids() {
+    let r = udp(Behaviour::default());
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut child = bin()
+        .args(["relay", &format!("127.0.0.1:{port}"), &r.addr.to_string()])
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn relay: {e}"));
+    let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    c.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .ok();
+    c.connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A query: ID, RD, one question `a.example. A IN`.
+    let query = |id: u16| {
+        let mut q = id.to_be_bytes().to_vec();
+        q.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        q.extend_from_slice(b"\x01a\x07example\x00\x00\x01\x00\x01");
+        q
+    };
+    // The relay may still be starting: retry the first query for up to 5 s.
+    let mut buf = [0u8; 512];
+    let started = Instant::now();
+    loop {
+        let _ = c.send(&query(7));
+        if let Ok(n) = c.recv(&mut buf) {
+            assert_eq!(&buf[..2], &7u16.to_be_bytes(), "{:?}", &buf[..n]);
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 5, "relay never answered");
+    }
+    let ids: Vec<u16> = (0..50u16).map(|i| 40_000 + i * 3).collect();
+    for &id in &ids {
+        c.send(&query(id)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut got = Vec::new();
+    while let Ok(n) = c.recv(&mut buf) {
+        assert!(n >= 12 && buf[2] & 0x80 != 0, "an answer: {:?}", &buf[..n]);
+        got.push(u16::from_be_bytes([buf[0], buf[1]]));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    got.sort_unstable();
+    assert_eq!(got, ids, "every answer under its query's own ID");
+}

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod epoll;
 pub mod handle;
 pub mod ops;
+pub mod parked;
 pub mod ring;
 pub mod route;
 pub mod scrub;

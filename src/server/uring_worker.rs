@@ -152,26 +152,43 @@ pub fn spawn(
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, async {
                 let (mut resp, mut scratch) = (Vec::with_capacity(4096), Vec::with_capacity(4096));
+                let mut jobs = Vec::new();
+                let mut parked = super::parked::Parked::new();
                 let mut last_yield = Instant::now();
                 loop {
                     if shared.is_stopping() {
                         break;
                     }
-                    // Nothing parked: no task needs the runtime, so wait in the ring
-                    // itself (submit + wait in one io_uring_enter per batch), bounded
-                    // so commands and shutdown are seen.
-                    if state.borrow().parked == 0 {
+                    // Parked queries this batch started or woke run now: their
+                    // upstream queries and replies go out with the next submit.
+                    for j in jobs.drain(..) {
+                        parked.spawn(run_parked(j, &engine, &state, &flush));
+                    }
+                    parked.run();
+                    // Nothing parked, or every parked query waits only for a datagram
+                    // the ring reads (forward's upstream replies) and its own timer: no
+                    // task needs the runtime's I/O, so wait in the ring itself (submit +
+                    // wait in one io_uring_enter per batch), bounded so commands,
+                    // shutdown and timers are seen.
+                    let n_parked = state.borrow().parked;
+                    if n_parked == 0
+                        || (n_parked <= super::ring::sleepers() && !parked.has_ready())
+                    {
                         {
                             let mut eng = engine.borrow_mut();
                             // No eventfd wake-ups while waiting here (turned on again below).
                             eng.set_notify(false);
-                            let _ = eng
-                                .submit_and_wait(1, Some(std::time::Duration::from_millis(20)));
+                            let wait = if n_parked == 0 {
+                                std::time::Duration::from_millis(20)
+                            } else {
+                                TASK_TICK
+                            };
+                            let _ = eng.submit_and_wait(1, Some(wait));
                         }
                         // Replies go to the kernel with the next submit_and_wait:
                         // one io_uring_enter per batch, sending and waiting.
                         let now =
-                            process(&shared, &engine, &state, &flush, &mut resp, &mut scratch, false);
+                            process(&shared, &engine, &state, &mut jobs, &mut resp, &mut scratch, false);
                         let mut added = false;
                         while let Ok(WorkerCmd::Add(v)) = rx.try_recv() {
                             let mut eng = engine.borrow_mut();
@@ -183,13 +200,18 @@ pub fn spawn(
                         if added {
                             let _ = engine.borrow_mut().submit();
                         }
-                        // Background tasks (health checks, idle upstream connections)
-                        // and timers run between batches, at most every millisecond.
-                        // (The batch's clock reading serves: one per batch.)
+                        // Background tasks (health checks, idle upstream connections,
+                        // zone transfers) and timers run between batches, at least
+                        // every millisecond while queries are parked: a timer that
+                        // fires while the worker waits in the ring is seen within
+                        // TASK_TICK. (The batch's clock reading serves: one per batch.)
                         if now.saturating_duration_since(last_yield) >= TASK_TICK {
                             tokio::task::yield_now().await;
                             last_yield = Instant::now();
                         }
+                        continue;
+                    }
+                    if parked.has_ready() {
                         continue;
                     }
                     engine.borrow_mut().set_notify(true);
@@ -198,8 +220,9 @@ pub fn spawn(
                             if let Ok(mut g) = r {
                                 g.clear_ready();
                             }
-                            process(&shared, &engine, &state, &flush, &mut resp, &mut scratch, true);
+                            process(&shared, &engine, &state, &mut jobs, &mut resp, &mut scratch, true);
                         }
+                        () = parked.notified() => {}
                         () = wake2.notified() => {
                             let mut eng = engine.borrow_mut();
                             while let Ok(WorkerCmd::Add(v)) = rx.try_recv() {
@@ -230,11 +253,59 @@ pub fn spawn(
     })
 }
 
+/// Where a parked query's reply goes.
+enum ReplyTo {
+    Udp(SocketId, SocketAddr),
+    Tcp(ConnId),
+}
+
+/// A query a plugin parked in this batch, to run on the worker's executor.
+struct Job {
+    chain: Arc<crate::chain::Chain>,
+    server: Arc<str>,
+    data: super::bufpool::Buf,
+    meta: Meta,
+    at: usize,
+    rs: crate::chain::ReqState,
+    to: ReplyTo,
+}
+
+/// Runs a parked query to its end and queues its reply.
+async fn run_parked(
+    j: Job,
+    engine: &Rc<RefCell<Engine>>,
+    state: &Rc<RefCell<State>>,
+    flush: &Rc<Notify>,
+) {
+    let (mut resp, mut scratch) = (super::bufpool::take(), super::bufpool::take());
+    let out = resume(
+        &j.server,
+        &j.chain,
+        &j.data,
+        j.meta,
+        j.at,
+        j.rs,
+        &mut resp,
+        &mut scratch,
+    )
+    .await;
+    if let Outcome::Reply = out {
+        let mut eng = engine.borrow_mut();
+        let _ = match j.to {
+            ReplyTo::Udp(sock, peer) => eng.send_udp(sock, peer, &resp),
+            ReplyTo::Tcp(conn) => eng.send_tcp(conn, &resp),
+        };
+        // In the runtime's wait: one submit for every reply resumed in this tick.
+        flush.notify_one();
+    }
+    state.borrow_mut().parked -= 1;
+}
+
 fn process(
     shared: &Arc<Shared>,
     engine: &Rc<RefCell<Engine>>,
     state: &Rc<RefCell<State>>,
-    flush: &Rc<Notify>,
+    jobs: &mut Vec<Job>,
     resp: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
     submit: bool,
@@ -284,31 +355,14 @@ fn process(
                             return;
                         }
                         st.parked += 1;
-                        let chain = Arc::clone(&l.chains[block]);
-                        let server = Arc::clone(&l.label);
-                        let data = super::bufpool::copy_of(data);
-                        let (engine, state) = (Rc::clone(engine), Rc::clone(state));
-                        let flush = Rc::clone(flush);
-                        tokio::task::spawn_local(async move {
-                            let (mut resp, mut scratch) =
-                                (super::bufpool::take(), super::bufpool::take());
-                            let out = resume(
-                                &server,
-                                &chain,
-                                &data,
-                                meta,
-                                at,
-                                rs,
-                                &mut resp,
-                                &mut scratch,
-                            )
-                            .await;
-                            if let Outcome::Reply = out {
-                                let _ = engine.borrow_mut().send_udp(sock, peer, &resp);
-                                // One submit for every reply resumed in this tick.
-                                flush.notify_one();
-                            }
-                            state.borrow_mut().parked -= 1;
+                        jobs.push(Job {
+                            chain: Arc::clone(&l.chains[block]),
+                            server: Arc::clone(&l.label),
+                            data: super::bufpool::copy_of(data),
+                            meta,
+                            at,
+                            rs,
+                            to: ReplyTo::Udp(sock, peer),
                         });
                     }
                 }
@@ -377,31 +431,15 @@ fn process(
                         if parked_now >= MAX_PARKED {
                             return;
                         }
-                        let chain = Arc::clone(&l.chains[block]);
-                        let server = Arc::clone(&l.label);
-                        let data = super::bufpool::copy_of(data);
-                        let (engine, state) = (Rc::clone(engine), Rc::clone(state));
-                        let flush = Rc::clone(flush);
                         st.parked += 1;
-                        tokio::task::spawn_local(async move {
-                            let (mut resp, mut scratch) =
-                                (super::bufpool::take(), super::bufpool::take());
-                            let out = resume(
-                                &server,
-                                &chain,
-                                &data,
-                                meta,
-                                at,
-                                rs,
-                                &mut resp,
-                                &mut scratch,
-                            )
-                            .await;
-                            if let Outcome::Reply = out {
-                                let _ = engine.borrow_mut().send_tcp(conn, &resp);
-                                flush.notify_one();
-                            }
-                            state.borrow_mut().parked -= 1;
+                        jobs.push(Job {
+                            chain: Arc::clone(&l.chains[block]),
+                            server: Arc::clone(&l.label),
+                            data: super::bufpool::copy_of(data),
+                            meta,
+                            at,
+                            rs,
+                            to: ReplyTo::Tcp(conn),
                         });
                         return;
                     }
