@@ -8,9 +8,10 @@
 //! §9.2), connections idle longer than `expire` or older than `max_age` are
 //! closed instead of reused, at most `max_idle_conns` idle ones are kept.
 //! Differences: UDP sockets are shared by the queries of a worker (see
-//! [`super::udp`]) and are retired after [`ROTATE_AFTER`] queries; idle
-//! connections are closed when the pool is next used instead of by a 10 s
-//! ticker.
+//! [`super::udp`]): the oldest socket less than half full takes each query,
+//! and a socket is retired (a new random port) after [`ROTATE_AFTER`]
+//! queries; idle connections are closed when the pool is next used instead of
+//! by a 10 s ticker.
 //!
 //! CoreDNS: `plugin/pkg/proxy/{proxy,connect,persistent}.go`.
 
@@ -288,36 +289,27 @@ fn checkout_udp(up: &Upstream, local: &Local, now: Instant) -> Result<Rc<UdpConn
         return Err(Fail::Full);
     }
     let mut pool = local.udp.borrow_mut();
-    // Retire from the front: idle too long, too old, used up, or broken.
-    // Queries still waiting on a retired socket keep it until they finish.
-    while let Some(f) = pool.front() {
-        let retire =
-            expired(up, now, f.used(), f.created) || f.assigned() >= ROTATE_AFTER || f.broken();
-        if !retire {
-            break;
-        }
-        pool.pop_front();
-    }
-    let free = |c: &Rc<UdpConn>| c.pending() < super::udp::SLOTS_PER_SOCKET;
-    let reuse = match pool.front() {
-        Some(f) => (f.pending() == 0 || pool.len() >= k) && free(f),
-        None => false,
-    };
-    if reuse {
-        if let Some(c) = pool.pop_front() {
-            pool.push_back(Rc::clone(&c));
-            up.metrics.hit(ConnProto::Udp);
-            return Ok(c);
-        }
+    // Retire: idle too long, too old, used up, or broken. Queries still waiting
+    // on a retired socket keep it until they finish.
+    pool.retain(|c| {
+        !(expired(up, now, c.used(), c.created) || c.assigned() >= ROTATE_AFTER || c.broken())
+    });
+    // The oldest socket that is less than half full takes the query: under load
+    // one socket carries the queries in flight (one receive on the ring serves
+    // them all) and its port changes every ROTATE_AFTER queries; another socket
+    // opens only when those open are half full, up to k.
+    let roomy = |c: &Rc<UdpConn>| c.pending() < super::udp::SLOTS_PER_SOCKET / 2;
+    if let Some(c) = pool.iter().find(|c| roomy(c)) {
+        up.metrics.hit(ConnProto::Udp);
+        return Ok(Rc::clone(c));
     }
     if pool.len() >= k {
-        // Every socket is busy: any with a free slot, else the bound is reached.
-        if let Some(i) = pool.iter().position(free) {
-            if let Some(c) = pool.remove(i) {
-                pool.push_back(Rc::clone(&c));
-                up.metrics.hit(ConnProto::Udp);
-                return Ok(c);
-            }
+        // Every socket is at least half full: any with a free slot, else the
+        // bound is reached.
+        let free = |c: &&Rc<UdpConn>| c.pending() < super::udp::SLOTS_PER_SOCKET;
+        if let Some(c) = pool.iter().find(free) {
+            up.metrics.hit(ConnProto::Udp);
+            return Ok(Rc::clone(c));
         }
         metrics::PENDING_FULL.fetch_add(1, Ordering::Relaxed);
         return Err(Fail::Full);
