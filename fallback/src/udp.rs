@@ -250,3 +250,125 @@ impl UdpBatch {
         Ok(1)
     }
 }
+
+/// Receive buffers for reading a connected socket (an upstream's replies) in batches.
+pub struct RecvMany {
+    bufs: Vec<Vec<u8>>,
+    lens: [usize; BATCH],
+    #[cfg(target_os = "linux")]
+    hdrs: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+}
+
+impl RecvMany {
+    /// `BATCH` buffers of `buf_size` bytes.
+    pub fn new(buf_size: usize) -> Self {
+        Self {
+            bufs: (0..BATCH).map(|_| vec![0u8; buf_size]).collect(),
+            lens: [0; BATCH],
+            #[cfg(target_os = "linux")]
+            hdrs: nix::sys::socket::MultiHeaders::preallocate(BATCH, None),
+        }
+    }
+
+    /// Reads what `sock` has queued, up to `BATCH` datagrams (one `recvmmsg` on Linux),
+    /// and hands each to `f`; returns how many. `WouldBlock` when nothing was queued;
+    /// other errors are the socket's (an ICMP unreachable on a connected socket).
+    pub fn try_recv(&mut self, sock: &UdpSocket, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
+        let n = self.fill(sock)?;
+        for (b, &len) in self.bufs.iter().zip(&self.lens).take(n) {
+            f(&b[..len.min(b.len())]);
+        }
+        Ok(n)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn fill(&mut self, sock: &UdpSocket) -> io::Result<usize> {
+        use nix::sys::socket::{MsgFlags, recvmmsg};
+        use std::io::IoSliceMut;
+        use std::os::fd::AsRawFd;
+
+        let fd = sock.as_raw_fd();
+        let Self { bufs, lens, hdrs } = self;
+        sock.try_io(Interest::READABLE, || {
+            let mut arr: [[IoSliceMut<'_>; 1]; BATCH] = {
+                let mut it = bufs.iter_mut();
+                std::array::from_fn(|_| match it.next() {
+                    Some(b) => [IoSliceMut::new(b.as_mut_slice())],
+                    None => [IoSliceMut::new(&mut [])],
+                })
+            };
+            let res = recvmmsg(fd, hdrs, arr.iter_mut(), MsgFlags::MSG_DONTWAIT, None)
+                .map_err(io::Error::from)?;
+            let mut k = 0;
+            for r in res {
+                lens[k] = r.bytes;
+                k += 1;
+            }
+            if k == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(k)
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn fill(&mut self, sock: &UdpSocket) -> io::Result<usize> {
+        let mut k = 0;
+        while k < BATCH {
+            match sock.try_recv(&mut self.bufs[k]) {
+                Ok(len) => {
+                    self.lens[k] = len;
+                    k += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && k > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recv_many_reads_a_connected_socket_in_batches() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(async {
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+            let sock = UdpSocket::bind("127.0.0.1:0")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let (a, b) = (
+                peer.local_addr().unwrap_or_else(|e| panic!("{e}")),
+                sock.local_addr().unwrap_or_else(|e| panic!("{e}")),
+            );
+            sock.connect(a).await.unwrap_or_else(|e| panic!("{e}"));
+            let mut r = RecvMany::new(512);
+            // Nothing queued yet.
+            let e = r.try_recv(&sock, |_| {}).err();
+            assert_eq!(e.map(|e| e.kind()), Some(io::ErrorKind::WouldBlock));
+            let total = BATCH + 8;
+            for i in 0..total {
+                peer.send_to(&[i as u8; 3], b)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            sock.readable().await.unwrap_or_else(|e| panic!("{e}"));
+            let mut got = Vec::new();
+            let first = r
+                .try_recv(&sock, |d| got.push(d.to_vec()))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(first, BATCH);
+            let second = r
+                .try_recv(&sock, |d| got.push(d.to_vec()))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(second, 8);
+            let want: Vec<Vec<u8>> = (0..total).map(|i| vec![i as u8; 3]).collect();
+            assert_eq!(got, want);
+        });
+    }
+}

@@ -2,7 +2,7 @@
 //! `recvmmsg`/`sendmmsg` batches (crate `fallback`), TCP with framing, idle
 //! and read timeouts, and a per-worker connection cap.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -27,14 +27,18 @@ pub async fn udp_loop(
     limits: Rc<WorkerLimits>,
 ) {
     let mut batch = fallback::UdpBatch::new(Arc::new(sock), 4096);
-    let sock_rc = Arc::clone(batch.socket());
     let mut scratch = Vec::with_capacity(4096);
+    // Replies of parked queries, sent with the next batch's `sendmmsg`: the tasks
+    // that finish in one tick of the runtime share one system call.
+    let replies: Rc<Replies> = Rc::default();
     loop {
         let n = tokio::select! {
             r = batch.recv() => match r { Ok(n) => n, Err(_) => continue },
+            () = replies.ready.notified() => 0,
             () = shared.stopping() => break,
         };
         if n == 0 {
+            send_replies(&mut batch, &replies, &label);
             continue;
         }
         let now = Instant::now();
@@ -59,7 +63,7 @@ pub async fn udp_loop(
                     let chain = Arc::clone(&l.chains[block]);
                     let server = Arc::clone(&l.label);
                     let data = super::bufpool::copy_of(data);
-                    let sock = sock_rc.clone();
+                    let replies = Rc::clone(&replies);
                     let limits = limits.clone();
                     limits.parked.set(limits.parked.get() + 1);
                     tokio::task::spawn_local(async move {
@@ -77,7 +81,8 @@ pub async fn udp_loop(
                         )
                         .await;
                         if let Outcome::Reply = out {
-                            let _ = sock.send_to(&resp, peer).await;
+                            replies.queue.borrow_mut().push((resp, peer));
+                            replies.ready.notify_one();
                         }
                         limits.parked.set(limits.parked.get() - 1);
                     });
@@ -86,10 +91,25 @@ pub async fn udp_loop(
             }
         });
         drop(active);
-        let before = batch.send_drops;
-        batch.flush();
-        crate::metrics::count_send_drops(&label, batch.send_drops - before);
+        send_replies(&mut batch, &replies, &label);
     }
+}
+
+/// Replies of a UDP socket's parked queries, waiting for its loop to send them.
+#[derive(Default)]
+struct Replies {
+    queue: RefCell<Vec<(super::bufpool::Buf, SocketAddr)>>,
+    ready: tokio::sync::Notify,
+}
+
+/// Sends the batch's replies and the parked queries' replies queued so far.
+fn send_replies(batch: &mut fallback::UdpBatch, replies: &Replies, label: &str) {
+    let before = batch.send_drops;
+    for (resp, peer) in replies.queue.borrow_mut().drain(..) {
+        batch.queue(&resp, peer);
+    }
+    batch.flush();
+    crate::metrics::count_send_drops(label, batch.send_drops - before);
 }
 
 /// Accepts TCP connections until shutdown.

@@ -74,8 +74,8 @@ pub struct UdpConn {
 }
 
 thread_local! {
-    /// One receive buffer per worker: datagrams are dispatched synchronously.
-    static RECV_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 65535]);
+    /// One set of receive buffers per worker: datagrams are dispatched synchronously.
+    static RECV: RefCell<fallback::RecvMany> = RefCell::new(fallback::RecvMany::new(65535));
 }
 
 impl UdpConn {
@@ -300,11 +300,12 @@ impl UdpConn {
         let Io::Tokio(sock) = &self.io else {
             return false;
         };
-        RECV_BUF.with(|b| {
-            let mut buf = b.borrow_mut();
-            for _ in 0..64 {
-                match sock.try_recv(&mut buf) {
-                    Ok(n) => self.dispatch(&buf[..n]),
+        RECV.with(|r| {
+            let mut r = r.borrow_mut();
+            for _ in 0..2 {
+                match r.try_recv(sock, |d| self.dispatch(d)) {
+                    Ok(n) if n == fallback::BATCH => {}
+                    Ok(_) => return false,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                     Err(e) => self.fail_read(&e),
                 }
