@@ -37,6 +37,13 @@ pub fn copy_of(data: &[u8]) -> Buf {
     b
 }
 
+impl From<Vec<u8>> for Buf {
+    /// Wraps a buffer made elsewhere: it joins the pool when dropped.
+    fn from(v: Vec<u8>) -> Self {
+        Buf(v)
+    }
+}
+
 impl Deref for Buf {
     type Target = Vec<u8>;
     fn deref(&self) -> &Vec<u8> {

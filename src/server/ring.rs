@@ -20,6 +20,9 @@ pub trait Sink {
     /// An error on the socket: a failed receive (an ICMP unreachable) or, with `write`, a
     /// failed send.
     fn error(&self, error: &io::Error, write: bool);
+    /// The worker's clock, at least every millisecond while queries wait: fail those
+    /// whose deadline has passed.
+    fn expire(&self, now: std::time::Instant);
 }
 
 struct Ring {
@@ -141,6 +144,20 @@ fn sink(id: UpstreamId) -> Option<Rc<dyn Sink>> {
 pub(super) fn deliver(id: UpstreamId, data: &[u8]) {
     if let Some(s) = sink(id) {
         s.datagram(data);
+    }
+}
+
+/// Lets every socket's sink fail its overdue queries (see [`Sink::expire`]).
+pub(super) fn expire(now: std::time::Instant) {
+    let Some(r) = ring() else { return };
+    let sinks: Vec<Rc<dyn Sink>> = r
+        .sinks
+        .borrow()
+        .values()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for s in sinks {
+        s.expire(now);
     }
 }
 

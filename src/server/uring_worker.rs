@@ -206,6 +206,8 @@ pub fn spawn(
                         // fires while the worker waits in the ring is seen within
                         // TASK_TICK. (The batch's clock reading serves: one per batch.)
                         if now.saturating_duration_since(last_yield) >= TASK_TICK {
+                            // Upstream queries on the ring past their read deadline.
+                            super::ring::expire(now);
                             tokio::task::yield_now().await;
                             last_yield = Instant::now();
                         }
@@ -214,8 +216,16 @@ pub fn spawn(
                     if parked.has_ready() {
                         continue;
                     }
+                    let now = Instant::now();
+                    if now.saturating_duration_since(last_yield) >= TASK_TICK {
+                        super::ring::expire(now);
+                        last_yield = now;
+                    }
                     engine.borrow_mut().set_notify(true);
+                    // Queries on the ring have no timer of their own: wake to expire them.
+                    let ring_waiting = super::ring::sleepers() > 0;
                     tokio::select! {
+                        () = tokio::time::sleep(TASK_TICK), if ring_waiting => {}
                         r = notify.readable() => {
                             if let Ok(mut g) = r {
                                 g.clear_ready();

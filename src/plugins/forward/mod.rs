@@ -293,7 +293,7 @@ impl Stanza {
                     client_net
                 };
                 let t0 = now;
-                let r = proxy::exchange(up, local, &mut q, net, size).await;
+                let r = proxy::exchange(up, local, &mut q, net, size, t0.into()).await;
                 now = Instant::now();
                 match r {
                     Err(Fail::CachedClosed) => continue,

@@ -32,6 +32,7 @@ use super::metrics::{self, ConnProto, UpstreamMetrics};
 use super::setup::{Scheme, UpstreamConfig};
 use super::stream::{Pooled, exchange_stream};
 use super::udp::{SlotGuard, UdpConn};
+use crate::server::bufpool::Buf;
 use crate::wire::{HEADER_LEN, Name, NameError, be16, hdr};
 
 /// UDP sockets per upstream per worker (fewer with `max_idle_conns`).
@@ -255,17 +256,20 @@ pub async fn exchange(
     q: &mut [u8],
     net: Net,
     size: usize,
-) -> Result<Vec<u8>, Fail> {
+    now: Instant,
+) -> Result<Buf, Fail> {
     // The connection-oriented exchanges (TLS handshakes, HTTP/2) are large
     // state machines: boxed, so a parked UDP query's future — moved into its
     // task and polled on every query — stays small (~9 KB → a few hundred
     // bytes; memcpy was 5 % of the forward path's CPU).
     if up.cfg.scheme == Scheme::Https {
-        Box::pin(super::doh::exchange(up, local, q)).await
+        Box::pin(super::doh::exchange(up, local, q))
+            .await
+            .map(Buf::from)
     } else if up.cfg.scheme == Scheme::Tls || net == Net::Tcp {
-        Box::pin(exchange_stream(up, local, q)).await
+        Box::pin(exchange_stream(up, local, q)).await.map(Buf::from)
     } else {
-        exchange_udp(up, local, q, size).await
+        exchange_udp(up, local, q, size, now).await
     }
 }
 
@@ -349,18 +353,24 @@ async fn exchange_udp(
     local: &Local,
     q: &mut [u8],
     size: usize,
-) -> Result<Vec<u8>, Fail> {
-    // One clock reading serves the pool's expiry, the socket's last use and the timeout.
-    let now = Instant::now();
+    now: Instant,
+) -> Result<Buf, Fail> {
+    // The caller's clock reading serves the pool's expiry, the socket's last use and the
+    // timeout.
     let conn = checkout_udp(up, local, now)?;
-    let Some((key, id)) = conn.register(size, now) else {
+    let deadline = now + up.opts.read_timeout;
+    let Some((key, id)) = conn.register(size, now, deadline) else {
         metrics::PENDING_FULL.fetch_add(1, Ordering::Relaxed);
         return Err(Fail::Full);
     };
     let _slot = SlotGuard { conn: &conn, key };
     hdr::set_id(q, id);
     conn.send(q).await?;
-    match timeout_at(now + up.opts.read_timeout, conn.wait(key)).await {
+    if conn.on_ring() {
+        // The worker fails the query at its deadline.
+        return conn.wait(key).await;
+    }
+    match timeout_at(deadline, conn.wait(key)).await {
         Ok(r) => r,
         Err(_) => Err(Fail::io(format!(
             "read udp {}->{}: i/o timeout",
@@ -420,11 +430,11 @@ pub fn unpack(m: &[u8]) -> Result<Option<usize>, Malformed> {
 
 /// A UDP reply with the right ID: itself, an empty reply with TC set when it
 /// was cut short (CoreDNS `truncateResponse`), or an error.
-pub fn check_udp_reply(m: &[u8]) -> Result<Vec<u8>, Fail> {
+pub fn check_udp_reply(m: &[u8]) -> Result<Buf, Fail> {
     match unpack(m) {
-        Ok(_) => Ok(m.to_vec()),
+        Ok(_) => Ok(crate::server::bufpool::copy_of(m)),
         Err(Malformed::Overflow) => {
-            let mut out = m[..HEADER_LEN].to_vec();
+            let mut out = crate::server::bufpool::copy_of(&m[..HEADER_LEN]);
             let f = hdr::flags(&out) | crate::wire::flags::TC;
             hdr::set_flags(&mut out, f);
             // Keep the question when it unpacks, drop every record.

@@ -29,6 +29,7 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use super::proxy::{Fail, go_op_err, random_id};
+use crate::server::bufpool::Buf;
 use crate::wire::{HEADER_LEN, hdr};
 
 /// In-flight queries per socket.
@@ -36,19 +37,26 @@ pub const SLOTS_PER_SOCKET: usize = 512;
 
 struct Slot {
     id: u16,
+    /// Which registration of this slot key it is (deadlines name it).
+    seq: u32,
     /// Read limit of the query's client (CoreDNS `UDPSize`).
     size: usize,
     waker: Option<Waker>,
-    done: Option<Result<Vec<u8>, Fail>>,
+    done: Option<Result<Buf, Fail>>,
 }
 
 struct State {
     slots: Slab<Slot>,
-    ids: HashMap<u16, usize>,
+    ids: HashMap<u16, usize, IdHash>,
     poller: Option<usize>,
     used: Instant,
     assigned: u32,
     broken: bool,
+    /// On the ring: each query's read deadline, in order (all share the upstream's
+    /// `read_timeout`), expired by the worker ([`UdpConn::expire`]) instead of a timer
+    /// per query. At most [`ROTATE_AFTER`](super::proxy::ROTATE_AFTER) entries: a socket
+    /// takes no more queries than that.
+    deadlines: std::collections::VecDeque<(Instant, usize, u32)>,
 }
 
 /// How the socket is read and written.
@@ -57,6 +65,35 @@ enum Io {
     Tokio(UdpSocket),
     /// On the worker's ring.
     Ring(uring::UpstreamId),
+}
+
+/// Hashes the random 16-bit IDs: one multiplication instead of SipHash (the IDs are
+/// random, so nothing is gained by keying the hash).
+#[derive(Default, Clone, Copy)]
+struct IdHash;
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u16(&mut self, v: u16) {
+        self.0 = u64::from(v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 /// One connected UDP socket.
@@ -108,11 +145,12 @@ impl UdpConn {
             created: now,
             st: RefCell::new(State {
                 slots: Slab::new(),
-                ids: HashMap::new(),
+                ids: HashMap::default(),
                 poller: None,
                 used: now,
                 assigned: 0,
                 broken: false,
+                deadlines: std::collections::VecDeque::new(),
             }),
             inflight,
         }
@@ -139,7 +177,9 @@ impl UdpConn {
     }
 
     /// Takes a slot with a fresh random ID; `None` when the socket is full.
-    pub fn register(&self, size: usize, now: Instant) -> Option<(usize, u16)> {
+    /// On the ring the query fails at `deadline` unless answered ([`UdpConn::expire`]);
+    /// a tokio socket's caller times its own wait.
+    pub fn register(&self, size: usize, now: Instant, deadline: Instant) -> Option<(usize, u16)> {
         let mut st = self.st.borrow_mut();
         if st.slots.len() >= SLOTS_PER_SOCKET {
             return None;
@@ -150,13 +190,18 @@ impl UdpConn {
                 break id;
             }
         };
+        let seq = st.assigned;
         let key = st.slots.insert(Slot {
             id,
+            seq,
             size,
             waker: None,
             done: None,
         });
         st.ids.insert(id, key);
+        if self.on_ring() {
+            st.deadlines.push_back((deadline, key, seq));
+        }
         self.inflight.set(self.inflight.get() + 1);
         st.used = now;
         st.assigned += 1;
@@ -225,7 +270,7 @@ impl UdpConn {
     /// error (an ICMP unreachable: CoreDNS fails at once with `read:
     /// connection refused`), reads what is queued and dispatches it; the
     /// others sleep until their reply arrives or the leader leaves.
-    pub async fn wait(&self, key: usize) -> Result<Vec<u8>, Fail> {
+    pub async fn wait(&self, key: usize) -> Result<Buf, Fail> {
         let sock = match &self.io {
             Io::Tokio(s) => s,
             Io::Ring(_) => {
@@ -314,11 +359,11 @@ impl UdpConn {
         })
     }
 
-    fn take(&self, key: usize) -> Option<Result<Vec<u8>, Fail>> {
+    fn take(&self, key: usize) -> Option<Result<Buf, Fail>> {
         self.st.borrow_mut().slots.get_mut(key)?.done.take()
     }
 
-    fn complete(&self, key: usize, r: Result<Vec<u8>, Fail>) {
+    fn complete(&self, key: usize, r: Result<Buf, Fail>) {
         let mut st = self.st.borrow_mut();
         if let Some(s) = st.slots.get_mut(key) {
             if s.done.is_none() {
@@ -328,6 +373,34 @@ impl UdpConn {
                     self.sleeping(false);
                 }
             }
+        }
+    }
+
+    /// True when the worker's ring reads this socket.
+    pub fn on_ring(&self) -> bool {
+        matches!(self.io, Io::Ring(_))
+    }
+
+    /// Fails the queries on the ring whose read deadline has passed, with Go's timeout
+    /// text, as the per-query timer of a tokio socket's caller would.
+    fn expire_before(&self, now: Instant) {
+        loop {
+            let key = {
+                let mut st = self.st.borrow_mut();
+                let Some(&(at, key, seq)) = st.deadlines.front() else {
+                    return;
+                };
+                if at > now {
+                    return;
+                }
+                st.deadlines.pop_front();
+                match st.slots.get(key) {
+                    Some(s) if s.seq == seq && s.done.is_none() => key,
+                    _ => continue,
+                }
+            };
+            let text = format!("read udp {}->{}: i/o timeout", self.local, self.remote);
+            self.complete(key, Err(Fail::io(text)));
         }
     }
 
@@ -376,6 +449,10 @@ impl UdpConn {
 impl crate::server::ring::Sink for UdpConn {
     fn datagram(&self, data: &[u8]) {
         self.dispatch(data);
+    }
+
+    fn expire(&self, now: std::time::Instant) {
+        self.expire_before(Instant::from_std(now));
     }
 
     fn error(&self, e: &io::Error, write: bool) {
