@@ -17,7 +17,7 @@ thread_local! {
 }
 
 /// A buffer that returns to its thread's pool when dropped.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Buf(Vec<u8>);
 
 /// An empty buffer.
@@ -40,7 +40,7 @@ pub fn copy_of(data: &[u8]) -> Buf {
 impl From<Vec<u8>> for Buf {
     /// Wraps a buffer made elsewhere: it joins the pool when dropped.
     fn from(v: Vec<u8>) -> Self {
-        Buf(v)
+        Self(v)
     }
 }
 
