@@ -18,7 +18,39 @@ use crate::chain::Proto;
 /// Queries parked at once per worker; beyond it new parked work is dropped.
 pub const MAX_PARKED: usize = 16_384;
 
-/// Serves one UDP socket until shutdown.
+/// A query this socket's loop parked, with what its reply needs.
+struct Job {
+    chain: Arc<crate::chain::Chain>,
+    server: Arc<str>,
+    data: super::bufpool::Buf,
+    meta: Meta,
+    at: usize,
+    st: crate::chain::ReqState,
+}
+
+/// Runs a parked query to its end and queues its reply for the loop's next `sendmmsg`.
+async fn run_parked(j: Job, replies: &Replies, limits: &WorkerLimits) {
+    let (mut resp, mut scratch) = (super::bufpool::take(), super::bufpool::take());
+    let out = resume(
+        &j.server,
+        &j.chain,
+        &j.data,
+        j.meta,
+        j.at,
+        j.st,
+        &mut resp,
+        &mut scratch,
+    )
+    .await;
+    if let Outcome::Reply = out {
+        replies.queue.borrow_mut().push((resp, j.meta.peer));
+    }
+    limits.parked.set(limits.parked.get() - 1);
+}
+
+/// Serves one UDP socket until shutdown. Queries a plugin parks run on the loop's own
+/// executor ([`super::parked::Parked`]), polled right after the batch that woke them, and
+/// their replies leave with the loop's next `sendmmsg`.
 pub async fn udp_loop(
     sock: UdpSocket,
     local: SocketAddr,
@@ -28,17 +60,26 @@ pub async fn udp_loop(
 ) {
     let mut batch = fallback::UdpBatch::new(Arc::new(sock), 4096);
     let mut scratch = Vec::with_capacity(4096);
-    // Replies of parked queries, sent with the next batch's `sendmmsg`: the tasks
-    // that finish in one tick of the runtime share one system call.
-    let replies: Rc<Replies> = Rc::default();
+    let replies = Replies::default();
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut parked = super::parked::Parked::new();
     loop {
+        for j in jobs.drain(..) {
+            parked.spawn(run_parked(j, &replies, &limits));
+        }
+        parked.run();
+        send_replies(&mut batch, &replies, &label);
+        if parked.has_ready() {
+            // Woken while polled: let the worker's other tasks run first.
+            tokio::task::yield_now().await;
+            continue;
+        }
         let n = tokio::select! {
             r = batch.recv() => match r { Ok(n) => n, Err(_) => continue },
-            () = replies.ready.notified() => 0,
+            () = parked.notified() => continue,
             () = shared.stopping() => break,
         };
         if n == 0 {
-            send_replies(&mut batch, &replies, &label);
             continue;
         }
         let now = Instant::now();
@@ -60,31 +101,14 @@ pub async fn udp_loop(
                     if limits.parked.get() >= MAX_PARKED {
                         return None;
                     }
-                    let chain = Arc::clone(&l.chains[block]);
-                    let server = Arc::clone(&l.label);
-                    let data = super::bufpool::copy_of(data);
-                    let replies = Rc::clone(&replies);
-                    let limits = limits.clone();
                     limits.parked.set(limits.parked.get() + 1);
-                    tokio::task::spawn_local(async move {
-                        let (mut resp, mut scratch) =
-                            (super::bufpool::take(), super::bufpool::take());
-                        let out = resume(
-                            &server,
-                            &chain,
-                            &data,
-                            meta,
-                            at,
-                            st,
-                            &mut resp,
-                            &mut scratch,
-                        )
-                        .await;
-                        if let Outcome::Reply = out {
-                            replies.queue.borrow_mut().push((resp, peer));
-                            replies.ready.notify_one();
-                        }
-                        limits.parked.set(limits.parked.get() - 1);
+                    jobs.push(Job {
+                        chain: Arc::clone(&l.chains[block]),
+                        server: Arc::clone(&l.label),
+                        data: super::bufpool::copy_of(data),
+                        meta,
+                        at,
+                        st,
                     });
                     None
                 }
@@ -93,13 +117,28 @@ pub async fn udp_loop(
         drop(active);
         send_replies(&mut batch, &replies, &label);
     }
+    if shared.is_stopping() {
+        return;
+    }
+    // The socket's server block is gone (a reload): the queries still parked finish
+    // (within forward's 5 s budget) and are answered.
+    for j in jobs.drain(..) {
+        parked.spawn(run_parked(j, &replies, &limits));
+    }
+    loop {
+        parked.run();
+        send_replies(&mut batch, &replies, &label);
+        if parked.running() == 0 {
+            break;
+        }
+        parked.notified().await;
+    }
 }
 
 /// Replies of a UDP socket's parked queries, waiting for its loop to send them.
 #[derive(Default)]
 struct Replies {
     queue: RefCell<Vec<(super::bufpool::Buf, SocketAddr)>>,
-    ready: tokio::sync::Notify,
 }
 
 /// Sends the batch's replies and the parked queries' replies queued so far.
