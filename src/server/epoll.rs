@@ -30,6 +30,8 @@ struct Job {
 
 /// Runs a parked query to its end and queues its reply for the loop's next `sendmmsg`.
 async fn run_parked(j: Job, replies: &Replies, limits: &WorkerLimits) {
+    // Counted out however the query ends (a panic included).
+    let _parked = ParkedGuard(limits);
     let (mut resp, mut scratch) = (super::bufpool::take(), super::bufpool::take());
     let out = resume(
         &j.server,
@@ -45,7 +47,15 @@ async fn run_parked(j: Job, replies: &Replies, limits: &WorkerLimits) {
     if let Outcome::Reply = out {
         replies.queue.borrow_mut().push((resp, j.meta.peer));
     }
-    limits.parked.set(limits.parked.get() - 1);
+}
+
+/// Counts a parked query out when dropped.
+struct ParkedGuard<'a>(&'a WorkerLimits);
+
+impl Drop for ParkedGuard<'_> {
+    fn drop(&mut self) {
+        self.0.parked.set(self.0.parked.get().saturating_sub(1));
+    }
 }
 
 /// Serves one UDP socket until shutdown. Queries a plugin parks run on the loop's own

@@ -6,6 +6,7 @@
 //! and signals [`Parked::notified`], which the worker awaits when it waits in its runtime.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -136,7 +137,17 @@ impl<F: Future<Output = ()>> Parked<F> {
                 // A wake for a query that has finished.
                 continue;
             };
-            if f.poll(&mut Context::from_waker(&s.waker)).is_ready() {
+            // A query that panics ends there, as a panicking tokio task would; the
+            // worker and the other queries go on.
+            let cx = &mut Context::from_waker(&s.waker);
+            let done = match std::panic::catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
+                Ok(p) => p.is_ready(),
+                Err(_) => {
+                    crate::clog::error("a parked query panicked; it is dropped");
+                    true
+                }
+            };
+            if done {
                 s.fut.set(None);
                 self.free.push(idx);
                 self.live -= 1;
@@ -237,5 +248,27 @@ mod tests {
         w[2].wake_by_ref();
         p.run();
         assert_eq!((done.get(), p.running()), (4, 0));
+    }
+
+    /// Counts itself in `ran`, panicking when `k` is 1.
+    async fn job(k: u32, ran: Rc<Cell<u32>>) {
+        assert!(k != 1, "query {k} fails");
+        ran.set(ran.get() + 1);
+    }
+
+    #[test]
+    fn a_panicking_query_ends_alone() {
+        let mut p = Parked::new();
+        let ran = Rc::new(Cell::new(0));
+        for k in 0..3 {
+            p.spawn(job(k, ran.clone()));
+        }
+        assert_eq!(p.run(), 3);
+        assert_eq!((ran.get(), p.running()), (2, 0));
+        // Its slot is reused.
+        p.spawn(job(7, ran.clone()));
+        assert_eq!(p.slots.len(), 3);
+        p.run();
+        assert_eq!((ran.get(), p.running()), (3, 0));
     }
 }

@@ -287,6 +287,8 @@ async fn run_parked(
     state: &Rc<RefCell<State>>,
     flush: &Rc<Notify>,
 ) {
+    // Counted out however the query ends (a panic included).
+    let _parked = ParkedGuard(state);
     let (mut resp, mut scratch) = (super::bufpool::take(), super::bufpool::take());
     let out = resume(
         &j.server,
@@ -308,7 +310,17 @@ async fn run_parked(
         // In the runtime's wait: one submit for every reply resumed in this tick.
         flush.notify_one();
     }
-    state.borrow_mut().parked -= 1;
+}
+
+/// Counts a parked query out when dropped.
+struct ParkedGuard<'a>(&'a RefCell<State>);
+
+impl Drop for ParkedGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.0.try_borrow_mut() {
+            st.parked = st.parked.saturating_sub(1);
+        }
+    }
 }
 
 fn process(
