@@ -12,40 +12,20 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
 use super::handle::{Meta, Outcome, handle, resume, scrub_more};
+use super::parked::Job;
 use super::{Shared, WorkerLimits, canonical};
 use crate::chain::Proto;
 
 /// Queries parked at once per worker; beyond it new parked work is dropped.
 pub const MAX_PARKED: usize = 16_384;
 
-/// A query this socket's loop parked, with what its reply needs.
-struct Job {
-    chain: Arc<crate::chain::Chain>,
-    server: Arc<str>,
-    data: super::bufpool::Buf,
-    meta: Meta,
-    at: usize,
-    st: crate::chain::ReqState,
-}
-
 /// Runs a parked query to its end and queues its reply for the loop's next `sendmmsg`.
 async fn run_parked(j: Job, replies: &Replies, limits: &WorkerLimits) {
     // Counted out however the query ends (a panic included).
     let _parked = ParkedGuard(limits);
-    let (mut resp, mut scratch) = (super::bufpool::take(), super::bufpool::take());
-    let out = resume(
-        &j.server,
-        &j.chain,
-        &j.data,
-        j.meta,
-        j.at,
-        j.st,
-        &mut resp,
-        &mut scratch,
-    )
-    .await;
-    if let Outcome::Reply = out {
-        replies.queue.borrow_mut().push((resp, j.meta.peer));
+    let peer = j.peer();
+    if let Some(resp) = j.run().await {
+        replies.queue.borrow_mut().push((resp, peer));
     }
 }
 
@@ -112,14 +92,7 @@ pub async fn udp_loop(
                         return None;
                     }
                     limits.parked.set(limits.parked.get() + 1);
-                    jobs.push(Job {
-                        chain: Arc::clone(&l.chains[block]),
-                        server: Arc::clone(&l.label),
-                        data: super::bufpool::copy_of(data),
-                        meta,
-                        at,
-                        st,
-                    });
+                    jobs.push(Job::new(l, block, data, meta, at, st));
                     None
                 }
             }

@@ -14,6 +14,59 @@ use std::task::{Context, Wake, Waker};
 
 use tokio::sync::Notify;
 
+/// A query a plugin parked, owned so it can finish after the batch it came in.
+pub struct Job {
+    chain: Arc<crate::chain::Chain>,
+    server: Arc<str>,
+    data: super::bufpool::Buf,
+    meta: super::handle::Meta,
+    at: usize,
+    st: crate::chain::ReqState,
+}
+
+impl Job {
+    /// The query `data` of listener `l`, parked at plugin `at` of block `block`'s chain.
+    pub fn new(
+        l: &super::handle::ListenerRt,
+        block: usize,
+        data: &[u8],
+        meta: super::handle::Meta,
+        at: usize,
+        st: crate::chain::ReqState,
+    ) -> Self {
+        Self {
+            chain: Arc::clone(&l.chains[block]),
+            server: Arc::clone(&l.label),
+            data: super::bufpool::copy_of(data),
+            meta,
+            at,
+            st,
+        }
+    }
+
+    /// The client.
+    pub fn peer(&self) -> std::net::SocketAddr {
+        self.meta.peer
+    }
+
+    /// Runs the query to its end: its reply, if it has one.
+    pub async fn run(self) -> Option<super::bufpool::Buf> {
+        let (mut resp, mut scratch) = (super::bufpool::take(), super::bufpool::take());
+        let out = super::handle::resume(
+            &self.server,
+            &self.chain,
+            &self.data,
+            self.meta,
+            self.at,
+            self.st,
+            &mut resp,
+            &mut scratch,
+        )
+        .await;
+        matches!(out, super::handle::Outcome::Reply).then_some(resp)
+    }
+}
+
 /// Slots woken since the last run.
 struct Queue {
     ready: Mutex<Vec<usize>>,

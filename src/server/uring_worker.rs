@@ -16,7 +16,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 use uring::{ConnId, Engine, EngineConfig, Event, ListenerId, SocketId};
 
-use super::handle::{Meta, Outcome, handle, resume, scrub_more};
+use super::handle::{Meta, Outcome, handle, scrub_more};
+use super::parked::Job;
 use super::{Shared, WorkerCmd, WorkerHandle, WorkerSockets, canonical};
 use crate::chain::Proto;
 
@@ -161,8 +162,8 @@ pub fn spawn(
                     }
                     // Parked queries this batch started or woke run now: their
                     // upstream queries and replies go out with the next submit.
-                    for j in jobs.drain(..) {
-                        parked.spawn(run_parked(j, &engine, &state, &flush));
+                    for (j, to) in jobs.drain(..) {
+                        parked.spawn(run_parked(j, to, &engine, &state, &flush));
                     }
                     parked.run();
                     // Nothing parked, or every parked query waits only for a datagram
@@ -269,41 +270,19 @@ enum ReplyTo {
     Tcp(ConnId),
 }
 
-/// A query a plugin parked in this batch, to run on the worker's executor.
-struct Job {
-    chain: Arc<crate::chain::Chain>,
-    server: Arc<str>,
-    data: super::bufpool::Buf,
-    meta: Meta,
-    at: usize,
-    rs: crate::chain::ReqState,
-    to: ReplyTo,
-}
-
 /// Runs a parked query to its end and queues its reply.
 async fn run_parked(
     j: Job,
+    to: ReplyTo,
     engine: &Rc<RefCell<Engine>>,
     state: &Rc<RefCell<State>>,
     flush: &Rc<Notify>,
 ) {
     // Counted out however the query ends (a panic included).
     let _parked = ParkedGuard(state);
-    let (mut resp, mut scratch) = (super::bufpool::take(), super::bufpool::take());
-    let out = resume(
-        &j.server,
-        &j.chain,
-        &j.data,
-        j.meta,
-        j.at,
-        j.rs,
-        &mut resp,
-        &mut scratch,
-    )
-    .await;
-    if let Outcome::Reply = out {
+    if let Some(resp) = j.run().await {
         let mut eng = engine.borrow_mut();
-        let _ = match j.to {
+        let _ = match to {
             ReplyTo::Udp(sock, peer) => eng.send_udp(sock, peer, &resp),
             ReplyTo::Tcp(conn) => eng.send_tcp(conn, &resp),
         };
@@ -327,7 +306,7 @@ fn process(
     shared: &Arc<Shared>,
     engine: &Rc<RefCell<Engine>>,
     state: &Rc<RefCell<State>>,
-    jobs: &mut Vec<Job>,
+    jobs: &mut Vec<(Job, ReplyTo)>,
     resp: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
     submit: bool,
@@ -377,15 +356,8 @@ fn process(
                             return;
                         }
                         st.parked += 1;
-                        jobs.push(Job {
-                            chain: Arc::clone(&l.chains[block]),
-                            server: Arc::clone(&l.label),
-                            data: super::bufpool::copy_of(data),
-                            meta,
-                            at,
-                            rs,
-                            to: ReplyTo::Udp(sock, peer),
-                        });
+                        let job = Job::new(l, block, data, meta, at, rs);
+                        jobs.push((job, ReplyTo::Udp(sock, peer)));
                     }
                 }
             }
@@ -454,15 +426,8 @@ fn process(
                             return;
                         }
                         st.parked += 1;
-                        jobs.push(Job {
-                            chain: Arc::clone(&l.chains[block]),
-                            server: Arc::clone(&l.label),
-                            data: super::bufpool::copy_of(data),
-                            meta,
-                            at,
-                            rs,
-                            to: ReplyTo::Tcp(conn),
-                        });
+                        let job = Job::new(l, block, data, meta, at, rs);
+                        jobs.push((job, ReplyTo::Tcp(conn)));
                         return;
                     }
                 }

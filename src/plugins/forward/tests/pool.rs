@@ -33,6 +33,16 @@ fn upstream(
     Upstream::new(cfg, opts, None)
 }
 
+/// One exchange with a 512-byte client limit, starting now.
+async fn exchange(
+    up: &proxy::Upstream,
+    local: &proxy::Local,
+    q: &mut [u8],
+    net: Net,
+) -> Result<crate::server::bufpool::Buf, proxy::Fail> {
+    proxy::exchange(up, local, q, net, 512, tokio::time::Instant::now()).await
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -86,15 +96,7 @@ fn udp_sockets_are_shared_and_replies_matched_by_id() {
             let (up, local) = (Rc::clone(&up), Rc::clone(&local));
             hs.push(tokio::task::spawn_local(async move {
                 let mut q = msg(0, 0x0100, &format!("q{i}.example."), 1, &[], None);
-                let r = proxy::exchange(
-                    &up,
-                    &local,
-                    &mut q,
-                    Net::Udp,
-                    512,
-                    tokio::time::Instant::now(),
-                )
-                .await;
+                let r = exchange(&up, &local, &mut q, Net::Udp).await;
                 (q, r)
             }));
         }
@@ -138,15 +140,7 @@ fn udp_pending_table_is_bounded() {
             let (up, local) = (Rc::clone(&up), Rc::clone(&local));
             hs.push(tokio::task::spawn_local(async move {
                 let mut q = msg(0, 0x0100, "x.example.", 1, &[], None);
-                proxy::exchange(
-                    &up,
-                    &local,
-                    &mut q,
-                    Net::Udp,
-                    512,
-                    tokio::time::Instant::now(),
-                )
-                .await
+                exchange(&up, &local, &mut q, Net::Udp).await
             }));
         }
         let (mut full, mut to) = (0, 0);
@@ -175,15 +169,7 @@ fn udp_connection_refused_is_immediate() {
     let t0 = Instant::now();
     let r = rt().block_on(async {
         let mut q = msg(0, 0x0100, "x.example.", 1, &[], None);
-        proxy::exchange(
-            &up,
-            &local,
-            &mut q,
-            Net::Udp,
-            512,
-            tokio::time::Instant::now(),
-        )
-        .await
+        exchange(&up, &local, &mut q, Net::Udp).await
     });
     assert!(t0.elapsed() < Duration::from_millis(500));
     let Err(Fail::Io(t)) = r else { panic!("{r:?}") };
@@ -237,15 +223,7 @@ fn tcp_connections_are_reused_and_expire() {
     for _ in 0..3 {
         let r = rt.block_on(async {
             let mut q = msg(0, 0x0100, "x.example.", 1, &[], None);
-            proxy::exchange(
-                &up,
-                &local,
-                &mut q,
-                Net::Tcp,
-                512,
-                tokio::time::Instant::now(),
-            )
-            .await
+            exchange(&up, &local, &mut q, Net::Tcp).await
         });
         assert!(r.is_ok(), "{r:?}");
     }
@@ -256,15 +234,7 @@ fn tcp_connections_are_reused_and_expire() {
     std::thread::sleep(Duration::from_millis(400));
     let r = rt.block_on(async {
         let mut q = msg(0, 0x0100, "x.example.", 1, &[], None);
-        proxy::exchange(
-            &up,
-            &local,
-            &mut q,
-            Net::Tcp,
-            512,
-            tokio::time::Instant::now(),
-        )
-        .await
+        exchange(&up, &local, &mut q, Net::Tcp).await
     });
     assert!(r.is_ok());
     assert_eq!(conns.load(Ordering::Relaxed), 2);
@@ -391,15 +361,7 @@ fn ipv6_upstream_and_source_address() {
         let local = Local::default();
         let r = rt.block_on(async {
             let mut q = msg(0, 0x0100, "v6.example.", 28, &[], None);
-            proxy::exchange(
-                &up,
-                &local,
-                &mut q,
-                Net::Udp,
-                512,
-                tokio::time::Instant::now(),
-            )
-            .await
+            exchange(&up, &local, &mut q, Net::Udp).await
         });
         assert!(r.is_ok(), "{r:?}");
         assert!(h.join().expect("join").expect("peer").is_ipv6());
@@ -413,15 +375,7 @@ fn ipv6_upstream_and_source_address() {
     let local = Local::default();
     let r = rt.block_on(async {
         let mut q = msg(0, 0x0100, "src.example.", 1, &[], None);
-        proxy::exchange(
-            &up,
-            &local,
-            &mut q,
-            Net::Udp,
-            512,
-            tokio::time::Instant::now(),
-        )
-        .await
+        exchange(&up, &local, &mut q, Net::Udp).await
     });
     assert!(r.is_ok(), "{r:?}");
     let peer = h.join().expect("join").expect("peer");
