@@ -1082,3 +1082,49 @@ fn forward_doh_burst_shares_one_connection() {
         assert_eq!(up.queries().len(), 40, "{be}");
     }
 }
+
+#[test]
+fn parked_queries_finish_across_a_reload_that_removes_their_listener() {
+    for be in backends() {
+        let slow = Fake::start(Mode::Delay(Duration::from_millis(1500)), 5);
+        let s = TestServer::start(
+            &format!(".:{{port}} {{\n forward . {}\n}}\n", slow.addr()),
+            be,
+        );
+        // A query waits 1.5 s for its upstream...
+        let port = s.port.to_string();
+        let dig = std::thread::spawn(move || {
+            let out = Command::new("dig")
+                .args([
+                    "@127.0.0.1",
+                    "-p",
+                    &port,
+                    "+time=5",
+                    "+tries=1",
+                    "x.example",
+                    "A",
+                ])
+                .output()
+                .expect("dig");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        });
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(slow.queries().len(), 1, "{be}: the query is parked");
+        // ...while a reload replaces its server block by one on another port.
+        let conf = s.dir.0.join("Corefile");
+        std::fs::write(&conf, format!(".:{} {{\n whoami\n}}\n", free_port())).expect("write");
+        s.signal(nix::sys::signal::Signal::SIGUSR1);
+        s.wait_line(|l| l == "[INFO] Reloading complete")
+            .expect("reload");
+        // A datagram to the removed listener (it stops answering at once; on epoll this
+        // ends the socket's loop, which then drains its parked queries).
+        let late = s.dig(&["+time=1", "late.example", "A"]);
+        assert!(!late.contains("ANSWER SECTION"), "{be}: {late}");
+        let out = dig.join().expect("dig thread");
+        assert_eq!(
+            answers(&out),
+            ["x.example. 60 IN A 192.0.2.5"],
+            "{be}: the parked query is still answered: {out}"
+        );
+    }
+}
