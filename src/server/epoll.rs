@@ -97,8 +97,9 @@ pub async fn udp_loop(
                 }
             }
         });
+        // This batch's replies leave at the top of the loop, with those of the queries
+        // it parked that finish at once: one `sendmmsg`.
         drop(active);
-        send_replies(&mut batch, &replies, &label);
     }
     if shared.is_stopping() {
         return;

@@ -1,9 +1,10 @@
-//! The io_uring worker's own executor for parked queries (those a plugin such as forward
-//! finishes later). A tokio task per query costs an allocation of the whole future, two
-//! copies of it and the runtime's bookkeeping; here every query runs in a reused slot,
-//! polled by the worker loop itself right after the batch that woke it, with no trip
-//! through the runtime's scheduler. Wakers work from any thread: a wake queues the slot
-//! and signals [`Parked::notified`], which the worker awaits when it waits in its runtime.
+//! The executor for parked queries (those a plugin such as forward finishes later), one
+//! per io_uring worker and one per epoll UDP socket loop. A tokio task per query costs an
+//! allocation of the whole future, two copies of it and the runtime's bookkeeping; here
+//! every query runs in a reused slot, polled by its loop right after the batch that woke
+//! it, with no trip through the runtime's scheduler. Wakers work from any thread: a wake
+//! queues the slot and signals [`Parked::notified`], which the loop awaits when it waits
+//! in its runtime.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -116,7 +117,6 @@ pub struct Parked<F> {
     queue: Arc<Queue>,
     /// The batch being polled (swapped with the ready queue).
     batch: Vec<usize>,
-    live: usize,
 }
 
 impl<F: Future<Output = ()>> Parked<F> {
@@ -130,13 +130,12 @@ impl<F: Future<Output = ()>> Parked<F> {
                 notify: Notify::new(),
             }),
             batch: Vec::new(),
-            live: 0,
         }
     }
 
     /// Queries running.
     pub fn running(&self) -> usize {
-        self.live
+        self.slots.len() - self.free.len()
     }
 
     /// Starts `f`; it is first polled by the next [`Parked::run`].
@@ -162,7 +161,6 @@ impl<F: Future<Output = ()>> Parked<F> {
         let s = &mut self.slots[idx];
         s.fut.set(Some(f));
         s.wake.wake_by_ref();
-        self.live += 1;
     }
 
     /// Polls every query woken so far (those woken while this runs wait for the next
@@ -203,7 +201,6 @@ impl<F: Future<Output = ()>> Parked<F> {
             if done {
                 s.fut.set(None);
                 self.free.push(idx);
-                self.live -= 1;
             }
         }
         n

@@ -40,9 +40,9 @@ thread_local! {
     static SLEEPERS: Cell<usize> = const { Cell::new(0) };
 }
 
-/// How many queries of this thread wait for nothing but a datagram read by the ring (and
-/// their own timer). When every parked query does, the worker can wait in the ring itself
-/// instead of in its runtime: nothing else can wake them promptly.
+/// How many queries of this thread wait for nothing but a datagram read by the ring (their
+/// deadlines are the worker's, [`expire`]). When every parked query does, the worker can
+/// wait in the ring itself instead of in its runtime: only the ring wakes them.
 pub fn sleepers() -> usize {
     SLEEPERS.with(Cell::get)
 }

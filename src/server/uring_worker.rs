@@ -155,7 +155,7 @@ pub fn spawn(
                 let (mut resp, mut scratch) = (Vec::with_capacity(4096), Vec::with_capacity(4096));
                 let mut jobs = Vec::new();
                 let mut parked = super::parked::Parked::new();
-                let mut last_yield = Instant::now();
+                let mut last_tick = Instant::now();
                 loop {
                     if shared.is_stopping() {
                         break;
@@ -167,10 +167,10 @@ pub fn spawn(
                     }
                     parked.run();
                     // Nothing parked, or every parked query waits only for a datagram
-                    // the ring reads (forward's upstream replies) and its own timer: no
-                    // task needs the runtime's I/O, so wait in the ring itself (submit +
-                    // wait in one io_uring_enter per batch), bounded so commands,
-                    // shutdown and timers are seen.
+                    // the ring reads (forward's upstream replies; their deadlines are
+                    // expired below): no task needs the runtime's I/O, so wait in the
+                    // ring itself (submit + wait in one io_uring_enter per batch),
+                    // bounded so commands, shutdown and timers are seen.
                     let n_parked = state.borrow().parked;
                     if n_parked == 0
                         || (n_parked <= super::ring::sleepers() && !parked.has_ready())
@@ -206,11 +206,11 @@ pub fn spawn(
                         // every millisecond while queries are parked: a timer that
                         // fires while the worker waits in the ring is seen within
                         // TASK_TICK. (The batch's clock reading serves: one per batch.)
-                        if now.saturating_duration_since(last_yield) >= TASK_TICK {
+                        if now.saturating_duration_since(last_tick) >= TASK_TICK {
                             // Upstream queries on the ring past their read deadline.
                             super::ring::expire(now);
                             tokio::task::yield_now().await;
-                            last_yield = Instant::now();
+                            last_tick = Instant::now();
                         }
                         continue;
                     }
@@ -218,9 +218,9 @@ pub fn spawn(
                         continue;
                     }
                     let now = Instant::now();
-                    if now.saturating_duration_since(last_yield) >= TASK_TICK {
+                    if now.saturating_duration_since(last_tick) >= TASK_TICK {
                         super::ring::expire(now);
-                        last_yield = now;
+                        last_tick = now;
                     }
                     engine.borrow_mut().set_notify(true);
                     // Queries on the ring have no timer of their own: wake to expire them.

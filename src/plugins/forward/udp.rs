@@ -406,7 +406,7 @@ impl UdpConn {
 
     /// Counts a ring query starting or stopping to wait (`server::ring::sleepers`).
     fn sleeping(&self, on: bool) {
-        if let Io::Ring(_) = self.io {
+        if self.on_ring() {
             crate::server::ring::sleeping(on);
         }
     }

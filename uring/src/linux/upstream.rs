@@ -165,16 +165,7 @@ impl Core {
         else {
             return Err(io::ErrorKind::NotConnected.into());
         };
-        if data.len() > self.slots.size() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "query larger than udp_send_size",
-            ));
-        }
-        let Some(f) = self.slots.fill(peer, data) else {
-            self.stats.udp_send_slot_exhausted += 1;
-            return Err(io::ErrorKind::WouldBlock.into());
-        };
+        let f = self.take_send_slot(peer, data, "query larger than udp_send_size")?;
         let slot = f.slot;
         let sqe = opcode::Send::new(types::Fd(fd), f.payload, f.len)
             .build()
