@@ -241,7 +241,7 @@ fn reload_plugin_polls_and_hashes() {
         );
         let conf = s.dir.0.join("Corefile");
         // A comment at the end of a line does not change the parsed form: no reload.
-        std::fs::write(
+        write_atomic(
             &conf,
             format!(".:{} {{\n reload 2s 1s\n chaos one # note\n}}\n", s.port),
         )
@@ -251,7 +251,7 @@ fn reload_plugin_polls_and_hashes() {
             !s.lines().iter().any(|l| l == "[INFO] Reloading"),
             "{be}: no reload for a comment"
         );
-        std::fs::write(
+        write_atomic(
             &conf,
             format!(".:{} {{\n reload 2s 1s\n chaos two\n}}\n", s.port),
         )
@@ -280,7 +280,7 @@ fn reload_plugin_polls_and_hashes() {
             "{be}"
         );
         // A broken Corefile: CoreDNS's two error lines, the old config keeps serving.
-        std::fs::write(
+        write_atomic(
             &conf,
             format!(".:{} {{\n reload 2s 1s\n chaos three\n bogus\n}}\n", s.port),
         )
