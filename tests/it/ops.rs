@@ -372,30 +372,27 @@ fn no_query_lost_across_twenty_reloads() {
 #[test]
 fn loop_between_two_instances_is_fatal() {
     for be in backends() {
-        let pb = free_port();
-        // Instance B forwards to A, A (with loop) forwards to B.
+        // Instance B forwards to A, A (with loop) forwards to B. B must be listening before A
+        // starts: A's probe goes out at once, and a probe answered (SERVFAIL from a refused
+        // forward) disables loop, as in CoreDNS.
         let pa = free_port();
+        let b = TestServer::start(
+            &format!(".:{{port}} {{\n forward . 127.0.0.1:{pa}\n}}\n"),
+            be,
+        );
+        let pb = b.port;
         let dir = TempDir::new("loop");
-        let cb = dir.write("B", &format!(".:{pb} {{\n forward . 127.0.0.1:{pa}\n}}\n"));
         let ca = dir.write(
             "A",
             &format!(".:{pa} {{\n loop\n forward . 127.0.0.1:{pb}\n}}\n"),
         );
-        let mut bproc = std::process::Command::new(bin())
-            .arg("-conf")
-            .arg(&cb)
-            .env("RINGDNS_BACKEND", be)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("B");
         let out = std::process::Command::new("timeout")
             .args(["20", bin(), "-conf"])
             .arg(&ca)
             .env("RINGDNS_BACKEND", be)
             .output()
             .expect("A");
-        let _ = bproc.kill();
-        let _ = bproc.wait();
+        drop(b);
         assert_eq!(out.status.code(), Some(1), "{be}");
         let text = String::from_utf8_lossy(&out.stdout);
         let fatal = text.lines().last().unwrap_or("");
