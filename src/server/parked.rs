@@ -68,6 +68,52 @@ impl Job {
     }
 }
 
+thread_local! {
+    /// While [`Parked::run`] polls on this thread: its clock reading, once taken.
+    static RUN_CLOCK: std::cell::Cell<RunClock> = const { std::cell::Cell::new(RunClock::Off) };
+}
+
+#[derive(Clone, Copy)]
+enum RunClock {
+    /// No run on this thread.
+    Off,
+    /// A run, no reading yet.
+    Unread,
+    /// A run and its reading.
+    Read(std::time::Instant),
+}
+
+/// The time for code polled by a parked query: inside [`Parked::run`], one clock
+/// reading serves every query that run polls (the run lasts microseconds); anywhere
+/// else, the clock.
+pub fn now() -> std::time::Instant {
+    RUN_CLOCK.with(|c| match c.get() {
+        RunClock::Off => std::time::Instant::now(),
+        RunClock::Unread => {
+            let t = std::time::Instant::now();
+            c.set(RunClock::Read(t));
+            t
+        }
+        RunClock::Read(t) => t,
+    })
+}
+
+/// Marks a run on this thread while it lives.
+struct RunGuard;
+
+impl RunGuard {
+    fn start() -> Self {
+        RUN_CLOCK.with(|c| c.set(RunClock::Unread));
+        Self
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        RUN_CLOCK.with(|c| c.set(RunClock::Off));
+    }
+}
+
 /// Slots woken since the last run.
 struct Queue {
     ready: Mutex<Vec<usize>>,
@@ -178,6 +224,7 @@ impl<F: Future<Output = ()>> Parked<F> {
             std::mem::swap(&mut self.batch, &mut *q);
         }
         let n = self.batch.len();
+        let _clock = RunGuard::start();
         for idx in self.batch.drain(..) {
             let Some(s) = self.slots.get_mut(idx) else {
                 continue;

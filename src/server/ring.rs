@@ -62,6 +62,14 @@ fn ring() -> Option<Rc<Ring>> {
     RING.try_with(|r| r.borrow().clone()).ok().flatten()
 }
 
+/// Runs `f` on this thread's ring without taking a reference to it (the per-datagram
+/// paths). `f` must not install or withdraw the ring.
+fn with_ring<R>(f: impl FnOnce(&Ring) -> R) -> Option<R> {
+    RING.try_with(|r| r.borrow().as_deref().map(f))
+        .ok()
+        .flatten()
+}
+
 /// Makes this thread's worker ring available to plugins.
 pub(super) fn install(engine: Rc<RefCell<Engine>>, flush: Rc<Notify>) {
     RING.with(|r| {
@@ -106,13 +114,15 @@ pub fn set_sink(id: UpstreamId, sink: Weak<dyn Sink>) {
 
 /// Queues a datagram on socket `id` for the worker's next submit.
 pub fn send(id: UpstreamId, data: &[u8]) -> io::Result<()> {
-    let r = ring().ok_or(io::ErrorKind::NotConnected)?;
-    r.engine
-        .try_borrow_mut()
-        .map_err(|_| io::Error::from(io::ErrorKind::WouldBlock))?
-        .send_upstream_udp(id, data)?;
-    r.flush.notify_one();
-    Ok(())
+    with_ring(|r| {
+        r.engine
+            .try_borrow_mut()
+            .map_err(|_| io::Error::from(io::ErrorKind::WouldBlock))?
+            .send_upstream_udp(id, data)?;
+        r.flush.notify_one();
+        Ok(())
+    })
+    .unwrap_or_else(|| Err(io::ErrorKind::NotConnected.into()))
 }
 
 /// Removes socket `id` (closed once its receive has ended).
@@ -137,7 +147,7 @@ pub(super) fn remove_pending(engine: &mut Engine) {
 }
 
 fn sink(id: UpstreamId) -> Option<Rc<dyn Sink>> {
-    ring()?.sinks.borrow().get(&id)?.upgrade()
+    with_ring(|r| r.sinks.borrow().get(&id).and_then(Weak::upgrade)).flatten()
 }
 
 /// A datagram the worker's ring read for socket `id`.

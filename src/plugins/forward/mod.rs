@@ -30,7 +30,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use setup::{ForwardConfig, Policy, setup};
 
@@ -170,35 +170,33 @@ impl Stanza {
     }
 
     /// The upstreams in policy order (CoreDNS `policy.go`).
-    fn order(&self) -> Vec<usize> {
+    fn order(&self) -> Order {
         let n = self.ups.len();
+        let mut o = Order::identity(n);
         match self.cfg.policy {
-            Policy::Sequential => (0..n).collect(),
+            Policy::Sequential => {}
             Policy::Random => match n {
-                1 => vec![0],
-                2 if fastrand::bool() => vec![1, 0],
-                2 => vec![0, 1],
-                _ => {
-                    let mut v: Vec<usize> = (0..n).collect();
-                    fastrand::shuffle(&mut v);
-                    v
+                1 => {}
+                2 => {
+                    if fastrand::bool() {
+                        o.swap(0, 1);
+                    }
                 }
+                _ => o.shuffle(),
             },
             Policy::RoundRobin => {
                 let i = (self.robin.fetch_add(1, Ordering::Relaxed).wrapping_add(1) as usize) % n;
-                let mut v = Vec::with_capacity(n);
-                v.push(i);
-                v.extend(0..i);
-                v.extend(i + 1..n);
-                v
+                // [i, 0..i, i+1..n]: i moves to the front, the rest keep their order.
+                o.move_to_front(i);
             }
         }
+        o
     }
 
     /// The query as sent upstream: the client's message with the header flags
     /// and EDNS size as the plugins before us left them.
-    fn upstream_query(ctx: &Ctx<'_>) -> Vec<u8> {
-        let mut q = ctx.req.msg.to_vec();
+    fn upstream_query(ctx: &Ctx<'_>) -> crate::server::bufpool::Buf {
+        let mut q = crate::server::bufpool::copy_of(ctx.req.msg);
         hdr::set_flags(&mut q, ctx.st.flags);
         if let (Some(opt), Some(size)) = (ctx.req.opt, ctx.st.udp_size) {
             if size != opt.udp_size {
@@ -242,7 +240,8 @@ impl Stanza {
         let pools = pools(self);
         let list = self.order();
         let n = self.ups.len();
-        let start = Instant::now();
+        // Parked queries share their run's clock reading (crate::server::parked::now).
+        let start = crate::server::parked::now();
         let mut deadline = start + QUERY_BUDGET;
         if let Some(cancel) = c.cancel {
             deadline = deadline.min(ctx.st.start + cancel);
@@ -266,7 +265,7 @@ impl Stanza {
                 i = 0;
                 fails = 0;
             }
-            let mut k = list[i];
+            let mut k = list.get(i);
             i += 1;
             if self.ups[k].down(c.max_fails) {
                 fails += 1;
@@ -294,7 +293,7 @@ impl Stanza {
                 };
                 let t0 = now;
                 let r = proxy::exchange(up, local, &mut q, net, size, t0.into()).await;
-                now = Instant::now();
+                now = crate::server::parked::now();
                 match r {
                     Err(Fail::CachedClosed) => continue,
                     Ok(reply) => {
@@ -363,6 +362,72 @@ impl Stanza {
     }
 }
 
+/// Upstream indices in policy order, inline for up to [`Order::INLINE`] upstreams (no
+/// allocation per query), on the heap beyond.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Order {
+    Inline([u8; Self::INLINE], u8),
+    Heap(Vec<usize>),
+}
+
+impl Order {
+    const INLINE: usize = 16;
+
+    /// `0..n`.
+    fn identity(n: usize) -> Self {
+        if n <= Self::INLINE {
+            let mut a = [0u8; Self::INLINE];
+            for (i, v) in a.iter_mut().enumerate() {
+                *v = i as u8;
+            }
+            Self::Inline(a, n as u8)
+        } else {
+            Self::Heap((0..n).collect())
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Inline(_, n) => usize::from(*n),
+            Self::Heap(v) => v.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> usize {
+        match self {
+            Self::Inline(a, _) => usize::from(a[i]),
+            Self::Heap(v) => v[i],
+        }
+    }
+
+    #[cfg(test)]
+    fn to_vec(&self) -> Vec<usize> {
+        (0..self.len()).map(|i| self.get(i)).collect()
+    }
+
+    fn swap(&mut self, i: usize, j: usize) {
+        match self {
+            Self::Inline(a, _) => a.swap(i, j),
+            Self::Heap(v) => v.swap(i, j),
+        }
+    }
+
+    fn shuffle(&mut self) {
+        match self {
+            Self::Inline(a, n) => fastrand::shuffle(&mut a[..usize::from(*n)]),
+            Self::Heap(v) => fastrand::shuffle(v),
+        }
+    }
+
+    /// Moves entry `i` to the front; the others keep their order.
+    fn move_to_front(&mut self, i: usize) {
+        match self {
+            Self::Inline(a, _) => a[..=i].rotate_right(1),
+            Self::Heap(v) => v[..=i].rotate_right(1),
+        }
+    }
+}
+
 struct ConcurrentGuard<'a>(&'a AtomicI64);
 
 impl Drop for ConcurrentGuard<'_> {
@@ -415,11 +480,17 @@ fn question_matches(reply: &[u8], ctx: &Ctx<'_>) -> bool {
     if hdr::counts(reply)[0] != 1 || hdr::flags(reply) & flags::QR == 0 {
         return false;
     }
-    let Ok((name, p)) = Name::read(reply, HEADER_LEN) else {
-        return false;
+    // Compared in place when the reply's question is uncompressed (as every
+    // upstream writes it); a compressed one is read out first.
+    let (same, p) = match Name::scan_ref(reply, HEADER_LEN) {
+        Ok((Some(n), p)) => (n.wire().eq_ignore_ascii_case(ctx.req.qname.wire()), p),
+        Ok((None, _)) => match Name::read(reply, HEADER_LEN) {
+            Ok((name, p)) => (ctx.req.qname.eq_ignore_case(&name), p),
+            Err(_) => return false,
+        },
+        Err(_) => return false,
     };
-    p + 4 <= reply.len()
-        && ctx.req.qname.eq_ignore_case(&name)
+    same && p + 4 <= reply.len()
         && be16(reply, p) == ctx.req.qtype
         && be16(reply, p + 2) == ctx.req.qclass
 }

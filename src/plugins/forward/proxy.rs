@@ -407,7 +407,7 @@ pub fn unpack(m: &[u8]) -> Result<Option<usize>, Malformed> {
     let mut pos = HEADER_LEN;
     let mut first = None;
     for _ in 0..qd {
-        let (_, p) = Name::read(m, pos).map_err(name_err)?;
+        let (p, _) = Name::scan(m, pos).map_err(name_err)?;
         if p + 4 > m.len() {
             return Err(Malformed::Overflow);
         }
@@ -415,7 +415,7 @@ pub fn unpack(m: &[u8]) -> Result<Option<usize>, Malformed> {
         first.get_or_insert(pos);
     }
     for _ in 0..(u32::from(an) + u32::from(ns) + u32::from(ar)) {
-        let (_, p) = Name::read(m, pos).map_err(name_err)?;
+        let (p, _) = Name::scan(m, pos).map_err(name_err)?;
         if p + 10 > m.len() {
             return Err(Malformed::Overflow);
         }

@@ -427,23 +427,35 @@ fn policies() {
         Stanza::new(&cfg[0]).expect("stanza")
     };
     let rr = f("round_robin", 3);
-    let orders: Vec<Vec<usize>> = (0..4).map(|_| rr.order()).collect();
+    let orders: Vec<Vec<usize>> = (0..4).map(|_| rr.order().to_vec()).collect();
     // CoreDNS: [p[i], p[0..i), p(i..)] for i = 1, 2, 0, 1.
     assert_eq!(
         orders,
         [vec![1, 0, 2], vec![2, 0, 1], vec![0, 1, 2], vec![1, 0, 2]]
     );
-    assert_eq!(f("sequential", 3).order(), [0, 1, 2]);
+    assert_eq!(f("sequential", 3).order().to_vec(), [0, 1, 2]);
     let r2 = f("random", 2);
     let mut seen = std::collections::HashSet::new();
     for _ in 0..200 {
-        seen.insert(r2.order());
+        seen.insert(r2.order().to_vec());
     }
     assert_eq!(seen.len(), 2);
     let r4 = f("random", 4);
-    let mut s = r4.order();
+    let mut s = r4.order().to_vec();
     s.sort_unstable();
     assert_eq!(s, [0, 1, 2, 3]);
+    // Beyond the inline size (a resolv.conf file can list more upstreams than TOs).
+    for n in [16, 17, 40] {
+        let mut o = Order::identity(n);
+        assert_eq!(o.to_vec(), (0..n).collect::<Vec<_>>());
+        o.move_to_front(n - 1);
+        let want: Vec<usize> = std::iter::once(n - 1).chain(0..n - 1).collect();
+        assert_eq!(o.to_vec(), want);
+        o.shuffle();
+        let mut v = o.to_vec();
+        v.sort_unstable();
+        assert_eq!(v, (0..n).collect::<Vec<_>>());
+    }
 }
 
 #[test]

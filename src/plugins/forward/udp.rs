@@ -35,6 +35,10 @@ use crate::wire::{HEADER_LEN, hdr};
 /// In-flight queries per socket.
 pub const SLOTS_PER_SOCKET: usize = 512;
 
+/// Queries in flight a new socket has room for before its tables grow: as many as the
+/// pool gives a socket before it opens another (half its slots).
+const INITIAL_SLOTS: usize = SLOTS_PER_SOCKET / 2;
+
 struct Slot {
     id: u16,
     /// Which registration of this slot key it is (deadlines name it).
@@ -138,19 +142,25 @@ impl UdpConn {
 
     fn new(io: Io, local: SocketAddr, remote: SocketAddr, inflight: Rc<Cell<usize>>) -> Self {
         let now = Instant::now();
+        let ring_deadlines = match io {
+            Io::Ring(_) => super::proxy::ROTATE_AFTER as usize,
+            Io::Tokio(_) => 0,
+        };
         Self {
             io,
             local,
             remote,
             created: now,
             st: RefCell::new(State {
-                slots: Slab::new(),
-                ids: HashMap::default(),
+                // Sized for a socket's usual life (it rotates after ROTATE_AFTER
+                // queries): no regrowth on the query path.
+                slots: Slab::with_capacity(INITIAL_SLOTS),
+                ids: HashMap::with_capacity_and_hasher(INITIAL_SLOTS, IdHash),
                 poller: None,
                 used: now,
                 assigned: 0,
                 broken: false,
-                deadlines: std::collections::VecDeque::new(),
+                deadlines: std::collections::VecDeque::with_capacity(ring_deadlines),
             }),
             inflight,
         }
