@@ -8,4 +8,4 @@
 pub mod tcp;
 mod udp;
 
-pub use udp::{BATCH, RecvMany, UdpBatch};
+pub use udp::{BATCH, RecvMany, SendMany, UdpBatch};

@@ -328,6 +328,75 @@ impl RecvMany {
     }
 }
 
+/// Sends datagrams on a connected socket in batches (an upstream's queries).
+pub struct SendMany {
+    #[cfg(target_os = "linux")]
+    hdrs: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+}
+
+impl Default for SendMany {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SendMany {
+    /// Headers for `BATCH` datagrams.
+    pub fn new() -> Self {
+        Self {
+            #[cfg(target_os = "linux")]
+            hdrs: nix::sys::socket::MultiHeaders::preallocate(BATCH, None),
+        }
+    }
+
+    /// Sends up to `BATCH` of `msgs` on connected `sock` (one `sendmmsg` on Linux) without
+    /// waiting; returns how many the kernel took. An error is the first datagram's
+    /// (`WouldBlock` when the socket buffer is full).
+    #[cfg(target_os = "linux")]
+    pub fn try_send(&mut self, sock: &UdpSocket, msgs: &[&[u8]]) -> io::Result<usize> {
+        use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrStorage, sendmmsg};
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+
+        let count = msgs.len().min(BATCH);
+        if count == 0 {
+            return Ok(0);
+        }
+        let fd = sock.as_raw_fd();
+        let hdrs = &mut self.hdrs;
+        sock.try_io(Interest::WRITABLE, || {
+            let slices: [[IoSlice<'_>; 1]; BATCH] =
+                std::array::from_fn(|i| [IoSlice::new(if i < count { msgs[i] } else { &[] })]);
+            let addrs: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
+            let cmsgs: [ControlMessage<'_>; 0] = [];
+            let res = sendmmsg(
+                fd,
+                hdrs,
+                slices[..count].iter(),
+                &addrs[..count],
+                cmsgs,
+                MsgFlags::MSG_DONTWAIT,
+            )
+            .map_err(io::Error::from)?;
+            Ok(res.count())
+        })
+    }
+
+    /// Sends up to `BATCH` of `msgs` on connected `sock`, one at a time.
+    #[cfg(not(target_os = "linux"))]
+    pub fn try_send(&mut self, sock: &UdpSocket, msgs: &[&[u8]]) -> io::Result<usize> {
+        let mut k = 0;
+        for m in msgs.iter().take(BATCH) {
+            match sock.try_send(m) {
+                Ok(_) => k += 1,
+                Err(e) if k == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(k)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,6 +438,53 @@ mod tests {
             assert_eq!(second, 8);
             let want: Vec<Vec<u8>> = (0..total).map(|i| vec![i as u8; 3]).collect();
             assert_eq!(got, want);
+        });
+    }
+
+    #[test]
+    fn send_many_sends_on_a_connected_socket_in_batches() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(async {
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+            let sock = UdpSocket::bind("127.0.0.1:0")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let a = peer.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            sock.connect(a).await.unwrap_or_else(|e| panic!("{e}"));
+            let total = BATCH + 8;
+            let data: Vec<Vec<u8>> = (0..total).map(|i| vec![i as u8; 5]).collect();
+            let msgs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+            let mut s = SendMany::new();
+            sock.writable().await.unwrap_or_else(|e| panic!("{e}"));
+            let first = s.try_send(&sock, &msgs).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(first, BATCH);
+            let second = s
+                .try_send(&sock, &msgs[first..])
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(second, 8);
+            assert_eq!(s.try_send(&sock, &[]).ok(), Some(0));
+            let mut buf = [0u8; 16];
+            for want in &data {
+                let n = peer.recv(&mut buf).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(&buf[..n], &want[..]);
+            }
+            // A peer that is gone: the ICMP unreachable comes back as the next send's
+            // error (the socket's pending error), not a panic.
+            let gone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+            let ga = gone.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            drop(gone);
+            let lone = UdpSocket::bind("127.0.0.1:0")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            lone.connect(ga).await.unwrap_or_else(|e| panic!("{e}"));
+            lone.writable().await.unwrap_or_else(|e| panic!("{e}"));
+            let _ = s.try_send(&lone, &[b"x".as_slice()]);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let e = s.try_send(&lone, &[b"y".as_slice()]).err();
+            assert_eq!(e.map(|e| e.kind()), Some(io::ErrorKind::ConnectionRefused));
         });
     }
 }

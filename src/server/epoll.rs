@@ -57,7 +57,8 @@ pub async fn udp_loop(
         for j in jobs.drain(..) {
             parked.spawn(run_parked(j, &replies, &limits));
         }
-        parked.run();
+        // forward's upstream queries of this run leave together (one sendmmsg per socket).
+        crate::plugins::forward::udp::batch_sends(|| parked.run());
         send_replies(&mut batch, &replies, &label);
         if parked.has_ready() {
             // Woken while polled: let the worker's other tasks run first.
@@ -110,7 +111,8 @@ pub async fn udp_loop(
         parked.spawn(run_parked(j, &replies, &limits));
     }
     loop {
-        parked.run();
+        // forward's upstream queries of this run leave together (one sendmmsg per socket).
+        crate::plugins::forward::udp::batch_sends(|| parked.run());
         send_replies(&mut batch, &replies, &label);
         if parked.running() == 0 {
             break;

@@ -365,7 +365,10 @@ async fn exchange_udp(
     };
     let _slot = SlotGuard { conn: &conn, key };
     hdr::set_id(q, id);
-    conn.send(q).await?;
+    // On an epoll socket loop the query leaves with the run's other queries.
+    if !conn.queue_send(key, q) {
+        conn.send(q).await?;
+    }
     if conn.on_ring() {
         // The worker fails the query at its deadline.
         return conn.wait(key).await;

@@ -112,11 +112,45 @@ pub struct UdpConn {
     st: RefCell<State>,
     /// Queries in flight on every socket of this pool (the pool's bound).
     inflight: Rc<Cell<usize>>,
+    /// A tokio socket's queries queued while sends are batched ([`batch_sends`]): slot
+    /// key, its registration, the query.
+    outbox: RefCell<Vec<(usize, u32, Buf)>>,
 }
 
 thread_local! {
     /// One set of receive buffers per worker: datagrams are dispatched synchronously.
     static RECV: RefCell<fallback::RecvMany> = RefCell::new(fallback::RecvMany::new(65535));
+    /// While set, tokio sockets queue their queries for [`batch_sends`] to send.
+    static BATCHING: Cell<bool> = const { Cell::new(false) };
+    /// Sockets with queued queries.
+    static OUTBOXES: RefCell<Vec<Rc<UdpConn>>> = const { RefCell::new(Vec::new()) };
+    static SENDER: RefCell<fallback::SendMany> = RefCell::new(fallback::SendMany::new());
+}
+
+/// Runs `f` (an epoll socket loop's run of its parked queries) with the upstream queries
+/// it sends on tokio sockets queued, then sends them: one `sendmmsg` per socket instead
+/// of one `send` per query.
+pub fn batch_sends<R>(f: impl FnOnce() -> R) -> R {
+    let was = BATCHING.with(|b| b.replace(true));
+    let r = f();
+    BATCHING.with(|b| b.set(was));
+    if !was {
+        flush_sends();
+    }
+    r
+}
+
+/// Sends every queued query.
+fn flush_sends() {
+    loop {
+        let conns = OUTBOXES.with(|o| std::mem::take(&mut *o.borrow_mut()));
+        if conns.is_empty() {
+            return;
+        }
+        for c in conns {
+            c.flush_outbox();
+        }
+    }
 }
 
 impl UdpConn {
@@ -151,6 +185,7 @@ impl UdpConn {
             local,
             remote,
             created: now,
+            outbox: RefCell::new(Vec::new()),
             st: RefCell::new(State {
                 // Sized for a socket's usual life (it rotates after ROTATE_AFTER
                 // queries): no regrowth on the query path.
@@ -237,6 +272,81 @@ impl UdpConn {
                     self.sleeping(false);
                 }
             }
+        }
+    }
+
+    /// Queues the query of slot `key` (the ID is already in it) when sends are batched
+    /// ([`batch_sends`]) on a tokio socket; false when it must be sent now ([`Self::send`]).
+    /// A failure to send fails the slot's query as `send` would.
+    pub fn queue_send(self: &Rc<Self>, key: usize, q: &[u8]) -> bool {
+        if !matches!(self.io, Io::Tokio(_)) || !BATCHING.with(Cell::get) {
+            return false;
+        }
+        let Some(seq) = self.st.borrow().slots.get(key).map(|s| s.seq) else {
+            return false;
+        };
+        let mut out = self.outbox.borrow_mut();
+        if out.is_empty() {
+            OUTBOXES.with(|o| o.borrow_mut().push(Rc::clone(self)));
+        }
+        out.push((key, seq, crate::server::bufpool::copy_of(q)));
+        true
+    }
+
+    /// Sends the queued queries; a query the kernel refused fails as [`Self::send`] fails
+    /// it, and those the socket buffer cannot take now are sent as it drains.
+    fn flush_outbox(self: &Rc<Self>) {
+        let Io::Tokio(sock) = &self.io else { return };
+        let out = std::mem::take(&mut *self.outbox.borrow_mut());
+        let mut i = 0;
+        while i < out.len() {
+            let msgs: Vec<&[u8]> = out[i..]
+                .iter()
+                .take(fallback::BATCH)
+                .map(|(_, _, q)| &q[..])
+                .collect();
+            match SENDER.with(|s| s.borrow_mut().try_send(sock, &msgs)) {
+                Ok(0) => break,
+                Ok(n) => i += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    let (key, seq, _) = &out[i];
+                    self.st.borrow_mut().broken = true;
+                    let text = format!(
+                        "write udp {}->{}: {}",
+                        self.local,
+                        self.remote,
+                        go_op_err("write", &e)
+                    );
+                    self.fail_slot(*key, *seq, Fail::io(text));
+                    i += 1;
+                }
+            }
+        }
+        if i < out.len() {
+            // The socket buffer is full: the rest wait for room, as `send` would.
+            let rest: Vec<(usize, u32, Buf)> = out.into_iter().skip(i).collect();
+            let conn = Rc::clone(self);
+            tokio::task::spawn_local(async move {
+                for (key, seq, q) in rest {
+                    if let Err(e) = conn.send(&q).await {
+                        conn.fail_slot(key, seq, e);
+                    }
+                }
+            });
+        }
+    }
+
+    /// Fails slot `key`'s query, if it is still registration `seq`.
+    fn fail_slot(&self, key: usize, seq: u32, e: Fail) {
+        let live = self
+            .st
+            .borrow()
+            .slots
+            .get(key)
+            .is_some_and(|s| s.seq == seq);
+        if live {
+            self.complete(key, Err(e));
         }
     }
 
