@@ -203,8 +203,7 @@ impl UdpBatch {
 
     #[cfg(target_os = "linux")]
     fn try_send_from(&mut self, from: usize) -> io::Result<usize> {
-        use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrStorage, sendmmsg};
-        use std::io::IoSlice;
+        use nix::sys::socket::SockaddrStorage;
         use std::os::fd::AsRawFd;
 
         let fd = self.sock.as_raw_fd();
@@ -215,14 +214,8 @@ impl UdpBatch {
             tx_hdrs,
             ..
         } = self;
-        let slices: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|i| {
-            let idx = from + i;
-            if i < count {
-                [IoSlice::new(&out[idx])]
-            } else {
-                [IoSlice::new(&[])]
-            }
-        });
+        let msgs: [&[u8]; BATCH] =
+            std::array::from_fn(|i| if i < count { &out[from + i][..] } else { &[] });
         let addrs: [Option<SockaddrStorage>; BATCH] = std::array::from_fn(|i| {
             if i < count {
                 out_to[from + i].map(SockaddrStorage::from)
@@ -230,17 +223,7 @@ impl UdpBatch {
                 None
             }
         });
-        let cmsgs: [ControlMessage<'_>; 0] = [];
-        let res = sendmmsg(
-            fd,
-            tx_hdrs,
-            slices[..count].iter(),
-            &addrs[..count],
-            cmsgs,
-            MsgFlags::MSG_DONTWAIT,
-        )
-        .map_err(io::Error::from)?;
-        Ok(res.count())
+        send_batch(fd, tx_hdrs, &msgs[..count], &addrs[..count])
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -249,6 +232,34 @@ impl UdpBatch {
         self.sock.try_send_to(&self.out[from], to)?;
         Ok(1)
     }
+}
+
+/// One `sendmmsg` of `msgs` (at most `BATCH`), to `addrs` (`None`: the connected peer),
+/// without waiting; returns how many the kernel took.
+#[cfg(target_os = "linux")]
+fn send_batch(
+    fd: std::os::fd::RawFd,
+    hdrs: &mut nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+    msgs: &[&[u8]],
+    addrs: &[Option<nix::sys::socket::SockaddrStorage>],
+) -> io::Result<usize> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmmsg};
+    use std::io::IoSlice;
+
+    let count = msgs.len().min(BATCH);
+    let slices: [[IoSlice<'_>; 1]; BATCH] =
+        std::array::from_fn(|i| [IoSlice::new(if i < count { msgs[i] } else { &[] })]);
+    let cmsgs: [ControlMessage<'_>; 0] = [];
+    let res = sendmmsg(
+        fd,
+        hdrs,
+        slices[..count].iter(),
+        &addrs[..count],
+        cmsgs,
+        MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(io::Error::from)?;
+    Ok(res.count())
 }
 
 /// Receive buffers for reading a connected socket (an upstream's replies) in batches.
@@ -354,8 +365,7 @@ impl SendMany {
     /// (`WouldBlock` when the socket buffer is full).
     #[cfg(target_os = "linux")]
     pub fn try_send(&mut self, sock: &UdpSocket, msgs: &[&[u8]]) -> io::Result<usize> {
-        use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrStorage, sendmmsg};
-        use std::io::IoSlice;
+        use nix::sys::socket::SockaddrStorage;
         use std::os::fd::AsRawFd;
 
         let count = msgs.len().min(BATCH);
@@ -364,21 +374,9 @@ impl SendMany {
         }
         let fd = sock.as_raw_fd();
         let hdrs = &mut self.hdrs;
+        let addrs: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
         sock.try_io(Interest::WRITABLE, || {
-            let slices: [[IoSlice<'_>; 1]; BATCH] =
-                std::array::from_fn(|i| [IoSlice::new(if i < count { msgs[i] } else { &[] })]);
-            let addrs: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
-            let cmsgs: [ControlMessage<'_>; 0] = [];
-            let res = sendmmsg(
-                fd,
-                hdrs,
-                slices[..count].iter(),
-                &addrs[..count],
-                cmsgs,
-                MsgFlags::MSG_DONTWAIT,
-            )
-            .map_err(io::Error::from)?;
-            Ok(res.count())
+            send_batch(fd, hdrs, &msgs[..count], &addrs[..count])
         })
     }
 
@@ -401,22 +399,31 @@ impl SendMany {
 mod tests {
     use super::*;
 
-    #[test]
-    fn recv_many_reads_a_connected_socket_in_batches() {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    /// Runs `f` on a current-thread runtime with I/O.
+    fn run(f: impl std::future::Future<Output = ()>) {
+        tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .block_on(f);
+    }
+
+    /// A plain socket and a tokio socket connected to it.
+    async fn connected() -> (std::net::UdpSocket, UdpSocket) {
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let sock = UdpSocket::bind("127.0.0.1:0")
+            .await
             .unwrap_or_else(|e| panic!("{e}"));
-        rt.block_on(async {
-            let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-            let sock = UdpSocket::bind("127.0.0.1:0")
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let (a, b) = (
-                peer.local_addr().unwrap_or_else(|e| panic!("{e}")),
-                sock.local_addr().unwrap_or_else(|e| panic!("{e}")),
-            );
-            sock.connect(a).await.unwrap_or_else(|e| panic!("{e}"));
+        let a = peer.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        sock.connect(a).await.unwrap_or_else(|e| panic!("{e}"));
+        (peer, sock)
+    }
+
+    #[test]
+    fn recv_many_reads_a_connected_socket_in_batches() {
+        run(async {
+            let (peer, sock) = connected().await;
+            let b = sock.local_addr().unwrap_or_else(|e| panic!("{e}"));
             let mut r = RecvMany::new(512);
             // Nothing queued yet.
             let e = r.try_recv(&sock, |_| {}).err();
@@ -443,17 +450,8 @@ mod tests {
 
     #[test]
     fn send_many_sends_on_a_connected_socket_in_batches() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        rt.block_on(async {
-            let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-            let sock = UdpSocket::bind("127.0.0.1:0")
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let a = peer.local_addr().unwrap_or_else(|e| panic!("{e}"));
-            sock.connect(a).await.unwrap_or_else(|e| panic!("{e}"));
+        run(async {
+            let (peer, sock) = connected().await;
             let total = BATCH + 8;
             let data: Vec<Vec<u8>> = (0..total).map(|i| vec![i as u8; 5]).collect();
             let msgs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
