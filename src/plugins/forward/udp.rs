@@ -300,12 +300,10 @@ impl UdpConn {
         let out = std::mem::take(&mut *self.outbox.borrow_mut());
         let mut i = 0;
         while i < out.len() {
-            let msgs: Vec<&[u8]> = out[i..]
-                .iter()
-                .take(fallback::BATCH)
-                .map(|(_, _, q)| &q[..])
-                .collect();
-            match SENDER.with(|s| s.borrow_mut().try_send(sock, &msgs)) {
+            let n = (out.len() - i).min(fallback::BATCH);
+            let msgs: [&[u8]; fallback::BATCH] =
+                std::array::from_fn(|j| if j < n { &out[i + j].2[..] } else { &[] });
+            match SENDER.with(|s| s.borrow_mut().try_send(sock, &msgs[..n])) {
                 Ok(0) => break,
                 Ok(n) => i += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
