@@ -35,7 +35,6 @@ use std::time::Duration;
 pub use setup::{ForwardConfig, Policy, setup};
 
 use crate::chain::{Ctx, ErrorKind, Flow, PluginError, Proto, Status};
-use crate::server::bufpool::Buf;
 use crate::wire::{HEADER_LEN, MsgIndex, Name, NameRef, be16, flags, hdr};
 use proxy::{Fail, HcOpts, Local, Net, PoolOpts, TlsInfo, Upstream};
 use setup::Scheme;
@@ -238,13 +237,8 @@ impl Stanza {
         } else {
             None
         };
-        let a = self.begin(ctx);
-        self.attempt_loop(a, ctx, has_next, None).await
-    }
-
-    /// The attempt loop's state before its first attempt.
-    fn begin(self: &Arc<Self>, ctx: &Ctx<'_>) -> Attempts {
-        let c = &self.cfg;
+        let pools = pools(self);
+        let list = self.order();
         let n = self.ups.len();
         // Parked queries share their run's clock reading (crate::server::parked::now).
         let start = crate::server::parked::now();
@@ -252,251 +246,120 @@ impl Stanza {
         if let Some(cancel) = c.cancel {
             deadline = deadline.min(ctx.st.start + cancel);
         }
-        Attempts {
-            pools: pools(self),
-            list: self.order(),
-            deadline,
-            max_attempts: c.max_connect_attempts.map_or(2 * n as u64, u64::from),
-            attempts: 0,
-            fails: 0,
-            failovers: 0,
-            i: 0,
-            last_err: None,
-            q: Self::upstream_query(ctx),
-            size: usize::from(ctx.size()),
-            client_net: match ctx.proto {
-                Proto::Udp => Net::Udp,
-                Proto::Tcp => Net::Tcp,
-            },
-            // The first attempt starts at `start`; later ones read the clock again.
-            now: start,
-        }
-    }
-
-    /// The attempt loop from state `a`; `first` is an attempt already begun (on the
-    /// worker's ring, see [`Forward::start_on_ring`]).
-    async fn attempt_loop(
-        self: &Arc<Self>,
-        mut a: Attempts,
-        ctx: &mut Ctx<'_>,
-        has_next: bool,
-        mut first: Option<Resume>,
-    ) -> Option<Flow> {
-        let c = &self.cfg;
-        loop {
-            let r = match first.take() {
-                Some(r) => r,
-                None => match self.next_upstream(&mut a, ctx) {
-                    Some(k) => Resume {
-                        k,
-                        force_tcp: c.force_tcp,
-                        outcome: None,
-                    },
-                    None => break,
-                },
-            };
-            let (k, mut force_tcp, mut outcome) = (r.k, r.force_tcp, r.outcome);
-            let (up, pools) = (&self.ups[k], Rc::clone(&a.pools));
-            let local = &pools.ups[k];
-            let res = loop {
-                let (t0, x) = match outcome.take() {
-                    Some(o) => o,
-                    None => {
-                        let net = if force_tcp {
-                            Net::Tcp
-                        } else if c.prefer_udp {
-                            Net::Udp
-                        } else {
-                            a.client_net
-                        };
-                        let t0 = a.now;
-                        let x = proxy::exchange(up, local, &mut a.q, net, a.size, t0.into()).await;
-                        (t0, x)
-                    }
-                };
-                match self.received(&mut a, k, t0, x, force_tcp) {
-                    Received::Again { force_tcp: f } => force_tcp = f,
-                    Received::Done(res) => break res,
-                }
-            };
-            match self.after(&mut a, ctx, k, res, has_next) {
-                Step::Done(flow) => return flow,
-                Step::Continue => {}
-                Step::Break => break,
+        let max_attempts: u64 = c.max_connect_attempts.map_or(2 * n as u64, u64::from);
+        let mut attempts = 0u64;
+        let mut fails = 0usize;
+        let mut failovers = 0usize;
+        let mut i = 0usize;
+        let mut last_err: Option<Arc<str>> = None;
+        let mut q = Self::upstream_query(ctx);
+        let size = usize::from(ctx.size());
+        let client_net = match ctx.proto {
+            Proto::Udp => Net::Udp,
+            Proto::Tcp => Net::Tcp,
+        };
+        // The first attempt starts at `start`; later ones read the clock again.
+        let mut now = start;
+        while now < deadline && (max_attempts == 0 || attempts < max_attempts) {
+            if i >= list.len() {
+                i = 0;
+                fails = 0;
             }
-        }
-        Some(Self::exhausted(a))
-    }
-
-    /// The next upstream to try (CoreDNS's loop head: the attempt budget and time, then
-    /// the policy order, skipping upstreams marked down); `None` ends the loop.
-    fn next_upstream(&self, a: &mut Attempts, ctx: &mut Ctx<'_>) -> Option<usize> {
-        let c = &self.cfg;
-        let n = self.ups.len();
-        while a.now < a.deadline && (a.max_attempts == 0 || a.attempts < a.max_attempts) {
-            if a.i >= a.list.len() {
-                a.i = 0;
-                a.fails = 0;
-            }
-            let mut k = a.list.get(a.i);
-            a.i += 1;
+            let mut k = list.get(i);
+            i += 1;
             if self.ups[k].down(c.max_fails) {
-                a.fails += 1;
-                if a.fails < n {
+                fails += 1;
+                if fails < n {
                     continue;
                 }
                 metrics::HEALTHCHECK_BROKEN.fetch_add(1, Ordering::Relaxed);
                 if c.failfast {
-                    return None;
+                    break;
                 }
                 // Health checking looks broken: pick any upstream.
                 k = fastrand::usize(..n);
             }
             let up = &self.ups[k];
             ctx.set_meta("forward/upstream", || up.metrics.to.clone());
-            return Some(k);
-        }
-        None
-    }
-
-    /// An exchange with upstream `k` (started at `t0`, over TCP if `force_tcp`) ended:
-    /// its duration is observed, and a truncated reply is asked again over TCP when
-    /// `prefer_udp` says so.
-    fn received(
-        &self,
-        a: &mut Attempts,
-        k: usize,
-        t0: std::time::Instant,
-        x: Result<Buf, Fail>,
-        force_tcp: bool,
-    ) -> Received {
-        a.now = crate::server::parked::now();
-        match x {
-            Err(Fail::CachedClosed) => Received::Again { force_tcp },
-            Ok(reply) => {
-                let info = reply_info(&reply);
-                self.ups[k]
-                    .metrics
-                    .observe(info.rcode, a.now.saturating_duration_since(t0));
-                let tc = hdr::flags(&reply) & flags::TC != 0;
-                if tc && !force_tcp && self.cfg.prefer_udp {
-                    return Received::Again { force_tcp: true };
-                }
-                Received::Done(Ok((reply, info)))
-            }
-            Err(e) => Received::Done(Err(e)),
-        }
-    }
-
-    /// What upstream `k`'s answer (or failure) means for the query.
-    fn after(
-        &self,
-        a: &mut Attempts,
-        ctx: &mut Ctx<'_>,
-        k: usize,
-        res: Result<(Buf, ReplyInfo), Fail>,
-        has_next: bool,
-    ) -> Step {
-        let c = &self.cfg;
-        let n = self.ups.len();
-        let (mut reply, info) = match res {
-            Err(e) => {
-                a.last_err = Some(e.text());
-                if c.max_fails != 0 && e != Fail::Full {
-                    health::trigger(&self.ups[k]);
-                }
-                if a.max_attempts > 0 {
-                    a.attempts += 1;
-                    if a.attempts >= a.max_attempts {
-                        return Step::Break;
-                    }
-                }
-                return if a.fails < n {
-                    Step::Continue
+            let local = &pools.ups[k];
+            let (mut force_tcp, prefer_udp) = (c.force_tcp, c.prefer_udp);
+            let res = loop {
+                let net = if force_tcp {
+                    Net::Tcp
+                } else if prefer_udp {
+                    Net::Udp
                 } else {
-                    Step::Break
+                    client_net
                 };
+                let t0 = now;
+                let r = proxy::exchange(up, local, &mut q, net, size, t0.into()).await;
+                now = crate::server::parked::now();
+                match r {
+                    Err(Fail::CachedClosed) => continue,
+                    Ok(reply) => {
+                        let info = reply_info(&reply);
+                        up.metrics
+                            .observe(info.rcode, now.saturating_duration_since(t0));
+                        let tc = hdr::flags(&reply) & flags::TC != 0;
+                        if tc && !force_tcp && prefer_udp {
+                            force_tcp = true;
+                            continue;
+                        }
+                        break Ok((reply, info));
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
+            let (mut reply, info) = match res {
+                Err(e) => {
+                    last_err = Some(e.text());
+                    if c.max_fails != 0 && e != Fail::Full {
+                        health::trigger(up);
+                    }
+                    if max_attempts > 0 {
+                        attempts += 1;
+                        if attempts >= max_attempts {
+                            break;
+                        }
+                    }
+                    if fails < n {
+                        continue;
+                    }
+                    break;
+                }
+                Ok(r) => r,
+            };
+            hdr::set_id(&mut reply, ctx.req.id());
+            if !question_matches(&reply, ctx) {
+                let mut b = ctx.reply();
+                b.set_rcode(1);
+                b.finish();
+                ctx.written = true;
+                return Some(Flow::Return(Status::rcode(0)));
             }
-            Ok(r) => r,
-        };
-        hdr::set_id(&mut reply, ctx.req.id());
-        if !question_matches(&reply, ctx) {
-            let mut b = ctx.reply();
-            b.set_rcode(1);
-            b.finish();
+            if c.failover_rcodes.contains(&info.rcode) {
+                failovers += 1;
+                if failovers < n {
+                    continue;
+                }
+            }
+            if has_next && c.next_rcodes.contains(&info.rcode) {
+                return None;
+            }
+            if has_next && c.next_on_nodata && info.rcode == 0 && info.answers == 0 {
+                return None;
+            }
+            ctx.resp.clear();
+            ctx.resp.extend_from_slice(&reply);
             ctx.written = true;
-            return Step::Done(Some(Flow::Return(Status::rcode(0))));
+            return Some(Flow::Return(Status::rcode(0)));
         }
-        if c.failover_rcodes.contains(&info.rcode) {
-            a.failovers += 1;
-            if a.failovers < n {
-                return Step::Continue;
-            }
-        }
-        if has_next && c.next_rcodes.contains(&info.rcode) {
-            return Step::Done(None);
-        }
-        if has_next && c.next_on_nodata && info.rcode == 0 && info.answers == 0 {
-            return Step::Done(None);
-        }
-        ctx.resp.clear();
-        ctx.resp.extend_from_slice(&reply);
-        ctx.written = true;
-        Step::Done(Some(Flow::Return(Status::rcode(0))))
-    }
-
-    /// The loop ended without an answer: SERVFAIL with the last error.
-    fn exhausted(a: Attempts) -> Flow {
-        let text = a.last_err.unwrap_or_else(|| "no healthy proxies".into());
-        Flow::Return(Status {
+        let text = last_err.unwrap_or_else(|| "no healthy proxies".into());
+        Some(Flow::Return(Status {
             rcode: 2,
             err: Some(upstream_err(text)),
-        })
+        }))
     }
-}
-
-/// The attempt loop's variables between exchanges (CoreDNS `ServeDNS`).
-pub struct Attempts {
-    pools: Rc<WorkerPools>,
-    list: Order,
-    deadline: std::time::Instant,
-    max_attempts: u64,
-    attempts: u64,
-    fails: usize,
-    failovers: usize,
-    i: usize,
-    last_err: Option<Arc<str>>,
-    /// The query as sent upstream (its ID is each attempt's).
-    q: Buf,
-    size: usize,
-    client_net: Net,
-    now: std::time::Instant,
-}
-
-/// An attempt to go on with: upstream `k`, and its outcome if the exchange is over.
-pub struct Resume {
-    k: usize,
-    force_tcp: bool,
-    outcome: Option<(std::time::Instant, Result<Buf, Fail>)>,
-}
-
-/// After an exchange.
-enum Received {
-    /// The same upstream again (a pooled connection was closed, or TC asks for TCP).
-    Again {
-        force_tcp: bool,
-    },
-    Done(Result<(Buf, ReplyInfo), Fail>),
-}
-
-/// After an answer.
-enum Step {
-    /// The stanza's outcome (`None`: the next stanza).
-    Done(Option<Flow>),
-    /// The next upstream.
-    Continue,
-    /// No more attempts.
-    Break,
 }
 
 /// Upstream indices in policy order, inline for up to [`Order::INLINE`] upstreams (no
