@@ -6,12 +6,13 @@
 //! queues the slot and signals [`Parked::notified`], which the loop awaits when it waits
 //! in its runtime.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::sync::Notify;
 
@@ -98,6 +99,13 @@ pub fn now() -> std::time::Instant {
     })
 }
 
+/// True while [`Parked::run`] polls on this thread.
+pub fn in_run() -> bool {
+    RUN_CLOCK
+        .try_with(|c| !matches!(c.get(), RunClock::Off))
+        .unwrap_or(false)
+}
+
 /// Marks a run on this thread while it lives.
 struct RunGuard;
 
@@ -114,8 +122,12 @@ impl Drop for RunGuard {
     }
 }
 
-/// Slots woken since the last run.
+/// Slots woken since the last run by other threads.
 struct Queue {
+    /// The owner thread's [`thread_token`]: wakes on it take the local path.
+    owner: usize,
+    /// This queue's key in the owner thread's [`LOCAL`] lists.
+    id: usize,
     ready: Mutex<Vec<usize>>,
     notify: Notify,
 }
@@ -130,10 +142,60 @@ impl Queue {
     }
 }
 
+thread_local! {
+    /// This thread's identity, as the address of a thread-local.
+    static TOKEN: u8 = const { 0 };
+    /// The ready lists of the queues this thread owns: a wake on the owner thread (the
+    /// usual case: forward's upstream reply read by the worker that parked the query)
+    /// takes no lock and no atomic read-modify-write, and signals the loop only if it
+    /// waits in [`Parked::notified`].
+    static LOCAL: RefCell<Vec<LocalQueue>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One queue's slots woken on its owner thread.
+struct LocalQueue {
+    id: usize,
+    ready: Vec<usize>,
+    /// The loop, while it waits in [`Parked::notified`].
+    waiter: Option<Waker>,
+}
+
+fn thread_token() -> usize {
+    TOKEN.with(|t| std::ptr::from_ref(t).addr())
+}
+
+/// Runs `f` on queue `id`'s local list; `None` if this thread has none (or its
+/// thread-locals are gone, or the list is in use).
+fn with_local<R>(id: usize, f: impl FnOnce(&mut LocalQueue) -> R) -> Option<R> {
+    LOCAL
+        .try_with(|l| {
+            let mut l = l.try_borrow_mut().ok()?;
+            l.iter_mut().find(|q| q.id == id).map(f)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Queues slot `idx` on the owner thread; false if it must take the shared queue.
+fn push_local(id: usize, idx: usize) -> bool {
+    match with_local(id, |q| {
+        q.ready.push(idx);
+        q.waiter.take()
+    }) {
+        Some(w) => {
+            if let Some(w) = w {
+                w.wake();
+            }
+            true
+        }
+        None => false,
+    }
+}
+
 /// The waker of one slot (made once, reused by every query the slot runs).
 struct SlotWake {
     idx: usize,
-    /// Already in the ready queue.
+    /// Already in a ready list.
     queued: AtomicBool,
     queue: Arc<Queue>,
 }
@@ -144,6 +206,19 @@ impl Wake for SlotWake {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        if self.queue.owner == thread_token() {
+            // Only a wake from another thread can race this one, and a slot queued
+            // twice is only polled twice.
+            if self.queued.load(Ordering::Relaxed) {
+                return;
+            }
+            self.queued.store(true, Ordering::Relaxed);
+            if push_local(self.queue.id, self.idx) {
+                return;
+            }
+            self.queue.push(self.idx);
+            return;
+        }
         if !self.queued.swap(true, Ordering::AcqRel) {
             self.queue.push(self.idx);
         }
@@ -156,26 +231,43 @@ struct Slot<F> {
     waker: Waker,
 }
 
-/// The parked queries of one worker, all of one future type `F`.
+/// The parked queries of one worker, all of one future type `F`. It stays on the
+/// thread that made it (its loop is a thread's own task).
 pub struct Parked<F> {
     slots: Vec<Slot<F>>,
     free: Vec<usize>,
     queue: Arc<Queue>,
-    /// The batch being polled (swapped with the ready queue).
+    /// The batch being polled (swapped with the ready lists).
     batch: Vec<usize>,
+    /// Not `Send`: the local ready list is the making thread's.
+    _local: std::marker::PhantomData<std::rc::Rc<()>>,
 }
 
 impl<F: Future<Output = ()>> Parked<F> {
-    /// An empty executor.
+    /// An empty executor, owned by this thread.
     pub fn new() -> Self {
+        static IDS: AtomicUsize = AtomicUsize::new(0);
+        let id = IDS.fetch_add(1, Ordering::Relaxed);
+        let _ = LOCAL.try_with(|l| {
+            if let Ok(mut l) = l.try_borrow_mut() {
+                l.push(LocalQueue {
+                    id,
+                    ready: Vec::new(),
+                    waiter: None,
+                });
+            }
+        });
         Self {
             slots: Vec::new(),
             free: Vec::new(),
             queue: Arc::new(Queue {
+                owner: thread_token(),
+                id,
                 ready: Mutex::new(Vec::new()),
                 notify: Notify::new(),
             }),
             batch: Vec::new(),
+            _local: std::marker::PhantomData,
         }
     }
 
@@ -209,21 +301,30 @@ impl<F: Future<Output = ()>> Parked<F> {
         s.wake.wake_by_ref();
     }
 
+    /// Moves every slot woken so far into `self.batch`.
+    fn take_ready(&mut self) {
+        let batch = &mut self.batch;
+        let _ = with_local(self.queue.id, |q| std::mem::swap(batch, &mut q.ready));
+        let mut q = self
+            .queue
+            .ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if batch.is_empty() {
+            std::mem::swap(batch, &mut *q);
+        } else {
+            batch.append(&mut q);
+        }
+    }
+
     /// Polls every query woken so far (those woken while this runs wait for the next
     /// run); returns how many wakes it took.
     pub fn run(&mut self) -> usize {
-        {
-            let mut q = self
-                .queue
-                .ready
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if q.is_empty() {
-                return 0;
-            }
-            std::mem::swap(&mut self.batch, &mut *q);
-        }
+        self.take_ready();
         let n = self.batch.len();
+        if n == 0 {
+            return 0;
+        }
         let _clock = RunGuard::start();
         for idx in self.batch.drain(..) {
             let Some(s) = self.slots.get_mut(idx) else {
@@ -255,17 +356,58 @@ impl<F: Future<Output = ()>> Parked<F> {
 
     /// True if a query was woken and not polled yet.
     pub fn has_ready(&self) -> bool {
-        !self
-            .queue
-            .ready
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
+        with_local(self.queue.id, |q| !q.ready.is_empty()).unwrap_or(false)
+            || !self
+                .queue
+                .ready
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
     }
 
     /// Completes when a query is woken (or was, since the last call).
     pub async fn notified(&self) {
-        self.queue.notify.notified().await;
+        /// Forgets the loop's waker when the wait ends (or is dropped by a `select!`).
+        struct Waiting(usize);
+        impl Drop for Waiting {
+            fn drop(&mut self) {
+                let _ = with_local(self.0, |q| q.waiter = None);
+            }
+        }
+        let id = self.queue.id;
+        let _waiting = Waiting(id);
+        let remote = self.queue.notify.notified();
+        let mut remote = std::pin::pin!(remote);
+        std::future::poll_fn(|cx| {
+            if remote.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            let local = with_local(id, |q| {
+                if q.ready.is_empty() {
+                    q.waiter = Some(cx.waker().clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            if local == Some(true) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
+impl<F> Drop for Parked<F> {
+    fn drop(&mut self) {
+        let id = self.queue.id;
+        let _ = LOCAL.try_with(|l| {
+            if let Ok(mut l) = l.try_borrow_mut() {
+                l.retain(|q| q.id != id);
+            }
+        });
     }
 }
 
@@ -345,6 +487,63 @@ mod tests {
         w[2].wake_by_ref();
         p.run();
         assert_eq!((done.get(), p.running()), (4, 0));
+    }
+
+    /// The loop's wait ends on a wake from another task of its thread (no lock, no
+    /// notify: the local list and the waiting loop's waker) and on one from another thread.
+    #[test]
+    fn the_loop_wait_ends_on_local_and_remote_wakes() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            let (open, polls, done) = (
+                Rc::new(Cell::new(false)),
+                Rc::new(Cell::new(0)),
+                Rc::new(Cell::new(0)),
+            );
+            let mut p = Parked::new();
+            p.spawn(gate(open.clone(), polls.clone(), done.clone()));
+            p.spawn(gate(open.clone(), polls.clone(), done.clone()));
+            assert_eq!(p.run(), 2);
+            assert!(!p.has_ready());
+            let mut w: Vec<Waker> = WAKERS.with(|w| w.borrow_mut().drain(..).collect());
+            let (w0, w1) = (w.remove(0), w.remove(0));
+            open.set(true);
+            let limit = std::time::Duration::from_secs(5);
+            // Nothing woken: the wait does not end by itself.
+            let idle = tokio::time::timeout(std::time::Duration::from_millis(20), p.notified());
+            assert!(idle.await.is_err());
+            // Another task of this thread wakes slot 0 while the loop waits.
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                w0.wake();
+            });
+            tokio::time::timeout(limit, p.notified()).await.unwrap();
+            assert!(p.has_ready());
+            assert_eq!(p.run(), 1);
+            assert_eq!(done.get(), 1);
+            // Another thread wakes slot 1.
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                w1.wake();
+            });
+            tokio::time::timeout(limit, p.notified()).await.unwrap();
+            assert_eq!(p.run(), 1);
+            assert_eq!((done.get(), p.running()), (2, 0));
+            // A wake before the wait: the wait ends at once.
+            open.set(false);
+            p.spawn(gate(open.clone(), polls.clone(), done.clone()));
+            p.run();
+            let w2: Vec<Waker> = WAKERS.with(|w| w.borrow_mut().drain(..).collect());
+            open.set(true);
+            w2[0].wake_by_ref();
+            tokio::time::timeout(limit, p.notified()).await.unwrap();
+            assert_eq!(p.run(), 1);
+            assert_eq!((done.get(), p.running()), (3, 0));
+        });
     }
 
     /// Counts itself in `ran`, panicking when `k` is 1.

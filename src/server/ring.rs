@@ -6,7 +6,6 @@
 //! false and plugins use their own sockets.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::io;
 use std::rc::{Rc, Weak};
 
@@ -25,11 +24,17 @@ pub trait Sink {
     fn expire(&self, now: std::time::Instant);
 }
 
+/// A socket's id and where its events go.
+type SinkOf = (UpstreamId, Weak<dyn Sink>);
+
 struct Ring {
     engine: Rc<RefCell<Engine>>,
     /// Wakes the worker to submit what tasks queued.
     flush: Rc<Notify>,
-    sinks: RefCell<HashMap<UpstreamId, Weak<dyn Sink>>>,
+    /// By [`UpstreamId::slot`], with the id that holds the slot.
+    sinks: RefCell<Vec<Option<SinkOf>>>,
+    /// Queued by parked queries in the run that is polling them: [`flush_run`] wakes.
+    unflushed: Cell<bool>,
     /// Sockets dropped while the worker held the engine: removed on its next batch.
     pending_remove: RefCell<Vec<UpstreamId>>,
 }
@@ -76,7 +81,8 @@ pub(super) fn install(engine: Rc<RefCell<Engine>>, flush: Rc<Notify>) {
         *r.borrow_mut() = Some(Rc::new(Ring {
             engine,
             flush,
-            sinks: RefCell::new(HashMap::new()),
+            sinks: RefCell::new(Vec::new()),
+            unflushed: Cell::new(false),
             pending_remove: RefCell::new(Vec::new()),
         }));
     });
@@ -108,7 +114,11 @@ pub fn add(sock: std::net::UdpSocket) -> io::Result<UpstreamId> {
 /// Points socket `id`'s events at `sink`.
 pub fn set_sink(id: UpstreamId, sink: Weak<dyn Sink>) {
     if let Some(r) = ring() {
-        r.sinks.borrow_mut().insert(id, sink);
+        let mut v = r.sinks.borrow_mut();
+        if v.len() <= id.slot() {
+            v.resize_with(id.slot() + 1, || None);
+        }
+        v[id.slot()] = Some((id, sink));
     }
 }
 
@@ -119,16 +129,44 @@ pub fn send(id: UpstreamId, data: &[u8]) -> io::Result<()> {
             .try_borrow_mut()
             .map_err(|_| io::Error::from(io::ErrorKind::WouldBlock))?
             .send_upstream_udp(id, data)?;
-        r.flush.notify_one();
+        signal_flush(r);
         Ok(())
     })
     .unwrap_or_else(|| Err(io::ErrorKind::NotConnected.into()))
 }
 
+/// Wakes the worker to submit: at once from a task, once per run from the parked
+/// queries it polls (see [`flush_run`]).
+fn signal_flush(r: &Ring) {
+    if super::parked::in_run() {
+        r.unflushed.set(true);
+    } else {
+        r.flush.notify_one();
+    }
+}
+
+/// Called by the worker after a run of its parked queries: one wake for what they queued.
+pub(super) fn flush_run() {
+    with_ring(|r| {
+        if r.unflushed.replace(false) {
+            r.flush.notify_one();
+        }
+    });
+}
+
+/// Queues the worker's wake to submit what a parked query (or task) queued.
+pub(super) fn flush() {
+    with_ring(signal_flush);
+}
+
 /// Removes socket `id` (closed once its receive has ended).
 pub fn remove(id: UpstreamId) {
     let Some(r) = ring() else { return };
-    r.sinks.borrow_mut().remove(&id);
+    if let Some(s) = r.sinks.borrow_mut().get_mut(id.slot()) {
+        if s.as_ref().is_some_and(|(held, _)| *held == id) {
+            *s = None;
+        }
+    }
     match r.engine.try_borrow_mut() {
         Ok(mut e) => {
             e.remove_upstream_udp(id);
@@ -147,7 +185,11 @@ pub(super) fn remove_pending(engine: &mut Engine) {
 }
 
 fn sink(id: UpstreamId) -> Option<Rc<dyn Sink>> {
-    with_ring(|r| r.sinks.borrow().get(&id).and_then(Weak::upgrade)).flatten()
+    with_ring(|r| match r.sinks.borrow().get(id.slot()) {
+        Some(Some((held, s))) if *held == id => s.upgrade(),
+        _ => None,
+    })
+    .flatten()
 }
 
 /// A datagram the worker's ring read for socket `id`.
@@ -163,8 +205,9 @@ pub(super) fn expire(now: std::time::Instant) {
     let sinks: Vec<Rc<dyn Sink>> = r
         .sinks
         .borrow()
-        .values()
-        .filter_map(Weak::upgrade)
+        .iter()
+        .flatten()
+        .filter_map(|(_, s)| s.upgrade())
         .collect();
     for s in sinks {
         s.expire(now);

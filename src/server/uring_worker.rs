@@ -163,9 +163,10 @@ pub fn spawn(
                     // Parked queries this batch started or woke run now: their
                     // upstream queries and replies go out with the next submit.
                     for (j, to) in jobs.drain(..) {
-                        parked.spawn(run_parked(j, to, &engine, &state, &flush));
+                        parked.spawn(run_parked(j, to, &engine, &state));
                     }
                     parked.run();
+                    super::ring::flush_run();
                     // Nothing parked, or every parked query waits only for a datagram
                     // the ring reads (forward's upstream replies; their deadlines are
                     // expired below): no task needs the runtime's I/O, so wait in the
@@ -271,13 +272,7 @@ enum ReplyTo {
 }
 
 /// Runs a parked query to its end and queues its reply.
-async fn run_parked(
-    j: Job,
-    to: ReplyTo,
-    engine: &Rc<RefCell<Engine>>,
-    state: &Rc<RefCell<State>>,
-    flush: &Rc<Notify>,
-) {
+async fn run_parked(j: Job, to: ReplyTo, engine: &Rc<RefCell<Engine>>, state: &Rc<RefCell<State>>) {
     // Counted out however the query ends (a panic included).
     let _parked = ParkedGuard(state);
     if let Some(resp) = j.run().await {
@@ -287,7 +282,7 @@ async fn run_parked(
             ReplyTo::Tcp(conn) => eng.send_tcp(conn, &resp),
         };
         // In the runtime's wait: one submit for every reply resumed in this tick.
-        flush.notify_one();
+        super::ring::flush();
     }
 }
 

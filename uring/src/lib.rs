@@ -42,6 +42,13 @@ pub struct UpstreamId {
     generation: u32,
 }
 
+impl UpstreamId {
+    /// The socket's slot: small, and reused (with a new generation) once it is removed.
+    pub fn slot(self) -> usize {
+        self.idx as usize
+    }
+}
+
 mod counting;
 pub use counting::{CountingAlloc, allocations};
 

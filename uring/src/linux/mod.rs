@@ -55,6 +55,8 @@ pub struct Engine {
     // Field order is drop order: the ring (inside `core`) goes before the buffers it used.
     core: Core,
     rx: BufRing,
+    /// Completions copied out of the ring for dispatch (kept, not zeroed per reap).
+    cqes: Box<[Cqe; CHUNK]>,
     _not_send: PhantomData<*mut ()>,
 }
 
@@ -208,6 +210,7 @@ impl Engine {
         Ok(Self {
             core,
             rx,
+            cqes: Box::new([Cqe::default(); CHUNK]),
             _not_send: PhantomData,
         })
     }
@@ -361,7 +364,7 @@ impl Engine {
     /// Copies completions out of the ring in chunks and dispatches them; at most one
     /// completion-queue's worth per call so a flood cannot starve the caller.
     fn reap(&mut self, f: &mut Callback<'_>) -> usize {
-        let Self { core, rx, .. } = self;
+        let Self { core, rx, cqes, .. } = self;
         let notify = core.notify_used.get() && !core.notify_off;
         if notify {
             // Reset before looking for task work: with deferred task work the kernel signals
@@ -393,7 +396,7 @@ impl Engine {
         }
         let mut seen = 0;
         loop {
-            let mut batch = [Cqe::default(); CHUNK];
+            let batch = &mut **cqes;
             let mut n = 0;
             {
                 let mut cq = core.ring.completion();
