@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
 
 /// Buffers kept per thread.
-const KEEP: usize = 512;
+const KEEP: usize = 2048;
 /// Larger buffers go back to the allocator.
 const MAX_CAP: usize = 4096;
 
