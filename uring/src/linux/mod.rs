@@ -44,6 +44,8 @@ const UDP_BGID: u16 = 0;
 const RECV_HEADER: u32 = 16 + addr::NAME_LEN;
 /// Completions copied out of the ring at a time.
 const CHUNK: usize = 64;
+/// Registered (fixed) file slots per ring, for UDP sockets.
+const FIXED_FILES: u32 = 1024;
 /// Delay before re-arming a receive or accept that failed with an unexpected error.
 const BACKOFF: Duration = Duration::from_millis(100);
 /// How long dropping an engine waits for the kernel to finish every operation.
@@ -88,8 +90,13 @@ struct Core {
     /// Upstream sockets, and the slots free for reuse.
     upstreams: Vec<upstream::UpSock>,
     upstream_free: Vec<u32>,
-    /// Sockets of removed upstream slots, closed after the next submit.
-    to_close: Vec<UdpSocket>,
+    /// Sockets of removed upstream slots (and their fixed-file slots), closed after the
+    /// next submit.
+    to_close: Vec<(UdpSocket, Option<u32>)>,
+    /// Free registered-file slots (none if the kernel could not register a table). A UDP
+    /// socket with a slot is named by it: the kernel skips its descriptor lookup and
+    /// reference count per operation.
+    fixed_free: Vec<u32>,
     /// Per send slot: the upstream socket whose query it carries (`None` for a
     /// reply), to report a failed send.
     send_owner: Vec<Option<UpstreamId>>,
@@ -118,6 +125,64 @@ fn recv_template(name_len: u32) -> libc::msghdr {
     let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
     hdr.msg_namelen = name_len;
     hdr
+}
+
+/// How an operation names its socket.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Target {
+    Fd(RawFd),
+    /// A registered-file slot.
+    Fixed(u32),
+}
+
+impl Target {
+    pub(super) fn of(fd: RawFd, fixed: Option<u32>) -> Self {
+        fixed.map_or(Self::Fd(fd), Self::Fixed)
+    }
+}
+
+/// Builds `$op` on `$target`, naming it `$fd` (a `types::Fd` or `types::Fixed`).
+macro_rules! on_target {
+    ($target:expr, |$fd:ident| $op:expr) => {
+        match $target {
+            Target::Fd(f) => {
+                let $fd = io_uring::types::Fd(f);
+                $op
+            }
+            Target::Fixed(i) => {
+                let $fd = io_uring::types::Fixed(i);
+                $op
+            }
+        }
+    };
+}
+pub(super) use on_target;
+
+impl Core {
+    /// Registers `fd` in a free fixed-file slot; `None` if none is free or the kernel refuses.
+    pub(super) fn fix(&mut self, fd: RawFd) -> Option<u32> {
+        let slot = self.fixed_free.pop()?;
+        match self.ring.submitter().register_files_update(slot, &[fd]) {
+            Ok(1) => Some(slot),
+            _ => {
+                self.fixed_free.push(slot);
+                None
+            }
+        }
+    }
+
+    /// Empties fixed-file slot `slot` (operations already issued keep their file).
+    pub(super) fn unfix(&mut self, slot: u32) {
+        // A slot the kernel would not empty is not reused.
+        if self
+            .ring
+            .submitter()
+            .register_files_update(slot, &[-1])
+            .is_ok()
+        {
+            self.fixed_free.push(slot);
+        }
+    }
 }
 
 /// A non-blocking, close-on-exec eventfd.
@@ -175,6 +240,11 @@ impl Engine {
             .ring
             .submitter()
             .register_eventfd(notify.as_raw_fd())?;
+        // Sparse table (Linux 5.19); without it sockets are named by descriptor.
+        let fixed_free = match setup.ring.submitter().register_files_sparse(FIXED_FILES) {
+            Ok(()) => (0..FIXED_FILES).rev().collect(),
+            Err(_) => Vec::new(),
+        };
         let cq_capacity = setup.ring.params().cq_entries() as usize;
         let conns = tcp::Conns::new(cfg.max_tcp_conns, cfg.max_tcp_msg);
         let send_slots = cfg.send_slots as usize;
@@ -195,6 +265,7 @@ impl Engine {
             upstreams: Vec::new(),
             upstream_free: Vec::new(),
             to_close: Vec::new(),
+            fixed_free,
             send_owner: vec![None; send_slots],
             listeners: Vec::new(),
             conns,
@@ -461,6 +532,10 @@ impl Engine {
             }
             self.reap(&mut noop);
         }
+        // The registered-file table holds the sockets too: release it now, so they are closed
+        // when the engine is gone (the ring itself is torn down asynchronously).
+        // (An error only means no table was registered.)
+        let _ = self.core.ring.submitter().unregister_files();
         if self.core.inflight > 0 {
             // The kernel may still read or write these: keep them forever.
             self.rx.leak();

@@ -273,3 +273,52 @@ fn removed_upstream_closes_after_submit() {
     // pretended was not armed ends at shutdown.)
     e.shutdown();
 }
+
+/// UDP sockets are named by registered-file slots where the kernel has a sparse table
+/// (Linux 5.19): a removed upstream socket's slot is emptied once it is closed, and reused.
+#[test]
+fn udp_sockets_take_fixed_file_slots() {
+    if let Err(reason) = probe() {
+        println!("skipping: io_uring unavailable: {reason}");
+        return;
+    }
+    let mut e = Engine::new(EngineConfig::default()).expect("engine");
+    if e.core.fixed_free.is_empty() {
+        println!(
+            "skipping: no registered-file table on this kernel ({})",
+            fs_release()
+        );
+        return;
+    }
+    let all = e.core.fixed_free.len();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    for round in 0..3u8 {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.connect(peer.local_addr().unwrap()).unwrap();
+        let local = sock.local_addr().unwrap();
+        let id = e.add_upstream_udp(sock).unwrap();
+        let slot = e.core.upstreams[0].fixed;
+        assert!(slot.is_some());
+        assert_eq!(e.core.fixed_free.len(), all - 1);
+        // A query goes out through the slot.
+        e.send_upstream_udp(id, &[round; 4]).unwrap();
+        e.submit().unwrap();
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&[round; 4][..], local));
+        // Removed with no receive armed (as in a back-off): freed, then closed after the
+        // next submit, which empties the slot.
+        e.core.upstreams[0].armed = false;
+        e.remove_upstream_udp(id);
+        e.submit().unwrap();
+        assert!(e.core.to_close.is_empty());
+        assert_eq!(e.core.fixed_free.len(), all);
+        assert_eq!(
+            e.core.fixed_free.last().copied(),
+            slot,
+            "the slot is reused next"
+        );
+    }
+    e.shutdown();
+}

@@ -4,18 +4,20 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 
-use io_uring::{cqueue, opcode, types};
+use io_uring::{cqueue, opcode};
 
 use super::mem::{BufRing, Filled};
 use super::ring::{self, Cqe, Kind};
-use super::{Callback, Core, EngineHandle, UDP_BGID, addr};
+use super::{Callback, Core, EngineHandle, Target, UDP_BGID, addr, on_target};
 use crate::{Event, SocketId};
 
 /// A UDP socket owned by the engine.
 pub(super) struct UdpSock {
     sock: UdpSocket,
+    /// Its registered-file slot (kept for the engine's life).
+    fixed: Option<u32>,
     /// A multishot receive is in flight.
     armed: bool,
 }
@@ -24,9 +26,17 @@ impl Core {
     pub(super) fn add_udp(&mut self, sock: UdpSocket) -> io::Result<SocketId> {
         sock.set_nonblocking(false)?;
         let idx = u32::try_from(self.udp.len()).map_err(|_| io::ErrorKind::OutOfMemory)?;
-        self.udp.push(UdpSock { sock, armed: false });
+        let fixed = self.fix(sock.as_raw_fd());
+        self.udp.push(UdpSock {
+            sock,
+            fixed,
+            armed: false,
+        });
         if let Err(e) = self.arm_udp(idx) {
             self.udp.pop();
+            if let Some(slot) = fixed {
+                self.unfix(slot);
+            }
             return Err(e);
         }
         Ok(SocketId(idx))
@@ -39,17 +49,24 @@ impl Core {
         if self.closing || s.armed {
             return Ok(());
         }
-        self.push_recv_multi(s.sock.as_raw_fd(), Kind::UdpRecv, idx)?;
+        let target = Target::of(s.sock.as_raw_fd(), s.fixed);
+        self.push_recv_multi(target, Kind::UdpRecv, idx)?;
         self.udp[idx as usize].armed = true;
         Ok(())
     }
 
-    /// Queues a multishot `RecvMsg` on `fd` over the UDP buffer ring, tagged `kind`/`idx`. The
-    /// caller keeps `fd` open until the receive's last completion.
-    pub(super) fn push_recv_multi(&mut self, fd: RawFd, kind: Kind, idx: u32) -> io::Result<()> {
-        let sqe = opcode::RecvMsgMulti::new(types::Fd(fd), &*self.recv_hdr, UDP_BGID)
-            .build()
-            .user_data(ring::tag(kind, idx));
+    /// Queues a multishot `RecvMsg` on `target` over the UDP buffer ring, tagged `kind`/`idx`.
+    /// The caller keeps the socket open until the receive's last completion.
+    pub(super) fn push_recv_multi(
+        &mut self,
+        target: Target,
+        kind: Kind,
+        idx: u32,
+    ) -> io::Result<()> {
+        let hdr = &*self.recv_hdr;
+        let sqe = on_target!(target, |fd| opcode::RecvMsgMulti::new(fd, hdr, UDP_BGID)
+            .build())
+        .user_data(ring::tag(kind, idx));
         // SAFETY: the msghdr is boxed in `self` for the engine's lifetime (leaked if the drain
         // fails); the buffers come from the registered ring, which the engine frees only
         // after every operation completed.
@@ -145,19 +162,19 @@ impl Core {
                 "unknown SocketId",
             ));
         };
-        let fd = s.sock.as_raw_fd();
+        let target = Target::of(s.sock.as_raw_fd(), s.fixed);
         let f = self.take_send_slot(peer, data, "reply larger than udp_send_size")?;
         let slot = f.slot;
         // `Send` with a destination (sendto, kernel 6.0) skips the kernel's copy and check of
         // a msghdr and its iovec: ~7 % less server CPU per reply than `SendMsg` in a raw
         // multishot echo on loopback (README, Performance).
         let sqe = if self.send_to {
-            opcode::Send::new(types::Fd(fd), f.payload, f.len)
+            on_target!(target, |fd| opcode::Send::new(fd, f.payload, f.len)
                 .dest_addr(f.addr)
                 .dest_addr_len(f.addr_len)
-                .build()
+                .build())
         } else {
-            opcode::SendMsg::new(types::Fd(fd), f.hdr).build()
+            on_target!(target, |fd| opcode::SendMsg::new(fd, f.hdr).build())
         }
         .user_data(ring::tag(Kind::UdpSend, slot));
         // SAFETY: header, iovec, address and payload live in send slot `slot`, which only this

@@ -11,16 +11,18 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
-use io_uring::{cqueue, opcode, types};
+use io_uring::{cqueue, opcode};
 
 use super::mem::BufRing;
 use super::ring::{self, Cqe, Kind};
-use super::{Callback, Core, EngineHandle};
+use super::{Callback, Core, EngineHandle, Target, on_target};
 use crate::{Event, UpstreamId};
 
 /// One upstream socket slot.
 pub(super) struct UpSock {
     sock: Option<UdpSocket>,
+    /// The socket's registered-file slot.
+    pub(super) fixed: Option<u32>,
     /// The connected peer (written into send slots; `Send` goes to the connected address).
     peer: SocketAddr,
     generation: u32,
@@ -55,6 +57,7 @@ impl Core {
                     u32::try_from(self.upstreams.len()).map_err(|_| io::ErrorKind::OutOfMemory)?;
                 self.upstreams.push(UpSock {
                     sock: None,
+                    fixed: None,
                     peer,
                     generation: 0,
                     armed: false,
@@ -63,8 +66,10 @@ impl Core {
                 i
             }
         };
+        let fixed = self.fix(sock.as_raw_fd());
         let u = &mut self.upstreams[idx as usize];
         u.sock = Some(sock);
+        u.fixed = fixed;
         u.peer = peer;
         u.armed = false;
         u.removed = false;
@@ -90,7 +95,7 @@ impl Core {
             return Ok(());
         };
         // The socket is closed only after this receive ended (`free_upstream`).
-        self.push_recv_multi(fd, Kind::UpRecv, idx)?;
+        self.push_recv_multi(Target::of(fd, u.fixed), Kind::UpRecv, idx)?;
         self.upstreams[idx as usize].armed = true;
         Ok(())
     }
@@ -107,7 +112,7 @@ impl Core {
     fn free_upstream(&mut self, idx: u32) {
         if let Some(u) = self.upstreams.get_mut(idx as usize) {
             if let Some(sock) = u.sock.take() {
-                self.to_close.push(sock);
+                self.to_close.push((sock, u.fixed.take()));
                 u.generation = u.generation.wrapping_add(1);
                 u.removed = false;
                 u.armed = false;
@@ -117,10 +122,18 @@ impl Core {
     }
 
     /// Closes the sockets of freed slots once the submission queue is empty (every operation
-    /// naming them has reached the kernel, which holds its own reference).
+    /// naming them has reached the kernel, which holds its own reference), and empties their
+    /// fixed-file slots.
     pub(super) fn close_freed(&mut self) {
         if !self.to_close.is_empty() && self.ring.submission().is_empty() {
-            self.to_close.clear();
+            let mut closing = std::mem::take(&mut self.to_close);
+            for (_, fixed) in &closing {
+                if let Some(slot) = *fixed {
+                    self.unfix(slot);
+                }
+            }
+            closing.clear();
+            self.to_close = closing;
         }
     }
 
@@ -159,17 +172,19 @@ impl Core {
     }
 
     pub(super) fn send_upstream(&mut self, id: UpstreamId, data: &[u8]) -> io::Result<()> {
-        let Some((Some(fd), peer)) = self
+        let Some((Some(fd), fixed, peer)) = self
             .upstream(id)
-            .map(|u| (u.sock.as_ref().map(AsRawFd::as_raw_fd), u.peer))
+            .map(|u| (u.sock.as_ref().map(AsRawFd::as_raw_fd), u.fixed, u.peer))
         else {
             return Err(io::ErrorKind::NotConnected.into());
         };
         let f = self.take_send_slot(peer, data, "query larger than udp_send_size")?;
         let slot = f.slot;
-        let sqe = opcode::Send::new(types::Fd(fd), f.payload, f.len)
-            .build()
-            .user_data(ring::tag(Kind::UdpSend, slot));
+        let sqe = on_target!(Target::of(fd, fixed), |fd| opcode::Send::new(
+            fd, f.payload, f.len
+        )
+        .build())
+        .user_data(ring::tag(Kind::UdpSend, slot));
         // SAFETY: the payload lives in send slot `slot`, which only this operation's
         // completion releases (or the line below, if it never reached the ring).
         if let Err(e) = unsafe { self.push(&sqe) } {
