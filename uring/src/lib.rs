@@ -3,7 +3,9 @@
 //! One [`Engine`] per worker thread owns a ring, the worker's UDP sockets (each read by one
 //! multishot `RecvMsg` over a shared provided-buffer ring), its TCP listeners (multishot
 //! accept) and their connections (framed DNS over TCP). Replies are copied into preallocated
-//! send slots and submitted in batches with the next `io_uring_enter`.
+//! send slots and submitted in batches with the next `io_uring_enter`. UDP sockets are named
+//! by registered-file slots where the kernel has a sparse file table (Linux 5.19), so no
+//! operation on them looks up or reference-counts the descriptor.
 //!
 //! Everything the kernel may read or write (buffers, `msghdr`, `iovec`, socket addresses) lives
 //! in memory the engine owns until the matching completion has arrived; dropping the engine
