@@ -263,7 +263,7 @@ fn reload_by_serial_and_bad_files_keep_serving() {
     let dir = TempDir::new("auth-reload");
     let db = dir.write("db", &zone_with_serial(1, "192.0.2.20"));
     for be in backends() {
-        std::fs::write(&db, zone_with_serial(1, "192.0.2.20")).expect("write");
+        write_atomic(&db, zone_with_serial(1, "192.0.2.20")).expect("write");
         let s = TestServer::start(
             &format!(
                 "example.org:{{port}} {{\n file {} {{\n  reload 300ms\n }}\n}}\n",
@@ -274,11 +274,11 @@ fn reload_by_serial_and_bad_files_keep_serving() {
         let a = || section(&s.dig(&["web.example.org", "A"]), "ANSWER");
         assert_eq!(a(), vec!["web.example.org. 3600 IN A 192.0.2.20"]);
         // Same serial: not reloaded.
-        std::fs::write(&db, zone_with_serial(1, "192.0.2.21")).expect("write");
+        write_atomic(&db, zone_with_serial(1, "192.0.2.21")).expect("write");
         std::thread::sleep(Duration::from_millis(800));
         assert_eq!(a(), vec!["web.example.org. 3600 IN A 192.0.2.20"], "{be}");
         // New serial: reloaded, logged.
-        std::fs::write(&db, zone_with_serial(2, "192.0.2.22")).expect("write");
+        write_atomic(&db, zone_with_serial(2, "192.0.2.22")).expect("write");
         wait_for("reload", Duration::from_secs(5), || {
             a() == vec!["web.example.org. 3600 IN A 192.0.2.22"]
         });
@@ -292,7 +292,7 @@ fn reload_by_serial_and_bad_files_keep_serving() {
             s.lines()
         );
         // A malformed file: the old zone keeps serving, the error is logged with file:line.
-        std::fs::write(&db, zone_with_serial(3, "192.0.2.300")).expect("write");
+        write_atomic(&db, zone_with_serial(3, "192.0.2.300")).expect("write");
         let line = s
             .wait_line(|l| l.starts_with("[ERROR] plugin/file: Parsing zone \"example.org.\""))
             .expect("parse error logged");
@@ -331,7 +331,7 @@ fn missing_file_at_start_servfails_until_it_appears() {
         );
         assert!(s.lines().contains(&want), "{be}: {:?}", s.lines());
         assert_eq!(dig_status(&s.dig(&["web.example.org", "A"])), "SERVFAIL");
-        std::fs::write(&db, ZONE).expect("write");
+        write_atomic(&db, ZONE).expect("write");
         wait_for("load", Duration::from_secs(5), || {
             dig_status(&s.dig(&["web.example.org", "A"])) == "NOERROR"
         });
@@ -477,7 +477,7 @@ fn notify_out_on_reload() {
     let mut buf = [0u8; 512];
     for serial in [1u32, 2] {
         if serial == 2 {
-            std::fs::write(&db, zone_with_serial(2, "192.0.2.21")).expect("write");
+            write_atomic(&db, zone_with_serial(2, "192.0.2.21")).expect("write");
         }
         let (n, from) = sock.recv_from(&mut buf).expect("notify");
         assert!(n > 12);
