@@ -164,16 +164,19 @@ fn thread_token() -> usize {
     TOKEN.with(|t| std::ptr::from_ref(t).addr())
 }
 
+/// Runs `f` on this thread's local lists; `None` if its thread-locals are gone or the
+/// lists are in use.
+fn with_locals<R>(f: impl FnOnce(&mut Vec<LocalQueue>) -> R) -> Option<R> {
+    LOCAL
+        .try_with(|l| l.try_borrow_mut().ok().map(|mut l| f(&mut l)))
+        .ok()
+        .flatten()
+}
+
 /// Runs `f` on queue `id`'s local list; `None` if this thread has none (or its
 /// thread-locals are gone, or the list is in use).
 fn with_local<R>(id: usize, f: impl FnOnce(&mut LocalQueue) -> R) -> Option<R> {
-    LOCAL
-        .try_with(|l| {
-            let mut l = l.try_borrow_mut().ok()?;
-            l.iter_mut().find(|q| q.id == id).map(f)
-        })
-        .ok()
-        .flatten()
+    with_locals(|l| l.iter_mut().find(|q| q.id == id).map(f)).flatten()
 }
 
 /// Queues slot `idx` on the owner thread; false if it must take the shared queue.
@@ -213,10 +216,9 @@ impl Wake for SlotWake {
                 return;
             }
             self.queued.store(true, Ordering::Relaxed);
-            if push_local(self.queue.id, self.idx) {
-                return;
+            if !push_local(self.queue.id, self.idx) {
+                self.queue.push(self.idx);
             }
-            self.queue.push(self.idx);
             return;
         }
         if !self.queued.swap(true, Ordering::AcqRel) {
@@ -248,14 +250,12 @@ impl<F: Future<Output = ()>> Parked<F> {
     pub fn new() -> Self {
         static IDS: AtomicUsize = AtomicUsize::new(0);
         let id = IDS.fetch_add(1, Ordering::Relaxed);
-        let _ = LOCAL.try_with(|l| {
-            if let Ok(mut l) = l.try_borrow_mut() {
-                l.push(LocalQueue {
-                    id,
-                    ready: Vec::new(),
-                    waiter: None,
-                });
-            }
+        let _ = with_locals(|l| {
+            l.push(LocalQueue {
+                id,
+                ready: Vec::new(),
+                waiter: None,
+            });
         });
         Self {
             slots: Vec::new(),
@@ -403,11 +403,7 @@ impl<F: Future<Output = ()>> Parked<F> {
 impl<F> Drop for Parked<F> {
     fn drop(&mut self) {
         let id = self.queue.id;
-        let _ = LOCAL.try_with(|l| {
-            if let Ok(mut l) = l.try_borrow_mut() {
-                l.retain(|q| q.id != id);
-            }
-        });
+        let _ = with_locals(|l| l.retain(|q| q.id != id));
     }
 }
 

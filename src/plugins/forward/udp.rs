@@ -297,7 +297,7 @@ impl UdpConn {
     /// it, and those the socket buffer cannot take now are sent as it drains.
     fn flush_outbox(self: &Rc<Self>) {
         let Io::Tokio(sock) = &self.io else { return };
-        let out = std::mem::take(&mut *self.outbox.borrow_mut());
+        let mut out = std::mem::take(&mut *self.outbox.borrow_mut());
         let mut i = 0;
         while i < out.len() {
             let n = (out.len() - i).min(fallback::BATCH);
@@ -323,7 +323,7 @@ impl UdpConn {
         }
         if i < out.len() {
             // The socket buffer is full: the rest wait for room, as `send` would.
-            let rest: Vec<(usize, u32, Buf)> = out.into_iter().skip(i).collect();
+            let rest: Vec<(usize, u32, Buf)> = out.drain(i..).collect();
             let conn = Rc::clone(self);
             tokio::task::spawn_local(async move {
                 for (key, seq, q) in rest {
@@ -332,6 +332,12 @@ impl UdpConn {
                     }
                 }
             });
+        }
+        // The outbox keeps its allocation for the next run.
+        out.clear();
+        let mut outbox = self.outbox.borrow_mut();
+        if outbox.is_empty() {
+            *outbox = out;
         }
     }
 

@@ -126,14 +126,12 @@ impl Core {
     /// fixed-file slots.
     pub(super) fn close_freed(&mut self) {
         if !self.to_close.is_empty() && self.ring.submission().is_empty() {
-            let mut closing = std::mem::take(&mut self.to_close);
-            for (_, fixed) in &closing {
-                if let Some(slot) = *fixed {
+            for (sock, fixed) in std::mem::take(&mut self.to_close) {
+                if let Some(slot) = fixed {
                     self.unfix(slot);
                 }
+                drop(sock);
             }
-            closing.clear();
-            self.to_close = closing;
         }
     }
 
