@@ -20,12 +20,20 @@ use crate::chain::Proto;
 pub const MAX_PARKED: usize = 16_384;
 
 /// Runs a parked query to its end and queues its reply for the loop's next `sendmmsg`.
-async fn run_parked(j: Job, replies: &Replies, limits: &WorkerLimits) {
-    // Counted out however the query ends (a panic included).
-    let _parked = ParkedGuard(limits);
-    let peer = j.peer();
-    if let Some(resp) = j.run().await {
-        replies.queue.borrow_mut().push((resp, peer));
+/// (An `async` block, not an `async fn`: an `async fn` keeps a second copy of its
+/// arguments in its future.)
+#[allow(clippy::manual_async_fn)] // see above
+fn run_parked<'a>(
+    j: Job,
+    replies: &'a Replies,
+    limits: &'a WorkerLimits,
+) -> impl std::future::Future<Output = ()> + 'a {
+    async move {
+        // Counted out however the query ends (a panic included).
+        let _parked = ParkedGuard(limits);
+        if let Some(resp) = j.run().await {
+            replies.queue.borrow_mut().push((resp, j.peer()));
+        }
     }
 }
 
@@ -232,7 +240,7 @@ async fn tcp_conn(
                             &server,
                             &chain,
                             &data,
-                            meta,
+                            &meta,
                             at,
                             st,
                             &mut resp,

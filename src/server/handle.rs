@@ -159,7 +159,7 @@ pub async fn resume(
     server: &Arc<str>,
     chain: &Chain,
     data: &[u8],
-    m: Meta,
+    m: &Meta,
     at: usize,
     st: crate::chain::ReqState,
     resp: &mut Vec<u8>,

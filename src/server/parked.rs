@@ -51,14 +51,15 @@ impl Job {
         self.meta.peer
     }
 
-    /// Runs the query to its end: its reply, if it has one.
-    pub async fn run(self) -> Option<super::bufpool::Buf> {
+    /// Runs the query to its end: its reply, if it has one. (By reference: the
+    /// caller's future holds the job once, not once per layer.)
+    pub async fn run(&self) -> Option<super::bufpool::Buf> {
         let (mut resp, mut scratch) = (super::bufpool::take(), super::bufpool::take());
         let out = super::handle::resume(
             &self.server,
             &self.chain,
             &self.data,
-            self.meta,
+            &self.meta,
             self.at,
             self.st,
             &mut resp,

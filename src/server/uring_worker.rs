@@ -271,18 +271,27 @@ enum ReplyTo {
     Tcp(ConnId),
 }
 
-/// Runs a parked query to its end and queues its reply.
-async fn run_parked(j: Job, to: ReplyTo, engine: &Rc<RefCell<Engine>>, state: &Rc<RefCell<State>>) {
-    // Counted out however the query ends (a panic included).
-    let _parked = ParkedGuard(state);
-    if let Some(resp) = j.run().await {
-        let mut eng = engine.borrow_mut();
-        let _ = match to {
-            ReplyTo::Udp(sock, peer) => eng.send_udp(sock, peer, &resp),
-            ReplyTo::Tcp(conn) => eng.send_tcp(conn, &resp),
-        };
-        // In the runtime's wait: one submit for every reply resumed in this tick.
-        super::ring::flush();
+/// Runs a parked query to its end and queues its reply. (An `async` block, not an
+/// `async fn`: an `async fn` keeps a second copy of its arguments in its future.)
+#[allow(clippy::manual_async_fn)] // see above
+fn run_parked<'a>(
+    j: Job,
+    to: ReplyTo,
+    engine: &'a Rc<RefCell<Engine>>,
+    state: &'a Rc<RefCell<State>>,
+) -> impl std::future::Future<Output = ()> + 'a {
+    async move {
+        // Counted out however the query ends (a panic included).
+        let _parked = ParkedGuard(state);
+        if let Some(resp) = j.run().await {
+            let mut eng = engine.borrow_mut();
+            let _ = match &to {
+                ReplyTo::Udp(sock, peer) => eng.send_udp(*sock, *peer, &resp),
+                ReplyTo::Tcp(conn) => eng.send_tcp(*conn, &resp),
+            };
+            // In the runtime's wait: one submit for every reply resumed in this tick.
+            super::ring::flush();
+        }
     }
 }
 

@@ -371,8 +371,9 @@ impl UdpConn {
         };
         // Almost always immediate: no timer unless the socket buffer is full.
         let res = match sock.try_send(q) {
+            // Boxed: the rare wait would otherwise size every parked query's future.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                tokio::time::timeout(t, sock.send(q)).await
+                Box::pin(tokio::time::timeout(t, sock.send(q))).await
             }
             r => Ok(r),
         };
