@@ -2,8 +2,8 @@
 # Server CPU per query at a fixed rate: each server pinned to CPU 0, dnsperf (and, in S2,
 # the upstream) on CPU 1, `perf stat -e task-clock` on the server for 5 s, the servers
 # taking turns in every run. Unlike `../shared/bench/run.sh`, which loads each server as
-# hard as CPU 1 allows, every server here gets the same load, so a change of 1-2 % in
-# CPU per query shows (rounds agree within about 1 %).
+# hard as CPU 1 allows, every server here gets the same load (the same batch sizes);
+# rounds of one build agree within 2-3 %.
 #
 #   ci/fixedrate.sh [--scenario S0|S2] [--qps N] [--runs N] [--base OLD_BIN] BIN
 #
