@@ -6,10 +6,17 @@
 //! turn (predictable: never use it as a resolver). A query whose ID slot is reused before its
 //! reply arrives is simply lost. Its queries per server core are the ceiling any forwarder
 //! can reach on the same machine and kernel.
+//!
+//! `relay --uring` does the same on the workspace's io_uring engine, sized as a ringdns
+//! worker's (multishot receive over provided buffers, the upstream socket on the same ring,
+//! one `io_uring_enter` per batch that submits the sends and waits): the ceiling of a
+//! forwarder built on that engine, so a forward benchmark can tell the engine's cost from
+//! the cost of the DNS work above it.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
@@ -23,15 +30,71 @@ const BUF: usize = 4096;
 
 /// Runs the relay until the process is killed.
 pub fn main(args: &[String]) -> Result<()> {
+    let (ring, args) = match args {
+        [flag, rest @ ..] if flag == "--uring" => (true, rest),
+        _ => (false, args),
+    };
     let [listen, upstream] = args else {
-        bail!("usage: ringdns-perf relay LISTEN_ADDR:PORT UPSTREAM_ADDR:PORT");
+        bail!("usage: ringdns-perf relay [--uring] LISTEN_ADDR:PORT UPSTREAM_ADDR:PORT");
     };
     let listen: SocketAddr = listen.parse().context("LISTEN_ADDR:PORT")?;
     let upstream: SocketAddr = upstream.parse().context("UPSTREAM_ADDR:PORT")?;
     let client = UdpSocket::bind(listen).with_context(|| format!("binding {listen}"))?;
     let up = crate::udp::open_socket(upstream, None)?;
+    if ring {
+        return run_uring(client, up);
+    }
     client.set_nonblocking(true)?;
     Relay::new().run(&client, &up)
+}
+
+/// The relay on the io_uring engine: each batch of completions is relayed, and its sends
+/// go to the kernel with the next wait.
+fn run_uring(client: UdpSocket, up: UdpSocket) -> Result<()> {
+    // As a ringdns worker's engine (`server::uring_worker::engine_config`).
+    let cfg = uring::EngineConfig {
+        udp_buf_count: 256,
+        udp_buf_size: BUF as u32,
+        send_slots: 4096,
+        udp_send_size: 65535,
+        max_tcp_conns: 1,
+        ..uring::EngineConfig::default()
+    };
+    let mut eng = uring::Engine::new(cfg).context("io_uring engine")?;
+    let cid = eng.add_udp(client).context("adding the client socket")?;
+    let uid = eng
+        .add_upstream_udp(up)
+        .context("adding the upstream socket")?;
+    let mut asked: Vec<Option<(SocketAddr, u16)>> = vec![None; 65536];
+    let mut next_id = 0u16;
+    let mut buf = Vec::with_capacity(BUF);
+    loop {
+        eng.submit_and_wait(1, Some(Duration::from_millis(100)))
+            .context("io_uring_enter")?;
+        eng.poll_events(&mut |h, ev| match ev {
+            uring::Event::Udp {
+                sock, peer, data, ..
+            } if sock == cid && data.len() >= 12 => {
+                let id = next_id;
+                next_id = next_id.wrapping_add(1);
+                asked[usize::from(id)] = Some((peer, u16::from_be_bytes([data[0], data[1]])));
+                buf.clear();
+                buf.extend_from_slice(data);
+                buf[..2].copy_from_slice(&id.to_be_bytes());
+                let _ = h.send_upstream_udp(uid, &buf);
+            }
+            uring::Event::UpstreamUdp { id, data } if id == uid && data.len() >= 12 => {
+                let k = usize::from(u16::from_be_bytes([data[0], data[1]]));
+                if let Some((peer, orig)) = asked[k].take() {
+                    buf.clear();
+                    buf.extend_from_slice(data);
+                    buf[..2].copy_from_slice(&orig.to_be_bytes());
+                    let _ = h.send_udp(cid, peer, &buf);
+                }
+            }
+            _ => {}
+        });
+    }
 }
 
 struct Relay {

@@ -282,13 +282,30 @@ fn compare_exit_status_median_and_plot() {
 
 #[test]
 fn relay_forwards_and_restores_ids() {
+    relay_round_trip(&[]);
+}
+
+/// The relay on the io_uring engine, where the kernel allows it (`ci/test.sh` says
+/// whether it does in `RINGDNS_TEST_URING`).
+#[test]
+fn uring_relay_forwards_and_restores_ids() {
+    if std::env::var("RINGDNS_TEST_URING").is_ok_and(|v| v == "1") {
+        relay_round_trip(&["--uring"]);
+    } else {
+        eprintln!("skipped: io_uring is not available here (RINGDNS_TEST_URING is not 1)");
+    }
+}
+
+fn relay_round_trip(flags: &[&str]) {
     let r = udp(Behaviour::default());
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("{e}"));
     let mut child = bin()
-        .args(["relay", &format!("127.0.0.1:{port}"), &r.addr.to_string()])
+        .arg("relay")
+        .args(flags)
+        .args([&format!("127.0.0.1:{port}"), &r.addr.to_string()])
         .spawn()
         .unwrap_or_else(|e| panic!("spawn relay: {e}"));
     let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));

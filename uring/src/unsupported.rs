@@ -162,6 +162,12 @@ impl EngineHandle<'_> {
     }
 
     /// Unreachable: no engine exists.
+    pub fn send_upstream_udp(&mut self, id: UpstreamId, data: &[u8]) -> io::Result<()> {
+        let _ = (id, data);
+        match self.never {}
+    }
+
+    /// Unreachable: no engine exists.
     pub fn close_tcp(&mut self, conn: ConnId) {
         let _ = conn;
         match self.never {}

@@ -570,6 +570,11 @@ impl EngineHandle<'_> {
         self.core.send_tcp(conn, data)
     }
 
+    /// See [`Engine::send_upstream_udp`].
+    pub fn send_upstream_udp(&mut self, id: UpstreamId, data: &[u8]) -> io::Result<()> {
+        self.core.send_upstream(id, data)
+    }
+
     /// See [`Engine::close_tcp`].
     pub fn close_tcp(&mut self, conn: ConnId) {
         self.core.close_tcp(conn);
