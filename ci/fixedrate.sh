@@ -10,7 +10,9 @@
 # S0 (issue 3): `whoami`; peer udp_echo.
 # S2 (issue 4): `forward . 127.0.0.1:5301` to a ringdns `file` server on CPU 1 (a wildcard
 #   zone, so every name resolves, as the bench's S2); peers: the bare relay
-#   (`ringdns-perf relay`, taken from next to BIN) and dnsdist without cache, if installed.
+#   (`ringdns-perf relay`, taken from next to BIN), the same relay on the io_uring engine
+#   (`relay --uring`: where the kernel refuses io_uring its round fails and is left out)
+#   and dnsdist without cache, if installed.
 # --base adds an older build's two backends to the same runs (for an A/B of a change).
 #
 # Needs dnsperf, dig, perf, cc and (S0) the bench harness's echo source (BENCH_DIR,
@@ -90,6 +92,7 @@ EOF
     RELAY=$(dirname "$BIN")/ringdns-perf
     if [[ -x $RELAY ]]; then
       SERVERS+=("relay|$RELAY relay 127.0.0.1:5353 127.0.0.1:5301")
+      SERVERS+=("relay-uring|$RELAY relay --uring 127.0.0.1:5353 127.0.0.1:5301")
     fi
     if command -v dnsdist >/dev/null; then
       cat > "$WORK/dnsdist.conf" <<'EOF'
