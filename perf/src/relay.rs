@@ -16,11 +16,14 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal};
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 
 /// Datagrams per system call.
@@ -28,7 +31,8 @@ const BATCH: usize = 64;
 /// Receive buffer per datagram.
 const BUF: usize = 4096;
 
-/// Runs the relay until the process is killed.
+/// Runs the relay until the process is killed (`--uring`: until SIGTERM or SIGINT, after
+/// which it drains its ring and exits).
 pub fn main(args: &[String]) -> Result<()> {
     let (ring, args) = match args {
         [flag, rest @ ..] if flag == "--uring" => (true, rest),
@@ -42,7 +46,8 @@ pub fn main(args: &[String]) -> Result<()> {
     let client = UdpSocket::bind(listen).with_context(|| format!("binding {listen}"))?;
     let up = crate::udp::open_socket(upstream, None)?;
     if ring {
-        return run_uring(client, up);
+        let stop = stop_on_signal()?;
+        return run_uring(client, up, &stop);
     }
     client.set_nonblocking(true)?;
     Relay::new().run(&client, &up)
@@ -50,7 +55,7 @@ pub fn main(args: &[String]) -> Result<()> {
 
 /// The relay on the io_uring engine: each batch of completions is relayed, and its sends
 /// go to the kernel with the next wait.
-fn run_uring(client: UdpSocket, up: UdpSocket) -> Result<()> {
+fn run_uring(client: UdpSocket, up: UdpSocket, stop: &AtomicBool) -> Result<()> {
     // As a ringdns worker's engine (`server::uring_worker::engine_config`).
     let cfg = uring::EngineConfig {
         udp_buf_count: 256,
@@ -68,7 +73,11 @@ fn run_uring(client: UdpSocket, up: UdpSocket) -> Result<()> {
     let mut asked: Vec<Option<(SocketAddr, u16)>> = vec![None; 65536];
     let mut next_id = 0u16;
     let mut buf = Vec::with_capacity(BUF);
-    loop {
+    // Killed outright, the process would leave the ring's teardown (and the close of its
+    // sockets) to the kernel's background work, and whoever binds the port next may find
+    // it still taken: on a signal the engine is dropped instead, which cancels its
+    // operations and closes the sockets before the process exits.
+    while !stop.load(Ordering::Relaxed) {
         eng.submit_and_wait(1, Some(Duration::from_millis(100)))
             .context("io_uring_enter")?;
         eng.poll_events(&mut |h, ev| match ev {
@@ -95,6 +104,27 @@ fn run_uring(client: UdpSocket, up: UdpSocket) -> Result<()> {
             _ => {}
         });
     }
+    drop(eng);
+    Ok(())
+}
+
+/// A flag set when SIGTERM or SIGINT arrives: both are blocked on this thread (and on any it
+/// starts later) and a thread waits for them, so no handler runs on the relay's path.
+fn stop_on_signal() -> Result<Arc<AtomicBool>> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block().context("blocking SIGTERM and SIGINT")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let _ = set.wait();
+            flag.store(true, Ordering::Relaxed);
+        })
+        .context("starting the signal thread")?;
+    Ok(stop)
 }
 
 struct Relay {
