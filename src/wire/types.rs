@@ -190,6 +190,7 @@ pub fn rcode_name(rc: u16) -> Option<&'static str> {
         8 => "NXRRSET",
         9 => "NOTAUTH",
         10 => "NOTZONE",
+        11 => "DSOTYPENI",
         16 => "BADSIG",
         17 => "BADKEY",
         18 => "BADTIME",

@@ -240,6 +240,28 @@ fn forward_fault_modes_client_view() {
             "{be}: {out}"
         );
         assert!(f.queries().last().expect("q").tcp, "{be}");
+        // A header alone unpacks in CoreDNS too; it has no question: FORMERR, over
+        // UDP and TCP alike (not TC, not SERVFAIL).
+        f.set(Mode::HeaderOnly(5));
+        let out = s.dig(&["g2.example.org", "A"]);
+        assert_eq!(dig_status(&out), "FORMERR", "{be}: {out}");
+        let out = s.dig(&["+tcp", "g3.example.org", "A"]);
+        assert_eq!(dig_status(&out), "FORMERR", "{be}: {out}");
+        // Counts the records do not fill: what is there, with the counts corrected (as
+        // CoreDNS packs the message again).
+        f.set(Mode::CountsLie);
+        for tcp in ["+notcp", "+tcp"] {
+            let out = s.dig(&[tcp, "g4.example.org", "A"]);
+            assert_eq!(
+                answers(&out),
+                ["g4.example.org. 60 IN A 192.0.2.7"],
+                "{be} {tcp}: {out}"
+            );
+            assert!(
+                out.contains("ANSWER: 1, AUTHORITY: 0,"),
+                "{be} {tcp}: {out}"
+            );
+        }
     }
 }
 

@@ -39,7 +39,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_rustls::TlsConnector;
 
 use super::metrics;
-use super::proxy::{Fail, Local, Malformed, Upstream, expired, unpack};
+use super::proxy::{Fail, Local, Upstream, expired, unpack};
 use super::setup::{DohMethod, UpstreamConfig};
 use super::stream::{MAX_STREAMS, dial_tcp};
 use crate::wire::hdr;
@@ -464,11 +464,15 @@ async fn read_body(mut b: Incoming) -> Result<Vec<u8>, String> {
 }
 
 /// A reply body that unpacks as a DNS message (miekg's texts otherwise).
-fn check_reply(m: Vec<u8>) -> Result<Vec<u8>, Fail> {
+fn check_reply(mut m: Vec<u8>) -> Result<Vec<u8>, Fail> {
     match unpack(&m) {
-        Ok(_) => Ok(m),
-        Err(Malformed::Overflow) => Err(Fail::io("dns: overflow unpacking uint16")),
-        Err(Malformed::Bad(t)) => Err(Fail::io(t)),
+        Ok(u) => {
+            if u.needs_fixing(&m) {
+                u.fix(&mut m);
+            }
+            Ok(m)
+        }
+        Err(e) => Err(Fail::io(e.text())),
     }
 }
 

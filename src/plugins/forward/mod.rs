@@ -327,7 +327,12 @@ impl Stanza {
                     }
                     break;
                 }
-                Ok(r) => r,
+                // CoreDNS keeps the last exchange's error: a reply clears it, so a loop
+                // that ends after failover replies says "no healthy proxies".
+                Ok(r) => {
+                    last_err = None;
+                    r
+                }
             };
             hdr::set_id(&mut reply, ctx.req.id());
             if !question_matches(&reply, ctx) {
@@ -490,9 +495,14 @@ fn question_matches(reply: &[u8], ctx: &Ctx<'_>) -> bool {
         },
         Err(_) => return false,
     };
-    same && p + 4 <= reply.len()
-        && be16(reply, p) == ctx.req.qtype
-        && be16(reply, p + 2) == ctx.req.qclass
+    // CoreDNS's `Request.Match`: name (any case) and type; the class is not compared. A
+    // question that ends after its name has type 0.
+    let qtype = if p + 2 <= reply.len() {
+        be16(reply, p)
+    } else {
+        0
+    };
+    same && qtype == ctx.req.qtype
 }
 
 impl Forward {

@@ -385,58 +385,137 @@ async fn exchange_udp(
 /// Why a reply did not unpack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Malformed {
-    /// It ran past its end (miekg's overflow / `ErrBuf`).
-    Overflow,
+    /// It ran past its end, with miekg's text (an overflow or `ErrBuf`): over UDP
+    /// CoreDNS answers such a reply with an empty one with TC set.
+    Overflow(&'static str),
     /// Another error, with miekg's text.
     Bad(&'static str),
 }
 
+impl Malformed {
+    /// miekg's error text.
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::Overflow(t) | Self::Bad(t) => t,
+        }
+    }
+}
+
+const OVERFLOW_U16: Malformed = Malformed::Overflow("dns: overflow unpacking uint16");
+const OVERFLOW_U32: Malformed = Malformed::Overflow("dns: overflow unpacking uint32");
+
 fn name_err(e: NameError) -> Malformed {
     match e {
-        NameError::Truncated => Malformed::Overflow,
+        NameError::Truncated => Malformed::Overflow("dns: buffer size too small"),
         NameError::PointerLoop => Malformed::Bad("dns: too many compression pointers"),
         NameError::TooLong => Malformed::Bad("dns: domain name exceeded 255 wire-format octets"),
         NameError::BadLabel => Malformed::Bad("dns: bad rdata"),
     }
 }
 
-/// Checks that `m` unpacks (header, questions, records); returns the offset
-/// past the first question, if there is one.
-pub fn unpack(m: &[u8]) -> Result<Option<usize>, Malformed> {
+/// What a reply that unpacks holds, as miekg reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unpacked {
+    /// The offset past the first question, if there is one.
+    pub first_question: Option<usize>,
+    /// The offset past the last record read; bytes after it are ignored.
+    pub end: usize,
+    /// Questions and records each section really holds.
+    pub counts: [u16; 4],
+}
+
+impl Unpacked {
+    /// Whether the reply must be cut to [`Self::end`] and given [`Self::counts`]: CoreDNS
+    /// packs the message it read again, so counts the records do not fill are corrected
+    /// and trailing bytes dropped.
+    pub fn needs_fixing(&self, m: &[u8]) -> bool {
+        self.end != m.len() || self.counts != hdr::counts(m)
+    }
+
+    /// Cuts `m` to what was read and writes the counts found.
+    pub fn fix(&self, m: &mut Vec<u8>) {
+        m.truncate(self.end);
+        for (s, &n) in self.counts.iter().enumerate() {
+            hdr::set_count(m, s, n);
+        }
+    }
+}
+
+/// Checks that `m` unpacks as miekg's `Msg.Unpack` does it: a header alone is a
+/// message (resolvers answer REFUSED so); a question may end after its name or its
+/// type at the end of the message; a record count the message ends before is a lie
+/// and stops the reading (that section and the later ones hold what was read);
+/// record data is not parsed.
+pub fn unpack(m: &[u8]) -> Result<Unpacked, Malformed> {
     if m.len() < HEADER_LEN {
-        return Err(Malformed::Overflow);
+        return Err(OVERFLOW_U16);
     }
-    let [qd, an, ns, ar] = hdr::counts(m);
+    let want = hdr::counts(m);
+    let mut out = Unpacked {
+        first_question: None,
+        end: HEADER_LEN,
+        counts: [0; 4],
+    };
+    if m.len() == HEADER_LEN {
+        return Ok(out);
+    }
+    let len = m.len();
     let mut pos = HEADER_LEN;
-    let mut first = None;
-    for _ in 0..qd {
-        let (p, _) = Name::scan(m, pos).map_err(name_err)?;
-        if p + 4 > m.len() {
-            return Err(Malformed::Overflow);
+    for _ in 0..want[0] {
+        let (mut p, _) = Name::scan(m, pos).map_err(name_err)?;
+        // Type, then class, each unless the message ends first.
+        for _ in 0..2 {
+            if p == len {
+                break;
+            }
+            if p + 2 > len {
+                return Err(OVERFLOW_U16);
+            }
+            p += 2;
         }
-        pos = p + 4;
-        first.get_or_insert(pos);
+        pos = p;
+        out.counts[0] += 1;
+        out.first_question.get_or_insert(pos);
     }
-    for _ in 0..(u32::from(an) + u32::from(ns) + u32::from(ar)) {
-        let (p, _) = Name::scan(m, pos).map_err(name_err)?;
-        if p + 10 > m.len() {
-            return Err(Malformed::Overflow);
+    for (s, &n) in want.iter().enumerate().skip(1) {
+        for _ in 0..n {
+            if pos == len {
+                break;
+            }
+            let (p, _) = Name::scan(m, pos).map_err(name_err)?;
+            // Type and class (16 bits each), TTL (32), RDLENGTH (16).
+            if p + 4 > len {
+                return Err(OVERFLOW_U16);
+            }
+            if p + 8 > len {
+                return Err(OVERFLOW_U32);
+            }
+            if p + 10 > len {
+                return Err(OVERFLOW_U16);
+            }
+            let end = p + 10 + usize::from(be16(m, p + 8));
+            if end > len {
+                return Err(Malformed::Overflow("dns: overflowing header size"));
+            }
+            pos = end;
+            out.counts[s] += 1;
         }
-        let end = p + 10 + usize::from(be16(m, p + 8));
-        if end > m.len() {
-            return Err(Malformed::Overflow);
-        }
-        pos = end;
     }
-    Ok(first)
+    out.end = pos;
+    Ok(out)
 }
 
 /// A UDP reply with the right ID: itself, an empty reply with TC set when it
 /// was cut short (CoreDNS `truncateResponse`), or an error.
 pub fn check_udp_reply(m: &[u8]) -> Result<Buf, Fail> {
     match unpack(m) {
+        Ok(u) if u.needs_fixing(m) => {
+            let mut out = crate::server::bufpool::copy_of(&m[..u.end]);
+            u.fix(&mut out);
+            Ok(out)
+        }
         Ok(_) => Ok(crate::server::bufpool::copy_of(m)),
-        Err(Malformed::Overflow) => {
+        Err(Malformed::Overflow(_)) => {
             let mut out = crate::server::bufpool::copy_of(&m[..HEADER_LEN]);
             let f = hdr::flags(&out) | crate::wire::flags::TC;
             hdr::set_flags(&mut out, f);

@@ -152,7 +152,10 @@ fn host_port_or_file(h: &str) -> Result<Vec<String>, HostPortErr> {
 /// Reads a resolv.conf-style file: `nameserver IP` lines, port 53. `None` if
 /// it cannot be read.
 fn try_file(path: &str) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(path).ok()?;
+    // Bytes, as Go reads it: a byte that is not UTF-8 (in a comment, say) does not make
+    // the file unreadable; the addresses themselves are ASCII.
+    let bytes = std::fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
     let mut out = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();

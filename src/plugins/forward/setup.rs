@@ -364,11 +364,12 @@ fn go_duration_signed(n: i128) -> String {
     if n < 0 { format!("-{s}") } else { s }
 }
 
-/// miekg `StringToRcode` (mnemonics only).
+/// miekg `StringToRcode` (mnemonics only): the reverse of `RcodeToString` plus its
+/// `NOTIMPL` alias; 16 is `BADSIG` there, so `BADVERS` is not a name.
 fn rcode(s: &str) -> Option<u16> {
     let up = s.to_ascii_uppercase();
-    if up == "BADVERS" {
-        return Some(16);
+    if up == "NOTIMPL" {
+        return Some(4);
     }
     (0..=23).find(|&rc| types::rcode_name(rc) == Some(up.as_str()))
 }
@@ -458,7 +459,9 @@ fn parse_block(
             f.tls = Some(tls::client_config(&args).map_err(plain)?);
         }
         "tls_servername" => {
-            f.tls_servername = Some(one_arg(d)?);
+            // Empty is unset, as in CoreDNS (which tests the name against "").
+            let v = one_arg(d)?;
+            f.tls_servername = (!v.is_empty()).then_some(v);
         }
         "expire" => {
             let v = one_arg(d)?;

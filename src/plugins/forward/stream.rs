@@ -19,7 +19,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::metrics;
-use super::proxy::{Fail, Local, Malformed, Upstream, expired, go_op_err, random_id, unpack};
+use super::proxy::{Fail, Local, Upstream, expired, go_op_err, random_id, unpack};
 use crate::wire::{HEADER_LEN, hdr};
 
 /// CoreDNS `maxTimeout`: the write deadline.
@@ -262,12 +262,15 @@ pub(super) async fn exchange_stream(
             continue;
         }
         return match unpack(&m) {
-            Ok(_) => {
+            Ok(u) => {
                 yield_tcp(up, local, pc);
+                let mut m = m;
+                if u.needs_fixing(&m) {
+                    u.fix(&mut m);
+                }
                 Ok(m)
             }
-            Err(Malformed::Overflow) => Err(Fail::io("dns: overflow unpacking uint16")),
-            Err(Malformed::Bad(t)) => Err(Fail::io(t)),
+            Err(e) => Err(Fail::io(e.text())),
         };
     }
 }

@@ -224,9 +224,19 @@ fn setup_resolv_conf_files() {
     )
     .expect("w");
     std::fs::write(p("null.conf"), "").expect("w");
+    // A byte that is not UTF-8 (Latin-1 in a comment) does not hide the file's servers.
+    std::fs::write(
+        p("latin1.conf"),
+        b"# r\xe9solveur du bureau\nnameserver 10.0.0.9\n".as_slice(),
+    )
+    .expect("w");
     assert_eq!(
         run(&format!("forward . {}", p("resolv.conf"))),
         "from=. to=10.10.255.252:53,10.10.255.253:53"
+    );
+    assert_eq!(
+        run(&format!("forward . {}", p("latin1.conf"))),
+        "from=. to=10.0.0.9:53"
     );
     assert_eq!(
         run(&format!("forward . {}", p("null.conf"))),
@@ -523,7 +533,64 @@ fn reply_helpers() {
             answers: 1
         }
     );
-    assert_eq!(proxy::unpack(&r), Ok(Some(27)));
+    let whole = proxy::Unpacked {
+        first_question: Some(27),
+        end: r.len(),
+        counts: [1, 1, 0, 0],
+    };
+    assert_eq!(proxy::unpack(&r), Ok(whole));
+    assert!(!whole.needs_fixing(&r));
+    // A header alone unpacks (miekg: resolvers answer REFUSED so); the question check
+    // then fails it (FORMERR), as in CoreDNS.
+    let refused = msg(1, 0x8180 | 5, "a.example.", 1, &[], None)[..12].to_vec();
+    let got = proxy::check_udp_reply(&refused).expect("header only");
+    assert_eq!(&got[..4], &refused[..4]);
+    assert_eq!(
+        crate::wire::hdr::counts(&got),
+        [0, 0, 0, 0],
+        "as CoreDNS packs it again"
+    );
+    // Counts the message ends before are a lie: the records read are kept and the
+    // counts corrected; so are bytes after the last record dropped.
+    let mut lie = r.clone();
+    crate::wire::hdr::set_count(&mut lie, 1, 3);
+    crate::wire::hdr::set_count(&mut lie, 3, 2);
+    let u = proxy::unpack(&lie).expect("lie");
+    assert_eq!(u.counts, [1, 1, 0, 0]);
+    assert!(u.needs_fixing(&lie));
+    let fixed = proxy::check_udp_reply(&lie).expect("fixed");
+    assert_eq!(&fixed[..], &r[..]);
+    // Lying counts in an earlier section: the later sections are empty.
+    let mut lie2 = msg(1, 0x8180, "a.example.", 1, &[], None);
+    crate::wire::hdr::set_count(&mut lie2, 2, 1);
+    crate::wire::hdr::set_count(&mut lie2, 3, 1);
+    assert_eq!(proxy::unpack(&lie2).map(|u| u.counts), Ok([1, 0, 0, 0]));
+    let mut trailing = r.clone();
+    trailing.extend_from_slice(&[1, 2, 3]);
+    let fixed = proxy::check_udp_reply(&trailing).expect("trailing");
+    assert_eq!(&fixed[..], &r[..]);
+    // A question cut after its name or its type at the end of the message unpacks.
+    let q_only = msg(1, 0x8180, "a.example.", 1, &[], None);
+    let mut cut_q = q_only[..q_only.len() - 4].to_vec();
+    assert_eq!(proxy::unpack(&cut_q).map(|u| u.end), Ok(cut_q.len()));
+    cut_q.extend_from_slice(&[0, 1]);
+    assert_eq!(proxy::unpack(&cut_q).map(|u| u.end), Ok(cut_q.len()));
+    // One byte of a type is an overflow, with miekg's text.
+    cut_q.truncate(cut_q.len() - 1);
+    assert_eq!(
+        proxy::unpack(&cut_q),
+        Err(proxy::Malformed::Overflow("dns: overflow unpacking uint16"))
+    );
+    // A record's data past the end.
+    assert_eq!(
+        proxy::unpack(&r[..r.len() - 1]),
+        Err(proxy::Malformed::Overflow("dns: overflowing header size"))
+    );
+    // A name past the end: miekg's ErrBuf.
+    assert_eq!(
+        proxy::unpack(&r[..15]),
+        Err(proxy::Malformed::Overflow("dns: buffer size too small"))
+    );
     // Cut short: an empty reply with TC and the question.
     let cut = &r[..r.len() - 3];
     let tc = proxy::check_udp_reply(cut).expect("tc");
@@ -577,6 +644,13 @@ fn question_check_and_upstream_query() {
             &msg(9, 0x8180, "xxx.example.org.", 28, &[], None),
             ctx
         ));
+        // CoreDNS's Match compares name and type, not the class.
+        let mut ch = ok.clone();
+        let at = ch.len() - 2;
+        ch[at..].copy_from_slice(&3u16.to_be_bytes());
+        assert!(question_matches(&ch, ctx), "class");
+        // A header alone (REFUSED, as some resolvers send it) has no question.
+        assert!(!question_matches(&ok[..12], ctx), "header only");
         // bufsize lowered the EDNS size and header cleared RD: the upstream sees both.
         ctx.st.udp_size = Some(1232);
         ctx.st.flags = 0;

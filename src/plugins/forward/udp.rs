@@ -39,6 +39,14 @@ pub const SLOTS_PER_SOCKET: usize = 512;
 /// pool gives a socket before it opens another (half its slots).
 const INITIAL_SLOTS: usize = SLOTS_PER_SOCKET / 2;
 
+/// In `State::ids`: the ID of a query that ended without its reply (a timeout, an
+/// error). A reply arriving late must not be taken for the reply of a later query
+/// given the same ID on this socket (its question would differ: FORMERR to an
+/// innocent client), so the ID is not given out again on this socket, and the late
+/// reply is dropped. At most [`ROTATE_AFTER`](super::proxy::ROTATE_AFTER) per socket:
+/// it takes no more queries than that, and they go with it.
+const RETIRED: usize = usize::MAX;
+
 struct Slot {
     id: u16,
     /// Which registration of this slot key it is (deadlines name it).
@@ -257,7 +265,10 @@ impl UdpConn {
     pub fn release(&self, key: usize) {
         let mut st = self.st.borrow_mut();
         if let Some(s) = st.slots.try_remove(key) {
-            st.ids.remove(&s.id);
+            // Still mapped: no reply came (one that came took its ID out).
+            if st.ids.get(&s.id) == Some(&key) {
+                st.ids.insert(s.id, RETIRED);
+            }
             self.inflight.set(self.inflight.get() - 1);
             if s.waker.is_some() {
                 self.sleeping(false);
@@ -562,9 +573,16 @@ impl UdpConn {
         }
         let id = hdr::id(dgram);
         let (key, size) = {
-            let st = self.st.borrow();
-            let Some(&key) = st.ids.get(&id) else { return };
-            (key, st.slots[key].size)
+            let mut st = self.st.borrow_mut();
+            // The first datagram with a pending query's ID is its reply (later ones,
+            // duplicates, are dropped); one for a query that gave up is dropped too.
+            let Some(key) = st.ids.remove(&id) else {
+                return;
+            };
+            let Some(size) = st.slots.get(key).map(|s| s.size) else {
+                return;
+            };
+            (key, size)
         };
         let m = &dgram[..dgram.len().min(size)];
         self.complete(key, super::proxy::check_udp_reply(m));
@@ -617,5 +635,66 @@ pub struct SlotGuard<'a> {
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
         self.conn.release(self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn id_of(conn: &UdpConn, key: usize) -> u16 {
+        conn.st.borrow().slots[key].id
+    }
+
+    fn reply(id: u16) -> Vec<u8> {
+        let mut m = id.to_be_bytes().to_vec();
+        m.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0]);
+        m.extend_from_slice(b"\x01a\x00\x00\x01\x00\x01");
+        m
+    }
+
+    /// An ID whose query ended without a reply is not given out again on its socket,
+    /// and its late reply is dropped; an answered query's ID is free at once.
+    #[test]
+    fn late_replies_never_meet_a_later_query() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let up = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let remote = up.local_addr().expect("addr");
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            sock.connect(remote).expect("connect");
+            let local = sock.local_addr().expect("addr");
+            let conn = UdpConn::open(sock, local, remote, Rc::new(Cell::new(0))).expect("open");
+            let now = Instant::now();
+            let far = now + Duration::from_secs(60);
+            // Timed out: retired.
+            let (k1, id1) = conn.register(512, now, far).expect("slot");
+            conn.release(k1);
+            assert_eq!(conn.st.borrow().ids.get(&id1), Some(&RETIRED));
+            // Answered: its ID leaves the table with the reply.
+            let (k2, id2) = conn.register(512, now, far).expect("slot");
+            conn.dispatch(&reply(id2));
+            assert!(conn.take(k2).is_some_and(|r| r.is_ok()));
+            assert!(!conn.st.borrow().ids.contains_key(&id2));
+            conn.release(k2);
+            assert!(!conn.st.borrow().ids.contains_key(&id2));
+            // Later queries never get the retired ID.
+            let keys: Vec<usize> = (0..400)
+                .map(|_| conn.register(512, now, far).expect("slot").0)
+                .collect();
+            assert!(keys.iter().all(|&k| id_of(&conn, k) != id1));
+            // The late reply is dropped, not delivered to any of them.
+            conn.dispatch(&reply(id1));
+            assert!(keys.iter().all(|&k| conn.take(k).is_none()));
+            assert!(!conn.st.borrow().ids.contains_key(&id1));
+            for k in keys {
+                conn.release(k);
+            }
+        });
     }
 }

@@ -29,6 +29,11 @@ pub enum Mode {
     Rcode(u8),
     /// NOERROR without records.
     Nodata,
+    /// The 12-byte header alone with this rcode (its question count still 1), as some
+    /// public resolvers answer REFUSED.
+    HeaderOnly(u8),
+    /// The answer, its header claiming 3 answers and 2 additional records.
+    CountsLie,
 }
 
 /// One query the fake saw.
@@ -253,14 +258,24 @@ pub fn reply(q: &[u8], m: Mode, tcp: bool, tag: u8) -> Vec<u8> {
     let rd = q[2] & 1;
     let (tc, rcode) = match m {
         Mode::Tc if !tcp => (0x02, 0),
-        Mode::Rcode(rc) => (0, rc),
+        Mode::Rcode(rc) | Mode::HeaderOnly(rc) => (0, rc),
         _ => (0, 0),
     };
     r.push(0x80 | tc | rd);
     r.push(0x80 | rcode);
-    let answer =
-        matches!(m, Mode::Answer | Mode::WrongQuestion | Mode::Delay(_)) || (m == Mode::Tc && tcp);
-    r.extend_from_slice(&[0, 1, 0, u8::from(answer), 0, 0, 0, 0]);
+    if matches!(m, Mode::HeaderOnly(_)) {
+        r.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        return r;
+    }
+    let answer = matches!(
+        m,
+        Mode::Answer | Mode::WrongQuestion | Mode::Delay(_) | Mode::CountsLie
+    ) || (m == Mode::Tc && tcp);
+    if m == Mode::CountsLie {
+        r.extend_from_slice(&[0, 1, 0, 3, 0, 0, 0, 2]);
+    } else {
+        r.extend_from_slice(&[0, 1, 0, u8::from(answer), 0, 0, 0, 0]);
+    }
     if m == Mode::WrongQuestion {
         r.extend_from_slice(b"\x05wrong\x07example\x00");
         r.extend_from_slice(&q[qend - 4..qend]);
