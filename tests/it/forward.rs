@@ -631,6 +631,49 @@ fn forward_flood_to_dead_upstream_is_bounded_and_recovers() {
     }
 }
 
+/// `max_idle_conns` bounds idle upstream sockets, not queries in flight: 600 slow
+/// queries at once from one client (one worker) are all answered.
+#[test]
+fn forward_max_idle_conns_does_not_cap_queries_in_flight() {
+    for be in backends() {
+        let slow = Fake::start(Mode::Delay(Duration::from_millis(600)), 5);
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n forward . {} {{\n  max_idle_conns 1\n }}\n}}\n",
+                slow.addr()
+            ),
+            be,
+        );
+        // The server is up (and the socket pool warm) before the burst.
+        let out = s.dig(&["warm.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        let c = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        c.set_read_timeout(Some(Duration::from_secs(3))).ok();
+        let n = 600u16;
+        // In steps of 50 (the server's socket buffer holds ~250 datagrams), all well
+        // within the upstream's delay, so all 600 are in flight together.
+        for i in 0..n {
+            let q = query(i, &format!("b{i}.example.org"), 1, 1, None);
+            c.send_to(&q, s.addr()).expect("send");
+            if i % 50 == 49 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let mut rcodes = std::collections::BTreeMap::new();
+        let mut buf = [0u8; 512];
+        for _ in 0..n {
+            let Ok(len) = c.recv(&mut buf) else { break };
+            assert!(len >= 12);
+            *rcodes.entry(buf[3] & 0x0f).or_insert(0u32) += 1;
+        }
+        assert_eq!(
+            rcodes.get(&0).copied(),
+            Some(u32::from(n)),
+            "{be}: rcodes {rcodes:?}"
+        );
+    }
+}
+
 #[test]
 fn forward_setup_errors_at_startup() {
     let dir = TempDir::new("fwsetup");
