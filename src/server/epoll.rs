@@ -169,9 +169,19 @@ pub async fn tcp_accept(
         let limits = limits.clone();
         let label = label.clone();
         tokio::task::spawn_local(async move {
+            // Counted out however the connection ends (a panic included).
+            let _conn = CountGuard(&limits.tcp_conns);
             tcp_conn(stream, canonical(peer), &label, &shared).await;
-            limits.tcp_conns.set(limits.tcp_conns.get() - 1);
         });
+    }
+}
+
+/// Decrements a counter when dropped.
+struct CountGuard<'a>(&'a std::cell::Cell<usize>);
+
+impl Drop for CountGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 

@@ -397,7 +397,9 @@ fn process(
                     return;
                 };
                 let Some(l) = active.find(&c.label) else {
+                    // Its listener went with a reload: no close event follows ours.
                     h.close_tcp(conn);
+                    st.conns.remove(&conn);
                     return;
                 };
                 c.queries += 1;
@@ -420,8 +422,9 @@ fn process(
                         let (engine, state) = (Rc::clone(engine), Rc::clone(state));
                         let data = super::bufpool::copy_of(data);
                         tokio::task::spawn_local(async move {
+                            // Counted out however it ends (a panic included).
+                            let _parked = ParkedGuard(&state);
                             stream_tcp(&engine, conn, &data, more).await;
-                            state.borrow_mut().parked -= 1;
                         });
                     }
                     Outcome::Drop => {}

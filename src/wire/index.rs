@@ -302,14 +302,16 @@ pub fn rebuild(
                 }
                 if ok {
                     out.extend_from_slice(&msg[p..rd.end]);
-                } else {
+                }
+                // Names expanded past what RDLENGTH can say: the data as it came.
+                if !ok || out.len() - len_at - 2 > usize::from(u16::MAX) {
                     out.truncate(len_at + 2);
                     out.extend_from_slice(&msg[rd.clone()]);
                 }
             }
             _ => out.extend_from_slice(&msg[rd.clone()]),
         }
-        let n = (out.len() - len_at - 2) as u16;
+        let n = u16::try_from(out.len() - len_at - 2).unwrap_or(u16::MAX);
         out[len_at..len_at + 2].copy_from_slice(&n.to_be_bytes());
         if let Some(size) = size {
             if out.len() > size {

@@ -422,6 +422,9 @@ pub struct Unpacked {
     pub end: usize,
     /// Questions and records each section really holds.
     pub counts: [u16; 4],
+    /// Bytes missing from a question the message ends in (its type and class, or its
+    /// class): miekg reads them as 0 and CoreDNS packs them so.
+    pub pad: usize,
 }
 
 impl Unpacked {
@@ -429,12 +432,13 @@ impl Unpacked {
     /// packs the message it read again, so counts the records do not fill are corrected
     /// and trailing bytes dropped.
     pub fn needs_fixing(&self, m: &[u8]) -> bool {
-        self.end != m.len() || self.counts != hdr::counts(m)
+        self.end != m.len() || self.pad > 0 || self.counts != hdr::counts(m)
     }
 
-    /// Cuts `m` to what was read and writes the counts found.
+    /// Cuts `m` to what was read, completes a cut question and writes the counts found.
     pub fn fix(&self, m: &mut Vec<u8>) {
         m.truncate(self.end);
+        m.resize(self.end + self.pad, 0);
         for (s, &n) in self.counts.iter().enumerate() {
             hdr::set_count(m, s, n);
         }
@@ -455,6 +459,7 @@ pub fn unpack(m: &[u8]) -> Result<Unpacked, Malformed> {
         first_question: None,
         end: HEADER_LEN,
         counts: [0; 4],
+        pad: 0,
     };
     if m.len() == HEADER_LEN {
         return Ok(out);
@@ -464,8 +469,9 @@ pub fn unpack(m: &[u8]) -> Result<Unpacked, Malformed> {
     for _ in 0..want[0] {
         let (mut p, _) = Name::scan(m, pos).map_err(name_err)?;
         // Type, then class, each unless the message ends first.
-        for _ in 0..2 {
+        for i in 0..2 {
             if p == len {
+                out.pad = 4 - 2 * i;
                 break;
             }
             if p + 2 > len {

@@ -537,6 +537,7 @@ fn reply_helpers() {
         first_question: Some(27),
         end: r.len(),
         counts: [1, 1, 0, 0],
+        pad: 0,
     };
     assert_eq!(proxy::unpack(&r), Ok(whole));
     assert!(!whole.needs_fixing(&r));
@@ -569,12 +570,24 @@ fn reply_helpers() {
     trailing.extend_from_slice(&[1, 2, 3]);
     let fixed = proxy::check_udp_reply(&trailing).expect("trailing");
     assert_eq!(&fixed[..], &r[..]);
-    // A question cut after its name or its type at the end of the message unpacks.
+    // A question cut after its name or its type at the end of the message unpacks,
+    // and is completed with zeros (type 0, class 0), as CoreDNS packs it again.
     let q_only = msg(1, 0x8180, "a.example.", 1, &[], None);
     let mut cut_q = q_only[..q_only.len() - 4].to_vec();
-    assert_eq!(proxy::unpack(&cut_q).map(|u| u.end), Ok(cut_q.len()));
+    assert_eq!(
+        proxy::unpack(&cut_q).map(|u| (u.end, u.pad)),
+        Ok((cut_q.len(), 4))
+    );
+    let fixed = proxy::check_udp_reply(&cut_q).expect("cut question");
+    assert_eq!(&fixed[..cut_q.len()], &cut_q[..]);
+    assert_eq!(&fixed[cut_q.len()..], &[0, 0, 0, 0]);
     cut_q.extend_from_slice(&[0, 1]);
-    assert_eq!(proxy::unpack(&cut_q).map(|u| u.end), Ok(cut_q.len()));
+    assert_eq!(
+        proxy::unpack(&cut_q).map(|u| (u.end, u.pad)),
+        Ok((cut_q.len(), 2))
+    );
+    let fixed = proxy::check_udp_reply(&cut_q).expect("cut question");
+    assert_eq!(&fixed[cut_q.len() - 2..], &[0, 1, 0, 0]);
     // One byte of a type is an overflow, with miekg's text.
     cut_q.truncate(cut_q.len() - 1);
     assert_eq!(
