@@ -2,8 +2,12 @@
 //! upstream; each round sends `. IN NS` (RD unless `no_rec`, another name
 //! with `domain`) over UDP, TCP with `force_tcp`, TLS for `tls://` upstreams,
 //! or a DoH POST for `https://` ones ([`super::doh::check_blocking`]), 1 s
-//! read/write timeouts. Any reply that parses far enough to
-//! carry our ID is healthy (SERVFAIL and REFUSED too): the failure count goes
+//! read/write timeouts. A reply is judged as CoreDNS's `dnsHc.send` judges
+//! miekg's `Exchange` result ([`verdict`]): one with our ID that unpacks is
+//! healthy whatever its rcode; one that does not unpack, or over TCP/TLS one with
+//! another ID, is healthy when it says it is a response (QR) or a query (opcode
+//! 0); over UDP another ID that unpacks is skipped (read on); a datagram
+//! shorter than a header fails. Healthy: the failure count goes
 //! back to 0 and the loop ends. A failure counts
 //! `coredns_proxy_healthcheck_failures_total`, raises the count and sleeps the
 //! interval. The loop runs on its own short-lived thread (blocking sockets),
@@ -94,7 +98,7 @@ pub fn check(up: &Upstream) -> std::io::Result<()> {
     } else {
         check_udp(up, &q, id)?
     };
-    if reply.len() >= HEADER_LEN && hdr::id(&reply) == id {
+    if reply.len() >= HEADER_LEN {
         Ok(())
     } else {
         Err(std::io::ErrorKind::InvalidData.into())
@@ -111,6 +115,38 @@ fn bind_addr(up: &Upstream) -> SocketAddr {
     SocketAddr::new(ip, 0)
 }
 
+/// What a health check makes of one message it read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Healthy,
+    Unhealthy,
+    /// Over UDP: a reply to another query; read on.
+    Skip,
+}
+
+/// miekg's `Exchange` (its UDP loop skips replies with another ID that unpack;
+/// over a stream the first message is the answer, `ErrId` when its ID differs)
+/// followed by CoreDNS's check: an error with a message still counts as healthy
+/// when the message is a response or a query.
+pub fn verdict(m: &[u8], id: u16, stream: bool) -> Verdict {
+    if m.len() < HEADER_LEN {
+        return Verdict::Unhealthy;
+    }
+    let unpacks = super::proxy::unpack(m).is_ok();
+    if unpacks && hdr::id(m) == id {
+        return Verdict::Healthy;
+    }
+    if unpacks && !stream {
+        return Verdict::Skip;
+    }
+    let f = hdr::flags(m);
+    if f & crate::wire::flags::QR != 0 || (f >> 11) & 0xf == 0 {
+        Verdict::Healthy
+    } else {
+        Verdict::Unhealthy
+    }
+}
+
 fn check_udp(up: &Upstream, q: &[u8], id: u16) -> std::io::Result<Vec<u8>> {
     let s = UdpSocket::bind(bind_addr(up))?;
     s.connect(up.cfg.addr)?;
@@ -121,9 +157,13 @@ fn check_udp(up: &Upstream, q: &[u8], id: u16) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 65535];
     loop {
         let n = s.recv(&mut buf)?;
-        if n >= HEADER_LEN && hdr::id(&buf[..n]) == id {
-            buf.truncate(n);
-            return Ok(buf);
+        match verdict(&buf[..n], id, false) {
+            Verdict::Healthy => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Verdict::Unhealthy => return Err(std::io::ErrorKind::InvalidData.into()),
+            Verdict::Skip => {}
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -158,14 +198,13 @@ fn stream_exchange(s: &mut impl ReadWrite, q: &[u8], id: u16) -> std::io::Result
     frame.extend_from_slice(q);
     s.write_all(&frame)?;
     s.flush()?;
-    loop {
-        let mut len = [0u8; 2];
-        s.read_exact(&mut len)?;
-        let mut m = vec![0u8; usize::from(u16::from_be_bytes(len))];
-        s.read_exact(&mut m)?;
-        if m.len() >= HEADER_LEN && hdr::id(&m) == id {
-            return Ok(m);
-        }
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len)?;
+    let mut m = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut m)?;
+    match verdict(&m, id, true) {
+        Verdict::Healthy => Ok(m),
+        _ => Err(std::io::ErrorKind::InvalidData.into()),
     }
 }
 

@@ -843,3 +843,30 @@ fn doh_settings() {
     let fw = Forward::new(&cfg).expect("build");
     assert!(!fw.upstreams(0)[0].opts.hc.tcp);
 }
+
+/// Health-check replies as CoreDNS judges miekg's `Exchange` result.
+#[test]
+fn health_check_verdicts() {
+    use super::health::{Verdict as V, verdict};
+    let ok = msg(7, 0x8180, "a.example.", 2, &[], None);
+    // Our ID and it unpacks: healthy, whatever the rcode.
+    assert_eq!(verdict(&ok, 7, false), V::Healthy);
+    let servfail = msg(7, 0x8182, "a.example.", 2, &[], None);
+    assert_eq!(verdict(&servfail, 7, true), V::Healthy);
+    // Another ID: over UDP a reply to another query (read on); over a stream
+    // miekg's ErrId, with a message that is a response: healthy.
+    assert_eq!(verdict(&ok, 8, false), V::Skip);
+    assert_eq!(verdict(&ok, 8, true), V::Healthy);
+    // Not a response and not a query (opcode 2, QR clear), another ID: unhealthy.
+    let status = msg(9, 0x1000, "a.example.", 2, &[], None);
+    assert_eq!(verdict(&status, 7, true), V::Unhealthy);
+    // Does not unpack (a record cut short): judged by its header alone, whatever its ID.
+    let cut = msg(9, 0x8180, "a.example.", 1, &[[192, 0, 2, 1]], None);
+    let cut = &cut[..cut.len() - 2];
+    assert_eq!(verdict(cut, 7, false), V::Healthy);
+    let mut cut_status = cut.to_vec();
+    cut_status[2] = 0x10;
+    assert_eq!(verdict(&cut_status, 7, false), V::Unhealthy);
+    // Shorter than a header: a failed read.
+    assert_eq!(verdict(&ok[..11], 7, false), V::Unhealthy);
+}
