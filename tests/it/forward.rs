@@ -247,6 +247,18 @@ fn forward_fault_modes_client_view() {
         assert_eq!(dig_status(&out), "FORMERR", "{be}: {out}");
         let out = s.dig(&["+tcp", "g3.example.org", "A"]);
         assert_eq!(dig_status(&out), "FORMERR", "{be}: {out}");
+        // Over TCP a message that does not unpack ends the exchange at once (miekg's
+        // ReadMsg), whatever its ID; before, one with another ID was read past
+        // until the read timeout (300 ms here, twice).
+        f.set(Mode::Garbage);
+        let t0 = Instant::now();
+        let out = s.dig(&["+tcp", "g5.example.org", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        assert!(
+            t0.elapsed() < Duration::from_millis(450),
+            "{be}: {:?}",
+            t0.elapsed()
+        );
         // Counts the records do not fill: what is there, with the counts corrected (as
         // CoreDNS packs the message again).
         f.set(Mode::CountsLie);

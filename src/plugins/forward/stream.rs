@@ -257,20 +257,17 @@ pub(super) async fn exchange_stream(
         if m.len() < HEADER_LEN {
             return Err(Fail::io("dns: short read"));
         }
+        // As miekg's ReadMsg: a message that does not unpack is an error whatever its
+        // ID; one that does, with another ID, is an out-of-order reply (read on).
+        let u = unpack(&m).map_err(|e| Fail::io(e.text()))?;
         if hdr::id(&m) != id {
-            // Out-of-order reply: keep reading.
             continue;
         }
-        return match unpack(&m) {
-            Ok(u) => {
-                yield_tcp(up, local, pc);
-                let mut m = m;
-                if u.needs_fixing(&m) {
-                    u.fix(&mut m);
-                }
-                Ok(m)
-            }
-            Err(e) => Err(Fail::io(e.text())),
-        };
+        yield_tcp(up, local, pc);
+        let mut m = m;
+        if u.needs_fixing(&m) {
+            u.fix(&mut m);
+        }
+        return Ok(m);
     }
 }
