@@ -154,7 +154,11 @@ fn host_port_or_file(h: &str) -> Result<Vec<String>, HostPortErr> {
 fn try_file(path: &str) -> Option<Vec<String>> {
     // Bytes, as Go reads it: a byte that is not UTF-8 (in a comment, say) does not make
     // the file unreadable; the addresses themselves are ASCII.
-    let bytes = std::fs::read(path).ok()?;
+    // Go opens it (a directory opens too) and stops at the first read error, keeping
+    // what it read: a directory is an empty file.
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut f, &mut bytes);
     let text = String::from_utf8_lossy(&bytes);
     let mut out = Vec::new();
     for line in text.lines() {

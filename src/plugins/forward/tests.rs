@@ -238,6 +238,12 @@ fn setup_resolv_conf_files() {
         run(&format!("forward . {}", p("latin1.conf"))),
         "from=. to=10.0.0.9:53"
     );
+    // A directory reads as an empty file (Go's scanner stops at the read error).
+    std::fs::create_dir_all(p("conf.d")).expect("mkdir");
+    assert_eq!(
+        run(&format!("forward . {} 127.0.0.1", p("conf.d"))),
+        "from=. to=127.0.0.1:53"
+    );
     assert_eq!(
         run(&format!("forward . {}", p("null.conf"))),
         "ERR plugin/forward: no valid upstream addresses found"
