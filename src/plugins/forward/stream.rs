@@ -136,7 +136,9 @@ async fn dial_stream(up: &Upstream) -> Result<Pooled, Fail> {
             let conn = TlsConnector::from(Arc::clone(&t.config));
             let left = limit.saturating_sub(start.elapsed());
             match timeout(left, conn.connect(t.name.clone(), tcp)).await {
-                Err(_) => return Err(Fail::io("tls: DialWithDialer timed out")),
+                // miekg dials with `tls.Dialer`: a handshake past the dial timeout
+                // ends with the context's error.
+                Err(_) => return Err(Fail::io("context deadline exceeded")),
                 Ok(Err(e)) => return Err(Fail::io(format!("tls: {e}"))),
                 Ok(Ok(s)) => Stream::Tls(Box::new(s)),
             }
