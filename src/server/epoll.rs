@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::handle::{Meta, Outcome, handle, resume, scrub_more};
 use super::parked::Job;
-use super::{Shared, WorkerLimits, canonical};
+use super::{CountGuard, Shared, WorkerLimits, canonical};
 use crate::chain::Proto;
 
 /// Queries parked at once per worker; beyond it new parked work is dropped.
@@ -30,19 +30,10 @@ fn run_parked<'a>(
 ) -> impl std::future::Future<Output = ()> + 'a {
     async move {
         // Counted out however the query ends (a panic included).
-        let _parked = ParkedGuard(limits);
+        let _parked = CountGuard(&limits.parked);
         if let Some(resp) = j.run().await {
             replies.queue.borrow_mut().push((resp, j.peer()));
         }
-    }
-}
-
-/// Counts a parked query out when dropped.
-struct ParkedGuard<'a>(&'a WorkerLimits);
-
-impl Drop for ParkedGuard<'_> {
-    fn drop(&mut self) {
-        self.0.parked.set(self.0.parked.get().saturating_sub(1));
     }
 }
 
@@ -173,15 +164,6 @@ pub async fn tcp_accept(
             let _conn = CountGuard(&limits.tcp_conns);
             tcp_conn(stream, canonical(peer), &label, &shared).await;
         });
-    }
-}
-
-/// Decrements a counter when dropped.
-struct CountGuard<'a>(&'a std::cell::Cell<usize>);
-
-impl Drop for CountGuard<'_> {
-    fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 

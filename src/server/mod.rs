@@ -171,6 +171,16 @@ impl Shared {
 }
 
 /// Per-worker limits and counters (single-threaded).
+/// Decrements a counter when dropped: a count of things in progress stays right however
+/// the thing ends (a panicking task included).
+pub struct CountGuard<'a>(pub &'a Cell<usize>);
+
+impl Drop for CountGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
 pub struct WorkerLimits {
     /// Queries parked now.
     pub parked: Cell<usize>,

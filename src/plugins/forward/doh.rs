@@ -42,6 +42,7 @@ use super::metrics;
 use super::proxy::{Fail, Local, Upstream, expired, unpack};
 use super::setup::{DohMethod, UpstreamConfig};
 use super::stream::{MAX_STREAMS, dial_tcp};
+use crate::server::CountGuard;
 use crate::wire::hdr;
 
 /// CoreDNS's `http.Client` timeout for DoH queries (whole attempt).
@@ -231,14 +232,6 @@ impl Drop for DialGuard<'_> {
     fn drop(&mut self) {
         self.0.pool.borrow_mut().dialing = false;
         self.0.dialed.notify_waiters();
-    }
-}
-
-struct StreamGuard<'a>(&'a Cell<usize>);
-
-impl Drop for StreamGuard<'_> {
-    fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
@@ -467,9 +460,7 @@ async fn read_body(mut b: Incoming) -> Result<Vec<u8>, String> {
 fn check_reply(mut m: Vec<u8>) -> Result<Vec<u8>, Fail> {
     match unpack(&m) {
         Ok(u) => {
-            if u.needs_fixing(&m) {
-                u.fix(&mut m);
-            }
+            u.fix(&mut m);
             Ok(m)
         }
         Err(e) => Err(Fail::io(e.text())),
@@ -493,7 +484,7 @@ pub(super) async fn exchange(up: &Upstream, local: &Local, q: &mut [u8]) -> Resu
         return Err(Fail::Full);
     }
     local.streams.set(local.streams.get() + 1);
-    let _busy = StreamGuard(&local.streams);
+    let _busy = CountGuard(&local.streams);
     // RFC 8484 §4.1: ID 0 for cache friendliness.
     hdr::set_id(q, 0);
     let (req, p) = request(up, doh, doh.method, q)?;

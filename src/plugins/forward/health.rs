@@ -90,18 +90,13 @@ pub fn check(up: &Upstream) -> std::io::Result<()> {
         // CoreDNS `dohHc`: any reply that unpacks, whatever its ID.
         return super::doh::check_blocking(up, &q);
     }
-    let reply = if up.cfg.scheme == Scheme::Tls {
-        check_tls(up, &q)?
+    if up.cfg.scheme == Scheme::Tls {
+        check_tls(up, &q)
     } else if up.opts.hc.tcp {
         let mut s = dial_tcp(up)?;
-        stream_exchange(&mut s, &q, id)?
+        stream_exchange(&mut s, &q, id)
     } else {
-        check_udp(up, &q, id)?
-    };
-    if reply.len() >= HEADER_LEN {
-        Ok(())
-    } else {
-        Err(std::io::ErrorKind::InvalidData.into())
+        check_udp(up, &q, id)
     }
 }
 
@@ -147,7 +142,7 @@ pub fn verdict(m: &[u8], id: u16, stream: bool) -> Verdict {
     }
 }
 
-fn check_udp(up: &Upstream, q: &[u8], id: u16) -> std::io::Result<Vec<u8>> {
+fn check_udp(up: &Upstream, q: &[u8], id: u16) -> std::io::Result<()> {
     let s = UdpSocket::bind(bind_addr(up))?;
     s.connect(up.cfg.addr)?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -158,10 +153,7 @@ fn check_udp(up: &Upstream, q: &[u8], id: u16) -> std::io::Result<Vec<u8>> {
     loop {
         let n = s.recv(&mut buf)?;
         match verdict(&buf[..n], id, false) {
-            Verdict::Healthy => {
-                buf.truncate(n);
-                return Ok(buf);
-            }
+            Verdict::Healthy => return Ok(()),
             Verdict::Unhealthy => return Err(std::io::ErrorKind::InvalidData.into()),
             Verdict::Skip => {}
         }
@@ -193,7 +185,7 @@ fn dial_tcp(up: &Upstream) -> std::io::Result<TcpStream> {
     Ok(s)
 }
 
-fn stream_exchange(s: &mut impl ReadWrite, q: &[u8], id: u16) -> std::io::Result<Vec<u8>> {
+fn stream_exchange(s: &mut impl ReadWrite, q: &[u8], id: u16) -> std::io::Result<()> {
     let mut frame = (q.len() as u16).to_be_bytes().to_vec();
     frame.extend_from_slice(q);
     s.write_all(&frame)?;
@@ -203,7 +195,7 @@ fn stream_exchange(s: &mut impl ReadWrite, q: &[u8], id: u16) -> std::io::Result
     let mut m = vec![0u8; usize::from(u16::from_be_bytes(len))];
     s.read_exact(&mut m)?;
     match verdict(&m, id, true) {
-        Verdict::Healthy => Ok(m),
+        Verdict::Healthy => Ok(()),
         _ => Err(std::io::ErrorKind::InvalidData.into()),
     }
 }
@@ -211,7 +203,7 @@ fn stream_exchange(s: &mut impl ReadWrite, q: &[u8], id: u16) -> std::io::Result
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
-fn check_tls(up: &Upstream, q: &[u8]) -> std::io::Result<Vec<u8>> {
+fn check_tls(up: &Upstream, q: &[u8]) -> std::io::Result<()> {
     let Some(t) = &up.tls else {
         return Err(std::io::ErrorKind::InvalidInput.into());
     };

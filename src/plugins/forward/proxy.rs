@@ -435,8 +435,12 @@ impl Unpacked {
         self.end != m.len() || self.pad > 0 || self.counts != hdr::counts(m)
     }
 
-    /// Cuts `m` to what was read, completes a cut question and writes the counts found.
+    /// Cuts `m` to what was read, completes a cut question and writes the counts found
+    /// (nothing to do for a well-formed reply).
     pub fn fix(&self, m: &mut Vec<u8>) {
+        if !self.needs_fixing(m) {
+            return;
+        }
         m.truncate(self.end);
         m.resize(self.end + self.pad, 0);
         for (s, &n) in self.counts.iter().enumerate() {

@@ -5,7 +5,6 @@
 //! CoreDNS: `plugin/pkg/proxy/connect.go` (`Dial`, `lookupDNS`),
 //! `persistent.go` (`Yield`, expiry).
 
-use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +19,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::metrics;
 use super::proxy::{Fail, Local, Upstream, expired, go_op_err, random_id, unpack};
+use crate::server::CountGuard;
 use crate::wire::{HEADER_LEN, hdr};
 
 /// CoreDNS `maxTimeout`: the write deadline.
@@ -58,14 +58,6 @@ pub(super) struct Pooled {
     local: SocketAddr,
     created: Instant,
     used: Instant,
-}
-
-struct StreamGuard<'a>(&'a Cell<usize>);
-
-impl Drop for StreamGuard<'_> {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-    }
 }
 
 fn checkout_tcp(up: &Upstream, local: &Local) -> Option<Pooled> {
@@ -209,7 +201,7 @@ pub(super) async fn exchange_stream(
         return Err(Fail::Full);
     }
     local.streams.set(local.streams.get() + 1);
-    let _busy = StreamGuard(&local.streams);
+    let _busy = CountGuard(&local.streams);
     let proto = up.conn_proto();
     let (mut pc, cached) = match checkout_tcp(up, local) {
         Some(pc) => {
@@ -267,9 +259,7 @@ pub(super) async fn exchange_stream(
         }
         yield_tcp(up, local, pc);
         let mut m = m;
-        if u.needs_fixing(&m) {
-            u.fix(&mut m);
-        }
+        u.fix(&mut m);
         return Ok(m);
     }
 }
