@@ -76,12 +76,14 @@ impl<const N: usize> Default for Hist<N> {
 impl<const N: usize> Hist<N> {
     /// Records `v` against `bounds` (only this thread writes).
     pub fn observe(&self, bounds: &[f64; N], v: f64) {
-        if let Some(i) = bounds.iter().position(|b| v <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
+        // Count first, bucket last (released): a scrape that sees the bucket sees the
+        // count too, so `_count` (and `+Inf`) is never below the buckets.
+        self.count.fetch_add(1, Ordering::Relaxed);
         let sum = f64::from_bits(self.sum_bits.load(Ordering::Relaxed)) + v;
         self.sum_bits.store(sum.to_bits(), Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = bounds.iter().position(|b| v <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Release);
+        }
     }
 
     /// Buckets (not cumulative), sum and count.
@@ -91,7 +93,7 @@ impl<const N: usize> Hist<N> {
 
     fn snapshot(&self) -> ([u64; N], f64, u64) {
         (
-            std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            std::array::from_fn(|i| self.buckets[i].load(Ordering::Acquire)),
             f64::from_bits(self.sum_bits.load(Ordering::Relaxed)),
             self.count.load(Ordering::Relaxed),
         )

@@ -37,14 +37,24 @@ impl Histogram {
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
         let s = d.as_secs_f64();
-        if let Some(i) = TIME_BUCKETS.iter().position(|b| s <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
+        // Count first, bucket last (released): a scrape that sees the bucket sees the
+        // count too, so `_count` (and `+Inf`) is never below the buckets ([`Self::snapshot`]).
+        self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_ns.fetch_add(
             d.as_nanos().min(u128::from(u64::MAX)) as u64,
             Ordering::Relaxed,
         );
-        self.count.fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = TIME_BUCKETS.iter().position(|b| s <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Buckets (not cumulative), sum in seconds and count, read so that the count
+    /// covers every observation the buckets hold (buckets first, acquired).
+    pub fn snapshot(&self) -> ([u64; 16], f64, u64) {
+        let buckets: [u64; 16] = std::array::from_fn(|i| self.buckets[i].load(Ordering::Acquire));
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        (buckets, sum, self.count.load(Ordering::Relaxed))
     }
 
     /// Observations so far.
@@ -223,7 +233,7 @@ pub fn collect(f: &mut Families) {
         }
         let fixed = m.by_rcode.iter().enumerate().map(|(rc, h)| (rc as u16, h));
         for (rc, h) in fixed.chain(hists.iter().map(|(rc, h)| (*rc, &**h))) {
-            let count = h.count();
+            let (buckets, sum, count) = h.snapshot();
             if count == 0 {
                 continue;
             }
@@ -234,8 +244,6 @@ pub fn collect(f: &mut Families) {
                 ("to", to),
                 ("rcode", label.as_str()),
             ];
-            let buckets: [u64; 16] = std::array::from_fn(|i| h.buckets[i].load(Ordering::Relaxed));
-            let sum = h.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
             let name = "coredns_proxy_request_duration_seconds";
             add_hist(f, name, H_DUR, &l, &TIME_BUCKETS, &buckets, sum, count);
         }
@@ -248,4 +256,48 @@ pub fn render() -> String {
     let mut f = Families::new();
     collect(&mut f);
     crate::metrics::render(&f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scrape racing observations never shows the buckets above the count (which is
+    /// `+Inf` and `_count`): Prometheus would have to "fix" such a histogram.
+    #[test]
+    fn snapshot_count_covers_buckets_while_observing() {
+        let h = std::sync::Arc::new(Histogram::default());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..2)
+            .map(|_| {
+                let (h, stop) = (std::sync::Arc::clone(&h), std::sync::Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) && n < 20_000_000 {
+                        h.observe(Duration::from_micros(n % 5000));
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        let until = std::time::Instant::now() + Duration::from_millis(500);
+        let mut snaps = 0u32;
+        while std::time::Instant::now() < until {
+            let (b, _, count) = h.snapshot();
+            let total: u64 = b.iter().sum();
+            assert!(total <= count, "buckets hold {total}, count {count}");
+            snaps += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in writers {
+            let _ = w.join();
+        }
+        let (b, _, count) = h.snapshot();
+        assert_eq!(
+            b.iter().sum::<u64>(),
+            count,
+            "at rest every observation is in a bucket"
+        );
+        assert!(snaps > 100);
+    }
 }
