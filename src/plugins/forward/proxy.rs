@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
 use super::doh::{DohInfo, DohLocal};
 use super::metrics::{self, ConnProto, UpstreamMetrics};
@@ -369,17 +369,8 @@ async fn exchange_udp(
     if !conn.queue_send(key, q) {
         conn.send(q).await?;
     }
-    if conn.on_ring() {
-        // The worker fails the query at its deadline.
-        return conn.wait(key).await;
-    }
-    match timeout_at(deadline, conn.wait(key)).await {
-        Ok(r) => r,
-        Err(_) => Err(Fail::io(format!(
-            "read udp {}->{}: i/o timeout",
-            conn.local, conn.remote
-        ))),
-    }
+    // The query fails at its deadline (see `UdpConn::wait`).
+    conn.wait(key).await
 }
 
 /// Why a reply did not unpack.

@@ -64,10 +64,11 @@ struct State {
     used: Instant,
     assigned: u32,
     broken: bool,
-    /// On the ring: each query's read deadline, in order (all share the upstream's
-    /// `read_timeout`), expired by the worker ([`UdpConn::expire`]) instead of a timer
-    /// per query. At most [`ROTATE_AFTER`](super::proxy::ROTATE_AFTER) entries: a socket
-    /// takes no more queries than that.
+    /// Each query's read deadline, in order (all share the upstream's `read_timeout`),
+    /// expired instead of a timer per query: on the ring by the worker
+    /// ([`UdpConn::expire`]), on a tokio socket by the waiter that reads it
+    /// ([`UdpConn::wait`]). At most [`ROTATE_AFTER`](super::proxy::ROTATE_AFTER)
+    /// entries: a socket takes no more queries than that.
     deadlines: std::collections::VecDeque<(Instant, usize, u32)>,
 }
 
@@ -184,10 +185,6 @@ impl UdpConn {
 
     fn new(io: Io, local: SocketAddr, remote: SocketAddr, inflight: Rc<Cell<usize>>) -> Self {
         let now = Instant::now();
-        let ring_deadlines = match io {
-            Io::Ring(_) => super::proxy::ROTATE_AFTER as usize,
-            Io::Tokio(_) => 0,
-        };
         Self {
             io,
             local,
@@ -203,7 +200,9 @@ impl UdpConn {
                 used: now,
                 assigned: 0,
                 broken: false,
-                deadlines: std::collections::VecDeque::with_capacity(ring_deadlines),
+                deadlines: std::collections::VecDeque::with_capacity(
+                    super::proxy::ROTATE_AFTER as usize,
+                ),
             }),
             inflight,
         }
@@ -230,8 +229,7 @@ impl UdpConn {
     }
 
     /// Takes a slot with a fresh random ID; `None` when the socket is full.
-    /// On the ring the query fails at `deadline` unless answered ([`UdpConn::expire`]);
-    /// a tokio socket's caller times its own wait.
+    /// The query fails at `deadline` unless answered (see `State::deadlines`).
     pub fn register(&self, size: usize, now: Instant, deadline: Instant) -> Option<(usize, u16)> {
         let mut st = self.st.borrow_mut();
         if st.slots.len() >= SLOTS_PER_SOCKET {
@@ -252,9 +250,7 @@ impl UdpConn {
             done: None,
         });
         st.ids.insert(id, key);
-        if self.on_ring() {
-            st.deadlines.push_back((deadline, key, seq));
-        }
+        st.deadlines.push_back((deadline, key, seq));
         self.inflight.set(self.inflight.get() + 1);
         st.used = now;
         st.assigned += 1;
@@ -401,11 +397,13 @@ impl UdpConn {
         }
     }
 
-    /// Waits for the reply to slot `key` (no timeout here). One waiter at a
+    /// Waits for the reply to slot `key`, or its read deadline. One waiter at a
     /// time (the leader) waits for the socket to be readable or to carry an
     /// error (an ICMP unreachable: CoreDNS fails at once with `read:
-    /// connection refused`), reads what is queued and dispatches it; the
-    /// others sleep until their reply arrives or the leader leaves.
+    /// connection refused`), reads what is queued and dispatches it, and fails
+    /// the queries past their deadline (one timer for the socket, at the oldest
+    /// deadline, instead of one per query); the others sleep until their reply
+    /// or deadline comes or the leader leaves.
     pub async fn wait(&self, key: usize) -> Result<Buf, Fail> {
         let sock = match &self.io {
             Io::Tokio(s) => s,
@@ -443,7 +441,21 @@ impl UdpConn {
             if let Some(r) = self.take(key) {
                 return r;
             }
-            if let Ok(r) = sock.ready(Interest::READABLE | Interest::ERROR).await {
+            // The oldest deadline first: answered queries' entries are dropped on the way.
+            self.expire_before(Instant::now());
+            if let Some(r) = self.take(key) {
+                return r;
+            }
+            let oldest = self.st.borrow().deadlines.front().map(|d| d.0);
+            let ready = sock.ready(Interest::READABLE | Interest::ERROR);
+            let ready = match oldest {
+                Some(at) => tokio::select! {
+                    r = ready => r,
+                    () = tokio::time::sleep_until(at) => continue,
+                },
+                None => ready.await,
+            };
+            if let Ok(r) = ready {
                 if r.is_error() {
                     // Clear the error readiness, then take the socket error
                     // (SO_ERROR) as Go's read would.
@@ -517,8 +529,8 @@ impl UdpConn {
         matches!(self.io, Io::Ring(_))
     }
 
-    /// Fails the queries on the ring whose read deadline has passed, with Go's timeout
-    /// text, as the per-query timer of a tokio socket's caller would.
+    /// Fails the queries whose read deadline has passed, with Go's timeout text (a
+    /// Go read past its deadline).
     fn expire_before(&self, now: Instant) {
         loop {
             let key = {
@@ -695,6 +707,68 @@ mod tests {
             for k in keys {
                 conn.release(k);
             }
+        });
+    }
+
+    /// On a tokio socket the waiters share one timer: each query fails with Go's
+    /// timeout text at its own deadline, whether it reads the socket (leads) or
+    /// sleeps, a reply still reaches the query it is for, and the slab ends empty.
+    #[test]
+    fn tokio_socket_queries_fail_at_their_own_deadlines() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let up = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let remote = up.local_addr().expect("addr");
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            sock.connect(remote).expect("connect");
+            let local = sock.local_addr().expect("addr");
+            let conn = UdpConn::open(sock, local, remote, Rc::new(Cell::new(0))).expect("open");
+            assert!(!conn.on_ring());
+            let t0 = Instant::now();
+            let ms = Duration::from_millis;
+            // Deadlines 300, 600 and 900 ms out; the second is answered at 450 ms.
+            let slots: Vec<(usize, u16)> = [300, 600, 900]
+                .iter()
+                .map(|&d| conn.register(512, t0, t0 + ms(d)).expect("slot"))
+                .collect();
+            let answered = slots[1].1;
+            let wait = |k: usize| {
+                let conn = &conn;
+                async move {
+                    let r = conn.wait(k).await;
+                    conn.release(k);
+                    (
+                        r.map(|_| ()).map_err(|e| e.text().to_string()),
+                        t0.elapsed(),
+                    )
+                }
+            };
+            let answer = async {
+                tokio::time::sleep(ms(450)).await;
+                up.send_to(&reply(answered), local).expect("send");
+            };
+            let (a, b, c, ()) =
+                tokio::join!(wait(slots[0].0), wait(slots[1].0), wait(slots[2].0), answer);
+            let results = [a, b, c];
+            let timeout = format!("read udp {local}->{remote}: i/o timeout");
+            for (i, (r, at)) in results.iter().enumerate() {
+                match i {
+                    1 => assert!(
+                        r.is_ok() && *at >= ms(440) && *at < ms(600),
+                        "{i}: {r:?} {at:?}"
+                    ),
+                    _ => {
+                        let due = ms([300, 600, 900][i]);
+                        assert_eq!(r.as_ref().err(), Some(&timeout), "{i}");
+                        assert!(*at >= due - ms(5) && *at < due + ms(250), "{i}: at {at:?}");
+                    }
+                }
+            }
+            assert_eq!(conn.pending(), 0);
+            assert!(conn.st.borrow().poller.is_none());
         });
     }
 }
