@@ -1,8 +1,9 @@
 //! Health checks: started only by a failed exchange, at most one loop per
 //! upstream; each round sends `. IN NS` (RD unless `no_rec`, another name
 //! with `domain`) over UDP, TCP with `force_tcp`, TLS for `tls://` upstreams,
-//! or a DoH POST for `https://` ones ([`super::doh::check_blocking`]), 1 s
-//! read/write timeouts. A reply is judged as CoreDNS's `dnsHc.send` judges
+//! or a DoH POST for `https://` ones ([`super::doh::check_blocking`]): 2 s to
+//! connect (and, over TLS, to finish the handshake), then 1 s for the exchange
+//! (one deadline for all its reads and writes, as Go's). A reply is judged as CoreDNS's `dnsHc.send` judges
 //! miekg's `Exchange` result ([`verdict`]): one with our ID that unpacks is
 //! healthy whatever its rcode; one that does not unpack, or over TCP/TLS one with
 //! another ID, is healthy when it says it is a response (QR) or a query (opcode
@@ -93,7 +94,7 @@ pub fn check(up: &Upstream) -> std::io::Result<()> {
     if up.cfg.scheme == Scheme::Tls {
         check_tls(up, &q)
     } else if up.opts.hc.tcp {
-        let mut s = dial_tcp(up)?;
+        let mut s = Deadline::after(dial_tcp(up)?, IO_TIMEOUT);
         stream_exchange(&mut s, &q, id)
     } else {
         check_udp(up, &q, id)
@@ -180,9 +181,52 @@ fn dial_tcp(up: &Upstream) -> std::io::Result<TcpStream> {
             sock.into()
         }
     };
-    s.set_read_timeout(Some(IO_TIMEOUT))?;
-    s.set_write_timeout(Some(IO_TIMEOUT))?;
     Ok(s)
+}
+
+/// A connection whose reads and writes all end at one deadline, as Go's
+/// `SetReadDeadline`/`SetWriteDeadline` (miekg sets both to now + 1 s before it
+/// writes the query): a server that trickles its reply fails the check at the
+/// deadline, where a timeout per call would wait on.
+struct Deadline {
+    s: TcpStream,
+    at: Instant,
+}
+
+impl Deadline {
+    fn after(s: TcpStream, d: Duration) -> Self {
+        Self {
+            s,
+            at: Instant::now() + d,
+        }
+    }
+
+    /// Time left, or `TimedOut` when none is.
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.s.set_read_timeout(Some(self.left()?))?;
+        self.s.read(buf)
+    }
+}
+
+impl Write for Deadline {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.s.set_write_timeout(Some(self.left()?))?;
+        self.s.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.s.flush()
+    }
 }
 
 fn stream_exchange(s: &mut impl ReadWrite, q: &[u8], id: u16) -> std::io::Result<()> {
@@ -207,9 +251,19 @@ fn check_tls(up: &Upstream, q: &[u8]) -> std::io::Result<()> {
     let Some(t) = &up.tls else {
         return Err(std::io::ErrorKind::InvalidInput.into());
     };
-    let tcp = dial_tcp(up)?;
-    let conn = rustls::ClientConnection::new(Arc::clone(&t.config), t.name.clone())
+    // Go's tls.Dialer: connecting and the handshake share the dial timeout; the
+    // exchange then has its own deadline.
+    let start = Instant::now();
+    let mut tcp = Deadline {
+        s: dial_tcp(up)?,
+        at: start + DIAL_TIMEOUT,
+    };
+    let mut conn = rustls::ClientConnection::new(Arc::clone(&t.config), t.name.clone())
         .map_err(std::io::Error::other)?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp)?;
+    }
+    tcp.at = Instant::now() + IO_TIMEOUT;
     let mut s = rustls::StreamOwned::new(conn, tcp);
     let id = hdr::id(q);
     stream_exchange(&mut s, q, id)

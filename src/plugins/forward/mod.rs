@@ -452,7 +452,8 @@ struct ReplyInfo {
 
 fn reply_info(m: &[u8]) -> ReplyInfo {
     let [qd, an, ns, ar] = hdr::counts(m);
-    let mut rcode = u16::from(hdr::rcode(m));
+    let base = u16::from(hdr::rcode(m));
+    let mut rcode = base;
     let mut pos = HEADER_LEN;
     let skip = |pos: usize| Name::skip(m, pos).ok();
     let mut ok = true;
@@ -471,7 +472,8 @@ fn reply_info(m: &[u8]) -> ReplyInfo {
             break;
         }
         if n >= first_additional && be16(m, p) == 41 {
-            rcode |= u16::from(m[p + 4]) << 4;
+            // miekg reads the extended bits from the last OPT (`IsEdns0`).
+            rcode = base | u16::from(m[p + 4]) << 4;
         }
         pos = p + 10 + usize::from(be16(m, p + 8));
         n += 1;

@@ -531,6 +531,11 @@ fn reply_helpers() {
             answers: 0
         }
     );
+    // Two OPT records (malformed): miekg takes the extended bits from the last.
+    let mut two = msg(1, 0x8180 | 3, "a.example.", 1, &[], Some((1232, 2)));
+    two[11] = 2;
+    two.extend_from_slice(&[0, 0, 41, 4, 0xd0, 1, 0, 0, 0, 0, 0]);
+    assert_eq!(reply_info(&two).rcode, 16 + 3);
     let r = msg(1, 0x8180, "a.example.", 1, &[[192, 0, 2, 1]], None);
     assert_eq!(
         reply_info(&r),
@@ -875,4 +880,56 @@ fn health_check_verdicts() {
     assert_eq!(verdict(&cut_status, 7, false), V::Unhealthy);
     // Shorter than a header: a failed read.
     assert_eq!(verdict(&ok[..11], 7, false), V::Unhealthy);
+}
+
+/// A TCP health check has one deadline for its whole exchange (miekg sets the
+/// connection's read and write deadlines to now + 1 s): a server that trickles a
+/// good reply a byte at a time fails the check at ~1 s; sent at once it passes.
+#[test]
+fn health_check_over_tcp_has_one_deadline() {
+    use std::io::{Read, Write};
+    fn server(trickle: bool) -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let Ok((mut s, _)) = l.accept() else { return };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut len = [0u8; 2];
+            if s.read_exact(&mut len).is_err() {
+                return;
+            }
+            let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            if s.read_exact(&mut q).is_err() {
+                return;
+            }
+            q[2] |= 0x80;
+            let mut frame = len.to_vec();
+            frame.extend_from_slice(&q);
+            if !trickle {
+                let _ = s.write_all(&frame);
+                return;
+            }
+            for b in frame {
+                if s.write_all(&[b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        });
+        addr
+    }
+    for trickle in [false, true] {
+        let cfg = parse(&format!("forward . {} {{\nforce_tcp\n}}", server(trickle))).expect("ok");
+        let fw = Forward::new(&cfg).expect("build");
+        let t0 = Instant::now();
+        let r = super::health::check(&fw.upstreams(0)[0]);
+        let took = t0.elapsed();
+        if trickle {
+            // 19 bytes at 150 ms each would take ~2.8 s.
+            assert!(r.is_err(), "a trickled reply passed the check");
+            assert!(took < Duration::from_millis(1500), "{took:?}");
+        } else {
+            assert!(r.is_ok(), "{r:?}");
+        }
+    }
 }
