@@ -43,7 +43,9 @@ pub fn size_and_do(resp: &mut Vec<u8>, req: &Request<'_>, udp_size: Option<u16>)
     match find_opt(resp) {
         Some((_, fixed, _)) => {
             resp[fixed + 2..fixed + 4].copy_from_slice(&size.to_be_bytes());
-            let mut ttl = crate::wire::be32(resp, fixed + 4) & 0xff00;
+            // Version 0 and the request's DO; the extended rcode stays (CoreDNS clears
+            // it here, then miekg's Pack writes the message's full rcode back).
+            let mut ttl = crate::wire::be32(resp, fixed + 4) & 0xff00_ff00;
             if opt.do_bit() {
                 ttl |= 0x8000;
             }
@@ -126,4 +128,55 @@ pub fn scrub(
         hdr::set_flags(scratch, f);
     }
     std::mem::swap(resp, scratch);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Verdict, parse_query};
+
+    fn with_opt(mut m: Vec<u8>, size: u16, ttl: u32) -> Vec<u8> {
+        m.push(0);
+        m.extend_from_slice(&41u16.to_be_bytes());
+        m.extend_from_slice(&size.to_be_bytes());
+        m.extend_from_slice(&ttl.to_be_bytes());
+        m.extend_from_slice(&[0, 0]);
+        let ar = hdr::counts(&m)[3];
+        hdr::set_count(&mut m, 3, ar + 1);
+        m
+    }
+
+    fn message(flags: u16) -> Vec<u8> {
+        let mut m = vec![0, 7];
+        m.extend_from_slice(&flags.to_be_bytes());
+        m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        m.extend_from_slice(b"\x01a\x07example\x00\x00\x01\x00\x01");
+        m
+    }
+
+    /// The reply's OPT gets the client's size, version 0 and the client's DO bit;
+    /// its extended rcode stays (an upstream's BADCOOKIE is still BADCOOKIE).
+    #[test]
+    fn size_and_do_keeps_the_extended_rcode() {
+        let q = with_opt(message(0x0100), 1232, 0x0000_8000);
+        let Verdict::Query(req) = parse_query(&q) else {
+            panic!("query")
+        };
+        // BADCOOKIE (23): header rcode 7, extended bits 1; the upstream said version 1.
+        let mut resp = with_opt(message(0x8187), 4096, 0x0101_0000);
+        size_and_do(&mut resp, &req, None);
+        let (_, fixed, _) = find_opt(&resp).expect("opt");
+        assert_eq!(be16(&resp, fixed + 2), 1232, "the client's size");
+        assert_eq!(
+            crate::wire::be32(&resp, fixed + 4),
+            0x0100_8000,
+            "ext 1, version 0, DO"
+        );
+        assert_eq!(hdr::rcode(&resp), 7);
+        // No OPT in the reply: the client's is appended, extended rcode 0.
+        let mut resp = message(0x8180);
+        size_and_do(&mut resp, &req, None);
+        let (_, fixed, _) = find_opt(&resp).expect("opt");
+        assert_eq!(crate::wire::be32(&resp, fixed + 4), 0x0000_8000);
+    }
 }

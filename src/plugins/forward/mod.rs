@@ -497,14 +497,16 @@ fn question_matches(reply: &[u8], ctx: &Ctx<'_>) -> bool {
         },
         Err(_) => return false,
     };
-    // CoreDNS's `Request.Match`: name (any case) and type; the class is not compared. A
-    // question that ends after its name has type 0.
-    let qtype = if p + 2 <= reply.len() {
-        be16(reply, p)
-    } else {
-        0
+    // CoreDNS 1.14.7's `Request.Match`: name (any case), type and class. A question
+    // that ends early reads as zeros (miekg), which match no query.
+    let field = |at: usize| {
+        if at + 2 <= reply.len() {
+            be16(reply, at)
+        } else {
+            0
+        }
     };
-    same && qtype == ctx.req.qtype
+    same && field(p) == ctx.req.qtype && field(p + 2) == ctx.req.qclass
 }
 
 impl Forward {

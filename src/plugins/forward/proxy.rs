@@ -404,6 +404,18 @@ fn name_err(e: NameError) -> Malformed {
     }
 }
 
+/// A question name that does not unpack: miekg wraps the error (`bad question
+/// name: %w`), so CoreDNS does not take it for a cut reply (the wrapped error is
+/// no `*dns.Error` and does not say "overflow"): the attempt fails.
+fn question_name_err(e: NameError) -> Malformed {
+    Malformed::Bad(match e {
+        NameError::Truncated => "bad question name: dns: buffer size too small",
+        NameError::PointerLoop => "bad question name: dns: too many compression pointers",
+        NameError::TooLong => "bad question name: dns: domain name exceeded 255 wire-format octets",
+        NameError::BadLabel => "bad question name: dns: bad rdata",
+    })
+}
+
 /// What a reply that unpacks holds, as miekg reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unpacked {
@@ -462,7 +474,7 @@ pub fn unpack(m: &[u8]) -> Result<Unpacked, Malformed> {
     let len = m.len();
     let mut pos = HEADER_LEN;
     for _ in 0..want[0] {
-        let (mut p, _) = Name::scan(m, pos).map_err(name_err)?;
+        let (mut p, _) = Name::scan(m, pos).map_err(question_name_err)?;
         // Type, then class, each unless the message ends first.
         for i in 0..2 {
             if p == len {
@@ -470,7 +482,12 @@ pub fn unpack(m: &[u8]) -> Result<Unpacked, Malformed> {
                 break;
             }
             if p + 2 > len {
-                return Err(OVERFLOW_U16);
+                // miekg wraps the error; "overflow" in its text still means a cut reply.
+                return Err(Malformed::Overflow(if i == 0 {
+                    "bad question qtype: dns: overflow unpacking uint16"
+                } else {
+                    "bad question qclass: dns: overflow unpacking uint16"
+                }));
             }
             p += 2;
         }

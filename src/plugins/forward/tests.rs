@@ -599,21 +599,29 @@ fn reply_helpers() {
     );
     let fixed = proxy::check_udp_reply(&cut_q).expect("cut question");
     assert_eq!(&fixed[cut_q.len() - 2..], &[0, 1, 0, 0]);
-    // One byte of a type is an overflow, with miekg's text.
+    // One byte of a type is an overflow (a cut reply), with miekg's wrapped text.
     cut_q.truncate(cut_q.len() - 1);
     assert_eq!(
         proxy::unpack(&cut_q),
-        Err(proxy::Malformed::Overflow("dns: overflow unpacking uint16"))
+        Err(proxy::Malformed::Overflow(
+            "bad question qtype: dns: overflow unpacking uint16"
+        ))
     );
     // A record's data past the end.
     assert_eq!(
         proxy::unpack(&r[..r.len() - 1]),
         Err(proxy::Malformed::Overflow("dns: overflowing header size"))
     );
-    // A name past the end: miekg's ErrBuf.
+    // A record's name past the end: miekg's ErrBuf, a cut reply.
     assert_eq!(
-        proxy::unpack(&r[..15]),
+        proxy::unpack(&r[..28]),
         Err(proxy::Malformed::Overflow("dns: buffer size too small"))
+    );
+    // The question's name past the end: miekg wraps ErrBuf, which CoreDNS then does
+    // not take for a cut reply: the attempt fails with the text.
+    assert_eq!(
+        proxy::check_udp_reply(&r[..15]),
+        Err(Fail::io("bad question name: dns: buffer size too small"))
     );
     // Cut short: an empty reply with TC and the question.
     let cut = &r[..r.len() - 3];
@@ -626,7 +634,9 @@ fn reply_helpers() {
     bad.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
     assert_eq!(
         proxy::check_udp_reply(&bad),
-        Err(Fail::io("dns: too many compression pointers"))
+        Err(Fail::io(
+            "bad question name: dns: too many compression pointers"
+        ))
     );
 }
 
@@ -668,11 +678,13 @@ fn question_check_and_upstream_query() {
             &msg(9, 0x8180, "xxx.example.org.", 28, &[], None),
             ctx
         ));
-        // CoreDNS's Match compares name and type, not the class.
+        // CoreDNS 1.14.7's Match compares the class too (CH against IN: FORMERR).
         let mut ch = ok.clone();
         let at = ch.len() - 2;
         ch[at..].copy_from_slice(&3u16.to_be_bytes());
-        assert!(question_matches(&ch, ctx), "class");
+        assert!(!question_matches(&ch, ctx), "class");
+        // A question cut after its type reads class 0 (miekg): no match.
+        assert!(!question_matches(&ok[..ok.len() - 2], ctx), "cut class");
         // A header alone (REFUSED, as some resolvers send it) has no question.
         assert!(!question_matches(&ok[..12], ctx), "header only");
         // bufsize lowered the EDNS size and header cleared RD: the upstream sees both.
