@@ -199,6 +199,15 @@ fn forward_fault_modes_client_view() {
             [";c.example.org. IN A"],
             "{be}: {out}"
         );
+        // The class is compared too (CoreDNS 1.14.7's Request.Match).
+        f.set(Mode::WrongClass);
+        let out = s.dig(&["c2.example.org", "A"]);
+        assert_eq!(dig_status(&out), "FORMERR", "{be}: {out}");
+        assert_eq!(
+            section(&out, "QUESTION"),
+            [";c2.example.org. IN A"],
+            "{be}: {out}"
+        );
         f.set(Mode::WrongId);
         let out = s.dig(&["d.example.org", "A"]);
         assert_eq!(

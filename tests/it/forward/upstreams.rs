@@ -21,6 +21,8 @@ pub enum Mode {
     WrongId,
     /// Answer about another name.
     WrongQuestion,
+    /// Answer with the question's class changed to CH.
+    WrongClass,
     /// 40 bytes of noise (random ID).
     Garbage,
     /// TC set over UDP (no records); the answer over TCP.
@@ -269,7 +271,7 @@ pub fn reply(q: &[u8], m: Mode, tcp: bool, tag: u8) -> Vec<u8> {
     }
     let answer = matches!(
         m,
-        Mode::Answer | Mode::WrongQuestion | Mode::Delay(_) | Mode::CountsLie
+        Mode::Answer | Mode::WrongQuestion | Mode::WrongClass | Mode::Delay(_) | Mode::CountsLie
     ) || (m == Mode::Tc && tcp);
     if m == Mode::CountsLie {
         r.extend_from_slice(&[0, 1, 0, 3, 0, 0, 0, 2]);
@@ -279,6 +281,9 @@ pub fn reply(q: &[u8], m: Mode, tcp: bool, tag: u8) -> Vec<u8> {
     if m == Mode::WrongQuestion {
         r.extend_from_slice(b"\x05wrong\x07example\x00");
         r.extend_from_slice(&q[qend - 4..qend]);
+    } else if m == Mode::WrongClass {
+        r.extend_from_slice(&q[12..qend - 2]);
+        r.extend_from_slice(&3u16.to_be_bytes());
     } else {
         r.extend_from_slice(&q[12..qend]);
     }
