@@ -278,7 +278,7 @@ async fn dial(up: &Upstream, deadline: Instant) -> Result<Conn, Fail> {
         return Err(Fail::io("tls: no TLS configuration for an https upstream"));
     };
     let left = deadline.saturating_duration_since(Instant::now());
-    let (tcp, _) = dial_tcp(up, left).await?;
+    let (tcp, _) = dial_tcp(up, left, false).await?;
     let tls = TlsConnector::from(Arc::clone(&t.config))
         .connect(t.name.clone(), tcp)
         .await

@@ -459,7 +459,17 @@ impl Unpacked {
 /// record data is not parsed.
 pub fn unpack(m: &[u8]) -> Result<Unpacked, Malformed> {
     if m.len() < HEADER_LEN {
-        return Err(OVERFLOW_U16);
+        // miekg's unpackMsgHdr names the field it could not read.
+        const FIELDS: [&str; 6] = [
+            "bad header id: dns: overflow unpacking uint16",
+            "bad header bits: dns: overflow unpacking uint16",
+            "bad header question count: dns: overflow unpacking uint16",
+            "bad header answer count: dns: overflow unpacking uint16",
+            "bad header ns count: dns: overflow unpacking uint16",
+            "bad header extra count: dns: overflow unpacking uint16",
+        ];
+        let field = FIELDS.get(m.len() / 2).copied().unwrap_or(FIELDS[5]);
+        return Err(Malformed::Overflow(field));
     }
     let want = hdr::counts(m);
     let mut out = Unpacked {

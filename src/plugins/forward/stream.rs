@@ -83,10 +83,12 @@ fn yield_tcp(up: &Upstream, local: &Local, mut pc: Pooled) {
 }
 
 /// Connects to the upstream (from `source_address` when set) within `limit`,
-/// feeding the dial-time average; Go's `dial tcp` texts on failure.
+/// feeding the dial-time average unless `tls` (the caller feeds it after the
+/// handshake, which Go's dial includes); Go's `dial tcp` texts on failure.
 pub(super) async fn dial_tcp(
     up: &Upstream,
     limit: Duration,
+    tls: bool,
 ) -> Result<(TcpStream, SocketAddr), Fail> {
     let start = Instant::now();
     let r = up.cfg.addr;
@@ -102,7 +104,9 @@ pub(super) async fn dial_tcp(
             .map_err(|e| Fail::io(format!("dial tcp {b}->{r}: {}", go_op_err("bind", &e))))?;
     }
     let res = timeout(limit, sock.connect(r)).await;
-    up.update_dial(start.elapsed());
+    if !tls {
+        up.update_dial(start.elapsed());
+    }
     let tcp = match res {
         Err(_) => return Err(Fail::io(format!("dial tcp {r}: i/o timeout"))),
         Ok(Err(e)) => {
@@ -121,19 +125,28 @@ pub(super) async fn dial_tcp(
 async fn dial_stream(up: &Upstream) -> Result<Pooled, Fail> {
     let start = Instant::now();
     let limit = up.dial_timeout();
-    let (tcp, local) = dial_tcp(up, limit).await?;
-    let s = match &up.tls {
-        None => Stream::Tcp(tcp),
+    let (s, local) = match &up.tls {
+        None => {
+            let (tcp, local) = dial_tcp(up, limit, false).await?;
+            (Stream::Tcp(tcp), local)
+        }
         Some(t) => {
-            let conn = TlsConnector::from(Arc::clone(&t.config));
-            let left = limit.saturating_sub(start.elapsed());
-            match timeout(left, conn.connect(t.name.clone(), tcp)).await {
-                // miekg dials with `tls.Dialer`: a handshake past the dial timeout
-                // ends with the context's error.
-                Err(_) => return Err(Fail::io("context deadline exceeded")),
-                Ok(Err(e)) => return Err(Fail::io(format!("tls: {e}"))),
-                Ok(Ok(s)) => Stream::Tls(Box::new(s)),
+            // miekg dials with `tls.Dialer`: the dial time CoreDNS averages
+            // includes the handshake, and a handshake past the dial timeout ends
+            // with the context's error.
+            let tls = async {
+                let (tcp, local) = dial_tcp(up, limit, true).await?;
+                let conn = TlsConnector::from(Arc::clone(&t.config));
+                let left = limit.saturating_sub(start.elapsed());
+                match timeout(left, conn.connect(t.name.clone(), tcp)).await {
+                    Err(_) => Err(Fail::io("context deadline exceeded")),
+                    Ok(Err(e)) => Err(Fail::io(format!("tls: {e}"))),
+                    Ok(Ok(s)) => Ok((Stream::Tls(Box::new(s)), local)),
+                }
             }
+            .await;
+            up.update_dial(start.elapsed());
+            tls?
         }
     };
     let now = Instant::now();
@@ -176,10 +189,9 @@ async fn read_msg(s: &mut Stream) -> Result<Vec<u8>, ReadErr> {
     let mut len = [0u8; 2];
     read_full(s, &mut len).await?;
     let mut m = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    read_full(s, &mut m).await.map_err(|e| match e {
-        ReadErr::Eof => ReadErr::UnexpectedEof,
-        e => e,
-    })?;
+    // Go's io.ReadFull: EOF before any byte of the message is `EOF` (on a pooled
+    // connection, CoreDNS's silent retry), after some of it `unexpected EOF`.
+    read_full(s, &mut m).await?;
     Ok(m)
 }
 

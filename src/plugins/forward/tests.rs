@@ -612,6 +612,25 @@ fn reply_helpers() {
         proxy::unpack(&r[..r.len() - 1]),
         Err(proxy::Malformed::Overflow("dns: overflowing header size"))
     );
+    // Shorter than a header: miekg names the field it could not read.
+    assert_eq!(
+        proxy::unpack(&r[..1]),
+        Err(proxy::Malformed::Overflow(
+            "bad header id: dns: overflow unpacking uint16"
+        ))
+    );
+    assert_eq!(
+        proxy::unpack(&r[..5]),
+        Err(proxy::Malformed::Overflow(
+            "bad header question count: dns: overflow unpacking uint16"
+        ))
+    );
+    assert_eq!(
+        proxy::unpack(&r[..11]),
+        Err(proxy::Malformed::Overflow(
+            "bad header extra count: dns: overflow unpacking uint16"
+        ))
+    );
     // A record's name past the end: miekg's ErrBuf, a cut reply.
     assert_eq!(
         proxy::unpack(&r[..28]),

@@ -381,3 +381,106 @@ fn ipv6_upstream_and_source_address() {
     let peer = h.join().expect("join").expect("peer");
     assert_eq!(peer.ip().to_string(), "127.0.0.2");
 }
+
+/// The dial time a DoT upstream's adaptive timeout averages includes the TLS
+/// handshake, as Go's `tls.Dialer` dial does: an upstream that takes 400 ms to
+/// answer the handshake (here: then closes) moves the average by ~100 ms
+/// (a quarter), where the TCP connect alone would move it by ~0.
+#[test]
+fn dot_dial_time_includes_the_handshake() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let server = std::thread::spawn(move || {
+        if let Ok((s, _)) = l.accept() {
+            std::thread::sleep(Duration::from_millis(400));
+            drop(s);
+        }
+    });
+    let cfg = parse(&format!(
+        "forward . tls://{addr} {{\ntls_servername dns.example\n}}"
+    ))
+    .expect("config");
+    let fw = Forward::new(&cfg).expect("build");
+    let up = &fw.upstreams(0)[0];
+    // From 15 s, one dial of d moves the average to 11.25 s + d/4; the timeout is twice it.
+    let base = Duration::from_millis(22_500);
+    let local = Local::default();
+    let mut q = super::msg(5, 0x0100, "a.example.", 1, &[], None);
+    let r = rt().block_on(exchange(up, &local, &mut q, Net::Tcp));
+    assert!(r.is_err(), "no TLS server: {r:?}");
+    let t = up.dial_timeout();
+    assert!(t >= base + Duration::from_millis(180), "{t:?}");
+    assert!(t < base + Duration::from_secs(2), "{t:?}");
+    let _ = server.join();
+}
+
+/// A pooled TCP connection the upstream closes after sending only a reply's length:
+/// Go's io.ReadFull reads no byte of the message, so `EOF`, and CoreDNS retries on a
+/// new connection without counting an attempt (`ErrCachedClosed`); a fresh
+/// connection doing the same fails with `EOF`, and one cut inside the message
+/// with `unexpected EOF`.
+#[test]
+fn tcp_length_then_close_reads_as_eof() {
+    use std::io::{Read, Write};
+    // Per connection: answer one query whole, then cut the next after `cut` bytes of
+    // its message (its 2-byte length first).
+    fn server(cut: usize) -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for (i, s) in l.incoming().enumerate() {
+                let Ok(mut s) = s else { return };
+                std::thread::spawn(move || {
+                    for n in 0.. {
+                        let mut len = [0u8; 2];
+                        if s.read_exact(&mut len).is_err() {
+                            return;
+                        }
+                        let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                        if s.read_exact(&mut q).is_err() {
+                            return;
+                        }
+                        q[2] |= 0x80;
+                        let mut f = (q.len() as u16).to_be_bytes().to_vec();
+                        f.extend_from_slice(&q);
+                        if n == 1 || (i == 1 && n == 0) {
+                            let _ = s.write_all(&f[..2 + cut]);
+                            return;
+                        }
+                        if s.write_all(&f).is_err() {
+                            return;
+                        }
+                    }
+                });
+                if i > 1 {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+    let rt = rt();
+    let q = || msg(0, 0x0100, "x.example.", 1, &[], None);
+    for (cut, fresh) in [(0, "EOF"), (3, "unexpected EOF")] {
+        let up = upstream(
+            server(cut),
+            Duration::from_secs(2),
+            0,
+            Duration::from_secs(10),
+        );
+        let local = Local::default();
+        let r = rt.block_on(exchange(&up, &local, &mut q(), Net::Tcp));
+        assert!(r.is_ok(), "{r:?}");
+        // The pooled connection is cut after the length (or inside the message).
+        let r = rt.block_on(exchange(&up, &local, &mut q(), Net::Tcp));
+        let want = if cut == 0 {
+            Fail::CachedClosed
+        } else {
+            Fail::io(fresh)
+        };
+        assert_eq!(r.err(), Some(want), "cut {cut}: pooled");
+        // A fresh connection (the second) cut the same way.
+        let r = rt.block_on(exchange(&up, &local, &mut q(), Net::Tcp));
+        assert_eq!(r.err(), Some(Fail::io(fresh)), "cut {cut}: fresh");
+    }
+}
