@@ -23,8 +23,33 @@ pub fn uring_usable() -> bool {
     std::env::var("RINGDNS_TEST_URING").is_ok_and(|v| v == "1")
 }
 
-/// A free port for both UDP and TCP (wildcard, dual-stack).
+/// A free port for both UDP and TCP (wildcard, dual-stack), below the kernel's
+/// ephemeral range when there is room: a port the kernel hands out to a client
+/// socket (a `dig` of a test running in parallel) could otherwise be one a test
+/// sends to as a dead upstream, and that client would read the test's query.
 pub fn free_port() -> u16 {
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(0);
+    if first_ephemeral >= 12_000 {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let span = first_ephemeral - 10_000;
+        let seed = std::process::id().wrapping_mul(2_654_435_761);
+        for _ in 0..200 {
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let port = 10_000 + (seed.wrapping_add(n.wrapping_mul(7919)) % span);
+            let Ok(port) = u16::try_from(port) else {
+                continue;
+            };
+            let udp = UdpSocket::bind(("::", port)).or_else(|_| UdpSocket::bind(("0.0.0.0", port)));
+            let tcp =
+                TcpListener::bind(("::", port)).or_else(|_| TcpListener::bind(("0.0.0.0", port)));
+            if udp.is_ok() && tcp.is_ok() {
+                return port;
+            }
+        }
+    }
     for _ in 0..100 {
         let u = UdpSocket::bind("[::]:0")
             .or_else(|_| UdpSocket::bind("0.0.0.0:0"))
