@@ -141,10 +141,13 @@ pub fn is_domain_name(s: &str) -> bool {
     let b = s.as_bytes();
     const LENMSG: usize = 256;
     let (mut off, mut begin, mut was_dot) = (0usize, 0usize, false);
+    // A backslash that escapes nothing (the name ends with it) makes it invalid.
+    let mut escape = false;
     let mut i = 0usize;
     while i < b.len() {
         match b[i] {
             b'\\' => {
+                escape = !escape;
                 if off + 1 > LENMSG {
                     return false;
                 }
@@ -158,6 +161,7 @@ pub fn is_domain_name(s: &str) -> bool {
                 was_dot = false;
             }
             b'.' => {
+                escape = false;
                 if i == 0 && b.len() > 1 {
                     return false;
                 }
@@ -175,11 +179,14 @@ pub fn is_domain_name(s: &str) -> bool {
                 }
                 begin = i + 1;
             }
-            _ => was_dot = false,
+            _ => {
+                escape = false;
+                was_dot = false;
+            }
         }
         i += 1;
     }
-    true
+    !escape
 }
 
 /// CoreDNS `plugin.SplitHostPort`: the zone(s) of a key without transport, and its
@@ -416,6 +423,10 @@ mod tests {
         assert!(!is_domain_name(&"a".repeat(64)));
         assert!(is_domain_name(&"a".repeat(63)));
         assert!(is_domain_name("a\\.b"));
+        // A backslash escaping nothing (miekg's `escape` left set) is invalid.
+        assert!(!is_domain_name("foo\\"));
+        assert!(is_domain_name("foo\\\\"));
+        assert!(is_domain_name("a\\065"));
         let long = vec!["a".repeat(63); 5].join(".");
         assert!(!is_domain_name(&long));
     }
