@@ -719,6 +719,18 @@ fn question_check_and_upstream_query() {
 
 mod pool;
 
+/// Reads one length-prefixed query from a TCP stream and returns its echo (QR
+/// set), framed: what a minimal TCP upstream answers. `None` at EOF or error.
+fn tcp_echo_frame(s: &mut impl std::io::Read) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut f = len.to_vec();
+    f.resize(2 + usize::from(u16::from_be_bytes(len)), 0);
+    s.read_exact(&mut f[2..]).ok()?;
+    f[4] |= 0x80;
+    Some(f)
+}
+
 /// Answers `n` UDP queries by echoing them with QR set.
 fn echo_upstream(n: usize) -> SocketAddr {
     let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -918,24 +930,16 @@ fn health_check_verdicts() {
 /// good reply a byte at a time fails the check at ~1 s; sent at once it passes.
 #[test]
 fn health_check_over_tcp_has_one_deadline() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     fn server(trickle: bool) -> SocketAddr {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = l.local_addr().expect("addr");
         std::thread::spawn(move || {
             let Ok((mut s, _)) = l.accept() else { return };
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut len = [0u8; 2];
-            if s.read_exact(&mut len).is_err() {
+            let Some(frame) = tcp_echo_frame(&mut s) else {
                 return;
-            }
-            let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
-            if s.read_exact(&mut q).is_err() {
-                return;
-            }
-            q[2] |= 0x80;
-            let mut frame = len.to_vec();
-            frame.extend_from_slice(&q);
+            };
             if !trickle {
                 let _ = s.write_all(&frame);
                 return;

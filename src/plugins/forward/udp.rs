@@ -656,6 +656,25 @@ mod tests {
 
     use super::*;
 
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    /// A tokio upstream socket connected to a plain socket standing for the upstream
+    /// (call inside a runtime).
+    fn connected() -> (std::net::UdpSocket, Rc<UdpConn>) {
+        let up = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let remote = up.local_addr().expect("addr");
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.connect(remote).expect("connect");
+        let local = sock.local_addr().expect("addr");
+        let conn = UdpConn::open(sock, local, remote, Rc::new(Cell::new(0))).expect("open");
+        (up, conn)
+    }
+
     fn id_of(conn: &UdpConn, key: usize) -> u16 {
         conn.st.borrow().slots[key].id
     }
@@ -671,17 +690,8 @@ mod tests {
     /// and its late reply is dropped; an answered query's ID is free at once.
     #[test]
     fn late_replies_never_meet_a_later_query() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let up = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-            let remote = up.local_addr().expect("addr");
-            let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-            sock.connect(remote).expect("connect");
-            let local = sock.local_addr().expect("addr");
-            let conn = UdpConn::open(sock, local, remote, Rc::new(Cell::new(0))).expect("open");
+        rt().block_on(async {
+            let (_up, conn) = connected();
             let now = Instant::now();
             let far = now + Duration::from_secs(60);
             // Timed out: retired.
@@ -715,17 +725,9 @@ mod tests {
     /// sleeps, a reply still reaches the query it is for, and the slab ends empty.
     #[test]
     fn tokio_socket_queries_fail_at_their_own_deadlines() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let up = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-            let remote = up.local_addr().expect("addr");
-            let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-            sock.connect(remote).expect("connect");
-            let local = sock.local_addr().expect("addr");
-            let conn = UdpConn::open(sock, local, remote, Rc::new(Cell::new(0))).expect("open");
+        rt().block_on(async {
+            let (up, conn) = connected();
+            let (local, remote) = (conn.local, conn.remote);
             assert!(!conn.on_ring());
             let t0 = Instant::now();
             let ms = Duration::from_millis;

@@ -182,7 +182,7 @@ fn udp_connection_refused_is_immediate() {
 
 /// TCP responder: answers every framed query on every connection; counts connections.
 fn tcp_responder() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
     let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -192,18 +192,7 @@ fn tcp_responder() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
             let Ok(mut s) = s else { return };
             c2.fetch_add(1, Ordering::Relaxed);
             std::thread::spawn(move || {
-                loop {
-                    let mut len = [0u8; 2];
-                    if s.read_exact(&mut len).is_err() {
-                        return;
-                    }
-                    let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
-                    if s.read_exact(&mut q).is_err() {
-                        return;
-                    }
-                    q[2] |= 0x80;
-                    let mut f = (q.len() as u16).to_be_bytes().to_vec();
-                    f.extend_from_slice(&q);
+                while let Some(f) = super::tcp_echo_frame(&mut s) {
                     if s.write_all(&f).is_err() {
                         return;
                     }
@@ -421,7 +410,7 @@ fn dot_dial_time_includes_the_handshake() {
 /// with `unexpected EOF`.
 #[test]
 fn tcp_length_then_close_reads_as_eof() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     // Per connection: answer one query whole, then cut the next after `cut` bytes of
     // its message (its 2-byte length first).
     fn server(cut: usize) -> SocketAddr {
@@ -432,17 +421,9 @@ fn tcp_length_then_close_reads_as_eof() {
                 let Ok(mut s) = s else { return };
                 std::thread::spawn(move || {
                     for n in 0.. {
-                        let mut len = [0u8; 2];
-                        if s.read_exact(&mut len).is_err() {
+                        let Some(f) = super::tcp_echo_frame(&mut s) else {
                             return;
-                        }
-                        let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
-                        if s.read_exact(&mut q).is_err() {
-                            return;
-                        }
-                        q[2] |= 0x80;
-                        let mut f = (q.len() as u16).to_be_bytes().to_vec();
-                        f.extend_from_slice(&q);
+                        };
                         if n == 1 || (i == 1 && n == 0) {
                             let _ = s.write_all(&f[..2 + cut]);
                             return;
