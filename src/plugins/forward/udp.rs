@@ -270,8 +270,11 @@ impl UdpConn {
                 self.sleeping(false);
             }
         }
-        if st.poller == Some(key) {
-            // Another waiter must lead now.
+        // Another waiter must lead now: after the leader, or whenever nobody leads (a
+        // woken follower can end without leading, its query failed by a send), else
+        // the sleepers would wait with nobody reading the socket or their deadlines.
+        let unled = st.poller.is_none() && matches!(self.io, Io::Tokio(_));
+        if st.poller == Some(key) || unled {
             st.poller = None;
             if let Some((_, s)) = st.slots.iter_mut().find(|(_, s)| s.waker.is_some()) {
                 if let Some(w) = s.waker.take() {
@@ -434,7 +437,9 @@ impl UdpConn {
                 continue;
             }
             if self.drain() {
-                // A full batch: let other tasks run before reading on.
+                // A full batch: let other tasks run before reading on (deadlines
+                // still pass, however many datagrams arrive).
+                self.expire_before(Instant::now());
                 tokio::task::yield_now().await;
                 continue;
             }
