@@ -3,7 +3,8 @@
 //! with `domain`) over UDP, TCP with `force_tcp`, TLS for `tls://` upstreams,
 //! or a DoH POST for `https://` ones ([`super::doh::check_blocking`]): 2 s to
 //! connect (and, over TLS, to finish the handshake), then 1 s for the exchange
-//! (one deadline for all its reads and writes, as Go's). A reply is judged as CoreDNS's `dnsHc.send` judges
+//! (one deadline for all its reads and writes, as Go's). A reply is judged as
+//! CoreDNS's `dnsHc.send` judges
 //! miekg's `Exchange` result ([`verdict`]): one with our ID that unpacks is
 //! healthy whatever its rcode; one that does not unpack, or over TCP/TLS one with
 //! another ID, is healthy when it says it is a response (QR) or a query (opcode

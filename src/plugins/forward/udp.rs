@@ -270,17 +270,18 @@ impl UdpConn {
                 self.sleeping(false);
             }
         }
-        // Another waiter must lead now: after the leader, or whenever nobody leads (a
-        // woken follower can end without leading, its query failed by a send), else
-        // the sleepers would wait with nobody reading the socket or their deadlines.
-        let unled = st.poller.is_none() && matches!(self.io, Io::Tokio(_));
-        if st.poller == Some(key) || unled {
+        // Another waiter must lead now: the one woken is made leader at once, so if
+        // its query ends before it reads (a failed send), its release hands on too
+        // and the sleepers never wait with nobody reading the socket or their
+        // deadlines.
+        if st.poller == Some(key) {
             st.poller = None;
-            if let Some((_, s)) = st.slots.iter_mut().find(|(_, s)| s.waker.is_some()) {
+            if let Some((k, s)) = st.slots.iter_mut().find(|(_, s)| s.waker.is_some()) {
                 if let Some(w) = s.waker.take() {
                     w.wake();
                     self.sleeping(false);
                 }
+                st.poller = Some(k);
             }
         }
     }
@@ -475,11 +476,13 @@ impl UdpConn {
         }
     }
 
-    /// Sleeps until slot `key` is done (or gone) or, with `or_unled`, nobody leads.
+    /// Sleeps until slot `key` is done (or gone) or, with `or_unled`, nobody leads or
+    /// it was made leader.
     async fn sleep(&self, key: usize, or_unled: bool) {
         poll_fn(|cx| {
             let mut st = self.st.borrow_mut();
-            let unled = or_unled && st.poller.is_none();
+            // Nobody leads, or this waiter was made leader.
+            let unled = or_unled && st.poller.is_none_or(|p| p == key);
             match st.slots.get_mut(key) {
                 Some(s) if s.done.is_none() && !unled => {
                     if s.waker.replace(cx.waker().clone()).is_none() {
