@@ -12,27 +12,30 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
 use super::handle::{Meta, Outcome, handle, resume, scrub_more};
-use super::parked::Job;
+use super::parked::{Inbox, Job};
 use super::{CountGuard, Shared, WorkerLimits, canonical};
 use crate::chain::Proto;
 
 /// Queries parked at once per worker; beyond it new parked work is dropped.
 pub const MAX_PARKED: usize = 16_384;
 
-/// Runs a parked query to its end and queues its reply for the loop's next `sendmmsg`.
-/// (An `async` block, not an `async fn`: an `async fn` keeps a second copy of its
-/// arguments in its future.)
+/// The resident task of a parked-query slot: runs the queries its slot is given, each to
+/// its end, and queues their replies for the loop's next `sendmmsg`. (An `async` block,
+/// not an `async fn`: an `async fn` keeps a second copy of its arguments in its future.)
 #[allow(clippy::manual_async_fn)] // see above
-fn run_parked<'a>(
-    j: Job,
+fn slot_task<'a>(
+    inbox: Rc<Inbox<Job>>,
     replies: &'a Replies,
     limits: &'a WorkerLimits,
 ) -> impl std::future::Future<Output = ()> + 'a {
     async move {
-        // Counted out however the query ends (a panic included).
-        let _parked = CountGuard(&limits.parked);
-        if let Some(resp) = j.run().await {
-            replies.queue.borrow_mut().push((resp, j.peer()));
+        loop {
+            let j = inbox.next().await;
+            // Counted out however the query ends (a panic included).
+            let _parked = CountGuard(&limits.parked);
+            if let Some(resp) = j.run().await {
+                replies.queue.borrow_mut().push((resp, j.peer()));
+            }
         }
     }
 }
@@ -54,7 +57,7 @@ pub async fn udp_loop(
     let mut parked = super::parked::Parked::new();
     loop {
         for j in jobs.drain(..) {
-            parked.spawn(run_parked(j, &replies, &limits));
+            parked.spawn(j, |inbox| slot_task(inbox, &replies, &limits));
         }
         // forward's upstream queries of this run leave together (one sendmmsg per socket).
         crate::plugins::forward::udp::batch_sends(|| parked.run());
@@ -107,7 +110,7 @@ pub async fn udp_loop(
     // The socket's server block is gone (a reload): the queries still parked finish
     // (within forward's 5 s budget) and are answered.
     for j in jobs.drain(..) {
-        parked.spawn(run_parked(j, &replies, &limits));
+        parked.spawn(j, |inbox| slot_task(inbox, &replies, &limits));
     }
     loop {
         // forward's upstream queries of this run leave together (one sendmmsg per socket).

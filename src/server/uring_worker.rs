@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use uring::{ConnId, Engine, EngineConfig, Event, ListenerId, SocketId};
 
 use super::handle::{Meta, Outcome, handle, scrub_more};
-use super::parked::Job;
+use super::parked::{Inbox, Job};
 use super::{Shared, WorkerCmd, WorkerHandle, WorkerSockets, canonical};
 use crate::chain::Proto;
 
@@ -163,7 +163,7 @@ pub fn spawn(
                     // Parked queries this batch started or woke run now: their
                     // upstream queries and replies go out with the next submit.
                     for (j, to) in jobs.drain(..) {
-                        parked.spawn(run_parked(j, to, &engine, &state));
+                        parked.spawn((j, to), |inbox| slot_task(inbox, &engine, &state));
                     }
                     parked.run();
                     super::ring::flush_run();
@@ -271,26 +271,29 @@ enum ReplyTo {
     Tcp(ConnId),
 }
 
-/// Runs a parked query to its end and queues its reply. (An `async` block, not an
-/// `async fn`: an `async fn` keeps a second copy of its arguments in its future.)
+/// The resident task of a parked-query slot: runs the queries its slot is given, each to
+/// its end, and queues their replies. (An `async` block, not an `async fn`: an `async fn`
+/// keeps a second copy of its arguments in its future.)
 #[allow(clippy::manual_async_fn)] // see above
-fn run_parked<'a>(
-    j: Job,
-    to: ReplyTo,
+fn slot_task<'a>(
+    inbox: Rc<Inbox<(Job, ReplyTo)>>,
     engine: &'a Rc<RefCell<Engine>>,
     state: &'a Rc<RefCell<State>>,
 ) -> impl std::future::Future<Output = ()> + 'a {
     async move {
-        // Counted out however the query ends (a panic included).
-        let _parked = ParkedGuard(state);
-        if let Some(resp) = j.run().await {
-            let mut eng = engine.borrow_mut();
-            let _ = match &to {
-                ReplyTo::Udp(sock, peer) => eng.send_udp(*sock, *peer, &resp),
-                ReplyTo::Tcp(conn) => eng.send_tcp(*conn, &resp),
-            };
-            // In the runtime's wait: one submit for every reply resumed in this tick.
-            super::ring::flush();
+        loop {
+            let (j, to) = inbox.next().await;
+            // Counted out however the query ends (a panic included).
+            let _parked = ParkedGuard(state);
+            if let Some(resp) = j.run().await {
+                let mut eng = engine.borrow_mut();
+                let _ = match &to {
+                    ReplyTo::Udp(sock, peer) => eng.send_udp(*sock, *peer, &resp),
+                    ReplyTo::Tcp(conn) => eng.send_tcp(*conn, &resp),
+                };
+                // In the runtime's wait: one submit for every reply resumed in this tick.
+                super::ring::flush();
+            }
         }
     }
 }

@@ -354,8 +354,10 @@ impl Stanza {
             if has_next && c.next_on_nodata && info.rcode == 0 && info.answers == 0 {
                 return None;
             }
+            // The reply's buffer becomes the response (no copy); the response's empty one
+            // goes back to the pool with `reply`.
             ctx.resp.clear();
-            ctx.resp.extend_from_slice(&reply);
+            std::mem::swap(ctx.resp, &mut *reply);
             ctx.written = true;
             return Some(Flow::Return(Status::rcode(0)));
         }
