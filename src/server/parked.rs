@@ -232,6 +232,10 @@ impl Wake for SlotWake {
 
 /// The job box of one slot: [`Parked::spawn`] puts a query here and the slot's resident
 /// task takes it ([`Inbox::next`]).
+///
+/// A slot's task must await nothing but [`Inbox::next`] between jobs (and never race it,
+/// as in a `select!`): a task waiting in `next` with nothing to take is what marks its
+/// slot free.
 pub struct Inbox<T> {
     job: std::cell::Cell<Option<T>>,
     /// The task waits in [`Inbox::next`] with nothing to take: its slot is free.
@@ -560,6 +564,42 @@ mod tests {
         w[2].wake_by_ref();
         p.run();
         assert_eq!((done.get(), p.running()), (4, 0));
+    }
+
+    /// A late wake from a slot's previous query, arriving while the slot's next query
+    /// waits, polls that query once more and leaves it running.
+    #[test]
+    fn a_stale_wake_leaves_the_next_query_running() {
+        let (open, polls, done) = (
+            Rc::new(Cell::new(false)),
+            Rc::new(Cell::new(0)),
+            Rc::new(Cell::new(0)),
+        );
+        let mut p = Parked::new();
+        p.spawn(work(gate(open.clone(), polls.clone(), done.clone())), task);
+        p.run();
+        let old: Vec<Waker> = WAKERS.with(|w| w.borrow_mut().drain(..).collect());
+        open.set(true);
+        old[0].wake_by_ref();
+        p.run();
+        assert_eq!((done.get(), p.running()), (1, 0));
+        // The slot's next query parks.
+        open.set(false);
+        p.spawn(work(gate(open.clone(), polls.clone(), done.clone())), task);
+        p.run();
+        assert_eq!((polls.get(), p.running()), (3, 1));
+        // The first query's waker fires again: one more poll, still running.
+        old[0].wake_by_ref();
+        assert_eq!(p.run(), 1);
+        assert_eq!((polls.get(), done.get(), p.running()), (4, 1, 1));
+        // Its own wake ends it, and the slot is free once.
+        open.set(true);
+        let w: Vec<Waker> = WAKERS.with(|w| w.borrow_mut().drain(..).collect());
+        w.last().unwrap().wake_by_ref();
+        old[0].wake_by_ref();
+        p.run();
+        assert_eq!((done.get(), p.running()), (2, 0));
+        assert_eq!(p.free.len(), 1);
     }
 
     /// The loop's wait ends on a wake from another task of its thread (no lock, no
