@@ -477,6 +477,18 @@ mod tests {
     use std::rc::Rc;
     use std::task::Poll;
 
+    /// A gate's flag, poll count and done count.
+    type GateState = (Rc<Cell<bool>>, Rc<Cell<u32>>, Rc<Cell<u32>>);
+
+    /// A closed gate's state.
+    fn gate_state() -> GateState {
+        (
+            Rc::new(Cell::new(false)),
+            Rc::new(Cell::new(0)),
+            Rc::new(Cell::new(0)),
+        )
+    }
+
     /// Pending until its flag is set; counts its polls.
     fn gate(
         open: Rc<Cell<bool>>,
@@ -524,11 +536,7 @@ mod tests {
 
     #[test]
     fn runs_woken_queries_and_reuses_slots() {
-        let (open, polls, done) = (
-            Rc::new(Cell::new(false)),
-            Rc::new(Cell::new(0)),
-            Rc::new(Cell::new(0)),
-        );
+        let (open, polls, done) = gate_state();
         let mut p = Parked::new();
         for _ in 0..3 {
             p.spawn(work(gate(open.clone(), polls.clone(), done.clone())), task);
@@ -570,11 +578,7 @@ mod tests {
     /// waits, polls that query once more and leaves it running.
     #[test]
     fn a_stale_wake_leaves_the_next_query_running() {
-        let (open, polls, done) = (
-            Rc::new(Cell::new(false)),
-            Rc::new(Cell::new(0)),
-            Rc::new(Cell::new(0)),
-        );
+        let (open, polls, done) = gate_state();
         let mut p = Parked::new();
         p.spawn(work(gate(open.clone(), polls.clone(), done.clone())), task);
         p.run();
@@ -612,11 +616,7 @@ mod tests {
             .unwrap();
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, async {
-            let (open, polls, done) = (
-                Rc::new(Cell::new(false)),
-                Rc::new(Cell::new(0)),
-                Rc::new(Cell::new(0)),
-            );
+            let (open, polls, done) = gate_state();
             let mut p = Parked::new();
             p.spawn(work(gate(open.clone(), polls.clone(), done.clone())), task);
             p.spawn(work(gate(open.clone(), polls.clone(), done.clone())), task);

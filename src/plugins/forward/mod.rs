@@ -354,9 +354,8 @@ impl Stanza {
             if has_next && c.next_on_nodata && info.rcode == 0 && info.answers == 0 {
                 return None;
             }
-            // The reply's buffer becomes the response (no copy); the response's empty one
-            // goes back to the pool with `reply`.
-            ctx.resp.clear();
+            // The reply's buffer becomes the response (no copy); the response's old one
+            // goes back to the pool, emptied, with `reply`.
             std::mem::swap(ctx.resp, &mut *reply);
             ctx.written = true;
             return Some(Flow::Return(Status::rcode(0)));
