@@ -160,11 +160,7 @@ fn main() -> ExitCode {
         print!("{}", version_text());
         let _ = std::io::stdout().flush();
     }
-    if !cli.pidfile.is_empty() {
-        let pid = std::process::id();
-        if let Err(e) = std::fs::write(&cli.pidfile, format!("{pid}\n")) {
-            clog::error(&format!("Could not write pidfile: {}", config::go_err(&e)));
-        }
-    }
+    // The pidfile is written once the signal handlers are in place (`signals::run`): a
+    // signal sent as soon as it appears must not meet the default action.
     ringdns::server::signals::run(&shared, handles, &cli)
 }

@@ -13,6 +13,20 @@ use crate::cli::Cli;
 use crate::clog;
 use crate::config;
 
+/// Writes the process id to `-pidfile`, if given (an error is logged, as CoreDNS does).
+fn write_pidfile(cli: &Cli) {
+    if cli.pidfile.is_empty() {
+        return;
+    }
+    let pid = std::process::id();
+    if let Err(e) = std::fs::write(&cli.pidfile, format!("{pid}\n")) {
+        clog::error(&format!(
+            "Could not write pidfile: {}",
+            crate::config::go_err(&e)
+        ));
+    }
+}
+
 fn remove_pidfile(cli: &Cli) {
     if !cli.pidfile.is_empty() {
         let _ = std::fs::remove_file(&cli.pidfile);
@@ -127,6 +141,7 @@ pub fn run(shared: &Arc<Shared>, handles: Vec<WorkerHandle>, cli: &Cli) -> ExitC
             mk(SignalKind::user_defined1()),
             mk(SignalKind::user_defined2()),
         );
+        write_pidfile(cli);
         async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
             match s {
                 Some(s) => {
