@@ -242,9 +242,11 @@ pub struct Stats {
     pub udp_received: u64,
     /// UDP datagrams received truncated (longer than the buffer).
     pub udp_truncated: u64,
-    /// UDP replies sent.
+    /// UDP datagrams sent (replies and upstream queries). A quiet send (no completion on
+    /// success) counts once the kernel has taken it, and moves to `udp_send_errors` if its
+    /// failure is reaped later.
     pub udp_sent: u64,
-    /// UDP replies the kernel failed to send.
+    /// UDP datagrams the kernel failed to send.
     pub udp_send_errors: u64,
     /// UDP replies refused because every send slot was in flight.
     pub udp_send_slot_exhausted: u64,

@@ -105,6 +105,14 @@ struct Core {
     slots: SendSlots,
     /// UDP replies go out as `Send` with a destination rather than `SendMsg`.
     send_to: bool,
+    /// UDP sends are quiet (`IOSQE_CQE_SKIP_SUCCESS`, Linux 5.17, with `MSG_DONTWAIT`): a
+    /// send never waits in the kernel, so it is done when the kernel has taken its
+    /// submission, and only a failed one posts a completion.
+    quiet_sends: bool,
+    /// Submissions queued so far (the position of the next one).
+    pushed: u64,
+    /// Quiet sends whose submission the kernel may not have taken yet: (position, slot).
+    unconfirmed: Vec<(u64, u32)>,
     /// Connections the engine closed, to report as [`Event::TcpClosed`].
     closed: VecDeque<ConnId>,
     stats: Stats,
@@ -246,6 +254,7 @@ impl Engine {
             Err(_) => Vec::new(),
         };
         let cq_capacity = setup.ring.params().cq_entries() as usize;
+        let quiet_sends = setup.ring.params().is_feature_skip_cqe_on_success();
         let conns = tcp::Conns::new(cfg.max_tcp_conns, cfg.max_tcp_msg);
         let send_slots = cfg.send_slots as usize;
         let core = Core {
@@ -271,6 +280,9 @@ impl Engine {
             conns,
             slots,
             send_to: probe::send_to_supported(),
+            quiet_sends,
+            pushed: 0,
+            unconfirmed: Vec::new(),
             closed: VecDeque::new(),
             stats: Stats::default(),
             notify,
@@ -359,6 +371,7 @@ impl Engine {
         self.core.flush_retry();
         self.rx.publish();
         let r = ring::submit_wait(&self.core.ring, min_complete, timeout);
+        self.core.confirm_sends();
         self.core.waited = min_complete > 0;
         self.core.close_freed();
         r
@@ -527,6 +540,7 @@ impl Engine {
                 last_cancel = Some(now);
             }
             let wait = ring::submit_wait(&self.core.ring, 1, Some(Duration::from_millis(50)));
+            self.core.confirm_sends();
             if wait.is_err() {
                 break;
             }
@@ -599,9 +613,11 @@ impl Core {
             // SAFETY: the caller's contract.
             if unsafe { self.ring.submission().push(sqe) }.is_ok() {
                 self.inflight += 1;
+                self.pushed += 1;
                 return Ok(());
             }
             self.ring.submit()?;
+            self.confirm_sends();
         }
         Err(io::ErrorKind::WouldBlock.into())
     }
@@ -617,9 +633,11 @@ impl Core {
             // SAFETY: the caller's contract.
             if unsafe { self.ring.submission().push_multiple(&pair) }.is_ok() {
                 self.inflight += 2;
+                self.pushed += 2;
                 return Ok(());
             }
             self.ring.submit()?;
+            self.confirm_sends();
         }
         Err(io::ErrorKind::WouldBlock.into())
     }
@@ -652,10 +670,13 @@ impl Core {
 
     /// Routes one completion to its owner.
     fn dispatch(&mut self, rx: &mut BufRing, c: Cqe, f: &mut Callback<'_>) -> usize {
-        if !cqueue::more(c.flags) {
+        let tag = ring::untag(c.user_data);
+        // A quiet send left the in-flight count when it was confirmed.
+        let quiet = matches!(tag, Some((Kind::UdpSendQuiet | Kind::UpSendQuiet, _)));
+        if !cqueue::more(c.flags) && !quiet {
             self.inflight = self.inflight.saturating_sub(1);
         }
-        let Some((kind, idx)) = ring::untag(c.user_data) else {
+        let Some((kind, idx)) = tag else {
             return 0;
         };
         match kind {
@@ -663,6 +684,14 @@ impl Core {
             Kind::UdpSend => {
                 self.on_udp_send(idx, c.res);
                 self.on_send_owner(idx, c.res, f)
+            }
+            Kind::UdpSendQuiet => {
+                self.on_quiet_send_failed();
+                0
+            }
+            Kind::UpSendQuiet => {
+                self.on_quiet_send_failed();
+                self.on_quiet_upstream_failed(idx, ring::extra(c.user_data), c.res, f)
             }
             Kind::UpRecv => self.on_upstream_recv(rx, idx, c, f),
             Kind::UpBackoff => {

@@ -35,10 +35,16 @@ pub(super) enum Kind {
     UpRecv,
     /// Back-off `Timeout` before re-arming a failing upstream receive.
     UpBackoff,
+    /// `Send` of a UDP reply that posts a completion only on failure (its slot is freed once
+    /// the kernel has taken the submission, see `Core::confirm_sends`).
+    UdpSendQuiet,
+    /// `Send` of an upstream query that posts a completion only on failure; the upstream
+    /// socket's generation rides in `user_data` (see [`tag_with`]).
+    UpSendQuiet,
 }
 
 impl Kind {
-    const ALL: [Self; 12] = [
+    const ALL: [Self; 14] = [
         Self::UdpRecv,
         Self::UdpSend,
         Self::UdpBackoff,
@@ -51,6 +57,8 @@ impl Kind {
         Self::Cancel,
         Self::UpRecv,
         Self::UpBackoff,
+        Self::UdpSendQuiet,
+        Self::UpSendQuiet,
     ];
 }
 
@@ -59,7 +67,20 @@ pub(super) fn tag(kind: Kind, idx: u32) -> u64 {
     (u64::from(kind as u8) << 56) | u64::from(idx)
 }
 
-/// Splits a `user_data` made by [`tag`]; `None` for anything else.
+/// [`tag`] with 24 more bits, `extra`'s low ones, between kind and index.
+pub(super) fn tag_with(kind: Kind, idx: u32, extra: u32) -> u64 {
+    tag(kind, idx) | (u64::from(extra & EXTRA_MASK) << 32)
+}
+
+/// The bits of `extra` that [`tag_with`] keeps.
+pub(super) const EXTRA_MASK: u32 = 0x00ff_ffff;
+
+/// The `extra` of a `user_data` made by [`tag_with`] (0 for one made by [`tag`]).
+pub(super) fn extra(user_data: u64) -> u32 {
+    (user_data >> 32) as u32 & EXTRA_MASK
+}
+
+/// Splits a `user_data` made by [`tag`] or [`tag_with`]; `None` for anything else.
 pub(super) fn untag(user_data: u64) -> Option<(Kind, u32)> {
     let k = (user_data >> 56) as u8;
     let kind = Kind::ALL.into_iter().find(|x| *x as u8 == k)?;
@@ -183,6 +204,12 @@ mod tests {
                 assert_eq!(untag(tag(kind, idx)), Some((kind, idx)));
             }
         }
+        for extra_in in [0, 1, 0x00ab_cdef, u32::MAX] {
+            let t = tag_with(Kind::UpSendQuiet, 7, extra_in);
+            assert_eq!(untag(t), Some((Kind::UpSendQuiet, 7)));
+            assert_eq!(extra(t), extra_in & EXTRA_MASK);
+        }
+        assert_eq!(extra(tag(Kind::UdpSend, u32::MAX)), 0);
         assert_eq!(untag(0), None);
         assert_eq!(untag(u64::MAX), None);
     }

@@ -46,11 +46,18 @@ fn exchange(first: u8) {
         ..EngineConfig::default()
     };
     let mut e = Engine::with_setup(cfg, first).expect("engine");
-    // Older kernels' setups also send with `SendMsg`, as kernels before 6.0 must.
+    // Older kernels' setups also send with `SendMsg`, as kernels before 6.0 must, and with a
+    // completion per send, as kernels before 5.17 must.
     if first >= 2 {
         e.core.send_to = false;
+        e.core.quiet_sends = false;
     }
-    println!("setup {first}: {}, send_to {}", e.mode(), e.core.send_to);
+    println!(
+        "setup {first}: {}, send_to {}, quiet sends {}",
+        e.mode(),
+        e.core.send_to,
+        e.core.quiet_sends
+    );
     let fd = e.notify_fd();
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
     let uaddr = u.local_addr().unwrap();
@@ -134,6 +141,94 @@ fn exchange_plain() {
 #[test]
 fn exchange_no_submit_all() {
     exchange(4);
+}
+
+/// Sends that fail in the kernel (a reply to port 0: `EINVAL`; an upstream query too long
+/// for IPv4: `EMSGSIZE`) are counted, the upstream one is reported as a write error, their
+/// slots come back, the good sends between them arrive intact and in order, and nothing is
+/// left in flight but the two receives. Run with quiet sends and with a completion per send.
+fn failed_sends(quiet: bool) {
+    if let Err(reason) = probe() {
+        println!("skipping: io_uring unavailable: {reason}");
+        return;
+    }
+    let cfg = EngineConfig {
+        send_slots: 4,
+        udp_send_size: 65535,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(cfg).expect("engine");
+    if quiet && !e.core.quiet_sends {
+        println!("skipping: the kernel has no IOSQE_CQE_SKIP_SUCCESS");
+        return;
+    }
+    e.core.quiet_sends = quiet;
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sock = e.add_udp(server).unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let caddr = client.local_addr().unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let up = UdpSocket::bind("127.0.0.1:0").unwrap();
+    up.connect(peer.local_addr().unwrap()).unwrap();
+    let id = e.add_upstream_udp(up).unwrap();
+    let port0: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let too_long = vec![0u8; 65535];
+    let mut write_errors = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for i in 0..10u8 {
+        e.send_udp(sock, port0, b"nowhere").unwrap();
+        e.send_udp(sock, caddr, &[b'r', i]).unwrap();
+        e.send_upstream_udp(id, &too_long).unwrap();
+        e.send_upstream_udp(id, &[b'q', i]).unwrap();
+        let want = 4 * (u64::from(i) + 1);
+        loop {
+            let s = e.stats();
+            if s.udp_sent + s.udp_send_errors == want && s.udp_send_errors == want / 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "quiet {quiet}: stuck at {s:?}");
+            e.submit_and_wait(1, Some(Duration::from_millis(10)))
+                .unwrap();
+            e.poll_events(&mut |_, ev| {
+                if let Event::UpstreamError {
+                    id: from,
+                    error,
+                    write,
+                } = ev
+                {
+                    write_errors.push((from, error.raw_os_error(), write));
+                }
+            });
+        }
+    }
+    let s = e.stats();
+    assert_eq!((s.udp_sent, s.udp_send_errors), (20, 20), "{s:?}");
+    assert_eq!(s.udp_send_slot_exhausted, 0, "{s:?}");
+    assert_eq!(write_errors, vec![(id, Some(libc::EMSGSIZE), true); 10]);
+    let mut buf = [0u8; 64];
+    for i in 0..10u8 {
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(buf[..n], [b'r', i]);
+        let (n, _) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!(buf[..n], [b'q', i]);
+    }
+    assert!(e.core.unconfirmed.is_empty());
+    assert_eq!(e.core.inflight, 2, "only the two multishot receives");
+    e.shutdown();
+}
+
+#[test]
+fn failed_sends_quiet() {
+    failed_sends(true);
+}
+
+#[test]
+fn failed_sends_with_completions() {
+    failed_sends(false);
 }
 
 /// Whether `fd` is readable right now.

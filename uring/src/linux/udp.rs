@@ -6,7 +6,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
-use io_uring::{cqueue, opcode};
+use io_uring::{cqueue, opcode, squeue};
 
 use super::mem::{BufRing, Filled};
 use super::ring::{self, Cqe, Kind};
@@ -168,22 +168,63 @@ impl Core {
         // `Send` with a destination (sendto, kernel 6.0) skips the kernel's copy and check of
         // a msghdr and its iovec: ~7 % less server CPU per reply than `SendMsg` in a raw
         // multishot echo on loopback (README, Performance).
+        let quiet = self.quiet_sends;
+        // A quiet send must not wait in the kernel (`MSG_DONTWAIT`): a full socket buffer
+        // fails it (`EAGAIN`, counted) as `sendmmsg` would, rather than parking it with the
+        // slot still in use.
+        let msg_flags = if quiet { libc::MSG_DONTWAIT } else { 0 };
         let sqe = if self.send_to {
             on_target!(target, |fd| opcode::Send::new(fd, f.payload, f.len)
                 .dest_addr(f.addr)
                 .dest_addr_len(f.addr_len)
+                .flags(msg_flags)
                 .build())
         } else {
-            on_target!(target, |fd| opcode::SendMsg::new(fd, f.hdr).build())
-        }
-        .user_data(ring::tag(Kind::UdpSend, slot));
+            on_target!(target, |fd| opcode::SendMsg::new(fd, f.hdr)
+                .flags(msg_flags as u32)
+                .build())
+        };
+        let sqe = if quiet {
+            sqe.flags(squeue::Flags::SKIP_SUCCESS)
+                .user_data(ring::tag(Kind::UdpSendQuiet, slot))
+        } else {
+            sqe.user_data(ring::tag(Kind::UdpSend, slot))
+        };
         // SAFETY: header, iovec, address and payload live in send slot `slot`, which only this
-        // operation's completion releases (or the line below, if it never reached the ring).
+        // operation's completion releases (for a quiet send: its confirmation, once the kernel
+        // has taken the submission and with it finished the send), or the line below if it
+        // never reached the ring.
         if let Err(e) = unsafe { self.push(&sqe) } {
             self.slots.release(slot);
             return Err(e);
         }
+        if quiet {
+            self.unconfirmed.push((self.pushed - 1, slot));
+        }
         Ok(())
+    }
+
+    /// Frees the slots of the quiet sends whose submissions the kernel has taken: a quiet send
+    /// is issued when it is taken and cannot wait (`MSG_DONTWAIT`), so by then it has copied
+    /// its payload or failed. Called after every submit.
+    pub(super) fn confirm_sends(&mut self) {
+        if self.unconfirmed.is_empty() {
+            return;
+        }
+        let left = self.ring.submission().len() as u64;
+        let taken = self.pushed - left;
+        let done = self.unconfirmed.partition_point(|&(pos, _)| pos < taken);
+        for (_, slot) in self.unconfirmed.drain(..done) {
+            self.slots.release(slot);
+            self.stats.udp_sent += 1;
+            self.inflight = self.inflight.saturating_sub(1);
+        }
+    }
+
+    /// A quiet send failed: it was counted as sent when confirmed.
+    pub(super) fn on_quiet_send_failed(&mut self) {
+        self.stats.udp_sent = self.stats.udp_sent.saturating_sub(1);
+        self.stats.udp_send_errors += 1;
     }
 
     /// Copies `data` for `peer` into a free send slot: `InvalidInput` (with `too_long`) when

@@ -11,7 +11,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
-use io_uring::{cqueue, opcode};
+use io_uring::{cqueue, opcode, squeue};
 
 use super::mem::BufRing;
 use super::ring::{self, Cqe, Kind};
@@ -170,29 +170,75 @@ impl Core {
     }
 
     pub(super) fn send_upstream(&mut self, id: UpstreamId, data: &[u8]) -> io::Result<()> {
-        let Some((Some(fd), fixed, peer)) = self
-            .upstream(id)
-            .map(|u| (u.sock.as_ref().map(AsRawFd::as_raw_fd), u.fixed, u.peer))
-        else {
+        let Some((Some(fd), fixed, peer, generation)) = self.upstream(id).map(|u| {
+            (
+                u.sock.as_ref().map(AsRawFd::as_raw_fd),
+                u.fixed,
+                u.peer,
+                u.generation,
+            )
+        }) else {
             return Err(io::ErrorKind::NotConnected.into());
         };
         let f = self.take_send_slot(peer, data, "query larger than udp_send_size")?;
         let slot = f.slot;
+        let quiet = self.quiet_sends;
+        let msg_flags = if quiet { libc::MSG_DONTWAIT } else { 0 };
         let sqe = on_target!(Target::of(fd, fixed), |fd| opcode::Send::new(
             fd, f.payload, f.len
         )
-        .build())
-        .user_data(ring::tag(Kind::UdpSend, slot));
+        .flags(msg_flags)
+        .build());
+        // A quiet send names its socket and generation, not its slot: the slot may carry
+        // another datagram by the time a failure is reaped.
+        let sqe = if quiet {
+            sqe.flags(squeue::Flags::SKIP_SUCCESS)
+                .user_data(ring::tag_with(Kind::UpSendQuiet, id.idx, generation))
+        } else {
+            sqe.user_data(ring::tag(Kind::UdpSend, slot))
+        };
         // SAFETY: the payload lives in send slot `slot`, which only this operation's
-        // completion releases (or the line below, if it never reached the ring).
+        // completion (or a quiet send's confirmation) releases, or the line below if it
+        // never reached the ring.
         if let Err(e) = unsafe { self.push(&sqe) } {
             self.slots.release(slot);
             return Err(e);
         }
-        if let Some(o) = self.send_owner.get_mut(slot as usize) {
+        if quiet {
+            self.unconfirmed.push((self.pushed - 1, slot));
+        } else if let Some(o) = self.send_owner.get_mut(slot as usize) {
             *o = Some(id);
         }
         Ok(())
+    }
+
+    /// A quiet send on upstream slot `idx` failed: reported if the slot still holds the
+    /// socket of generation `generation` (its low 24 bits).
+    pub(super) fn on_quiet_upstream_failed(
+        &mut self,
+        idx: u32,
+        generation: u32,
+        res: i32,
+        f: &mut Callback<'_>,
+    ) -> usize {
+        let Some(id) = self
+            .upstream_id(idx)
+            .filter(|id| id.generation & ring::EXTRA_MASK == generation)
+        else {
+            return 0;
+        };
+        if res >= 0 || self.upstream(id).is_none() {
+            return 0;
+        }
+        f(
+            &mut EngineHandle { core: self },
+            Event::UpstreamError {
+                id,
+                error: io::Error::from_raw_os_error(-res),
+                write: true,
+            },
+        );
+        1
     }
 
     /// A send from slot `slot` completed: a failed upstream query is reported.
