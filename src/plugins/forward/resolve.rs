@@ -300,7 +300,14 @@ fn lookup_host(name: &str, resolvers: &[String]) -> Result<Vec<String>, String> 
         } else {
             join_host_port(r, "53")
         };
-        let Ok(sa) = socket_addr(&addr) else { continue };
+        // A resolver's port that Go's dial rejects fails that resolver with Go's text.
+        let sa = match resolver_addr(&addr) {
+            Ok(sa) => sa,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
         let mut ips = Vec::new();
         match exchange(sa, name, 1) {
             Ok(v) => ips.extend(v),
@@ -327,6 +334,79 @@ fn lookup_host(name: &str, resolvers: &[String]) -> Result<Vec<String>, String> 
         Some(e) => Err(format!("no addresses found for {name:?}: {e}")),
         None => Err(format!("no addresses found for {name:?}")),
     }
+}
+
+/// A `resolver` address (`IP:PORT`, the IP checked at setup) as Go's UDP dial reads it: a
+/// numeric port must fit 0–65535 (`address PORT: invalid port`), and a service name is
+/// looked up for UDP in `/etc/services`, then in Go's own table (`domain`), else
+/// `lookup udp/NAME: unknown port`. Errors are worded as the dial's.
+pub fn resolver_addr(addr: &str) -> Result<SocketAddr, String> {
+    let (host, port) =
+        go_split_host_port(addr).map_err(|e| format!("dial udp: address {addr}: {e}"))?;
+    let ip: IpAddr = strip_zone(host)
+        .parse()
+        .map_err(|_| format!("dial udp: lookup {host}: no such host"))?;
+    let port = match go_parse_port(port) {
+        Some(Ok(n)) => {
+            u16::try_from(n).map_err(|_| format!("dial udp: address {port}: invalid port"))?
+        }
+        Some(Err(())) => return Err(format!("dial udp: address {port}: invalid port")),
+        None => service_port(
+            port,
+            std::fs::read_to_string("/etc/services").ok().as_deref(),
+        )
+        .ok_or_else(|| format!("dial udp: lookup udp/{port}: unknown port"))?,
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Go's `parsePort`: `None` when the text needs a service lookup (a non-digit after an
+/// optional sign, met before the value grows past 2^30), else the port, `Err` when out of
+/// range (empty, a bare sign and `-0` are 0).
+fn go_parse_port(p: &str) -> Option<Result<u32, ()>> {
+    let (neg, digits) = match p.as_bytes().first() {
+        Some(b'+') => (false, &p[1..]),
+        Some(b'-') => (true, &p[1..]),
+        _ => (false, p),
+    };
+    let mut n: u64 = 0;
+    for b in digits.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        if n >= 1 << 30 {
+            break;
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    Some(match (neg, n) {
+        (_, 0) => Ok(0),
+        (false, n) if n <= 0xffff => Ok(n as u32),
+        _ => Err(()),
+    })
+}
+
+/// The UDP port of service `name` (case-insensitive) in `services` (the text of
+/// `/etc/services`: `name port/proto aliases...`, `#` comments), else in Go's built-in table.
+pub(super) fn service_port(name: &str, services: Option<&str>) -> Option<u16> {
+    let want = name.to_ascii_lowercase();
+    for line in services.unwrap_or("").lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut f = line.split_whitespace();
+        let (Some(svc), Some(pp)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let Some((port, "udp")) = pp.split_once('/') else {
+            continue;
+        };
+        let Ok(port) = port.parse::<u16>() else {
+            continue;
+        };
+        if svc.eq_ignore_ascii_case(&want) || f.any(|a| a.eq_ignore_ascii_case(&want)) {
+            return Some(port);
+        }
+    }
+    (want == "domain").then_some(53)
 }
 
 /// One blocking UDP exchange (2 s timeouts, as miekg's client there) for A or

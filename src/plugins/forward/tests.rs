@@ -339,7 +339,53 @@ fn setup_hostnames_through_resolver() {
             "ERR plugin/forward: failed to resolve \"a27.0.0.1\": no addresses found for \"a27.0.0.1\": read udp 127.0.0.1:"
         ) && got.ends_with(&format!("->127.0.0.1:{port}: read: connection refused")),
         "{got}"
+    ); // A resolver port Go's dial rejects fails that resolver with the dial's text.
+    assert_eq!(
+        run("forward . a27.0.0.1 {\nresolver 127.0.0.1:abc\n}"),
+        "ERR plugin/forward: failed to resolve \"a27.0.0.1\": no addresses found for \"a27.0.0.1\": dial udp: lookup udp/abc: unknown port"
     );
+}
+
+/// `resolver` ports as Go's UDP dial reads them (the IP is checked at setup).
+#[test]
+fn resolver_addr_table() {
+    use resolve::resolver_addr as r;
+    let ok = |s: &str, want: &str| assert_eq!(r(s), Ok(want.parse().expect("addr")), "{s}");
+    ok("127.0.0.1:53", "127.0.0.1:53");
+    ok("[::1]:5353", "[::1]:5353");
+    ok("127.0.0.1:+53", "127.0.0.1:53");
+    ok("127.0.0.1:0053", "127.0.0.1:53");
+    // Go's own table knows `domain` even without /etc/services.
+    ok("127.0.0.1:DOMAIN", "127.0.0.1:53");
+    ok("127.0.0.1:-0", "127.0.0.1:0");
+    ok("127.0.0.1:+", "127.0.0.1:0");
+    let err = |s: &str, want: &str| assert_eq!(r(s), Err(want.to_string()), "{s}");
+    err("127.0.0.1:abc", "dial udp: lookup udp/abc: unknown port");
+    err("127.0.0.1:99999", "dial udp: address 99999: invalid port");
+    err("127.0.0.1:-1", "dial udp: address -1: invalid port");
+    err("127.0.0.1:65536", "dial udp: address 65536: invalid port");
+    // Past 2^30 Go stops reading digits: no lookup for what follows.
+    err(
+        "127.0.0.1:99999999999x",
+        "dial udp: address 99999999999x: invalid port",
+    );
+    err("127.0.0.1:5x", "dial udp: lookup udp/5x: unknown port");
+}
+
+/// Service names from an /etc/services text: UDP entries and their aliases, any case;
+/// `domain` from Go's own table when the file lacks it.
+#[test]
+fn resolver_service_ports() {
+    use resolve::service_port as p;
+    let text = "# comment\nfoo 7000/tcp\nfoo 7001/udp bar # alias\nBaz\t7002/udp\nqux 70000/udp\n";
+    assert_eq!(p("foo", Some(text)), Some(7001));
+    assert_eq!(p("BAR", Some(text)), Some(7001));
+    assert_eq!(p("baz", Some(text)), Some(7002));
+    assert_eq!(p("qux", Some(text)), None);
+    assert_eq!(p("comment", Some(text)), None);
+    assert_eq!(p("domain", Some(text)), Some(53));
+    assert_eq!(p("domain", None), Some(53));
+    assert_eq!(p("nope", None), None);
 }
 
 #[test]
