@@ -243,8 +243,9 @@ pub struct Stats {
     /// UDP datagrams received truncated (longer than the buffer).
     pub udp_truncated: u64,
     /// UDP datagrams sent (replies and upstream queries). A quiet send (no completion on
-    /// success) counts once the kernel has taken it, and moves to `udp_send_errors` if its
-    /// failure is reaped later.
+    /// success) counts once the kernel has taken it, and moves to `udp_send_errors` when its
+    /// failure is reaped: between the submit and that reap this count is one too high, so it
+    /// can go down (it is no Prometheus counter).
     pub udp_sent: u64,
     /// UDP datagrams the kernel failed to send.
     pub udp_send_errors: u64,

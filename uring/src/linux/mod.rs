@@ -4,7 +4,9 @@
 //! Layout: [`Engine`] holds the receive buffer ring (`rx`) apart from everything else
 //! (`Core`), so a datagram borrowed from `rx` can be handed to the callback together with an
 //! [`EngineHandle`] over `Core` that queues replies. Every submitted operation is counted in
-//! `Core::inflight` until its last completion; dropping the engine cancels them all and waits
+//! `Core::inflight` until its last completion (a quiet UDP send, which posts a completion only
+//! if it fails, until the kernel has taken it: see `Core::confirm_sends`); dropping the engine
+//! cancels them all and waits
 //! for that count to reach zero before any memory the kernel knows about is freed (tokio-uring
 //! keeps such memory as "ignored" for the same reason). UDP lives in `udp.rs`, TCP in
 //! `tcp.rs`.
@@ -75,7 +77,8 @@ struct Core {
     taskrun_flag: bool,
     cq_capacity: usize,
     cfg: EngineConfig,
-    /// Operations submitted (or queued) whose last completion has not been reaped.
+    /// Operations submitted (or queued) whose last completion has not been reaped (quiet
+    /// sends: not yet taken by the kernel).
     inflight: u64,
     /// Dropping: no operation is armed any more.
     closing: bool,
@@ -628,6 +631,12 @@ impl Core {
     ///
     /// As [`Core::push`], for both entries.
     unsafe fn push_linked(&mut self, op: squeue::Entry, timer: squeue::Entry) -> io::Result<()> {
+        // A quiet send is done once the kernel has taken it only when it is issued then: a
+        // linked one would be issued after its predecessor completes.
+        debug_assert!(!matches!(
+            ring::untag(op.get_user_data()),
+            Some((Kind::UdpSendQuiet | Kind::UpSendQuiet, _))
+        ));
         let pair = [op.flags(squeue::Flags::IO_LINK), timer];
         for _ in 0..2 {
             // SAFETY: the caller's contract.
@@ -685,6 +694,8 @@ impl Core {
                 self.on_udp_send(idx, c.res);
                 self.on_send_owner(idx, c.res, f)
             }
+            // Only a failure posts a completion; anything else is ignored.
+            Kind::UdpSendQuiet | Kind::UpSendQuiet if c.res >= 0 => 0,
             Kind::UdpSendQuiet => {
                 self.on_quiet_send_failed();
                 0

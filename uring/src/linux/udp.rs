@@ -169,7 +169,9 @@ impl Core {
         // a msghdr and its iovec: ~7 % less server CPU per reply than `SendMsg` in a raw
         // multishot echo on loopback (README, Performance).
         let quiet = self.quiet_sends;
-        // A quiet send must not wait in the kernel (`MSG_DONTWAIT`): a full socket buffer
+        // A quiet send must be issued when the kernel takes it (never linked, never
+        // `IOSQE_ASYNC`; and no `IOSQE_IO_DRAIN` may be used on this ring once one was queued:
+        // the kernel refuses drains after a `CQE_SKIP_SUCCESS`), and must not wait in the kernel (`MSG_DONTWAIT`): a full socket buffer
         // fails it (`EAGAIN`, counted) as `sendmmsg` would, rather than parking it with the
         // slot still in use.
         let msg_flags = if quiet { libc::MSG_DONTWAIT } else { 0 };
