@@ -35,6 +35,22 @@ fn normalize_clamps() {
     assert_eq!(big.udp_buf_count, 32768);
 }
 
+/// An engine on ring setup `first` (see `ring::build`), sending with `SendMsg` from setup 2
+/// on (as kernels before 6.0 must) and with quiet sends or a completion per send; `None`
+/// (printed) where the kernel lacks what that needs.
+fn setup_engine(cfg: EngineConfig, first: u8, quiet: bool) -> Option<Engine> {
+    let mut e = Engine::with_setup(cfg, first).expect("engine");
+    if first >= 2 {
+        e.core.send_to = false;
+    }
+    if quiet && !e.core.quiet_sends {
+        println!("skipping: the kernel has no IOSQE_CQE_SKIP_SUCCESS");
+        return None;
+    }
+    e.core.quiet_sends = quiet;
+    Some(e)
+}
+
 /// Echoes UDP and TCP until the client thread is done; the client checks every reply.
 fn exchange(first: u8, quiet: bool) {
     if let Err(reason) = probe() {
@@ -45,16 +61,9 @@ fn exchange(first: u8, quiet: bool) {
         udp_buf_count: 16,
         ..EngineConfig::default()
     };
-    let mut e = Engine::with_setup(cfg, first).expect("engine");
-    // Older kernels' setups also send with `SendMsg`, as kernels before 6.0 must.
-    if first >= 2 {
-        e.core.send_to = false;
-    }
-    if quiet && !e.core.quiet_sends {
-        println!("skipping: the kernel has no IOSQE_CQE_SKIP_SUCCESS");
+    let Some(mut e) = setup_engine(cfg, first, quiet) else {
         return;
-    }
-    e.core.quiet_sends = quiet;
+    };
     println!(
         "setup {first}: {}, send_to {}, quiet sends {}",
         e.mode(),
@@ -165,15 +174,9 @@ fn failed_sends(first: u8, quiet: bool) {
         udp_send_size: 65535,
         ..EngineConfig::default()
     };
-    let mut e = Engine::with_setup(cfg, first).expect("engine");
-    if first >= 2 {
-        e.core.send_to = false;
-    }
-    if quiet && !e.core.quiet_sends {
-        println!("skipping: the kernel has no IOSQE_CQE_SKIP_SUCCESS");
+    let Some(mut e) = setup_engine(cfg, first, quiet) else {
         return;
-    }
-    e.core.quiet_sends = quiet;
+    };
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     let sock = e.add_udp(server).unwrap();
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();

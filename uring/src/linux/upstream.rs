@@ -221,24 +221,13 @@ impl Core {
         res: i32,
         f: &mut Callback<'_>,
     ) -> usize {
-        let Some(id) = self
+        match self
             .upstream_id(idx)
             .filter(|id| id.generation & ring::EXTRA_MASK == generation)
-        else {
-            return 0;
-        };
-        if res >= 0 || self.upstream(id).is_none() {
-            return 0;
+        {
+            Some(id) => self.report_send_failure(id, res, f),
+            None => 0,
         }
-        f(
-            &mut EngineHandle { core: self },
-            Event::UpstreamError {
-                id,
-                error: io::Error::from_raw_os_error(-res),
-                write: true,
-            },
-        );
-        1
     }
 
     /// A send from slot `slot` completed: a failed upstream query is reported.
@@ -250,6 +239,11 @@ impl Core {
         else {
             return 0;
         };
+        self.report_send_failure(id, res, f)
+    }
+
+    /// Reports a failed send (`res < 0`) of a query on upstream `id`, if it is still open.
+    fn report_send_failure(&mut self, id: UpstreamId, res: i32, f: &mut Callback<'_>) -> usize {
         if res >= 0 || self.upstream(id).is_none() {
             return 0;
         }
