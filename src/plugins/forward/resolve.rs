@@ -347,9 +347,7 @@ pub fn resolver_addr(addr: &str) -> Result<SocketAddr, String> {
         .parse()
         .map_err(|_| format!("dial udp: lookup {host}: no such host"))?;
     let port = match go_parse_port(port) {
-        Some(Ok(n)) => {
-            u16::try_from(n).map_err(|_| format!("dial udp: address {port}: invalid port"))?
-        }
+        Some(Ok(n)) => n,
         Some(Err(())) => return Err(format!("dial udp: address {port}: invalid port")),
         None => service_port(
             port,
@@ -363,7 +361,7 @@ pub fn resolver_addr(addr: &str) -> Result<SocketAddr, String> {
 /// Go's `parsePort`: `None` when the text needs a service lookup (a non-digit after an
 /// optional sign, met before the value grows past 2^30), else the port, `Err` when out of
 /// range (empty, a bare sign and `-0` are 0).
-fn go_parse_port(p: &str) -> Option<Result<u32, ()>> {
+fn go_parse_port(p: &str) -> Option<Result<u16, ()>> {
     let (neg, digits) = match p.as_bytes().first() {
         Some(b'+') => (false, &p[1..]),
         Some(b'-') => (true, &p[1..]),
@@ -379,9 +377,9 @@ fn go_parse_port(p: &str) -> Option<Result<u32, ()>> {
         }
         n = n * 10 + u64::from(b - b'0');
     }
-    Some(match (neg, n) {
-        (_, 0) => Ok(0),
-        (false, n) if n <= 0xffff => Ok(n as u32),
+    Some(match (neg, u16::try_from(n)) {
+        (_, Ok(0)) => Ok(0),
+        (false, Ok(n)) => Ok(n),
         _ => Err(()),
     })
 }

@@ -339,7 +339,8 @@ fn setup_hostnames_through_resolver() {
             "ERR plugin/forward: failed to resolve \"a27.0.0.1\": no addresses found for \"a27.0.0.1\": read udp 127.0.0.1:"
         ) && got.ends_with(&format!("->127.0.0.1:{port}: read: connection refused")),
         "{got}"
-    ); // A resolver port Go's dial rejects fails that resolver with the dial's text.
+    );
+    // A resolver port Go's dial rejects fails that resolver with the dial's text.
     assert_eq!(
         run("forward . a27.0.0.1 {\nresolver 127.0.0.1:abc\n}"),
         "ERR plugin/forward: failed to resolve \"a27.0.0.1\": no addresses found for \"a27.0.0.1\": dial udp: lookup udp/abc: unknown port"

@@ -168,13 +168,7 @@ impl Core {
         // `Send` with a destination (sendto, kernel 6.0) skips the kernel's copy and check of
         // a msghdr and its iovec: ~7 % less server CPU per reply than `SendMsg` in a raw
         // multishot echo on loopback (README, Performance).
-        let quiet = self.quiet_sends;
-        // A quiet send must be issued when the kernel takes it (never linked, never
-        // `IOSQE_ASYNC`; and no `IOSQE_IO_DRAIN` may be used on this ring once one was queued:
-        // the kernel refuses drains after a `CQE_SKIP_SUCCESS`), and must not wait in the kernel (`MSG_DONTWAIT`): a full socket buffer
-        // fails it (`EAGAIN`, counted) as `sendmmsg` would, rather than parking it with the
-        // slot still in use.
-        let msg_flags = if quiet { libc::MSG_DONTWAIT } else { 0 };
+        let msg_flags = self.send_msg_flags();
         let sqe = if self.send_to {
             on_target!(target, |fd| opcode::Send::new(fd, f.payload, f.len)
                 .dest_addr(f.addr)
@@ -186,21 +180,62 @@ impl Core {
                 .flags(msg_flags as u32)
                 .build())
         };
-        let sqe = if quiet {
-            sqe.flags(squeue::Flags::SKIP_SUCCESS)
-                .user_data(ring::tag(Kind::UdpSendQuiet, slot))
+        // SAFETY: header, iovec, address and payload live in send slot `slot` (the contract of
+        // `push_send`).
+        unsafe {
+            self.push_send(
+                sqe,
+                slot,
+                ring::tag(Kind::UdpSendQuiet, slot),
+                ring::tag(Kind::UdpSend, slot),
+            )
+        }
+    }
+
+    /// The `msg_flags` of a UDP send: `MSG_DONTWAIT` for a quiet one.
+    ///
+    /// A quiet send must be issued when the kernel takes its submission (never linked, never
+    /// `IOSQE_ASYNC`, and no `IOSQE_IO_DRAIN` on this ring once one was queued: the kernel
+    /// refuses drains after a `CQE_SKIP_SUCCESS`), and must not wait in the kernel: a full
+    /// socket buffer fails it (`EAGAIN`, counted) as `sendmmsg` would, rather than parking it
+    /// with its slot still in use.
+    pub(super) fn send_msg_flags(&self) -> i32 {
+        if self.quiet_sends {
+            libc::MSG_DONTWAIT
         } else {
-            sqe.user_data(ring::tag(Kind::UdpSend, slot))
+            0
+        }
+    }
+
+    /// Queues `sqe`, a UDP send from send slot `slot` built with [`Core::send_msg_flags`]:
+    /// quiet and tagged `quiet_tag` when the ring has quiet sends (the slot is then freed by
+    /// [`Core::confirm_sends`]), else tagged `tag` (freed by its completion). The slot is
+    /// freed at once if the send never reaches the ring.
+    ///
+    /// # Safety
+    ///
+    /// Everything `sqe` points to lies in slot `slot`, which nothing else releases.
+    pub(super) unsafe fn push_send(
+        &mut self,
+        sqe: squeue::Entry,
+        slot: u32,
+        quiet_tag: u64,
+        tag: u64,
+    ) -> io::Result<()> {
+        let sqe = if self.quiet_sends {
+            sqe.flags(squeue::Flags::SKIP_SUCCESS).user_data(quiet_tag)
+        } else {
+            sqe.user_data(tag)
         };
-        // SAFETY: header, iovec, address and payload live in send slot `slot`, which only this
-        // operation's completion releases (for a quiet send: its confirmation, once the kernel
-        // has taken the submission and with it finished the send), or the line below if it
-        // never reached the ring.
+        // SAFETY: what `sqe` reads lives in slot `slot`, which only this operation's
+        // completion releases (a quiet send's: its confirmation, once the kernel has taken the
+        // submission and with it finished the send), or the line below if it never reached
+        // the ring.
         if let Err(e) = unsafe { self.push(&sqe) } {
             self.slots.release(slot);
             return Err(e);
         }
-        if quiet {
+        if self.quiet_sends {
             self.unconfirmed.push((self.pushed - 1, slot));
         }
         Ok(())

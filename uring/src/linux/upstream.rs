@@ -11,7 +11,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
-use io_uring::{cqueue, opcode, squeue};
+use io_uring::{cqueue, opcode};
 
 use super::mem::BufRing;
 use super::ring::{self, Cqe, Kind};
@@ -182,31 +182,25 @@ impl Core {
         };
         let f = self.take_send_slot(peer, data, "query larger than udp_send_size")?;
         let slot = f.slot;
-        let quiet = self.quiet_sends;
-        let msg_flags = if quiet { libc::MSG_DONTWAIT } else { 0 };
         let sqe = on_target!(Target::of(fd, fixed), |fd| opcode::Send::new(
             fd, f.payload, f.len
         )
-        .flags(msg_flags)
+        .flags(self.send_msg_flags())
         .build());
         // A quiet send names its socket and generation, not its slot: the slot may carry
         // another datagram by the time a failure is reaped.
-        let sqe = if quiet {
-            sqe.flags(squeue::Flags::SKIP_SUCCESS)
-                .user_data(ring::tag_with(Kind::UpSendQuiet, id.idx, generation))
-        } else {
-            sqe.user_data(ring::tag(Kind::UdpSend, slot))
-        };
-        // SAFETY: the payload lives in send slot `slot`, which only this operation's
-        // completion (or a quiet send's confirmation) releases, or the line below if it
-        // never reached the ring.
-        if let Err(e) = unsafe { self.push(&sqe) } {
-            self.slots.release(slot);
-            return Err(e);
+        // SAFETY: the payload lives in send slot `slot` (the contract of `push_send`).
+        unsafe {
+            self.push_send(
+                sqe,
+                slot,
+                ring::tag_with(Kind::UpSendQuiet, id.idx, generation),
+                ring::tag(Kind::UdpSend, slot),
+            )?;
         }
-        if quiet {
-            self.unconfirmed.push((self.pushed - 1, slot));
-        } else if let Some(o) = self.send_owner.get_mut(slot as usize) {
+        if !self.quiet_sends
+            && let Some(o) = self.send_owner.get_mut(slot as usize)
+        {
             *o = Some(id);
         }
         Ok(())
