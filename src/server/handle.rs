@@ -128,7 +128,10 @@ pub fn handle(
         Ok(Err(at)) => Outcome::Parked {
             block: b,
             at,
-            st: ctx.st,
+            st: crate::chain::ReqState {
+                shape: ctx.req.shape(),
+                ..ctx.st
+            },
         },
         Err(panic) => {
             if chain.debug {
@@ -165,8 +168,13 @@ pub async fn resume(
     resp: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
 ) -> Outcome {
-    let Verdict::Query(req) = parse_query(data) else {
-        return Outcome::Drop;
+    // The copy holds the bytes `handle` parsed: view them as they were found.
+    let req = match st.shape.and_then(|s| Request::view(data, s)) {
+        Some(r) => r,
+        None => match parse_query(data) {
+            Verdict::Query(r) => r,
+            _ => return Outcome::Drop,
+        },
     };
     let mut ctx = Ctx::new(server, req, m.proto, m.peer, m.local, resp, scratch, m.now);
     ctx.st = st;

@@ -150,7 +150,91 @@ pub struct Request<'a> {
     pub opt: Option<Opt<'a>>,
 }
 
-impl Request<'_> {
+/// Where a parsed query's parts lie in its message: enough to view the same bytes
+/// again as a [`Request`] without parsing them (a parked query resumes on its own
+/// copy of the message it was parsed from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    len: u16,
+    question_end: u16,
+    qtype: u16,
+    qclass: u16,
+    opt: Option<OptShape>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OptShape {
+    rdata: u16,
+    rdlen: u16,
+    udp_size: u16,
+    ext_rcode: u8,
+    version: u8,
+    flags: u16,
+}
+
+impl<'a> Request<'a> {
+    /// Where this request's parts lie in its message; `None` when its question
+    /// name was decompressed (it is not in the message as it is).
+    pub fn shape(&self) -> Option<Shape> {
+        if matches!(self.qname, QName::Owned(_)) {
+            return None;
+        }
+        let opt = match self.opt {
+            None => None,
+            Some(o) => {
+                let off = (o.rdata.as_ptr() as usize).checked_sub(self.msg.as_ptr() as usize)?;
+                if off + o.rdata.len() > self.msg.len() {
+                    return None;
+                }
+                Some(OptShape {
+                    rdata: u16::try_from(off).ok()?,
+                    rdlen: u16::try_from(o.rdata.len()).ok()?,
+                    udp_size: o.udp_size,
+                    ext_rcode: o.ext_rcode,
+                    version: o.version,
+                    flags: o.flags,
+                })
+            }
+        };
+        Some(Shape {
+            len: u16::try_from(self.msg.len()).ok()?,
+            question_end: u16::try_from(self.question_end).ok()?,
+            qtype: self.qtype,
+            qclass: self.qclass,
+            opt,
+        })
+    }
+
+    /// The request [`parse_query`] found in `msg` when it gave `shape`: `msg` must
+    /// begin with the bytes that were parsed (only their length and the name's end
+    /// are checked; `None` if they do not fit).
+    pub fn view(msg: &'a [u8], shape: Shape) -> Option<Self> {
+        let msg = msg.get(..shape.len as usize)?;
+        let qend = (shape.question_end as usize).checked_sub(4)?;
+        let name = msg.get(HEADER_LEN..qend)?;
+        if name.last() != Some(&0) {
+            return None;
+        }
+        let opt = match shape.opt {
+            None => None,
+            Some(o) => Some(Opt {
+                udp_size: o.udp_size,
+                ext_rcode: o.ext_rcode,
+                version: o.version,
+                flags: o.flags,
+                rdata: msg.get(o.rdata as usize..o.rdata as usize + o.rdlen as usize)?,
+            }),
+        };
+        Some(Self {
+            msg,
+            qname: QName::Wire(NameRef::scanned(name)),
+            qtype: shape.qtype,
+            qclass: shape.qclass,
+            question_end: shape.question_end as usize,
+            opt,
+        })
+    }
+
     /// Message ID.
     pub fn id(&self) -> u16 {
         hdr::id(self.msg)

@@ -199,3 +199,47 @@ fn truncation_keeps_whole_rrs() {
     let again = MsgIndex::parse(&out).expect("reindex");
     assert_eq!(again.rrs.len(), 29);
 }
+
+#[test]
+fn shape_views_the_request_parse_found() {
+    // A request seen again through its shape is the one parse_query found: the
+    // question, the OPT (options included) and the parsed length (trailing bytes
+    // and records before the OPT count as parse_query counts them).
+    let cookie: &[u8] = &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+    let mut with_tail = query(9, "tail.example.", 28, Some((1232, 0, &[])));
+    with_tail.extend_from_slice(&[0xde, 0xad]);
+    let mut answer_then_opt = query(3, "x.example.", 1, None);
+    answer_then_opt[7] = 1; // ANCOUNT 1
+    answer_then_opt[11] = 1; // ARCOUNT 1
+    answer_then_opt.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+    answer_then_opt.extend_from_slice(&[0, 0, 41, 4, 0, 1, 2, 0x80, 0, 0, 0]);
+    let cases = [
+        query(1, "WWW.Example.org", 1, None),
+        query(2, ".", 2, None),
+        query(7, "a.b.c.d.e.f.example.", 16, Some((4096, 0x8000, cookie))),
+        with_tail,
+        answer_then_opt,
+    ];
+    for q in &cases {
+        let Verdict::Query(r) = parse_query(q) else {
+            panic!("not a query: {q:?}");
+        };
+        let shape = r.shape().expect("a shape");
+        let copy = q.clone();
+        let v = Request::view(&copy, shape).expect("a view");
+        assert_eq!(format!("{v:?}"), format!("{r:?}"));
+        assert_eq!(v.msg, r.msg);
+        assert_eq!(v.size(), r.size());
+        assert_eq!(v.opt.map(|o| o.rdata), r.opt.map(|o| o.rdata));
+        // Bytes shorter than the parsed message: no view.
+        assert!(Request::view(&copy[..r.msg.len() - 1], shape).is_none());
+    }
+    // A decompressed question name has no shape (the resumed query parses again).
+    let mut q = query(1, "a.", 1, None);
+    q.truncate(12);
+    q.extend_from_slice(&[0xC0, 4, 0, 1, 0, 1]);
+    let Verdict::Query(r) = parse_query(&q) else {
+        panic!("compressed query");
+    };
+    assert!(r.shape().is_none());
+}
