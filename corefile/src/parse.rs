@@ -539,7 +539,10 @@ pub fn clean(p: &Path) -> PathBuf {
         match c {
             Component::CurDir => {}
             Component::ParentDir => {
-                if !out.pop() && !p.is_absolute() {
+                // `..` removes the previous name; a relative path keeps the `..`
+                // it cannot remove (leading ones, or after other `..`s).
+                let last_up = out.components().next_back() == Some(Component::ParentDir);
+                if last_up || (!out.pop() && !p.is_absolute()) {
                     out.push("..");
                 }
             }

@@ -162,6 +162,70 @@ fn forward_black_hole_times_out_after_two_attempts() {
 }
 
 #[test]
+fn forward_debug_dumps_a_wrong_reply() {
+    // CoreDNS's debug.Hexdumpf: the reply packed again (names uncompressed) with the
+    // client's ID, after a [DEBUG] line naming the query as sent.
+    let dump = [
+        "debug: 000000 12 34 81 80 00 01 00 01 00 00 00 00 05 77 72 6f",
+        "debug: 000010 6e 67 07 65 78 61 6d 70 6c 65 00 00 01 00 01 05",
+        "debug: 000020 77 72 6f 6e 67 07 65 78 61 6d 70 6c 65 00 00 01",
+        "debug: 000030 00 01 00 00 00 3c 00 04 c0 00 02 07",
+        "debug: 00003c",
+    ];
+    for be in backends() {
+        let f = Fake::start(Mode::WrongQuestion, 7);
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n debug\n forward . {} {{\n  max_fails 0\n }}\n}}\n",
+                f.addr()
+            ),
+            be,
+        );
+        let r = s
+            .udp_raw(
+                &query(0x1234, "C.example.org", 1, 1, None),
+                Duration::from_secs(2),
+            )
+            .expect("reply");
+        assert_eq!(r[3] & 0x0f, 1, "{be}: FORMERR");
+        let head = "[DEBUG] plugin/forward: Wrong reply for id: 4660, C.example.org. 1";
+        // One entry, read line by line: wait for its last line.
+        assert!(
+            s.wait_line(|l| l == "debug: 00003c").is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+        let lines = s.lines();
+        let at = lines.iter().position(|l| l == head).expect("head");
+        assert_eq!(lines[at + 1..at + 1 + dump.len()], dump, "{be}");
+    }
+}
+
+#[test]
+fn forward_dial_errors_name_the_source_address() {
+    // Go's dialer puts a set local address (port 0) in its error text.
+    let dead = free_port();
+    for be in backends() {
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n errors\n forward . 127.0.0.1:{dead} {{\n  force_tcp\n  source_address 127.0.0.1\n }}\n}}\n"
+            ),
+            be,
+        );
+        let out = s.dig(&["example.net", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        let want = format!(
+            "[ERROR] plugin/errors: 2 example.net. A: dial tcp 127.0.0.1:0->127.0.0.1:{dead}: connect: connection refused"
+        );
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+    }
+}
+
+#[test]
 fn forward_fault_modes_client_view() {
     for be in backends() {
         let f = Fake::start(Mode::Answer, 7);
@@ -1036,12 +1100,14 @@ fn forward_doh_unreachable_and_hung_upstreams() {
             Arc::clone(&tls),
             false,
         );
+        let (_hole, _queued, black) = black_hole_tcp();
         let dir = TempDir::new("doh");
         let ca = ca_file(&dir, &pem);
         let s = TestServer::start(
             &format!(
                 "dead.example:{{port}} {{\n errors\n forward . https://127.0.0.1:{dead} {{\n  tls {ca}\n }}\n}}\n\
-                 hung.example:{{port}} {{\n errors\n forward . https://127.0.0.1:{h} {{\n  tls {ca}\n  max_connect_attempts 1\n }}\n}}\n",
+                 hung.example:{{port}} {{\n errors\n forward . https://127.0.0.1:{h} {{\n  tls {ca}\n  max_connect_attempts 1\n }}\n}}\n\
+                 black.example:{{port}} {{\n errors\n forward . https://127.0.0.1:{black} {{\n  tls {ca}\n  max_connect_attempts 1\n }}\n}}\n",
                 h = hung.port
             ),
             be,
@@ -1079,7 +1145,44 @@ fn forward_doh_unreachable_and_hung_upstreams() {
             "{be}: {:?}",
             s.lines()
         );
+        // A connect that never completes ends with the client's timeout and its text
+        // (Go's transport returns the request's deadline error, not the dial's).
+        let t0 = Instant::now();
+        let out = s.dig(&["+time=6", "x.black.example", "A"]);
+        let took = t0.elapsed();
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        assert!(
+            took >= Duration::from_millis(1900) && took < Duration::from_secs(3),
+            "{be}: {took:?}"
+        );
+        let want = format!(
+            "[ERROR] plugin/errors: 2 x.black.example. A: Post \"https://127.0.0.1:{black}/dns-query\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+        );
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
     }
+}
+
+/// A loopback TCP port whose connects hang: a listener with a backlog of 0 that never
+/// accepts, its queue filled, so the kernel drops further SYNs. Held while the values live.
+fn black_hole_tcp() -> (socket2::Socket, Vec<std::net::TcpStream>, u16) {
+    use socket2::{Domain, Socket, Type};
+    let l = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    l.listen(0).expect("listen");
+    let addr = l.local_addr().expect("addr").as_socket().expect("inet");
+    let mut queued = Vec::new();
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(c) => queued.push(c),
+            Err(_) => return (l, queued, addr.port()),
+        }
+    }
+    panic!("the listen queue never filled");
 }
 
 #[test]

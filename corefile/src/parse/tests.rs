@@ -324,3 +324,22 @@ mod props {
         }
     }
 }
+
+#[test]
+fn clean_as_go_filepath_clean() {
+    // Go's filepath.Clean results for the same inputs.
+    for (p, want) in [
+        ("", "."),
+        (".", "."),
+        ("a/..", "."),
+        ("./a//b/./c/..", "a/b"),
+        ("a/../../b", "../b"),
+        ("../../x", "../../x"),
+        ("../a/..", ".."),
+        ("/../x", "/x"),
+        ("/a/b/../../..", "/"),
+        ("/etc/coredns/./tls/../ca.pem", "/etc/coredns/ca.pem"),
+    ] {
+        assert_eq!(clean(Path::new(p)), PathBuf::from(want), "{p:?}");
+    }
+}

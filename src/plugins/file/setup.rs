@@ -80,12 +80,14 @@ pub(crate) fn log_skipped(plugin: &str, z: &zone::Zone) {
     }
 }
 
-/// A path relative to `root` (CoreDNS: `filepath.Join(config.Root, f)` for
-/// relative names when `root` is set).
+/// A path relative to `root` (CoreDNS: `filepath.Join(config.Root, f)`, which
+/// cleans the result, for relative names when `root` is set).
 pub(crate) fn rooted(path: &str, root: Option<&str>) -> String {
     match root.filter(|r| !r.is_empty()) {
         Some(r) if !Path::new(path).is_absolute() => {
-            Path::new(r).join(path).to_string_lossy().into_owned()
+            corefile::parse::clean(&Path::new(r).join(path))
+                .to_string_lossy()
+                .into_owned()
         }
         _ => path.to_owned(),
     }

@@ -277,7 +277,11 @@ async fn dial(up: &Upstream, deadline: Instant) -> Result<Conn, Fail> {
     let Some(t) = &up.tls else {
         return Err(Fail::io("tls: no TLS configuration for an https upstream"));
     };
-    let left = deadline.saturating_duration_since(Instant::now());
+    // The caller's deadline (the HTTP client's timeout) ends a hung connect, not a
+    // timeout of the connect's own: Go's transport gives up on a dial still pending
+    // when the client's timeout fires with the request's deadline error, so the
+    // caller's text (`context deadline exceeded (Client.Timeout …)`) is the one seen.
+    let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
     let (tcp, _) = dial_tcp(up, left, false).await?;
     let tls = TlsConnector::from(Arc::clone(&t.config))
         .connect(t.name.clone(), tcp)

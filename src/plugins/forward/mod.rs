@@ -336,6 +336,9 @@ impl Stanza {
             };
             hdr::set_id(&mut reply, ctx.req.id());
             if !question_matches(&reply, ctx) {
+                if crate::clog::debug_enabled() {
+                    dump_wrong_reply(&reply, ctx);
+                }
                 let mut b = ctx.reply();
                 b.set_rcode(1);
                 b.finish();
@@ -480,6 +483,33 @@ fn reply_info(m: &[u8]) -> ReplyInfo {
         n += 1;
     }
     ReplyInfo { rcode, answers: an }
+}
+
+/// With *debug* on, CoreDNS's hex dump of a reply whose question does not match
+/// (`debug.Hexdumpf`): the reply as miekg packs it again, names uncompressed, with
+/// the client's ID.
+fn dump_wrong_reply(reply: &[u8], ctx: &Ctx<'_>) {
+    let mut packed = Vec::new();
+    let data = match MsgIndex::parse(reply) {
+        Some(idx) => {
+            let order: Vec<usize> = (0..idx.rrs.len()).collect();
+            let plain = crate::wire::index::Rebuild {
+                compress: false,
+                limit: None,
+                reserve: 0,
+            };
+            crate::wire::index::rebuild(reply, &idx, &order, plain, &mut packed);
+            &packed[..]
+        }
+        None => reply,
+    };
+    let what = format!(
+        "Wrong reply for id: {}, {} {}",
+        hdr::id(reply),
+        ctx.req.qname,
+        ctx.req.qtype
+    );
+    crate::clog::hexdump("forward", &what, data);
 }
 
 /// CoreDNS `request.Match`: one question, QR set, same name (case folded),

@@ -336,11 +336,16 @@ fn dial_udp(up: &Upstream, inflight: &Rc<Cell<usize>>) -> Result<Rc<UdpConn>, Fa
     let start = Instant::now();
     let r = up.cfg.addr;
     let bind = SocketAddr::new(up.opts.source.unwrap_or_else(|| unspecified(r)), 0);
-    let sock = std::net::UdpSocket::bind(bind).map_err(|e| match up.opts.source {
-        Some(_) => Fail::io(format!("dial udp {bind}->{r}: {}", go_op_err("bind", &e))),
-        None => Fail::io(format!("dial udp {r}: {}", go_op_err("socket", &e))),
+    let dial = super::stream::dial_text("udp", up.opts.source, r);
+    let sock = std::net::UdpSocket::bind(bind).map_err(|e| {
+        let op = if up.opts.source.is_some() {
+            "bind"
+        } else {
+            "socket"
+        };
+        Fail::io(format!("{dial}: {}", go_op_err(op, &e)))
     })?;
-    let dial_err = |e: io::Error| Fail::io(format!("dial udp {r}: {}", go_op_err("connect", &e)));
+    let dial_err = |e: io::Error| Fail::io(format!("{dial}: {}", go_op_err("connect", &e)));
     sock.connect(r).map_err(dial_err)?;
     let local = sock.local_addr().map_err(dial_err)?;
     let conn = UdpConn::open(sock, local, r, Rc::clone(inflight)).map_err(dial_err)?;

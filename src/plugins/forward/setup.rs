@@ -201,6 +201,19 @@ fn plain(s: impl Into<String>) -> Diagnostic {
     Diagnostic::plain(s)
 }
 
+/// A TLS server name rustls can send and verify: a DNS name or an IP address. Go
+/// takes any string (and verifies it against the certificate's names as it is);
+/// rather than verify another name than the one written, such a name is refused.
+fn check_server_name(n: &str) -> Result<(), Diagnostic> {
+    rustls::pki_types::ServerName::try_from(n)
+        .map(drop)
+        .map_err(|_| {
+            plain(format!(
+                "TLS server name '{n}' is not a DNS name or an IP address, which ringdns's TLS (rustls) needs"
+            ))
+        })
+}
+
 /// CoreDNS `plugin.Host(s).NormalizeExact()`.
 pub fn normalize_exact(s: &str) -> Vec<String> {
     let (_, rest) = keys::split_transport(s);
@@ -280,11 +293,13 @@ fn parse_stanza(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<ForwardConfig, 
                     "both forward ('{fs}') and proxy level ('{server_name}') TLS servernames are set for upstream proxy '{host}'"
                 )));
             }
+            check_server_name(&server_name)?;
             sni = Some(server_name.clone());
         }
         // CoreDNS accepts (and ignores) `https://IP%NAME` next to
         // `tls_servername`; here NAME is used when `tls_servername` is not set.
         if t == keys::Transport::Https && !server_name.is_empty() && f.tls_servername.is_none() {
+            check_server_name(&server_name)?;
             sni = Some(server_name.clone());
         }
         any_tls |= scheme != Scheme::Dns;
@@ -445,15 +460,8 @@ fn parse_block(
             if args.len() > 3 {
                 return Err(d.arg_err());
             }
-            if let Some(root) = ctx.settings.root.as_deref().filter(|r| !r.is_empty()) {
-                for a in &mut args {
-                    if !std::path::Path::new(a.as_str()).is_absolute() {
-                        *a = std::path::Path::new(root)
-                            .join(a.as_str())
-                            .to_string_lossy()
-                            .into_owned();
-                    }
-                }
+            for a in &mut args {
+                *a = crate::plugins::file::rooted_path(a, ctx.settings.root.as_deref());
             }
             // Files are read now, as CoreDNS's setup does.
             f.tls = Some(tls::client_config(&args).map_err(plain)?);
@@ -461,6 +469,9 @@ fn parse_block(
         "tls_servername" => {
             // Empty is unset, as in CoreDNS (which tests the name against "").
             let v = one_arg(d)?;
+            if !v.is_empty() {
+                check_server_name(&v)?;
+            }
             f.tls_servername = (!v.is_empty()).then_some(v);
         }
         "expire" => {

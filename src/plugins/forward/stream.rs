@@ -82,6 +82,15 @@ fn yield_tcp(up: &Upstream, local: &Local, mut pc: Pooled) {
     pool.push_back(pc);
 }
 
+/// The start of Go's dial error (`net.OpError`): `dial tcp DST`, or with a local
+/// address set (`source_address`, port 0) `dial tcp SRC:0->DST`.
+pub(super) fn dial_text(net: &str, source: Option<std::net::IpAddr>, r: SocketAddr) -> String {
+    match source {
+        Some(src) => format!("dial {net} {}->{r}", SocketAddr::new(src, 0)),
+        None => format!("dial {net} {r}"),
+    }
+}
+
 /// Connects to the upstream (from `source_address` when set) within `limit`,
 /// feeding the dial-time average unless `tls` (the caller feeds it after the
 /// handshake, which Go's dial includes); Go's `dial tcp` texts on failure.
@@ -92,29 +101,24 @@ pub(super) async fn dial_tcp(
 ) -> Result<(TcpStream, SocketAddr), Fail> {
     let start = Instant::now();
     let r = up.cfg.addr;
+    let dial = dial_text("tcp", up.opts.source, r);
     let sock = if r.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
     }
-    .map_err(|e| Fail::io(format!("dial tcp {r}: {}", go_op_err("socket", &e))))?;
+    .map_err(|e| Fail::io(format!("{dial}: {}", go_op_err("socket", &e))))?;
     if let Some(src) = up.opts.source {
-        let b = SocketAddr::new(src, 0);
-        sock.bind(b)
-            .map_err(|e| Fail::io(format!("dial tcp {b}->{r}: {}", go_op_err("bind", &e))))?;
+        sock.bind(SocketAddr::new(src, 0))
+            .map_err(|e| Fail::io(format!("{dial}: {}", go_op_err("bind", &e))))?;
     }
     let res = timeout(limit, sock.connect(r)).await;
     if !tls {
         up.update_dial(start.elapsed());
     }
     let tcp = match res {
-        Err(_) => return Err(Fail::io(format!("dial tcp {r}: i/o timeout"))),
-        Ok(Err(e)) => {
-            return Err(Fail::io(format!(
-                "dial tcp {r}: {}",
-                go_op_err("connect", &e)
-            )));
-        }
+        Err(_) => return Err(Fail::io(format!("{dial}: i/o timeout"))),
+        Ok(Err(e)) => return Err(Fail::io(format!("{dial}: {}", go_op_err("connect", &e)))),
         Ok(Ok(s)) => s,
     };
     let _ = tcp.set_nodelay(true);

@@ -28,7 +28,10 @@ fn roots(ca: Option<&str>) -> Result<RootCertStore, String> {
             }
         }
         Some(path) => {
-            let pem = read(path).map_err(|e| format!("error reading {path}: {e}"))?;
+            // CoreDNS reads `filepath.Clean(path)` and names both in its error.
+            let cleaned = corefile::parse::clean(std::path::Path::new(path));
+            let pem = read(&cleaned.to_string_lossy())
+                .map_err(|e| format!("error reading {path}: {e}"))?;
             let mut n = 0;
             for c in CertificateDer::pem_slice_iter(&pem).flatten() {
                 if store.add(c).is_ok() {
