@@ -1151,6 +1151,146 @@ fn forward_doh_unreachable_and_hung_upstreams() {
     }
 }
 
+#[test]
+fn forward_doh_through_https_proxy() {
+    // HTTPS_PROXY as Go's transport reads it: a CONNECT tunnel to the upstream's
+    // IP:port with Basic credentials from the proxy URL, TLS inside. The test proxy
+    // on loopback stands in for every target (nothing leaves 127.0.0.1); a target
+    // it refuses gets 407 and the client's error is the status text.
+    let (tls, pem) = doh_tls(&["192.0.2.1"], false);
+    for be in backends() {
+        let up = DohServer::start(DohMode::Dns(Mode::Answer), 9, Arc::clone(&tls), false);
+        let proxy = ConnectProxy::start(up.port, "192.0.2.7:443");
+        let dir = TempDir::new("doh");
+        let ca = ca_file(&dir, &pem);
+        let s = TestServer::start_env(
+            &format!(
+                "good.example:{{port}} {{\n errors\n forward . https://192.0.2.1 {{\n  tls {ca}\n }}\n}}\n\
+                 refused.example:{{port}} {{\n errors\n forward . https://192.0.2.7 {{\n  tls {ca}\n  max_fails 0\n }}\n}}\n"
+            ),
+            be,
+            &[],
+            &[
+                (
+                    "HTTPS_PROXY",
+                    &format!("http://dns%2Dclient:s3cret@127.0.0.1:{}", proxy.port),
+                ),
+                ("NO_PROXY", "192.0.2.99,.example.net"),
+            ],
+        );
+        let out = s.dig(&["x.good.example", "A"]);
+        assert_eq!(
+            answers(&out),
+            ["x.good.example. 60 IN A 192.0.2.9"],
+            "{be}: {out}"
+        );
+        let heads = proxy.heads();
+        assert_eq!(
+            heads.first().map(String::as_str),
+            Some(
+                "CONNECT 192.0.2.1:443 HTTP/1.1\r\nHost: 192.0.2.1:443\r\nProxy-Authorization: Basic ZG5zLWNsaWVudDpzM2NyZXQ=\r\n\r\n"
+            ),
+            "{be}"
+        );
+        let out = s.dig(&["x.refused.example", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        let want = "[ERROR] plugin/errors: 2 x.refused.example. A: Post \"https://192.0.2.7:443/dns-query\": Proxy Authentication Required";
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+        // A proxy that cannot be reached (written without a scheme: http://):
+        // Go's `proxyconnect tcp: dial tcp …`.
+        let dead = free_port();
+        let s = TestServer::start_env(
+            &format!(
+                ".:{{port}} {{\n errors\n forward . https://192.0.2.1 {{\n  tls {ca}\n  max_fails 0\n }}\n}}\n"
+            ),
+            be,
+            &[],
+            &[("https_proxy", &format!("127.0.0.1:{dead}"))],
+        );
+        let out = s.dig(&["x.example.org", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        let want = format!(
+            "[ERROR] plugin/errors: 2 x.example.org. A: Post \"https://192.0.2.1:443/dns-query\": proxyconnect tcp: dial tcp 127.0.0.1:{dead}: connect: connection refused"
+        );
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+    }
+}
+
+/// An HTTP CONNECT proxy on loopback: every tunnel goes to `127.0.0.1:to` (whatever
+/// its target), except `refuse`, answered 407. Keeps each request head it read.
+struct ConnectProxy {
+    port: u16,
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    fn start(to: u16, refuse: &'static str) -> Self {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let h2 = Arc::clone(&heads);
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { return };
+                let heads = Arc::clone(&h2);
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match c.read(&mut b) {
+                            Ok(1) => head.push(b[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let refused = head.starts_with(&format!("CONNECT {refuse} "));
+                    heads.lock().expect("lock").push(head);
+                    if refused {
+                        let _ = c.write_all(
+                            b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n",
+                        );
+                        return;
+                    }
+                    let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                        return;
+                    };
+                    if c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let (mut c2, mut up2) = (
+                        c.try_clone().expect("clone"),
+                        up.try_clone().expect("clone"),
+                    );
+                    let back = std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut up2, &mut c2);
+                        let _ = c2.shutdown(std::net::Shutdown::Write);
+                    });
+                    let (mut c, mut up) = (c, up);
+                    let _ = std::io::copy(&mut c, &mut up);
+                    let _ = up.shutdown(std::net::Shutdown::Write);
+                    let _ = back.join();
+                });
+            }
+        });
+        Self { port, heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().expect("lock").clone()
+    }
+}
+
 /// A loopback TCP port whose connects hang: a listener with a backlog of 0 that never
 /// accepts, its queue filled, so the kernel drops further SYNs. Held while the values live.
 fn black_hole_tcp() -> (socket2::Socket, Vec<std::net::TcpStream>, u16) {

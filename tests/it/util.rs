@@ -109,6 +109,11 @@ impl TestServer {
     }
 
     pub fn start_args(corefile: &str, backend: &str, extra: &[&str]) -> Self {
+        Self::start_env(corefile, backend, extra, &[])
+    }
+
+    /// [`TestServer::start_args`] with extra environment variables.
+    pub fn start_env(corefile: &str, backend: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let dir = TempDir::new("srv");
         let text = corefile.replace("{port}", &port.to_string());
@@ -119,6 +124,12 @@ impl TestServer {
             .args(extra)
             .current_dir(&dir.0)
             .env("RINGDNS_BACKEND", backend);
+        // The machine's proxy settings never reach the daemon under test; a test
+        // that wants some passes them.
+        for v in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"] {
+            cmd.env_remove(v);
+        }
+        cmd.envs(env.iter().copied());
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(Stdio::null());

@@ -83,13 +83,34 @@ impl DohInfo {
 
 /// RFC 4648 §5 base64url without padding (RFC 8484 §4.1).
 pub fn base64url(b: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut s = String::with_capacity((b.len() * 4).div_ceil(3));
+    encode64(
+        b,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+        false,
+    )
+}
+
+/// Standard base64 (RFC 4648 §4) with padding, as HTTP Basic credentials use.
+pub fn base64(b: &[u8]) -> String {
+    encode64(
+        b,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        true,
+    )
+}
+
+fn encode64(b: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
+    let mut s = String::with_capacity(b.len().div_ceil(3) * 4);
     for c in b.chunks(3) {
         let at = |i: usize| u32::from(c.get(i).copied().unwrap_or(0));
         let n = (at(0) << 16) | (at(1) << 8) | at(2);
         for i in 0..=c.len() {
-            s.push(char::from(A[(n >> (18 - 6 * i)) as usize & 63]));
+            s.push(char::from(alphabet[(n >> (18 - 6 * i)) as usize & 63]));
+        }
+        if pad {
+            for _ in c.len()..3 {
+                s.push('=');
+            }
         }
     }
     s
@@ -282,7 +303,12 @@ async fn dial(up: &Upstream, deadline: Instant) -> Result<Conn, Fail> {
     // when the client's timeout fires with the request's deadline error, so the
     // caller's text (`context deadline exceeded (Client.Timeout …)`) is the one seen.
     let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
-    let (tcp, _) = dial_tcp(up, left, false).await?;
+    // Through the `HTTPS_PROXY` (a CONNECT tunnel) unless `NO_PROXY` or loopback.
+    let tcp = match super::httpproxy::env().for_addr(up.cfg.addr) {
+        None => dial_tcp(up, left, false).await?.0,
+        Some(Ok(p)) => super::httpproxy::tunnel(up, p, left).await?,
+        Some(Err(e)) => return Err(Fail::io(e.clone())),
+    };
     let tls = TlsConnector::from(Arc::clone(&t.config))
         .connect(t.name.clone(), tcp)
         .await

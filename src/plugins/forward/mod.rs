@@ -15,6 +15,7 @@
 
 pub mod doh;
 pub mod health;
+pub mod httpproxy;
 pub mod metrics;
 pub mod proxy;
 pub mod resolve;

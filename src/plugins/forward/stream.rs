@@ -99,8 +99,17 @@ pub(super) async fn dial_tcp(
     limit: Duration,
     tls: bool,
 ) -> Result<(TcpStream, SocketAddr), Fail> {
+    dial_tcp_to(up, up.cfg.addr, limit, tls).await
+}
+
+/// [`dial_tcp`] to `r`, the upstream's address or its proxy's.
+pub(super) async fn dial_tcp_to(
+    up: &Upstream,
+    r: SocketAddr,
+    limit: Duration,
+    tls: bool,
+) -> Result<(TcpStream, SocketAddr), Fail> {
     let start = Instant::now();
-    let r = up.cfg.addr;
     let dial = dial_text("tcp", up.opts.source, r);
     let sock = if r.is_ipv4() {
         TcpSocket::new_v4()
