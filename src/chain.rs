@@ -125,9 +125,6 @@ pub struct ReqState {
     /// survive parking). Owners: *cache* bits 0–7, *metadata* bit 31
     /// ([`META_ON`]).
     pub marks: u32,
-    /// Where the request's parts lie in its message, so a parked query resumes
-    /// without parsing its copy again.
-    pub shape: Option<crate::wire::Shape>,
 }
 
 /// Publishes `label` into a metadata store, if there is one (for callers
@@ -308,7 +305,6 @@ impl<'a> Ctx<'a> {
             start: now,
             park: 0,
             marks: 0,
-            shape: None,
         };
         resp.clear();
         Self {

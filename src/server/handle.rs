@@ -128,10 +128,7 @@ pub fn handle(
         Ok(Err(at)) => Outcome::Parked {
             block: b,
             at,
-            st: crate::chain::ReqState {
-                shape: ctx.req.shape(),
-                ..ctx.st
-            },
+            st: ctx.st,
         },
         Err(panic) => {
             if chain.debug {
@@ -168,13 +165,8 @@ pub async fn resume(
     resp: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
 ) -> Outcome {
-    // The copy holds the bytes `handle` parsed: view them as they were found.
-    let req = match st.shape.and_then(|s| Request::view(data, s)) {
-        Some(r) => r,
-        None => match parse_query(data) {
-            Verdict::Query(r) => r,
-            _ => return Outcome::Drop,
-        },
+    let Verdict::Query(req) = parse_query(data) else {
+        return Outcome::Drop;
     };
     let mut ctx = Ctx::new(server, req, m.proto, m.peer, m.local, resp, scratch, m.now);
     ctx.st = st;

@@ -15,7 +15,7 @@ pub mod types;
 pub use builder::{Builder, SectionKind, bare_reply};
 pub use index::{MsgIndex, RrRef};
 pub use name::{MAX_NAME, Name, NameError, NameRef};
-pub use request::{Opt, OptOption, QName, Reject, Request, Shape, Verdict, parse_query};
+pub use request::{Opt, OptOption, QName, Reject, Request, Verdict, parse_query};
 
 /// DNS header length.
 pub const HEADER_LEN: usize = 12;

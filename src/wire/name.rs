@@ -304,12 +304,6 @@ impl Name {
 pub struct NameRef<'a>(&'a [u8]);
 
 impl<'a> NameRef<'a> {
-    /// A view of `w`, which an earlier scan of the same bytes found to be one
-    /// whole uncompressed name (see [`super::request::Shape`]).
-    pub(super) fn scanned(w: &'a [u8]) -> Self {
-        Self(w)
-    }
-
     /// Wire bytes, terminating zero included.
     pub fn wire(self) -> &'a [u8] {
         self.0

@@ -1157,7 +1157,7 @@ fn forward_doh_through_https_proxy() {
     // IP:port with Basic credentials from the proxy URL, TLS inside. The test proxy
     // on loopback stands in for every target (nothing leaves 127.0.0.1); a target
     // it refuses gets 407 and the client's error is the status text.
-    let (tls, pem) = doh_tls(&["192.0.2.1"], false);
+    let (tls, pem) = doh_tls(&["192.0.2.1", "192.0.2.8"], false);
     for be in backends() {
         let up = DohServer::start(DohMode::Dns(Mode::Answer), 9, Arc::clone(&tls), false);
         let proxy = ConnectProxy::start(up.port, "192.0.2.7:443");
@@ -1166,7 +1166,8 @@ fn forward_doh_through_https_proxy() {
         let s = TestServer::start_env(
             &format!(
                 "good.example:{{port}} {{\n errors\n forward . https://192.0.2.1 {{\n  tls {ca}\n }}\n}}\n\
-                 refused.example:{{port}} {{\n errors\n forward . https://192.0.2.7 {{\n  tls {ca}\n  max_fails 0\n }}\n}}\n"
+                 refused.example:{{port}} {{\n errors\n forward . https://192.0.2.7 {{\n  tls {ca}\n  max_fails 0\n }}\n}}\n\
+                 lf.example:{{port}} {{\n errors\n forward . https://192.0.2.8 {{\n  tls {ca}\n }}\n}}\n"
             ),
             be,
             &[],
@@ -1191,6 +1192,12 @@ fn forward_doh_through_https_proxy() {
                 "CONNECT 192.0.2.1:443 HTTP/1.1\r\nHost: 192.0.2.1:443\r\nProxy-Authorization: Basic ZG5zLWNsaWVudDpzM2NyZXQ=\r\n\r\n"
             ),
             "{be}"
+        );
+        let out = s.dig(&["x.lf.example", "A"]);
+        assert_eq!(
+            answers(&out),
+            ["x.lf.example. 60 IN A 192.0.2.9"],
+            "{be}: a reply head with bare LF line ends: {out}"
         );
         let out = s.dig(&["x.refused.example", "A"]);
         assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
@@ -1253,6 +1260,7 @@ impl ConnectProxy {
                     }
                     let head = String::from_utf8_lossy(&head).into_owned();
                     let refused = head.starts_with(&format!("CONNECT {refuse} "));
+                    let bare_lf = head.starts_with("CONNECT 192.0.2.8:443 ");
                     heads.lock().expect("lock").push(head);
                     if refused {
                         let _ = c.write_all(
@@ -1263,9 +1271,13 @@ impl ConnectProxy {
                     let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
                         return;
                     };
-                    if c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                        .is_err()
-                    {
+                    // Bare LF line ends for one target (Go's reader takes them).
+                    let ok: &[u8] = if bare_lf {
+                        b"HTTP/1.0 200 OK\n\n"
+                    } else {
+                        b"HTTP/1.1 200 Connection established\r\n\r\n"
+                    };
+                    if c.write_all(ok).is_err() {
                         return;
                     }
                     let (mut c2, mut up2) = (

@@ -306,8 +306,7 @@ async fn dial(up: &Upstream, deadline: Instant) -> Result<Conn, Fail> {
     // Through the `HTTPS_PROXY` (a CONNECT tunnel) unless `NO_PROXY` or loopback.
     let tcp = match super::httpproxy::env().for_addr(up.cfg.addr) {
         None => dial_tcp(up, left, false).await?.0,
-        Some(Ok(p)) => super::httpproxy::tunnel(up, p, left).await?,
-        Some(Err(e)) => return Err(Fail::io(e.clone())),
+        Some(p) => super::httpproxy::tunnel(up, p, left).await?,
     };
     let tls = TlsConnector::from(Arc::clone(&t.config))
         .connect(t.name.clone(), tcp)

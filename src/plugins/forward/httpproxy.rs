@@ -23,8 +23,11 @@ pub struct ProxyUrl {
     pub scheme: String,
     /// Host name or IP (without brackets).
     pub host: String,
-    /// Port (the scheme's default when none is written).
-    pub port: u16,
+    /// Port (the scheme's default when none is written; other schemes have none).
+    pub port: Option<u16>,
+    /// A port written in digits that is out of range (Go parses the URL and fails
+    /// when it dials).
+    pub bad_port: Option<String>,
     /// `Proxy-Authorization` value (`Basic …`) from the URL's user information.
     pub auth: Option<String>,
 }
@@ -32,32 +35,25 @@ pub struct ProxyUrl {
 /// The proxy settings, read once (Go reads them at first use and keeps them).
 #[derive(Debug, Default)]
 pub struct ProxyEnv {
-    /// The proxy for https requests; `None` when unset or empty.
-    pub proxy: Option<Result<ProxyUrl, String>>,
+    /// The proxy for https requests; `None` when unset, empty or not a URL (Go's
+    /// `init` drops the parse error: the client then connects directly).
+    pub proxy: Option<ProxyUrl>,
     no_proxy: NoProxy,
 }
 
-/// Go `httpproxy.config` matchers from `NO_PROXY`.
+/// Go `httpproxy.config` matchers from `NO_PROXY`: those that can match an IP.
+/// (Its domain entries never match an IP, since Go's fix of CVE-2025-22870, and
+/// an upstream here is always an IP.)
 #[derive(Debug, Default)]
 struct NoProxy {
     all: bool,
     ips: Vec<IpRule>,
-    domains: Vec<DomainRule>,
 }
 
 #[derive(Debug)]
 enum IpRule {
     Cidr(IpAddr, u8),
     Ip(IpAddr, String),
-}
-
-#[derive(Debug)]
-struct DomainRule {
-    /// With its leading dot.
-    suffix: String,
-    port: String,
-    /// Also the name itself (the rule had no leading dot).
-    host: bool,
 }
 
 /// This process's settings.
@@ -80,13 +76,13 @@ impl ProxyEnv {
     /// Settings from the two variables' values.
     pub fn new(https_proxy: Option<&str>, no_proxy: &str) -> Self {
         Self {
-            proxy: https_proxy.map(parse_proxy),
+            proxy: https_proxy.and_then(|p| parse_proxy(p).ok()),
             no_proxy: NoProxy::parse(no_proxy),
         }
     }
 
     /// The proxy for an upstream at `addr`, if one applies.
-    pub fn for_addr(&self, addr: SocketAddr) -> Option<&Result<ProxyUrl, String>> {
+    pub fn for_addr(&self, addr: SocketAddr) -> Option<&ProxyUrl> {
         let p = self.proxy.as_ref()?;
         self.no_proxy.use_proxy(addr).then_some(p)
     }
@@ -104,6 +100,9 @@ fn parse_proxy(s: &str) -> Result<ProxyUrl, String> {
 
 /// `scheme://[user[:password]@]host[:port][/…]`; `None` without a scheme or host.
 fn parse_url(s: &str) -> Option<ProxyUrl> {
+    if s.bytes().any(|c| c < 0x20 || c == 0x7f) {
+        return None;
+    }
     let (scheme, rest) = s.split_once("://")?;
     let first = scheme.chars().next()?;
     if !first.is_ascii_alphabetic()
@@ -123,24 +122,39 @@ fn parse_url(s: &str) -> Option<ProxyUrl> {
     if host.is_empty() {
         return None;
     }
-    let port = match port {
-        Some(p) => p.parse::<u16>().ok()?,
+    // Go `canonicalAddr`: the scheme's port when none (or an empty one) is written.
+    let mut bad_port = None;
+    let port = match port.filter(|p| !p.is_empty()) {
+        Some(p) if !p.bytes().all(|c| c.is_ascii_digit()) => return None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                bad_port = Some(p.to_owned());
+                None
+            }
+        },
         None => match scheme.as_str() {
-            "http" => 80,
-            "https" => 443,
-            "socks5" | "socks5h" => 1080,
-            _ => return None,
+            "http" => Some(80),
+            "https" => Some(443),
+            "socks5" | "socks5h" => Some(1080),
+            _ => None,
         },
     };
-    let auth = user.map(|u| {
-        let (name, pass) = u.split_once(':').unwrap_or((u, ""));
-        let cred = format!("{}:{}", unescape(name), unescape(pass));
-        format!("Basic {}", super::doh::base64(cred.as_bytes()))
-    });
+    let auth = match user {
+        None => None,
+        Some(u) => {
+            let (name, pass) = u.split_once(':').unwrap_or((u, ""));
+            let mut cred = unescape(name)?;
+            cred.push(b':');
+            cred.extend(unescape(pass)?);
+            Some(format!("Basic {}", super::doh::base64(&cred)))
+        }
+    };
     Some(ProxyUrl {
         scheme,
         host: host.to_owned(),
         port,
+        bad_port,
         auth,
     })
 }
@@ -161,25 +175,24 @@ fn split_host_port(s: &str) -> Option<(&str, Option<&str>)> {
     }
 }
 
-/// Percent-decoding of URL user information.
-fn unescape(s: &str) -> String {
+/// Percent-decoding of URL user information (bytes, as Go sends them); `None` for
+/// a `%` not followed by two hex digits (Go's `url.Parse` rejects the URL).
+fn unescape(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
+    let hex = |c: Option<&u8>| c.and_then(|&c| (c as char).to_digit(16));
     while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (b[i], b.get(i + 1).copied(), b.get(i + 2).copied()) {
-            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push(((hex(h).unwrap_or(0) << 4) | hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
+        if b[i] == b'%' {
+            let (h, l) = (hex(b.get(i + 1))?, hex(b.get(i + 2))?);
+            out.push(((h << 4) | l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Some(out)
 }
 
 impl NoProxy {
@@ -217,22 +230,7 @@ impl NoProxy {
             };
             if let Ok(ip) = host.parse::<IpAddr>() {
                 n.ips.push(IpRule::Ip(ip, port));
-                continue;
             }
-            // `*.example.com` is `.example.com`.
-            let mut h = match host.strip_prefix('*') {
-                Some(r) if r.starts_with('.') => r.to_owned(),
-                _ => host,
-            };
-            let whole = !h.starts_with('.');
-            if whole {
-                h.insert(0, '.');
-            }
-            n.domains.push(DomainRule {
-                suffix: h,
-                port,
-                host: whole,
-            });
         }
         n
     }
@@ -247,16 +245,11 @@ impl NoProxy {
             return false;
         }
         let port = addr.port().to_string();
-        let host = ip.to_string();
         let ip_hit = self.ips.iter().any(|r| match r {
             IpRule::Cidr(net, bits) => in_cidr(ip, *net, *bits),
             IpRule::Ip(rip, p) => same_ip(*rip, ip) && (p.is_empty() || *p == port),
         });
-        let domain_hit = self.domains.iter().any(|r| {
-            (host.ends_with(&r.suffix) || (r.host && host == r.suffix[1..]))
-                && (r.port.is_empty() || r.port == port)
-        });
-        !(ip_hit || domain_hit)
+        !ip_hit
     }
 }
 
@@ -290,6 +283,9 @@ fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     }
 }
 
+/// Go's limit on a proxy's response head (`ReadResponse` over a 10 MiB reader).
+const MAX_HEAD: usize = 10 << 20;
+
 /// Dials `proxy` (from `source_address` when set) and opens a `CONNECT` tunnel to
 /// the upstream within `limit`; Go's texts on failure (`proxyconnect tcp: dial tcp
 /// …` when the proxy cannot be reached, the status text when it refuses).
@@ -298,32 +294,63 @@ pub async fn tunnel(
     proxy: &ProxyUrl,
     limit: std::time::Duration,
 ) -> Result<TcpStream, Fail> {
-    if proxy.scheme != "http" {
+    if matches!(proxy.scheme.as_str(), "https" | "socks5" | "socks5h") {
         return Err(Fail::io(format!(
             "proxyconnect tcp: {}:// proxies are not supported by ringdns (only http://)",
             proxy.scheme
         )));
     }
-    let to = match proxy.host.parse::<IpAddr>() {
-        Ok(ip) => SocketAddr::new(ip, proxy.port),
-        Err(_) => tokio::net::lookup_host((proxy.host.as_str(), proxy.port))
+    if let Some(p) = &proxy.bad_port {
+        return Err(Fail::io(format!(
+            "proxyconnect tcp: dial tcp: address {p}: invalid port"
+        )));
+    }
+    let Some(port) = proxy.port else {
+        return Err(Fail::io(format!(
+            "proxyconnect tcp: dial tcp: address {}:: missing port in address",
+            proxy.host
+        )));
+    };
+    let addrs: Vec<SocketAddr> = match proxy.host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((proxy.host.as_str(), port))
             .await
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| {
-                Fail::io(format!(
-                    "proxyconnect tcp: dial tcp: lookup {}: no such host",
-                    proxy.host
-                ))
-            })?,
+            .map(Iterator::collect)
+            .unwrap_or_default(),
     };
-    let wrap = |f: Fail| match f {
-        Fail::Io(t) => Fail::io(format!("proxyconnect tcp: {t}")),
-        other => other,
+    if addrs.is_empty() {
+        return Err(Fail::io(format!(
+            "proxyconnect tcp: dial tcp: lookup {}: no such host",
+            proxy.host
+        )));
+    }
+    // Each address in turn, as Go's dialer (the first error is the one reported).
+    let mut first = None;
+    let mut tcp = None;
+    for a in addrs {
+        match super::stream::dial_tcp_to(up, a, limit, false).await {
+            Ok((t, _)) => {
+                tcp = Some(t);
+                break;
+            }
+            Err(Fail::Io(t)) => {
+                first.get_or_insert(t);
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    let Some(mut tcp) = tcp else {
+        let t = first.unwrap_or_default();
+        return Err(Fail::io(format!("proxyconnect tcp: {t}")));
     };
-    let (mut tcp, _) = super::stream::dial_tcp_to(up, to, limit, false)
-        .await
-        .map_err(wrap)?;
+    let (local, remote) = (tcp.local_addr().ok(), tcp.peer_addr().ok());
+    let io_err = |op: &str, e: &std::io::Error| match (local, remote) {
+        (Some(l), Some(r)) => Fail::io(format!(
+            "{op} tcp {l}->{r}: {}",
+            super::proxy::go_op_err(op, e)
+        )),
+        _ => Fail::io(super::proxy::go_op_err(op, e)),
+    };
     let target = up.cfg.addr;
     let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if let Some(a) = &proxy.auth {
@@ -332,45 +359,81 @@ pub async fn tunnel(
     req.push_str("\r\n");
     tcp.write_all(req.as_bytes())
         .await
-        .map_err(|e| Fail::io(super::proxy::go_op_err("write", &e)))?;
-    // The response head, a byte at a time: nothing past it may be consumed (the
-    // upstream's TLS follows in the same stream).
+        .map_err(|e| io_err("write", &e))?;
+    // The response head, a byte at a time (nothing past it may be consumed: the
+    // upstream's TLS follows in the same stream). Lines end in LF (CR optional);
+    // the status line is checked as soon as it is in, as Go's `ReadResponse` does.
     let mut head = Vec::with_capacity(128);
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() >= 8192 {
-            return Err(Fail::io("net/http: proxy response header too long"));
-        }
+    let mut status_checked = false;
+    loop {
         let mut b = [0u8; 1];
-        match tcp.read(&mut b).await {
-            Ok(0) => return Err(Fail::io("unexpected EOF")),
-            Ok(_) => head.push(b[0]),
-            Err(e) => return Err(Fail::io(super::proxy::go_op_err("read", &e))),
+        let n = tcp.read(&mut b).await.map_err(|e| io_err("read", &e))?;
+        if n == 0 {
+            if !status_checked && !head.is_empty() {
+                // A partial first line still counts as the status line.
+                status_line(&String::from_utf8_lossy(&head)).map_err(Fail::io)?;
+            }
+            return Err(Fail::io("unexpected EOF"));
+        }
+        head.push(b[0]);
+        if head.len() > MAX_HEAD {
+            return Err(Fail::io("unexpected EOF"));
+        }
+        if b[0] != b'\n' {
+            continue;
+        }
+        if !status_checked {
+            let line = String::from_utf8_lossy(&head);
+            let line = line.trim_end_matches('\n').trim_end_matches('\r');
+            let code = status_line(line).map_err(Fail::io)?;
+            status_checked = true;
+            if code != 200 {
+                // Go answers with the status text once the head is read; the text
+                // is known now.
+                return Err(Fail::io(status_text(line)));
+            }
+            continue;
+        }
+        if head.ends_with(b"\n\n") || head.ends_with(b"\n\r\n") {
+            return Ok(tcp);
         }
     }
-    let text = String::from_utf8_lossy(&head);
-    let line = text.lines().next().unwrap_or("");
-    status_ok(line).map(|()| tcp).map_err(Fail::io)
 }
 
-/// Go's reading of the proxy's status line: 200 passes; another code fails with
-/// the status text after the code (`unknown status code` without one).
-fn status_ok(line: &str) -> Result<(), String> {
+/// Go `ReadResponse`'s status line checks: `PROTO CODE[ TEXT]`, a three-digit
+/// code, then `HTTP/X.Y`. Returns the code.
+fn status_line(line: &str) -> Result<u16, String> {
     let malformed = || format!("malformed HTTP response {line:?}");
     let (proto, status) = line.split_once(' ').ok_or_else(malformed)?;
-    if !proto.starts_with("HTTP/") {
-        return Err(malformed());
+    let status = status.trim_start_matches(' ');
+    let code = status.split(' ').next().unwrap_or("");
+    let n = match code.parse::<u16>() {
+        Ok(n) if code.len() == 3 && code.bytes().all(|c| c.is_ascii_digit()) => n,
+        _ => return Err(format!("malformed HTTP status code {code:?}")),
+    };
+    let version = proto
+        .strip_prefix("HTTP/")
+        .and_then(|v| v.split_once('.'))
+        .filter(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && (a.bytes().chain(b.bytes())).all(|c| c.is_ascii_digit())
+        });
+    if version.is_none() {
+        return Err(format!("malformed HTTP version {proto:?}"));
     }
-    let status = status.trim_start();
-    let code = status.get(..3).ok_or_else(malformed)?;
-    if !code.bytes().all(|c| c.is_ascii_digit()) {
-        return Err(format!("malformed HTTP status code {code:?}"));
-    }
-    if code == "200" {
-        return Ok(());
-    }
+    Ok(n)
+}
+
+/// What Go's transport says for a status other than 200: the text after the code,
+/// `unknown status code` without one.
+fn status_text(line: &str) -> String {
+    let status = line
+        .split_once(' ')
+        .map_or("", |(_, s)| s.trim_start_matches(' '));
     match status.split_once(' ') {
-        Some((_, text)) => Err(text.to_owned()),
-        None => Err("unknown status code".to_owned()),
+        Some((_, text)) => text.to_owned(),
+        None => "unknown status code".to_owned(),
     }
 }
 
@@ -387,36 +450,56 @@ mod tests {
         let p = |s: &str| parse_proxy(s).map(|u| (u.scheme, u.host, u.port, u.auth));
         assert_eq!(
             p("http://10.0.0.1:3128"),
-            Ok(("http".into(), "10.0.0.1".into(), 3128, None))
+            Ok(("http".into(), "10.0.0.1".into(), Some(3128), None))
         );
         // No scheme: http:// in front (Go's parseProxy).
         assert_eq!(
             p("proxy.example:8080"),
-            Ok(("http".into(), "proxy.example".into(), 8080, None))
+            Ok(("http".into(), "proxy.example".into(), Some(8080), None))
         );
         assert_eq!(
             p("10.0.0.1"),
-            Ok(("http".into(), "10.0.0.1".into(), 80, None))
+            Ok(("http".into(), "10.0.0.1".into(), Some(80), None))
         );
+        // An empty port is the scheme's; a scheme without a default has none.
+        assert_eq!(p("http://p:").map(|u| u.2), Ok(Some(80)));
+        assert_eq!(p("squid://p").map(|u| u.2), Ok(None));
         assert_eq!(
             p("https://[2001:db8::1]"),
-            Ok(("https".into(), "2001:db8::1".into(), 443, None))
+            Ok(("https".into(), "2001:db8::1".into(), Some(443), None))
         );
-        // Basic credentials, percent-decoded.
+        // Basic credentials, percent-decoded as bytes.
         assert_eq!(
             p("http://user:p%40ss@proxy:3128/"),
             Ok((
                 "http".into(),
                 "proxy".into(),
-                3128,
+                Some(3128),
                 Some(format!("Basic {}", super::super::doh::base64(b"user:p@ss")))
             ))
+        );
+        assert_eq!(
+            p("http://user:caf%E9@proxy:3128").map(|u| u.3),
+            Ok(Some(format!(
+                "Basic {}",
+                super::super::doh::base64(b"user:caf\xe9")
+            )))
         );
         assert_eq!(
             p("http://user@proxy:3128").map(|u| u.3),
             Ok(Some("Basic dXNlcjo=".into()))
         );
-        assert!(p("http://proxy:99999").is_err());
+        // Out of range: parsed, failing when dialled (Go's `invalid port`).
+        assert_eq!(
+            parse_proxy("http://proxy:99999").map(|u| (u.port, u.bad_port)),
+            Ok((None, Some("99999".into())))
+        );
+        // A value Go cannot parse (here a control character) means no proxy at all.
+        assert!(
+            ProxyEnv::new(Some("http://proxy:3128\r"), "")
+                .proxy
+                .is_none()
+        );
     }
 
     #[test]
@@ -437,8 +520,9 @@ mod tests {
         assert!(proxied("192.0.3.0/24", "192.0.2.1:443"));
         assert!(!proxied("2001:db8::/32", "[2001:db8::53]:443"));
         assert!(!proxied("[2001:db8::53]:443", "[2001:db8::53]:443"));
-        // A "domain" that is a suffix of the IP's text matches too, as in Go.
-        assert!(!proxied("0.2.1", "192.0.2.1:443"));
+        // Domain entries never match an IP (Go since CVE-2025-22870's fix).
+        assert!(proxied("0.2.1", "192.0.2.1:443"));
+        assert!(proxied(".1", "192.0.2.1:443"));
         assert!(proxied(".example.com", "192.0.2.1:443"));
         // No proxy configured: none.
         assert!(
@@ -450,13 +534,36 @@ mod tests {
 
     #[test]
     fn proxy_status_lines() {
-        assert_eq!(status_ok("HTTP/1.1 200 Connection established"), Ok(()));
-        assert_eq!(status_ok("HTTP/1.0 200"), Ok(()));
+        assert_eq!(status_line("HTTP/1.1 200 Connection established"), Ok(200));
+        assert_eq!(status_line("HTTP/1.0 200"), Ok(200));
         assert_eq!(
-            status_ok("HTTP/1.1 407 Proxy Authentication Required"),
-            Err("Proxy Authentication Required".into())
+            status_line("HTTP/1.1 407 Proxy Authentication Required"),
+            Ok(407)
         );
-        assert_eq!(status_ok("HTTP/1.1 403"), Err("unknown status code".into()));
-        assert!(status_ok("SSH-2.0-OpenSSH").is_err());
+        assert_eq!(
+            status_text("HTTP/1.1 407 Proxy Authentication Required"),
+            "Proxy Authentication Required"
+        );
+        assert_eq!(status_text("HTTP/1.1 403"), "unknown status code");
+        assert_eq!(
+            status_line("HTTP/1.1 2000 x"),
+            Err("malformed HTTP status code \"2000\"".into())
+        );
+        assert_eq!(
+            status_line("HTTP/1.1 200OK"),
+            Err("malformed HTTP status code \"200OK\"".into())
+        );
+        assert_eq!(
+            status_line("HTTP/2 200"),
+            Err("malformed HTTP version \"HTTP/2\"".into())
+        );
+        assert_eq!(
+            status_line("SSH-2.0-OpenSSH_9.2p1 Debian-2"),
+            Err("malformed HTTP status code \"Debian-2\"".into())
+        );
+        assert_eq!(
+            status_line("garbage"),
+            Err("malformed HTTP response \"garbage\"".into())
+        );
     }
 }
