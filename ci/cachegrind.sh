@@ -17,43 +17,17 @@ set -euo pipefail
 SECS=20
 if [[ ${1:-} == --seconds ]]; then SECS=$2; shift 2; fi
 [[ $# -ge 1 ]] || { echo "usage: $0 [--seconds N] BIN [OTHER_BIN...]" >&2; exit 2; }
-for t in valgrind dnsperf dig taskset; do
-  command -v "$t" >/dev/null || { echo "$0: $t not found" >&2; exit 1; }
-done
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ringdns-cachegrind.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-ready() { # port qname
-  local i
-  for i in $(seq 300); do
-    dig +tries=1 +time=1 -p "$1" @127.0.0.1 "$2" A 2>/dev/null | grep -q 'status: NOERROR' && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-cat > "$WORK/db.bench.test" <<'EOF'
-$ORIGIN bench.test.
-$TTL 300
-@ IN SOA ns.bench.test. hostmaster.bench.test. 1 3600 600 86400 300
-@ IN NS ns.bench.test.
-ns IN A 127.0.0.1
-*.wild IN A 192.0.2.1
-EOF
-printf 'bench.test:5301 {\n file %s\n}\n' "$WORK/db.bench.test" > "$WORK/up.Corefile"
-printf '.:5353 {\n forward . 127.0.0.1:5301\n}\n' > "$WORK/Corefile"
+# shellcheck source=ci/lib.sh
+. "$(dirname "$0")/lib.sh"
+need valgrind dnsperf dig taskset
+workdir cachegrind
+s2_files
 awk 'BEGIN { for (i = 0; i < 1000000; i++) print "u" i ".wild.bench.test. A" }' > "$WORK/queries.txt"
 
 FIRST=$(realpath "$1")
 taskset -c 1 "$FIRST" -conf "$WORK/up.Corefile" >/dev/null 2>&1 &
 PIDS+=("$!")
-ready 5301 probe.wild.bench.test || { echo "$0: the upstream did not start" >&2; exit 1; }
+ready 5301 probe.wild.bench.test 300 || { echo "$0: the upstream did not start" >&2; exit 1; }
 
 for b in "$@"; do
   bin=$(realpath "$b")
@@ -62,7 +36,7 @@ for b in "$@"; do
     >"$WORK/vg.log" 2>&1 &
   srv=$!
   PIDS+=("$srv")
-  ready 5353 probe.wild.bench.test || { echo "$b: did not answer" >&2; kill "$srv"; continue; }
+  ready 5353 probe.wild.bench.test 300 || { echo "$b: did not answer" >&2; kill "$srv"; continue; }
   taskset -c 1 dnsperf -s 127.0.0.1 -p 5353 -d "$WORK/queries.txt" -l "$SECS" -c 16 -q 200 -T 2 -t 5 \
     > "$WORK/dnsperf.txt" 2>&1 || true
   kill -INT "$srv" 2>/dev/null || true

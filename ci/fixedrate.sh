@@ -41,27 +41,10 @@ esac
 BIN=$(realpath "$1")
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-$HERE/../shared/bench}
-for t in dnsperf dig perf taskset; do
-  command -v "$t" >/dev/null || { echo "$0: $t not found" >&2; exit 1; }
-done
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ringdns-fixedrate.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# Waits until 127.0.0.1:PORT answers QNAME (5 s at most).
-ready() { # port qname
-  local i
-  for i in $(seq 50); do
-    dig +tries=1 +time=1 -p "$1" @127.0.0.1 "$2" A 2>/dev/null | grep -q 'status: NOERROR' && return 0
-    sleep 0.1
-  done
-  return 1
-}
+# shellcheck source=ci/lib.sh
+. "$HERE/ci/lib.sh"
+need dnsperf dig perf taskset
+workdir fixedrate
 
 SERVERS=()   # "name|command" (the command is word-split)
 case $SCEN in
@@ -74,16 +57,7 @@ case $SCEN in
     SERVERS+=("echo|$WORK/udp_echo 127.0.0.1 5353")
     ;;
   S2)
-    cat > "$WORK/db.bench.test" <<'EOF'
-$ORIGIN bench.test.
-$TTL 300
-@ IN SOA ns.bench.test. hostmaster.bench.test. 1 3600 600 86400 300
-@ IN NS ns.bench.test.
-ns IN A 127.0.0.1
-*.wild IN A 192.0.2.1
-EOF
-    printf 'bench.test:5301 {\n file %s\n}\n' "$WORK/db.bench.test" > "$WORK/up.Corefile"
-    printf '.:5353 {\n forward . 127.0.0.1:5301\n}\n' > "$WORK/Corefile"
+    s2_files
     awk 'BEGIN { for (i = 0; i < 200000; i++) print "u" i ".wild.bench.test. A" }' > "$WORK/queries.txt"
     PROBE=probe.wild.bench.test
     taskset -c 1 "$BIN" -conf "$WORK/up.Corefile" >/dev/null 2>&1 &

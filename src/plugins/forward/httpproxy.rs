@@ -19,7 +19,8 @@ use super::proxy::{Fail, Upstream};
 /// A proxy from `HTTPS_PROXY`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyUrl {
-    /// `http`, `https`, `socks5` or `socks5h` (only `http` is dialled).
+    /// Lowercased; every scheme but `https`, `socks5` and `socks5h` is dialled
+    /// as an HTTP `CONNECT` proxy, as Go's transport does.
     pub scheme: String,
     /// Host name or IP (without brackets).
     pub host: String,
@@ -76,7 +77,7 @@ impl ProxyEnv {
     /// Settings from the two variables' values.
     pub fn new(https_proxy: Option<&str>, no_proxy: &str) -> Self {
         Self {
-            proxy: https_proxy.and_then(|p| parse_proxy(p).ok()),
+            proxy: https_proxy.and_then(parse_proxy),
             no_proxy: NoProxy::parse(no_proxy),
         }
     }
@@ -88,14 +89,10 @@ impl ProxyEnv {
     }
 }
 
-/// Go `parseProxy`: a URL, else the same with `http://` in front.
-fn parse_proxy(s: &str) -> Result<ProxyUrl, String> {
-    match parse_url(s) {
-        Some(u) => Ok(u),
-        None => {
-            parse_url(&format!("http://{s}")).ok_or_else(|| format!("invalid proxy address {s:?}"))
-        }
-    }
+/// Go `parseProxy`: a URL, else the same with `http://` in front; `None` when
+/// neither parses.
+fn parse_proxy(s: &str) -> Option<ProxyUrl> {
+    parse_url(s).or_else(|| parse_url(&format!("http://{s}")))
 }
 
 /// `scheme://[user[:password]@]host[:port][/…]`; `None` without a scheme or host.
@@ -223,10 +220,11 @@ impl NoProxy {
                     }
                 }
             }
-            let (host, port) = match go_split_host_port(&p) {
-                Some(("", _)) => continue,
-                Some((h, port)) => (h.to_owned(), port.to_owned()),
-                None => (p.clone(), String::new()),
+            // Go `net.SplitHostPort` (a port is required), else the whole entry.
+            let (host, port) = match split_host_port(&p) {
+                Some(("", Some(_))) => continue,
+                Some((h, Some(port))) => (h.to_owned(), port.to_owned()),
+                _ => (p.clone(), String::new()),
             };
             if let Ok(ip) = host.parse::<IpAddr>() {
                 n.ips.push(IpRule::Ip(ip, port));
@@ -251,16 +249,6 @@ impl NoProxy {
         });
         !ip_hit
     }
-}
-
-/// Go `net.SplitHostPort`: `host:port` or `[host]:port` (brackets removed).
-fn go_split_host_port(s: &str) -> Option<(&str, &str)> {
-    if let Some(rest) = s.strip_prefix('[') {
-        let (h, after) = rest.split_once(']')?;
-        return Some((h, after.strip_prefix(':')?));
-    }
-    let (h, p) = s.rsplit_once(':')?;
-    (!h.contains(':')).then_some((h, p))
 }
 
 /// Go `net.IP.Equal`: an IPv4 address equals its IPv4-mapped IPv6 form.
@@ -385,12 +373,12 @@ pub async fn tunnel(
         if !status_checked {
             let line = String::from_utf8_lossy(&head);
             let line = line.trim_end_matches('\n').trim_end_matches('\r');
-            let code = status_line(line).map_err(Fail::io)?;
+            let (code, text) = status_line(line).map_err(Fail::io)?;
             status_checked = true;
             if code != 200 {
                 // Go answers with the status text once the head is read; the text
                 // is known now.
-                return Err(Fail::io(status_text(line)));
+                return Err(Fail::io(text.unwrap_or("unknown status code")));
             }
             continue;
         }
@@ -401,12 +389,15 @@ pub async fn tunnel(
 }
 
 /// Go `ReadResponse`'s status line checks: `PROTO CODE[ TEXT]`, a three-digit
-/// code, then `HTTP/X.Y`. Returns the code.
-fn status_line(line: &str) -> Result<u16, String> {
+/// code, then `HTTP/X.Y`. Returns the code and the text after it.
+fn status_line(line: &str) -> Result<(u16, Option<&str>), String> {
     let malformed = || format!("malformed HTTP response {line:?}");
     let (proto, status) = line.split_once(' ').ok_or_else(malformed)?;
     let status = status.trim_start_matches(' ');
-    let code = status.split(' ').next().unwrap_or("");
+    let (code, text) = match status.split_once(' ') {
+        Some((c, t)) => (c, Some(t)),
+        None => (status, None),
+    };
     let n = match code.parse::<u16>() {
         Ok(n) if code.len() == 3 && code.bytes().all(|c| c.is_ascii_digit()) => n,
         _ => return Err(format!("malformed HTTP status code {code:?}")),
@@ -422,19 +413,7 @@ fn status_line(line: &str) -> Result<u16, String> {
     if version.is_none() {
         return Err(format!("malformed HTTP version {proto:?}"));
     }
-    Ok(n)
-}
-
-/// What Go's transport says for a status other than 200: the text after the code,
-/// `unknown status code` without one.
-fn status_text(line: &str) -> String {
-    let status = line
-        .split_once(' ')
-        .map_or("", |(_, s)| s.trim_start_matches(' '));
-    match status.split_once(' ') {
-        Some((_, text)) => text.to_owned(),
-        None => "unknown status code".to_owned(),
-    }
+    Ok((n, text))
 }
 
 #[cfg(test)]
@@ -450,28 +429,28 @@ mod tests {
         let p = |s: &str| parse_proxy(s).map(|u| (u.scheme, u.host, u.port, u.auth));
         assert_eq!(
             p("http://10.0.0.1:3128"),
-            Ok(("http".into(), "10.0.0.1".into(), Some(3128), None))
+            Some(("http".into(), "10.0.0.1".into(), Some(3128), None))
         );
         // No scheme: http:// in front (Go's parseProxy).
         assert_eq!(
             p("proxy.example:8080"),
-            Ok(("http".into(), "proxy.example".into(), Some(8080), None))
+            Some(("http".into(), "proxy.example".into(), Some(8080), None))
         );
         assert_eq!(
             p("10.0.0.1"),
-            Ok(("http".into(), "10.0.0.1".into(), Some(80), None))
+            Some(("http".into(), "10.0.0.1".into(), Some(80), None))
         );
         // An empty port is the scheme's; a scheme without a default has none.
-        assert_eq!(p("http://p:").map(|u| u.2), Ok(Some(80)));
-        assert_eq!(p("squid://p").map(|u| u.2), Ok(None));
+        assert_eq!(p("http://p:").map(|u| u.2), Some(Some(80)));
+        assert_eq!(p("squid://p").map(|u| u.2), Some(None));
         assert_eq!(
             p("https://[2001:db8::1]"),
-            Ok(("https".into(), "2001:db8::1".into(), Some(443), None))
+            Some(("https".into(), "2001:db8::1".into(), Some(443), None))
         );
         // Basic credentials, percent-decoded as bytes.
         assert_eq!(
             p("http://user:p%40ss@proxy:3128/"),
-            Ok((
+            Some((
                 "http".into(),
                 "proxy".into(),
                 Some(3128),
@@ -480,19 +459,19 @@ mod tests {
         );
         assert_eq!(
             p("http://user:caf%E9@proxy:3128").map(|u| u.3),
-            Ok(Some(format!(
+            Some(Some(format!(
                 "Basic {}",
                 super::super::doh::base64(b"user:caf\xe9")
             )))
         );
         assert_eq!(
             p("http://user@proxy:3128").map(|u| u.3),
-            Ok(Some("Basic dXNlcjo=".into()))
+            Some(Some("Basic dXNlcjo=".into()))
         );
         // Out of range: parsed, failing when dialled (Go's `invalid port`).
         assert_eq!(
             parse_proxy("http://proxy:99999").map(|u| (u.port, u.bad_port)),
-            Ok((None, Some("99999".into())))
+            Some((None, Some("99999".into())))
         );
         // A value Go cannot parse (here a control character) means no proxy at all.
         assert!(
@@ -534,35 +513,34 @@ mod tests {
 
     #[test]
     fn proxy_status_lines() {
-        assert_eq!(status_line("HTTP/1.1 200 Connection established"), Ok(200));
-        assert_eq!(status_line("HTTP/1.0 200"), Ok(200));
+        let code = |l| status_line(l).map(|(c, _)| c);
+        let text = |l| status_line(l).map(|(_, t)| t.unwrap_or("unknown status code"));
+        assert_eq!(code("HTTP/1.1 200 Connection established"), Ok(200));
+        assert_eq!(code("HTTP/1.0 200"), Ok(200));
+        assert_eq!(code("HTTP/1.1 407 Proxy Authentication Required"), Ok(407));
         assert_eq!(
-            status_line("HTTP/1.1 407 Proxy Authentication Required"),
-            Ok(407)
+            text("HTTP/1.1 407 Proxy Authentication Required"),
+            Ok("Proxy Authentication Required")
         );
+        assert_eq!(text("HTTP/1.1 403"), Ok("unknown status code"));
         assert_eq!(
-            status_text("HTTP/1.1 407 Proxy Authentication Required"),
-            "Proxy Authentication Required"
-        );
-        assert_eq!(status_text("HTTP/1.1 403"), "unknown status code");
-        assert_eq!(
-            status_line("HTTP/1.1 2000 x"),
+            code("HTTP/1.1 2000 x"),
             Err("malformed HTTP status code \"2000\"".into())
         );
         assert_eq!(
-            status_line("HTTP/1.1 200OK"),
+            code("HTTP/1.1 200OK"),
             Err("malformed HTTP status code \"200OK\"".into())
         );
         assert_eq!(
-            status_line("HTTP/2 200"),
+            code("HTTP/2 200"),
             Err("malformed HTTP version \"HTTP/2\"".into())
         );
         assert_eq!(
-            status_line("SSH-2.0-OpenSSH_9.2p1 Debian-2"),
+            code("SSH-2.0-OpenSSH_9.2p1 Debian-2"),
             Err("malformed HTTP status code \"Debian-2\"".into())
         );
         assert_eq!(
-            status_line("garbage"),
+            code("garbage"),
             Err("malformed HTTP response \"garbage\"".into())
         );
     }
