@@ -129,10 +129,11 @@ fn forward_closed_port_matches_recorded_errors() {
 fn forward_black_hole_times_out_after_two_attempts() {
     for be in backends() {
         let f = Fake::start(Mode::Drop, 1);
-        let s = TestServer::start(
-            &format!(".:{{port}} {{\n errors\n forward . {}\n}}\n", f.addr()),
-            be,
-        );
+        let (conf, mport) = with_metrics(&format!(
+            ".:{{port}} {{\n errors\n forward . {}\n}}\n",
+            f.addr()
+        ));
+        let s = TestServer::start(&conf, be);
         let t0 = Instant::now();
         let out = s.dig(&["+time=8", "example.org", "A"]);
         let took = t0.elapsed();
@@ -158,6 +159,7 @@ fn forward_black_hole_times_out_after_two_attempts() {
             .filter(|s| s.question() == (".".into(), 2))
             .collect();
         assert!(!hc.is_empty() && hc.iter().all(Seen::rd), "{be}: {hc:?}");
+        assert_nothing_in_flight(mport, be);
     }
 }
 
@@ -229,13 +231,11 @@ fn forward_dial_errors_name_the_source_address() {
 fn forward_fault_modes_client_view() {
     for be in backends() {
         let f = Fake::start(Mode::Answer, 7);
-        let s = TestServer::start(
-            &format!(
-                ".:{{port}} {{\n errors\n forward . {} {{\n  read_timeout 300ms\n  max_fails 0\n }}\n}}\n",
-                f.addr()
-            ),
-            be,
-        );
+        let (conf, mport) = with_metrics(&format!(
+            ".:{{port}} {{\n errors\n forward . {} {{\n  read_timeout 300ms\n  max_fails 0\n }}\n}}\n",
+            f.addr()
+        ));
+        let s = TestServer::start(&conf, be);
         let out = s.dig(&["a.example.org", "A"]);
         assert_eq!(
             answers(&out),
@@ -347,6 +347,9 @@ fn forward_fault_modes_client_view() {
                 "{be} {tcp}: {out}"
             );
         }
+        // Every mode above, the dropped wrong-ID and garbage replies included, left
+        // nothing in the pending tables.
+        assert_nothing_in_flight(mport, be);
     }
 }
 
@@ -354,7 +357,8 @@ fn forward_fault_modes_client_view() {
 fn forward_tolerates_slow_upstream() {
     for be in backends() {
         let f = Fake::start(Mode::Delay(Duration::from_millis(1500)), 3);
-        let s = TestServer::start(&format!(".:{{port}} {{\n forward . {}\n}}\n", f.addr()), be);
+        let (conf, mport) = with_metrics(&format!(".:{{port}} {{\n forward . {}\n}}\n", f.addr()));
+        let s = TestServer::start(&conf, be);
         let out = s.dig(&["+time=5", "slow.example.org", "A"]);
         assert_eq!(
             answers(&out),
@@ -362,6 +366,7 @@ fn forward_tolerates_slow_upstream() {
             "{be}: {out}"
         );
         assert_eq!(f.queries().len(), 1, "{be}");
+        assert_nothing_in_flight(mport, be);
     }
 }
 
@@ -369,13 +374,11 @@ fn forward_tolerates_slow_upstream() {
 fn forward_prefer_udp_force_tcp() {
     for be in backends() {
         let f = Fake::start(Mode::Tc, 4);
-        let s = TestServer::start(
-            &format!(
-                "a.example:{{port}} {{\n forward . {0} {{\n  prefer_udp\n }}\n}}\nb.example:{{port}} {{\n forward . {0} {{\n  force_tcp\n }}\n}}\n",
-                f.addr()
-            ),
-            be,
-        );
+        let (conf, mport) = with_metrics(&format!(
+            "a.example:{{port}} {{\n forward . {0} {{\n  prefer_udp\n }}\n}}\nb.example:{{port}} {{\n forward . {0} {{\n  force_tcp\n }}\n}}\n",
+            f.addr()
+        ));
+        let s = TestServer::start(&conf, be);
         // prefer_udp: UDP even for a TCP client; TC → the same upstream over TCP.
         let out = s.dig(&["+tcp", "x.a.example", "A"]);
         assert_eq!(
@@ -405,6 +408,7 @@ fn forward_prefer_udp_force_tcp() {
         // The TCP connection is reused.
         s.dig(&["z.b.example", "A"]);
         assert!(f.queries().last().expect("q").tcp, "{be}");
+        assert_nothing_in_flight(mport, be);
     }
 }
 
@@ -415,21 +419,19 @@ fn forward_next_failover_and_stanzas() {
         let sf = Fake::start(Mode::Rcode(2), 2);
         let good = Fake::start(Mode::Answer, 3);
         let nodata = Fake::start(Mode::Nodata, 4);
-        let s = TestServer::start(
-            &format!(
-                "next.example:{{port}} {{\n forward . {nx} {{\n  next NXDOMAIN\n }}\n forward . {good}\n}}\n\
+        let (conf, mport) = with_metrics(&format!(
+            "next.example:{{port}} {{\n forward . {nx} {{\n  next NXDOMAIN\n }}\n forward . {good}\n}}\n\
                  nonext.example:{{port}} {{\n forward . {nx}\n}}\n\
                  fo.example:{{port}} {{\n forward . {sf} {nx} {good} {{\n  policy sequential\n  failover SERVFAIL NXDOMAIN\n }}\n}}\n\
                  nofo.example:{{port}} {{\n forward . {sf} {good} {{\n  policy sequential\n }}\n}}\n\
                  nodata.example:{{port}} {{\n forward . {nodata} {{\n  next_on_nodata\n }}\n forward . {good}\n}}\n\
                  sub.example:{{port}} {{\n forward sub.example {nx} {{\n  except a.sub.example sub.example\n }}\n forward . {good}\n}}\n",
-                nx = nx.addr(),
-                sf = sf.addr(),
-                good = good.addr(),
-                nodata = nodata.addr()
-            ),
-            be,
-        );
+            nx = nx.addr(),
+            sf = sf.addr(),
+            good = good.addr(),
+            nodata = nodata.addr()
+        ));
+        let s = TestServer::start(&conf, be);
         let out = s.dig(&["x.next.example", "A"]);
         assert_eq!(
             answers(&out),
@@ -468,6 +470,7 @@ fn forward_next_failover_and_stanzas() {
             "NOERROR",
             "{be}: sub.example in except: {out}"
         );
+        assert_nothing_in_flight(mport, be);
     }
 }
 
@@ -476,14 +479,12 @@ fn forward_one_dead_upstream_health_check_and_recovery() {
     for be in backends() {
         let dead = Fake::start(Mode::Drop, 1);
         let good = Fake::start(Mode::Answer, 2);
-        let s = TestServer::start(
-            &format!(
-                ".:{{port}} {{\n forward . {} {} {{\n  policy sequential\n  read_timeout 300ms\n  max_fails 1\n  health_check 100ms\n }}\n}}\n",
-                dead.addr(),
-                good.addr()
-            ),
-            be,
-        );
+        let (conf, mport) = with_metrics(&format!(
+            ".:{{port}} {{\n forward . {} {} {{\n  policy sequential\n  read_timeout 300ms\n  max_fails 1\n  health_check 100ms\n }}\n}}\n",
+            dead.addr(),
+            good.addr()
+        ));
+        let s = TestServer::start(&conf, be);
         let t0 = Instant::now();
         let out = s.dig(&["a.example.org", "A"]);
         assert_eq!(
@@ -539,6 +540,7 @@ fn forward_one_dead_upstream_health_check_and_recovery() {
                 .any(|q| q.question() == (".".into(), 2) && q.rd()),
             "{be}"
         );
+        assert_nothing_in_flight(mport, be);
     }
 }
 
@@ -550,13 +552,11 @@ fn forward_max_concurrent_refuses() {
     .expect("re");
     for be in backends() {
         let f = Fake::start(Mode::Delay(Duration::from_millis(800)), 5);
-        let s = TestServer::start(
-            &format!(
-                ".:{{port}} {{\n errors\n forward . {} {{\n  max_concurrent 2\n }}\n}}\n",
-                f.addr()
-            ),
-            be,
-        );
+        let (conf, mport) = with_metrics(&format!(
+            ".:{{port}} {{\n errors\n forward . {} {{\n  max_concurrent 2\n }}\n}}\n",
+            f.addr()
+        ));
+        let s = TestServer::start(&conf, be);
         let port = s.port;
         let handles: Vec<_> = (0..4)
             .map(|i| {
@@ -588,6 +588,7 @@ fn forward_max_concurrent_refuses() {
             .wait_line(|l| l.contains("concurrent queries exceeded maximum 2"))
             .expect("errors line");
         assert!(re.is_match(&l), "{be}: {l}");
+        assert_nothing_in_flight(mport, be);
     }
 }
 
@@ -614,15 +615,15 @@ fn forward_dns_over_tls() {
         let f = Fake::start_tls(Mode::Answer, 9, Some(Arc::clone(&cfg)));
         let dir = TempDir::new("dot");
         dir.write("ca.pem", &pem);
-        let s = TestServer::start(
+        let (conf, mport) = with_metrics(
             &format!(
                 "good.example:{{port}} {{\n forward . tls://127.0.0.1%dns.example.test:{p} {{\n  tls ca.pem\n }}\n}}\n\
                  wrongname.example:{{port}} {{\n errors\n forward . tls://127.0.0.1:{p} {{\n  tls ca.pem\n  tls_servername other.example.test\n  max_fails 0\n }}\n}}\n",
                 p = f.port
             )
             .replace("ca.pem", &dir.0.join("ca.pem").to_string_lossy()),
-            be,
         );
+        let s = TestServer::start(&conf, be);
         let out = s.dig(&["x.good.example", "A"]);
         assert_eq!(
             answers(&out),
@@ -636,6 +637,15 @@ fn forward_dns_over_tls() {
         assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
         let l = s.wait_line(|l| l.starts_with("[ERROR]")).expect("line");
         assert!(l.contains("x.wrongname.example. A: tls: "), "{be}: {l}");
+        // The DoT upstream's series is labelled tcp-tls.
+        assert!(
+            in_flight(mport)
+                .iter()
+                .any(|(l, _)| l.contains("proto=\"tcp-tls\"")),
+            "{be}: {:?}",
+            in_flight(mport)
+        );
+        assert_nothing_in_flight(mport, be);
     }
 }
 
@@ -656,14 +666,12 @@ fn forward_flood_to_dead_upstream_is_bounded_and_recovers() {
     for be in backends() {
         let dead = Fake::start(Mode::Drop, 1);
         let good = Fake::start(Mode::Answer, 2);
-        let s = TestServer::start(
-            &format!(
-                "dead.example:{{port}} {{\n forward . {} {{\n  read_timeout 500ms\n }}\n}}\nlive.example:{{port}} {{\n forward . {}\n}}\n",
-                dead.addr(),
-                good.addr()
-            ),
-            be,
-        );
+        let (conf, mport) = with_metrics(&format!(
+            "dead.example:{{port}} {{\n forward . {} {{\n  read_timeout 500ms\n }}\n}}\nlive.example:{{port}} {{\n forward . {}\n}}\n",
+            dead.addr(),
+            good.addr()
+        ));
+        let s = TestServer::start(&conf, be);
         let rss0 = rss_kib(s.child.id());
         let flood = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let target: SocketAddr = s.addr();
@@ -696,6 +704,14 @@ fn forward_flood_to_dead_upstream_is_bounded_and_recovers() {
             live_ok >= 3,
             "{be}: other zones keep answering during the flood ({live_ok})"
         );
+        // Queries are waiting on the dead upstream, within the bound (4,096 per
+        // upstream per worker).
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let waiting: f64 = in_flight(mport).iter().map(|(_, v)| v).sum();
+        assert!(
+            waiting > 0.0 && waiting <= (4096 * workers) as f64,
+            "{be}: {waiting} in flight"
+        );
         let rss1 = rss_kib(s.child.id());
         assert!(
             rss1 < rss0 + 200 * 1024,
@@ -710,8 +726,15 @@ fn forward_flood_to_dead_upstream_is_bounded_and_recovers() {
             ok = answers(&out) == ["back.dead.example. 60 IN A 192.0.2.1"];
         }
         assert!(ok, "{be}: recovered");
+        assert_nothing_in_flight(mport, be);
+        let full = scrape_metrics(mport).lines().find_map(|l| {
+            l.strip_prefix("ringdns_forward_in_flight_full_total ")?
+                .parse::<f64>()
+                .ok()
+        });
         println!(
-            "{be}: flood of {sent} queries, rss {rss0} KiB -> {rss1} KiB, live answers {live_ok}"
+            "{be}: flood of {sent} queries, rss {rss0} KiB -> {rss1} KiB, live answers {live_ok}, \
+             {waiting} in flight mid-flood, {full:?} attempts refused at the bound"
         );
     }
 }
@@ -722,13 +745,11 @@ fn forward_flood_to_dead_upstream_is_bounded_and_recovers() {
 fn forward_max_idle_conns_does_not_cap_queries_in_flight() {
     for be in backends() {
         let slow = Fake::start(Mode::Delay(Duration::from_millis(600)), 5);
-        let s = TestServer::start(
-            &format!(
-                ".:{{port}} {{\n forward . {} {{\n  max_idle_conns 1\n }}\n}}\n",
-                slow.addr()
-            ),
-            be,
-        );
+        let (conf, mport) = with_metrics(&format!(
+            ".:{{port}} {{\n forward . {} {{\n  max_idle_conns 1\n }}\n}}\n",
+            slow.addr()
+        ));
+        let s = TestServer::start(&conf, be);
         // The server is up (and the socket pool warm) before the burst.
         let out = s.dig(&["warm.example.org", "A"]);
         assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
@@ -756,6 +777,7 @@ fn forward_max_idle_conns_does_not_cap_queries_in_flight() {
             Some(u32::from(n)),
             "{be}: rcodes {rcodes:?}"
         );
+        assert_nothing_in_flight(mport, be);
     }
 }
 
@@ -820,6 +842,49 @@ fn from_one_socket(s: &TestServer, first_id: u16, names: &[String]) -> Vec<Optio
         .collect()
 }
 
+/// `conf` with a `prometheus` listener (on a free port, returned) in its first block.
+fn with_metrics(conf: &str) -> (String, u16) {
+    let mport = free_port();
+    let i = conf.find("{\n").expect("a block") + 2;
+    let conf = format!(
+        "{} prometheus 127.0.0.1:{mport}\n{}",
+        &conf[..i],
+        &conf[i..]
+    );
+    (conf, mport)
+}
+
+/// Every `ringdns_forward_queries_in_flight` series on the `prometheus` listener on
+/// `port`: (labels, value).
+fn in_flight(port: u16) -> Vec<(String, f64)> {
+    scrape_metrics(port)
+        .lines()
+        .filter_map(|l| l.strip_prefix("ringdns_forward_queries_in_flight{"))
+        .filter_map(|l| {
+            let (labels, v) = l.rsplit_once("} ")?;
+            Some((labels.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Nothing leaks: within 7 s (a query's 5 s budget, the deadline sweep) every
+/// upstream's pending table (the slab) and stream count is back to 0, on every
+/// worker.
+fn assert_nothing_in_flight(port: u16, what: &str) {
+    let until = Instant::now() + Duration::from_secs(7);
+    loop {
+        let series = in_flight(port);
+        if !series.is_empty() && series.iter().all(|(_, v)| *v == 0.0) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{what}: queries left in flight: {series:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The Prometheus text of the `prometheus` listener on `port`.
 fn scrape_metrics(port: u16) -> String {
     use std::io::{Read, Write};
@@ -844,13 +909,11 @@ fn forward_doh_post_http2_one_connection() {
         let up = DohServer::start(DohMode::Dns(Mode::Answer), 5, Arc::clone(&tls), false);
         let dir = TempDir::new("doh");
         let ca = ca_file(&dir, &pem);
-        let s = TestServer::start(
-            &format!(
-                ".:{{port}} {{\n errors\n forward . https://127.0.0.1:{} {{\n  tls {ca}\n }}\n}}\n",
-                up.port
-            ),
-            be,
-        );
+        let (conf, mport) = with_metrics(&format!(
+            ".:{{port}} {{\n errors\n forward . https://127.0.0.1:{} {{\n  tls {ca}\n }}\n}}\n",
+            up.port
+        ));
+        let s = TestServer::start(&conf, be);
         // One client socket: one worker, one HTTP/2 connection for all.
         let names: Vec<String> = (0..10).map(|i| format!("q{i}.example.org")).collect();
         for (i, r) in from_one_socket(&s, 4200, &names).iter().enumerate() {
@@ -905,6 +968,12 @@ fn forward_doh_post_http2_one_connection() {
             "{be}: {:?}",
             s.lines()
         );
+        let series = in_flight(mport);
+        assert!(
+            !series.is_empty() && series.iter().all(|(l, _)| l.contains("proto=\"https\"")),
+            "{be}: a DoH upstream's queries are counted as https: {series:?}"
+        );
+        assert_nothing_in_flight(mport, be);
     }
 }
 

@@ -42,7 +42,6 @@ use super::metrics;
 use super::proxy::{Fail, Local, Upstream, expired, unpack};
 use super::setup::{DohMethod, UpstreamConfig};
 use super::stream::{MAX_STREAMS, dial_tcp};
-use crate::server::CountGuard;
 use crate::wire::hdr;
 
 /// CoreDNS's `http.Client` timeout for DoH queries (whole attempt).
@@ -508,12 +507,11 @@ pub(super) async fn exchange(up: &Upstream, local: &Local, q: &mut [u8]) -> Resu
     let Some(doh) = &up.doh else {
         return Err(Fail::io("not a DNS-over-HTTPS upstream"));
     };
-    if local.streams.get() >= MAX_STREAMS {
+    if local.in_flight.streams.load(Ordering::Relaxed) >= MAX_STREAMS {
         metrics::PENDING_FULL.fetch_add(1, Ordering::Relaxed);
         return Err(Fail::Full);
     }
-    local.streams.set(local.streams.get() + 1);
-    let _busy = CountGuard(&local.streams);
+    let _busy = metrics::StreamGuard::new(&local.in_flight.streams);
     // RFC 8484 §4.1: ID 0 for cache friendliness.
     hdr::set_id(q, 0);
     let (req, p) = request(up, doh, doh.method, q)?;

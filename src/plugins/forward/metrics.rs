@@ -9,8 +9,8 @@
 //!
 //! CoreDNS: `plugin/forward/metrics.go`, `plugin/pkg/proxy/metrics.go`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 pub use crate::metrics::TIME_BUCKETS;
@@ -21,9 +21,70 @@ use crate::wire::types::rcode_name;
 pub static HEALTHCHECK_BROKEN: AtomicU64 = AtomicU64::new(0);
 /// `coredns_forward_max_concurrent_rejects_total`.
 pub static MAX_CONCURRENT_REJECTS: AtomicU64 = AtomicU64::new(0);
-/// ringdns-internal (not exported): upstream attempts refused because the
-/// worker's table of in-flight queries to that upstream was full.
+/// `ringdns_forward_in_flight_full_total` (a ringdns family): upstream attempts
+/// refused because the worker's table of queries in flight to that upstream was full.
 pub static PENDING_FULL: AtomicU64 = AtomicU64::new(0);
+
+/// One worker's queries in flight to one upstream. Only that worker writes it (a
+/// load and a store: no locked instruction on the query path); a scrape sums every
+/// worker's ([`collect`]: `ringdns_forward_queries_in_flight`).
+#[derive(Debug)]
+pub struct InFlight {
+    /// UDP queries holding a slot of the worker's pending tables (the slab).
+    pub udp: AtomicUsize,
+    /// TCP/TLS exchanges and DoH queries.
+    pub streams: AtomicUsize,
+    /// The `proto` label of `streams`: `tcp`, `tcp-tls` or `https`.
+    stream_proto: &'static str,
+}
+
+impl InFlight {
+    /// Counters labelled `stream_proto` for their stream half, not registered with
+    /// any upstream's series (tests).
+    pub fn new(stream_proto: &'static str) -> Self {
+        Self {
+            udp: AtomicUsize::new(0),
+            streams: AtomicUsize::new(0),
+            stream_proto,
+        }
+    }
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        Self::new("tcp")
+    }
+}
+
+/// Adds one to a counter of [`InFlight`] (its worker is the only writer).
+pub fn inc(c: &AtomicUsize) {
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+/// Takes one from a counter of [`InFlight`] (its worker is the only writer).
+pub fn dec(c: &AtomicUsize) {
+    c.store(
+        c.load(Ordering::Relaxed).saturating_sub(1),
+        Ordering::Relaxed,
+    );
+}
+
+/// Counts one stream exchange in flight until dropped.
+pub struct StreamGuard<'a>(&'a AtomicUsize);
+
+impl<'a> StreamGuard<'a> {
+    /// Counts one more on `c`.
+    pub fn new(c: &'a AtomicUsize) -> Self {
+        inc(c);
+        Self(c)
+    }
+}
+
+impl Drop for StreamGuard<'_> {
+    fn drop(&mut self) {
+        dec(self.0);
+    }
+}
 
 /// A histogram over [`TIME_BUCKETS`] (per-bucket counts, made cumulative when rendered).
 #[derive(Default)]
@@ -95,6 +156,8 @@ pub struct UpstreamMetrics {
     pub hc_failures: AtomicU64,
     hits: [AtomicU64; 3],
     misses: [AtomicU64; 3],
+    /// Every worker's in-flight counters (dropped with the worker's pools).
+    in_flight: Mutex<Vec<Weak<InFlight>>>,
 }
 
 impl UpstreamMetrics {
@@ -106,7 +169,44 @@ impl UpstreamMetrics {
             hc_failures: AtomicU64::new(0),
             hits: Default::default(),
             misses: Default::default(),
+            in_flight: Mutex::new(Vec::new()),
         }
+    }
+
+    /// New in-flight counters for one worker, summed into this upstream's
+    /// `ringdns_forward_queries_in_flight` while they live.
+    pub fn in_flight(&self, stream_proto: &'static str) -> Arc<InFlight> {
+        let c = Arc::new(InFlight::new(stream_proto));
+        let mut v = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        v.retain(|w| w.strong_count() > 0);
+        v.push(Arc::downgrade(&c));
+        c
+    }
+
+    /// Queries in flight over every worker, per `proto` label (`udp` and `tcp` for
+    /// plain DNS, `tcp-tls` for DoT, `https` for DoH); empty before any worker has
+    /// used this upstream.
+    pub fn in_flight_now(&self) -> Vec<(&'static str, usize)> {
+        let v = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Vec<(&'static str, usize)> = Vec::new();
+        let mut count =
+            |proto: &'static str, n: usize| match out.iter_mut().find(|(p, _)| *p == proto) {
+                Some((_, t)) => *t += n,
+                None => out.push((proto, n)),
+            };
+        for c in v.iter().filter_map(Weak::upgrade) {
+            if c.stream_proto == "tcp" {
+                count("udp", c.udp.load(Ordering::Relaxed));
+            }
+            count(c.stream_proto, c.streams.load(Ordering::Relaxed));
+        }
+        out
     }
 
     /// `coredns_proxy_request_duration_seconds{rcode}`.
@@ -176,6 +276,9 @@ const H_HITS: &str = "Counter of connection cache hits per upstream and protocol
 const H_MISSES: &str = "Counter of connection cache misses per upstream and protocol.";
 const H_HC: &str = "Counter of the number of failed healthchecks.";
 const H_DUR: &str = "Histogram of the time each request took.";
+const H_IN_FLIGHT: &str =
+    "Queries waiting on an upstream (every worker), by transport (ringdns; not in CoreDNS).";
+const H_FULL: &str = "Counter of upstream attempts refused because a worker's table of queries in flight to that upstream was full (ringdns; not in CoreDNS).";
 
 /// Adds forward's families to `f` (a [`crate::metrics::Contributor`]); replaces
 /// the zero placeholders of the two always-present counters.
@@ -207,6 +310,9 @@ pub fn collect(f: &mut Families) {
             v.load(Ordering::Relaxed) as f64,
         );
     }
+    let name = "ringdns_forward_in_flight_full_total";
+    let full = PENDING_FULL.load(Ordering::Relaxed) as f64;
+    add(f, name, H_FULL, "counter", "", &[], full);
     for m in &reg {
         let to = m.to.as_str();
         for p in [ConnProto::Udp, ConnProto::Tcp, ConnProto::TcpTls] {
@@ -220,6 +326,11 @@ pub fn collect(f: &mut Families) {
                 let name = "coredns_proxy_conn_cache_misses_total";
                 add(f, name, H_MISSES, "counter", "", &l, mi as f64);
             }
+        }
+        for (proto, n) in m.in_flight_now() {
+            let l = [("proxy_name", "forward"), ("to", to), ("proto", proto)];
+            let name = "ringdns_forward_queries_in_flight";
+            add(f, name, H_IN_FLIGHT, "gauge", "", &l, n as f64);
         }
         let hc = m.hc_failures.load(Ordering::Relaxed);
         if hc > 0 {

@@ -83,7 +83,7 @@ fn pools(st: &Arc<Stanza>) -> Rc<WorkerPools> {
         let x = Rc::new(WorkerPools {
             id: st.id,
             stanza: Arc::downgrade(st),
-            ups: st.ups.iter().map(|_| Local::default()).collect(),
+            ups: st.ups.iter().map(|u| Local::new(u)).collect(),
         });
         v.push(Rc::clone(&x));
         x

@@ -15,7 +15,7 @@
 //!
 //! CoreDNS: `plugin/pkg/proxy/{proxy,connect,persistent}.go`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -28,7 +28,7 @@ use rustls::pki_types::ServerName;
 use tokio::time::Instant;
 
 use super::doh::{DohInfo, DohLocal};
-use super::metrics::{self, ConnProto, UpstreamMetrics};
+use super::metrics::{self, ConnProto, InFlight, UpstreamMetrics};
 use super::setup::{Scheme, UpstreamConfig};
 use super::stream::{Pooled, exchange_stream};
 use super::udp::{SlotGuard, UdpConn};
@@ -222,19 +222,39 @@ impl Upstream {
 #[derive(Default)]
 pub struct Local {
     udp: RefCell<VecDeque<Rc<UdpConn>>>,
-    /// UDP queries in flight, retired sockets included.
-    udp_inflight: Rc<Cell<usize>>,
     pub(super) tcp: RefCell<VecDeque<Pooled>>,
-    /// TCP/TLS exchanges and DoH queries in flight.
-    pub(super) streams: Cell<usize>,
+    /// Queries in flight: UDP (retired sockets included), and TCP/TLS exchanges and
+    /// DoH queries (`streams`); read by scrapes.
+    pub(super) in_flight: Arc<InFlight>,
     /// DoH connections.
     pub(super) doh: DohLocal,
 }
 
 impl Local {
+    /// A worker's pool for `up`, its in-flight counts part of `up`'s series.
+    pub fn new(up: &Upstream) -> Self {
+        let proto = if up.doh.is_some() {
+            "https"
+        } else {
+            up.conn_proto().as_str()
+        };
+        Self {
+            in_flight: up.metrics.in_flight(proto),
+            ..Self::default()
+        }
+    }
+
     /// Open UDP sockets and idle TCP/TLS connections (tests).
     pub fn counts(&self) -> (usize, usize) {
         (self.udp.borrow().len(), self.tcp.borrow().len())
+    }
+
+    /// UDP queries and stream exchanges in flight (tests).
+    pub fn in_flight(&self) -> (usize, usize) {
+        (
+            self.in_flight.udp.load(Ordering::Relaxed),
+            self.in_flight.streams.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -288,7 +308,7 @@ fn checkout_udp(up: &Upstream, local: &Local, now: Instant) -> Result<Rc<UdpConn
         0 => UDP_SOCKETS,
         n => n.min(UDP_SOCKETS),
     };
-    if local.udp_inflight.get() >= k_max() {
+    if local.in_flight.udp.load(Ordering::Relaxed) >= k_max() {
         metrics::PENDING_FULL.fetch_add(1, Ordering::Relaxed);
         return Err(Fail::Full);
     }
@@ -319,7 +339,7 @@ fn checkout_udp(up: &Upstream, local: &Local, now: Instant) -> Result<Rc<UdpConn
         return Err(Fail::Full);
     }
     up.metrics.miss(ConnProto::Udp);
-    let c = dial_udp(up, &local.udp_inflight)?;
+    let c = dial_udp(up, &local.in_flight)?;
     pool.push_back(Rc::clone(&c));
     Ok(c)
 }
@@ -332,7 +352,7 @@ fn unspecified(remote: SocketAddr) -> IpAddr {
     }
 }
 
-fn dial_udp(up: &Upstream, inflight: &Rc<Cell<usize>>) -> Result<Rc<UdpConn>, Fail> {
+fn dial_udp(up: &Upstream, inflight: &Arc<InFlight>) -> Result<Rc<UdpConn>, Fail> {
     let start = Instant::now();
     let r = up.cfg.addr;
     let bind = SocketAddr::new(up.opts.source.unwrap_or_else(|| unspecified(r)), 0);
@@ -348,7 +368,7 @@ fn dial_udp(up: &Upstream, inflight: &Rc<Cell<usize>>) -> Result<Rc<UdpConn>, Fa
     let dial_err = |e: io::Error| Fail::io(format!("{dial}: {}", go_op_err("connect", &e)));
     sock.connect(r).map_err(dial_err)?;
     let local = sock.local_addr().map_err(dial_err)?;
-    let conn = UdpConn::open(sock, local, r, Rc::clone(inflight)).map_err(dial_err)?;
+    let conn = UdpConn::open(sock, local, r, Arc::clone(inflight)).map_err(dial_err)?;
     up.update_dial(start.elapsed());
     Ok(conn)
 }

@@ -19,7 +19,6 @@ use tokio_rustls::client::TlsStream;
 
 use super::metrics;
 use super::proxy::{Fail, Local, Upstream, expired, go_op_err, random_id, unpack};
-use crate::server::CountGuard;
 use crate::wire::{HEADER_LEN, hdr};
 
 /// CoreDNS `maxTimeout`: the write deadline.
@@ -221,12 +220,11 @@ pub(super) async fn exchange_stream(
     local: &Local,
     q: &mut [u8],
 ) -> Result<Vec<u8>, Fail> {
-    if local.streams.get() >= MAX_STREAMS {
+    if local.in_flight.streams.load(Ordering::Relaxed) >= MAX_STREAMS {
         metrics::PENDING_FULL.fetch_add(1, Ordering::Relaxed);
         return Err(Fail::Full);
     }
-    local.streams.set(local.streams.get() + 1);
-    let _busy = CountGuard(&local.streams);
+    let _busy = metrics::StreamGuard::new(&local.in_flight.streams);
     let proto = up.conn_proto();
     let (mut pc, cached) = match checkout_tcp(up, local) {
         Some(pc) => {

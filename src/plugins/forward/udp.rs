@@ -21,6 +21,7 @@ use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 use slab::Slab;
@@ -28,6 +29,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
+use super::metrics::{self, InFlight};
 use super::proxy::{Fail, go_op_err, random_id};
 use crate::server::bufpool::Buf;
 use crate::wire::{HEADER_LEN, hdr};
@@ -120,7 +122,7 @@ pub struct UdpConn {
     pub created: Instant,
     st: RefCell<State>,
     /// Queries in flight on every socket of this pool (the pool's bound).
-    inflight: Rc<Cell<usize>>,
+    inflight: Arc<InFlight>,
     /// A tokio socket's queries queued while sends are batched ([`batch_sends`]): slot
     /// key, its registration, the query.
     outbox: RefCell<Vec<(usize, u32, Buf)>>,
@@ -169,7 +171,7 @@ impl UdpConn {
         sock: std::net::UdpSocket,
         local: SocketAddr,
         remote: SocketAddr,
-        inflight: Rc<Cell<usize>>,
+        inflight: Arc<InFlight>,
     ) -> io::Result<Rc<Self>> {
         if !crate::server::ring::active() {
             sock.set_nonblocking(true)?;
@@ -183,7 +185,7 @@ impl UdpConn {
         Ok(conn)
     }
 
-    fn new(io: Io, local: SocketAddr, remote: SocketAddr, inflight: Rc<Cell<usize>>) -> Self {
+    fn new(io: Io, local: SocketAddr, remote: SocketAddr, inflight: Arc<InFlight>) -> Self {
         let now = Instant::now();
         Self {
             io,
@@ -251,7 +253,7 @@ impl UdpConn {
         });
         st.ids.insert(id, key);
         st.deadlines.push_back((deadline, key, seq));
-        self.inflight.set(self.inflight.get() + 1);
+        metrics::inc(&self.inflight.udp);
         st.used = now;
         st.assigned += 1;
         Some((key, id))
@@ -265,7 +267,7 @@ impl UdpConn {
             if st.ids.get(&s.id) == Some(&key) {
                 st.ids.insert(s.id, RETIRED);
             }
-            self.inflight.set(self.inflight.get() - 1);
+            metrics::dec(&self.inflight.udp);
             if s.waker.is_some() {
                 self.sleeping(false);
             }
@@ -679,7 +681,7 @@ mod tests {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         sock.connect(remote).expect("connect");
         let local = sock.local_addr().expect("addr");
-        let conn = UdpConn::open(sock, local, remote, Rc::new(Cell::new(0))).expect("open");
+        let conn = UdpConn::open(sock, local, remote, Arc::default()).expect("open");
         (up, conn)
     }
 

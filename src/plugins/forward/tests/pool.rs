@@ -88,7 +88,7 @@ fn udp_sockets_are_shared_and_replies_matched_by_id() {
         0,
         Duration::from_secs(10),
     ));
-    let local = Rc::new(Local::default());
+    let local = Rc::new(Local::new(&up));
     let set = tokio::task::LocalSet::new();
     let results = set.block_on(&rt(), async {
         let mut hs = Vec::new();
@@ -117,6 +117,7 @@ fn udp_sockets_are_shared_and_replies_matched_by_id() {
     let (hits, misses) = up.metrics.conn_cache(metrics::ConnProto::Udp);
     assert_eq!(hits + misses, N as u64);
     assert_eq!(misses as usize, ports);
+    assert_eq!(local.in_flight(), (0, 0), "every slot released");
 }
 
 #[test]
@@ -130,7 +131,7 @@ fn udp_pending_table_is_bounded() {
         0,
         Duration::from_secs(10),
     ));
-    let local = Rc::new(Local::default());
+    let local = Rc::new(Local::new(&up));
     let total = proxy::UDP_SOCKETS * udp::SLOTS_PER_SOCKET + 100;
     let before = metrics::PENDING_FULL.load(Ordering::Relaxed);
     let set = tokio::task::LocalSet::new();
@@ -143,6 +144,15 @@ fn udp_pending_table_is_bounded() {
                 exchange(&up, &local, &mut q, Net::Udp).await
             }));
         }
+        // Every query has taken its slot (or been refused); none has timed out yet.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(local.in_flight(), (proxy::k_max(), 0));
+        let gauge = format!(
+            "ringdns_forward_queries_in_flight{{proto=\"udp\",proxy_name=\"forward\",to=\"{addr}\"}} {}",
+            proxy::k_max()
+        );
+        let t = metrics::render();
+        assert!(t.lines().any(|l| l == gauge), "missing {gauge}\n{t}");
         let (mut full, mut to) = (0, 0);
         for h in hs {
             match h.await.expect("join") {
@@ -156,6 +166,7 @@ fn udp_pending_table_is_bounded() {
     assert_eq!(timeouts, proxy::UDP_SOCKETS * udp::SLOTS_PER_SOCKET);
     assert_eq!(full, 100);
     assert!(metrics::PENDING_FULL.load(Ordering::Relaxed) >= before + 100);
+    assert_eq!(local.in_flight(), (0, 0), "every slot released");
     drop(hole);
 }
 
@@ -207,7 +218,7 @@ fn tcp_responder() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
 fn tcp_connections_are_reused_and_expire() {
     let (addr, conns) = tcp_responder();
     let up = upstream(addr, Duration::from_secs(2), 0, Duration::from_millis(300));
-    let local = Local::default();
+    let local = Local::new(&up);
     let rt = rt();
     for _ in 0..3 {
         let r = rt.block_on(async {
@@ -227,6 +238,7 @@ fn tcp_connections_are_reused_and_expire() {
     });
     assert!(r.is_ok());
     assert_eq!(conns.load(Ordering::Relaxed), 2);
+    assert_eq!(local.in_flight(), (0, 0));
 }
 
 #[test]
@@ -249,6 +261,15 @@ fn metrics_text() {
     m.hit(metrics::ConnProto::Udp);
     m.miss(metrics::ConnProto::Udp);
     m.hc_failures.fetch_add(2, Ordering::Relaxed);
+    // Two workers' counters are summed; a dropped one (its worker's pools gone)
+    // no longer counts.
+    let (w1, w2, w3) = (m.in_flight("tcp"), m.in_flight("tcp"), m.in_flight("tcp"));
+    metrics::inc(&w1.udp);
+    metrics::inc(&w1.udp);
+    metrics::inc(&w2.udp);
+    metrics::inc(&w2.streams);
+    metrics::inc(&w3.udp);
+    drop(w3);
     let t = metrics::render();
     for line in [
         "# HELP coredns_proxy_request_duration_seconds Histogram of the time each request took.",
@@ -263,6 +284,10 @@ fn metrics_text() {
         "coredns_proxy_healthcheck_failures_total{proxy_name=\"forward\",to=\"198.51.100.7:53\"} 2",
         "# TYPE coredns_forward_healthcheck_broken_total counter",
         "# HELP coredns_forward_max_concurrent_rejects_total Counter of the number of queries rejected because the concurrent queries were at maximum.",
+        "# TYPE ringdns_forward_queries_in_flight gauge",
+        "ringdns_forward_queries_in_flight{proto=\"udp\",proxy_name=\"forward\",to=\"198.51.100.7:53\"} 3",
+        "ringdns_forward_queries_in_flight{proto=\"tcp\",proxy_name=\"forward\",to=\"198.51.100.7:53\"} 1",
+        "# TYPE ringdns_forward_in_flight_full_total counter",
     ] {
         assert!(t.lines().any(|l| l == line), "missing {line}\n{t}");
     }
@@ -274,6 +299,18 @@ fn metrics_text() {
     let mut sorted = fams.clone();
     sorted.sort_unstable();
     assert_eq!(fams, sorted);
+    metrics::dec(&w1.udp);
+    metrics::dec(&w2.streams);
+    let t = metrics::render();
+    assert!(t.lines().any(|l| l == "ringdns_forward_queries_in_flight{proto=\"udp\",proxy_name=\"forward\",to=\"198.51.100.7:53\"} 2"), "{t}");
+    drop((w1, w2));
+    let t = metrics::render();
+    assert!(
+        !t.lines()
+            .any(|l| l.starts_with("ringdns_forward_queries_in_flight{")
+                && l.contains("198.51.100.7:53")),
+        "no worker uses the upstream: no series\n{t}"
+    );
 }
 
 #[test]
