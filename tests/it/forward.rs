@@ -1025,15 +1025,13 @@ fn forward_doh_tls_servername_and_http1_fallback() {
         let up = DohServer::start(DohMode::Dns(Mode::Answer), 8, Arc::clone(&tls), false);
         let dir = TempDir::new("doh");
         let ca = ca_file(&dir, &pem);
-        let s = TestServer::start(
-            &format!(
-                "good.example:{{port}} {{\n forward . https://127.0.0.1:{p} {{\n  tls {ca}\n  tls_servername dns.example.test\n }}\n}}\n\
+        let (conf, mport) = with_metrics(&format!(
+            "good.example:{{port}} {{\n forward . https://127.0.0.1:{p} {{\n  tls {ca}\n  tls_servername dns.example.test\n }}\n}}\n\
                  pct.example:{{port}} {{\n forward . https://127.0.0.1%dns.example.test:{p} {{\n  tls {ca}\n }}\n}}\n\
                  bad.example:{{port}} {{\n errors\n forward . https://127.0.0.1:{p} {{\n  tls {ca}\n  max_fails 0\n }}\n}}\n",
-                p = up.port
-            ),
-            be,
-        );
+            p = up.port
+        ));
+        let s = TestServer::start(&conf, be);
         let names: Vec<String> = (0..5).map(|i| format!("q{i}.good.example")).collect();
         for r in from_one_socket(&s, 1, &names) {
             let r = r.expect("reply");
@@ -1068,6 +1066,7 @@ fn forward_doh_tls_servername_and_http1_fallback() {
             up.port
         );
         assert!(l.starts_with(&want), "{be}: {l}");
+        assert_nothing_in_flight(mport, be);
     }
 }
 
@@ -1155,6 +1154,7 @@ fn forward_doh_http_error_failover_health_check_metrics() {
                 .any(|l| l.contains("conn_cache") && (l.contains(&g) || l.contains(&b))),
             "{be}: {m}"
         );
+        assert_nothing_in_flight(mport, be);
     }
 }
 
@@ -1172,15 +1172,13 @@ fn forward_doh_unreachable_and_hung_upstreams() {
         let (_hole, _queued, black) = black_hole_tcp();
         let dir = TempDir::new("doh");
         let ca = ca_file(&dir, &pem);
-        let s = TestServer::start(
-            &format!(
-                "dead.example:{{port}} {{\n errors\n forward . https://127.0.0.1:{dead} {{\n  tls {ca}\n }}\n}}\n\
+        let (conf, mport) = with_metrics(&format!(
+            "dead.example:{{port}} {{\n errors\n forward . https://127.0.0.1:{dead} {{\n  tls {ca}\n }}\n}}\n\
                  hung.example:{{port}} {{\n errors\n forward . https://127.0.0.1:{h} {{\n  tls {ca}\n  max_connect_attempts 1\n }}\n}}\n\
                  black.example:{{port}} {{\n errors\n forward . https://127.0.0.1:{black} {{\n  tls {ca}\n  max_connect_attempts 1\n }}\n}}\n",
-                h = hung.port
-            ),
-            be,
-        );
+            h = hung.port
+        ));
+        let s = TestServer::start(&conf, be);
         let t0 = Instant::now();
         let out = s.dig(&["x.dead.example", "A"]);
         assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
@@ -1217,6 +1215,8 @@ fn forward_doh_unreachable_and_hung_upstreams() {
                 s.lines()
             );
         }
+        // The hung upstream's streams ended with their queries.
+        assert_nothing_in_flight(mport, be);
     }
 }
 
