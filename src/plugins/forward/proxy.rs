@@ -568,6 +568,8 @@ pub fn check_udp_reply(m: &[u8]) -> Result<Buf, Fail> {
             Ok(out)
         }
         Ok(_) => Ok(crate::server::bufpool::copy_of(m)),
+        // Not even a header (the socket loops drop such datagrams before this).
+        Err(Malformed::Overflow(t)) if m.len() < HEADER_LEN => Err(Fail::io(t)),
         Err(Malformed::Overflow(_)) => {
             let mut out = crate::server::bufpool::copy_of(&m[..HEADER_LEN]);
             let f = hdr::flags(&out) | crate::wire::flags::TC;
