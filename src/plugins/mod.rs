@@ -265,7 +265,8 @@ impl Plugin {
 
     /// Whether this plugin opens non-IN classes on its listener (corefile-spec §7.3).
     pub fn opens_classes(&self) -> bool {
-        matches!(self, Self::Chaos(_))
+        // CoreDNS's server: `chaos`, `forward` and `proxy` (not in ringdns).
+        matches!(self, Self::Chaos(_) | Self::Forward(_))
     }
 
     /// Request hook.

@@ -255,6 +255,27 @@ fn forward_fault_modes_client_view() {
             4242,
             "{be}: upstream IDs are random"
         );
+        // Class CH is forwarded; an unknown EDNS option goes upstream but is not
+        // echoed back to the client (plugins.md, verified against CoreDNS).
+        let out = s.dig(&["+ednsopt=65001:abcd", "CH", "b2.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        let up = f.queries().last().expect("seen").clone();
+        assert_eq!(up.question(), ("b2.example.org.".into(), 1), "{be}");
+        assert_eq!(up.qclass(), 3, "{be}");
+        assert!(
+            up.msg
+                .windows(6)
+                .any(|w| w == [0xfd, 0xe9, 0, 2, 0xab, 0xcd]),
+            "{be}: the option goes upstream: {:02x?}",
+            up.msg
+        );
+        assert!(out.contains("; EDNS: version: 0"), "{be}: {out}");
+        assert!(
+            !out.lines()
+                .filter(|l| !l.contains("<<>>"))
+                .any(|l| l.contains("65001")),
+            "{be}: not echoed: {out}"
+        );
         f.set(Mode::WrongQuestion);
         let out = s.dig(&["c.example.org", "A"]);
         assert_eq!(dig_status(&out), "FORMERR", "{be}: {out}");

@@ -57,6 +57,10 @@ impl Seen {
         let (name, end) = read_name(&self.msg, 12);
         (name, u16::from_be_bytes([self.msg[end], self.msg[end + 1]]))
     }
+    pub fn qclass(&self) -> u16 {
+        let end = read_name(&self.msg, 12).1;
+        u16::from_be_bytes([self.msg[end + 2], self.msg[end + 3]])
+    }
 }
 
 fn read_name(m: &[u8], mut p: usize) -> (String, usize) {
