@@ -121,6 +121,21 @@ impl Active {
         }
     }
 
+    /// The plugins' shutdown callbacks that log: *errors* writes its pending
+    /// `consolidate` summaries (CoreDNS runs them on final shutdown and, for the old
+    /// instance, on reload).
+    pub fn flush_logs(&self) {
+        for l in &self.listeners {
+            for c in &l.chains {
+                for p in &c.plugins {
+                    if let Plugin::Errors(e) = p {
+                        e.stop();
+                    }
+                }
+            }
+        }
+    }
+
     /// The listener with `label`.
     pub fn find(&self, label: &str) -> Option<&ListenerRt> {
         self.listeners.iter().find(|l| &*l.label == label)

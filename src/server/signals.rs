@@ -61,6 +61,8 @@ pub fn reload_with(
     clog::set_debug(active.config.blocks.iter().any(|b| b.settings.debug));
     ops::set_plugin_enabled(&active);
     shared.active.store(Arc::new(active));
+    // The old instance's shutdown callbacks: errors' pending summaries.
+    old.flush_logs();
     ops::ENDPOINTS.commit(&want, ops::handle);
     for (h, socks) in handles.iter().zip(new_socks) {
         if !socks.is_empty() {
@@ -111,6 +113,27 @@ fn reload_poll(shared: &Arc<Shared>, cli: &Cli, current: &mut String) -> Option<
     }
 }
 
+/// CoreDNS's shutdown callbacks on final shutdown (SIGTERM, SIGINT), in plugin.cfg
+/// order: *errors* writes its pending summaries, *ready* closes, then *health*'s
+/// lameduck while DNS keeps serving.
+async fn shutdown_callbacks(shared: &Arc<Shared>) {
+    let active = shared.active.load_full();
+    active.flush_logs();
+    ops::ENDPOINTS.stop_kind(crate::http::Kind::Ready);
+    let lameduck = ops::lameduck(&active.config);
+    if !lameduck.is_zero() {
+        clog::log(
+            clog::Level::Info,
+            Some("health"),
+            &format!(
+                "Going into lameduck mode for {}",
+                corefile::values::format_go_duration(lameduck)
+            ),
+        );
+        tokio::time::sleep(lameduck).await;
+    }
+}
+
 /// Runs the signal loop on the main thread until the process must exit.
 pub fn run(shared: &Arc<Shared>, handles: Vec<WorkerHandle>, cli: &Cli) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -154,18 +177,7 @@ pub fn run(shared: &Arc<Shared>, handles: Vec<WorkerHandle>, cli: &Cli) -> ExitC
             tokio::select! {
                 () = next(&mut term) => {
                     clog::info("SIGTERM: Shutting down servers then terminating");
-                    // Shutdown callbacks in plugin.cfg order: ready closes first,
-                    // then health's lameduck while DNS keeps serving.
-                    ops::ENDPOINTS.stop_kind(crate::http::Kind::Ready);
-                    let lameduck = ops::lameduck(&shared.active.load().config);
-                    if !lameduck.is_zero() {
-                        clog::log(
-                            clog::Level::Info,
-                            Some("health"),
-                            &format!("Going into lameduck mode for {}", corefile::values::format_go_duration(lameduck)),
-                        );
-                        tokio::time::sleep(lameduck).await;
-                    }
+                    shutdown_callbacks(shared).await;
                     shared.stop();
                     remove_pidfile(cli);
                     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -179,11 +191,14 @@ pub fn run(shared: &Arc<Shared>, handles: Vec<WorkerHandle>, cli: &Cli) -> ExitC
                 () = next(&mut int) => {
                     clog::info("SIGINT: Shutting down");
                     remove_pidfile(cli);
-                    shared.stop();
-                    // Shutdown callbacks run while a second SIGINT forces the exit.
+                    // The shutdown callbacks (lameduck included) run while a second
+                    // SIGINT forces the exit; then the process ends.
                     let done = async {
+                        shutdown_callbacks(shared).await;
+                        shared.stop();
+                        let deadline = std::time::Instant::now() + Duration::from_secs(5);
                         for h in &handles {
-                            while !h.thread.is_finished() {
+                            while !h.thread.is_finished() && std::time::Instant::now() < deadline {
                                 tokio::time::sleep(Duration::from_millis(10)).await;
                             }
                         }

@@ -609,6 +609,78 @@ fn sigquit_and_double_sigint() {
             s.lines()
                 .contains(&"[INFO] SIGINT: Shutting down".to_owned())
         );
+        // SIGINT runs the shutdown callbacks too: health's lameduck, DNS answering
+        // meanwhile; a second SIGINT then forces the exit (status 2).
+        let hport = free_port();
+        let mut s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n health 127.0.0.1:{hport} {{\n  lameduck 3s\n }}\n whoami\n}}\n"
+            ),
+            be,
+        );
+        s.signal(Signal::SIGINT);
+        s.wait_line(|l| l == "[INFO] plugin/health: Going into lameduck mode for 3s")
+            .expect("lameduck on SIGINT");
+        assert_eq!(dig_status(&s.dig(&["x.example", "A"])), "NOERROR", "{be}");
+        s.signal(Signal::SIGINT);
+        assert_eq!(s.wait_exit(Duration::from_secs(5)), Some(2), "{be}");
+        assert!(
+            s.lines().contains(&"[INFO] SIGINT: Force quit".to_owned()),
+            "{be}: {:?}",
+            s.lines()
+        );
+        // Without a second signal the lameduck runs out and the exit status is 0.
+        let mut s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n health 127.0.0.1:{} {{\n  lameduck 1s\n }}\n whoami\n}}\n",
+                free_port()
+            ),
+            be,
+        );
+        let t0 = std::time::Instant::now();
+        s.signal(Signal::SIGINT);
+        assert_eq!(s.wait_exit(Duration::from_secs(5)), Some(0), "{be}");
+        assert!(
+            t0.elapsed() >= Duration::from_millis(900),
+            "{be}: {:?}",
+            t0.elapsed()
+        );
+    }
+}
+
+/// *errors* writes a pending `consolidate` summary when its instance shuts down: on
+/// SIGTERM, and for the old instance on a reload (CoreDNS's OnShutdown callback).
+#[test]
+fn errors_consolidate_summary_flushed_on_shutdown_and_reload() {
+    for be in backends() {
+        let dead = free_port();
+        let mut s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n errors {{\n  consolidate 30s \".* connection refused$\"\n }}\n forward . 127.0.0.1:{dead}\n}}\n"
+            ),
+            be,
+        );
+        let want =
+            "[ERROR] plugin/errors: 2 errors like '.* connection refused$' occurred in last 30s";
+        for n in ["a.example", "b.example"] {
+            assert_eq!(dig_status(&s.dig(&[n, "A"])), "SERVFAIL", "{be}");
+        }
+        // A reload ends the old instance: its summary is written then.
+        s.signal(Signal::SIGUSR1);
+        s.wait_line(|l| l == "[INFO] Reloading complete")
+            .expect("reload");
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+        for n in ["c.example", "d.example"] {
+            assert_eq!(dig_status(&s.dig(&[n, "A"])), "SERVFAIL", "{be}");
+        }
+        s.signal(Signal::SIGTERM);
+        assert_eq!(s.wait_exit(Duration::from_secs(8)), Some(0), "{be}");
+        let n = s.lines().iter().filter(|l| *l == want).count();
+        assert_eq!(n, 2, "{be}: {:?}", s.lines());
     }
 }
 
