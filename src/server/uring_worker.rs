@@ -84,6 +84,7 @@ pub fn engine_config(shared: &Shared) -> EngineConfig {
         send_slots: 4096,
         udp_send_size: 65535,
         max_tcp_conns: 16_384,
+        tcp_read_timeout: t.read,
         tcp_idle_timeout: t.idle,
         tcp_write_timeout: t.write,
         ..EngineConfig::default()

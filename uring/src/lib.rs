@@ -131,7 +131,11 @@ pub struct EngineConfig {
     /// Bytes queued for one TCP connection (replies with their length prefixes) before the
     /// engine gives up on a client that doesn't read and closes it.
     pub max_tcp_queue: usize,
-    /// A TCP connection with no data for this long is closed (CoreDNS's idle timeout, 10s).
+    /// A new TCP connection that sends no complete message for this long is closed
+    /// (CoreDNS's read timeout, 3s).
+    pub tcp_read_timeout: Duration,
+    /// After its first message, a TCP connection with no data for this long is closed
+    /// (CoreDNS's idle timeout, 10s).
     pub tcp_idle_timeout: Duration,
     /// A TCP write that makes no progress for this long closes the connection (CoreDNS's
     /// write timeout, 5s).
@@ -149,6 +153,7 @@ impl Default for EngineConfig {
             max_tcp_conns: 1024,
             max_tcp_msg: 65535,
             max_tcp_queue: 4 * 65536,
+            tcp_read_timeout: Duration::from_secs(3),
             tcp_idle_timeout: Duration::from_secs(10),
             tcp_write_timeout: Duration::from_secs(5),
         }

@@ -88,6 +88,8 @@ struct Core {
     recv_hdr: Box<libc::msghdr>,
     backoff_ts: Box<types::Timespec>,
     idle_ts: Box<types::Timespec>,
+    /// The first-message `LinkTimeout` of a TCP `Recv` (CoreDNS's read timeout).
+    read_ts: Box<types::Timespec>,
     write_ts: Box<types::Timespec>,
     udp: Vec<udp::UdpSock>,
     /// Upstream sockets, and the slots free for reuse.
@@ -219,6 +221,7 @@ fn normalize(mut cfg: EngineConfig) -> EngineConfig {
     cfg.udp_send_size = cfg.udp_send_size.clamp(1, 65535);
     cfg.max_tcp_msg = cfg.max_tcp_msg.clamp(1, 65535);
     cfg.max_tcp_queue = cfg.max_tcp_queue.max(cfg.max_tcp_msg + 2);
+    cfg.tcp_read_timeout = cfg.tcp_read_timeout.max(Duration::from_millis(1));
     cfg.tcp_idle_timeout = cfg.tcp_idle_timeout.max(Duration::from_millis(1));
     cfg.tcp_write_timeout = cfg.tcp_write_timeout.max(Duration::from_millis(1));
     cfg
@@ -267,6 +270,7 @@ impl Engine {
             cq_capacity,
             backoff_ts: Box::new(BACKOFF.into()),
             idle_ts: Box::new(cfg.tcp_idle_timeout.into()),
+            read_ts: Box::new(cfg.tcp_read_timeout.into()),
             write_ts: Box::new(cfg.tcp_write_timeout.into()),
             cfg,
             inflight: 0,
@@ -563,7 +567,12 @@ impl Engine {
                 &mut core.recv_hdr,
                 Box::new(recv_template(0)),
             ));
-            for ts in [&mut core.backoff_ts, &mut core.idle_ts, &mut core.write_ts] {
+            for ts in [
+                &mut core.backoff_ts,
+                &mut core.idle_ts,
+                &mut core.read_ts,
+                &mut core.write_ts,
+            ] {
                 std::mem::forget(std::mem::take(ts));
             }
         }

@@ -54,6 +54,8 @@ struct Conn {
     send: bool,
     /// Link timeouts whose completion has not arrived.
     timers: u32,
+    /// A whole message has arrived: reads wait the idle timeout, not the first read's.
+    got_msg: bool,
 }
 
 impl Conn {
@@ -70,6 +72,7 @@ impl Conn {
             recv: false,
             send: false,
             timers: 0,
+            got_msg: false,
         }
     }
 
@@ -244,6 +247,7 @@ impl Core {
         c.out.clear();
         c.out_sent = 0;
         c.pending.clear();
+        c.got_msg = false;
         let id = ConnId {
             idx: cidx,
             generation: c.generation,
@@ -275,6 +279,7 @@ impl Core {
             return Ok(());
         }
         let fd = c.fd();
+        let first = !c.got_msg;
         let spare = &mut c.rbuf[c.filled..];
         if spare.is_empty() {
             return Err(io::ErrorKind::OutOfMemory.into());
@@ -282,7 +287,8 @@ impl Core {
         let recv = opcode::Recv::new(types::Fd(fd), spare.as_mut_ptr(), spare.len() as u32)
             .build()
             .user_data(ring::tag(Kind::TcpRecv, cidx));
-        let timer = opcode::LinkTimeout::new(&*self.idle_ts)
+        let ts: &types::Timespec = if first { &self.read_ts } else { &self.idle_ts };
+        let timer = opcode::LinkTimeout::new(ts)
             .build()
             .user_data(ring::tag(Kind::TcpRecvTimer, cidx));
         // SAFETY: `rbuf[filled..]` is not accessed, resized or freed while `recv` is set, which
@@ -408,6 +414,7 @@ impl Core {
         let c = &mut self.conns.slots[cidx as usize];
         c.rbuf = rbuf;
         c.filled = filled - start;
+        c.got_msg |= delivered > 0;
         if malformed {
             self.stats.tcp_malformed += 1;
             self.abort_conn(cidx, true);
