@@ -41,7 +41,16 @@ pub fn size_and_do(resp: &mut Vec<u8>, req: &Request<'_>, udp_size: Option<u16>)
     let client_ttl =
         (u32::from(opt.ext_rcode) << 24) | (u32::from(opt.version) << 16) | u32::from(opt.flags);
     match find_opt(resp) {
-        Some((_, fixed, _)) => {
+        Some((start, fixed, end)) => {
+            // The OPT's owner is the root (miekg writes `.`): an upstream's other name
+            // is replaced when the OPT ends the message (nothing after it can point
+            // into its owner).
+            let fixed = if fixed - start != 1 && end == resp.len() {
+                resp.splice(start..fixed, [0]);
+                start + 1
+            } else {
+                fixed
+            };
             resp[fixed + 2..fixed + 4].copy_from_slice(&size.to_be_bytes());
             // Version 0 and the request's DO; the extended rcode stays (CoreDNS clears
             // it here, then miekg's Pack writes the message's full rcode back).
@@ -178,5 +187,19 @@ mod tests {
         size_and_do(&mut resp, &req, None);
         let (_, fixed, _) = find_opt(&resp).expect("opt");
         assert_eq!(crate::wire::be32(&resp, fixed + 4), 0x0000_8000);
+        // An upstream's OPT owned by another name than the root: owned by `.` after
+        // (as miekg writes every OPT), the rest unchanged.
+        let mut resp = message(0x8180);
+        resp.extend_from_slice(b"\x01x\x00\x00\x29\x10\x00\x00\x00\x00\x00\x00\x00");
+        hdr::set_count(&mut resp, 3, 1);
+        let before = resp.len();
+        size_and_do(&mut resp, &req, None);
+        let (start, fixed, end) = find_opt(&resp).expect("opt");
+        assert_eq!(
+            (fixed - start, end, resp.len()),
+            (1, before - 2, before - 2)
+        );
+        assert_eq!(resp[start], 0);
+        assert_eq!(be16(&resp, fixed + 2), 1232);
     }
 }

@@ -181,7 +181,7 @@ impl Request<'_> {
 /// How the server must answer a message that is not a plain query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reject {
-    /// FORMERR (1) or NOTIMP (4).
+    /// FORMERR (1), NOTIMP (4), or SERVFAIL (2) for a message without a question.
     pub rcode: u8,
     /// Offset past the question when the question was unpacked (it is echoed).
     pub question_end: Option<usize>,
@@ -231,6 +231,14 @@ pub fn parse_query(msg: &[u8]) -> Verdict<'_> {
     if qd != 1 || an > 1 || ns > 1 || ar > 2 {
         return Verdict::Reject(Reject {
             rcode: 1,
+            question_end: None,
+        });
+    }
+    if msg.len() == HEADER_LEN {
+        // miekg unpacks a bare header as a message with no sections, whatever its
+        // counts; CoreDNS's server answers a message without a question SERVFAIL.
+        return Verdict::Reject(Reject {
+            rcode: 2,
             question_end: None,
         });
     }
@@ -337,6 +345,21 @@ impl Reject {
     pub fn write(&self, msg: &[u8], out: &mut Vec<u8>) {
         out.clear();
         let f = hdr::flags(msg);
+        if self.rcode == 2 {
+            // No question: miekg's `SetRcode` (`SetReply`): ID, QR, the opcode, and
+            // RD and CD only for a QUERY; no sections.
+            let opcode = hdr::opcode(msg);
+            let copied = if opcode == 0 {
+                f & (flags::RD | flags::CD)
+            } else {
+                0
+            };
+            let nf = flags::QR | (u16::from(opcode) << 11) | copied | 2;
+            out.extend_from_slice(&msg[0..2]);
+            out.extend_from_slice(&nf.to_be_bytes());
+            out.extend_from_slice(&[0; 8]);
+            return;
+        }
         let keep = flags::TC | flags::RD | flags::RA | flags::AD | flags::CD;
         let opcode = if self.rcode == 4 {
             u16::from(hdr::opcode(msg))

@@ -69,6 +69,32 @@ fn accept_filter() {
         panic!()
     };
     assert_eq!((r.rcode, r.question_end), (1, None));
+    // A bare header that passes the filter (QDCOUNT 1) unpacks as a message without a
+    // question: SERVFAIL as CoreDNS's `SetRcode` builds it (RD and CD copied for a
+    // QUERY only, the opcode kept, no sections).
+    let q = [0x11, 0x11, 0x01 | 0x04, 0x10 | 0x20, 0, 1, 0, 0, 0, 0, 0, 1];
+    let Verdict::Reject(r) = parse_query(&q) else {
+        panic!()
+    };
+    let mut out = Vec::new();
+    r.write(&q, &mut out);
+    assert_eq!(out, [0x11, 0x11, 0x81, 0x12, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let notify = [0x11, 0x12, (4 << 3) | 0x01, 0x10, 0, 1, 0, 0, 0, 0, 0, 0];
+    let Verdict::Reject(r) = parse_query(&notify) else {
+        panic!()
+    };
+    r.write(&notify, &mut out);
+    assert_eq!(
+        out,
+        [0x11, 0x12, 0x80 | (4 << 3), 0x02, 0, 0, 0, 0, 0, 0, 0, 0]
+    );
+    // QDCOUNT 0 stays FORMERR (the accept filter).
+    let mut zero = q;
+    zero[5] = 0;
+    assert!(matches!(
+        parse_query(&zero),
+        Verdict::Reject(Reject { rcode: 1, .. })
+    ));
 }
 
 #[test]
