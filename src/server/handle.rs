@@ -3,7 +3,7 @@
 //! scrub (corefile-spec.md §7–8). Shared by every transport and both backends.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use super::route::{Route, Routes};
@@ -68,6 +68,28 @@ pub struct Meta {
     pub now: Instant,
 }
 
+/// Counts a query the server answered itself before any chain (no question, the class
+/// gate, no block for the name) as CoreDNS's server does: `zone="dropped"`, no
+/// `plugin`, the rcode written.
+fn report_dropped(l: &ListenerRt, m: &Meta, req: Option<&Request<'_>>, len: usize, resp: &[u8]) {
+    static DROPPED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("dropped"));
+    crate::metrics::report(
+        &l.label,
+        &DROPPED,
+        "",
+        crate::metrics::Report {
+            tcp: m.proto == Proto::Tcp,
+            v6: m.peer.is_ipv6(),
+            do_bit: req.and_then(|r| r.opt).is_some_and(|o| o.do_bit()),
+            qtype: req.map_or(0, |r| r.qtype),
+            req_size: req.map_or(len, Request::size),
+            resp_size: resp.len(),
+            rcode: u16::from(crate::wire::hdr::rcode(resp)),
+            secs: m.now.elapsed().as_secs_f64(),
+        },
+    );
+}
+
 /// Handles one received message; the reply (if any) is left in `resp`.
 pub fn handle(
     l: &ListenerRt,
@@ -86,6 +108,11 @@ pub fn handle(
         Verdict::Ignore => return Outcome::Drop,
         Verdict::Reject(rj) => {
             rj.write(data, resp);
+            // FORMERR and NOTIMP come from miekg's accept filter, before the server;
+            // a message without a question reaches the server, which counts it.
+            if rj.rcode == 2 {
+                report_dropped(l, &m, None, data.len(), resp);
+            }
             return Outcome::Reply;
         }
     };
@@ -93,6 +120,7 @@ pub fn handle(
     if req.qclass != 1 && !l.class_open {
         bare_reply(resp, &req, 5);
         scrub::size_and_do(resp, &req, None);
+        report_dropped(l, &m, Some(&req), data.len(), resp);
         return Outcome::Reply;
     }
     // EDNS version.
@@ -115,6 +143,7 @@ pub fn handle(
             m.proto,
             m.peer.is_ipv6(),
         );
+        report_dropped(l, &m, Some(&req), data.len(), resp);
         return Outcome::Reply;
     };
     let chain = &l.chains[b];

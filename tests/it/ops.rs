@@ -150,6 +150,73 @@ fn metrics_match_recorded_coredns() {
     }
 }
 
+/// Queries the server answers itself before any chain are counted as CoreDNS's server
+/// counts them: `zone="dropped"`, `plugin=""` (no block for the name, the class gate,
+/// a message without a question).
+#[test]
+fn metrics_count_dropped_queries() {
+    for be in backends() {
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!("example.org:{{port}} {{\n prometheus 127.0.0.1:{mport}\n whoami\n}}\n"),
+            be,
+        );
+        assert_eq!(
+            dig_status(&s.dig(&["a.other.test", "A"])),
+            "REFUSED",
+            "{be}"
+        );
+        assert_eq!(
+            dig_status(&s.dig(&["CH", "x.example.org", "TXT"])),
+            "REFUSED",
+            "{be}"
+        );
+        let bare = [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        let r = s.udp_raw(&bare, Duration::from_secs(2)).expect("reply");
+        assert_eq!(r[3] & 0x0f, 2, "{be}: SERVFAIL");
+        assert_eq!(
+            dig_status(&s.dig(&["a.example.org", "A"])),
+            "NOERROR",
+            "{be}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let (_, _, body) = http(mport, "GET", "/metrics").expect("scrape");
+        let p = s.port;
+        for line in [
+            format!(
+                "coredns_dns_requests_total{{family=\"1\",proto=\"udp\",server=\"dns://:{p}\",type=\"A\",view=\"\",zone=\"dropped\"}} 1"
+            ),
+            format!(
+                "coredns_dns_requests_total{{family=\"1\",proto=\"udp\",server=\"dns://:{p}\",type=\"TXT\",view=\"\",zone=\"dropped\"}} 1"
+            ),
+            format!(
+                "coredns_dns_requests_total{{family=\"1\",proto=\"udp\",server=\"dns://:{p}\",type=\"other\",view=\"\",zone=\"dropped\"}} 1"
+            ),
+            format!(
+                "coredns_dns_responses_total{{plugin=\"\",rcode=\"REFUSED\",server=\"dns://:{p}\",view=\"\",zone=\"dropped\"}} 2"
+            ),
+            format!(
+                "coredns_dns_responses_total{{plugin=\"\",rcode=\"SERVFAIL\",server=\"dns://:{p}\",view=\"\",zone=\"dropped\"}} 1"
+            ),
+            format!(
+                "coredns_dns_request_duration_seconds_count{{server=\"dns://:{p}\",view=\"\",zone=\"dropped\"}} 3"
+            ),
+            format!(
+                "coredns_dns_requests_total{{family=\"1\",proto=\"udp\",server=\"dns://:{p}\",type=\"A\",view=\"\",zone=\"example.org.\"}} 1"
+            ),
+        ] {
+            assert!(
+                body.lines().any(|l| l == line),
+                "{be}: missing {line}\n{}",
+                body.lines()
+                    .filter(|l| l.contains("dropped"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+}
+
 #[test]
 fn health_ready_lameduck_and_reload() {
     for be in backends() {
