@@ -28,7 +28,22 @@ fn http(port: u16, method: &str, path: &str) -> Option<(u16, String, String)> {
 /// family -> (help, type, label-name sets, le values)
 type Shape = BTreeMap<String, (String, String, BTreeSet<Vec<String>>, BTreeSet<String>)>;
 
+/// Asserts what a Prometheus scrape rejects: a sample (name and labels) twice, or
+/// a family's HELP or TYPE twice.
+fn assert_each_sample_once(text: &str) {
+    let mut seen = BTreeSet::new();
+    for l in text.lines().filter(|l| !l.is_empty()) {
+        let key = if l.starts_with('#') {
+            l.splitn(4, ' ').take(3).collect::<Vec<_>>().join(" ")
+        } else {
+            l.rsplit_once(' ').map_or(l, |(m, _)| m).to_owned()
+        };
+        assert!(seen.insert(key), "repeated in the scrape: {l}\n{text}");
+    }
+}
+
 fn shape(text: &str) -> Shape {
+    assert_each_sample_once(text);
     let mut m: Shape = BTreeMap::new();
     for l in text.lines() {
         if let Some(r) = l.strip_prefix("# HELP ") {
@@ -560,6 +575,45 @@ fn metrics_forward_cache_match_recorded_family_by_family() {
             "{be}"
         );
         assert!(body.contains("coredns_cache_hits_total{server="), "{be}");
+    }
+}
+
+/// Every plugin with families of its own on one scrape (two *hosts* instances, forward,
+/// cache): each sample once, and hosts' reload gauge is the last reload, not 0.
+#[test]
+fn metrics_each_sample_once_with_every_contributor() {
+    let dir = TempDir::new("hostsmetrics");
+    let h1 = dir.write("h1", "192.0.2.1 one.example.\n");
+    let h2 = dir.write("h2", "192.0.2.2 two.example.\n192.0.2.3 three.example.\n");
+    for be in backends() {
+        let up = TestServer::start(".:{port} {\n whoami\n}\n", be);
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!(
+                "one.example:{{port}} {{\n hosts {}\n prometheus 127.0.0.1:{mport}\n}}\ntwo.example three.example:{{port}} {{\n hosts {}\n}}\n.:{{port}} {{\n forward . 127.0.0.1:{}\n cache 30\n}}\n",
+                h1.display(),
+                h2.display(),
+                up.port
+            ),
+            be,
+        );
+        assert!(s.dig(&["one.example", "A"]).contains("192.0.2.1"), "{be}");
+        s.dig(&["www.example.org", "A"]);
+        let (_, _, body) = http(mport, "GET", "/metrics").expect("scrape");
+        assert_each_sample_once(&body);
+        let stamp = body
+            .lines()
+            .find_map(|l| l.strip_prefix("coredns_hosts_reload_timestamp_seconds "))
+            .unwrap_or_else(|| panic!("{be}: no reload gauge\n{body}"));
+        assert!(stamp.parse::<f64>().is_ok_and(|v| v > 1e9), "{be}: {stamp}");
+        // CoreDNS counts a name and its reverse entry: 2 per line.
+        for (file, n) in [(&h1, 2), (&h2, 4)] {
+            let line = format!(
+                "coredns_hosts_entries{{hostsfile=\"{}\"}} {n}",
+                file.display()
+            );
+            assert!(body.contains(&line), "{be}: no {line}\n{body}");
+        }
     }
 }
 

@@ -91,6 +91,9 @@ fn metrics(f: &mut Families) {
             *n as f64,
         );
     }
+    // Replaces the zero placeholder `always_present` wrote: one sample, the
+    // last reload of any hosts file (CoreDNS's gauge is global).
+    f.remove("coredns_hosts_reload_timestamp_seconds");
     add(
         f,
         "coredns_hosts_reload_timestamp_seconds",
