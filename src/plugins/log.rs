@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use corefile::keys::fqdn;
 use corefile::{Diagnostic, Dispenser};
 
-use crate::chain::{Ctx, Flow, Status, client_write};
+use crate::chain::{Ctx, Flow, Proto, Status, client_write};
 use crate::clog;
 use crate::wire::{MsgIndex, Name, hdr, types};
 
@@ -373,13 +373,36 @@ impl Log {
         };
         // Nothing written and an error rcode: log the reply the server will send.
         let mut synth = Vec::new();
-        let msg: Option<&[u8]> = if ctx.written {
+        // CoreDNS's recorder keeps the message the scrub writer then truncates in
+        // place: the line shows the TC flag (and types what is left), while {rsize}
+        // is the size before.
+        let mut truncated = Vec::new();
+        let udp_limit = usize::from(ctx.st.udp_size.unwrap_or(0).max(512));
+        if ctx.written && ctx.proto == Proto::Udp && ctx.resp.len() > udp_limit {
+            truncated.extend_from_slice(ctx.resp);
+            crate::server::scrub::scrub(
+                &mut truncated,
+                &mut Vec::new(),
+                &ctx.req,
+                ctx.st.udp_size,
+                ctx.proto,
+                ctx.peer.is_ipv6(),
+            );
+        }
+        let msg: Option<&[u8]> = if !truncated.is_empty() {
+            Some(&truncated[..])
+        } else if ctx.written {
             Some(&ctx.resp[..])
         } else if !client_write(st.rcode) {
             crate::wire::bare_reply(&mut synth, &ctx.req, st.rcode as u8);
             Some(&synth[..])
         } else {
             None
+        };
+        let rsize = if ctx.written {
+            ctx.resp.len()
+        } else {
+            msg.map_or(0, <[u8]>::len)
         };
         if !rule.all || ctx.meta.is_some() {
             let t = match msg.and_then(|m| MsgIndex::with(m, |idx| typify(m, idx))) {
@@ -397,7 +420,7 @@ impl Log {
             let mut line = l.borrow_mut();
             line.clear();
             line.push_str("[INFO] ");
-            render(&rule.segs, ctx, msg, &mut line);
+            render(&rule.segs, ctx, msg, rsize, &mut line);
             clog::raw(&line);
         });
     }
@@ -414,7 +437,7 @@ fn push_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
-fn render(segs: &[Seg], ctx: &Ctx<'_>, msg: Option<&[u8]>, out: &mut String) {
+fn render(segs: &[Seg], ctx: &Ctx<'_>, msg: Option<&[u8]>, rsize: usize, out: &mut String) {
     for s in segs {
         match s {
             Seg::Lit(l) => out.push_str(l),
@@ -458,7 +481,7 @@ fn render(segs: &[Seg], ctx: &Ctx<'_>, msg: Option<&[u8]>, out: &mut String) {
                     }
                 },
                 Label::Rsize => {
-                    let _ = write!(out, "{}", msg.map_or(0, <[u8]>::len));
+                    let _ = write!(out, "{rsize}");
                 }
                 Label::Duration => {
                     let secs = ctx.st.start.elapsed().as_secs_f64();

@@ -174,15 +174,30 @@ fn truncation_keeps_29_of_40_records() {
     let db = dir.write("db", &z);
     for be in backends() {
         let s = TestServer::start(
-            &format!("example.org:{{port}} {{\n file {}\n}}\n", path(&db)),
+            &format!(
+                "example.org:{{port}} {{\n log . \"{{proto}}|{{>rflags}}|{{rsize}}\"\n file {}\n}}\n",
+                path(&db)
+            ),
             be,
         );
         let q = query(7, "big.example.org", 1, 1, None);
         let r = s.udp_raw(&q, Duration::from_secs(2)).expect("reply");
         assert_ne!(r[2] & 0x02, 0, "{be}: TC");
         assert_eq!(u16::from_be_bytes([r[6], r[7]]), 29, "{be}");
+        // The log line shows the reply the client got (CoreDNS's recorder holds the
+        // message the scrub truncates), with the size before the truncation.
+        let l = s
+            .wait_line(|l| l.starts_with("[INFO] udp|"))
+            .expect("udp line");
+        let f: Vec<&str> = l.trim_start_matches("[INFO] ").split('|').collect();
+        assert_eq!(f[1], "qr,aa,tc,rd", "{be}: {l}");
+        assert!(f[2].parse::<usize>().is_ok_and(|n| n > 512), "{be}: {l}");
         let out = s.dig(&["+tcp", "big.example.org", "A"]);
         assert_eq!(section(&out, "ANSWER").len(), 40, "{be}");
+        let l = s
+            .wait_line(|l| l.starts_with("[INFO] tcp|"))
+            .expect("tcp line");
+        assert!(l.starts_with("[INFO] tcp|qr,aa,rd|"), "{be}: {l}");
     }
 }
 
