@@ -647,6 +647,20 @@ fn secondary_transfers_from_knot_and_follows_notify() {
         );
         let _ = child.kill();
         let _ = child.wait();
+        // Transfer and NOTIFY lines come from the file package in CoreDNS.
+        let mut log = String::new();
+        if let Some(mut out) = child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut out, &mut log);
+        }
+        for want in [
+            format!(
+                "[INFO] plugin/file: Transferred: example.org. from 127.0.0.1:{}",
+                knot.port
+            ),
+            "[INFO] plugin/file: Notify from 127.0.0.1 for example.org.: checking transfer".into(),
+        ] {
+            assert!(log.lines().any(|l| l == want), "{be}: no {want}\n{log}");
+        }
     }
 }
 
@@ -668,13 +682,18 @@ fn secondary_without_primary_servfails_and_retries() {
 
 #[test]
 fn auto_serves_a_directory() {
+    // `zones` links to `real`; the server's working directory is a sibling of `dir`
+    // (both under the temporary directory), so `directory` can be relative.
     let dir = TempDir::new("auto");
-    dir.write("db.example.org", ZONE);
+    let real = dir.0.join("real");
+    std::fs::create_dir(&real).expect("mkdir");
+    std::os::unix::fs::symlink("real", dir.0.join("zones")).expect("symlink");
+    let base = dir.0.file_name().and_then(|n| n.to_str()).expect("name");
     for be in backends() {
+        std::fs::write(real.join("db.example.org"), ZONE).expect("write");
         let s = TestServer::start(
             &format!(
-                ".:{{port}} {{\n auto {{\n  directory {}\n  reload 200ms\n }}\n}}\n",
-                path(&dir.0)
+                ".:{{port}} {{\n auto {{\n  directory ../{base}/zones\n  reload 200ms\n }}\n}}\n"
             ),
             be,
         );
@@ -683,14 +702,37 @@ fn auto_serves_a_directory() {
             vec!["web.example.org. 3600 IN A 192.0.2.20"],
             "{be}"
         );
-        dir.write(
-            "db.example.net",
-            "$TTL 60\n$ORIGIN example.net.\n@ SOA ns admin 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n",
+        // CoreDNS resolves the links of the directory (filepath.EvalSymlinks) and
+        // keeps a relative path relative; reloads are the file package's lines.
+        let file = format!("../{base}/real/db.example.org");
+        let want = format!("[INFO] plugin/auto: Inserting zone `example.org.' from: {file}");
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: no {want}: {:?}",
+            s.lines()
         );
+        std::fs::write(
+            real.join("db.example.org"),
+            zone_with_serial(2, "192.0.2.21"),
+        )
+        .expect("write");
+        let want = format!(
+            "[INFO] plugin/file: Successfully reloaded zone \"example.org.\" in \"{file}\" with 2 SOA serial"
+        );
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: no {want}: {:?}",
+            s.lines()
+        );
+        std::fs::write(
+            real.join("db.example.net"),
+            "$TTL 60\n$ORIGIN example.net.\n@ SOA ns admin 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n",
+        )
+        .expect("write");
         wait_for("new zone", Duration::from_secs(5), || {
             dig_status(&s.dig(&["ns.example.net", "A"])) == "NOERROR"
         });
-        std::fs::remove_file(dir.0.join("db.example.net")).expect("rm");
+        std::fs::remove_file(real.join("db.example.net")).expect("rm");
         wait_for("zone removed", Duration::from_secs(5), || {
             dig_status(&s.dig(&["ns.example.net", "A"])) == "REFUSED"
         });

@@ -163,15 +163,22 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<AutoConfig, Di
     Ok(AutoConfig { shared })
 }
 
-/// Files below `dir`, recursively, in lexical order (Go `filepath.Walk`).
+/// Files below `dir`, recursively, in lexical order (Go `filepath.Walk`): paths
+/// are `dir` joined and cleaned as Go's `filepath.Join`, and entries are typed
+/// without following links (a link to a directory is not walked into).
 fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
-    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut entries: Vec<PathBuf> = rd
+        .filter_map(|e| {
+            e.ok()
+                .map(|e| corefile::parse::clean(&dir.join(e.file_name())))
+        })
+        .collect();
     entries.sort();
     for p in entries {
-        match std::fs::metadata(&p) {
+        match std::fs::symlink_metadata(&p) {
             Ok(m) if m.is_dir() => walk_files(&p, out),
             Ok(_) => out.push(p),
             Err(e) => clog::log(
@@ -187,6 +194,63 @@ fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Go `filepath.EvalSymlinks`: `p` with every link resolved, cleaned. A relative
+/// path stays relative unless a link leads to an absolute one.
+fn eval_symlinks(p: &Path) -> std::io::Result<PathBuf> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    let parts = |p: &Path| -> Vec<std::ffi::OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_owned()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut rest: VecDeque<std::ffi::OsString> = parts(p).into();
+    let mut dest = if p.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        PathBuf::new()
+    };
+    let mut links = 0;
+    while let Some(c) = rest.pop_front() {
+        if c == ".." {
+            match dest.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    dest.pop();
+                }
+                Some(Component::RootDir) => {}
+                _ => dest.push(".."),
+            }
+            continue;
+        }
+        dest.push(&c);
+        let m = std::fs::symlink_metadata(&dest)?;
+        if !m.file_type().is_symlink() {
+            if !m.is_dir() && !rest.is_empty() {
+                return Err(std::io::Error::from(nix::errno::Errno::ENOTDIR));
+            }
+            continue;
+        }
+        links += 1;
+        if links > 255 {
+            return Err(std::io::Error::other("EvalSymlinks: too many links"));
+        }
+        let link = std::fs::read_link(&dest)?;
+        for c in parts(&link).into_iter().rev() {
+            rest.push_front(c);
+        }
+        if link.is_absolute() {
+            dest = PathBuf::from("/");
+        } else {
+            dest.pop();
+        }
+    }
+    Ok(corefile::parse::clean(&dest))
+}
+
 impl AutoShared {
     /// The origin a file name gives, if it matches (CoreDNS `matches`).
     fn origin_of(&self, base: &str) -> Option<String> {
@@ -199,7 +263,9 @@ impl AutoShared {
     /// CoreDNS `Auto.Walk`: loads new zones, keeps known ones (their file
     /// may move), drops zones whose file is gone.
     fn walk(&self) {
-        let dir = std::fs::canonicalize(&self.directory)
+        // Links resolved, as CoreDNS (a Kubernetes ConfigMap mount is one), but a
+        // relative directory stays relative in the paths logged.
+        let dir = eval_symlinks(Path::new(&self.directory))
             .unwrap_or_else(|_| PathBuf::from(&self.directory));
         let mut files = Vec::new();
         walk_files(&dir, &mut files);
@@ -239,7 +305,7 @@ impl AutoShared {
             }
             match zone::load_file(&clean, &name, None) {
                 Ok(z) => {
-                    super::file::log_skipped("auto", &z);
+                    super::file::log_skipped(&z);
                     let mut slot = ZoneSlot::new(&name, &clean);
                     slot.reload = self.reload;
                     slot.data.store(Some(Arc::new(z)));
@@ -300,7 +366,7 @@ impl AutoShared {
             };
             // Known zones reload on a changed serial, then the directory is walked.
             for s in a.table.load().order.iter() {
-                super::file::reload_slot("auto", s, &a.link);
+                super::file::reload_slot(s, &a.link);
             }
             a.walk();
             a.notify();

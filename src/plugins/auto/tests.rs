@@ -110,3 +110,44 @@ fn setup_errors() {
     );
     assert!(e("auto {\n foo\n}").ends_with("unknown property 'foo'"));
 }
+
+#[test]
+fn eval_symlinks_as_go() {
+    let base = std::env::temp_dir().join(format!("ringdns-evalsym-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(base.join("real/sub")).expect("mkdir");
+    std::os::unix::fs::symlink("real", base.join("rel")).expect("symlink");
+    std::os::unix::fs::symlink(base.join("real/sub"), base.join("abs")).expect("symlink");
+    std::os::unix::fs::symlink("loop2", base.join("loop1")).expect("symlink");
+    std::os::unix::fs::symlink("loop1", base.join("loop2")).expect("symlink");
+    std::fs::write(base.join("real/f"), "").expect("write");
+    let at = |p: &str| eval_symlinks(&base.join(p));
+    // Absolute in, absolute out; relative links replace the last name.
+    assert_eq!(at("rel/sub").expect("rel"), base.join("real/sub"));
+    assert_eq!(at("abs/../sub").expect("abs"), base.join("real/sub"));
+    assert_eq!(at("./real//sub/.").expect("clean"), base.join("real/sub"));
+    assert!(at("real/f/x").is_err(), "ENOTDIR");
+    assert!(at("missing").is_err());
+    assert!(
+        at("loop1")
+            .err()
+            .is_some_and(|e| e.to_string().contains("too many links"))
+    );
+    // A relative path without an absolute link stays relative: up from the
+    // working directory to the root, then down to `base`.
+    let cwd = std::env::current_dir().expect("cwd");
+    let mut up = PathBuf::new();
+    for _ in cwd.components().skip(1) {
+        up.push("..");
+    }
+    let rel = up.join(base.strip_prefix("/").expect("absolute"));
+    assert_eq!(
+        eval_symlinks(&rel.join("rel/sub")).expect("relative"),
+        rel.join("real/sub")
+    );
+    assert_eq!(
+        eval_symlinks(Path::new(".")).expect("dot"),
+        PathBuf::from(".")
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -186,8 +186,6 @@ pub(crate) fn answer(
 /// The zone-serving part of CoreDNS's `File.ServeDNS`, shared by *file* and
 /// *secondary*.
 pub struct ZoneServer {
-    /// Directive name (for logs).
-    pub name: &'static str,
     /// The zones.
     pub table: ArcSwap<ZoneTable>,
     /// `fallthrough`.
@@ -203,7 +201,6 @@ pub struct ZoneServer {
 impl std::fmt::Debug for ZoneServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZoneServer")
-            .field("name", &self.name)
             .field("zones", &self.table.load().len())
             .finish_non_exhaustive()
     }
@@ -239,7 +236,7 @@ impl ZoneServer {
         if slot.expired.load(Ordering::Relaxed) {
             clog::log(
                 Level::Error,
-                Some(self.name),
+                Some("file"),
                 &format!("Zone {} is expired", slot.origin_text()),
             );
             return Flow::Return(Status::rcode(2));
@@ -262,7 +259,7 @@ impl ZoneServer {
         if !from_primary {
             clog::log(
                 Level::Info,
-                Some(self.name),
+                Some("file"),
                 &format!("Dropping notify from {ip} for {}", slot.origin_text()),
             );
             return Flow::Return(Status::rcode(0));
@@ -273,7 +270,7 @@ impl ZoneServer {
         ctx.written = true;
         clog::log(
             Level::Info,
-            Some(self.name),
+            Some("file"),
             &format!(
                 "Notify from {ip} for {}: checking transfer",
                 slot.origin_text()

@@ -48,7 +48,6 @@ impl Runtime {
             *s = Some(tx);
         }
         let link = Arc::clone(&server.link);
-        let name = server.name;
         let _ = std::thread::Builder::new()
             .name("ringdns-zone-reload".into())
             .spawn(move || {
@@ -64,7 +63,7 @@ impl Runtime {
                     let now = Instant::now();
                     for (s, d) in slots.iter().zip(due.iter_mut()) {
                         if *d <= now {
-                            reload_slot(name, s, &link);
+                            reload_slot(s, &link);
                             *d = now + s.reload;
                         }
                     }
@@ -73,8 +72,9 @@ impl Runtime {
     }
 }
 
-/// One reload check of `slot` (CoreDNS's ticker body).
-pub(crate) fn reload_slot(plugin: &str, slot: &ZoneSlot, link: &Arc<BlockLink>) {
+/// One reload check of `slot` (CoreDNS's ticker body). Its lines are `plugin/file:`
+/// for *auto*'s zones too: CoreDNS runs the file package's `Zone.Reload` for them.
+pub(crate) fn reload_slot(slot: &ZoneSlot, link: &Arc<BlockLink>) {
     let file = slot.file();
     let origin = slot.origin_text();
     let mut serial = slot.data.load().as_ref().and_then(|z| z.serial());
@@ -84,7 +84,7 @@ pub(crate) fn reload_slot(plugin: &str, slot: &ZoneSlot, link: &Arc<BlockLink>) 
             Err(e) => {
                 clog::log(
                     Level::Error,
-                    Some(plugin),
+                    Some("file"),
                     &format!(
                         "Failed to stat zone {origin:?} in {file:?}: stat {file}: {}",
                         go_err(&e)
@@ -105,7 +105,7 @@ pub(crate) fn reload_slot(plugin: &str, slot: &ZoneSlot, link: &Arc<BlockLink>) 
     if let Err(e) = std::fs::File::open(&file) {
         clog::log(
             Level::Error,
-            Some(plugin),
+            Some("file"),
             &format!(
                 "Failed to open zone {origin:?} in {file:?}: open {file}: {}",
                 go_err(&e)
@@ -115,12 +115,12 @@ pub(crate) fn reload_slot(plugin: &str, slot: &ZoneSlot, link: &Arc<BlockLink>) 
     }
     match zone::load_file(&file, &slot.origin, serial) {
         Ok(z) => {
-            log_skipped(plugin, &z);
+            log_skipped(&z);
             let serial = z.serial().unwrap_or(0);
             slot.data.store(Some(Arc::new(z)));
             clog::log(
                 Level::Info,
-                Some(plugin),
+                Some("file"),
                 &format!(
                     "Successfully reloaded zone {origin:?} in {file:?} with {serial} SOA serial"
                 ),
@@ -128,7 +128,7 @@ pub(crate) fn reload_slot(plugin: &str, slot: &ZoneSlot, link: &Arc<BlockLink>) 
             if let Err(e) = notify::notify_zone(link, &slot.origin) {
                 clog::log(
                     Level::Warning,
-                    Some(plugin),
+                    Some("file"),
                     &format!("Failed sending notifies: {e}"),
                 );
             }
@@ -136,7 +136,7 @@ pub(crate) fn reload_slot(plugin: &str, slot: &ZoneSlot, link: &Arc<BlockLink>) 
         Err(LoadError::NoChange { .. }) => {}
         Err(e) => clog::log(
             Level::Error,
-            Some(plugin),
+            Some("file"),
             &format!(
                 "Parsing zone {origin:?}: {}",
                 load_error_text(&e, &file, &origin)

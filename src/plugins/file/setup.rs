@@ -55,12 +55,13 @@ pub(crate) fn load_error_text(e: &LoadError, file: &str, origin: &str) -> String
     }
 }
 
-/// Logs the records a load skipped (outside the zone).
-pub(crate) fn log_skipped(plugin: &str, z: &zone::Zone) {
+/// Logs the records a load skipped (outside the zone), as the file package
+/// (for *auto*'s zones too).
+pub(crate) fn log_skipped(z: &zone::Zone) {
     for (file, line, owner) in z.skipped.iter().take(10) {
         clog::log(
             Level::Warning,
-            Some(plugin),
+            Some("file"),
             &format!(
                 "{file}:{line}: out-of-zone record {owner:?} ignored for origin {}",
                 z.origin()
@@ -70,7 +71,7 @@ pub(crate) fn log_skipped(plugin: &str, z: &zone::Zone) {
     if z.skipped.len() > 10 {
         clog::log(
             Level::Warning,
-            Some(plugin),
+            Some("file"),
             &format!(
                 "{} more out-of-zone records ignored for origin {}",
                 z.skipped.len() - 10,
@@ -137,7 +138,7 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<FileConfig, Di
             if readable.is_ok() {
                 let z = zone::load_file(&file, &origin, None)
                     .map_err(|e| w(Diagnostic::plain(load_error_text(&e, &file, o))))?;
-                log_skipped("file", &z);
+                log_skipped(&z);
                 slot.data.store(Some(Arc::new(z)));
             }
             slots.push(slot);
@@ -180,7 +181,6 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<FileConfig, Di
     }
     let link = link::for_block(ctx);
     let server = Arc::new(ZoneServer {
-        name: "file",
         table: ArcSwap::from_pointee(table),
         fall,
         has_next: link.follower_flag(),

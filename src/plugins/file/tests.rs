@@ -128,7 +128,6 @@ fn server_for(zones: &[(String, String)], fall: Fall, next: bool) -> ZoneServer 
         table.insert(Arc::new(slot));
     }
     ZoneServer {
-        name: "file",
         table: ArcSwap::from_pointee(table),
         fall,
         has_next: Arc::new(AtomicBool::new(next)),
@@ -347,13 +346,13 @@ fn reload_keeps_the_old_zone_on_errors() {
     let link = Arc::clone(&c.server.link);
     let serial = || slot.data.load().as_ref().and_then(|z| z.serial());
     std::fs::write(&path, zone(1, "192.0.2.2")).expect("w");
-    reload_slot("file", slot, &link);
+    reload_slot(slot, &link);
     assert_eq!(serial(), Some(1));
     std::fs::write(&path, zone(2, "192.0.2.999")).expect("w");
-    reload_slot("file", slot, &link);
+    reload_slot(slot, &link);
     assert_eq!(serial(), Some(1), "a broken file keeps the old zone");
     std::fs::write(&path, zone(3, "192.0.2.3")).expect("w");
-    reload_slot("file", slot, &link);
+    reload_slot(slot, &link);
     assert_eq!(serial(), Some(3));
     let _ = std::fs::remove_dir_all(&dir);
 }

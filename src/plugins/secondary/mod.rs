@@ -98,7 +98,6 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<SecondaryConfi
     let link = link::for_block(ctx);
     let (tx, rx) = mpsc::channel();
     let server = Arc::new(ZoneServer {
-        name: "secondary",
         table: ArcSwap::from_pointee(table),
         fall,
         has_next: link.follower_flag(),
@@ -145,8 +144,10 @@ impl Secondary {
     }
 }
 
+/// Transfer and NOTIFY lines: CoreDNS writes them from the file package, so they
+/// carry `plugin/file:`; only the first transfer's retry line is `plugin/secondary:`.
 fn log(level: Level, msg: &str) {
-    clog::log(level, Some("secondary"), msg);
+    clog::log(level, Some("file"), msg);
 }
 
 /// A random duration in `[0, ms)` milliseconds (CoreDNS `jitter`).
@@ -360,8 +361,9 @@ impl Updater {
                     match transfer_in(&z.slot, &link) {
                         Ok(()) => z.phase = Self::loaded(&z.slot),
                         Err(e) => {
-                            log(
+                            clog::log(
                                 Level::Warning,
+                                Some("secondary"),
                                 &format!(
                                     "All '{}' masters failed to transfer, retrying in {}: {e}",
                                     z.slot.origin_text(),
