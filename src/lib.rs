@@ -6,6 +6,7 @@ pub mod chain;
 pub mod cli;
 pub mod clog;
 pub mod config;
+pub mod goregex;
 pub mod http;
 pub mod metrics;
 pub mod plugins;

@@ -40,6 +40,23 @@ fn error_table() {
             ". {\n errors\n errors\n}",
             "plugin/errors: this plugin can only be used once per Server Block",
         ),
+        // Patterns are Go's (RE2 as Go parses it), with Go's error text.
+        (
+            ". {\n errors {\n  consolidate 5m a**\n }\n}",
+            "plugin/errors: Corefile:3 - Error during parsing: error parsing regexp: invalid nested repetition operator: `**`",
+        ),
+        (
+            ". {\n errors {\n  consolidate 5m \"(\"\n }\n}",
+            "plugin/errors: Corefile:3 - Error during parsing: error parsing regexp: missing closing ): `(`",
+        ),
+        (
+            ". {\n errors {\n  consolidate 5m x{1001}\n }\n}",
+            "plugin/errors: Corefile:3 - Error during parsing: error parsing regexp: invalid repeat count: `{1001}`",
+        ),
+        (
+            ". {\n auto {\n  directory . db\\.(.*)\\q {1}\n }\n}",
+            "plugin/auto: error parsing regexp: invalid escape sequence: `\\q`",
+        ),
         (
             ". {\n rewrite name a b\n}",
             "plugin/rewrite: not supported by ringdns yet",

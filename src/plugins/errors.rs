@@ -94,7 +94,7 @@ fn parse_consolidate(d: &mut Dispenser) -> Result<Consolidate, Diagnostic> {
             args[1].len()
         )));
     }
-    regex::Regex::new(&args[1]).map_err(|e| d.err(format!("error parsing regexp: {e}")))?;
+    crate::goregex::compile(&args[1]).map_err(|e| d.err(e.to_string()))?;
     let mut level = None;
     let mut show_first = false;
     for a in &args[2..] {
@@ -146,7 +146,7 @@ impl Errors {
             .consolidate
             .iter()
             .filter_map(|r| {
-                regex::Regex::new(&r.pattern).ok().map(|re| Pattern {
+                crate::goregex::compile(&r.pattern).ok().map(|re| Pattern {
                     rule: r.clone(),
                     re,
                     count: AtomicU32::new(0),

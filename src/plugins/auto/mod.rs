@@ -77,7 +77,8 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<AutoConfig, Di
     let w = |e: Diagnostic| e.in_plugin("auto");
     let mut origins = ctx.zones.clone();
     let mut directory = String::new();
-    let mut re = Regex::new(r"db\.(.*)").map_err(|e| w(Diagnostic::plain(e.to_string())))?;
+    let mut re =
+        crate::goregex::compile(r"db\.(.*)").map_err(|e| w(Diagnostic::plain(e.to_string())))?;
     let mut template = "${1}".to_owned();
     let mut reload: Option<Duration> = None;
     let root = ctx.settings.root.clone();
@@ -109,9 +110,8 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<AutoConfig, Di
                         if d.val().len() > MAX_REGEXP_LEN {
                             return Err(w(d.err("regexp too large")));
                         }
-                        re = Regex::new(d.val()).map_err(|e| {
-                            w(Diagnostic::plain(format!("error parsing regexp: {e}")))
-                        })?;
+                        re = crate::goregex::compile(d.val())
+                            .map_err(|e| w(Diagnostic::plain(e.to_string())))?;
                         if re.captures_len() <= 1 {
                             return Err(w(d.err("Need at least one sub expression")));
                         }
