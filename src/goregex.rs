@@ -140,19 +140,39 @@ impl Class {
         self.ranges.push((lo, hi));
     }
 
-    fn add_group(&mut self, g: &[(u32, u32)], negated: bool) {
-        if negated {
-            let mut next = 0u32;
-            for &(lo, hi) in g {
-                if next < lo {
-                    self.add(next, lo - 1);
-                }
-                next = hi + 1;
-            }
-            self.add(next, 0x10_FFFF);
-        } else {
+    /// Adds a Perl or POSIX group (ASCII ranges). Negated under `(?i)`, Go folds
+    /// the group before negating it; the `regex` crate folds the whole class
+    /// afterwards, which agrees only when the negated set is closed under case
+    /// folding, so the fold closure is negated here.
+    fn add_group(&mut self, g: &[(u32, u32)], negated: bool, fold: bool) {
+        if !negated {
             self.ranges.extend_from_slice(g);
+            return;
         }
+        let mut set: Vec<u32> = g.iter().flat_map(|&(lo, hi)| lo..=hi).collect();
+        if fold {
+            for c in set.clone() {
+                let b = c as u8;
+                if b.is_ascii_alphabetic() {
+                    set.push(u32::from(b ^ 0x20));
+                }
+                match b.to_ascii_lowercase() {
+                    b's' => set.push(0x17F),
+                    b'k' => set.push(0x212A),
+                    _ => {}
+                }
+            }
+        }
+        set.sort_unstable();
+        set.dedup();
+        let mut next = 0u32;
+        for c in set {
+            if next < c {
+                self.add(next, c - 1);
+            }
+            next = c + 1;
+        }
+        self.add(next, 0x10_FFFF);
     }
 
     /// The class in the `regex` crate's syntax (surrogates, which Go's ranges
@@ -347,7 +367,7 @@ fn parse_unicode_class(s: &str) -> Result<(String, &str), GoError> {
 }
 
 /// Go's `parseClass` at `s` (which starts with `[`).
-fn parse_class(s: &str) -> Result<(String, &str), GoError> {
+fn parse_class(s: &str, fold: bool) -> Result<(String, &str), GoError> {
     let mut t = &s[1..];
     let mut negated = false;
     if let Some(r) = t.strip_prefix('^') {
@@ -369,7 +389,7 @@ fn parse_class(s: &str) -> Result<(String, &str), GoError> {
                 let Some(g) = posix_group(name) else {
                     return Err(err(INVALID_CHAR_RANGE, whole));
                 };
-                class.add_group(g, neg);
+                class.add_group(g, neg, fold);
                 t = &t[i + 4..];
                 continue;
             }
@@ -385,7 +405,7 @@ fn parse_class(s: &str) -> Result<(String, &str), GoError> {
             .and_then(first_char)
             .and_then(perl_group)
         {
-            class.add_group(g.0, g.1);
+            class.add_group(g.0, g.1, fold);
             t = &t[2..];
             continue;
         }
@@ -514,7 +534,7 @@ pub fn translate(pattern: &str) -> Result<String, GoError> {
                 t = &t[1..];
             }
             '[' => {
-                let (s, rest) = parse_class(t)?;
+                let (s, rest) = parse_class(t, flags.i)?;
                 frame.cur.push(Item::Atom(s, 1));
                 t = rest;
             }
@@ -614,7 +634,7 @@ pub fn translate(pattern: &str) -> Result<String, GoError> {
                     t = rest;
                 } else if let Some((g, neg)) = next.and_then(perl_group) {
                     let mut class = Class::default();
-                    class.add_group(g, false);
+                    class.add_group(g, false, false);
                     frame.cur.push(Item::Atom(class.render(neg), 1));
                     t = &t[2..];
                 } else {
@@ -816,6 +836,14 @@ mod tests {
             (r"^[\p{^L}]$", &["1"], &["b"]),
             // Flags: scoped, `(?)`, repeated, U swaps greediness, m/s/i.
             ("(?i)ab", &["AB"], &["A"]),
+            // Go folds a group before negating it inside a class.
+            (
+                r"^(?i)[\W]$",
+                &["é"],
+                &["s", "S", "\u{17F}", "K", "\u{212A}"],
+            ),
+            (r"^(?i)[[:^upper:]]$", &["1"], &["a", "A", "\u{17F}"]),
+            (r"^(?i)\W$", &["é"], &["s", "\u{17F}", "\u{212A}"]),
             ("a(?i)b", &["aB"], &["AB"]),
             ("((?i)a)b", &["Ab"], &["AB"]),
             ("(?i:a)b", &["Ab"], &["AB"]),
