@@ -1,6 +1,7 @@
 //! Value grammars plugins share, Go-compatible (corefile-spec.md §10): durations as
 //! Go's `time.ParseDuration` reads and `Duration.String` prints them.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 /// Go `time.ParseDuration`. Negative durations are returned as `Err` with Go's
@@ -133,8 +134,38 @@ fn frac(n: u128, unit: u128) -> String {
     format!("{whole}.{}", f.trim_end_matches('0'))
 }
 
-fn go_quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+/// Go's `%q` of a string (ASCII escapes as `strconv.Quote` writes them).
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go `strconv.Atoi`, with its error texts (`invalid syntax`, `value out of range`).
+pub fn strconv_atoi(s: &str) -> Result<i64, String> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "strconv.Atoi: parsing {}: invalid syntax",
+            go_quote(s)
+        ));
+    }
+    s.parse::<i64>()
+        .map_err(|_| format!("strconv.Atoi: parsing {}: value out of range", go_quote(s)))
 }
 
 #[cfg(test)]

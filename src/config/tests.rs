@@ -40,6 +40,34 @@ fn error_table() {
             ". {\n errors\n errors\n}",
             "plugin/errors: this plugin can only be used once per Server Block",
         ),
+        (
+            ". {\n reload 5s -1s\n}",
+            "plugin/reload: jitter value must be 0 or greater or equal to 1s",
+        ),
+        (
+            ". {\n timeouts {\n  read abc\n }\n}",
+            "plugin/timeouts: Corefile:3 - Error during parsing: failed to parse duration 'abc'",
+        ),
+        (
+            ". {\n timeouts {\n  write -5s\n }\n}",
+            "plugin/timeouts: Corefile:3 - Error during parsing: timeout provided '-5s' needs to be between 1 second and 24 hours",
+        ),
+        (
+            ". {\n timeouts {\n  read -5\n }\n}",
+            "plugin/timeouts: Corefile:3 - Error during parsing: timeout provided '-5s' needs to be between 1 second and 24 hours",
+        ),
+        (
+            ". {\n timeouts {\n  maxtcpqueries 99999999999999999999\n }\n}",
+            "plugin/timeouts: Corefile:3 - Error during parsing: invalid value for maxtcpqueries '99999999999999999999': strconv.Atoi: parsing \"99999999999999999999\": value out of range",
+        ),
+        (
+            ". {\n multisocket 99999999999999999999\n}",
+            "plugin/multisocket: invalid num sockets: strconv.Atoi: parsing \"99999999999999999999\": value out of range",
+        ),
+        (
+            ". {\n erratic {\n  drop 99999999999999999999\n }\n}",
+            "plugin/erratic: strconv.ParseInt: parsing \"99999999999999999999\": value out of range",
+        ),
         // Patterns are Go's (RE2 as Go parses it), with Go's error text.
         (
             ". {\n errors {\n  consolidate 5m a**\n }\n}",
@@ -230,4 +258,19 @@ fn empty_corefile_is_default() {
     let c = build_str("# nothing\n(snip) {\n log\n}\n").expect("ok");
     assert_eq!(c.blocks[0].keys, ["dns://.:53"]);
     assert_eq!(c.blocks[0].plugins.len(), 2);
+}
+
+/// Values Go accepts where a stricter reading would refuse them.
+#[test]
+fn accepted_as_go_accepts() {
+    for text in [
+        // time.ParseDuration takes a negative delay; the sleep returns at once.
+        ". {\n erratic {\n  delay 1 -1s\n }\n}",
+        // strconv.ParseInt takes a leading plus.
+        ". {\n erratic {\n  drop +3\n }\n}",
+        // A Go pattern the regex crate would read otherwise: `{` without a count.
+        ". {\n errors {\n  consolidate 5m a{,3}\n }\n whoami\n}",
+    ] {
+        assert!(build_str(text).is_ok(), "{text}: {:?}", build_str(text).err());
+    }
 }

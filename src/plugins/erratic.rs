@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use corefile::values::parse_go_duration;
+use corefile::values::parse_go_duration_nanos;
 use corefile::{Diagnostic, Dispenser};
 
 use crate::chain::{Ctx, Flow, Status};
-use crate::wire::flags;
+use crate::wire::{Name, flags};
 
 /// Parsed configuration.
 #[derive(Debug, Clone)]
@@ -29,13 +29,14 @@ pub struct ErraticConfig {
     pub large: bool,
 }
 
+/// Go `strconv.ParseInt(s, 10, 32)`, then CoreDNS's check for a negative amount.
 fn amount(d: &Dispenser, s: &str) -> Result<u64, Diagnostic> {
-    let n: i64 = s.parse().map_err(|_| {
-        Diagnostic::plain(format!("strconv.ParseInt: parsing {s:?}: invalid syntax"))
-    })?;
+    let n = corefile::values::strconv_atoi(s)
+        .map_err(|e| Diagnostic::plain(e.replacen("strconv.Atoi", "strconv.ParseInt", 1)))?;
     if n > i64::from(i32::MAX) || n < i64::from(i32::MIN) {
         return Err(Diagnostic::plain(format!(
-            "strconv.ParseInt: parsing {s:?}: value out of range"
+            "strconv.ParseInt: parsing {}: value out of range",
+            corefile::values::go_quote(s)
         )));
     }
     if n < 0 {
@@ -82,7 +83,11 @@ pub fn setup(d: &mut Dispenser) -> Result<ErraticConfig, Diagnostic> {
                         c.delay = amount(d, a).map_err(w)?;
                     }
                     if let Some(dur) = args.get(1) {
-                        c.duration = parse_go_duration(dur).map_err(|e| w(Diagnostic::plain(e)))?;
+                        // Go's time.ParseDuration: a negative delay is accepted (the
+                        // sleep returns at once).
+                        let n =
+                            parse_go_duration_nanos(dur).map_err(|e| w(Diagnostic::plain(e)))?;
+                        c.duration = Duration::from_nanos(u64::try_from(n).unwrap_or(0));
                     }
                 }
                 "truncate" => {
@@ -171,8 +176,10 @@ impl Erratic {
 
     fn answer(&self, ctx: &mut Ctx<'_>, p: Plan) -> Flow {
         let qtype = ctx.req.qtype;
+        if qtype == 252 {
+            return Self::axfr(ctx, p);
+        }
         if !matches!(qtype, 1 | 28) {
-            // AXFR answers need a transfer writer (transfer plugin); SERVFAIL like other types.
             return if p.drop {
                 Flow::Return(Status::rcode(0))
             } else {
@@ -197,6 +204,43 @@ impl Erratic {
             let ip: std::net::Ipv6Addr =
                 std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x53);
             b.rr(&owner, 28, 1, 0, &ip.octets());
+        }
+        b.finish();
+        ctx.written = true;
+        Flow::Return(Status::rcode(0))
+    }
+
+    /// CoreDNS `xfr`: a small zone at the query name in one message (SOA, two NS,
+    /// their AAAA, the closing SOA), without the closing SOA when truncating, so
+    /// the transfer is incomplete.
+    fn axfr(ctx: &mut Ctx<'_>, p: Plan) -> Flow {
+        let zone = ctx.req.qname.to_name();
+        // At the root CoreDNS's names become `a..`, which do not pack: no reply.
+        if p.drop || zone.is_root() {
+            return Flow::Return(Status::rcode(0));
+        }
+        let (Some(a), Some(b_ns)) = (zone.prepend(b"a"), zone.prepend(b"b")) else {
+            return Flow::Return(Status::rcode(0));
+        };
+        let mut soa = Vec::with_capacity(64);
+        for n in ["sns.dns.icann.org.", "noc.dns.icann.org."] {
+            if let Some(n) = Name::parse(n) {
+                soa.extend_from_slice(n.wire());
+            }
+        }
+        for v in [2_018_050_825u32, 7200, 3600, 1_209_600, 3600] {
+            soa.extend_from_slice(&v.to_be_bytes());
+        }
+        let aaaa = |s: [u16; 8]| std::net::Ipv6Addr::from(s).octets();
+        let mut b = ctx.reply();
+        b.set_flags(flags::AA);
+        b.rr(&zone, 6, 1, 0, &soa);
+        b.rr(&zone, 2, 1, 0, b_ns.wire());
+        b.rr(&zone, 2, 1, 0, a.wire());
+        b.rr(&a, 28, 1, 0, &aaaa([0x2001, 0xbd8, 0, 0, 0, 0, 0, 0x53]));
+        b.rr(&b_ns, 28, 1, 0, &aaaa([0x2001, 0x500, 0, 0, 0, 0, 0, 0x54]));
+        if !p.trunc {
+            b.rr(&zone, 6, 1, 0, &soa);
         }
         b.finish();
         ctx.written = true;

@@ -103,6 +103,9 @@ pub struct Loadbalance {
     weighted: Option<std::sync::Arc<Weights>>,
 }
 
+/// CoreDNS's `errOpen`.
+const ERR_OPEN: &str = "weight file open error";
+
 /// Weights by owner name, swapped whole on reload.
 pub struct Weights {
     file: String,
@@ -113,8 +116,7 @@ pub struct Weights {
 impl Weights {
     /// Re-reads the file; `Ok(true)` when it changed. Errors are CoreDNS's texts.
     fn update(&self) -> Result<bool, String> {
-        let bytes =
-            std::fs::read(&self.file).map_err(|_| "failed to open weight file".to_owned())?;
+        let bytes = std::fs::read(&self.file).map_err(|_| ERR_OPEN.to_owned())?;
         let mut last = self
             .last
             .lock()
@@ -122,8 +124,10 @@ impl Weights {
         if *last == bytes {
             return Ok(false);
         }
-        let domains = parse_weights(&String::from_utf8_lossy(&bytes), &self.file)?;
+        // The contents count as seen before they parse (CoreDNS stores the md5 first):
+        // a bad file is reported once, not on every tick.
         *last = bytes;
+        let domains = parse_weights(&String::from_utf8_lossy(&last), &self.file)?;
         self.domains.store(std::sync::Arc::new(domains));
         crate::clog::log(
             crate::clog::Level::Info,
@@ -263,7 +267,7 @@ impl Loadbalance {
                     });
                     match w.update() {
                         Ok(_) => {}
-                        Err(e) if e == "failed to open weight file" && !reload.is_zero() => {
+                        Err(e) if e == ERR_OPEN && !reload.is_zero() => {
                             crate::clog::log(
                                 crate::clog::Level::Warning,
                                 Some("loadbalance"),
@@ -283,7 +287,11 @@ impl Loadbalance {
                                 std::thread::sleep(every);
                                 let Some(w) = weak.upgrade() else { return };
                                 if let Err(e) = w.update() {
-                                    crate::clog::error(&e);
+                                    crate::clog::log(
+                                        crate::clog::Level::Error,
+                                        Some("loadbalance"),
+                                        &e,
+                                    );
                                 }
                             },
                         );

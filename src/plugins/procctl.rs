@@ -35,11 +35,8 @@ pub fn multisocket(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diag
         ctx.settings.multisocket = Some(crate::procs::workers().0);
         return Ok(());
     };
-    let n = go_atoi(a).ok_or_else(|| {
-        w(Diagnostic::plain(format!(
-            "invalid num sockets: strconv.Atoi: parsing {a:?}: invalid syntax"
-        )))
-    })?;
+    let n = corefile::values::strconv_atoi(a)
+        .map_err(|e| w(Diagnostic::plain(format!("invalid num sockets: {e}"))))?;
     if n < 1 {
         return Err(w(Diagnostic::plain(format!(
             "num sockets can not be zero or negative: {n}"

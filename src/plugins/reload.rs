@@ -24,30 +24,33 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic
     if args.len() > 2 {
         return Err(w(d.arg_err()));
     }
-    let dur = |s: &str| -> Result<Duration, Diagnostic> {
-        let n = parse_go_duration_nanos(s).map_err(|e| w(Diagnostic::plain(e)))?;
-        Ok(Duration::from_nanos(n.max(0) as u64))
+    // Go's signed durations: a negative value fails the minimum checks.
+    let dur = |s: &str| -> Result<i128, Diagnostic> {
+        parse_go_duration_nanos(s).map_err(|e| w(Diagnostic::plain(e)))
     };
-    let mut i = match args.first() {
+    let nanos = |d: Duration| d.as_nanos() as i128;
+    let i = match args.first() {
         Some(a) => dur(a)?,
-        None => Duration::from_secs(30),
+        None => nanos(Duration::from_secs(30)),
     };
-    if i < MIN_INTERVAL {
+    if i < nanos(MIN_INTERVAL) {
         return Err(w(Diagnostic::plain(format!(
             "interval value must be greater or equal to {}",
             format_go_duration(MIN_INTERVAL)
         ))));
     }
-    let mut j = match args.get(1) {
+    let mut i = Duration::from_nanos(u64::try_from(i).unwrap_or(u64::MAX));
+    let j = match args.get(1) {
         Some(a) => dur(a)?,
-        None => Duration::from_secs(15),
+        None => nanos(Duration::from_secs(15)),
     };
-    if !j.is_zero() && j < MIN_JITTER {
+    if j != 0 && j < nanos(MIN_JITTER) {
         return Err(w(Diagnostic::plain(format!(
             "jitter value must be 0 or greater or equal to {}",
             format_go_duration(MIN_JITTER)
         ))));
     }
+    let mut j = Duration::from_nanos(u64::try_from(j).unwrap_or(u64::MAX));
     if j > i / 2 {
         j = i / 2;
     }

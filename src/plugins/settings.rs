@@ -24,7 +24,11 @@ pub fn root(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic>
     match std::fs::metadata(&root) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            clog::warning(&format!("Root path does not exist: {root}"));
+            clog::log(
+                clog::Level::Warning,
+                Some("root"),
+                &format!("Root path does not exist: {root}"),
+            );
         }
         Err(e) => {
             return Err(d

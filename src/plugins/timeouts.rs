@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use corefile::keys::go_atoi;
-use corefile::values::{format_go_duration, parse_go_duration};
+use corefile::values::{format_go_duration, parse_go_duration_nanos};
 use corefile::{Diagnostic, Dispenser};
 
 use crate::config::SetupCtx;
@@ -35,14 +34,22 @@ impl Default for Timeouts {
     }
 }
 
-/// CoreDNS `durations.NewDurationFromArg`: a bare integer is seconds.
-fn duration_from_arg(s: &str) -> Result<Duration, String> {
-    if let Some(n) = go_atoi(s) {
-        return u64::try_from(n)
-            .map(Duration::from_secs)
-            .map_err(|_| format!("invalid duration: {s}"));
+/// CoreDNS `durations.NewDurationFromArg`: a Go duration, else the text with `s`
+/// appended (a bare number is seconds); signed nanoseconds.
+fn duration_from_arg(s: &str) -> Result<i128, String> {
+    parse_go_duration_nanos(s)
+        .or_else(|_| parse_go_duration_nanos(&format!("{s}s")))
+        .map_err(|_| format!("failed to parse duration '{s}'"))
+}
+
+/// Go's `Duration.String` of signed nanoseconds.
+fn format_signed(n: i128) -> String {
+    let d = Duration::from_nanos(u64::try_from(n.unsigned_abs()).unwrap_or(u64::MAX));
+    if n < 0 {
+        format!("-{}", format_go_duration(d))
+    } else {
+        format_go_duration(d)
     }
-    parse_go_duration(s)
 }
 
 /// Setup (CoreDNS `parseTimeouts`).
@@ -60,12 +67,12 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic
                 return Err(w(d.arg_err()));
             }
             if block == "maxtcpqueries" {
-                let Some(n) = go_atoi(&args[0]) else {
-                    return Err(w(d.err(format!(
-                        "invalid value for maxtcpqueries '{}': strconv.Atoi: parsing {:?}: invalid syntax",
-                        args[0], args[0]
-                    ))));
-                };
+                let n = corefile::values::strconv_atoi(&args[0]).map_err(|e| {
+                    w(d.err(format!(
+                        "invalid value for maxtcpqueries '{}': {e}",
+                        args[0]
+                    )))
+                })?;
                 if n == 0 || n < -1 {
                     return Err(w(d.err(format!(
                         "maxtcpqueries provided '{n}' needs to be -1 (unlimited) or a positive integer"
@@ -75,13 +82,15 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic
                 b += 1;
                 continue;
             }
-            let t = duration_from_arg(&args[0]).map_err(|e| w(d.err(e)))?;
-            if t < Duration::from_secs(1) || t > Duration::from_secs(24 * 3600) {
+            let n = duration_from_arg(&args[0]).map_err(|e| w(d.err(e)))?;
+            let sec = 1_000_000_000i128;
+            if n < sec || n > 24 * 3600 * sec {
                 return Err(w(d.err(format!(
                     "timeout provided '{}' needs to be between 1 second and 24 hours",
-                    format_go_duration(t)
+                    format_signed(n)
                 ))));
             }
+            let t = Duration::from_nanos(u64::try_from(n).unwrap_or(u64::MAX));
             match block.as_str() {
                 "read" => ctx.settings.timeouts.read = t,
                 "write" => ctx.settings.timeouts.write = t,

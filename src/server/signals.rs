@@ -221,9 +221,12 @@ pub fn run(shared: &Arc<Shared>, handles: Vec<WorkerHandle>, cli: &Cli) -> ExitC
                     if shared.active.load().config.reload.is_some() {
                         if let Some(input) = reload_poll(shared, cli, &mut hash) {
                             clog::info("Reloading");
-                            match reload_with(shared, &handles, cli, input) {
+                            let result = reload_with(shared, &handles, cli, input);
+                            // CoreDNS sets the version gauge to the new file's hash
+                            // whether or not the restart succeeded.
+                            *crate::metrics::RELOAD_VERSION.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hash.clone());
+                            match result {
                                 Ok(()) => {
-                                    *crate::metrics::RELOAD_VERSION.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hash.clone());
                                     clog::info("Reloading complete");
                                 }
                                 Err(e) => {

@@ -304,6 +304,76 @@ fn edns_badvers_cookie_and_unknown_options() {
     }
 }
 
+/// Setup and reload lines carry the plugin's name as CoreDNS's loggers do; a bad
+/// weight file is reported once, not on every reload tick (CoreDNS stores the
+/// file's checksum before parsing it).
+#[test]
+fn loadbalance_and_root_log_lines() {
+    let dir = TempDir::new("lbw");
+    let w = dir.write("w.txt", "www.example.org\n172.16.0.4 10\n");
+    let s = TestServer::start(
+        &format!(
+            ".:{{port}} {{\n root /nonexistent-ringdns-root\n loadbalance weighted {} {{\n  reload 1s\n }}\n whoami\n}}\nexample.net:{{port}} {{\n loadbalance weighted {}/missing.txt {{\n  reload 1s\n }}\n whoami\n}}\n",
+            w.display(),
+            dir.0.display()
+        ),
+        "epoll",
+    );
+    // A bad file at startup fails the setup; one that goes bad later is logged.
+    write_atomic(&w, "www.example.org\n172.16.0.4 0\n").expect("write");
+    let bad = format!(
+        "[ERROR] plugin/loadbalance: wrong weight value:\"0\" in weight file {}",
+        w.display()
+    );
+    assert!(
+        s.wait_line_for(Duration::from_secs(5), |l| l == bad)
+            .is_some(),
+        "{:?}",
+        s.lines()
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let lines = s.lines();
+    assert_eq!(lines.iter().filter(|l| **l == bad).count(), 1, "{lines:?}");
+    for want in [
+        "[WARNING] plugin/root: Root path does not exist: /nonexistent-ringdns-root",
+        "[WARNING] plugin/loadbalance: Failed to open weight file:weight file open error. Will try again in 1s",
+        "[ERROR] plugin/loadbalance: weight file open error",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "no {want}: {lines:?}");
+    }
+}
+
+/// erratic's AXFR (CoreDNS `xfr`): a small zone at the query name in one message;
+/// with `truncate`, the closing SOA is left out so the transfer is incomplete.
+#[test]
+fn erratic_axfr() {
+    for be in backends() {
+        let s = TestServer::start(
+            "example.org:{port} {\n erratic {\n  drop 0\n }\n}\nexample.net:{port} {\n erratic {\n  truncate 1\n }\n}\n",
+            be,
+        );
+        let out = s.dig(&["+nocmd", "+nostats", "Example.org", "AXFR"]);
+        let want = [
+            "Example.org. 0 IN SOA sns.dns.icann.org. noc.dns.icann.org. 2018050825 7200 3600 1209600 3600",
+            "Example.org. 0 IN NS b.Example.org.",
+            "Example.org. 0 IN NS a.Example.org.",
+            "a.Example.org. 0 IN AAAA 2001:bd8::53",
+            "b.Example.org. 0 IN AAAA 2001:500::54",
+            "Example.org. 0 IN SOA sns.dns.icann.org. noc.dns.icann.org. 2018050825 7200 3600 1209600 3600",
+        ];
+        let got: Vec<String> = out
+            .lines()
+            .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(got, want, "{be}: {out}");
+        // The first query (number 0) is truncated: five records, no closing SOA.
+        let out = s.kdig(&["example.net", "AXFR"]);
+        assert!(!out.contains("6 records"), "{be}: {out}");
+        assert!(out.contains("2001:500::54"), "{be}: {out}");
+    }
+}
+
 #[test]
 fn truncation_and_parking_with_erratic() {
     for be in backends() {

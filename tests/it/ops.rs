@@ -333,9 +333,13 @@ fn reload_plugin_polls_and_hashes() {
             !s.lines().iter().any(|l| l == "[INFO] Reloading"),
             "{be}: no reload for a comment"
         );
+        let mport = free_port();
         write_atomic(
             &conf,
-            format!(".:{} {{\n reload 2s 1s\n chaos two\n}}\n", s.port),
+            format!(
+                ".:{} {{\n reload 2s 1s\n chaos two\n prometheus 127.0.0.1:{mport}\n}}\n",
+                s.port
+            ),
         )
         .expect("write");
         let deadline = std::time::Instant::now() + Duration::from_secs(6);
@@ -361,10 +365,33 @@ fn reload_plugin_polls_and_hashes() {
             ["version.bind. 0 CH TXT \"two\""],
             "{be}"
         );
-        // A broken Corefile: CoreDNS's two error lines, the old config keeps serving.
+        // The version gauge holds the running configuration's hash.
+        let version = |be: &str| {
+            let (_, _, body) = http(mport, "GET", "/metrics").expect("scrape");
+            let v: Vec<String> = body
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("coredns_reload_version_info{hash=\"sha512\",value=\"")
+                })
+                .map(|l| l.split('"').next().unwrap_or_default().to_owned())
+                .collect();
+            assert_eq!(v.len(), 1, "{be}: {body}");
+            v[0].clone()
+        };
+        let hash = lines[r + 1]
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(version(be), hash, "{be}");
+        // A broken Corefile: CoreDNS's two error lines, the old config keeps serving,
+        // and the gauge moves to the new file's hash (CoreDNS sets it either way).
         write_atomic(
             &conf,
-            format!(".:{} {{\n reload 2s 1s\n chaos three\n bogus\n}}\n", s.port),
+            format!(
+                ".:{} {{\n reload 2s 1s\n chaos three\n prometheus 127.0.0.1:{mport}\n bogus\n}}\n",
+                s.port
+            ),
         )
         .expect("write");
         let l = s.wait_line_for(Duration::from_secs(6), |l| {
@@ -372,10 +399,13 @@ fn reload_plugin_polls_and_hashes() {
         });
         assert!(
             l.is_some_and(
-                |l| l.ends_with("Corefile:4 - Error during parsing: Unknown directive 'bogus'")
+                |l| l.ends_with("Corefile:5 - Error during parsing: Unknown directive 'bogus'")
             ),
             "{be}"
         );
+        let broken = version(be);
+        assert_ne!(broken, hash, "{be}");
+        assert_eq!(broken.len(), 128, "{be}");
         assert!(
             s.lines()
                 .iter()

@@ -5,7 +5,7 @@
 //! `parseServeStaleRecheck`), `plugin/cache/cache.go` (defaults).
 
 use corefile::keys::{go_atoi, normalize_name};
-use corefile::values::parse_go_duration_nanos;
+use corefile::values::{parse_go_duration_nanos, strconv_atoi};
 use corefile::{Diagnostic, Dispenser};
 
 use crate::config::{SetupCtx, err_once};
@@ -106,42 +106,9 @@ impl CacheConfig {
     }
 }
 
-/// Go `strconv.Atoi` with its error text.
-fn atoi(s: &str) -> Result<i64, String> {
-    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "strconv.Atoi: parsing {}: invalid syntax",
-            go_quote(s)
-        ));
-    }
-    go_atoi(s).ok_or_else(|| format!("strconv.Atoi: parsing {}: value out of range", go_quote(s)))
-}
-
 /// Go `time.ParseDuration` (nanoseconds, clamped to i64).
 fn duration(s: &str) -> Result<i64, String> {
     parse_go_duration_nanos(s).map(|n| n.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
-}
-
-/// Go's `%q` of a string (ASCII escapes as `strconv.Quote` writes them).
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Go's `%q` of a byte (a rune literal), as in the percentage error.
@@ -190,15 +157,15 @@ fn parse_stale_recheck(v: &str) -> Result<i64, String> {
 
 /// `success|denial CAPACITY [TTL [MINTTL]]` → (cap, ttl, minttl) updates.
 fn cap_ttl(args: &[String], cap: &mut i64, ttl: &mut i64, min: &mut i64) -> Result<(), String> {
-    *cap = atoi(&args[0])?;
+    *cap = strconv_atoi(&args[0])?;
     if let Some(t) = args.get(1) {
-        let t = atoi(t)?;
+        let t = strconv_atoi(t)?;
         if t <= 0 {
             return Err(format!("cache TTL can not be zero or negative: {t}"));
         }
         *ttl = t;
         if let Some(m) = args.get(2) {
-            let m = atoi(m)?;
+            let m = strconv_atoi(m)?;
             if m < 0 {
                 return Err(format!("cache min TTL can not be negative: {m}"));
             }
@@ -255,7 +222,7 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<CacheConfig, Diagn
                     if args.is_empty() || args.len() > 3 {
                         return Err(d.arg_err().in_plugin("cache"));
                     }
-                    let amount = atoi(&args[0]).map_err(plain)?;
+                    let amount = strconv_atoi(&args[0]).map_err(plain)?;
                     if amount < 0 {
                         return Err(plain(format!(
                             "prefetch amount should be positive: {amount}"
@@ -273,7 +240,7 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<CacheConfig, Diagn
                                 go_quote_byte(last)
                             )));
                         }
-                        let num = atoi(&pct[..pct.len() - 1]).map_err(plain)?;
+                        let num = strconv_atoi(&pct[..pct.len() - 1]).map_err(plain)?;
                         if !(10..=90).contains(&num) {
                             return Err(plain(format!(
                                 "percentage should fall in range [10, 90]: {num}"

@@ -8,8 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use corefile::keys::{self, go_atoi, is_domain_name, normalize_name, split_host_port};
-use corefile::values::{format_go_duration, parse_go_duration_nanos};
+use corefile::keys::{self, is_domain_name, normalize_name, split_host_port};
+use corefile::values::{format_go_duration, parse_go_duration_nanos, strconv_atoi};
 use corefile::{Diagnostic, Dispenser};
 
 use super::resolve;
@@ -359,15 +359,6 @@ fn parse_uint32(s: &str) -> Result<u32, String> {
         .map_err(|_| format!("strconv.ParseUint: parsing {s:?}: value out of range"))
 }
 
-/// Go `strconv.Atoi`.
-fn atoi(s: &str) -> Result<i64, String> {
-    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("strconv.Atoi: parsing {s:?}: invalid syntax"));
-    }
-    go_atoi(s).ok_or_else(|| format!("strconv.Atoi: parsing {s:?}: value out of range"))
-}
-
 /// Go `time.ParseDuration`, signed nanoseconds.
 fn duration(s: &str) -> Result<i128, Diagnostic> {
     parse_go_duration_nanos(s).map_err(plain)
@@ -498,7 +489,7 @@ fn parse_block(
         }
         "max_idle_conns" => {
             let v = one_arg(d)?;
-            let n = atoi(&v).map_err(plain)?;
+            let n = strconv_atoi(&v).map_err(plain)?;
             if n < 0 {
                 return Err(plain(format!("max_idle_conns can't be negative: {n}")));
             }
@@ -534,7 +525,7 @@ fn parse_block(
         }
         "max_concurrent" => {
             let v = one_arg(d)?;
-            let n = atoi(&v).map_err(plain)?;
+            let n = strconv_atoi(&v).map_err(plain)?;
             if n < 0 {
                 return Err(plain(format!("max_concurrent can't be negative: {n}")));
             }
