@@ -271,6 +271,10 @@ fn accepted_as_go_accepts() {
         // A Go pattern the regex crate would read otherwise: `{` without a count.
         ". {\n errors {\n  consolidate 5m a{,3}\n }\n whoami\n}",
     ] {
-        assert!(build_str(text).is_ok(), "{text}: {:?}", build_str(text).err());
+        assert!(
+            build_str(text).is_ok(),
+            "{text}: {:?}",
+            build_str(text).err()
+        );
     }
 }
