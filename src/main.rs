@@ -71,12 +71,13 @@ fn main() -> ExitCode {
             return ExitCode::from(code as u8);
         }
     };
+    // A closed stdout (`-plugins | head`) is not an error worth a panic.
     if cli.version {
-        print!("{}", version_text());
+        let _ = write!(std::io::stdout(), "{}", version_text());
         return ExitCode::SUCCESS;
     }
     if cli.plugins {
-        println!("{}", directives::plugins_listing());
+        let _ = writeln!(std::io::stdout(), "{}", directives::plugins_listing());
         return ExitCode::SUCCESS;
     }
     if !cli.rest.is_empty() {

@@ -328,7 +328,8 @@ pub fn inspect_key(key: &str, dns_port: &str) -> Result<Vec<ZoneAddr>, String> {
 /// Whether a zone follows RFC 1035's preferred syntax (else the banner warns);
 /// the root and reverse zones are exempt.
 pub fn rfc1035_preferred(zone: &str) -> bool {
-    if zone == "." || zone.ends_with("in-addr.arpa.") || zone.ends_with("ip6.arpa.") {
+    // dnsutil.IsReverse: the suffix with its leading dot.
+    if zone == "." || zone.ends_with(".in-addr.arpa.") || zone.ends_with(".ip6.arpa.") {
         return true;
     }
     let Some(body) = zone.strip_suffix('.') else {
@@ -438,5 +439,7 @@ mod tests {
         assert!(!rfc1035_preferred("_x.example.org."));
         assert!(!rfc1035_preferred("}."));
         assert!(rfc1035_preferred("."));
+        assert!(rfc1035_preferred("0.10.in-addr.arpa."));
+        assert!(!rfc1035_preferred("9in-addr.arpa."));
     }
 }

@@ -148,11 +148,45 @@ pub fn go_quote(s: &str) -> String {
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
+            c if !go_printable(c) => {
+                if (c as u32) < 0x1_0000 {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                } else {
+                    let _ = write!(out, "\\U{:08x}", c as u32);
+                }
+            }
             c => out.push(c),
         }
     }
     out.push('"');
     out
+}
+
+/// Go's `strconv.IsPrint` for the characters it refuses most often: C1 controls,
+/// spaces other than U+0020, format characters, private use and specials
+/// (unassigned code points are not known here).
+fn go_printable(c: char) -> bool {
+    !matches!(
+        c as u32,
+        0x80..=0xA0
+            | 0xAD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x1680
+            | 0x180E
+            | 0x2000..=0x200F
+            | 0x2028..=0x202F
+            | 0x205F..=0x206F
+            | 0x3000
+            | 0xE000..=0xF8FF
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0xFFFE..=0xFFFF
+            | 0xE0001..=0xE007F
+            | 0xF0000..
+    )
 }
 
 /// Go `strconv.Atoi`, with its error texts (`invalid syntax`, `value out of range`).

@@ -337,10 +337,9 @@ pub fn bind_all(
             continue;
         }
         let port: u16 = l.port.parse().map_err(|_| {
-            format!(
-                "listen tcp {}:{}: address {}: invalid port",
-                l.host, l.port, l.port
-            )
+            // Go's net.ResolveTCPAddr while CoreDNS groups the listeners, before
+            // any socket: no `listen tcp` prefix.
+            format!("address {}: invalid port", l.port)
         })?;
         let mut actual = port;
         // One socket set per worker, or `multisocket N` sets spread round-robin.
@@ -465,7 +464,8 @@ pub fn banner(cfg: &Config) -> String {
         for z in zones.iter().copied().cycle().take(zones.len() * copies) {
             if !corefile::keys::rfc1035_preferred(z) {
                 out.push_str(&format!(
-                    "Warning: Domain {z:?} does not follow RFC1035 preferred syntax\n"
+                    "Warning: Domain {} does not follow RFC1035 preferred syntax\n",
+                    corefile::values::go_quote(z)
                 ));
             }
             if l.host.is_empty() {

@@ -754,6 +754,30 @@ fn errors_consolidate_summary_flushed_on_shutdown_and_reload() {
     }
 }
 
+/// The banner's RFC 1035 warning quotes the zone as Go's %q does; a name merely
+/// ending in "in-addr.arpa." is not a reverse zone.
+#[test]
+fn banner_warnings_quote_as_go() {
+    let s = TestServer::start(
+        "a\u{7f}b.org:{port} a\u{ad}b.org:{port} 9in-addr.arpa:{port} 0.10.in-addr.arpa:{port} {\n whoami\n}\n",
+        "epoll",
+    );
+    let lines = s.lines();
+    for want in [
+        "Warning: Domain \"a\\x7fb.org.\" does not follow RFC1035 preferred syntax",
+        "Warning: Domain \"a\\u00adb.org.\" does not follow RFC1035 preferred syntax",
+        "Warning: Domain \"9in-addr.arpa.\" does not follow RFC1035 preferred syntax",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "no {want}: {lines:?}");
+    }
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("Domain \"0.10.in-addr.arpa.\"")),
+        "{lines:?}"
+    );
+}
+
 #[test]
 fn bad_corefiles_fail_fast_with_clear_errors() {
     let dir = TempDir::new("bad");
@@ -787,6 +811,18 @@ fn bad_corefiles_fail_fast_with_clear_errors() {
         )
     );
     assert!(took < Duration::from_secs(5));
+    // A port out of range: Go's ResolveTCPAddr text while grouping listeners.
+    let c = dir.write("port.Corefile", ".:99999 {\n whoami\n}\n");
+    let o = std::process::Command::new(bin())
+        .arg("-conf")
+        .arg(&c)
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "address 99999: invalid port\n"
+    );
     // An import cycle.
     dir.write("a.conf", "import b.conf\n");
     dir.write("b.conf", "import a.conf\n");
