@@ -31,6 +31,7 @@ impl std::fmt::Display for GoError {
 
 impl std::error::Error for GoError {}
 
+const INTERNAL: &str = "regexp/syntax: internal error";
 const INVALID_CHAR_RANGE: &str = "invalid character class range";
 const INVALID_ESCAPE: &str = "invalid escape sequence";
 const INVALID_NAMED_CAPTURE: &str = "invalid named capture";
@@ -68,7 +69,10 @@ pub fn compile(pattern: &str) -> Result<regex::Regex, GoError> {
         .build()
         .map_err(|e| match e {
             regex::Error::CompiledTooBig(_) => err(LARGE, pattern),
-            _ => err(NESTING_DEPTH, pattern),
+            // The nest limit (our groups and wrappers); anything else would be a
+            // translation this module got wrong: Go's internal-error code.
+            e if e.to_string().contains("nested parentheses") => err(NESTING_DEPTH, pattern),
+            _ => err(INTERNAL, pattern),
         })
 }
 
@@ -797,6 +801,9 @@ mod tests {
         ] {
             assert_eq!(go_err(p), format!("error parsing regexp: {want}"), "{p}");
         }
+        // Repetitions nest too: past the regex crate's nest limit it is Go's error.
+        let stars = format!("a{}", "(?i)*".repeat(4100));
+        assert_eq!(compile(&stars).err().map(|e| e.code), Some(NESTING_DEPTH));
         let deep = format!("{}a{}", "(".repeat(1001), ")".repeat(1001));
         assert_eq!(
             compile(&deep).err().map(|e| e.code),

@@ -191,15 +191,18 @@ fn go_printable(c: char) -> bool {
 
 /// Go `strconv.Atoi`, with its error texts (`invalid syntax`, `value out of range`).
 pub fn strconv_atoi(s: &str) -> Result<i64, String> {
+    strconv_int(s, "strconv.Atoi")
+}
+
+/// Go's decimal integer parse (64-bit) with the error texts of `func` (`strconv.Atoi`,
+/// `strconv.ParseInt`).
+pub fn strconv_int(s: &str, func: &str) -> Result<i64, String> {
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "strconv.Atoi: parsing {}: invalid syntax",
-            go_quote(s)
-        ));
+        return Err(format!("{func}: parsing {}: invalid syntax", go_quote(s)));
     }
     s.parse::<i64>()
-        .map_err(|_| format!("strconv.Atoi: parsing {}: value out of range", go_quote(s)))
+        .map_err(|_| format!("{func}: parsing {}: value out of range", go_quote(s)))
 }
 
 #[cfg(test)]

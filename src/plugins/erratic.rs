@@ -31,8 +31,7 @@ pub struct ErraticConfig {
 
 /// Go `strconv.ParseInt(s, 10, 32)`, then CoreDNS's check for a negative amount.
 fn amount(d: &Dispenser, s: &str) -> Result<u64, Diagnostic> {
-    let n = corefile::values::strconv_atoi(s)
-        .map_err(|e| Diagnostic::plain(e.replacen("strconv.Atoi", "strconv.ParseInt", 1)))?;
+    let n = corefile::values::strconv_int(s, "strconv.ParseInt").map_err(Diagnostic::plain)?;
     if n > i64::from(i32::MAX) || n < i64::from(i32::MIN) {
         return Err(Diagnostic::plain(format!(
             "strconv.ParseInt: parsing {}: value out of range",
