@@ -310,7 +310,7 @@ async fn dial(up: &Upstream, deadline: Instant) -> Result<Conn, Fail> {
     let tls = TlsConnector::from(Arc::clone(&t.config))
         .connect(t.name.clone(), tcp)
         .await
-        .map_err(|e| Fail::io(format!("tls: {e}")))?;
+        .map_err(|e| Fail::io(super::tls::handshake_err(&e)))?;
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
     let io = TokioIo::new(tls);
     let now = Instant::now();

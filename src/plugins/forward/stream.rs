@@ -152,7 +152,7 @@ async fn dial_stream(up: &Upstream) -> Result<Pooled, Fail> {
                 let left = limit.saturating_sub(start.elapsed());
                 match timeout(left, conn.connect(t.name.clone(), tcp)).await {
                     Err(_) => Err(Fail::io("context deadline exceeded")),
-                    Ok(Err(e)) => Err(Fail::io(format!("tls: {e}"))),
+                    Ok(Err(e)) => Err(Fail::io(super::tls::handshake_err(&e))),
                     Ok(Ok(s)) => Ok((Stream::Tls(Box::new(s)), local)),
                 }
             }
