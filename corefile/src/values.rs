@@ -64,16 +64,25 @@ pub fn parse_go_duration_nanos(s: &str) -> Result<i128, String> {
         } else {
             int_part.parse().map_err(|_| err())?
         };
+        // Go's bounds: each part and the sum at most 1<<63 (the magnitude of the
+        // most negative duration), checked before anything is added to them.
+        const LIMIT: i128 = 1 << 63;
         let mut v = ip.checked_mul(mult).ok_or_else(err)?;
+        if v > LIMIT {
+            return Err(err());
+        }
         if !frac_part.is_empty() {
             let mut scale = mult;
             for d in frac_part.bytes().take(30) {
                 scale /= 10;
                 v += i128::from(d - b'0') * scale;
             }
+            if v > LIMIT {
+                return Err(err());
+            }
         }
-        total = total.checked_add(v).ok_or_else(err)?;
-        if total > i128::from(i64::MAX) {
+        total += v;
+        if total > LIMIT || (!neg && total == LIMIT) {
             return Err(err());
         }
     }
@@ -233,6 +242,33 @@ mod tests {
             parse_go_duration_nanos("abc").unwrap_err(),
             "time: invalid duration \"abc\""
         );
+    }
+
+    #[test]
+    fn parse_bounds_as_go() {
+        let ok = |s: &str| parse_go_duration_nanos(s).ok();
+        let max = i128::from(i64::MAX);
+        assert_eq!(ok("9223372036854775807ns"), Some(max));
+        assert_eq!(ok("2562047h47m16.854775807s"), Some(max));
+        assert_eq!(ok("-9223372036854775808ns"), Some(-max - 1));
+        for bad in [
+            "9223372036854775808ns",
+            "2562047h47m16.854775808s",
+            "-9223372036854775809ns",
+            "2562048h",
+            "9223372036854775807ns1ns",
+            // A part whose integer fits i128 but not Go's 1<<63, plus a fraction: was an
+            // unchecked add (a debug-build panic, a wrapped value in release).
+            "170141183460469231731687303715884105.99999999999999999999us",
+            "-170141183460469231731687303715884105.99999999999999999999us",
+            "99999999999999999999999999999999999999h",
+        ] {
+            assert_eq!(
+                parse_go_duration_nanos(bad).unwrap_err(),
+                format!("time: invalid duration {}", go_quote(bad)),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
