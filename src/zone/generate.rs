@@ -33,8 +33,13 @@ impl Range {
     }
 }
 
-/// Expands `template` for counter `i` into `out`.
-pub(crate) fn expand(template: &[u8], i: u64, out: &mut Vec<u8>) -> Result<(), &'static str> {
+/// Expands `template` for counter `i` of `range` into `out`.
+pub(crate) fn expand(
+    template: &[u8],
+    range: Range,
+    i: u64,
+    out: &mut Vec<u8>,
+) -> Result<(), &'static str> {
     let mut k = 0;
     while k < template.len() {
         let c = template[k];
@@ -73,8 +78,14 @@ pub(crate) fn expand(template: &[u8], i: u64, out: &mut Vec<u8>) -> Result<(), &
                 if parts.next().is_some() || width > 255 {
                     return Err("modifier");
                 }
-                let v = i64::try_from(i).map_err(|_| "range")? + offset;
-                let v = u64::try_from(v).map_err(|_| "offset")?;
+                // miekg's bound: the whole range, offset, within 0..=2^31-1.
+                let off = i128::from(offset);
+                if i128::from(range.start) + off < 0
+                    || i128::from(range.stop) + off > i128::from(i32::MAX)
+                {
+                    return Err("offset");
+                }
+                let v = u64::try_from(i128::from(i) + off).map_err(|_| "offset")?;
                 let s = match base {
                     "d" => format!("{v:0width$}"),
                     "o" => format!("{v:0width$o}"),
@@ -119,7 +130,8 @@ mod tests {
 
     fn ex(t: &str, i: u64) -> String {
         let mut o = Vec::new();
-        expand(t.as_bytes(), i, &mut o).expect("expand");
+        let r = Range::parse(b"0-65535").expect("range");
+        expand(t.as_bytes(), r, i, &mut o).expect("expand");
         String::from_utf8(o).expect("utf8")
     }
 
@@ -132,5 +144,37 @@ mod tests {
         assert_eq!(ex("host-$ A 10.0.0.$", 7), "host-7 A 10.0.0.7");
         assert_eq!(ex("h${10,3,d} x${0,2,x} \\$ $$", 5), "h015 x05 $ $");
         assert_eq!(ex("${0,4,n}", 0x1a), "a.1.0.0");
+    }
+
+    #[test]
+    fn offsets_bounded_as_miekg() {
+        let go = |t: &str, r: &[u8], i: u64| {
+            let mut o = Vec::new();
+            let r = Range::parse(r).expect("range");
+            expand(t.as_bytes(), r, i, &mut o).map(|()| String::from_utf8_lossy(&o).into_owned())
+        };
+        assert_eq!(go("h${-1}", b"1-2", 1).as_deref(), Ok("h0"));
+        assert_eq!(go("h${-2}", b"1-2", 2), Err("offset"));
+        assert_eq!(
+            go("h${2147483645}", b"1-2", 1).as_deref(),
+            Ok("h2147483646")
+        );
+        assert_eq!(go("h${2147483646}", b"1-2", 1), Err("offset"));
+        // Past i64 with the counter: an overflow before (a panic in debug builds).
+        assert_eq!(go("h${9223372036854775807}", b"1-2", 1), Err("offset"));
+        assert_eq!(go("h${-9223372036854775808}", b"1-2", 1), Err("offset"));
+        assert_eq!(
+            go(
+                "h${1}",
+                b"9223372036854775807-9223372036854775807",
+                9_223_372_036_854_775_807
+            ),
+            Err("offset")
+        );
+        // A plain `$` is not bounded (miekg prints the counter as it is).
+        assert_eq!(
+            go("h$", b"4294967296-4294967296", 4_294_967_296).as_deref(),
+            Ok("h4294967296")
+        );
     }
 }

@@ -472,7 +472,7 @@ fn generate<E: From<ParseError>>(
     let mut sub = Vec::new();
     for i in range.iter() {
         text.clear();
-        super::generate::expand(&template, i, &mut text).map_err(|w| bad(&toks[2], w))?;
+        super::generate::expand(&template, range, i, &mut text).map_err(|w| bad(&toks[2], w))?;
         let mut glx = Lexer::new(&text);
         match glx.next_entry(&mut sub) {
             Ok(Some(_)) => {}
