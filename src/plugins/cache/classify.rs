@@ -150,30 +150,32 @@ pub fn answers_question(m: &[u8], idx: &MsgIndex) -> bool {
     }
 }
 
-/// CoreDNS `MinimalTTLWithMaximum` in seconds: the lowest TTL of every record
-/// but OPT, at most `max`; 5 s for types other than NOERROR/NXDOMAIN/NODATA and
-/// for replies without records.
-pub fn minimal_ttl(idx: &MsgIndex, t: RespType, max: i64) -> i64 {
+/// CoreDNS `MinimalTTLWithMaximum` in nanoseconds (Go's `time.Duration`): the lowest
+/// TTL of every record but OPT, at most `max_ns`; 5 s for types other than
+/// NOERROR/NXDOMAIN/NODATA and for replies without records.
+pub fn minimal_ttl(idx: &MsgIndex, t: RespType, max_ns: i64) -> i64 {
+    const SEC: i64 = 1_000_000_000;
+    let short = super::setup::MIN_TTL * SEC;
     if !matches!(
         t,
         RespType::NoError | RespType::NameError | RespType::NoData
     ) {
-        return super::setup::MIN_TTL;
+        return short;
     }
     let extra = idx.count(3);
     let only_opt = extra == 1 && idx.section(3).all(|r| r.rtype == 41);
     if idx.count(1) + idx.count(2) == 0 && (extra == 0 || only_opt) {
-        return super::setup::MIN_TTL;
+        return short;
     }
-    // Go compares against `uint32(max.Seconds())`.
-    let cap = max.clamp(0, i64::from(u32::MAX));
-    let mut min = max;
+    // Go compares against `uint32(minTTL.Seconds())`: whole seconds, truncated to
+    // 32 bits as Go's conversion does on amd64.
+    let mut min = max_ns;
     for r in &idx.rrs {
         if r.rtype == 41 && r.section == 3 {
             continue;
         }
-        if i64::from(r.ttl) < cap.min(min) {
-            min = i64::from(r.ttl);
+        if r.ttl < (min / SEC) as u32 {
+            min = i64::from(r.ttl) * SEC;
         }
     }
     min

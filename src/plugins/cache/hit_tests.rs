@@ -46,6 +46,21 @@ fn min_and_max_ttl() {
         ("cache 10", 1800, 10, true),
         ("cache {\n success 100 3600 0\n}", 0, 0, false),
         ("cache {\n success 100 7200 0\n}", 86_400, 7200, true),
+        // TTLs past what a Go duration holds wrap as CoreDNS's `time.Duration(ttl) *
+        // time.Second` does (an overflow before, a panic in debug builds): 2e10 s is
+        // 1553255926.29 s once wrapped; 1e10 s wraps negative (never cached; the reply's
+        // TTLs are set to the low 32 bits of its seconds, 143190519); 5e9 s fits but its
+        // seconds do not fit 32 bits (705032704, as Go's uint32 conversion on amd64).
+        ("cache 20000000000", 4_294_967_295, 1_553_255_926, true),
+        ("cache 20000000000", 300, 300, true),
+        ("cache 10000000000", 300, 143_190_519, false),
+        ("cache 5000000000", 4_294_967_295, 705_032_704, true),
+        (
+            "cache {\n success 100 20000000000 20000000000\n}",
+            300,
+            1_553_255_926,
+            true,
+        ),
     ] {
         let h = H::new(conf);
         let o = h.ask(q("example.org."), &up_a(up_ttl));

@@ -75,13 +75,16 @@ impl Cache {
                 // Negative caching needs an SOA for its TTL (RFC 2308 §5).
                 && (soa || mt != RespType::NameError)
                 && (soa || mt != RespType::NoError || !is_nodata(m, idx));
+            // CoreDNS `computeTTL` on durations: the configured seconds times
+            // `time.Second`, which wraps in Go for TTLs past ~292 years, as here.
             let clamp = |t: i64, min: i64, max: i64| t.max(min).min(max);
+            let ns = |secs: i64| secs.wrapping_mul(SEC);
             let dur_ns = match mt {
                 RespType::NameError | RespType::NoData => {
-                    clamp(minimal_ttl(idx, mt, c.nttl), c.minnttl, c.nttl) * SEC
+                    clamp(minimal_ttl(idx, mt, ns(c.nttl)), ns(c.minnttl), ns(c.nttl))
                 }
                 RespType::ServerError => c.failttl,
-                _ => clamp(minimal_ttl(idx, mt, c.pttl), c.minpttl, c.pttl) * SEC,
+                _ => clamp(minimal_ttl(idx, mt, ns(c.pttl)), ns(c.minpttl), ns(c.pttl)),
             };
             Facts {
                 mt,
@@ -101,7 +104,7 @@ impl Cache {
         if matches!(f.mt, RespType::Meta | RespType::Update) {
             return false;
         }
-        let ttl = (f.dur_ns / SEC).clamp(0, i64::from(u32::MAX)) as u32;
+        let ttl = go_secs_u32(f.dur_ns);
         flatten(ctx.resp, ctx.scratch, ttl);
         let mut stored = false;
         if f.cacheable && f.dur_ns > 0 {
@@ -135,7 +138,7 @@ impl Cache {
             return false;
         }
         let now = self.clock.now();
-        let orig = (dur_ns / SEC).clamp(0, i64::from(u32::MAX)) as u32;
+        let orig = go_secs_u32(dur_ns);
         let resp: &Vec<u8> = ctx.resp;
         let scratch = &mut *ctx.scratch;
         let item = MsgIndex::with(resp, |idx| {
@@ -380,4 +383,11 @@ pub(super) fn relay(ctx: &mut Ctx<'_>, reply: &[u8]) {
         ctx.resp[HEADER_LEN..end].copy_from_slice(w);
     }
     ctx.written = true;
+}
+
+/// Go's `uint32(d.Seconds())` as it runs on amd64: whole seconds (truncated toward
+/// zero), then the low 32 bits. Equal to the seconds for any duration a TTL can hold;
+/// the Corefile's TTLs are not bounded, so longer ones wrap as CoreDNS's do.
+fn go_secs_u32(ns: i64) -> u32 {
+    (ns / SEC) as u32
 }
