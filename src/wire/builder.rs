@@ -73,12 +73,22 @@ impl<'b> Builder<'b> {
         self.section = s;
     }
 
+    /// Whether another record fits the section's 16-bit count and `rdata_len` its RDLENGTH;
+    /// a record that does not is left out (a wire message cannot carry it).
+    fn room(&self, rdata_len: usize) -> bool {
+        self.counts[self.section as usize] < u16::MAX && rdata_len <= usize::from(u16::MAX)
+    }
+
     /// Appends a record with an owner given in wire form.
     pub fn rr_wire(&mut self, owner: &[u8], rtype: u16, class: u16, ttl: u32, rdata: &[u8]) {
+        if !self.room(rdata.len()) {
+            return;
+        }
         self.buf.extend_from_slice(owner);
         self.buf.extend_from_slice(&rtype.to_be_bytes());
         self.buf.extend_from_slice(&class.to_be_bytes());
         self.buf.extend_from_slice(&ttl.to_be_bytes());
+        // At most u16::MAX (`room`).
         self.buf
             .extend_from_slice(&(rdata.len() as u16).to_be_bytes());
         self.buf.extend_from_slice(rdata);
@@ -87,6 +97,9 @@ impl<'b> Builder<'b> {
 
     /// Appends a record whose owner is `parts` concatenated (a name in wire form).
     pub fn rr_parts(&mut self, parts: &[&[u8]], rtype: u16, class: u16, ttl: u32, rdata: &[u8]) {
+        if !self.room(rdata.len()) {
+            return;
+        }
         for p in parts {
             self.buf.extend_from_slice(p);
         }
@@ -107,6 +120,10 @@ impl<'b> Builder<'b> {
         ttl: u32,
         f: impl FnOnce(&mut Vec<u8>),
     ) {
+        if !self.room(0) {
+            return;
+        }
+        let start = self.buf.len();
         self.buf.extend_from_slice(owner);
         self.buf.extend_from_slice(&rtype.to_be_bytes());
         self.buf.extend_from_slice(&class.to_be_bytes());
@@ -114,7 +131,10 @@ impl<'b> Builder<'b> {
         let len_at = self.buf.len();
         self.buf.extend_from_slice(&[0, 0]);
         f(self.buf);
-        let n = (self.buf.len() - len_at - 2) as u16;
+        let Ok(n) = u16::try_from(self.buf.len() - len_at - 2) else {
+            self.buf.truncate(start);
+            return;
+        };
         self.buf[len_at..len_at + 2].copy_from_slice(&n.to_be_bytes());
         self.counts[self.section as usize] += 1;
     }

@@ -225,3 +225,33 @@ fn truncation_keeps_whole_rrs() {
     let again = MsgIndex::parse(&out).expect("reindex");
     assert_eq!(again.rrs.len(), 29);
 }
+
+#[test]
+fn builder_leaves_out_what_a_message_cannot_carry() {
+    use super::builder::{Builder, SectionKind};
+    let q = query(7, "big.test.", 1, None);
+    let Verdict::Query(r) = parse_query(&q) else {
+        panic!("query");
+    };
+    let mut buf = Vec::new();
+    let mut b = Builder::reply(&mut buf, &r);
+    b.section(SectionKind::Answer);
+    let owner = r.question_wire();
+    let owner = &owner[..owner.len() - 4];
+    // One more record than a 16-bit count holds: the last is left out (the count
+    // overflowed before: a panic in debug builds, a wrapped count in release).
+    for i in 0..=u32::from(u16::MAX) {
+        b.rr_wire(owner, 1, 1, 60, &i.to_be_bytes());
+    }
+    // RDATA longer than RDLENGTH holds, either way a record is written: left out.
+    b.section(SectionKind::Additional);
+    b.rr_wire(owner, 16, 1, 60, &vec![0; 65_536]);
+    b.rr_parts(&[owner], 16, 1, 60, &vec![0; 65_536]);
+    b.rr_with(owner, 16, 1, 60, |v| v.resize(v.len() + 65_536, 0));
+    b.rr_with(owner, 16, 1, 60, |v| v.extend_from_slice(b"\x02ok"));
+    let len = b.finish();
+    assert_eq!(hdr::counts(&buf), [1, u16::MAX, 0, 1]);
+    let rec = owner.len() + 10;
+    assert_eq!(len, q.len() + usize::from(u16::MAX) * (rec + 4) + rec + 3);
+    assert_eq!(&buf[len - 3..], b"\x02ok");
+}
