@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::plugins::Plugin;
-use crate::wire::{Builder, Request, Verdict, hdr, parse_query};
+use crate::wire::{Builder, Request, Verdict, parse_query};
 
 /// Transport as plugins see it (`{proto}`): DoT/DoH/gRPC count as tcp, DoQ/DoH3 as udp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,9 +357,9 @@ impl<'a> Ctx<'a> {
         self.req.do_bit()
     }
 
-    /// Rcode of the written reply (4 bits + none for extended), if written.
+    /// Rcode of the written reply (with the OPT's extended bits), if written.
     pub fn written_rcode(&self) -> Option<u16> {
-        self.written.then(|| u16::from(hdr::rcode(self.resp)))
+        self.written.then(|| crate::wire::full_rcode(self.resp))
     }
 }
 

@@ -79,7 +79,9 @@ pub fn typify(m: &[u8], idx: &MsgIndex) -> RespType {
             }
         }
     }
-    let rcode = hdr::rcode(m);
+    // miekg's unpacked rcode: an upstream's extended rcode (BADVERS, BADCOOKIE) is
+    // an error, not a NOERROR answer.
+    let rcode = idx.full_rcode(m);
     let answers = idx.count(1);
     if answers > 0 && rcode == 0 {
         return RespType::NoError;
@@ -471,7 +473,8 @@ fn render(segs: &[Seg], ctx: &Ctx<'_>, msg: Option<&[u8]>, rsize: usize, out: &m
                 Label::Rcode => match msg {
                     None => out.push('-'),
                     Some(m) => {
-                        let rc = u16::from(hdr::rcode(m));
+                        // miekg's unpacked rcode, with the OPT's extended bits.
+                        let rc = crate::wire::full_rcode(m);
                         match types::rcode_name(rc) {
                             Some(n) => out.push_str(n),
                             None => {

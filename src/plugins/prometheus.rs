@@ -11,7 +11,7 @@ use corefile::{Diagnostic, Dispenser};
 use crate::chain::{Ctx, Proto, Status, client_write};
 use crate::config::SetupCtx;
 use crate::metrics::{self, Report};
-use crate::wire::{Name, hdr};
+use crate::wire::Name;
 
 /// Parsed configuration.
 #[derive(Debug, Clone)]
@@ -90,7 +90,7 @@ impl Prometheus {
             .max_by_key(|(n, _)| n.len())
             .map_or(&self.root, |(_, z)| z);
         let (rcode, size) = if ctx.written {
-            (u16::from(hdr::rcode(ctx.resp)), ctx.resp.len())
+            (crate::wire::full_rcode(ctx.resp), ctx.resp.len())
         } else {
             (0, 0)
         };

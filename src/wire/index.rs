@@ -119,6 +119,16 @@ impl MsgIndex {
     pub fn count(&self, s: u8) -> usize {
         self.section(s).count()
     }
+
+    /// The rcode of message `m` (indexed here) as miekg unpacks it: the header's 4 bits
+    /// with the extended bits of the last OPT record (see [`super::full_rcode`]).
+    pub fn full_rcode(&self, m: &[u8]) -> u16 {
+        let base = u16::from(super::hdr::rcode(m));
+        self.section(3)
+            .filter(|r| r.rtype == 41)
+            .last()
+            .map_or(base, |r| base | ((r.ttl >> 24) as u16) << 4)
+    }
 }
 
 /// Layout of names inside RDATA, for types whose names may be compressed.

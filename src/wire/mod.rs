@@ -111,3 +111,36 @@ pub mod hdr {
 
 #[cfg(test)]
 mod tests;
+
+/// The rcode miekg's `Unpack` gives a message: the header's 4 bits with the extended
+/// bits of the last OPT record of the additional section (`IsEdns0`) above them, so
+/// an upstream's BADVERS/BADSIG (16) or BADCOOKIE (23) is read whole. Records that do
+/// not parse end the scan with what was read.
+pub fn full_rcode(m: &[u8]) -> u16 {
+    if m.len() < HEADER_LEN {
+        return 0;
+    }
+    let [qd, an, ns, ar] = hdr::counts(m);
+    let base = u16::from(hdr::rcode(m));
+    let mut rcode = base;
+    let mut pos = HEADER_LEN;
+    for _ in 0..qd {
+        match Name::skip(m, pos) {
+            Ok(p) => pos = p + 4,
+            Err(_) => return base,
+        }
+    }
+    let first_additional = u32::from(an) + u32::from(ns);
+    let total = first_additional + u32::from(ar);
+    for n in 0..total {
+        let Ok(p) = Name::skip(m, pos) else { break };
+        if p + 10 > m.len() {
+            break;
+        }
+        if n >= first_additional && be16(m, p) == 41 {
+            rcode = base | u16::from(m[p + 4]) << 4;
+        }
+        pos = p + 10 + usize::from(be16(m, p + 8));
+    }
+    rcode
+}

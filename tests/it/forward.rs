@@ -888,6 +888,45 @@ fn from_one_socket(s: &TestServer, first_id: u16, names: &[String]) -> Vec<Optio
         .collect()
 }
 
+/// An upstream reply's extended rcode (in its OPT) is the reply's rcode everywhere, as
+/// miekg unpacks it: the client sees it, *log* and `coredns_dns_responses_total` name it
+/// (16 is BADSIG in miekg's table), and *cache* does not store it as a NOERROR answer.
+#[test]
+fn forward_extended_rcode_logged_counted_and_not_cached() {
+    for be in backends() {
+        let f = Fake::start(Mode::ExtRcode(16), 4);
+        let (conf, mport) = with_metrics(&format!(
+            ".:{{port}} {{\n log\n cache 30\n forward . {}\n}}\n",
+            f.addr()
+        ));
+        let s = TestServer::start(&conf, be);
+        for _ in 0..2 {
+            let out = s.dig(&["x.ext.example", "A"]);
+            assert_eq!(dig_status(&out), "BADVERS", "{be}: {out}");
+        }
+        assert_eq!(f.queries().len(), 2, "{be}: cached as an answer");
+        let l = s
+            .wait_line(|l| l.contains("x.ext.example."))
+            .expect("log line");
+        assert!(l.contains("\" BADSIG qr,rd,ra "), "{be}: {l}");
+        let text = scrape_metrics(mport);
+        let counted: Vec<&str> = text
+            .lines()
+            .filter(|x| x.starts_with("coredns_dns_responses_total{"))
+            .collect();
+        assert!(
+            counted
+                .iter()
+                .any(|x| x.contains("rcode=\"BADSIG\"") && x.ends_with("} 2")),
+            "{be}: {counted:?}"
+        );
+        assert!(
+            !counted.iter().any(|x| x.contains("rcode=\"NOERROR\"")),
+            "{be}: {counted:?}"
+        );
+    }
+}
+
 /// `conf` with a `prometheus` listener (on a free port, returned) in its first block.
 fn with_metrics(conf: &str) -> (String, u16) {
     let mport = free_port();

@@ -317,6 +317,8 @@ fn flatten(resp: &mut Vec<u8>, scratch: &mut Vec<u8>, ttl: u32) {
     let total = before + usize::from(ar);
     // Start of the trailing run of OPT records, and whether others precede it.
     let (mut tail_opt, mut inner_opt, mut opts) = (None, false, 0u16);
+    // The last OPT's extended-rcode octet and class.
+    let mut last_opt = None;
     for i in 0..total {
         let start = pos;
         let Ok(fixed) = Name::skip(resp, pos) else {
@@ -332,6 +334,7 @@ fn flatten(resp: &mut Vec<u8>, scratch: &mut Vec<u8>, ttl: u32) {
         if i >= before && be16(resp, fixed) == 41 {
             opts += 1;
             tail_opt.get_or_insert(start);
+            last_opt = Some((u32::from(resp[fixed + 4]), be16(resp, fixed + 2)));
         } else {
             resp[fixed + 4..fixed + 8].copy_from_slice(&ttl.to_be_bytes());
             if tail_opt.is_some() {
@@ -344,6 +347,10 @@ fn flatten(resp: &mut Vec<u8>, scratch: &mut Vec<u8>, ttl: u32) {
     if opts == 0 {
         return;
     }
+    // The extended rcode stays with the message (miekg keeps it in `Rcode`, and the
+    // OPT the server then gives the reply carries it when packed): a bare OPT with
+    // the last OPT's extended bits replaces the dropped ones.
+    let ext = last_opt.filter(|&(ext, _)| ext != 0);
     match tail_opt {
         Some(start) if !inner_opt => {
             resp.truncate(start);
@@ -365,6 +372,15 @@ fn flatten(resp: &mut Vec<u8>, scratch: &mut Vec<u8>, ttl: u32) {
             rebuild(resp, &idx, &keep, opts, scratch);
             std::mem::swap(resp, scratch);
         }
+    }
+    if let Some((ext, class)) = ext {
+        resp.push(0);
+        resp.extend_from_slice(&41u16.to_be_bytes());
+        resp.extend_from_slice(&class.to_be_bytes());
+        resp.extend_from_slice(&(ext << 24).to_be_bytes());
+        resp.extend_from_slice(&[0, 0]);
+        let ar = hdr::counts(resp)[3];
+        hdr::set_count(resp, 3, ar.saturating_add(1));
     }
 }
 

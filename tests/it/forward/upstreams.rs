@@ -36,6 +36,9 @@ pub enum Mode {
     HeaderOnly(u8),
     /// The answer, its header claiming 3 answers and 2 additional records.
     CountsLie,
+    /// The answer with this full rcode: its low 4 bits in the header, the rest in an
+    /// OPT record's extended-rcode octet (BADVERS/BADSIG is 16).
+    ExtRcode(u16),
 }
 
 /// One query the fake saw.
@@ -265,6 +268,7 @@ pub fn reply(q: &[u8], m: Mode, tcp: bool, tag: u8) -> Vec<u8> {
     let (tc, rcode) = match m {
         Mode::Tc if !tcp => (0x02, 0),
         Mode::Rcode(rc) | Mode::HeaderOnly(rc) => (0, rc),
+        Mode::ExtRcode(rc) => (0, (rc & 0x0f) as u8),
         _ => (0, 0),
     };
     r.push(0x80 | tc | rd);
@@ -275,10 +279,17 @@ pub fn reply(q: &[u8], m: Mode, tcp: bool, tag: u8) -> Vec<u8> {
     }
     let answer = matches!(
         m,
-        Mode::Answer | Mode::WrongQuestion | Mode::WrongClass | Mode::Delay(_) | Mode::CountsLie
+        Mode::Answer
+            | Mode::WrongQuestion
+            | Mode::WrongClass
+            | Mode::Delay(_)
+            | Mode::CountsLie
+            | Mode::ExtRcode(_)
     ) || (m == Mode::Tc && tcp);
     if m == Mode::CountsLie {
         r.extend_from_slice(&[0, 1, 0, 3, 0, 0, 0, 2]);
+    } else if let Mode::ExtRcode(_) = m {
+        r.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 1]);
     } else {
         r.extend_from_slice(&[0, 1, 0, u8::from(answer), 0, 0, 0, 0]);
     }
@@ -293,6 +304,10 @@ pub fn reply(q: &[u8], m: Mode, tcp: bool, tag: u8) -> Vec<u8> {
     }
     if answer {
         r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, tag]);
+    }
+    if let Mode::ExtRcode(rc) = m {
+        // OPT: root owner, 1232 octets, extended rcode, version 0, no flags, no data.
+        r.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, (rc >> 4) as u8, 0, 0, 0, 0, 0]);
     }
     r
 }
