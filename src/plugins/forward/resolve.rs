@@ -452,7 +452,9 @@ fn exchange(server: SocketAddr, name: &str, qtype: u16) -> Result<Vec<String>, S
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for rr in idx.section(1) {
+        // CoreDNS takes A records from the A reply and AAAA records from the AAAA
+        // reply only.
+        for rr in idx.section(1).filter(|rr| rr.rtype == qtype) {
             let rd = &m[rr.rdata()];
             match (rr.rtype, rd.len()) {
                 (1, 4) => out.push(IpAddr::from([rd[0], rd[1], rd[2], rd[3]]).to_string()),

@@ -267,7 +267,8 @@ fn setup_resolv_conf_files() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A one-shot DNS responder answering A/AAAA queries for `name`.
+/// A one-shot DNS responder answering A/AAAA queries for `name`; its AAAA reply
+/// carries an A record (127.0.0.2), which CoreDNS does not take as an address.
 fn tiny_resolver(name: &'static str) -> (SocketAddr, std::thread::JoinHandle<()>) {
     let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
     s.set_read_timeout(Some(Duration::from_secs(3))).expect("t");
@@ -288,6 +289,9 @@ fn tiny_resolver(name: &'static str) -> (SocketAddr, std::thread::JoinHandle<()>
             req.qname.write_presentation(&mut qn);
             if qn == name && req.qtype == 1 {
                 b.rr_wire(req.qname.wire(), 1, 1, 60, &[127, 0, 0, 1]);
+            }
+            if qn == name && req.qtype == 28 {
+                b.rr_wire(req.qname.wire(), 1, 1, 60, &[127, 0, 0, 2]);
             }
             b.finish();
             let _ = s.send_to(&out, peer);
