@@ -224,6 +224,27 @@ fn forward_dial_errors_name_the_source_address() {
             "{be}: {:?}",
             s.lines()
         );
+        // A source address of the other family: Go's dial finds no remote address to
+        // pair with it and fails before any socket.
+        let s = TestServer::start(
+            &format!(
+                "udp.example:{{port}} {{\n errors\n forward . 127.0.0.1:{dead} {{\n  source_address ::1\n }}\n}}\n\
+                 tcp.example:{{port}} {{\n errors\n forward . 127.0.0.1:{dead} {{\n  force_tcp\n  source_address ::1\n }}\n}}\n"
+            ),
+            be,
+        );
+        for net in ["udp", "tcp"] {
+            let out = s.dig(&[&format!("x.{net}.example"), "A"]);
+            assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+            let want = format!(
+                "[ERROR] plugin/errors: 2 x.{net}.example. A: dial {net}: address [::1]:0: no suitable address found"
+            );
+            assert!(
+                s.wait_line(|l| l == want).is_some(),
+                "{be}: {:?}",
+                s.lines()
+            );
+        }
     }
 }
 

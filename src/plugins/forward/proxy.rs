@@ -355,6 +355,9 @@ fn unspecified(remote: SocketAddr) -> IpAddr {
 fn dial_udp(up: &Upstream, inflight: &Arc<InFlight>) -> Result<Rc<UdpConn>, Fail> {
     let start = Instant::now();
     let r = up.cfg.addr;
+    if let Some(e) = super::stream::family_mismatch("udp", up.opts.source, r) {
+        return Err(Fail::io(e));
+    }
     let bind = SocketAddr::new(up.opts.source.unwrap_or_else(|| unspecified(r)), 0);
     let dial = super::stream::dial_text("udp", up.opts.source, r);
     let sock = std::net::UdpSocket::bind(bind).map_err(|e| {

@@ -90,6 +90,27 @@ pub(super) fn dial_text(net: &str, source: Option<std::net::IpAddr>, r: SocketAd
     }
 }
 
+/// Go's dial error when `source_address` and the upstream are of different address
+/// families: `resolveAddrList` keeps no remote address for the local one, so the dial
+/// fails before any socket (`dial udp: address [::1]:0: no suitable address found`).
+pub(super) fn family_mismatch(
+    net: &str,
+    source: Option<std::net::IpAddr>,
+    r: SocketAddr,
+) -> Option<String> {
+    let src = source?;
+    let v4 = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V4(_) => true,
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
+    };
+    (v4(src) != v4(r.ip())).then(|| {
+        format!(
+            "dial {net}: address {}: no suitable address found",
+            SocketAddr::new(src, 0)
+        )
+    })
+}
+
 /// Connects to the upstream (from `source_address` when set) within `limit`,
 /// feeding the dial-time average unless `tls` (the caller feeds it after the
 /// handshake, which Go's dial includes); Go's `dial tcp` texts on failure.
@@ -109,6 +130,9 @@ pub(super) async fn dial_tcp_to(
     tls: bool,
 ) -> Result<(TcpStream, SocketAddr), Fail> {
     let start = Instant::now();
+    if let Some(e) = family_mismatch("tcp", up.opts.source, r) {
+        return Err(Fail::io(e));
+    }
     let dial = dial_text("tcp", up.opts.source, r);
     let sock = if r.is_ipv4() {
         TcpSocket::new_v4()
