@@ -148,6 +148,10 @@ pub struct Request<'a> {
     pub question_end: usize,
     /// The OPT record, if any (the last one, as miekg's `IsEdns0`).
     pub opt: Option<Opt<'a>>,
+    /// Records read in the answer, authority and additional sections: the header's
+    /// counts, or fewer when the message ends before them (miekg stops there and
+    /// corrects the counts; see [`parse_query`]).
+    pub counts: [u16; 3],
 }
 
 impl Request<'_> {
@@ -264,8 +268,21 @@ pub fn parse_query(msg: &[u8]) -> Verdict<'_> {
     let question_end = qend + 4;
     let mut pos = question_end;
     let mut opt = None;
+    let mut counts = [0u16; 3];
     for i in 0..(an as usize + ns as usize + ar as usize) {
+        // A message that ends before its counts say: miekg reads no further (a record
+        // that does not advance the offset ends the section: "l is a lie") and
+        // accepts what it has.
+        if pos == msg.len() {
+            break;
+        }
         let in_additional = i >= an as usize + ns as usize;
+        let section = if in_additional {
+            2
+        } else {
+            usize::from(i >= an as usize)
+        };
+        counts[section] += 1;
         match read_rr(msg, pos) {
             Ok((next, rtype, class, ttl, rdata)) => {
                 if in_additional && rtype == 41 {
@@ -292,6 +309,7 @@ pub fn parse_query(msg: &[u8]) -> Verdict<'_> {
         qclass,
         question_end,
         opt,
+        counts,
     })
 }
 

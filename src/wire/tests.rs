@@ -100,7 +100,8 @@ fn accept_filter() {
 #[test]
 fn unpack_failure_keeps_question() {
     let mut q = query(1, "www.example.org", 1, None);
-    q[11] = 1; // ARCOUNT 1 but no record
+    q[11] = 1; // ARCOUNT 1 and a record cut after its type
+    q.extend_from_slice(&[0, 0, 41]);
     let Verdict::Reject(r) = parse_query(&q) else {
         panic!()
     };
@@ -254,4 +255,35 @@ fn builder_leaves_out_what_a_message_cannot_carry() {
     let rec = owner.len() + 10;
     assert_eq!(len, q.len() + usize::from(u16::MAX) * (rec + 4) + rec + 3);
     assert_eq!(&buf[len - 3..], b"\x02ok");
+}
+
+#[test]
+fn counts_past_the_end_of_the_message_are_what_was_read() {
+    // miekg stops at the end of the message and corrects the counts; a record
+    // that is cut off is still a FORMERR.
+    let mut q = query(7, "a.example.", 1, None);
+    q[11] = 2;
+    let Verdict::Query(r) = parse_query(&q) else {
+        panic!("accepted");
+    };
+    assert_eq!(r.counts, [0, 0, 0]);
+    let mut q = query(7, "a.example.", 1, Some((1232, 0, &[])));
+    q[7] = 1;
+    q[11] = 2;
+    let Verdict::Query(r) = parse_query(&q) else {
+        panic!("accepted");
+    };
+    // The OPT is read as the answer record the counts announce first.
+    assert_eq!(r.counts, [1, 0, 0]);
+    let q = query(7, "a.example.", 1, Some((1232, 0, &[])));
+    let Verdict::Query(r) = parse_query(&q) else {
+        panic!("accepted");
+    };
+    assert_eq!(
+        (r.counts, r.opt.map(|o| o.udp_size)),
+        ([0, 0, 1], Some(1232))
+    );
+    let mut cut = query(7, "a.example.", 1, Some((1232, 0, &[])));
+    cut.pop();
+    assert!(matches!(parse_query(&cut), Verdict::Reject(_)));
 }

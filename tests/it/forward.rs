@@ -248,6 +248,29 @@ fn forward_dial_errors_name_the_source_address() {
     }
 }
 
+/// A query whose counts promise records it does not carry (the message ends after
+/// the question) is served, as miekg unpacks it (it stops at the end and corrects the
+/// counts), and goes upstream with the counts corrected; a record cut short is FORMERR.
+#[test]
+fn forward_query_with_counts_past_its_end() {
+    for be in backends() {
+        let f = Fake::start(Mode::Answer, 5);
+        let s = TestServer::start(&format!(".:{{port}} {{\n forward . {}\n}}\n", f.addr()), be);
+        let mut q = query(77, "lie.example", 1, 1, None);
+        q[11] = 2;
+        let r = s.udp_raw(&q, Duration::from_secs(2)).expect("reply");
+        assert_eq!(r[3] & 0x0f, 0, "{be}: rcode");
+        assert_eq!(&r[6..8], &[0, 1], "{be}: one answer");
+        let seen = f.queries();
+        assert_eq!(seen.len(), 1, "{be}");
+        assert_eq!(&seen[0].msg[4..12], &[0, 1, 0, 0, 0, 0, 0, 0], "{be}");
+        q.extend_from_slice(&[0, 0, 41]);
+        let r = s.udp_raw(&q, Duration::from_secs(2)).expect("reply");
+        assert_eq!(r[3] & 0x0f, 1, "{be}: FORMERR");
+        assert_eq!(f.queries().len(), 1, "{be}");
+    }
+}
+
 #[test]
 fn forward_fault_modes_client_view() {
     for be in backends() {

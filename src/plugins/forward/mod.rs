@@ -199,6 +199,13 @@ impl Stanza {
     fn upstream_query(ctx: &Ctx<'_>) -> crate::server::bufpool::Buf {
         let mut q = crate::server::bufpool::copy_of(ctx.req.msg);
         hdr::set_flags(&mut q, ctx.st.flags);
+        // CoreDNS packs the request it unpacked: counts that promised records the
+        // message did not carry go upstream corrected.
+        for (i, n) in ctx.req.counts.iter().enumerate() {
+            if hdr::counts(&q)[i + 1] != *n {
+                hdr::set_count(&mut q, i + 1, *n);
+            }
+        }
         if let (Some(opt), Some(size)) = (ctx.req.opt, ctx.st.udp_size) {
             if size != opt.udp_size {
                 if let Some(idx) = MsgIndex::parse(&q) {
