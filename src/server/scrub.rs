@@ -6,32 +6,20 @@
 use crate::chain::Proto;
 use crate::wire::index::{Rebuild, rebuild};
 use crate::wire::request::SUPPORTED_OPTIONS;
-use crate::wire::{HEADER_LEN, MsgIndex, Name, Request, be16, flags, hdr};
+use crate::wire::{HEADER_LEN, MsgIndex, Request, be16, flags, hdr};
 
-/// Location of the last OPT record of the additional section.
+/// Location of the last OPT record of the additional section (none when a record
+/// does not parse).
 fn find_opt(m: &[u8]) -> Option<(usize, usize, usize)> {
-    let [qd, an, ns, ar] = hdr::counts(m);
-    let mut pos = HEADER_LEN;
-    for _ in 0..qd {
-        pos = Name::skip(m, pos).ok()? + 4;
-    }
+    let [_, an, ns, _] = hdr::counts(m);
+    let first_additional = usize::from(an) + usize::from(ns);
     let mut found = None;
-    for i in 0..(an as usize + ns as usize + ar as usize) {
-        let start = pos;
-        let fixed = Name::skip(m, pos).ok()?;
-        if fixed + 10 > m.len() {
-            return None;
-        }
-        let end = fixed + 10 + be16(m, fixed + 8) as usize;
-        if end > m.len() {
-            return None;
-        }
-        if i >= an as usize + ns as usize && be16(m, fixed) == 41 {
+    let whole = crate::wire::walk_records(m, |i, start, fixed, end| {
+        if i >= first_additional && be16(m, fixed) == 41 {
             found = Some((start, fixed, end));
         }
-        pos = end;
-    }
-    found
+    });
+    found.filter(|_| whole)
 }
 
 /// CoreDNS `SizeAndDo`: makes the reply's EDNS match the request's.

@@ -112,6 +112,39 @@ pub mod hdr {
 #[cfg(test)]
 mod tests;
 
+/// Walks the records after the question section of `m`, calling `f(i, start, fixed,
+/// end)` for each whole record (`i` counts from the first answer; `fixed` is the
+/// offset of its TYPE). Stops at the first record that does not fit in the message
+/// and returns false; true when every record the counts announce was walked.
+pub fn walk_records(m: &[u8], mut f: impl FnMut(usize, usize, usize, usize)) -> bool {
+    if m.len() < HEADER_LEN {
+        return false;
+    }
+    let [qd, an, ns, ar] = hdr::counts(m);
+    let mut pos = HEADER_LEN;
+    for _ in 0..qd {
+        match Name::skip(m, pos) {
+            Ok(p) => pos = p + 4,
+            Err(_) => return false,
+        }
+    }
+    for i in 0..(usize::from(an) + usize::from(ns) + usize::from(ar)) {
+        let Ok(fixed) = Name::skip(m, pos) else {
+            return false;
+        };
+        if fixed + 10 > m.len() {
+            return false;
+        }
+        let end = fixed + 10 + usize::from(be16(m, fixed + 8));
+        if end > m.len() {
+            return false;
+        }
+        f(i, pos, fixed, end);
+        pos = end;
+    }
+    true
+}
+
 /// The rcode miekg's `Unpack` gives a message: the header's 4 bits with the extended
 /// bits of the last OPT record of the additional section (`IsEdns0`) above them, so
 /// an upstream's BADVERS/BADSIG (16) or BADCOOKIE (23) is read whole. Records that do
@@ -120,27 +153,17 @@ pub fn full_rcode(m: &[u8]) -> u16 {
     if m.len() < HEADER_LEN {
         return 0;
     }
-    let [qd, an, ns, ar] = hdr::counts(m);
+    let [_, an, ns, ar] = hdr::counts(m);
     let base = u16::from(hdr::rcode(m));
+    if ar == 0 {
+        return base;
+    }
+    let first_additional = usize::from(an) + usize::from(ns);
     let mut rcode = base;
-    let mut pos = HEADER_LEN;
-    for _ in 0..qd {
-        match Name::skip(m, pos) {
-            Ok(p) => pos = p + 4,
-            Err(_) => return base,
+    walk_records(m, |i, _, fixed, _| {
+        if i >= first_additional && be16(m, fixed) == 41 {
+            rcode = base | u16::from(m[fixed + 4]) << 4;
         }
-    }
-    let first_additional = u32::from(an) + u32::from(ns);
-    let total = first_additional + u32::from(ar);
-    for n in 0..total {
-        let Ok(p) = Name::skip(m, pos) else { break };
-        if p + 10 > m.len() {
-            break;
-        }
-        if n >= first_additional && be16(m, p) == 41 {
-            rcode = base | u16::from(m[p + 4]) << 4;
-        }
-        pos = p + 10 + usize::from(be16(m, p + 8));
-    }
+    });
     rcode
 }

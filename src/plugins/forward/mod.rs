@@ -201,9 +201,10 @@ impl Stanza {
         hdr::set_flags(&mut q, ctx.st.flags);
         // CoreDNS packs the request it unpacked: counts that promised records the
         // message did not carry go upstream corrected.
-        for (i, n) in ctx.req.counts.iter().enumerate() {
-            if hdr::counts(&q)[i + 1] != *n {
-                hdr::set_count(&mut q, i + 1, *n);
+        let [_, an, ns, ar] = hdr::counts(&q);
+        if [an, ns, ar] != ctx.req.counts {
+            for (i, n) in ctx.req.counts.into_iter().enumerate() {
+                hdr::set_count(&mut q, i + 1, n);
             }
         }
         if let (Some(opt), Some(size)) = (ctx.req.opt, ctx.st.udp_size) {
