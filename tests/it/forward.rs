@@ -5,6 +5,7 @@
 //! and kdig on every backend.
 
 mod doh;
+mod proxies;
 mod upstreams;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 use doh::{DohMode, DohServer, doh_tls};
+use proxies::{ProxyKind, TunnelProxy};
 use upstreams::{Fake, Mode, Seen};
 
 fn answers(out: &str) -> Vec<String> {
@@ -1360,7 +1362,7 @@ fn forward_doh_through_https_proxy() {
     let (tls, pem) = doh_tls(&["192.0.2.1", "192.0.2.8"], false);
     for be in backends() {
         let up = DohServer::start(DohMode::Dns(Mode::Answer), 9, Arc::clone(&tls), false);
-        let proxy = ConnectProxy::start(up.port, "192.0.2.7:443");
+        let proxy = TunnelProxy::start(ProxyKind::Http, up.port, "192.0.2.7:443");
         let dir = TempDir::new("doh");
         let ca = ca_file(&dir, &pem);
         let s = TestServer::start_env(
@@ -1431,75 +1433,105 @@ fn forward_doh_through_https_proxy() {
     }
 }
 
-/// An HTTP CONNECT proxy on loopback: every tunnel goes to `127.0.0.1:to` (whatever
-/// its target), except `refuse`, answered 407. Keeps each request head it read.
-struct ConnectProxy {
-    port: u16,
-    heads: Arc<std::sync::Mutex<Vec<String>>>,
-}
+#[test]
+fn forward_doh_through_socks5_and_https_proxies() {
+    // HTTPS_PROXY=socks5://… (username/password from the URL, RFC 1929) and
+    // https://… (TLS to the proxy, verified with the stanza's CA as Go clones the
+    // DoH transport's TLS configuration, then CONNECT): the upstream's TLS runs in
+    // the tunnel. Refusals and failures in Go's words.
+    let (tls, pem) = doh_tls(&["192.0.2.1", "192.0.2.7", "127.0.0.1"], false);
+    let (other_tls, _) = doh_tls(&["127.0.0.1"], true);
+    for be in backends() {
+        let up = DohServer::start(DohMode::Dns(Mode::Answer), 9, Arc::clone(&tls), false);
+        let socks = TunnelProxy::start(
+            ProxyKind::Socks5 {
+                user: b"dns",
+                pass: b"s3cret",
+            },
+            up.port,
+            "192.0.2.7:443",
+        );
+        let dir = TempDir::new("doh");
+        let ca = ca_file(&dir, &pem);
+        let corefile = format!(
+            "good.example:{{port}} {{\n errors\n forward . https://192.0.2.1 {{\n  tls {ca}\n }}\n}}\n\
+             refused.example:{{port}} {{\n errors\n forward . https://192.0.2.7 {{\n  tls {ca}\n  max_fails 0\n }}\n}}\n"
+        );
+        let start = |proxy_url: &str| {
+            TestServer::start_env(&corefile, be, &[], &[("HTTPS_PROXY", proxy_url)])
+        };
+        let s = start(&format!("socks5://dns:s3cret@127.0.0.1:{}", socks.port));
+        let out = s.dig(&["x.good.example", "A"]);
+        assert_eq!(
+            answers(&out),
+            ["x.good.example. 60 IN A 192.0.2.9"],
+            "{be}: {out}"
+        );
+        let mut want: Vec<u8> = vec![5, 2, 0, 2, 1, 3];
+        want.extend_from_slice(b"dns");
+        want.push(6);
+        want.extend_from_slice(b"s3cret");
+        want.extend_from_slice(&[5, 1, 0, 1, 192, 0, 2, 1, 1, 187]);
+        assert_eq!(socks.seen().first(), Some(&want), "{be}");
+        let out = s.dig(&["x.refused.example", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        let want = format!(
+            "[ERROR] plugin/errors: 2 x.refused.example. A: Post \"https://192.0.2.7:443/dns-query\": socks connect tcp 127.0.0.1:{}->192.0.2.7:443: unknown error connection not allowed by ruleset",
+            socks.port
+        );
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+        drop(s);
+        // Wrong credentials (socks5h: the same for an IP target).
+        let s = start(&format!("socks5h://dns:wrong@127.0.0.1:{}", socks.port));
+        let out = s.dig(&["x.refused.example", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        let want = format!(
+            "[ERROR] plugin/errors: 2 x.refused.example. A: Post \"https://192.0.2.7:443/dns-query\": socks connect tcp 127.0.0.1:{}->192.0.2.7:443: username/password authentication failed",
+            socks.port
+        );
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+        drop(s);
 
-impl ConnectProxy {
-    fn start(to: u16, refuse: &'static str) -> Self {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
-        let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let h2 = Arc::clone(&heads);
-        std::thread::spawn(move || {
-            for c in l.incoming() {
-                let Ok(mut c) = c else { return };
-                let heads = Arc::clone(&h2);
-                std::thread::spawn(move || {
-                    use std::io::{Read, Write};
-                    let mut head = Vec::new();
-                    let mut b = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match c.read(&mut b) {
-                            Ok(1) => head.push(b[0]),
-                            _ => return,
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    let refused = head.starts_with(&format!("CONNECT {refuse} "));
-                    let bare_lf = head.starts_with("CONNECT 192.0.2.8:443 ");
-                    heads.lock().expect("lock").push(head);
-                    if refused {
-                        let _ = c.write_all(
-                            b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n",
-                        );
-                        return;
-                    }
-                    let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
-                        return;
-                    };
-                    // Bare LF line ends for one target (Go's reader takes them).
-                    let ok: &[u8] = if bare_lf {
-                        b"HTTP/1.0 200 OK\n\n"
-                    } else {
-                        b"HTTP/1.1 200 Connection established\r\n\r\n"
-                    };
-                    if c.write_all(ok).is_err() {
-                        return;
-                    }
-                    let (mut c2, mut up2) = (
-                        c.try_clone().expect("clone"),
-                        up.try_clone().expect("clone"),
-                    );
-                    let back = std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut up2, &mut c2);
-                        let _ = c2.shutdown(std::net::Shutdown::Write);
-                    });
-                    let (mut c, mut up) = (c, up);
-                    let _ = std::io::copy(&mut c, &mut up);
-                    let _ = up.shutdown(std::net::Shutdown::Write);
-                    let _ = back.join();
-                });
-            }
-        });
-        Self { port, heads }
-    }
-
-    fn heads(&self) -> Vec<String> {
-        self.heads.lock().expect("lock").clone()
+        let https =
+            TunnelProxy::start(ProxyKind::Https(Arc::clone(&tls)), up.port, "192.0.2.7:443");
+        let s = start(&format!("https://dns:s3cret@127.0.0.1:{}", https.port));
+        let out = s.dig(&["x.good.example", "A"]);
+        assert_eq!(
+            answers(&out),
+            ["x.good.example. 60 IN A 192.0.2.9"],
+            "{be}: {out}"
+        );
+        assert_eq!(
+            https.heads().first().map(String::as_str),
+            Some(
+                "CONNECT 192.0.2.1:443 HTTP/1.1\r\nHost: 192.0.2.1:443\r\nProxy-Authorization: Basic ZG5zOnMzY3JldA==\r\n\r\n"
+            ),
+            "{be}"
+        );
+        drop(s);
+        // A proxy whose certificate the stanza's CA did not sign.
+        let untrusted = TunnelProxy::start(ProxyKind::Https(Arc::clone(&other_tls)), up.port, "");
+        let s = start(&format!("https://127.0.0.1:{}", untrusted.port));
+        let out = s.dig(&["x.refused.example", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        let want = "[ERROR] plugin/errors: 2 x.refused.example. A: Post \"https://192.0.2.7:443/dns-query\": proxyconnect tcp: tls: failed to verify certificate: x509: certificate signed by unknown authority";
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+        assert!(
+            untrusted.seen().is_empty(),
+            "{be}: nothing sent to an unverified proxy"
+        );
     }
 }
 

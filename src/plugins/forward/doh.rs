@@ -38,6 +38,7 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_rustls::TlsConnector;
 
+use super::httpproxy::Tunnel;
 use super::metrics;
 use super::proxy::{Fail, Local, Upstream, expired, unpack};
 use super::setup::{DohMethod, UpstreamConfig};
@@ -302,9 +303,9 @@ async fn dial(up: &Upstream, deadline: Instant) -> Result<Conn, Fail> {
     // when the client's timeout fires with the request's deadline error, so the
     // caller's text (`context deadline exceeded (Client.Timeout …)`) is the one seen.
     let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
-    // Through the `HTTPS_PROXY` (a CONNECT tunnel) unless `NO_PROXY` or loopback.
+    // Through the `HTTPS_PROXY` (a tunnel) unless `NO_PROXY` or loopback.
     let tcp = match super::httpproxy::env().for_addr(up.cfg.addr) {
-        None => dial_tcp(up, left, false).await?.0,
+        None => Tunnel::Tcp(dial_tcp(up, left, false).await?.0),
         Some(p) => super::httpproxy::tunnel(up, p, left).await?,
     };
     let tls = TlsConnector::from(Arc::clone(&t.config))

@@ -1,17 +1,25 @@
-//! The HTTPS proxy of DoH upstreams, as Go's `http.ProxyFromEnvironment` (the
-//! default transport CoreDNS's DoH clients copy) takes it from the environment:
+//! The proxy of DoH upstreams, as Go's `http.ProxyFromEnvironment` (the default
+//! transport CoreDNS's DoH clients copy) takes it from the environment:
 //! `HTTPS_PROXY` (else `https_proxy`) names the proxy, `NO_PROXY` (else
 //! `no_proxy`) the addresses reached directly, and loopback is never proxied. A
-//! proxied connection is an HTTP `CONNECT` tunnel to the upstream's `IP:port`
-//! through an `http://` proxy (`Proxy-Authorization: Basic` from its user
-//! information); TLS to the upstream then runs inside the tunnel.
+//! proxied connection is a tunnel to the upstream's `IP:port`: an HTTP `CONNECT`
+//! through an `http://` proxy, or through TLS to an `https://` proxy
+//! (`Proxy-Authorization: Basic` from the URL's user information), or a SOCKS5
+//! `CONNECT` through a `socks5://` or `socks5h://` proxy (username/password from
+//! the user information); TLS to the upstream then runs inside the tunnel.
 //!
-//! Go: `net/http/transport.go` (`dialConn`), `golang.org/x/net/http/httpproxy`.
+//! Go: `net/http/transport.go` (`dialConn`, `addTLS`), `net/http/socks_bundle.go`,
+//! `golang.org/x/net/http/httpproxy`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::proxy::{Fail, Upstream};
@@ -20,7 +28,7 @@ use super::proxy::{Fail, Upstream};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyUrl {
     /// Lowercased; every scheme but `https`, `socks5` and `socks5h` is dialled
-    /// as an HTTP `CONNECT` proxy, as Go's transport does.
+    /// as a plain HTTP `CONNECT` proxy, as Go's transport does.
     pub scheme: String,
     /// Host name or IP (without brackets).
     pub host: String,
@@ -31,6 +39,9 @@ pub struct ProxyUrl {
     pub bad_port: Option<String>,
     /// `Proxy-Authorization` value (`Basic …`) from the URL's user information.
     pub auth: Option<String>,
+    /// The URL's user name and password, percent-decoded (the password empty when
+    /// none is written), for a SOCKS proxy.
+    pub user: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// The proxy settings, read once (Go reads them at first use and keeps them).
@@ -137,22 +148,26 @@ fn parse_url(s: &str) -> Option<ProxyUrl> {
             _ => None,
         },
     };
-    let auth = match user {
+    let user = match user {
         None => None,
         Some(u) => {
             let (name, pass) = u.split_once(':').unwrap_or((u, ""));
-            let mut cred = unescape(name)?;
-            cred.push(b':');
-            cred.extend(unescape(pass)?);
-            Some(format!("Basic {}", super::doh::base64(&cred)))
+            Some((unescape(name)?, unescape(pass)?))
         }
     };
+    let auth = user.as_ref().map(|(name, pass)| {
+        let mut cred = name.clone();
+        cred.push(b':');
+        cred.extend_from_slice(pass);
+        format!("Basic {}", super::doh::base64(&cred))
+    });
     Some(ProxyUrl {
         scheme,
         host: host.to_owned(),
         port,
         bad_port,
         auth,
+        user,
     })
 }
 
@@ -274,20 +289,112 @@ fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
 /// Go's limit on a proxy's response head (`ReadResponse` over a 10 MiB reader).
 const MAX_HEAD: usize = 10 << 20;
 
-/// Dials `proxy` (from `source_address` when set) and opens a `CONNECT` tunnel to
-/// the upstream within `limit`; Go's texts on failure (`proxyconnect tcp: dial tcp
-/// …` when the proxy cannot be reached, the status text when it refuses).
+/// A connection to the upstream through the proxy: plain TCP (`http://` and SOCKS
+/// proxies), or TLS to an `https://` proxy carrying the tunnel.
+pub enum Tunnel {
+    /// Through an `http://` or SOCKS proxy (or no proxy).
+    Tcp(TcpStream),
+    /// Through an `https://` proxy.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Tunnel {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(t) => Pin::new(t).poll_read(cx, buf),
+            Self::Tls(t) => Pin::new(t.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Tunnel {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(t) => Pin::new(t).poll_write(cx, buf),
+            Self::Tls(t) => Pin::new(t.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(t) => Pin::new(t).poll_flush(cx),
+            Self::Tls(t) => Pin::new(t.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(t) => Pin::new(t).poll_shutdown(cx),
+            Self::Tls(t) => Pin::new(t.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Go's text for a failed read or write on the proxy connection
+/// (`read tcp L->R: …`).
+struct OpText {
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+}
+
+impl OpText {
+    fn of(tcp: &TcpStream) -> Self {
+        Self {
+            local: tcp.local_addr().ok(),
+            remote: tcp.peer_addr().ok(),
+        }
+    }
+
+    fn err(&self, op: &str, e: &std::io::Error) -> String {
+        match (self.local, self.remote) {
+            (Some(l), Some(r)) => format!("{op} tcp {l}->{r}: {}", super::proxy::go_op_err(op, e)),
+            _ => super::proxy::go_op_err(op, e),
+        }
+    }
+
+    /// Go `io.ReadFull`: `EOF` when nothing came, `unexpected EOF` when part did.
+    async fn read_full<S: AsyncRead + Unpin>(
+        &self,
+        s: &mut S,
+        buf: &mut [u8],
+    ) -> Result<(), String> {
+        let mut got = 0;
+        while got < buf.len() {
+            match s.read(&mut buf[got..]).await {
+                Ok(0) if got == 0 => return Err("EOF".into()),
+                Ok(0) => return Err("unexpected EOF".into()),
+                Ok(n) => got += n,
+                Err(e) => return Err(self.err("read", &e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_all<S: AsyncWrite + Unpin>(&self, s: &mut S, b: &[u8]) -> Result<(), String> {
+        s.write_all(b).await.map_err(|e| self.err("write", &e))
+    }
+}
+
+/// Dials `proxy` (from `source_address` when set) and opens a tunnel through it to
+/// the upstream within `limit`, as Go's transport does for each scheme: TLS to an
+/// `https://` proxy first (verified as the upstream is, for `tls_servername` when
+/// set, else for the proxy's host), then an HTTP `CONNECT`; a SOCKS5 `CONNECT` for
+/// `socks5://` and `socks5h://`. Go's texts on failure: `proxyconnect tcp: …` when
+/// the proxy cannot be reached or its TLS fails, the status text when an HTTP proxy
+/// refuses, `socks connect tcp PROXY->TARGET: …` when a SOCKS proxy does.
 pub async fn tunnel(
     up: &Upstream,
     proxy: &ProxyUrl,
     limit: std::time::Duration,
-) -> Result<TcpStream, Fail> {
-    if matches!(proxy.scheme.as_str(), "https" | "socks5" | "socks5h") {
-        return Err(Fail::io(format!(
-            "proxyconnect tcp: {}:// proxies are not supported by ringdns (only http://)",
-            proxy.scheme
-        )));
-    }
+) -> Result<Tunnel, Fail> {
     if let Some(p) = &proxy.bad_port {
         return Err(Fail::io(format!(
             "proxyconnect tcp: dial tcp: address {p}: invalid port"
@@ -331,23 +438,75 @@ pub async fn tunnel(
         let t = first.unwrap_or_default();
         return Err(Fail::io(format!("proxyconnect tcp: {t}")));
     };
-    let (local, remote) = (tcp.local_addr().ok(), tcp.peer_addr().ok());
-    let io_err = |op: &str, e: &std::io::Error| match (local, remote) {
-        (Some(l), Some(r)) => Fail::io(format!(
-            "{op} tcp {l}->{r}: {}",
-            super::proxy::go_op_err(op, e)
-        )),
-        _ => Fail::io(super::proxy::go_op_err(op, e)),
-    };
+    let op = OpText::of(&tcp);
+    match proxy.scheme.as_str() {
+        "socks5" | "socks5h" => {
+            let target = up.cfg.addr;
+            if target.port() == 0 {
+                // Go checks the target's port before a byte goes out.
+                return Err(Fail::io("socks connect tcp: port number out of range 0"));
+            }
+            if let Err(e) = socks5(&mut tcp, proxy, target, &op).await {
+                // Go `net.OpError` from the SOCKS dialer: the proxy's address as
+                // connected, then the target.
+                return Err(Fail::io(match op.remote {
+                    Some(r) => format!("socks connect tcp {r}->{target}: {e}"),
+                    None => format!("socks connect tcp {target}: {e}"),
+                }));
+            }
+            Ok(Tunnel::Tcp(tcp))
+        }
+        "https" => {
+            let Some(t) = &up.tls else {
+                return Err(Fail::io("tls: no TLS configuration for an https upstream"));
+            };
+            // Go clones the transport's TLS configuration for the proxy: its roots and
+            // client certificate, `tls_servername` when set, else the proxy's host.
+            let name = match &t.stanza_name {
+                Some(n) => n.clone(),
+                None => ServerName::try_from(proxy.host.clone()).map_err(|_| {
+                    Fail::io(format!(
+                        "proxyconnect tcp: tls: the proxy's host '{}' is not a DNS name or an IP address, which ringdns's TLS (rustls) needs",
+                        proxy.host
+                    ))
+                })?,
+            };
+            let mut cfg = (*t.config).clone();
+            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| {
+                    Fail::io(format!(
+                        "proxyconnect tcp: {}",
+                        super::tls::handshake_err(&e)
+                    ))
+                })?;
+            connect_head(&mut tls, up, proxy, &op).await?;
+            Ok(Tunnel::Tls(Box::new(tls)))
+        }
+        _ => {
+            connect_head(&mut tcp, up, proxy, &op).await?;
+            Ok(Tunnel::Tcp(tcp))
+        }
+    }
+}
+
+/// The HTTP `CONNECT` to the upstream's `IP:port` and the proxy's response head.
+async fn connect_head<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    up: &Upstream,
+    proxy: &ProxyUrl,
+    op: &OpText,
+) -> Result<(), Fail> {
     let target = up.cfg.addr;
     let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if let Some(a) = &proxy.auth {
         req.push_str(&format!("Proxy-Authorization: {a}\r\n"));
     }
     req.push_str("\r\n");
-    tcp.write_all(req.as_bytes())
-        .await
-        .map_err(|e| io_err("write", &e))?;
+    op.write_all(s, req.as_bytes()).await.map_err(Fail::io)?;
+    s.flush().await.map_err(|e| Fail::io(op.err("write", &e)))?;
     // The response head, a byte at a time (nothing past it may be consumed: the
     // upstream's TLS follows in the same stream). Lines end in LF (CR optional);
     // the status line is checked as soon as it is in, as Go's `ReadResponse` does.
@@ -355,7 +514,10 @@ pub async fn tunnel(
     let mut status_checked = false;
     loop {
         let mut b = [0u8; 1];
-        let n = tcp.read(&mut b).await.map_err(|e| io_err("read", &e))?;
+        let n = s
+            .read(&mut b)
+            .await
+            .map_err(|e| Fail::io(op.err("read", &e)))?;
         if n == 0 {
             if !status_checked && !head.is_empty() {
                 // A partial first line still counts as the status line.
@@ -383,9 +545,115 @@ pub async fn tunnel(
             continue;
         }
         if head.ends_with(b"\n\n") || head.ends_with(b"\n\r\n") {
-            return Ok(tcp);
+            return Ok(());
         }
     }
+}
+
+/// The SOCKS reply codes' texts (Go `socksReply.String`).
+fn socks_reply(code: u8) -> String {
+    match code {
+        0x01 => "general SOCKS server failure".into(),
+        0x02 => "connection not allowed by ruleset".into(),
+        0x03 => "network unreachable".into(),
+        0x04 => "host unreachable".into(),
+        0x05 => "connection refused".into(),
+        0x06 => "TTL expired".into(),
+        0x07 => "command not supported".into(),
+        0x08 => "address type not supported".into(),
+        c => format!("unknown code: {c}"),
+    }
+}
+
+/// A SOCKS5 `CONNECT` (RFC 1928) to `target`, as Go's SOCKS dialer makes it: no
+/// authentication offered unless the proxy URL has user information, then also
+/// username/password (RFC 1929). Returns Go's error text (without the dialer's
+/// `socks connect` prefix).
+async fn socks5<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    proxy: &ProxyUrl,
+    target: SocketAddr,
+    op: &OpText,
+) -> Result<(), String> {
+    const NO_AUTH: u8 = 0x00;
+    const USER_PASS: u8 = 0x02;
+    let hello: &[u8] = if proxy.user.is_some() {
+        &[5, 2, NO_AUTH, USER_PASS]
+    } else {
+        &[5, 1, NO_AUTH]
+    };
+    op.write_all(s, hello).await?;
+    let mut b = [0u8; 2];
+    op.read_full(s, &mut b).await?;
+    if b[0] != 5 {
+        return Err(format!("unexpected protocol version {}", b[0]));
+    }
+    if b[1] == 0xff {
+        return Err("no acceptable authentication methods".into());
+    }
+    // Without user information Go authenticates not at all, whatever was chosen.
+    if let Some((user, pass)) = &proxy.user {
+        match b[1] {
+            NO_AUTH => {}
+            USER_PASS => {
+                if user.is_empty() || user.len() > 255 || pass.is_empty() || pass.len() > 255 {
+                    return Err("invalid username/password".into());
+                }
+                let mut m = Vec::with_capacity(3 + user.len() + pass.len());
+                m.push(1);
+                m.push(user.len() as u8);
+                m.extend_from_slice(user);
+                m.push(pass.len() as u8);
+                m.extend_from_slice(pass);
+                op.write_all(s, &m).await?;
+                op.read_full(s, &mut b).await?;
+                if b[0] != 1 {
+                    return Err("invalid username/password version".into());
+                }
+                if b[1] != 0 {
+                    return Err("username/password authentication failed".into());
+                }
+            }
+            m => return Err(format!("unsupported authentication method {m}")),
+        }
+    }
+    let mut req = vec![5, 1, 0];
+    match target.ip().to_canonical() {
+        IpAddr::V4(v4) => {
+            req.push(1);
+            req.extend_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            req.push(4);
+            req.extend_from_slice(&v6.octets());
+        }
+    }
+    req.extend_from_slice(&target.port().to_be_bytes());
+    op.write_all(s, &req).await?;
+    let mut h = [0u8; 4];
+    op.read_full(s, &mut h).await?;
+    if h[0] != 5 {
+        return Err(format!("unexpected protocol version {}", h[0]));
+    }
+    if h[1] != 0 {
+        return Err(format!("unknown error {}", socks_reply(h[1])));
+    }
+    if h[2] != 0 {
+        return Err("non-zero reserved field".into());
+    }
+    // The bound address and port, read and ignored.
+    let len = match h[3] {
+        1 => 2 + 4,
+        4 => 2 + 16,
+        3 => {
+            let mut n = [0u8; 1];
+            op.read_full(s, &mut n).await?;
+            2 + usize::from(n[0])
+        }
+        t => return Err(format!("unknown address type {t}")),
+    };
+    let mut rest = vec![0u8; len];
+    op.read_full(s, &mut rest).await
 }
 
 /// Go `ReadResponse`'s status line checks: `PROTO CODE[ TEXT]`, a three-digit
@@ -509,6 +777,216 @@ mod tests {
                 .for_addr(addr("192.0.2.1:443"))
                 .is_none()
         );
+    }
+
+    /// One side of a SOCKS exchange: what the proxy expects to read, or sends.
+    enum Step {
+        Expect(&'static [u8]),
+        Send(&'static [u8]),
+    }
+
+    /// Runs `socks5` against a scripted proxy; the proxy closes after its script.
+    /// Returns the client's result and whether the proxy read what it expected.
+    fn socks_run(url: &str, target: &str, script: Vec<Step>) -> (Result<(), String>, bool) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let proxy = parse_proxy(url).expect("url");
+        let op = OpText {
+            local: None,
+            remote: None,
+        };
+        rt.block_on(async {
+            let (mut c, mut p) = tokio::io::duplex(4096);
+            let server = async move {
+                for step in script {
+                    match step {
+                        Step::Expect(want) => {
+                            let mut got = vec![0u8; want.len()];
+                            if p.read_exact(&mut got).await.is_err() || got != want {
+                                return false;
+                            }
+                        }
+                        Step::Send(b) => {
+                            if p.write_all(b).await.is_err() {
+                                return false;
+                            }
+                        }
+                    }
+                }
+                true
+            };
+            let client = async {
+                let r = socks5(&mut c, &proxy, addr(target), &op).await;
+                drop(c);
+                r
+            };
+            let (r, ok) = tokio::join!(client, server);
+            (r, ok)
+        })
+    }
+
+    #[test]
+    fn socks5_as_go_dials_it() {
+        use Step::{Expect, Send};
+        const OK_V4: &[u8] = &[5, 0, 0, 1, 10, 0, 0, 1, 0x30, 0x39];
+        // No user information: only "no authentication" is offered; IPv4 target.
+        let (r, ok) = socks_run(
+            "socks5://10.0.0.1",
+            "192.0.2.1:443",
+            vec![
+                Expect(&[5, 1, 0]),
+                Send(&[5, 0]),
+                Expect(&[5, 1, 0, 1, 192, 0, 2, 1, 1, 187]),
+                Send(OK_V4),
+            ],
+        );
+        assert_eq!((r, ok), (Ok(()), true));
+        // User information: username/password offered too (RFC 1929), percent-
+        // decoded; an IPv6 target; a bound address given as a name.
+        let (r, ok) = socks_run(
+            "socks5h://us%65r:p%40ss@10.0.0.1:1080",
+            "[2001:db8::1]:8443",
+            vec![
+                Expect(&[5, 2, 0, 2]),
+                Send(&[5, 2]),
+                Expect(&[1, 4, b'u', b's', b'e', b'r', 4, b'p', b'@', b's', b's']),
+                Send(&[1, 0]),
+                Expect(&[
+                    5, 1, 0, 4, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x20,
+                    0xfb,
+                ]),
+                Send(&[5, 0, 0, 3, 3, b'a', b'b', b'c', 0, 80]),
+            ],
+        );
+        assert_eq!((r, ok), (Ok(()), true));
+        // An IPv4-mapped target goes as IPv4 (Go `To4`).
+        let (r, ok) = socks_run(
+            "socks5://10.0.0.1",
+            "[::ffff:192.0.2.1]:443",
+            vec![
+                Expect(&[5, 1, 0]),
+                Send(&[5, 0]),
+                Expect(&[5, 1, 0, 1, 192, 0, 2, 1, 1, 187]),
+                Send(OK_V4),
+            ],
+        );
+        assert_eq!((r, ok), (Ok(()), true));
+        // Without user information Go does not authenticate, whatever was chosen.
+        let (r, ok) = socks_run(
+            "socks5://10.0.0.1",
+            "192.0.2.1:443",
+            vec![
+                Expect(&[5, 1, 0]),
+                Send(&[5, 2]),
+                Expect(&[5, 1, 0, 1, 192, 0, 2, 1, 1, 187]),
+                Send(OK_V4),
+            ],
+        );
+        assert_eq!((r, ok), (Ok(()), true));
+        // Go's texts for each failure.
+        let fails: Vec<(&str, Vec<Step>, &str)> = vec![
+            ("socks5://p", vec![Expect(&[5, 1, 0])], "EOF"),
+            (
+                "socks5://p",
+                vec![Expect(&[5, 1, 0]), Send(&[5])],
+                "unexpected EOF",
+            ),
+            (
+                "socks5://p",
+                vec![Expect(&[5, 1, 0]), Send(&[4, 0])],
+                "unexpected protocol version 4",
+            ),
+            (
+                "socks5://p",
+                vec![Expect(&[5, 1, 0]), Send(&[5, 0xff])],
+                "no acceptable authentication methods",
+            ),
+            (
+                "socks5://u@p",
+                vec![Expect(&[5, 2, 0, 2]), Send(&[5, 2])],
+                "invalid username/password",
+            ),
+            (
+                "socks5://u:p@p",
+                vec![Expect(&[5, 2, 0, 2]), Send(&[5, 1])],
+                "unsupported authentication method 1",
+            ),
+            (
+                "socks5://u:p@p",
+                vec![
+                    Expect(&[5, 2, 0, 2]),
+                    Send(&[5, 2]),
+                    Expect(&[1, 1, b'u', 1, b'p']),
+                    Send(&[1, 1]),
+                ],
+                "username/password authentication failed",
+            ),
+            (
+                "socks5://u:p@p",
+                vec![
+                    Expect(&[5, 2, 0, 2]),
+                    Send(&[5, 2]),
+                    Expect(&[1, 1, b'u', 1, b'p']),
+                    Send(&[5, 0]),
+                ],
+                "invalid username/password version",
+            ),
+            (
+                "socks5://p",
+                vec![
+                    Expect(&[5, 1, 0]),
+                    Send(&[5, 0]),
+                    Expect(&[5, 1, 0, 1, 192, 0, 2, 1, 1, 187]),
+                    Send(&[5, 2, 0, 1]),
+                ],
+                "unknown error connection not allowed by ruleset",
+            ),
+            (
+                "socks5://p",
+                vec![
+                    Expect(&[5, 1, 0]),
+                    Send(&[5, 0]),
+                    Expect(&[5, 1, 0, 1, 192, 0, 2, 1, 1, 187]),
+                    Send(&[5, 9, 0, 1]),
+                ],
+                "unknown error unknown code: 9",
+            ),
+            (
+                "socks5://p",
+                vec![
+                    Expect(&[5, 1, 0]),
+                    Send(&[5, 0]),
+                    Expect(&[5, 1, 0, 1, 192, 0, 2, 1, 1, 187]),
+                    Send(&[5, 0, 1, 1]),
+                ],
+                "non-zero reserved field",
+            ),
+            (
+                "socks5://p",
+                vec![
+                    Expect(&[5, 1, 0]),
+                    Send(&[5, 0]),
+                    Expect(&[5, 1, 0, 1, 192, 0, 2, 1, 1, 187]),
+                    Send(&[5, 0, 0, 7]),
+                ],
+                "unknown address type 7",
+            ),
+            (
+                "socks5://p",
+                vec![
+                    Expect(&[5, 1, 0]),
+                    Send(&[5, 0]),
+                    Expect(&[5, 1, 0, 1, 192, 0, 2, 1, 1, 187]),
+                    Send(&[5, 0, 0, 1, 10, 0]),
+                ],
+                "unexpected EOF",
+            ),
+        ];
+        for (url, script, want) in fails {
+            let (r, _) = socks_run(url, "192.0.2.1:443", script);
+            assert_eq!(r, Err(want.to_owned()), "{url}");
+        }
     }
 
     #[test]

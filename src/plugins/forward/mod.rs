@@ -133,10 +133,15 @@ impl Stanza {
                 (Scheme::Tls, Some(c), _) => Some(TlsInfo {
                     config: Arc::clone(c),
                     name: name(),
+                    stanza_name: None,
                 }),
                 (Scheme::Https, _, Some(c)) => Some(TlsInfo {
                     config: Arc::clone(c),
                     name: name(),
+                    stanza_name: cfg
+                        .tls_servername
+                        .as_ref()
+                        .and_then(|n| rustls::pki_types::ServerName::try_from(n.clone()).ok()),
                 }),
                 _ => return Err("forward: TLS upstream without TLS config".into()),
             };

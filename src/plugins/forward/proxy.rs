@@ -138,6 +138,9 @@ pub struct TlsInfo {
     pub config: Arc<rustls::ClientConfig>,
     /// SNI and verification name.
     pub name: ServerName<'static>,
+    /// `tls_servername`, which an `https://` proxy of a DoH upstream is also
+    /// verified for (Go's transport clones the upstream's TLS configuration).
+    pub stanza_name: Option<ServerName<'static>>,
 }
 
 /// An upstream, shared by every worker.
