@@ -142,6 +142,11 @@ enum RdataNames {
     },
 }
 
+/// Whether records of `rtype` carry names in their RDATA that [`rebuild`] expands.
+pub fn rdata_has_names(rtype: u16) -> bool {
+    matches!(rdata_names(rtype), RdataNames::Names { .. })
+}
+
 fn rdata_names(rtype: u16) -> RdataNames {
     use RdataNames::*;
     match rtype {

@@ -152,6 +152,9 @@ pub struct Request<'a> {
     /// counts, or fewer when the message ends before them (miekg stops there and
     /// corrects the counts; see [`parse_query`]).
     pub counts: [u16; 3],
+    /// A name may be compressed: the question's or a record owner's holds a
+    /// compression pointer, or a record's type carries names in its RDATA.
+    pub compressed: bool,
 }
 
 impl Request<'_> {
@@ -269,6 +272,7 @@ pub fn parse_query(msg: &[u8]) -> Verdict<'_> {
     let mut pos = question_end;
     let mut opt = None;
     let mut counts = [0u16; 3];
+    let mut compressed = matches!(qname, QName::Owned(_));
     for i in 0..(an as usize + ns as usize + ar as usize) {
         // A message that ends before its counts say: miekg reads no further (a record
         // that does not advance the offset ends the section: "l is a lie") and
@@ -284,7 +288,8 @@ pub fn parse_query(msg: &[u8]) -> Verdict<'_> {
         };
         counts[section] += 1;
         match read_rr(msg, pos) {
-            Ok((next, rtype, class, ttl, rdata)) => {
+            Ok((next, rtype, class, ttl, rdata, owner_compressed)) => {
+                compressed |= owner_compressed || super::index::rdata_has_names(rtype);
                 if in_additional && rtype == 41 {
                     if check_options(rdata).is_err() {
                         return formerr(Some(question_end));
@@ -310,15 +315,17 @@ pub fn parse_query(msg: &[u8]) -> Verdict<'_> {
         question_end,
         opt,
         counts,
+        compressed,
     })
 }
 
-type Rr<'a> = (usize, u16, u16, u32, &'a [u8]);
+/// Past the record, TYPE, CLASS, TTL, RDATA, and whether the owner name is compressed.
+type Rr<'a> = (usize, u16, u16, u32, &'a [u8], bool);
 
 fn read_rr(msg: &[u8], pos: usize) -> Result<Rr<'_>, Unpack> {
     let p = Name::skip(msg, pos).map_err(|_| Unpack)?;
     // Validate the owner name fully (pointers, loops, length) as miekg does.
-    Name::scan(msg, pos).map_err(|_| Unpack)?;
+    let (_, owner_compressed) = Name::scan(msg, pos).map_err(|_| Unpack)?;
     if p + 10 > msg.len() {
         return Err(Unpack);
     }
@@ -338,7 +345,7 @@ fn read_rr(msg: &[u8], pos: usize) -> Result<Rr<'_>, Unpack> {
             return Err(Unpack);
         }
     }
-    Ok((p + 10 + rdlen, rtype, class, ttl, rdata))
+    Ok((p + 10 + rdlen, rtype, class, ttl, rdata, owner_compressed))
 }
 
 fn check_options(d: &[u8]) -> Result<(), Unpack> {

@@ -202,7 +202,11 @@ impl Stanza {
     /// The query as sent upstream: the client's message with the header flags
     /// and EDNS size as the plugins before us left them.
     fn upstream_query(ctx: &Ctx<'_>) -> crate::server::bufpool::Buf {
-        let mut q = crate::server::bufpool::copy_of(ctx.req.msg);
+        let mut q = if ctx.req.compressed {
+            Self::uncompressed(ctx.req.msg)
+        } else {
+            crate::server::bufpool::copy_of(ctx.req.msg)
+        };
         hdr::set_flags(&mut q, ctx.st.flags);
         // CoreDNS packs the request it unpacked: counts that promised records the
         // message did not carry go upstream corrected.
@@ -227,6 +231,27 @@ impl Stanza {
                 }
             }
         }
+        q
+    }
+
+    /// The query with its names written out in full, as CoreDNS packs the request
+    /// it unpacked (miekg packs without compression unless asked). A TSIG-signed
+    /// query goes as it came, since its MAC covers the bytes.
+    fn uncompressed(msg: &[u8]) -> crate::server::bufpool::Buf {
+        let mut q = crate::server::bufpool::copy_of(msg);
+        let Some(idx) = MsgIndex::parse(msg) else {
+            return q;
+        };
+        if idx.rrs.iter().any(|r| r.rtype == 250) {
+            return q;
+        }
+        let order: Vec<usize> = (0..idx.rrs.len()).collect();
+        let opts = crate::wire::index::Rebuild {
+            compress: false,
+            limit: None,
+            reserve: 0,
+        };
+        crate::wire::index::rebuild(msg, &idx, &order, opts, &mut q);
         q
     }
 

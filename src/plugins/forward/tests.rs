@@ -768,6 +768,54 @@ fn question_check_and_upstream_query() {
     });
 }
 
+#[test]
+fn upstream_query_names_written_out_as_coredns_packs_them() {
+    // Authority NS with its owner and RDATA name compressed, an additional A with
+    // a compressed owner, then an OPT: CoreDNS re-packs what it unpacked, without
+    // compression, so the upstream sees every name in full.
+    let qname = b"\x03www\x07example\x03org\x00";
+    let header = |ns: u8, ar: u8| vec![0, 7, 1, 0, 0, 1, 0, 0, 0, ns, 0, ar];
+    let mut q = header(1, 2);
+    q.extend_from_slice(qname);
+    q.extend_from_slice(&[0, 1, 0, 1]);
+    q.extend_from_slice(&[0xc0, 12, 0, 2, 0, 1, 0, 0, 0, 60, 0, 2, 0xc0, 16]);
+    q.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+    q.extend_from_slice(&[0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 0]);
+    let mut want = header(1, 2);
+    want.extend_from_slice(qname);
+    want.extend_from_slice(&[0, 1, 0, 1]);
+    want.extend_from_slice(qname);
+    want.extend_from_slice(&[0, 2, 0, 1, 0, 0, 0, 60, 0, 13]);
+    want.extend_from_slice(&qname[4..]);
+    want.extend_from_slice(qname);
+    want.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+    want.extend_from_slice(&[0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 0]);
+    with_ctx(&q, Proto::Udp, |ctx| {
+        assert!(ctx.req.compressed);
+        assert_eq!(&Stanza::upstream_query(ctx)[..], &want[..]);
+    });
+    // Written out already: the rebuild gives the same bytes.
+    with_ctx(&want, Proto::Udp, |ctx| {
+        assert!(
+            ctx.req.compressed,
+            "an NS record's RDATA may hold a pointer"
+        );
+        assert_eq!(&Stanza::upstream_query(ctx)[..], &want[..]);
+    });
+    let plain = msg(7, 0x0100, "www.example.org.", 28, &[], Some((4096, 0)));
+    with_ctx(&plain, Proto::Udp, |ctx| assert!(!ctx.req.compressed));
+    // A TSIG-signed query goes as it came: its MAC covers the bytes.
+    let mut signed = header(0, 2);
+    signed.extend_from_slice(qname);
+    signed.extend_from_slice(&[0, 1, 0, 1]);
+    signed.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+    signed.extend_from_slice(&[0xc0, 12, 0, 250, 0, 255, 0, 0, 0, 0, 0, 0]);
+    with_ctx(&signed, Proto::Udp, |ctx| {
+        assert!(ctx.req.compressed);
+        assert_eq!(&Stanza::upstream_query(ctx)[..], &signed[..]);
+    });
+}
+
 mod pool;
 
 /// Reads one length-prefixed query from a TCP stream and returns its echo (QR
