@@ -84,15 +84,14 @@ pub fn address_arg(
 /// Resolves a Go-style listen address (`:8080`, `localhost:9153`, `[::1]:53`).
 pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
     let (host, port) = split_host_port(addr)?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("listen tcp {addr}: address {port}: invalid port"))?;
+    // Go's `Listen` fails to resolve before it has an address to name.
+    let port = crate::config::go_tcp_port(&port).map_err(|e| format!("listen tcp: {e}"))?;
     let ip: std::net::IpAddr = match host.as_str() {
         "" => std::net::Ipv6Addr::UNSPECIFIED.into(),
         "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
         h => h
             .parse()
-            .map_err(|_| format!("listen tcp {addr}: lookup {h}: no such host"))?,
+            .map_err(|_| format!("listen tcp: lookup {h}: no such host"))?,
     };
     Ok(SocketAddr::new(ip, port))
 }

@@ -121,6 +121,82 @@ pub fn go_err(e: &std::io::Error) -> String {
     }
 }
 
+/// A TCP port as Go's resolver reads one (`net.LookupPort("tcp", …)`, pure-Go
+/// resolver): decimal digits, else a service name from `/etc/services` or Go's few
+/// built-in names, matched without regard to ASCII case. Go's texts on failure
+/// (`address 99999: invalid port`, `lookup tcp/NAME: unknown port`).
+pub fn go_tcp_port(service: &str) -> Result<u16, String> {
+    static SERVICES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let services =
+        SERVICES.get_or_init(|| std::fs::read_to_string("/etc/services").unwrap_or_default());
+    go_tcp_port_in(service, services)
+}
+
+/// [`go_tcp_port`] with `services` as the contents of `/etc/services`.
+pub fn go_tcp_port_in(service: &str, services: &str) -> Result<u16, String> {
+    let invalid = || format!("address {service}: invalid port");
+    // Go `parsePort`: an optional sign, then digits (a number however large is one).
+    let digits = service.strip_prefix(['+', '-']).unwrap_or(service);
+    if service.is_empty() || digits.bytes().all(|c| c.is_ascii_digit()) {
+        if service.starts_with('-') && digits.bytes().any(|c| c != b'0') {
+            return Err(invalid());
+        }
+        let n = digits.trim_start_matches('0');
+        return match n.parse::<u16>() {
+            Ok(p) => Ok(p),
+            Err(_) if n.is_empty() => Ok(0),
+            Err(_) => Err(invalid()),
+        };
+    }
+    // Go `lookupPortMapWithNetwork`: the name lowercased (names longer than its
+    // 25-octet buffer never match); `readServices` adds each line's name and
+    // aliases to the built-in map, later lines winning.
+    let unknown = || format!("lookup tcp/{service}: unknown port");
+    if service.len() > "mobility-header".len() + 10 {
+        return Err(unknown());
+    }
+    let want = service.to_ascii_lowercase();
+    let mut port: Option<u32> = match want.as_str() {
+        "ftp" => Some(21),
+        "ftps" => Some(990),
+        "gopher" => Some(70),
+        "http" => Some(80),
+        "https" => Some(443),
+        "imap2" => Some(143),
+        "imap3" => Some(220),
+        "imaps" => Some(993),
+        "pop3" => Some(110),
+        "pop3s" => Some(995),
+        "smtp" => Some(25),
+        "submissions" => Some(465),
+        "ssh" => Some(22),
+        "telnet" => Some(23),
+        _ => None,
+    };
+    for line in services.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let f: Vec<&str> = line
+            .split([' ', '\t', '\r'])
+            .filter(|w| !w.is_empty())
+            .collect();
+        let Some((num, net)) = f.get(1).and_then(|pn| pn.split_once('/')) else {
+            continue;
+        };
+        // Go `dtoi`: digits, at most 0xFFFFFF; the port must be positive.
+        let p = match num.parse::<u32>() {
+            Ok(p) if p > 0 && p < 0xFF_FFFF && num.bytes().all(|c| c.is_ascii_digit()) => p,
+            _ => continue,
+        };
+        if net == "tcp" && f.iter().enumerate().any(|(i, w)| i != 1 && *w == want) {
+            port = Some(p);
+        }
+    }
+    match port {
+        Some(p) => u16::try_from(p).map_err(|_| invalid()),
+        None => Err(unknown()),
+    }
+}
+
 /// Block-level settings that non-handler directives set.
 #[derive(Debug, Clone, Default)]
 pub struct BlockSettings {

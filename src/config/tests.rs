@@ -278,3 +278,60 @@ fn accepted_as_go_accepts() {
         );
     }
 }
+
+#[test]
+fn tcp_ports_as_go_looks_them_up() {
+    let services = "# comment line\n\
+        domain\t\t53/tcp\t\t\t# Domain Name Server\n\
+        domain\t\t53/udp\n\
+        webmin\t\t10000/tcp\n\
+        dns-alt  5353/tcp  mdns-alt DNS-Upper # aliases\n\
+        udponly 7000/udp\n\
+        huge 70000/tcp\n\
+        bad 12x/tcp\n\
+        http 8080/tcp\n";
+    let p = |s: &str| go_tcp_port_in(s, services);
+    // Numbers, as Go's parsePort reads them.
+    assert_eq!(p("53"), Ok(53));
+    assert_eq!(p("+53"), Ok(53));
+    assert_eq!(p("0053"), Ok(53));
+    assert_eq!(p(""), Ok(0));
+    assert_eq!(p("-0"), Ok(0));
+    assert_eq!(p("65535"), Ok(65535));
+    assert_eq!(p("65536"), Err("address 65536: invalid port".into()));
+    assert_eq!(
+        p("99999999999999"),
+        Err("address 99999999999999: invalid port".into())
+    );
+    assert_eq!(p("-1"), Err("address -1: invalid port".into()));
+    // Names from the file (names and aliases, TCP lines only), matched without
+    // regard to case; the file's later lines win over Go's built-in names.
+    assert_eq!(p("domain"), Ok(53));
+    assert_eq!(p("DOMAIN"), Ok(53));
+    assert_eq!(p("webmin"), Ok(10000));
+    assert_eq!(p("mdns-alt"), Ok(5353));
+    assert_eq!(p("http"), Ok(8080));
+    assert_eq!(p("ssh"), Ok(22), "built in");
+    assert_eq!(
+        p("dns-upper"),
+        Err("lookup tcp/dns-upper: unknown port".into())
+    );
+    assert_eq!(p("udponly"), Err("lookup tcp/udponly: unknown port".into()));
+    assert_eq!(p("bad"), Err("lookup tcp/bad: unknown port".into()));
+    assert_eq!(p("huge"), Err("address huge: invalid port".into()));
+    assert_eq!(
+        p("nosuchservice"),
+        Err("lookup tcp/nosuchservice: unknown port".into())
+    );
+    assert_eq!(
+        p("abcdefghijklmnopqrstuvwxyz"),
+        Err("lookup tcp/abcdefghijklmnopqrstuvwxyz: unknown port".into()),
+        "longer than Go's buffer"
+    );
+    // Without /etc/services: Go's built-in names only (none for DNS over TCP).
+    assert_eq!(
+        go_tcp_port_in("domain", ""),
+        Err("lookup tcp/domain: unknown port".into())
+    );
+    assert_eq!(go_tcp_port_in("https", ""), Ok(443));
+}

@@ -336,11 +336,9 @@ pub fn bind_all(
         if l.transport != Transport::Dns || existing.contains(&l.label) {
             continue;
         }
-        let port: u16 = l.port.parse().map_err(|_| {
-            // Go's net.ResolveTCPAddr while CoreDNS groups the listeners, before
-            // any socket: no `listen tcp` prefix.
-            format!("address {}: invalid port", l.port)
-        })?;
+        // Go's net.ResolveTCPAddr while CoreDNS groups the listeners, before any
+        // socket: a service name is looked up, and an error has no `listen tcp` prefix.
+        let port = crate::config::go_tcp_port(&l.port)?;
         let mut actual = port;
         // One socket set per worker, or `multisocket N` sets spread round-robin.
         let count = l.sockets.unwrap_or(workers);

@@ -828,6 +828,19 @@ fn bad_corefiles_fail_fast_with_clear_errors() {
         String::from_utf8_lossy(&o.stderr),
         "address 99999: invalid port\n"
     );
+    // `-dns.port` may name a service, looked up as Go's resolver does (here one
+    // that does not exist). A Corefile key's port is a number or part of the zone.
+    let c = dir.write("service.Corefile", ". {\n whoami\n}\n");
+    let o = std::process::Command::new(bin())
+        .args(["-dns.port", "nosuchservice", "-conf"])
+        .arg(&c)
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "lookup tcp/nosuchservice: unknown port\n"
+    );
     // An import cycle.
     dir.write("a.conf", "import b.conf\n");
     dir.write("b.conf", "import a.conf\n");
