@@ -1651,6 +1651,67 @@ fn forward_doh_burst_shares_one_connection() {
 }
 
 #[test]
+fn forward_doh_more_http2_connections_when_streams_run_out() {
+    // A server allowing 4 streams at once, answering after 400 ms. As Go's
+    // transport: a connection takes up to 100 streams until the server's SETTINGS
+    // are read, then no more than the server's limit; a query finding every
+    // connection full has another dialed (once, while others wait for it).
+    let (tls, pem) = doh_tls(&["127.0.0.1"], false);
+    for be in backends() {
+        let up = DohServer::start(
+            DohMode::Delay(Duration::from_millis(400)),
+            6,
+            Arc::clone(&tls),
+            false,
+        );
+        up.set_max_streams(4);
+        let dir = TempDir::new("doh");
+        let ca = ca_file(&dir, &pem);
+        let (conf, mport) = with_metrics(&format!(
+            ".:{{port}} {{\n forward . https://127.0.0.1:{} {{\n  tls {ca}\n }}\n}}\n",
+            up.port
+        ));
+        let s = TestServer::start(&conf, be);
+        // One socket: one worker, one pool.
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let burst = |first: u16, n: u16| {
+            for i in first..first + n {
+                sock.send_to(
+                    &query(i, &format!("m{i}.example.org"), 1, 1, None),
+                    s.addr(),
+                )
+                .expect("send");
+            }
+            let mut buf = [0u8; 512];
+            let mut ids = Vec::new();
+            for _ in 0..n {
+                let len = sock.recv(&mut buf).expect("reply");
+                assert_eq!(&buf[len - 4..len], &[192, 0, 2, 6], "{be}");
+                ids.push(u16::from_be_bytes([buf[0], buf[1]]));
+            }
+            ids.sort_unstable();
+            assert_eq!(ids, (first..first + n).collect::<Vec<u16>>(), "{be}");
+        };
+        burst(0, 1);
+        assert_eq!(up.accepted(), 1, "{be}");
+        // The first connection's SETTINGS are in: 4 streams there, the fifth
+        // query dials, and the rest share the new connection while its SETTINGS
+        // are not read yet, or fill it and dial again: at most 4 for 12.
+        burst(100, 12);
+        let n = up.accepted();
+        assert!((2..=4).contains(&n), "{be}: {n} connections for 12 queries");
+        // Every connection now known to take 4: 12 at once need 3.
+        burst(200, 12);
+        let m = up.accepted();
+        assert!(m == n.max(3), "{be}: {m} connections after {n}");
+        assert_eq!(up.queries().len(), 25, "{be}");
+        assert_nothing_in_flight(mport, be);
+    }
+}
+
+#[test]
 fn parked_queries_finish_across_a_reload_that_removes_their_listener() {
     for be in backends() {
         let slow = Fake::start(Mode::Delay(Duration::from_millis(1500)), 5);

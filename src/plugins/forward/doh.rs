@@ -3,9 +3,13 @@
 //! padding, with `doh_method GET`), message ID 0 (RFC 8484 §4.1), over TLS with
 //! ALPN `h2` and `http/1.1`, HTTP/2 when the server negotiates it.
 //!
-//! Connections (per worker and upstream, in [`Local`]): one HTTP/2
-//! connection carries every query of the worker as multiplexed streams; it is
-//! dialed once while concurrent queries wait for it, and replaced when it is
+//! Connections (per worker and upstream, in [`Local`]): an HTTP/2 connection
+//! carries the worker's queries as multiplexed streams, as many at once as the
+//! server's `SETTINGS_MAX_CONCURRENT_STREAMS` allows (read off the connection as
+//! Go's transport keeps it: 100 until the server's first SETTINGS, 1,000 when
+//! that names no limit). A query that finds every HTTP/2 connection full has
+//! another dialed, as Go's transport does, up to [`MAX_H2_CONNS`]; a dial is made
+//! once while concurrent queries wait for it, and connections are dropped when
 //! closed or expired. Over HTTP/1.1 a connection carries one query at a time;
 //! idle ones are pooled FIFO, at most `max_idle_conns` (0: Go's default of
 //! 2). Each connection has a driver task on the worker's `LocalSet` (hyper's
@@ -58,6 +62,15 @@ const MIME: &str = "application/dns-message";
 /// Go's `DefaultMaxIdleConnsPerHost`, CoreDNS's HTTP/1.1 idle cap when
 /// `max_idle_conns` is 0.
 const IDLE_H1_DEFAULT: usize = 2;
+/// HTTP/2 connections per upstream per worker; beyond, queries queue on the
+/// least busy one (Go's transport has no bound).
+pub const MAX_H2_CONNS: usize = 64;
+/// Go's `initialMaxConcurrentStreams`: the streams a connection takes before the
+/// server's first SETTINGS.
+const H2_INITIAL_STREAMS: u32 = 100;
+/// Go's `defaultMaxConcurrentStreams`: when the server's first SETTINGS names no
+/// limit.
+const H2_DEFAULT_STREAMS: u32 = 1000;
 
 /// How an `https://` upstream is queried.
 #[derive(Debug, Clone)]
@@ -158,6 +171,147 @@ struct ConnState {
     busy: Cell<usize>,
     /// Wakes the driver when `busy` drops to 0.
     idle: Notify,
+    /// HTTP/2: the server's `SETTINGS_MAX_CONCURRENT_STREAMS`, as Go keeps it.
+    max_streams: Cell<u32>,
+}
+
+impl ConnState {
+    /// An HTTP/2 connection with room for another stream.
+    fn has_room(&self) -> bool {
+        self.busy.get() < self.max_streams.get() as usize
+    }
+}
+
+/// The server's half of an HTTP/2 connection, read as it passes to hyper for
+/// its SETTINGS frames: `SETTINGS_MAX_CONCURRENT_STREAMS` into the connection's
+/// state (RFC 9113 §4.1 frame layout, §6.5 SETTINGS).
+#[derive(Default)]
+struct FrameScan {
+    /// The current frame's header, as much as has arrived.
+    head: [u8; 9],
+    have: usize,
+    /// Payload octets of the current frame still to come.
+    left: usize,
+    /// The current frame is a SETTINGS frame (not an ACK).
+    settings: bool,
+    /// One setting (identifier and value), as much as has arrived.
+    entry: [u8; 6],
+    entry_len: usize,
+    /// The current SETTINGS frame named the limit.
+    saw_limit: bool,
+    /// A SETTINGS frame has been read.
+    seen_settings: bool,
+}
+
+impl FrameScan {
+    fn feed(&mut self, mut b: &[u8], max_streams: &Cell<u32>) {
+        while !b.is_empty() {
+            if self.have < 9 {
+                let n = (9 - self.have).min(b.len());
+                self.head[self.have..self.have + n].copy_from_slice(&b[..n]);
+                self.have += n;
+                b = &b[n..];
+                if self.have == 9 {
+                    let h = self.head;
+                    self.left =
+                        usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+                    self.settings = h[3] == 0x4 && h[4] & 0x1 == 0;
+                    self.entry_len = 0;
+                    self.saw_limit = false;
+                    if self.left == 0 {
+                        self.end_frame(max_streams);
+                    }
+                }
+                continue;
+            }
+            let n = self.left.min(b.len());
+            if self.settings {
+                for &x in &b[..n] {
+                    self.entry[self.entry_len] = x;
+                    self.entry_len += 1;
+                    if self.entry_len == 6 {
+                        self.entry_len = 0;
+                        let e = self.entry;
+                        if u16::from_be_bytes([e[0], e[1]]) == 0x3 {
+                            max_streams.set(u32::from_be_bytes([e[2], e[3], e[4], e[5]]));
+                            self.saw_limit = true;
+                        }
+                    }
+                }
+            }
+            self.left -= n;
+            b = &b[n..];
+            if self.left == 0 {
+                self.end_frame(max_streams);
+            }
+        }
+    }
+
+    fn end_frame(&mut self, max_streams: &Cell<u32>) {
+        if self.settings && !self.seen_settings {
+            // Go: a first SETTINGS without the limit lifts it to its default.
+            if !self.saw_limit {
+                max_streams.set(H2_DEFAULT_STREAMS);
+            }
+            self.seen_settings = true;
+        }
+        self.have = 0;
+        self.settings = false;
+    }
+}
+
+/// An HTTP/2 connection's stream with its incoming frames scanned ([`FrameScan`]).
+struct Scanned<S> {
+    io: S,
+    scan: FrameScan,
+    st: Rc<ConnState>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Scanned<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            this.scan
+                .feed(&buf.filled()[before..], &this.st.max_streams);
+        }
+        r
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Scanned<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 enum Sender {
@@ -217,7 +371,8 @@ pub struct DohLocal {
 
 #[derive(Default)]
 struct Pool {
-    h2: Option<Conn>,
+    /// HTTP/2 connections, oldest first.
+    h2: Vec<Conn>,
     h1: VecDeque<Conn>,
     dialing: bool,
     /// The last dial negotiated HTTP/1.1: dial in parallel.
@@ -313,17 +468,22 @@ async fn dial(up: &Upstream, deadline: Instant) -> Result<Conn, Fail> {
         .await
         .map_err(|e| Fail::io(super::tls::handshake_err(&e)))?;
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-    let io = TokioIo::new(tls);
     let now = Instant::now();
     let st = Rc::new(ConnState {
         created: now,
         used: Cell::new(now),
         busy: Cell::new(0),
         idle: Notify::new(),
+        max_streams: Cell::new(H2_INITIAL_STREAMS),
     });
     let (expire, max_age) = (up.opts.expire, up.opts.max_age);
     let hs_err = |e: hyper::Error| Fail::io(err_text(&e));
     let tx = if h2 {
+        let io = TokioIo::new(Scanned {
+            io: tls,
+            scan: FrameScan::default(),
+            st: Rc::clone(&st),
+        });
         let (tx, conn) = http2::Builder::new(LocalExec)
             .handshake(io)
             .await
@@ -331,6 +491,7 @@ async fn dial(up: &Upstream, deadline: Instant) -> Result<Conn, Fail> {
         tokio::task::spawn_local(drive(conn, Rc::clone(&st), expire, max_age));
         Sender::H2(tx)
     } else {
+        let io = TokioIo::new(tls);
         let (tx, conn) = http1::handshake(io).await.map_err(hs_err)?;
         tokio::task::spawn_local(drive(conn, Rc::clone(&st), expire, max_age));
         Sender::H1(tx)
@@ -338,14 +499,21 @@ async fn dial(up: &Upstream, deadline: Instant) -> Result<Conn, Fail> {
     Ok(Conn { tx, st })
 }
 
-/// A pooled connection that is still usable (HTTP/2 first).
+/// A pooled connection that is still usable: the first HTTP/2 one with room for
+/// a stream (the least busy when all are full and no more may be dialed), else an
+/// idle HTTP/1.1 one. `None`: dial one.
 fn checkout(up: &Upstream, p: &mut Pool) -> Option<Conn> {
     let now = Instant::now();
-    if let Some(c) = &p.h2 {
-        if !c.closed() && !expired(up, now, c.st.used.get(), c.st.created) {
-            return c.h2_handle();
-        }
-        p.h2 = None;
+    p.h2.retain(|c| !c.closed() && !expired(up, now, c.st.used.get(), c.st.created));
+    if let Some(c) = p.h2.iter().find(|c| c.st.has_room()) {
+        return c.h2_handle();
+    }
+    if p.h2.len() >= MAX_H2_CONNS {
+        return p
+            .h2
+            .iter()
+            .min_by_key(|c| c.st.busy.get())
+            .and_then(Conn::h2_handle);
     }
     while let Some(c) = p.h1.pop_front() {
         if !c.closed() && !expired(up, now, c.st.used.get(), c.st.created) {
@@ -383,7 +551,7 @@ async fn connection(up: &Upstream, dl: &DohLocal, deadline: Instant) -> Result<(
         let mut p = dl.pool.borrow_mut();
         p.h1_only = !c.is_h2();
         if let Some(shared) = c.h2_handle() {
-            p.h2 = Some(shared);
+            p.h2.push(shared);
         }
         return Ok((c, false));
     }
@@ -403,10 +571,10 @@ fn yield_h1(up: &Upstream, dl: &DohLocal, c: Conn) {
 
 /// Forgets a pooled HTTP/2 connection that failed a query.
 fn forget_h2(dl: &DohLocal, c: &Conn) {
-    let mut p = dl.pool.borrow_mut();
-    if p.h2.as_ref().is_some_and(|x| Rc::ptr_eq(&x.st, &c.st)) {
-        p.h2 = None;
-    }
+    dl.pool
+        .borrow_mut()
+        .h2
+        .retain(|x| !Rc::ptr_eq(&x.st, &c.st));
 }
 
 /// The request for `q` (HTTP/2 form: absolute URI), and Go's prefix of its
@@ -609,4 +777,62 @@ async fn probe(up: &Upstream, q: &[u8], deadline: Instant) -> Result<(), Fail> {
     }
     let body = read_body(resp.into_body()).await.map_err(Fail::io)?;
     check_reply(body).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(ty: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let n = payload.len();
+        let mut f = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, ty, flags, 0, 0, 0, 0];
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn setting(id: u16, v: u32) -> Vec<u8> {
+        let mut e = id.to_be_bytes().to_vec();
+        e.extend_from_slice(&v.to_be_bytes());
+        e
+    }
+
+    /// Feeds `bytes` in pieces of `step` and returns the limit seen after each frame.
+    fn scan(bytes: &[u8], step: usize) -> u32 {
+        let (mut s, max) = (FrameScan::default(), Cell::new(H2_INITIAL_STREAMS));
+        for piece in bytes.chunks(step) {
+            s.feed(piece, &max);
+        }
+        max.get()
+    }
+
+    #[test]
+    fn max_concurrent_streams_read_as_go_keeps_it() {
+        // The server's first SETTINGS with the limit (among other settings).
+        let mut p = setting(0x4, 65_535);
+        p.extend(setting(0x3, 4));
+        p.extend(setting(0x5, 16_384));
+        let first = frame(0x4, 0, &p);
+        for step in [1, 2, 5, 7, 1000] {
+            assert_eq!(scan(&first, step), 4, "pieces of {step}");
+        }
+        // Without the limit: Go's default of 1,000; before any SETTINGS, 100.
+        let bare = frame(0x4, 0, &setting(0x4, 65_535));
+        assert_eq!(scan(&bare, 3), H2_DEFAULT_STREAMS);
+        assert_eq!(scan(&[], 1), H2_INITIAL_STREAMS);
+        // Later frames: a DATA payload that looks like a setting is not one; an
+        // ACK carries none; a later SETTINGS changes the limit, and one without
+        // the limit leaves it.
+        let mut stream = bare;
+        stream.extend(frame(0x0, 0, &setting(0x3, 7)));
+        stream.extend(frame(0x4, 0x1, &[]));
+        stream.extend(frame(0x1, 0x4, &[0x88; 40]));
+        assert_eq!(scan(&stream, 4), H2_DEFAULT_STREAMS);
+        stream.extend(frame(0x4, 0, &setting(0x3, 250)));
+        stream.extend(frame(0x4, 0, &setting(0x4, 1)));
+        stream.extend(frame(0x8, 0, &[0, 0, 0, 0]));
+        assert_eq!(scan(&stream, 4), 250);
+        assert_eq!(scan(&stream, 1), 250);
+        // A limit of 0 is kept (the connection takes no new stream).
+        assert_eq!(scan(&frame(0x4, 0, &setting(0x3, 0)), 2), 0);
+    }
 }

@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -65,6 +65,8 @@ struct State {
     accepted: AtomicUsize,
     open: AtomicUsize,
     tag: u8,
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` for new connections (0: hyper's).
+    max_streams: AtomicU32,
 }
 
 /// The DoH upstream; stops (closing every connection) when dropped.
@@ -119,6 +121,7 @@ impl DohServer {
             accepted: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
             tag,
+            max_streams: AtomicU32::new(0),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (st2, stop2) = (Arc::clone(&st), Arc::clone(&stop));
@@ -145,6 +148,11 @@ impl DohServer {
             stop,
             thread: Some(thread),
         }
+    }
+
+    /// The streams each new HTTP/2 connection allows at once.
+    pub fn set_max_streams(&self, n: u32) {
+        self.st.max_streams.store(n, Ordering::Relaxed);
     }
 
     pub fn set(&self, m: DohMode) {
@@ -239,14 +247,20 @@ async fn accept_loop(
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
             let io = TokioIo::new(tls);
+            let st2 = Arc::clone(&st);
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let st = Arc::clone(&st);
                 async move { Ok::<_, Infallible>(handle(req, &st, conn).await) }
             });
             if h2 {
-                let _ = hyper::server::conn::http2::Builder::new(LocalExec)
-                    .serve_connection(io, svc)
-                    .await;
+                let mut b = hyper::server::conn::http2::Builder::new(LocalExec);
+                match st2.max_streams.load(Ordering::Relaxed) {
+                    0 => {}
+                    n => {
+                        b.max_concurrent_streams(n);
+                    }
+                }
+                let _ = b.serve_connection(io, svc).await;
             } else {
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(io, svc)
