@@ -785,7 +785,17 @@ mod tests {
 
     fn frame(ty: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
         let n = payload.len();
-        let mut f = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, ty, flags, 0, 0, 0, 0];
+        let mut f = vec![
+            (n >> 16) as u8,
+            (n >> 8) as u8,
+            n as u8,
+            ty,
+            flags,
+            0,
+            0,
+            0,
+            0,
+        ];
         f.extend_from_slice(payload);
         f
     }
