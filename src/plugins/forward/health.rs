@@ -231,7 +231,9 @@ impl Write for Deadline {
 }
 
 fn stream_exchange(s: &mut impl ReadWrite, q: &[u8], id: u16) -> std::io::Result<()> {
-    let mut frame = (q.len() as u16).to_be_bytes().to_vec();
+    let len =
+        u16::try_from(q.len()).map_err(|_| std::io::Error::other("dns: message too large"))?;
+    let mut frame = len.to_be_bytes().to_vec();
     frame.extend_from_slice(q);
     s.write_all(&frame)?;
     s.flush()?;

@@ -596,7 +596,9 @@ async fn socks5<S: AsyncRead + AsyncWrite + Unpin>(
         match b[1] {
             NO_AUTH => {}
             USER_PASS => {
-                if user.is_empty() || user.len() > 255 || pass.is_empty() || pass.len() > 255 {
+                // Go (since x/net's internal/socks took empty passwords) checks
+                // only the name's presence and both lengths.
+                if user.is_empty() || user.len() > 255 || pass.len() > 255 {
                     return Err("invalid username/password".into());
                 }
                 let mut m = Vec::with_capacity(3 + user.len() + pass.len());
@@ -860,6 +862,20 @@ mod tests {
             ],
         );
         assert_eq!((r, ok), (Ok(()), true));
+        // A user without a password: an empty password is sent.
+        let (r, ok) = socks_run(
+            "socks5://u@10.0.0.1",
+            "192.0.2.1:443",
+            vec![
+                Expect(&[5, 2, 0, 2]),
+                Send(&[5, 2]),
+                Expect(&[1, 1, b'u', 0]),
+                Send(&[1, 0]),
+                Expect(&[5, 1, 0, 1, 192, 0, 2, 1, 1, 187]),
+                Send(OK_V4),
+            ],
+        );
+        assert_eq!((r, ok), (Ok(()), true));
         // An IPv4-mapped target goes as IPv4 (Go `To4`).
         let (r, ok) = socks_run(
             "socks5://10.0.0.1",
@@ -903,7 +919,7 @@ mod tests {
                 "no acceptable authentication methods",
             ),
             (
-                "socks5://u@p",
+                "socks5://:p@p",
                 vec![Expect(&[5, 2, 0, 2]), Send(&[5, 2])],
                 "invalid username/password",
             ),

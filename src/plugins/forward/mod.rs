@@ -42,6 +42,8 @@ use setup::Scheme;
 
 /// CoreDNS `defaultTimeout`: the whole attempt loop's budget.
 const QUERY_BUDGET: Duration = Duration::from_secs(5);
+/// The largest UDP payload over IPv4 (65,535 less the IP and UDP headers).
+const MAX_UDP_PAYLOAD: usize = 65_507;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -202,20 +204,19 @@ impl Stanza {
     /// The query as sent upstream: the client's message with the header flags
     /// and EDNS size as the plugins before us left them.
     fn upstream_query(ctx: &Ctx<'_>) -> crate::server::bufpool::Buf {
-        let mut q = if ctx.req.compressed {
-            Self::uncompressed(ctx.req.msg)
-        } else {
-            crate::server::bufpool::copy_of(ctx.req.msg)
-        };
-        hdr::set_flags(&mut q, ctx.st.flags);
+        let mut q = crate::server::bufpool::copy_of(ctx.req.msg);
         // CoreDNS packs the request it unpacked: counts that promised records the
-        // message did not carry go upstream corrected.
+        // message did not carry go upstream corrected, and names in full.
         let [_, an, ns, ar] = hdr::counts(&q);
         if [an, ns, ar] != ctx.req.counts {
             for (i, n) in ctx.req.counts.into_iter().enumerate() {
                 hdr::set_count(&mut q, i + 1, n);
             }
         }
+        if ctx.req.compressed {
+            Self::uncompress(&mut q);
+        }
+        hdr::set_flags(&mut q, ctx.st.flags);
         if let (Some(opt), Some(size)) = (ctx.req.opt, ctx.st.udp_size) {
             if size != opt.udp_size {
                 if let Some(idx) = MsgIndex::parse(&q) {
@@ -234,16 +235,21 @@ impl Stanza {
         q
     }
 
-    /// The query with its names written out in full, as CoreDNS packs the request
-    /// it unpacked (miekg packs without compression unless asked). A TSIG-signed
-    /// query goes as it came, since its MAC covers the bytes.
-    fn uncompressed(msg: &[u8]) -> crate::server::bufpool::Buf {
-        let mut q = crate::server::bufpool::copy_of(msg);
-        let Some(idx) = MsgIndex::parse(msg) else {
-            return q;
+    /// Writes the query's names out in full, as CoreDNS packs the request it
+    /// unpacked (miekg packs without compression unless asked). A TSIG-signed
+    /// query (miekg `IsTsig`: the last additional record) stays as it came, since
+    /// its MAC covers the bytes; so does one that would grow past the largest UDP
+    /// payload, which any transport can still carry as it came.
+    fn uncompress(q: &mut crate::server::bufpool::Buf) {
+        let Some(idx) = MsgIndex::parse(&q[..]) else {
+            return;
         };
-        if idx.rrs.iter().any(|r| r.rtype == 250) {
-            return q;
+        if idx
+            .rrs
+            .last()
+            .is_some_and(|r| r.section == 3 && r.rtype == 250)
+        {
+            return;
         }
         let order: Vec<usize> = (0..idx.rrs.len()).collect();
         let opts = crate::wire::index::Rebuild {
@@ -251,8 +257,11 @@ impl Stanza {
             limit: None,
             reserve: 0,
         };
-        crate::wire::index::rebuild(msg, &idx, &order, opts, &mut q);
-        q
+        let mut out = crate::server::bufpool::take();
+        crate::wire::index::rebuild(&q[..], &idx, &order, opts, &mut out);
+        if out.len() <= MAX_UDP_PAYLOAD {
+            *q = out;
+        }
     }
 
     /// Runs the attempt loop; `None` hands the query to the next stanza.

@@ -263,8 +263,12 @@ pub(super) async fn exchange_stream(
     let (l, r) = (pc.local, up.cfg.addr);
     let id = random_id();
     hdr::set_id(q, id);
+    // miekg's `Conn.Write` refuses a message a length prefix cannot carry.
+    let Ok(len) = u16::try_from(q.len()) else {
+        return Err(Fail::io("dns: message too large"));
+    };
     let mut frame = Vec::with_capacity(q.len() + 2);
-    frame.extend_from_slice(&(q.len() as u16).to_be_bytes());
+    frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(q);
     match timeout(WRITE_TIMEOUT, pc.s.write_all(&frame)).await {
         Ok(Ok(())) => {}

@@ -804,6 +804,45 @@ fn upstream_query_names_written_out_as_coredns_packs_them() {
     });
     let plain = msg(7, 0x0100, "www.example.org.", 28, &[], Some((4096, 0)));
     with_ctx(&plain, Proto::Udp, |ctx| assert!(!ctx.req.compressed));
+    // Counts promising more than the message carries (the OPT is missing):
+    // corrected, then written out.
+    let short = &q[..q.len() - 11];
+    let mut want_short = want[..want.len() - 11].to_vec();
+    want_short[11] = 1;
+    with_ctx(short, Proto::Udp, |ctx| {
+        assert_eq!(&Stanza::upstream_query(ctx)[..], &want_short[..]);
+    });
+    // One that would grow past the largest UDP payload goes as it came: a
+    // 253-octet question name, pointed at by every owner and by the NS RDATA,
+    // and a TXT answer of 252 strings (64,823 octets in all, 65,827 written out).
+    let mut long = vec![0, 7, 1, 0, 0, 1, 0, 1, 0, 1, 0, 1];
+    for _ in 0..4 {
+        long.push(62);
+        long.extend_from_slice(&[b'a'; 62]);
+    }
+    long.extend_from_slice(&[0, 0, 1, 0, 1]);
+    long.extend_from_slice(&[0xc0, 12, 0, 16, 0, 1, 0, 0, 0, 60]);
+    long.extend_from_slice(&(252u16 * 256).to_be_bytes());
+    for _ in 0..252 {
+        long.push(255);
+        long.extend_from_slice(&[b't'; 255]);
+    }
+    long.extend_from_slice(&[0xc0, 12, 0, 2, 0, 1, 0, 0, 0, 60, 0, 2, 0xc0, 12]);
+    long.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+    assert_eq!(long.len(), 64_823);
+    with_ctx(&long, Proto::Tcp, |ctx| {
+        assert!(ctx.req.compressed);
+        assert_eq!(&Stanza::upstream_query(ctx)[..], &long[..]);
+    });
+    // 20 strings fewer: written out.
+    let mut shorter = long.clone();
+    let cut = 12 + 253 + 4 + 10;
+    shorter[cut..cut + 2].copy_from_slice(&(232u16 * 256).to_be_bytes());
+    shorter.drain(cut + 2..cut + 2 + 20 * 256);
+    with_ctx(&shorter, Proto::Tcp, |ctx| {
+        let u = Stanza::upstream_query(ctx);
+        assert_eq!(u.len(), shorter.len() + 4 * 251);
+    });
     // A TSIG-signed query goes as it came: its MAC covers the bytes.
     let mut signed = header(0, 2);
     signed.extend_from_slice(qname);
