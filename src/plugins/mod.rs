@@ -1,6 +1,7 @@
 //! In-tree plugins: their setup (Corefile tokens → config, errors as CoreDNS
 //! prints them) and their request/response hooks, dispatched statically.
 
+pub mod acl;
 pub mod any;
 pub mod auto;
 pub mod bufsize;
@@ -61,6 +62,8 @@ pub enum PluginConfig {
     Loadbalance(loadbalance::LoadbalanceConfig),
     /// `header`.
     Header(header::HeaderConfig),
+    /// `acl` (every directive of the block, in order).
+    Acl(acl::AclConfig),
     /// `cache`.
     Cache(Box<cache::CacheConfig>),
     /// `minimal`.
@@ -123,6 +126,7 @@ pub fn setup(
         "chaos" => PluginConfig::Chaos(chaos::setup(d)?),
         "loadbalance" => PluginConfig::Loadbalance(loadbalance::setup(d, ctx)?),
         "header" => PluginConfig::Header(header::setup(d)?),
+        "acl" => PluginConfig::Acl(acl::setup(d, ctx)?),
         "cache" => PluginConfig::Cache(Box::new(cache::setup(d, ctx)?)),
         "minimal" => {
             minimal::setup(d)?;
@@ -172,6 +176,8 @@ pub enum Plugin {
     Loadbalance(loadbalance::Loadbalance),
     /// `header`.
     Header(header::Header),
+    /// `acl`.
+    Acl(acl::Acl),
     /// `cache`.
     Cache(Box<cache::Cache>),
     /// `minimal`.
@@ -212,6 +218,7 @@ impl Plugin {
             PluginConfig::Chaos(c) => Self::Chaos(chaos::Chaos::new(c)),
             PluginConfig::Loadbalance(c) => Self::Loadbalance(loadbalance::Loadbalance::new(c)?),
             PluginConfig::Header(c) => Self::Header(header::Header::new(c)),
+            PluginConfig::Acl(c) => Self::Acl(acl::Acl::new(c)),
             PluginConfig::Cache(c) => Self::Cache(Box::new(cache::Cache::new(c))),
             PluginConfig::Minimal => Self::Minimal,
             PluginConfig::Transfer(c) => Self::Transfer(transfer::Transfer::new(c)),
@@ -241,6 +248,7 @@ impl Plugin {
             Self::Chaos(_) => "chaos",
             Self::Loadbalance(_) => "loadbalance",
             Self::Header(_) => "header",
+            Self::Acl(_) => "acl",
             Self::Cache(_) => "cache",
             Self::Minimal => "minimal",
             Self::Transfer(_) => "transfer",
@@ -289,6 +297,7 @@ impl Plugin {
             Self::Any => any::serve(ctx),
             Self::Chaos(p) => p.serve(ctx),
             Self::Header(p) => p.serve(ctx),
+            Self::Acl(p) => p.serve(ctx),
             Self::Cache(p) => p.serve(ctx),
             Self::Transfer(p) => p.serve(ctx),
             Self::Hosts(p) => p.serve(ctx),

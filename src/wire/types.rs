@@ -158,6 +158,20 @@ pub fn type_from_str(s: &str) -> Option<u16> {
     TYPES.iter().find(|(_, n)| *n == up).map(|(t, _)| *t)
 }
 
+/// miekg's `StringToType`: exact (upper-case) mnemonics only, no `TYPEn`; `None`
+/// (0) and `Reserved` (65535) included, `NSAP-PTR` spelled as miekg spells it.
+pub fn miekg_type_from_str(s: &str) -> Option<u16> {
+    match s {
+        "None" => Some(0),
+        "Reserved" => Some(65_535),
+        "NXNAME" => Some(128),
+        "RESINFO" => Some(261),
+        "NSAP-PTR" => Some(23),
+        "NSAPPTR" => None,
+        _ => TYPES.iter().find(|(_, n)| *n == s).map(|(t, _)| *t),
+    }
+}
+
 /// Class mnemonic or `CLASSn` (miekg `Class.String`).
 pub fn class_to_string(c: u16, out: &mut String) {
     let s = match c {

@@ -6,6 +6,7 @@ mod auth;
 mod cache;
 mod forward;
 mod ops;
+mod plugins;
 mod tcp;
 mod util;
 

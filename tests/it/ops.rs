@@ -2,28 +2,11 @@
 //! lameduck, and endpoints that stay up across reloads.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use crate::util::*;
-
-fn http(port: u16, method: &str, path: &str) -> Option<(u16, String, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let (head, body) = buf.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, head.to_owned(), body.to_owned()))
-}
 
 /// family -> (help, type, label-name sets, le values)
 type Shape = BTreeMap<String, (String, String, BTreeSet<Vec<String>>, BTreeSet<String>)>;

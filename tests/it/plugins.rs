@@ -1,0 +1,204 @@
+//! Query-path plugins with real clients: *acl*.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::*;
+
+/// `dig` to the server at `server` (an address of this host) from source `src`.
+fn dig_from(s: &TestServer, server: &str, src: &str, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg(format!("@{server}"))
+        .args(["-p", &s.port.to_string(), "-b", src, "+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig (install bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The OPT pseudosection lines of dig output, whitespace normalised.
+fn opt_lines(dig: &str) -> Vec<String> {
+    let mut on = false;
+    let mut v = Vec::new();
+    for l in dig.lines() {
+        if l.starts_with(";; OPT PSEUDOSECTION") {
+            on = true;
+            continue;
+        }
+        if on {
+            if !l.starts_with("; ") {
+                break;
+            }
+            v.push(l.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+    }
+    v
+}
+
+/// (server address, source address, dig arguments, the reply's status, flags and
+/// OPT lines; `None`: no reply).
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a [&'a str],
+    Option<(&'a str, &'a str, &'a [&'a str])>,
+);
+
+#[test]
+fn acl_allows_blocks_filters_and_drops_by_type_and_client() {
+    for be in backends() {
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!(
+                "example.org:{{port}} {{\n prometheus 127.0.0.1:{mport}\n \
+                 acl {{\n  allow net 127.0.0.1\n  block type A net 127.0.0.0/8\n  \
+                 filter type AAAA\n  drop type MX\n }}\n \
+                 acl sub.example.org {{\n  block net 127.0.0.0/8\n }}\n whoami\n}}\n"
+            ),
+            be,
+        );
+        // Query → status, flags, OPT lines (None: no reply at all).
+        let cases: [Case<'_>; 9] = [
+            // 127.0.0.1 is allowed before any block, in every rule (allow ends the rules).
+            (
+                "127.0.0.1",
+                "127.0.0.1",
+                &["a.example.org", "A"],
+                Some(("NOERROR", "qr aa rd", &[])),
+            ),
+            (
+                "127.0.0.1",
+                "127.0.0.1",
+                &["x.sub.example.org", "TXT"],
+                Some(("NOERROR", "qr aa rd", &[])),
+            ),
+            (
+                "127.0.0.1",
+                "127.0.0.2",
+                &["a.example.org", "A"],
+                Some((
+                    "REFUSED",
+                    "qr rd",
+                    &[
+                        "; EDNS: version: 0, flags: do; udp: 1232",
+                        "; EDE: 15 (Blocked)",
+                    ],
+                )),
+            ),
+            // A client without EDNS gets the OPT all the same (CoreDNS).
+            (
+                "127.0.0.1",
+                "127.0.0.2",
+                &["+noedns", "a.example.org", "A"],
+                Some((
+                    "REFUSED",
+                    "qr rd",
+                    &[
+                        "; EDNS: version: 0, flags: do; udp: 4096",
+                        "; EDE: 15 (Blocked)",
+                    ],
+                )),
+            ),
+            (
+                "127.0.0.1",
+                "127.0.0.2",
+                &["+tcp", "a.example.org", "AAAA"],
+                Some((
+                    "NOERROR",
+                    "qr rd",
+                    &[
+                        "; EDNS: version: 0, flags: do; udp: 1232",
+                        "; EDE: 17 (Filtered)",
+                    ],
+                )),
+            ),
+            ("127.0.0.1", "127.0.0.2", &["a.example.org", "MX"], None),
+            // No policy of the first rule holds TXT; the second rule's zone does not
+            // hold this name: allowed.
+            (
+                "127.0.0.1",
+                "127.0.0.2",
+                &["a.example.org", "TXT"],
+                Some(("NOERROR", "qr aa rd", &[])),
+            ),
+            (
+                "127.0.0.1",
+                "127.0.0.2",
+                &["x.sub.example.org", "TXT"],
+                Some((
+                    "REFUSED",
+                    "qr rd",
+                    &[
+                        "; EDNS: version: 0, flags: do; udp: 1232",
+                        "; EDE: 15 (Blocked)",
+                    ],
+                )),
+            ),
+            // An IPv6 client is in no IPv4 network: only the type policies hold it.
+            (
+                "::1",
+                "::1",
+                &["a.example.org", "A"],
+                Some(("NOERROR", "qr aa rd", &[])),
+            ),
+        ];
+        for (server, src, args, want) in cases {
+            let out = dig_from(&s, server, src, args);
+            match want {
+                None => assert!(
+                    out.contains("timed out") && !out.contains("status:"),
+                    "{be} {src} {args:?}: dropped: {out}"
+                ),
+                Some((status, flags, opt)) => {
+                    assert_eq!(dig_status(&out), status, "{be} {src} {args:?}: {out}");
+                    assert_eq!(dig_flags(&out), flags, "{be} {src} {args:?}: {out}");
+                    if !opt.is_empty() {
+                        assert_eq!(opt_lines(&out), opt, "{be} {src} {args:?}: {out}");
+                        assert!(section(&out, "ANSWER").is_empty(), "{be}: {out}");
+                    }
+                }
+            }
+        }
+        let out = dig_from(&s, "::1", "::1", &["a.example.org", "AAAA"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert_eq!(opt_lines(&out)[1], "; EDE: 17 (Filtered)", "{be}: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+        let (_, _, body) = http(mport, "GET", "/metrics").expect("scrape");
+        let p = s.port;
+        let mut got: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("coredns_acl_"))
+            .collect();
+        got.sort_unstable();
+        let want = [
+            format!("coredns_acl_allowed_requests_total{{server=\"dns://:{p}\",view=\"\"}} 4"),
+            format!(
+                "coredns_acl_blocked_requests_total{{server=\"dns://:{p}\",view=\"\",zone=\"example.org.\"}} 2"
+            ),
+            format!(
+                "coredns_acl_blocked_requests_total{{server=\"dns://:{p}\",view=\"\",zone=\"sub.example.org.\"}} 1"
+            ),
+            format!(
+                "coredns_acl_dropped_requests_total{{server=\"dns://:{p}\",view=\"\",zone=\"example.org.\"}} 1"
+            ),
+            format!(
+                "coredns_acl_filtered_requests_total{{server=\"dns://:{p}\",view=\"\",zone=\"example.org.\"}} 2"
+            ),
+        ];
+        assert_eq!(got, want, "{be}:\n{body}");
+        for help in [
+            "# HELP coredns_acl_allowed_requests_total Counter of DNS requests being allowed.",
+            "# HELP coredns_acl_blocked_requests_total Counter of DNS requests being blocked.",
+            "# TYPE coredns_acl_dropped_requests_total counter",
+        ] {
+            assert!(body.lines().any(|l| l == help), "{be}: {help}");
+        }
+        assert!(
+            body.lines().any(|l| l
+                == format!(
+                    "coredns_dns_responses_total{{plugin=\"acl\",rcode=\"REFUSED\",server=\"dns://:{p}\",view=\"\",zone=\"example.org.\"}} 3"
+                )),
+            "{be}:\n{body}"
+        );
+    }
+}
