@@ -30,6 +30,7 @@ fn wire(c: &mut Criterion) {
         chains: vec![std::sync::Arc::new(Chain {
             plugins: vec![Plugin::Whoami],
             debug: false,
+            rewrites: false,
         })],
         class_open: false,
         timeouts: Default::default(),

@@ -280,6 +280,11 @@ pub struct Ctx<'a> {
     /// The metadata store (`plugin/label` → value), present only when the
     /// block has *metadata* (CoreDNS creates it only then).
     pub meta: Option<Vec<(&'static str, String)>>,
+    /// A buffer a request-rewriting plugin (*rewrite*) takes to hold the query it
+    /// makes `req` (given only to chains that have one).
+    pub spare: Option<&'a mut Vec<u8>>,
+    /// The query as the client sent it, once a plugin rewrote `req`.
+    pub orig: Option<&'a [u8]>,
 }
 
 /// The messages after the first of a multi-message reply.
@@ -320,6 +325,8 @@ impl<'a> Ctx<'a> {
             more: None,
             detach: None,
             meta: None,
+            spare: None,
+            orig: None,
         }
     }
 
@@ -369,6 +376,9 @@ pub struct Chain {
     pub plugins: Vec<Plugin>,
     /// *debug* is on for the block: panics are not recovered.
     pub debug: bool,
+    /// A plugin of the chain rewrites the query (*rewrite*): contexts get a spare
+    /// buffer, and a parked query has the rewrite applied again when it resumes.
+    pub rewrites: bool,
 }
 
 impl Chain {
@@ -416,6 +426,17 @@ impl Chain {
         }
         let (i, st) = r?;
         Ok(self.respond(ctx, 0, i, st))
+    }
+
+    /// Applies again the query rewrites of the plugins before `at` (a parked query
+    /// resumes on the client's copy of the message; the rewrite depends on the
+    /// query alone, so it comes out the same).
+    pub fn reapply(&self, ctx: &mut Ctx<'_>, at: usize) {
+        for p in &self.plugins[..at.min(self.plugins.len())] {
+            if let Plugin::Rewrite(r) = p {
+                let _ = r.rewrite_request(ctx);
+            }
+        }
     }
 
     /// Continues a query parked at plugin `at`.

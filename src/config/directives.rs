@@ -87,6 +87,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "any",
     "chaos",
     "loadbalance",
+    "rewrite",
     "acl",
     "cache",
     "header",

@@ -86,8 +86,12 @@ fn error_table() {
             "plugin/auto: error parsing regexp: invalid escape sequence: `\\q`",
         ),
         (
-            ". {\n rewrite name a b\n}",
-            "plugin/rewrite: not supported by ringdns yet",
+            ". {\n template IN A {\n  answer \"{{ .Name }} 60 IN A 127.0.0.1\"\n }\n}",
+            "plugin/template: not supported by ringdns yet",
+        ),
+        (
+            ". {\n rewrite edns0 local set 0xffee abc\n}",
+            "plugin/rewrite: edns0 rules are not supported by ringdns yet",
         ),
         (
             "example.org:1053 {\n whoami\n}\nexample.org:1053 {\n whoami\n}",

@@ -24,6 +24,7 @@ pub mod nsid;
 pub mod procctl;
 pub mod prometheus;
 pub mod reload;
+pub mod rewrite;
 pub mod secondary;
 pub mod settings;
 pub mod timeouts;
@@ -62,6 +63,8 @@ pub enum PluginConfig {
     Loadbalance(loadbalance::LoadbalanceConfig),
     /// `header`.
     Header(header::HeaderConfig),
+    /// `rewrite` (every directive of the block, in order).
+    Rewrite(rewrite::RewriteConfig),
     /// `acl` (every directive of the block, in order).
     Acl(acl::AclConfig),
     /// `cache`.
@@ -126,6 +129,7 @@ pub fn setup(
         "chaos" => PluginConfig::Chaos(chaos::setup(d)?),
         "loadbalance" => PluginConfig::Loadbalance(loadbalance::setup(d, ctx)?),
         "header" => PluginConfig::Header(header::setup(d)?),
+        "rewrite" => PluginConfig::Rewrite(rewrite::setup(d)?),
         "acl" => PluginConfig::Acl(acl::setup(d, ctx)?),
         "cache" => PluginConfig::Cache(Box::new(cache::setup(d, ctx)?)),
         "minimal" => {
@@ -176,6 +180,8 @@ pub enum Plugin {
     Loadbalance(loadbalance::Loadbalance),
     /// `header`.
     Header(header::Header),
+    /// `rewrite`.
+    Rewrite(rewrite::Rewrite),
     /// `acl`.
     Acl(acl::Acl),
     /// `cache`.
@@ -218,6 +224,7 @@ impl Plugin {
             PluginConfig::Chaos(c) => Self::Chaos(chaos::Chaos::new(c)),
             PluginConfig::Loadbalance(c) => Self::Loadbalance(loadbalance::Loadbalance::new(c)?),
             PluginConfig::Header(c) => Self::Header(header::Header::new(c)),
+            PluginConfig::Rewrite(c) => Self::Rewrite(rewrite::Rewrite::new(c)),
             PluginConfig::Acl(c) => Self::Acl(acl::Acl::new(c)),
             PluginConfig::Cache(c) => Self::Cache(Box::new(cache::Cache::new(c))),
             PluginConfig::Minimal => Self::Minimal,
@@ -248,6 +255,7 @@ impl Plugin {
             Self::Chaos(_) => "chaos",
             Self::Loadbalance(_) => "loadbalance",
             Self::Header(_) => "header",
+            Self::Rewrite(_) => "rewrite",
             Self::Acl(_) => "acl",
             Self::Cache(_) => "cache",
             Self::Minimal => "minimal",
@@ -297,6 +305,7 @@ impl Plugin {
             Self::Any => any::serve(ctx),
             Self::Chaos(p) => p.serve(ctx),
             Self::Header(p) => p.serve(ctx),
+            Self::Rewrite(p) => p.serve(ctx),
             Self::Acl(p) => p.serve(ctx),
             Self::Cache(p) => p.serve(ctx),
             Self::Transfer(p) => p.serve(ctx),
@@ -332,6 +341,7 @@ impl Plugin {
             Self::Header(p) => p.respond(ctx),
             Self::Cache(p) => p.respond(ctx, st),
             Self::Minimal => minimal::respond(ctx),
+            Self::Rewrite(p) => p.respond(ctx, st),
             _ => {}
         }
     }

@@ -147,9 +147,13 @@ pub fn handle(
         return Outcome::Reply;
     };
     let chain = &l.chains[b];
+    let mut spare = Vec::new();
     let mut ctx = Ctx::new(
         &l.label, req, m.proto, m.peer, m.local, resp, scratch, m.now,
     );
+    if chain.rewrites {
+        ctx.spare = Some(&mut spare);
+    }
     // CoreDNS recovers panics in the server (unless *debug*): log, count, SERVFAIL.
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chain.run(&mut ctx)));
     match run {
@@ -197,8 +201,13 @@ pub async fn resume(
     let Verdict::Query(req) = parse_query(data) else {
         return Outcome::Drop;
     };
+    let mut spare = Vec::new();
     let mut ctx = Ctx::new(server, req, m.proto, m.peer, m.local, resp, scratch, m.now);
     ctx.st = st;
+    if chain.rewrites {
+        ctx.spare = Some(&mut spare);
+        chain.reapply(&mut ctx, at);
+    }
     if st.marks & crate::chain::META_ON != 0 {
         ctx.meta = Some(Vec::new());
     }

@@ -65,9 +65,11 @@ impl Active {
                 .iter()
                 .map(Plugin::build)
                 .collect::<Result<Vec<_>, _>>()?;
+            let rewrites = plugins.iter().any(|p| matches!(p, Plugin::Rewrite(_)));
             let mut chain = Chain {
                 plugins,
                 debug: b.settings.debug,
+                rewrites,
             };
             Self::label_prometheus(&mut chain);
             chains.push(Arc::new(chain));

@@ -202,3 +202,162 @@ fn acl_allows_blocks_filters_and_drops_by_type_and_client() {
         );
     }
 }
+
+const REWRITE_ZONE: &str = "$ORIGIN example.org.
+@ 3600 IN SOA ns1.example.org. admin.example.org. 1 7200 3600 1209600 3600
+@ 3600 IN NS ns1.example.org.
+ns1 3600 IN A 192.0.2.53
+www 3600 IN A 192.0.2.1
+multi 3600 IN A 192.0.2.2
+alias 3600 IN CNAME www.example.org.
+";
+
+/// The question section line of dig output.
+fn question(dig: &str) -> Vec<String> {
+    section(dig, "QUESTION")
+}
+
+#[test]
+fn rewrite_names_types_ttls_and_rcodes_both_ways() {
+    let dir = TempDir::new("rewrite");
+    let db = dir.write("db.example.org", REWRITE_ZONE);
+    let db = db.display().to_string();
+    for be in backends() {
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n \
+                 rewrite name exact foo.example.org www.example.org\n \
+                 rewrite name suffix .old.example. .example.org. answer auto\n \
+                 rewrite stop {{\n  name regex ^r-(.*)\\.example\\.net\\.$ {{1}}.example.org.\n  answer auto\n }}\n \
+                 rewrite name regex ^q-(.*)\\.example\\.net\\.$ {{1}}.example.org.\n \
+                 rewrite type HINFO A\n \
+                 rewrite ttl multi.example.org 10\n \
+                 rewrite rcode nope.example.org NXDOMAIN REFUSED\n \
+                 file {db} example.org\n}}\n"
+            ),
+            be,
+        );
+        // exact: the answer's owner is the query's name, lower-cased; the question
+        // as sent.
+        let out = s.dig(&["FOO.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert_eq!(question(&out), [";FOO.example.org. IN A"], "{be}: {out}");
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["foo.example.org. 3600 IN A 192.0.2.1"],
+            "{be}: {out}"
+        );
+        assert_eq!(
+            section(&out, "AUTHORITY"),
+            ["example.org. 3600 IN NS ns1.example.org."],
+            "{be}: {out}"
+        );
+        // suffix with answer auto: owners and RDATA names mapped back where the
+        // suffix (with its leading dot) matches.
+        let out = s.dig(&["www.old.example", "A"]);
+        assert_eq!(question(&out), [";www.old.example. IN A"], "{be}: {out}");
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["www.old.example. 3600 IN A 192.0.2.1"],
+            "{be}: {out}"
+        );
+        assert_eq!(
+            section(&out, "AUTHORITY"),
+            ["example.org. 3600 IN NS ns1.old.example."],
+            "{be}: {out}"
+        );
+        // regex with answer auto (the block form), over TCP.
+        let out = s.dig(&["+tcp", "r-alias.example.net", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            [
+                "r-alias.example.net. 3600 IN CNAME www.example.org.",
+                "www.example.org. 3600 IN A 192.0.2.1"
+            ],
+            "{be}: {out}"
+        );
+        // regex without answer auto: the question is restored (a stop rule
+        // matched), the names are not.
+        let out = s.dig(&["q-www.example.net", "A"]);
+        assert_eq!(question(&out), [";q-www.example.net. IN A"], "{be}: {out}");
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["www.example.org. 3600 IN A 192.0.2.1"],
+            "{be}: {out}"
+        );
+        // type: the HINFO question is restored, the answer holds the A record.
+        let out = s.dig(&["www.example.org", "HINFO"]);
+        assert_eq!(
+            question(&out),
+            [";www.example.org. IN HINFO"],
+            "{be}: {out}"
+        );
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["www.example.org. 3600 IN A 192.0.2.1"],
+            "{be}: {out}"
+        );
+        // ttl: every record of the reply, authority included.
+        let out = s.dig(&["multi.example.org", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["multi.example.org. 10 IN A 192.0.2.2"],
+            "{be}: {out}"
+        );
+        assert_eq!(
+            section(&out, "AUTHORITY"),
+            ["example.org. 10 IN NS ns1.example.org."],
+            "{be}: {out}"
+        );
+        // rcode: REFUSED, with AA and the SOA kept.
+        let out = s.dig(&["nope.example.org", "A"]);
+        assert_eq!(dig_status(&out), "REFUSED", "{be}: {out}");
+        assert_eq!(dig_flags(&out), "qr aa rd", "{be}: {out}");
+        assert_eq!(section(&out, "AUTHORITY").len(), 1, "{be}: {out}");
+    }
+}
+
+#[test]
+fn rewrite_before_forward_resumes_rewritten() {
+    let dir = TempDir::new("rewrite-fwd");
+    let db = dir.write("db.example.org", REWRITE_ZONE);
+    for be in backends() {
+        let up = TestServer::start(
+            &format!(
+                "example.org:{{port}} {{\n file {} example.org\n}}\n",
+                db.display()
+            ),
+            be,
+        );
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n rewrite name exact foo.example.org www.example.org\n \
+                 rewrite name substring bad.example.org x..y\n \
+                 errors\n forward . 127.0.0.1:{}\n}}\n",
+                up.port
+            ),
+            be,
+        );
+        for args in [
+            &["Foo.Example.org", "A"][..],
+            &["+tcp", "foo.example.org", "A"],
+        ] {
+            let out = s.dig(args);
+            assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+            assert_eq!(
+                section(&out, "ANSWER"),
+                ["foo.example.org. 3600 IN A 192.0.2.1"],
+                "{be} {args:?}: {out}"
+            );
+        }
+        // A rewritten name that is not a name: SERVFAIL and CoreDNS's error.
+        let out = s.dig(&["bad.example.org", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        let line = s.wait_line(|l| l.contains("invalid name after rewrite"));
+        assert_eq!(
+            line.as_deref(),
+            Some("[ERROR] plugin/errors: 2 bad.example.org. A: invalid name after rewrite: x..y."),
+            "{be}"
+        );
+    }
+}

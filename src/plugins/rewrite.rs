@@ -1,0 +1,1251 @@
+//! *rewrite*: rewrites the query's name, type or class before the plugins after
+//! it see it, and the response on its way back (plugins.md B).
+//!
+//! Rules (one per `rewrite` directive, or per block) run in Corefile order on the
+//! query's lower-cased name; a `stop` rule (the default) that matches ends the
+//! rules, a `continue` rule goes on. Response rules (the names rewritten back,
+//! `answer name`/`answer value`, `ttl`, `rcode`) run in reverse rule order over
+//! every record of the authority, answer and additional sections, and the
+//! question is restored, as CoreDNS's `ResponseReverter` does.
+//!
+//! A query a later plugin parks resumes on the client's copy of the message; the
+//! chain applies the rewrite again (the rules depend on the query alone), and the
+//! response hook derives its response rules the same way.
+//!
+//! Not built: the `edns0` and `cname` rule types, which fail at startup naming
+//! the rule type (docs/compat.md).
+//!
+//! CoreDNS: `plugin/rewrite/rewrite.go`, `name.go`, `type.go`, `class.go`,
+//! `ttl.go`, `rcode.go`, `reverter.go`.
+
+use corefile::keys::{is_domain_name, normalize_name};
+use corefile::values::go_quote;
+use corefile::{Diagnostic, Dispenser};
+
+use crate::chain::{Ctx, ErrorKind, Flow, PluginError, Status, client_write};
+use crate::wire::index::{MsgIndex, Rebuild, rebuild};
+use crate::wire::request::{Request, Verdict, parse_query};
+use crate::wire::{HEADER_LEN, Name, hdr};
+
+/// CoreDNS's `maxRegexpLen`.
+const MAX_REGEXP_LEN: usize = 10_000;
+
+/// `stop` or `continue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No rule after a matching one runs.
+    Stop,
+    /// The rules after it run too.
+    Continue,
+}
+
+/// How a rule matches the lower-cased query name.
+#[derive(Debug, Clone)]
+pub enum Match {
+    /// The whole name.
+    Exact(String),
+    /// A prefix of the name.
+    Prefix(String),
+    /// A suffix of the name.
+    Suffix(String),
+    /// A part of the name.
+    Substring(String),
+    /// A Go regular expression (unanchored).
+    Regex(regex::Regex),
+}
+
+impl Match {
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            Self::Exact(s) => name == s,
+            Self::Prefix(s) => name.starts_with(s.as_str()),
+            Self::Suffix(s) => name.ends_with(s.as_str()),
+            Self::Substring(s) => name.contains(s.as_str()),
+            Self::Regex(r) => r.is_match(name),
+        }
+    }
+}
+
+/// A string rewriter of the response rules.
+#[derive(Debug, Clone)]
+pub enum StrRewrite {
+    /// The whole string becomes the replacement (with `{N}` groups) when the
+    /// pattern matches (`regexStringRewriter`).
+    Regex(regex::Regex, String),
+    /// `from` itself, or a name below it, maps onto `to` (`remapStringRewriter`).
+    Remap(String, String),
+    /// A suffix is replaced (`suffixStringRewriter`).
+    Suffix(String, String),
+}
+
+impl StrRewrite {
+    fn apply(&self, src: &str) -> String {
+        match self {
+            Self::Regex(re, to) => match re.captures(src) {
+                Some(c) => expand(to, &c),
+                None => src.to_owned(),
+            },
+            Self::Remap(from, to) => {
+                if src == from {
+                    return to.clone();
+                }
+                if src.len() > from.len()
+                    && src.ends_with(from.as_str())
+                    && src.as_bytes()[src.len() - from.len() - 1] == b'.'
+                {
+                    return format!("{}{to}", &src[..src.len() - from.len()]);
+                }
+                src.to_owned()
+            }
+            Self::Suffix(suffix, to) => match src.strip_suffix(suffix.as_str()) {
+                Some(before) => format!("{before}{to}"),
+                None => src.to_owned(),
+            },
+        }
+    }
+}
+
+/// The replacement with `{0}`…`{N}` replaced by the groups, one group after the
+/// other as CoreDNS does (a group not taking part is empty).
+fn expand(to: &str, c: &regex::Captures<'_>) -> String {
+    let mut s = to.to_owned();
+    for i in 0..c.len() {
+        let v = c.get(i).map_or("", |m| m.as_str());
+        s = s.replace(&format!("{{{i}}}"), v);
+    }
+    s
+}
+
+/// A response rule.
+#[derive(Debug, Clone)]
+pub enum RespRule {
+    /// Owner names.
+    Name(StrRewrite),
+    /// The target names of CNAME, DNAME, NS, PTR, MX, SRV, NAPTR and SOA (MNAME).
+    Value(StrRewrite),
+    /// TTLs clamped into `min..=max`.
+    Ttl(u32, u32),
+    /// The rcode `old` becomes `new`.
+    Rcode(u16, u16),
+}
+
+/// What a name rule matches with.
+#[derive(Debug, Clone)]
+pub enum NameKind {
+    /// `exact` (response names always mapped back).
+    Exact(String),
+    /// `prefix`.
+    Prefix(String),
+    /// `suffix`.
+    Suffix(String),
+    /// `substring`.
+    Substring(String),
+    /// `regex`.
+    Regex(regex::Regex),
+}
+
+/// One rule.
+#[derive(Debug, Clone)]
+pub enum Rule {
+    /// `name`.
+    Name {
+        /// Stop or continue.
+        mode: Mode,
+        /// The match.
+        kind: NameKind,
+        /// The replacement.
+        to: String,
+        /// `answer auto` (exact rules always).
+        auto: bool,
+        /// Configured response rules (for `suffix … answer auto`, the suffix
+        /// mapped back first).
+        answers: Vec<RespRule>,
+    },
+    /// `type FROM TO`.
+    Type(Mode, u16, u16),
+    /// `class FROM TO`.
+    Class(Mode, u16, u16),
+    /// `ttl`.
+    Ttl(Mode, Match, u32, u32),
+    /// `rcode`.
+    Rcode(Mode, Match, u16, u16),
+}
+
+impl Rule {
+    fn mode(&self) -> Mode {
+        match self {
+            Self::Name { mode, .. } => *mode,
+            Self::Type(m, ..) | Self::Class(m, ..) | Self::Ttl(m, ..) | Self::Rcode(m, ..) => *m,
+        }
+    }
+}
+
+/// Parsed configuration: every `rewrite` directive of the block.
+#[derive(Debug, Clone, Default)]
+pub struct RewriteConfig {
+    /// Rules in Corefile order.
+    pub rules: Vec<Rule>,
+}
+
+/// Setup (CoreDNS `rewriteParse`).
+pub fn setup(d: &mut Dispenser) -> Result<RewriteConfig, Diagnostic> {
+    let mut c = RewriteConfig::default();
+    while d.next() {
+        let mut args = d.remaining_args();
+        if args.len() < 2 {
+            // The block form: its tokens make one rule.
+            while d.next_block() {
+                args.push(d.val().to_owned());
+            }
+        }
+        let rule = new_rule(&args).map_err(|e| Diagnostic::plain(e).in_plugin("rewrite"))?;
+        c.rules.push(rule);
+    }
+    Ok(c)
+}
+
+/// CoreDNS `newRule`.
+fn new_rule(args: &[String]) -> Result<Rule, String> {
+    let Some(first) = args.first() else {
+        return Err("no rule type specified for rewrite".into());
+    };
+    let arg0 = first.to_lowercase();
+    let (mode, rule_type, expect, start) = match arg0.as_str() {
+        "continue" | "stop" => {
+            let mode = if arg0 == "stop" {
+                Mode::Stop
+            } else {
+                Mode::Continue
+            };
+            let Some(t) = args.get(1) else {
+                return Err(format!("{arg0} rule must begin with a rule type"));
+            };
+            (mode, t.to_lowercase(), args.len() - 1, 2)
+        }
+        _ => (Mode::Stop, arg0.clone(), args.len(), 1),
+    };
+    let rest = &args[start..];
+    match rule_type.as_str() {
+        "answer" => Err("response rewrites must begin with a name rule".into()),
+        "name" => new_name_rule(mode, rest),
+        "class" | "type" => {
+            if expect != 3 {
+                return Err(format!("{rule_type} rules must have exactly two arguments"));
+            }
+            if rule_type == "type" {
+                let t = |s: &str| {
+                    let up = s.to_uppercase();
+                    crate::wire::types::miekg_type_from_str(&up)
+                        .ok_or_else(|| format!("invalid type {}", go_quote(&up)))
+                };
+                Ok(Rule::Type(mode, t(&rest[0])?, t(&rest[1])?))
+            } else {
+                let c = |s: &str| {
+                    let up = s.to_uppercase();
+                    class_from_str(&up).ok_or_else(|| format!("invalid class {}", go_quote(&up)))
+                };
+                Ok(Rule::Class(mode, c(&rest[0])?, c(&rest[1])?))
+            }
+        }
+        "ttl" => new_ttl_rule(mode, rest),
+        "rcode" => new_rcode_rule(mode, rest),
+        "edns0" | "cname" => Err(format!(
+            "{rule_type} rules are not supported by ringdns yet"
+        )),
+        _ => Err(format!("invalid rule type {}", go_quote(first))),
+    }
+}
+
+/// miekg `StringToClass`.
+fn class_from_str(s: &str) -> Option<u16> {
+    Some(match s {
+        "IN" => 1,
+        "CS" => 2,
+        "CH" => 3,
+        "HS" => 4,
+        "NONE" => 254,
+        "ANY" => 255,
+        _ => return None,
+    })
+}
+
+/// CoreDNS `getSubExprUsage`: how many of `{0}`…`{100}` `s` uses.
+fn sub_expr_usage(s: &str) -> usize {
+    (0..=100)
+        .filter(|i| s.contains(&format!("{{{i}}}")))
+        .count()
+}
+
+/// CoreDNS `isValidRegexPattern`.
+fn valid_regex(from: &str, to: &str) -> Result<regex::Regex, String> {
+    if from.len() > MAX_REGEXP_LEN {
+        return Err(format!(
+            "regex pattern too long: {} > {MAX_REGEXP_LEN}",
+            from.len()
+        ));
+    }
+    let re = crate::goregex::compile(from)
+        .map_err(|_| format!("invalid regex matching pattern: {from}"))?;
+    if sub_expr_usage(to) > re.captures_len() - 1 {
+        return Err(format!(
+            "the rewrite regex pattern ({to}) uses more subexpressions than its corresponding matching regex pattern ({from})"
+        ));
+    }
+    Ok(re)
+}
+
+/// CoreDNS `newNameRule`.
+fn new_name_rule(mode: Mode, args: &[String]) -> Result<Rule, String> {
+    if args.len() < 2 {
+        return Err("too few arguments for a name rule".into());
+    }
+    let (match_type, from, to) = if args.len() == 2 {
+        (
+            "exact".to_owned(),
+            normalize_name(&args[0]),
+            normalize_name(&args[1]),
+        )
+    } else {
+        let m = args[0].to_lowercase();
+        if m == "regex" {
+            (m, args[1].clone(), args[2].clone())
+        } else {
+            (m, normalize_name(&args[1]), normalize_name(&args[2]))
+        }
+    };
+    let (auto, answers) = if args.len() > 3 {
+        parse_answer_rules(&match_type, &args[3..])?
+    } else {
+        (false, Vec::new())
+    };
+    let kind = match match_type.as_str() {
+        "exact" => {
+            valid_regex(&to, &from)?;
+            return Ok(Rule::Name {
+                mode,
+                kind: NameKind::Exact(from),
+                to,
+                auto: true,
+                answers,
+            });
+        }
+        "prefix" => NameKind::Prefix(from),
+        "suffix" => {
+            let mut all = Vec::new();
+            if auto {
+                // The suffix and its replacement the other way round.
+                let back = StrRewrite::Suffix(to.clone(), from.clone());
+                all.push(RespRule::Name(back.clone()));
+                all.push(RespRule::Value(back));
+            }
+            all.extend(answers);
+            return Ok(Rule::Name {
+                mode,
+                kind: NameKind::Suffix(from),
+                to,
+                auto: false,
+                answers: all,
+            });
+        }
+        "substring" => NameKind::Substring(from),
+        "regex" => {
+            let re = valid_regex(&from, &to)?;
+            return Ok(Rule::Name {
+                mode,
+                kind: NameKind::Regex(re),
+                to: normalize_name(&args[2]),
+                auto,
+                answers,
+            });
+        }
+        other => {
+            return Err(format!(
+                "name rule supports only exact, prefix, suffix, substring, and regex name matching, received: {other}"
+            ));
+        }
+    };
+    Ok(Rule::Name {
+        mode,
+        kind,
+        to,
+        auto,
+        answers,
+    })
+}
+
+/// CoreDNS `parseAnswerRules`.
+fn parse_answer_rules(name: &str, args: &[String]) -> Result<(bool, Vec<RespRule>), String> {
+    if args.len() < 2 {
+        return Err(format!("invalid arguments for {name} rule"));
+    }
+    let (mut auto, mut rules, mut name_rules) = (false, Vec::new(), 0usize);
+    let mut last = "";
+    let mut i = 0;
+    while i < args.len() {
+        if last.is_empty() && args[i] != "answer" {
+            return Err(format!(
+                "exceeded the number of arguments for a non-answer rule argument for {name} rule"
+            ));
+        }
+        if args[i] == "answer" {
+            i += 1;
+        }
+        if i == args.len() {
+            return Err(format!("type missing for answer rule for {name} rule"));
+        }
+        last = &args[i];
+        i += 1;
+        match last {
+            "auto" => auto = true,
+            "name" | "value" => {
+                if args.len() - i < 2 {
+                    return Err(format!(
+                        "{last} answer rule for {name} rule: 2 arguments required"
+                    ));
+                }
+                let re = valid_regex(&args[i], &args[i + 1])
+                    .map_err(|e| format!("{last} answer rule for {name} rule: {e}"))?;
+                let rw = StrRewrite::Regex(re, normalize_name(&args[i + 1]));
+                if last == "name" {
+                    rules.push(RespRule::Name(rw));
+                    name_rules += 1;
+                } else {
+                    rules.push(RespRule::Value(rw));
+                }
+                i += 2;
+            }
+            _ => {
+                return Err(format!(
+                    "invalid type {} for answer rule for {name} rule",
+                    go_quote(last)
+                ));
+            }
+        }
+    }
+    if auto && name_rules > 0 {
+        return Err(
+            "auto name answer rule cannot be combined with explicit name anwer rules".into(),
+        );
+    }
+    Ok((auto, rules))
+}
+
+/// Go's `strconv.ParseUint(s, 10, 32)`.
+fn parse_u32(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// CoreDNS `isValidTTL`: `N`, `MIN-MAX`, `-MAX`, `MIN-`.
+fn valid_ttl(v: &str) -> Option<(u32, u32)> {
+    let parts: Vec<&str> = v.split('-').collect();
+    match parts[..] {
+        [one] => parse_u32(one).map(|n| (n, n)),
+        [lo, hi] => {
+            let min = if lo.is_empty() { 0 } else { parse_u32(lo)? };
+            let max = if hi.is_empty() {
+                if lo.is_empty() {
+                    return None;
+                }
+                2_147_483_647
+            } else {
+                parse_u32(hi)?
+            };
+            (min <= max).then_some((min, max))
+        }
+        _ => None,
+    }
+}
+
+/// The `[MATCH] NAME` part of *ttl* and *rcode* rules (`what` names the rule in
+/// the errors).
+fn name_match(kind: &str, name: &str, what: &str) -> Result<Match, String> {
+    Ok(match kind.to_lowercase().as_str() {
+        "exact" => Match::Exact(normalize_name(name)),
+        "prefix" => Match::Prefix(normalize_name(name)),
+        "suffix" => Match::Suffix(normalize_name(name)),
+        "substring" => Match::Substring(normalize_name(name)),
+        "regex" => {
+            if name.len() > MAX_REGEXP_LEN {
+                return Err(format!(
+                    "regex pattern too long in a {what} rule: {} > {MAX_REGEXP_LEN}",
+                    name.len()
+                ));
+            }
+            Match::Regex(
+                crate::goregex::compile(name)
+                    .map_err(|_| format!("invalid regex pattern in a {what} rule: {name}"))?,
+            )
+        }
+        _ => {
+            return Err(format!(
+                "{what} rule supports only exact, prefix, suffix, substring, and regex name matching"
+            ));
+        }
+    })
+}
+
+/// CoreDNS `newTTLRule`.
+fn new_ttl_rule(mode: Mode, args: &[String]) -> Result<Rule, String> {
+    if args.len() < 2 {
+        return Err(format!("too few ({}) arguments for a ttl rule", args.len()));
+    }
+    let s = match args.len() {
+        2 => args[1].as_str(),
+        3 => args[2].as_str(),
+        _ => "",
+    };
+    let (min, max) = valid_ttl(s).ok_or_else(|| format!("invalid TTL '{s}' for a ttl rule"))?;
+    if args.len() == 3 {
+        return Ok(Rule::Ttl(
+            mode,
+            name_match(&args[0], &args[1], "ttl")?,
+            min,
+            max,
+        ));
+    }
+    Ok(Rule::Ttl(
+        mode,
+        Match::Exact(normalize_name(&args[0])),
+        min,
+        max,
+    ))
+}
+
+/// CoreDNS `isValidRCode`: a number up to 23, or a name of miekg's `StringToRcode`.
+fn valid_rcode(v: &str) -> Option<u16> {
+    if let Some(n) = parse_u32(v).filter(|n| *n <= 23) {
+        return u16::try_from(n).ok();
+    }
+    let up = v.to_uppercase();
+    if up == "NOTIMPL" {
+        return Some(4);
+    }
+    (0..=23u16).find(|rc| crate::wire::types::rcode_name(*rc) == Some(up.as_str()))
+}
+
+/// CoreDNS `newRCodeRule`.
+fn new_rcode_rule(mode: Mode, args: &[String]) -> Result<Rule, String> {
+    if args.len() < 3 {
+        return Err(format!(
+            "too few ({}) arguments for a rcode rule",
+            args.len()
+        ));
+    }
+    let (old, new) = match args.len() {
+        3 => (args[1].as_str(), args[2].as_str()),
+        4 => (args[2].as_str(), args[3].as_str()),
+        _ => ("", ""),
+    };
+    let o = valid_rcode(old)
+        .ok_or_else(|| format!("invalid matching RCODE '{old}' for a rcode rule"))?;
+    let n = valid_rcode(new)
+        .ok_or_else(|| format!("invalid replacement RCODE '{new}' for a rcode rule"))?;
+    if args.len() == 4 {
+        return Ok(Rule::Rcode(
+            mode,
+            name_match(&args[0], &args[1], "rcode")?,
+            o,
+            n,
+        ));
+    }
+    Ok(Rule::Rcode(
+        mode,
+        Match::Exact(normalize_name(&args[0])),
+        o,
+        n,
+    ))
+}
+
+/// What the rules make of one query.
+struct Applied {
+    /// The question as the rules left it: (name, type, class), `None` if unchanged.
+    question: Option<(String, u16, u16)>,
+    /// Response rules in rule order.
+    resp: Vec<RespRule>,
+    /// A `stop` rule matched (the response goes through the reverter even
+    /// without response rules).
+    stopped: bool,
+    /// The rewritten name is not a domain name: `Err` holds CoreDNS's text.
+    invalid: Option<String>,
+}
+
+/// The runtime plugin.
+pub struct Rewrite {
+    rules: Vec<Rule>,
+}
+
+impl Rewrite {
+    /// Builds it.
+    pub fn new(c: &RewriteConfig) -> Self {
+        Self {
+            rules: c.rules.clone(),
+        }
+    }
+
+    /// Runs the rules over `req` (the query as the client sent it).
+    fn apply(&self, req: &Request<'_>) -> Applied {
+        let mut name = String::new();
+        req.qname.write_presentation(&mut name);
+        let (mut qtype, mut qclass) = (req.qtype, req.qclass);
+        let orig = (name.clone(), qtype, qclass);
+        let mut out = Applied {
+            question: None,
+            resp: Vec::new(),
+            stopped: false,
+            invalid: None,
+        };
+        for rule in &self.rules {
+            // `state.Name()`: the current name, lower-cased, read fresh by each rule.
+            let lower = name.to_lowercase();
+            let done = match rule {
+                Rule::Name {
+                    kind,
+                    to,
+                    auto,
+                    answers,
+                    ..
+                } => {
+                    let new = match kind {
+                        NameKind::Exact(from) => (*from == lower).then(|| to.clone()),
+                        NameKind::Prefix(p) => {
+                            lower.strip_prefix(p.as_str()).map(|a| format!("{to}{a}"))
+                        }
+                        NameKind::Suffix(s) => {
+                            lower.strip_suffix(s.as_str()).map(|b| format!("{b}{to}"))
+                        }
+                        NameKind::Substring(s) => lower
+                            .contains(s.as_str())
+                            .then(|| lower.replace(s.as_str(), to)),
+                        NameKind::Regex(re) => re.captures(&lower).map(|c| expand(to, &c)),
+                    };
+                    match new {
+                        None => false,
+                        Some(new) => {
+                            if *auto {
+                                let back = StrRewrite::Remap(new.clone(), lower.clone());
+                                out.resp.push(RespRule::Name(back.clone()));
+                                out.resp.push(RespRule::Value(back));
+                            }
+                            out.resp.extend(answers.iter().cloned());
+                            name = new;
+                            true
+                        }
+                    }
+                }
+                Rule::Type(_, from, to) => {
+                    let hit = *from > 0 && *to > 0 && qtype == *from;
+                    if hit {
+                        qtype = *to;
+                    }
+                    hit
+                }
+                Rule::Class(_, from, to) => {
+                    let hit = *from > 0 && *to > 0 && qclass == *from;
+                    if hit {
+                        qclass = *to;
+                    }
+                    hit
+                }
+                Rule::Ttl(_, m, min, max) => {
+                    let hit = m.matches(&lower);
+                    if hit {
+                        out.resp.push(RespRule::Ttl(*min, *max));
+                    }
+                    hit
+                }
+                Rule::Rcode(_, m, old, new) => {
+                    let hit = m.matches(&lower);
+                    if hit {
+                        out.resp.push(RespRule::Rcode(*old, *new));
+                    }
+                    hit
+                }
+            };
+            if !done {
+                continue;
+            }
+            if !is_domain_name(&name) || Name::parse(&name).is_none() {
+                out.invalid = Some(format!("invalid name after rewrite: {name}"));
+                return out;
+            }
+            if rule.mode() == Mode::Stop {
+                out.stopped = true;
+                break;
+            }
+        }
+        if (name.as_str(), qtype, qclass) != (orig.0.as_str(), orig.1, orig.2) {
+            out.question = Some((name, qtype, qclass));
+        }
+        out
+    }
+
+    /// Request hook: the query the plugins after this one see.
+    pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
+        match self.rewrite_request(ctx) {
+            Ok(()) => Flow::Next,
+            Err(text) => Flow::Return(Status {
+                rcode: 2,
+                err: Some(PluginError {
+                    plugin: "rewrite",
+                    kind: ErrorKind::Upstream(text.into()),
+                }),
+            }),
+        }
+    }
+
+    /// Rewrites `ctx.req` into the context's spare buffer (the original stays in
+    /// `ctx.orig`); `Err` with CoreDNS's text when the new name is not a name.
+    pub fn rewrite_request(&self, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        let a = self.apply(&ctx.req);
+        if let Some(text) = a.invalid {
+            return Err(text);
+        }
+        let Some((name, qtype, qclass)) = a.question else {
+            return Ok(());
+        };
+        let Some(wire) = Name::parse(&name) else {
+            return Err(format!("invalid name after rewrite: {name}"));
+        };
+        let Some(spare) = ctx.spare.take() else {
+            return Ok(());
+        };
+        let (msg, compressed, question_end) =
+            (ctx.req.msg, ctx.req.compressed, ctx.req.question_end);
+        // A message with compression pointers is written out plain first: the
+        // records after the question may point into it.
+        let mut plain = Vec::new();
+        let base: &[u8] = if compressed {
+            match MsgIndex::parse(msg) {
+                Some(idx) => {
+                    let order: Vec<usize> = (0..idx.rrs.len()).collect();
+                    let opts = Rebuild {
+                        compress: false,
+                        limit: None,
+                        reserve: 0,
+                    };
+                    rebuild(msg, &idx, &order, opts, &mut plain);
+                    &plain
+                }
+                None => msg,
+            }
+        } else {
+            msg
+        };
+        let qend = first_question_end(base).unwrap_or(question_end);
+        spare.clear();
+        spare.extend_from_slice(&base[..HEADER_LEN]);
+        spare.extend_from_slice(wire.wire());
+        spare.extend_from_slice(&qtype.to_be_bytes());
+        spare.extend_from_slice(&qclass.to_be_bytes());
+        spare.extend_from_slice(&base[qend.min(base.len())..]);
+        let spare: &[u8] = spare;
+        if let Verdict::Query(new) = parse_query(spare) {
+            ctx.orig = Some(msg);
+            ctx.req = new;
+        }
+        Ok(())
+    }
+
+    /// Response hook: CoreDNS's `ResponseReverter` over the written reply (or the
+    /// error reply it writes itself when the plugins after it wrote none).
+    pub fn respond(&self, ctx: &mut Ctx<'_>, st: &mut Status) {
+        let orig_msg = ctx.orig.unwrap_or(ctx.req.msg);
+        let Verdict::Query(orig) = parse_query(orig_msg) else {
+            return;
+        };
+        let a = self.apply(&orig);
+        if a.invalid.is_some() || (!a.stopped && a.resp.is_empty()) {
+            return;
+        }
+        if !ctx.written {
+            if client_write(st.rcode) {
+                return;
+            }
+            crate::wire::bare_reply(ctx.resp, &ctx.req, (st.rcode & 0xf) as u8);
+            crate::server::scrub::size_and_do(ctx.resp, &ctx.req, None);
+            ctx.written = true;
+            st.rcode = 0;
+        }
+        let qend = orig.question_end;
+        let question = &orig_msg[HEADER_LEN..qend];
+        if !revert(ctx.resp, ctx.scratch, question, &a.resp) {
+            // miekg cannot pack an extended rcode without an OPT: nothing is sent.
+            ctx.written = false;
+            ctx.resp.clear();
+        }
+    }
+}
+
+/// End of the first question of `m`.
+fn first_question_end(m: &[u8]) -> Option<usize> {
+    let (p, _) = Name::scan(m, HEADER_LEN).ok()?;
+    (p + 4 <= m.len()).then_some(p + 4)
+}
+
+/// The offset of the name `Value` rules rewrite in RDATA of `rtype` (miekg's
+/// `getRecordValueForRewrite`), if the type has one.
+fn value_offset(rtype: u16, rdata: &[u8]) -> Option<usize> {
+    match rtype {
+        5 | 2 | 39 | 6 | 12 => Some(0),
+        15 => Some(2),
+        33 => Some(6),
+        35 => {
+            // NAPTR: order, preference, then flags, services and regexp strings.
+            let mut p = 4;
+            for _ in 0..3 {
+                p += 1 + usize::from(*rdata.get(p)?);
+            }
+            (p < rdata.len()).then_some(p)
+        }
+        _ => None,
+    }
+}
+
+/// Rewrites `resp` in place: the question restored to `question`, then every
+/// record through `rules` in reverse order (authority, answer, additional, as
+/// CoreDNS walks them), the rcode rules once per record (once with none).
+/// `false` when the reply cannot be written (an extended rcode without an OPT).
+fn revert(resp: &mut Vec<u8>, scratch: &mut Vec<u8>, question: &[u8], rules: &[RespRule]) -> bool {
+    let Some(idx) = MsgIndex::parse(resp) else {
+        return true;
+    };
+    // Names written out in full first (RDATA names of known types included).
+    let order: Vec<usize> = (0..idx.rrs.len()).collect();
+    let plain_opts = Rebuild {
+        compress: false,
+        limit: None,
+        reserve: 0,
+    };
+    rebuild(resp, &idx, &order, plain_opts, scratch);
+    let Some(idx) = MsgIndex::parse(scratch) else {
+        return true;
+    };
+    let m: &[u8] = scratch;
+    let mut out = Vec::with_capacity(m.len() + 64);
+    out.extend_from_slice(&m[..HEADER_LEN]);
+    out.extend_from_slice(question);
+    hdr::set_count(&mut out, 0, 1);
+    let mut opt_ttl_at: Option<usize> = None;
+    for rr in &idx.rrs {
+        let (start, fixed) = (rr.start as usize, rr.fixed as usize);
+        let mut owner = String::new();
+        let owner_name = Name::from_wire(&m[start..fixed]).ok();
+        if let Some(n) = &owner_name {
+            n.write_presentation(&mut owner);
+        }
+        let rd = rr.rdata();
+        let mut rdata = m[rd.clone()].to_vec();
+        let mut ttl = rr.ttl;
+        for rule in rules.iter().rev() {
+            match rule {
+                RespRule::Name(rw) => owner = rw.apply(&owner),
+                RespRule::Value(rw) => {
+                    let Some(off) = value_offset(rr.rtype, &rdata) else {
+                        continue;
+                    };
+                    let Ok((val, end)) = Name::read(&rdata, off) else {
+                        continue;
+                    };
+                    let mut text = String::new();
+                    val.write_presentation(&mut text);
+                    let new = rw.apply(&text);
+                    if new != text {
+                        if let Some(n) = Name::parse(&new) {
+                            let mut r = rdata[..off].to_vec();
+                            r.extend_from_slice(n.wire());
+                            r.extend_from_slice(&rdata[end..]);
+                            rdata = r;
+                        }
+                    }
+                }
+                RespRule::Ttl(min, max) => {
+                    if ttl < *min {
+                        ttl = *min;
+                    } else if ttl > *max {
+                        ttl = *max;
+                    }
+                }
+                RespRule::Rcode(..) => {}
+            }
+        }
+        match Name::parse(&owner) {
+            Some(n) if owner_name.is_some() => out.extend_from_slice(n.wire()),
+            _ => out.extend_from_slice(&m[start..fixed]),
+        }
+        out.extend_from_slice(&rr.rtype.to_be_bytes());
+        out.extend_from_slice(&rr.class.to_be_bytes());
+        if rr.rtype == 41 && rr.section == 3 {
+            opt_ttl_at = Some(out.len());
+        }
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&u16::try_from(rdata.len()).unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(&rdata);
+    }
+    // Message-level rules: once per record, in reverse rule order.
+    let rcode_rules: Vec<(u16, u16)> = rules
+        .iter()
+        .rev()
+        .filter_map(|r| match r {
+            RespRule::Rcode(o, n) => Some((*o, *n)),
+            _ => None,
+        })
+        .collect();
+    if !rcode_rules.is_empty() {
+        let mut rcode = idx.full_rcode(m);
+        let first = rcode;
+        for _ in 0..idx.rrs.len().max(1) {
+            let before = rcode;
+            for (o, n) in &rcode_rules {
+                if rcode == *o {
+                    rcode = *n;
+                }
+            }
+            if rcode == before {
+                break;
+            }
+        }
+        if rcode != first {
+            hdr::set_rcode(&mut out, (rcode & 0xf) as u8);
+            match opt_ttl_at {
+                Some(at) => out[at] = (rcode >> 4) as u8,
+                None if rcode > 0xf => return false,
+                None => {}
+            }
+        }
+    }
+    *resp = out;
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        match setup(&mut Dispenser::from_text("Corefile", text)) {
+            Ok(_) => "ok".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn setup_errors_as_coredns_words_them() {
+        let p = |m: &str| format!("plugin/rewrite: {m}");
+        for (text, want) in [
+            ("rewrite name a.example.org b.example.org", "ok".to_owned()),
+            ("rewrite continue name exact a.org b.org", "ok".into()),
+            (
+                "rewrite stop {\n name regex (.*)\\.old\\.org {1}.new.org\n answer auto\n}",
+                "ok".into(),
+            ),
+            (
+                "rewrite name suffix .old. .new. answer auto answer value (.*) {1}",
+                "ok".into(),
+            ),
+            ("rewrite type HINFO A", "ok".into()),
+            ("rewrite class CH IN", "ok".into()),
+            ("rewrite ttl a.org 30-300", "ok".into()),
+            ("rewrite ttl regex .* -30", "ok".into()),
+            ("rewrite rcode a.org NXDOMAIN 5", "ok".into()),
+            ("rewrite rcode suffix .org notimpl refused", "ok".into()),
+            ("rewrite", p("no rule type specified for rewrite")),
+            (
+                "rewrite continue",
+                p("continue rule must begin with a rule type"),
+            ),
+            ("rewrite stop", p("stop rule must begin with a rule type")),
+            ("rewrite bogus a b", p("invalid rule type \"bogus\"")),
+            (
+                "rewrite continue bogus a b",
+                p("invalid rule type \"continue\""),
+            ),
+            (
+                "rewrite answer name a b",
+                p("response rewrites must begin with a name rule"),
+            ),
+            ("rewrite name a", p("too few arguments for a name rule")),
+            (
+                "rewrite name wrong a b",
+                p(
+                    "name rule supports only exact, prefix, suffix, substring, and regex name matching, received: wrong",
+                ),
+            ),
+            (
+                "rewrite name regex ( b",
+                p("invalid regex matching pattern: ("),
+            ),
+            (
+                "rewrite name regex a(.*) {1}{2}.b",
+                p(
+                    "the rewrite regex pattern ({1}{2}.b) uses more subexpressions than its corresponding matching regex pattern (a(.*))",
+                ),
+            ),
+            (
+                "rewrite name exact a b answer",
+                p("invalid arguments for exact rule"),
+            ),
+            (
+                "rewrite name prefix a b c d",
+                p(
+                    "exceeded the number of arguments for a non-answer rule argument for prefix rule",
+                ),
+            ),
+            (
+                "rewrite name prefix a b answer bogus",
+                p("invalid type \"bogus\" for answer rule for prefix rule"),
+            ),
+            (
+                "rewrite name prefix a b answer name x",
+                p("name answer rule for prefix rule: 2 arguments required"),
+            ),
+            (
+                "rewrite name prefix a b answer auto answer name x y",
+                p("auto name answer rule cannot be combined with explicit name anwer rules"),
+            ),
+            (
+                "rewrite name regex a b answer value ( y",
+                p("value answer rule for regex rule: invalid regex matching pattern: ("),
+            ),
+            (
+                "rewrite type HINFO",
+                p("type rules must have exactly two arguments"),
+            ),
+            ("rewrite type BOGUS A", p("invalid type \"BOGUS\"")),
+            ("rewrite type none A", p("invalid type \"NONE\"")),
+            ("rewrite class IN XX", p("invalid class \"XX\"")),
+            (
+                "rewrite ttl a.org",
+                p("too few (1) arguments for a ttl rule"),
+            ),
+            ("rewrite ttl a.org x", p("invalid TTL 'x' for a ttl rule")),
+            ("rewrite ttl a.org -", p("invalid TTL '-' for a ttl rule")),
+            (
+                "rewrite ttl a.org 30-10",
+                p("invalid TTL '30-10' for a ttl rule"),
+            ),
+            ("rewrite ttl a.org +5", p("invalid TTL '+5' for a ttl rule")),
+            ("rewrite ttl a b c d", p("invalid TTL '' for a ttl rule")),
+            (
+                "rewrite ttl wrong a.org 5",
+                p(
+                    "ttl rule supports only exact, prefix, suffix, substring, and regex name matching",
+                ),
+            ),
+            (
+                "rewrite ttl regex ( 5",
+                p("invalid regex pattern in a ttl rule: ("),
+            ),
+            (
+                "rewrite rcode a.org NXDOMAIN",
+                p("too few (2) arguments for a rcode rule"),
+            ),
+            (
+                "rewrite rcode a.org 24 5",
+                p("invalid matching RCODE '24' for a rcode rule"),
+            ),
+            (
+                "rewrite rcode a.org 3 BADVERS",
+                p("invalid replacement RCODE 'BADVERS' for a rcode rule"),
+            ),
+            (
+                "rewrite edns0 local set 0xffee abc",
+                p("edns0 rules are not supported by ringdns yet"),
+            ),
+            (
+                "rewrite cname exact a.org b.org",
+                p("cname rules are not supported by ringdns yet"),
+            ),
+        ] {
+            assert_eq!(err(text), want, "{text}");
+        }
+    }
+
+    /// (the question as rewritten, response rules, a stop rule matched, the error).
+    type Seen = (Option<(String, u16, u16)>, usize, bool, Option<String>);
+
+    fn query(name: &str, qtype: u16) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(Name::parse(name).expect("name").wire());
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&1u16.to_be_bytes());
+        m
+    }
+
+    fn applied(rules: &str, name: &str, qtype: u16) -> Seen {
+        let c = setup(&mut Dispenser::from_text("Corefile", rules)).expect("rules");
+        let rw = Rewrite::new(&c);
+        let q = query(name, qtype);
+        let Verdict::Query(req) = parse_query(&q) else {
+            panic!("query");
+        };
+        let a = rw.apply(&req);
+        (a.question, a.resp.len(), a.stopped, a.invalid)
+    }
+
+    #[test]
+    fn request_rules_as_coredns_runs_them() {
+        let q = |n: &str| Some((n.to_owned(), 1u16, 1u16));
+        // Exact: lower-cased name, response names mapped back.
+        assert_eq!(
+            applied(
+                "rewrite name a.example.org b.example.org",
+                "A.Example.ORG",
+                1
+            ),
+            (q("b.example.org."), 2, true, None)
+        );
+        // Prefix FROM is made a name: `foo` is `foo.`, which matches the label only.
+        assert_eq!(
+            applied("rewrite name prefix foo bar", "foobar.org", 1).0,
+            None
+        );
+        assert_eq!(
+            applied("rewrite name prefix foo bar", "foo.org", 1).0,
+            q("bar.org.")
+        );
+        assert_eq!(
+            applied(
+                "rewrite name suffix .old.org. .new.org. answer auto",
+                "a.old.org",
+                1
+            ),
+            (q("a.new.org."), 2, true, None)
+        );
+        assert_eq!(
+            applied("rewrite name substring old new", "a.older.org", 1).0,
+            None,
+            "substring `old.`"
+        );
+        assert_eq!(
+            applied("rewrite name substring old new", "a.old.org", 1).0,
+            q("a.new.org.")
+        );
+        assert_eq!(
+            applied("rewrite name substring old.org new.net", "a.old.org", 1).0,
+            q("a.new.net.")
+        );
+        assert_eq!(
+            applied(
+                "rewrite name regex (.*)-(.*)\\.x\\.org {2}.{1}.y.org answer auto",
+                "a-b.x.org",
+                1
+            ),
+            (q("b.a.y.org."), 2, true, None)
+        );
+        // Without `answer auto` a regex rule has no response rules.
+        assert_eq!(
+            applied("rewrite name regex (.*)\\.x\\.org {1}.y.org", "a.x.org", 1).1,
+            0
+        );
+        // Stop after the first match; continue goes on, each rule on the name so far.
+        assert_eq!(
+            applied(
+                "rewrite name a.org b.org\nrewrite name b.org c.org",
+                "a.org",
+                1
+            )
+            .0,
+            q("b.org.")
+        );
+        assert_eq!(
+            applied(
+                "rewrite continue name a.org b.org\nrewrite name b.org c.org",
+                "a.org",
+                1
+            ),
+            (q("c.org."), 4, true, None)
+        );
+        assert_eq!(
+            applied("rewrite type HINFO A", "a.org", 13).0,
+            Some(("a.org.".into(), 1, 1))
+        );
+        assert_eq!(
+            applied("rewrite class IN CH", "a.org", 1).0,
+            Some(("a.org.".into(), 1, 3))
+        );
+        assert_eq!(
+            applied("rewrite ttl a.org 5", "A.org", 1),
+            (None, 1, true, None)
+        );
+        assert_eq!(
+            applied("rewrite continue ttl a.org 5", "A.org", 1),
+            (None, 1, false, None)
+        );
+        assert_eq!(
+            applied("rewrite name substring a.org x..y", "a.org", 1)
+                .3
+                .as_deref(),
+            Some("invalid name after rewrite: x..y.")
+        );
+    }
+
+    #[test]
+    fn remap_and_regex_rewriters() {
+        let r = StrRewrite::Remap("b.org.".into(), "a.org.".into());
+        assert_eq!(r.apply("b.org."), "a.org.");
+        assert_eq!(r.apply("www.b.org."), "www.a.org.");
+        assert_eq!(r.apply("xb.org."), "xb.org.");
+        assert_eq!(
+            r.apply("B.org."),
+            "B.org.",
+            "case-sensitive, as Go's strings"
+        );
+        let re = crate::goregex::compile("^(.*)\\.y\\.org\\.$").expect("re");
+        let r = StrRewrite::Regex(re, "{1}.x.org.".into());
+        assert_eq!(r.apply("a.y.org."), "a.x.org.");
+        assert_eq!(r.apply("a.z.org."), "a.z.org.");
+    }
+
+    #[test]
+    fn response_reverted_record_by_record() {
+        // A reply for `b.org.` with a CNAME to `c.b.org.`, an A for it, an SOA in
+        // authority, and an OPT.
+        let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 2, 0, 1, 0, 1];
+        let w = |m: &mut Vec<u8>, n: &str| m.extend_from_slice(Name::parse(n).expect("n").wire());
+        w(&mut m, "b.org.");
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        w(&mut m, "b.org.");
+        m.extend_from_slice(&[0, 5, 0, 1, 0, 0, 1, 0, 0, 9]);
+        w(&mut m, "c.b.org.");
+        w(&mut m, "c.b.org.");
+        m.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 10, 0, 4, 192, 0, 2, 1]);
+        w(&mut m, "b.org.");
+        m.extend_from_slice(&[0, 6, 0, 1, 0, 0, 0, 60, 0, 39]);
+        w(&mut m, "ns.b.org.");
+        w(&mut m, "h.b.org.");
+        m.extend_from_slice(&[0; 20]);
+        m.extend_from_slice(&[0, 0, 41, 16, 0, 0, 0, 0x80, 0, 0, 0]);
+        let back = StrRewrite::Remap("b.org.".into(), "a.org.".into());
+        let rules = [
+            RespRule::Name(back.clone()),
+            RespRule::Value(back),
+            RespRule::Ttl(30, 100),
+            RespRule::Rcode(0, 3),
+        ];
+        let mut q = Vec::new();
+        w(&mut q, "A.org.");
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        let mut scratch = Vec::new();
+        assert!(revert(&mut m, &mut scratch, &q, &rules));
+        let idx = MsgIndex::parse(&m).expect("parses");
+        let name_at = |at: usize| {
+            let (n, _) = Name::read(&m, at).expect("name");
+            n.to_string()
+        };
+        assert_eq!(name_at(HEADER_LEN), "A.org.");
+        let rr = &idx.rrs;
+        assert_eq!(name_at(rr[0].start as usize), "a.org.");
+        assert_eq!(name_at(rr[0].rdata().start), "c.a.org.");
+        assert_eq!((rr[0].ttl, rr[1].ttl, rr[2].ttl), (100, 30, 60));
+        assert_eq!(name_at(rr[1].start as usize), "c.a.org.");
+        assert_eq!(name_at(rr[2].rdata().start), "ns.a.org.", "SOA MNAME");
+        let rname = rr[2].rdata().start + Name::parse("ns.a.org.").expect("n").len();
+        assert_eq!(name_at(rname), "h.b.org.", "SOA RNAME is not a value");
+        // The OPT's TTL field is clamped like any record's (CoreDNS).
+        assert_eq!(rr[3].ttl, 100);
+        assert_eq!(hdr::rcode(&m), 3);
+    }
+}
