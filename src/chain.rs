@@ -359,6 +359,15 @@ impl<'a> Ctx<'a> {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The query as the client sent it, when a plugin (*rewrite*) rewrote `req`:
+    /// what CoreDNS's plugins before *rewrite* read before passing the query on.
+    pub fn client_req(&self) -> Option<Request<'a>> {
+        match parse_query(self.orig?) {
+            Verdict::Query(r) => Some(r),
+            _ => None,
+        }
+    }
+
     /// DO bit of the request.
     pub fn do_bit(&self) -> bool {
         self.req.do_bit()

@@ -124,11 +124,18 @@ fn is_section(t: &str) -> bool {
 /// IPv6 network; `None` where Go returns an error.
 fn parse_cidr(s: &str) -> Option<Result<(u32, u8), (u128, u8)>> {
     let (addr, mask) = s.split_once('/')?;
-    // Go's `dtoi`: decimal digits only, at least one; leading zeros allowed.
-    if mask.is_empty() || !mask.bytes().all(|b| b.is_ascii_digit()) || mask.len() > 4 {
+    // Go's `dtoi`: decimal digits only, at least one; leading zeros allowed
+    // (it gives up at 0xFFFFFF).
+    if mask.is_empty() || !mask.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let n: u32 = mask.parse().ok()?;
+    let mut n: u32 = 0;
+    for b in mask.bytes() {
+        n = n * 10 + u32::from(b - b'0');
+        if n >= 0xFF_FFFF {
+            return None;
+        }
+    }
     // netip.ParseAddr: no zones; IPv4 without leading zeros (std refuses them too).
     if let Ok(a) = addr.parse::<Ipv4Addr>() {
         let bits = u8::try_from(n).ok().filter(|b| *b <= 32)?;
@@ -510,6 +517,7 @@ mod tests {
             ("acl {\n block TYPE A NET 10.0.0.1 ::1\n}", "ok".into()),
             ("acl {\n block type * BOGUS\n}", "ok".into()),
             ("acl {\n block net * 300.1.1.1\n}", "ok".into()),
+            ("acl {\n block net 10.0.0.0/000008\n}", "ok".into()),
             ("acl {\n block type NSAP-PTR None Reserved\n}", "ok".into()),
             (
                 "acl {\n deny\n}",

@@ -358,9 +358,10 @@ impl Log {
     }
 
     fn rule_for(&self, ctx: &Ctx<'_>) -> Option<&CompiledRule> {
-        self.rules
-            .iter()
-            .find(|r| ctx.req.qname.is_subdomain_of(&r.scope))
+        // The name as the query came to this plugin (before a *rewrite* after it).
+        let client = ctx.client_req();
+        let qname = client.as_ref().map_or(&ctx.req.qname, |r| &r.qname);
+        self.rules.iter().find(|r| qname.is_subdomain_of(&r.scope))
     }
 
     /// Request hook: nothing to do but pass on (the start time is in the context).
@@ -447,8 +448,11 @@ fn render(segs: &[Seg], ctx: &Ctx<'_>, msg: Option<&[u8]>, rsize: usize, out: &m
             Seg::Label(l) => match l {
                 Label::Type => types::type_to_string(ctx.req.qtype, out),
                 Label::Name => {
-                    let lower = ctx.req.qname.to_lowercase();
-                    lower.write_presentation(out);
+                    // CoreDNS's `{name}` is the name it read before passing the query
+                    // on (a *rewrite* after *log* changes type, class and size only).
+                    let client = ctx.client_req();
+                    let qname = client.as_ref().map_or(&ctx.req.qname, |r| &r.qname);
+                    qname.to_lowercase().write_presentation(out);
                 }
                 Label::Class => types::class_to_string(ctx.req.qclass, out),
                 Label::Proto => out.push_str(ctx.proto.as_str()),

@@ -83,10 +83,13 @@ impl Prometheus {
 
     /// Response hook: report the request.
     pub fn respond(&self, ctx: &mut Ctx<'_>, st: &Status) {
+        // Zone and request size from the query as it came (before a *rewrite*).
+        let client = ctx.client_req();
+        let client = client.as_ref().unwrap_or(&ctx.req);
         let zone = self
             .zones
             .iter()
-            .filter(|(n, _)| ctx.req.qname.is_subdomain_of(n))
+            .filter(|(n, _)| client.qname.is_subdomain_of(n))
             .max_by_key(|(n, _)| n.len())
             .map_or(&self.root, |(_, z)| z);
         let (rcode, size) = if ctx.written {
@@ -108,7 +111,7 @@ impl Prometheus {
                 v6: ctx.peer.is_ipv6(),
                 do_bit: ctx.do_bit(),
                 qtype: ctx.req.qtype,
-                req_size: ctx.req.size(),
+                req_size: client.size(),
                 resp_size: size,
                 rcode,
                 secs: ctx.st.start.elapsed().as_secs_f64(),

@@ -760,14 +760,19 @@ impl Rewrite {
         if a.invalid.is_some() || (!a.stopped && a.resp.is_empty()) {
             return;
         }
-        if !ctx.written {
-            if client_write(st.rcode) {
-                return;
+        if !client_write(st.rcode) {
+            // CoreDNS writes the error reply itself (through the reverter) and
+            // returns success; a reply already written stays the one sent.
+            if !ctx.written {
+                let mut b = ctx.reply();
+                b.set_rcode((st.rcode & 0xf) as u8);
+                b.finish();
+                crate::server::scrub::size_and_do(ctx.resp, &ctx.req, None);
+                ctx.written = true;
             }
-            crate::wire::bare_reply(ctx.resp, &ctx.req, (st.rcode & 0xf) as u8);
-            crate::server::scrub::size_and_do(ctx.resp, &ctx.req, None);
-            ctx.written = true;
             st.rcode = 0;
+        } else if !ctx.written {
+            return;
         }
         let qend = orig.question_end;
         let question = &orig_msg[HEADER_LEN..qend];
@@ -853,12 +858,13 @@ fn revert(resp: &mut Vec<u8>, scratch: &mut Vec<u8>, question: &[u8], rules: &[R
                     val.write_presentation(&mut text);
                     let new = rw.apply(&text);
                     if new != text {
-                        if let Some(n) = Name::parse(&new) {
-                            let mut r = rdata[..off].to_vec();
-                            r.extend_from_slice(n.wire());
-                            r.extend_from_slice(&rdata[end..]);
-                            rdata = r;
-                        }
+                        let Some(n) = Name::parse(&new) else {
+                            return false;
+                        };
+                        let mut r = rdata[..off].to_vec();
+                        r.extend_from_slice(n.wire());
+                        r.extend_from_slice(&rdata[end..]);
+                        rdata = r;
                     }
                 }
                 RespRule::Ttl(min, max) => {
@@ -873,6 +879,8 @@ fn revert(resp: &mut Vec<u8>, scratch: &mut Vec<u8>, question: &[u8], rules: &[R
         }
         match Name::parse(&owner) {
             Some(n) if owner_name.is_some() => out.extend_from_slice(n.wire()),
+            // miekg cannot pack a name an answer rule made invalid: no reply.
+            None if owner_name.is_some() => return false,
             _ => out.extend_from_slice(&m[start..fixed]),
         }
         out.extend_from_slice(&rr.rtype.to_be_bytes());
@@ -893,28 +901,26 @@ fn revert(resp: &mut Vec<u8>, scratch: &mut Vec<u8>, question: &[u8], rules: &[R
             _ => None,
         })
         .collect();
-    if !rcode_rules.is_empty() {
-        let mut rcode = idx.full_rcode(m);
-        let first = rcode;
-        for _ in 0..idx.rrs.len().max(1) {
-            let before = rcode;
-            for (o, n) in &rcode_rules {
-                if rcode == *o {
-                    rcode = *n;
-                }
-            }
-            if rcode == before {
-                break;
+    let mut rcode = idx.full_rcode(m);
+    for _ in 0..idx.rrs.len().max(1) {
+        let before = rcode;
+        for (o, n) in &rcode_rules {
+            if rcode == *o {
+                rcode = *n;
             }
         }
-        if rcode != first {
-            hdr::set_rcode(&mut out, (rcode & 0xf) as u8);
-            match opt_ttl_at {
-                Some(at) => out[at] = (rcode >> 4) as u8,
-                None if rcode > 0xf => return false,
-                None => {}
-            }
+        if rcode == before {
+            break;
         }
+    }
+    hdr::set_rcode(&mut out, (rcode & 0xf) as u8);
+    // miekg's Pack writes the extended rcode into the OPT from the message's
+    // rcode whatever a TTL rule made of that field, and cannot pack one without
+    // an OPT.
+    match opt_ttl_at {
+        Some(at) => out[at] = (rcode >> 4) as u8,
+        None if rcode > 0xf => return false,
+        None => {}
     }
     *resp = out;
     true
@@ -1197,6 +1203,36 @@ mod tests {
         let r = StrRewrite::Regex(re, "{1}.x.org.".into());
         assert_eq!(r.apply("a.y.org."), "a.x.org.");
         assert_eq!(r.apply("a.z.org."), "a.z.org.");
+    }
+
+    #[test]
+    fn ttl_rules_leave_the_extended_rcode_as_miekg_packs_it() {
+        // BADCOOKIE (23): 7 in the header, 1 in the OPT's top TTL octet.
+        let mut m = vec![0x12, 0x34, 0x81, 0x87, 0, 1, 0, 0, 0, 0, 0, 1];
+        m.extend_from_slice(Name::parse("a.org.").expect("n").wire());
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        m.extend_from_slice(&[0, 0, 41, 16, 0, 1, 0, 0, 0, 0, 0]);
+        let mut q = Vec::new();
+        q.extend_from_slice(Name::parse("a.org.").expect("n").wire());
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        let mut scratch = Vec::new();
+        assert!(revert(&mut m, &mut scratch, &q, &[RespRule::Ttl(30, 300)]));
+        let idx = MsgIndex::parse(&m).expect("parses");
+        assert_eq!(idx.full_rcode(&m), 23);
+        assert_eq!(idx.rrs[0].ttl, 0x0100_0000 | 300);
+        // A minimum that reaches the top octet does not make an extended rcode.
+        let mut m2 = m.clone();
+        m2[3] = 0x80;
+        let at = m2.len() - 6;
+        m2[at] = 0;
+        assert!(revert(
+            &mut m2,
+            &mut scratch,
+            &q,
+            &[RespRule::Ttl(1 << 24, 1 << 25)]
+        ));
+        let idx = MsgIndex::parse(&m2).expect("parses");
+        assert_eq!(idx.full_rcode(&m2), 0);
     }
 
     #[test]

@@ -442,7 +442,7 @@ fn forward_prefer_udp_force_tcp() {
     for be in backends() {
         let f = Fake::start(Mode::Tc, 4);
         let (conf, mport) = with_metrics(&format!(
-            "a.example:{{port}} {{\n forward . {0} {{\n  prefer_udp\n }}\n}}\nb.example:{{port}} {{\n forward . {0} {{\n  force_tcp\n }}\n}}\n",
+            "a.example:{{port}} {{\n errors\n forward . {0} {{\n  prefer_udp\n }}\n}}\nb.example:{{port}} {{\n forward . {0} {{\n  force_tcp\n }}\n}}\n",
             f.addr()
         ));
         let s = TestServer::start(&conf, be);
@@ -461,6 +461,46 @@ fn forward_prefer_udp_force_tcp() {
         );
         let out = s.dig(&["x.a.example", "A"]);
         assert!(!dig_flags(&out).contains("tc"), "{be}: {out}");
+        // A TCP query too long for a datagram fails its attempts with the kernel's
+        // error, as Go's write fails; the socket (and the queries on it) is kept.
+        let before = f.queries().len();
+        let pad = vec![0u8; 65_470];
+        let mut opt = Vec::new();
+        opt.extend_from_slice(&12u16.to_be_bytes());
+        opt.extend_from_slice(&(pad.len() as u16).to_be_bytes());
+        opt.extend_from_slice(&pad);
+        let big = query(7, "big.a.example", 1, 1, Some((1232, 0, &opt)));
+        let udp_misses = || {
+            scrape_metrics(mport)
+                .lines()
+                .find(|l| {
+                    l.starts_with("coredns_proxy_conn_cache_misses_total{")
+                        && l.contains("proto=\"udp\"")
+                })
+                .and_then(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let misses = udp_misses();
+        assert!(misses > 0, "{be}: the UDP socket's miss is counted");
+        assert!(big.len() > 65_507 && big.len() <= 65_535, "{}", big.len());
+        let r = tcp_exchange(s.port, &big).expect("a reply");
+        assert_eq!(r[3] & 0x0f, 2, "{be}: SERVFAIL");
+        let line = s
+            .wait_line(|l| l.contains("big.a.example"))
+            .unwrap_or_default();
+        assert!(
+            line.starts_with("[ERROR] plugin/errors: 2 big.a.example. A: write udp 127.0.0.1:")
+                && line.ends_with(&format!("->{}: write: message too long", f.addr())),
+            "{be}: {line}"
+        );
+        assert_eq!(f.queries().len(), before, "{be}: nothing sent");
+        let out = s.dig(&["+tcp", "after.a.example", "A"]);
+        assert_eq!(
+            answers(&out),
+            ["after.a.example. 60 IN A 192.0.2.4"],
+            "{be}: {out}"
+        );
+        assert_eq!(udp_misses(), misses, "{be}: the socket was kept");
         // force_tcp: TCP even for a UDP client.
         let before = f.queries().len();
         let out = s.dig(&["y.b.example", "A"]);
@@ -1769,4 +1809,19 @@ fn parked_queries_finish_across_a_reload_that_removes_their_listener() {
             "{be}: the parked query is still answered: {out}"
         );
     }
+}
+
+/// One DNS message over a new TCP connection to 127.0.0.1:`port`: the reply.
+fn tcp_exchange(port: u16, msg: &[u8]) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut framed = (msg.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(msg);
+    c.write_all(&framed).ok()?;
+    let mut len = [0u8; 2];
+    c.read_exact(&mut len).ok()?;
+    let mut r = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    c.read_exact(&mut r).ok()?;
+    Some(r)
 }

@@ -333,7 +333,7 @@ fn rewrite_before_forward_resumes_rewritten() {
             &format!(
                 ".:{{port}} {{\n rewrite name exact foo.example.org www.example.org\n \
                  rewrite name substring bad.example.org x..y\n \
-                 errors\n forward . 127.0.0.1:{}\n}}\n",
+                 errors\n log\n forward . 127.0.0.1:{}\n}}\n",
                 up.port
             ),
             be,
@@ -350,6 +350,12 @@ fn rewrite_before_forward_resumes_rewritten() {
                 "{be} {args:?}: {out}"
             );
         }
+        // *log* (before *rewrite*) names the query as the client sent it.
+        let line = s.wait_line(|l| l.contains("\"A IN ")).unwrap_or_default();
+        assert!(
+            line.contains("\"A IN foo.example.org. udp "),
+            "{be}: {line}"
+        );
         // A rewritten name that is not a name: SERVFAIL and CoreDNS's error.
         let out = s.dig(&["bad.example.org", "A"]);
         assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");

@@ -389,6 +389,20 @@ async fn exchange_udp(
     // The caller's clock reading serves the pool's expiry, the socket's last use and the
     // timeout.
     let conn = checkout_udp(up, local, now)?;
+    // A datagram the kernel cannot send (a TCP client's long query under
+    // `prefer_udp`) fails here with the kernel's error, as Go's write does: sent,
+    // its error would fail every query waiting on the socket.
+    let limit = if conn.remote.is_ipv4() {
+        65_507
+    } else {
+        65_527
+    };
+    if q.len() > limit {
+        return Err(Fail::io(format!(
+            "write udp {}->{}: write: message too long",
+            conn.local, conn.remote
+        )));
+    }
     let deadline = now + up.opts.read_timeout;
     let Some((key, id)) = conn.register(size, now, deadline) else {
         metrics::PENDING_FULL.fetch_add(1, Ordering::Relaxed);
