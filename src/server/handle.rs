@@ -221,7 +221,10 @@ fn finish(ctx: &mut Ctx<'_>, st: &Status) -> Outcome {
         if client_write(st.rcode) {
             return Outcome::Drop;
         }
-        bare_reply(ctx.resp, &ctx.req, st.rcode as u8);
+        // CoreDNS's `SetRcode` on the request as plugins (*header*) changed it.
+        let mut b = ctx.reply();
+        b.set_rcode(st.rcode as u8);
+        b.finish();
     }
     let v6 = ctx.peer.is_ipv6();
     scrub::scrub(

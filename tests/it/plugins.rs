@@ -367,3 +367,15 @@ fn rewrite_before_forward_resumes_rewritten() {
         );
     }
 }
+
+#[test]
+fn server_error_reply_has_the_flags_plugins_set() {
+    for be in backends() {
+        // *header* clears RD on the query; nothing answers, so the server writes
+        // SERVFAIL from the request as *header* left it (CoreDNS `SetRcode(r)`).
+        let s = TestServer::start(".:{port} {\n header {\n  query clear rd\n }\n}\n", be);
+        let out = s.dig(&["a.example", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        assert_eq!(dig_flags(&out), "qr", "{be}: {out}");
+    }
+}
