@@ -445,7 +445,8 @@ fn forward_prefer_udp_force_tcp() {
             "a.example:{{port}} {{\n errors\n forward . {0} {{\n  prefer_udp\n }}\n}}\nb.example:{{port}} {{\n forward . {0} {{\n  force_tcp\n }}\n}}\n",
             f.addr()
         ));
-        let s = TestServer::start(&conf, be);
+        // One worker: the socket-reuse check below counts one pool's sockets.
+        let s = TestServer::start_env(&conf, be, &[], &[("GOMAXPROCS", "1")]);
         // prefer_udp: UDP even for a TCP client; TC → the same upstream over TCP.
         let out = s.dig(&["+tcp", "x.a.example", "A"]);
         assert_eq!(
