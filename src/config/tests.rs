@@ -90,8 +90,8 @@ fn error_table() {
             "plugin/template: not supported by ringdns yet",
         ),
         (
-            ". {\n rewrite edns0 local set 0xffee abc\n}",
-            "plugin/rewrite: edns0 rules are not supported by ringdns yet",
+            ". {\n rewrite cname exact a.org b.org\n}",
+            "plugin/rewrite: cname rules are not supported by ringdns yet",
         ),
         (
             "example.org:1053 {\n whoami\n}\nexample.org:1053 {\n whoami\n}",

@@ -127,6 +127,38 @@ pub enum RespRule {
     Ttl(u32, u32),
     /// The rcode `old` becomes `new`.
     Rcode(u16, u16),
+    /// `revert` of an EDNS0 option the rule added: the reply's option with this
+    /// code is removed.
+    Edns0Remove(u16),
+    /// `revert` of an EDNS0 option the rule changed: the reply's option with this
+    /// code gets the query's data back.
+    Edns0Restore(u16, Vec<u8>),
+}
+
+/// An `edns0` rule's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edns0Action {
+    /// Change the option, or add it.
+    Set,
+    /// Add the option (another one when it is there).
+    Append,
+    /// Change the option only if it is there.
+    Replace,
+    /// Remove the option.
+    Unset,
+}
+
+/// What an `edns0` rule writes.
+#[derive(Debug, Clone)]
+pub enum Edns0Kind {
+    /// `local CODE DATA`: literal (or `0x` hex) data.
+    Local(u16, Vec<u8>),
+    /// `local CODE {variable}`.
+    Var(u16, String),
+    /// `nsid` (an empty NSID option).
+    Nsid,
+    /// `subnet V4BITS V6BITS` (ECS from the client's address).
+    Subnet(u8, u8),
 }
 
 /// What a name rule matches with.
@@ -169,12 +201,23 @@ pub enum Rule {
     Ttl(Mode, Match, u32, u32),
     /// `rcode`.
     Rcode(Mode, Match, u16, u16),
+    /// `edns0`.
+    Edns0 {
+        /// Stop or continue.
+        mode: Mode,
+        /// The option.
+        kind: Edns0Kind,
+        /// What to do with it.
+        action: Edns0Action,
+        /// Put the query's option back in the reply.
+        revert: bool,
+    },
 }
 
 impl Rule {
     fn mode(&self) -> Mode {
         match self {
-            Self::Name { mode, .. } => *mode,
+            Self::Name { mode, .. } | Self::Edns0 { mode, .. } => *mode,
             Self::Type(m, ..) | Self::Class(m, ..) | Self::Ttl(m, ..) | Self::Rcode(m, ..) => *m,
         }
     }
@@ -249,12 +292,218 @@ fn new_rule(args: &[String]) -> Result<Rule, String> {
         }
         "ttl" => new_ttl_rule(mode, rest),
         "rcode" => new_rcode_rule(mode, rest),
-        "edns0" | "cname" => Err(format!(
-            "{rule_type} rules are not supported by ringdns yet"
-        )),
+        "edns0" => new_edns0_rule(mode, rest),
+        "cname" => Err("cname rules are not supported by ringdns yet".into()),
         _ => Err(format!("invalid rule type {}", go_quote(first))),
     }
 }
+
+/// Go's `strconv.ParseUint(s, 0, 16)` with its error text.
+fn parse_uint16_base0(s: &str) -> Result<u16, String> {
+    let syntax = || format!("strconv.ParseUint: parsing {}: invalid syntax", go_quote(s));
+    let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        (h, 16)
+    } else if let Some(b) = s.strip_prefix("0b").or_else(|| s.strip_prefix("0B")) {
+        (b, 2)
+    } else if let Some(o) = s.strip_prefix("0o").or_else(|| s.strip_prefix("0O")) {
+        (o, 8)
+    } else if s.len() > 1 && s.starts_with('0') {
+        (&s[1..], 8)
+    } else {
+        (s, 10)
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return Err(syntax());
+    }
+    match u64::from_str_radix(digits, radix) {
+        Ok(n) if n <= u64::from(u16::MAX) => Ok(n as u16),
+        _ => Err(format!(
+            "strconv.ParseUint: parsing {}: value out of range",
+            go_quote(s)
+        )),
+    }
+}
+
+/// Go's `hex.DecodeString` with its error texts.
+fn go_hex(s: &str) -> Result<Vec<u8>, String> {
+    let b = s.as_bytes();
+    let val = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len() / 2);
+    let mut i = 0;
+    while i + 1 < b.len() {
+        let (Some(hi), Some(lo)) = (val(b[i]), val(b[i + 1])) else {
+            let bad = if val(b[i]).is_none() { b[i] } else { b[i + 1] };
+            return Err(invalid_byte(bad));
+        };
+        out.push(hi << 4 | lo);
+        i += 2;
+    }
+    if b.len() % 2 == 1 {
+        if val(b[b.len() - 1]).is_none() {
+            return Err(invalid_byte(b[b.len() - 1]));
+        }
+        return Err("encoding/hex: odd length hex string".into());
+    }
+    Ok(out)
+}
+
+fn invalid_byte(c: u8) -> String {
+    format!(
+        "encoding/hex: invalid byte: U+{:04X} {}",
+        c,
+        go_rune_quote(c)
+    )
+}
+
+/// Go's `%q` of a rune (a byte here).
+fn go_rune_quote(c: u8) -> String {
+    match c {
+        b'\'' => "'\\''".into(),
+        b'\\' => "'\\\\'".into(),
+        0x20..=0x7e => format!("'{}'", c as char),
+        b'\n' => "'\\n'".into(),
+        b'\t' => "'\\t'".into(),
+        b'\r' => "'\\r'".into(),
+        0x07 => "'\\a'".into(),
+        0x08 => "'\\b'".into(),
+        0x0c => "'\\f'".into(),
+        0x0b => "'\\v'".into(),
+        0 => "'\\x00'".into(),
+        c if c < 0x80 => format!("'\\x{c:02x}'"),
+        c => format!("'{}'", char::from(c)),
+    }
+}
+
+/// The variables of `edns0 local` (CoreDNS `isValidVariable`); a `{plugin/label}`
+/// metadata label is accepted too.
+fn valid_variable(v: &str) -> bool {
+    const VARS: [&str; 7] = [
+        "{qname}",
+        "{qtype}",
+        "{client_ip}",
+        "{client_port}",
+        "{protocol}",
+        "{server_ip}",
+        "{server_port}",
+    ];
+    if VARS.contains(&v) {
+        return true;
+    }
+    // metadata.IsLabel: `plugin/label`, both parts non-empty, plugin without `/`.
+    let Some(inner) = v.strip_prefix('{').and_then(|r| r.strip_suffix('}')) else {
+        return false;
+    };
+    match inner.split_once('/') {
+        Some((p, l)) => !p.is_empty() && !l.is_empty() && !p.contains('/'),
+        None => false,
+    }
+}
+
+/// CoreDNS `newEdns0Rule`.
+fn new_edns0_rule(mode: Mode, args: &[String]) -> Result<Rule, String> {
+    if args.len() < 2 {
+        return Err("too few arguments for an EDNS0 rule".into());
+    }
+    let rule_type = args[0].to_lowercase();
+    let action_text = args[1].to_lowercase();
+    let action = match action_text.as_str() {
+        "append" => Edns0Action::Append,
+        "replace" => Edns0Action::Replace,
+        "set" => Edns0Action::Set,
+        "unset" => Edns0Action::Unset,
+        _ => return Err(format!("invalid action: {}", go_quote(&action_text))),
+    };
+    let rule = |kind, revert| Rule::Edns0 {
+        mode,
+        kind,
+        action,
+        revert,
+    };
+    if action == Edns0Action::Unset {
+        return match rule_type.as_str() {
+            "local" => {
+                if args.len() != 3 {
+                    return Err("local unset action requires exactly two arguments".into());
+                }
+                Ok(rule(
+                    Edns0Kind::Local(parse_uint16_base0(&args[2])?, Vec::new()),
+                    false,
+                ))
+            }
+            "nsid" => {
+                if args.len() != 2 {
+                    return Err("nsid unset action requires exactly one argument".into());
+                }
+                Ok(rule(Edns0Kind::Nsid, false))
+            }
+            "subnet" => {
+                if args.len() != 2 {
+                    return Err("subnet unset action requires exactly one argument".into());
+                }
+                Ok(rule(Edns0Kind::Subnet(0, 0), false))
+            }
+            _ => Err(format!("invalid rule type {}", go_quote(&rule_type))),
+        };
+    }
+    let mut args = args;
+    let revert = args.last().is_some_and(|a| a == "revert");
+    if revert {
+        args = &args[..args.len() - 1];
+    }
+    match rule_type.as_str() {
+        "local" => {
+            if args.len() != 4 {
+                return Err("EDNS0 local rules require three or four args".into());
+            }
+            let data = &args[3];
+            if data.starts_with('{') && data.ends_with('}') {
+                let code = parse_uint16_base0(&args[2])?;
+                if !valid_variable(data) {
+                    return Err(format!("unsupported variable name {}", go_quote(data)));
+                }
+                set_supported_option(code);
+                return Ok(rule(Edns0Kind::Var(code, data.clone()), revert));
+            }
+            let code = parse_uint16_base0(&args[2])?;
+            let bytes = match data.strip_prefix("0x") {
+                Some(h) => go_hex(h)?,
+                None => data.as_bytes().to_vec(),
+            };
+            set_supported_option(code);
+            Ok(rule(Edns0Kind::Local(code, bytes), revert))
+        }
+        "nsid" => {
+            if args.len() != 2 {
+                return Err("EDNS0 NSID rules can accept no more than one arg".into());
+            }
+            Ok(rule(Edns0Kind::Nsid, revert))
+        }
+        "subnet" => {
+            if args.len() != 4 {
+                return Err("EDNS0 subnet rules require three or four args".into());
+            }
+            let v4 = parse_uint16_base0(&args[2])?;
+            if v4 > 32 {
+                return Err(format!("invalid IPv4 bit mask length {v4}"));
+            }
+            let v6 = parse_uint16_base0(&args[3])?;
+            if v6 > 128 {
+                return Err(format!("invalid IPv6 bit mask length {v6}"));
+            }
+            Ok(rule(Edns0Kind::Subnet(v4 as u8, v6 as u8), revert))
+        }
+        _ => Err(format!("invalid rule type {}", go_quote(&rule_type))),
+    }
+}
+
+/// CoreDNS's `edns.SetSupportedOption`: a local option code a rule writes is
+/// echoed like the built-in ones from then on (process-wide, as in CoreDNS).
+fn set_supported_option(code: u16) {
+    crate::wire::request::add_supported_option(code);
+}
+
+/// Option codes miekg unpacks into their own types (not `EDNS0_LOCAL`).
+const TYPED_OPTIONS: [u16; 15] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 18, 19];
 
 /// miekg `StringToClass`.
 fn class_from_str(s: &str) -> Option<u16> {
@@ -570,6 +819,61 @@ struct Applied {
     stopped: bool,
     /// The rewritten name is not a domain name: `Err` holds CoreDNS's text.
     invalid: Option<String>,
+    /// The query's EDNS options as `edns0` rules left them, when one ran
+    /// (CoreDNS adds an OPT, UDP size 4096, to a query without one).
+    opt: Option<Vec<(u16, Vec<u8>)>>,
+}
+
+/// What `edns0` variables and the subnet rule read of the query's transport.
+#[derive(Debug, Clone, Copy)]
+pub struct Env {
+    /// Client.
+    pub peer: std::net::SocketAddr,
+    /// Local address.
+    pub local: std::net::SocketAddr,
+    /// Transport.
+    pub proto: crate::chain::Proto,
+}
+
+impl Env {
+    fn of(ctx: &Ctx<'_>) -> Self {
+        Self {
+            peer: ctx.peer,
+            local: ctx.local,
+            proto: ctx.proto,
+        }
+    }
+}
+
+/// `ipToWire` for the client's family (4 or 16 octets).
+fn ip_wire(family_v4: bool, ip: std::net::IpAddr) -> Option<Vec<u8>> {
+    match (family_v4, ip) {
+        (true, std::net::IpAddr::V4(a)) => Some(a.octets().to_vec()),
+        (true, std::net::IpAddr::V6(a)) => a.to_ipv4_mapped().map(|v| v.octets().to_vec()),
+        (false, std::net::IpAddr::V6(a)) => Some(a.octets().to_vec()),
+        (false, std::net::IpAddr::V4(a)) => Some(a.to_ipv6_mapped().octets().to_vec()),
+    }
+}
+
+/// An ECS option's data for `ip` (miekg packs the address cut to the mask).
+fn ecs_data(ip: std::net::IpAddr, v4: u8, v6: u8) -> Vec<u8> {
+    let (family, bits, addr): (u16, u8, Vec<u8>) = match ip {
+        std::net::IpAddr::V4(a) => (1, v4, a.octets().to_vec()),
+        std::net::IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(m) => (1, v4, m.octets().to_vec()),
+            None => (2, v6, a.octets().to_vec()),
+        },
+    };
+    let mut out = family.to_be_bytes().to_vec();
+    out.push(bits);
+    out.push(0);
+    let n = usize::from(bits).div_ceil(8);
+    for (i, b) in addr.iter().take(n).enumerate() {
+        let keep = usize::from(bits).saturating_sub(i * 8).min(8);
+        let mask = if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
+        out.push(b & mask);
+    }
+    out
 }
 
 /// The runtime plugin.
@@ -586,7 +890,7 @@ impl Rewrite {
     }
 
     /// Runs the rules over `req` (the query as the client sent it).
-    fn apply(&self, req: &Request<'_>) -> Applied {
+    fn apply(&self, req: &Request<'_>, env: &Env) -> Applied {
         let mut name = String::new();
         req.qname.write_presentation(&mut name);
         let (mut qtype, mut qclass) = (req.qtype, req.qclass);
@@ -596,6 +900,13 @@ impl Rewrite {
             resp: Vec::new(),
             stopped: false,
             invalid: None,
+            opt: None,
+        };
+        // `setupEdns0Opt`: the query's options, or a new OPT's (none).
+        let start_opts = || -> Vec<(u16, Vec<u8>)> {
+            req.opt
+                .map(|o| o.options().map(|x| (x.code, x.data.to_vec())).collect())
+                .unwrap_or_default()
         };
         for rule in &self.rules {
             // `state.Name()`: the current name, lower-cased, read fresh by each rule.
@@ -663,6 +974,45 @@ impl Rewrite {
                     }
                     hit
                 }
+                Rule::Edns0 {
+                    kind,
+                    action,
+                    revert,
+                    ..
+                } => {
+                    let v4 = match env.peer.ip() {
+                        std::net::IpAddr::V4(_) => true,
+                        std::net::IpAddr::V6(a) => a.to_ipv4_mapped().is_some(),
+                    };
+                    // The option's code and data; `None`: a variable with no value
+                    // (the rule is skipped before the OPT is touched).
+                    let wanted: Option<(u16, Vec<u8>)> = match kind {
+                        Edns0Kind::Local(code, data) => Some((*code, data.clone())),
+                        Edns0Kind::Nsid => Some((3, Vec::new())),
+                        Edns0Kind::Subnet(a, b) => Some((8, ecs_data(env.peer.ip(), *a, *b))),
+                        Edns0Kind::Var(code, var) => {
+                            let data = match var.as_str() {
+                                "{qname}" => Some(name.clone().into_bytes()),
+                                "{qtype}" => Some(qtype.to_be_bytes().to_vec()),
+                                "{client_ip}" => ip_wire(v4, env.peer.ip()),
+                                "{server_ip}" => ip_wire(v4, env.local.ip()),
+                                "{client_port}" => Some(env.peer.port().to_be_bytes().to_vec()),
+                                "{server_port}" => Some(env.local.port().to_be_bytes().to_vec()),
+                                "{protocol}" => Some(env.proto.as_str().as_bytes().to_vec()),
+                                // No plugin before *rewrite* publishes metadata.
+                                _ => None,
+                            };
+                            data.map(|d| (*code, d))
+                        }
+                    };
+                    match wanted {
+                        None => false,
+                        Some((code, data)) => {
+                            let opts = out.opt.get_or_insert_with(start_opts);
+                            edns0_apply(opts, kind, *action, *revert, code, data, &mut out.resp)
+                        }
+                    }
+                }
             };
             if !done {
                 continue;
@@ -676,7 +1026,8 @@ impl Rewrite {
                 break;
             }
         }
-        if (name.as_str(), qtype, qclass) != (orig.0.as_str(), orig.1, orig.2) {
+        if (name.as_str(), qtype, qclass) != (orig.0.as_str(), orig.1, orig.2) || out.opt.is_some()
+        {
             out.question = Some((name, qtype, qclass));
         }
         out
@@ -699,7 +1050,7 @@ impl Rewrite {
     /// Rewrites `ctx.req` into the context's spare buffer (the original stays in
     /// `ctx.orig`); `Err` with CoreDNS's text when the new name is not a name.
     pub fn rewrite_request(&self, ctx: &mut Ctx<'_>) -> Result<(), String> {
-        let a = self.apply(&ctx.req);
+        let a = self.apply(&ctx.req, &Env::of(ctx));
         if let Some(text) = a.invalid {
             return Err(text);
         }
@@ -740,7 +1091,47 @@ impl Rewrite {
         spare.extend_from_slice(wire.wire());
         spare.extend_from_slice(&qtype.to_be_bytes());
         spare.extend_from_slice(&qclass.to_be_bytes());
-        spare.extend_from_slice(&base[qend.min(base.len())..]);
+        match &a.opt {
+            None => spare.extend_from_slice(&base[qend.min(base.len())..]),
+            Some(opts) => {
+                // The records as they are, the OPT (the last one, as miekg's
+                // `IsEdns0` finds it) with the rules' options; one added at the
+                // end when the query had none (UDP size 4096, no flags).
+                let Some(idx) = MsgIndex::parse(base) else {
+                    return Ok(());
+                };
+                let opt_at = idx
+                    .rrs
+                    .iter()
+                    .rposition(|r| r.section == 3 && r.rtype == 41);
+                let mut rdata = Vec::new();
+                for (c, d) in opts {
+                    rdata.extend_from_slice(&c.to_be_bytes());
+                    rdata.extend_from_slice(&u16::try_from(d.len()).unwrap_or(0).to_be_bytes());
+                    rdata.extend_from_slice(d);
+                }
+                let write_opt = |out: &mut Vec<u8>, class: u16, ttl: u32| {
+                    out.push(0);
+                    out.extend_from_slice(&41u16.to_be_bytes());
+                    out.extend_from_slice(&class.to_be_bytes());
+                    out.extend_from_slice(&ttl.to_be_bytes());
+                    out.extend_from_slice(&u16::try_from(rdata.len()).unwrap_or(0).to_be_bytes());
+                    out.extend_from_slice(&rdata);
+                };
+                for (i, rr) in idx.rrs.iter().enumerate() {
+                    if Some(i) == opt_at {
+                        write_opt(spare, rr.class, rr.ttl);
+                    } else {
+                        spare.extend_from_slice(&base[rr.start as usize..rr.end as usize]);
+                    }
+                }
+                if opt_at.is_none() {
+                    write_opt(spare, 4096, 0);
+                    let ar = hdr::counts(spare)[3];
+                    hdr::set_count(spare, 3, ar.saturating_add(1));
+                }
+            }
+        }
         let spare: &[u8] = spare;
         if let Verdict::Query(new) = parse_query(spare) {
             ctx.orig = Some(msg);
@@ -756,7 +1147,7 @@ impl Rewrite {
         let Verdict::Query(orig) = parse_query(orig_msg) else {
             return;
         };
-        let a = self.apply(&orig);
+        let a = self.apply(&orig, &Env::of(ctx));
         if a.invalid.is_some() || (!a.stopped && a.resp.is_empty()) {
             return;
         }
@@ -782,6 +1173,94 @@ impl Rewrite {
             ctx.resp.clear();
         }
     }
+}
+
+/// One `edns0` rule on the query's options (CoreDNS's `Rewrite` of the local,
+/// variable, NSID and subnet rules); whether it counts as a rewrite.
+fn edns0_apply(
+    opts: &mut Vec<(u16, Vec<u8>)>,
+    kind: &Edns0Kind,
+    action: Edns0Action,
+    revert: bool,
+    code: u16,
+    data: Vec<u8>,
+    resp: &mut Vec<RespRule>,
+) -> bool {
+    if action == Edns0Action::Unset {
+        opts.retain(|(c, _)| *c != code);
+        return true;
+    }
+    let typed = TYPED_OPTIONS.contains(&code);
+    // Which options the rule looks at: `EDNS0_LOCAL` ones of its code, or the
+    // NSID/subnet typed ones.
+    let mine = |c: u16| match kind {
+        Edns0Kind::Local(..) | Edns0Kind::Var(..) => c == code && !typed,
+        Edns0Kind::Nsid | Edns0Kind::Subnet(..) => c == code,
+    };
+    if let Some(i) = opts.iter().position(|(c, _)| mine(*c)) {
+        match action {
+            Edns0Action::Replace | Edns0Action::Set => {
+                if revert {
+                    resp.push(RespRule::Edns0Restore(code, opts[i].1.clone()));
+                }
+                opts[i].1 = data;
+                return true;
+            }
+            // The variable and subnet rules stop at an option already there; the
+            // literal and NSID rules append another.
+            _ if matches!(kind, Edns0Kind::Var(..) | Edns0Kind::Subnet(..)) => return false,
+            _ => {}
+        }
+    }
+    if matches!(action, Edns0Action::Append | Edns0Action::Set) {
+        opts.push((code, data));
+        if revert {
+            resp.push(RespRule::Edns0Remove(code));
+        }
+        return true;
+    }
+    false
+}
+
+/// The reply's OPT options after the `revert` rules: once per record of the
+/// reply, in reverse rule order, each removes or restores the first option of
+/// its code (CoreDNS applies them to the message for every record).
+fn edns0_revert(rdata: &[u8], rules: &[RespRule], records: usize) -> Vec<u8> {
+    let mut opts: Vec<(u16, Vec<u8>)> = Vec::new();
+    let mut p = 0;
+    while p + 4 <= rdata.len() {
+        let code = u16::from_be_bytes([rdata[p], rdata[p + 1]]);
+        let len = usize::from(u16::from_be_bytes([rdata[p + 2], rdata[p + 3]]));
+        let Some(d) = rdata.get(p + 4..p + 4 + len) else {
+            return rdata.to_vec();
+        };
+        opts.push((code, d.to_vec()));
+        p += 4 + len;
+    }
+    for _ in 0..records.max(1) {
+        for r in rules.iter().rev() {
+            match r {
+                RespRule::Edns0Remove(code) => {
+                    if let Some(i) = opts.iter().position(|(c, _)| c == code) {
+                        opts.remove(i);
+                    }
+                }
+                RespRule::Edns0Restore(code, old) => {
+                    if let Some(o) = opts.iter_mut().find(|(c, _)| c == code) {
+                        o.1.clone_from(old);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(rdata.len());
+    for (c, d) in opts {
+        out.extend_from_slice(&c.to_be_bytes());
+        out.extend_from_slice(&u16::try_from(d.len()).unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(&d);
+    }
+    out
 }
 
 /// End of the first question of `m`.
@@ -874,8 +1353,16 @@ fn revert(resp: &mut Vec<u8>, scratch: &mut Vec<u8>, question: &[u8], rules: &[R
                         ttl = *max;
                     }
                 }
-                RespRule::Rcode(..) => {}
+                RespRule::Rcode(..) | RespRule::Edns0Remove(_) | RespRule::Edns0Restore(..) => {}
             }
+        }
+        if rr.rtype == 41
+            && rr.section == 3
+            && rules
+                .iter()
+                .any(|r| matches!(r, RespRule::Edns0Remove(_) | RespRule::Edns0Restore(..)))
+        {
+            rdata = edns0_revert(&rdata, rules, idx.rrs.len());
         }
         match Name::parse(&owner) {
             Some(n) if owner_name.is_some() => out.extend_from_slice(n.wire()),
@@ -1056,9 +1543,77 @@ mod tests {
                 "rewrite rcode a.org 3 BADVERS",
                 p("invalid replacement RCODE 'BADVERS' for a rcode rule"),
             ),
+            ("rewrite edns0 local set 0xffee abc", "ok".into()),
+            ("rewrite edns0 local set 65518 0x61 revert", "ok".into()),
+            ("rewrite edns0 local append 0xffee {client_ip}", "ok".into()),
             (
-                "rewrite edns0 local set 0xffee abc",
-                p("edns0 rules are not supported by ringdns yet"),
+                "rewrite edns0 local replace 0xffee {forward/upstream}",
+                "ok".into(),
+            ),
+            ("rewrite edns0 nsid set", "ok".into()),
+            ("rewrite edns0 subnet set 24 56 revert", "ok".into()),
+            ("rewrite edns0 subnet unset", "ok".into()),
+            ("rewrite edns0 local unset 0xffee", "ok".into()),
+            (
+                "rewrite edns0 local",
+                p("too few arguments for an EDNS0 rule"),
+            ),
+            ("rewrite edns0 local Add 1 2", p("invalid action: \"add\"")),
+            (
+                "rewrite edns0 bogus set 1 2",
+                p("invalid rule type \"bogus\""),
+            ),
+            (
+                "rewrite edns0 local set 1",
+                p("EDNS0 local rules require three or four args"),
+            ),
+            (
+                "rewrite edns0 local set 0xfffff a",
+                p("strconv.ParseUint: parsing \"0xfffff\": value out of range"),
+            ),
+            (
+                "rewrite edns0 local set x1 a",
+                p("strconv.ParseUint: parsing \"x1\": invalid syntax"),
+            ),
+            (
+                "rewrite edns0 local set 1 0xabc",
+                p("encoding/hex: odd length hex string"),
+            ),
+            (
+                "rewrite edns0 local set 1 0xzz",
+                p("encoding/hex: invalid byte: U+007A 'z'"),
+            ),
+            (
+                "rewrite edns0 local set 1 {bogus}",
+                p("unsupported variable name \"{bogus}\""),
+            ),
+            (
+                "rewrite edns0 nsid set x",
+                p("EDNS0 NSID rules can accept no more than one arg"),
+            ),
+            (
+                "rewrite edns0 subnet set 24",
+                p("EDNS0 subnet rules require three or four args"),
+            ),
+            (
+                "rewrite edns0 subnet set 33 56",
+                p("invalid IPv4 bit mask length 33"),
+            ),
+            (
+                "rewrite edns0 subnet set 24 129",
+                p("invalid IPv6 bit mask length 129"),
+            ),
+            (
+                "rewrite edns0 local unset",
+                p("local unset action requires exactly two arguments"),
+            ),
+            (
+                "rewrite edns0 nsid unset x",
+                p("nsid unset action requires exactly one argument"),
+            ),
+            (
+                "rewrite edns0 subnet unset 1 2",
+                p("subnet unset action requires exactly one argument"),
             ),
             (
                 "rewrite cname exact a.org b.org",
@@ -1087,7 +1642,12 @@ mod tests {
         let Verdict::Query(req) = parse_query(&q) else {
             panic!("query");
         };
-        let a = rw.apply(&req);
+        let env = Env {
+            peer: "192.0.2.9:5300".parse().expect("addr"),
+            local: "192.0.2.53:53".parse().expect("addr"),
+            proto: crate::chain::Proto::Udp,
+        };
+        let a = rw.apply(&req, &env);
         (a.question, a.resp.len(), a.stopped, a.invalid)
     }
 
@@ -1186,6 +1746,103 @@ mod tests {
                 .as_deref(),
             Some("invalid name after rewrite: x..y.")
         );
+    }
+
+    /// The query's options as the rules left them, and the response rules.
+    type Opts = (Option<Vec<(u16, Vec<u8>)>>, usize);
+
+    fn opts(rules: &str, name: &str) -> Opts {
+        let c = setup(&mut Dispenser::from_text("Corefile", rules)).expect("rules");
+        let rw = Rewrite::new(&c);
+        let q = query(name, 1);
+        let Verdict::Query(req) = parse_query(&q) else {
+            panic!("query");
+        };
+        let env = Env {
+            peer: "192.0.2.9:5300".parse().expect("addr"),
+            local: "192.0.2.53:53".parse().expect("addr"),
+            proto: crate::chain::Proto::Udp,
+        };
+        let a = rw.apply(&req, &env);
+        (a.opt, a.resp.len())
+    }
+
+    #[test]
+    fn edns0_rules_on_the_query() {
+        assert_eq!(
+            opts("rewrite edns0 local set 0xffee abc", "a.org"),
+            (Some(vec![(0xffee, b"abc".to_vec())]), 0)
+        );
+        assert_eq!(
+            opts("rewrite edns0 local set 0xffee 0x0a0b revert", "a.org"),
+            (Some(vec![(0xffee, vec![10, 11])]), 1)
+        );
+        assert_eq!(
+            opts("rewrite edns0 local set 0xffee {client_ip}", "a.org").0,
+            Some(vec![(0xffee, vec![192, 0, 2, 9])])
+        );
+        assert_eq!(
+            opts("rewrite edns0 local set 0xffee {server_port}", "a.org").0,
+            Some(vec![(0xffee, vec![0, 53])])
+        );
+        assert_eq!(
+            opts("rewrite edns0 local set 0xffee {qname}", "A.org").0,
+            Some(vec![(0xffee, b"A.org.".to_vec())])
+        );
+        // No metadata is published before *rewrite*: the rule is skipped, no OPT.
+        assert_eq!(
+            opts("rewrite edns0 local set 0xffee {forward/upstream}", "a.org"),
+            (None, 0)
+        );
+        // ECS from the client: family 1, /24, scope 0, three octets.
+        assert_eq!(
+            opts("rewrite edns0 subnet set 24 56", "a.org").0,
+            Some(vec![(8, vec![0, 1, 24, 0, 192, 0, 2])])
+        );
+        assert_eq!(
+            opts("rewrite edns0 subnet set 20 56", "a.org").0,
+            Some(vec![(8, vec![0, 1, 20, 0, 192, 0, 0])])
+        );
+        assert_eq!(
+            opts("rewrite edns0 nsid set", "a.org").0,
+            Some(vec![(3, vec![])])
+        );
+        // replace without the option: nothing replaced, but the OPT is added.
+        assert_eq!(
+            opts("rewrite edns0 local replace 0xffee x", "a.org"),
+            (Some(vec![]), 0)
+        );
+        // append twice: two options.
+        assert_eq!(
+            opts(
+                "rewrite continue edns0 local append 0xffee x\nrewrite edns0 local append 0xffee y",
+                "a.org"
+            )
+            .0,
+            Some(vec![(0xffee, b"x".to_vec()), (0xffee, b"y".to_vec())])
+        );
+    }
+
+    #[test]
+    fn edns0_revert_on_the_reply() {
+        let mut rd = Vec::new();
+        for (c, d) in [
+            (0xffeeu16, &b"x"[..]),
+            (10, &b"12345678"[..]),
+            (0xffee, &b"y"[..]),
+        ] {
+            rd.extend_from_slice(&c.to_be_bytes());
+            rd.extend_from_slice(&(d.len() as u16).to_be_bytes());
+            rd.extend_from_slice(d);
+        }
+        // One record: the first 0xffee option goes; with two, both.
+        let one = edns0_revert(&rd, &[RespRule::Edns0Remove(0xffee)], 1);
+        assert_eq!(one, rd[5..].to_vec());
+        let two = edns0_revert(&rd, &[RespRule::Edns0Remove(0xffee)], 2);
+        assert_eq!(two, rd[5..17].to_vec());
+        let back = edns0_revert(&rd, &[RespRule::Edns0Restore(0xffee, b"z".to_vec())], 3);
+        assert_eq!(&back[4..5], b"z");
+        assert_eq!(&back[back.len() - 1..], b"y");
     }
 
     #[test]

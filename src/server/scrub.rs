@@ -5,7 +5,7 @@
 
 use crate::chain::Proto;
 use crate::wire::index::{Rebuild, rebuild};
-use crate::wire::request::SUPPORTED_OPTIONS;
+use crate::wire::request::option_supported;
 use crate::wire::{HEADER_LEN, MsgIndex, Request, be16, flags, hdr};
 
 /// Location of the last OPT record of the additional section (none when a record
@@ -56,7 +56,7 @@ pub fn size_and_do(resp: &mut Vec<u8>, req: &Request<'_>, udp_size: Option<u16>)
             let len_at = resp.len();
             resp.extend_from_slice(&[0, 0]);
             for o in opt.options() {
-                if SUPPORTED_OPTIONS.contains(&o.code) {
+                if option_supported(o.code) {
                     resp.extend_from_slice(&o.code.to_be_bytes());
                     resp.extend_from_slice(&(o.data.len() as u16).to_be_bytes());
                     resp.extend_from_slice(o.data);

@@ -8,6 +8,25 @@ use super::{HEADER_LEN, be16, be32, flags, hdr};
 /// COOKIE, TCP-KEEPALIVE, PADDING).
 pub const SUPPORTED_OPTIONS: [u16; 5] = [3, 9, 10, 11, 12];
 
+/// Option codes added to [`SUPPORTED_OPTIONS`] at run time (*rewrite*'s `edns0
+/// local` codes, CoreDNS `edns.SetSupportedOption`): one bit per code.
+static EXTRA_SUPPORTED: [std::sync::atomic::AtomicU64; 1024] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 1024];
+
+/// Adds `code` to the options echoed and counted as supported.
+pub fn add_supported_option(code: u16) {
+    let c = usize::from(code);
+    EXTRA_SUPPORTED[c / 64].fetch_or(1 << (c % 64), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether CoreDNS's server keeps option `code` (built in or added).
+#[inline]
+pub fn option_supported(code: u16) -> bool {
+    let c = usize::from(code);
+    SUPPORTED_OPTIONS.contains(&code)
+        || EXTRA_SUPPORTED[c / 64].load(std::sync::atomic::Ordering::Relaxed) & (1 << (c % 64)) != 0
+}
+
 /// The client's OPT record.
 #[derive(Debug, Clone, Copy)]
 pub struct Opt<'a> {
@@ -48,7 +67,7 @@ impl<'a> Opt<'a> {
     /// Bytes of options CoreDNS drops when echoing (unsupported codes).
     pub fn unsupported_len(&self) -> usize {
         self.options()
-            .filter(|o| !SUPPORTED_OPTIONS.contains(&o.code))
+            .filter(|o| !option_supported(o.code))
             .map(|o| 4 + o.data.len())
             .sum()
     }

@@ -1826,3 +1826,36 @@ fn tcp_exchange(port: u16, msg: &[u8]) -> Option<Vec<u8>> {
     c.read_exact(&mut r).ok()?;
     Some(r)
 }
+
+#[test]
+fn rewrite_edns0_local_reaches_the_upstream() {
+    for be in backends() {
+        let f = Fake::start(Mode::Answer, 4);
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n rewrite continue edns0 local set 0xffee {{client_ip}}\n \
+                 rewrite edns0 subnet set 24 56\n forward . {}\n}}\n",
+                f.addr()
+            ),
+            be,
+        );
+        let out = s.dig(&["+noedns", "x.example", "A"]);
+        assert_eq!(
+            answers(&out),
+            ["x.example. 60 IN A 192.0.2.4"],
+            "{be}: {out}"
+        );
+        let q = f.queries();
+        let m = &q.last().expect("a query").msg;
+        // The query arrived with an OPT (UDP 4096) holding the client's address
+        // in option 0xffee and an ECS option for 127.0.0.0/24.
+        let tail: Vec<u8> = [
+            &[0u8, 0, 41, 16, 0, 0, 0, 0, 0, 0, 19][..],
+            &[0xff, 0xee, 0, 4, 127, 0, 0, 1][..],
+            &[0, 8, 0, 7, 0, 1, 24, 0, 127, 0, 0][..],
+        ]
+        .concat();
+        assert!(m.ends_with(&tail), "{be}: {m:02x?}");
+        assert_eq!(u16::from_be_bytes([m[10], m[11]]), 1, "{be}: ARCOUNT");
+    }
+}
