@@ -12,8 +12,8 @@
 //! chain applies the rewrite again (the rules depend on the query alone), and the
 //! response hook derives its response rules the same way.
 //!
-//! Not built: the `edns0` and `cname` rule types, which fail at startup naming
-//! the rule type (docs/compat.md).
+//! Not built: the `cname` rule type, which fails at startup naming the rule
+//! type (docs/compat.md).
 //!
 //! CoreDNS: `plugin/rewrite/rewrite.go`, `name.go`, `type.go`, `class.go`,
 //! `ttl.go`, `rcode.go`, `reverter.go`.
@@ -425,10 +425,9 @@ fn new_edns0_rule(mode: Mode, args: &[String]) -> Result<Rule, String> {
                 if args.len() != 3 {
                     return Err("local unset action requires exactly two arguments".into());
                 }
-                Ok(rule(
-                    Edns0Kind::Local(parse_uint16_base0(&args[2])?, Vec::new()),
-                    false,
-                ))
+                let code = parse_uint16_base0(&args[2])?;
+                set_supported_option(code);
+                Ok(rule(Edns0Kind::Local(code, Vec::new()), false))
             }
             "nsid" => {
                 if args.len() != 2 {
@@ -1135,6 +1134,11 @@ impl Rewrite {
         let spare: &[u8] = spare;
         if let Verdict::Query(new) = parse_query(spare) {
             ctx.orig = Some(msg);
+            // An OPT a rule added sets the size replies are cut to (CoreDNS's
+            // `Size()` reads the request as rewritten).
+            if ctx.st.udp_size.is_none() {
+                ctx.st.udp_size = new.opt.map(|o| o.udp_size);
+            }
             ctx.req = new;
         }
         Ok(())
@@ -1171,8 +1175,53 @@ impl Rewrite {
             // miekg cannot pack an extended rcode without an OPT: nothing is sent.
             ctx.written = false;
             ctx.resp.clear();
+            return;
         }
+        self.echo_reverted_opt(ctx, &a.resp);
     }
+
+    /// CoreDNS reverts `edns0 ... revert` options in the request too while the
+    /// reply is written, so a reply without an OPT gets the client's options
+    /// echoed, not the rewritten ones: the OPT is added here from the reverted
+    /// options (the server's scrub then finds it).
+    fn echo_reverted_opt(&self, ctx: &mut Ctx<'_>, rules: &[RespRule]) {
+        let reverts = rules
+            .iter()
+            .any(|r| matches!(r, RespRule::Edns0Remove(_) | RespRule::Edns0Restore(..)));
+        let Some(opt) = ctx.req.opt else { return };
+        if !reverts || reply_has_opt(ctx.resp) {
+            return;
+        }
+        let options = edns0_revert(opt.rdata, rules, usize::from(ctx.req.counts[2]));
+        let size = ctx.st.udp_size.unwrap_or(opt.udp_size);
+        let r = &mut *ctx.resp;
+        r.push(0);
+        r.extend_from_slice(&41u16.to_be_bytes());
+        r.extend_from_slice(&size.to_be_bytes());
+        let ttl = u32::from(opt.flags) & 0x8000;
+        r.extend_from_slice(&ttl.to_be_bytes());
+        let len_at = r.len();
+        r.extend_from_slice(&[0, 0]);
+        let mut p = 0;
+        while p + 4 <= options.len() {
+            let code = u16::from_be_bytes([options[p], options[p + 1]]);
+            let len = usize::from(u16::from_be_bytes([options[p + 2], options[p + 3]]));
+            let end = (p + 4 + len).min(options.len());
+            if crate::wire::request::option_supported(code) {
+                r.extend_from_slice(&options[p..end]);
+            }
+            p = end;
+        }
+        let n = u16::try_from(r.len() - len_at - 2).unwrap_or(0);
+        r[len_at..len_at + 2].copy_from_slice(&n.to_be_bytes());
+        let ar = hdr::counts(r)[3];
+        hdr::set_count(r, 3, ar.saturating_add(1));
+    }
+}
+
+/// Whether the reply's additional section holds an OPT.
+fn reply_has_opt(m: &[u8]) -> bool {
+    MsgIndex::parse(m).is_some_and(|idx| idx.rrs.iter().any(|r| r.section == 3 && r.rtype == 41))
 }
 
 /// One `edns0` rule on the query's options (CoreDNS's `Rewrite` of the local,
@@ -1201,7 +1250,10 @@ fn edns0_apply(
         match action {
             Edns0Action::Replace | Edns0Action::Set => {
                 if revert {
-                    resp.push(RespRule::Edns0Restore(code, opts[i].1.clone()));
+                    // miekg leaves the code of an NSID or ECS option it unpacked at
+                    // 0, and CoreDNS keys the restore on it: it restores nothing.
+                    let key = if typed { 0 } else { code };
+                    resp.push(RespRule::Edns0Restore(key, opts[i].1.clone()));
                 }
                 opts[i].1 = data;
                 return true;

@@ -1859,3 +1859,34 @@ fn rewrite_edns0_local_reaches_the_upstream() {
         assert_eq!(u16::from_be_bytes([m[10], m[11]]), 1, "{be}: ARCOUNT");
     }
 }
+
+#[test]
+fn rewrite_edns0_revert_echoes_the_clients_options() {
+    for be in backends() {
+        // The fake upstream answers without an OPT: the server echoes the query's
+        // options, which CoreDNS reverts first.
+        let f = Fake::start(Mode::Answer, 4);
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n rewrite edns0 local set 0xffee 0xabcdef revert\n forward . {}\n}}\n",
+                f.addr()
+            ),
+            be,
+        );
+        let out = s.dig(&["+ednsopt=65518:111111", "x.example", "A"]);
+        assert_eq!(
+            answers(&out),
+            ["x.example. 60 IN A 192.0.2.4"],
+            "{be}: {out}"
+        );
+        let m = &f.queries().last().expect("a query").msg.clone();
+        assert!(
+            m.ends_with(&[0xff, 0xee, 0, 3, 0xab, 0xcd, 0xef]),
+            "{be}: {m:02x?}"
+        );
+        assert!(out.contains("; OPT=65518: 11 11 11"), "{be}: {out}");
+        let out = s.dig(&["x.example", "A"]);
+        assert!(!out.contains("OPT=65518"), "{be}: {out}");
+        assert!(out.contains("udp: 1232"), "{be}: {out}");
+    }
+}
