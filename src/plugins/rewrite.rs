@@ -1103,12 +1103,7 @@ impl Rewrite {
                     .rrs
                     .iter()
                     .rposition(|r| r.section == 3 && r.rtype == 41);
-                let mut rdata = Vec::new();
-                for (c, d) in opts {
-                    rdata.extend_from_slice(&c.to_be_bytes());
-                    rdata.extend_from_slice(&u16::try_from(d.len()).unwrap_or(0).to_be_bytes());
-                    rdata.extend_from_slice(d);
-                }
+                let rdata = options_wire(opts);
                 let write_opt = |out: &mut Vec<u8>, class: u16, ttl: u32| {
                     out.push(0);
                     out.extend_from_slice(&41u16.to_be_bytes());
@@ -1192,30 +1187,14 @@ impl Rewrite {
         if !reverts || reply_has_opt(ctx.resp) {
             return;
         }
+        // The scrub's own echo, on the query with its options reverted.
         let options = edns0_revert(opt.rdata, rules, usize::from(ctx.req.counts[2]));
-        let size = ctx.st.udp_size.unwrap_or(opt.udp_size);
-        let r = &mut *ctx.resp;
-        r.push(0);
-        r.extend_from_slice(&41u16.to_be_bytes());
-        r.extend_from_slice(&size.to_be_bytes());
-        let ttl = u32::from(opt.flags) & 0x8000;
-        r.extend_from_slice(&ttl.to_be_bytes());
-        let len_at = r.len();
-        r.extend_from_slice(&[0, 0]);
-        let mut p = 0;
-        while p + 4 <= options.len() {
-            let code = u16::from_be_bytes([options[p], options[p + 1]]);
-            let len = usize::from(u16::from_be_bytes([options[p + 2], options[p + 3]]));
-            let end = (p + 4 + len).min(options.len());
-            if crate::wire::request::option_supported(code) {
-                r.extend_from_slice(&options[p..end]);
-            }
-            p = end;
-        }
-        let n = u16::try_from(r.len() - len_at - 2).unwrap_or(0);
-        r[len_at..len_at + 2].copy_from_slice(&n.to_be_bytes());
-        let ar = hdr::counts(r)[3];
-        hdr::set_count(r, 3, ar.saturating_add(1));
+        let mut req = ctx.req.clone();
+        req.opt = Some(crate::wire::Opt {
+            rdata: &options,
+            ..opt
+        });
+        crate::server::scrub::size_and_do(ctx.resp, &req, ctx.st.udp_size);
     }
 }
 
@@ -1306,11 +1285,16 @@ fn edns0_revert(rdata: &[u8], rules: &[RespRule], records: usize) -> Vec<u8> {
             }
         }
     }
-    let mut out = Vec::with_capacity(rdata.len());
+    options_wire(&opts)
+}
+
+/// EDNS options as OPT RDATA.
+fn options_wire(opts: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
     for (c, d) in opts {
         out.extend_from_slice(&c.to_be_bytes());
         out.extend_from_slice(&u16::try_from(d.len()).unwrap_or(0).to_be_bytes());
-        out.extend_from_slice(&d);
+        out.extend_from_slice(d);
     }
     out
 }
