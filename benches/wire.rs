@@ -24,6 +24,7 @@ fn wire(c: &mut Criterion) {
     let mut routes = Routes::default();
     routes.add(".", 0);
     let l = ListenerRt {
+        tls: None,
         label: "dns://:53".into(),
         blocks: vec![0],
         routes,

@@ -131,9 +131,7 @@ fn main() -> ExitCode {
     let mut handles = Vec::new();
     for (i, s) in socks.into_iter().enumerate() {
         let spawned = match backend.backend {
-            server::engine::Backend::Uring => {
-                server::uring_worker::spawn(i, Arc::clone(&shared), s)
-            }
+            server::engine::Backend::Uring => server::spawn_uring_worker(i, Arc::clone(&shared), s),
             server::engine::Backend::Epoll => server::spawn_epoll_worker(i, Arc::clone(&shared), s),
         };
         match spawned {

@@ -91,6 +91,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "acl",
     "cache",
     "header",
+    "tls",
     "minimal",
     "transfer",
     "hosts",

@@ -220,6 +220,8 @@ pub struct BlockSettings {
     pub multisocket: Option<usize>,
     /// `shed`.
     pub shed: bool,
+    /// `tls`: the server side of the block's `tls://` listeners.
+    pub tls: Option<plugins::tls::TlsServer>,
 }
 
 /// One server block, set up.
@@ -385,9 +387,12 @@ pub fn build(input: Input, dns_port: &str) -> Result<Config, Diagnostic> {
         }
     }
     let listeners = group(&blocks)?;
-    // Encrypted and HTTP transports are not served yet: say so instead of
+    // QUIC, gRPC and HTTP transports are not served yet: say so instead of
     // silently not listening.
-    if let Some(l) = listeners.iter().find(|l| l.transport != Transport::Dns) {
+    if let Some(l) = listeners
+        .iter()
+        .find(|l| !matches!(l.transport, Transport::Dns | Transport::Tls))
+    {
         return Err(Diagnostic::plain(format!(
             "cannot serve {} - {}:// listeners are not supported by ringdns yet",
             l.label, l.transport

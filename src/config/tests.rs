@@ -146,9 +146,14 @@ fn error_table() {
             "plugin/erratic: illegal amount value given \"-1\"",
         ),
         (". {\n any\n whoami\n}", "ok"),
+        ("tls://.:8853 {\n whoami\n}", "ok"),
         (
-            "tls://.:8853 {\n whoami\n}",
-            "cannot serve tls://:8853 - tls:// listeners are not supported by ringdns yet",
+            "quic://.:8853 {\n whoami\n}",
+            "cannot serve quic://:8853 - quic:// listeners are not supported by ringdns yet",
+        ),
+        (
+            "https://.:8443 {\n whoami\n}",
+            "cannot serve https://:8443 - https:// listeners are not supported by ringdns yet",
         ),
         (
             ". {\n multisocket 0\n}",

@@ -28,6 +28,7 @@ pub mod rewrite;
 pub mod secondary;
 pub mod settings;
 pub mod timeouts;
+pub mod tls;
 pub mod transfer;
 pub mod whoami;
 
@@ -116,6 +117,7 @@ pub fn setup(
         "multisocket" => return procctl::multisocket(d, ctx).map(|()| None),
         "shed" => return procctl::shed(d, ctx).map(|()| None),
         "pprof" => return procctl::pprof(d).map(|()| None),
+        "tls" => return tls::setup(d, ctx).map(|()| None),
         "health" => return health::setup_health(d, ctx).map(|()| None),
         "ready" => return health::setup_ready(d, ctx).map(|()| None),
         "prometheus" => PluginConfig::Prometheus(prometheus::setup(d, ctx)?),

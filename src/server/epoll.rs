@@ -159,13 +159,20 @@ pub async fn tcp_accept(
             continue;
         }
         limits.tcp_conns.set(limits.tcp_conns.get() + 1);
+        // A `tls://` listener with a *tls* plugin: the configuration of the moment (a
+        // reload's new certificate serves the connections accepted after it).
+        let tls = shared
+            .active
+            .load()
+            .find(&label)
+            .and_then(|l| l.tls.clone());
         let shared = Arc::clone(&shared);
         let limits = limits.clone();
         let label = label.clone();
         tokio::task::spawn_local(async move {
             // Counted out however the connection ends (a panic included).
             let _conn = CountGuard(&limits.tcp_conns);
-            tcp_conn(stream, canonical(peer), &label, &shared).await;
+            tcp_conn(stream, canonical(peer), &label, &shared, tls).await;
         });
     }
 }
@@ -175,14 +182,49 @@ async fn tcp_conn(
     peer: SocketAddr,
     label: &str,
     shared: &Arc<Shared>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().map(canonical).unwrap_or(peer);
-    let (mut rd, mut wr) = stream.into_split();
     let timeouts = {
         let active = shared.active.load();
         active.find(label).map(|l| l.timeouts).unwrap_or_default()
     };
+    let Some(cfg) = tls else {
+        serve_stream(stream, peer, local, label, shared, timeouts, timeouts.read).await;
+        return;
+    };
+    // DNS over TLS: the handshake and the first message within the read timeout, as
+    // miekg's server reads the first message through Go's lazy handshake.
+    let start = Instant::now();
+    let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(stream);
+    let session = tokio::select! {
+        r = tokio::time::timeout(timeouts.read, accept) => match r {
+            Ok(Ok(s)) => s,
+            // A failed or slow handshake closes the connection (miekg logs nothing).
+            _ => return,
+        },
+        () = shared.stopping() => return,
+    };
+    let first = timeouts.read.saturating_sub(start.elapsed());
+    serve_stream(session, peer, local, label, shared, timeouts, first).await;
+}
+
+/// Serves DNS messages framed on `stream` (TCP, or a TLS session over it) until the
+/// client closes, a timeout, or the query limit; the first message must come within
+/// `first`.
+async fn serve_stream<S>(
+    stream: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    label: &str,
+    shared: &Arc<Shared>,
+    timeouts: crate::plugins::timeouts::Timeouts,
+    first_wait: std::time::Duration,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
     let pending = Rc::new(Cell::new(0usize));
     let writer = tokio::task::spawn_local(async move {
@@ -191,16 +233,19 @@ async fn tcp_conn(
                 .await
                 .is_err()
             {
-                break;
+                return;
             }
         }
+        // A clean end (TLS: close_notify; TCP: FIN).
+        let _ =
+            tokio::time::timeout(timeouts.write, tokio::io::AsyncWriteExt::shutdown(&mut wr)).await;
     });
     let mut buf = Vec::with_capacity(512);
     let mut scratch = Vec::new();
     let mut first = true;
     let mut count: i64 = 0;
     loop {
-        let t = if first { timeouts.read } else { timeouts.idle };
+        let t = if first { first_wait } else { timeouts.idle };
         first = false;
         tokio::select! {
             r = fallback::tcp::read_msg(&mut rd, &mut buf, t) => match r {

@@ -25,6 +25,8 @@ pub struct ListenerRt {
     pub timeouts: crate::plugins::timeouts::Timeouts,
     /// Corefile block index of each chain.
     pub blocks: Vec<usize>,
+    /// A `tls://` listener's server TLS configuration (`None`: plain TCP).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ListenerRt {

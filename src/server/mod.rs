@@ -76,7 +76,7 @@ impl Active {
         }
         let mut listeners = Vec::new();
         for l in &config.listeners {
-            if l.transport != Transport::Dns {
+            if !serves(l.transport) {
                 continue;
             }
             let mut routes = Routes::default();
@@ -101,7 +101,19 @@ impl Active {
                 .first()
                 .map(|(_, b)| config.blocks[*b].settings.timeouts)
                 .unwrap_or_default();
+            // CoreDNS's ServerTLS takes the TLS configuration of the group's last
+            // config that it visits; no *tls* plugin serves plain TCP.
+            let tls = if l.transport == Transport::Tls {
+                l.sites
+                    .iter()
+                    .rev()
+                    .find_map(|(_, b)| config.blocks[*b].settings.tls.as_ref())
+                    .map(|t| Arc::clone(&t.config))
+            } else {
+                None
+            };
             listeners.push(ListenerRt {
+                tls,
                 blocks: local.clone(),
                 label: Arc::from(l.label.as_str()),
                 routes,
@@ -211,13 +223,15 @@ pub struct WorkerLimits {
 pub struct WorkerSockets {
     /// Listener label.
     pub label: String,
-    /// UDP socket.
-    pub udp: std::net::UdpSocket,
+    /// UDP socket (none for a `tls://` listener).
+    pub udp: Option<std::net::UdpSocket>,
     /// TCP listener.
     pub tcp: std::net::TcpListener,
     /// The local address to report for UDP (`{local}`): the bound address, `[::]`
     /// for a wildcard listener as CoreDNS (which binds one dual-stack socket) logs it.
     pub udp_local: SocketAddr,
+    /// The listener's transport (`dns` or `tls`).
+    pub transport: Transport,
 }
 
 fn new_socket(
@@ -246,19 +260,27 @@ fn listen_err(net: &str, host: &str, port: u16, e: &std::io::Error) -> String {
     format!("listen {net} {hp}: bind: {}", crate::config::go_err(e))
 }
 
-/// Binds one UDP socket and one TCP listener on `addr` (both SO_REUSEPORT).
+/// Binds one UDP socket (when `udp`) and one TCP listener on `addr` (both SO_REUSEPORT).
+/// An ephemeral port: TCP takes the port UDP got.
+type SocketPair = (Option<std::net::UdpSocket>, std::net::TcpListener);
+
 fn bind_one(
     addr: SocketAddr,
     v6only: bool,
     host: &str,
-) -> std::io::Result<Result<(std::net::UdpSocket, std::net::TcpListener), String>> {
+    udp: bool,
+) -> std::io::Result<Result<SocketPair, String>> {
     let port = addr.port();
-    let udp = new_socket(addr, v6only, Type::DGRAM, Protocol::UDP)?;
-    udp.bind(&addr.into())?;
-    // An ephemeral port: TCP takes the port UDP got.
+    let udp = if udp {
+        let u = new_socket(addr, v6only, Type::DGRAM, Protocol::UDP)?;
+        u.bind(&addr.into())?;
+        Some(u)
+    } else {
+        None
+    };
     let actual = udp
-        .local_addr()
-        .ok()
+        .as_ref()
+        .and_then(|u| u.local_addr().ok())
         .and_then(|a| a.as_socket())
         .map_or(port, |a| a.port());
     let taddr = SocketAddr::new(addr.ip(), actual);
@@ -269,43 +291,60 @@ fn bind_one(
         Ok::<_, std::io::Error>(t)
     })();
     Ok(match tcp {
-        Ok(t) => Ok((udp.into(), t.into())),
+        Ok(t) => Ok((udp.map(Into::into), t.into())),
         Err(e) => Err(listen_err("tcp", host, actual, &e)),
     })
+}
+
+/// The port a socket set is bound to.
+fn bound_port(s: &WorkerSockets) -> Option<u16> {
+    match &s.udp {
+        Some(u) => u.local_addr().ok().map(|a| a.port()),
+        None => s.tcp.local_addr().ok().map(|a| a.port()),
+    }
 }
 
 /// Binds the sockets of `host:port`. A wildcard host gets two pairs: IPv4 on
 /// `0.0.0.0` and IPv6-only on `[::]` (IPv4 clients then take the kernel's
 /// cheaper IPv4 path instead of v4-mapped IPv6), reported as `[::]` like
 /// CoreDNS's single dual-stack socket.
-pub fn bind_sockets(host: &str, port: u16, label: &str) -> Result<Vec<WorkerSockets>, String> {
+pub fn bind_sockets(
+    host: &str,
+    port: u16,
+    label: &str,
+    transport: Transport,
+) -> Result<Vec<WorkerSockets>, String> {
+    // DNS over TLS listens on TCP only.
+    let with_udp = transport == Transport::Dns;
+    let first_net = if with_udp { "udp" } else { "tcp" };
+    let set = |udp: Option<std::net::UdpSocket>, tcp, udp_local| WorkerSockets {
+        label: label.to_owned(),
+        udp,
+        tcp,
+        udp_local,
+        transport,
+    };
     let mut out = Vec::new();
     if host.is_empty() {
         let v4 = SocketAddr::from(([0, 0, 0, 0], port));
-        let (udp, tcp) =
-            bind_one(v4, false, host).map_err(|e| listen_err("udp", host, port, &e))??;
-        let actual = udp.local_addr().map_or(port, |a| a.port());
+        let (udp, tcp) = bind_one(v4, false, host, with_udp)
+            .map_err(|e| listen_err(first_net, host, port, &e))??;
+        let first = set(udp, tcp, SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)));
+        let actual = bound_port(&first).unwrap_or(port);
         let report = SocketAddr::from((Ipv6Addr::UNSPECIFIED, actual));
         out.push(WorkerSockets {
-            label: label.to_owned(),
-            udp,
-            tcp,
             udp_local: report,
+            ..first
         });
         let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, actual));
-        match bind_one(v6, true, host) {
-            Ok(Ok((udp, tcp))) => out.push(WorkerSockets {
-                label: label.to_owned(),
-                udp,
-                tcp,
-                udp_local: report,
-            }),
+        match bind_one(v6, true, host, with_udp) {
+            Ok(Ok((udp, tcp))) => out.push(set(udp, tcp, report)),
             Ok(Err(e)) => return Err(e),
             // No IPv6 on this host: IPv4 only.
             Err(e)
                 if e.kind() == std::io::ErrorKind::AddrNotAvailable
                     || e.raw_os_error() == Some(97) => {}
-            Err(e) => return Err(listen_err("udp", host, actual, &e)),
+            Err(e) => return Err(listen_err(first_net, host, actual, &e)),
         }
         return Ok(out);
     }
@@ -314,15 +353,13 @@ pub fn bind_sockets(host: &str, port: u16, label: &str) -> Result<Vec<WorkerSock
         .parse()
         .map_err(|_| format!("listen: invalid address {host}"))?;
     let addr = SocketAddr::from((ip, port));
-    let (udp, tcp) =
-        bind_one(addr, true, host).map_err(|e| listen_err("udp", host, port, &e))??;
-    let udp_local = udp.local_addr().map_or(addr, canonical);
-    out.push(WorkerSockets {
-        label: label.to_owned(),
-        udp,
-        tcp,
-        udp_local,
-    });
+    let (udp, tcp) = bind_one(addr, true, host, with_udp)
+        .map_err(|e| listen_err(first_net, host, port, &e))??;
+    let local = udp
+        .as_ref()
+        .map_or_else(|| tcp.local_addr(), std::net::UdpSocket::local_addr)
+        .map_or(addr, canonical);
+    out.push(set(udp, tcp, local));
     Ok(out)
 }
 
@@ -335,7 +372,7 @@ pub fn bind_all(
 ) -> Result<Vec<Vec<WorkerSockets>>, String> {
     let mut per_worker: Vec<Vec<WorkerSockets>> = (0..workers).map(|_| Vec::new()).collect();
     for l in &cfg.listeners {
-        if l.transport != Transport::Dns || existing.contains(&l.label) {
+        if !serves(l.transport) || existing.contains(&l.label) {
             continue;
         }
         // Go's net.ResolveTCPAddr while CoreDNS groups the listeners, before any
@@ -345,12 +382,9 @@ pub fn bind_all(
         // One socket set per worker, or `multisocket N` sets spread round-robin.
         let count = l.sockets.unwrap_or(workers);
         for i in 0..count {
-            let v = bind_sockets(&l.host, actual, &l.label)?;
+            let v = bind_sockets(&l.host, actual, &l.label, l.transport)?;
             if i == 0 && port == 0 {
-                actual = v
-                    .first()
-                    .and_then(|s| s.udp.local_addr().ok())
-                    .map_or(0, |a| a.port());
+                actual = v.first().and_then(bound_port).unwrap_or(0);
             }
             per_worker[i % workers].extend(v);
         }
@@ -372,6 +406,48 @@ pub struct WorkerHandle {
     pub cmds: std::sync::mpsc::Sender<WorkerCmd>,
     /// Wakes the worker to read commands.
     pub wake: Arc<Notify>,
+    /// An io_uring worker's companion on tokio's epoll runtime, which serves its `tls://`
+    /// listeners (TLS sessions run on tokio, as forward's DoT upstreams do).
+    pub side: Option<Box<Self>>,
+}
+
+impl WorkerHandle {
+    /// Hands new sockets to the worker: `tls://` ones to its side worker if it has one.
+    pub fn add(&self, socks: Vec<WorkerSockets>) {
+        let (tls, own): (Vec<_>, Vec<_>) = match &self.side {
+            Some(_) => socks
+                .into_iter()
+                .partition(|s| s.transport == Transport::Tls),
+            None => (Vec::new(), socks),
+        };
+        for (h, v) in [(Some(self), own), (self.side.as_deref(), tls)] {
+            if let Some(h) = h.filter(|_| !v.is_empty()) {
+                let _ = h.cmds.send(WorkerCmd::Add(v));
+                h.wake.notify_one();
+            }
+        }
+    }
+
+    /// Whether the worker's threads have ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished() && self.side.as_ref().is_none_or(|s| s.is_finished())
+    }
+}
+
+/// Starts one io_uring worker thread for `socks`' plain DNS sockets, and its side worker
+/// on epoll for the `tls://` ones (started also without any, for those a reload adds).
+pub fn spawn_uring_worker(
+    id: usize,
+    shared: Arc<Shared>,
+    socks: Vec<WorkerSockets>,
+) -> std::io::Result<WorkerHandle> {
+    let (tls, dns): (Vec<_>, Vec<_>) = socks
+        .into_iter()
+        .partition(|s| s.transport == Transport::Tls);
+    let side = spawn_epoll_thread(format!("ringdns-t{id}"), Arc::clone(&shared), tls)?;
+    let mut h = uring_worker::spawn(id, shared, dns)?;
+    h.side = Some(Box::new(side));
+    Ok(h)
 }
 
 /// Starts one epoll worker thread.
@@ -380,71 +456,79 @@ pub fn spawn_epoll_worker(
     shared: Arc<Shared>,
     socks: Vec<WorkerSockets>,
 ) -> std::io::Result<WorkerHandle> {
+    spawn_epoll_thread(format!("ringdns-w{id}"), shared, socks)
+}
+
+fn spawn_epoll_thread(
+    name: String,
+    shared: Arc<Shared>,
+    socks: Vec<WorkerSockets>,
+) -> std::io::Result<WorkerHandle> {
+    let id = name.clone();
     let (tx, rx) = std::sync::mpsc::channel::<WorkerCmd>();
     let wake = Arc::new(Notify::new());
     let wake2 = Arc::clone(&wake);
-    let thread = std::thread::Builder::new()
-        .name(format!("ringdns-w{id}"))
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    crate::clog::error(&format!("worker {id}: runtime: {e}"));
-                    return;
+    let thread = std::thread::Builder::new().name(name).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                crate::clog::error(&format!("worker {id}: runtime: {e}"));
+                return;
+            }
+        };
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async move {
+            let limits = Rc::new(WorkerLimits {
+                parked: Cell::new(0),
+                tcp_conns: Cell::new(0),
+                max_tcp_conns: 16_384,
+            });
+            let start = |s: WorkerSockets| {
+                let label: Arc<str> = Arc::from(s.label.as_str());
+                let udp_local = s.udp_local;
+                if let Some(Ok(u)) = s.udp.map(tokio::net::UdpSocket::from_std) {
+                    tokio::task::spawn_local(epoll::udp_loop(
+                        u,
+                        udp_local,
+                        label.clone(),
+                        Arc::clone(&shared),
+                        limits.clone(),
+                    ));
+                }
+                if let Ok(t) = tokio::net::TcpListener::from_std(s.tcp) {
+                    tokio::task::spawn_local(epoll::tcp_accept(
+                        t,
+                        label,
+                        Arc::clone(&shared),
+                        limits.clone(),
+                    ));
                 }
             };
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, async move {
-                let limits = Rc::new(WorkerLimits {
-                    parked: Cell::new(0),
-                    tcp_conns: Cell::new(0),
-                    max_tcp_conns: 16_384,
-                });
-                let start = |s: WorkerSockets| {
-                    let label: Arc<str> = Arc::from(s.label.as_str());
-                    let udp_local = s.udp_local;
-                    if let Ok(u) = tokio::net::UdpSocket::from_std(s.udp) {
-                        tokio::task::spawn_local(epoll::udp_loop(
-                            u,
-                            udp_local,
-                            label.clone(),
-                            Arc::clone(&shared),
-                            limits.clone(),
-                        ));
-                    }
-                    if let Ok(t) = tokio::net::TcpListener::from_std(s.tcp) {
-                        tokio::task::spawn_local(epoll::tcp_accept(
-                            t,
-                            label,
-                            Arc::clone(&shared),
-                            limits.clone(),
-                        ));
-                    }
-                };
-                for s in socks {
-                    start(s);
-                }
-                loop {
-                    tokio::select! {
-                        () = wake2.notified() => {
-                            while let Ok(WorkerCmd::Add(v)) = rx.try_recv() {
-                                for s in v { start(s); }
-                            }
+            for s in socks {
+                start(s);
+            }
+            loop {
+                tokio::select! {
+                    () = wake2.notified() => {
+                        while let Ok(WorkerCmd::Add(v)) = rx.try_recv() {
+                            for s in v { start(s); }
                         }
-                        () = shared.stopping() => break,
                     }
+                    () = shared.stopping() => break,
                 }
-                // Give in-flight work a moment to drain.
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            });
-        })?;
+            }
+            // Give in-flight work a moment to drain.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        });
+    })?;
     Ok(WorkerHandle {
         thread,
         cmds: tx,
         wake,
+        side: None,
     })
 }
 
@@ -478,11 +562,16 @@ pub fn banner(cfg: &Config) -> String {
     out
 }
 
+/// The transports ringdns serves: plain DNS (UDP and TCP) and DNS over TLS.
+pub fn serves(t: Transport) -> bool {
+    matches!(t, Transport::Dns | Transport::Tls)
+}
+
 /// Labels → listeners of a config, for reload diffs.
 pub fn labels(cfg: &Config) -> HashMap<String, ()> {
     cfg.listeners
         .iter()
-        .filter(|l| l.transport == Transport::Dns)
+        .filter(|l| serves(l.transport))
         .map(|l| (l.label.clone(), ()))
         .collect()
 }

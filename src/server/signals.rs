@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::{Active, Shared, WorkerCmd, WorkerHandle, bind_all, labels, ops};
+use super::{Active, Shared, WorkerHandle, bind_all, labels, ops};
 use crate::cli::Cli;
 use crate::clog;
 use crate::config;
@@ -65,10 +65,7 @@ pub fn reload_with(
     old.flush_logs();
     ops::ENDPOINTS.commit(&want, ops::handle);
     for (h, socks) in handles.iter().zip(new_socks) {
-        if !socks.is_empty() {
-            let _ = h.cmds.send(WorkerCmd::Add(socks));
-            h.wake.notify_one();
-        }
+        h.add(socks);
     }
     // The new instance's startup hook (reload plugin) logs its hash.
     let active = shared.active.load();
@@ -182,7 +179,7 @@ pub fn run(shared: &Arc<Shared>, handles: Vec<WorkerHandle>, cli: &Cli) -> ExitC
                     remove_pidfile(cli);
                     let deadline = std::time::Instant::now() + Duration::from_secs(5);
                     for h in handles {
-                        while !h.thread.is_finished() && std::time::Instant::now() < deadline {
+                        while !h.is_finished() && std::time::Instant::now() < deadline {
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }
                     }
@@ -198,7 +195,7 @@ pub fn run(shared: &Arc<Shared>, handles: Vec<WorkerHandle>, cli: &Cli) -> ExitC
                         shared.stop();
                         let deadline = std::time::Instant::now() + Duration::from_secs(5);
                         for h in &handles {
-                            while !h.thread.is_finished() && std::time::Instant::now() < deadline {
+                            while !h.is_finished() && std::time::Instant::now() < deadline {
                                 tokio::time::sleep(Duration::from_millis(10)).await;
                             }
                         }

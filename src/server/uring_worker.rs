@@ -52,9 +52,11 @@ impl State {
     fn add(&mut self, eng: &mut Engine, s: WorkerSockets) {
         let label: Arc<str> = Arc::from(s.label.as_str());
         let local = s.udp_local;
-        match eng.add_udp(s.udp) {
-            Ok(id) => self.udp.push((id, label.clone(), local)),
-            Err(e) => crate::clog::error(&format!("io_uring: adding UDP socket: {e}")),
+        if let Some(udp) = s.udp {
+            match eng.add_udp(udp) {
+                Ok(id) => self.udp.push((id, label.clone(), local)),
+                Err(e) => crate::clog::error(&format!("io_uring: adding UDP socket: {e}")),
+            }
         }
         match eng.add_tcp_listener(s.tcp) {
             Ok(id) => self.tcp.push((id, label)),
@@ -263,6 +265,7 @@ pub fn spawn(
         thread,
         cmds: tx,
         wake,
+        side: None,
     })
 }
 

@@ -8,6 +8,7 @@ mod forward;
 mod ops;
 mod plugins;
 mod tcp;
+mod tls;
 mod util;
 
 use std::time::Duration;

@@ -22,7 +22,7 @@ fn read(path: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("open {path}: {}", go_err(&e)))
 }
 
-fn roots(ca: Option<&str>) -> Result<RootCertStore, String> {
+pub(crate) fn roots(ca: Option<&str>) -> Result<RootCertStore, String> {
     let mut store = RootCertStore::empty();
     match ca {
         None => {
@@ -52,9 +52,9 @@ fn roots(ca: Option<&str>) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
-type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+pub(crate) type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 
-fn identity(cert: &str, key: &str) -> Result<Identity, String> {
+pub(crate) fn identity(cert: &str, key: &str) -> Result<Identity, String> {
     let wrap = |e: String| format!("could not load TLS cert: {e}");
     let cpem = read(cert).map_err(wrap)?;
     let kpem = read(key).map_err(wrap)?;
