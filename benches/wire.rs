@@ -25,6 +25,8 @@ fn wire(c: &mut Criterion) {
     routes.add(".", 0);
     let l = ListenerRt {
         tls: None,
+        conn_limit: None,
+        transport: corefile::keys::Transport::Dns,
         label: "dns://:53".into(),
         blocks: vec![0],
         routes,

@@ -71,6 +71,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "metadata",
     "cancel",
     "timeouts",
+    "https",
     "nsid",
     "bufsize",
     "bind",

@@ -220,8 +220,10 @@ pub struct BlockSettings {
     pub multisocket: Option<usize>,
     /// `shed`.
     pub shed: bool,
-    /// `tls`: the server side of the block's `tls://` listeners.
+    /// `tls`: the server side of the block's `tls://` and `https://` listeners.
     pub tls: Option<plugins::tls::TlsServer>,
+    /// `https`: `max_connections` of the block's `https://` listeners.
+    pub https_max_connections: Option<usize>,
 }
 
 /// One server block, set up.
@@ -387,12 +389,14 @@ pub fn build(input: Input, dns_port: &str) -> Result<Config, Diagnostic> {
         }
     }
     let listeners = group(&blocks)?;
-    // QUIC, gRPC and HTTP transports are not served yet: say so instead of
+    // QUIC, gRPC and HTTP/3 transports are not served yet: say so instead of
     // silently not listening.
-    if let Some(l) = listeners
-        .iter()
-        .find(|l| !matches!(l.transport, Transport::Dns | Transport::Tls))
-    {
+    if let Some(l) = listeners.iter().find(|l| {
+        !matches!(
+            l.transport,
+            Transport::Dns | Transport::Tls | Transport::Https
+        )
+    }) {
         return Err(Diagnostic::plain(format!(
             "cannot serve {} - {}:// listeners are not supported by ringdns yet",
             l.label, l.transport

@@ -151,9 +151,40 @@ fn error_table() {
             "quic://.:8853 {\n whoami\n}",
             "cannot serve quic://:8853 - quic:// listeners are not supported by ringdns yet",
         ),
+        ("https://.:8443 {\n whoami\n}", "ok"),
         (
-            "https://.:8443 {\n whoami\n}",
-            "cannot serve https://:8443 - https:// listeners are not supported by ringdns yet",
+            "https://.:8443 {\n https {\n  max_connections 0\n }\n whoami\n}",
+            "ok",
+        ),
+        (
+            "https://.:8443 {\n https x\n whoami\n}",
+            "plugin/https: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'x'",
+        ),
+        (
+            "https://.:8443 {\n https {\n  max_connections\n }\n}",
+            "plugin/https: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after 'max_connections'",
+        ),
+        (
+            "https://.:8443 {\n https {\n  max_connections x\n }\n}",
+            "plugin/https: Corefile:3 - Error during parsing: invalid max_connections value 'x': strconv.Atoi: parsing \"x\": invalid syntax",
+        ),
+        (
+            "https://.:8443 {\n https {\n  max_connections -1\n }\n}",
+            "plugin/https: Corefile:3 - Error during parsing: max_connections must be a non-negative integer: -1",
+        ),
+        (
+            "https://.:8443 {\n https {\n  max_connections 1\n  max_connections 2\n }\n}",
+            "plugin/https: Corefile:4 - Error during parsing: max_connections already defined for this server block",
+        ),
+        (
+            "https://.:8443 {\n https {\n  max_streams 1\n }\n}",
+            "plugin/https: Corefile:3 - Error during parsing: unknown property 'max_streams'",
+        ),
+        // Only the first https line is read.
+        ("https://.:8443 {\n https\n https x\n whoami\n}", "ok"),
+        (
+            "grpc://.:8443 {\n whoami\n}",
+            "cannot serve grpc://:8443 - grpc:// listeners are not supported by ringdns yet",
         ),
         (
             ". {\n multisocket 0\n}",

@@ -14,6 +14,7 @@ pub mod forward;
 pub mod header;
 pub mod health;
 pub mod hosts;
+pub mod https;
 pub mod loadbalance;
 pub mod local;
 pub mod log;
@@ -118,6 +119,7 @@ pub fn setup(
         "shed" => return procctl::shed(d, ctx).map(|()| None),
         "pprof" => return procctl::pprof(d).map(|()| None),
         "tls" => return tls::setup(d, ctx).map(|()| None),
+        "https" => return https::setup(d, ctx).map(|()| None),
         "health" => return health::setup_health(d, ctx).map(|()| None),
         "ready" => return health::setup_ready(d, ctx).map(|()| None),
         "prometheus" => PluginConfig::Prometheus(prometheus::setup(d, ctx)?),

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use corefile::keys::Transport;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
@@ -161,18 +162,28 @@ pub async fn tcp_accept(
         limits.tcp_conns.set(limits.tcp_conns.get() + 1);
         // A `tls://` listener with a *tls* plugin: the configuration of the moment (a
         // reload's new certificate serves the connections accepted after it).
-        let tls = shared
-            .active
-            .load()
-            .find(&label)
-            .and_then(|l| l.tls.clone());
+        let (tls, doh) = {
+            let active = shared.active.load();
+            match active.find(&label) {
+                Some(l) => (
+                    l.tls.clone(),
+                    (l.transport == Transport::Https).then(|| l.conn_limit.clone()),
+                ),
+                None => (None, None),
+            }
+        };
         let shared = Arc::clone(&shared);
         let limits = limits.clone();
         let label = label.clone();
         tokio::task::spawn_local(async move {
             // Counted out however the connection ends (a panic included).
             let _conn = CountGuard(&limits.tcp_conns);
-            tcp_conn(stream, canonical(peer), &label, &shared, tls).await;
+            match doh {
+                Some(limit) => {
+                    super::doh::conn(stream, canonical(peer), label, shared, tls, limit).await;
+                }
+                None => tcp_conn(stream, canonical(peer), &label, &shared, tls).await,
+            }
         });
     }
 }

@@ -25,8 +25,13 @@ pub struct ListenerRt {
     pub timeouts: crate::plugins::timeouts::Timeouts,
     /// Corefile block index of each chain.
     pub blocks: Vec<usize>,
-    /// A `tls://` listener's server TLS configuration (`None`: plain TCP).
+    /// A `tls://` or `https://` listener's server TLS configuration (`None`: plain TCP
+    /// or HTTP).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `https://`: the connection limit shared by every worker (`https { max_connections }`).
+    pub conn_limit: Option<Arc<tokio::sync::Semaphore>>,
+    /// The listener's transport.
+    pub transport: corefile::keys::Transport,
 }
 
 impl ListenerRt {

@@ -7,6 +7,7 @@
 //! reload are kept (never unbound).
 
 pub mod bufpool;
+pub mod doh;
 pub mod engine;
 pub mod epoll;
 pub mod handle;
@@ -103,17 +104,41 @@ impl Active {
                 .unwrap_or_default();
             // CoreDNS's ServerTLS takes the TLS configuration of the group's last
             // config that it visits; no *tls* plugin serves plain TCP.
-            let tls = if l.transport == Transport::Tls {
+            let tls = if l.transport == Transport::Dns {
+                None
+            } else {
                 l.sites
                     .iter()
                     .rev()
                     .find_map(|(_, b)| config.blocks[*b].settings.tls.as_ref())
                     .map(|t| Arc::clone(&t.config))
+            };
+            // DoH: ALPN h2 and http/1.1, at most `https { max_connections }` connections
+            // (the group's first block; default 200, 0 = no limit) over all workers.
+            let (tls, conn_limit) = if l.transport == Transport::Https {
+                let tls = tls.map(|c| {
+                    let mut c = (*c).clone();
+                    c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                    Arc::new(c)
+                });
+                let max = l
+                    .sites
+                    .first()
+                    .and_then(|(_, b)| config.blocks[*b].settings.https_max_connections)
+                    .unwrap_or(crate::plugins::https::DEFAULT_MAX_CONNECTIONS);
+                let limit = (max > 0).then(|| {
+                    Arc::new(tokio::sync::Semaphore::new(
+                        max.min(tokio::sync::Semaphore::MAX_PERMITS),
+                    ))
+                });
+                (tls, limit)
             } else {
-                None
+                (tls, None)
             };
             listeners.push(ListenerRt {
                 tls,
+                conn_limit,
+                transport: l.transport,
                 blocks: local.clone(),
                 label: Arc::from(l.label.as_str()),
                 routes,
@@ -407,17 +432,19 @@ pub struct WorkerHandle {
     /// Wakes the worker to read commands.
     pub wake: Arc<Notify>,
     /// An io_uring worker's companion on tokio's epoll runtime, which serves its `tls://`
-    /// listeners (TLS sessions run on tokio, as forward's DoT upstreams do).
+    /// and `https://` listeners (TLS and HTTP run on tokio, as forward's DoT and DoH
+    /// upstreams do).
     pub side: Option<Box<Self>>,
 }
 
 impl WorkerHandle {
-    /// Hands new sockets to the worker: `tls://` ones to its side worker if it has one.
+    /// Hands new sockets to the worker: `tls://` and `https://` ones to its side worker
+    /// if it has one.
     pub fn add(&self, socks: Vec<WorkerSockets>) {
         let (tls, own): (Vec<_>, Vec<_>) = match &self.side {
             Some(_) => socks
                 .into_iter()
-                .partition(|s| s.transport == Transport::Tls),
+                .partition(|s| s.transport != Transport::Dns),
             None => (Vec::new(), socks),
         };
         for (h, v) in [(Some(self), own), (self.side.as_deref(), tls)] {
@@ -435,7 +462,8 @@ impl WorkerHandle {
 }
 
 /// Starts one io_uring worker thread for `socks`' plain DNS sockets, and its side worker
-/// on epoll for the `tls://` ones (started also without any, for those a reload adds).
+/// on epoll for the `tls://` and `https://` ones (started also without any, for those a
+/// reload adds).
 pub fn spawn_uring_worker(
     id: usize,
     shared: Arc<Shared>,
@@ -443,7 +471,7 @@ pub fn spawn_uring_worker(
 ) -> std::io::Result<WorkerHandle> {
     let (tls, dns): (Vec<_>, Vec<_>) = socks
         .into_iter()
-        .partition(|s| s.transport == Transport::Tls);
+        .partition(|s| s.transport != Transport::Dns);
     let side = spawn_epoll_thread(format!("ringdns-t{id}"), Arc::clone(&shared), tls)?;
     let mut h = uring_worker::spawn(id, shared, dns)?;
     h.side = Some(Box::new(side));
@@ -562,9 +590,10 @@ pub fn banner(cfg: &Config) -> String {
     out
 }
 
-/// The transports ringdns serves: plain DNS (UDP and TCP) and DNS over TLS.
+/// The transports ringdns serves: plain DNS (UDP and TCP), DNS over TLS and DNS over
+/// HTTPS.
 pub fn serves(t: Transport) -> bool {
-    matches!(t, Transport::Dns | Transport::Tls)
+    matches!(t, Transport::Dns | Transport::Tls | Transport::Https)
 }
 
 /// Labels → listeners of a config, for reload diffs.

@@ -199,3 +199,235 @@ fn reload_adds_a_dot_listener() {
         assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
     }
 }
+
+/// `curl` against `url`: (status, headers lowercased, body).
+fn curl(args: &[&str], url: &str) -> (u16, String, Vec<u8>) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-k",
+            "--max-time",
+            "3",
+            "-D",
+            "/dev/stderr",
+            "-o",
+            "-",
+        ])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl");
+    let head = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head, out.stdout)
+}
+
+/// A query for `name` (type A, RD) in wire format, base64url without padding.
+fn b64_query(name: &str) -> (Vec<u8>, String) {
+    let q = query(0x1234, name, 1, 1, None);
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut s = String::new();
+    for chunk in q.chunks(3) {
+        let n = chunk.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            s.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    (q, s)
+}
+
+#[test]
+fn doh_answers_kdig_and_curl() {
+    for be in backends() {
+        let certs = TempDir::new("doh");
+        let (c, k) = cert(&certs, "server", &["dns.example"]);
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!(
+                "https://drop.test:{{port}} {{\n tls {c} {k}\n acl {{\n  drop\n }}\n}}\nhttps://.:{{port}} {{\n tls {c} {k}\n log\n prometheus 127.0.0.1:{mport}\n hosts {{\n  10.0.0.1 h.example\n  ttl 300\n  fallthrough\n }}\n whoami\n}}\n"
+            ),
+            be,
+        );
+        assert!(
+            s.lines().contains(&format!("https://.:{}", s.port)),
+            "{be}: banner {:?}",
+            s.lines()
+        );
+        // kdig over HTTP/2, POST and GET, verifying the certificate.
+        let ca = format!("+tls-ca={c}");
+        for how in ["+https", "+https-get"] {
+            let out = kdig_tls(
+                s.port,
+                &[&ca, "+tls-hostname=dns.example", how],
+                "h.example",
+            );
+            assert!(out.contains("status: 200"), "{be} {how}: {out}");
+            assert!(out.contains("status: NOERROR"), "{be} {how}: {out}");
+            assert_eq!(
+                section(&out, "ANSWER"),
+                ["h.example. 300 IN A 10.0.0.1"],
+                "{be} {how}: {out}"
+            );
+        }
+        let base = format!("https://127.0.0.1:{}", s.port);
+        let (q, b64) = b64_query("h.example.");
+        // curl over HTTP/1.1: the headers CoreDNS writes; max-age is the minimal TTL.
+        let (st, head, body) = curl(&["--http1.1"], &format!("{base}/dns-query?dns={b64}"));
+        assert_eq!(st, 200, "{be}: {head}");
+        assert!(
+            head.contains("content-type: application/dns-message"),
+            "{head}"
+        );
+        assert!(head.contains("cache-control: max-age=300"), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        assert_eq!(
+            &body[..2],
+            &q[..2],
+            "{be}: the reply carries the query's ID"
+        );
+        assert_eq!(body[3] & 0x0f, 0, "{be}: NOERROR");
+        // POST with the message as the body.
+        let qfile = certs.write("q.bin", "");
+        std::fs::write(&qfile, &q).expect("write");
+        let data = format!("@{}", qfile.display());
+        let (st, head, body) = curl(
+            &[
+                "--http1.1",
+                "-H",
+                "content-type: application/dns-message",
+                "--data-binary",
+                &data,
+            ],
+            &format!("{base}/dns-query"),
+        );
+        assert_eq!(st, 200, "{be}: {head}");
+        assert_eq!(&body[..2], &q[..2], "{be}");
+        // CoreDNS's error statuses and texts.
+        let (st, head, body) = curl(&[], &format!("{base}/resolve?dns={b64}"));
+        assert_eq!((st, body.as_slice()), (404, &b"\n"[..]), "{be}: {head}");
+        assert!(
+            head.contains("content-type: text/plain; charset=utf-8"),
+            "{head}"
+        );
+        assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+        let bad_requests = [
+            (vec!["-X", "PUT"], format!("{base}/dns-query?dns={b64}")),
+            (vec![], format!("{base}/dns-query")),
+            (vec![], format!("{base}/dns-query?dns={b64}&dns={b64}")),
+            (vec![], format!("{base}/dns-query?dns={b64}=")),
+            (vec![], format!("{base}/dns-query?dns=AAAA")),
+        ];
+        for (args, url) in &bad_requests {
+            let (st, head, body) = curl(args, url);
+            assert_eq!(
+                (st, body.as_slice()),
+                (400, &b"invalid request\n"[..]),
+                "{be} {url}: {head}"
+            );
+        }
+        // A response (QR set) is refused, as miekg's accept filter refuses it.
+        let mut resp = q.clone();
+        resp[2] |= 0x80;
+        std::fs::write(&qfile, &resp).expect("write");
+        let (st, _, _) = curl(&["--data-binary", &data], &format!("{base}/dns-query"));
+        assert_eq!(st, 400, "{be}");
+        // No reply from the chain (acl drop): 500.
+        let (_, dropped) = b64_query("x.drop.test.");
+        let (st, head, body) = curl(&[], &format!("{base}/dns-query?dns={dropped}"));
+        assert_eq!(
+            (st, body.as_slice()),
+            (500, &b"No response\n"[..]),
+            "{be}: {head}"
+        );
+        // The log says tcp; the responses are counted per status.
+        s.wait_line(|l| l.contains("\"A IN h.example. tcp "))
+            .expect("log line");
+        let (_, _, metrics) = http(mport, "GET", "/metrics").expect("metrics");
+        for (status, n) in [(200, 4), (400, 6), (404, 1), (500, 1)] {
+            let want = format!(
+                "coredns_dns_https_responses_total{{server=\"https://:{}\",status=\"{status}\"}} {n}",
+                s.port
+            );
+            assert!(metrics.contains(&want), "{be}: {want} not in\n{metrics}");
+        }
+    }
+}
+
+#[test]
+fn doh_without_tls_is_plain_http1_and_limits_connections() {
+    for be in backends() {
+        let s = TestServer::start(
+            "https://.:{port} {\n https {\n  max_connections 1\n }\n whoami\n}\n",
+            be,
+        );
+        let base = format!("http://127.0.0.1:{}", s.port);
+        let (_, b64) = b64_query("example.org.");
+        let url = format!("{base}/dns-query?dns={b64}");
+        let (st, head, _) = curl(&[], &url);
+        assert_eq!(st, 200, "{be}: {head}");
+        // No cleartext HTTP/2, as Go's server.
+        let (st, _, _) = curl(&["--http2-prior-knowledge"], &url);
+        assert_ne!(st, 200, "{be}");
+        // One connection held open: the next waits unserved until it closes.
+        let held = std::net::TcpStream::connect(s.addr()).expect("connect");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let (st, _, _) = curl(&["--max-time", "1"], &url);
+        assert_eq!(st, 0, "{be}: served beyond max_connections");
+        drop(held);
+        let (st, head, _) = curl(&[], &url);
+        assert_eq!(st, 200, "{be}: {head}");
+    }
+}
+
+#[test]
+fn doh_connections_follow_the_read_and_idle_timeouts() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    for be in backends() {
+        let s = TestServer::start(
+            "https://.:{port} {\n timeouts {\n  read 1s\n  idle 2s\n }\n whoami\n}\n",
+            be,
+        );
+        // Closed at EOF within `limit`: (closed, seconds waited).
+        let closed_within = |c: &mut std::net::TcpStream, limit: Duration| {
+            c.set_read_timeout(Some(limit)).expect("timeout");
+            let t = Instant::now();
+            let mut buf = [0u8; 4096];
+            loop {
+                match c.read(&mut buf) {
+                    Ok(0) => return (true, t.elapsed()),
+                    Ok(_) => continue,
+                    Err(_) => return (false, t.elapsed()),
+                }
+            }
+        };
+        // No request at all: closed after the read timeout.
+        let mut c = std::net::TcpStream::connect(s.addr()).expect("connect");
+        let (closed, after) = closed_within(&mut c, Duration::from_secs(4));
+        assert!(
+            closed && after >= Duration::from_millis(800),
+            "{be}: {after:?}"
+        );
+        // One request, then nothing: closed after the idle timeout, not before.
+        let (_, b64) = b64_query("example.org.");
+        let mut c = std::net::TcpStream::connect(s.addr()).expect("connect");
+        write!(c, "GET /dns-query?dns={b64} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        let mut first = [0u8; 12];
+        c.read_exact(&mut first).expect("response");
+        assert_eq!(&first, b"HTTP/1.1 200", "{be}");
+        let (closed, after) = closed_within(&mut c, Duration::from_secs(5));
+        assert!(closed, "{be}: still open after {after:?}");
+        assert!(
+            after >= Duration::from_millis(1500),
+            "{be}: closed after {after:?}"
+        );
+    }
+}

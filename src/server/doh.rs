@@ -1,0 +1,517 @@
+//! `https://` listeners: DNS over HTTPS (RFC 8484) as CoreDNS 1.14.7's `ServerHTTPS`
+//! serves it, on hyper over tokio (the epoll worker, or an io_uring worker's side
+//! worker).
+//!
+//! * HTTP/2 or HTTP/1.1 as the TLS session's ALPN says (`h2`, `http/1.1`); without a
+//!   *tls* plugin, plain HTTP/1.1 (Go's server offers no cleartext HTTP/2).
+//! * Only the path `/dns-query` (else 404); `GET ?dns=` (base64url without padding)
+//!   or `POST` with the message as the body (at most 65,536 octets); anything else, or
+//!   a message miekg's accept filter or unpacking refuses, is 400 `invalid request`.
+//! * The query runs through the listener's chain as a TCP query; no reply is 500
+//!   `No response`; a reply is 200 with `application/dns-message` and
+//!   `Cache-Control: max-age=` the reply's minimal TTL (`dnsutil.MinimalTTL`).
+//! * Every response is counted in `coredns_dns_https_responses_total{server,status}`.
+//! * At most `https { max_connections }` connections are served at once per listener
+//!   (default 200); the rest wait, as behind Go's `LimitListener`.
+//! * Go's server timeouts: the TLS handshake and the first request within the read
+//!   timeout, a request's body too; a connection with no request in progress is closed
+//!   after the idle timeout.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+
+use super::handle::{Meta, Outcome, handle, resume, scrub_more};
+use super::{Shared, canonical};
+use crate::chain::Proto;
+use crate::wire::request::{Verdict, parse_query};
+
+/// CoreDNS's `doh.Path`.
+pub const PATH: &str = "/dns-query";
+/// CoreDNS's `maxDNSQuerySize`: the POST body limit.
+const MAX_QUERY: usize = 65_536;
+/// CoreDNS's `maxBase64Len`: the longest `dns` parameter.
+const MAX_BASE64: usize = (MAX_QUERY * 8).div_ceil(6);
+
+/// `coredns_dns_https_responses_total`: (server, status) → count. DoH is not a hot path.
+static RESPONSES: Mutex<BTreeMap<(String, u16), u64>> = Mutex::new(BTreeMap::new());
+
+fn count(server: &str, status: u16) {
+    *RESPONSES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry((server.to_owned(), status))
+        .or_default() += 1;
+    crate::metrics::contribute(families);
+}
+
+/// Adds `coredns_dns_https_responses_total` (a `metrics::contribute` callback).
+fn families(f: &mut crate::metrics::Families) {
+    let m = RESPONSES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for ((server, status), n) in &m {
+        let status = status.to_string();
+        crate::metrics::add(
+            f,
+            "coredns_dns_https_responses_total",
+            "Counter of DoH responses per server and http status code.",
+            "counter",
+            "",
+            &[("server", server), ("status", &status)],
+            *n as f64,
+        );
+    }
+}
+
+/// What a connection's requests share.
+struct ConnCtx {
+    label: Arc<str>,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    read_timeout: Duration,
+    /// Requests in progress, and when the last one ended (the idle clock).
+    active: Cell<usize>,
+    last: Cell<Instant>,
+    /// Whether a request has started: until then the connection waits the read timeout
+    /// (Go's deadline for the first request), after that the idle timeout.
+    served: Cell<bool>,
+}
+
+/// A request in progress on a connection; its end restarts the idle clock.
+struct Active<'a>(&'a ConnCtx);
+
+impl<'a> Active<'a> {
+    fn new(c: &'a ConnCtx) -> Self {
+        c.active.set(c.active.get() + 1);
+        c.served.set(true);
+        Self(c)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get().saturating_sub(1));
+        self.0.last.set(Instant::now());
+    }
+}
+
+/// Runs hyper's HTTP/2 streams on the worker's own thread (the chain is not `Send`).
+#[derive(Clone, Copy)]
+struct LocalExec;
+
+impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExec {
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+/// Serves one accepted connection of an `https://` listener.
+pub async fn conn(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    label: Arc<str>,
+    shared: Arc<Shared>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limit: Option<Arc<tokio::sync::Semaphore>>,
+) {
+    // Beyond the limit the connection waits unserved, as in Go's listener backlog.
+    let _permit = match limit {
+        Some(sem) => tokio::select! {
+            p = sem.acquire_owned() => match p {
+                Ok(p) => Some(p),
+                Err(_) => return,
+            },
+            () = shared.stopping() => return,
+        },
+        None => None,
+    };
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().map(canonical).unwrap_or(peer);
+    let timeouts = {
+        let active = shared.active.load();
+        active.find(&label).map(|l| l.timeouts).unwrap_or_default()
+    };
+    let ctx = Rc::new(ConnCtx {
+        label,
+        shared: Arc::clone(&shared),
+        peer,
+        local,
+        read_timeout: timeouts.read,
+        active: Cell::new(0),
+        last: Cell::new(Instant::now()),
+        served: Cell::new(false),
+    });
+    let Some(cfg) = tls else {
+        serve(TokioIo::new(stream), false, ctx, timeouts.idle).await;
+        return;
+    };
+    let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(stream);
+    let session = tokio::select! {
+        r = tokio::time::timeout(timeouts.read, accept) => match r {
+            Ok(Ok(s)) => s,
+            _ => return,
+        },
+        () = shared.stopping() => return,
+    };
+    let h2 = session.get_ref().1.alpn_protocol() == Some(b"h2");
+    ctx.last.set(Instant::now());
+    serve(TokioIo::new(session), h2, ctx, timeouts.idle).await;
+}
+
+/// Runs HTTP/1.1 or HTTP/2 on `io` until the client leaves, the connection idles past
+/// `idle`, or shutdown.
+async fn serve<I>(io: I, h2: bool, ctx: Rc<ConnCtx>, idle: Duration)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+{
+    let c = Rc::clone(&ctx);
+    let svc = hyper::service::service_fn(move |req| {
+        let c = Rc::clone(&c);
+        async move {
+            // Counted out however the request ends (an HTTP/2 stream the client resets
+            // drops this future).
+            let _active = Active::new(&c);
+            Ok::<_, Infallible>(respond(req, &c).await)
+        }
+    });
+    let shared = Arc::clone(&ctx.shared);
+    if h2 {
+        let conn = hyper::server::conn::http2::Builder::new(LocalExec)
+            .timer(TokioTimer::new())
+            .serve_connection(io, svc);
+        drive(conn, &ctx, &shared, idle, |c| c.graceful_shutdown()).await;
+    } else {
+        // No header read timeout of hyper's: it runs from the end of one response, where
+        // Go waits the idle timeout for the next request (`drive`).
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .serve_connection(io, svc);
+        drive(conn, &ctx, &shared, idle, |c| c.graceful_shutdown()).await;
+    }
+}
+
+/// Polls a hyper connection, shutting it down gracefully when it has had no request in
+/// progress for `idle` (for the read timeout before its first request), or on shutdown;
+/// a connection that then lingers is dropped after another `idle`.
+async fn drive<C, E>(
+    conn: C,
+    ctx: &ConnCtx,
+    shared: &Shared,
+    idle: Duration,
+    shutdown: impl Fn(std::pin::Pin<&mut C>),
+) where
+    C: std::future::Future<Output = Result<(), E>>,
+{
+    tokio::pin!(conn);
+    let mut closing: Option<Instant> = None;
+    let wait = || {
+        if ctx.served.get() {
+            idle
+        } else {
+            ctx.read_timeout
+        }
+    };
+    loop {
+        let wake = match closing {
+            Some(t) => t + idle,
+            None => ctx.last.get() + wait(),
+        };
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            () = tokio::time::sleep_until(wake.into()) => {
+                if closing.is_some() {
+                    return;
+                }
+                // Read now: a request may have come and gone while this timer ran.
+                if ctx.active.get() == 0 && ctx.last.get() + wait() <= Instant::now() {
+                    shutdown(conn.as_mut());
+                    closing = Some(Instant::now());
+                }
+            }
+            () = shared.stopping(), if closing.is_none() => {
+                shutdown(conn.as_mut());
+                closing = Some(Instant::now());
+            }
+        }
+    }
+}
+
+/// Go's `http.Error`: a text body with a newline, `nosniff`.
+fn http_error(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{msg}\n"))));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        hyper::header::X_CONTENT_TYPE_OPTIONS,
+        hyper::header::HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+async fn respond(req: Request<Incoming>, c: &ConnCtx) -> Response<Full<Bytes>> {
+    if unescape(req.uri().path(), false).as_deref() != Some(PATH.as_bytes()) {
+        count(&c.label, 404);
+        return http_error(StatusCode::NOT_FOUND, "");
+    }
+    let Some(msg) = request_message(req, c.read_timeout).await else {
+        count(&c.label, 400);
+        return http_error(StatusCode::BAD_REQUEST, "invalid request");
+    };
+    match answer(&msg, c).await {
+        Some(reply) => {
+            count(&c.label, 200);
+            ok(reply)
+        }
+        None => {
+            count(&c.label, 500);
+            http_error(StatusCode::INTERNAL_SERVER_ERROR, "No response")
+        }
+    }
+}
+
+/// The DNS message of a request (`doh.RequestToMsgWire`), if miekg would accept and
+/// unpack it (`dnsutil.UnpackRequest`).
+async fn request_message(req: Request<Incoming>, read_timeout: Duration) -> Option<Vec<u8>> {
+    let msg = match *req.method() {
+        Method::GET => {
+            let values = query_values(req.uri().query().unwrap_or(""), "dns");
+            let [b64] = values.as_slice() else {
+                return None;
+            };
+            if b64.len() > MAX_BASE64 {
+                return None;
+            }
+            base64url_decode(b64)?
+        }
+        Method::POST => {
+            let body = Limited::new(req.into_body(), MAX_QUERY);
+            let collected = tokio::time::timeout(read_timeout, body.collect())
+                .await
+                .ok()?
+                .ok()?;
+            collected.to_bytes().to_vec()
+        }
+        _ => return None,
+    };
+    match parse_query(&msg) {
+        // A bare header unpacks to a message without a question: the server answers it.
+        Verdict::Query(_) => Some(msg),
+        Verdict::Reject(r) if r.rcode == 2 => Some(msg),
+        _ => None,
+    }
+}
+
+/// Runs `msg` through the listener's chain as a TCP query: the reply, if any (of a
+/// multi-message reply, the last, as CoreDNS's DoH writer keeps only that one).
+async fn answer(msg: &[u8], c: &ConnCtx) -> Option<Vec<u8>> {
+    let meta = Meta {
+        proto: Proto::Tcp,
+        peer: c.peer,
+        local: c.local,
+        now: Instant::now(),
+    };
+    let mut resp = Vec::with_capacity(512);
+    let mut scratch = Vec::new();
+    let parked = {
+        let active = c.shared.active.load();
+        let l = active.find(&c.label)?;
+        match handle(l, msg, meta, &mut resp, &mut scratch) {
+            Outcome::Reply => return Some(resp),
+            Outcome::Drop => return None,
+            Outcome::Stream(more) => {
+                let Some(mut last) = more.into_iter().last() else {
+                    return Some(resp);
+                };
+                scrub_more(msg, &mut last);
+                return Some(last);
+            }
+            Outcome::Parked { block, at, st } => {
+                (Arc::clone(&l.chains[block]), Arc::clone(&l.label), at, st)
+            }
+        }
+    };
+    let (chain, server, at, st) = parked;
+    match resume(&server, &chain, msg, &meta, at, st, &mut resp, &mut scratch).await {
+        Outcome::Reply => Some(resp),
+        _ => None,
+    }
+}
+
+/// A 200 with the reply and CoreDNS's headers.
+fn ok(reply: Vec<u8>) -> Response<Full<Bytes>> {
+    let age = max_age(&reply);
+    let len = reply.len();
+    let mut r = Response::new(Full::new(Bytes::from(reply)));
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/dns-message"),
+    );
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("max-age={age}")) {
+        h.insert(hyper::header::CACHE_CONTROL, v);
+    }
+    h.insert(
+        hyper::header::CONTENT_LENGTH,
+        hyper::header::HeaderValue::from(len),
+    );
+    r
+}
+
+/// `uint32(dnsutil.MinimalTTLWithMaximum(reply, response.Typify(reply), 1h).Seconds())`.
+fn max_age(reply: &[u8]) -> u32 {
+    const SEC: i64 = 1_000_000_000;
+    let Some(idx) = crate::wire::index::MsgIndex::parse(reply) else {
+        return 5;
+    };
+    let t = crate::plugins::log::typify(reply, &idx);
+    let ns = crate::plugins::cache::classify::minimal_ttl(&idx, t, 3600 * SEC);
+    u32::try_from(ns / SEC).unwrap_or(0)
+}
+
+/// The values of `key` in a raw query string, as Go's `url.ParseQuery` reads them:
+/// `&`-separated pairs, a pair holding `;` skipped, keys and values unescaped (`+` is a
+/// space), pairs that fail to unescape skipped.
+pub fn query_values(raw: &str, key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for pair in raw.split('&') {
+        if pair.is_empty() || pair.contains(';') {
+            continue;
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (Some(k), Some(v)) = (unescape(k, true), unescape(v, true)) else {
+            continue;
+        };
+        if k == key.as_bytes() {
+            out.push(String::from_utf8_lossy(&v).into_owned());
+        }
+    }
+    out
+}
+
+/// Go's `url.QueryUnescape` (`plus`) or path unescaping: `%XX` sequences decoded;
+/// `None` for a malformed escape.
+fn unescape(s: &str, plus: bool) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let h = |c: u8| (c as char).to_digit(16);
+                let hi = h(*b.get(i + 1)?)?;
+                let lo = h(*b.get(i + 2)?)?;
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            b'+' if plus => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Go's `base64.RawURLEncoding.DecodeString`: the URL alphabet without padding (a `=`
+/// is an error), CR and LF ignored, non-zero trailing bits accepted.
+pub fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    let mut n = 0usize;
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            b'\r' | b'\n' => continue,
+            _ => return None,
+        };
+        n += 1;
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    // One character alone cannot make an octet.
+    if n % 4 == 1 {
+        return None;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64url_as_go() {
+        assert_eq!(base64url_decode("").as_deref(), Some(&b""[..]));
+        assert_eq!(base64url_decode("AAE").as_deref(), Some(&[0u8, 1][..]));
+        assert_eq!(base64url_decode("-_8").as_deref(), Some(&[0xfb, 0xff][..]));
+        assert_eq!(base64url_decode("AA\r\nE").as_deref(), Some(&[0u8, 1][..]));
+        // Padding, the standard alphabet and a lone sextet are errors.
+        assert_eq!(base64url_decode("AAE="), None);
+        assert_eq!(base64url_decode("+/8"), None);
+        assert_eq!(base64url_decode("AAAAA"), None);
+        // Non-strict: trailing bits need not be zero.
+        assert_eq!(base64url_decode("AAF").as_deref(), Some(&[0u8, 1][..]));
+    }
+
+    #[test]
+    fn query_values_as_go() {
+        assert_eq!(query_values("dns=AAE", "dns"), ["AAE"]);
+        assert_eq!(query_values("a=1&dns=A%41E&b", "dns"), ["AAE"]);
+        assert_eq!(query_values("dns=a&dns=b", "dns"), ["a", "b"]);
+        assert_eq!(query_values("dns=a+b", "dns"), ["a b"]);
+        assert_eq!(query_values("d%6Es=x", "dns"), ["x"]);
+        // A pair with a semicolon or a bad escape is skipped.
+        assert!(query_values("dns=a;b", "dns").is_empty());
+        assert!(query_values("dns=%zz", "dns").is_empty());
+        assert_eq!(query_values("dns", "dns"), [""]);
+    }
+
+    #[test]
+    fn max_age_is_the_minimal_ttl() {
+        // NOERROR with an answer of TTL 300 and an OPT (ignored).
+        let mut m = vec![0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1];
+        m.extend_from_slice(b"\x07example\x03org\x00\x00\x01\x00\x01");
+        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 127, 0, 0, 1]);
+        m.extend_from_slice(&[0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(max_age(&m), 300);
+        // SERVFAIL: 5 s.
+        m[3] = 0x82;
+        assert_eq!(max_age(&m), 5);
+        // No records but the OPT: 5 s.
+        let mut e = vec![0, 1, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 1];
+        e.extend_from_slice(b"\x07example\x03org\x00\x00\x01\x00\x01");
+        e.extend_from_slice(&[0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(max_age(&e), 5);
+    }
+}
