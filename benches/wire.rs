@@ -27,6 +27,7 @@ fn wire(c: &mut Criterion) {
         tls: None,
         conn_limit: None,
         transport: corefile::keys::Transport::Dns,
+        quic: None,
         label: "dns://:53".into(),
         blocks: vec![0],
         routes,

@@ -72,6 +72,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "cancel",
     "timeouts",
     "https",
+    "quic",
     "nsid",
     "bufsize",
     "bind",

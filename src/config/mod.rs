@@ -224,6 +224,10 @@ pub struct BlockSettings {
     pub tls: Option<plugins::tls::TlsServer>,
     /// `https`: `max_connections` of the block's `https://` listeners.
     pub https_max_connections: Option<usize>,
+    /// `quic { max_streams }` of the block's `quic://` listeners.
+    pub quic_max_streams: Option<usize>,
+    /// `quic { worker_pool_size }`.
+    pub quic_worker_pool: Option<usize>,
 }
 
 /// One server block, set up.
@@ -389,18 +393,27 @@ pub fn build(input: Input, dns_port: &str) -> Result<Config, Diagnostic> {
         }
     }
     let listeners = group(&blocks)?;
-    // QUIC, gRPC and HTTP/3 transports are not served yet: say so instead of
-    // silently not listening.
-    if let Some(l) = listeners.iter().find(|l| {
-        !matches!(
-            l.transport,
-            Transport::Dns | Transport::Tls | Transport::Https
-        )
-    }) {
+    // gRPC and HTTP/3 transports are not served yet: say so instead of silently not
+    // listening.
+    if let Some(l) = listeners
+        .iter()
+        .find(|l| !crate::server::serves(l.transport))
+    {
         return Err(Diagnostic::plain(format!(
             "cannot serve {} - {}:// listeners are not supported by ringdns yet",
             l.label, l.transport
         )));
+    }
+    // quic-go refuses to listen without TLS settings (when CoreDNS starts its servers,
+    // after every setup).
+    if listeners.iter().any(|l| {
+        l.transport == Transport::Quic
+            && !l
+                .sites
+                .iter()
+                .any(|(_, b)| blocks[*b].settings.tls.is_some())
+    }) {
+        return Err(Diagnostic::plain("quic: tls.Config not set"));
     }
     let reload = blocks.iter().rev().find_map(|b| b.settings.reload);
     Ok(Config {

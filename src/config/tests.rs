@@ -147,9 +147,30 @@ fn error_table() {
         ),
         (". {\n any\n whoami\n}", "ok"),
         ("tls://.:8853 {\n whoami\n}", "ok"),
+        ("quic://.:8853 {\n whoami\n}", "quic: tls.Config not set"),
         (
-            "quic://.:8853 {\n whoami\n}",
-            "cannot serve quic://:8853 - quic:// listeners are not supported by ringdns yet",
+            "quic://.:8853 {\n quic x\n whoami\n}",
+            "plugin/quic: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'x'",
+        ),
+        (
+            "quic://.:8853 {\n quic {\n  max_streams 0\n }\n}",
+            "plugin/quic: Corefile:3 - Error during parsing: max_streams must be a positive integer: 0",
+        ),
+        (
+            "quic://.:8853 {\n quic {\n  worker_pool_size x\n }\n}",
+            "plugin/quic: Corefile:3 - Error during parsing: invalid worker_pool_size value 'x': strconv.Atoi: parsing \"x\": invalid syntax",
+        ),
+        (
+            "quic://.:8853 {\n quic {\n  worker_pool_size 2\n  worker_pool_size 3\n }\n}",
+            "plugin/quic: Corefile:4 - Error during parsing: worker_pool_size already defined for this server block",
+        ),
+        (
+            "quic://.:8853 {\n quic {\n  max_connections 2\n }\n}",
+            "plugin/quic: Corefile:3 - Error during parsing: unknown property 'max_connections'",
+        ),
+        (
+            "https3://.:8853 {\n whoami\n}",
+            "cannot serve https3://:8853 - https3:// listeners are not supported by ringdns yet",
         ),
         ("https://.:8443 {\n whoami\n}", "ok"),
         (

@@ -120,6 +120,7 @@ pub fn setup(
         "pprof" => return procctl::pprof(d).map(|()| None),
         "tls" => return tls::setup(d, ctx).map(|()| None),
         "https" => return https::setup(d, ctx).map(|()| None),
+        "quic" => return https::setup_quic(d, ctx).map(|()| None),
         "health" => return health::setup_health(d, ctx).map(|()| None),
         "ready" => return health::setup_ready(d, ctx).map(|()| None),
         "prometheus" => PluginConfig::Prometheus(prometheus::setup(d, ctx)?),

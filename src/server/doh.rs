@@ -275,7 +275,14 @@ async fn respond(req: Request<Incoming>, c: &ConnCtx) -> Response<Full<Bytes>> {
         count(&c.label, 400);
         return http_error(StatusCode::BAD_REQUEST, "invalid request");
     };
-    match answer(&msg, c).await {
+    // A TCP query to the chain: CoreDNS's DoH writer has a TCP remote address.
+    let meta = Meta {
+        proto: Proto::Tcp,
+        peer: c.peer,
+        local: c.local,
+        now: Instant::now(),
+    };
+    match answer(&msg, &c.label, &c.shared, meta, Multi::Last).await {
         Some(reply) => {
             count(&c.label, 200);
             ok(reply)
@@ -319,25 +326,36 @@ async fn request_message(req: Request<Incoming>, read_timeout: Duration) -> Opti
     }
 }
 
-/// Runs `msg` through the listener's chain as a TCP query: the reply, if any (of a
-/// multi-message reply, the last, as CoreDNS's DoH writer keeps only that one).
-async fn answer(msg: &[u8], c: &ConnCtx) -> Option<Vec<u8>> {
-    let meta = Meta {
-        proto: Proto::Tcp,
-        peer: c.peer,
-        local: c.local,
-        now: Instant::now(),
-    };
+/// Which message of a multi-message reply (a zone transfer) a transport sends.
+pub(super) enum Multi {
+    /// DoQ: the writer finishes the stream after the first.
+    First,
+    /// DoH: the writer keeps only the last.
+    Last,
+}
+
+/// Runs `msg` through the listener `label`'s chain: the reply, if any.
+pub(super) async fn answer(
+    msg: &[u8],
+    label: &Arc<str>,
+    shared: &Arc<Shared>,
+    meta: Meta,
+    multi: Multi,
+) -> Option<Vec<u8>> {
     let mut resp = Vec::with_capacity(512);
     let mut scratch = Vec::new();
     let parked = {
-        let active = c.shared.active.load();
-        let l = active.find(&c.label)?;
+        let active = shared.active.load();
+        let l = active.find(label)?;
         match handle(l, msg, meta, &mut resp, &mut scratch) {
             Outcome::Reply => return Some(resp),
             Outcome::Drop => return None,
             Outcome::Stream(more) => {
-                let Some(mut last) = more.into_iter().last() else {
+                let Some(mut last) = more
+                    .into_iter()
+                    .last()
+                    .filter(|_| matches!(multi, Multi::Last))
+                else {
                     return Some(resp);
                 };
                 scrub_more(msg, &mut last);

@@ -81,6 +81,8 @@ pub async fn udp_loop(
         let Some(l) = active.find(&label) else { break };
         batch.process(|data, peer, _trunc, resp| {
             let peer = canonical(peer);
+            // miekg's read size (parked queries keep this cut too).
+            let data = crate::wire::udp_read(data);
             let meta = Meta {
                 proto: Proto::Udp,
                 peer,

@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::route::{Route, Routes};
 use super::scrub;
 use crate::chain::{Chain, Ctx, Proto, Status, client_write};
-use crate::wire::{Request, UDP_READ_LIMIT, Verdict, bare_reply, parse_query};
+use crate::wire::{Request, Verdict, bare_reply, parse_query};
 
 /// A listener's runtime view of its blocks.
 pub struct ListenerRt {
@@ -32,6 +32,8 @@ pub struct ListenerRt {
     pub conn_limit: Option<Arc<tokio::sync::Semaphore>>,
     /// The listener's transport.
     pub transport: corefile::keys::Transport,
+    /// `quic://`: the QUIC settings and the stream worker pool.
+    pub quic: Option<super::doq::Config>,
 }
 
 impl ListenerRt {
@@ -105,11 +107,6 @@ pub fn handle(
     resp: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
 ) -> Outcome {
-    let data = if m.proto == Proto::Udp && data.len() > UDP_READ_LIMIT {
-        &data[..UDP_READ_LIMIT]
-    } else {
-        data
-    };
     let req = match parse_query(data) {
         Verdict::Query(r) => r,
         Verdict::Ignore => return Outcome::Drop,

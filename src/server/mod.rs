@@ -8,6 +8,7 @@
 
 pub mod bufpool;
 pub mod doh;
+pub mod doq;
 pub mod engine;
 pub mod epoll;
 pub mod handle;
@@ -104,6 +105,7 @@ impl Active {
                 .unwrap_or_default();
             // CoreDNS's ServerTLS takes the TLS configuration of the group's last
             // config that it visits; no *tls* plugin serves plain TCP.
+            let mut quic = None;
             let tls = if l.transport == Transport::Dns {
                 None
             } else {
@@ -132,12 +134,31 @@ impl Active {
                     ))
                 });
                 (tls, limit)
+            } else if l.transport == Transport::Quic {
+                // quic-go refuses to listen without TLS settings.
+                let Some(tls) = tls else {
+                    return Err("quic: tls.Config not set".to_owned());
+                };
+                let first = l.sites.first().map(|(_, b)| &config.blocks[*b].settings);
+                let streams = first
+                    .and_then(|s| s.quic_max_streams)
+                    .unwrap_or(crate::plugins::https::DEFAULT_QUIC_STREAMS);
+                let workers = first
+                    .and_then(|s| s.quic_worker_pool)
+                    .unwrap_or(crate::plugins::https::DEFAULT_QUIC_WORKERS);
+                let idle = first.map(|s| s.timeouts.idle).unwrap_or_default();
+                quic = Some(doq::Config::new(&tls, streams, workers, idle)?);
+                let limit = Arc::new(tokio::sync::Semaphore::new(
+                    crate::plugins::https::DEFAULT_QUIC_CONNECTIONS,
+                ));
+                (Some(tls), Some(limit))
             } else {
                 (tls, None)
             };
             listeners.push(ListenerRt {
                 tls,
                 conn_limit,
+                quic,
                 transport: l.transport,
                 blocks: local.clone(),
                 label: Arc::from(l.label.as_str()),
@@ -250,8 +271,8 @@ pub struct WorkerSockets {
     pub label: String,
     /// UDP socket (none for a `tls://` listener).
     pub udp: Option<std::net::UdpSocket>,
-    /// TCP listener.
-    pub tcp: std::net::TcpListener,
+    /// TCP listener (none for a `quic://` listener).
+    pub tcp: Option<std::net::TcpListener>,
     /// The local address to report for UDP (`{local}`): the bound address, `[::]`
     /// for a wildcard listener as CoreDNS (which binds one dual-stack socket) logs it.
     pub udp_local: SocketAddr,
@@ -287,13 +308,13 @@ fn listen_err(net: &str, host: &str, port: u16, e: &std::io::Error) -> String {
 
 /// Binds one UDP socket (when `udp`) and one TCP listener on `addr` (both SO_REUSEPORT).
 /// An ephemeral port: TCP takes the port UDP got.
-type SocketPair = (Option<std::net::UdpSocket>, std::net::TcpListener);
+type SocketPair = (Option<std::net::UdpSocket>, Option<std::net::TcpListener>);
 
 fn bind_one(
     addr: SocketAddr,
     v6only: bool,
     host: &str,
-    udp: bool,
+    (udp, with_tcp): (bool, bool),
 ) -> std::io::Result<Result<SocketPair, String>> {
     let port = addr.port();
     let udp = if udp {
@@ -308,6 +329,9 @@ fn bind_one(
         .and_then(|u| u.local_addr().ok())
         .and_then(|a| a.as_socket())
         .map_or(port, |a| a.port());
+    if !with_tcp {
+        return Ok(Ok((udp.map(Into::into), None)));
+    }
     let taddr = SocketAddr::new(addr.ip(), actual);
     let tcp = (|| {
         let t = new_socket(taddr, v6only, Type::STREAM, Protocol::TCP)?;
@@ -316,7 +340,7 @@ fn bind_one(
         Ok::<_, std::io::Error>(t)
     })();
     Ok(match tcp {
-        Ok(t) => Ok((udp.map(Into::into), t.into())),
+        Ok(t) => Ok((udp.map(Into::into), Some(t.into()))),
         Err(e) => Err(listen_err("tcp", host, actual, &e)),
     })
 }
@@ -325,7 +349,11 @@ fn bind_one(
 fn bound_port(s: &WorkerSockets) -> Option<u16> {
     match &s.udp {
         Some(u) => u.local_addr().ok().map(|a| a.port()),
-        None => s.tcp.local_addr().ok().map(|a| a.port()),
+        None => s
+            .tcp
+            .as_ref()
+            .and_then(|t| t.local_addr().ok())
+            .map(|a| a.port()),
     }
 }
 
@@ -339,20 +367,23 @@ pub fn bind_sockets(
     label: &str,
     transport: Transport,
 ) -> Result<Vec<WorkerSockets>, String> {
-    // DNS over TLS listens on TCP only.
-    let with_udp = transport == Transport::Dns;
+    // DNS over TLS and HTTPS listen on TCP only, DNS over QUIC on UDP only.
+    let with_udp = matches!(transport, Transport::Dns | Transport::Quic);
+    let kinds = (with_udp, transport != Transport::Quic);
     let first_net = if with_udp { "udp" } else { "tcp" };
-    let set = |udp: Option<std::net::UdpSocket>, tcp, udp_local| WorkerSockets {
-        label: label.to_owned(),
-        udp,
-        tcp,
-        udp_local,
-        transport,
+    let set = |udp: Option<std::net::UdpSocket>, tcp: Option<std::net::TcpListener>, udp_local| {
+        WorkerSockets {
+            label: label.to_owned(),
+            udp,
+            tcp,
+            udp_local,
+            transport,
+        }
     };
     let mut out = Vec::new();
     if host.is_empty() {
         let v4 = SocketAddr::from(([0, 0, 0, 0], port));
-        let (udp, tcp) = bind_one(v4, false, host, with_udp)
+        let (udp, tcp) = bind_one(v4, false, host, kinds)
             .map_err(|e| listen_err(first_net, host, port, &e))??;
         let first = set(udp, tcp, SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)));
         let actual = bound_port(&first).unwrap_or(port);
@@ -362,7 +393,7 @@ pub fn bind_sockets(
             ..first
         });
         let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, actual));
-        match bind_one(v6, true, host, with_udp) {
+        match bind_one(v6, true, host, kinds) {
             Ok(Ok((udp, tcp))) => out.push(set(udp, tcp, report)),
             Ok(Err(e)) => return Err(e),
             // No IPv6 on this host: IPv4 only.
@@ -378,12 +409,14 @@ pub fn bind_sockets(
         .parse()
         .map_err(|_| format!("listen: invalid address {host}"))?;
     let addr = SocketAddr::from((ip, port));
-    let (udp, tcp) = bind_one(addr, true, host, with_udp)
-        .map_err(|e| listen_err(first_net, host, port, &e))??;
-    let local = udp
-        .as_ref()
-        .map_or_else(|| tcp.local_addr(), std::net::UdpSocket::local_addr)
-        .map_or(addr, canonical);
+    let (udp, tcp) =
+        bind_one(addr, true, host, kinds).map_err(|e| listen_err(first_net, host, port, &e))??;
+    let local = match (&udp, &tcp) {
+        (Some(u), _) => u.local_addr(),
+        (None, Some(t)) => t.local_addr(),
+        (None, None) => Ok(addr),
+    }
+    .map_or(addr, canonical);
     out.push(set(udp, tcp, local));
     Ok(out)
 }
@@ -517,22 +550,34 @@ fn spawn_epoll_thread(
             let start = |s: WorkerSockets| {
                 let label: Arc<str> = Arc::from(s.label.as_str());
                 let udp_local = s.udp_local;
-                if let Some(Ok(u)) = s.udp.map(tokio::net::UdpSocket::from_std) {
-                    tokio::task::spawn_local(epoll::udp_loop(
-                        u,
-                        udp_local,
-                        label.clone(),
-                        Arc::clone(&shared),
-                        limits.clone(),
-                    ));
-                }
-                if let Ok(t) = tokio::net::TcpListener::from_std(s.tcp) {
-                    tokio::task::spawn_local(epoll::tcp_accept(
-                        t,
-                        label,
-                        Arc::clone(&shared),
-                        limits.clone(),
-                    ));
+                match (s.transport, s.udp, s.tcp) {
+                    (Transport::Quic, Some(u), _) => {
+                        tokio::task::spawn_local(doq::serve(
+                            u,
+                            udp_local,
+                            label,
+                            Arc::clone(&shared),
+                        ));
+                    }
+                    (_, udp, tcp) => {
+                        if let Some(Ok(u)) = udp.map(tokio::net::UdpSocket::from_std) {
+                            tokio::task::spawn_local(epoll::udp_loop(
+                                u,
+                                udp_local,
+                                label.clone(),
+                                Arc::clone(&shared),
+                                limits.clone(),
+                            ));
+                        }
+                        if let Some(Ok(t)) = tcp.map(tokio::net::TcpListener::from_std) {
+                            tokio::task::spawn_local(epoll::tcp_accept(
+                                t,
+                                label,
+                                Arc::clone(&shared),
+                                limits.clone(),
+                            ));
+                        }
+                    }
                 }
             };
             for s in socks {
@@ -590,10 +635,12 @@ pub fn banner(cfg: &Config) -> String {
     out
 }
 
-/// The transports ringdns serves: plain DNS (UDP and TCP), DNS over TLS and DNS over
-/// HTTPS.
+/// The transports ringdns serves: plain DNS (UDP and TCP), DNS over TLS, HTTPS and QUIC.
 pub fn serves(t: Transport) -> bool {
-    matches!(t, Transport::Dns | Transport::Tls | Transport::Https)
+    matches!(
+        t,
+        Transport::Dns | Transport::Tls | Transport::Https | Transport::Quic
+    )
 }
 
 /// Labels → listeners of a config, for reload diffs.

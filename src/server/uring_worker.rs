@@ -58,9 +58,11 @@ impl State {
                 Err(e) => crate::clog::error(&format!("io_uring: adding UDP socket: {e}")),
             }
         }
-        match eng.add_tcp_listener(s.tcp) {
-            Ok(id) => self.tcp.push((id, label)),
-            Err(e) => crate::clog::error(&format!("io_uring: adding TCP listener: {e}")),
+        if let Some(tcp) = s.tcp {
+            match eng.add_tcp_listener(tcp) {
+                Ok(id) => self.tcp.push((id, label)),
+                Err(e) => crate::clog::error(&format!("io_uring: adding TCP listener: {e}")),
+            }
         }
     }
 }
@@ -348,6 +350,8 @@ fn process(
                 };
                 let label = &l.label;
                 let peer = canonical(peer);
+                // miekg's read size (parked queries keep this cut too).
+                let data = crate::wire::udp_read(data);
                 let meta = Meta {
                     proto: Proto::Udp,
                     peer,

@@ -21,6 +21,12 @@ pub use request::{Opt, OptOption, QName, Reject, Request, Verdict, parse_query};
 pub const HEADER_LEN: usize = 12;
 /// Largest UDP query CoreDNS reads (miekg's default `UDPSize`).
 pub const UDP_READ_LIMIT: usize = 512;
+
+/// A UDP datagram as miekg's server reads it: at most [`UDP_READ_LIMIT`] octets.
+#[inline]
+pub fn udp_read(data: &[u8]) -> &[u8] {
+    &data[..data.len().min(UDP_READ_LIMIT)]
+}
 /// Smallest reply size a client can be limited to.
 pub const MIN_MSG_SIZE: u16 = 512;
 /// Largest DNS message.

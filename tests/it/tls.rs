@@ -2,6 +2,7 @@
 //! `kdig +tls` and `dig +tls` as clients.
 
 use std::process::Command;
+use std::sync::Arc;
 
 use nix::sys::signal::Signal;
 
@@ -429,5 +430,160 @@ fn doh_connections_follow_the_read_and_idle_timeouts() {
             after >= Duration::from_millis(1500),
             "{be}: closed after {after:?}"
         );
+    }
+}
+
+/// A DoQ client on quinn trusting `ca` (PEM): (endpoint, connection).
+fn doq_client(
+    port: u16,
+    ca: &str,
+) -> (quinn::Endpoint, quinn::Connection, tokio::runtime::Runtime) {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let pem = std::fs::read(ca).expect("ca");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&pem).flatten() {
+        roots.add(c).expect("root");
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"doq".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+    let (ep, conn) = rt.block_on(async {
+        let mut ep =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+        ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+        let conn = ep
+            .connect(([127, 0, 0, 1], port).into(), "dns.example")
+            .expect("connect")
+            .await
+            .expect("handshake");
+        (ep, conn)
+    });
+    (ep, conn, rt)
+}
+
+/// Sends `q` on a new stream: the reply, or the connection's close code.
+fn doq_exchange(
+    rt: &tokio::runtime::Runtime,
+    conn: &quinn::Connection,
+    q: &[u8],
+) -> Result<Vec<u8>, String> {
+    rt.block_on(async {
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(q);
+        send.write_all(&framed).await.map_err(|e| e.to_string())?;
+        let _ = send.finish();
+        let read = async {
+            let mut len = [0u8; 2];
+            recv.read_exact(&mut len).await.map_err(|e| e.to_string())?;
+            let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            recv.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(buf)
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(3), read).await {
+            Ok(r) => r.map_err(|e| match conn.close_reason() {
+                Some(quinn::ConnectionError::ApplicationClosed(c)) => {
+                    format!("closed {}", c.error_code)
+                }
+                _ => e,
+            }),
+            Err(_) => Err("timeout".into()),
+        }
+    })
+}
+
+#[test]
+fn doq_answers_kdig_and_closes_on_protocol_errors() {
+    for be in backends() {
+        let certs = TempDir::new("doq");
+        let (c, k) = cert(&certs, "server", &["dns.example"]);
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!(
+                "quic://.:{{port}} {{\n tls {c} {k}\n log\n prometheus 127.0.0.1:{mport}\n whoami\n}}\n"
+            ),
+            be,
+        );
+        assert!(
+            s.lines().contains(&format!("quic://.:{}", s.port)),
+            "{be}: banner {:?}",
+            s.lines()
+        );
+        // kdig (RFC 9250 client), verifying the certificate.
+        let ca = format!("+tls-ca={c}");
+        let out = Command::new("kdig")
+            .arg("@127.0.0.1")
+            .arg("-p")
+            .arg(s.port.to_string())
+            // +quic last: a TLS option after it switches kdig back to TCP.
+            .args([
+                "+time=2",
+                "+retry=0",
+                &ca,
+                "+tls-hostname=dns.example",
+                "+quic",
+            ])
+            .args(["example.org", "A"])
+            .output()
+            .expect("kdig");
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.contains("status: NOERROR"), "{be}: {out}");
+        let add = section(&out, "ADDITIONAL");
+        // DoQ is UDP to the chain (CoreDNS reads the protocol off the address).
+        assert!(
+            add.get(1)
+                .is_some_and(|l| l.starts_with("_udp.example.org. 0 IN SRV 0 0 ")),
+            "{be}: {out}"
+        );
+        let logged = s
+            .wait_line(|l| l.contains("\"A IN example.org. udp "))
+            .expect("log line");
+        assert!(logged.contains(" NOERROR qr,aa,rd "), "{be}: {logged}");
+        // A quinn client: ID 0 answered (ID 0 back), on as many streams as it likes.
+        let (_ep, conn, rt) = doq_client(s.port, &c);
+        for _ in 0..3 {
+            let r = doq_exchange(&rt, &conn, &query(0, "example.net.", 1, 1, None)).expect("reply");
+            assert_eq!(&r[..2], &[0, 0], "{be}");
+            assert_eq!(r[3] & 0x0f, 0, "{be}: NOERROR");
+        }
+        // A non-zero ID closes the connection with DOQ_PROTOCOL_ERROR.
+        let r = doq_exchange(&rt, &conn, &query(7, "example.net.", 1, 1, None));
+        assert_eq!(r, Err("closed 2".to_owned()), "{be}");
+        // So does an edns-tcp-keepalive option.
+        let (_ep2, conn2, rt2) = doq_client(s.port, &c);
+        let ka = query(0, "example.net.", 1, 1, Some((1232, 0, &[0, 11, 0, 0])));
+        assert_eq!(
+            doq_exchange(&rt2, &conn2, &ka),
+            Err("closed 2".to_owned()),
+            "{be}"
+        );
+        // And a message miekg would not accept (a response).
+        let (_ep3, conn3, rt3) = doq_client(s.port, &c);
+        let mut resp = query(0, "example.net.", 1, 1, None);
+        resp[2] |= 0x80;
+        assert_eq!(
+            doq_exchange(&rt3, &conn3, &resp),
+            Err("closed 2".to_owned()),
+            "{be}"
+        );
+        let (_, _, metrics) = http(mport, "GET", "/metrics").expect("metrics");
+        for (status, n) in [("0x0", 4), ("0x2", 3)] {
+            let want = format!(
+                "coredns_dns_quic_responses_total{{server=\"quic://:{}\",status=\"{status}\"}} {n}",
+                s.port
+            );
+            assert!(metrics.contains(&want), "{be}: {want} not in\n{metrics}");
+        }
     }
 }

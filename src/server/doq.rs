@@ -1,0 +1,326 @@
+//! `quic://` listeners: DNS over QUIC (RFC 9250) as CoreDNS 1.14.7's `ServerQUIC`
+//! serves it, on quinn over tokio (the epoll worker, or an io_uring worker's side
+//! worker), with the block's *tls* certificate.
+//!
+//! * ALPN `doq`, TLS 1.3 (QUIC's), 0-RTT accepted; the QUIC idle timeout is the
+//!   server's idle timeout; at most `quic { max_streams }` streams per connection
+//!   (default 256) and 200 connections per listener (more are accepted, then closed with
+//!   code 0 `too many connections`).
+//! * One query per bidirectional stream: a 2-octet length, then the message, read
+//!   within the read timeout. A stream that breaks this, a message miekg would refuse,
+//!   a message ID other than 0 or an edns-tcp-keepalive option closes the connection
+//!   with DOQ_PROTOCOL_ERROR (2).
+//! * The query runs through the chain as a UDP query (CoreDNS derives the protocol from
+//!   the address: `udp` in logs and metrics, replies truncated to the client's EDNS
+//!   size); the reply goes back length-prefixed and the stream is finished.
+//! * At most `quic { worker_pool_size }` queries run at once per listener (default
+//!   1,024); further streams wait.
+//! * `coredns_dns_quic_responses_total{server,status}`: `0x0` per query served, `0x1`
+//!   and `0x2` per connection closed for an internal or a protocol error.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicServerConfig;
+use quinn::{ConnectionError, VarInt};
+
+use super::{Shared, canonical};
+use crate::chain::Proto;
+use crate::wire::request::{Verdict, parse_query};
+
+/// DOQ_NO_ERROR, DOQ_INTERNAL_ERROR, DOQ_PROTOCOL_ERROR.
+const NO_ERROR: u32 = 0;
+const INTERNAL_ERROR: u32 = 1;
+const PROTOCOL_ERROR: u32 = 2;
+
+/// A `quic://` listener's settings, built once per configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// What each worker's endpoint serves with.
+    pub server: quinn::ServerConfig,
+    /// The rustls settings inside `server` (to see whether a reload changed them).
+    tls: Arc<rustls::ServerConfig>,
+    /// Queries served at once over all workers (`worker_pool_size`).
+    pub workers: Arc<tokio::sync::Semaphore>,
+}
+
+impl Config {
+    /// QUIC settings from the block's TLS settings and the `quic` limits.
+    pub fn new(
+        tls: &Arc<rustls::ServerConfig>,
+        streams: usize,
+        workers: usize,
+        idle: Duration,
+    ) -> Result<Self, String> {
+        let mut t = (**tls).clone();
+        t.alpn_protocols = vec![b"doq".to_vec()];
+        // quic-go's Allow0RTT.
+        t.max_early_data_size = u32::MAX;
+        let t = Arc::new(t);
+        let crypto =
+            QuicServerConfig::try_from(Arc::clone(&t)).map_err(|e| format!("quic: {e}"))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        let streams = VarInt::from_u64(streams as u64).unwrap_or(VarInt::MAX);
+        transport
+            .max_concurrent_bidi_streams(streams)
+            .max_concurrent_uni_streams(streams)
+            .max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
+        server.transport_config(Arc::new(transport));
+        Ok(Self {
+            server,
+            tls: t,
+            workers: Arc::new(tokio::sync::Semaphore::new(
+                workers.min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+        })
+    }
+}
+
+/// `coredns_dns_quic_responses_total`: (server, code) → count.
+static RESPONSES: Mutex<BTreeMap<(String, u32), u64>> = Mutex::new(BTreeMap::new());
+
+fn count(server: &str, code: u32) {
+    *RESPONSES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry((server.to_owned(), code))
+        .or_default() += 1;
+    crate::metrics::contribute(families);
+}
+
+fn families(f: &mut crate::metrics::Families) {
+    let m = RESPONSES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for ((server, code), n) in &m {
+        let status = format!("0x{code:x}");
+        crate::metrics::add(
+            f,
+            "coredns_dns_quic_responses_total",
+            "Counter of DoQ responses per server and QUIC application code.",
+            "counter",
+            "",
+            &[("server", server), ("status", &status)],
+            *n as f64,
+        );
+    }
+}
+
+/// Closes `conn` with a DoQ code, counting it unless it is DOQ_NO_ERROR.
+fn close(conn: &quinn::Connection, label: &str, code: u32) {
+    conn.close(VarInt::from_u32(code), b"");
+    if code != NO_ERROR {
+        count(label, code);
+    }
+}
+
+/// Serves a `quic://` listener's socket on this worker until the listener goes away or
+/// shutdown.
+pub async fn serve(
+    sock: std::net::UdpSocket,
+    local: SocketAddr,
+    label: std::sync::Arc<str>,
+    shared: Arc<Shared>,
+) {
+    let Some(mut cfg) = shared
+        .active
+        .load()
+        .find(&label)
+        .and_then(|l| l.quic.clone())
+    else {
+        return;
+    };
+    let endpoint = match quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(cfg.server.clone()),
+        sock,
+        Arc::new(quinn::TokioRuntime),
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            crate::clog::error(&format!("quic endpoint {label}: {e}"));
+            return;
+        }
+    };
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => break,
+            },
+            () = shared.stopping() => break,
+        };
+        // The configuration of the moment: a reload may have removed the listener or
+        // changed its certificate or limits.
+        let (conn_limit, current) = {
+            let active = shared.active.load();
+            let Some(l) = active.find(&label) else { break };
+            (l.conn_limit.clone(), l.quic.clone())
+        };
+        if let Some(c) = current {
+            if !Arc::ptr_eq(&c.tls, &cfg.tls) {
+                endpoint.set_server_config(Some(c.server.clone()));
+            }
+            cfg = c;
+        }
+        let ctx = Stream {
+            label: label.clone(),
+            shared: Arc::clone(&shared),
+            local,
+            workers: Arc::clone(&cfg.workers),
+        };
+        tokio::task::spawn_local(connection(incoming, ctx, conn_limit));
+    }
+    endpoint.close(VarInt::from_u32(NO_ERROR), b"");
+}
+
+/// What a connection's streams share.
+#[derive(Clone)]
+struct Stream {
+    label: Arc<str>,
+    shared: Arc<Shared>,
+    local: SocketAddr,
+    workers: Arc<tokio::sync::Semaphore>,
+}
+
+async fn connection(
+    incoming: quinn::Incoming,
+    ctx: Stream,
+    limit: Option<Arc<tokio::sync::Semaphore>>,
+) {
+    let Ok(conn) = incoming.await else {
+        return;
+    };
+    let _permit = match limit.map(tokio::sync::Semaphore::try_acquire_owned) {
+        Some(Ok(p)) => Some(p),
+        Some(Err(_)) => {
+            conn.close(VarInt::from_u32(NO_ERROR), b"too many connections");
+            return;
+        }
+        None => None,
+    };
+    let peer = canonical(conn.remote_address());
+    loop {
+        let accepted = tokio::select! {
+            r = conn.accept_bi() => r,
+            () = ctx.shared.stopping() => {
+                conn.close(VarInt::from_u32(NO_ERROR), b"");
+                return;
+            }
+        };
+        let (send, recv) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // CoreDNS closes quietly on an idle timeout, its own close, a protocol
+                // error's close and shutdown; anything else (a client's own close
+                // included) is counted as an internal error.
+                let expected = match &e {
+                    ConnectionError::TimedOut | ConnectionError::LocallyClosed => true,
+                    ConnectionError::ApplicationClosed(c) => {
+                        c.error_code == VarInt::from_u32(PROTOCOL_ERROR)
+                    }
+                    _ => false,
+                };
+                if !expected {
+                    close(&conn, &ctx.label, INTERNAL_ERROR);
+                }
+                return;
+            }
+        };
+        let permit = tokio::select! {
+            p = Arc::clone(&ctx.workers).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = conn.closed() => return,
+        };
+        let conn = conn.clone();
+        let ctx = ctx.clone();
+        tokio::task::spawn_local(async move {
+            let _permit = permit;
+            stream(send, recv, &conn, peer, &ctx).await;
+        });
+    }
+}
+
+/// Reads one length-prefixed message (RFC 9250 §4.2).
+async fn read_message(recv: &mut quinn::RecvStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    recv.read_exact(&mut len).await.ok()?;
+    let n = usize::from(u16::from_be_bytes(len));
+    if n == 0 {
+        return None;
+    }
+    let mut buf = vec![0u8; n];
+    recv.read_exact(&mut buf).await.ok()?;
+    Some(buf)
+}
+
+/// RFC 9250 §4.3.3 as CoreDNS checks it: message ID 0 and no edns-tcp-keepalive.
+fn valid(msg: &[u8], v: &Verdict<'_>) -> bool {
+    if crate::wire::be16(msg, 0) != 0 {
+        return false;
+    }
+    match v {
+        Verdict::Query(r) => r.opt.is_none_or(|o| !o.options().any(|o| o.code == 11)),
+        _ => true,
+    }
+}
+
+async fn stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    conn: &quinn::Connection,
+    peer: SocketAddr,
+    ctx: &Stream,
+) {
+    let read_timeout = {
+        let active = ctx.shared.active.load();
+        active
+            .find(&ctx.label)
+            .map(|l| l.timeouts.read)
+            .unwrap_or_default()
+    };
+    let Ok(Some(msg)) = tokio::time::timeout(read_timeout, read_message(&mut recv)).await else {
+        return close(conn, &ctx.label, PROTOCOL_ERROR);
+    };
+    let v = parse_query(&msg);
+    let accepted = match &v {
+        Verdict::Query(_) => true,
+        // A bare header unpacks to a message without a question: the server answers it.
+        Verdict::Reject(r) => r.rcode == 2,
+        Verdict::Ignore => false,
+    };
+    if !accepted || !valid(&msg, &v) {
+        return close(conn, &ctx.label, PROTOCOL_ERROR);
+    }
+    drop(v);
+    let reply = super::doh::answer(
+        &msg,
+        &ctx.label,
+        &ctx.shared,
+        super::handle::Meta {
+            proto: Proto::Udp,
+            peer,
+            local: ctx.local,
+            now: std::time::Instant::now(),
+        },
+        super::doh::Multi::First,
+    )
+    .await;
+    if let Some(reply) = reply {
+        if let Ok(len) = u16::try_from(reply.len()) {
+            let mut out = Vec::with_capacity(reply.len() + 2);
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&reply);
+            if send.write_all(&out).await.is_ok() {
+                let _ = send.finish();
+            }
+        }
+    }
+    count(&ctx.label, NO_ERROR);
+}
