@@ -28,6 +28,7 @@ fn wire(c: &mut Criterion) {
         conn_limit: None,
         transport: corefile::keys::Transport::Dns,
         quic: None,
+        grpc: None,
         label: "dns://:53".into(),
         blocks: vec![0],
         routes,

@@ -73,6 +73,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "timeouts",
     "https",
     "quic",
+    "grpc_server",
     "nsid",
     "bufsize",
     "bind",

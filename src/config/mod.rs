@@ -228,6 +228,10 @@ pub struct BlockSettings {
     pub quic_max_streams: Option<usize>,
     /// `quic { worker_pool_size }`.
     pub quic_worker_pool: Option<usize>,
+    /// `grpc_server { max_streams }` of the block's `grpc://` listeners.
+    pub grpc_max_streams: Option<usize>,
+    /// `grpc_server { max_connections }`.
+    pub grpc_max_connections: Option<usize>,
 }
 
 /// One server block, set up.

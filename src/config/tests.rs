@@ -203,9 +203,18 @@ fn error_table() {
         ),
         // Only the first https line is read.
         ("https://.:8443 {\n https\n https x\n whoami\n}", "ok"),
+        ("grpc://.:8443 {\n whoami\n}", "ok"),
         (
-            "grpc://.:8443 {\n whoami\n}",
-            "cannot serve grpc://:8443 - grpc:// listeners are not supported by ringdns yet",
+            "grpc://.:8443 {\n grpc_server {\n  max_streams -1\n }\n}",
+            "plugin/grpc_server: Corefile:3 - Error during parsing: max_streams must be a non-negative integer: -1",
+        ),
+        (
+            "grpc://.:8443 {\n grpc_server {\n  max_connections 1 2\n }\n}",
+            "plugin/grpc_server: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after '2'",
+        ),
+        (
+            "grpc://.:8443 {\n grpc_server {\n  max_connections 1\n  max_connections 1\n }\n}",
+            "plugin/grpc_server: Corefile:4 - Error during parsing: max_connections already defined for this server block",
         ),
         (
             ". {\n multisocket 0\n}",

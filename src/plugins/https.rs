@@ -1,7 +1,9 @@
-//! *https* { max_connections N } and *quic* { max_streams N; worker_pool_size N }: the
-//! limits of a block's `https://` (DNS over HTTPS) and `quic://` (DNS over QUIC)
-//! listeners, as CoreDNS 1.14.7's `plugin/https` and `plugin/quic` parse them. A
-//! listener takes the values of its first block.
+//! *https* { max_connections N }, *quic* { max_streams N; worker_pool_size N } and
+//! *grpc_server* { max_streams N; max_connections N }: the limits of a block's
+//! `https://` (DNS over HTTPS), `quic://` (DNS over QUIC) and `grpc://` listeners, as
+//! CoreDNS 1.14.7's `plugin/https`, `plugin/quic` and `plugin/grpc_server` parse them
+//! (each reads only the first line of its directive in a block). A listener takes the
+//! values of its first block.
 
 use corefile::{Diagnostic, Dispenser};
 
@@ -9,62 +11,31 @@ use crate::config::SetupCtx;
 
 /// CoreDNS's `DefaultHTTPSMaxConnections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 200;
-
-/// Reads the first `https` line of the block (CoreDNS's setup reads only that one).
-pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic> {
-    let w = |e: Diagnostic| e.in_plugin("https");
-    d.next();
-    if !d.remaining_args().is_empty() {
-        return Err(w(d.arg_err()));
-    }
-    while d.next_block() {
-        match d.val() {
-            "max_connections" => {
-                let args = d.remaining_args();
-                let [a] = args.as_slice() else {
-                    return Err(w(d.arg_err()));
-                };
-                let n = corefile::values::strconv_atoi(a)
-                    .map_err(|e| w(d.err(format!("invalid max_connections value '{a}': {e}"))))?;
-                if n < 0 {
-                    return Err(w(d.err(format!(
-                        "max_connections must be a non-negative integer: {n}"
-                    ))));
-                }
-                if ctx.settings.https_max_connections.is_some() {
-                    return Err(w(
-                        d.err("max_connections already defined for this server block")
-                    ));
-                }
-                ctx.settings.https_max_connections = Some(usize::try_from(n).unwrap_or(usize::MAX));
-            }
-            other => return Err(w(d.err(format!("unknown property '{other}'")))),
-        }
-    }
-    Ok(())
-}
-
 /// CoreDNS's `DefaultMaxQUICStreams`: streams per DoQ connection.
 pub const DEFAULT_QUIC_STREAMS: usize = 256;
 /// CoreDNS's `DefaultQUICStreamWorkers`: DoQ queries served at once per listener.
 pub const DEFAULT_QUIC_WORKERS: usize = 1024;
 /// CoreDNS's `DefaultQUICMaxConnections` (no option sets it in 1.14.7).
 pub const DEFAULT_QUIC_CONNECTIONS: usize = 200;
+/// CoreDNS's `DefaultGRPCMaxStreams`.
+pub const DEFAULT_GRPC_STREAMS: usize = 256;
+/// CoreDNS's `DefaultGRPCMaxConnections`.
+pub const DEFAULT_GRPC_CONNECTIONS: usize = 200;
 
-/// *quic* { max_streams N; worker_pool_size N }, as CoreDNS 1.14.7's `plugin/quic`
-/// parses it (the first `quic` line of the block only).
-pub fn setup_quic(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic> {
-    let w = |e: Diagnostic| e.in_plugin("quic");
+/// One numeric option: its name, where it goes, and its least value (0 or 1).
+type Opt<'a> = (&'static str, &'a mut Option<usize>, i64);
+
+/// Reads the first line of `plugin` and its block of numeric `opts`.
+fn limits(d: &mut Dispenser, plugin: &str, opts: &mut [Opt<'_>]) -> Result<(), Diagnostic> {
+    let w = |e: Diagnostic| e.in_plugin(plugin);
     d.next();
     if !d.remaining_args().is_empty() {
         return Err(w(d.arg_err()));
     }
     while d.next_block() {
         let name = d.val().to_owned();
-        let slot = match name.as_str() {
-            "max_streams" => &mut ctx.settings.quic_max_streams,
-            "worker_pool_size" => &mut ctx.settings.quic_worker_pool,
-            other => return Err(w(d.err(format!("unknown property '{other}'")))),
+        let Some((_, slot, least)) = opts.iter_mut().find(|o| o.0 == name) else {
+            return Err(w(d.err(format!("unknown property '{name}'"))));
         };
         let args = d.remaining_args();
         let [a] = args.as_slice() else {
@@ -72,15 +43,56 @@ pub fn setup_quic(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagn
         };
         let n = corefile::values::strconv_atoi(a)
             .map_err(|e| w(d.err(format!("invalid {name} value '{a}': {e}"))))?;
-        if n <= 0 {
-            return Err(w(d.err(format!("{name} must be a positive integer: {n}"))));
+        if n < *least {
+            let what = if *least > 0 {
+                "a positive"
+            } else {
+                "a non-negative"
+            };
+            return Err(w(d.err(format!("{name} must be {what} integer: {n}"))));
         }
         if slot.is_some() {
             return Err(w(
                 d.err(format!("{name} already defined for this server block"))
             ));
         }
-        *slot = Some(usize::try_from(n).unwrap_or(usize::MAX));
+        **slot = Some(usize::try_from(n).unwrap_or(usize::MAX));
     }
     Ok(())
+}
+
+/// *https*.
+pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic> {
+    let s = &mut *ctx.settings;
+    limits(
+        d,
+        "https",
+        &mut [("max_connections", &mut s.https_max_connections, 0)],
+    )
+}
+
+/// *quic*.
+pub fn setup_quic(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic> {
+    let s = &mut *ctx.settings;
+    limits(
+        d,
+        "quic",
+        &mut [
+            ("max_streams", &mut s.quic_max_streams, 1),
+            ("worker_pool_size", &mut s.quic_worker_pool, 1),
+        ],
+    )
+}
+
+/// *grpc_server*.
+pub fn setup_grpc(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic> {
+    let s = &mut *ctx.settings;
+    limits(
+        d,
+        "grpc_server",
+        &mut [
+            ("max_streams", &mut s.grpc_max_streams, 0),
+            ("max_connections", &mut s.grpc_max_connections, 0),
+        ],
+    )
 }

@@ -121,6 +121,7 @@ pub fn setup(
         "tls" => return tls::setup(d, ctx).map(|()| None),
         "https" => return https::setup(d, ctx).map(|()| None),
         "quic" => return https::setup_quic(d, ctx).map(|()| None),
+        "grpc_server" => return https::setup_grpc(d, ctx).map(|()| None),
         "health" => return health::setup_health(d, ctx).map(|()| None),
         "ready" => return health::setup_ready(d, ctx).map(|()| None),
         "prometheus" => PluginConfig::Prometheus(prometheus::setup(d, ctx)?),

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -75,6 +75,72 @@ fn families(f: &mut crate::metrics::Families) {
     }
 }
 
+/// A response body: at most one data frame, then (gRPC) trailers.
+pub(super) struct Reply {
+    data: Option<Bytes>,
+    trailers: Option<hyper::HeaderMap>,
+}
+
+impl Reply {
+    /// A body of `data` alone.
+    pub(super) fn data(data: Bytes) -> Self {
+        Self {
+            data: Some(data),
+            trailers: None,
+        }
+    }
+
+    /// No body at all (a gRPC trailers-only response: the status is in the headers).
+    pub(super) fn empty() -> Self {
+        Self {
+            data: None,
+            trailers: None,
+        }
+    }
+
+    /// A body of `data`, then `trailers`.
+    pub(super) fn with_trailers(data: Bytes, trailers: hyper::HeaderMap) -> Self {
+        Self {
+            data: Some(data),
+            trailers: Some(trailers),
+        }
+    }
+}
+
+impl hyper::body::Body for Reply {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let frame = match (this.data.take(), this.trailers.take()) {
+            (Some(d), t) => {
+                this.trailers = t;
+                Some(Ok(hyper::body::Frame::data(d)))
+            }
+            (None, Some(t)) => Some(Ok(hyper::body::Frame::trailers(t))),
+            (None, None) => None,
+        };
+        std::task::Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        // An exact size (hyper writes it as Content-Length) only for a plain body: gRPC
+        // responses carry none.
+        match (&self.data, &self.trailers) {
+            (Some(d), None) => hyper::body::SizeHint::with_exact(d.len() as u64),
+            _ => hyper::body::SizeHint::default(),
+        }
+    }
+}
+
 /// What a connection's requests share.
 struct ConnCtx {
     label: Arc<str>,
@@ -82,6 +148,8 @@ struct ConnCtx {
     peer: SocketAddr,
     local: SocketAddr,
     read_timeout: Duration,
+    /// gRPC (`grpc://`) rather than DoH.
+    grpc: bool,
     /// Requests in progress, and when the last one ended (the idle clock).
     active: Cell<usize>,
     last: Cell<Instant>,
@@ -118,7 +186,8 @@ impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExec {
     }
 }
 
-/// Serves one accepted connection of an `https://` listener.
+/// Serves one accepted connection of an `https://` listener, or of a `grpc://` one
+/// when `grpc` is set (to its HTTP/2 stream limit, `None` for none).
 pub async fn conn(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -126,6 +195,7 @@ pub async fn conn(
     shared: Arc<Shared>,
     tls: Option<Arc<rustls::ServerConfig>>,
     limit: Option<Arc<tokio::sync::Semaphore>>,
+    grpc: Option<Option<u32>>,
 ) {
     // Beyond the limit the connection waits unserved, as in Go's listener backlog.
     let _permit = match limit {
@@ -150,12 +220,18 @@ pub async fn conn(
         peer,
         local,
         read_timeout: timeouts.read,
+        grpc: grpc.is_some(),
         active: Cell::new(0),
         last: Cell::new(Instant::now()),
         served: Cell::new(false),
     });
+    // gRPC is HTTP/2 only (cleartext with prior knowledge); DoH's cleartext is HTTP/1.1.
+    // HTTP/2 streams per connection: `grpc_server { max_streams }` (0: no limit), or
+    // Go's HTTP/2 server default of 250 for DoH.
+    let streams = grpc.unwrap_or(Some(250));
     let Some(cfg) = tls else {
-        serve(TokioIo::new(stream), false, ctx, timeouts.idle).await;
+        let h2 = grpc.is_some();
+        serve(TokioIo::new(stream), h2, ctx, timeouts.idle, streams).await;
         return;
     };
     let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(stream);
@@ -166,14 +242,14 @@ pub async fn conn(
         },
         () = shared.stopping() => return,
     };
-    let h2 = session.get_ref().1.alpn_protocol() == Some(b"h2");
+    let h2 = grpc.is_some() || session.get_ref().1.alpn_protocol() == Some(b"h2");
     ctx.last.set(Instant::now());
-    serve(TokioIo::new(session), h2, ctx, timeouts.idle).await;
+    serve(TokioIo::new(session), h2, ctx, timeouts.idle, streams).await;
 }
 
 /// Runs HTTP/1.1 or HTTP/2 on `io` until the client leaves, the connection idles past
 /// `idle`, or shutdown.
-async fn serve<I>(io: I, h2: bool, ctx: Rc<ConnCtx>, idle: Duration)
+async fn serve<I>(io: I, h2: bool, ctx: Rc<ConnCtx>, idle: Duration, streams: Option<u32>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
 {
@@ -184,13 +260,20 @@ where
             // Counted out however the request ends (an HTTP/2 stream the client resets
             // drops this future).
             let _active = Active::new(&c);
-            Ok::<_, Infallible>(respond(req, &c).await)
+            let resp = if c.grpc {
+                super::grpc::respond(req, &c.label, &c.shared, c.peer, c.local, c.read_timeout)
+                    .await
+            } else {
+                respond(req, &c).await
+            };
+            Ok::<_, Infallible>(resp)
         }
     });
     let shared = Arc::clone(&ctx.shared);
     if h2 {
         let conn = hyper::server::conn::http2::Builder::new(LocalExec)
             .timer(TokioTimer::new())
+            .max_concurrent_streams(streams)
             .serve_connection(io, svc);
         drive(conn, &ctx, &shared, idle, |c| c.graceful_shutdown()).await;
     } else {
@@ -251,8 +334,8 @@ async fn drive<C, E>(
 }
 
 /// Go's `http.Error`: a text body with a newline, `nosniff`.
-fn http_error(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(format!("{msg}\n"))));
+fn http_error(status: StatusCode, msg: &str) -> Response<Reply> {
+    let mut r = Response::new(Reply::data(Bytes::from(format!("{msg}\n"))));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(
@@ -266,7 +349,7 @@ fn http_error(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
     r
 }
 
-async fn respond(req: Request<Incoming>, c: &ConnCtx) -> Response<Full<Bytes>> {
+async fn respond(req: Request<Incoming>, c: &ConnCtx) -> Response<Reply> {
     if unescape(req.uri().path(), false).as_deref() != Some(PATH.as_bytes()) {
         count(&c.label, 404);
         return http_error(StatusCode::NOT_FOUND, "");
@@ -374,10 +457,10 @@ pub(super) async fn answer(
 }
 
 /// A 200 with the reply and CoreDNS's headers.
-fn ok(reply: Vec<u8>) -> Response<Full<Bytes>> {
+fn ok(reply: Vec<u8>) -> Response<Reply> {
     let age = max_age(&reply);
     let len = reply.len();
-    let mut r = Response::new(Full::new(Bytes::from(reply)));
+    let mut r = Response::new(Reply::data(Bytes::from(reply)));
     let h = r.headers_mut();
     h.insert(
         hyper::header::CONTENT_TYPE,

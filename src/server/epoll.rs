@@ -164,14 +164,16 @@ pub async fn tcp_accept(
         limits.tcp_conns.set(limits.tcp_conns.get() + 1);
         // A `tls://` listener with a *tls* plugin: the configuration of the moment (a
         // reload's new certificate serves the connections accepted after it).
-        let (tls, doh) = {
+        let (tls, http, grpc) = {
             let active = shared.active.load();
             match active.find(&label) {
                 Some(l) => (
                     l.tls.clone(),
-                    (l.transport == Transport::Https).then(|| l.conn_limit.clone()),
+                    matches!(l.transport, Transport::Https | Transport::Grpc)
+                        .then(|| l.conn_limit.clone()),
+                    l.grpc,
                 ),
-                None => (None, None),
+                None => (None, None, None),
             }
         };
         let shared = Arc::clone(&shared);
@@ -180,9 +182,10 @@ pub async fn tcp_accept(
         tokio::task::spawn_local(async move {
             // Counted out however the connection ends (a panic included).
             let _conn = CountGuard(&limits.tcp_conns);
-            match doh {
+            match http {
                 Some(limit) => {
-                    super::doh::conn(stream, canonical(peer), label, shared, tls, limit).await;
+                    super::doh::conn(stream, canonical(peer), label, shared, tls, limit, grpc)
+                        .await;
                 }
                 None => tcp_conn(stream, canonical(peer), &label, &shared, tls).await,
             }

@@ -34,6 +34,8 @@ pub struct ListenerRt {
     pub transport: corefile::keys::Transport,
     /// `quic://`: the QUIC settings and the stream worker pool.
     pub quic: Option<super::doq::Config>,
+    /// `grpc://`: its HTTP/2 stream limit per connection (`None`: no limit).
+    pub grpc: Option<Option<u32>>,
 }
 
 impl ListenerRt {

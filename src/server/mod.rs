@@ -11,6 +11,7 @@ pub mod doh;
 pub mod doq;
 pub mod engine;
 pub mod epoll;
+pub mod grpc;
 pub mod handle;
 pub mod ops;
 pub mod parked;
@@ -105,7 +106,7 @@ impl Active {
                 .unwrap_or_default();
             // CoreDNS's ServerTLS takes the TLS configuration of the group's last
             // config that it visits; no *tls* plugin serves plain TCP.
-            let mut quic = None;
+            let (mut quic, mut grpc) = (None, None);
             let tls = if l.transport == Transport::Dns {
                 None
             } else {
@@ -128,6 +129,26 @@ impl Active {
                     .first()
                     .and_then(|(_, b)| config.blocks[*b].settings.https_max_connections)
                     .unwrap_or(crate::plugins::https::DEFAULT_MAX_CONNECTIONS);
+                let limit = (max > 0).then(|| {
+                    Arc::new(tokio::sync::Semaphore::new(
+                        max.min(tokio::sync::Semaphore::MAX_PERMITS),
+                    ))
+                });
+                (tls, limit)
+            } else if l.transport == Transport::Grpc {
+                let tls = tls.map(|c| {
+                    let mut c = (*c).clone();
+                    c.alpn_protocols = vec![b"h2".to_vec()];
+                    Arc::new(c)
+                });
+                let first = l.sites.first().map(|(_, b)| &config.blocks[*b].settings);
+                let max = first
+                    .and_then(|s| s.grpc_max_connections)
+                    .unwrap_or(crate::plugins::https::DEFAULT_GRPC_CONNECTIONS);
+                let streams = first
+                    .and_then(|s| s.grpc_max_streams)
+                    .unwrap_or(crate::plugins::https::DEFAULT_GRPC_STREAMS);
+                grpc = Some(u32::try_from(streams).ok().filter(|n| *n > 0));
                 let limit = (max > 0).then(|| {
                     Arc::new(tokio::sync::Semaphore::new(
                         max.min(tokio::sync::Semaphore::MAX_PERMITS),
@@ -159,6 +180,7 @@ impl Active {
                 tls,
                 conn_limit,
                 quic,
+                grpc,
                 transport: l.transport,
                 blocks: local.clone(),
                 label: Arc::from(l.label.as_str()),
@@ -635,11 +657,12 @@ pub fn banner(cfg: &Config) -> String {
     out
 }
 
-/// The transports ringdns serves: plain DNS (UDP and TCP), DNS over TLS, HTTPS and QUIC.
+/// The transports ringdns serves: plain DNS (UDP and TCP), DNS over TLS, HTTPS and QUIC,
+/// and CoreDNS's gRPC service.
 pub fn serves(t: Transport) -> bool {
     matches!(
         t,
-        Transport::Dns | Transport::Tls | Transport::Https | Transport::Quic
+        Transport::Dns | Transport::Tls | Transport::Https | Transport::Quic | Transport::Grpc
     )
 }
 

@@ -587,3 +587,232 @@ fn doq_answers_kdig_and_closes_on_protocol_errors() {
         }
     }
 }
+
+/// A gRPC call over HTTP/2 (TLS trusting `ca` when given, else cleartext):
+/// (HTTP status, headers, body, trailers).
+type GrpcResult = (u16, hyper::HeaderMap, Vec<u8>, Option<hyper::HeaderMap>);
+
+fn grpc_call(port: u16, ca: Option<&str>, path: &str, ctype: &str, body: Vec<u8>) -> GrpcResult {
+    use http_body_util::BodyExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let req = hyper::Request::post(format!("http://127.0.0.1:{port}{path}"))
+            .header("content-type", ctype)
+            .header("te", "trailers")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .expect("request");
+        let exec = hyper_util::rt::TokioExecutor::new();
+        let resp = match ca {
+            None => {
+                let (mut tx, conn) =
+                    hyper::client::conn::http2::handshake(exec, hyper_util::rt::TokioIo::new(tcp))
+                        .await
+                        .expect("h2c");
+                tokio::spawn(conn);
+                tx.send_request(req).await.expect("call")
+            }
+            Some(ca) => {
+                use rustls::pki_types::pem::PemObject;
+                let mut roots = rustls::RootCertStore::empty();
+                let pem = std::fs::read(ca).expect("ca");
+                for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem).flatten() {
+                    roots.add(c).expect("root");
+                }
+                let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                cfg.alpn_protocols = vec![b"h2".to_vec()];
+                let name = rustls::pki_types::ServerName::try_from("dns.example").expect("name");
+                let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+                    .connect(name, tcp)
+                    .await
+                    .expect("tls");
+                assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+                let (mut tx, conn) =
+                    hyper::client::conn::http2::handshake(exec, hyper_util::rt::TokioIo::new(tls))
+                        .await
+                        .expect("h2");
+                tokio::spawn(conn);
+                tx.send_request(req).await.expect("call")
+            }
+        };
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let collected = resp.into_body().collect().await.expect("body");
+        let trailers = collected.trailers().cloned();
+        (status, headers, collected.to_bytes().to_vec(), trailers)
+    })
+}
+
+/// A gRPC frame of `DnsPacket { msg }`.
+fn grpc_frame(msg: &[u8]) -> Vec<u8> {
+    let mut pb = vec![0x0a];
+    let mut n = msg.len();
+    while n >= 0x80 {
+        pb.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    pb.push(n as u8);
+    pb.extend_from_slice(msg);
+    let mut f = vec![0];
+    f.extend_from_slice(&(pb.len() as u32).to_be_bytes());
+    f.extend_from_slice(&pb);
+    f
+}
+
+/// The `msg` of the `DnsPacket` in a gRPC response body.
+fn grpc_msg(body: &[u8]) -> Vec<u8> {
+    assert_eq!(body[0], 0, "uncompressed");
+    let pb = &body[5..];
+    assert_eq!(pb[0], 0x0a, "field 1, bytes");
+    let (mut len, mut i) = (0usize, 1);
+    loop {
+        len |= usize::from(pb[i] & 0x7f) << (7 * (i - 1));
+        i += 1;
+        if pb[i - 1] & 0x80 == 0 {
+            break;
+        }
+    }
+    pb[i..i + len].to_vec()
+}
+
+/// (path, content type, body, (HTTP status, grpc-status, grpc-message)).
+type GrpcCase = (
+    &'static str,
+    &'static str,
+    Vec<u8>,
+    (u16, &'static str, &'static str),
+);
+
+fn grpc_status(h: &hyper::HeaderMap) -> (String, String) {
+    let get = |k: &str| {
+        h.get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    (get("grpc-status"), get("grpc-message"))
+}
+
+#[test]
+fn grpc_query_service() {
+    for be in backends() {
+        let certs = TempDir::new("grpc");
+        let (c, k) = cert(&certs, "server", &["dns.example"]);
+        let tport = free_port();
+        let s = TestServer::start(
+            &format!(
+                "grpc://drop.test:{{port}} {{\n acl {{\n  drop\n }}\n}}\ngrpc://.:{{port}} {{\n log\n whoami\n}}\ngrpc://.:{tport} {{\n tls {c} {k}\n whoami\n}}\n"
+            ),
+            be,
+        );
+        assert!(
+            s.lines().contains(&format!("grpc://.:{}", s.port)),
+            "{be}: {:?}",
+            s.lines()
+        );
+        let q = query(0x4242, "example.org.", 1, 1, None);
+        for (port, ca) in [(s.port, None), (tport, Some(c.as_str()))] {
+            let (st, h, body, trailers) = grpc_call(
+                port,
+                ca,
+                "/coredns.dns.DnsService/Query",
+                "application/grpc",
+                grpc_frame(&q),
+            );
+            assert_eq!(st, 200, "{be}");
+            assert_eq!(
+                h.get("content-type").map(|v| v.as_bytes()),
+                Some(&b"application/grpc"[..])
+            );
+            assert_eq!(
+                trailers.as_ref().map(grpc_status),
+                Some(("0".to_owned(), String::new())),
+                "{be} {ca:?}"
+            );
+            let reply = grpc_msg(&body);
+            assert_eq!(&reply[..2], &[0x42, 0x42], "{be}: ID");
+            assert_eq!(reply[2] & 0x80, 0x80, "{be}: QR");
+            assert_eq!(reply[3] & 0x0f, 0, "{be}: NOERROR");
+        }
+        s.wait_line(|l| l.contains("\"A IN example.org. tcp "))
+            .expect("log line");
+        let call =
+            |path: &str, ctype: &str, body: Vec<u8>| grpc_call(s.port, None, path, ctype, body);
+        // No plugin wrote a reply (acl drop): the query itself comes back.
+        let dq = query(7, "x.drop.test.", 1, 1, None);
+        let (_, _, body, _) = call(
+            "/coredns.dns.DnsService/Query",
+            "application/grpc",
+            grpc_frame(&dq),
+        );
+        assert_eq!(grpc_msg(&body), dq, "{be}");
+        // Errors as grpc-go reports them (trailers-only: status in the headers).
+        let mut resp = q.clone();
+        resp[2] |= 0x80;
+        let cases: [GrpcCase; 5] = [
+            (
+                "/coredns.dns.DnsService/Nope",
+                "application/grpc",
+                grpc_frame(&q),
+                (
+                    200,
+                    "12",
+                    "unknown method Nope for service coredns.dns.DnsService",
+                ),
+            ),
+            (
+                "/other.Svc/Query",
+                "application/grpc",
+                grpc_frame(&q),
+                (200, "12", "unknown service other.Svc"),
+            ),
+            (
+                "/coredns.dns.DnsService/Query",
+                "application/grpc",
+                grpc_frame(&resp),
+                (200, "2", "dns request rejected"),
+            ),
+            (
+                "/coredns.dns.DnsService/Query",
+                "application/grpc",
+                grpc_frame(&q[..8]),
+                (200, "2", "dns: buffer size too small"),
+            ),
+            (
+                "/coredns.dns.DnsService/Query",
+                "text/plain",
+                grpc_frame(&q),
+                (
+                    415,
+                    "13",
+                    "invalid gRPC request content-type \"text/plain\"",
+                ),
+            ),
+        ];
+        for (path, ctype, body, (want_http, want_code, want_msg)) in cases {
+            let (st, h, _, _) = call(path, ctype, body);
+            assert_eq!(st, want_http, "{be} {path}");
+            assert_eq!(
+                grpc_status(&h),
+                (want_code.to_owned(), want_msg.to_owned()),
+                "{be} {path}"
+            );
+        }
+        // A message over grpc-go's limit in CoreDNS (65,539 octets).
+        let mut big = vec![0u8, 0, 1, 0x11, 0x70];
+        big.extend_from_slice(&[0u8; 16]);
+        let (_, h, _, _) = call("/coredns.dns.DnsService/Query", "application/grpc", big);
+        assert_eq!(grpc_status(&h).0, "8", "{be}");
+    }
+}
