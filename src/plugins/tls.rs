@@ -215,7 +215,10 @@ pub fn server_config(args: &[String], client_auth: ClientAuth) -> Result<ServerC
         rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
             "could not load TLS cert: tls: private key does not match public key".to_owned()
         }
-        _ => "could not load TLS cert: tls: failed to parse private key".to_owned(),
+        // Go accepts some keys ring cannot use (RSA below 2048 bits, P-521): say so.
+        e => format!(
+            "could not load TLS cert: the private key cannot be used by ringdns's TLS (rustls with ring): {e}"
+        ),
     })
 }
 
@@ -291,6 +294,10 @@ struct KeyLogFile(Mutex<std::fs::File>);
 
 impl rustls::KeyLog for KeyLogFile {
     fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        // Go's KeyLogWriter gets the handshake and traffic secrets, not this one.
+        if label == "EXPORTER_SECRET" {
+            return;
+        }
         let mut line =
             String::with_capacity(label.len() + 2 * (client_random.len() + secret.len()) + 3);
         line.push_str(label);

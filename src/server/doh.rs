@@ -156,6 +156,10 @@ struct ConnCtx {
     /// Whether a request has started: until then the connection waits the read timeout
     /// (Go's deadline for the first request), after that the idle timeout.
     served: Cell<bool>,
+    /// When the first octet of a request not yet handed to the service arrived: from
+    /// then on the request must be read within the read timeout (Go sets its read
+    /// deadline at a request's first octet).
+    pending: Cell<Option<Instant>>,
 }
 
 /// A request in progress on a connection; its end restarts the idle clock.
@@ -165,6 +169,7 @@ impl<'a> Active<'a> {
     fn new(c: &'a ConnCtx) -> Self {
         c.active.set(c.active.get() + 1);
         c.served.set(true);
+        c.pending.set(None);
         Self(c)
     }
 }
@@ -173,6 +178,64 @@ impl Drop for Active<'_> {
     fn drop(&mut self) {
         self.0.active.set(self.0.active.get().saturating_sub(1));
         self.0.last.set(Instant::now());
+    }
+}
+
+/// A connection's byte stream, noting when a new request starts to arrive.
+struct Watched<S> {
+    inner: S,
+    ctx: Rc<ConnCtx>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let c = &self.ctx;
+        if buf.filled().len() > before && c.active.get() == 0 && c.pending.get().is_none() {
+            c.pending.set(Some(Instant::now()));
+        }
+        r
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
@@ -186,28 +249,23 @@ impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExec {
     }
 }
 
+/// Go's `looksLikeHTTP`: the first octets of a plain HTTP request.
+fn looks_like_http(b: &[u8]) -> bool {
+    [&b"GET /"[..], b"HEAD ", b"POST ", b"PUT /", b"OPTIO"].contains(&b)
+}
+
 /// Serves one accepted connection of an `https://` listener, or of a `grpc://` one
-/// when `grpc` is set (to its HTTP/2 stream limit, `None` for none).
+/// when `grpc` is set (to its HTTP/2 stream limit, `None` for none). `_permit` is the
+/// connection's slot under `max_connections`, taken before the accept.
 pub async fn conn(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     label: Arc<str>,
     shared: Arc<Shared>,
     tls: Option<Arc<rustls::ServerConfig>>,
-    limit: Option<Arc<tokio::sync::Semaphore>>,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
     grpc: Option<Option<u32>>,
 ) {
-    // Beyond the limit the connection waits unserved, as in Go's listener backlog.
-    let _permit = match limit {
-        Some(sem) => tokio::select! {
-            p = sem.acquire_owned() => match p {
-                Ok(p) => Some(p),
-                Err(_) => return,
-            },
-            () = shared.stopping() => return,
-        },
-        None => None,
-    };
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().map(canonical).unwrap_or(peer);
     let timeouts = {
@@ -224,6 +282,7 @@ pub async fn conn(
         active: Cell::new(0),
         last: Cell::new(Instant::now()),
         served: Cell::new(false),
+        pending: Cell::new(None),
     });
     // gRPC is HTTP/2 only (cleartext with prior knowledge); DoH's cleartext is HTTP/1.1.
     // HTTP/2 streams per connection: `grpc_server { max_streams }` (0: no limit), or
@@ -231,12 +290,40 @@ pub async fn conn(
     let streams = grpc.unwrap_or(Some(250));
     let Some(cfg) = tls else {
         let h2 = grpc.is_some();
-        serve(TokioIo::new(stream), h2, ctx, timeouts.idle, streams).await;
+        let io = Watched {
+            inner: stream,
+            ctx: Rc::clone(&ctx),
+        };
+        serve(TokioIo::new(io), h2, ctx, timeouts.idle, streams).await;
         return;
     };
+    let start = Instant::now();
+    if grpc.is_none() {
+        // Go's HTTPS server answers plain HTTP on its TLS port.
+        let mut head = [0u8; 5];
+        let peeked = tokio::select! {
+            r = tokio::time::timeout(timeouts.read, stream.peek(&mut head)) => r,
+            () = shared.stopping() => return,
+        };
+        if let Ok(Ok(5)) = peeked {
+            if looks_like_http(&head) {
+                let mut stream = stream;
+                let _ = tokio::time::timeout(
+                    timeouts.write,
+                    tokio::io::AsyncWriteExt::write_all(
+                        &mut stream,
+                        b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+                    ),
+                )
+                .await;
+                return;
+            }
+        }
+    }
     let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(stream);
+    let budget = timeouts.read.saturating_sub(start.elapsed());
     let session = tokio::select! {
-        r = tokio::time::timeout(timeouts.read, accept) => match r {
+        r = tokio::time::timeout(budget, accept) => match r {
             Ok(Ok(s)) => s,
             _ => return,
         },
@@ -244,8 +331,16 @@ pub async fn conn(
     };
     let h2 = grpc.is_some() || session.get_ref().1.alpn_protocol() == Some(b"h2");
     ctx.last.set(Instant::now());
-    serve(TokioIo::new(session), h2, ctx, timeouts.idle, streams).await;
+    let io = Watched {
+        inner: session,
+        ctx: Rc::clone(&ctx),
+    };
+    serve(TokioIo::new(io), h2, ctx, timeouts.idle, streams).await;
 }
+
+/// Go's `http.DefaultMaxHeaderBytes`: the largest request head (a GET's `dns=` value
+/// can be 87,382 characters).
+const MAX_HEADER_BYTES: usize = 1 << 20;
 
 /// Runs HTTP/1.1 or HTTP/2 on `io` until the client leaves, the connection idles past
 /// `idle`, or shutdown.
@@ -274,57 +369,82 @@ where
         let conn = hyper::server::conn::http2::Builder::new(LocalExec)
             .timer(TokioTimer::new())
             .max_concurrent_streams(streams)
+            // x/net/http2's limit: MaxHeaderBytes + 32.
+            .max_header_list_size(u32::try_from(MAX_HEADER_BYTES + 32).unwrap_or(u32::MAX))
             .serve_connection(io, svc);
-        drive(conn, &ctx, &shared, idle, |c| c.graceful_shutdown()).await;
+        drive(conn, &ctx, &shared, idle, true, |c| c.graceful_shutdown()).await;
     } else {
         // No header read timeout of hyper's: it runs from the end of one response, where
         // Go waits the idle timeout for the next request (`drive`).
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(None)
+            .max_buf_size(MAX_HEADER_BYTES + 4096)
             .serve_connection(io, svc);
-        drive(conn, &ctx, &shared, idle, |c| c.graceful_shutdown()).await;
+        drive(conn, &ctx, &shared, idle, false, |c| c.graceful_shutdown()).await;
     }
 }
 
-/// Polls a hyper connection, shutting it down gracefully when it has had no request in
-/// progress for `idle` (for the read timeout before its first request), or on shutdown;
-/// a connection that then lingers is dropped after another `idle`.
+/// What `drive` does at a deadline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AtDeadline {
+    /// Look again (a request is in progress).
+    Recheck,
+    /// Close now (Go's read deadline passed, or the grace after a shutdown).
+    Drop,
+    /// Shut down gracefully (idle; HTTP/2 sends GOAWAY).
+    Shutdown,
+}
+
+/// Polls a hyper connection with Go's deadlines: before its first request (HTTP/1.1) the
+/// read timeout, a request that has started to arrive the read timeout from its first
+/// octet, then the idle timeout with no request in progress (HTTP/2 counts only
+/// streams). An idle connection, one whose listener a reload removed, or any at
+/// shutdown is shut down gracefully and dropped a second later.
 async fn drive<C, E>(
     conn: C,
     ctx: &ConnCtx,
     shared: &Shared,
     idle: Duration,
+    h2: bool,
     shutdown: impl Fn(std::pin::Pin<&mut C>),
 ) where
     C: std::future::Future<Output = Result<(), E>>,
 {
+    const GRACE: Duration = Duration::from_secs(1);
     tokio::pin!(conn);
     let mut closing: Option<Instant> = None;
-    let wait = || {
-        if ctx.served.get() {
-            idle
-        } else {
-            ctx.read_timeout
-        }
-    };
     loop {
-        let wake = match closing {
-            Some(t) => t + idle,
-            None => ctx.last.get() + wait(),
+        let now = Instant::now();
+        if closing.is_none() && shared.active.load().find(&ctx.label).is_none() {
+            shutdown(conn.as_mut());
+            closing = Some(now);
+        }
+        let (at, what) = if let Some(t) = closing {
+            (t + GRACE, AtDeadline::Drop)
+        } else if ctx.active.get() > 0 {
+            (now + idle.min(ctx.read_timeout), AtDeadline::Recheck)
+        } else if let (false, Some(t)) = (h2, ctx.pending.get()) {
+            (t + ctx.read_timeout, AtDeadline::Drop)
+        } else if !h2 && !ctx.served.get() {
+            (ctx.last.get() + ctx.read_timeout, AtDeadline::Drop)
+        } else {
+            (ctx.last.get() + idle, AtDeadline::Shutdown)
         };
+        if at <= now {
+            match what {
+                AtDeadline::Drop => return,
+                AtDeadline::Shutdown => {
+                    shutdown(conn.as_mut());
+                    closing = Some(now);
+                }
+                AtDeadline::Recheck => {}
+            }
+            continue;
+        }
         tokio::select! {
             _ = conn.as_mut() => return,
-            () = tokio::time::sleep_until(wake.into()) => {
-                if closing.is_some() {
-                    return;
-                }
-                // Read now: a request may have come and gone while this timer ran.
-                if ctx.active.get() == 0 && ctx.last.get() + wait() <= Instant::now() {
-                    shutdown(conn.as_mut());
-                    closing = Some(Instant::now());
-                }
-            }
+            () = tokio::time::sleep_until(at.into()) => {}
             () = shared.stopping(), if closing.is_none() => {
                 shutdown(conn.as_mut());
                 closing = Some(Instant::now());

@@ -142,6 +142,10 @@ fn send_replies(batch: &mut fallback::UdpBatch, replies: &Replies, label: &str) 
     crate::metrics::count_send_drops(label, batch.send_drops - before);
 }
 
+/// `https://`/`grpc://` connections beyond `max_connections` that one worker accepts and
+/// holds waiting for a slot; beyond them it stops accepting.
+const MAX_WAITING: usize = 64;
+
 /// Accepts TCP connections until shutdown.
 pub async fn tcp_accept(
     l: TcpListener,
@@ -149,6 +153,9 @@ pub async fn tcp_accept(
     shared: Arc<Shared>,
     limits: Rc<WorkerLimits>,
 ) {
+    // `https://` and `grpc://` connections accepted beyond `max_connections` that wait
+    // for a slot on this worker.
+    let waiting = Rc::new(Cell::new(0usize));
     loop {
         if shared.active.load().find(&label).is_none() {
             break;
@@ -164,30 +171,73 @@ pub async fn tcp_accept(
         limits.tcp_conns.set(limits.tcp_conns.get() + 1);
         // A `tls://` listener with a *tls* plugin: the configuration of the moment (a
         // reload's new certificate serves the connections accepted after it).
-        let (tls, http, grpc) = {
+        let (tls, http, grpc, limit) = {
             let active = shared.active.load();
             match active.find(&label) {
                 Some(l) => (
                     l.tls.clone(),
-                    matches!(l.transport, Transport::Https | Transport::Grpc)
-                        .then(|| l.conn_limit.clone()),
+                    matches!(l.transport, Transport::Https | Transport::Grpc),
                     l.grpc,
+                    l.conn_limit.clone(),
                 ),
-                None => (None, None, None),
+                None => (None, false, None, None),
+            }
+        };
+        // `max_connections` (Go's `LimitListener`, one listener for all cores): a
+        // connection beyond it waits for a slot before it is served. Each worker lets at
+        // most MAX_WAITING wait, then stops accepting until one is served, so the rest
+        // wait in the kernel's backlog as in Go. (Slots are taken after the accept: taken
+        // before, a worker would hold one idle while clients queue on another worker's
+        // socket.)
+        let permit = match limit.map(|sem| (sem.clone().try_acquire_owned(), sem)) {
+            None => None,
+            Some((Ok(p), _)) => Some(Ok(p)),
+            Some((Err(_), sem)) if waiting.get() < MAX_WAITING => {
+                waiting.set(waiting.get() + 1);
+                Some(Err(sem))
+            }
+            Some((Err(_), sem)) => {
+                let p = tokio::select! {
+                    p = sem.acquire_owned() => p,
+                    () = shared.stopping() => break,
+                };
+                match p {
+                    Ok(p) => Some(Ok(p)),
+                    Err(_) => {
+                        limits
+                            .tcp_conns
+                            .set(limits.tcp_conns.get().saturating_sub(1));
+                        continue;
+                    }
+                }
             }
         };
         let shared = Arc::clone(&shared);
         let limits = limits.clone();
         let label = label.clone();
+        let waiting = Rc::clone(&waiting);
         tokio::task::spawn_local(async move {
             // Counted out however the connection ends (a panic included).
             let _conn = CountGuard(&limits.tcp_conns);
-            match http {
-                Some(limit) => {
-                    super::doh::conn(stream, canonical(peer), label, shared, tls, limit, grpc)
-                        .await;
-                }
-                None => tcp_conn(stream, canonical(peer), &label, &shared, tls).await,
+            if http {
+                let permit = match permit {
+                    None => None,
+                    Some(Ok(p)) => Some(p),
+                    Some(Err(sem)) => {
+                        // Counted in by the accept loop, out however this ends.
+                        let _w = CountGuard(&waiting);
+                        tokio::select! {
+                            p = sem.acquire_owned() => match p {
+                                Ok(p) => Some(p),
+                                Err(_) => return,
+                            },
+                            () = shared.stopping() => return,
+                        }
+                    }
+                };
+                super::doh::conn(stream, canonical(peer), label, shared, tls, permit, grpc).await;
+            } else {
+                tcp_conn(stream, canonical(peer), &label, &shared, tls).await;
             }
         });
     }

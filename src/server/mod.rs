@@ -129,11 +129,7 @@ impl Active {
                     .first()
                     .and_then(|(_, b)| config.blocks[*b].settings.https_max_connections)
                     .unwrap_or(crate::plugins::https::DEFAULT_MAX_CONNECTIONS);
-                let limit = (max > 0).then(|| {
-                    Arc::new(tokio::sync::Semaphore::new(
-                        max.min(tokio::sync::Semaphore::MAX_PERMITS),
-                    ))
-                });
+                let limit = limit_for(max, l.sockets);
                 (tls, limit)
             } else if l.transport == Transport::Grpc {
                 let tls = tls.map(|c| {
@@ -149,11 +145,7 @@ impl Active {
                     .and_then(|s| s.grpc_max_streams)
                     .unwrap_or(crate::plugins::https::DEFAULT_GRPC_STREAMS);
                 grpc = Some(u32::try_from(streams).ok().filter(|n| *n > 0));
-                let limit = (max > 0).then(|| {
-                    Arc::new(tokio::sync::Semaphore::new(
-                        max.min(tokio::sync::Semaphore::MAX_PERMITS),
-                    ))
-                });
+                let limit = limit_for(max, l.sockets);
                 (tls, limit)
             } else if l.transport == Transport::Quic {
                 // quic-go refuses to listen without TLS settings.
@@ -169,10 +161,8 @@ impl Active {
                     .unwrap_or(crate::plugins::https::DEFAULT_QUIC_WORKERS);
                 let idle = first.map(|s| s.timeouts.idle).unwrap_or_default();
                 quic = Some(doq::Config::new(&tls, streams, workers, idle)?);
-                let limit = Arc::new(tokio::sync::Semaphore::new(
-                    crate::plugins::https::DEFAULT_QUIC_CONNECTIONS,
-                ));
-                (Some(tls), Some(limit))
+                let limit = limit_for(crate::plugins::https::DEFAULT_QUIC_CONNECTIONS, l.sockets);
+                (Some(tls), limit)
             } else {
                 (tls, None)
             };
@@ -655,6 +645,17 @@ pub fn banner(cfg: &Config) -> String {
         }
     }
     out
+}
+
+/// A connection limit of `max` per listening socket (CoreDNS runs one limited listener
+/// per `multisocket` copy), shared by every worker; `0` is none.
+fn limit_for(max: usize, sockets: Option<usize>) -> Option<Arc<tokio::sync::Semaphore>> {
+    (max > 0).then(|| {
+        let n = max.saturating_mul(sockets.unwrap_or(1).max(1));
+        Arc::new(tokio::sync::Semaphore::new(
+            n.min(tokio::sync::Semaphore::MAX_PERMITS),
+        ))
+    })
 }
 
 /// The transports ringdns serves: plain DNS (UDP and TCP), DNS over TLS, HTTPS and QUIC,

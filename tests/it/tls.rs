@@ -107,6 +107,8 @@ fn dot_answers_kdig_and_dig() {
             .filter(|l| l.starts_with("CLIENT_HANDSHAKE_TRAFFIC_SECRET "))
             .collect();
         assert!(secrets.len() >= 2, "{be}: {log}");
+        // Go's KeyLogWriter never sees the exporter secret.
+        assert!(!log.contains("EXPORTER_SECRET"), "{be}: {log}");
         for l in secrets {
             let f: Vec<&str> = l.split(' ').collect();
             assert_eq!(f.len(), 3, "{l}");
@@ -340,6 +342,36 @@ fn doh_answers_kdig_and_curl() {
         std::fs::write(&qfile, &resp).expect("write");
         let (st, _, _) = curl(&["--data-binary", &data], &format!("{base}/dns-query"));
         assert_eq!(st, 400, "{be}");
+        // Plain HTTP on the TLS port: Go's answer.
+        let (st, _, body) = curl(
+            &[],
+            &format!("http://127.0.0.1:{}/dns-query?dns={b64}", s.port),
+        );
+        assert_eq!(st, 400, "{be}");
+        assert_eq!(
+            body, b"Client sent an HTTP request to an HTTPS server.\n",
+            "{be}"
+        );
+        // A GET whose `dns` value is far above HTTP/2's usual 16 KiB header limit (a
+        // 20,000-octet padding option), as Go's 1 MiB allows.
+        let pad = vec![0u8; 20_000];
+        let mut opt = vec![0, 12];
+        opt.extend_from_slice(&(pad.len() as u16).to_be_bytes());
+        opt.extend_from_slice(&pad);
+        let big = query(0x2222, "h.example.", 1, 1, Some((4096, 0, &opt)));
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut big64 = String::new();
+        for chunk in big.chunks(3) {
+            let n =
+                chunk.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+            for i in 0..=chunk.len() {
+                big64.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        let (st, head, body) = curl(&["--http2"], &format!("{base}/dns-query?dns={big64}"));
+        assert_eq!(st, 200, "{be}: {head}");
+        assert!(head.starts_with("http/2 200"), "{be}: {head}");
+        assert_eq!(&body[..2], &[0x22, 0x22], "{be}");
         // No reply from the chain (acl drop): 500.
         let (_, dropped) = b64_query("x.drop.test.");
         let (st, head, body) = curl(&[], &format!("{base}/dns-query?dns={dropped}"));
@@ -352,7 +384,7 @@ fn doh_answers_kdig_and_curl() {
         s.wait_line(|l| l.contains("\"A IN h.example. tcp "))
             .expect("log line");
         let (_, _, metrics) = http(mport, "GET", "/metrics").expect("metrics");
-        for (status, n) in [(200, 4), (400, 6), (404, 1), (500, 1)] {
+        for (status, n) in [(200, 5), (400, 6), (404, 1), (500, 1)] {
             let want = format!(
                 "coredns_dns_https_responses_total{{server=\"https://:{}\",status=\"{status}\"}} {n}",
                 s.port
@@ -427,9 +459,36 @@ fn doh_connections_follow_the_read_and_idle_timeouts() {
         let (closed, after) = closed_within(&mut c, Duration::from_secs(5));
         assert!(closed, "{be}: still open after {after:?}");
         assert!(
-            after >= Duration::from_millis(1500),
+            after >= Duration::from_millis(1500) && after < Duration::from_millis(3500),
             "{be}: closed after {after:?}"
         );
+        // Half a request head: closed the read timeout after its first octet (Go's read
+        // deadline), not after read and idle.
+        let mut c = std::net::TcpStream::connect(s.addr()).expect("connect");
+        write!(c, "GET /dns-query?dns={b64} HTTP/1.1\r\nHo").expect("write");
+        let (closed, after) = closed_within(&mut c, Duration::from_secs(5));
+        assert!(
+            closed && after < Duration::from_millis(1800),
+            "{be}: partial head kept {after:?}"
+        );
+        // A keep-alive request that starts just before the idle deadline is read whole.
+        let mut c = std::net::TcpStream::connect(s.addr()).expect("connect");
+        write!(c, "GET /dns-query?dns={b64} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        let mut first = [0u8; 12];
+        c.read_exact(&mut first).expect("response");
+        let mut rest = [0u8; 4096];
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let _ = c.read(&mut rest);
+        std::thread::sleep(Duration::from_millis(1500));
+        write!(c, "GET /dns-query?dns={b64} HTTP/1.1\r\n").expect("write");
+        std::thread::sleep(Duration::from_millis(800));
+        write!(c, "Host: x\r\n\r\n").expect("write");
+        c.set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        let mut second = [0u8; 12];
+        c.read_exact(&mut second).expect("second response");
+        assert_eq!(&second, b"HTTP/1.1 200", "{be}");
     }
 }
 
@@ -814,5 +873,34 @@ fn grpc_query_service() {
         big.extend_from_slice(&[0u8; 16]);
         let (_, h, _, _) = call("/coredns.dns.DnsService/Query", "application/grpc", big);
         assert_eq!(grpc_status(&h).0, "8", "{be}");
+    }
+}
+
+#[test]
+fn dot_handshake_and_first_query_within_the_read_timeout() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    for be in backends() {
+        let certs = TempDir::new("dot-timeout");
+        let (c, k) = cert(&certs, "server", &["dns.example"]);
+        let s = TestServer::start(
+            &format!(
+                "tls://.:{{port}} {{\n tls {c} {k}\n timeouts {{\n  read 1s\n  idle 5s\n }}\n whoami\n}}\n"
+            ),
+            be,
+        );
+        // A client that never starts its handshake is dropped after the read timeout.
+        let mut conn = std::net::TcpStream::connect(s.addr()).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(4)))
+            .expect("timeout");
+        let t = Instant::now();
+        let mut buf = [0u8; 64];
+        let n = conn.read(&mut buf).unwrap_or(usize::MAX);
+        let after = t.elapsed();
+        assert_eq!(n, 0, "{be}: not closed");
+        assert!(
+            after >= Duration::from_millis(800) && after < Duration::from_millis(2500),
+            "{be}: closed after {after:?}"
+        );
     }
 }
