@@ -298,6 +298,12 @@ pub async fn conn(
         return;
     };
     let start = Instant::now();
+    // grpc-go sets none of the server's timeouts: its own 120 s for the handshake.
+    let handshake = if grpc.is_some() {
+        Duration::from_secs(120)
+    } else {
+        timeouts.read
+    };
     if grpc.is_none() {
         // Go's HTTPS server answers plain HTTP on its TLS port.
         let mut head = [0u8; 5];
@@ -321,7 +327,7 @@ pub async fn conn(
         }
     }
     let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(stream);
-    let budget = timeouts.read.saturating_sub(start.elapsed());
+    let budget = handshake.saturating_sub(start.elapsed());
     let session = tokio::select! {
         r = tokio::time::timeout(budget, accept) => match r {
             Ok(Ok(s)) => s,
@@ -356,8 +362,7 @@ where
             // drops this future).
             let _active = Active::new(&c);
             let resp = if c.grpc {
-                super::grpc::respond(req, &c.label, &c.shared, c.peer, c.local, c.read_timeout)
-                    .await
+                super::grpc::respond(req, &c.label, &c.shared, c.peer, c.local).await
             } else {
                 respond(req, &c).await
             };
@@ -365,6 +370,8 @@ where
         }
     });
     let shared = Arc::clone(&ctx.shared);
+    // gRPC connections have no idle or read deadline (grpc-go's defaults).
+    let idle = (!ctx.grpc).then_some(idle);
     if h2 {
         let conn = hyper::server::conn::http2::Builder::new(LocalExec)
             .timer(TokioTimer::new())
@@ -399,13 +406,14 @@ enum AtDeadline {
 /// Polls a hyper connection with Go's deadlines: before its first request (HTTP/1.1) the
 /// read timeout, a request that has started to arrive the read timeout from its first
 /// octet, then the idle timeout with no request in progress (HTTP/2 counts only
-/// streams). An idle connection, one whose listener a reload removed, or any at
-/// shutdown is shut down gracefully and dropped a second later.
+/// streams); with no `idle` (gRPC) none of these. An idle connection, one whose listener
+/// a reload removed, or any at shutdown is shut down gracefully and dropped a second
+/// later.
 async fn drive<C, E>(
     conn: C,
     ctx: &ConnCtx,
     shared: &Shared,
-    idle: Duration,
+    idle: Option<Duration>,
     h2: bool,
     shutdown: impl Fn(std::pin::Pin<&mut C>),
 ) where
@@ -423,13 +431,16 @@ async fn drive<C, E>(
         let (at, what) = if let Some(t) = closing {
             (t + GRACE, AtDeadline::Drop)
         } else if ctx.active.get() > 0 {
-            (now + idle.min(ctx.read_timeout), AtDeadline::Recheck)
+            (now + ctx.read_timeout.min(GRACE * 10), AtDeadline::Recheck)
+        } else if idle.is_none() {
+            // No deadline: look again now and then for a removed listener.
+            (now + GRACE * 5, AtDeadline::Recheck)
         } else if let (false, Some(t)) = (h2, ctx.pending.get()) {
             (t + ctx.read_timeout, AtDeadline::Drop)
         } else if !h2 && !ctx.served.get() {
             (ctx.last.get() + ctx.read_timeout, AtDeadline::Drop)
         } else {
-            (ctx.last.get() + idle, AtDeadline::Shutdown)
+            (ctx.last.get() + idle.unwrap_or(GRACE), AtDeadline::Shutdown)
         };
         if at <= now {
             match what {

@@ -152,14 +152,21 @@ pub async fn serve(
                 Some(i) => i,
                 None => break,
             },
+            // A reload that removes the listener closes it within a second.
+            () = tokio::time::sleep(GONE_CHECK) => {
+                if shared.active.load().find(&label).is_none() {
+                    break;
+                }
+                continue;
+            }
             () = shared.stopping() => break,
         };
         // The configuration of the moment: a reload may have removed the listener or
         // changed its certificate or limits.
-        let (conn_limit, current) = {
+        let (conn_limit, current, timeouts) = {
             let active = shared.active.load();
             let Some(l) = active.find(&label) else { break };
-            (l.conn_limit.clone(), l.quic.clone())
+            (l.conn_limit.clone(), l.quic.clone(), l.timeouts)
         };
         if let Some(c) = current {
             if !Arc::ptr_eq(&c.tls, &cfg.tls) {
@@ -172,6 +179,7 @@ pub async fn serve(
             shared: Arc::clone(&shared),
             local,
             workers: Arc::clone(&cfg.workers),
+            timeouts,
         };
         tokio::task::spawn_local(connection(incoming, ctx, conn_limit));
     }
@@ -185,6 +193,17 @@ struct Stream {
     shared: Arc<Shared>,
     local: SocketAddr,
     workers: Arc<tokio::sync::Semaphore>,
+    /// The listener's timeouts when the connection came.
+    timeouts: crate::plugins::timeouts::Timeouts,
+}
+
+/// How often a quiet endpoint or connection looks whether a reload removed its listener.
+const GONE_CHECK: Duration = Duration::from_secs(1);
+
+impl Stream {
+    fn gone(&self) -> bool {
+        self.shared.active.load().find(&self.label).is_none()
+    }
 }
 
 async fn connection(
@@ -207,6 +226,13 @@ async fn connection(
     loop {
         let accepted = tokio::select! {
             r = conn.accept_bi() => r,
+            () = tokio::time::sleep(GONE_CHECK) => {
+                if ctx.gone() {
+                    conn.close(VarInt::from_u32(NO_ERROR), b"");
+                    return;
+                }
+                continue;
+            }
             () = ctx.shared.stopping() => {
                 conn.close(VarInt::from_u32(NO_ERROR), b"");
                 return;
@@ -278,16 +304,18 @@ async fn stream(
     peer: SocketAddr,
     ctx: &Stream,
 ) {
-    let read_timeout = {
-        let active = ctx.shared.active.load();
-        active
-            .find(&ctx.label)
-            .map(|l| l.timeouts.read)
-            .unwrap_or_default()
-    };
-    let Ok(Some(msg)) = tokio::time::timeout(read_timeout, read_message(&mut recv)).await else {
+    let read = tokio::time::timeout(ctx.timeouts.read, read_message(&mut recv)).await;
+    if ctx.gone() {
+        // A reload removed the listener: no protocol error, nothing counted.
+        return conn.close(VarInt::from_u32(NO_ERROR), b"");
+    }
+    let Ok(Some(msg)) = read else {
         return close(conn, &ctx.label, PROTOCOL_ERROR);
     };
+    // The client's FIN usually came with the query: take it, so that dropping the
+    // receive side sends no STOP_SENDING (CoreDNS never stops the stream).
+    let mut fin = [0u8; 1];
+    let _ = tokio::time::timeout(Duration::ZERO, recv.read(&mut fin)).await;
     let v = parse_query(&msg);
     let accepted = match &v {
         Verdict::Query(_) => true,
@@ -317,8 +345,13 @@ async fn stream(
             let mut out = Vec::with_capacity(reply.len() + 2);
             out.extend_from_slice(&len.to_be_bytes());
             out.extend_from_slice(&reply);
-            if send.write_all(&out).await.is_ok() {
+            // Bounded, so a client that grants no flow-control credit cannot hold a
+            // worker slot.
+            let written = tokio::time::timeout(ctx.timeouts.write, send.write_all(&out)).await;
+            if matches!(written, Ok(Ok(()))) {
                 let _ = send.finish();
+            } else {
+                let _ = send.reset(VarInt::from_u32(INTERNAL_ERROR));
             }
         }
     }

@@ -180,7 +180,13 @@ pub async fn tcp_accept(
                     l.grpc,
                     l.conn_limit.clone(),
                 ),
-                None => (None, false, None, None),
+                // Removed by a reload while this connection waited: not served.
+                None => {
+                    limits
+                        .tcp_conns
+                        .set(limits.tcp_conns.get().saturating_sub(1));
+                    break;
+                }
             }
         };
         // `max_connections` (Go's `LimitListener`, one listener for all cores): a

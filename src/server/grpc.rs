@@ -13,10 +13,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -34,6 +34,7 @@ const MAX_PAYLOAD: usize = 65_535 + 4;
 
 const OK: u32 = 0;
 const UNKNOWN: u32 = 2;
+const INVALID_ARGUMENT: u32 = 3;
 const RESOURCE_EXHAUSTED: u32 = 8;
 const UNIMPLEMENTED: u32 = 12;
 const INTERNAL: u32 = 13;
@@ -77,15 +78,8 @@ pub(super) async fn respond(
     shared: &Arc<Shared>,
     peer: SocketAddr,
     local: SocketAddr,
-    read_timeout: Duration,
 ) -> Response<Reply> {
-    if req.method() != Method::POST {
-        return http_refusal(
-            StatusCode::METHOD_NOT_ALLOWED,
-            INTERNAL,
-            &format!("invalid gRPC request method {:?}", req.method().as_str()),
-        );
-    }
+    // grpc-go's order: the content type, then the method, then the path.
     let ctype = req
         .headers()
         .get(CONTENT_TYPE)
@@ -98,8 +92,18 @@ pub(super) async fn respond(
     if !grpc_type {
         return http_refusal(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            INTERNAL,
+            INVALID_ARGUMENT,
             &format!("invalid gRPC request content-type {ctype:?}"),
+        );
+    }
+    if req.method() != Method::POST {
+        return http_refusal(
+            StatusCode::METHOD_NOT_ALLOWED,
+            INTERNAL,
+            &format!(
+                "Received a HEADERS frame with :method {:?} which should be POST",
+                req.method().as_str()
+            ),
         );
     }
     let path = req.uri().path().to_owned();
@@ -114,40 +118,48 @@ pub(super) async fn respond(
             None => status(UNIMPLEMENTED, &format!("malformed method name: {path:?}")),
         };
     }
-    let body = Limited::new(req.into_body(), 5 + MAX_PAYLOAD);
-    let Ok(Ok(collected)) = tokio::time::timeout(read_timeout, body.collect()).await else {
-        return status(
-            RESOURCE_EXHAUSTED,
-            &format!("grpc: received message larger than max (more than {MAX_PAYLOAD})"),
-        );
-    };
-    let body = collected.to_bytes();
-    // One length-prefixed message: flag, length, protobuf.
-    let Some((&flag, rest)) = body.split_first() else {
-        return status(INTERNAL, "grpc: error unmarshalling request: no message");
-    };
-    if flag != 0 {
-        return status(
-            INTERNAL,
-            "grpc: compressed flag set with identity or empty encoding",
-        );
+    // grpc-go's recvMsg: the 5-octet prefix, its length checked against the limit, then
+    // the payload; a body that ends early is `EOF` / `unexpected EOF`.
+    let mut body = req.into_body();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut len: Option<usize> = None;
+    loop {
+        if len.is_none() && buf.len() >= 5 {
+            if buf[0] != 0 {
+                return status(
+                    INTERNAL,
+                    "grpc: compressed flag set with identity or empty encoding",
+                );
+            }
+            let n = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            if n > MAX_PAYLOAD {
+                return status(
+                    RESOURCE_EXHAUSTED,
+                    &format!("grpc: received message larger than max ({n} vs. {MAX_PAYLOAD})"),
+                );
+            }
+            len = Some(n);
+        }
+        if len.is_some_and(|n| buf.len() >= 5 + n) {
+            break;
+        }
+        match body.frame().await {
+            Some(Ok(f)) => {
+                if let Ok(d) = f.into_data() {
+                    buf.extend_from_slice(&d);
+                }
+            }
+            Some(Err(_)) | None => {
+                let text = if buf.is_empty() {
+                    "EOF"
+                } else {
+                    "unexpected EOF"
+                };
+                return status(UNKNOWN, text);
+            }
+        }
     }
-    let Some(len) = rest
-        .get(..4)
-        .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]))
-    else {
-        return status(INTERNAL, "grpc: error unmarshalling request: short frame");
-    };
-    let len = len as usize;
-    if len > MAX_PAYLOAD {
-        return status(
-            RESOURCE_EXHAUSTED,
-            &format!("grpc: received message larger than max ({len} vs. {MAX_PAYLOAD})"),
-        );
-    }
-    let Some(pb) = rest.get(4..4 + len) else {
-        return status(INTERNAL, "grpc: error unmarshalling request: short frame");
-    };
+    let pb = buf.get(5..5 + len.unwrap_or(0)).unwrap_or(&[]);
     let Some(msg) = decode_packet(pb) else {
         return status(
             INTERNAL,

@@ -129,7 +129,7 @@ impl Active {
                     .first()
                     .and_then(|(_, b)| config.blocks[*b].settings.https_max_connections)
                     .unwrap_or(crate::plugins::https::DEFAULT_MAX_CONNECTIONS);
-                let limit = limit_for(max, l.sockets);
+                let limit = limit_for(&l.label, max, l.sockets);
                 (tls, limit)
             } else if l.transport == Transport::Grpc {
                 let tls = tls.map(|c| {
@@ -145,7 +145,7 @@ impl Active {
                     .and_then(|s| s.grpc_max_streams)
                     .unwrap_or(crate::plugins::https::DEFAULT_GRPC_STREAMS);
                 grpc = Some(u32::try_from(streams).ok().filter(|n| *n > 0));
-                let limit = limit_for(max, l.sockets);
+                let limit = limit_for(&l.label, max, l.sockets);
                 (tls, limit)
             } else if l.transport == Transport::Quic {
                 // quic-go refuses to listen without TLS settings.
@@ -161,7 +161,11 @@ impl Active {
                     .unwrap_or(crate::plugins::https::DEFAULT_QUIC_WORKERS);
                 let idle = first.map(|s| s.timeouts.idle).unwrap_or_default();
                 quic = Some(doq::Config::new(&tls, streams, workers, idle)?);
-                let limit = limit_for(crate::plugins::https::DEFAULT_QUIC_CONNECTIONS, l.sockets);
+                let limit = limit_for(
+                    &l.label,
+                    crate::plugins::https::DEFAULT_QUIC_CONNECTIONS,
+                    l.sockets,
+                );
                 (Some(tls), limit)
             } else {
                 (tls, None)
@@ -648,14 +652,34 @@ pub fn banner(cfg: &Config) -> String {
 }
 
 /// A connection limit of `max` per listening socket (CoreDNS runs one limited listener
-/// per `multisocket` copy), shared by every worker; `0` is none.
-fn limit_for(max: usize, sockets: Option<usize>) -> Option<Arc<tokio::sync::Semaphore>> {
-    (max > 0).then(|| {
-        let n = max.saturating_mul(sockets.unwrap_or(1).max(1));
-        Arc::new(tokio::sync::Semaphore::new(
-            n.min(tokio::sync::Semaphore::MAX_PERMITS),
-        ))
-    })
+/// per `multisocket` copy), shared by every worker; `0` is none. A reload that keeps the
+/// listener and its limit keeps the same count: the connections it left open still hold
+/// their slots (CoreDNS closes them instead).
+fn limit_for(
+    label: &str,
+    max: usize,
+    sockets: Option<usize>,
+) -> Option<Arc<tokio::sync::Semaphore>> {
+    type Limits = HashMap<(String, usize), std::sync::Weak<tokio::sync::Semaphore>>;
+    static LIMITS: Mutex<Option<Limits>> = Mutex::new(None);
+    if max == 0 {
+        return None;
+    }
+    let n = max
+        .saturating_mul(sockets.unwrap_or(1).max(1))
+        .min(tokio::sync::Semaphore::MAX_PERMITS);
+    let mut g = LIMITS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let map = g.get_or_insert_with(HashMap::new);
+    map.retain(|_, w| w.strong_count() > 0);
+    let key = (label.to_owned(), n);
+    if let Some(sem) = map.get(&key).and_then(std::sync::Weak::upgrade) {
+        return Some(sem);
+    }
+    let sem = Arc::new(tokio::sync::Semaphore::new(n));
+    map.insert(key, Arc::downgrade(&sem));
+    Some(sem)
 }
 
 /// The transports ringdns serves: plain DNS (UDP and TCP), DNS over TLS, HTTPS and QUIC,

@@ -99,7 +99,10 @@ fn dot_answers_kdig_and_dig() {
             "coredns_dns_requests_total{{family=\"1\",proto=\"tcp\",server=\"tls://:{}\",type=\"A\",view=\"\",zone=\".\"}} 2",
             s.port
         );
-        assert!(body.contains(&want), "{be}: {want} not in\n{body}");
+        assert!(
+            body.lines().any(|l| l == want),
+            "{be}: {want} not in\n{body}"
+        );
         // The key log has the TLS 1.3 secrets of those sessions, in NSS format.
         let log = std::fs::read_to_string(&keylog).expect("keylog");
         let secrets: Vec<&str> = log
@@ -389,7 +392,10 @@ fn doh_answers_kdig_and_curl() {
                 "coredns_dns_https_responses_total{{server=\"https://:{}\",status=\"{status}\"}} {n}",
                 s.port
             );
-            assert!(metrics.contains(&want), "{be}: {want} not in\n{metrics}");
+            assert!(
+                metrics.lines().any(|l| l == want),
+                "{be}: {want} not in\n{metrics}"
+            );
         }
     }
 }
@@ -642,7 +648,10 @@ fn doq_answers_kdig_and_closes_on_protocol_errors() {
                 "coredns_dns_quic_responses_total{{server=\"quic://:{}\",status=\"{status}\"}} {n}",
                 s.port
             );
-            assert!(metrics.contains(&want), "{be}: {want} not in\n{metrics}");
+            assert!(
+                metrics.lines().any(|l| l == want),
+                "{be}: {want} not in\n{metrics}"
+            );
         }
     }
 }
@@ -819,7 +828,7 @@ fn grpc_query_service() {
         // Errors as grpc-go reports them (trailers-only: status in the headers).
         let mut resp = q.clone();
         resp[2] |= 0x80;
-        let cases: [GrpcCase; 5] = [
+        let cases: [GrpcCase; 7] = [
             (
                 "/coredns.dns.DnsService/Nope",
                 "application/grpc",
@@ -852,11 +861,19 @@ fn grpc_query_service() {
                 "/coredns.dns.DnsService/Query",
                 "text/plain",
                 grpc_frame(&q),
-                (
-                    415,
-                    "13",
-                    "invalid gRPC request content-type \"text/plain\"",
-                ),
+                (415, "3", "invalid gRPC request content-type \"text/plain\""),
+            ),
+            (
+                "/coredns.dns.DnsService/Query",
+                "application/grpc",
+                Vec::new(),
+                (200, "2", "EOF"),
+            ),
+            (
+                "/coredns.dns.DnsService/Query",
+                "application/grpc",
+                grpc_frame(&q)[..9].to_vec(),
+                (200, "2", "unexpected EOF"),
             ),
         ];
         for (path, ctype, body, (want_http, want_code, want_msg)) in cases {
@@ -901,6 +918,62 @@ fn dot_handshake_and_first_query_within_the_read_timeout() {
         assert!(
             after >= Duration::from_millis(800) && after < Duration::from_millis(2500),
             "{be}: closed after {after:?}"
+        );
+    }
+}
+
+#[test]
+fn grpc_connections_have_no_idle_timeout() {
+    use http_body_util::BodyExt;
+    for be in backends() {
+        let s = TestServer::start(
+            "grpc://.:{port} {\n timeouts {\n  read 1s\n  idle 1s\n }\n whoami\n}\n",
+            be,
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let port = s.port;
+        let statuses = rt.block_on(async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect");
+            let (mut tx, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(tcp),
+            )
+            .await
+            .expect("h2c");
+            tokio::spawn(conn);
+            let mut out = Vec::new();
+            // Quiet for longer than both timeouts before the first call and between calls:
+            // grpc-go applies neither.
+            for _ in 0..2 {
+                tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+                let req = hyper::Request::post(format!(
+                    "http://127.0.0.1:{port}/coredns.dns.DnsService/Query"
+                ))
+                .header("content-type", "application/grpc")
+                .body(http_body_util::Full::new(bytes::Bytes::from(grpc_frame(
+                    &query(1, "example.org.", 1, 1, None),
+                ))))
+                .expect("request");
+                let status = match tx.send_request(req).await {
+                    Ok(resp) => {
+                        let c = resp.into_body().collect().await.expect("body");
+                        c.trailers().map(grpc_status).map(|s| s.0)
+                    }
+                    Err(e) => Some(format!("error: {e}")),
+                };
+                out.push(status);
+            }
+            out
+        });
+        assert_eq!(
+            statuses,
+            [Some("0".to_owned()), Some("0".to_owned())],
+            "{be}"
         );
     }
 }
