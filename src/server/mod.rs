@@ -156,9 +156,12 @@ impl Active {
                 let streams = first
                     .and_then(|s| s.quic_max_streams)
                     .unwrap_or(crate::plugins::https::DEFAULT_QUIC_STREAMS);
+                // One pool per listening socket, as CoreDNS runs one server per
+                // `multisocket` copy.
                 let workers = first
                     .and_then(|s| s.quic_worker_pool)
-                    .unwrap_or(crate::plugins::https::DEFAULT_QUIC_WORKERS);
+                    .unwrap_or(crate::plugins::https::DEFAULT_QUIC_WORKERS)
+                    .saturating_mul(l.sockets.unwrap_or(1).max(1));
                 let idle = first.map(|s| s.timeouts.idle).unwrap_or_default();
                 quic = Some(doq::Config::new(&tls, streams, workers, idle)?);
                 let limit = limit_for(
