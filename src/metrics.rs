@@ -340,6 +340,55 @@ pub fn count_send_drops(server: &str, n: u64) {
     }
 }
 
+/// A counter family labelled by server and status, for paths that are not hot (one lock
+/// per count): the DoH and DoQ response counts.
+pub struct StatusCounts {
+    name: &'static str,
+    help: &'static str,
+    counts: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl StatusCounts {
+    /// An empty family `name`.
+    pub const fn new(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            counts: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Counts one for (`server`, `status`).
+    pub fn inc(&self, server: &str, status: String) {
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((server.to_owned(), status))
+            .or_default() += 1;
+    }
+
+    /// Adds the series counted so far to `f`.
+    pub fn add_to(&self, f: &mut Families) {
+        let m = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for ((server, status), n) in &m {
+            add(
+                f,
+                self.name,
+                self.help,
+                "counter",
+                "",
+                &[("server", server), ("status", status)],
+                *n as f64,
+            );
+        }
+    }
+}
+
 /// `coredns_reload_failed_total`.
 pub static RELOAD_FAILED: AtomicU64 = AtomicU64::new(0);
 /// `coredns_reload_version_info` hash value, set after a reload.

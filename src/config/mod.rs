@@ -497,4 +497,4 @@ fn group(blocks: &[Block]) -> Result<Vec<Listener>, Diagnostic> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

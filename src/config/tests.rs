@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn build_str(text: &str) -> Result<Config, String> {
+pub(crate) fn build_str(text: &str) -> Result<Config, String> {
     build(
         Input {
             source: Source::File("Corefile".into()),
@@ -14,7 +14,7 @@ fn build_str(text: &str) -> Result<Config, String> {
     .map_err(|e| e.to_string())
 }
 
-fn err(text: &str) -> String {
+pub(crate) fn err(text: &str) -> String {
     match build_str(text) {
         Ok(_) => "ok".into(),
         Err(e) => e,

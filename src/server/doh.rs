@@ -18,11 +18,10 @@
 //!   after the idle timeout.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -43,36 +42,15 @@ const MAX_QUERY: usize = 65_536;
 /// CoreDNS's `maxBase64Len`: the longest `dns` parameter.
 const MAX_BASE64: usize = (MAX_QUERY * 8).div_ceil(6);
 
-/// `coredns_dns_https_responses_total`: (server, status) → count. DoH is not a hot path.
-static RESPONSES: Mutex<BTreeMap<(String, u16), u64>> = Mutex::new(BTreeMap::new());
+/// `coredns_dns_https_responses_total`.
+static RESPONSES: crate::metrics::StatusCounts = crate::metrics::StatusCounts::new(
+    "coredns_dns_https_responses_total",
+    "Counter of DoH responses per server and http status code.",
+);
 
 fn count(server: &str, status: u16) {
-    *RESPONSES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .entry((server.to_owned(), status))
-        .or_default() += 1;
-    crate::metrics::contribute(families);
-}
-
-/// Adds `coredns_dns_https_responses_total` (a `metrics::contribute` callback).
-fn families(f: &mut crate::metrics::Families) {
-    let m = RESPONSES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    for ((server, status), n) in &m {
-        let status = status.to_string();
-        crate::metrics::add(
-            f,
-            "coredns_dns_https_responses_total",
-            "Counter of DoH responses per server and http status code.",
-            "counter",
-            "",
-            &[("server", server), ("status", &status)],
-            *n as f64,
-        );
-    }
+    RESPONSES.inc(server, status.to_string());
+    crate::metrics::contribute(|f| RESPONSES.add_to(f));
 }
 
 /// A response body: at most one data frame, then (gRPC) trailers.

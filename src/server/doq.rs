@@ -18,9 +18,8 @@
 //! * `coredns_dns_quic_responses_total{server,status}`: `0x0` per query served, `0x1`
 //!   and `0x2` per connection closed for an internal or a protocol error.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::crypto::rustls::QuicServerConfig;
@@ -79,35 +78,15 @@ impl Config {
     }
 }
 
-/// `coredns_dns_quic_responses_total`: (server, code) → count.
-static RESPONSES: Mutex<BTreeMap<(String, u32), u64>> = Mutex::new(BTreeMap::new());
+/// `coredns_dns_quic_responses_total`.
+static RESPONSES: crate::metrics::StatusCounts = crate::metrics::StatusCounts::new(
+    "coredns_dns_quic_responses_total",
+    "Counter of DoQ responses per server and QUIC application code.",
+);
 
 fn count(server: &str, code: u32) {
-    *RESPONSES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .entry((server.to_owned(), code))
-        .or_default() += 1;
-    crate::metrics::contribute(families);
-}
-
-fn families(f: &mut crate::metrics::Families) {
-    let m = RESPONSES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    for ((server, code), n) in &m {
-        let status = format!("0x{code:x}");
-        crate::metrics::add(
-            f,
-            "coredns_dns_quic_responses_total",
-            "Counter of DoQ responses per server and QUIC application code.",
-            "counter",
-            "",
-            &[("server", server), ("status", &status)],
-            *n as f64,
-        );
-    }
+    RESPONSES.inc(server, format!("0x{code:x}"));
+    crate::metrics::contribute(|f| RESPONSES.add_to(f));
 }
 
 /// Closes `conn` with a DoQ code, counting it unless it is DOQ_NO_ERROR.

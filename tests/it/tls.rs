@@ -233,17 +233,23 @@ fn curl(args: &[&str], url: &str) -> (u16, String, Vec<u8>) {
     (status, head, out.stdout)
 }
 
-/// A query for `name` (type A, RD) in wire format, base64url without padding.
-fn b64_query(name: &str) -> (Vec<u8>, String) {
-    let q = query(0x1234, name, 1, 1, None);
+/// `b` in base64url without padding (as a DoH GET carries it).
+fn b64url(b: &[u8]) -> String {
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut s = String::new();
-    for chunk in q.chunks(3) {
+    for chunk in b.chunks(3) {
         let n = chunk.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
         for i in 0..=chunk.len() {
             s.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
         }
     }
+    s
+}
+
+/// A query for `name` (type A, RD) in wire format, and in base64url.
+fn b64_query(name: &str) -> (Vec<u8>, String) {
+    let q = query(0x1234, name, 1, 1, None);
+    let s = b64url(&q);
     (q, s)
 }
 
@@ -362,15 +368,7 @@ fn doh_answers_kdig_and_curl() {
         opt.extend_from_slice(&(pad.len() as u16).to_be_bytes());
         opt.extend_from_slice(&pad);
         let big = query(0x2222, "h.example.", 1, 1, Some((4096, 0, &opt)));
-        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut big64 = String::new();
-        for chunk in big.chunks(3) {
-            let n =
-                chunk.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-            for i in 0..=chunk.len() {
-                big64.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            }
-        }
+        let big64 = b64url(&big);
         let (st, head, body) = curl(&["--http2"], &format!("{base}/dns-query?dns={big64}"));
         assert_eq!(st, 200, "{be}: {head}");
         assert!(head.starts_with("http/2 200"), "{be}: {head}");

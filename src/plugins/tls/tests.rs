@@ -1,25 +1,6 @@
 //! *tls* setup: Corefile → the error CoreDNS 1.14.7 prints, or a server configuration.
 
-use crate::config::{Config, Input, Source, build};
-
-fn build_str(text: &str) -> Result<Config, String> {
-    build(
-        Input {
-            source: Source::File("Corefile".into()),
-            filename: "Corefile".into(),
-            text: text.into(),
-        },
-        "53",
-    )
-    .map_err(|e| e.to_string())
-}
-
-fn err(text: &str) -> String {
-    match build_str(text) {
-        Ok(_) => "ok".into(),
-        Err(e) => e,
-    }
-}
+use crate::config::tests::{build_str, err};
 
 struct Files {
     dir: std::path::PathBuf,
