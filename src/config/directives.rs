@@ -86,6 +86,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "prometheus",
     "errors",
     "log",
+    "dnstap",
     "local",
     "any",
     "chaos",

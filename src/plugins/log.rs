@@ -148,7 +148,7 @@ impl RespType {
 
 /// One placeholder of a format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Label {
+pub(crate) enum Label {
     Type,
     Name,
     Class,
@@ -169,7 +169,7 @@ enum Label {
 
 /// A compiled format segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Seg {
+pub(crate) enum Seg {
     Lit(String),
     Label(Label),
     Meta(String),
@@ -198,7 +198,7 @@ fn label(s: &str) -> Option<Label> {
 }
 
 /// CoreDNS replacer `parseFormat`: scan for `}`, then the nearest `{` before it.
-fn compile(mut s: &str) -> Vec<Seg> {
+pub(crate) fn compile(mut s: &str) -> Vec<Seg> {
     let mut out = Vec::new();
     while let Some(j) = s.find('}') {
         let Some(i) = s[..j].rfind('{') else {
@@ -441,6 +441,24 @@ fn push_ip(out: &mut String, ip: IpAddr) {
 }
 
 fn render(segs: &[Seg], ctx: &Ctx<'_>, msg: Option<&[u8]>, rsize: usize, out: &mut String) {
+    render_with(segs, ctx, Some((msg, rsize)), true, out);
+}
+
+/// CoreDNS's replacer without a recorder (*dnstap*'s `extra`): `{rcode}`, `{rsize}`,
+/// `{duration}` and `{>rflags}` render `-`. `client_name`: `{name}` is the query as
+/// the client sent it (a plugin before *rewrite*), else the query as rewritten.
+pub(crate) fn render_request(segs: &[Seg], ctx: &Ctx<'_>, client_name: bool, out: &mut String) {
+    render_with(segs, ctx, None, client_name, out);
+}
+
+fn render_with(
+    segs: &[Seg],
+    ctx: &Ctx<'_>,
+    resp: Option<(Option<&[u8]>, usize)>,
+    client_name: bool,
+    out: &mut String,
+) {
+    let msg = resp.and_then(|r| r.0);
     for s in segs {
         match s {
             Seg::Lit(l) => out.push_str(l),
@@ -450,7 +468,7 @@ fn render(segs: &[Seg], ctx: &Ctx<'_>, msg: Option<&[u8]>, rsize: usize, out: &m
                 Label::Name => {
                     // CoreDNS's `{name}` is the name it read before passing the query
                     // on (a *rewrite* after *log* changes type, class and size only).
-                    let client = ctx.client_req();
+                    let client = if client_name { ctx.client_req() } else { None };
                     let qname = client.as_ref().map_or(&ctx.req.qname, |r| &r.qname);
                     qname.to_lowercase().write_presentation(out);
                 }
@@ -487,12 +505,19 @@ fn render(segs: &[Seg], ctx: &Ctx<'_>, msg: Option<&[u8]>, rsize: usize, out: &m
                         }
                     }
                 },
-                Label::Rsize => {
-                    let _ = write!(out, "{rsize}");
-                }
+                Label::Rsize => match resp {
+                    None => out.push('-'),
+                    Some((_, rsize)) => {
+                        let _ = write!(out, "{rsize}");
+                    }
+                },
                 Label::Duration => {
-                    let secs = ctx.st.start.elapsed().as_secs_f64();
-                    let _ = write!(out, "{secs}s");
+                    if resp.is_none() {
+                        out.push('-');
+                    } else {
+                        let secs = ctx.st.start.elapsed().as_secs_f64();
+                        let _ = write!(out, "{secs}s");
+                    }
                 }
                 Label::Rflags => match msg {
                     None => out.push('-'),

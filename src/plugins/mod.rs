@@ -7,6 +7,7 @@ pub mod auto;
 pub mod bufsize;
 pub mod cache;
 pub mod chaos;
+pub mod dnstap;
 pub mod erratic;
 pub mod errors;
 pub mod file;
@@ -55,6 +56,8 @@ pub enum PluginConfig {
     Errors(errors::ErrorsConfig),
     /// `log`.
     Log(log::LogConfig),
+    /// `dnstap` (every line of the block, in order).
+    Dnstap(dnstap::DnstapConfig),
     /// `local`.
     Local(local::LocalConfig),
     /// `any`.
@@ -127,6 +130,7 @@ pub fn setup(
         "prometheus" => PluginConfig::Prometheus(prometheus::setup(d, ctx)?),
         "errors" => PluginConfig::Errors(errors::setup(d)?),
         "log" => PluginConfig::Log(log::setup(d)?),
+        "dnstap" => PluginConfig::Dnstap(dnstap::setup(d)?),
         "local" => PluginConfig::Local(local::setup(d)?),
         "any" => {
             any::setup(d)?;
@@ -176,6 +180,8 @@ pub enum Plugin {
     Errors(errors::Errors),
     /// `log`.
     Log(log::Log),
+    /// `dnstap`.
+    Dnstap(dnstap::Dnstap),
     /// `local`.
     Local(local::Local),
     /// `any`.
@@ -225,6 +231,7 @@ impl Plugin {
             PluginConfig::Prometheus(c) => Self::Prometheus(prometheus::Prometheus::new(c)),
             PluginConfig::Errors(c) => Self::Errors(errors::Errors::new(c)),
             PluginConfig::Log(c) => Self::Log(log::Log::new(c)),
+            PluginConfig::Dnstap(c) => Self::Dnstap(dnstap::Dnstap::new(c)),
             PluginConfig::Local(c) => Self::Local(local::Local::new(c)),
             PluginConfig::Any => Self::Any,
             PluginConfig::Chaos(c) => Self::Chaos(chaos::Chaos::new(c)),
@@ -256,6 +263,7 @@ impl Plugin {
             Self::Prometheus(_) => "prometheus",
             Self::Errors(_) => "errors",
             Self::Log(_) => "log",
+            Self::Dnstap(_) => "dnstap",
             Self::Local(_) => "local",
             Self::Any => "any",
             Self::Chaos(_) => "chaos",
@@ -307,6 +315,7 @@ impl Plugin {
             Self::Nsid(_) => Flow::Next,
             Self::Bufsize(n) => bufsize::serve(*n, ctx),
             Self::Log(p) => p.serve(ctx),
+            Self::Dnstap(p) => p.serve(ctx),
             Self::Local(p) => p.serve(ctx),
             Self::Any => any::serve(ctx),
             Self::Chaos(p) => p.serve(ctx),
@@ -343,6 +352,7 @@ impl Plugin {
             Self::Errors(p) => p.respond(ctx, st),
             Self::Prometheus(p) => p.respond(ctx, st),
             Self::Log(p) => p.respond(ctx, st),
+            Self::Dnstap(p) => p.respond(ctx),
             Self::Loadbalance(p) => p.respond(ctx),
             Self::Header(p) => p.respond(ctx),
             Self::Cache(p) => p.respond(ctx, st),

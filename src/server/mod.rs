@@ -75,6 +75,7 @@ impl Active {
                 rewrites,
             };
             Self::label_prometheus(&mut chain);
+            Self::link_dnstap(&mut chain);
             chains.push(Arc::new(chain));
         }
         let mut listeners = Vec::new();
@@ -200,6 +201,21 @@ impl Active {
         }
     }
 
+    /// Gives *forward* the block's *dnstap* taps (CoreDNS's `SetTapPlugin`).
+    fn link_dnstap(chain: &mut Chain) {
+        let taps = chain.plugins.iter().find_map(|p| match p {
+            Plugin::Dnstap(d) => Some(Arc::clone(&d.taps)),
+            _ => None,
+        });
+        if let Some(taps) = taps {
+            for p in &mut chain.plugins {
+                if let Plugin::Forward(f) = p {
+                    f.taps = Some(Arc::clone(&taps));
+                }
+            }
+        }
+    }
+
     /// The plugins' shutdown callbacks that log: *errors* writes its pending
     /// `consolidate` summaries (CoreDNS runs them on final shutdown and, for the old
     /// instance, on reload).
@@ -207,8 +223,11 @@ impl Active {
         for l in &self.listeners {
             for c in &l.chains {
                 for p in &c.plugins {
-                    if let Plugin::Errors(e) = p {
-                        e.stop();
+                    match p {
+                        Plugin::Errors(e) => e.stop(),
+                        // *dnstap* flushes and closes its sinks.
+                        Plugin::Dnstap(d) => d.close(),
+                        _ => {}
                     }
                 }
             }

@@ -4,6 +4,7 @@
 
 mod auth;
 mod cache;
+mod dnstap;
 mod forward;
 mod ops;
 mod plugins;

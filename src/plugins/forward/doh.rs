@@ -173,6 +173,8 @@ struct ConnState {
     idle: Notify,
     /// HTTP/2: the server's `SETTINGS_MAX_CONCURRENT_STREAMS`, as Go keeps it.
     max_streams: Cell<u32>,
+    /// Our end of the connection (*dnstap*).
+    local: Option<std::net::SocketAddr>,
 }
 
 impl ConnState {
@@ -463,6 +465,7 @@ async fn dial(up: &Upstream, deadline: Instant) -> Result<Conn, Fail> {
         None => Tunnel::Tcp(dial_tcp(up, left, false).await?.0),
         Some(p) => super::httpproxy::tunnel(up, p, left).await?,
     };
+    let local = tcp.local_addr();
     let tls = TlsConnector::from(Arc::clone(&t.config))
         .connect(t.name.clone(), tcp)
         .await
@@ -475,6 +478,7 @@ async fn dial(up: &Upstream, deadline: Instant) -> Result<Conn, Fail> {
         busy: Cell::new(0),
         idle: Notify::new(),
         max_streams: Cell::new(H2_INITIAL_STREAMS),
+        local,
     });
     let (expire, max_age) = (up.opts.expire, up.opts.max_age);
     let hs_err = |e: hyper::Error| Fail::io(err_text(&e));
@@ -672,7 +676,12 @@ enum Stage {
 
 /// One query to a DoH upstream; the reply keeps ID 0 (the caller restores
 /// the client's).
-pub(super) async fn exchange(up: &Upstream, local: &Local, q: &mut [u8]) -> Result<Vec<u8>, Fail> {
+pub(super) async fn exchange(
+    up: &Upstream,
+    local: &Local,
+    q: &mut [u8],
+    laddr: &mut Option<std::net::SocketAddr>,
+) -> Result<Vec<u8>, Fail> {
     let Some(doh) = &up.doh else {
         return Err(Fail::io("not a DNS-over-HTTPS upstream"));
     };
@@ -686,7 +695,12 @@ pub(super) async fn exchange(up: &Upstream, local: &Local, q: &mut [u8]) -> Resu
     let (req, p) = request(up, doh, doh.method, q)?;
     let stage = Cell::new(Stage::Headers);
     let deadline = Instant::now() + TIMEOUT;
-    match timeout_at(deadline, attempt(up, &local.doh, req, &p, deadline, &stage)).await {
+    match timeout_at(
+        deadline,
+        attempt(up, &local.doh, req, &p, deadline, &stage, laddr),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(_) if stage.get() == Stage::Body => Err(Fail::io(
             "context deadline exceeded (Client.Timeout or context cancellation while reading body)",
@@ -704,12 +718,14 @@ async fn attempt(
     p: &str,
     deadline: Instant,
     stage: &Cell<Stage>,
+    laddr: &mut Option<std::net::SocketAddr>,
 ) -> Result<Vec<u8>, Fail> {
     let with_prefix = |f: Fail| match f {
         Fail::Io(t) => Fail::io(format!("{p}: {t}")),
         other => other,
     };
     let (mut c, cached) = connection(up, dl, deadline).await.map_err(with_prefix)?;
+    *laddr = c.st.local;
     let is_h2 = c.is_h2();
     let req = if is_h2 { req } else { to_h1(req) };
     let busy = Busy::new(&c.st);

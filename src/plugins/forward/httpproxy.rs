@@ -298,6 +298,16 @@ pub enum Tunnel {
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
+impl Tunnel {
+    /// Our end of the TCP connection (to the upstream or the proxy).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Self::Tcp(s) => s.local_addr().ok(),
+            Self::Tls(s) => s.get_ref().0.local_addr().ok(),
+        }
+    }
+}
+
 impl AsyncRead for Tunnel {
     fn poll_read(
         self: Pin<&mut Self>,

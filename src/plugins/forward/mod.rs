@@ -61,6 +61,8 @@ pub struct Stanza {
 /// The plugin: the block's stanzas in order.
 pub struct Forward {
     stanzas: Vec<Arc<Stanza>>,
+    /// The block's *dnstap* taps (CoreDNS's `tapPlugins`), set when the chain is built.
+    pub taps: Option<crate::plugins::dnstap::Taps>,
 }
 
 struct WorkerPools {
@@ -265,7 +267,12 @@ impl Stanza {
     }
 
     /// Runs the attempt loop; `None` hands the query to the next stanza.
-    async fn serve(self: &Arc<Self>, ctx: &mut Ctx<'_>, has_next: bool) -> Option<Flow> {
+    async fn serve(
+        self: &Arc<Self>,
+        ctx: &mut Ctx<'_>,
+        has_next: bool,
+        taps: Option<&[crate::plugins::dnstap::Tap]>,
+    ) -> Option<Flow> {
         let c = &self.cfg;
         let _slot = if c.max_concurrent > 0 {
             let n = self.concurrent.fetch_add(1, Ordering::AcqRel) + 1;
@@ -331,6 +338,8 @@ impl Stanza {
             ctx.set_meta("forward/upstream", || up.metrics.to.clone());
             let local = &pools.ups[k];
             let (mut force_tcp, prefer_udp) = (c.force_tcp, c.prefer_udp);
+            let mut laddr = None;
+            let mut tcp;
             let res = loop {
                 let net = if force_tcp {
                     Net::Tcp
@@ -340,7 +349,8 @@ impl Stanza {
                     client_net
                 };
                 let t0 = now;
-                let r = proxy::exchange(up, local, &mut q, net, size, t0.into()).await;
+                tcp = net == Net::Tcp || up.cfg.scheme != setup::Scheme::Dns;
+                let r = proxy::exchange(up, local, &mut q, net, size, t0.into(), &mut laddr).await;
                 now = crate::server::parked::now();
                 match r {
                     Err(Fail::CachedClosed) => continue,
@@ -358,6 +368,20 @@ impl Stanza {
                     Err(e) => break Err(e),
                 }
             };
+            if let Some(taps) = taps {
+                crate::plugins::dnstap::forwarded(
+                    taps,
+                    ctx,
+                    &crate::plugins::dnstap::Forwarded {
+                        query: &q,
+                        reply: res.as_ref().ok().map(|(r, _)| &r[..]),
+                        local: laddr,
+                        upstream: up.cfg.addr,
+                        tcp,
+                        start,
+                    },
+                );
+            }
             let (mut reply, info) = match res {
                 Err(e) => {
                     last_err = Some(e.text());
@@ -572,7 +596,10 @@ impl Forward {
             .iter()
             .map(|c| Stanza::new(c).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { stanzas })
+        Ok(Self {
+            stanzas,
+            taps: None,
+        })
     }
 
     fn first_match(&self, qname: NameRef<'_>, from: usize) -> Option<usize> {
@@ -598,7 +625,7 @@ impl Forward {
                 return Flow::Next;
             };
             let has_next = i + 1 < self.stanzas.len();
-            if let Some(flow) = st.serve(ctx, has_next).await {
+            if let Some(flow) = st.serve(ctx, has_next, self.taps.as_deref()).await {
                 return flow;
             }
             match self.first_match(ctx.req.qname.name(), i + 1) {

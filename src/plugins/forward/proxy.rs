@@ -280,19 +280,22 @@ pub async fn exchange(
     net: Net,
     size: usize,
     now: Instant,
+    laddr: &mut Option<SocketAddr>,
 ) -> Result<Buf, Fail> {
     // The connection-oriented exchanges (TLS handshakes, HTTP/2) are large
     // state machines: boxed, so a parked UDP query's future — moved into its
     // task and polled on every query — stays small (~9 KB → a few hundred
     // bytes; memcpy was 5 % of the forward path's CPU).
     if up.cfg.scheme == Scheme::Https {
-        Box::pin(super::doh::exchange(up, local, q))
+        Box::pin(super::doh::exchange(up, local, q, laddr))
             .await
             .map(Buf::from)
     } else if up.cfg.scheme == Scheme::Tls || net == Net::Tcp {
-        Box::pin(exchange_stream(up, local, q)).await.map(Buf::from)
+        Box::pin(exchange_stream(up, local, q, laddr))
+            .await
+            .map(Buf::from)
     } else {
-        exchange_udp(up, local, q, size, now).await
+        exchange_udp(up, local, q, size, now, laddr).await
     }
 }
 
@@ -385,10 +388,12 @@ async fn exchange_udp(
     q: &mut [u8],
     size: usize,
     now: Instant,
+    laddr: &mut Option<SocketAddr>,
 ) -> Result<Buf, Fail> {
     // The caller's clock reading serves the pool's expiry, the socket's last use and the
     // timeout.
     let conn = checkout_udp(up, local, now)?;
+    *laddr = Some(conn.local);
     // A datagram the kernel cannot send (a TCP client's long query under
     // `prefer_udp`) fails here with the kernel's error, as Go's write does: sent,
     // its error would fail every query waiting on the socket.

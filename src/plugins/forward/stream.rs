@@ -243,6 +243,7 @@ pub(super) async fn exchange_stream(
     up: &Upstream,
     local: &Local,
     q: &mut [u8],
+    laddr: &mut Option<SocketAddr>,
 ) -> Result<Vec<u8>, Fail> {
     if local.in_flight.streams.load(Ordering::Relaxed) >= MAX_STREAMS {
         metrics::PENDING_FULL.fetch_add(1, Ordering::Relaxed);
@@ -261,6 +262,7 @@ pub(super) async fn exchange_stream(
         }
     };
     let (l, r) = (pc.local, up.cfg.addr);
+    *laddr = Some(l);
     let id = random_id();
     hdr::set_id(q, id);
     // miekg's `Conn.Write` refuses a message a length prefix cannot carry.
