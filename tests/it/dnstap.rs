@@ -336,3 +336,149 @@ fn listen_mode_extra_and_reload() {
         assert!(stop_at.is_some(), "{be}: no STOP in {rest:?}");
     }
 }
+
+/// A self-signed certificate for 127.0.0.1 and its key, as PEM files in `dir`.
+fn cert(dir: &TempDir) -> (String, String, rustls::pki_types::CertificateDer<'static>) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("cert");
+    let c = dir.write("tap.pem", &ck.cert.pem());
+    let k = dir.write("tap-key.pem", &ck.signing_key.serialize_pem());
+    (
+        c.to_string_lossy().into_owned(),
+        k.to_string_lossy().into_owned(),
+        ck.cert.der().clone(),
+    )
+}
+
+/// The reader's half of the handshake and the next two frames (CQ and CR) over `s`.
+fn read_two(s: &mut (impl Read + std::io::Write)) -> Vec<u64> {
+    let (kind, _) = read_control(s).expect("READY");
+    assert_eq!(kind, READY);
+    write_control(s, ACCEPT, true).expect("ACCEPT");
+    s.flush().expect("flush");
+    let (kind, _) = read_control(s).expect("START");
+    assert_eq!(kind, START);
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).expect("len");
+        let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut f).expect("frame");
+        let env = decode(&f);
+        let Some(V::Bytes(m)) = field(&env, 14) else {
+            panic!("{env:?}")
+        };
+        if let Some(V::Int(k)) = field(&decode(m), 1) {
+            kinds.push(*k);
+        }
+    }
+    kinds
+}
+
+#[test]
+fn tls_sinks_both_directions() {
+    use std::sync::Arc;
+    for be in backends() {
+        let dir = TempDir::new("dnstap-tls");
+        let (c, k, der) = cert(&dir);
+        // Outgoing: an in-test TLS reader; `skipverify` accepts its self-signed
+        // certificate, without it the dial fails verification (logged).
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        use rustls::pki_types::pem::PemObject;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&k).expect("key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let scfg = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(vec![der.clone()], key)
+                .expect("server config"),
+        );
+        let reader = {
+            let scfg = Arc::clone(&scfg);
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                for _ in 0..2 {
+                    let (t, _) = l.accept().expect("accept");
+                    t.set_read_timeout(Some(Duration::from_secs(5)))
+                        .expect("timeout");
+                    let conn = rustls::ServerConnection::new(Arc::clone(&scfg)).expect("conn");
+                    let mut s = rustls::StreamOwned::new(conn, t);
+                    // The first connection (no skipverify) fails its handshake.
+                    let mut probe = [0u8; 0];
+                    if s.read(&mut probe).is_err() || s.conn.is_handshaking() {
+                        continue;
+                    }
+                    out = read_two(&mut s);
+                    break;
+                }
+                out
+            })
+        };
+        let s1 = TestServer::start(
+            &format!(".:{{port}} {{\n dnstap tls://127.0.0.1:{port}\n whoami\n}}\n"),
+            be,
+        );
+        let err = s1
+            .wait_line(|l| l.starts_with("[ERROR] plugin/dnstap: No connection"))
+            .expect("verification error");
+        assert_eq!(
+            err,
+            "[ERROR] plugin/dnstap: No connection to dnstap endpoint: tls: failed to verify certificate: x509: certificate signed by unknown authority",
+            "{be}"
+        );
+        drop(s1);
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n dnstap tls://127.0.0.1:{port} full {{\n  skipverify\n }}\n whoami\n}}\n"
+            ),
+            be,
+        );
+        assert_eq!(dig_status(&s.dig(&["a.example", "A"])), "NOERROR", "{be}");
+        assert_eq!(reader.join().expect("reader"), vec![5, 6], "{be}");
+        drop(s);
+        // Listening over TLS: a reader that trusts the certificate connects.
+        let lport = free_port();
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n dnstap listen tls://127.0.0.1:{lport} {{\n  tls {c} {k}\n }}\n whoami\n}}\n"
+            ),
+            be,
+        );
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der.clone()).expect("root");
+        let ccfg = Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        let t = std::net::TcpStream::connect(("127.0.0.1", lport)).expect("connect");
+        t.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+        let conn = rustls::ClientConnection::new(ccfg, name).expect("client");
+        let mut tls = rustls::StreamOwned::new(conn, t);
+        let query = {
+            let port = s.port;
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(500));
+                Command::new("dig")
+                    .args([
+                        "@127.0.0.1",
+                        "-p",
+                        &port.to_string(),
+                        "+time=2",
+                        "+tries=1",
+                        "b.example",
+                    ])
+                    .output()
+                    .expect("dig")
+            })
+        };
+        assert_eq!(read_two(&mut tls), vec![5, 6], "{be}");
+        let _ = query.join();
+    }
+}
