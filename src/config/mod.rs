@@ -208,6 +208,9 @@ pub struct BlockSettings {
     pub debug: bool,
     /// `timeouts`.
     pub timeouts: plugins::timeouts::Timeouts,
+    /// Which `timeouts` fields the block sets ([`plugins::timeouts::READ`] …): a
+    /// listener takes each field from the last of its blocks that sets it.
+    pub timeouts_set: u8,
     /// `cancel`.
     pub cancel: Option<std::time::Duration>,
     /// `health`: address and lameduck duration.

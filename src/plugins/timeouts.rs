@@ -23,6 +23,40 @@ pub struct Timeouts {
     pub max_tcp_queries: i64,
 }
 
+/// [`crate::config::BlockSettings::timeouts_set`] bits.
+pub const READ: u8 = 1;
+/// `write`.
+pub const WRITE: u8 = 2;
+/// `idle`.
+pub const IDLE: u8 = 4;
+/// `maxtcpqueries`.
+pub const MAX_TCP_QUERIES: u8 = 8;
+
+impl Timeouts {
+    /// A listener's timeouts from its blocks' settings, in Corefile order: CoreDNS's
+    /// `NewServer` takes each field from the last block that sets it (defaults
+    /// otherwise).
+    pub fn merged<'a>(blocks: impl IntoIterator<Item = &'a crate::config::BlockSettings>) -> Self {
+        let mut t = Self::default();
+        for b in blocks {
+            let (s, v) = (b.timeouts_set, &b.timeouts);
+            if s & READ != 0 {
+                t.read = v.read;
+            }
+            if s & WRITE != 0 {
+                t.write = v.write;
+            }
+            if s & IDLE != 0 {
+                t.idle = v.idle;
+            }
+            if s & MAX_TCP_QUERIES != 0 {
+                t.max_tcp_queries = v.max_tcp_queries;
+            }
+        }
+        t
+    }
+}
+
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
@@ -79,6 +113,7 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic
                     ))));
                 }
                 ctx.settings.timeouts.max_tcp_queries = n;
+                ctx.settings.timeouts_set |= MAX_TCP_QUERIES;
                 b += 1;
                 continue;
             }
@@ -91,12 +126,14 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic
                 ))));
             }
             let t = Duration::from_nanos(u64::try_from(n).unwrap_or(u64::MAX));
-            match block.as_str() {
-                "read" => ctx.settings.timeouts.read = t,
-                "write" => ctx.settings.timeouts.write = t,
-                "idle" => ctx.settings.timeouts.idle = t,
+            let (slot, bit) = match block.as_str() {
+                "read" => (&mut ctx.settings.timeouts.read, READ),
+                "write" => (&mut ctx.settings.timeouts.write, WRITE),
+                "idle" => (&mut ctx.settings.timeouts.idle, IDLE),
                 other => return Err(w(d.err(format!("unknown option: '{other}'")))),
-            }
+            };
+            *slot = t;
+            ctx.settings.timeouts_set |= bit;
             b += 1;
         }
         if b == 0 {

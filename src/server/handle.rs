@@ -21,7 +21,7 @@ pub struct ListenerRt {
     pub chains: Vec<Arc<Chain>>,
     /// Some block enables non-IN classes (chaos).
     pub class_open: bool,
-    /// TCP timeouts (from the listener's first block).
+    /// TCP timeouts (each field from the last of the listener's blocks that sets it).
     pub timeouts: crate::plugins::timeouts::Timeouts,
     /// Corefile block index of each chain.
     pub blocks: Vec<usize>,

@@ -100,11 +100,9 @@ impl Active {
             let class_open = lchains
                 .iter()
                 .any(|c| c.plugins.iter().any(Plugin::opens_classes));
-            let timeouts = l
-                .sites
-                .first()
-                .map(|(_, b)| config.blocks[*b].settings.timeouts)
-                .unwrap_or_default();
+            let timeouts = crate::plugins::timeouts::Timeouts::merged(
+                l.sites.iter().map(|(_, b)| &config.blocks[*b].settings),
+            );
             // CoreDNS's ServerTLS takes the TLS configuration of the group's last
             // config that it visits; no *tls* plugin serves plain TCP.
             let (mut quic, mut grpc) = (None, None);
@@ -163,7 +161,7 @@ impl Active {
                     .and_then(|s| s.quic_worker_pool)
                     .unwrap_or(crate::plugins::https::DEFAULT_QUIC_WORKERS)
                     .saturating_mul(l.sockets.unwrap_or(1).max(1));
-                let idle = first.map(|s| s.timeouts.idle).unwrap_or_default();
+                let idle = timeouts.idle;
                 quic = Some(doq::Config::new(&tls, streams, workers, idle)?);
                 let limit = limit_for(
                     &l.label,

@@ -130,3 +130,35 @@ fn tcp_first_read_and_idle_timeouts() {
         );
     }
 }
+
+/// A listener's TCP timeouts come from the last of its blocks that sets each one,
+/// as CoreDNS's `NewServer` merges them (here `read` from the second block and
+/// `idle` from the third; the first block's `idle 5s` is overridden).
+#[test]
+fn tcp_timeouts_from_the_last_block_that_sets_them() {
+    for be in backends() {
+        let s = TestServer::start(
+            "a.example:{port} {\n timeouts {\n  idle 5s\n }\n whoami\n}\nb.example:{port} {\n timeouts {\n  read 1s\n }\n whoami\n}\nc.example:{port} {\n timeouts {\n  idle 2s\n }\n whoami\n}\n",
+            be,
+        );
+        let connect = || {
+            let c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+            c.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            c
+        };
+        let mut c = connect();
+        std::thread::sleep(Duration::from_millis(1600));
+        assert!(
+            ask(&mut c, 1, "t.a.example").is_none(),
+            "{be}: read 1s from the second block"
+        );
+        let mut c = connect();
+        assert!(ask(&mut c, 2, "t.a.example").is_some(), "{be}");
+        std::thread::sleep(Duration::from_millis(2600));
+        assert!(
+            ask(&mut c, 3, "t.a.example").is_none(),
+            "{be}: idle 2s from the third block"
+        );
+    }
+}
