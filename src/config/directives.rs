@@ -106,6 +106,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "loop",
     "erratic",
     "whoami",
+    "on",
 ];
 
 /// Directives whose syntax is checked before they fail with a specific error

@@ -206,6 +206,8 @@ pub struct BlockSettings {
     pub listen_hosts: Vec<String>,
     /// `debug`.
     pub debug: bool,
+    /// `on` hooks, in Corefile order.
+    pub on_hooks: Vec<plugins::on::Hook>,
     /// `timeouts`.
     pub timeouts: plugins::timeouts::Timeouts,
     /// Which `timeouts` fields the block sets ([`plugins::timeouts::READ`] …): a

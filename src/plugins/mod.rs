@@ -23,6 +23,7 @@ pub mod loopdetect;
 pub mod metadata;
 pub mod minimal;
 pub mod nsid;
+pub mod on;
 pub mod procctl;
 pub mod prometheus;
 pub mod reload;
@@ -121,6 +122,7 @@ pub fn setup(
         "multisocket" => return procctl::multisocket(d, ctx).map(|()| None),
         "shed" => return procctl::shed(d, ctx).map(|()| None),
         "pprof" => return procctl::pprof(d).map(|()| None),
+        "on" => return on::setup(d, ctx).map(|()| None),
         "tls" => return tls::setup(d, ctx).map(|()| None),
         "https" => return https::setup(d, ctx).map(|()| None),
         "quic" => return https::setup_quic(d, ctx).map(|()| None),

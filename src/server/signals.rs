@@ -77,6 +77,8 @@ pub fn reload_with(
             log_hash(&h);
         }
     }
+    // Then caddy's `EmitEvent(InstanceStartupEvent)` (before "Reloading complete").
+    emit_hooks(&active.config, crate::plugins::on::Event::Startup);
     Ok(())
 }
 
@@ -110,11 +112,18 @@ fn reload_poll(shared: &Arc<Shared>, cli: &Cli, current: &mut String) -> Option<
     }
 }
 
+/// Runs the configuration's *on* hooks for `event`.
+fn emit_hooks(cfg: &config::Config, event: crate::plugins::on::Event) {
+    crate::plugins::on::emit(cfg.blocks.iter().flat_map(|b| &b.settings.on_hooks), event);
+}
+
 /// CoreDNS's shutdown callbacks on final shutdown (SIGTERM, SIGINT), in plugin.cfg
 /// order: *errors* writes its pending summaries, *ready* closes, then *health*'s
 /// lameduck while DNS keeps serving.
 async fn shutdown_callbacks(shared: &Arc<Shared>) {
     let active = shared.active.load_full();
+    // Third-party hooks first (caddy's `EmitEvent(ShutdownEvent)`): *on shutdown*.
+    emit_hooks(&active.config, crate::plugins::on::Event::Shutdown);
     active.flush_logs();
     ops::ENDPOINTS.stop_kind(crate::http::Kind::Ready);
     let lameduck = ops::lameduck(&active.config);
@@ -162,6 +171,8 @@ pub fn run(shared: &Arc<Shared>, handles: Vec<WorkerHandle>, cli: &Cli) -> ExitC
             mk(SignalKind::user_defined2()),
         );
         write_pidfile(cli);
+        // Caddy's `EmitEvent(InstanceStartupEvent)` once the servers are up: *on startup*.
+        emit_hooks(&shared.active.load().config, crate::plugins::on::Event::Startup);
         async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
             match s {
                 Some(s) => {

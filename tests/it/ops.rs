@@ -730,3 +730,59 @@ fn sigusr2_is_harmless_and_quiet_hides_the_banner() {
         assert!(text.contains("[INFO] SIGUSR2: Upgrading"), "{be}: {text}");
     }
 }
+
+/// *on*: startup hooks once the servers are up and after a reload (before
+/// "Reloading complete"), shutdown hooks on SIGTERM, `&` without waiting, and the
+/// log lines caddy's onevent writes.
+#[test]
+fn on_startup_reload_and_shutdown_hooks() {
+    let dir = TempDir::new("on");
+    let f = dir.0.join("events").to_string_lossy().into_owned();
+    let g = dir.0.join("bg").to_string_lossy().into_owned();
+    let conf = format!(
+        ".:{{port}} {{\n on startup /bin/sh -c \"'echo up >> {f}'\"\n on startup /bin/sh -c \"'echo bg >> {g}'\" &\n on shutdown /bin/sh -c \"'echo down >> {f}'\"\n on startup nosuchcmd-ringdns\n whoami\n}}\n"
+    );
+    let mut s = TestServer::start(&conf, "epoll");
+    let read = || std::fs::read_to_string(&f).unwrap_or_default();
+    assert!(
+        wait_for(Duration::from_secs(5), || read() == "up\n"),
+        "{:?}",
+        read()
+    );
+    let uuid = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}";
+    let re = |p: String| regex::Regex::new(&p).expect("re");
+    let blocking = re(format!(
+        r#"^\[INFO\] Blocking Command "/bin/sh -c echo up >> {}" with ID {uuid}$"#,
+        regex::escape(&f)
+    ));
+    let nonblocking = re(format!(
+        r#"^\[INFO\] Nonblocking Command "/bin/sh -c echo bg >> {}" with ID {uuid}$"#,
+        regex::escape(&g)
+    ));
+    let missing = re(format!(
+        r#"^error on 'on-{uuid}' hook: exec: "nosuchcmd-ringdns": executable file not found in \$PATH$"#
+    ));
+    s.wait_line(|l| missing.is_match(l)).expect("error line");
+    let lines = s.lines();
+    assert!(lines.iter().any(|l| blocking.is_match(l)), "{lines:?}");
+    assert!(lines.iter().any(|l| nonblocking.is_match(l)), "{lines:?}");
+    assert!(
+        wait_for(Duration::from_secs(5), || std::fs::read_to_string(&g)
+            .unwrap_or_default()
+            == "bg\n"),
+        "background hook"
+    );
+    // A reload runs the startup hooks again, then logs "Reloading complete".
+    s.signal(Signal::SIGUSR1);
+    s.wait_line(|l| l == "[INFO] Reloading complete")
+        .expect("reload");
+    assert_eq!(read(), "up\nup\n");
+    let lines = s.lines();
+    let last_hook = lines.iter().rposition(|l| blocking.is_match(l));
+    let done = lines.iter().position(|l| l == "[INFO] Reloading complete");
+    assert!(last_hook < done, "{lines:?}");
+    // SIGTERM: the shutdown hook, and no startup hook.
+    s.signal(Signal::SIGTERM);
+    assert_eq!(s.wait_exit(Duration::from_secs(8)), Some(0));
+    assert_eq!(read(), "up\nup\ndown\n");
+}
