@@ -125,6 +125,9 @@ pub struct ReqState {
     /// survive parking). Owners: *cache* bits 0–7, *metadata* bit 31
     /// ([`META_ON`]).
     pub marks: u32,
+    /// *dnstap*: the wall-clock query time of its `CLIENT_QUERY` (nanoseconds
+    /// since the epoch; 0 until tapped), repeated in the `CLIENT_RESPONSE`.
+    pub tap_time: u64,
 }
 
 /// Publishes `label` into a metadata store, if there is one (for callers
@@ -310,6 +313,7 @@ impl<'a> Ctx<'a> {
             start: now,
             park: 0,
             marks: 0,
+            tap_time: 0,
         };
         resp.clear();
         Self {

@@ -195,7 +195,8 @@ pub fn setup(d: &mut Dispenser) -> Result<DnstapConfig, Diagnostic> {
                     match key.as_str() {
                         "identity" => s.identity = v,
                         "version" => s.version = v,
-                        _ => s.extra = Some(v),
+                        // An empty format is no extra field (CoreDNS tests `== ""`).
+                        _ => s.extra = (!v.is_empty()).then_some(v),
                     }
                 }
                 other => return Err(w(d.err(format!("unknown property '{other}'")))),
@@ -383,11 +384,6 @@ impl Tap {
         put_uint(&mut out, 15, 1);
         self.sink.send(out);
     }
-
-    /// Flushes and closes the sink (final shutdown), waiting for it a little.
-    pub fn close(&self) {
-        self.sink.close();
-    }
 }
 
 /// The *dnstap* plugin of a block.
@@ -407,7 +403,14 @@ impl Dnstap {
 
     /// Request hook: `CLIENT_QUERY`.
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
+        // The response repeats this query time (CoreDNS keeps one `queryTime`).
         let now = SystemTime::now();
+        ctx.st.tap_time = u64::try_from(
+            now.duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        )
+        .unwrap_or(0);
         for t in self.taps.iter() {
             let m = Message {
                 kind: Kind::ClientQuery,
@@ -429,7 +432,10 @@ impl Dnstap {
         if !ctx.written {
             return;
         }
-        let qt = wall(ctx.st.start);
+        let qt = match ctx.st.tap_time {
+            0 => wall(ctx.st.start),
+            n => UNIX_EPOCH + std::time::Duration::from_nanos(n),
+        };
         let now = SystemTime::now();
         // The reply as the server's scrub leaves it (CoreDNS packs the message after
         // its write, which truncates in place).
@@ -456,14 +462,23 @@ impl Dnstap {
                 query_msg: None,
                 response_msg: t.full.then_some(&scrubbed[..]),
             };
-            t.send(&m, ctx, true);
+            // CoreDNS renders `extra` with the request as the plugins after it left
+            // it (a *rewrite* changes the message dnstap holds).
+            t.send(&m, ctx, false);
         }
     }
 
-    /// Closes every sink (final shutdown).
-    pub fn close(&self) {
+    /// Starts closing every sink (they flush and close on their threads).
+    pub fn begin_close(&self) {
         for t in self.taps.iter() {
-            t.close();
+            t.sink.begin_close();
+        }
+    }
+
+    /// Waits for the sinks after [`Self::begin_close`].
+    pub fn wait_closed(&self) {
+        for t in self.taps.iter() {
+            t.sink.wait_closed();
         }
     }
 }

@@ -61,6 +61,7 @@ pub struct Active {
 impl Active {
     /// Builds chains and routes from `config`.
     pub fn build(config: Config) -> Result<Self, String> {
+        crate::plugins::dnstap::sink::next_generation();
         let mut chains: Vec<Arc<Chain>> = Vec::with_capacity(config.blocks.len());
         for b in &config.blocks {
             let plugins = b
@@ -221,14 +222,32 @@ impl Active {
         for l in &self.listeners {
             for c in &l.chains {
                 for p in &c.plugins {
-                    match p {
-                        Plugin::Errors(e) => e.stop(),
-                        // *dnstap* flushes and closes its sinks.
-                        Plugin::Dnstap(d) => d.close(),
-                        _ => {}
+                    if let Plugin::Errors(e) = p {
+                        e.stop();
                     }
                 }
             }
+        }
+    }
+
+    /// *dnstap*'s shutdown callback: every sink flushes and closes (all at once,
+    /// then waited for).
+    pub fn close_taps(&self) {
+        let taps = || {
+            self.listeners
+                .iter()
+                .flat_map(|l| l.chains.iter())
+                .flat_map(|c| c.plugins.iter())
+                .filter_map(|p| match p {
+                    Plugin::Dnstap(d) => Some(d),
+                    _ => None,
+                })
+        };
+        for d in taps() {
+            d.begin_close();
+        }
+        for d in taps() {
+            d.wait_closed();
         }
     }
 

@@ -61,8 +61,10 @@ pub fn reload_with(
     clog::set_debug(active.config.blocks.iter().any(|b| b.settings.debug));
     ops::set_plugin_enabled(&active);
     shared.active.store(Arc::new(active));
-    // The old instance's shutdown callbacks: errors' pending summaries.
+    // The old instance's shutdown callbacks: errors' pending summaries, dnstap's
+    // sinks.
     old.flush_logs();
+    old.close_taps();
     ops::ENDPOINTS.commit(&want, ops::handle);
     for (h, socks) in handles.iter().zip(new_socks) {
         h.add(socks);
@@ -138,6 +140,9 @@ async fn shutdown_callbacks(shared: &Arc<Shared>) {
         );
         tokio::time::sleep(lameduck).await;
     }
+    // *dnstap* (after *health* in plugin.cfg order): what was answered during the
+    // lameduck is tapped too.
+    active.close_taps();
 }
 
 /// Runs the signal loop on the main thread until the process must exit.

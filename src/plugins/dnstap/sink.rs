@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufWriter, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -246,26 +246,45 @@ fn dial_err(net: &str, addr: &str, e: &io::Error) -> String {
     )
 }
 
-fn connect_tcp(addr: &str, write_buf: usize) -> Result<TcpStream, String> {
-    let addrs: Vec<_> = match addr.to_socket_addrs() {
+/// Go's `net.Dial("tcp", addr)` within [`IO_TIMEOUT`] overall; `tune` sets what
+/// CoreDNS sets on a plain TCP connection (not on TLS): the send buffer
+/// (`write_buf` MiB) and Nagle on.
+fn connect_tcp(addr: &str, write_buf: usize, tune: bool) -> Result<TcpStream, String> {
+    if addr.is_empty() {
+        return Err("dial tcp: missing address".into());
+    }
+    // An empty host is the local system, as Go dials it.
+    let target = match addr.strip_prefix(':') {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => addr.to_owned(),
+    };
+    let addrs: Vec<_> = match target.to_socket_addrs() {
         Ok(a) => a.collect(),
         Err(e) => {
             let text = if addr.rsplit_once(':').is_none() || addr.ends_with(']') {
                 format!("address {addr}: missing port in address")
             } else {
-                e.to_string()
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                let _ = e;
+                format!("lookup {host}: no such host")
             };
-            return Err(format!("dial tcp {addr}: {text}"));
+            return Err(format!("dial tcp: {text}"));
         }
     };
-    let mut last = String::from("no addresses");
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut last = String::from("dial tcp: no addresses");
     for a in addrs {
-        match TcpStream::connect_timeout(&a, IO_TIMEOUT) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match TcpStream::connect_timeout(&a, left) {
             Ok(s) => {
-                // CoreDNS: SetWriteBuffer(N MiB), SetNoDelay(false).
-                let sock = socket2::SockRef::from(&s);
-                let _ = sock.set_send_buffer_size(write_buf << 20);
-                let _ = s.set_nodelay(false);
+                if tune {
+                    let sock = socket2::SockRef::from(&s);
+                    let _ = sock.set_send_buffer_size(write_buf << 20);
+                    let _ = s.set_nodelay(false);
+                }
                 return Ok(s);
             }
             Err(e) => last = dial_err("tcp", &a.to_string(), &e),
@@ -338,9 +357,9 @@ impl Dialer {
             Endpoint::Unix(p) => {
                 Stream::Unix(UnixStream::connect(p).map_err(|e| dial_err("unix", p, &e))?)
             }
-            Endpoint::Tcp(a) => Stream::Tcp(connect_tcp(a, self.write_buf)?),
+            Endpoint::Tcp(a) => Stream::Tcp(connect_tcp(a, self.write_buf, true)?),
             Endpoint::Tls(a) => {
-                let tcp = connect_tcp(a, self.write_buf)?;
+                let tcp = connect_tcp(a, self.write_buf, false)?;
                 let host = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h);
                 let host = host.trim_start_matches('[').trim_end_matches(']');
                 let name = ServerName::try_from(host.to_owned())
@@ -453,11 +472,14 @@ impl Sink {
         self.queue.dropped.load(Ordering::Relaxed)
     }
 
-    /// Flushes what is queued, closes the stream and waits for the thread (up to
-    /// a few seconds).
-    pub fn close(&self) {
-        self.queue.closed.store(true, Ordering::Relaxed);
-        self.queue.cv.notify_one();
+    /// Starts closing: what is queued is written, then the stream is closed (STOP,
+    /// FINISH) by the sink's thread.
+    pub fn begin_close(&self) {
+        self.queue.close();
+    }
+
+    /// Waits (up to 8 s) for the sink's thread after [`Self::begin_close`].
+    pub fn wait_closed(&self) {
         let t = match self.thread.lock() {
             Ok(mut t) => t.take(),
             Err(p) => p.into_inner().take(),
@@ -469,12 +491,34 @@ impl Sink {
             }
         }
     }
+
+    /// Flushes what is queued, closes the stream and waits for the thread.
+    pub fn close(&self) {
+        self.begin_close();
+        self.wait_closed();
+    }
 }
 
 impl Drop for Sink {
     fn drop(&mut self) {
-        self.queue.closed.store(true, Ordering::Relaxed);
-        self.queue.cv.notify_one();
+        self.queue.close();
+    }
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Vec<u8>>> {
+        match self.q.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Marks the queue closed under its lock, so the thread cannot miss the wake-up.
+    fn close(&self) {
+        let g = self.lock();
+        self.closed.store(true, Ordering::Relaxed);
+        drop(g);
+        self.cv.notify_all();
     }
 }
 
@@ -491,14 +535,16 @@ pub fn dial_text(c: &SinkConfig) -> Result<(), String> {
 
 /// Takes what is queued, waiting until `until` for something.
 fn take(q: &Queue, until: Instant) -> (Vec<Vec<u8>>, bool) {
-    let mut g = match q.q.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    };
+    let mut g = q.lock();
     loop {
         let closed = q.closed.load(Ordering::Relaxed);
         if !g.is_empty() || closed {
-            return (g.drain(..).collect(), closed);
+            let batch: Vec<Vec<u8>> = g.drain(..).collect();
+            // A burst's room is given back.
+            if g.capacity() > 4096 {
+                g.shrink_to(4096);
+            }
+            return (batch, closed);
         }
         let now = Instant::now();
         if now >= until {
@@ -522,6 +568,12 @@ fn report_dropped(q: &Queue) {
     }
 }
 
+/// Drops a broken stream without writing its buffer again.
+fn discard(e: Encoder) {
+    let (mut s, _) = e.w.into_parts();
+    s.shutdown();
+}
+
 /// The outgoing sink's loop (CoreDNS `dio.serve`).
 fn serve(q: &Queue, d: &Dialer, mut enc: Option<Encoder>) {
     let mut next_flush = Instant::now() + FLUSH_EVERY;
@@ -537,23 +589,30 @@ fn serve(q: &Queue, d: &Dialer, mut enc: Option<Encoder>) {
                 q.dropped.fetch_add(1, Ordering::Relaxed);
                 // A failed write (not a missing connection) redials at once.
                 if let Some(old) = enc.take() {
-                    drop(old.w.into_parts());
+                    discard(old);
                     enc = d.dial().ok();
                 }
             }
         }
         if closed {
             if let Some(mut e) = enc.take() {
-                let _ = e.flush();
-                e.close();
+                if e.flush().is_ok() {
+                    e.close();
+                } else {
+                    discard(e);
+                }
             }
             return;
         }
         let now = Instant::now();
         if now >= next_flush {
-            if let Some(e) = enc.as_mut() {
-                if e.flush().is_err() {
-                    q.dropped.fetch_add(1, Ordering::Relaxed);
+            // Go ignores a flush error; the next write fails and redials. The
+            // buffered messages are lost either way.
+            if let Some(mut e) = enc.take() {
+                if e.flush().is_ok() {
+                    enc = Some(e);
+                } else {
+                    discard(e);
                     enc = d.dial().ok();
                 }
             }
@@ -569,15 +628,27 @@ fn serve(q: &Queue, d: &Dialer, mut enc: Option<Encoder>) {
     }
 }
 
+/// The configuration generation being built: a listen endpoint claimed twice in
+/// one generation fails as a second bind does; one claimed by an older
+/// generation is taken over (a reload keeps the socket and its readers).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Starts a configuration generation (each configuration build).
+pub fn next_generation() {
+    GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
 /// A listening endpoint and its connected readers.
 pub struct Listener {
     key: String,
     clients: Mutex<Vec<Encoder>>,
     stop: AtomicBool,
+    /// The TLS settings new readers get (a reload may change them).
+    tls: Mutex<Option<Arc<rustls::ServerConfig>>>,
+    /// The generation that last claimed it.
+    generation: AtomicU64,
     /// Unix socket path to remove when closed.
     path: Option<String>,
-    /// A handle to wake the accept loop when closing.
-    wake: Option<std::net::SocketAddr>,
 }
 
 fn registry() -> &'static Mutex<HashMap<String, Weak<Listener>>> {
@@ -585,33 +656,27 @@ fn registry() -> &'static Mutex<HashMap<String, Weak<Listener>>> {
     R.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// The listener of `c`'s endpoint: the running one if a configuration still holds
-/// it, else a new one (errors are logged as CoreDNS logs them, and the sink then
-/// has no listener).
-fn listener(c: &SinkConfig) -> Option<Arc<Listener>> {
-    let key = format!("{:?}", c.endpoint);
-    let mut reg = match registry().lock() {
-        Ok(r) => r,
-        Err(p) => p.into_inner(),
-    };
-    if let Some(l) = reg.get(&key).and_then(Weak::upgrade) {
-        return Some(l);
+/// The socket an endpoint listens on: `tcp://` and `tls://` on one address are
+/// the same socket.
+fn socket_key(e: &Endpoint) -> String {
+    match e {
+        Endpoint::Unix(p) => format!("unix:{p}"),
+        Endpoint::Tcp(a) | Endpoint::Tls(a) => format!("tcp:{a}"),
     }
-    let fail = |e: String| {
-        clog::log(
-            clog::Level::Error,
-            Some("dnstap"),
-            &format!("Failed to start dnstap listener: {e}"),
-        );
-    };
-    let tls = match (&c.endpoint, &c.tls) {
+}
+
+/// `tls CERT KEY [CA]` of a `listen tls://` sink (CoreDNS's `listen`): without a CA
+/// no client certificate is asked for; with one it is required and verified, or
+/// verified when given (`skipverify`). Errors are logged as CoreDNS logs them.
+fn listener_tls(c: &SinkConfig) -> Result<Option<Arc<rustls::ServerConfig>>, ()> {
+    match (&c.endpoint, &c.tls) {
         (Endpoint::Tls(_), None) => {
             clog::log(
                 clog::Level::Warning,
                 Some("dnstap"),
                 "TLS listener requires cert and key files",
             );
-            return None;
+            Err(())
         }
         (Endpoint::Tls(_), Some(args)) => {
             let mode = match (args.len() > 2, c.skip_verify) {
@@ -620,99 +685,134 @@ fn listener(c: &SinkConfig) -> Option<Arc<Listener>> {
                 (true, false) => crate::plugins::tls::ClientAuth::RequireAndVerify,
             };
             match crate::plugins::tls::server_config(args, mode) {
-                Ok(cfg) => Some(Arc::new(cfg)),
+                Ok(cfg) => Ok(Some(Arc::new(cfg))),
                 Err(e) => {
-                    fail(e);
-                    return None;
+                    listen_failed(&e);
+                    Err(())
                 }
             }
         }
-        _ => None,
+        _ => Ok(None),
+    }
+}
+
+fn listen_failed(e: &str) {
+    clog::log(
+        clog::Level::Error,
+        Some("dnstap"),
+        &format!("Failed to start dnstap listener: {e}"),
+    );
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// The listener of `c`'s endpoint: the running one if an older configuration
+/// still holds it (with `c`'s TLS settings from now on), else a new one. Errors are
+/// logged as CoreDNS logs them, and the sink then has no listener.
+fn listener(c: &SinkConfig) -> Option<Arc<Listener>> {
+    let key = socket_key(&c.endpoint);
+    let tls = listener_tls(c).ok()?;
+    let generation = GENERATION.load(Ordering::Relaxed);
+    let (net, addr) = match &c.endpoint {
+        Endpoint::Unix(p) => ("unix", p.clone()),
+        Endpoint::Tcp(a) | Endpoint::Tls(a) => ("tcp", a.clone()),
     };
+    let mut reg = lock(registry());
+    if let Some(l) = reg.get(&key).and_then(Weak::upgrade) {
+        // Released first: dropping `l` may end the listener, whose drop takes it.
+        drop(reg);
+        if l.generation.swap(generation, Ordering::Relaxed) == generation {
+            // Twice in one configuration: the second bind fails, as in Go.
+            listen_failed(&format!(
+                "listen {net} {addr}: bind: address already in use"
+            ));
+            return None;
+        }
+        *lock(&l.tls) = tls;
+        return Some(l);
+    }
     enum Sock {
         Unix(UnixListener),
         Tcp(TcpListener),
     }
-    let (sock, path, wake) = match &c.endpoint {
-        Endpoint::Unix(p) => match UnixListener::bind(p) {
-            Ok(l) => (Sock::Unix(l), Some(p.clone()), None),
-            Err(e) => {
-                fail(format!(
-                    "listen unix {p}: {}",
-                    crate::plugins::forward::proxy::go_op_err("bind", &e)
-                ));
-                return None;
-            }
-        },
-        Endpoint::Tcp(a) | Endpoint::Tls(a) => match TcpListener::bind(a.as_str()) {
-            Ok(l) => {
-                let wake = l.local_addr().ok();
-                (Sock::Tcp(l), None, wake)
-            }
-            Err(e) => {
-                fail(format!(
-                    "listen tcp {a}: {}",
-                    crate::plugins::forward::proxy::go_op_err("bind", &e)
-                ));
-                return None;
-            }
-        },
+    let bound = match &c.endpoint {
+        Endpoint::Unix(p) => UnixListener::bind(p).map(Sock::Unix),
+        Endpoint::Tcp(a) | Endpoint::Tls(a) => {
+            // An empty host listens on every address, as Go does.
+            let a = match a.strip_prefix(':') {
+                Some(port) => format!("[::]:{port}"),
+                None => a.clone(),
+            };
+            TcpListener::bind(a.as_str()).map(Sock::Tcp)
+        }
     };
+    let sock = match bound {
+        Ok(s) => s,
+        Err(e) => {
+            listen_failed(&format!(
+                "listen {net} {addr}: {}",
+                crate::plugins::forward::proxy::go_op_err("bind", &e)
+            ));
+            return None;
+        }
+    };
+    let nonblocking = match &sock {
+        Sock::Unix(u) => u.set_nonblocking(true),
+        Sock::Tcp(t) => t.set_nonblocking(true),
+    };
+    if let Err(e) = nonblocking {
+        listen_failed(&e.to_string());
+        return None;
+    }
     let l = Arc::new(Listener {
         key: key.clone(),
         clients: Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),
-        path,
-        wake,
+        tls: Mutex::new(tls),
+        generation: AtomicU64::new(generation),
+        path: matches!(c.endpoint, Endpoint::Unix(_)).then_some(addr),
     });
     reg.insert(key, Arc::downgrade(&l));
     let weak = Arc::downgrade(&l);
+    // The accept loop polls (100 ms) so that it ends, releasing the socket, once
+    // the listener is gone.
     let _ = std::thread::Builder::new()
         .name("ringdns-dnstap-accept".into())
         .spawn(move || {
             loop {
-                let s = match &sock {
+                let accepted = match &sock {
                     Sock::Unix(u) => u.accept().map(|(s, _)| Stream::Unix(s)),
-                    Sock::Tcp(t) => t.accept().map(|(s, _)| {
-                        let _ = s.set_nodelay(false);
-                        Stream::Tcp(s)
-                    }),
+                    Sock::Tcp(t) => t.accept().map(|(s, _)| Stream::Tcp(s)),
                 };
                 let Some(l) = weak.upgrade() else { return };
                 if l.stop.load(Ordering::Relaxed) {
                     return;
                 }
-                let Ok(s) = s else {
-                    std::thread::sleep(Duration::from_millis(100));
-                    continue;
-                };
-                let s = match (s, &tls) {
-                    (Stream::Tcp(t), Some(cfg)) => {
-                        let Ok(conn) = ServerConnection::new(Arc::clone(cfg)) else {
-                            continue;
-                        };
-                        let mut st = StreamOwned::new(conn, t);
-                        st.sock.set_read_timeout(Some(IO_TIMEOUT)).ok();
-                        st.sock.set_write_timeout(Some(IO_TIMEOUT)).ok();
-                        let mut ok = true;
-                        while st.conn.is_handshaking() {
-                            if st.conn.complete_io(&mut st.sock).is_err() {
-                                ok = false;
-                                break;
-                            }
-                        }
-                        if !ok {
-                            continue;
-                        }
-                        Stream::TlsServer(Box::new(st))
+                let s = match accepted {
+                    Ok(s) => s,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        drop(l);
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
                     }
-                    (s, _) => s,
+                    Err(e) => {
+                        clog::log(
+                            clog::Level::Warning,
+                            Some("dnstap"),
+                            &format!("Error accepting dnstap connection: {e}"),
+                        );
+                        drop(l);
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
                 };
-                match Encoder::new(s) {
-                    Ok(e) => match l.clients.lock() {
-                        Ok(mut c) => c.push(e),
-                        Err(p) => p.into_inner().push(e),
-                    },
+                match l.reader(s) {
+                    Ok(e) => lock(&l.clients).push(e),
                     Err(e) => clog::log(
                         clog::Level::Warning,
                         Some("dnstap"),
@@ -724,10 +824,48 @@ fn listener(c: &SinkConfig) -> Option<Arc<Listener>> {
     Some(l)
 }
 
+impl Listener {
+    /// An accepted reader: TLS (if set), then the writer's handshake.
+    fn reader(&self, s: Stream) -> Result<Encoder, String> {
+        let s = match s {
+            Stream::Unix(u) => {
+                let _ = u.set_nonblocking(false);
+                Stream::Unix(u)
+            }
+            Stream::Tcp(t) => {
+                let _ = t.set_nonblocking(false);
+                let tls = lock(&self.tls).clone();
+                match tls {
+                    None => {
+                        // CoreDNS: SetNoDelay(false) on a plain TCP reader.
+                        let _ = t.set_nodelay(false);
+                        Stream::Tcp(t)
+                    }
+                    Some(cfg) => {
+                        let conn = ServerConnection::new(cfg).map_err(|e| format!("tls: {e}"))?;
+                        let mut st = StreamOwned::new(conn, t);
+                        st.sock.set_read_timeout(Some(IO_TIMEOUT)).ok();
+                        st.sock.set_write_timeout(Some(IO_TIMEOUT)).ok();
+                        while st.conn.is_handshaking() {
+                            st.conn
+                                .complete_io(&mut st.sock)
+                                .map_err(|e| crate::plugins::forward::tls::handshake_err(&e))?;
+                        }
+                        Stream::TlsServer(Box::new(st))
+                    }
+                }
+            }
+            other => other,
+        };
+        Encoder::new(s).map_err(|e| e.to_string())
+    }
+}
+
 impl Drop for Listener {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Ok(mut reg) = registry().lock() {
+        {
+            let mut reg = lock(registry());
             if reg.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
                 reg.remove(&self.key);
             }
@@ -737,16 +875,14 @@ impl Drop for Listener {
             Err(p) => std::mem::take(p.into_inner()),
         };
         for mut c in clients {
-            let _ = c.flush();
-            c.close();
+            if c.flush().is_ok() {
+                c.close();
+            } else {
+                discard(c);
+            }
         }
-        // Wake the accept loop so it sees the stop and releases the socket.
         if let Some(p) = &self.path {
-            let _ = UnixStream::connect(p);
             let _ = std::fs::remove_file(p);
-        }
-        if let Some(a) = self.wake {
-            let _ = TcpStream::connect_timeout(&a, Duration::from_millis(200));
         }
     }
 }
@@ -756,23 +892,16 @@ fn broadcast(q: &Queue, l: Option<&Listener>) {
     let mut next_check = Instant::now() + CHECK_EVERY;
     loop {
         let (batch, closed) = take(q, next_check);
-        if let Some(l) = l {
-            let mut clients = match l.clients.lock() {
-                Ok(c) => c,
-                Err(p) => p.into_inner(),
-            };
-            if !batch.is_empty() {
-                let mut i = 0;
-                while i < clients.len() {
-                    let c = &mut clients[i];
-                    let ok = batch.iter().all(|p| c.write(p).is_ok()) && c.flush().is_ok();
-                    if ok {
-                        i += 1;
-                    } else {
-                        let c = clients.swap_remove(i);
-                        let s = c.w.into_parts().0;
-                        drop(s);
-                    }
+        if let (Some(l), false) = (l, batch.is_empty()) {
+            let mut clients = lock(&l.clients);
+            let mut i = 0;
+            while i < clients.len() {
+                let c = &mut clients[i];
+                let ok = batch.iter().all(|p| c.write(p).is_ok()) && c.flush().is_ok();
+                if ok {
+                    i += 1;
+                } else {
+                    discard(clients.swap_remove(i));
                 }
             }
         }

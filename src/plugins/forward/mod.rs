@@ -338,7 +338,7 @@ impl Stanza {
             ctx.set_meta("forward/upstream", || up.metrics.to.clone());
             let local = &pools.ups[k];
             let (mut force_tcp, prefer_udp) = (c.force_tcp, c.prefer_udp);
-            let mut laddr = None;
+            let mut laddr;
             let mut tcp;
             let res = loop {
                 let net = if force_tcp {
@@ -349,8 +349,15 @@ impl Stanza {
                     client_net
                 };
                 let t0 = now;
-                tcp = net == Net::Tcp || up.cfg.scheme != setup::Scheme::Dns;
+                laddr = None;
                 let r = proxy::exchange(up, local, &mut q, net, size, t0.into(), &mut laddr).await;
+                // As CoreDNS reports it: DoH is TCP; DoT is TCP once dialled (a failed
+                // dial reports the protocol asked for).
+                tcp = match up.cfg.scheme {
+                    setup::Scheme::Https => true,
+                    setup::Scheme::Tls => net == Net::Tcp || laddr.is_some(),
+                    setup::Scheme::Dns => net == Net::Tcp,
+                };
                 now = crate::server::parked::now();
                 match r {
                     Err(Fail::CachedClosed) => continue,

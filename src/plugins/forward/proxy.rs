@@ -411,6 +411,8 @@ async fn exchange_udp(
     let deadline = now + up.opts.read_timeout;
     let Some((key, id)) = conn.register(size, now, deadline) else {
         metrics::PENDING_FULL.fetch_add(1, Ordering::Relaxed);
+        // Refused before the socket is used: no query address.
+        *laddr = None;
         return Err(Fail::Full);
     };
     let _slot = SlotGuard { conn: &conn, key };
