@@ -338,8 +338,6 @@ impl Stanza {
             ctx.set_meta("forward/upstream", || up.metrics.to.clone());
             let local = &pools.ups[k];
             let (mut force_tcp, prefer_udp) = (c.force_tcp, c.prefer_udp);
-            let mut laddr;
-            let mut tcp;
             let res = loop {
                 let net = if force_tcp {
                     Net::Tcp
@@ -349,15 +347,7 @@ impl Stanza {
                     client_net
                 };
                 let t0 = now;
-                laddr = None;
-                let r = proxy::exchange(up, local, &mut q, net, size, t0.into(), &mut laddr).await;
-                // As CoreDNS reports it: DoH is TCP; DoT is TCP once dialled (a failed
-                // dial reports the protocol asked for).
-                tcp = match up.cfg.scheme {
-                    setup::Scheme::Https => true,
-                    setup::Scheme::Tls => net == Net::Tcp || laddr.is_some(),
-                    setup::Scheme::Dns => net == Net::Tcp,
-                };
+                let r = proxy::exchange(up, local, &mut q, net, size, t0.into()).await;
                 now = crate::server::parked::now();
                 match r {
                     Err(Fail::CachedClosed) => continue,
@@ -376,6 +366,16 @@ impl Stanza {
                 }
             };
             if let Some(taps) = taps {
+                // The last exchange's socket (read before any other wait) and protocol,
+                // as CoreDNS reports them: DoH is TCP; DoT is TCP once dialled (a failed
+                // dial reports the protocol asked for).
+                let laddr = local.tap_laddr.take();
+                let asked_tcp = force_tcp || (!prefer_udp && client_net == Net::Tcp);
+                let tcp = match up.cfg.scheme {
+                    setup::Scheme::Https => true,
+                    setup::Scheme::Tls => asked_tcp || laddr.is_some(),
+                    setup::Scheme::Dns => asked_tcp,
+                };
                 crate::plugins::dnstap::forwarded(
                     taps,
                     ctx,

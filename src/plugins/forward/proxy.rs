@@ -231,6 +231,10 @@ pub struct Local {
     pub(super) in_flight: Arc<InFlight>,
     /// DoH connections.
     pub(super) doh: DohLocal,
+    /// Our end of the socket the last exchange used (`None`: it failed before one
+    /// was chosen), for *dnstap*; set after the exchange's last wait, so the caller
+    /// reads its own.
+    pub(super) tap_laddr: std::cell::Cell<Option<SocketAddr>>,
 }
 
 impl Local {
@@ -280,22 +284,31 @@ pub async fn exchange(
     net: Net,
     size: usize,
     now: Instant,
-    laddr: &mut Option<SocketAddr>,
 ) -> Result<Buf, Fail> {
     // The connection-oriented exchanges (TLS handshakes, HTTP/2) are large
     // state machines: boxed, so a parked UDP query's future — moved into its
     // task and polled on every query — stays small (~9 KB → a few hundred
     // bytes; memcpy was 5 % of the forward path's CPU).
     if up.cfg.scheme == Scheme::Https {
-        Box::pin(super::doh::exchange(up, local, q, laddr))
-            .await
-            .map(Buf::from)
+        Box::pin(async {
+            let mut laddr = None;
+            let r = super::doh::exchange(up, local, q, &mut laddr).await;
+            local.tap_laddr.set(laddr);
+            r
+        })
+        .await
+        .map(Buf::from)
     } else if up.cfg.scheme == Scheme::Tls || net == Net::Tcp {
-        Box::pin(exchange_stream(up, local, q, laddr))
-            .await
-            .map(Buf::from)
+        Box::pin(async {
+            let mut laddr = None;
+            let r = exchange_stream(up, local, q, &mut laddr).await;
+            local.tap_laddr.set(laddr);
+            r
+        })
+        .await
+        .map(Buf::from)
     } else {
-        exchange_udp(up, local, q, size, now, laddr).await
+        exchange_udp(up, local, q, size, now).await
     }
 }
 
@@ -388,12 +401,16 @@ async fn exchange_udp(
     q: &mut [u8],
     size: usize,
     now: Instant,
-    laddr: &mut Option<SocketAddr>,
 ) -> Result<Buf, Fail> {
     // The caller's clock reading serves the pool's expiry, the socket's last use and the
     // timeout.
-    let conn = checkout_udp(up, local, now)?;
-    *laddr = Some(conn.local);
+    let conn = match checkout_udp(up, local, now) {
+        Ok(c) => c,
+        Err(e) => {
+            local.tap_laddr.set(None);
+            return Err(e);
+        }
+    };
     // A datagram the kernel cannot send (a TCP client's long query under
     // `prefer_udp`) fails here with the kernel's error, as Go's write does: sent,
     // its error would fail every query waiting on the socket.
@@ -403,6 +420,7 @@ async fn exchange_udp(
         65_527
     };
     if q.len() > limit {
+        local.tap_laddr.set(Some(conn.local));
         return Err(Fail::io(format!(
             "write udp {}->{}: write: message too long",
             conn.local, conn.remote
@@ -412,17 +430,24 @@ async fn exchange_udp(
     let Some((key, id)) = conn.register(size, now, deadline) else {
         metrics::PENDING_FULL.fetch_add(1, Ordering::Relaxed);
         // Refused before the socket is used: no query address.
-        *laddr = None;
+        local.tap_laddr.set(None);
         return Err(Fail::Full);
     };
     let _slot = SlotGuard { conn: &conn, key };
     hdr::set_id(q, id);
     // On an epoll socket loop the query leaves with the run's other queries.
-    if !conn.queue_send(key, q) {
-        conn.send(q).await?;
-    }
+    let sent = if conn.queue_send(key, q) {
+        Ok(())
+    } else {
+        conn.send(q).await
+    };
     // The query fails at its deadline (see `UdpConn::wait`).
-    conn.wait(key).await
+    let r = match sent {
+        Ok(()) => conn.wait(key).await,
+        Err(e) => Err(e),
+    };
+    local.tap_laddr.set(Some(conn.local));
+    r
 }
 
 /// Why a reply did not unpack.

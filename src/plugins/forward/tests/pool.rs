@@ -40,16 +40,7 @@ async fn exchange(
     q: &mut [u8],
     net: Net,
 ) -> Result<crate::server::bufpool::Buf, proxy::Fail> {
-    proxy::exchange(
-        up,
-        local,
-        q,
-        net,
-        512,
-        tokio::time::Instant::now(),
-        &mut None,
-    )
-    .await
+    proxy::exchange(up, local, q, net, 512, tokio::time::Instant::now()).await
 }
 
 fn rt() -> tokio::runtime::Runtime {
