@@ -521,3 +521,70 @@ fn listen_endpoint_twice_fails_reload_takes_over() {
     let (_, m) = r.message();
     assert_eq!(field(&m, 1), Some(&V::Int(5)));
 }
+
+/// A reload that changes a `dnstap listen tls://` certificate: the socket is kept
+/// and new readers get the new certificate.
+#[test]
+fn listen_tls_reload_serves_the_new_certificate() {
+    use rustls::pki_types::ServerName;
+    use std::sync::Arc;
+    let dir = TempDir::new("dnstap-tls-reload");
+    let mk = |name: &str| {
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("cert");
+        let c = dir.write(&format!("{name}.pem"), &ck.cert.pem());
+        let k = dir.write(&format!("{name}-key.pem"), &ck.signing_key.serialize_pem());
+        (
+            c.to_string_lossy().into_owned(),
+            k.to_string_lossy().into_owned(),
+            ck.cert.der().clone(),
+        )
+    };
+    let (c1, k1, d1) = mk("one");
+    let (c2, k2, d2) = mk("two");
+    let lport = free_port();
+    let conf = |c: &str, k: &str| {
+        format!(
+            ".:{{port}} {{\n dnstap listen tls://127.0.0.1:{lport} {{\n  tls {c} {k}\n }}\n whoami\n}}\n"
+        )
+    };
+    let s = TestServer::start(&conf(&c1, &k1), "epoll");
+    // Whether a reader trusting only `der` completes its handshake.
+    let handshake = |der: &rustls::pki_types::CertificateDer<'static>| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der.clone()).expect("root");
+        let cfg = Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+        );
+        let t = std::net::TcpStream::connect(("127.0.0.1", lport)).expect("connect");
+        t.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let name = ServerName::try_from("127.0.0.1").expect("name");
+        let mut tls =
+            rustls::StreamOwned::new(rustls::ClientConnection::new(cfg, name).expect("client"), t);
+        read_control(&mut tls).is_ok_and(|(k, _)| k == READY)
+    };
+    assert!(handshake(&d1), "the first certificate");
+    assert!(!handshake(&d2), "not yet the second");
+    std::fs::write(
+        s.dir.0.join("Corefile"),
+        conf(&c2, &k2).replace("{port}", &s.port.to_string()),
+    )
+    .expect("write");
+    s.signal(Signal::SIGUSR1);
+    s.wait_line(|l| l == "[INFO] Reloading complete")
+        .expect("reload");
+    assert!(handshake(&d2), "the reload's certificate");
+    assert!(
+        !s.lines()
+            .iter()
+            .any(|l| l.contains("Failed to start dnstap listener")),
+        "{:?}",
+        s.lines()
+    );
+}
