@@ -176,8 +176,15 @@ pub fn run(shared: &Arc<Shared>, handles: Vec<WorkerHandle>, cli: &Cli) -> ExitC
             mk(SignalKind::user_defined2()),
         );
         write_pidfile(cli);
-        // Caddy's `EmitEvent(InstanceStartupEvent)` once the servers are up: *on startup*.
-        emit_hooks(&shared.active.load().config, crate::plugins::on::Event::Startup);
+        // Caddy's `EmitEvent(InstanceStartupEvent)` once the servers are up: *on startup*,
+        // on a thread of its own (caddy's signal goroutines keep handling signals
+        // while a blocking command runs).
+        {
+            let active = shared.active.load_full();
+            let _ = std::thread::Builder::new()
+                .name("ringdns-on-startup".into())
+                .spawn(move || emit_hooks(&active.config, crate::plugins::on::Event::Startup));
+        }
         async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
             match s {
                 Some(s) => {

@@ -786,3 +786,16 @@ fn on_startup_reload_and_shutdown_hooks() {
     assert_eq!(s.wait_exit(Duration::from_secs(8)), Some(0));
     assert_eq!(read(), "up\nup\ndown\n");
 }
+
+/// A blocking `on startup` command does not hold up signals: SIGTERM during it
+/// stops the daemon at once.
+#[test]
+fn on_startup_blocking_command_does_not_hold_signals() {
+    let mut s = TestServer::start(".:{port} {\n on startup sleep 5\n whoami\n}\n", "epoll");
+    s.wait_line(|l| l.starts_with("[INFO] Blocking Command \"sleep 5\""))
+        .expect("hook line");
+    let t0 = std::time::Instant::now();
+    s.signal(Signal::SIGTERM);
+    assert_eq!(s.wait_exit(Duration::from_secs(8)), Some(0));
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+}
