@@ -372,6 +372,22 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// A copy of the written reply as the server's scrub will leave it (truncated
+    /// for UDP where it must be, the request's OPT): what CoreDNS's writers see after
+    /// the scrub writer changed the message in place.
+    pub fn scrubbed_reply(&self) -> Vec<u8> {
+        let mut out = self.resp.clone();
+        crate::server::scrub::scrub(
+            &mut out,
+            &mut Vec::new(),
+            &self.req,
+            self.st.udp_size,
+            self.proto,
+            self.peer.is_ipv6(),
+        );
+        out
+    }
+
     /// DO bit of the request.
     pub fn do_bit(&self) -> bool {
         self.req.do_bit()

@@ -131,28 +131,23 @@ pub fn setup(d: &mut Dispenser) -> Result<DnstapConfig, Diagnostic> {
             }
             args.remove(0);
         }
-        let mut write_buf = 1usize;
-        let mut queue = 1usize;
-        if let Some(a) = args.get(2) {
+        // WRITEBUFFER and QUEUE: 1 to MAX, with CoreDNS's texts.
+        let multiple = |i: usize, name: &str, max: i64, unit: &str| {
+            let Some(a) = args.get(i) else {
+                return Ok(1);
+            };
+            let q = corefile::values::go_quote(a);
             let v = corefile::values::strconv_atoi(a)
-                .map_err(|e| w(d.err(format!("dnstap: invalid MultipleTcpWriteBuf {a:?}: {e}"))))?;
-            if !(1..=MAX_WRITE_BUF).contains(&v) {
+                .map_err(|e| w(d.err(format!("dnstap: invalid {name} {q}: {e}"))))?;
+            if !(1..=max).contains(&v) {
                 return Err(w(d.err(format!(
-                    "dnstap: MultipleTcpWriteBuf must be between 1 and {MAX_WRITE_BUF} (MiB units): {v}"
+                    "dnstap: {name} must be between 1 and {max} ({unit}): {v}"
                 ))));
             }
-            write_buf = usize::try_from(v).unwrap_or(1);
-        }
-        if let Some(a) = args.get(3) {
-            let v = corefile::values::strconv_atoi(a)
-                .map_err(|e| w(d.err(format!("dnstap: invalid MultipleQueue {a:?}: {e}"))))?;
-            if !(1..=MAX_QUEUE).contains(&v) {
-                return Err(w(d.err(format!(
-                    "dnstap: MultipleQueue must be between 1 and {MAX_QUEUE} (x10k messages): {v}"
-                ))));
-            }
-            queue = usize::try_from(v).unwrap_or(1);
-        }
+            Ok(usize::try_from(v).unwrap_or(1))
+        };
+        let write_buf = multiple(2, "MultipleTcpWriteBuf", MAX_WRITE_BUF, "MiB units")?;
+        let queue = multiple(3, "MultipleQueue", MAX_QUEUE, "x10k messages")?;
         let ep = &args[0];
         let endpoint = if ep.starts_with("tls://") {
             Endpoint::Tls(url_host(ep).ok_or_else(|| w(d.arg_err()))?)
@@ -344,6 +339,56 @@ impl Message<'_> {
     }
 }
 
+/// A protobuf field value as [`decode`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    /// A varint.
+    Int(u64),
+    /// Length-delimited bytes (a string or a nested message).
+    Bytes(Vec<u8>),
+    /// A fixed32.
+    Fixed(u32),
+}
+
+/// Reads back the protobuf this module writes — (field number, value) in wire
+/// order — for readers and tests; `None` for what it does not write.
+pub fn decode(b: &[u8]) -> Option<Vec<(u32, Field)>> {
+    fn varint(b: &[u8], p: &mut usize) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let c = *b.get(*p)?;
+            *p += 1;
+            v |= u64::from(c & 0x7f) << shift;
+            if c < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    let mut out = Vec::new();
+    let mut p = 0;
+    while p < b.len() {
+        let k = varint(b, &mut p)?;
+        let v = match k & 7 {
+            0 => Field::Int(varint(b, &mut p)?),
+            2 => {
+                let n = usize::try_from(varint(b, &mut p)?).ok()?;
+                let v = b.get(p..p.checked_add(n)?)?.to_vec();
+                p += n;
+                Field::Bytes(v)
+            }
+            5 => {
+                let v = b.get(p..p + 4)?;
+                p += 4;
+                Field::Fixed(u32::from_le_bytes([v[0], v[1], v[2], v[3]]))
+            }
+            _ => return None,
+        };
+        out.push((u32::try_from(k >> 3).ok()?, v));
+    }
+    Some(out)
+}
+
 /// The wall-clock time of `at` (a monotonic reading).
 pub fn wall(at: Instant) -> SystemTime {
     SystemTime::now()
@@ -370,19 +415,27 @@ impl Tap {
 
     /// Encodes the `Dnstap` envelope of `m` and queues it.
     pub fn send(&self, m: &Message<'_>, ctx: &Ctx<'_>, client_name: bool) {
-        let mut inner = Vec::with_capacity(64 + m.query_msg.map_or(0, <[u8]>::len));
-        m.encode(&mut inner);
-        let mut out = Vec::with_capacity(inner.len() + 64);
-        put_bytes(&mut out, 1, &self.identity);
-        put_bytes(&mut out, 2, &self.version);
-        if let Some(segs) = &self.extra {
-            let mut s = String::new();
-            super::log::render_request(segs, ctx, client_name, &mut s);
-            put_bytes(&mut out, 3, s.as_bytes());
+        thread_local! {
+            static INNER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        put_bytes(&mut out, 14, &inner);
-        put_uint(&mut out, 15, 1);
-        self.sink.send(out);
+        // The nested message is encoded into a per-thread buffer first (its length
+        // goes before it); only the queued payload is allocated.
+        INNER.with(|inner| {
+            let mut inner = inner.borrow_mut();
+            inner.clear();
+            m.encode(&mut inner);
+            let mut out = Vec::with_capacity(inner.len() + 64);
+            put_bytes(&mut out, 1, &self.identity);
+            put_bytes(&mut out, 2, &self.version);
+            if let Some(segs) = &self.extra {
+                let mut s = String::new();
+                super::log::render_request(segs, ctx, client_name, &mut s);
+                put_bytes(&mut out, 3, s.as_bytes());
+            }
+            put_bytes(&mut out, 14, &inner);
+            put_uint(&mut out, 15, 1);
+            self.sink.send(out);
+        });
     }
 }
 
@@ -439,18 +492,11 @@ impl Dnstap {
         let now = SystemTime::now();
         // The reply as the server's scrub leaves it (CoreDNS packs the message after
         // its write, which truncates in place).
-        let mut scrubbed = Vec::new();
-        if self.taps.iter().any(|t| t.full) {
-            scrubbed.extend_from_slice(ctx.resp);
-            crate::server::scrub::scrub(
-                &mut scrubbed,
-                &mut Vec::new(),
-                &ctx.req,
-                ctx.st.udp_size,
-                ctx.proto,
-                ctx.peer.is_ipv6(),
-            );
-        }
+        let scrubbed = if self.taps.iter().any(|t| t.full) {
+            ctx.scrubbed_reply()
+        } else {
+            Vec::new()
+        };
         for t in self.taps.iter() {
             let m = Message {
                 kind: Kind::ClientResponse,

@@ -382,15 +382,7 @@ impl Log {
         let mut truncated = Vec::new();
         let udp_limit = usize::from(ctx.st.udp_size.unwrap_or(0).max(512));
         if ctx.written && ctx.proto == Proto::Udp && ctx.resp.len() > udp_limit {
-            truncated.extend_from_slice(ctx.resp);
-            crate::server::scrub::scrub(
-                &mut truncated,
-                &mut Vec::new(),
-                &ctx.req,
-                ctx.st.udp_size,
-                ctx.proto,
-                ctx.peer.is_ipv6(),
-            );
+            truncated = ctx.scrubbed_reply();
         }
         let msg: Option<&[u8]> = if !truncated.is_empty() {
             Some(&truncated[..])

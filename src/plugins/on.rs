@@ -171,14 +171,11 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic
     Ok(())
 }
 
-/// Go's `exec` error text.
+/// Go's `exec` error text: a bare name not found in `$PATH`, else the failed
+/// `fork/exec`.
 fn exec_err(command: &str, e: &std::io::Error) -> String {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        if command.contains('/') {
-            format!("fork/exec {command}: {}", crate::config::go_err(e))
-        } else {
-            format!("exec: \"{command}\": executable file not found in $PATH")
-        }
+    if e.kind() == std::io::ErrorKind::NotFound && !command.contains('/') {
+        format!("exec: \"{command}\": executable file not found in $PATH")
     } else {
         format!("fork/exec {command}: {}", crate::config::go_err(e))
     }

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use ringdns::plugins::dnstap::Field as V;
 use ringdns::plugins::dnstap::sink::{
     ACCEPT, CONTENT_TYPE, READY, START, read_control, write_control,
 };
@@ -169,52 +170,11 @@ fn no_connection_is_logged_and_queries_still_answered() {
     }
 }
 
-/// A protobuf field: varint, bytes or fixed32.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum V {
-    Int(u64),
-    Bytes(Vec<u8>),
-    Fixed(u32),
-}
-
-fn varint(b: &[u8], p: &mut usize) -> u64 {
-    let mut v = 0u64;
-    let mut shift = 0;
-    loop {
-        let c = b[*p];
-        *p += 1;
-        v |= u64::from(c & 0x7f) << shift;
-        if c < 0x80 {
-            return v;
-        }
-        shift += 7;
-    }
-}
-
 /// A decoded protobuf message: (field number, value) in wire order.
 type Fields = Vec<(u32, V)>;
 
 fn decode(b: &[u8]) -> Fields {
-    let mut out = Vec::new();
-    let mut p = 0;
-    while p < b.len() {
-        let k = varint(b, &mut p);
-        let v = match k & 7 {
-            0 => V::Int(varint(b, &mut p)),
-            2 => {
-                let n = varint(b, &mut p) as usize;
-                p += n;
-                V::Bytes(b[p - n..p].to_vec())
-            }
-            5 => {
-                p += 4;
-                V::Fixed(u32::from_le_bytes([b[p - 4], b[p - 3], b[p - 2], b[p - 1]]))
-            }
-            w => panic!("wire type {w}"),
-        };
-        out.push(((k >> 3) as u32, v));
-    }
-    out
+    ringdns::plugins::dnstap::decode(b).expect("protobuf")
 }
 
 fn field(f: &[(u32, V)], n: u32) -> Option<&V> {
@@ -378,6 +338,30 @@ fn read_two(s: &mut (impl Read + std::io::Write)) -> Vec<u64> {
     kinds
 }
 
+/// A TLS connection to 127.0.0.1:`port` that trusts only `der` (the handshake
+/// happens on its first read).
+fn tls_reader(
+    port: u16,
+    der: &rustls::pki_types::CertificateDer<'static>,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der.clone()).expect("root");
+    let cfg = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let t = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    t.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    rustls::StreamOwned::new(rustls::ClientConnection::new(cfg, name).expect("client"), t)
+}
+
 #[test]
 fn tls_sinks_both_directions() {
     use std::sync::Arc;
@@ -450,21 +434,7 @@ fn tls_sinks_both_directions() {
             ),
             be,
         );
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(der.clone()).expect("root");
-        let ccfg = Arc::new(
-            rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-                .with_safe_default_protocol_versions()
-                .expect("versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        );
-        let t = std::net::TcpStream::connect(("127.0.0.1", lport)).expect("connect");
-        t.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
-        let conn = rustls::ClientConnection::new(ccfg, name).expect("client");
-        let mut tls = rustls::StreamOwned::new(conn, t);
+        let mut tls = tls_reader(lport, &der);
         let query = {
             let port = s.port;
             std::thread::spawn(move || {
@@ -526,8 +496,6 @@ fn listen_endpoint_twice_fails_reload_takes_over() {
 /// and new readers get the new certificate.
 #[test]
 fn listen_tls_reload_serves_the_new_certificate() {
-    use rustls::pki_types::ServerName;
-    use std::sync::Arc;
     let dir = TempDir::new("dnstap-tls-reload");
     let mk = |name: &str| {
         let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("cert");
@@ -550,24 +518,7 @@ fn listen_tls_reload_serves_the_new_certificate() {
     let s = TestServer::start(&conf(&c1, &k1), "epoll");
     // Whether a reader trusting only `der` completes its handshake.
     let handshake = |der: &rustls::pki_types::CertificateDer<'static>| {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(der.clone()).expect("root");
-        let cfg = Arc::new(
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-        );
-        let t = std::net::TcpStream::connect(("127.0.0.1", lport)).expect("connect");
-        t.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        let name = ServerName::try_from("127.0.0.1").expect("name");
-        let mut tls =
-            rustls::StreamOwned::new(rustls::ClientConnection::new(cfg, name).expect("client"), t);
-        read_control(&mut tls).is_ok_and(|(k, _)| k == READY)
+        read_control(&mut tls_reader(lport, der)).is_ok_and(|(k, _)| k == READY)
     };
     assert!(handshake(&d1), "the first certificate");
     assert!(!handshake(&d2), "not yet the second");

@@ -89,6 +89,14 @@ fn ten_thousand_idle_connections_and_a_slow_client() {
     }
 }
 
+/// A TCP connection to 127.0.0.1:`port` with a 5 s read timeout.
+fn connect_5s(port: u16) -> TcpStream {
+    let c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    c
+}
+
 /// CoreDNS's TCP timeouts on both engines: a connection must send its first query
 /// within the read timeout, later ones within the idle timeout (`timeouts` plugin:
 /// read 1s, idle 3s here; 3 s and 10 s by default).
@@ -99,12 +107,7 @@ fn tcp_first_read_and_idle_timeouts() {
             ".:{port} {\n timeouts {\n  read 1s\n  idle 3s\n }\n whoami\n}\n",
             be,
         );
-        let connect = || {
-            let c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
-            c.set_read_timeout(Some(Duration::from_secs(5)))
-                .expect("timeout");
-            c
-        };
+        let connect = || connect_5s(s.port);
         // Silent past the read timeout: closed.
         let mut c = connect();
         std::thread::sleep(Duration::from_millis(1600));
@@ -141,12 +144,7 @@ fn tcp_timeouts_from_the_last_block_that_sets_them() {
             "a.example:{port} {\n timeouts {\n  idle 5s\n }\n whoami\n}\nb.example:{port} {\n timeouts {\n  read 1s\n }\n whoami\n}\nc.example:{port} {\n timeouts {\n  idle 2s\n }\n whoami\n}\n",
             be,
         );
-        let connect = || {
-            let c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
-            c.set_read_timeout(Some(Duration::from_secs(5)))
-                .expect("timeout");
-            c
-        };
+        let connect = || connect_5s(s.port);
         let mut c = connect();
         std::thread::sleep(Duration::from_millis(1600));
         assert!(

@@ -344,6 +344,23 @@ fn tls_client(skip_verify: bool) -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(Arc::new(cfg))
 }
 
+/// Completes a TLS handshake (either side) within the I/O timeout, with Go's texts.
+fn tls_handshake<C, S>(conn: C, tcp: TcpStream) -> Result<StreamOwned<C, TcpStream>, String>
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<S>>,
+    S: rustls::SideData,
+{
+    let mut st = StreamOwned::new(conn, tcp);
+    st.sock.set_read_timeout(Some(IO_TIMEOUT)).ok();
+    st.sock.set_write_timeout(Some(IO_TIMEOUT)).ok();
+    while st.conn.is_handshaking() {
+        st.conn
+            .complete_io(&mut st.sock)
+            .map_err(|e| crate::plugins::forward::tls::handshake_err(&e))?;
+    }
+    Ok(st)
+}
+
 /// One outgoing connection's settings.
 struct Dialer {
     endpoint: Endpoint,
@@ -366,15 +383,7 @@ impl Dialer {
                     .map_err(|_| format!("tls: invalid server name {host:?}"))?;
                 let cfg = tls_client(self.skip_verify)?;
                 let conn = ClientConnection::new(cfg, name).map_err(|e| format!("tls: {e}"))?;
-                let mut st = StreamOwned::new(conn, tcp);
-                st.sock.set_read_timeout(Some(IO_TIMEOUT)).ok();
-                st.sock.set_write_timeout(Some(IO_TIMEOUT)).ok();
-                while st.conn.is_handshaking() {
-                    st.conn
-                        .complete_io(&mut st.sock)
-                        .map_err(|e| crate::plugins::forward::tls::handshake_err(&e))?;
-                }
-                Stream::TlsClient(Box::new(st))
+                Stream::TlsClient(Box::new(tls_handshake(conn, tcp)?))
             }
         };
         Encoder::new(s).map_err(|e| e.to_string())
@@ -443,10 +452,7 @@ impl Sink {
 
     /// Queues a message; drops it (counted) when the queue is full.
     pub fn send(&self, payload: Vec<u8>) {
-        let mut q = match self.queue.q.lock() {
-            Ok(q) => q,
-            Err(p) => p.into_inner(),
-        };
+        let mut q = lock(&self.queue.q);
         if q.len() >= self.queue.cap || self.queue.closed.load(Ordering::Relaxed) {
             self.queue.dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -461,10 +467,7 @@ impl Sink {
 
     /// Messages waiting in the queue.
     pub fn queued(&self) -> usize {
-        match self.queue.q.lock() {
-            Ok(q) => q.len(),
-            Err(p) => p.into_inner().len(),
-        }
+        lock(&self.queue.q).len()
     }
 
     /// Messages dropped and not yet reported.
@@ -480,10 +483,7 @@ impl Sink {
 
     /// Waits (up to 8 s) for the sink's thread after [`Self::begin_close`].
     pub fn wait_closed(&self) {
-        let t = match self.thread.lock() {
-            Ok(mut t) => t.take(),
-            Err(p) => p.into_inner().take(),
-        };
+        let t = lock(&self.thread).take();
         if let Some(t) = t {
             let deadline = Instant::now() + 2 * IO_TIMEOUT;
             while !t.is_finished() && Instant::now() < deadline {
@@ -506,16 +506,9 @@ impl Drop for Sink {
 }
 
 impl Queue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Vec<u8>>> {
-        match self.q.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-
     /// Marks the queue closed under its lock, so the thread cannot miss the wake-up.
     fn close(&self) {
-        let g = self.lock();
+        let g = lock(&self.q);
         self.closed.store(true, Ordering::Relaxed);
         drop(g);
         self.cv.notify_all();
@@ -535,7 +528,7 @@ pub fn dial_text(c: &SinkConfig) -> Result<(), String> {
 
 /// Takes what is queued, waiting until `until` for something.
 fn take(q: &Queue, until: Instant) -> (Vec<Vec<u8>>, bool) {
-    let mut g = q.lock();
+    let mut g = lock(&q.q);
     loop {
         let closed = q.closed.load(Ordering::Relaxed);
         if !g.is_empty() || closed {
@@ -843,15 +836,7 @@ impl Listener {
                     }
                     Some(cfg) => {
                         let conn = ServerConnection::new(cfg).map_err(|e| format!("tls: {e}"))?;
-                        let mut st = StreamOwned::new(conn, t);
-                        st.sock.set_read_timeout(Some(IO_TIMEOUT)).ok();
-                        st.sock.set_write_timeout(Some(IO_TIMEOUT)).ok();
-                        while st.conn.is_handshaking() {
-                            st.conn
-                                .complete_io(&mut st.sock)
-                                .map_err(|e| crate::plugins::forward::tls::handshake_err(&e))?;
-                        }
-                        Stream::TlsServer(Box::new(st))
+                        Stream::TlsServer(Box::new(tls_handshake(conn, t)?))
                     }
                 }
             }

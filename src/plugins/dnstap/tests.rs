@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use super::Field as V;
 use super::sink::{self, ACCEPT, FINISH, READY, START, STOP};
 use super::*;
 use crate::config::tests::{build_str, err};
@@ -129,51 +130,8 @@ fn setup_values() {
     assert!(!s[2].full);
 }
 
-/// A protobuf field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum V {
-    Int(u64),
-    Bytes(Vec<u8>),
-    Fixed(u32),
-}
-
-fn varint(b: &[u8], p: &mut usize) -> u64 {
-    let mut v = 0u64;
-    let mut shift = 0;
-    loop {
-        let c = b[*p];
-        *p += 1;
-        v |= u64::from(c & 0x7f) << shift;
-        if c < 0x80 {
-            return v;
-        }
-        shift += 7;
-    }
-}
-
-/// Decodes a message into (field, value) in wire order.
 fn decode(b: &[u8]) -> Vec<(u32, V)> {
-    let mut out = Vec::new();
-    let mut p = 0;
-    while p < b.len() {
-        let k = varint(b, &mut p);
-        let (f, w) = ((k >> 3) as u32, k & 7);
-        let v = match w {
-            0 => V::Int(varint(b, &mut p)),
-            2 => {
-                let n = varint(b, &mut p) as usize;
-                p += n;
-                V::Bytes(b[p - n..p].to_vec())
-            }
-            5 => {
-                p += 4;
-                V::Fixed(u32::from_le_bytes([b[p - 4], b[p - 3], b[p - 2], b[p - 1]]))
-            }
-            _ => panic!("wire type {w}"),
-        };
-        out.push((f, v));
-    }
-    out
+    super::decode(b).expect("protobuf")
 }
 
 #[test]
