@@ -6,7 +6,7 @@ use std::time::Instant;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ringdns::chain::{Chain, Proto};
 use ringdns::plugins::Plugin;
-use ringdns::server::handle::{ListenerRt, Meta, handle};
+use ringdns::server::handle::{Dispatch, ListenerRt, Meta, handle};
 use ringdns::server::route::Routes;
 
 fn query() -> Vec<u8> {
@@ -31,13 +31,16 @@ fn wire(c: &mut Criterion) {
         grpc: None,
         label: "dns://:53".into(),
         blocks: vec![0],
-        routes,
-        chains: vec![std::sync::Arc::new(Chain {
-            plugins: vec![Plugin::Whoami],
-            debug: false,
-            rewrites: false,
-        })],
-        class_open: false,
+        disp: std::sync::Arc::new(Dispatch {
+            label: "dns://:53".into(),
+            routes,
+            chains: vec![std::sync::Arc::new(Chain {
+                plugins: vec![Plugin::Whoami],
+                debug: false,
+                rewrites: false,
+            })],
+            class_open: false,
+        }),
         timeouts: Default::default(),
     };
     let meta = Meta {

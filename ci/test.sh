@@ -20,7 +20,9 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "ci/test.sh: installing ${need[*]}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  before=$(pgrep -x 'nsd|knotd|prometheus' || true)
+  # pgrep matches at most 15 characters of a name: one pattern per daemon.
+  daemons() { for d in nsd knotd prometheus; do pgrep -x "$d" || true; done; }
+  before=$(daemons)
   policy=/usr/sbin/policy-rc.d
   made_policy=0
   if [ ! -e "$policy" ]; then
@@ -32,7 +34,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   if [ "$made_policy" = 1 ]; then $SUDO rm -f "$policy"; fi
   # Packages may still have started their daemons: stop exactly those the install started.
-  for pid in $(pgrep -x 'nsd|knotd|prometheus' || true); do
+  for pid in $(daemons); do
     if ! printf '%s\n' $before | grep -qx "$pid"; then
       echo "ci/test.sh: stopping pid $pid started by the install"
       $SUDO kill -TERM "$pid" 2>/dev/null || true

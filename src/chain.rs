@@ -128,6 +128,8 @@ pub struct ReqState {
     /// *dnstap*: the wall-clock query time of its `CLIENT_QUERY` (nanoseconds
     /// since the epoch; 0 until tapped), repeated in the `CLIENT_RESPONSE`.
     pub tap_time: u64,
+    /// How many self-lookups deep this query is (0: a client's query).
+    pub depth: u8,
 }
 
 /// Publishes `label` into a metadata store, if there is one (for callers
@@ -254,6 +256,20 @@ impl Parked {
     }
 }
 
+/// The plugins after a parked one, for a plugin that wraps them (*dns64*).
+#[derive(Clone, Copy)]
+pub struct Next<'c> {
+    chain: &'c Chain,
+    at: usize,
+}
+
+impl<'c> Next<'c> {
+    /// Runs the rest of the chain on `ctx` (see [`Chain::rest`]).
+    pub async fn run(self, ctx: &mut Ctx<'_>) -> Status {
+        self.chain.rest(ctx, self.at).await
+    }
+}
+
 /// Everything a plugin sees of one query.
 pub struct Ctx<'a> {
     /// The query.
@@ -288,6 +304,9 @@ pub struct Ctx<'a> {
     pub spare: Option<&'a mut Vec<u8>>,
     /// The query as the client sent it, once a plugin rewrote `req`.
     pub orig: Option<&'a [u8]>,
+    /// The listener the query came to, for plugins that re-enter it
+    /// ([`crate::server::reentry`]); `None` for detached queries.
+    pub disp: Option<&'a crate::server::handle::Dispatch>,
 }
 
 /// The messages after the first of a multi-message reply.
@@ -314,6 +333,7 @@ impl<'a> Ctx<'a> {
             park: 0,
             marks: 0,
             tap_time: 0,
+            depth: 0,
         };
         resp.clear();
         Self {
@@ -331,6 +351,7 @@ impl<'a> Ctx<'a> {
             meta: None,
             spare: None,
             orig: None,
+            disp: None,
         }
     }
 
@@ -476,7 +497,8 @@ impl Chain {
     /// [`Self::resume`] with the response phase stopping at plugin `floor`.
     async fn resume_from(&self, ctx: &mut Ctx<'_>, mut at: usize, floor: usize) -> Status {
         loop {
-            let (i, st) = match self.plugins[at].serve_async(ctx).await {
+            let next = Next { chain: self, at };
+            let (i, st) = match self.plugins[at].serve_async(ctx, next).await {
                 Flow::Next => match self.forward_from(ctx, at + 1) {
                     Ok(r) => r,
                     Err(p) => {
@@ -493,6 +515,26 @@ impl Chain {
             }
             return self.respond(ctx, floor, i, st);
         }
+    }
+
+    /// Runs the plugins after `at` on `ctx`, request and response phases, as
+    /// CoreDNS's `Next.ServeDNS` with a non-writer: the reply (if any) is left
+    /// in the context for plugin `at` to look at.
+    fn rest<'s, 'a: 's>(
+        &'s self,
+        ctx: &'s mut Ctx<'a>,
+        at: usize,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Status> + 's>> {
+        Box::pin(async move {
+            let (i, st) = match self.forward_from(ctx, at + 1) {
+                Ok(r) => r,
+                Err(p) => return self.resume_from(ctx, p, at + 1).await,
+            };
+            if let Some(job) = ctx.detach.take() {
+                self.detached_inline(i, job).await;
+            }
+            self.respond(ctx, at + 1, i, st)
+        })
     }
 
     /// Runs a detached query of plugin `at` to the end, on this task.

@@ -88,6 +88,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "log",
     "dnstap",
     "local",
+    "dns64",
     "any",
     "chaos",
     "loadbalance",

@@ -7,6 +7,7 @@ pub mod auto;
 pub mod bufsize;
 pub mod cache;
 pub mod chaos;
+pub mod dns64;
 pub mod dnstap;
 pub mod erratic;
 pub mod errors;
@@ -61,6 +62,8 @@ pub enum PluginConfig {
     Dnstap(dnstap::DnstapConfig),
     /// `local`.
     Local(local::LocalConfig),
+    /// `dns64` (every line of the block).
+    Dns64(dns64::Dns64),
     /// `any`.
     Any,
     /// `chaos`.
@@ -134,6 +137,7 @@ pub fn setup(
         "log" => PluginConfig::Log(log::setup(d)?),
         "dnstap" => PluginConfig::Dnstap(dnstap::setup(d)?),
         "local" => PluginConfig::Local(local::setup(d)?),
+        "dns64" => PluginConfig::Dns64(dns64::setup(d)?),
         "any" => {
             any::setup(d)?;
             PluginConfig::Any
@@ -186,6 +190,8 @@ pub enum Plugin {
     Dnstap(dnstap::Dnstap),
     /// `local`.
     Local(local::Local),
+    /// `dns64`.
+    Dns64(dns64::Dns64),
     /// `any`.
     Any,
     /// `chaos`.
@@ -235,6 +241,7 @@ impl Plugin {
             PluginConfig::Log(c) => Self::Log(log::Log::new(c)),
             PluginConfig::Dnstap(c) => Self::Dnstap(dnstap::Dnstap::new(c)),
             PluginConfig::Local(c) => Self::Local(local::Local::new(c)),
+            PluginConfig::Dns64(c) => Self::Dns64(c.clone()),
             PluginConfig::Any => Self::Any,
             PluginConfig::Chaos(c) => Self::Chaos(chaos::Chaos::new(c)),
             PluginConfig::Loadbalance(c) => Self::Loadbalance(loadbalance::Loadbalance::new(c)?),
@@ -267,6 +274,7 @@ impl Plugin {
             Self::Log(_) => "log",
             Self::Dnstap(_) => "dnstap",
             Self::Local(_) => "local",
+            Self::Dns64(_) => "dns64",
             Self::Any => "any",
             Self::Chaos(_) => "chaos",
             Self::Loadbalance(_) => "loadbalance",
@@ -319,6 +327,7 @@ impl Plugin {
             Self::Log(p) => p.serve(ctx),
             Self::Dnstap(p) => p.serve(ctx),
             Self::Local(p) => p.serve(ctx),
+            Self::Dns64(p) => p.serve(ctx),
             Self::Any => any::serve(ctx),
             Self::Chaos(p) => p.serve(ctx),
             Self::Header(p) => p.serve(ctx),
@@ -338,11 +347,15 @@ impl Plugin {
     }
 
     /// Request hook of a parked query (only plugins that park implement it).
-    pub async fn serve_async(&self, ctx: &mut Ctx<'_>) -> Flow {
+    pub async fn serve_async(&self, ctx: &mut Ctx<'_>, next: crate::chain::Next<'_>) -> Flow {
         match self {
+            Self::Dns64(p) => p.serve_async(ctx, next).await,
             Self::Forward(p) => p.serve_async(ctx).await,
             Self::Cache(p) => p.serve_async(ctx).await,
             Self::Erratic(p) => p.serve_async(ctx).await,
+            Self::File(p) => p.serve_async(ctx).await,
+            Self::Auto(p) => p.serve_async(ctx).await,
+            Self::Secondary(p) => p.serve_async(ctx).await,
             _ => Flow::Return(Status::rcode(2)),
         }
     }

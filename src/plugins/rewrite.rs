@@ -1070,13 +1070,7 @@ impl Rewrite {
         let base: &[u8] = if compressed {
             match MsgIndex::parse(msg) {
                 Some(idx) => {
-                    let order: Vec<usize> = (0..idx.rrs.len()).collect();
-                    let opts = Rebuild {
-                        compress: false,
-                        limit: None,
-                        reserve: 0,
-                    };
-                    rebuild(msg, &idx, &order, opts, &mut plain);
+                    crate::wire::index::expand(msg, &idx, &mut plain);
                     &plain
                 }
                 None => msg,

@@ -553,13 +553,11 @@ pub(super) async fn answer(
                 scrub_more(msg, &mut last);
                 return Some(last);
             }
-            Outcome::Parked { block, at, st } => {
-                (Arc::clone(&l.chains[block]), Arc::clone(&l.label), at, st)
-            }
+            Outcome::Parked { block, at, st } => (Arc::clone(&l.disp), block, at, st),
         }
     };
-    let (chain, server, at, st) = parked;
-    match resume(&server, &chain, msg, &meta, at, st, &mut resp, &mut scratch).await {
+    let (disp, block, at, st) = parked;
+    match resume(&disp, block, msg, &meta, at, st, &mut resp, &mut scratch).await {
         Outcome::Reply => Some(resp),
         _ => None,
     }

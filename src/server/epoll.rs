@@ -340,25 +340,16 @@ async fn serve_stream<S>(
             };
             match handle(l, &buf, meta, &mut resp, &mut scratch) {
                 Outcome::Parked { block, at, st } => {
-                    let chain = Arc::clone(&l.chains[block]);
-                    let server = Arc::clone(&l.label);
+                    let disp = Arc::clone(&l.disp);
                     let data = buf.clone();
                     let tx = tx.clone();
                     let pending = pending.clone();
                     pending.set(pending.get() + 1);
                     tokio::task::spawn_local(async move {
                         let mut scratch = Vec::new();
-                        if let Outcome::Reply = resume(
-                            &server,
-                            &chain,
-                            &data,
-                            &meta,
-                            at,
-                            st,
-                            &mut resp,
-                            &mut scratch,
-                        )
-                        .await
+                        if let Outcome::Reply =
+                            resume(&disp, block, &data, &meta, at, st, &mut resp, &mut scratch)
+                                .await
                         {
                             let _ = tx.send(resp).await;
                         }

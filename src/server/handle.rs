@@ -11,8 +11,10 @@ use super::scrub;
 use crate::chain::{Chain, Ctx, Proto, Status, client_write};
 use crate::wire::{Request, Verdict, bare_reply, parse_query};
 
-/// A listener's runtime view of its blocks.
-pub struct ListenerRt {
+/// What a query needs of its listener to find and run its block's chain: shared
+/// by the listener, its parked queries, and plugins that re-enter the server
+/// ([`super::reentry`]).
+pub struct Dispatch {
     /// The metrics `server` label.
     pub label: Arc<str>,
     /// Routing table.
@@ -21,6 +23,14 @@ pub struct ListenerRt {
     pub chains: Vec<Arc<Chain>>,
     /// Some block enables non-IN classes (chaos).
     pub class_open: bool,
+}
+
+/// A listener's runtime view of its blocks.
+pub struct ListenerRt {
+    /// The metrics `server` label (the same as `disp.label`).
+    pub label: Arc<str>,
+    /// Routing and chains.
+    pub disp: Arc<Dispatch>,
     /// TCP timeouts (each field from the last of the listener's blocks that sets it).
     pub timeouts: crate::plugins::timeouts::Timeouts,
     /// Corefile block index of each chain.
@@ -82,7 +92,7 @@ pub struct Meta {
 /// Counts a query the server answered itself before any chain (no question, the class
 /// gate, no block for the name) as CoreDNS's server does: `zone="dropped"`, no
 /// `plugin`, the rcode written.
-fn report_dropped(l: &ListenerRt, m: &Meta, req: Option<&Request<'_>>, len: usize, resp: &[u8]) {
+fn report_dropped(l: &Dispatch, m: &Meta, req: Option<&Request<'_>>, len: usize, resp: &[u8]) {
     static DROPPED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("dropped"));
     crate::metrics::report(
         &l.label,
@@ -106,6 +116,19 @@ pub fn handle(
     l: &ListenerRt,
     data: &[u8],
     m: Meta,
+    resp: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) -> Outcome {
+    dispatch(&l.disp, data, m, 0, resp, scratch)
+}
+
+/// [`handle`] on a listener's dispatch, for a message that is a self-lookup
+/// `depth` levels deep (0: from a client).
+pub(crate) fn dispatch(
+    l: &Dispatch,
+    data: &[u8],
+    m: Meta,
+    depth: u8,
     resp: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
 ) -> Outcome {
@@ -160,6 +183,8 @@ pub fn handle(
     if chain.rewrites {
         ctx.spare = Some(&mut spare);
     }
+    ctx.disp = Some(l);
+    ctx.st.depth = depth;
     // CoreDNS recovers panics in the server (unless *debug*): log, count, SERVFAIL.
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chain.run(&mut ctx)));
     match run {
@@ -192,11 +217,11 @@ pub fn handle(
 /// `coredns_panics_total`.
 pub static PANICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Continues a parked query on an owned copy of the message.
+/// Continues a parked query of block `block` on an owned copy of the message.
 #[allow(clippy::too_many_arguments)]
 pub async fn resume(
-    server: &Arc<str>,
-    chain: &Chain,
+    disp: &Dispatch,
+    block: usize,
     data: &[u8],
     m: &Meta,
     at: usize,
@@ -207,9 +232,22 @@ pub async fn resume(
     let Verdict::Query(req) = parse_query(data) else {
         return Outcome::Drop;
     };
+    let Some(chain) = disp.chains.get(block) else {
+        return Outcome::Drop;
+    };
     let mut spare = Vec::new();
-    let mut ctx = Ctx::new(server, req, m.proto, m.peer, m.local, resp, scratch, m.now);
+    let mut ctx = Ctx::new(
+        &disp.label,
+        req,
+        m.proto,
+        m.peer,
+        m.local,
+        resp,
+        scratch,
+        m.now,
+    );
     ctx.st = st;
+    ctx.disp = Some(disp);
     if chain.rewrites {
         ctx.spare = Some(&mut spare);
         chain.reapply(&mut ctx, at);

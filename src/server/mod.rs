@@ -15,6 +15,7 @@ pub mod grpc;
 pub mod handle;
 pub mod ops;
 pub mod parked;
+pub mod reentry;
 pub mod ring;
 pub mod route;
 pub mod scrub;
@@ -173,6 +174,7 @@ impl Active {
             } else {
                 (tls, None)
             };
+            let label: Arc<str> = Arc::from(l.label.as_str());
             listeners.push(ListenerRt {
                 tls,
                 conn_limit,
@@ -180,10 +182,13 @@ impl Active {
                 grpc,
                 transport: l.transport,
                 blocks: local.clone(),
-                label: Arc::from(l.label.as_str()),
-                routes,
-                chains: lchains,
-                class_open,
+                label: Arc::clone(&label),
+                disp: Arc::new(handle::Dispatch {
+                    label,
+                    routes,
+                    chains: lchains,
+                    class_open,
+                }),
                 timeouts,
             });
         }
@@ -220,7 +225,7 @@ impl Active {
     /// instance, on reload).
     pub fn flush_logs(&self) {
         for l in &self.listeners {
-            for c in &l.chains {
+            for c in &l.disp.chains {
                 for p in &c.plugins {
                     if let Plugin::Errors(e) = p {
                         e.stop();
@@ -236,7 +241,7 @@ impl Active {
         let taps = || {
             self.listeners
                 .iter()
-                .flat_map(|l| l.chains.iter())
+                .flat_map(|l| l.disp.chains.iter())
                 .flat_map(|c| c.plugins.iter())
                 .filter_map(|p| match p {
                     Plugin::Dnstap(d) => Some(d),

@@ -107,7 +107,7 @@ fn ready_body() -> Response {
             let Some(ci) = l.block_index(bi) else {
                 continue;
             };
-            for p in &l.chains[ci].plugins {
+            for p in &l.disp.chains[ci].plugins {
                 if let Some(ready) = p.ready() {
                     let name = p.name();
                     let mut once = READY_ONCE

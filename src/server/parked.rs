@@ -20,8 +20,8 @@ use tokio::sync::Notify;
 
 /// A query a plugin parked, owned so it can finish after the batch it came in.
 pub struct Job {
-    chain: Arc<crate::chain::Chain>,
-    server: Arc<str>,
+    disp: Arc<super::handle::Dispatch>,
+    block: usize,
     data: super::bufpool::Buf,
     meta: super::handle::Meta,
     at: usize,
@@ -39,8 +39,8 @@ impl Job {
         st: crate::chain::ReqState,
     ) -> Self {
         Self {
-            chain: Arc::clone(&l.chains[block]),
-            server: Arc::clone(&l.label),
+            disp: Arc::clone(&l.disp),
+            block,
             data: super::bufpool::copy_of(data),
             meta,
             at,
@@ -58,8 +58,8 @@ impl Job {
     pub async fn run(&self) -> Option<super::bufpool::Buf> {
         let (mut resp, mut scratch) = (super::bufpool::take(), super::bufpool::take());
         let out = super::handle::resume(
-            &self.server,
-            &self.chain,
+            &self.disp,
+            self.block,
             &self.data,
             &self.meta,
             self.at,

@@ -251,6 +251,33 @@ pub struct Rebuild {
     pub reserve: usize,
 }
 
+/// Rewrites `msg` into `out` with every record, every name written in full.
+pub fn expand(msg: &[u8], idx: &MsgIndex, out: &mut Vec<u8>) {
+    let order: Vec<usize> = (0..idx.rrs.len()).collect();
+    let opts = Rebuild {
+        compress: false,
+        limit: None,
+        reserve: 0,
+    };
+    rebuild(msg, idx, &order, opts, out);
+}
+
+/// Sets the UDP payload size in the last OPT record of `m`, if it has one.
+pub fn set_opt_size(m: &mut [u8], size: u16) {
+    let Some(idx) = MsgIndex::parse(m) else {
+        return;
+    };
+    if let Some(rr) = idx
+        .rrs
+        .iter()
+        .rev()
+        .find(|r| r.section == 3 && r.rtype == 41)
+    {
+        let at = rr.fixed as usize + 2;
+        m[at..at + 2].copy_from_slice(&size.to_be_bytes());
+    }
+}
+
 /// Rewrites `msg` into `out` keeping the records `order` lists (indices into
 /// `idx.rrs`, section order preserved by the caller). Returns whether records
 /// were dropped for the size limit. On malformed RDATA names the record is

@@ -10,8 +10,10 @@
 //! vectors have grown.
 //!
 //! CoreDNS's "self-lookup" of CNAME targets (re-entering the server) is
-//! emulated for targets inside the zones the caller can resolve; a target
-//! elsewhere ends the answer (see docs/compat.md).
+//! emulated for targets inside the zones the caller can resolve. A target
+//! elsewhere needs the server: the lookup leaves it in [`Plan::wanted`], the
+//! caller asks the server ([`crate::server::reentry`]) and runs the lookup
+//! again with the reply in [`Plan::fetched`].
 
 use std::sync::Arc;
 
@@ -53,6 +55,8 @@ pub enum Entry {
         /// Owner override: 0 = stored owner, `k` = `Plan::names[k - 1]`.
         owner: u16,
     },
+    /// The answer records of [`Plan::fetched`].
+    Fetched,
     /// A CNAME synthesised from a DNAME (RFC 6672 §3.1).
     Cname {
         /// Owner (`Plan::names` index).
@@ -77,7 +81,82 @@ pub struct Plan {
     pub names: Vec<Name>,
     /// Other zones the entries refer to (CNAME targets in sibling zones).
     pub others: Vec<Arc<Zone>>,
+    /// A self-lookup the lookup needed and did not have in `fetched`: its
+    /// name, type and nesting depth. The result is then a placeholder.
+    pub wanted: Option<(Name, u16, u8)>,
+    /// The server's reply to a self-lookup, set by the caller before it runs
+    /// the lookup again (kept by [`Plan::clear`]).
+    pub fetched: Option<Fetched>,
     seen: Vec<Name>,
+}
+
+/// The server's reply to a self-lookup, as CoreDNS's `doLookup` uses it: the
+/// answer records and the rcode.
+#[derive(Debug)]
+pub struct Fetched {
+    name: Name,
+    qtype: u16,
+    /// Answer records only, names in full (`None`: the server wrote nothing).
+    msg: Option<Vec<u8>>,
+    rcode: u16,
+}
+
+impl Fetched {
+    /// The reply `reply` to the self-lookup of `name` (lowercase) and `qtype`.
+    pub fn new(name: Name, qtype: u16, reply: Option<&[u8]>) -> Self {
+        let mut msg = None;
+        let mut rcode = 0;
+        if let Some(m) = reply {
+            if let Some(idx) = crate::wire::MsgIndex::parse(m) {
+                rcode = idx.full_rcode(m);
+                let order: Vec<usize> = (0..idx.rrs.len())
+                    .filter(|&i| idx.rrs[i].section == 1)
+                    .collect();
+                let opts = crate::wire::index::Rebuild {
+                    compress: false,
+                    limit: None,
+                    reserve: 0,
+                };
+                let mut out = Vec::with_capacity(m.len());
+                crate::wire::index::rebuild(m, &idx, &order, opts, &mut out);
+                msg = Some(out);
+            } else {
+                // A reply that does not parse counts as no reply.
+                rcode = 2;
+            }
+        }
+        Self {
+            name,
+            qtype,
+            msg,
+            rcode,
+        }
+    }
+
+    /// A self-lookup that could not be asked (CoreDNS's `Lookup` error).
+    pub fn failed(name: Name, qtype: u16) -> Self {
+        Self {
+            name,
+            qtype,
+            msg: None,
+            rcode: 2,
+        }
+    }
+
+    fn is_for(&self, name: &Name, qtype: u16) -> bool {
+        self.qtype == qtype && self.name == *name
+    }
+
+    fn each(&self, f: &mut RrVisitor<'_>) {
+        let Some(m) = &self.msg else { return };
+        let Some(idx) = crate::wire::MsgIndex::parse(m) else {
+            return;
+        };
+        for rr in idx.section(1) {
+            let own = &m[rr.start as usize..rr.fixed as usize];
+            f(own, rr.rtype, rr.class, rr.ttl, &m[rr.rdata()]);
+        }
+    }
 }
 
 /// Finds the zone that serves a name, for CNAME targets outside the zone
@@ -108,6 +187,7 @@ impl Plan {
         self.extra.clear();
         self.names.clear();
         self.others.clear();
+        self.wanted = None;
         self.seen.clear();
     }
 
@@ -163,6 +243,11 @@ impl Plan {
                 let o = self.names[owner as usize - 1].wire();
                 let t = self.names[target as usize - 1].wire();
                 f(o, 5, 1, ttl, t);
+            }
+            Entry::Fetched => {
+                if let Some(fe) = &self.fetched {
+                    fe.each(f);
+                }
             }
         }
     }
@@ -470,6 +555,7 @@ impl Zone {
         qtype: u16,
         do_: bool,
         resolve: Resolver<'_>,
+        depth: u8,
     ) -> Res {
         p.clear();
         let cx = Cx {
@@ -478,7 +564,7 @@ impl Zone {
             qtype,
             do_,
         };
-        self.lookup_in(cx, 0, p, qname, 0)
+        self.lookup_in(cx, 0, p, qname, depth)
     }
 
     fn lookup_in(&self, cx: Cx<'_>, z: u8, p: &mut Plan, qname: &Name, depth: u8) -> Res {
@@ -768,6 +854,36 @@ impl Zone {
         }
     }
 
+    /// `doLookup` for a target only the server can answer: the reply fetched
+    /// for it, or, without one, the target left in `p.wanted` (the result is
+    /// then a placeholder).
+    fn server_lookup(cx: Cx<'_>, p: &mut Plan, target: &Name, depth: u8) -> Res {
+        let Some(f) = p.fetched.as_ref().filter(|f| f.is_for(target, cx.qtype)) else {
+            p.wanted.get_or_insert((target.clone(), cx.qtype, depth));
+            return Res::ServerFailure;
+        };
+        let rcode = f.rcode;
+        let Some(msg) = &f.msg else {
+            // No message: a lookup that failed, or a server that wrote nothing
+            // (CoreDNS reads the latter as a success).
+            return if rcode == 2 {
+                Res::ServerFailure
+            } else {
+                Res::Success
+            };
+        };
+        let answers = crate::wire::hdr::counts(msg)[1];
+        if answers > 0 {
+            p.answer.push(Entry::Fetched);
+        }
+        match rcode {
+            3 => Res::NameError,
+            2 => Res::ServerFailure,
+            0 if answers == 0 => Res::NoData,
+            _ => Res::Success,
+        }
+    }
+
     /// CoreDNS `doLookup` through `upstream.Lookup`: the target as a new query
     /// to the server; its answer records join ours, its other sections are
     /// dropped, and its rcode maps to a result.
@@ -791,9 +907,7 @@ impl Zone {
             };
             other.lookup_in(cx, zi as u8, p, target, depth)
         } else {
-            // Nothing here serves the target: the server's REFUSED reads as a
-            // success without records.
-            return Res::Success;
+            return Self::server_lookup(cx, p, target, depth);
         };
         p.ns.truncate(ns_at);
         p.extra.truncate(extra_at);

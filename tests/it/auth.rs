@@ -742,3 +742,150 @@ fn auto_serves_a_directory() {
         );
     }
 }
+
+/// CNAME targets the zone's own plugin does not serve are asked of the server
+/// (CoreDNS's self-lookup): through another block's *file*, through *forward*
+/// (the parked path), NXDOMAIN and NODATA from the target, a target nothing serves,
+/// and a loop between two blocks that ends after CoreDNS's 9 levels. *auto*
+/// shares the lookup; the self-lookups show in *log* as CoreDNS's do.
+#[test]
+fn cname_targets_elsewhere_are_looked_up_through_the_server() {
+    let dir = TempDir::new("auth-selflookup");
+    let org = dir.write(
+        "db.example.org",
+        "$ORIGIN example.org.\n@ 3600 IN SOA ns1 admin 1 7200 3600 1209600 300\n\
+         @ 3600 IN NS ns1\nns1 3600 IN A 192.0.2.53\n\
+         www 3600 IN CNAME www.example.net.\next 3600 IN CNAME host.fwd.test.\n\
+         nx 3600 IN CNAME nope.example.net.\nloop 3600 IN CNAME loop.example.net.\n\
+         out 3600 IN CNAME www.elsewhere.test.\n",
+    );
+    let net = dir.write(
+        "db.example.net",
+        "$ORIGIN example.net.\n@ 3600 IN SOA ns1 admin 1 7200 3600 1209600 300\n\
+         @ 3600 IN NS ns1\nns1 3600 IN A 192.0.2.54\nwww 300 IN A 192.0.2.1\n\
+         loop 3600 IN CNAME loop.example.org.\n",
+    );
+    let fwd = dir.write(
+        "db.fwd.test",
+        "$ORIGIN fwd.test.\n@ 3600 IN SOA ns1 admin 1 7200 3600 1209600 300\n\
+         @ 3600 IN NS ns1\nhost 60 IN A 198.51.100.7\n",
+    );
+    let autodir = dir.0.join("auto");
+    std::fs::create_dir(&autodir).expect("mkdir");
+    std::fs::write(
+        autodir.join("db.auto.test"),
+        "$ORIGIN auto.test.\n@ 3600 IN SOA ns1 admin 1 7200 3600 1209600 300\n\
+         @ 3600 IN NS ns1\nns1 3600 IN A 192.0.2.55\nalias 600 IN CNAME host.fwd.test.\n",
+    )
+    .expect("write");
+    for be in backends() {
+        let up = TestServer::start(
+            &format!("fwd.test:{{port}} {{\n file {}\n}}\n", path(&fwd)),
+            be,
+        );
+        let s = TestServer::start(
+            &format!(
+                "example.org:{{port}} {{\n log\n file {}\n}}\n\
+                 example.net:{{port}} {{\n file {}\n}}\n\
+                 fwd.test:{{port}} {{\n log\n forward . 127.0.0.1:{}\n}}\n\
+                 auto.test:{{port}} {{\n auto {{\n  directory {}\n }}\n}}\n",
+                path(&org),
+                path(&net),
+                up.port,
+                path(&autodir)
+            ),
+            be,
+        );
+        let ns = "example.org. 3600 IN NS ns1.example.org.";
+        let soa =
+            "example.org. 3600 IN SOA ns1.example.org. admin.example.org. 1 7200 3600 1209600 300";
+        for tcp in ["+notcp", "+tcp"] {
+            let out = s.dig(&[tcp, "www.example.org", "A"]);
+            assert_eq!(dig_status(&out), "NOERROR", "{be} {tcp}: {out}");
+            assert_eq!(dig_flags(&out), "qr aa rd", "{be} {tcp}");
+            assert_eq!(
+                section(&out, "ANSWER"),
+                vec![
+                    "www.example.org. 3600 IN CNAME www.example.net.",
+                    "www.example.net. 300 IN A 192.0.2.1"
+                ],
+                "{be} {tcp}: {out}"
+            );
+            assert_eq!(section(&out, "AUTHORITY"), vec![ns], "{be} {tcp}");
+            // Through forward: the query parks while the upstream answers.
+            let out = s.dig(&[tcp, "ext.example.org", "A"]);
+            assert_eq!(
+                section(&out, "ANSWER"),
+                vec![
+                    "ext.example.org. 3600 IN CNAME host.fwd.test.",
+                    "host.fwd.test. 60 IN A 198.51.100.7"
+                ],
+                "{be} {tcp}: {out}"
+            );
+            assert_eq!(dig_flags(&out), "qr aa rd", "{be} {tcp}");
+        }
+        // The target's NXDOMAIN and NODATA, with this zone's SOA.
+        let out = s.dig(&["nx.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec!["nx.example.org. 3600 IN CNAME nope.example.net."]
+        );
+        assert_eq!(section(&out, "AUTHORITY"), vec![soa], "{be}");
+        let out = s.dig(&["www.example.org", "AAAA"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert_eq!(section(&out, "ANSWER").len(), 1, "{be}: {out}");
+        assert_eq!(section(&out, "AUTHORITY"), vec![soa], "{be}");
+        // Nothing serves the target: the server's REFUSED reads as a success.
+        let out = s.dig(&["out.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec!["out.example.org. 3600 IN CNAME www.elsewhere.test."]
+        );
+        assert_eq!(section(&out, "AUTHORITY"), vec![ns], "{be}");
+        // A loop between two blocks: each level adds its CNAME until the
+        // ninth self-lookup fails.
+        let out = s.dig(&["loop.example.org", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        let answer = section(&out, "ANSWER");
+        assert_eq!(answer.len(), 9, "{be}: {out}");
+        assert_eq!(
+            answer[0],
+            "loop.example.org. 3600 IN CNAME loop.example.net."
+        );
+        assert_eq!(
+            answer[1],
+            "loop.example.net. 3600 IN CNAME loop.example.org."
+        );
+        // auto answers through the same lookup.
+        let out = s.dig(&["alias.auto.test", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec![
+                "alias.auto.test. 600 IN CNAME host.fwd.test.",
+                "host.fwd.test. 60 IN A 198.51.100.7"
+            ],
+            "{be}: {out}"
+        );
+        // The self-lookup is logged before the query that made it, with the
+        // client's address and ID.
+        let lines = s.lines();
+        let ext = lines
+            .iter()
+            .position(|l| l.contains("\"A IN ext.example.org. udp "))
+            .expect("ext logged");
+        let id = lines[ext]
+            .split(" - ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next());
+        let host = lines
+            .iter()
+            .position(|l| {
+                l.contains("\"A IN host.fwd.test. udp ")
+                    && l.split(" - ").nth(1).and_then(|r| r.split(' ').next()) == id
+            })
+            .expect("self-lookup logged");
+        assert!(host < ext, "{be}: {lines:?}");
+    }
+}

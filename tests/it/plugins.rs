@@ -379,3 +379,125 @@ fn server_error_reply_has_the_flags_plugins_set() {
         assert_eq!(dig_flags(&out), "qr", "{be}: {out}");
     }
 }
+
+/// *dns64* with *file* behind it and with *forward* behind it (the A lookup
+/// parks too), as plugins.md's verified table: A-only names get AAAA in the
+/// prefix without AA, native AAAA and NXDOMAIN pass, a name with neither is
+/// NODATA without AA; IPv4 clients only with `allow_ipv4`; `translate_all`;
+/// the translation counter.
+#[test]
+fn dns64_synthesises_aaaa_from_a() {
+    let dir = TempDir::new("dns64");
+    let db = dir.write(
+        "db.example.org",
+        "@ 3600 IN SOA ns1 admin 1 7200 3600 1209600 300\n\
+         @ 3600 IN NS ns1\nns1 3600 IN A 192.0.2.53\nns2 3600 IN A 192.0.2.54\n\
+         v6 3600 IN AAAA 2001:db8::1\nboth 600 IN A 192.0.2.55\nboth 600 IN AAAA 2001:db8::55\n\
+         txt 3600 IN TXT \"x\"\nshort 60 IN A 198.51.100.1\n",
+    );
+    for be in backends() {
+        let up = TestServer::start(
+            &format!(
+                "fwd.test:{{port}} {{\n file {} fwd.test\n}}\n",
+                db.display()
+            ),
+            be,
+        );
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!(
+                "example.org:{{port}} {{\n prometheus 127.0.0.1:{mport}\n dns64 {{\n  allow_ipv4\n }}\n file {}\n}}\n\
+                 example.net:{{port}} {{\n dns64\n file {} example.net\n}}\n\
+                 fwd.test:{{port}} {{\n dns64 64:ff9b:1::/48 {{\n  translate_all\n  allow_ipv4\n }}\n \
+                 forward . 127.0.0.1:{}\n}}\n",
+                db.display(),
+                db.display(),
+                up.port
+            ),
+            be,
+        );
+        let ns = "example.org. 3600 IN NS ns1.example.org.";
+        // file behind dns64, IPv4 client with allow_ipv4.
+        let out = s.dig(&["ns2.example.org", "AAAA"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert_eq!(dig_flags(&out), "qr rd", "{be}: {out}");
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec!["ns2.example.org. 3600 IN AAAA 64:ff9b::c000:236"],
+            "{be}"
+        );
+        assert_eq!(section(&out, "AUTHORITY"), vec![ns], "{be}");
+        // The TTL is the lower of the A's and the SOA's.
+        let out = s.dig(&["short.example.org", "AAAA"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec!["short.example.org. 60 IN AAAA 64:ff9b::c633:6401"],
+            "{be}"
+        );
+        let out = s.dig(&["v6.example.org", "AAAA"]);
+        assert_eq!(dig_flags(&out), "qr aa rd", "{be}: {out}");
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec!["v6.example.org. 3600 IN AAAA 2001:db8::1"]
+        );
+        let out = s.dig(&["nope.example.org", "AAAA"]);
+        assert_eq!(
+            (dig_status(&out).as_str(), dig_flags(&out).as_str()),
+            ("NXDOMAIN", "qr aa rd"),
+            "{be}: {out}"
+        );
+        let out = s.dig(&["+dnssec", "txt.example.org", "AAAA"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert_eq!(dig_flags(&out), "qr rd", "{be}: {out}");
+        assert!(section(&out, "ANSWER").is_empty(), "{be}: {out}");
+        assert_eq!(
+            section(&out, "AUTHORITY"),
+            vec![
+                "example.org. 3600 IN SOA ns1.example.org. admin.example.org. 1 7200 3600 1209600 300"
+            ],
+            "{be}"
+        );
+        assert!(
+            out.contains("; EDNS: version: 0, flags: do;"),
+            "{be}: {out}"
+        );
+        // Without allow_ipv4 only IPv6 clients are translated.
+        let out = s.dig(&["ns2.example.net", "AAAA"]);
+        assert!(section(&out, "ANSWER").is_empty(), "{be}: {out}");
+        let out = dig_from(&s, "::1", "::1", &["ns2.example.net", "AAAA"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec!["ns2.example.net. 3600 IN AAAA 64:ff9b::c000:236"],
+            "{be}: {out}"
+        );
+        // forward behind dns64 (both lookups park), translate_all, a /48 prefix.
+        for tcp in ["+notcp", "+tcp"] {
+            let out = s.dig(&[tcp, "both.fwd.test", "AAAA"]);
+            assert_eq!(
+                section(&out, "ANSWER"),
+                vec!["both.fwd.test. 600 IN AAAA 64:ff9b:1:c000:2:3700::"],
+                "{be} {tcp}: {out}"
+            );
+        }
+        let out = s.dig(&["ns1.fwd.test", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec!["ns1.fwd.test. 3600 IN A 192.0.2.53"],
+            "{be}: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let (_, _, body) = http(mport, "GET", "/metrics").expect("scrape");
+        let p = s.port;
+        let got: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("coredns_dns64_"))
+            .collect();
+        assert_eq!(
+            got,
+            vec![format!(
+                "coredns_dns64_requests_translated_total{{server=\"dns://:{p}\"}} 6"
+            )],
+            "{be}"
+        );
+    }
+}

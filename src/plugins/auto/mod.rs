@@ -19,12 +19,13 @@ use arc_swap::ArcSwap;
 use corefile::{Diagnostic, Dispenser};
 use regex::Regex;
 
-use super::file::{Fall, ZoneSlot, ZoneTable};
+use super::file::{Answering, Fall, ZoneSlot, ZoneTable};
 use super::transfer::link::{self, BlockLink, ZoneSource};
 use crate::chain::{Ctx, Flow, Status};
 use crate::clog::{self, Level};
 use crate::config::SetupCtx;
 use crate::wire::Name;
+use crate::zone::lookup::Fetched;
 use crate::zone::{self, Zone, in_zone};
 
 /// Longest regular expression accepted (CoreDNS `maxRegexpLen`).
@@ -391,24 +392,34 @@ impl Auto {
 
     /// The request hook (CoreDNS `Auto.ServeDNS`).
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
+        self.serve_with(ctx, None).unwrap_or(Flow::Park)
+    }
+
+    /// The parked half: a CNAME target only the server can answer.
+    pub async fn serve_async(&self, ctx: &mut Ctx<'_>) -> Flow {
+        super::file::serve_fetching(ctx, |ctx, f| self.serve_with(ctx, f)).await
+    }
+
+    fn serve_with(&self, ctx: &mut Ctx<'_>, fetched: Option<Fetched>) -> Answering {
         let a = &*self.shared;
         let qname = ctx.req.qname.to_lowercase();
         if !a.origins.iter().any(|o| in_zone(qname.wire(), o.wire())) {
-            return Flow::Next;
+            return Ok(Flow::Next);
         }
         let table = a.table.load();
         let Some(slot) = table.find(&qname) else {
             if !a.has_next.load(Ordering::Relaxed) {
-                return Flow::Return(Status::rcode(5));
+                return Ok(Flow::Return(Status::rcode(5)));
             }
-            return Flow::Next;
+            return Ok(Flow::Next);
         };
         let Some(zone) = slot.data.load_full() else {
-            return Flow::Return(Status::rcode(2));
+            return Ok(Flow::Return(Status::rcode(2)));
         };
         if matches!(ctx.req.qtype, 251 | 252) {
-            return Flow::Return(Status::rcode(5));
+            return Ok(Flow::Return(Status::rcode(5)));
         }
-        super::file::answer(ctx, &zone, &table, &qname, &Fall::default())
+        let fall = Fall::default();
+        super::file::answer(ctx, &zone, &table, &qname, &fall, fetched)
     }
 }

@@ -548,7 +548,7 @@ fn prefetch_through_the_chain_runs_the_plugins_after_the_cache() {
     };
     let active = Active::build(crate::config::build(input, "53").expect("config")).expect("active");
     let l = &active.listeners[0];
-    let Some(crate::plugins::Plugin::Cache(cache)) = l.chains[0].plugins.first() else {
+    let Some(crate::plugins::Plugin::Cache(cache)) = l.disp.chains[0].plugins.first() else {
         panic!("cache first");
     };
     let peer = SocketAddr::from(([127, 0, 0, 1], 5353));

@@ -24,6 +24,7 @@ use crate::chain::{Ctx, Flow, Status};
 use crate::clog::{self, Level};
 use crate::plugins::transfer::link::{BlockLink, ZoneSource};
 use crate::wire::{Name, flags};
+use crate::zone::lookup::Fetched;
 use crate::zone::{Plan, Res, Zone};
 pub use fall::Fall;
 pub(crate) use reload::{reload_slot, spawn_ticker};
@@ -142,45 +143,101 @@ thread_local! {
     static PLAN: RefCell<Plan> = RefCell::new(Plan::default());
 }
 
+/// A self-lookup a zone lookup needs: name, type and nesting depth.
+pub(crate) type Wanted = (Name, u16, u8);
+
+/// A request hook that may need the server's answer to a self-lookup first:
+/// `Err` names it, and the hook runs again with the reply.
+/// (Boxed: the name is 256 octets, and every answer returns through here.)
+pub(crate) type Answering = Result<Flow, Box<Wanted>>;
+
 /// Writes the answer for `qname` from `zone` (CoreDNS `ServeDNS` after the
 /// zone is found): fallthrough on an empty NXDOMAIN/NOERROR when `fall`
 /// allows it, AA except on referrals, SERVFAIL unwritten when nothing was found.
+/// `fetched` is the server's reply to the self-lookup an earlier run wanted.
 pub(crate) fn answer(
     ctx: &mut Ctx<'_>,
     zone: &Zone,
     table: &ZoneTable,
     qname: &Name,
     fall: &Fall,
-) -> Flow {
+    fetched: Option<Fetched>,
+) -> Answering {
     let qtype = ctx.req.qtype;
     let do_ = ctx.do_bit();
     let resolve = |n: &Name| table.find(n).and_then(|s| s.data.load_full());
     PLAN.with(|cell| {
         let Ok(mut plan) = cell.try_borrow_mut() else {
-            return Flow::Return(Status::rcode(2));
+            return Ok(Flow::Return(Status::rcode(2)));
         };
-        let res = zone.lookup(&mut plan, qname, qtype, do_, &resolve);
-        let answered = plan.count(zone, &plan.answer) > 0;
-        if !answered && matches!(res, Res::NameError | Res::Success) && fall.through(qname) {
-            return Flow::Next;
+        plan.fetched = fetched;
+        let res = zone.lookup(&mut plan, qname, qtype, do_, &resolve, ctx.st.depth);
+        if let Some(w) = plan.wanted.take() {
+            plan.fetched = None;
+            return Err(Box::new(w));
         }
-        if res == Res::ServerFailure && !answered {
-            return Flow::Return(Status::rcode(2));
-        }
-        let mut b = ctx.reply();
-        if res != Res::Delegation || answered {
-            b.set_flags(flags::AA);
-        }
-        match res {
-            Res::NameError => b.set_rcode(3),
-            Res::ServerFailure => b.set_rcode(2),
-            _ => {}
-        }
-        plan.write(zone, &mut b);
-        b.finish();
-        ctx.written = true;
-        Flow::Return(Status::rcode(0))
+        let flow = write_answer(ctx, zone, &plan, res, qname, fall);
+        plan.fetched = None;
+        Ok(flow)
     })
+}
+
+/// Runs a zone plugin's request hook `run` to its end, asking the server each
+/// self-lookup it needs (at most three rounds: a zone reloaded between rounds
+/// can need a new one). The parked half of *file*, *auto* and *secondary*.
+pub(crate) async fn serve_fetching<'a>(
+    ctx: &mut Ctx<'a>,
+    run: impl Fn(&mut Ctx<'a>, Option<Fetched>) -> Answering,
+) -> Flow {
+    let mut fetched = None;
+    for _ in 0..3 {
+        let (name, qtype, depth) = match run(ctx, fetched.take()) {
+            Ok(flow) => return flow,
+            Err(w) => *w,
+        };
+        fetched = Some(
+            match crate::server::reentry::prepare(ctx, &name, qtype, depth) {
+                Ok(lookup) => {
+                    let reply = lookup.run().await;
+                    Fetched::new(name, qtype, reply.as_deref())
+                }
+                // CoreDNS's `Lookup` error: a server failure without records.
+                Err(_) => Fetched::failed(name, qtype),
+            },
+        );
+    }
+    Flow::Return(Status::rcode(2))
+}
+
+/// The reply for a finished lookup.
+fn write_answer(
+    ctx: &mut Ctx<'_>,
+    zone: &Zone,
+    plan: &Plan,
+    res: Res,
+    qname: &Name,
+    fall: &Fall,
+) -> Flow {
+    let answered = plan.count(zone, &plan.answer) > 0;
+    if !answered && matches!(res, Res::NameError | Res::Success) && fall.through(qname) {
+        return Flow::Next;
+    }
+    if res == Res::ServerFailure && !answered {
+        return Flow::Return(Status::rcode(2));
+    }
+    let mut b = ctx.reply();
+    if res != Res::Delegation || answered {
+        b.set_flags(flags::AA);
+    }
+    match res {
+        Res::NameError => b.set_rcode(3),
+        Res::ServerFailure => b.set_rcode(2),
+        _ => {}
+    }
+    plan.write(zone, &mut b);
+    b.finish();
+    ctx.written = true;
+    Flow::Return(Status::rcode(0))
 }
 
 /// The zone-serving part of CoreDNS's `File.ServeDNS`, shared by *file* and
@@ -217,21 +274,31 @@ impl ZoneSource for ZoneServer {
 impl ZoneServer {
     /// The request hook.
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
+        self.serve_with(ctx, None).unwrap_or(Flow::Park)
+    }
+
+    /// The parked half: a CNAME target only the server can answer.
+    pub async fn serve_async(&self, ctx: &mut Ctx<'_>) -> Flow {
+        serve_fetching(ctx, |ctx, f| self.serve_with(ctx, f)).await
+    }
+
+    /// The request hook with the server's reply to a self-lookup (see [`answer`]).
+    fn serve_with(&self, ctx: &mut Ctx<'_>, fetched: Option<Fetched>) -> Answering {
         let qname = ctx.req.qname.to_lowercase();
         let table = self.table.load();
         let Some(slot) = table.find(&qname) else {
             if !self.has_next.load(Ordering::Relaxed) {
-                return Flow::Return(Status::rcode(5));
+                return Ok(Flow::Return(Status::rcode(5)));
             }
-            return Flow::Next;
+            return Ok(Flow::Next);
         };
         let qtype = ctx.req.qtype;
         // Without *transfer* in front, transfers are refused.
         if qtype == 252 || qtype == 251 {
-            return Flow::Return(Status::rcode(5));
+            return Ok(Flow::Return(Status::rcode(5)));
         }
         if ctx.req.opcode() == 4 {
-            return self.notify(ctx, slot);
+            return Ok(self.notify(ctx, slot));
         }
         if slot.expired.load(Ordering::Relaxed) {
             clog::log(
@@ -239,12 +306,12 @@ impl ZoneServer {
                 Some("file"),
                 &format!("Zone {} is expired", slot.origin_text()),
             );
-            return Flow::Return(Status::rcode(2));
+            return Ok(Flow::Return(Status::rcode(2)));
         }
         let Some(zone) = slot.data.load_full() else {
-            return Flow::Return(Status::rcode(2));
+            return Ok(Flow::Return(Status::rcode(2)));
         };
-        answer(ctx, &zone, &table, &qname, &self.fall)
+        answer(ctx, &zone, &table, &qname, &self.fall, fetched)
     }
 
     /// A NOTIFY (RFC 1996): acknowledged when it comes from a primary of a
@@ -301,5 +368,10 @@ impl File {
     /// The request hook.
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
         self.server.serve(ctx)
+    }
+
+    /// The parked half (a self-lookup).
+    pub async fn serve_async(&self, ctx: &mut Ctx<'_>) -> Flow {
+        self.server.serve_async(ctx).await
     }
 }

@@ -221,17 +221,7 @@ impl Stanza {
         hdr::set_flags(&mut q, ctx.st.flags);
         if let (Some(opt), Some(size)) = (ctx.req.opt, ctx.st.udp_size) {
             if size != opt.udp_size {
-                if let Some(idx) = MsgIndex::parse(&q) {
-                    if let Some(rr) = idx
-                        .rrs
-                        .iter()
-                        .rev()
-                        .find(|r| r.section == 3 && r.rtype == 41)
-                    {
-                        let at = rr.fixed as usize + 2;
-                        q[at..at + 2].copy_from_slice(&size.to_be_bytes());
-                    }
-                }
+                crate::wire::index::set_opt_size(&mut q, size);
             }
         }
         q

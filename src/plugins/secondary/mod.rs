@@ -142,6 +142,11 @@ impl Secondary {
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
         self.server.serve(ctx)
     }
+
+    /// The parked half (a self-lookup).
+    pub async fn serve_async(&self, ctx: &mut Ctx<'_>) -> Flow {
+        self.server.serve_async(ctx).await
+    }
 }
 
 /// Transfer and NOTIFY lines: CoreDNS writes them from the file package, so they
