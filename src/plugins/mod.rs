@@ -349,13 +349,14 @@ impl Plugin {
     /// Request hook of a parked query (only plugins that park implement it).
     pub async fn serve_async(&self, ctx: &mut Ctx<'_>, next: crate::chain::Next<'_>) -> Flow {
         match self {
-            Self::Dns64(p) => p.serve_async(ctx, next).await,
+            // Boxed: rare paths whose futures would grow every parked query's.
+            Self::Dns64(p) => Box::pin(p.serve_async(ctx, next)).await,
             Self::Forward(p) => p.serve_async(ctx).await,
             Self::Cache(p) => p.serve_async(ctx).await,
             Self::Erratic(p) => p.serve_async(ctx).await,
-            Self::File(p) => p.serve_async(ctx).await,
-            Self::Auto(p) => p.serve_async(ctx).await,
-            Self::Secondary(p) => p.serve_async(ctx).await,
+            Self::File(p) => Box::pin(p.serve_async(ctx)).await,
+            Self::Auto(p) => Box::pin(p.serve_async(ctx)).await,
+            Self::Secondary(p) => Box::pin(p.serve_async(ctx)).await,
             _ => Flow::Return(Status::rcode(2)),
         }
     }
