@@ -170,6 +170,9 @@ pub struct Detached {
     pub flags: u16,
     /// Initial [`ReqState::marks`].
     pub marks: u32,
+    /// The listener the asking query came to, for self-lookups of the plugins
+    /// after it, and how many self-lookups deep the asking query was.
+    pub disp: Option<(Arc<crate::server::handle::Dispatch>, u8)>,
 }
 
 impl Detached {
@@ -191,6 +194,10 @@ impl Detached {
         );
         ctx.st.flags = self.flags;
         ctx.st.marks = self.marks;
+        if let Some((d, depth)) = &self.disp {
+            ctx.disp = Some(d);
+            ctx.st.depth = *depth;
+        }
         Some(ctx)
     }
 }
@@ -306,7 +313,7 @@ pub struct Ctx<'a> {
     pub orig: Option<&'a [u8]>,
     /// The listener the query came to, for plugins that re-enter it
     /// ([`crate::server::reentry`]); `None` for detached queries.
-    pub disp: Option<&'a crate::server::handle::Dispatch>,
+    pub disp: Option<&'a Arc<crate::server::handle::Dispatch>>,
 }
 
 /// The messages after the first of a multi-message reply.

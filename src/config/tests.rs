@@ -90,8 +90,8 @@ fn error_table() {
             "plugin/template: not supported by ringdns yet",
         ),
         (
-            ". {\n rewrite cname exact a.org b.org\n}",
-            "plugin/rewrite: cname rules are not supported by ringdns yet",
+            ". {\n rewrite cname a.org\n}",
+            "plugin/rewrite: too few (1) arguments for a cname rule",
         ),
         (
             "example.org:1053 {\n whoami\n}\nexample.org:1053 {\n whoami\n}",

@@ -36,7 +36,10 @@ pub struct Dns64 {
 }
 
 /// `dns64 [PREFIX] { prefix PREFIX; translate_all; allow_ipv4 }`, every line of
-/// the block (a later prefix wins).
+/// the block (a later prefix wins). Walked token by token as CoreDNS's loop does:
+/// after `dns64 PREFIX` it goes on with the next token, so a block after a
+/// prefix argument is read line by line as if each line were a `dns64` line
+/// (`prefix P` sets P, a lone word is ignored).
 pub fn setup(d: &mut Dispenser) -> Result<Dns64, Diagnostic> {
     let w = |e: Diagnostic| e.in_plugin("dns64");
     let mut c = Dns64 {
@@ -48,7 +51,10 @@ pub fn setup(d: &mut Dispenser) -> Result<Dns64, Diagnostic> {
     while d.next() {
         let args = d.remaining_args();
         match args.as_slice() {
-            [p] => (c.prefix, c.len) = parse_prefix(d, p).map_err(w)?,
+            [p] => {
+                (c.prefix, c.len) = parse_prefix(d, p).map_err(w)?;
+                continue;
+            }
             [] => {}
             _ => return Err(w(d.arg_err())),
         }
@@ -141,8 +147,10 @@ impl Dns64 {
             .filter(|r| r.rtype == 6)
             .last()
             .map_or(600, |r| r.ttl);
-        let name = ctx.req.qname.to_name();
-        let depth = ctx.st.depth + 1;
+        // CoreDNS asks `req.Name()`, lower-cased, and its context (and loop
+        // count) passes through unchanged.
+        let name = ctx.req.qname.to_lowercase();
+        let depth = ctx.st.depth;
         let reply = match crate::server::reentry::prepare(ctx, &name, 1, depth) {
             Ok(lookup) => lookup.run().await,
             Err(_) => {
@@ -207,6 +215,10 @@ impl Dns64 {
                         let v6 = self.embed(v4);
                         b.rr_wire(owner, 28, rr.class, rr.ttl.min(soa_ttl), &v6);
                     }
+                    // miekg packs the OPT with the reply's own (zero) rcode bits.
+                    _ if rr.rtype == 41 => {
+                        b.rr_wire(owner, 41, rr.class, rr.ttl & 0x00ff_ffff, rd);
+                    }
                     _ => b.rr_wire(owner, rr.rtype, rr.class, rr.ttl, rd),
                 }
             }
@@ -255,6 +267,14 @@ mod tests {
         // The later line wins.
         let c = parse("dns64 2001:db8::/32\ndns64 2001:db8::/64").expect("two");
         assert_eq!(c.len, 64);
+        // After a prefix argument the block is walked as more dns64 lines.
+        let c = parse("dns64 2001:db8::/32 {\n translate_all\n prefix 2001:db8::/48\n}")
+            .expect("prefix and block");
+        assert_eq!((c.len, c.translate_all), (48, false));
+        assert_eq!(
+            parse("dns64 2001:db8::/32 {\n bogus x\n}").expect_err("bogus"),
+            "plugin/dns64: invalid CIDR address: x"
+        );
         for (text, want) in [
             (
                 "dns64 2001:db8::/33",

@@ -351,6 +351,7 @@ impl Plugin {
         match self {
             // Boxed: rare paths whose futures would grow every parked query's.
             Self::Dns64(p) => Box::pin(p.serve_async(ctx, next)).await,
+            Self::Rewrite(p) => Box::pin(p.serve_async(ctx, next)).await,
             Self::Forward(p) => p.serve_async(ctx).await,
             Self::Cache(p) => p.serve_async(ctx).await,
             Self::Erratic(p) => p.serve_async(ctx).await,

@@ -12,8 +12,10 @@
 //! chain applies the rewrite again (the rules depend on the query alone), and the
 //! response hook derives its response rules the same way.
 //!
-//! Not built: the `cname` rule type, which fails at startup naming the rule
-//! type (docs/compat.md).
+//! A `cname` rule wraps the plugins after it: when their reply holds a CNAME
+//! whose target the rule maps, the new target is looked up through the server
+//! ([`crate::server::reentry`]) and the answer becomes the CNAMEs up to that one
+//! (now pointing at the new target) and the lookup's answer.
 //!
 //! CoreDNS: `plugin/rewrite/rewrite.go`, `name.go`, `type.go`, `class.go`,
 //! `ttl.go`, `rcode.go`, `reverter.go`.
@@ -22,7 +24,7 @@ use corefile::keys::{is_domain_name, normalize_name};
 use corefile::values::go_quote;
 use corefile::{Diagnostic, Dispenser};
 
-use crate::chain::{Ctx, ErrorKind, Flow, PluginError, Status, client_write};
+use crate::chain::{Ctx, ErrorKind, Flow, Next, PluginError, Status, client_write};
 use crate::wire::index::{MsgIndex, Rebuild, rebuild};
 use crate::wire::request::{Request, Verdict, parse_query};
 use crate::wire::{HEADER_LEN, Name, hdr};
@@ -133,6 +135,35 @@ pub enum RespRule {
     /// `revert` of an EDNS0 option the rule changed: the reply's option with this
     /// code gets the query's data back.
     Edns0Restore(u16, Vec<u8>),
+    /// A `cname` rule: CNAME targets it maps are looked up anew (in
+    /// [`Rewrite::serve_async`], before the other response rules).
+    Cname(CnameTarget),
+}
+
+/// A `cname` rule's target mapping (CoreDNS `cnameTargetRule`).
+#[derive(Debug, Clone)]
+pub struct CnameTarget {
+    /// How the target is matched (`from`, lower-cased).
+    pub kind: NameKind,
+    /// The new target (lower-cased; `{N}` groups for regex).
+    pub to: String,
+}
+
+impl CnameTarget {
+    /// CoreDNS `getFromAndToTarget`: the new target for a CNAME pointing at
+    /// `target`, if the rule maps it.
+    fn map(&self, target: &str) -> Option<String> {
+        let to = &self.to;
+        match &self.kind {
+            NameKind::Exact(from) => (target == from).then(|| to.clone()),
+            NameKind::Prefix(p) => target.strip_prefix(p.as_str()).map(|a| format!("{to}{a}")),
+            NameKind::Suffix(s) => target.strip_suffix(s.as_str()).map(|b| format!("{b}{to}")),
+            NameKind::Substring(s) => target
+                .contains(s.as_str())
+                .then(|| target.replace(s.as_str(), to)),
+            NameKind::Regex(re) => re.captures(target).map(|c| expand(to, &c)),
+        }
+    }
 }
 
 /// An `edns0` rule's action.
@@ -201,6 +232,8 @@ pub enum Rule {
     Ttl(Mode, Match, u32, u32),
     /// `rcode`.
     Rcode(Mode, Match, u16, u16),
+    /// `cname [TYPE] FROM TO`.
+    Cname(Mode, CnameTarget),
     /// `edns0`.
     Edns0 {
         /// Stop or continue.
@@ -218,7 +251,11 @@ impl Rule {
     fn mode(&self) -> Mode {
         match self {
             Self::Name { mode, .. } | Self::Edns0 { mode, .. } => *mode,
-            Self::Type(m, ..) | Self::Class(m, ..) | Self::Ttl(m, ..) | Self::Rcode(m, ..) => *m,
+            Self::Type(m, ..)
+            | Self::Class(m, ..)
+            | Self::Ttl(m, ..)
+            | Self::Rcode(m, ..)
+            | Self::Cname(m, _) => *m,
         }
     }
 }
@@ -293,9 +330,52 @@ fn new_rule(args: &[String]) -> Result<Rule, String> {
         "ttl" => new_ttl_rule(mode, rest),
         "rcode" => new_rcode_rule(mode, rest),
         "edns0" => new_edns0_rule(mode, rest),
-        "cname" => Err("cname rules are not supported by ringdns yet".into()),
+        "cname" => new_cname_rule(mode, rest),
         _ => Err(format!("invalid rule type {}", go_quote(first))),
     }
+}
+
+/// CoreDNS `newCNAMERule`: `[exact|prefix|suffix|substring|regex] FROM TO`
+/// (exact without a type), lower-cased; exact names made fully qualified.
+fn new_cname_rule(mode: Mode, args: &[String]) -> Result<Rule, String> {
+    let (kind, from, to) = match args {
+        [k, f, t] => (k.to_lowercase(), f.to_lowercase(), t.to_lowercase()),
+        [f, t] => ("exact".to_owned(), f.to_lowercase(), t.to_lowercase()),
+        _ => {
+            return Err(format!(
+                "too few ({}) arguments for a cname rule",
+                args.len()
+            ));
+        }
+    };
+    let kind = match kind.as_str() {
+        "exact" => {
+            let fq = |s: &str| normalize_name(s);
+            return Ok(Rule::Cname(
+                mode,
+                CnameTarget {
+                    kind: NameKind::Exact(fq(&from)),
+                    to: fq(&to),
+                },
+            ));
+        }
+        "prefix" => NameKind::Prefix(from),
+        "suffix" => NameKind::Suffix(from),
+        "substring" => NameKind::Substring(from),
+        "regex" => {
+            if from.len() > MAX_REGEXP_LEN {
+                return Err(format!(
+                    "regex pattern too long in a cname rule: {} > {MAX_REGEXP_LEN}",
+                    from.len()
+                ));
+            }
+            let re = crate::goregex::compile(&from)
+                .map_err(|e| format!("invalid cname rewrite regex pattern: {e}"))?;
+            NameKind::Regex(re)
+        }
+        other => return Err(format!("unknown cname rewrite type: {other}")),
+    };
+    Ok(Rule::Cname(mode, CnameTarget { kind, to }))
 }
 
 /// Go's `strconv.ParseUint(s, 0, 16)` with its error text.
@@ -973,6 +1053,11 @@ impl Rewrite {
                     }
                     hit
                 }
+                // Always done: it acts on the response.
+                Rule::Cname(_, t) => {
+                    out.resp.push(RespRule::Cname(t.clone()));
+                    true
+                }
                 Rule::Edns0 {
                     kind,
                     action,
@@ -1032,35 +1117,122 @@ impl Rewrite {
         out
     }
 
-    /// Request hook: the query the plugins after this one see.
+    /// Request hook: the query the plugins after this one see. A query a `cname`
+    /// rule applies to parks, to wrap the plugins after this one.
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
         match self.rewrite_request(ctx) {
-            Ok(()) => Flow::Next,
-            Err(text) => Flow::Return(Status {
-                rcode: 2,
-                err: Some(PluginError {
-                    plugin: "rewrite",
-                    kind: ErrorKind::Upstream(text.into()),
-                }),
+            Ok(false) => Flow::Next,
+            Ok(true) => Flow::Park,
+            Err(text) => Flow::Return(Self::failed(text)),
+        }
+    }
+
+    fn failed(text: String) -> Status {
+        Status {
+            rcode: 2,
+            err: Some(PluginError {
+                plugin: "rewrite",
+                kind: ErrorKind::Upstream(text.into()),
             }),
+        }
+    }
+
+    /// The parked half: the query rewritten again (the chain resumes on the
+    /// client's message), the plugins after this one, then the `cname` rules on
+    /// their reply. The other response rules follow in [`Self::respond`].
+    pub async fn serve_async(&self, ctx: &mut Ctx<'_>, next: Next<'_>) -> Flow {
+        if let Err(text) = self.rewrite_request(ctx) {
+            return Flow::Return(Self::failed(text));
+        }
+        let st = next.run(ctx).await;
+        if ctx.written {
+            self.cname_targets(ctx).await;
+        }
+        Flow::Return(st)
+    }
+
+    /// CoreDNS `cnameTargetRuleWithReqState.RewriteResponse`: the first CNAME of
+    /// the reply (authority, answer, then additional section) whose target a
+    /// `cname` rule maps is pointed at the new target, which is looked up through
+    /// the server with the query's (rewritten) type; the answer becomes the
+    /// answer's CNAMEs up to that one and the lookup's answer, with its TC bit.
+    async fn cname_targets(&self, ctx: &mut Ctx<'_>) {
+        let orig_msg = ctx.orig.unwrap_or(ctx.req.msg);
+        let Verdict::Query(orig) = parse_query(orig_msg) else {
+            return;
+        };
+        let rules: Vec<CnameTarget> = self
+            .apply(&orig, &Env::of(ctx))
+            .resp
+            .into_iter()
+            .filter_map(|r| match r {
+                RespRule::Cname(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        let mut full = Vec::new();
+        match MsgIndex::parse(ctx.resp) {
+            Some(idx) => crate::wire::index::expand(ctx.resp, &idx, &mut full),
+            None => return,
+        }
+        let Some(idx) = MsgIndex::parse(&full) else {
+            return;
+        };
+        let mut found = None;
+        'records: for sec in [2u8, 1, 3] {
+            for rr in idx.section(sec).filter(|r| r.rtype == 5) {
+                let Ok((target, _)) = Name::read(&full, rr.rdata().start) else {
+                    continue;
+                };
+                let mut t = String::new();
+                target.write_presentation(&mut t);
+                for rule in &rules {
+                    if let Some(to) = rule.map(&t) {
+                        found = Some((target, to));
+                        break 'records;
+                    }
+                }
+            }
+        }
+        let Some((from, to)) = found else { return };
+        let Some(to) = Name::parse(&to) else {
+            crate::clog::error(&format!("upstream lookup failed: invalid name {to}"));
+            return;
+        };
+        let depth = ctx.st.depth + 1;
+        let reply = match crate::server::reentry::prepare(ctx, &to, ctx.req.qtype, depth) {
+            Ok(lookup) => lookup.run().await,
+            Err(_) => {
+                crate::clog::error("upstream lookup failed: no full server is running");
+                return;
+            }
+        };
+        let Some(up) = reply else {
+            crate::clog::error("upstream lookup returned nil");
+            return;
+        };
+        if let Some(m) = with_new_target(&full, &idx, &from, &to, &up) {
+            *ctx.resp = m;
         }
     }
 
     /// Rewrites `ctx.req` into the context's spare buffer (the original stays in
     /// `ctx.orig`); `Err` with CoreDNS's text when the new name is not a name.
-    pub fn rewrite_request(&self, ctx: &mut Ctx<'_>) -> Result<(), String> {
+    /// `Ok(true)`: a `cname` rule applies to the query's reply.
+    pub fn rewrite_request(&self, ctx: &mut Ctx<'_>) -> Result<bool, String> {
         let a = self.apply(&ctx.req, &Env::of(ctx));
         if let Some(text) = a.invalid {
             return Err(text);
         }
+        let cname = a.resp.iter().any(|r| matches!(r, RespRule::Cname(_)));
         let Some((name, qtype, qclass)) = a.question else {
-            return Ok(());
+            return Ok(cname);
         };
         let Some(wire) = Name::parse(&name) else {
             return Err(format!("invalid name after rewrite: {name}"));
         };
         let Some(spare) = ctx.spare.take() else {
-            return Ok(());
+            return Ok(cname);
         };
         let (msg, compressed, question_end) =
             (ctx.req.msg, ctx.req.compressed, ctx.req.question_end);
@@ -1091,7 +1263,7 @@ impl Rewrite {
                 // `IsEdns0` finds it) with the rules' options; one added at the
                 // end when the query had none (UDP size 4096, no flags).
                 let Some(idx) = MsgIndex::parse(base) else {
-                    return Ok(());
+                    return Ok(cname);
                 };
                 let opt_at = idx
                     .rrs
@@ -1130,7 +1302,7 @@ impl Rewrite {
             }
             ctx.req = new;
         }
-        Ok(())
+        Ok(cname)
     }
 
     /// Response hook: CoreDNS's `ResponseReverter` over the written reply (or the
@@ -1190,6 +1362,56 @@ impl Rewrite {
         });
         crate::server::scrub::size_and_do(ctx.resp, &req, ctx.st.udp_size);
     }
+}
+
+/// The reply `full` (names in full, indexed by `idx`) with the answer's CNAMEs
+/// up to the first pointing at `from`, that one pointing at `to`, then the
+/// answer records of `up`; TC as `up` has it. `None` if `up` does not parse.
+fn with_new_target(
+    full: &[u8],
+    idx: &MsgIndex,
+    from: &Name,
+    to: &Name,
+    up: &[u8],
+) -> Option<Vec<u8>> {
+    let uidx = MsgIndex::parse(up)?;
+    let mut upf = Vec::new();
+    crate::wire::index::expand(up, &uidx, &mut upf);
+    let uidx = MsgIndex::parse(&upf)?;
+    let mut out = full[..idx.question_end].to_vec();
+    let mut counts = [0u16; 3];
+    for rr in idx.section(1).filter(|r| r.rtype == 5) {
+        let rd = rr.rdata();
+        let hit = Name::read(full, rd.start).is_ok_and(|(t, _)| t == *from);
+        if hit {
+            out.extend_from_slice(&full[rr.start as usize..rd.start - 2]);
+            out.extend_from_slice(&(to.wire().len() as u16).to_be_bytes());
+            out.extend_from_slice(to.wire());
+        } else {
+            out.extend_from_slice(&full[rr.start as usize..rr.end as usize]);
+        }
+        counts[0] += 1;
+        if hit {
+            break;
+        }
+    }
+    for rr in uidx.section(1) {
+        out.extend_from_slice(&upf[rr.start as usize..rr.end as usize]);
+        counts[0] += 1;
+    }
+    for sec in [2u8, 3] {
+        for rr in idx.section(sec) {
+            out.extend_from_slice(&full[rr.start as usize..rr.end as usize]);
+            counts[usize::from(sec) - 1] += 1;
+        }
+    }
+    for (i, n) in counts.into_iter().enumerate() {
+        hdr::set_count(&mut out, i + 1, n);
+    }
+    let tc = hdr::flags(up) & crate::wire::flags::TC;
+    let f = (hdr::flags(&out) & !crate::wire::flags::TC) | tc;
+    hdr::set_flags(&mut out, f);
+    Some(out)
 }
 
 /// Whether the reply's additional section holds an OPT.
@@ -1383,7 +1605,10 @@ fn revert(resp: &mut Vec<u8>, scratch: &mut Vec<u8>, question: &[u8], rules: &[R
                         ttl = *max;
                     }
                 }
-                RespRule::Rcode(..) | RespRule::Edns0Remove(_) | RespRule::Edns0Restore(..) => {}
+                RespRule::Rcode(..)
+                | RespRule::Edns0Remove(_)
+                | RespRule::Edns0Restore(..)
+                | RespRule::Cname(_) => {}
             }
         }
         if rr.rtype == 41
@@ -1646,11 +1871,61 @@ mod tests {
                 p("subnet unset action requires exactly one argument"),
             ),
             (
-                "rewrite cname exact a.org b.org",
-                p("cname rules are not supported by ringdns yet"),
+                "rewrite cname a.org",
+                p("too few (1) arguments for a cname rule"),
+            ),
+            (
+                "rewrite cname exact a.org b.org c",
+                p("too few (4) arguments for a cname rule"),
+            ),
+            (
+                "rewrite cname wild a.org b.org",
+                p("unknown cname rewrite type: wild"),
+            ),
+            (
+                "rewrite cname regex ( b.org",
+                p(
+                    "invalid cname rewrite regex pattern: error parsing regexp: missing closing ): `(`",
+                ),
             ),
         ] {
             assert_eq!(err(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn cname_rule_targets() {
+        let rule = |text: &str| {
+            let args: Vec<String> = text.split_whitespace().map(String::from).collect();
+            match new_rule(&args) {
+                Ok(Rule::Cname(_, t)) => t,
+                other => panic!("{text}: {other:?}"),
+            }
+        };
+        let cases = [
+            ("cname a.org b.org", "a.org.", Some("b.org.")),
+            ("cname exact A.ORG. b.org", "a.org.", Some("b.org.")),
+            ("cname exact a.org b.org", "x.a.org.", None),
+            ("cname prefix www. cdn.", "www.a.org.", Some("cdn.a.org.")),
+            (
+                "cname suffix .old.test. .new.test.",
+                "h.old.test.",
+                Some("h.new.test."),
+            ),
+            ("cname suffix .old.test. .new.test.", "h.other.", None),
+            (
+                "cname substring old new",
+                "h.old.test.",
+                Some("h.new.test."),
+            ),
+            (
+                "cname regex (.*)\\.old\\.test\\. {1}.new.test.",
+                "h.old.test.",
+                Some("h.new.test."),
+            ),
+        ];
+        for (text, target, want) in cases {
+            assert_eq!(rule(text).map(target).as_deref(), want, "{text} {target}");
         }
     }
 

@@ -125,7 +125,7 @@ pub fn handle(
 /// [`handle`] on a listener's dispatch, for a message that is a self-lookup
 /// `depth` levels deep (0: from a client).
 pub(crate) fn dispatch(
-    l: &Dispatch,
+    l: &Arc<Dispatch>,
     data: &[u8],
     m: Meta,
     depth: u8,
@@ -220,7 +220,7 @@ pub static PANICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 /// Continues a parked query of block `block` on an owned copy of the message.
 #[allow(clippy::too_many_arguments)]
 pub async fn resume(
-    disp: &Dispatch,
+    disp: &Arc<Dispatch>,
     block: usize,
     data: &[u8],
     m: &Meta,

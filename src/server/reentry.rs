@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::handle::{Dispatch, Meta, Outcome, dispatch, resume};
@@ -23,7 +24,7 @@ pub const MAX_DEPTH: u8 = 16;
 
 /// A question ready to ask the server.
 pub struct Lookup<'a> {
-    disp: &'a Dispatch,
+    disp: &'a Arc<Dispatch>,
     msg: Vec<u8>,
     meta: Meta,
     depth: u8,

@@ -787,7 +787,7 @@ impl Zone {
                 Ok(n)
             }
             _ => {
-                let res = self.self_lookup(cx, z, p, &tl, depth);
+                let res = self.self_lookup(cx, z, p, target, depth);
                 self.authority(z, cx.do_, res, &mut p.ns);
                 self.additional(cx, z, p, from);
                 Err(res)
@@ -887,8 +887,12 @@ impl Zone {
     /// CoreDNS `doLookup` through `upstream.Lookup`: the target as a new query
     /// to the server; its answer records join ours, its other sections are
     /// dropped, and its rcode maps to a result.
+    /// `target` is the CNAME's target as written (the server is asked in that
+    /// case, as CoreDNS asks).
     fn self_lookup(&self, cx: Cx<'_>, z: u8, p: &mut Plan, target: &Name, depth: u8) -> Res {
         let (ns_at, extra_at, ans_at) = (p.ns.len(), p.extra.len(), p.answer.len());
+        let written = target;
+        let target = &target.to_lowercase();
         let other = (cx.resolve)(target);
         let mine = in_zone(target.wire(), self.origin.wire())
             && other
@@ -907,7 +911,7 @@ impl Zone {
             };
             other.lookup_in(cx, zi as u8, p, target, depth)
         } else {
-            return Self::server_lookup(cx, p, target, depth);
+            return Self::server_lookup(cx, p, written, depth);
         };
         p.ns.truncate(ns_at);
         p.extra.truncate(extra_at);

@@ -433,3 +433,54 @@ fn cache_in_front_of_nsd() {
         assert_eq!(dig_flags(&out), "qr aa rd", "{be}: {out}");
     }
 }
+
+/// A prefetch of a *file* answer whose CNAME target another block serves asks
+/// the server for the target as the query did (it failed with SERVFAIL when
+/// the background refresh had no server to ask).
+#[test]
+fn prefetch_of_a_cname_asks_the_server_for_the_target() {
+    let dir = TempDir::new("cache-prefetch-cname");
+    let org = dir.write(
+        "db.example.org",
+        "@ 3600 IN SOA ns1 admin 1 7200 3600 1209600 300\n@ 3600 IN NS ns1\n\
+         www 2 IN CNAME www.example.net.\n",
+    );
+    let net = dir.write(
+        "db.example.net",
+        "@ 3600 IN SOA ns1 admin 1 7200 3600 1209600 300\n@ 3600 IN NS ns1\n\
+         www 2 IN A 192.0.2.1\n",
+    );
+    for be in backends() {
+        let s = TestServer::start(
+            &format!(
+                "example.org:{{port}} {{\n cache 2 {{\n  prefetch 1 1m 90%\n }}\n file {} example.org\n}}\n\
+                 example.net:{{port}} {{\n log\n file {} example.net\n}}\n",
+                org.display(),
+                net.display()
+            ),
+            be,
+        );
+        let want = [
+            "www.example.org. 2 IN CNAME www.example.net.",
+            "www.example.net. 2 IN A 192.0.2.1",
+        ];
+        assert_eq!(answers(&s.dig(&["www.example.org", "A"])), want, "{be}");
+        // The hit is in the prefetch window: the refresh asks for the target again.
+        s.dig(&["www.example.org", "A"]);
+        let asked = |s: &TestServer| {
+            s.lines()
+                .iter()
+                .filter(|l| l.contains("\"A IN www.example.net. "))
+                .count()
+        };
+        assert!(
+            wait_for(Duration::from_secs(3), || asked(&s) == 2),
+            "{be}: the prefetch's self-lookup: {:?}",
+            s.lines()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let out = s.dig(&["www.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert_eq!(answers(&out).len(), 2, "{be}: {out}");
+    }
+}

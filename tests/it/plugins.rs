@@ -408,7 +408,7 @@ fn dns64_synthesises_aaaa_from_a() {
             &format!(
                 "example.org:{{port}} {{\n prometheus 127.0.0.1:{mport}\n dns64 {{\n  allow_ipv4\n }}\n file {}\n}}\n\
                  example.net:{{port}} {{\n dns64\n file {} example.net\n}}\n\
-                 fwd.test:{{port}} {{\n dns64 64:ff9b:1::/48 {{\n  translate_all\n  allow_ipv4\n }}\n \
+                 fwd.test:{{port}} {{\n dns64 {{\n  prefix 64:ff9b:1::/48\n  translate_all\n  allow_ipv4\n }}\n \
                  forward . 127.0.0.1:{}\n}}\n",
                 db.display(),
                 db.display(),
@@ -498,6 +498,90 @@ fn dns64_synthesises_aaaa_from_a() {
                 "coredns_dns64_requests_translated_total{{server=\"dns://:{p}\"}} 6"
             )],
             "{be}"
+        );
+    }
+}
+
+/// *rewrite*'s `cname` rule: a CNAME whose target it maps is pointed at the new
+/// target, which the server looks up (here through *forward*, so the lookup
+/// parks); replies without such a CNAME pass unchanged; with a name rule before
+/// it, the names and question go back to the client's.
+#[test]
+fn rewrite_cname_rule_looks_up_the_new_target() {
+    let dir = TempDir::new("rewrite-cname");
+    let org = dir.write(
+        "db.example.org",
+        "@ 3600 IN SOA ns1 admin 1 7200 3600 1209600 300\n@ 3600 IN NS ns1\n\
+         ns1 3600 IN A 192.0.2.53\nwww 3600 IN CNAME host.old.test.\n\
+         other 3600 IN CNAME host.elsewhere.test.\n",
+    );
+    let old = dir.write(
+        "db.old",
+        "@ 3600 IN SOA ns1 admin 1 7200 3600 1209600 300\n@ 3600 IN NS ns1\n\
+         host 60 IN A 192.0.2.1\n",
+    );
+    let new = dir.write(
+        "db.new",
+        "@ 3600 IN SOA ns1 admin 1 7200 3600 1209600 300\n@ 3600 IN NS ns1\n\
+         host 30 IN A 198.51.100.2\n",
+    );
+    for be in backends() {
+        let up = TestServer::start(
+            &format!(
+                "new.test:{{port}} {{\n file {} new.test\n}}\n",
+                new.display()
+            ),
+            be,
+        );
+        let s = TestServer::start(
+            &format!(
+                "example.org:{{port}} {{\n rewrite cname suffix .old.test. .new.test.\n file {org}\n}}\n\
+                 alias.test:{{port}} {{\n rewrite continue name suffix .alias.test. .example.org. answer auto\n \
+                 rewrite cname exact host.old.test. host.new.test.\n file {org} example.org\n}}\n\
+                 old.test:{{port}} {{\n file {} old.test\n}}\n\
+                 new.test:{{port}} {{\n forward . 127.0.0.1:{}\n}}\n",
+                old.display(),
+                up.port,
+                org = org.display(),
+            ),
+            be,
+        );
+        for tcp in ["+notcp", "+tcp"] {
+            let out = s.dig(&[tcp, "www.example.org", "A"]);
+            assert_eq!(dig_status(&out), "NOERROR", "{be} {tcp}: {out}");
+            assert_eq!(dig_flags(&out), "qr aa rd", "{be} {tcp}: {out}");
+            assert_eq!(
+                section(&out, "ANSWER"),
+                vec![
+                    "www.example.org. 3600 IN CNAME host.new.test.",
+                    "host.new.test. 30 IN A 198.51.100.2"
+                ],
+                "{be} {tcp}: {out}"
+            );
+        }
+        // No CNAME the rule maps: the reply as it was.
+        let out = s.dig(&["other.example.org", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec!["other.example.org. 3600 IN CNAME host.elsewhere.test."],
+            "{be}: {out}"
+        );
+        let out = s.dig(&["ns1.example.org", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec!["ns1.example.org. 3600 IN A 192.0.2.53"],
+            "{be}: {out}"
+        );
+        // A name rule first: the answer's owner and the question are the client's.
+        let out = s.dig(&["www.alias.test", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec![
+                "www.alias.test. 3600 IN CNAME host.new.test.",
+                "host.new.test. 30 IN A 198.51.100.2"
+            ],
+            "{be}: {out}"
         );
     }
 }

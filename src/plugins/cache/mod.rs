@@ -480,6 +480,7 @@ impl Cache {
             server: Arc::clone(ctx.server),
             flags: ctx.st.flags | flags::AD,
             marks: m,
+            disp: ctx.disp.map(|d| (Arc::clone(d), ctx.st.depth)),
         });
     }
 

@@ -96,12 +96,12 @@ pub(crate) fn run_parking(
         &mut scratch,
         Instant::now(),
     );
-    let disp = crate::server::handle::Dispatch {
+    let disp = Arc::new(crate::server::handle::Dispatch {
         label: Arc::clone(&label),
         routes: crate::server::route::Routes::default(),
         chains: Vec::new(),
         class_open: false,
-    };
+    });
     ctx.disp = Some(&disp);
     let mut flow = serve(&mut ctx);
     if let Flow::Park = flow {
