@@ -150,6 +150,18 @@ pub struct CnameTarget {
 }
 
 impl CnameTarget {
+    /// CoreDNS's `Rewrite` ignores a rule with an empty FROM or TO.
+    fn usable(&self) -> bool {
+        let from = match &self.kind {
+            NameKind::Exact(s)
+            | NameKind::Prefix(s)
+            | NameKind::Suffix(s)
+            | NameKind::Substring(s) => s.as_str(),
+            NameKind::Regex(re) => re.as_str(),
+        };
+        !from.is_empty() && !self.to.is_empty()
+    }
+
     /// CoreDNS `getFromAndToTarget`: the new target for a CNAME pointing at
     /// `target`, if the rule maps it.
     fn map(&self, target: &str) -> Option<String> {
@@ -1053,10 +1065,13 @@ impl Rewrite {
                     }
                     hit
                 }
-                // Always done: it acts on the response.
+                // Done whenever usable: it acts on the response.
                 Rule::Cname(_, t) => {
-                    out.resp.push(RespRule::Cname(t.clone()));
-                    true
+                    let usable = t.usable();
+                    if usable {
+                        out.resp.push(RespRule::Cname(t.clone()));
+                    }
+                    usable
                 }
                 Rule::Edns0 {
                     kind,
@@ -1141,12 +1156,18 @@ impl Rewrite {
     /// client's message), the plugins after this one, then the `cname` rules on
     /// their reply. The other response rules follow in [`Self::respond`].
     pub async fn serve_async(&self, ctx: &mut Ctx<'_>, next: Next<'_>) -> Flow {
-        if let Err(text) = self.rewrite_request(ctx) {
-            return Flow::Return(Self::failed(text));
+        // A query a wrapping plugin before this one runs on is rewritten already.
+        if ctx.orig.is_none() {
+            if let Err(text) = self.rewrite_request(ctx) {
+                return Flow::Return(Self::failed(text));
+            }
         }
         let st = next.run(ctx).await;
-        if ctx.written {
-            self.cname_targets(ctx).await;
+        if ctx.written && self.cname_targets(ctx).await.is_err() {
+            // miekg cannot pack a CNAME whose new target is not fully
+            // qualified: the write fails and nothing is sent.
+            ctx.written = false;
+            return Flow::Return(Status::rcode(0));
         }
         Flow::Return(st)
     }
@@ -1156,10 +1177,12 @@ impl Rewrite {
     /// `cname` rule maps is pointed at the new target, which is looked up through
     /// the server with the query's (rewritten) type; the answer becomes the
     /// answer's CNAMEs up to that one and the lookup's answer, with its TC bit.
-    async fn cname_targets(&self, ctx: &mut Ctx<'_>) {
+    /// Rules are tried last first, as the reverter runs response rules. `Err`:
+    /// the new target is not fully qualified (the reply cannot be sent).
+    async fn cname_targets(&self, ctx: &mut Ctx<'_>) -> Result<(), ()> {
         let orig_msg = ctx.orig.unwrap_or(ctx.req.msg);
         let Verdict::Query(orig) = parse_query(orig_msg) else {
-            return;
+            return Ok(());
         };
         let rules: Vec<CnameTarget> = self
             .apply(&orig, &Env::of(ctx))
@@ -1172,21 +1195,25 @@ impl Rewrite {
             .collect();
         let mut full = Vec::new();
         match MsgIndex::parse(ctx.resp) {
-            Some(idx) => crate::wire::index::expand(ctx.resp, &idx, &mut full),
-            None => return,
+            Some(idx) if idx.rrs.iter().any(|r| r.rtype == 5) => {
+                crate::wire::index::expand(ctx.resp, &idx, &mut full);
+            }
+            _ => return Ok(()),
         }
         let Some(idx) = MsgIndex::parse(&full) else {
-            return;
+            return Ok(());
         };
         let mut found = None;
         'records: for sec in [2u8, 1, 3] {
             for rr in idx.section(sec).filter(|r| r.rtype == 5) {
-                let Ok((target, _)) = Name::read(&full, rr.rdata().start) else {
-                    continue;
+                let rd = rr.rdata();
+                let target = match Name::read(&full, rd.start) {
+                    Ok((t, end)) if end == rd.end => t,
+                    _ => continue,
                 };
                 let mut t = String::new();
                 target.write_presentation(&mut t);
-                for rule in &rules {
+                for rule in rules.iter().rev() {
                     if let Some(to) = rule.map(&t) {
                         found = Some((target, to));
                         break 'records;
@@ -1194,26 +1221,32 @@ impl Rewrite {
                 }
             }
         }
-        let Some((from, to)) = found else { return };
+        let Some((from, to)) = found else {
+            return Ok(());
+        };
+        if !to.ends_with('.') {
+            return Err(());
+        }
         let Some(to) = Name::parse(&to) else {
             crate::clog::error(&format!("upstream lookup failed: invalid name {to}"));
-            return;
+            return Ok(());
         };
         let depth = ctx.st.depth + 1;
         let reply = match crate::server::reentry::prepare(ctx, &to, ctx.req.qtype, depth) {
             Ok(lookup) => lookup.run().await,
             Err(_) => {
                 crate::clog::error("upstream lookup failed: no full server is running");
-                return;
+                return Ok(());
             }
         };
         let Some(up) = reply else {
             crate::clog::error("upstream lookup returned nil");
-            return;
+            return Ok(());
         };
         if let Some(m) = with_new_target(&full, &idx, &from, &to, &up) {
             *ctx.resp = m;
         }
+        Ok(())
     }
 
     /// Rewrites `ctx.req` into the context's spare buffer (the original stays in

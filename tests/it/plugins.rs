@@ -538,6 +538,9 @@ fn rewrite_cname_rule_looks_up_the_new_target() {
                 "example.org:{{port}} {{\n rewrite cname suffix .old.test. .new.test.\n file {org}\n}}\n\
                  alias.test:{{port}} {{\n rewrite continue name suffix .alias.test. .example.org. answer auto\n \
                  rewrite cname exact host.old.test. host.new.test.\n file {org} example.org\n}}\n\
+                 two.test:{{port}} {{\n rewrite continue cname suffix .old.test. .wrong.test.\n \
+                 rewrite cname suffix .old.test. .new.test.\n file {org} two.test\n}}\n\
+                 rel.test:{{port}} {{\n rewrite cname suffix .old.test. .new.test\n file {org} rel.test\n}}\n\
                  old.test:{{port}} {{\n file {} old.test\n}}\n\
                  new.test:{{port}} {{\n forward . 127.0.0.1:{}\n}}\n",
                 old.display(),
@@ -572,6 +575,20 @@ fn rewrite_cname_rule_looks_up_the_new_target() {
             vec!["ns1.example.org. 3600 IN A 192.0.2.53"],
             "{be}: {out}"
         );
+        // Response rules run last first: the later rule's target wins.
+        let out = s.dig(&["www.two.test", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec![
+                "www.two.test. 3600 IN CNAME host.new.test.",
+                "host.new.test. 30 IN A 198.51.100.2"
+            ],
+            "{be}: {out}"
+        );
+        // A new target that is not fully qualified: miekg cannot pack the
+        // reply, nothing is sent.
+        let out = s.dig(&["www.rel.test", "A"]);
+        assert!(out.contains("timed out"), "{be}: {out}");
         // A name rule first: the answer's owner and the question are the client's.
         let out = s.dig(&["www.alias.test", "A"]);
         assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
