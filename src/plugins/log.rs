@@ -59,9 +59,21 @@ pub enum RespType {
     OtherError,
 }
 
-/// CoreDNS `response.Typify` over wire bytes (DNSSEC expiry check omitted:
-/// ringdns does not serve signatures of its own yet).
+/// CoreDNS `response.Typify` over wire bytes, at the current time.
 pub fn typify(m: &[u8], idx: &MsgIndex) -> RespType {
+    typify_with(m, idx, unix_now)
+}
+
+/// Seconds since the epoch, now.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// [`typify`] with the clock `unix` (seconds since the epoch), read only when a
+/// DO reply holds signatures whose validity must be judged.
+pub fn typify_with(m: &[u8], idx: &MsgIndex, unix: impl FnOnce() -> i64) -> RespType {
     let opcode = hdr::opcode(m);
     if opcode == 5 {
         return RespType::Update;
@@ -77,6 +89,18 @@ pub fn typify(m: &[u8], idx: &MsgIndex) -> RespType {
                     return RespType::Meta;
                 }
             }
+        }
+    }
+    // A DO reply (its last OPT, as miekg's `IsEdns0` finds it) with a signature
+    // outside its validity period is an error.
+    if own_do(idx) && idx.rrs.iter().any(|r| r.rtype == 46) {
+        let now = unix();
+        if idx
+            .rrs
+            .iter()
+            .any(|r| r.rtype == 46 && !rrsig_valid(&m[r.rdata()], now))
+        {
+            return RespType::OtherError;
         }
     }
     // miekg's unpacked rcode: an upstream's extended rcode (BADVERS, BADCOOKIE) is
@@ -107,6 +131,31 @@ pub fn typify(m: &[u8], idx: &MsgIndex) -> RespType {
         return RespType::NoError;
     }
     RespType::OtherError
+}
+
+/// `year68` of miekg's RRSIG validity check.
+const YEAR68: i64 = 1 << 31;
+
+/// The DO bit of the message's own OPT (miekg `IsEdns0` takes the last one).
+fn own_do(idx: &MsgIndex) -> bool {
+    idx.rrs
+        .iter()
+        .rev()
+        .find(|r| r.section == 3 && r.rtype == 41)
+        .is_some_and(|r| r.ttl & 0x8000 != 0)
+}
+
+/// miekg `RRSIG.ValidityPeriod` (arithmetic in steps of 2^31 seconds, which
+/// leaves today's 32-bit times as they are).
+pub fn rrsig_valid(rdata: &[u8], unix: i64) -> bool {
+    if rdata.len() < 18 {
+        return true;
+    }
+    let exp = i64::from(crate::wire::be32(rdata, 8));
+    let inc = i64::from(crate::wire::be32(rdata, 12));
+    let ti = inc + (inc - unix) / YEAR68 * YEAR68;
+    let te = exp + (exp - unix) / YEAR68 * YEAR68;
+    ti <= unix && unix <= te
 }
 
 impl RespClass {
@@ -523,6 +572,64 @@ fn render_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reply to `a.example. A` with one A record, an RRSIG valid from
+    /// `inception` to `expiration`, and an OPT with the DO bit as given.
+    fn signed_reply(inception: u32, expiration: u32, do_bit: bool) -> Vec<u8> {
+        let owner = b"\x01a\x07example\x00";
+        let mut m = vec![0, 1, 0x80, 0, 0, 1, 0, 2, 0, 0, 0, 1];
+        m.extend_from_slice(owner);
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        let rr = |m: &mut Vec<u8>, owner: &[u8], t: u16, class: u16, ttl: u32, rd: &[u8]| {
+            m.extend_from_slice(owner);
+            m.extend_from_slice(&t.to_be_bytes());
+            m.extend_from_slice(&class.to_be_bytes());
+            m.extend_from_slice(&ttl.to_be_bytes());
+            m.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+            m.extend_from_slice(rd);
+        };
+        rr(&mut m, owner, 1, 1, 300, &[192, 0, 2, 1]);
+        let mut sig = vec![0, 1, 13, 2, 0, 0, 1, 44];
+        sig.extend_from_slice(&expiration.to_be_bytes());
+        sig.extend_from_slice(&inception.to_be_bytes());
+        sig.extend_from_slice(&[0x12, 0x34]);
+        sig.extend_from_slice(b"\x07example\x00");
+        sig.extend_from_slice(&[0xab; 64]);
+        rr(&mut m, owner, 46, 1, 300, &sig);
+        rr(
+            &mut m,
+            b"\x00",
+            41,
+            1232,
+            if do_bit { 0x8000 } else { 0 },
+            &[],
+        );
+        m
+    }
+
+    #[test]
+    fn typify_expired_signatures_with_do() {
+        let now = 1_800_000_000i64;
+        let n = now as u32;
+        let t = |m: &[u8]| typify_with(m, &MsgIndex::parse(m).expect("parses"), || now);
+        // Valid, expired, not yet valid; without DO the signatures are not looked at.
+        assert_eq!(
+            t(&signed_reply(n - 3600, n + 3600, true)),
+            RespType::NoError
+        );
+        assert_eq!(
+            t(&signed_reply(n - 7200, n - 3600, true)),
+            RespType::OtherError
+        );
+        assert_eq!(
+            t(&signed_reply(n + 3600, n + 7200, true)),
+            RespType::OtherError
+        );
+        assert_eq!(
+            t(&signed_reply(n - 7200, n - 3600, false)),
+            RespType::NoError
+        );
+    }
 
     #[test]
     fn compile_like_coredns() {

@@ -7,11 +7,8 @@
 //! `answersQuestion`, `canonicalName`, `isNODATA`), `plugin/pkg/response/typify.go`,
 //! `plugin/pkg/dnsutil/ttl.go` (`MinimalTTLWithMaximum`).
 
-use crate::plugins::log::{RespType, typify};
-use crate::wire::{HEADER_LEN, MsgIndex, Name, NameRef, be16, be32, flags, hdr};
-
-/// `year68` of miekg's RRSIG validity check (RFC 4034 §3.1.5 serial arithmetic).
-const YEAR68: i64 = 1 << 31;
+use crate::plugins::log::{RespType, typify_with};
+use crate::wire::{HEADER_LEN, MsgIndex, Name, NameRef, be16, flags, hdr};
 
 /// The reply's question: (name, qtype, qclass), if it has exactly one we can read.
 pub fn question(m: &[u8]) -> Option<(Name, u16, u16)> {
@@ -25,44 +22,10 @@ pub fn question(m: &[u8]) -> Option<(Name, u16, u16)> {
     Some((n, be16(m, end), be16(m, end + 2)))
 }
 
-/// The DO bit of the message's own OPT (miekg `IsEdns0` takes the last one).
-fn own_do(idx: &MsgIndex) -> bool {
-    idx.rrs
-        .iter()
-        .rev()
-        .find(|r| r.section == 3 && r.rtype == 41)
-        .is_some_and(|r| r.ttl & 0x8000 != 0)
-}
-
-/// miekg `RRSIG.ValidityPeriod`.
-pub fn rrsig_valid(rdata: &[u8], unix: i64) -> bool {
-    if rdata.len() < 18 {
-        return true;
-    }
-    let exp = i64::from(be32(rdata, 8));
-    let inc = i64::from(be32(rdata, 12));
-    let ti = inc + (inc - unix) / YEAR68 * YEAR68;
-    let te = exp + (exp - unix) / YEAR68 * YEAR68;
-    ti <= unix && unix <= te
-}
-
 /// CoreDNS `cacheResponseType`: `response.Typify` (with its expired-signature
 /// rule for DO replies) and CNAME-only answers with an SOA reclassified as NODATA.
 pub fn cache_type(m: &[u8], idx: &MsgIndex, unix: impl FnOnce() -> i64) -> RespType {
-    let t = typify(m, idx);
-    if matches!(t, RespType::Update | RespType::Meta) {
-        return t;
-    }
-    if own_do(idx) && idx.rrs.iter().any(|r| r.rtype == 46) {
-        let now = unix();
-        if idx
-            .rrs
-            .iter()
-            .any(|r| r.rtype == 46 && !rrsig_valid(&m[r.rdata()], now))
-        {
-            return RespType::OtherError;
-        }
-    }
+    let t = typify_with(m, idx, unix);
     if t == RespType::NoError && has_soa(idx) && is_nodata(m, idx) {
         return RespType::NoData;
     }
