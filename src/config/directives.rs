@@ -93,6 +93,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "chaos",
     "loadbalance",
     "rewrite",
+    "autopath",
     "acl",
     "cache",
     "header",

@@ -4,6 +4,7 @@
 pub mod acl;
 pub mod any;
 pub mod auto;
+pub mod autopath;
 pub mod bufsize;
 pub mod cache;
 pub mod chaos;
@@ -74,6 +75,8 @@ pub enum PluginConfig {
     Header(header::HeaderConfig),
     /// `rewrite` (every directive of the block, in order).
     Rewrite(rewrite::RewriteConfig),
+    /// `autopath`.
+    Autopath(autopath::Autopath),
     /// `acl` (every directive of the block, in order).
     Acl(acl::AclConfig),
     /// `cache`.
@@ -146,6 +149,7 @@ pub fn setup(
         "loadbalance" => PluginConfig::Loadbalance(loadbalance::setup(d, ctx)?),
         "header" => PluginConfig::Header(header::setup(d)?),
         "rewrite" => PluginConfig::Rewrite(rewrite::setup(d)?),
+        "autopath" => PluginConfig::Autopath(autopath::setup(d, ctx)?),
         "acl" => PluginConfig::Acl(acl::setup(d, ctx)?),
         "cache" => PluginConfig::Cache(Box::new(cache::setup(d, ctx)?)),
         "minimal" => {
@@ -202,6 +206,8 @@ pub enum Plugin {
     Header(header::Header),
     /// `rewrite`.
     Rewrite(rewrite::Rewrite),
+    /// `autopath`.
+    Autopath(autopath::Autopath),
     /// `acl`.
     Acl(acl::Acl),
     /// `cache`.
@@ -247,6 +253,7 @@ impl Plugin {
             PluginConfig::Loadbalance(c) => Self::Loadbalance(loadbalance::Loadbalance::new(c)?),
             PluginConfig::Header(c) => Self::Header(header::Header::new(c)),
             PluginConfig::Rewrite(c) => Self::Rewrite(rewrite::Rewrite::new(c)),
+            PluginConfig::Autopath(c) => Self::Autopath(c.clone()),
             PluginConfig::Acl(c) => Self::Acl(acl::Acl::new(c)),
             PluginConfig::Cache(c) => Self::Cache(Box::new(cache::Cache::new(c))),
             PluginConfig::Minimal => Self::Minimal,
@@ -280,6 +287,7 @@ impl Plugin {
             Self::Loadbalance(_) => "loadbalance",
             Self::Header(_) => "header",
             Self::Rewrite(_) => "rewrite",
+            Self::Autopath(_) => "autopath",
             Self::Acl(_) => "acl",
             Self::Cache(_) => "cache",
             Self::Minimal => "minimal",
@@ -332,6 +340,7 @@ impl Plugin {
             Self::Chaos(p) => p.serve(ctx),
             Self::Header(p) => p.serve(ctx),
             Self::Rewrite(p) => p.serve(ctx),
+            Self::Autopath(p) => p.serve(ctx),
             Self::Acl(p) => p.serve(ctx),
             Self::Cache(p) => p.serve(ctx),
             Self::Transfer(p) => p.serve(ctx),
@@ -352,6 +361,7 @@ impl Plugin {
             // Boxed: rare paths whose futures would grow every parked query's.
             Self::Dns64(p) => Box::pin(p.serve_async(ctx, next)).await,
             Self::Rewrite(p) => Box::pin(p.serve_async(ctx, next)).await,
+            Self::Autopath(p) => Box::pin(p.serve_async(ctx, next)).await,
             Self::Forward(p) => p.serve_async(ctx).await,
             Self::Cache(p) => p.serve_async(ctx).await,
             Self::Erratic(p) => p.serve_async(ctx).await,

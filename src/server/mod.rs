@@ -78,6 +78,7 @@ impl Active {
             };
             Self::label_prometheus(&mut chain);
             Self::link_dnstap(&mut chain);
+            Self::check_autopath(&chain)?;
             chains.push(Arc::new(chain));
         }
         let mut listeners = Vec::new();
@@ -203,6 +204,24 @@ impl Active {
                 pr.next_name = names.get(i + 1).copied().unwrap_or("");
             }
         }
+    }
+
+    /// *autopath* `@PLUGIN` (CoreDNS's startup check): a plugin of the block that
+    /// gives no search path is an error (only *kubernetes* gives one, and it is not
+    /// built); a plugin not in the block leaves *autopath* idle.
+    fn check_autopath(chain: &Chain) -> Result<(), String> {
+        for p in &chain.plugins {
+            if let Plugin::Autopath(a) = p {
+                if let Some(name) = &a.from_plugin {
+                    if chain.plugins.iter().any(|q| q.name() == name) {
+                        return Err(format!(
+                            "plugin/autopath: {name} does not implement the AutoPather interface"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Gives *forward* the block's *dnstap* taps (CoreDNS's `SetTapPlugin`).

@@ -57,7 +57,7 @@ pub fn prepare<'a>(
     }
     Ok(Lookup {
         disp,
-        msg: question(ctx, name, qtype),
+        msg: requery(ctx, name, qtype),
         meta: Meta {
             proto: ctx.proto,
             peer: ctx.peer,
@@ -68,8 +68,9 @@ pub fn prepare<'a>(
     })
 }
 
-/// The message of a self-lookup (see [`prepare`]).
-fn question(ctx: &Ctx<'_>, name: &Name, qtype: u16) -> Vec<u8> {
+/// The message of a self-lookup (see [`prepare`]); also the query *autopath*
+/// passes on for each search domain (a copy with the question replaced).
+pub(crate) fn requery(ctx: &Ctx<'_>, name: &Name, qtype: u16) -> Vec<u8> {
     let mut q = ctx.req.msg.to_vec();
     for (i, n) in ctx.req.counts.into_iter().enumerate() {
         hdr::set_count(&mut q, i + 1, n);

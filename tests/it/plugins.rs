@@ -602,3 +602,96 @@ fn rewrite_cname_rule_looks_up_the_new_target() {
         );
     }
 }
+
+/// *autopath* with a resolv.conf search path in front of *file*: a name under
+/// the first search domain is tried under each domain; the first answer that is
+/// not NXDOMAIN comes back with a CNAME from the asked name put first; when all
+/// fail, the first try's NXDOMAIN; names outside the first domain pass; the
+/// success counter; `@PLUGIN` naming a plugin that gives no search path fails at
+/// startup.
+#[test]
+fn autopath_walks_the_search_path() {
+    let dir = TempDir::new("autopath");
+    let resolv = dir.write(
+        "resolv.conf",
+        "nameserver 10.0.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n",
+    );
+    let db = dir.write(
+        "db.cluster",
+        "@ 30 IN SOA ns admin 1 7200 3600 1209600 30\n@ 30 IN NS ns\nns 30 IN A 10.0.0.53\n\
+         web.svc 30 IN A 10.0.0.1\napi.default.svc 30 IN A 10.0.0.2\n",
+    );
+    for be in backends() {
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n prometheus 127.0.0.1:{mport}\n autopath cluster.local {}\n file {} cluster.local\n}}\n",
+                resolv.display(),
+                db.display()
+            ),
+            be,
+        );
+        for tcp in ["+notcp", "+tcp"] {
+            let out = s.dig(&[tcp, "web.default.svc.cluster.local", "A"]);
+            assert_eq!(dig_status(&out), "NOERROR", "{be} {tcp}: {out}");
+            assert!(
+                out.contains(";web.default.svc.cluster.local.\tIN\tA"),
+                "{be} {tcp}: the asked question: {out}"
+            );
+            assert_eq!(
+                section(&out, "ANSWER"),
+                vec![
+                    "web.default.svc.cluster.local. 30 IN CNAME web.svc.cluster.local.",
+                    "web.svc.cluster.local. 30 IN A 10.0.0.1"
+                ],
+                "{be} {tcp}: {out}"
+            );
+        }
+        let out = s.dig(&["api.default.svc.cluster.local", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec!["api.default.svc.cluster.local. 30 IN A 10.0.0.2"],
+            "{be}: {out}"
+        );
+        let out = s.dig(&["nothing.default.svc.cluster.local", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+        assert!(section(&out, "ANSWER").is_empty(), "{be}: {out}");
+        // Not under the first search domain: passed on as it is.
+        let out = s.dig(&["web.cluster.local", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+        let (_, _, body) = http(mport, "GET", "/metrics").expect("scrape");
+        let got: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("coredns_autopath_"))
+            .collect();
+        assert_eq!(
+            got,
+            vec![format!(
+                "coredns_autopath_success_total{{server=\"dns://:{}\"}} 3",
+                s.port
+            )],
+            "{be}"
+        );
+    }
+    // @PLUGIN: a plugin of the block without a search path fails at startup; one
+    // not in the block leaves autopath idle.
+    let conf = dir.write(
+        "Corefile",
+        &format!(".:{} {{\n autopath @whoami\n whoami\n}}\n", free_port()),
+    );
+    let out = Command::new(bin())
+        .arg("-conf")
+        .arg(&conf)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("plugin/autopath: whoami does not implement the AutoPather interface"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = TestServer::start(".:{port} {\n autopath @kubernetes\n whoami\n}\n", "epoll");
+    assert_eq!(dig_status(&s.dig(&["a.example", "A"])), "NOERROR");
+}
