@@ -68,13 +68,13 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Autopath, Diagnost
 /// miekg `ClientConfigFromFile`'s search path (`search` lines replace it, a
 /// `domain` line makes it that one domain), normalised, with the root appended.
 fn search_path(path: &str) -> Result<Vec<Name>, String> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::IsADirectory {
-            format!("read {path}: is a directory")
-        } else {
-            format!("open {path}: {}", crate::config::go_err(&e))
-        }
-    })?;
+    // Only a failed open is an error: miekg ignores read errors (a directory
+    // reads as an empty file).
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => Vec::new(),
+        Err(e) => return Err(format!("open {path}: {}", crate::config::go_err(&e))),
+    };
     let text = String::from_utf8_lossy(&bytes);
     let mut search: Vec<String> = Vec::new();
     for line in text.lines() {
@@ -133,6 +133,10 @@ impl Autopath {
         if !self.zones.iter().any(|z| q.is_subdomain_of(z)) || !q.is_subdomain_of(first) {
             return Flow::Next;
         }
+        // A root query with an empty search path: CoreDNS's one try is the query.
+        if q.is_root() && first.is_root() {
+            return Flow::Next;
+        }
         Flow::Park
     }
 
@@ -152,7 +156,7 @@ impl Autopath {
         let mut first_reply: Option<(Option<Vec<u8>>, crate::chain::Status)> = None;
         for s in &self.search {
             let Some(name) = join(&base, s) else { continue };
-            let msg = crate::server::reentry::requery(ctx, &name, ctx.req.qtype);
+            let msg = crate::server::reentry::requery(ctx, &name, ctx.req.qtype, ctx.req.qclass);
             let Verdict::Query(req) = parse_query(&msg) else {
                 continue;
             };
@@ -180,6 +184,8 @@ impl Autopath {
             if first_reply.is_none() {
                 first_reply = Some((reply.clone(), st.clone()));
             }
+            // No message written (CoreDNS dereferences it: a panic it recovers
+            // from) or one `cnamer` cannot read: the next domain is tried.
             let Some(reply) = reply else { continue };
             if !client_write(st.rcode) || crate::wire::full_rcode(&reply) == 3 {
                 continue;
@@ -214,7 +220,7 @@ fn trim_failed(orig: &Name, zone: &Name) -> crate::chain::Status {
         err: Some(crate::chain::PluginError {
             plugin: "autopath",
             kind: crate::chain::ErrorKind::Upstream(
-                format!("trimzone: overshot qname: {o} for zone {z}").into(),
+                format!("trimzone: overshot qname: {o}for zone {z}").into(),
             ),
         }),
     }
@@ -235,6 +241,9 @@ fn join(base: &[&[u8]], zone: &Name) -> Option<Name> {
 /// first answer record not owned by `original` put first (that record's TTL),
 /// and the question's name set back to `original`. `None` if it does not parse.
 fn cnamer(reply: &[u8], original: &Name) -> Option<Vec<u8>> {
+    if reply.len() < HEADER_LEN || hdr::counts(reply)[0] != 1 {
+        return None;
+    }
     let idx = MsgIndex::parse(reply)?;
     let mut full = Vec::with_capacity(reply.len() + 64);
     expand(reply, &idx, &mut full);
@@ -255,7 +264,7 @@ fn cnamer(reply: &[u8], original: &Name) -> Option<Vec<u8>> {
         out.extend_from_slice(&ttl.to_be_bytes());
         out.extend_from_slice(&u16::try_from(owner.wire().len()).ok()?.to_be_bytes());
         out.extend_from_slice(owner.wire());
-        answers = answers.saturating_add(1);
+        answers = answers.checked_add(1)?;
     }
     out.extend_from_slice(full.get(idx.question_end..)?);
     hdr::set_count(&mut out, 1, answers);
@@ -289,6 +298,9 @@ mod tests {
         );
         std::fs::write(&f, "search a.example\ndomain b.example\n").expect("write");
         assert_eq!(names(search_path(&p).expect("parse")), ["b.example.", "."]);
+        // A directory reads as an empty file, as miekg ignores read errors.
+        let d = dir.to_string_lossy().into_owned();
+        assert_eq!(names(search_path(&d).expect("directory")), ["."]);
         let missing = dir.join("nope").to_string_lossy().into_owned();
         assert_eq!(
             search_path(&missing).expect_err("missing"),

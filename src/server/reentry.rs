@@ -57,7 +57,7 @@ pub fn prepare<'a>(
     }
     Ok(Lookup {
         disp,
-        msg: requery(ctx, name, qtype),
+        msg: requery(ctx, name, qtype, 1),
         meta: Meta {
             proto: ctx.proto,
             peer: ctx.peer,
@@ -68,9 +68,10 @@ pub fn prepare<'a>(
     })
 }
 
-/// The message of a self-lookup (see [`prepare`]); also the query *autopath*
-/// passes on for each search domain (a copy with the question replaced).
-pub(crate) fn requery(ctx: &Ctx<'_>, name: &Name, qtype: u16) -> Vec<u8> {
+/// The message of a self-lookup (see [`prepare`]; class IN); also the query
+/// *autopath* passes on for each search domain (a copy with the name replaced,
+/// class kept).
+pub(crate) fn requery(ctx: &Ctx<'_>, name: &Name, qtype: u16, qclass: u16) -> Vec<u8> {
     let mut q = ctx.req.msg.to_vec();
     for (i, n) in ctx.req.counts.into_iter().enumerate() {
         hdr::set_count(&mut q, i + 1, n);
@@ -92,7 +93,7 @@ pub(crate) fn requery(ctx: &Ctx<'_>, name: &Name, qtype: u16) -> Vec<u8> {
     full.extend_from_slice(&q[..HEADER_LEN]);
     full.extend_from_slice(name.wire());
     full.extend_from_slice(&qtype.to_be_bytes());
-    full.extend_from_slice(&1u16.to_be_bytes());
+    full.extend_from_slice(&qclass.to_be_bytes());
     full.extend_from_slice(&rest);
     hdr::set_count(&mut full, 0, 1);
     for (i, n) in counts.into_iter().enumerate().skip(1) {
