@@ -389,6 +389,55 @@ impl StatusCounts {
     }
 }
 
+/// A counter family labelled by server alone, for paths that are not hot (one lock
+/// per count): *dns64*'s translations, *autopath*'s successes.
+pub struct ServerCounts {
+    name: &'static str,
+    help: &'static str,
+    counts: Mutex<BTreeMap<String, u64>>,
+}
+
+impl ServerCounts {
+    /// An empty family `name`.
+    pub const fn new(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            counts: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Counts one for `server`.
+    pub fn inc(&self, server: &str) {
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(server.to_owned())
+            .or_default() += 1;
+    }
+
+    /// Adds the series counted so far to `f`.
+    pub fn add_to(&self, f: &mut Families) {
+        let m = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for (server, n) in &m {
+            add(
+                f,
+                self.name,
+                self.help,
+                "counter",
+                "",
+                &[("server", server)],
+                *n as f64,
+            );
+        }
+    }
+}
+
 /// `coredns_reload_failed_total`.
 pub static RELOAD_FAILED: AtomicU64 = AtomicU64::new(0);
 /// `coredns_reload_version_info` hash value, set after a reload.

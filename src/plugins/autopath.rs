@@ -12,9 +12,6 @@
 //!
 //! CoreDNS: `plugin/autopath/autopath.go`, `cname.go`, `setup.go`.
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
-
 use corefile::{Diagnostic, Dispenser};
 
 use crate::chain::{Ctx, Flow, Next, client_write};
@@ -95,31 +92,14 @@ fn search_path(path: &str) -> Result<Vec<Name>, String> {
 }
 
 /// `coredns_autopath_success_total` per server.
-static SUCCESS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+static SUCCESS: crate::metrics::ServerCounts = crate::metrics::ServerCounts::new(
+    "coredns_autopath_success_total",
+    "Counter of requests that did autopath.",
+);
 
 fn count(server: &str) {
-    *SUCCESS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entry(server.to_owned())
-        .or_default() += 1;
-    crate::metrics::contribute(|f| {
-        let m = SUCCESS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        for (server, n) in &m {
-            crate::metrics::add(
-                f,
-                "coredns_autopath_success_total",
-                "Counter of requests that did autopath.",
-                "counter",
-                "",
-                &[("server", server)],
-                *n as f64,
-            );
-        }
-    });
+    SUCCESS.inc(server);
+    crate::metrics::contribute(|f| SUCCESS.add_to(f));
 }
 
 impl Autopath {

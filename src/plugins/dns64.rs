@@ -11,9 +11,8 @@
 //!
 //! CoreDNS: `plugin/dns64/dns64.go`, `setup.go`.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use corefile::{Diagnostic, Dispenser};
 
@@ -91,31 +90,14 @@ fn parse_prefix(d: &Dispenser, s: &str) -> Result<([u8; 16], u8), Diagnostic> {
 }
 
 /// `coredns_dns64_requests_translated_total` per server.
-static TRANSLATED: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+static TRANSLATED: crate::metrics::ServerCounts = crate::metrics::ServerCounts::new(
+    "coredns_dns64_requests_translated_total",
+    "Counter of DNS requests translated by dns64.",
+);
 
 fn count(server: &str) {
-    *TRANSLATED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entry(server.to_owned())
-        .or_default() += 1;
-    crate::metrics::contribute(|f| {
-        let m = TRANSLATED
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        for (server, n) in &m {
-            crate::metrics::add(
-                f,
-                "coredns_dns64_requests_translated_total",
-                "Counter of DNS requests translated by dns64.",
-                "counter",
-                "",
-                &[("server", server)],
-                *n as f64,
-            );
-        }
-    });
+    TRANSLATED.inc(server);
+    crate::metrics::contribute(|f| TRANSLATED.add_to(f));
 }
 
 impl Dns64 {
