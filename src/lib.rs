@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clog;
 pub mod config;
 pub mod goregex;
+pub mod gotmpl;
 pub mod http;
 pub mod metrics;
 pub mod plugins;
