@@ -485,6 +485,64 @@ fn literal(c: u32) -> String {
     }
 }
 
+/// Go's `Regexp.SubexpNames` of a pattern [`compile`] accepted: one entry per
+/// group in order of its opening parenthesis, index 0 the whole match, the
+/// group's name or "" (the translation drops names, as the `regex` crate does
+/// not allow a name twice).
+pub fn subexp_names(pattern: &str) -> Vec<String> {
+    let b = pattern.as_bytes();
+    let mut names = vec![String::new()];
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                if b.get(i + 1) == Some(&b'Q') {
+                    match pattern[i + 2..].find("\\E") {
+                        Some(e) => i += 2 + e + 2,
+                        None => break,
+                    }
+                    continue;
+                }
+                i += 2;
+            }
+            b'[' => {
+                i += 1;
+                if b.get(i) == Some(&b'^') {
+                    i += 1;
+                }
+                if b.get(i) == Some(&b']') {
+                    i += 1;
+                }
+                while i < b.len() && b[i] != b']' {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    } else if b[i] == b'[' && b.get(i + 1) == Some(&b':') {
+                        if let Some(e) = pattern[i + 2..].find(":]") {
+                            i += 2 + e + 1;
+                        }
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'(' => {
+                if b.get(i + 1) == Some(&b'?') {
+                    let rest = &pattern[i + 2..];
+                    let named = rest.strip_prefix("P<").or_else(|| rest.strip_prefix('<'));
+                    if let Some(n) = named.and_then(|r| r.find('>').map(|e| r[..e].to_owned())) {
+                        names.push(n);
+                    }
+                } else {
+                    names.push(String::new());
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    names
+}
+
 /// Translates a Go pattern to the `regex` crate's syntax, or Go's error.
 pub fn translate(pattern: &str) -> Result<String, GoError> {
     let mut frames = vec![Frame::new(String::new(), Flags::default())];
@@ -900,6 +958,11 @@ mod tests {
         let n = |p: &str| compile(p).map(|re| re.captures_len() - 1).ok();
         assert_eq!(n(r"db\.(.*)"), Some(1));
         assert_eq!(n("(?:a)(?P<x>b)(c)"), Some(2));
+        let names = |p: &str| subexp_names(p);
+        assert_eq!(
+            names("^ip-(?P<a>[0-9]*)-(x)(?<b>[(])\\((?i:c)\\Q(\\E[^)]$"),
+            ["", "a", "", "b"]
+        );
         assert_eq!(n(r"\(a\)"), Some(0));
     }
 }

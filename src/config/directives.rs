@@ -99,6 +99,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "header",
     "tls",
     "minimal",
+    "template",
     "transfer",
     "hosts",
     "file",

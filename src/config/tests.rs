@@ -86,8 +86,8 @@ fn error_table() {
             "plugin/auto: error parsing regexp: invalid escape sequence: `\\q`",
         ),
         (
-            ". {\n template IN A {\n  answer \"{{ .Name }} 60 IN A 127.0.0.1\"\n }\n}",
-            "plugin/template: not supported by ringdns yet",
+            ". {\n kubernetes cluster.local\n}",
+            "plugin/kubernetes: not supported by ringdns yet",
         ),
         (
             ". {\n rewrite cname a.org\n}",

@@ -32,6 +32,7 @@ pub mod reload;
 pub mod rewrite;
 pub mod secondary;
 pub mod settings;
+pub mod template;
 pub mod timeouts;
 pub mod tls;
 pub mod transfer;
@@ -83,6 +84,8 @@ pub enum PluginConfig {
     Cache(Box<cache::CacheConfig>),
     /// `minimal`.
     Minimal,
+    /// `template` (every stanza of the block, in order).
+    Template(template::TemplatePlugin),
     /// `transfer`.
     Transfer(transfer::TransferConfig),
     /// `hosts`.
@@ -156,6 +159,7 @@ pub fn setup(
             minimal::setup(d)?;
             PluginConfig::Minimal
         }
+        "template" => PluginConfig::Template(template::setup(d, ctx)?),
         "transfer" => PluginConfig::Transfer(transfer::setup(d, ctx)?),
         "hosts" => PluginConfig::Hosts(hosts::setup(d, ctx)?),
         "file" => PluginConfig::File(file::setup(d, ctx)?),
@@ -214,6 +218,8 @@ pub enum Plugin {
     Cache(Box<cache::Cache>),
     /// `minimal`.
     Minimal,
+    /// `template`.
+    Template(template::TemplatePlugin),
     /// `transfer`.
     Transfer(transfer::Transfer),
     /// `hosts`.
@@ -257,6 +263,7 @@ impl Plugin {
             PluginConfig::Acl(c) => Self::Acl(acl::Acl::new(c)),
             PluginConfig::Cache(c) => Self::Cache(Box::new(cache::Cache::new(c))),
             PluginConfig::Minimal => Self::Minimal,
+            PluginConfig::Template(c) => Self::Template(c.clone()),
             PluginConfig::Transfer(c) => Self::Transfer(transfer::Transfer::new(c)),
             PluginConfig::Hosts(c) => Self::Hosts(hosts::Hosts::new(c)),
             PluginConfig::File(c) => Self::File(file::File::new(c)),
@@ -291,6 +298,7 @@ impl Plugin {
             Self::Acl(_) => "acl",
             Self::Cache(_) => "cache",
             Self::Minimal => "minimal",
+            Self::Template(_) => "template",
             Self::Transfer(_) => "transfer",
             Self::Hosts(_) => "hosts",
             Self::File(_) => "file",
@@ -343,6 +351,7 @@ impl Plugin {
             Self::Autopath(p) => p.serve(ctx),
             Self::Acl(p) => p.serve(ctx),
             Self::Cache(p) => p.serve(ctx),
+            Self::Template(p) => p.serve(ctx),
             Self::Transfer(p) => p.serve(ctx),
             Self::Hosts(p) => p.serve(ctx),
             Self::File(p) => p.serve(ctx),
@@ -362,6 +371,7 @@ impl Plugin {
             Self::Dns64(p) => Box::pin(p.serve_async(ctx, next)).await,
             Self::Rewrite(p) => Box::pin(p.serve_async(ctx, next)).await,
             Self::Autopath(p) => Box::pin(p.serve_async(ctx, next)).await,
+            Self::Template(p) => Box::pin(p.serve_async(ctx, next)).await,
             Self::Forward(p) => p.serve_async(ctx).await,
             Self::Cache(p) => p.serve_async(ctx).await,
             Self::Erratic(p) => p.serve_async(ctx).await,

@@ -565,6 +565,78 @@ fn include<E: From<ParseError>>(
     parse_text(cx, &mut sub, &text, &path)
 }
 
+/// One record parsed from text, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    /// Owner name, uncompressed wire.
+    pub owner: Vec<u8>,
+    /// Type.
+    pub rtype: u16,
+    /// Class.
+    pub class: u16,
+    /// TTL.
+    pub ttl: u32,
+    /// RDATA.
+    pub rdata: Vec<u8>,
+}
+
+enum FirstOnly {
+    Parse(ParseError),
+    Done(OwnedRecord),
+}
+
+impl From<ParseError> for FirstOnly {
+    fn from(e: ParseError) -> Self {
+        Self::Parse(e)
+    }
+}
+
+/// miekg `NewRR`: the first record of `text` (origin the root, TTL 3600 when
+/// none is given), `None` when the text holds no record. Errors print as
+/// miekg's for a parser without a file name (`dns: bad A A: "x" at line: 1:7`);
+/// see [`ParseError::text_without_file`].
+pub fn parse_rr(text: &str) -> Result<Option<OwnedRecord>, ParseError> {
+    let mut text = text.as_bytes().to_vec();
+    if text.last() != Some(&b'\n') {
+        text.push(b'\n');
+    }
+    let mut cx = Ctx {
+        sink: &mut |r: &Record<'_>| {
+            Err(FirstOnly::Done(OwnedRecord {
+                owner: r.owner.to_vec(),
+                rtype: r.rtype,
+                class: r.class,
+                ttl: r.ttl,
+                rdata: r.rdata.to_vec(),
+            }))
+        },
+        rdata: Vec::with_capacity(64),
+        toks: Vec::with_capacity(8),
+    };
+    let mut st = FileState {
+        origin: vec![0],
+        default_ttl: Some((3600, false)),
+        last_ttl: 3600,
+        owner: None,
+        depth: 0,
+    };
+    match parse_text(&mut cx, &mut st, &text, "") {
+        Ok(()) => Ok(None),
+        Err(FirstOnly::Done(r)) => Ok(Some(r)),
+        Err(FirstOnly::Parse(e)) => Err(e),
+    }
+}
+
+impl ParseError {
+    /// miekg's text for an error of a parser without a file name.
+    pub fn text_without_file(&self) -> String {
+        format!(
+            "dns: {}: {:?} at line: {}:{}",
+            self.kind, self.token, self.line, self.col
+        )
+    }
+}
+
 /// miekg `stringToTTL`: digits with optional `s m h d w` units (any case).
 pub fn parse_ttl(t: &[u8]) -> Option<u32> {
     if t.is_empty() {
