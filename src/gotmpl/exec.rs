@@ -120,7 +120,7 @@ impl State<'_> {
             Value::Missing => self.out.push_str("<no value>"),
             _ => {
                 let mut s = String::new();
-                format_value(&mut s, v, 'v', &Spec::default(), 0).map_err(|e| self.errorf(e))?;
+                format_value(&mut s, v, 'v', &Spec::default()).map_err(|e| self.errorf(e))?;
                 self.out.push_str(&s);
             }
         }

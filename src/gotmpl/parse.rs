@@ -72,16 +72,19 @@ fn is_alnum(c: char) -> bool {
     c == '_' || c.is_alphanumeric()
 }
 
+/// A token, its position and its line.
+type Lexed = (Tok, Pos, u32);
+
 struct Lexer<'a> {
     src: &'a str,
     pos: usize,
-    toks: Vec<(Tok, Pos, u32)>,
+    toks: Vec<Lexed>,
     line: u32,
     paren: u32,
 }
 
 impl<'a> Lexer<'a> {
-    fn run(src: &'a str) -> Result<Vec<(Tok, Pos, u32)>, (String, u32)> {
+    fn run(src: &'a str) -> Result<Vec<Lexed>, (String, u32)> {
         let mut l = Lexer {
             src,
             pos: 0,
@@ -410,7 +413,7 @@ fn parse_int_text(t: &str) -> Option<(bool, u64)> {
     } else if t.len() > 1 && t.starts_with('0') {
         (8, t[1..].to_owned())
     } else {
-        (10, t.clone())
+        (10, t)
     };
     if digits.is_empty() {
         return None;
@@ -567,7 +570,7 @@ pub(crate) enum Arg {
     /// `(pipeline)`.
     Pipe(Box<Pipe>),
     /// `(pipeline).A.B` or another operand followed by fields.
-    Chain(Pos, Box<Arg>, Vec<String>),
+    Chain(Pos, Box<Self>, Vec<String>),
 }
 
 impl Arg {
@@ -777,7 +780,7 @@ enum Stop {
 }
 
 struct Parser<'f> {
-    toks: Vec<(Tok, Pos, u32)>,
+    toks: Vec<Lexed>,
     i: usize,
     name: String,
     funcs: &'f dyn Fn(&str) -> bool,
@@ -894,10 +897,10 @@ impl Parser<'_> {
             Stop::End => None,
             Stop::Else(epos) => {
                 let (t, p2) = self.peek_non_space();
-                let chained = match (&t, kw) {
-                    (Tok::Keyword("if"), "if") | (Tok::Keyword("with"), "with") => true,
-                    _ => false,
-                };
+                let chained = matches!(
+                    (&t, kw),
+                    (Tok::Keyword("if"), "if") | (Tok::Keyword("with"), "with")
+                );
                 if chained {
                     // `{{else if c}}` is `{{else}}{{if c}}…{{end}}{{end}}`; the
                     // inner one ends at the same `{{end}}`.
@@ -951,7 +954,7 @@ impl Parser<'_> {
                 Tok::Comma if ctx == "range" => {
                     let (v2, _) = self.next_non_space();
                     let Tok::Var(v2) = v2 else {
-                        return Err(self.err(format!("range can only initialize variables")));
+                        return Err(self.err("range can only initialize variables"));
                     };
                     let (t2, _) = self.next_non_space();
                     if t2 != Tok::Declare && t2 != Tok::Assign {

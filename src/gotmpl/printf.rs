@@ -110,7 +110,7 @@ pub(crate) fn sprintf(f: &str, args: &[Value]) -> Result<String, String> {
         next += 1;
         match verb {
             'v' | 's' | 'd' | 'x' | 'X' | 'o' | 'O' | 'b' | 'c' | 'q' | 'U' | 'e' | 'E' | 'f'
-            | 'F' | 'g' | 'G' | 't' => format_value(&mut out, arg, verb, &spec, 0)?,
+            | 'F' | 'g' | 'G' | 't' => format_value(&mut out, arg, verb, &spec)?,
             _ => {
                 let _ = write!(out, "%!{verb}({}={})", arg.type_name(), sprint_v(arg));
             }

@@ -46,9 +46,9 @@ pub enum Value {
     /// `string`.
     Str(Rc<str>),
     /// A slice of Go type `.0` (`[]string`).
-    List(&'static str, Rc<Vec<Value>>),
+    List(&'static str, Rc<Vec<Self>>),
     /// A map with string keys of Go type `.0`, and its element's zero value.
-    Map(&'static str, Rc<BTreeMap<String, Value>>, Box<Value>),
+    Map(&'static str, Rc<BTreeMap<String, Self>>, Box<Self>),
     /// A struct or pointer.
     Obj(Rc<dyn Object>),
 }
@@ -107,7 +107,7 @@ impl Value {
 /// `fmt`'s `%v` of one value.
 pub(crate) fn sprint_v(v: &Value) -> String {
     let mut s = String::new();
-    let _ = format_value(&mut s, v, 'v', &Spec::default(), 0);
+    let _ = format_value(&mut s, v, 'v', &Spec::default());
     s
 }
 
@@ -165,7 +165,7 @@ fn bad_verb(out: &mut String, verb: char, v: &Value) {
         }
         _ => {
             let _ = write!(out, "%!{verb}({}=", v.type_name());
-            let _ = format_value(out, v, 'v', &Spec::default(), 0);
+            let _ = format_value(out, v, 'v', &Spec::default());
             out.push(')');
         }
     }
@@ -177,7 +177,6 @@ pub(crate) fn format_value(
     v: &Value,
     verb: char,
     spec: &Spec,
-    depth: usize,
 ) -> Result<(), String> {
     match v {
         Value::Missing | Value::Nil => match verb {
@@ -199,7 +198,7 @@ pub(crate) fn format_value(
                     if i > 0 {
                         out.push(' ');
                     }
-                    format_value(out, e, verb, spec, depth + 1)?;
+                    format_value(out, e, verb, spec)?;
                 }
                 out.push(']');
             } else {
@@ -214,7 +213,7 @@ pub(crate) fn format_value(
                 }
                 fmt_str(out, k, verb, spec, &Value::str(k));
                 out.push(':');
-                format_value(out, e, verb, spec, depth + 1)?;
+                format_value(out, e, verb, spec)?;
             }
             out.push(']');
         }
@@ -390,7 +389,7 @@ pub(crate) fn format_float(f: f64, verb: char, prec: Option<usize>) -> String {
                 None => 6,
                 Some(p) => {
                     let p = p.max(1) as i32;
-                    if p > nd && nd >= exp + 1 { nd } else { p }
+                    if p > nd && nd > exp { nd } else { p }
                 }
             };
             let s = if exp < -4 || exp >= eprec {

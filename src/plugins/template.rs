@@ -664,7 +664,7 @@ impl TemplatePlugin {
     /// The request hook: replies now, or parks when a CNAME answer must be
     /// followed.
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
-        match self.evaluate(ctx) {
+        match self.evaluate(ctx, true) {
             Eval::Next => Flow::Next,
             Eval::Fail(st) => Flow::Return(st),
             Eval::Reply(b) => {
@@ -678,7 +678,8 @@ impl TemplatePlugin {
 
     /// The parked half: the same stanza, its CNAME targets looked up.
     pub async fn serve_async(&self, ctx: &mut Ctx<'_>, _next: Next<'_>) -> Flow {
-        let b = match self.evaluate(ctx) {
+        // Counted when `serve` matched and parked.
+        let b = match self.evaluate(ctx, false) {
             Eval::Next => return Flow::Next,
             Eval::Fail(st) => return Flow::Return(st),
             Eval::Reply(b) => b,
@@ -710,7 +711,8 @@ impl TemplatePlugin {
         Flow::Return(write(ctx, &b, &extra, tc))
     }
 
-    fn evaluate(&self, ctx: &Ctx<'_>) -> Eval {
+    /// The first stanza that matches, rendered; `count`: count the match.
+    fn evaluate(&self, ctx: &Ctx<'_>, count_match: bool) -> Eval {
         let qname = ctx.req.qname.to_lowercase();
         if Self::zone_of(self.zones.iter().map(|(s, n)| (s, n)), &qname).is_none() {
             return Eval::Next;
@@ -785,7 +787,9 @@ impl TemplatePlugin {
                     .unwrap_or_default(),
             };
             let base = vec![ctx.server.to_string(), zone, String::new(), class, rtype];
-            count(&MATCHES, base.clone());
+            if count_match {
+                count(&MATCHES, base.clone());
+            }
             if t.rcode == 2 {
                 return Eval::Fail(Status::rcode(2));
             }
@@ -918,4 +922,192 @@ fn write(ctx: &mut Ctx<'_>, b: &Built, extra: &[(usize, Vec<OwnedRecord>)], tc: 
     w.finish();
     ctx.written = true;
     Status::rcode(b.rcode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BlockSettings;
+
+    fn parse(text: &str) -> Result<TemplatePlugin, String> {
+        let mut settings = BlockSettings::default();
+        let keys = vec!["dns://example.org:53".to_owned()];
+        let ctx = SetupCtx {
+            keys: &keys,
+            zones: vec!["example.org.".to_owned()],
+            settings: &mut settings,
+            filename: "Corefile",
+        };
+        setup(&mut Dispenser::from_text("Corefile", text), &ctx).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn setup_table() {
+        let p = parse(
+            "template IN A example.net {\n match ^a[.] ^(?P<x>b)[.]\n answer \"{{ .Name }} 60 IN A 127.0.0.1\"\n \
+             additional \"x. A 127.0.0.2\"\n authority \"example.net. SOA a. b. 1 2 3 4 5\"\n rcode NXDOMAIN\n \
+             ederror 15 blocked\n fallthrough a.example.net\n upstream 8.8.8.8\n}\ntemplate ANY ANY",
+        )
+        .expect("valid");
+        assert_eq!(p.stanzas.len(), 2);
+        let t = &p.stanzas[0];
+        assert_eq!((t.qclass, t.qtype, t.rcode), (1, 1, 3));
+        assert_eq!(t.zones, vec!["example.net."]);
+        assert_eq!(t.regex.len(), 2);
+        assert_eq!(t.regex[1].2, vec!["", "x"]);
+        assert_eq!(
+            (t.answer.len(), t.additional.len(), t.authority.len()),
+            (1, 1, 1)
+        );
+        assert_eq!(t.ederror, Some((15, Some("blocked".to_owned()))));
+        // The second takes the block's zones and matches everything.
+        let t = &p.stanzas[1];
+        assert_eq!((t.qclass, t.qtype), (255, 255));
+        assert_eq!(t.zones, vec!["example.org."]);
+        assert_eq!(t.regex[0].0, ".*");
+        let zones: Vec<&str> = p.zones.iter().map(|(z, _)| z.as_str()).collect();
+        assert_eq!(zones, vec!["example.net.", "example.org."]);
+
+        let pre = "plugin/template: Corefile:";
+        let cases: &[(&str, String)] = &[
+            (
+                "template",
+                format!(
+                    "{pre}1 - Error during parsing: Wrong argument count or unexpected line ending after 'template'"
+                ),
+            ),
+            (
+                "template in A",
+                format!("{pre}1 - Error during parsing: invalid query class in"),
+            ),
+            (
+                "template IN a",
+                format!("{pre}1 - Error during parsing: invalid RR class a"),
+            ),
+            (
+                "template IN",
+                format!(
+                    "{pre}1 - Error during parsing: Wrong argument count or unexpected line ending after 'IN'"
+                ),
+            ),
+            (
+                "template IN A {\n match\n}",
+                format!(
+                    "{pre}2 - Error during parsing: Wrong argument count or unexpected line ending after 'match'"
+                ),
+            ),
+            (
+                "template IN A {\n match [\n}",
+                format!(
+                    "{pre}2 - Error during parsing: could not parse regex: [, error parsing regexp: missing closing ]: `[`"
+                ),
+            ),
+            (
+                "template IN A {\n answer \"{{ .Name\" \"ok\"\n}",
+                format!(
+                    "{pre}2 - Error during parsing: could not compile template: ok, template: answer:1: unclosed action"
+                ),
+            ),
+            (
+                "template IN A {\n additional \"{{ foo }}\"\n}",
+                format!(
+                    "{pre}2 - Error during parsing: could not compile template: {{{{ foo }}}}, template: additional:1: function \"foo\" not defined\n"
+                ),
+            ),
+            (
+                "template IN A {\n rcode noerror\n}",
+                format!("{pre}2 - Error during parsing: unknown rcode noerror"),
+            ),
+            (
+                "template IN A {\n rcode\n}",
+                format!(
+                    "{pre}2 - Error during parsing: Wrong argument count or unexpected line ending after 'rcode'"
+                ),
+            ),
+            (
+                "template IN A {\n ederror x\n}",
+                format!(
+                    "{pre}2 - Error during parsing: error parsing extended DNS error code x, strconv.ParseUint: parsing \"x\": invalid syntax\n"
+                ),
+            ),
+            (
+                "template IN A {\n ederror 70000 why\n}",
+                format!(
+                    "{pre}2 - Error during parsing: error parsing extended DNS error code why, strconv.ParseUint: parsing \"70000\": value out of range\n"
+                ),
+            ),
+            (
+                "template IN A {\n ederror 1 2 3\n}",
+                format!(
+                    "{pre}2 - Error during parsing: Wrong argument count or unexpected line ending after '3'"
+                ),
+            ),
+            // CoreDNS 1.14.7 has no `var` or `expr` lines.
+            (
+                "template IN A {\n var x 1\n}",
+                format!(
+                    "{pre}2 - Error during parsing: Wrong argument count or unexpected line ending after 'var'"
+                ),
+            ),
+            (
+                "template IN A {\n expr true\n}",
+                format!(
+                    "{pre}2 - Error during parsing: Wrong argument count or unexpected line ending after 'expr'"
+                ),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse(text).err().as_deref(), Some(want.as_str()), "{text}");
+        }
+        let long = format!("template IN A {{\n match {}\n}}", "a".repeat(10_001));
+        assert_eq!(
+            parse(&long).err().as_deref(),
+            Some(
+                "plugin/template: Corefile:2 - Error during parsing: regex pattern too long: 10001 > 10000"
+            )
+        );
+    }
+
+    #[test]
+    fn parse_uint_as_strconv() {
+        let call = |s: &str, base: i64, bits: i64| {
+            parse_uint(&[Value::str(s), Value::int(base), Value::int(bits)])
+                .map(|v| format!("{v:?}"))
+        };
+        assert_eq!(call("0a", 16, 8).as_deref(), Ok("10"));
+        assert_eq!(call("255", 10, 8).as_deref(), Ok("255"));
+        assert_eq!(call("0x1f", 0, 64).as_deref(), Ok("31"));
+        assert_eq!(
+            call("256", 10, 8),
+            Err("strconv.ParseUint: parsing \"256\": value out of range".to_owned())
+        );
+        assert_eq!(
+            call("-1", 10, 8),
+            Err("strconv.ParseUint: parsing \"-1\": invalid syntax".to_owned())
+        );
+        assert_eq!(
+            call("1", 1, 8),
+            Err("strconv.ParseUint: parsing \"1\": invalid base 1".to_owned())
+        );
+    }
+
+    #[test]
+    fn new_rr_as_miekg() {
+        let rr = parse_rr("a.example. 60 IN A 192.0.2.1")
+            .expect("ok")
+            .expect("rr");
+        assert_eq!((rr.rtype, rr.class, rr.ttl), (1, 1, 60));
+        // No TTL: 3600; relative names under the root; only the first record.
+        let rr = parse_rr("host IN A 192.0.2.1\nb. A 192.0.2.2")
+            .expect("ok")
+            .expect("rr");
+        assert_eq!((rr.ttl, rr.owner.as_slice()), (3600, &b"\x04host\x00"[..]));
+        assert_eq!(parse_rr("").expect("empty"), None);
+        assert_eq!(
+            parse_rr("a. 60 IN A 1.2.3")
+                .expect_err("bad")
+                .text_without_file(),
+            "dns: bad A A: \"1.2.3\" at line: 1:12"
+        );
+    }
 }

@@ -695,3 +695,140 @@ fn autopath_walks_the_search_path() {
     let s = TestServer::start(".:{port} {\n autopath @kubernetes\n whoami\n}\n", "epoll");
     assert_eq!(dig_status(&s.dig(&["a.example", "A"])), "NOERROR");
 }
+
+/// *template*, query → answer as CoreDNS 1.14.7 gives them (plugins.md B,
+/// verified points): `.Match`/`.Group`, the lower-cased `.Name`, `.Zone`,
+/// `.Type`/`.Class` mnemonics, AA, `additional`, `rcode NXDOMAIN` with
+/// `authority`, `ederror`, fallthrough to the next plugin, SERVFAIL for a zone
+/// whose stanzas do not match, a CNAME answer followed through the server (also
+/// over TCP, and into *forward*, which parks), a template error logged by
+/// *errors*, and the three metric families.
+#[test]
+fn template_answers_from_go_templates() {
+    let dir = TempDir::new("template");
+    let db = dir.write(
+        "db.fwd.test",
+        "@ 3600 IN SOA ns1 admin 1 7200 3600 1209600 300\n@ 3600 IN NS ns1\n\
+         ns1 3600 IN A 192.0.2.53\nhost 600 IN A 192.0.2.80\n",
+    );
+    for be in backends() {
+        let up = TestServer::start(
+            &format!("fwd.test:{{port}} {{\n file {}\n}}\n", db.display()),
+            be,
+        );
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!(
+                "example.net:{{port}} {{\n prometheus 127.0.0.1:{mport}\n errors\n \
+                 template IN A {{\n  match \"^ip-(?P<a>[0-9]+)-(?P<b>[0-9]+)-([0-9]+)-([0-9]+)[.]example[.]net[.]$\"\n  \
+                 answer \"{{{{ .Name }}}} 60 IN A {{{{ .Group.a }}}}.{{{{ .Group.b }}}}.{{{{ index .Match 3 }}}}.{{{{ index .Match 4 }}}}\"\n  \
+                 fallthrough\n }}\n \
+                 template IN TXT {{\n  match ^info[.]\n  answer \"{{{{ .Name }}}} 30 IN TXT \\\"{{{{ .Zone }}}} {{{{ .Type }}}} {{{{ .Class }}}} {{{{ .Remote }}}}\\\"\"\n  \
+                 additional \"extra.example.net. 30 IN A 192.0.2.9\"\n  ederror 15 \"by policy\"\n }}\n \
+                 template ANY AAAA {{\n  rcode NXDOMAIN\n  authority \"example.net. 60 IN SOA ns.example.net. host.example.net. 1 2 3 4 5\"\n }}\n \
+                 template IN MX {{\n  answer \"{{{{ index .Match 1 }}}}\"\n }}\n \
+                 template IN CNAME {{\n  match ^never[.]\n }}\n \
+                 template IN A cname.example.net {{\n  answer \"{{{{ .Name }}}} 60 IN CNAME host.fwd.test.\"\n }}\n \
+                 whoami\n}}\n\
+                 fwd.test:{{port}} {{\n forward . 127.0.0.1:{}\n}}\n",
+                up.port
+            ),
+            be,
+        );
+        let out = s.dig(&["IP-10-1-2-3.Example.Net", "A"]);
+        assert_eq!(dig_flags(&out), "qr aa rd", "{be}: {out}");
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec!["ip-10-1-2-3.example.net. 60 IN A 10.1.2.3"],
+            "{be}: {out}"
+        );
+        let out = s.dig(&["info.example.net", "TXT"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec!["info.example.net. 30 IN TXT \"example.net. TXT IN 127.0.0.1\""],
+            "{be}: {out}"
+        );
+        assert_eq!(
+            section(&out, "ADDITIONAL"),
+            vec!["extra.example.net. 30 IN A 192.0.2.9"],
+            "{be}: {out}"
+        );
+        assert!(
+            out.contains("; EDE: 15 (Blocked): (by policy)"),
+            "{be}: {out}"
+        );
+        assert!(
+            out.contains("; EDNS: version: 0, flags: do;"),
+            "{be}: {out}"
+        );
+        let out = s.dig(&["anything.example.net", "AAAA"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+        assert_eq!(
+            section(&out, "AUTHORITY"),
+            vec!["example.net. 60 IN SOA ns.example.net. host.example.net. 1 2 3 4 5"],
+            "{be}: {out}"
+        );
+        // No regex match: fallthrough goes on to whoami; without it, SERVFAIL.
+        let out = s.dig(&["web.example.net", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert_eq!(section(&out, "ADDITIONAL").len(), 2, "{be}: {out}");
+        let out = s.dig(&["other.example.net", "CNAME"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        // A CNAME answer to an A query is followed through the server: the
+        // target is forwarded (the lookup parks).
+        for tcp in ["+notcp", "+tcp"] {
+            let out = s.dig(&[tcp, "www.cname.example.net", "A"]);
+            assert_eq!(
+                section(&out, "ANSWER"),
+                vec![
+                    "www.cname.example.net. 60 IN CNAME host.fwd.test.",
+                    "host.fwd.test. 600 IN A 192.0.2.80"
+                ],
+                "{be} {tcp}: {out}"
+            );
+        }
+        // A template error: SERVFAIL, logged by errors.
+        let out = s.dig(&["x.example.net", "MX"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        let want = "[ERROR] plugin/errors: 2 x.example.net. MX: template: answer:1:3: executing \"answer\" at <index .Match 1>: error calling index: index out of range: 1";
+        assert!(
+            wait_for(Duration::from_secs(3), || s
+                .lines()
+                .iter()
+                .any(|l| l == want)),
+            "{be}: {:?}",
+            s.lines()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let (_, _, body) = http(mport, "GET", "/metrics").expect("scrape");
+        let p = s.port;
+        let got: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("coredns_template_"))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                format!(
+                    "coredns_template_matches_total{{class=\"IN\",server=\"dns://:{p}\",type=\"A\",view=\"\",zone=\"cname.example.net.\"}} 2"
+                ),
+                format!(
+                    "coredns_template_matches_total{{class=\"IN\",server=\"dns://:{p}\",type=\"A\",view=\"\",zone=\"example.net.\"}} 1"
+                ),
+                format!(
+                    "coredns_template_matches_total{{class=\"IN\",server=\"dns://:{p}\",type=\"AAAA\",view=\"\",zone=\"example.net.\"}} 1"
+                ),
+                format!(
+                    "coredns_template_matches_total{{class=\"IN\",server=\"dns://:{p}\",type=\"MX\",view=\"\",zone=\"example.net.\"}} 1"
+                ),
+                format!(
+                    "coredns_template_matches_total{{class=\"IN\",server=\"dns://:{p}\",type=\"TXT\",view=\"\",zone=\"example.net.\"}} 1"
+                ),
+                format!(
+                    "coredns_template_template_failures_total{{class=\"IN\",section=\"answer\",server=\"dns://:{p}\",template=\"{{{{index .Match 1}}}}\",type=\"MX\",view=\"\",zone=\"example.net.\"}} 1"
+                ),
+            ],
+            "{be}: {body}"
+        );
+    }
+}
