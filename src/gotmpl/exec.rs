@@ -35,13 +35,17 @@ pub(super) struct State<'t> {
     pub(crate) vars: Vec<(String, Value)>,
     pub(crate) out: String,
     pub(crate) depth: u32,
+    /// Range iterations so far.
+    pub(crate) steps: u64,
     /// The node being evaluated, for errors.
     pub(crate) at: (Pos, String),
 }
 
 type R<T> = Result<T, String>;
 
-const MAX_DEPTH: u32 = 100_000;
+/// Range iterations one execution may run (Go has no limit; a template runs
+/// per query on a worker).
+const MAX_STEPS: u64 = 100_000;
 
 impl State<'_> {
     fn at(&mut self, pos: Pos, what: String) {
@@ -57,10 +61,7 @@ impl State<'_> {
             Some(nl) => pos - nl - 1,
             None => pos,
         };
-        let mut ctx: String = what.clone();
-        if ctx.chars().count() > 20 {
-            ctx = ctx.chars().take(20).collect::<String>() + "...";
-        }
+        let ctx = what;
         format!(
             "template: {}:{}:{}: executing {:?} at <{}>: {}",
             self.name, line, col, self.name, ctx, msg
@@ -148,27 +149,51 @@ impl State<'_> {
     fn range(&mut self, dot: &Value, b: &Branch) -> R<Flow> {
         let mark = self.vars.len();
         let v = self.pipeline_value(dot, &b.pipe)?;
-        let items: Vec<(Value, Value)> = match &v {
-            Value::List(_, l) => l
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (Value::int(i as i64), e.clone()))
-                .collect(),
-            Value::Map(_, m, _) => m.iter().map(|(k, e)| (Value::str(k), e.clone())).collect(),
-            Value::Int(n, _) => (0..*n).map(|i| (Value::int(i), Value::int(i))).collect(),
-            Value::Missing | Value::Nil => Vec::new(),
+        // Elements one at a time (a range over a number is not collected).
+        let count: u64 = match &v {
+            Value::List(_, l) => l.len() as u64,
+            Value::Map(_, m, _) => m.len() as u64,
+            Value::Int(n, _) => u64::try_from(*n).unwrap_or(0),
+            Value::Uint(n, _) => *n,
+            Value::Missing | Value::Nil => 0,
             other => {
                 return Err(self.errorf(format!("range can't iterate over {}", sprint_v(other))));
             }
         };
-        let one_var_is_value = !matches!(v, Value::Int(..));
+        let number = matches!(v, Value::Int(..) | Value::Uint(..));
+        if number && b.pipe.decl.len() > 1 {
+            return Err(self.errorf(format!(
+                "can't use {} to iterate over more than one variable",
+                sprint_v(&v)
+            )));
+        }
+        let keys: Vec<String> = match &v {
+            Value::Map(_, m, _) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        let one_var_is_value = !number;
         let mut ran = false;
-        for (k, e) in items {
+        for i in 0..count {
+            let (k, e) = match &v {
+                Value::List(_, l) => (Value::int(i as i64), l[i as usize].clone()),
+                Value::Map(_, m, _) => {
+                    let key = &keys[i as usize];
+                    (
+                        Value::str(key),
+                        m.get(key).cloned().unwrap_or(Value::Missing),
+                    )
+                }
+                Value::Uint(_, t) => (Value::Uint(i, t), Value::Uint(i, t)),
+                _ => (Value::int(i as i64), Value::int(i as i64)),
+            };
             ran = true;
-            self.depth += 1;
-            if self.depth > MAX_DEPTH {
-                return Err(self.errorf("exceeded maximum template depth (100000)"));
+            self.steps += 1;
+            if self.steps > MAX_STEPS {
+                return Err(self.errorf(format!(
+                    "more than {MAX_STEPS} range iterations (a limit of ringdns)"
+                )));
             }
+            self.depth += 1;
             let inner = self.vars.len();
             match b.pipe.decl.len() {
                 1 => {
@@ -446,103 +471,71 @@ impl State<'_> {
 
     fn function(&mut self, dot: &Value, name: &str, c: &Cmd, fin: Option<Value>) -> R<Value> {
         let args = &c.args[1..];
-        let cmd_str = c.string();
-        match name {
-            "and" | "or" => {
-                let and = name == "and";
-                let n = args.len() + usize::from(fin.is_some());
-                if n < 1 {
-                    self.at(c.pos, cmd_str);
-                    return Err(self.errorf(format!(
-                        "wrong number of args for {name}: want at least 1 got 0"
-                    )));
-                }
-                let mut last = Value::Missing;
-                for a in args {
-                    last = self.arg_value(dot, a)?;
-                    if last.truth() != and {
-                        return Ok(last);
-                    }
-                }
-                if let Some(f) = fin {
-                    last = f;
-                }
-                return Ok(last);
-            }
-            _ => {}
-        }
-        let mut vals = Vec::with_capacity(args.len() + 1);
         let user = self.funcs.iter().find(|f| f.name == name);
+        // Go's `evalCall` checks the count first, at the function's name.
+        let (fixed, variadic) = match (name, user) {
+            (_, Some(f)) => (f.params.len(), false),
+            ("not" | "len", _) => (1, false),
+            ("ne" | "lt" | "le" | "gt" | "ge", _) => (2, false),
+            ("print" | "println" | "html" | "js" | "urlquery", _) => (0, true),
+            _ => (1, true),
+        };
+        let n_in = args.len() + usize::from(fin.is_some());
+        if variadic && n_in < fixed {
+            return Err(self.errorf(format!(
+                "wrong number of args for {name}: want at least {fixed} got {}",
+                args.len()
+            )));
+        }
+        if !variadic && n_in != fixed {
+            return Err(self.errorf(format!(
+                "wrong number of args for {name}: want {fixed} got {n_in}"
+            )));
+        }
+        if name == "and" || name == "or" {
+            let and = name == "and";
+            let mut last = Value::Missing;
+            for a in args {
+                last = self.arg_value(dot, a)?;
+                if last.truth() != and {
+                    return Ok(last);
+                }
+            }
+            if let Some(f) = fin {
+                last = f;
+            }
+            return Ok(last);
+        }
+        let typed: &[&str] = match (name, user) {
+            (_, Some(f)) => f.params,
+            ("printf", _) => &["string"],
+            _ => &[],
+        };
+        let mut vals = Vec::with_capacity(n_in);
         for (i, a) in args.iter().enumerate() {
             let v = self.arg_value(dot, a)?;
-            let v = match user.and_then(|f| f.params.get(i)) {
+            let v = match typed.get(i) {
                 Some(t) => self.convert(a, v, t)?,
-                None => {
-                    if !v.is_valid()
-                        && user.is_none()
-                        && name != "print"
-                        && name != "printf"
-                        && name != "println"
-                    {
-                        // A built-in's reflect.Value parameter cannot hold an invalid value.
-                        return Err(self.errorf("invalid value; expected reflect.Value"));
-                    }
-                    v
-                }
+                None => v,
             };
             vals.push(v);
         }
         if let Some(f) = fin {
             vals.push(f);
         }
-        self.at(c.pos, cmd_str);
+        self.at(c.pos, c.string());
         if let Some(f) = user {
-            if vals.len() != f.params.len() {
-                return Err(self.errorf(format!(
-                    "wrong number of args for {name}: want {} got {}",
-                    f.params.len(),
-                    vals.len()
-                )));
-            }
             return (f.call)(&vals).map_err(|e| self.errorf(format!("error calling {name}: {e}")));
         }
-        let want = |n: usize, at_least: bool| -> R<()> {
-            let ok = if at_least {
-                vals.len() >= n
-            } else {
-                vals.len() == n
-            };
-            if ok {
-                return Ok(());
-            }
-            Err(self.errorf(format!(
-                "wrong number of args for {name}: want {}{n} got {}",
-                if at_least { "at least " } else { "" },
-                vals.len()
-            )))
-        };
         let call = |r: R<Value>| r.map_err(|e| self.errorf(format!("error calling {name}: {e}")));
         match name {
-            "not" => {
-                want(1, false)?;
-                Ok(Value::Bool(!vals[0].truth()))
-            }
-            "len" => {
-                want(1, false)?;
-                call(builtin_len(&vals[0]))
-            }
-            "index" => {
-                want(1, true)?;
-                call(builtin_index(&vals[0], &vals[1..]))
-            }
-            "slice" => {
-                want(1, true)?;
-                call(builtin_slice(&vals[0], &vals[1..]))
-            }
+            "not" => Ok(Value::Bool(!vals[0].truth())),
+            "len" => call(builtin_len(&vals[0])),
+            "index" => call(builtin_index(&vals[0], &vals[1..])),
+            "slice" => call(builtin_slice(&vals[0], &vals[1..])),
             "print" => Ok(Value::str(&sprint(&vals))),
             "println" => Ok(Value::str(&sprintln(&vals))),
             "printf" => {
-                want(1, true)?;
                 let Value::Str(f) = &vals[0] else {
                     return Err(self.errorf(format!(
                         "wrong type for value; expected string; got {}",
@@ -554,26 +547,16 @@ impl State<'_> {
             "html" => Ok(Value::str(&html_escape(&eval_args(&vals)))),
             "js" => Ok(Value::str(&js_escape(&eval_args(&vals)))),
             "urlquery" => Ok(Value::str(&query_escape(&eval_args(&vals)))),
-            "eq" => {
-                want(1, true)?;
-                call(builtin_eq(&vals[0], &vals[1..]).map(Value::Bool))
-            }
-            "ne" => {
-                want(2, false)?;
-                call(builtin_eq(&vals[0], &vals[1..]).map(|b| Value::Bool(!b)))
-            }
+            "eq" => call(builtin_eq(&vals[0], &vals[1..]).map(Value::Bool)),
+            "ne" => call(builtin_eq(&vals[0], &vals[1..]).map(|b| Value::Bool(!b))),
             "lt" | "le" | "gt" | "ge" => {
-                want(2, false)?;
                 call(builtin_cmp(name, &vals[0], &vals[1]).map(Value::Bool))
             }
-            "call" => {
-                want(1, true)?;
-                call(Err(format!(
-                    "non-function {} of type {}",
-                    args.first().map_or(String::new(), Arg::string),
-                    vals[0].type_name()
-                )))
-            }
+            "call" => call(Err(format!(
+                "non-function {} of type {}",
+                args.first().map_or(String::new(), Arg::string),
+                vals[0].type_name()
+            ))),
             _ => Err(self.errorf(format!("{name:?} is not a defined function"))),
         }
     }
@@ -646,14 +629,15 @@ fn builtin_index(item: &Value, idx: &[Value]) -> R<Value> {
                 let i = index_of(x, l.len(), l.len())?;
                 match l.get(i) {
                     Some(e) => e.clone(),
-                    None => return Err(format!("index out of range: {i}")),
+                    // Go's `indexArg` lets the length through; `Index` panics.
+                    None => return Err("reflect: slice index out of range".into()),
                 }
             }
             Value::Str(s) => {
                 let i = index_of(x, s.len(), s.len())?;
                 match s.as_bytes().get(i) {
                     Some(b) => Value::Uint(u64::from(*b), "uint8"),
-                    None => return Err(format!("index out of range: {i}")),
+                    None => return Err("reflect: string index out of range".into()),
                 }
             }
             Value::Map(_, m, zero) => match x {
@@ -732,8 +716,8 @@ fn builtin_eq(a: &Value, others: &[Value]) -> R<bool> {
     if others.is_empty() {
         return Err("missing argument for comparison".into());
     }
+    let invalid = |v: &Value| matches!(v, Value::Missing | Value::Nil);
     for b in others {
-        let (ka, kb) = (kind(a), kind(b));
         let same = match (a, b) {
             (Value::Bool(x), Value::Bool(y)) => x == y,
             (Value::Int(x, _), Value::Int(y, _)) => x == y,
@@ -743,20 +727,26 @@ fn builtin_eq(a: &Value, others: &[Value]) -> R<bool> {
             }
             (Value::Float(x), Value::Float(y)) => x == y,
             (Value::Str(x), Value::Str(y)) => x == y,
-            (Value::Nil | Value::Missing, Value::Nil | Value::Missing) => true,
-            _ if ka == Kind::Other || kb == Kind::Other => match (a, b) {
-                (Value::Nil | Value::Missing, Value::Obj(_))
-                | (Value::Obj(_), Value::Nil | Value::Missing) => false,
-                (Value::List(..) | Value::Map(..), _) | (_, Value::List(..) | Value::Map(..)) => {
-                    return Err(format!(
-                        "non-comparable type {}: {}",
-                        a.type_name(),
-                        sprint_v(a)
-                    ));
-                }
-                _ => return Err("incompatible types for comparison".into()),
-            },
-            _ => return Err("incompatible types for comparison".into()),
+            // A missing value equals only another; against anything else it is
+            // unequal, not an error (Go compares kinds only when both are valid).
+            _ if invalid(a) || invalid(b) => invalid(a) && invalid(b),
+            (Value::List(..) | Value::Map(..), _) if kind(a) == kind(b) => {
+                return Err(format!(
+                    "non-comparable type {}: {}",
+                    sprint_v(a),
+                    a.type_name()
+                ));
+            }
+            (Value::Obj(x), Value::Obj(y)) if x.type_name() == y.type_name() => {
+                std::ptr::eq(Rc::as_ptr(x).cast::<u8>(), Rc::as_ptr(y).cast::<u8>())
+            }
+            _ => {
+                return Err(format!(
+                    "incompatible types for comparison: {} and {}",
+                    a.type_name(),
+                    b.type_name()
+                ));
+            }
         };
         if same {
             return Ok(true);
@@ -767,6 +757,10 @@ fn builtin_eq(a: &Value, others: &[Value]) -> R<bool> {
 
 fn builtin_cmp(op: &str, a: &Value, b: &Value) -> R<bool> {
     use std::cmp::Ordering;
+    const BAD: &str = "invalid type for comparison";
+    if kind(a) == Kind::Other || kind(b) == Kind::Other {
+        return Err(BAD.into());
+    }
     let ord = match (a, b) {
         (Value::Int(x, _), Value::Int(y, _)) => x.cmp(y),
         (Value::Uint(x, _), Value::Uint(y, _)) => x.cmp(y),
@@ -786,12 +780,13 @@ fn builtin_cmp(op: &str, a: &Value, b: &Value) -> R<bool> {
         }
         (Value::Float(x), Value::Float(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
         (Value::Str(x), Value::Str(y)) => x.cmp(y),
+        (Value::Bool(_), Value::Bool(_)) => return Err(BAD.into()),
         _ => {
-            let (ka, kb) = (kind(a), kind(b));
-            if ka == Kind::Bool || kb == Kind::Bool || ka == Kind::Other || kb == Kind::Other {
-                return Err("invalid type for comparison".into());
-            }
-            return Err("incompatible types for comparison".into());
+            return Err(format!(
+                "incompatible types for comparison: {} and {}",
+                a.type_name(),
+                b.type_name()
+            ));
         }
     };
     Ok(match op {
@@ -824,12 +819,21 @@ pub(crate) fn sprintln(vals: &[Value]) -> String {
     parts.join(" ") + "\n"
 }
 
-/// Go's `evalArgs` for the escapers: one string argument as is, else `Sprint`.
+/// Go's `evalArgs` for the escapers: one string argument as is, else `Sprint`
+/// of the printable values.
 fn eval_args(vals: &[Value]) -> String {
     if let [Value::Str(s)] = vals {
         return s.to_string();
     }
-    sprint(vals)
+    // Go's `printableValue`: a missing value prints `<no value>` here.
+    let vals: Vec<Value> = vals
+        .iter()
+        .map(|v| match v {
+            Value::Missing | Value::Nil => Value::str("<no value>"),
+            v => v.clone(),
+        })
+        .collect();
+    sprint(&vals)
 }
 
 /// Go's `template.HTMLEscapeString`.

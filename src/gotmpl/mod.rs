@@ -58,6 +58,7 @@ impl Template {
             vars: Vec::new(),
             out: String::new(),
             depth: 0,
+            steps: 0,
             at: (0, String::new()),
         };
         exec::execute(&mut st, &self.root, data)?;

@@ -31,34 +31,53 @@ enum Tok {
     Assign,
     Comma,
     Keyword(&'static str),
+    /// Another printable ASCII character (Go's `itemChar`).
+    Other(char),
+    /// A lexing error and its line: the parser reports it when it gets there.
+    Error(String, u32),
     Eof,
 }
 
 impl Tok {
     /// How Go's `item.String` names a token in "unexpected …" errors.
     fn describe(&self) -> String {
+        // Go's `item.String`: keywords (dot and nil among them) in angle
+        // brackets, long values cut to 10 characters.
+        let q = |v: &str| {
+            if v.chars().count() > 10 {
+                let cut: String = v.chars().take(10).collect();
+                format!("{}...", go_quote_str(&cut))
+            } else {
+                go_quote_str(v)
+            }
+        };
         match self {
             Self::Eof => "EOF".into(),
             Self::Keyword(k) => format!("<{k}>"),
-            Self::Text(t) | Self::Ident(t) | Self::Number(t) | Self::Char(t) => format!("{t:?}"),
-            Self::Field(f) => format!("\".{f}\""),
-            Self::Var(v) => format!("{v:?}"),
-            Self::Str(s) | Self::Raw(s) => format!("{s:?}"),
-            Self::Left => "\"{{\"".into(),
-            Self::Right => "\"}}\"".into(),
-            Self::Space => "\" \"".into(),
-            Self::Dot => "\".\"".into(),
-            Self::Bool(b) => format!("\"{b}\""),
-            Self::Nil => "\"nil\"".into(),
-            Self::Pipe => "\"|\"".into(),
-            Self::LParen => "\"(\"".into(),
-            Self::RParen => "\")\"".into(),
-            Self::Declare => "\":=\"".into(),
-            Self::Assign => "\"=\"".into(),
-            Self::Comma => "\",\"".into(),
+            Self::Dot => "<.>".into(),
+            Self::Nil => "<nil>".into(),
+            Self::Text(t) | Self::Ident(t) | Self::Number(t) | Self::Char(t) | Self::Var(t) => q(t),
+            Self::Field(f) => q(&format!(".{f}")),
+            Self::Str(v) | Self::Raw(v) => q(v),
+            Self::Left => q("{{"),
+            Self::Right => q("}}"),
+            Self::Space => q(" "),
+            Self::Bool(b) => q(&b.to_string()),
+            Self::Pipe => q("|"),
+            Self::LParen => q("("),
+            Self::RParen => q(")"),
+            Self::Declare => q(":="),
+            Self::Assign => q("="),
+            Self::Comma => q(","),
+            Self::Other(c) => q(&c.to_string()),
+            Self::Error(m, _) => m.clone(),
         }
     }
 }
+
+/// Nesting of parentheses and control structures a template may use (Go allows
+/// 10000 on its growable stacks; the workers' stacks are fixed).
+const MAX_NESTING: u32 = 100;
 
 const KEYWORDS: [&str; 10] = [
     "block", "break", "continue", "define", "else", "end", "if", "range", "template", "with",
@@ -84,7 +103,9 @@ struct Lexer<'a> {
 }
 
 impl<'a> Lexer<'a> {
-    fn run(src: &'a str) -> Result<Vec<Lexed>, (String, u32)> {
+    /// The tokens; a lexing error ends them (Go's lexer runs as the parser
+    /// asks, so an earlier parse error wins over it).
+    fn run(src: &'a str) -> Vec<Lexed> {
         let mut l = Lexer {
             src,
             pos: 0,
@@ -92,8 +113,11 @@ impl<'a> Lexer<'a> {
             line: 1,
             paren: 0,
         };
-        l.text()?;
-        Ok(l.toks)
+        if let Err((e, line)) = l.text() {
+            let at = l.pos.min(src.len());
+            l.toks.push((Tok::Error(e, line), at, line));
+        }
+        l.toks
     }
 
     fn rest(&self) -> &'a str {
@@ -251,7 +275,10 @@ impl<'a> Lexer<'a> {
                 }
                 '$' => {
                     self.pos += 1;
-                    self.word();
+                    if !self.at_terminator() {
+                        self.word();
+                        self.terminated()?;
+                    }
                     self.emit(Tok::Var(self.src[at..self.pos].to_owned()), at);
                 }
                 '.' => {
@@ -259,13 +286,15 @@ impl<'a> Lexer<'a> {
                     if next.is_some_and(|c| c.is_ascii_digit()) {
                         self.number()?;
                         self.emit(Tok::Number(self.src[at..self.pos].to_owned()), at);
-                    } else if next.is_some_and(is_alnum) {
-                        self.pos += 1;
-                        self.word();
-                        self.emit(Tok::Field(self.src[at + 1..self.pos].to_owned()), at);
                     } else {
                         self.pos += 1;
-                        self.emit(Tok::Dot, at);
+                        if self.at_terminator() {
+                            self.emit(Tok::Dot, at);
+                        } else {
+                            self.word();
+                            self.terminated()?;
+                            self.emit(Tok::Field(self.src[at + 1..self.pos].to_owned()), at);
+                        }
                     }
                 }
                 '+' | '-' | '0'..='9' => {
@@ -287,6 +316,7 @@ impl<'a> Lexer<'a> {
                 }
                 c if is_alnum(c) => {
                     self.word();
+                    self.terminated()?;
                     let w = &self.src[at..self.pos];
                     let t = match w {
                         "true" => Tok::Bool(true),
@@ -298,6 +328,10 @@ impl<'a> Lexer<'a> {
                         },
                     };
                     self.emit(t, at);
+                }
+                c if c.is_ascii() && !c.is_ascii_control() => {
+                    self.pos += 1;
+                    self.emit(Tok::Other(c), at);
                 }
                 c => {
                     return Err((
@@ -344,31 +378,82 @@ impl<'a> Lexer<'a> {
         Ok(self.src[start..self.pos].to_owned())
     }
 
+    fn accept(&mut self, set: &str) -> bool {
+        match self.rest().chars().next() {
+            Some(c) if set.contains(c) => {
+                self.pos += c.len_utf8();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn accept_run(&mut self, set: &str) {
+        while self.accept(set) {}
+    }
+
+    /// Go's `scanNumber`, with its error.
     fn number(&mut self) -> Result<(), (String, u32)> {
         let start = self.pos;
-        if self.rest().starts_with(['+', '-']) {
-            self.pos += 1;
-        }
-        let mut prev = ' ';
-        while let Some(c) = self.rest().chars().next() {
-            let ok = c.is_ascii_alphanumeric()
-                || c == '_'
-                || c == '.'
-                || ((c == '+' || c == '-') && matches!(prev, 'e' | 'E' | 'p' | 'P'));
-            if !ok {
-                break;
+        self.accept("+-");
+        let mut digits = "0123456789_";
+        if self.accept("0") {
+            if self.accept("xX") {
+                digits = "0123456789abcdefABCDEF_";
+            } else if self.accept("oO") {
+                digits = "01234567_";
+            } else if self.accept("bB") {
+                digits = "01_";
             }
-            prev = c;
-            self.pos += 1;
         }
-        if self.rest().chars().next().is_some_and(is_alnum) {
+        self.accept_run(digits);
+        if self.accept(".") {
+            self.accept_run(digits);
+        }
+        if digits.len() == 11 && self.accept("eE") {
+            self.accept("+-");
+            self.accept_run("0123456789_");
+        }
+        if digits.len() == 23 && self.accept("pP") {
+            self.accept("+-");
+            self.accept_run("0123456789_");
+        }
+        self.accept("i");
+        if let Some(c) = self.rest().chars().next().filter(|c| is_alnum(*c)) {
+            self.pos += c.len_utf8();
             return Err((
-                format!("bad number syntax: {:?}", &self.src[start..self.pos + 1]),
+                format!(
+                    "bad number syntax: {}",
+                    go_quote_str(&self.src[start..self.pos])
+                ),
                 self.line,
             ));
         }
         Ok(())
     }
+
+    /// Go's `atTerminator`: what may follow a field, variable or identifier.
+    fn at_terminator(&self) -> bool {
+        let r = self.rest();
+        match r.chars().next() {
+            None => true,
+            Some(c) if is_space(c as u8) && c.is_ascii() => true,
+            Some('.' | ',' | '|' | ':' | ')' | '(') => true,
+            _ => r.starts_with("}}"),
+        }
+    }
+
+    fn terminated(&self) -> Result<(), (String, u32)> {
+        if self.at_terminator() {
+            return Ok(());
+        }
+        let c = self.rest().chars().next().unwrap_or(' ');
+        Err((format!("bad character {}", go_unicode(c)), self.line))
+    }
+}
+
+fn go_quote_str(s: &str) -> String {
+    super::value::go_quote(s)
 }
 
 /// Go's `%#U`: `U+0023 '#'`.
@@ -786,6 +871,7 @@ struct Parser<'f> {
     funcs: &'f dyn Fn(&str) -> bool,
     vars: Vec<String>,
     range_depth: u32,
+    depth: u32,
 }
 
 type PResult<T> = Result<T, String>;
@@ -794,6 +880,15 @@ impl Parser<'_> {
     fn err(&self, msg: impl std::fmt::Display) -> String {
         let line = self.toks.get(self.i.saturating_sub(1)).map_or(1, |t| t.2);
         format!("template: {}:{}: {}", self.name, line, msg)
+    }
+
+    /// Go's `unexpected`: a lexing error as itself, else what was found where.
+    fn unexpected(&self, t: &Tok, ctx: &str) -> String {
+        match t {
+            Tok::Error(m, line) => format!("template: {}:{}: {}", self.name, line, m),
+            _ if ctx.is_empty() => self.err(format!("unexpected {}", t.describe())),
+            _ => self.err(format!("unexpected {} in {ctx}", t.describe())),
+        }
     }
 
     fn next(&mut self) -> (Tok, Pos) {
@@ -844,17 +939,12 @@ impl Parser<'_> {
                         Tok::Keyword("else") => return Ok((out, Stop::Else(pos))),
                         Tok::Keyword("if") => out.push(Node::If(self.control("if", pos)?)),
                         Tok::Keyword("with") => out.push(Node::With(self.control("with", pos)?)),
-                        Tok::Keyword("range") => {
-                            self.range_depth += 1;
-                            let b = self.control("range", pos);
-                            self.range_depth -= 1;
-                            out.push(Node::Range(b?));
-                        }
+                        Tok::Keyword("range") => out.push(Node::Range(self.control("range", pos)?)),
                         Tok::Keyword(k @ ("break" | "continue")) => {
+                            self.expect_right(&format!("{{{{{k}}}}}"))?;
                             if self.range_depth == 0 {
                                 return Err(self.err(format!("{{{{{k}}}}} outside {{{{range}}}}")));
                             }
-                            self.expect_right(k)?;
                             out.push(if k == "break" {
                                 Node::Break(pos)
                             } else {
@@ -873,7 +963,7 @@ impl Parser<'_> {
                         }
                     }
                 }
-                other => return Err(self.err(format!("unexpected {}", other.describe()))),
+                other => return Err(self.unexpected(&other, "")),
             }
         }
     }
@@ -881,7 +971,7 @@ impl Parser<'_> {
     fn expect_right(&mut self, ctx: &str) -> PResult<()> {
         let (t, _) = self.next_non_space();
         if t != Tok::Right {
-            return Err(self.err(format!("unexpected {} in {ctx}", t.describe())));
+            return Err(self.unexpected(&t, ctx));
         }
         Ok(())
     }
@@ -889,9 +979,33 @@ impl Parser<'_> {
     /// `if`/`with`/`range`: the pipeline, the list, `{{else}}` (or `{{else if}}`,
     /// `{{else with}}`), `{{end}}`.
     fn control(&mut self, kw: &str, pos: Pos) -> PResult<Branch> {
+        self.enter()?;
+        let r = self.control_inner(kw, pos);
+        self.depth -= 1;
+        r
+    }
+
+    /// Nesting of parentheses and control structures (Go: `maxStackDepth`).
+    fn enter(&mut self) -> PResult<()> {
+        if self.depth >= MAX_NESTING {
+            return Err(self.err("max expression depth exceeded"));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    fn control_inner(&mut self, kw: &str, pos: Pos) -> PResult<Branch> {
         let depth = self.vars.len();
         let pipe = self.pipeline(kw, true)?;
-        let (list, stop) = self.list()?;
+        // `{{break}}` belongs to the range's own list, not to its `{{else}}`.
+        if kw == "range" {
+            self.range_depth += 1;
+        }
+        let listed = self.list();
+        if kw == "range" {
+            self.range_depth -= 1;
+        }
+        let (list, stop) = listed?;
         let else_list = match stop {
             Stop::Eof => return Err(self.err("unexpected EOF")),
             Stop::End => None,
@@ -946,9 +1060,6 @@ impl Parser<'_> {
             match t {
                 Tok::Declare | Tok::Assign => {
                     is_assign = t == Tok::Assign;
-                    if is_assign && !self.vars.contains(&v) {
-                        return Err(self.err(format!("undefined variable {v:?}")));
-                    }
                     decl.push(v);
                 }
                 Tok::Comma if ctx == "range" => {
@@ -969,6 +1080,9 @@ impl Parser<'_> {
         } else {
             self.i = save;
         }
+        // As Go's parser: known from here on (an assignment to an unknown
+        // variable fails when it runs).
+        self.vars.extend(decl.iter().cloned());
         let mut cmds = Vec::new();
         loop {
             let (t, _) = self.peek_non_space();
@@ -993,7 +1107,7 @@ impl Parser<'_> {
                 | Tok::Var(_)
                 | Tok::LParen => cmds.push(self.command()?),
                 other => {
-                    return Err(self.err(format!("unexpected {} in {ctx}", other.describe())));
+                    return Err(self.unexpected(&other, ctx));
                 }
             }
         }
@@ -1010,10 +1124,6 @@ impl Parser<'_> {
                     i + 1
                 )));
             }
-        }
-        // Declared after the pipeline: `{{$x := $x}}` reads the outer one.
-        if !is_assign {
-            self.vars.extend(decl.iter().cloned());
         }
         Ok(Pipe {
             pos,
@@ -1038,14 +1148,14 @@ impl Parser<'_> {
             }
             let Some(a) = self.operand()? else {
                 let (t, _) = self.next_non_space();
-                return Err(self.err(format!("unexpected {} in operand", t.describe())));
+                return Err(self.unexpected(&t, "operand"));
             };
             args.push(a);
             match self.peek() {
                 Tok::Space | Tok::Pipe | Tok::Right | Tok::RParen => {}
                 other => {
-                    let d = other.describe();
-                    return Err(self.err(format!("unexpected {d} in operand")));
+                    let other = other.clone();
+                    return Err(self.unexpected(&other, "operand"));
                 }
             }
         }
@@ -1105,10 +1215,15 @@ impl Parser<'_> {
             Tok::Bool(b) => Arg::Bool(pos, b),
             Tok::Char(c) => Arg::Num(pos, Number::parse(&c, true).map_err(|e| self.err(e))?),
             Tok::Number(n) => Arg::Num(pos, Number::parse(&n, false).map_err(|e| self.err(e))?),
-            Tok::LParen => Arg::Pipe(Box::new(self.pipeline("parenthesized pipeline", false)?)),
+            Tok::LParen => {
+                self.enter()?;
+                let p = self.pipeline("parenthesized pipeline", false);
+                self.depth -= 1;
+                Arg::Pipe(Box::new(p?))
+            }
             Tok::Str(q) => {
                 let v = unquote_body(&q[1..q.len() - 1], '"')
-                    .ok_or_else(|| self.err(format!("invalid syntax: {q}")))?;
+                    .ok_or_else(|| self.err("invalid syntax"))?;
                 Arg::Str(pos, q, v)
             }
             Tok::Raw(q) => {
@@ -1129,7 +1244,7 @@ pub(crate) fn parse(
     text: &str,
     funcs: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Node>, String> {
-    let toks = Lexer::run(text).map_err(|(e, line)| format!("template: {name}:{line}: {e}"))?;
+    let toks = Lexer::run(text);
     let mut p = Parser {
         toks,
         i: 0,
@@ -1137,6 +1252,7 @@ pub(crate) fn parse(
         funcs,
         vars: vec!["$".to_owned()],
         range_depth: 0,
+        depth: 0,
     };
     let (list, stop) = p.list()?;
     match stop {

@@ -55,24 +55,25 @@ pub(crate) fn sprintf(f: &str, args: &[Value]) -> Result<String, String> {
         arg_index(&mut i, &mut next);
         if i < b.len() && b[i] == b'*' {
             i += 1;
-            match args.get(next) {
-                Some(Value::Int(w, _)) => {
-                    if *w < 0 {
+            match int_from_arg(args.get(next)) {
+                Some(w) => {
+                    if w < 0 {
                         spec.minus = true;
                         spec.zero = false;
                     }
                     spec.width = Some(w.unsigned_abs() as usize);
                 }
-                _ => out.push_str("%!(BADWIDTH)"),
+                None => out.push_str("%!(BADWIDTH)"),
             }
             next += 1;
         } else {
-            let s = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i > s {
-                spec.width = f[s..i].parse().ok();
+            match parse_num(b, &mut i) {
+                Ok(Some(w)) => spec.width = Some(w),
+                Ok(None) => {}
+                Err(()) => {
+                    out.push_str("%!(NOVERB)");
+                    break;
+                }
             }
         }
         if i < b.len() && b[i] == b'.' {
@@ -80,17 +81,19 @@ pub(crate) fn sprintf(f: &str, args: &[Value]) -> Result<String, String> {
             arg_index(&mut i, &mut next);
             if i < b.len() && b[i] == b'*' {
                 i += 1;
-                match args.get(next) {
-                    Some(Value::Int(p, _)) if *p >= 0 => spec.prec = Some(*p as usize),
+                match int_from_arg(args.get(next)) {
+                    Some(p) if p >= 0 => spec.prec = Some(p as usize),
                     _ => out.push_str("%!(BADPREC)"),
                 }
                 next += 1;
             } else {
-                let s = i;
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
+                match parse_num(b, &mut i) {
+                    Ok(p) => spec.prec = Some(p.unwrap_or(0)),
+                    Err(()) => {
+                        out.push_str("%!(NOVERB)");
+                        break;
+                    }
                 }
-                spec.prec = Some(f[s..i].parse().unwrap_or(0));
             }
         }
         arg_index(&mut i, &mut next);
@@ -132,4 +135,34 @@ pub(crate) fn sprintf(f: &str, args: &[Value]) -> Result<String, String> {
         out.push(')');
     }
     Ok(out)
+}
+
+/// Go's `tooLarge`: widths and precisions beyond a million are refused.
+const MAX_NUM: i64 = 1_000_000;
+
+/// Go's `parsenum`: digits at `*i`; `Err` for a crazy long number (Go then
+/// takes the rest of the format, which ends in `%!(NOVERB)`).
+fn parse_num(b: &[u8], i: &mut usize) -> Result<Option<usize>, ()> {
+    let mut n: i64 = 0;
+    let mut any = false;
+    while *i < b.len() && b[*i].is_ascii_digit() {
+        if n > MAX_NUM {
+            *i = b.len();
+            return Err(());
+        }
+        n = n * 10 + i64::from(b[*i] - b'0');
+        any = true;
+        *i += 1;
+    }
+    Ok(any.then_some(n as usize))
+}
+
+/// Go's `intFromArg`: an int or uint argument within the limit.
+fn int_from_arg(v: Option<&Value>) -> Option<i64> {
+    let n = match v? {
+        Value::Int(n, _) => *n,
+        Value::Uint(n, _) => i64::try_from(*n).ok()?,
+        _ => return None,
+    };
+    (n.abs() <= MAX_NUM).then_some(n)
 }

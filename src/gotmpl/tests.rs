@@ -169,6 +169,22 @@ fn outputs() {
         ("{{ `raw\\n` }}", "raw\\n"),
         ("{{ \"tab\\there\" }}", "tab\there"),
         ("{{ true }} {{ false }}", "true false"),
+        // A missing key is unequal to anything else, false, and `<no value>` to the escapers.
+        ("{{ if eq .Group.x \"y\" }}a{{ else }}b{{ end }}", "b"),
+        ("{{ not .Group.x }} {{ eq .Group.x .Group.y }}", "true true"),
+        ("{{ html .Group.x }}", "&lt;no value&gt;"),
+        ("{{ range 3 }}{{ . }}{{ end }}", "012"),
+        ("{{ range $i := 2 }}{{ $i }}{{ end }}", "01"),
+        (
+            "{{ printf \"%99999999999d\" 1 }}",
+            "%!(NOVERB)%!(EXTRA int=1)",
+        ),
+        (
+            "{{ printf \"%*d|%.*d\" 2000000 1 3 7 }}",
+            "%!(BADWIDTH)1|007",
+        ),
+        ("{{ printf \"%.3d\" 7 }}", "007"),
+        ("{{ $x := .Zone }}{{ $x := $x }}{{ $x }}", "example.org."),
     ];
     for (t, want) in cases {
         assert_eq!(run(t).as_deref(), Ok(*want), "{t}");
@@ -196,9 +212,41 @@ fn errors() {
             "{{ \"abc }}",
             "template: answer:1: unterminated quoted string",
         ),
+        ("{{ # }}", "template: answer:1: unexpected \"#\" in command"),
         (
-            "{{ # }}",
-            "template: answer:1: unrecognized character in action: U+0023 '#'",
+            "{{ .Name }",
+            "template: answer:1: unexpected \"}\" in operand",
+        ),
+        ("{{ .Name}", "template: answer:1: bad character U+007D '}'"),
+        (
+            "{{ .Name | x }}{{",
+            "template: answer:1: function \"x\" not defined",
+        ),
+        (
+            "{{ .Match[1] }}",
+            "template: answer:1: bad character U+005B '['",
+        ),
+        ("{{ 1é }}", "template: answer:1: bad number syntax: \"1é\""),
+        (
+            "{{ .Name. }}",
+            "template: answer:1: unexpected <.> in operand",
+        ),
+        ("{{ \"\\d\" }}", "template: answer:1: invalid syntax"),
+        (
+            "{{ range .Match }}{{ else }}{{ break }}{{ end }}",
+            "template: answer:1: {{break}} outside {{range}}",
+        ),
+        (
+            "{{ break x }}",
+            "template: answer:1: unexpected \"x\" in {{break}}",
+        ),
+        (
+            "{{ range $i, $e := 3 }}{{ end }}",
+            "template: answer:1:19: executing \"answer\" at <3>: can't use 3 to iterate over more than one variable",
+        ),
+        (
+            "{{ range 200000 }}{{ end }}",
+            "template: answer:1:9: executing \"answer\" at <200000>: more than 100000 range iterations (a limit of ringdns)",
         ),
         (
             "{{ define \"x\" }}{{ end }}",
@@ -230,7 +278,7 @@ fn errors() {
         ),
         (
             "{{ parseInt .Name }}",
-            "template: answer:1:3: executing \"answer\" at <parseInt .Name>: wrong number of args for parseInt: want 3 got 1",
+            "template: answer:1:3: executing \"answer\" at <parseInt>: wrong number of args for parseInt: want 3 got 1",
         ),
         (
             "{{ parseInt 1 2 3 }}",
@@ -246,7 +294,15 @@ fn errors() {
         ),
         (
             "{{ lt .Zone 1 }}",
-            "template: answer:1:3: executing \"answer\" at <lt .Zone 1>: error calling lt: incompatible types for comparison",
+            "template: answer:1:3: executing \"answer\" at <lt .Zone 1>: error calling lt: incompatible types for comparison: string and int",
+        ),
+        (
+            "{{ index .Match 3 }}",
+            "template: answer:1:3: executing \"answer\" at <index .Match 3>: error calling index: reflect: slice index out of range",
+        ),
+        (
+            "{{ parseInt .Group.b 16 }}",
+            "template: answer:1:3: executing \"answer\" at <parseInt>: wrong number of args for parseInt: want 3 got 2",
         ),
         (
             "{{ nil }}",
@@ -284,4 +340,20 @@ fn tree_strings() {
         let tp = Template::parse("answer", t, &FUNCS).expect(t);
         assert_eq!(tp.tree_string(), *want, "{t}");
     }
+}
+
+#[test]
+fn nesting_is_bounded() {
+    let deep = format!("{{{{ {}1{} }}}}", "(".repeat(101), ")".repeat(101));
+    assert_eq!(
+        run(&deep),
+        Err("template: answer:1: max expression depth exceeded".to_owned())
+    );
+    let ok = format!("{{{{ {}1{} }}}}", "(".repeat(50), ")".repeat(50));
+    assert_eq!(run(&ok).as_deref(), Ok("1"));
+    let ifs = format!("{}x{}", "{{ if 1 }}".repeat(101), "{{ end }}".repeat(101));
+    assert_eq!(
+        run(&ifs),
+        Err("template: answer:1: max expression depth exceeded".to_owned())
+    );
 }

@@ -319,8 +319,8 @@ fn fmt_int(out: &mut String, neg: bool, mag: u64, verb: char, spec: &Spec, v: &V
         if p == 0 && mag == 0 {
             digits.clear();
         }
-        while digits.len() < p {
-            digits.insert(0, '0');
+        if digits.len() < p {
+            digits = "0".repeat(p - digits.len()) + &digits;
         }
     }
     let mut s = String::new();

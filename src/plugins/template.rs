@@ -42,8 +42,7 @@ const MAX_REGEXP_LEN: usize = 10_000;
 /// One `template` stanza.
 #[derive(Debug, Clone)]
 pub struct Stanza {
-    zones: Vec<String>,
-    zone_names: Vec<Name>,
+    zones: Vec<(String, Name)>,
     rcode: u16,
     regex: Vec<(String, regex::Regex, Vec<String>)>,
     answer: Vec<Template>,
@@ -200,14 +199,13 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<TemplatePlugin, Di
             return Err(w(d.err(format!("invalid RR class {}", d.val()))));
         };
         let args = d.remaining_args();
-        let szones = ctx.origins(&args);
-        for z in &szones {
-            if let Some(n) = Name::parse(z) {
-                zones.push((z.clone(), n));
-            }
-        }
+        let szones: Vec<(String, Name)> = ctx
+            .origins(&args)
+            .into_iter()
+            .filter_map(|z| Name::parse(&z).map(|n| (z, n)))
+            .collect();
+        zones.extend(szones.iter().cloned());
         let mut t = Stanza {
-            zone_names: szones.iter().filter_map(|z| Name::parse(z)).collect(),
             zones: szones,
             rcode: 0,
             regex: Vec::new(),
@@ -720,7 +718,7 @@ impl TemplatePlugin {
         let name = qname.to_string();
         let (qclass, qtype) = (ctx.req.qclass, ctx.req.qtype);
         for t in self.stanzas.iter() {
-            if Self::zone_of(t.zones.iter().zip(t.zone_names.iter()), &qname).is_none() {
+            if Self::zone_of(t.zones.iter().map(|(s, n)| (s, n)), &qname).is_none() {
                 continue;
             }
             if t.qclass != 255 && qclass != 255 && qclass != t.qclass {
@@ -739,7 +737,7 @@ impl TemplatePlugin {
                 }
                 return Eval::Fail(Status::rcode(2));
             };
-            let zone = Self::zone_of(t.zones.iter().zip(t.zone_names.iter()), &qname)
+            let zone = Self::zone_of(t.zones.iter().map(|(s, n)| (s, n)), &qname)
                 .cloned()
                 .unwrap_or_default();
             let matches: Vec<String> = (0..caps.len())
@@ -952,7 +950,7 @@ mod tests {
         assert_eq!(p.stanzas.len(), 2);
         let t = &p.stanzas[0];
         assert_eq!((t.qclass, t.qtype, t.rcode), (1, 1, 3));
-        assert_eq!(t.zones, vec!["example.net."]);
+        assert_eq!(t.zones[0].0, "example.net.");
         assert_eq!(t.regex.len(), 2);
         assert_eq!(t.regex[1].2, vec!["", "x"]);
         assert_eq!(
@@ -963,7 +961,7 @@ mod tests {
         // The second takes the block's zones and matches everything.
         let t = &p.stanzas[1];
         assert_eq!((t.qclass, t.qtype), (255, 255));
-        assert_eq!(t.zones, vec!["example.org."]);
+        assert_eq!(t.zones[0].0, "example.org.");
         assert_eq!(t.regex[0].0, ".*");
         let zones: Vec<&str> = p.zones.iter().map(|(z, _)| z.as_str()).collect();
         assert_eq!(zones, vec!["example.net.", "example.org."]);

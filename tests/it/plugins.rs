@@ -726,7 +726,7 @@ fn template_answers_from_go_templates() {
                  template IN TXT {{\n  match ^info[.]\n  answer \"{{{{ .Name }}}} 30 IN TXT \\\"{{{{ .Zone }}}} {{{{ .Type }}}} {{{{ .Class }}}} {{{{ .Remote }}}}\\\"\"\n  \
                  additional \"extra.example.net. 30 IN A 192.0.2.9\"\n  ederror 15 \"by policy\"\n }}\n \
                  template ANY AAAA {{\n  rcode NXDOMAIN\n  authority \"example.net. 60 IN SOA ns.example.net. host.example.net. 1 2 3 4 5\"\n }}\n \
-                 template IN MX {{\n  answer \"{{{{ index .Match 1 }}}}\"\n }}\n \
+                 template IN MX {{\n  answer \"{{{{ index .Match 2 }}}}\"\n }}\n \
                  template IN CNAME {{\n  match ^never[.]\n }}\n \
                  template IN A cname.example.net {{\n  answer \"{{{{ .Name }}}} 60 IN CNAME host.fwd.test.\"\n }}\n \
                  whoami\n}}\n\
@@ -790,7 +790,7 @@ fn template_answers_from_go_templates() {
         // A template error: SERVFAIL, logged by errors.
         let out = s.dig(&["x.example.net", "MX"]);
         assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
-        let want = "[ERROR] plugin/errors: 2 x.example.net. MX: template: answer:1:3: executing \"answer\" at <index .Match 1>: error calling index: index out of range: 1";
+        let want = "[ERROR] plugin/errors: 2 x.example.net. MX: template: answer:1:3: executing \"answer\" at <index .Match 2>: error calling index: index out of range: 2";
         assert!(
             wait_for(Duration::from_secs(3), || s
                 .lines()
@@ -825,7 +825,7 @@ fn template_answers_from_go_templates() {
                     "coredns_template_matches_total{{class=\"IN\",server=\"dns://:{p}\",type=\"TXT\",view=\"\",zone=\"example.net.\"}} 1"
                 ),
                 format!(
-                    "coredns_template_template_failures_total{{class=\"IN\",section=\"answer\",server=\"dns://:{p}\",template=\"{{{{index .Match 1}}}}\",type=\"MX\",view=\"\",zone=\"example.net.\"}} 1"
+                    "coredns_template_template_failures_total{{class=\"IN\",section=\"answer\",server=\"dns://:{p}\",template=\"{{{{index .Match 2}}}}\",type=\"MX\",view=\"\",zone=\"example.net.\"}} 1"
                 ),
             ],
             "{be}: {body}"
