@@ -70,3 +70,36 @@ impl Template {
         parse::list_string(&self.root)
     }
 }
+
+/// Parses `text` as a template, prints its tree and runs it on sample data (the
+/// fuzz target's body; errors are expected, panics are bugs).
+pub fn fuzz_one(text: &str) {
+    struct Sample;
+    impl Object for Sample {
+        fn type_name(&self) -> &'static str {
+            "*template.templateData"
+        }
+        fn field(&self, name: &str) -> Option<Value> {
+            Some(match name {
+                "Name" => Value::str("a.example.org."),
+                "Match" => Value::List(
+                    "[]string",
+                    std::rc::Rc::new(vec![Value::str("a.example.org.")]),
+                ),
+                "Group" => Value::Map(
+                    "map[string]string",
+                    std::rc::Rc::new(std::collections::BTreeMap::new()),
+                    Box::new(Value::str("")),
+                ),
+                _ => return None,
+            })
+        }
+        fn print(&self) -> Result<String, String> {
+            Err("not printable".into())
+        }
+    }
+    if let Ok(t) = Template::parse("answer", text, &[]) {
+        let _ = t.tree_string();
+        let _ = t.execute(&Value::Obj(std::rc::Rc::new(Sample)));
+    }
+}

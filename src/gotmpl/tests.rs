@@ -357,3 +357,98 @@ fn nesting_is_bounded() {
         Err("template: answer:1: max expression depth exceeded".to_owned())
     );
 }
+
+/// Random templates from the language's own pieces (a fixed seed, bounded
+/// count): parsing and running them returns a result or an error, never a
+/// panic. `tests/fuzz` has the open-ended version.
+#[test]
+fn random_templates_never_panic() {
+    const PIECES: &[&str] = &[
+        "{{",
+        "}}",
+        "{{- ",
+        " -}}",
+        " ",
+        ".",
+        ".Name",
+        ".Match",
+        ".Group",
+        ".Group.a",
+        ".Meta",
+        "$",
+        "$x",
+        ":=",
+        "=",
+        "|",
+        "(",
+        ")",
+        "\"",
+        "\"a\"",
+        "`r`",
+        "'c'",
+        "1",
+        "-1",
+        "1.5e3",
+        "0x1F",
+        "é",
+        "index",
+        "printf",
+        "\"%d\"",
+        "\"%*.*s\"",
+        "if",
+        "else",
+        "end",
+        "range",
+        "with",
+        "break",
+        "continue",
+        "nil",
+        "true",
+        "/*",
+        "*/",
+        ",",
+        "\\",
+        "len",
+        "slice",
+        "eq",
+        "lt",
+        "and",
+        "not",
+        "parseInt",
+        "print",
+        "}",
+        "{",
+        "\n",
+        "%",
+        "9999999",
+        "define",
+        "html",
+        "js",
+        "urlquery",
+        "call",
+    ];
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut parsed = 0;
+    for _ in 0..200_000 {
+        let n = rng.usize(1..16);
+        let mut t = String::new();
+        for _ in 0..n {
+            t.push_str(PIECES[rng.usize(..PIECES.len())]);
+        }
+        let r = std::panic::catch_unwind(|| {
+            if let Ok(tp) = Template::parse("answer", &t, &FUNCS) {
+                let _ = tp.tree_string();
+                let _ = tp.execute(&Value::Obj(Rc::new(Data)));
+                true
+            } else {
+                false
+            }
+        });
+        match r {
+            Ok(true) => parsed += 1,
+            Ok(false) => {}
+            Err(_) => panic!("template {t:?} panicked"),
+        }
+    }
+    assert!(parsed > 100, "only {parsed} random templates parsed");
+}
