@@ -320,6 +320,14 @@ fn record<E: From<ParseError>>(
     let rtype = loop {
         let Some(t) = toks.get(i) else {
             let last = toks[toks.len() - 1];
+            if had_owner && toks.len() == 1 {
+                // A line with only an owner: miekg wants a TTL next and names the
+                // owner, at its last column (CoreDNS's template tests expect
+                // `dns: not a TTL: "test.example." at line: 1:13`).
+                let mut at = last;
+                at.col += last.end.saturating_sub(last.start).saturating_sub(1);
+                return Err(E::from(perr(file, lx, &at, ErrorKind::NotATtl)));
+            }
             return Err(E::from(perr(file, lx, &last, ErrorKind::UnknownType)));
         };
         let text = lx.text(t);

@@ -832,3 +832,133 @@ fn template_answers_from_go_templates() {
         );
     }
 }
+
+/// CoreDNS 1.14.7's `plugin/template/template_test.go` cases (`TestHandler`), one
+/// block per template, asked with dig: the answers it checks and the error texts
+/// it expects (logged here by *errors*).
+#[test]
+fn template_coredns_handler_cases() {
+    let be = backends()[0];
+    let block = |zone: &str, body: &str| {
+        format!("{zone}:{{port}} {{\n errors\n template ANY ANY {{\n{body}\n }}\n}}\n")
+    };
+    let corefile = [
+        block(
+            "ip.example",
+            "  match \"(^|[.])ip-10-(?P<b>[0-9]*)-(?P<c>[0-9]*)-(?P<d>[0-9]*)[.]ip[.]example[.]$\"\n  \
+             answer \"{{ .Name }} 60 IN A 10.{{ .Group.b }}.{{ .Group.c }}.{{ .Group.d }}\"\n  \
+             additional \"ns0.example. IN A 203.0.113.8\"\n  authority \"example. IN NS ns0.example.com.\"",
+        ),
+        block(
+            "hex.example",
+            "  match \"^ip0a(?P<b>[a-f0-9]{2})(?P<c>[a-f0-9]{2})(?P<d>[a-f0-9]{2})[.]hex[.]example[.]$\"\n  \
+             answer \"{{ .Name }} 60 IN A 10.{{ parseInt .Group.b 16 8 }}.{{ parseInt .Group.c 16 8 }}.{{ parseInt .Group.d 16 8 }}\"",
+        ),
+        block(
+            "mx.example",
+            "  match \"(^|[.])ip-10-(?P<b>[0-9]*)-(?P<c>[0-9]*)-(?P<d>[0-9]*)[.]mx[.]example[.]$\"\n  \
+             answer \"{{ .Name }} 60 MX 10 {{ .Name }}\"\n  \
+             additional \"{{ .Name }} 60 IN A 10.{{ .Group.b }}.{{ .Group.c }}.{{ .Group.d }}\"",
+        ),
+        block(
+            "invalid",
+            "  match \"[.]invalid[.]$\"\n  rcode NXDOMAIN\n  \
+             answer \"invalid. 60 {{ .Class }} SOA a.invalid. b.invalid. (1 60 60 60 60)\"",
+        ),
+        block("servfail.test", "  rcode SERVFAIL"),
+        block("broken.example", "  answer \"{{ .Name }} 60 IN TXT \\\"{{ index .Match 2 }}\\\"\""),
+        block(
+            "brokenint.example",
+            "  answer \"{{ .Name }} 60 IN TXT \\\"{{ parseInt \\\"gg\\\" 16 8 }}\\\"\"",
+        ),
+        block("nonrr.example", "  answer \"{{ .Name }}\""),
+        block("remote.example", "  answer \"{{ .Name }} 60 IN A {{ .Remote }}\""),
+        block(
+            "ede.test",
+            "  rcode NXDOMAIN\n  \
+             authority \"invalid. 60 {{ .Class }} SOA ns.invalid. hostmaster.invalid. (1 60 60 60 60)\"\n  \
+             ederror 21 \"Blocked due to RFC2606\"",
+        ),
+    ]
+    .concat();
+    let s = TestServer::start(&corefile, be);
+    let out = s.dig(&["ip-10-95-12-8.ip.example", "A"]);
+    assert_eq!(
+        section(&out, "ANSWER"),
+        vec!["ip-10-95-12-8.ip.example. 60 IN A 10.95.12.8"],
+        "{out}"
+    );
+    assert_eq!(
+        section(&out, "AUTHORITY"),
+        vec!["example. 3600 IN NS ns0.example.com."],
+        "{out}"
+    );
+    assert_eq!(
+        section(&out, "ADDITIONAL"),
+        vec!["ns0.example. 3600 IN A 203.0.113.8"],
+        "{out}"
+    );
+    let out = s.dig(&["ip0a5f0c09.hex.example", "A"]);
+    assert_eq!(
+        section(&out, "ANSWER"),
+        vec!["ip0a5f0c09.hex.example. 60 IN A 10.95.12.9"],
+        "{out}"
+    );
+    let out = s.dig(&["ip-10-95-12-8.mx.example", "MX"]);
+    assert_eq!(
+        section(&out, "ANSWER"),
+        vec!["ip-10-95-12-8.mx.example. 60 IN MX 10 ip-10-95-12-8.mx.example."],
+        "{out}"
+    );
+    assert_eq!(
+        section(&out, "ADDITIONAL"),
+        vec!["ip-10-95-12-8.mx.example. 60 IN A 10.95.12.8"],
+        "{out}"
+    );
+    let out = s.dig(&["test.invalid", "A"]);
+    assert_eq!(dig_status(&out), "NXDOMAIN", "{out}");
+    assert_eq!(
+        section(&out, "ANSWER"),
+        vec!["invalid. 60 IN SOA a.invalid. b.invalid. 1 60 60 60 60"],
+        "{out}"
+    );
+    let out = s.dig(&["test.servfail.test", "A"]);
+    assert_eq!(dig_status(&out), "SERVFAIL", "{out}");
+    // The client's address (ExampleIPMatch).
+    let out = s.dig(&["test.remote.example", "A"]);
+    assert_eq!(
+        section(&out, "ANSWER"),
+        vec!["test.remote.example. 60 IN A 127.0.0.1"],
+        "{out}"
+    );
+    let out = s.dig(&["test.ede.test", "A"]);
+    assert_eq!(dig_status(&out), "NXDOMAIN", "{out}");
+    assert!(
+        out.contains("; EDE: 21 (Not Supported): (Blocked due to RFC2606)"),
+        "{out}"
+    );
+    // The error texts TestHandler expects.
+    for (q, err) in [
+        (
+            "test.broken.example",
+            "template: answer:1:26: executing \"answer\" at <index .Match 2>: error calling index: index out of range: 2",
+        ),
+        (
+            "test.brokenint.example",
+            "template: answer:1:26: executing \"answer\" at <parseInt \"gg\" 16 8>: error calling parseInt: strconv.ParseUint: parsing \"gg\": invalid syntax",
+        ),
+        (
+            "test.nonrr.example",
+            "dns: not a TTL: \"test.nonrr.example.\" at line: 1:19",
+        ),
+    ] {
+        let out = s.dig(&[q, "TXT"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{q}: {out}");
+        let want = format!("[ERROR] plugin/errors: 2 {q}. TXT: {err}");
+        assert!(
+            wait_for(Duration::from_secs(3), || s.lines().contains(&want)),
+            "{q}: {:?}",
+            s.lines()
+        );
+    }
+}
