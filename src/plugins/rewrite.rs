@@ -334,7 +334,8 @@ fn new_rule(args: &[String]) -> Result<Rule, String> {
             } else {
                 let c = |s: &str| {
                     let up = s.to_uppercase();
-                    class_from_str(&up).ok_or_else(|| format!("invalid class {}", go_quote(&up)))
+                    crate::wire::types::miekg_class_from_str(&up)
+                        .ok_or_else(|| format!("invalid class {}", go_quote(&up)))
                 };
                 Ok(Rule::Class(mode, c(&rest[0])?, c(&rest[1])?))
             }
@@ -595,19 +596,6 @@ fn set_supported_option(code: u16) {
 
 /// Option codes miekg unpacks into their own types (not `EDNS0_LOCAL`).
 const TYPED_OPTIONS: [u16; 15] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 18, 19];
-
-/// miekg `StringToClass`.
-fn class_from_str(s: &str) -> Option<u16> {
-    Some(match s {
-        "IN" => 1,
-        "CS" => 2,
-        "CH" => 3,
-        "HS" => 4,
-        "NONE" => 254,
-        "ANY" => 255,
-        _ => return None,
-    })
-}
 
 /// CoreDNS `getSubExprUsage`: how many of `{0}`…`{100}` `s` uses.
 fn sub_expr_usage(s: &str) -> usize {

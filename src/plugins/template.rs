@@ -139,19 +139,6 @@ fn parse_uint(args: &[Value]) -> Result<Value, String> {
     Ok(Value::Uint(v, "uint64"))
 }
 
-/// miekg `StringToClass`: exact mnemonics.
-fn class_from_str(s: &str) -> Option<u16> {
-    Some(match s {
-        "IN" => 1,
-        "CS" => 2,
-        "CH" => 3,
-        "HS" => 4,
-        "NONE" => 254,
-        "ANY" => 255,
-        _ => return None,
-    })
-}
-
 /// miekg `ClassToString[c]`: "" for a class it has no name for.
 fn class_string(c: u16) -> String {
     if class_from_str_rev(c) {
@@ -189,7 +176,7 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<TemplatePlugin, Di
         if !d.next_arg() {
             return Err(w(d.arg_err()));
         }
-        let Some(qclass) = class_from_str(d.val()) else {
+        let Some(qclass) = crate::wire::types::miekg_class_from_str(d.val()) else {
             return Err(w(d.err(format!("invalid query class {}", d.val()))));
         };
         if !d.next_arg() {

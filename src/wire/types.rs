@@ -172,6 +172,19 @@ pub fn miekg_type_from_str(s: &str) -> Option<u16> {
     }
 }
 
+/// miekg `StringToClass`: the exact mnemonics.
+pub fn miekg_class_from_str(s: &str) -> Option<u16> {
+    Some(match s {
+        "IN" => 1,
+        "CS" => 2,
+        "CH" => 3,
+        "HS" => 4,
+        "NONE" => 254,
+        "ANY" => 255,
+        _ => return None,
+    })
+}
+
 /// Class mnemonic or `CLASSn` (miekg `Class.String`).
 pub fn class_to_string(c: u16, out: &mut String) {
     let s = match c {
