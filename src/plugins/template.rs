@@ -1053,6 +1053,71 @@ mod tests {
         );
     }
 
+    /// CoreDNS's `setup_test.go` table: which configurations fail.
+    #[test]
+    fn coredns_setup_cases() {
+        let cases: &[(&str, bool)] = &[
+            ("template", true),
+            ("template X", true),
+            ("template ANY", true),
+            ("template ANY X", true),
+            ("template ANY ANY .* {\n notavailable\n}", true),
+            ("template ANY ANY {\n answer\n}", true),
+            ("template ANY ANY {\n additional\n}", true),
+            ("template ANY ANY {\n rcode\n}", true),
+            ("template ANY ANY {\n rcode UNDEFINED\n}", true),
+            ("template ANY ANY {\n answer \"{{\"\n}", true),
+            ("template ANY ANY {\n additional \"{{\"\n}", true),
+            ("template ANY ANY {\n authority \"{{\"\n}", true),
+            (
+                "template ANY ANY {\n answer \"{{ notAFunction }}\"\n}",
+                true,
+            ),
+            (
+                "template ANY ANY {\n answer \"{{ parseInt }}\"\n additional \"{{ parseInt }}\"\n authority \"{{ parseInt }}\"\n}",
+                false,
+            ),
+            ("template ANY ANY (?P<x>", false),
+            ("template ANY ANY {\n}", false),
+            (
+                "template ANY A example.com {\n match ip-(?P<a>[0-9]*)-(?P<b>[0-9]*)-(?P<c>[0-9]*)-(?P<d>[0-9]*)[.]example[.]com\n \
+                 answer \"{{ .Name }} A {{ .Group.a }}.{{ .Group.b }}.{{ .Group.c }}.{{ .Grup.d }}.\"\n fallthrough\n}",
+                false,
+            ),
+            (
+                "template IN ANY example.com {\n match \"[.](example[.]com[.]dc1[.]example[.]com[.])$\"\n rcode NXDOMAIN\n \
+                 authority \"{{ index .Match 1 }} 60 IN SOA ns.{{ index .Match 1 }} hostmaster.example.com (1 60 60 60 60)\"\n \
+                 fallthrough example.com\n}",
+                false,
+            ),
+            (
+                "template IN A example {\n match ^ip0a(?P<b>[a-f0-9]{2})(?P<c>[a-f0-9]{2})(?P<d>[a-f0-9]{2})[.]example[.]$\n \
+                 answer \"{{ .Name }} 3600 IN A 10.{{ parseInt .Group.b 16 8 }}.{{ parseInt .Group.c 16 8 }}.{{ parseInt .Group.d 16 8 }}\"\n}",
+                false,
+            ),
+            (
+                "template ANY ANY invalid {\n rcode NXDOMAIN\n ederror 21 \"Blocked according to RFC2606\"\n}",
+                false,
+            ),
+            (
+                "template ANY ANY invalid {\n rcode NXDOMAIN\n ederror invalid \"Blocked according to RFC2606\"\n}",
+                true,
+            ),
+            (
+                "template ANY ANY invalid {\n ederror too many arguments\n}",
+                true,
+            ),
+        ];
+        for (text, fails) in cases {
+            assert_eq!(
+                parse(text).is_err(),
+                *fails,
+                "{text}: {:?}",
+                parse(text).err()
+            );
+        }
+    }
+
     #[test]
     fn parse_uint_as_strconv() {
         let call = |s: &str, base: i64, bits: i64| {
