@@ -106,6 +106,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "auto",
     "secondary",
     "forward",
+    "grpc",
     "loop",
     "erratic",
     "whoami",

@@ -14,6 +14,7 @@ pub mod erratic;
 pub mod errors;
 pub mod file;
 pub mod forward;
+pub mod grpc;
 pub mod header;
 pub mod health;
 pub mod hosts;
@@ -98,6 +99,8 @@ pub enum PluginConfig {
     Secondary(secondary::SecondaryConfig),
     /// `forward` (every stanza of the block, in order).
     Forward(Vec<forward::ForwardConfig>),
+    /// `grpc`.
+    Grpc(Box<grpc::Grpc>),
     /// `loop`.
     Loop(loopdetect::LoopConfig),
     /// `erratic`.
@@ -166,6 +169,7 @@ pub fn setup(
         "auto" => PluginConfig::Auto(auto::setup(d, ctx)?),
         "secondary" => PluginConfig::Secondary(secondary::setup(d, ctx)?),
         "forward" => PluginConfig::Forward(forward::setup(d, ctx)?),
+        "grpc" => PluginConfig::Grpc(Box::new(grpc::setup(d, ctx)?)),
         "loop" => PluginConfig::Loop(loopdetect::setup(d, ctx)?),
         "erratic" => PluginConfig::Erratic(erratic::setup(d)?),
         "whoami" => {
@@ -232,6 +236,8 @@ pub enum Plugin {
     Secondary(secondary::Secondary),
     /// `forward`.
     Forward(forward::Forward),
+    /// `grpc`.
+    Grpc(Box<grpc::Grpc>),
     /// `loop`.
     Loop(Box<loopdetect::Loop>),
     /// `erratic`.
@@ -270,6 +276,7 @@ impl Plugin {
             PluginConfig::Auto(c) => Self::Auto(auto::Auto::new(c)),
             PluginConfig::Secondary(c) => Self::Secondary(secondary::Secondary::new(c)),
             PluginConfig::Forward(c) => Self::Forward(forward::Forward::new(c)?),
+            PluginConfig::Grpc(c) => Self::Grpc(c.clone()),
             PluginConfig::Loop(c) => Self::Loop(Box::new(loopdetect::Loop::new(c))),
             PluginConfig::Erratic(c) => Self::Erratic(erratic::Erratic::new(c)),
             PluginConfig::Whoami => Self::Whoami,
@@ -305,6 +312,7 @@ impl Plugin {
             Self::Auto(_) => "auto",
             Self::Secondary(_) => "secondary",
             Self::Forward(_) => "forward",
+            Self::Grpc(_) => "grpc",
             Self::Loop(_) => "loop",
             Self::Erratic(_) => "erratic",
             Self::Whoami => "whoami",
@@ -358,6 +366,7 @@ impl Plugin {
             Self::Auto(p) => p.serve(ctx),
             Self::Secondary(p) => p.serve(ctx),
             Self::Forward(p) => p.serve(ctx),
+            Self::Grpc(p) => p.serve(ctx),
             Self::Loop(p) => p.serve(ctx),
             Self::Erratic(p) => p.serve(ctx),
             Self::Whoami => whoami::serve(ctx),
@@ -372,6 +381,7 @@ impl Plugin {
             Self::Rewrite(p) => Box::pin(p.serve_async(ctx, next)).await,
             Self::Autopath(p) => Box::pin(p.serve_async(ctx, next)).await,
             Self::Template(p) => Box::pin(p.serve_async(ctx, next)).await,
+            Self::Grpc(p) => Box::pin(p.serve_async(ctx)).await,
             Self::Forward(p) => p.serve_async(ctx).await,
             Self::Cache(p) => p.serve_async(ctx).await,
             Self::Erratic(p) => p.serve_async(ctx).await,

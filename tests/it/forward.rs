@@ -1890,3 +1890,87 @@ fn rewrite_edns0_revert_echoes_the_clients_options() {
         assert!(out.contains("udp: 1232"), "{be}: {out}");
     }
 }
+
+/// *grpc*: queries go to a gRPC upstream (here ringdns's own `grpc://`
+/// listener in front of *file*) over HTTP/2, on both engines and both client
+/// transports; `except` names and other zones go to the next plugin; an
+/// NXDOMAIN reply with `fallthrough` too; a dead upstream gives SERVFAIL with
+/// grpc-go's error text; the three metric families count per upstream.
+#[test]
+fn grpc_plugin_forwards_over_grpc() {
+    let dir = TempDir::new("grpc-plugin");
+    let db = dir.write(
+        "db.example.org",
+        "$ORIGIN example.org.\n@ 3600 IN SOA ns1 admin 1 7200 3600 1209600 300\n@ 3600 IN NS ns1\n\
+         ns1 3600 IN A 192.0.2.53\nwww 300 IN A 192.0.2.80\n",
+    );
+    for be in backends() {
+        let up = TestServer::start(
+            &format!(
+                "grpc://example.org:{{port}} {{\n file {}\n}}\n",
+                db.display()
+            ),
+            be,
+        );
+        let dead = free_port();
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n errors\n prometheus 127.0.0.1:{mport}\n grpc example.org 127.0.0.1:{up} {{\n  except skip.example.org\n }}\n whoami\n}}\n\
+                 nx.example.org:{{port}} {{\n grpc . 127.0.0.1:{up} {{\n  fallthrough\n }}\n whoami\n}}\n\
+                 dead.test:{{port}} {{\n errors\n grpc . 127.0.0.1:{dead}\n}}\n",
+                up = up.port
+            ),
+            be,
+        );
+        for tcp in ["+notcp", "+tcp"] {
+            let out = s.dig(&[tcp, "www.example.org", "A"]);
+            assert_eq!(
+                section(&out, "ANSWER"),
+                vec!["www.example.org. 300 IN A 192.0.2.80"],
+                "{be} {tcp}: {out}"
+            );
+            assert_eq!(dig_flags(&out), "qr aa rd", "{be} {tcp}: {out}");
+        }
+        let out = s.dig(&["nope.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+        assert_eq!(
+            section(&out, "AUTHORITY"),
+            vec![
+                "example.org. 3600 IN SOA ns1.example.org. admin.example.org. 1 7200 3600 1209600 300"
+            ],
+            "{be}: {out}"
+        );
+        // except, and a name outside FROM: whoami answers (no answer section, two additional records).
+        for q in ["skip.example.org", "example.net"] {
+            let out = s.dig(&[q, "A"]);
+            assert_eq!(dig_status(&out), "NOERROR", "{be} {q}: {out}");
+            assert_eq!(section(&out, "ADDITIONAL").len(), 2, "{be} {q}: {out}");
+        }
+        // fallthrough on NXDOMAIN.
+        let out = s.dig(&["a.nx.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert_eq!(section(&out, "ADDITIONAL").len(), 2, "{be}: {out}");
+        let out = s.dig(&["x.dead.test", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        let want = format!(
+            "[ERROR] plugin/errors: 2 x.dead.test. A: rpc error: code = Unavailable desc = connection error: desc = \"transport: Error while dialing: dial tcp 127.0.0.1:{dead}: connect: connection refused\""
+        );
+        assert!(
+            wait_for(Duration::from_secs(3), || s.lines().contains(&want)),
+            "{be}: {:?}",
+            s.lines()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let (_, _, body) = http(mport, "GET", "/metrics").expect("scrape");
+        let to = format!("127.0.0.1:{}", up.port);
+        for line in [
+            format!("coredns_grpc_requests_total{{to=\"{to}\"}} 4"),
+            format!("coredns_grpc_responses_total{{rcode=\"NOERROR\",to=\"{to}\"}} 2"),
+            format!("coredns_grpc_responses_total{{rcode=\"NXDOMAIN\",to=\"{to}\"}} 2"),
+            format!("coredns_grpc_request_duration_seconds_count{{to=\"{to}\"}} 4"),
+        ] {
+            assert!(body.lines().any(|l| l == line), "{be}: {line} in {body}");
+        }
+    }
+}

@@ -105,6 +105,17 @@ enum HostPortErr {
     NoNameservers,
 }
 
+/// CoreDNS `parse.HostPortOrFile` for one argument, its errors as text (a file
+/// without nameservers gives none; a name is not an address here).
+pub fn host_port_or_file_text(h: &str) -> Result<Vec<String>, String> {
+    match host_port_or_file(h) {
+        Ok(v) => Ok(v),
+        Err(HostPortErr::NoNameservers) => Ok(Vec::new()),
+        Err(HostPortErr::Invalid(e)) => Err(e),
+        Err(HostPortErr::NotIpOrFile) => Err(format!("not an IP address or file: {h:?}")),
+    }
+}
+
 /// CoreDNS `parse.HostPortOrFile` for one argument.
 fn host_port_or_file(h: &str) -> Result<Vec<String>, HostPortErr> {
     let (trans, host) = keys::split_transport(h);
