@@ -40,6 +40,8 @@ use crate::zone::in_zone;
 const MAX_TO: usize = 15;
 /// CoreDNS's `defaultTimeout`: the whole attempt loop.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// Upstream connections a thread keeps before dropping other instances' ones.
+const MAX_CONNS: usize = 256;
 /// `dns.MaxMsgSize`: the largest message sent or accepted.
 const MAX_MSG: usize = 65_535;
 
@@ -248,9 +250,10 @@ impl<F: std::future::Future<Output = ()> + 'static> hyper::rt::Executor<F> for L
 type Sender = http2::SendRequest<Full<Bytes>>;
 
 thread_local! {
-    /// One HTTP/2 connection per upstream on this thread (grpc-go's one
-    /// connection per proxy).
-    static CONNS: RefCell<HashMap<(SocketAddr, bool), Sender>> = RefCell::new(HashMap::new());
+    /// One HTTP/2 connection per plugin instance and upstream on this thread
+    /// (grpc-go's one connection per proxy; an instance's TLS settings are its
+    /// own, so instances never share one).
+    static CONNS: RefCell<HashMap<(usize, SocketAddr), Sender>> = RefCell::new(HashMap::new());
 }
 
 fn unavailable(addr: SocketAddr, e: &std::io::Error) -> String {
@@ -354,7 +357,8 @@ impl Grpc {
     }
 
     async fn connect(&self, addr: SocketAddr, deadline: Instant) -> Result<Sender, String> {
-        let key = (addr, self.tls.is_some());
+        // The instance: its shared round-robin counter's address.
+        let key = (Arc::as_ptr(&self.rr) as usize, addr);
         if let Some(tx) = CONNS.with(|c| c.borrow().get(&key).cloned()) {
             if !tx.is_closed() {
                 return Ok(tx);
@@ -414,7 +418,17 @@ impl Grpc {
                 tx
             }
         };
-        CONNS.with(|c| c.borrow_mut().insert(key, tx.clone()));
+        CONNS.with(|c| {
+            let mut c = c.borrow_mut();
+            // Closed connections go; so, past a bound, do the other instances'
+            // (those a reload replaced would otherwise stay open): a current
+            // one dials again when it next needs its connection.
+            c.retain(|_, t| !t.is_closed());
+            if c.len() >= MAX_CONNS {
+                c.retain(|k, _| k.0 == key.0);
+            }
+            c.insert(key, tx.clone());
+        });
         Ok(tx)
     }
 

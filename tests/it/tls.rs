@@ -975,3 +975,41 @@ fn grpc_connections_have_no_idle_timeout() {
         );
     }
 }
+
+/// *grpc* over TLS: the upstream is ringdns's `grpc://` listener with `tls`; the
+/// client trusts the server's certificate as CA and checks `tls_servername`
+/// (another name fails the handshake: SERVFAIL).
+#[test]
+fn grpc_plugin_over_tls() {
+    let certs = TempDir::new("grpc-tls");
+    let (c, k) = cert(&certs, "server", &["dns.example"]);
+    let db = certs.write(
+        "db.example.org",
+        "$ORIGIN example.org.\n@ 3600 IN SOA ns1 admin 1 7200 3600 1209600 300\nwww 300 IN A 192.0.2.80\n",
+    );
+    for be in backends() {
+        let up = TestServer::start(
+            &format!(
+                "grpc://example.org:{{port}} {{\n tls {c} {k}\n file {}\n}}\n",
+                db.display()
+            ),
+            be,
+        );
+        let s = TestServer::start(
+            &format!(
+                "example.org:{{port}} {{\n grpc . 127.0.0.1:{p} {{\n  tls {c}\n  tls_servername dns.example\n }}\n}}\n\
+                 example.net:{{port}} {{\n grpc . 127.0.0.1:{p} {{\n  tls {c}\n  tls_servername other.example\n }}\n}}\n",
+                p = up.port
+            ),
+            be,
+        );
+        let out = s.dig(&["www.example.org", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            vec!["www.example.org. 300 IN A 192.0.2.80"],
+            "{be}: {out}"
+        );
+        let out = s.dig(&["www.example.net", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+    }
+}
