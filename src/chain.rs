@@ -271,6 +271,11 @@ pub struct Next<'c> {
 }
 
 impl<'c> Next<'c> {
+    /// Whether a plugin follows the parked one (CoreDNS: its `Next` is not nil).
+    pub fn exists(&self) -> bool {
+        self.at + 1 < self.chain.plugins.len()
+    }
+
     /// Runs the rest of the chain on `ctx` (see [`Chain::rest`]).
     pub async fn run(self, ctx: &mut Ctx<'_>) -> Status {
         self.chain.rest(ctx, self.at).await

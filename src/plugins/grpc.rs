@@ -40,6 +40,9 @@ use crate::zone::in_zone;
 const MAX_TO: usize = 15;
 /// CoreDNS's `defaultTimeout`: the whole attempt loop.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// Instance ids.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Upstream connections a thread keeps before dropping other instances' ones.
 const MAX_CONNS: usize = 256;
 /// `dns.MaxMsgSize`: the largest message sent or accepted.
@@ -64,6 +67,8 @@ pub struct Grpc {
     policy: Policy,
     fall: Fall,
     rr: Arc<AtomicUsize>,
+    /// This instance (its connections are its own).
+    id: u64,
 }
 
 fn plain(s: impl Into<String>) -> Diagnostic {
@@ -109,10 +114,18 @@ fn stanza(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Grpc, Diagnostic> {
     let mut to = Vec::new();
     for h in &to_args {
         for a in super::forward::resolve::host_port_or_file_text(h).map_err(plain)? {
-            let (_, bare) = corefile::keys::split_transport(&a);
+            let (tr, bare) = corefile::keys::split_transport(&a);
+            if tr != corefile::keys::Transport::Dns {
+                return Err(plain(format!(
+                    "upstreams with a transport prefix are not supported by ringdns's grpc yet: {a}"
+                )));
+            }
             let addr = super::forward::resolve::socket_addr(bare).map_err(plain)?;
             to.push((bare.to_owned(), addr));
         }
+    }
+    if to.is_empty() {
+        return Err(plain("no nameservers found"));
     }
     let mut g = Grpc {
         from,
@@ -123,6 +136,7 @@ fn stanza(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Grpc, Diagnostic> {
         policy: Policy::Random,
         fall: Fall::default(),
         rr: Arc::new(AtomicUsize::new(0)),
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
     };
     while d.next_block() {
         match d.val() {
@@ -253,7 +267,7 @@ thread_local! {
     /// One HTTP/2 connection per plugin instance and upstream on this thread
     /// (grpc-go's one connection per proxy; an instance's TLS settings are its
     /// own, so instances never share one).
-    static CONNS: RefCell<HashMap<(usize, SocketAddr), Sender>> = RefCell::new(HashMap::new());
+    static CONNS: RefCell<HashMap<(u64, SocketAddr), Sender>> = RefCell::new(HashMap::new());
 }
 
 fn unavailable(addr: SocketAddr, e: &std::io::Error) -> String {
@@ -292,15 +306,21 @@ impl Grpc {
             Policy::Sequential => {}
             Policy::Random => fastrand::shuffle(&mut v),
             Policy::RoundRobin => {
-                let k = self.rr.fetch_add(1, Ordering::Relaxed) % n.max(1);
-                v.rotate_left(k);
+                // policy.go: the counter after its increment picks the first; the
+                // others keep their order.
+                let k = (self.rr.fetch_add(1, Ordering::Relaxed) + 1) % n.max(1);
+                if k < n {
+                    let first = v.remove(k);
+                    v.insert(0, first);
+                }
             }
         }
         v
     }
 
     /// The parked half (CoreDNS `ServeDNS`).
-    pub async fn serve_async(&self, ctx: &mut Ctx<'_>) -> Flow {
+    /// `has_next`: a plugin follows (CoreDNS falls through only then).
+    pub async fn serve_async(&self, ctx: &mut Ctx<'_>, has_next: bool) -> Flow {
         let qname = ctx.req.qname.to_lowercase();
         let deadline = Instant::now() + TIMEOUT;
         let mut last_err: Option<String> = None;
@@ -310,9 +330,12 @@ impl Grpc {
             }
             let (label, addr) = &self.to[i];
             let start = Instant::now();
+            // NOT_FOUND is not counted (proxy.go returns before its metrics).
+            let mut counted = true;
             let reply = match self.query(*addr, ctx.req.msg, deadline).await {
                 Ok(Reply::Message(m)) => m,
                 Ok(Reply::NotFound) => {
+                    counted = false;
                     // grpc-go's NOT_FOUND: an empty NXDOMAIN reply.
                     let mut b = ctx.reply();
                     b.set_rcode(3);
@@ -327,7 +350,9 @@ impl Grpc {
                 }
             };
             let rcode = crate::wire::full_rcode(&reply);
-            observe(label, rcode, start.elapsed().as_secs_f64());
+            if counted {
+                observe(label, rcode, start.elapsed().as_secs_f64());
+            }
             if !reply_matches(&reply, ctx) {
                 let mut b = ctx.reply();
                 b.set_rcode(1);
@@ -335,7 +360,7 @@ impl Grpc {
                 ctx.written = true;
                 return Flow::Return(Status::rcode(0));
             }
-            if rcode == 3 && self.fall.through(&qname) {
+            if rcode == 3 && has_next && self.fall.through(&qname) {
                 return Flow::Next;
             }
             ctx.resp.clear();
@@ -343,7 +368,7 @@ impl Grpc {
             ctx.written = true;
             return Flow::Return(Status::rcode(0));
         }
-        if self.fall.through(&qname) {
+        if has_next && self.fall.through(&qname) {
             return Flow::Next;
         }
         let text = last_err.unwrap_or_else(|| "no healthy gRPC proxies".to_owned());
@@ -357,8 +382,7 @@ impl Grpc {
     }
 
     async fn connect(&self, addr: SocketAddr, deadline: Instant) -> Result<Sender, String> {
-        // The instance: its shared round-robin counter's address.
-        let key = (Arc::as_ptr(&self.rr) as usize, addr);
+        let key = (self.id, addr);
         if let Some(tx) = CONNS.with(|c| c.borrow().get(&key).cloned()) {
             if !tx.is_closed() {
                 return Ok(tx);
@@ -466,10 +490,13 @@ impl Grpc {
                 .await
                 .map_err(|e| format!("rpc error: code = Unavailable desc = {e}"))?;
             let (parts, body) = resp.into_parts();
-            let collected = body
+            // grpc-go's receive limit (a message's prefix and 65,539 bytes).
+            let collected = http_body_util::Limited::new(body, 5 + MAX_MSG + 4)
                 .collect()
                 .await
-                .map_err(|e| format!("rpc error: code = Internal desc = {e}"))?;
+                .map_err(|_| {
+                    "rpc error: code = ResourceExhausted desc = grpc: received message larger than max".to_owned()
+                })?;
             Ok::<_, String>((parts, collected))
         };
         let (parts, collected) = match timeout_at(deadline, call).await {
@@ -687,6 +714,11 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
+        let dir = std::env::temp_dir().join(format!("ringdns-grpc-setup-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let resolv = dir.join("resolv.conf");
+        let _ = std::fs::write(&resolv, "search example.org\n");
+        let empty = format!("grpc . {}", resolv.display());
         let pre = "plugin/grpc: Corefile:";
         for (text, want) in [
             (
@@ -736,6 +768,17 @@ mod tests {
         ] {
             assert_eq!(parse(text).err().as_deref(), Some(want.as_str()), "{text}");
         }
+    }
+
+    #[test]
+    fn round_robin_as_policy_go() {
+        let g =
+            parse("grpc . 10.0.0.1 10.0.0.2 10.0.0.3 {\n policy round_robin\n}").expect("valid");
+        assert_eq!(g.order(), vec![1, 0, 2]);
+        assert_eq!(g.order(), vec![2, 0, 1]);
+        assert_eq!(g.order(), vec![0, 1, 2]);
+        let g = parse("grpc . 10.0.0.1 10.0.0.2 10.0.0.3 {\n policy sequential\n}").expect("valid");
+        assert_eq!(g.order(), vec![0, 1, 2]);
     }
 
     #[test]

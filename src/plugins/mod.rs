@@ -381,7 +381,7 @@ impl Plugin {
             Self::Rewrite(p) => Box::pin(p.serve_async(ctx, next)).await,
             Self::Autopath(p) => Box::pin(p.serve_async(ctx, next)).await,
             Self::Template(p) => Box::pin(p.serve_async(ctx, next)).await,
-            Self::Grpc(p) => Box::pin(p.serve_async(ctx)).await,
+            Self::Grpc(p) => Box::pin(p.serve_async(ctx, next.exists())).await,
             Self::Forward(p) => p.serve_async(ctx).await,
             Self::Cache(p) => p.serve_async(ctx).await,
             Self::Erratic(p) => p.serve_async(ctx).await,

@@ -1918,6 +1918,7 @@ fn grpc_plugin_forwards_over_grpc() {
             &format!(
                 ".:{{port}} {{\n errors\n prometheus 127.0.0.1:{mport}\n grpc example.org 127.0.0.1:{up} {{\n  except skip.example.org\n }}\n whoami\n}}\n\
                  nx.example.org:{{port}} {{\n grpc . 127.0.0.1:{up} {{\n  fallthrough\n }}\n whoami\n}}\n\
+                 last.example.org:{{port}} {{\n grpc . 127.0.0.1:{up} {{\n  fallthrough\n }}\n}}\n\
                  dead.test:{{port}} {{\n errors\n grpc . 127.0.0.1:{dead}\n}}\n",
                 up = up.port
             ),
@@ -1951,6 +1952,10 @@ fn grpc_plugin_forwards_over_grpc() {
         let out = s.dig(&["a.nx.example.org", "A"]);
         assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
         assert_eq!(section(&out, "ADDITIONAL").len(), 2, "{be}: {out}");
+        // With no plugin after grpc, fallthrough keeps the NXDOMAIN (CoreDNS's
+        // TestGRPCFallthroughNoNext).
+        let out = s.dig(&["a.last.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
         let out = s.dig(&["x.dead.test", "A"]);
         assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
         let want = format!(
@@ -1965,10 +1970,10 @@ fn grpc_plugin_forwards_over_grpc() {
         let (_, _, body) = http(mport, "GET", "/metrics").expect("scrape");
         let to = format!("127.0.0.1:{}", up.port);
         for line in [
-            format!("coredns_grpc_requests_total{{to=\"{to}\"}} 4"),
+            format!("coredns_grpc_requests_total{{to=\"{to}\"}} 5"),
             format!("coredns_grpc_responses_total{{rcode=\"NOERROR\",to=\"{to}\"}} 2"),
-            format!("coredns_grpc_responses_total{{rcode=\"NXDOMAIN\",to=\"{to}\"}} 2"),
-            format!("coredns_grpc_request_duration_seconds_count{{to=\"{to}\"}} 4"),
+            format!("coredns_grpc_responses_total{{rcode=\"NXDOMAIN\",to=\"{to}\"}} 3"),
+            format!("coredns_grpc_request_duration_seconds_count{{to=\"{to}\"}} 5"),
         ] {
             assert!(body.lines().any(|l| l == line), "{be}: {line} in {body}");
         }
