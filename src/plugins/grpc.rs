@@ -765,6 +765,11 @@ mod tests {
                 many.as_str(),
                 "plugin/grpc: more than 15 TOs configured: 16".to_owned(),
             ),
+            (
+                "grpc . tls://127.0.0.1",
+                "plugin/grpc: upstreams with a transport prefix are not supported by ringdns's grpc yet: tls://127.0.0.1:853".to_owned(),
+            ),
+            (empty.as_str(), "plugin/grpc: no nameservers found".to_owned()),
         ] {
             assert_eq!(parse(text).err().as_deref(), Some(want.as_str()), "{text}");
         }
