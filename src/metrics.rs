@@ -340,31 +340,34 @@ pub fn count_send_drops(server: &str, n: u64) {
     }
 }
 
-/// A counter family labelled by server and status, for paths that are not hot (one lock
-/// per count): the DoH and DoQ response counts.
-pub struct StatusCounts {
+/// A counter family with `N` labels, for paths that are not hot (one lock per
+/// count): the DoH and DoQ response counts, *dns64*'s translations, *autopath*'s
+/// successes, *template*'s matches and failures.
+pub struct LabelCounts<const N: usize> {
     name: &'static str,
     help: &'static str,
-    counts: Mutex<BTreeMap<(String, String), u64>>,
+    labels: [&'static str; N],
+    counts: Mutex<BTreeMap<[String; N], u64>>,
 }
 
-impl StatusCounts {
-    /// An empty family `name`.
-    pub const fn new(name: &'static str, help: &'static str) -> Self {
+impl<const N: usize> LabelCounts<N> {
+    /// An empty family `name` with label names `labels`.
+    pub const fn new(name: &'static str, help: &'static str, labels: [&'static str; N]) -> Self {
         Self {
             name,
             help,
+            labels,
             counts: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Counts one for (`server`, `status`).
-    pub fn inc(&self, server: &str, status: String) {
+    /// Counts one for the label `values`.
+    pub fn inc(&self, values: [String; N]) {
         *self
             .counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry((server.to_owned(), status))
+            .entry(values)
             .or_default() += 1;
     }
 
@@ -375,65 +378,14 @@ impl StatusCounts {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        for ((server, status), n) in &m {
-            add(
-                f,
-                self.name,
-                self.help,
-                "counter",
-                "",
-                &[("server", server), ("status", status)],
-                *n as f64,
-            );
-        }
-    }
-}
-
-/// A counter family labelled by server alone, for paths that are not hot (one lock
-/// per count): *dns64*'s translations, *autopath*'s successes.
-pub struct ServerCounts {
-    name: &'static str,
-    help: &'static str,
-    counts: Mutex<BTreeMap<String, u64>>,
-}
-
-impl ServerCounts {
-    /// An empty family `name`.
-    pub const fn new(name: &'static str, help: &'static str) -> Self {
-        Self {
-            name,
-            help,
-            counts: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    /// Counts one for `server`.
-    pub fn inc(&self, server: &str) {
-        *self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(server.to_owned())
-            .or_default() += 1;
-    }
-
-    /// Adds the series counted so far to `f`.
-    pub fn add_to(&self, f: &mut Families) {
-        let m = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        for (server, n) in &m {
-            add(
-                f,
-                self.name,
-                self.help,
-                "counter",
-                "",
-                &[("server", server)],
-                *n as f64,
-            );
+        for (values, n) in &m {
+            let l: Vec<(&str, &str)> = self
+                .labels
+                .iter()
+                .zip(values.iter())
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect();
+            add(f, self.name, self.help, "counter", "", &l, *n as f64);
         }
     }
 }

@@ -34,7 +34,6 @@ pub(super) struct State<'t> {
     pub(crate) funcs: &'t [Func],
     pub(crate) vars: Vec<(String, Value)>,
     pub(crate) out: String,
-    pub(crate) depth: u32,
     /// Range iterations so far.
     pub(crate) steps: u64,
     /// The node being evaluated, for errors.
@@ -193,7 +192,6 @@ impl State<'_> {
                     "more than {MAX_STEPS} range iterations (a limit of ringdns)"
                 )));
             }
-            self.depth += 1;
             let inner = self.vars.len();
             match b.pipe.decl.len() {
                 1 => {
@@ -211,7 +209,6 @@ impl State<'_> {
                 _ => {}
             }
             let f = self.walk_list(&e, &b.list);
-            self.depth -= 1;
             self.vars.truncate(inner);
             match f? {
                 Flow::Break => break,

@@ -57,7 +57,6 @@ impl Template {
             funcs: self.funcs,
             vars: Vec::new(),
             out: String::new(),
-            depth: 0,
             steps: 0,
             at: (0, String::new()),
         };

@@ -610,12 +610,7 @@ pub(crate) fn unquote_body(s: &str, q: char) -> Option<String> {
                 for _ in 0..n {
                     v = v * 16 + cs.next()?.to_digit(16)?;
                 }
-                if e == 'x' {
-                    // A byte; only ASCII stays a valid Rust string.
-                    out.push(char::from_u32(v)?);
-                } else {
-                    out.push(char::from_u32(v)?);
-                }
+                out.push(char::from_u32(v)?);
             }
             '0'..='7' => {
                 let mut v = e.to_digit(8)?;
@@ -704,11 +699,7 @@ impl Arg {
                 s.push(')');
             }
             Self::Chain(_, a, f) => {
-                if let Self::Pipe(_) = **a {
-                    a.write(s);
-                } else {
-                    a.write(s);
-                }
+                a.write(s);
                 for i in f {
                     s.push('.');
                     s.push_str(i);

@@ -92,13 +92,14 @@ fn search_path(path: &str) -> Result<Vec<Name>, String> {
 }
 
 /// `coredns_autopath_success_total` per server.
-static SUCCESS: crate::metrics::ServerCounts = crate::metrics::ServerCounts::new(
+static SUCCESS: crate::metrics::LabelCounts<1> = crate::metrics::LabelCounts::new(
     "coredns_autopath_success_total",
     "Counter of requests that did autopath.",
+    ["server"],
 );
 
 fn count(server: &str) {
-    SUCCESS.inc(server);
+    SUCCESS.inc([server.to_owned()]);
     crate::metrics::contribute(|f| SUCCESS.add_to(f));
 }
 

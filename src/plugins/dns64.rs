@@ -90,13 +90,14 @@ fn parse_prefix(d: &Dispenser, s: &str) -> Result<([u8; 16], u8), Diagnostic> {
 }
 
 /// `coredns_dns64_requests_translated_total` per server.
-static TRANSLATED: crate::metrics::ServerCounts = crate::metrics::ServerCounts::new(
+static TRANSLATED: crate::metrics::LabelCounts<1> = crate::metrics::LabelCounts::new(
     "coredns_dns64_requests_translated_total",
     "Counter of DNS requests translated by dns64.",
+    ["server"],
 );
 
 fn count(server: &str) {
-    TRANSLATED.inc(server);
+    TRANSLATED.inc([server.to_owned()]);
     crate::metrics::contribute(|f| TRANSLATED.add_to(f));
 }
 

@@ -29,11 +29,12 @@ use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsConnector;
 
 use super::file::Fall;
+use super::forward::doh::LocalExec;
 use super::forward::tls;
 use crate::chain::{Ctx, ErrorKind, Flow, PluginError, Status};
 use crate::config::SetupCtx;
 use crate::metrics::{Families, Hist, TIME_BUCKETS, add, add_hist, contribute};
-use crate::wire::{Name, flags, hdr};
+use crate::wire::Name;
 use crate::zone::in_zone;
 
 /// CoreDNS's `max`: upstreams per stanza.
@@ -251,16 +252,6 @@ fn metrics(f: &mut Families) {
     }
 }
 
-/// hyper's executor on the thread's local task set.
-#[derive(Clone, Copy)]
-struct LocalExec;
-
-impl<F: std::future::Future<Output = ()> + 'static> hyper::rt::Executor<F> for LocalExec {
-    fn execute(&self, fut: F) {
-        tokio::task::spawn_local(fut);
-    }
-}
-
 type Sender = http2::SendRequest<Full<Bytes>>;
 
 thread_local! {
@@ -353,7 +344,7 @@ impl Grpc {
             if counted {
                 observe(label, rcode, start.elapsed().as_secs_f64());
             }
-            if !reply_matches(&reply, ctx) {
+            if !super::forward::question_matches(&reply, ctx) {
                 let mut b = ctx.reply();
                 b.set_rcode(1);
                 b.finish();
@@ -575,58 +566,6 @@ impl Grpc {
 enum Reply {
     Message(Vec<u8>),
     NotFound,
-}
-
-/// CoreDNS `request.Match`: one question, the QR bit, the same name (any case)
-/// and type.
-fn reply_matches(reply: &[u8], ctx: &Ctx<'_>) -> bool {
-    if reply.len() < 12 || hdr::counts(reply)[0] != 1 || hdr::flags(reply) & flags::QR == 0 {
-        return false;
-    }
-    let Ok((end, _)) = Name::scan(reply, 12) else {
-        return false;
-    };
-    let Ok(name) = Name::from_wire(&expand_name(reply, 12)) else {
-        return false;
-    };
-    let Some(t) = reply.get(end..end + 2) else {
-        return false;
-    };
-    name.wire()
-        .eq_ignore_ascii_case(ctx.req.qname.to_lowercase().wire())
-        && u16::from_be_bytes([t[0], t[1]]) == ctx.req.qtype
-}
-
-/// The name at `off`, pointers followed, in wire form (empty if malformed).
-fn expand_name(msg: &[u8], off: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut pos = off;
-    for _ in 0..128 {
-        let Some(&l) = msg.get(pos) else {
-            return Vec::new();
-        };
-        match l & 0xC0 {
-            0 if l == 0 => {
-                out.push(0);
-                return out;
-            }
-            0 => {
-                let Some(label) = msg.get(pos..pos + 1 + usize::from(l)) else {
-                    return Vec::new();
-                };
-                out.extend_from_slice(label);
-                pos += 1 + usize::from(l);
-            }
-            0xC0 => {
-                let Some(&b) = msg.get(pos + 1) else {
-                    return Vec::new();
-                };
-                pos = (usize::from(l & 0x3F) << 8) | usize::from(b);
-            }
-            _ => return Vec::new(),
-        }
-    }
-    Vec::new()
 }
 
 /// gRPC status code names as grpc-go prints them.

@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use corefile::{Diagnostic, Dispenser};
 
@@ -30,7 +30,7 @@ use super::file::Fall;
 use crate::chain::{Ctx, ErrorKind, Flow, Next, PluginError, Status};
 use crate::config::SetupCtx;
 use crate::gotmpl::{Func, Object, Template, Value, go_quote};
-use crate::metrics::{Families, add, contribute};
+use crate::metrics::{Families, LabelCounts, contribute};
 use crate::wire::index::{MsgIndex, expand};
 use crate::wire::{Name, SectionKind, flags, hdr, types};
 use crate::zone::in_zone;
@@ -141,17 +141,11 @@ fn parse_uint(args: &[Value]) -> Result<Value, String> {
 
 /// miekg `ClassToString[c]`: "" for a class it has no name for.
 fn class_string(c: u16) -> String {
-    if class_from_str_rev(c) {
-        let mut s = String::new();
+    let mut s = String::new();
+    if matches!(c, 1..=4 | 254 | 255) {
         types::class_to_string(c, &mut s);
-        s
-    } else {
-        String::new()
     }
-}
-
-fn class_from_str_rev(c: u16) -> bool {
-    matches!(c, 1..=4 | 254 | 255)
+    s
 }
 
 /// miekg `TypeToString[t]`: "" for a type it has no name for.
@@ -447,12 +441,13 @@ impl Object for RrView {
     }
 }
 
-/// The request (`*dns.Msg`): its header fields and sections.
+/// The request (`*dns.Msg`): its header fields and sections (read only when a
+/// template asks for them).
 struct MsgView {
     id: u16,
     flags: u16,
     question: Question,
-    sections: [Vec<String>; 3],
+    msg: Vec<u8>,
 }
 
 impl Object for MsgView {
@@ -491,7 +486,7 @@ impl Object for MsgView {
                 Value::List(
                     "[]dns.RR",
                     Rc::new(
-                        self.sections[i]
+                        section_texts(&self.msg)[i]
                             .iter()
                             .map(|s| Value::Obj(Rc::new(RrView(s.clone()))))
                             .collect(),
@@ -569,59 +564,37 @@ enum Eval {
     Reply(Built),
 }
 
-/// Labels: server, zone, view, class, type (and section, template).
-type Labels = Vec<String>;
+static MATCHES: LabelCounts<5> = LabelCounts::new(
+    "coredns_template_matches_total",
+    "Counter of template regex matches.",
+    ["server", "zone", "view", "class", "type"],
+);
 
-static MATCHES: Mutex<BTreeMap<Labels, u64>> = Mutex::new(BTreeMap::new());
-static TEMPLATE_FAILURES: Mutex<BTreeMap<Labels, u64>> = Mutex::new(BTreeMap::new());
-static RR_FAILURES: Mutex<BTreeMap<Labels, u64>> = Mutex::new(BTreeMap::new());
+const FAIL_LABELS: [&str; 7] = [
+    "server", "zone", "view", "class", "type", "section", "template",
+];
 
-fn count(m: &Mutex<BTreeMap<Labels, u64>>, labels: Labels) {
-    *m.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .entry(labels)
-        .or_default() += 1;
+static TEMPLATE_FAILURES: LabelCounts<7> = LabelCounts::new(
+    "coredns_template_template_failures_total",
+    "Counter of go template failures.",
+    FAIL_LABELS,
+);
+
+static RR_FAILURES: LabelCounts<7> = LabelCounts::new(
+    "coredns_template_rr_failures_total",
+    "Counter of mis-templated RRs.",
+    FAIL_LABELS,
+);
+
+fn count<const N: usize>(m: &LabelCounts<N>, values: [String; N]) {
+    m.inc(values);
     contribute(metrics);
 }
 
 fn metrics(f: &mut Families) {
-    const BASE: [&str; 5] = ["server", "zone", "view", "class", "type"];
-    const FAIL: [&str; 7] = [
-        "server", "zone", "view", "class", "type", "section", "template",
-    ];
-    for (m, name, help, names) in [
-        (
-            &MATCHES,
-            "coredns_template_matches_total",
-            "Counter of template regex matches.",
-            &BASE[..],
-        ),
-        (
-            &TEMPLATE_FAILURES,
-            "coredns_template_template_failures_total",
-            "Counter of go template failures.",
-            &FAIL[..],
-        ),
-        (
-            &RR_FAILURES,
-            "coredns_template_rr_failures_total",
-            "Counter of mis-templated RRs.",
-            &FAIL[..],
-        ),
-    ] {
-        let snap = m
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        for (labels, n) in &snap {
-            let l: Vec<(&str, &str)> = names
-                .iter()
-                .zip(labels.iter())
-                .map(|(k, v)| (*k, v.as_str()))
-                .collect();
-            add(f, name, help, "counter", "", &l, *n as f64);
-        }
-    }
+    MATCHES.add_to(f);
+    TEMPLATE_FAILURES.add_to(f);
+    RR_FAILURES.add_to(f);
 }
 
 fn failed(text: String) -> Status {
@@ -705,9 +678,9 @@ impl TemplatePlugin {
         let name = qname.to_string();
         let (qclass, qtype) = (ctx.req.qclass, ctx.req.qtype);
         for t in self.stanzas.iter() {
-            if Self::zone_of(t.zones.iter().map(|(s, n)| (s, n)), &qname).is_none() {
+            let Some(zone) = Self::zone_of(t.zones.iter().map(|(s, n)| (s, n)), &qname) else {
                 continue;
-            }
+            };
             if t.qclass != 255 && qclass != 255 && qclass != t.qclass {
                 continue;
             }
@@ -724,9 +697,7 @@ impl TemplatePlugin {
                 }
                 return Eval::Fail(Status::rcode(2));
             };
-            let zone = Self::zone_of(t.zones.iter().map(|(s, n)| (s, n)), &qname)
-                .cloned()
-                .unwrap_or_default();
+            let zone = zone.clone();
             let matches: Vec<String> = (0..caps.len())
                 .map(|i| caps.get(i).map_or(String::new(), |m| m.as_str().to_owned()))
                 .collect();
@@ -758,7 +729,7 @@ impl TemplatePlugin {
                     id: ctx.req.id(),
                     flags: hdr::flags(ctx.req.msg),
                     question,
-                    sections: section_texts(ctx.req.msg),
+                    msg: ctx.req.msg.to_vec(),
                 }),
                 remote: ctx.peer.ip().to_string(),
                 meta: ctx
@@ -771,7 +742,7 @@ impl TemplatePlugin {
                     })
                     .unwrap_or_default(),
             };
-            let base = vec![ctx.server.to_string(), zone, String::new(), class, rtype];
+            let base = [ctx.server.to_string(), zone, String::new(), class, rtype];
             if count_match {
                 count(&MATCHES, base.clone());
             }
@@ -793,11 +764,17 @@ impl TemplatePlugin {
                 ("authority", &t.authority),
             ] {
                 for tp in list {
-                    let fail_labels = |base: &Labels| {
-                        let mut l = base.clone();
-                        l.push(section.to_owned());
-                        l.push(tp.tree_string());
-                        l
+                    let fail_labels = |base: &[String; 5]| {
+                        let [server, zone, view, class, rtype] = base.clone();
+                        [
+                            server,
+                            zone,
+                            view,
+                            class,
+                            rtype,
+                            section.to_owned(),
+                            tp.tree_string(),
+                        ]
                     };
                     let text = match tp.execute(&value) {
                         Ok(s) => s,

@@ -43,13 +43,14 @@ const MAX_QUERY: usize = 65_536;
 const MAX_BASE64: usize = (MAX_QUERY * 8).div_ceil(6);
 
 /// `coredns_dns_https_responses_total`.
-static RESPONSES: crate::metrics::StatusCounts = crate::metrics::StatusCounts::new(
+static RESPONSES: crate::metrics::LabelCounts<2> = crate::metrics::LabelCounts::new(
     "coredns_dns_https_responses_total",
     "Counter of DoH responses per server and http status code.",
+    ["server", "status"],
 );
 
 fn count(server: &str, status: u16) {
-    RESPONSES.inc(server, status.to_string());
+    RESPONSES.inc([server.to_owned(), status.to_string()]);
     crate::metrics::contribute(|f| RESPONSES.add_to(f));
 }
 

@@ -79,13 +79,14 @@ impl Config {
 }
 
 /// `coredns_dns_quic_responses_total`.
-static RESPONSES: crate::metrics::StatusCounts = crate::metrics::StatusCounts::new(
+static RESPONSES: crate::metrics::LabelCounts<2> = crate::metrics::LabelCounts::new(
     "coredns_dns_quic_responses_total",
     "Counter of DoQ responses per server and QUIC application code.",
+    ["server", "status"],
 );
 
 fn count(server: &str, code: u32) {
-    RESPONSES.inc(server, format!("0x{code:x}"));
+    RESPONSES.inc([server.to_owned(), format!("0x{code:x}")]);
     crate::metrics::contribute(|f| RESPONSES.add_to(f));
 }
 

@@ -155,7 +155,7 @@ impl Body for Wire {
 /// hyper's executor for HTTP/2 background work: the current `LocalSet`
 /// (every worker, the detached-query thread and the health checks run one).
 #[derive(Clone, Copy)]
-struct LocalExec;
+pub(crate) struct LocalExec;
 
 impl<F: Future<Output = ()> + 'static> hyper::rt::Executor<F> for LocalExec {
     fn execute(&self, fut: F) {

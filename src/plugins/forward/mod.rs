@@ -559,7 +559,7 @@ fn dump_wrong_reply(reply: &[u8], ctx: &Ctx<'_>) {
 
 /// CoreDNS `request.Match`: one question, QR set, same name (case folded),
 /// type and class.
-fn question_matches(reply: &[u8], ctx: &Ctx<'_>) -> bool {
+pub(crate) fn question_matches(reply: &[u8], ctx: &Ctx<'_>) -> bool {
     if hdr::counts(reply)[0] != 1 || hdr::flags(reply) & flags::QR == 0 {
         return false;
     }
