@@ -102,6 +102,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "template",
     "transfer",
     "hosts",
+    "kubernetes",
     "file",
     "auto",
     "secondary",

@@ -87,7 +87,55 @@ fn error_table() {
         ),
         (
             ". {\n kubernetes cluster.local\n}",
-            "plugin/kubernetes: not supported by ringdns yet",
+            "plugin/kubernetes: unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined",
+        ),
+        (
+            ". {\n kubernetes in-addr.arpa\n}",
+            "plugin/kubernetes: non-reverse zone name must be used",
+        ),
+        (
+            ". {\n kubernetes cluster.local {\n  ttl 3601\n }\n}",
+            "plugin/kubernetes: Corefile:3 - Error during parsing: ttl must be in range [0, 3600]: 3601",
+        ),
+        (
+            ". {\n kubernetes cluster.local {\n  ttl x\n }\n}",
+            "plugin/kubernetes: strconv.Atoi: parsing \"x\": invalid syntax",
+        ),
+        (
+            ". {\n kubernetes cluster.local {\n  pods maybe\n }\n}",
+            "plugin/kubernetes: wrong value for pods: maybe,  must be one of: disabled, verified, insecure",
+        ),
+        (
+            ". {\n kubernetes cluster.local {\n  namespaces a\n  namespace_labels x=y\n }\n}",
+            "plugin/kubernetes: Corefile:5 - Error during parsing: namespaces and namespace_labels cannot both be set",
+        ),
+        (
+            ". {\n kubernetes cluster.local {\n  labels app!=web\n }\n}",
+            "plugin/kubernetes: unable to parse label selector value: 'app!=web': \"!=\" is not a valid label selector operator",
+        ),
+        (
+            ". {\n kubernetes cluster.local {\n  ignore all\n }\n}",
+            "plugin/kubernetes: unable to parse ignore value: 'all'",
+        ),
+        (
+            ". {\n kubernetes cluster.local {\n  startup_timeout 5x\n }\n}",
+            "plugin/kubernetes: failed to parse startup_timeout: 5x, time: unknown unit \"x\" in duration \"5x\"",
+        ),
+        (
+            ". {\n kubernetes cluster.local {\n  apiserver_qps -1\n }\n}",
+            "plugin/kubernetes: Corefile:3 - Error during parsing: apiserver_qps must be >= 0",
+        ),
+        (
+            ". {\n kubernetes cluster.local {\n  kubeconfig /k c\n }\n}",
+            "plugin/kubernetes: Corefile:3 - Error during parsing: kubeconfig is not supported by ringdns yet",
+        ),
+        (
+            ". {\n kubernetes cluster.local {\n  bogus\n }\n}",
+            "plugin/kubernetes: Corefile:3 - Error during parsing: unknown property 'bogus'",
+        ),
+        (
+            ". {\n kubernetes cluster.local\n kubernetes cluster.local\n}",
+            "plugin/kubernetes: this plugin can only be used once per Server Block",
         ),
         (
             ". {\n rewrite cname a.org\n}",

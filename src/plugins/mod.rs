@@ -19,6 +19,7 @@ pub mod header;
 pub mod health;
 pub mod hosts;
 pub mod https;
+pub mod kubernetes;
 pub mod loadbalance;
 pub mod local;
 pub mod log;
@@ -91,6 +92,8 @@ pub enum PluginConfig {
     Transfer(transfer::TransferConfig),
     /// `hosts`.
     Hosts(hosts::HostsConfig),
+    /// `kubernetes`.
+    Kubernetes(kubernetes::KubernetesConfig),
     /// `file`.
     File(file::FileConfig),
     /// `auto`.
@@ -165,6 +168,7 @@ pub fn setup(
         "template" => PluginConfig::Template(template::setup(d, ctx)?),
         "transfer" => PluginConfig::Transfer(transfer::setup(d, ctx)?),
         "hosts" => PluginConfig::Hosts(hosts::setup(d, ctx)?),
+        "kubernetes" => PluginConfig::Kubernetes(kubernetes::setup(d, ctx)?),
         "file" => PluginConfig::File(file::setup(d, ctx)?),
         "auto" => PluginConfig::Auto(auto::setup(d, ctx)?),
         "secondary" => PluginConfig::Secondary(secondary::setup(d, ctx)?),
@@ -228,6 +232,8 @@ pub enum Plugin {
     Transfer(transfer::Transfer),
     /// `hosts`.
     Hosts(hosts::Hosts),
+    /// `kubernetes`.
+    Kubernetes(Box<kubernetes::Kubernetes>),
     /// `file`.
     File(file::File),
     /// `auto`.
@@ -272,6 +278,9 @@ impl Plugin {
             PluginConfig::Template(c) => Self::Template(c.clone()),
             PluginConfig::Transfer(c) => Self::Transfer(transfer::Transfer::new(c)),
             PluginConfig::Hosts(c) => Self::Hosts(hosts::Hosts::new(c)),
+            PluginConfig::Kubernetes(c) => {
+                Self::Kubernetes(Box::new(kubernetes::Kubernetes::new(c)))
+            }
             PluginConfig::File(c) => Self::File(file::File::new(c)),
             PluginConfig::Auto(c) => Self::Auto(auto::Auto::new(c)),
             PluginConfig::Secondary(c) => Self::Secondary(secondary::Secondary::new(c)),
@@ -308,6 +317,7 @@ impl Plugin {
             Self::Template(_) => "template",
             Self::Transfer(_) => "transfer",
             Self::Hosts(_) => "hosts",
+            Self::Kubernetes(_) => "kubernetes",
             Self::File(_) => "file",
             Self::Auto(_) => "auto",
             Self::Secondary(_) => "secondary",
@@ -323,6 +333,7 @@ impl Plugin {
     pub fn ready(&self) -> Option<bool> {
         match self {
             Self::Erratic(e) => Some(e.ready()),
+            Self::Kubernetes(k) => Some(k.ready()),
             _ => None,
         }
     }
@@ -362,6 +373,7 @@ impl Plugin {
             Self::Template(p) => p.serve(ctx),
             Self::Transfer(p) => p.serve(ctx),
             Self::Hosts(p) => p.serve(ctx),
+            Self::Kubernetes(p) => p.serve(ctx),
             Self::File(p) => p.serve(ctx),
             Self::Auto(p) => p.serve(ctx),
             Self::Secondary(p) => p.serve(ctx),
@@ -385,6 +397,7 @@ impl Plugin {
             Self::Forward(p) => p.serve_async(ctx).await,
             Self::Cache(p) => p.serve_async(ctx).await,
             Self::Erratic(p) => p.serve_async(ctx).await,
+            Self::Kubernetes(p) => Box::pin(p.serve_async(ctx)).await,
             Self::File(p) => Box::pin(p.serve_async(ctx)).await,
             Self::Auto(p) => Box::pin(p.serve_async(ctx)).await,
             Self::Secondary(p) => Box::pin(p.serve_async(ctx)).await,

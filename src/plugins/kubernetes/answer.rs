@@ -1,0 +1,746 @@
+//! Answers from the snapshot, as CoreDNS's `kubernetes.go` (`Records`,
+//! `findServices`, `findPods`, `Services`), `reverse.go`, `ns.go` and the shared
+//! `plugin/backend_lookup.go` (A, AAAA, SRV, TXT, PTR, NS, SOA, CNAME) make them.
+//!
+//! Names are strings in presentation form, fully qualified. As in CoreDNS,
+//! `name` is the query name in lower case and `zone` the query's own suffix for
+//! the plugin's zone (its case kept): owners are written as the client asked,
+//! targets under the zone with the zone as the client wrote it.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use super::store::{Address, Snapshot};
+
+/// CoreDNS's `DNSSchemaVersion`.
+pub const SCHEMA_VERSION: &str = "1.1.0";
+const MAX_CNAME_CHAIN: usize = 10;
+
+/// What *kubernetes* was configured with that answers depend on.
+pub struct Params<'a> {
+    pub primary_zone: &'a str,
+    /// `namespaces` (empty: all).
+    pub namespaces: &'a HashSet<String>,
+    pub pods: PodMode,
+    pub endpoint_pod_names: bool,
+    pub ignore_empty_service: bool,
+    pub ttl: u32,
+    /// The server's own non-loopback addresses (CoreDNS's `boundIPs`).
+    pub local_ips: &'a [IpAddr],
+}
+
+/// `pods`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodMode {
+    Disabled,
+    Insecure,
+    Verified,
+}
+
+/// A record: owner, type, TTL and RDATA (names uncompressed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rr {
+    pub owner: String,
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdata: Vec<u8>,
+}
+
+/// CoreDNS's `msg.Service`, as far as *kubernetes* fills it.
+#[derive(Clone, Debug)]
+struct Svc {
+    host: String,
+    port: i32,
+    ttl: u32,
+    text: Option<&'static str>,
+    /// `msg.Domain(Key)`: the name the record stands for.
+    domain: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Host {
+    Cname,
+    Txt,
+    A(IpAddr),
+    Aaaa(IpAddr),
+}
+
+impl Svc {
+    fn new(host: String, port: i32, ttl: u32, domain: String) -> Self {
+        Self {
+            host,
+            port,
+            ttl,
+            text: None,
+            domain,
+        }
+    }
+
+    /// `HostType`.
+    fn host_type(&self) -> Host {
+        match go_parse_ip(&self.host) {
+            None if self.text.is_some() => Host::Txt,
+            None => Host::Cname,
+            Some(IpAddr::V4(a)) => Host::A(IpAddr::V4(a)),
+            Some(IpAddr::V6(a)) => match a.to_ipv4_mapped() {
+                Some(v4) => Host::A(IpAddr::V4(v4)),
+                None => Host::Aaaa(IpAddr::V6(a)),
+            },
+        }
+    }
+}
+
+/// Go's `net.ParseIP` (no zones, no brackets).
+pub fn go_parse_ip(s: &str) -> Option<IpAddr> {
+    s.parse().ok()
+}
+
+/// A name error (CoreDNS's `errNoItems`, `errNsNotExposed`, `errInvalidRequest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameError;
+
+/// A self-lookup the answer needs (CoreDNS's `Upstream.Lookup`), or its reply.
+pub trait Upstream {
+    /// The answer records and TC bit of the server's reply to `name`/`qtype`;
+    /// `None` when the lookup failed or is not done yet.
+    fn lookup(&mut self, name: &str, qtype: u16) -> Option<(Vec<Rr>, bool)>;
+}
+
+/// The parsed query name (CoreDNS's `recordRequest`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    pub port: String,
+    pub protocol: String,
+    pub endpoint: String,
+    pub service: String,
+    pub namespace: String,
+    pub pod_or_svc: String,
+}
+
+/// Labels of `name` (fully qualified) before `zone`'s, or `None` when `name` is
+/// not below `zone` (CoreDNS's `TrimZone` error).
+fn trim_zone<'n>(name: &'n str, zone: &str) -> Option<&'n str> {
+    let zl = count_labels(zone);
+    let nl = count_labels(name);
+    if nl <= zl {
+        return None;
+    }
+    let labels: Vec<&str> = split(name);
+    let keep = nl - zl;
+    let len: usize = labels[..keep].iter().map(|l| l.len() + 1).sum::<usize>() - 1;
+    Some(&name[..len])
+}
+
+fn split(name: &str) -> Vec<&str> {
+    let t = name.strip_suffix('.').unwrap_or(name);
+    if t.is_empty() {
+        return Vec::new();
+    }
+    t.split('.').collect()
+}
+
+fn count_labels(name: &str) -> usize {
+    split(name).len()
+}
+
+fn fqdn(s: &str) -> String {
+    if s.ends_with('.') {
+        s.to_owned()
+    } else {
+        format!("{s}.")
+    }
+}
+
+/// `dns.IsSubDomain(parent, child)`.
+pub fn is_subdomain(parent: &str, child: &str) -> bool {
+    let p = split(parent);
+    let c = split(child);
+    p.len() <= c.len()
+        && p.iter()
+            .rev()
+            .zip(c.iter().rev())
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+}
+
+/// CoreDNS's `parseRequest` (without `multicluster` and `zonal`).
+pub fn parse_request(name: &str, zone: &str) -> Result<Request, NameError> {
+    let mut r = Request::default();
+    let Some(base) = trim_zone(name, zone) else {
+        return Ok(r);
+    };
+    if base.is_empty() || base == "svc" || base == "pod" {
+        return Ok(r);
+    }
+    let segs: Vec<&str> = base.split('.').collect();
+    let mut last = segs.len() as isize - 1;
+    r.pod_or_svc = segs[last as usize].to_owned();
+    if r.pod_or_svc != "pod" && r.pod_or_svc != "svc" {
+        return Err(NameError);
+    }
+    last -= 1;
+    if last < 0 {
+        return Ok(r);
+    }
+    r.namespace = segs[last as usize].to_owned();
+    last -= 1;
+    if last < 0 {
+        return Ok(r);
+    }
+    r.service = segs[last as usize].to_owned();
+    last -= 1;
+    match last {
+        -1 => {}
+        0 => r.endpoint = segs[0].to_owned(),
+        1 => {
+            r.protocol = strip_underscore(segs[1]).to_owned();
+            r.port = strip_underscore(segs[0]).to_owned();
+        }
+        _ => return Err(NameError),
+    }
+    Ok(r)
+}
+
+fn strip_underscore(s: &str) -> &str {
+    s.strip_prefix('_').unwrap_or(s)
+}
+
+fn matches(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn port_proto(a_port: &str, b_port: &str, a_proto: &str, b_proto: &str) -> bool {
+    (a_port.is_empty() || matches(a_port, b_port))
+        && (a_proto.is_empty() || matches(a_proto, b_proto))
+}
+
+/// CoreDNS's `endpointHostname`.
+pub fn endpoint_hostname(a: &Address, pod_names: bool) -> String {
+    if !a.hostname.is_empty() {
+        return a.hostname.clone();
+    }
+    if pod_names && !a.target.is_empty() {
+        return a.target.clone();
+    }
+    if a.ip.contains('.') {
+        return a.ip.replace('.', "-");
+    }
+    if a.ip.contains(':') {
+        let h = a.ip.replace(':', "-");
+        if h.ends_with('-') {
+            return h + "0";
+        }
+        return h;
+    }
+    String::new()
+}
+
+/// `dnsutil.IsReverse`.
+fn is_reverse(name: &str) -> bool {
+    is_subdomain("in-addr.arpa.", name) || is_subdomain("ip6.arpa.", name)
+}
+
+/// The lookups over one snapshot.
+pub struct Lookup<'a> {
+    pub snap: &'a Snapshot,
+    pub p: &'a Params<'a>,
+}
+
+impl Lookup<'_> {
+    fn ns_exposed(&self, ns: &str) -> bool {
+        (self.p.namespaces.is_empty() || self.p.namespaces.contains(ns))
+            && self.snap.namespaces.contains(ns)
+    }
+
+    /// `Records`.
+    fn records(&self, name: &str, zone: &str) -> Result<Vec<Svc>, NameError> {
+        let r = parse_request(name, zone)?;
+        if r.pod_or_svc.is_empty() {
+            return Ok(Vec::new());
+        }
+        if is_reverse(name) {
+            return Err(NameError);
+        }
+        if !self.ns_exposed(&r.namespace) {
+            return Err(NameError);
+        }
+        if r.pod_or_svc == "pod" {
+            return self.find_pods(&r, zone);
+        }
+        self.find_services(&r, zone)
+    }
+
+    fn find_pods(&self, r: &Request, zone: &str) -> Result<Vec<Svc>, NameError> {
+        if self.p.pods == PodMode::Disabled {
+            return Err(NameError);
+        }
+        let podname = &r.service;
+        if podname.is_empty() {
+            return Ok(Vec::new());
+        }
+        let domain = format!("{podname}.{}.pod.{zone}", r.namespace);
+        let ip = if podname.matches('-').count() == 3 && !podname.contains("--") {
+            podname.replace('-', ".")
+        } else {
+            podname.replace('-', ":")
+        };
+        if self.p.pods == PodMode::Insecure {
+            if go_parse_ip(&ip).is_none() {
+                return Err(NameError);
+            }
+            return Ok(vec![Svc::new(ip, 0, self.p.ttl, domain)]);
+        }
+        let mut out = Vec::new();
+        for p in self.snap.pod_ip.get(&ip).map_or(&[][..], Vec::as_slice) {
+            if p.ip == ip && matches(&r.namespace, &p.namespace) {
+                out.push(Svc::new(ip.clone(), 0, self.p.ttl, domain.clone()));
+            }
+        }
+        if out.is_empty() {
+            return Err(NameError);
+        }
+        Ok(out)
+    }
+
+    fn find_services(&self, r: &Request, zone: &str) -> Result<Vec<Svc>, NameError> {
+        if r.service.is_empty() {
+            return Ok(Vec::new());
+        }
+        let idx = format!("{}.{}", r.service, r.namespace);
+        let mut found = false;
+        let mut out = Vec::new();
+        let eps = self.snap.ep.get(&idx).map_or(&[][..], Vec::as_slice);
+        for svc in self.snap.svc.get(&idx).map_or(&[][..], Vec::as_slice) {
+            if !matches(&r.namespace, &svc.namespace) || !matches(&r.service, &svc.name) {
+                continue;
+            }
+            let domain = format!("{}.{}.svc.{zone}", svc.name, svc.namespace);
+            if self.p.ignore_empty_service
+                && !svc.external()
+                && !svc.headless()
+                && eps.iter().all(|e| e.addresses.is_empty())
+            {
+                continue;
+            }
+            if svc.external() {
+                if !r.endpoint.is_empty() || !r.port.is_empty() || !r.protocol.is_empty() {
+                    continue;
+                }
+                let s = Svc::new(svc.external_name.clone(), 0, self.p.ttl, domain);
+                if s.host_type() == Host::Cname {
+                    out.push(s);
+                    found = true;
+                }
+                continue;
+            }
+            if svc.headless() || !r.endpoint.is_empty() {
+                for ep in eps {
+                    if ep.index != svc.key() {
+                        continue;
+                    }
+                    for a in &ep.addresses {
+                        let host = endpoint_hostname(a, self.p.endpoint_pod_names);
+                        if !r.endpoint.is_empty() && !matches(&r.endpoint, &host) {
+                            continue;
+                        }
+                        for p in &ep.ports {
+                            if !port_proto(&r.port, &p.name, &r.protocol, &p.protocol) {
+                                continue;
+                            }
+                            out.push(Svc::new(
+                                a.ip.clone(),
+                                p.port,
+                                self.p.ttl,
+                                format!("{host}.{domain}"),
+                            ));
+                            found = true;
+                        }
+                    }
+                }
+                continue;
+            }
+            for p in &svc.ports {
+                if !port_proto(&r.port, &p.name, &r.protocol, &p.protocol) {
+                    continue;
+                }
+                found = true;
+                for ip in &svc.cluster_ips {
+                    out.push(Svc::new(ip.clone(), p.port, self.p.ttl, domain.clone()));
+                }
+            }
+        }
+        if found { Ok(out) } else { Err(NameError) }
+    }
+
+    /// `Services` for `qtype`.
+    fn services(&self, name: &str, zone: &str, qtype: u16) -> Result<Vec<Svc>, NameError> {
+        match qtype {
+            16 => {
+                let t = trim_zone(name, zone).unwrap_or("");
+                if t == "dns-version" {
+                    let mut s = Svc::new(String::new(), 0, 28800, name.to_owned());
+                    s.text = Some(SCHEMA_VERSION);
+                    return Ok(vec![s]);
+                }
+                return match self.records(name, zone) {
+                    Ok(v) if !v.is_empty() => Ok(Vec::new()),
+                    _ => Err(NameError),
+                };
+            }
+            2 => {
+                return Ok(self
+                    .ns_addrs(zone)
+                    .into_iter()
+                    .map(|(n, ip)| Svc::new(ip.to_string(), 0, self.p.ttl, n))
+                    .collect());
+            }
+            _ => {}
+        }
+        if is_default_ns(name, zone) {
+            return Ok(self
+                .ns_addrs(zone)
+                .into_iter()
+                .filter(|(_, ip)| ip.is_ipv4() == (qtype == 1) && matches!(qtype, 1 | 28))
+                .map(|(_, ip)| Svc::new(ip.to_string(), 0, self.p.ttl, name.to_owned()))
+                .collect());
+        }
+        let s = self.records(name, zone)?;
+        if qtype != 33 {
+            return Ok(s);
+        }
+        Ok(s.into_iter()
+            .filter(|v| v.host_type() != Host::Cname)
+            .collect())
+    }
+
+    /// `nsAddrs` (internal names): the names and addresses of the services whose
+    /// endpoints hold this server's addresses, else `ns.dns.ZONE` for each.
+    fn ns_addrs(&self, zone: &str) -> Vec<(String, IpAddr)> {
+        let mut out = Vec::new();
+        let mut found = false;
+        for lip in self.p.local_ips {
+            for ep in self
+                .snap
+                .ep_ip
+                .get(&lip.to_string())
+                .map_or(&[][..], Vec::as_slice)
+            {
+                found = true;
+                for svc in self.snap.svc.get(&ep.index).map_or(&[][..], Vec::as_slice) {
+                    let svc_name = format!("{}.{}.svc.{zone}", svc.name, svc.namespace);
+                    if svc.headless() {
+                        for a in &ep.addresses {
+                            if let Some(ip) = go_parse_ip(&a.ip) {
+                                out.push((
+                                    format!(
+                                        "{}.{svc_name}",
+                                        endpoint_hostname(a, self.p.endpoint_pod_names)
+                                    ),
+                                    ip,
+                                ));
+                            }
+                        }
+                    } else {
+                        for c in &svc.cluster_ips {
+                            if let Some(ip) = go_parse_ip(c) {
+                                out.push((svc_name.clone(), ip));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !found {
+            for lip in self.p.local_ips {
+                out.push((format!("ns.dns.{zone}"), *lip));
+            }
+        }
+        out
+    }
+
+    /// `checkForApex` then A or AAAA (`plugin.A`/`plugin.AAAA`).
+    pub fn address(
+        &self,
+        qname: &str,
+        name: &str,
+        zone: &str,
+        qtype: u16,
+        previous: &[Rr],
+        up: &mut dyn Upstream,
+    ) -> Result<(Vec<Rr>, bool), NameError> {
+        let services = if name == zone {
+            match self.services(&format!("apex.dns.{zone}"), zone, qtype) {
+                Ok(s) => s,
+                Err(_) => self.services(name, zone, qtype)?,
+            }
+        } else {
+            self.services(name, zone, qtype)?
+        };
+        let mut records = Vec::new();
+        let mut tc = false;
+        let mut dup = HashSet::new();
+        for serv in &services {
+            match serv.host_type() {
+                Host::Cname => {
+                    let target = fqdn(&serv.host);
+                    if is_subdomain(name, &target) {
+                        continue;
+                    }
+                    let cname = Rr {
+                        owner: qname.to_owned(),
+                        rtype: 5,
+                        ttl: serv.ttl,
+                        rdata: name_wire(&target),
+                    };
+                    if previous.len() > MAX_CNAME_CHAIN
+                        || previous.iter().any(|p| {
+                            p.rtype == 5
+                                && p.owner.eq_ignore_ascii_case(&cname.owner)
+                                && p.rdata == cname.rdata
+                        })
+                    {
+                        continue;
+                    }
+                    if is_subdomain(zone, &target) {
+                        let mut prev = previous.to_vec();
+                        prev.push(cname.clone());
+                        let lower = target.to_ascii_lowercase();
+                        if let Ok((next, t)) = self.address(&target, &lower, zone, qtype, &prev, up)
+                        {
+                            if !next.is_empty() {
+                                records.push(cname);
+                                records.extend(next);
+                            }
+                            tc |= t;
+                        }
+                        continue;
+                    }
+                    let Some((answer, t)) = up.lookup(&target, qtype) else {
+                        continue;
+                    };
+                    tc |= t;
+                    records.push(cname);
+                    records.extend(answer);
+                }
+                Host::A(ip) if qtype == 1 => {
+                    if dup.insert(serv.host.clone()) {
+                        records.push(addr_rr(qname, ip, serv.ttl));
+                    }
+                }
+                Host::Aaaa(ip) if qtype == 28 => {
+                    if dup.insert(serv.host.clone()) {
+                        records.push(addr_rr(qname, ip, serv.ttl));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok((records, tc))
+    }
+
+    /// `plugin.TXT`.
+    pub fn txt(&self, qname: &str, name: &str, zone: &str) -> Result<Vec<Rr>, NameError> {
+        let services = self.services(name, zone, 16)?;
+        let mut out = Vec::new();
+        let mut dup = HashSet::new();
+        for s in &services {
+            if let (Host::Txt, Some(t)) = (s.host_type(), s.text) {
+                if dup.insert(t) {
+                    let mut rd = vec![t.len() as u8];
+                    rd.extend_from_slice(t.as_bytes());
+                    out.push(Rr {
+                        owner: qname.to_owned(),
+                        rtype: 16,
+                        ttl: s.ttl,
+                        rdata: rd,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `plugin.SRV`: records and their addresses.
+    pub fn srv(
+        &self,
+        qname: &str,
+        name: &str,
+        zone: &str,
+    ) -> Result<(Vec<Rr>, Vec<Rr>), NameError> {
+        let services = self.services(name, zone, 33)?;
+        // Every service has priority 0 and weight 0 (counted as 100).
+        let total = 100 * services.len().max(1);
+        let weight = ((100.0 / total as f64) * 100.0).floor() as u16;
+        let weight = weight.max(1);
+        let (mut records, mut extra) = (Vec::new(), Vec::new());
+        let mut dup: HashSet<(String, u16, String)> = HashSet::new();
+        for s in &services {
+            if s.port == -1 {
+                continue;
+            }
+            let ip = match s.host_type() {
+                Host::A(ip) | Host::Aaaa(ip) => ip,
+                _ => continue,
+            };
+            let target = fqdn(&s.domain);
+            let port = s.port as u16;
+            if dup.insert((target.clone(), port, String::new())) {
+                let mut rd = Vec::new();
+                rd.extend_from_slice(&0u16.to_be_bytes());
+                rd.extend_from_slice(&weight.to_be_bytes());
+                rd.extend_from_slice(&port.to_be_bytes());
+                rd.extend_from_slice(&name_wire(&target));
+                records.push(Rr {
+                    owner: qname.to_owned(),
+                    rtype: 33,
+                    ttl: s.ttl,
+                    rdata: rd,
+                });
+            }
+            if dup.insert((target.clone(), 0, s.host.clone())) {
+                extra.push(addr_rr(&target, ip, s.ttl));
+            }
+        }
+        Ok((records, extra))
+    }
+
+    /// `plugin.PTR` over `Reverse`.
+    pub fn ptr(&self, qname: &str, name: &str, zone: &str) -> Result<Vec<Rr>, NameError> {
+        let rev = crate::wire::Name::parse(name)
+            .as_ref()
+            .and_then(crate::plugins::hosts::address_from_reverse);
+        let Some(ip) = rev else {
+            self.records(name, zone)?;
+            return Ok(Vec::new());
+        };
+        let hosts = self.service_record_for_ip(&ip.to_string());
+        if hosts.is_empty() {
+            return Err(NameError);
+        }
+        let mut out = Vec::new();
+        let mut dup = HashSet::new();
+        for h in hosts {
+            if go_parse_ip(&h).is_none() && dup.insert(h.clone()) {
+                out.push(Rr {
+                    owner: qname.to_owned(),
+                    rtype: 12,
+                    ttl: self.p.ttl,
+                    rdata: name_wire(&fqdn(&h)),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn service_record_for_ip(&self, ip: &str) -> Vec<String> {
+        let zone = self.p.primary_zone;
+        let filter = |ns: &str| !self.p.namespaces.is_empty() && !self.ns_exposed(ns);
+        if let Some(svc) = self
+            .snap
+            .svc_ip
+            .get(ip)
+            .into_iter()
+            .flatten()
+            .find(|s| !filter(&s.namespace))
+        {
+            return vec![format!("{}.{}.svc.{zone}", svc.name, svc.namespace)];
+        }
+        let mut out = Vec::new();
+        for ep in self.snap.ep_ip.get(ip).map_or(&[][..], Vec::as_slice) {
+            if filter(&ep.namespace) {
+                continue;
+            }
+            for a in &ep.addresses {
+                if a.ip == ip {
+                    out.push(format!(
+                        "{}.{}.svc.{zone}",
+                        endpoint_hostname(a, self.p.endpoint_pod_names),
+                        ep.index
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// `plugin.NS` at the apex: NS records and their addresses.
+    pub fn ns(&self, qname: &str, zone: &str) -> (Vec<Rr>, Vec<Rr>) {
+        let (mut records, mut extra) = (Vec::new(), Vec::new());
+        let mut seen = HashSet::new();
+        for (n, ip) in self.ns_addrs(zone) {
+            let target = fqdn(&n);
+            extra.push(addr_rr(&target, ip, self.p.ttl));
+            if seen.insert(target.clone()) {
+                records.push(Rr {
+                    owner: qname.to_owned(),
+                    rtype: 2,
+                    ttl: self.p.ttl,
+                    rdata: name_wire(&target),
+                });
+            }
+        }
+        (records, extra)
+    }
+
+    /// `plugin.CNAME`.
+    pub fn cname(&self, qname: &str, name: &str, zone: &str) -> Result<Vec<Rr>, NameError> {
+        let s = self.services(name, zone, 5)?;
+        Ok(match s.first() {
+            Some(f) if go_parse_ip(&f.host).is_none() => vec![Rr {
+                owner: qname.to_owned(),
+                rtype: 5,
+                ttl: f.ttl,
+                rdata: name_wire(&fqdn(&f.host)),
+            }],
+            _ => Vec::new(),
+        })
+    }
+
+    /// `plugin.MX` (no *kubernetes* record is a mail record): only its error.
+    pub fn mx(&self, name: &str, zone: &str) -> Result<(), NameError> {
+        self.services(name, zone, 15).map(drop)
+    }
+
+    /// The SOA record of `zone` (`plugin.SOA`).
+    pub fn soa(&self, zone: &str) -> Rr {
+        let ttl = self.p.ttl;
+        let mut rd = name_wire(&format!("ns.dns.{zone}"));
+        rd.extend_from_slice(&name_wire(&format!("hostmaster.{zone}")));
+        for v in [self.snap.modified as u32, 7200, 1800, 86400, ttl] {
+            rd.extend_from_slice(&v.to_be_bytes());
+        }
+        Rr {
+            owner: zone.to_owned(),
+            rtype: 6,
+            ttl: ttl.min(300),
+            rdata: rd,
+        }
+    }
+}
+
+/// `isDefaultNS`: `name` is `ns.dns.` followed by `zone` (as written).
+fn is_default_ns(name: &str, zone: &str) -> bool {
+    name.starts_with("ns.dns.") && name.find(zone) == Some(7)
+}
+
+fn addr_rr(owner: &str, ip: IpAddr, ttl: u32) -> Rr {
+    match ip {
+        IpAddr::V4(a) => Rr {
+            owner: owner.to_owned(),
+            rtype: 1,
+            ttl,
+            rdata: a.octets().to_vec(),
+        },
+        IpAddr::V6(a) => Rr {
+            owner: owner.to_owned(),
+            rtype: 28,
+            ttl,
+            rdata: a.octets().to_vec(),
+        },
+    }
+}
+
+/// The wire form of a name; a name that does not parse becomes the root (never
+/// reached with API data, which the API server validates).
+pub fn name_wire(s: &str) -> Vec<u8> {
+    crate::wire::Name::parse(s).map_or_else(|| vec![0], |n| n.wire().to_vec())
+}

@@ -1,0 +1,714 @@
+//! *kubernetes*: cluster DNS from the Kubernetes API (plugins.md "kubernetes",
+//! the Kubernetes DNS specification 1.1.0), as CoreDNS 1.14.7's plugin answers it:
+//! services (cluster IPs, headless endpoints, ExternalName CNAMEs), SRV for named
+//! ports, pods (`insecure`/`verified`), PTR for cluster IPs and endpoints,
+//! `dns-version`, the apex SOA and NS, NXDOMAIN/NODATA with the SOA, SERVFAIL
+//! until the API is listed, and `fallthrough`.
+//!
+//! The watcher ([`client`]) lists and watches services, EndpointSlices, namespaces
+//! and (for `pods verified`) pods, and publishes a [`store::Snapshot`]; queries
+//! read it without locks. Startup waits for the first lists up to
+//! `startup_timeout`, logging as CoreDNS does.
+//!
+//! Not built, and failing at startup naming themselves: `kubeconfig`,
+//! `multicluster` and `zonal`.
+//!
+//! CoreDNS: `plugin/kubernetes/{setup,kubernetes,handler,parse,reverse,ns,local}.go`,
+//! `plugin/kubernetes/object`, `plugin/backend_lookup.go`.
+
+pub mod answer;
+pub mod client;
+pub mod selector;
+pub mod store;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use corefile::values::parse_go_duration_nanos;
+use corefile::{Diagnostic, Dispenser};
+
+use self::answer::{Lookup, NameError, Params, PodMode, Rr, Upstream};
+use self::client::{ApiConfig, Published, WatchSet};
+use self::store::{Kind, Snapshot};
+use super::file::Fall;
+use crate::chain::{Ctx, Flow, Status};
+use crate::clog::{self, Level};
+use crate::config::{SetupCtx, err_once};
+use crate::wire::SectionKind;
+use crate::wire::{Name, flags};
+
+/// The parsed plugin and its watcher's output.
+pub struct KubeShared {
+    /// The zones, normalised (lower case, fully qualified).
+    zones: Vec<String>,
+    primary: String,
+    namespaces: HashSet<String>,
+    pods: PodMode,
+    endpoint_pod_names: bool,
+    ignore_empty_service: bool,
+    ttl: u32,
+    fall: Fall,
+    startup_timeout: Duration,
+    api: ApiConfig,
+    set: WatchSet,
+    out: Arc<Published>,
+    started: AtomicBool,
+    local_ips: Vec<IpAddr>,
+}
+
+impl Drop for KubeShared {
+    fn drop(&mut self) {
+        // CoreDNS's OnShutdown: the controller stops.
+        self.out.stop.notify_one();
+    }
+}
+
+/// *kubernetes*' configuration.
+#[derive(Clone)]
+pub struct KubernetesConfig {
+    shared: Arc<KubeShared>,
+}
+
+impl std::fmt::Debug for KubernetesConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesConfig")
+            .field("zones", &self.shared.zones)
+            .finish_non_exhaustive()
+    }
+}
+
+fn go_atoi_err(v: &str) -> String {
+    let digits = v.strip_prefix(['+', '-']).unwrap_or(v);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        format!(
+            "strconv.Atoi: parsing {}: value out of range",
+            corefile::values::go_quote(v)
+        )
+    } else {
+        format!(
+            "strconv.Atoi: parsing {}: invalid syntax",
+            corefile::values::go_quote(v)
+        )
+    }
+}
+
+fn is_reverse_zone(z: &str) -> bool {
+    answer::is_subdomain("in-addr.arpa.", z) || answer::is_subdomain("ip6.arpa.", z)
+}
+
+/// CoreDNS's `boundIPs`: the block's `bind` addresses, else every interface's,
+/// without loopback ones.
+fn bound_ips(listen: &[String]) -> Vec<IpAddr> {
+    let mut hosts: Vec<IpAddr> = Vec::new();
+    if listen.is_empty() || listen[0].is_empty() {
+        if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+            for a in addrs {
+                let Some(sa) = a.address else { continue };
+                if let Some(v4) = sa.as_sockaddr_in() {
+                    hosts.push(IpAddr::V4(v4.ip()));
+                } else if let Some(v6) = sa.as_sockaddr_in6() {
+                    hosts.push(IpAddr::V6(v6.ip()));
+                }
+            }
+        }
+    } else {
+        hosts = listen
+            .iter()
+            .filter_map(|h| h.split('%').next()?.parse().ok())
+            .collect();
+    }
+    hosts.into_iter().filter(|ip| !ip.is_loopback()).collect()
+}
+
+/// Setup (CoreDNS `kubernetesParse`, `ParseStanza` and `InitKubeCache`).
+pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConfig, Diagnostic> {
+    let w = |e: Diagnostic| e.in_plugin("kubernetes");
+    let plain = |m: String| Diagnostic::plain(m).in_plugin("kubernetes");
+    let mut seen = false;
+    let mut zones = Vec::new();
+    let mut namespaces = HashSet::new();
+    let mut pods = PodMode::Disabled;
+    let mut endpoint_pod_names = false;
+    let mut ignore_empty_service = false;
+    let mut ttl = 5u32;
+    let mut fall = Fall::default();
+    let mut startup_timeout = Duration::from_secs(5);
+    let mut endpoint: Option<String> = None;
+    let mut tls_files: Option<[String; 3]> = None;
+    let mut labels = None;
+    let mut namespace_labels = None;
+    let mut noendpoints = false;
+    let mut qps = 0f32;
+    let mut burst = 0usize;
+    let mut max_inflight = 0usize;
+    while d.next() {
+        if seen {
+            return Err(w(err_once()));
+        }
+        seen = true;
+        let args = d.remaining_args();
+        zones = ctx.origins(&args);
+        if !zones.iter().any(|z| !is_reverse_zone(z)) {
+            return Err(plain("non-reverse zone name must be used".into()));
+        }
+        while d.next_block() {
+            let opt = d.val().to_owned();
+            match opt.as_str() {
+                "endpoint_pod_names" => {
+                    if !d.remaining_args().is_empty() {
+                        return Err(w(d.arg_err()));
+                    }
+                    endpoint_pod_names = true;
+                }
+                "pods" => {
+                    let a = d.remaining_args();
+                    if a.len() != 1 {
+                        return Err(w(d.arg_err()));
+                    }
+                    pods = match a[0].as_str() {
+                        "disabled" => PodMode::Disabled,
+                        "insecure" => PodMode::Insecure,
+                        "verified" => PodMode::Verified,
+                        v => {
+                            return Err(plain(format!(
+                                "wrong value for pods: {v},  must be one of: disabled, verified, insecure"
+                            )));
+                        }
+                    };
+                }
+                "namespaces" => {
+                    let a = d.remaining_args();
+                    if a.is_empty() {
+                        return Err(w(d.arg_err()));
+                    }
+                    namespaces.extend(a);
+                }
+                "endpoint" => {
+                    let a = d.remaining_args();
+                    if a.is_empty() {
+                        return Err(w(d.arg_err()));
+                    }
+                    if a.len() > 1 {
+                        clog::log(
+                            Level::Warning,
+                            Some("kubernetes"),
+                            &format!(
+                                "Multiple endpoints have been deprecated, only the first specified endpoint '{}' is used",
+                                a[0]
+                            ),
+                        );
+                    }
+                    endpoint = Some(a[0].clone());
+                }
+                "tls" => {
+                    let a = d.remaining_args();
+                    if a.len() != 3 {
+                        return Err(w(d.arg_err()));
+                    }
+                    tls_files = Some([a[0].clone(), a[1].clone(), a[2].clone()]);
+                }
+                "labels" | "namespace_labels" => {
+                    let a = d.remaining_args();
+                    if a.is_empty() {
+                        return Err(w(d.arg_err()));
+                    }
+                    let s = a.join(" ");
+                    let norm = selector::normalize(&s).map_err(|e| {
+                        let what = if opt == "labels" {
+                            "label"
+                        } else {
+                            "namespace_label"
+                        };
+                        plain(format!("unable to parse {what} selector value: '{s}': {e}"))
+                    })?;
+                    if opt == "labels" {
+                        labels = Some(norm);
+                    } else {
+                        namespace_labels = Some(norm);
+                    }
+                }
+                "fallthrough" => fall = Fall::from_args(&d.remaining_args()),
+                "ttl" => {
+                    let a = d.remaining_args();
+                    let Some(v) = a.first() else {
+                        return Err(w(d.arg_err()));
+                    };
+                    let Some(t) = corefile::keys::go_atoi(v) else {
+                        return Err(plain(go_atoi_err(v)));
+                    };
+                    if !(0..=3600).contains(&t) {
+                        return Err(w(d.err(format!("ttl must be in range [0, 3600]: {t}"))));
+                    }
+                    ttl = t as u32;
+                }
+                "noendpoints" => {
+                    if !d.remaining_args().is_empty() {
+                        return Err(w(d.arg_err()));
+                    }
+                    noendpoints = true;
+                }
+                "ignore" => {
+                    let a = d.remaining_args();
+                    if let Some(v) = a.first() {
+                        if v != "empty_service" {
+                            return Err(plain(format!("unable to parse ignore value: '{v}'")));
+                        }
+                        ignore_empty_service = true;
+                    }
+                }
+                "startup_timeout" => {
+                    let a = d.remaining_args();
+                    let Some(v) = a.first() else {
+                        return Err(w(d.arg_err()));
+                    };
+                    match parse_go_duration_nanos(v) {
+                        Ok(n) => startup_timeout = Duration::from_nanos(n.max(0) as u64),
+                        Err(e) => {
+                            return Err(plain(format!(
+                                "failed to parse startup_timeout: {v}, {e}"
+                            )));
+                        }
+                    }
+                }
+                "apiserver_qps" => {
+                    let a = d.remaining_args();
+                    if a.len() != 1 {
+                        return Err(w(d.arg_err()));
+                    }
+                    let v: f32 = a[0].parse().map_err(|_| {
+                        w(d.err(format!(
+                            "invalid apiserver_qps {}: strconv.ParseFloat: parsing {}: invalid syntax",
+                            corefile::values::go_quote(&a[0]),
+                            corefile::values::go_quote(&a[0])
+                        )))
+                    })?;
+                    if v < 0.0 {
+                        return Err(w(d.err("apiserver_qps must be >= 0")));
+                    }
+                    qps = v;
+                }
+                "apiserver_burst" | "apiserver_max_inflight" => {
+                    let a = d.remaining_args();
+                    if a.len() != 1 {
+                        return Err(w(d.arg_err()));
+                    }
+                    let Some(v) = corefile::keys::go_atoi(&a[0]) else {
+                        return Err(w(d.err(format!(
+                            "invalid {opt} {}: {}",
+                            corefile::values::go_quote(&a[0]),
+                            go_atoi_err(&a[0])
+                        ))));
+                    };
+                    if v < 0 {
+                        return Err(w(d.err(format!("{opt} must be >= 0"))));
+                    }
+                    if opt == "apiserver_burst" {
+                        burst = v as usize;
+                    } else {
+                        max_inflight = v as usize;
+                    }
+                }
+                "kubeconfig" | "multicluster" | "zonal" => {
+                    return Err(w(d.err(format!("{opt} is not supported by ringdns yet"))));
+                }
+                other => return Err(w(d.err(format!("unknown property '{other}'")))),
+            }
+        }
+    }
+    if !namespaces.is_empty() && namespace_labels.is_some() {
+        return Err(w(
+            d.err("namespaces and namespace_labels cannot both be set")
+        ));
+    }
+    let zones: Vec<String> = zones.iter().map(|z| z.to_ascii_lowercase()).collect();
+    let primary = zones
+        .iter()
+        .find(|z| !is_reverse_zone(z))
+        .cloned()
+        .unwrap_or_default();
+    let mut api = match &endpoint {
+        Some(url) => {
+            let mut a = ApiConfig::from_url(url, tls_files.is_some()).map_err(plain)?;
+            if a.https {
+                let args: Vec<String> = tls_files.iter().flatten().cloned().collect();
+                a.tls = Some(super::forward::tls::client_config(&args).map_err(|e| {
+                    plain(format!(
+                        "failed to create kubernetes notification controller: {e:?}"
+                    ))
+                })?);
+            }
+            a
+        }
+        None => in_cluster().map_err(plain)?,
+    };
+    if qps > 0.0 {
+        api.qps = qps;
+    }
+    if burst > 0 {
+        api.burst = burst;
+    }
+    api.max_inflight = max_inflight;
+    let mut kinds = vec![Kind::Services];
+    if !noendpoints {
+        kinds.push(Kind::Endpoints);
+    }
+    if pods == PodMode::Verified {
+        kinds.push(Kind::Pods);
+    }
+    kinds.push(Kind::Namespaces);
+    let shared = Arc::new(KubeShared {
+        zones,
+        primary,
+        namespaces,
+        pods,
+        endpoint_pod_names,
+        ignore_empty_service,
+        ttl,
+        fall,
+        startup_timeout,
+        api,
+        set: WatchSet {
+            kinds,
+            labels,
+            namespace_labels,
+        },
+        out: Arc::new(Published {
+            snap: ArcSwap::from_pointee(Snapshot::default()),
+            stop: tokio::sync::Notify::new(),
+        }),
+        started: AtomicBool::new(false),
+        local_ips: bound_ips(&ctx.settings.listen_hosts),
+    });
+    Ok(KubernetesConfig { shared })
+}
+
+/// client-go's `InClusterConfig`.
+fn in_cluster() -> Result<ApiConfig, String> {
+    let host = std::env::var("KUBERNETES_SERVICE_HOST").unwrap_or_default();
+    let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_default();
+    if host.is_empty() || port.is_empty() {
+        return Err("unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined".into());
+    }
+    let token = std::path::Path::new(client::SA_DIR).join("token");
+    std::fs::metadata(&token)
+        .map_err(|e| format!("open {}: {}", token.display(), crate::config::go_err(&e)))?;
+    let hostport = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut api = ApiConfig::from_url(&format!("https://{hostport}"), true)?;
+    let ca = std::path::Path::new(client::SA_DIR).join("ca.crt");
+    let ca_s = ca.to_string_lossy().into_owned();
+    let tls = match super::forward::tls::client_config(std::slice::from_ref(&ca_s)) {
+        Ok(c) => c,
+        Err(e) => {
+            clog::log(
+                Level::Error,
+                Some("kubernetes"),
+                &format!("Expected to load root CA config from {ca_s}, but got err: {e}"),
+            );
+            super::forward::tls::client_config(&[])?
+        }
+    };
+    api.tls = Some(tls);
+    api.token_file = Some(token);
+    Ok(api)
+}
+
+impl KubeShared {
+    /// CoreDNS's OnStartup: runs the controller and waits for its first lists.
+    fn start(&self) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(e) = client::spawn(self.api.clone(), self.set.clone(), Arc::clone(&self.out)) {
+            clog::log(Level::Error, Some("kubernetes"), &e);
+            return;
+        }
+        let start = Instant::now();
+        let mut next_log = start + Duration::from_millis(500);
+        loop {
+            if self.out.snap.load().synced {
+                return;
+            }
+            let now = Instant::now();
+            if now >= start + self.startup_timeout {
+                clog::log(
+                    Level::Warning,
+                    Some("kubernetes"),
+                    "starting server with unsynced Kubernetes API",
+                );
+                return;
+            }
+            if now >= next_log {
+                clog::log(
+                    Level::Info,
+                    Some("kubernetes"),
+                    "waiting for Kubernetes API before starting server",
+                );
+                next_log += Duration::from_millis(500);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The running plugin.
+pub struct Kubernetes {
+    shared: Arc<KubeShared>,
+}
+
+/// The outcome of a query (CoreDNS's `ServeDNS` after the lookups).
+enum Outcome {
+    /// Records (answer, additional) and TC.
+    Answer(Vec<Rr>, Vec<Rr>, bool),
+    /// `BackendError` with this rcode: the SOA in authority.
+    Backend(u8),
+    /// Pass the query on.
+    Next,
+    /// An unwritten rcode.
+    Rcode(u8),
+}
+
+/// Self-lookups: the sync pass records the ones it needs; the parked pass has
+/// their replies.
+#[derive(Default)]
+struct Lookups {
+    done: HashMap<(String, u16), Option<(Vec<Rr>, bool)>>,
+    wanted: Vec<(String, u16)>,
+}
+
+impl Upstream for Lookups {
+    fn lookup(&mut self, name: &str, qtype: u16) -> Option<(Vec<Rr>, bool)> {
+        let key = (name.to_owned(), qtype);
+        match self.done.get(&key) {
+            Some(r) => r.clone(),
+            None => {
+                if !self.wanted.contains(&key) {
+                    self.wanted.push(key);
+                }
+                None
+            }
+        }
+    }
+}
+
+/// The answer records of a self-lookup's reply, and its TC bit.
+fn answers_of(reply: &[u8]) -> Option<(Vec<Rr>, bool)> {
+    let idx = crate::wire::MsgIndex::parse(reply)?;
+    let tc = crate::wire::hdr::flags(reply) & flags::TC != 0;
+    let order: Vec<usize> = (0..idx.rrs.len())
+        .filter(|&i| idx.rrs[i].section == 1)
+        .collect();
+    let mut full = Vec::new();
+    crate::wire::index::rebuild(
+        reply,
+        &idx,
+        &order,
+        crate::wire::index::Rebuild {
+            compress: false,
+            limit: None,
+            reserve: 0,
+        },
+        &mut full,
+    );
+    let fidx = crate::wire::MsgIndex::parse(&full)?;
+    let mut out = Vec::new();
+    for r in &fidx.rrs {
+        let owner = Name::from_wire(&full[r.start as usize..r.fixed as usize]).ok()?;
+        let rdata = full.get(r.fixed as usize + 10..r.end as usize)?;
+        out.push(Rr {
+            owner: owner.to_string(),
+            rtype: r.rtype,
+            ttl: r.ttl,
+            rdata: rdata.to_vec(),
+        });
+    }
+    Some((out, tc))
+}
+
+impl Kubernetes {
+    /// Builds it; the first build starts the watcher and waits for it.
+    pub fn new(c: &KubernetesConfig) -> Self {
+        c.shared.start();
+        Self {
+            shared: Arc::clone(&c.shared),
+        }
+    }
+
+    /// Readiness for *ready*: the API has been listed.
+    pub fn ready(&self) -> bool {
+        self.shared.out.snap.load().synced
+    }
+
+    /// The request hook.
+    pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
+        let mut up = Lookups::default();
+        let out = self.outcome(ctx, &mut up);
+        if !up.wanted.is_empty() {
+            return Flow::Park;
+        }
+        self.write(ctx, out)
+    }
+
+    /// The parked half: an ExternalName target the server must resolve.
+    pub async fn serve_async(&self, ctx: &mut Ctx<'_>) -> Flow {
+        let mut up = Lookups::default();
+        for _ in 0..3 {
+            let out = self.outcome(ctx, &mut up);
+            if up.wanted.is_empty() {
+                return self.write(ctx, out);
+            }
+            for (name, qtype) in std::mem::take(&mut up.wanted) {
+                let res = match Name::parse(&name).ok_or(()).and_then(|n| {
+                    crate::server::reentry::prepare(ctx, &n, qtype, ctx.st.depth + 1).map_err(drop)
+                }) {
+                    Ok(l) => l.run().await.as_deref().and_then(answers_of),
+                    Err(()) => None,
+                };
+                up.done.insert((name, qtype), res);
+            }
+        }
+        Flow::Return(Status::rcode(2))
+    }
+
+    fn outcome(&self, ctx: &Ctx<'_>, up: &mut Lookups) -> Outcome {
+        let k = &*self.shared;
+        let qname = ctx.req.qname.to_name().to_string();
+        let name = qname.to_ascii_lowercase();
+        let Some(z) = k
+            .zones
+            .iter()
+            .filter(|z| answer::is_subdomain(z, &name))
+            .max_by_key(|z| z.len())
+        else {
+            return Outcome::Next;
+        };
+        // The zone as the client wrote it.
+        let zone = qname[qname.len() - z.len()..].to_owned();
+        let snap = k.out.snap.load();
+        let params = Params {
+            primary_zone: &k.primary,
+            namespaces: &k.namespaces,
+            pods: k.pods,
+            endpoint_pod_names: k.endpoint_pod_names,
+            ignore_empty_service: k.ignore_empty_service,
+            ttl: k.ttl,
+            local_ips: &k.local_ips,
+        };
+        let l = Lookup {
+            snap: &snap,
+            p: &params,
+        };
+        let qtype = ctx.req.qtype;
+        let res: Result<(Vec<Rr>, Vec<Rr>, bool), NameError> = match qtype {
+            1 | 28 => l
+                .address(&qname, &name, &zone, qtype, &[], up)
+                .map(|(r, tc)| (r, Vec::new(), tc)),
+            16 => l.txt(&qname, &name, &zone).map(|r| (r, Vec::new(), false)),
+            5 => l
+                .cname(&qname, &name, &zone)
+                .map(|r| (r, Vec::new(), false)),
+            12 => l.ptr(&qname, &name, &zone).map(|r| (r, Vec::new(), false)),
+            15 => l.mx(&name, &zone).map(|()| (Vec::new(), Vec::new(), false)),
+            33 => l.srv(&qname, &name, &zone).map(|(r, e)| (r, e, false)),
+            6 => Ok((
+                if qname == zone {
+                    vec![l.soa(&zone)]
+                } else {
+                    Vec::new()
+                },
+                Vec::new(),
+                false,
+            )),
+            251 | 252 => return Outcome::Rcode(5),
+            2 if name == zone => {
+                let (r, e) = l.ns(&qname, &zone);
+                Ok((r, e, false))
+            }
+            _ => l
+                .address(&qname, &name, &zone, 1, &[], up)
+                .map(|_| (Vec::new(), Vec::new(), false)),
+        };
+        match res {
+            Err(NameError) => {
+                let lname = Name::parse(&name).unwrap_or_else(Name::root);
+                if k.fall.through(&lname) {
+                    return Outcome::Next;
+                }
+                if !snap.synced {
+                    return Outcome::Backend(2);
+                }
+                Outcome::Backend(3)
+            }
+            Ok((r, _, _)) if r.is_empty() => Outcome::Backend(0),
+            Ok((r, e, tc)) => Outcome::Answer(r, e, tc),
+        }
+    }
+
+    fn write(&self, ctx: &mut Ctx<'_>, out: Outcome) -> Flow {
+        let (answer, extra, tc, rcode) = match out {
+            Outcome::Next => return Flow::Next,
+            Outcome::Rcode(rc) => return Flow::Return(Status::rcode(u16::from(rc))),
+            Outcome::Answer(a, e, tc) => (a, e, tc, None),
+            Outcome::Backend(rc) => (Vec::new(), Vec::new(), false, Some(rc)),
+        };
+        let soa = rcode.map(|_| {
+            let qname = ctx.req.qname.to_name().to_string();
+            let name = qname.to_ascii_lowercase();
+            let z = self
+                .shared
+                .zones
+                .iter()
+                .filter(|z| answer::is_subdomain(z, &name))
+                .max_by_key(|z| z.len())
+                .map_or(0, String::len);
+            let zone = qname[qname.len() - z..].to_owned();
+            let snap = self.shared.out.snap.load();
+            let params = Params {
+                primary_zone: &self.shared.primary,
+                namespaces: &self.shared.namespaces,
+                pods: self.shared.pods,
+                endpoint_pod_names: self.shared.endpoint_pod_names,
+                ignore_empty_service: self.shared.ignore_empty_service,
+                ttl: self.shared.ttl,
+                local_ips: &self.shared.local_ips,
+            };
+            Lookup {
+                snap: &snap,
+                p: &params,
+            }
+            .soa(&zone)
+        });
+        let mut b = ctx.reply();
+        b.set_flags(flags::AA);
+        if tc {
+            b.set_flags(flags::TC);
+        }
+        if let Some(rc) = rcode {
+            b.set_rcode(rc);
+        }
+        for r in &answer {
+            b.rr_wire(&answer::name_wire(&r.owner), r.rtype, 1, r.ttl, &r.rdata);
+        }
+        if let Some(s) = &soa {
+            b.section(SectionKind::Authority);
+            b.rr_wire(&answer::name_wire(&s.owner), s.rtype, 1, s.ttl, &s.rdata);
+        }
+        b.section(SectionKind::Additional);
+        for r in &extra {
+            b.rr_wire(&answer::name_wire(&r.owner), r.rtype, 1, r.ttl, &r.rdata);
+        }
+        b.finish();
+        ctx.written = true;
+        Flow::Return(Status::rcode(0))
+    }
+}
+
+#[cfg(test)]
+mod tests;

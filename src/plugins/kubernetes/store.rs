@@ -1,0 +1,497 @@
+//! The objects *kubernetes* answers from, as CoreDNS's informers keep them
+//! (`plugin/kubernetes/object`): services, endpoints (one per EndpointSlice, ready
+//! addresses only), namespaces and, for `pods verified`, pods. The watcher owns the
+//! [`Objects`]; queries read an immutable [`Snapshot`] with CoreDNS's indexes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+/// A service or endpoint port (`Port: -1` when the object lists none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Port {
+    pub name: String,
+    pub port: i32,
+    pub protocol: String,
+}
+
+/// CoreDNS's `object.Service`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    pub version: String,
+    pub name: String,
+    pub namespace: String,
+    /// `spec.type` (`ClusterIP` when unset).
+    pub kind: String,
+    pub external_name: String,
+    pub cluster_ips: Vec<String>,
+    pub ports: Vec<Port>,
+    /// `spec.externalIPs`, then the load balancer's ingress IPs or host names.
+    pub external_ips: Vec<String>,
+}
+
+impl Service {
+    /// `clusterIP: None`.
+    pub fn headless(&self) -> bool {
+        self.cluster_ips.first().is_some_and(|c| c == "None")
+    }
+
+    /// `ExternalName` type.
+    pub fn external(&self) -> bool {
+        self.kind == "ExternalName"
+    }
+
+    /// The index key (`name.namespace`).
+    pub fn key(&self) -> String {
+        format!("{}.{}", self.name, self.namespace)
+    }
+}
+
+/// One ready endpoint address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Address {
+    pub ip: String,
+    pub hostname: String,
+    /// The target's name when it is shorter than 64 octets (CoreDNS's
+    /// `TargetRefName`).
+    pub target: String,
+}
+
+/// CoreDNS's `object.Endpoints` made from one EndpointSlice (one subset).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    pub version: String,
+    pub name: String,
+    pub namespace: String,
+    /// `service-name.namespace` from the `kubernetes.io/service-name` label.
+    pub index: String,
+    pub addresses: Vec<Address>,
+    pub ports: Vec<Port>,
+}
+
+/// CoreDNS's `object.Pod`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pod {
+    pub version: String,
+    pub ip: String,
+    pub name: String,
+    pub namespace: String,
+}
+
+/// The resources watched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Services,
+    Endpoints,
+    Namespaces,
+    Pods,
+}
+
+impl Kind {
+    /// The API path that lists it in every namespace.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Services => "/api/v1/services",
+            Self::Endpoints => "/apis/discovery.k8s.io/v1/endpointslices",
+            Self::Namespaces => "/api/v1/namespaces",
+            Self::Pods => "/api/v1/pods",
+        }
+    }
+}
+
+/// A watched object, converted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Object {
+    Service(Arc<Service>),
+    Endpoints(Arc<Endpoints>),
+    Namespace(String),
+    Pod(Arc<Pod>),
+}
+
+fn s(v: &Value, path: &[&str]) -> String {
+    let mut cur = v;
+    for p in path {
+        match cur.get(p) {
+            Some(n) => cur = n,
+            None => return String::new(),
+        }
+    }
+    cur.as_str().unwrap_or("").to_owned()
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|x| x.as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn ports(v: Option<&Value>) -> Vec<Port> {
+    let list: Vec<Port> = v
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|p| Port {
+                    name: s(p, &["name"]),
+                    port: p
+                        .get("port")
+                        .and_then(Value::as_i64)
+                        .and_then(|n| i32::try_from(n).ok())
+                        .unwrap_or(-1),
+                    protocol: match p.get("protocol").and_then(Value::as_str) {
+                        Some(x) => x.to_owned(),
+                        None => String::new(),
+                    },
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if list.is_empty() {
+        return vec![Port {
+            name: String::new(),
+            port: -1,
+            protocol: String::new(),
+        }];
+    }
+    list
+}
+
+/// The object's `namespace/name` (the store key).
+pub fn key_of(v: &Value) -> String {
+    let ns = s(v, &["metadata", "namespace"]);
+    let name = s(v, &["metadata", "name"]);
+    if ns.is_empty() {
+        name
+    } else {
+        format!("{ns}/{name}")
+    }
+}
+
+/// Converts an API object of `kind` (CoreDNS's `ToService`, `EndpointSliceToEndpoints`,
+/// `ToNamespace`, `ToPod`). `None`: a pod being deleted (CoreDNS drops it).
+pub fn convert(kind: Kind, v: &Value) -> Option<Object> {
+    let version = s(v, &["metadata", "resourceVersion"]);
+    let name = s(v, &["metadata", "name"]);
+    let namespace = s(v, &["metadata", "namespace"]);
+    Some(match kind {
+        Kind::Services => {
+            let spec = v.get("spec").unwrap_or(&Value::Null);
+            let mut cluster_ips = strings(spec.get("clusterIPs"));
+            if cluster_ips.is_empty() {
+                cluster_ips = vec![s(spec, &["clusterIP"])];
+            }
+            let mut external_ips = strings(spec.get("externalIPs"));
+            if let Some(ing) = v
+                .pointer("/status/loadBalancer/ingress")
+                .and_then(Value::as_array)
+            {
+                for i in ing {
+                    let ip = s(i, &["ip"]);
+                    external_ips.push(if ip.is_empty() {
+                        s(i, &["hostname"])
+                    } else {
+                        ip
+                    });
+                }
+            }
+            let kind = match spec.get("type").and_then(Value::as_str) {
+                Some(t) if !t.is_empty() => t.to_owned(),
+                _ => "ClusterIP".to_owned(),
+            };
+            Object::Service(Arc::new(Service {
+                version,
+                name,
+                namespace,
+                kind,
+                external_name: s(spec, &["externalName"]),
+                cluster_ips,
+                ports: ports(spec.get("ports")),
+                external_ips,
+            }))
+        }
+        Kind::Endpoints => {
+            let svc = v
+                .pointer("/metadata/labels/kubernetes.io~1service-name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let mut addresses = Vec::new();
+            for e in v
+                .get("endpoints")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice)
+            {
+                // A missing `ready` counts as ready.
+                if e.pointer("/conditions/ready").and_then(Value::as_bool) == Some(false) {
+                    continue;
+                }
+                let target = s(e, &["targetRef", "name"]);
+                for a in strings(e.get("addresses")) {
+                    addresses.push(Address {
+                        ip: a,
+                        hostname: s(e, &["hostname"]),
+                        target: if target.len() < 64 {
+                            target.clone()
+                        } else {
+                            String::new()
+                        },
+                    });
+                }
+            }
+            Object::Endpoints(Arc::new(Endpoints {
+                version,
+                index: format!("{svc}.{namespace}"),
+                name,
+                namespace,
+                addresses,
+                ports: ports(v.get("ports")),
+            }))
+        }
+        Kind::Namespaces => Object::Namespace(name),
+        Kind::Pods => {
+            if v.pointer("/metadata/deletionTimestamp")
+                .is_some_and(|t| !t.is_null())
+            {
+                return None;
+            }
+            Object::Pod(Arc::new(Pod {
+                version,
+                ip: s(v, &["status", "podIP"]),
+                name,
+                namespace,
+            }))
+        }
+    })
+}
+
+/// What the watcher holds, by store key per kind.
+#[derive(Default)]
+pub struct Objects {
+    pub services: BTreeMap<String, Arc<Service>>,
+    pub endpoints: BTreeMap<String, Arc<Endpoints>>,
+    pub namespaces: BTreeMap<String, String>,
+    pub pods: BTreeMap<String, Arc<Pod>>,
+}
+
+/// What a change did to the answers (CoreDNS's `updateModified` and its
+/// `detectChanges` rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The answers may differ: the SOA serial moves.
+    Modified,
+    /// Nothing an answer shows changed.
+    Same,
+}
+
+impl Objects {
+    /// Adds or replaces the object at `key`.
+    pub fn put(&mut self, key: String, o: Object) -> Change {
+        match o {
+            Object::Service(n) => {
+                let old = self.services.insert(key, Arc::clone(&n));
+                changed(old.as_deref(), &n, |a, b| {
+                    a.version != b.version && service_modified(a, b)
+                })
+            }
+            Object::Endpoints(n) => {
+                let old = self.endpoints.insert(key, Arc::clone(&n));
+                changed(old.as_deref(), &n, |a, b| {
+                    a.version != b.version
+                        && (a
+                            .addresses
+                            .iter()
+                            .map(|x| (&x.ip, &x.hostname))
+                            .ne(b.addresses.iter().map(|x| (&x.ip, &x.hostname)))
+                            || a.ports != b.ports)
+                })
+            }
+            Object::Namespace(name) => {
+                if self.namespaces.insert(key, name).is_some() {
+                    // CoreDNS's `detectChanges` has no case for namespaces.
+                    crate::clog::log(
+                        crate::clog::Level::Warning,
+                        Some("kubernetes"),
+                        "Updates for *object.Namespace not supported.",
+                    );
+                    Change::Same
+                } else {
+                    Change::Modified
+                }
+            }
+            Object::Pod(n) => {
+                let old = self.pods.insert(key, Arc::clone(&n));
+                changed(old.as_deref(), &n, |a, b| {
+                    a.version != b.version && a.ip != b.ip
+                })
+            }
+        }
+    }
+
+    /// Removes the object of `kind` at `key`.
+    pub fn remove(&mut self, kind: Kind, key: &str) -> Change {
+        let gone = match kind {
+            Kind::Services => self.services.remove(key).is_some(),
+            Kind::Endpoints => self.endpoints.remove(key).is_some(),
+            Kind::Namespaces => self.namespaces.remove(key).is_some(),
+            Kind::Pods => self.pods.remove(key).is_some(),
+        };
+        if gone { Change::Modified } else { Change::Same }
+    }
+
+    /// Replaces every object of `kind` (a relist). Modified when anything differs.
+    pub fn replace(&mut self, kind: Kind, list: Vec<(String, Object)>) -> Change {
+        let before = self.count(kind);
+        let mut ch = Change::Same;
+        let mut keep: HashSet<String> = HashSet::with_capacity(list.len());
+        for (k, o) in list {
+            keep.insert(k.clone());
+            let c = if self.has(kind, &k) {
+                self.put(k, o)
+            } else {
+                self.put(k, o);
+                Change::Modified
+            };
+            if c == Change::Modified {
+                ch = Change::Modified;
+            }
+        }
+        let stale: Vec<String> = match kind {
+            Kind::Services => self
+                .services
+                .keys()
+                .filter(|k| !keep.contains(*k))
+                .cloned()
+                .collect(),
+            Kind::Endpoints => self
+                .endpoints
+                .keys()
+                .filter(|k| !keep.contains(*k))
+                .cloned()
+                .collect(),
+            Kind::Namespaces => self
+                .namespaces
+                .keys()
+                .filter(|k| !keep.contains(*k))
+                .cloned()
+                .collect(),
+            Kind::Pods => self
+                .pods
+                .keys()
+                .filter(|k| !keep.contains(*k))
+                .cloned()
+                .collect(),
+        };
+        for k in stale {
+            self.remove(kind, &k);
+            ch = Change::Modified;
+        }
+        if before == 0 && self.count(kind) == 0 {
+            return Change::Same;
+        }
+        ch
+    }
+
+    fn has(&self, kind: Kind, key: &str) -> bool {
+        match kind {
+            Kind::Services => self.services.contains_key(key),
+            Kind::Endpoints => self.endpoints.contains_key(key),
+            Kind::Namespaces => self.namespaces.contains_key(key),
+            Kind::Pods => self.pods.contains_key(key),
+        }
+    }
+
+    fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Services => self.services.len(),
+            Kind::Endpoints => self.endpoints.len(),
+            Kind::Namespaces => self.namespaces.len(),
+            Kind::Pods => self.pods.len(),
+        }
+    }
+
+    /// The indexes queries read.
+    pub fn snapshot(&self, synced: bool, modified: i64) -> Snapshot {
+        let mut snap = Snapshot {
+            synced,
+            modified,
+            ..Snapshot::default()
+        };
+        for svc in self.services.values() {
+            snap.svc.entry(svc.key()).or_default().push(Arc::clone(svc));
+            for ip in &svc.cluster_ips {
+                if ip != "None" && !ip.is_empty() {
+                    snap.svc_ip
+                        .entry(ip.clone())
+                        .or_default()
+                        .push(Arc::clone(svc));
+                }
+            }
+        }
+        for ep in self.endpoints.values() {
+            snap.ep
+                .entry(ep.index.clone())
+                .or_default()
+                .push(Arc::clone(ep));
+            let mut seen = HashSet::new();
+            for a in &ep.addresses {
+                if seen.insert(&a.ip) {
+                    snap.ep_ip
+                        .entry(a.ip.clone())
+                        .or_default()
+                        .push(Arc::clone(ep));
+                }
+            }
+        }
+        snap.namespaces = self.namespaces.values().cloned().collect();
+        for p in self.pods.values() {
+            if !p.ip.is_empty() {
+                snap.pod_ip
+                    .entry(p.ip.clone())
+                    .or_default()
+                    .push(Arc::clone(p));
+            }
+        }
+        snap
+    }
+}
+
+fn changed<T>(old: Option<&T>, new: &T, differs: impl Fn(&T, &T) -> bool) -> Change {
+    match old {
+        None => Change::Modified,
+        Some(o) if differs(o, new) => Change::Modified,
+        Some(_) => Change::Same,
+    }
+}
+
+/// CoreDNS's `serviceModified` (internal answers): type, ports, cluster IPs and the
+/// external name; external IPs only move the external serial (not kept here).
+fn service_modified(a: &Service, b: &Service) -> bool {
+    a.kind != b.kind
+        || a.ports != b.ports
+        || a.cluster_ips != b.cluster_ips
+        || a.external_name != b.external_name
+}
+
+/// CoreDNS's informer indexes, frozen.
+#[derive(Default)]
+pub struct Snapshot {
+    /// Every watched resource has been listed once (CoreDNS's `HasSynced`).
+    pub synced: bool,
+    /// Unix time of the last change an answer could show (the SOA serial).
+    pub modified: i64,
+    /// `name.namespace` → services.
+    pub svc: HashMap<String, Vec<Arc<Service>>>,
+    /// Cluster IP → services.
+    pub svc_ip: HashMap<String, Vec<Arc<Service>>>,
+    /// `service.namespace` → endpoints.
+    pub ep: HashMap<String, Vec<Arc<Endpoints>>>,
+    /// Address → endpoints holding it.
+    pub ep_ip: HashMap<String, Vec<Arc<Endpoints>>>,
+    /// Namespace names (those the `namespace_labels` selector keeps).
+    pub namespaces: HashSet<String>,
+    /// Pod IP → pods (`pods verified`).
+    pub pod_ip: HashMap<String, Vec<Arc<Pod>>>,
+}

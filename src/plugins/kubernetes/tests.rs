@@ -1,0 +1,460 @@
+//! Unit tests: the query-name parser (CoreDNS's `parse_test.go` cases), the
+//! record tables over a fixed snapshot (CoreDNS's `handler_test.go` shapes), and
+//! the object conversions.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use serde_json::json;
+
+use super::answer::{Lookup, NameError, Params, PodMode, Rr, Upstream, parse_request};
+use super::store::{Kind, Object, Objects, Snapshot, convert, key_of};
+
+#[test]
+fn parse_request_table() {
+    let z = "cluster.local.";
+    // (name, port, protocol, endpoint, service, namespace, pod_or_svc)
+    for (name, want) in [
+        (
+            "_http._tcp.webs.mynamespace.svc.cluster.local.",
+            ["http", "tcp", "", "webs", "mynamespace", "svc"],
+        ),
+        (
+            "*.any.*.any.svc.cluster.local.",
+            ["*", "any", "", "*", "any", "svc"],
+        ),
+        (
+            "1-2-3-4.webs.mynamespace.svc.cluster.local.",
+            ["", "", "1-2-3-4", "webs", "mynamespace", "svc"],
+        ),
+        (
+            "inter.webs.tests.svc.cluster.local.",
+            ["", "", "inter", "webs", "tests", "svc"],
+        ),
+        (
+            "webs.mynamespace.svc.cluster.local.",
+            ["", "", "", "webs", "mynamespace", "svc"],
+        ),
+        (
+            "10-0-0-1.ns.pod.cluster.local.",
+            ["", "", "", "10-0-0-1", "ns", "pod"],
+        ),
+        ("ns.svc.cluster.local.", ["", "", "", "", "ns", "svc"]),
+        ("svc.cluster.local.", ["", "", "", "", "", ""]),
+        ("cluster.local.", ["", "", "", "", "", ""]),
+    ] {
+        let r = parse_request(name, z).expect(name);
+        assert_eq!(
+            [
+                r.port.as_str(),
+                &r.protocol,
+                &r.endpoint,
+                &r.service,
+                &r.namespace,
+                &r.pod_or_svc
+            ],
+            want,
+            "{name}"
+        );
+    }
+    for bad in [
+        "too.long.for.what.I.am.trying.to.pod.cluster.local.",
+        "webs.mynamespace.pood.cluster.local.",
+        "nonexistent.svc.cluster.local.x.cluster.local.",
+        "a.b.c.d.e.svc.cluster.local.",
+    ] {
+        assert_eq!(parse_request(bad, z), Err(NameError), "{bad}");
+    }
+}
+
+fn objects() -> Objects {
+    let mut o = Objects::default();
+    let put = |o: &mut Objects, kind: Kind, v: serde_json::Value| {
+        let obj = convert(kind, &v).expect("object");
+        o.put(key_of(&v), obj);
+    };
+    for ns in ["testns", "other"] {
+        put(&mut o, Kind::Namespaces, json!({"metadata": {"name": ns}}));
+    }
+    put(
+        &mut o,
+        Kind::Services,
+        json!({"metadata": {"name": "svc1", "namespace": "testns", "resourceVersion": "1"},
+               "spec": {"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"],
+                        "ports": [{"name": "http", "protocol": "TCP", "port": 80}]}}),
+    );
+    put(
+        &mut o,
+        Kind::Services,
+        json!({"metadata": {"name": "svc6", "namespace": "testns"},
+               "spec": {"clusterIP": "1234:abcd::1", "ports": [{"name": "http", "protocol": "TCP", "port": 80}]}}),
+    );
+    put(
+        &mut o,
+        Kind::Services,
+        json!({"metadata": {"name": "hdls1", "namespace": "testns"},
+               "spec": {"clusterIP": "None", "ports": [{"name": "http", "protocol": "TCP", "port": 80}]}}),
+    );
+    put(
+        &mut o,
+        Kind::Services,
+        json!({"metadata": {"name": "external", "namespace": "testns"},
+               "spec": {"type": "ExternalName", "externalName": "ext.interwebs.test",
+                        "ports": [{"name": "http", "protocol": "TCP", "port": 80}]}}),
+    );
+    put(
+        &mut o,
+        Kind::Services,
+        json!({"metadata": {"name": "external-to-service", "namespace": "testns"},
+               "spec": {"type": "ExternalName", "externalName": "svc1.testns.svc.cluster.local."}}),
+    );
+    put(
+        &mut o,
+        Kind::Endpoints,
+        json!({"metadata": {"name": "hdls1-abcde", "namespace": "testns",
+                            "labels": {"kubernetes.io/service-name": "hdls1"}},
+               "addressType": "IPv4",
+               "endpoints": [
+                   {"addresses": ["172.0.0.2"], "conditions": {"ready": true}},
+                   {"addresses": ["172.0.0.3"], "hostname": "dup-name"},
+                   {"addresses": ["172.0.0.4"], "conditions": {"ready": false}}],
+               "ports": [{"name": "http", "protocol": "TCP", "port": 80}]}),
+    );
+    put(
+        &mut o,
+        Kind::Endpoints,
+        json!({"metadata": {"name": "svc1-xyz", "namespace": "testns",
+                            "labels": {"kubernetes.io/service-name": "svc1"}},
+               "endpoints": [{"addresses": ["172.0.0.1"], "hostname": "ep1a"}],
+               "ports": [{"name": "http", "protocol": "TCP", "port": 80}]}),
+    );
+    o
+}
+
+struct NoUp(Vec<(String, u16)>);
+impl Upstream for NoUp {
+    fn lookup(&mut self, name: &str, qtype: u16) -> Option<(Vec<Rr>, bool)> {
+        self.0.push((name.to_owned(), qtype));
+        None
+    }
+}
+
+/// Records in presentation form.
+fn text(rrs: &[Rr]) -> Vec<String> {
+    rrs.iter()
+        .map(|r| {
+            let rd = match r.rtype {
+                1 | 28 => {
+                    let ip: IpAddr = if r.rdata.len() == 4 {
+                        <[u8; 4]>::try_from(&r.rdata[..])
+                            .map(IpAddr::from)
+                            .expect("v4")
+                    } else {
+                        <[u8; 16]>::try_from(&r.rdata[..])
+                            .map(IpAddr::from)
+                            .expect("v6")
+                    };
+                    ip.to_string()
+                }
+                33 => format!(
+                    "{} {} {} {}",
+                    u16::from_be_bytes([r.rdata[0], r.rdata[1]]),
+                    u16::from_be_bytes([r.rdata[2], r.rdata[3]]),
+                    u16::from_be_bytes([r.rdata[4], r.rdata[5]]),
+                    crate::wire::Name::from_wire(&r.rdata[6..]).expect("n")
+                ),
+                5 | 12 | 2 => crate::wire::Name::from_wire(&r.rdata)
+                    .expect("n")
+                    .to_string(),
+                16 => format!("\"{}\"", String::from_utf8_lossy(&r.rdata[1..])),
+                _ => format!("{:?}", r.rdata),
+            };
+            let t = match r.rtype {
+                1 => "A",
+                28 => "AAAA",
+                33 => "SRV",
+                5 => "CNAME",
+                12 => "PTR",
+                2 => "NS",
+                16 => "TXT",
+                _ => "?",
+            };
+            format!("{} {} IN {t} {rd}", r.owner, r.ttl)
+        })
+        .collect()
+}
+
+fn with<T>(pods: PodMode, f: impl FnOnce(&Lookup<'_>) -> T) -> T {
+    let snap: Snapshot = objects().snapshot(true, 1_700_000_000);
+    let ns = HashSet::new();
+    let local: Vec<IpAddr> = vec!["172.0.0.2".parse().expect("ip")];
+    let p = Params {
+        primary_zone: "cluster.local.",
+        namespaces: &ns,
+        pods,
+        endpoint_pod_names: false,
+        ignore_empty_service: false,
+        ttl: 5,
+        local_ips: &local,
+    };
+    f(&Lookup { snap: &snap, p: &p })
+}
+
+#[test]
+fn address_table() {
+    let z = "cluster.local.";
+    // (query name, qtype, answer) ; Err: a name error (NXDOMAIN).
+    let cases: &[(&str, u16, Result<&[&str], NameError>)] = &[
+        (
+            "svc1.testns.svc.cluster.local.",
+            1,
+            Ok(&["svc1.testns.svc.cluster.local. 5 IN A 10.0.0.1"]),
+        ),
+        ("svc1.testns.svc.cluster.local.", 28, Ok(&[])),
+        (
+            "svc6.testns.svc.cluster.local.",
+            28,
+            Ok(&["svc6.testns.svc.cluster.local. 5 IN AAAA 1234:abcd::1"]),
+        ),
+        (
+            "_http._tcp.svc1.testns.svc.cluster.local.",
+            1,
+            Ok(&["_http._tcp.svc1.testns.svc.cluster.local. 5 IN A 10.0.0.1"]),
+        ),
+        (
+            "_https._tcp.svc1.testns.svc.cluster.local.",
+            1,
+            Err(NameError),
+        ),
+        (
+            "hdls1.testns.svc.cluster.local.",
+            1,
+            Ok(&[
+                "hdls1.testns.svc.cluster.local. 5 IN A 172.0.0.2",
+                "hdls1.testns.svc.cluster.local. 5 IN A 172.0.0.3",
+            ]),
+        ),
+        (
+            "dup-name.hdls1.testns.svc.cluster.local.",
+            1,
+            Ok(&["dup-name.hdls1.testns.svc.cluster.local. 5 IN A 172.0.0.3"]),
+        ),
+        (
+            "172-0-0-2.hdls1.testns.svc.cluster.local.",
+            1,
+            Ok(&["172-0-0-2.hdls1.testns.svc.cluster.local. 5 IN A 172.0.0.2"]),
+        ),
+        (
+            "172-0-0-4.hdls1.testns.svc.cluster.local.",
+            1,
+            Err(NameError),
+        ),
+        (
+            "ep1a.svc1.testns.svc.cluster.local.",
+            1,
+            Ok(&["ep1a.svc1.testns.svc.cluster.local. 5 IN A 172.0.0.1"]),
+        ),
+        (
+            "external-to-service.testns.svc.cluster.local.",
+            1,
+            Ok(&[
+                "external-to-service.testns.svc.cluster.local. 5 IN CNAME svc1.testns.svc.cluster.local.",
+                "svc1.testns.svc.cluster.local. 5 IN A 10.0.0.1",
+            ]),
+        ),
+        ("svcx.testns.svc.cluster.local.", 1, Err(NameError)),
+        ("svc1.nons.svc.cluster.local.", 1, Err(NameError)),
+        ("testns.svc.cluster.local.", 1, Ok(&[])),
+        ("svc.cluster.local.", 1, Ok(&[])),
+        ("cluster.local.", 1, Ok(&[])),
+        ("10-0-0-1.testns.pod.cluster.local.", 1, Err(NameError)),
+        // This server's address (172.0.0.2) is an endpoint of the headless hdls1:
+        // every address of that endpoint object, as CoreDNS's `nsAddrs`.
+        (
+            "ns.dns.cluster.local.",
+            1,
+            Ok(&[
+                "ns.dns.cluster.local. 5 IN A 172.0.0.2",
+                "ns.dns.cluster.local. 5 IN A 172.0.0.3",
+            ]),
+        ),
+    ];
+    for (q, t, want) in cases {
+        with(PodMode::Disabled, |l| {
+            let got = l
+                .address(q, q, z, *t, &[], &mut NoUp(Vec::new()))
+                .map(|(r, _)| text(&r));
+            let want = want.map(|w| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+            assert_eq!(got, want, "{q} {t}");
+        });
+    }
+}
+
+#[test]
+fn external_name_asks_the_server() {
+    with(PodMode::Disabled, |l| {
+        let q = "external.testns.svc.cluster.local.";
+        let mut up = NoUp(Vec::new());
+        let (r, _) = l
+            .address(q, q, "cluster.local.", 1, &[], &mut up)
+            .expect("ok");
+        // No reply yet: nothing, and the lookup is wanted.
+        assert!(r.is_empty());
+        assert_eq!(up.0, vec![("ext.interwebs.test.".to_owned(), 1)]);
+        let r = l.cname(q, q, "cluster.local.").expect("ok");
+        assert_eq!(
+            text(&r),
+            ["external.testns.svc.cluster.local. 5 IN CNAME ext.interwebs.test."]
+        );
+    });
+}
+
+#[test]
+fn pods_by_mode() {
+    let q = "10-0-0-1.testns.pod.cluster.local.";
+    with(PodMode::Insecure, |l| {
+        let (r, _) = l
+            .address(q, q, "cluster.local.", 1, &[], &mut NoUp(Vec::new()))
+            .expect("ok");
+        assert_eq!(text(&r), [format!("{q} 5 IN A 10.0.0.1")]);
+        let q6 = "fd00--1.testns.pod.cluster.local.";
+        let (r, _) = l
+            .address(q6, q6, "cluster.local.", 28, &[], &mut NoUp(Vec::new()))
+            .expect("ok");
+        assert_eq!(text(&r), [format!("{q6} 5 IN AAAA fd00::1")]);
+        let bad = "10-0-0-x.testns.pod.cluster.local.";
+        assert!(
+            l.address(bad, bad, "cluster.local.", 1, &[], &mut NoUp(Vec::new()))
+                .is_err()
+        );
+        let other_ns = "10-0-0-1.nons.pod.cluster.local.";
+        assert!(
+            l.address(
+                other_ns,
+                other_ns,
+                "cluster.local.",
+                1,
+                &[],
+                &mut NoUp(Vec::new())
+            )
+            .is_err()
+        );
+    });
+    with(PodMode::Verified, |l| {
+        // No pod has the address.
+        assert!(
+            l.address(q, q, "cluster.local.", 1, &[], &mut NoUp(Vec::new()))
+                .is_err()
+        );
+    });
+}
+
+#[test]
+fn srv_txt_ptr_ns_soa() {
+    let z = "cluster.local.";
+    with(PodMode::Disabled, |l| {
+        let q = "_http._tcp.svc1.testns.svc.cluster.local.";
+        let (r, e) = l.srv(q, q, z).expect("srv");
+        assert_eq!(
+            text(&r),
+            [format!(
+                "{q} 5 IN SRV 0 100 80 svc1.testns.svc.cluster.local."
+            )]
+        );
+        assert_eq!(text(&e), ["svc1.testns.svc.cluster.local. 5 IN A 10.0.0.1"]);
+        let q = "_http._tcp.hdls1.testns.svc.cluster.local.";
+        let (r, e) = l.srv(q, q, z).expect("srv");
+        assert_eq!(
+            text(&r),
+            [
+                format!("{q} 5 IN SRV 0 50 80 172-0-0-2.hdls1.testns.svc.cluster.local."),
+                format!("{q} 5 IN SRV 0 50 80 dup-name.hdls1.testns.svc.cluster.local."),
+            ]
+        );
+        assert_eq!(e.len(), 2);
+        // An ExternalName service has no SRV: NODATA.
+        let q = "external.testns.svc.cluster.local.";
+        assert_eq!(l.srv(q, q, z).map(|(r, _)| r.len()), Ok(0));
+
+        let q = "dns-version.cluster.local.";
+        assert_eq!(
+            text(&l.txt(q, q, z).expect("txt")),
+            [format!("{q} 28800 IN TXT \"1.1.0\"")]
+        );
+        let q = "svc1.testns.svc.cluster.local.";
+        assert_eq!(l.txt(q, q, z), Ok(Vec::new()));
+        let q = "nothing.testns.svc.cluster.local.";
+        assert_eq!(l.txt(q, q, z), Err(NameError));
+
+        let q = "1.0.0.10.in-addr.arpa.";
+        assert_eq!(
+            text(&l.ptr(q, q, "in-addr.arpa.").expect("ptr")),
+            [format!("{q} 5 IN PTR svc1.testns.svc.cluster.local.")]
+        );
+        let q = "3.0.0.172.in-addr.arpa.";
+        assert_eq!(
+            text(&l.ptr(q, q, "in-addr.arpa.").expect("ptr")),
+            [format!(
+                "{q} 5 IN PTR dup-name.hdls1.testns.svc.cluster.local."
+            )]
+        );
+        let q = "9.9.9.9.in-addr.arpa.";
+        assert_eq!(l.ptr(q, q, "in-addr.arpa."), Err(NameError));
+
+        // This server's address is an endpoint of the headless hdls1.
+        let (r, e) = l.ns(z, z);
+        assert_eq!(
+            text(&r),
+            [
+                format!("{z} 5 IN NS 172-0-0-2.hdls1.testns.svc.cluster.local."),
+                format!("{z} 5 IN NS dup-name.hdls1.testns.svc.cluster.local."),
+            ]
+        );
+        assert_eq!(
+            text(&e),
+            [
+                "172-0-0-2.hdls1.testns.svc.cluster.local. 5 IN A 172.0.0.2",
+                "dup-name.hdls1.testns.svc.cluster.local. 5 IN A 172.0.0.3"
+            ]
+        );
+
+        let soa = l.soa("Cluster.Local.");
+        assert_eq!(soa.owner, "Cluster.Local.");
+        assert_eq!(soa.ttl, 5);
+        let tail = &soa.rdata[soa.rdata.len() - 20..];
+        assert_eq!(&tail[..4], &1_700_000_000u32.to_be_bytes());
+        assert_eq!(&tail[16..], &5u32.to_be_bytes());
+    });
+}
+
+#[test]
+fn conversions_and_changes() {
+    let v = json!({"metadata": {"name": "p", "namespace": "n", "deletionTimestamp": "2026-01-01T00:00:00Z"},
+                   "status": {"podIP": "10.1.1.1"}});
+    assert_eq!(convert(Kind::Pods, &v), None);
+    let s = json!({"metadata": {"name": "lb", "namespace": "n"},
+                   "spec": {"type": "LoadBalancer", "clusterIP": "10.0.0.9", "externalIPs": ["1.1.1.1"]},
+                   "status": {"loadBalancer": {"ingress": [{"ip": "2.2.2.2"}, {"hostname": "lb.example"}]}}});
+    let Some(Object::Service(svc)) = convert(Kind::Services, &s) else {
+        panic!("service");
+    };
+    assert_eq!(svc.external_ips, ["1.1.1.1", "2.2.2.2", "lb.example"]);
+    assert_eq!(svc.ports[0].port, -1, "no ports: one port -1, as CoreDNS");
+    let mut o = Objects::default();
+    assert_eq!(
+        o.put("n/lb".into(), Object::Service(svc.clone())),
+        super::store::Change::Modified
+    );
+    assert_eq!(
+        o.put("n/lb".into(), Object::Service(svc)),
+        super::store::Change::Same
+    );
+    assert_eq!(
+        o.replace(Kind::Services, Vec::new()),
+        super::store::Change::Modified
+    );
+    assert_eq!(
+        o.replace(Kind::Services, Vec::new()),
+        super::store::Change::Same
+    );
+}
