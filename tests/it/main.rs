@@ -6,6 +6,7 @@ mod auth;
 mod cache;
 mod dnstap;
 mod forward;
+mod k8s;
 mod ops;
 mod plugins;
 mod tcp;

@@ -99,6 +99,9 @@ pub fn go_parse_ip(s: &str) -> Option<IpAddr> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NameError;
 
+/// A self-lookup's answer records and TC bit.
+pub type Fetched = (Vec<Rr>, bool);
+
 /// A self-lookup the answer needs (CoreDNS's `Upstream.Lookup`), or its reply.
 pub trait Upstream {
     /// The answer records and TC bit of the server's reply to `name`/`qtype`;
@@ -521,15 +524,10 @@ impl Lookup<'_> {
                     records.push(cname);
                     records.extend(answer);
                 }
-                Host::A(ip) if qtype == 1 => {
-                    if dup.insert(serv.host.clone()) {
-                        records.push(addr_rr(qname, ip, serv.ttl));
-                    }
-                }
-                Host::Aaaa(ip) if qtype == 28 => {
-                    if dup.insert(serv.host.clone()) {
-                        records.push(addr_rr(qname, ip, serv.ttl));
-                    }
+                Host::A(ip) | Host::Aaaa(ip)
+                    if (qtype == 1) == ip.is_ipv4() && dup.insert(serv.host.clone()) =>
+                {
+                    records.push(addr_rr(qname, ip, serv.ttl));
                 }
                 _ => {}
             }
@@ -577,9 +575,8 @@ impl Lookup<'_> {
             if s.port == -1 {
                 continue;
             }
-            let ip = match s.host_type() {
-                Host::A(ip) | Host::Aaaa(ip) => ip,
-                _ => continue,
+            let (Host::A(ip) | Host::Aaaa(ip)) = s.host_type() else {
+                continue;
             };
             let target = fqdn(&s.domain);
             let port = s.port as u16;

@@ -479,7 +479,7 @@ enum Outcome {
 /// their replies.
 #[derive(Default)]
 struct Lookups {
-    done: HashMap<(String, u16), Option<(Vec<Rr>, bool)>>,
+    done: HashMap<(String, u16), Option<answer::Fetched>>,
     wanted: Vec<(String, u16)>,
 }
 

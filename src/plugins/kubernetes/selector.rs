@@ -201,7 +201,9 @@ pub fn normalize(s: &str) -> Result<String, String> {
                             }
                             Some(Tok::Close) if values.is_empty() => {}
                             _ => {
-                                return Err("found an unexpected token, expected: identifier".into());
+                                return Err(
+                                    "found an unexpected token, expected: identifier".into()
+                                );
                             }
                         }
                         match toks.get(i) {

@@ -204,7 +204,8 @@ fn with<T>(pods: PodMode, f: impl FnOnce(&Lookup<'_>) -> T) -> T {
 fn address_table() {
     let z = "cluster.local.";
     // (query name, qtype, answer) ; Err: a name error (NXDOMAIN).
-    let cases: &[(&str, u16, Result<&[&str], NameError>)] = &[
+    type Case<'a> = (&'a str, u16, Result<&'a [&'a str], NameError>);
+    let cases: &[Case<'_>] = &[
         (
             "svc1.testns.svc.cluster.local.",
             1,

@@ -1,0 +1,485 @@
+//! *kubernetes* against a stand-in API server: a small HTTP/1.1 server on
+//! 127.0.0.1 that answers list requests from its objects and streams watch events
+//! (chunked, one JSON object per line) as the test adds them, as the real API
+//! server does. Queries with dig on both engines.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// Objects by API path, and the watch events sent after the lists.
+#[derive(Default)]
+struct ApiState {
+    lists: HashMap<String, Vec<String>>,
+    events: Vec<(String, String)>,
+    requests: Vec<String>,
+}
+
+struct FakeApi {
+    port: u16,
+    state: Arc<Mutex<ApiState>>,
+}
+
+impl FakeApi {
+    fn start(objects: &[(&str, &str)]) -> Self {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let state = Arc::new(Mutex::new(ApiState::default()));
+        {
+            let mut st = state.lock().expect("lock");
+            for (path, obj) in objects {
+                st.lists
+                    .entry((*path).to_owned())
+                    .or_default()
+                    .push((*obj).to_owned());
+            }
+        }
+        let st = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for c in l.incoming().map_while(Result::ok) {
+                let st = Arc::clone(&st);
+                std::thread::spawn(move || serve(c, &st));
+            }
+        });
+        Self { port, state }
+    }
+
+    /// Sends a watch event (`ADDED`, `MODIFIED`, `DELETED`) for `path`.
+    fn event(&self, path: &str, typ: &str, obj: &str) {
+        // One event per line, as the API server writes them.
+        let obj = obj.replace('\n', " ");
+        let line = format!("{{\"type\":\"{typ}\",\"object\":{obj}}}");
+        self.state
+            .lock()
+            .expect("lock")
+            .events
+            .push((path.to_owned(), line));
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.state.lock().expect("lock").requests.clone()
+    }
+}
+
+fn serve(c: TcpStream, st: &Mutex<ApiState>) {
+    let Ok(mut w) = c.try_clone() else { return };
+    let mut r = BufReader::new(c);
+    let mut line = String::new();
+    if r.read_line(&mut line).is_err() {
+        return;
+    }
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+            break;
+        }
+    }
+    let target = line.split(' ').nth(1).unwrap_or("").to_owned();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    st.lock().expect("lock").requests.push(target.clone());
+    if query.contains("watch=true") {
+        let _ = w.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        let mut sent = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let new: Vec<String> = {
+                let g = st.lock().expect("lock");
+                let mine: Vec<&(String, String)> =
+                    g.events.iter().filter(|(p, _)| p == path).collect();
+                mine[sent..].iter().map(|(_, l)| l.clone()).collect()
+            };
+            for l in new {
+                sent += 1;
+                let body = format!("{l}\n");
+                if w.write_all(format!("{:x}\r\n{body}\r\n", body.len()).as_bytes())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = w.write_all(b"0\r\n\r\n");
+        return;
+    }
+    let items = st
+        .lock()
+        .expect("lock")
+        .lists
+        .get(path)
+        .cloned()
+        .unwrap_or_default();
+    let body = format!(
+        "{{\"kind\":\"List\",\"metadata\":{{\"resourceVersion\":\"100\"}},\"items\":[{}]}}",
+        items.join(",")
+    );
+    let _ = w.write_all(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+}
+
+const SVC: &str = "/api/v1/services";
+const EPS: &str = "/apis/discovery.k8s.io/v1/endpointslices";
+const NS: &str = "/api/v1/namespaces";
+
+fn cluster() -> FakeApi {
+    FakeApi::start(&[
+        (
+            NS,
+            r#"{"metadata":{"name":"testns","resourceVersion":"1"}}"#,
+        ),
+        (
+            SVC,
+            r#"{"metadata":{"name":"svc1","namespace":"testns","resourceVersion":"2"},
+                "spec":{"type":"ClusterIP","clusterIP":"10.0.0.1","clusterIPs":["10.0.0.1"],
+                        "ports":[{"name":"http","protocol":"TCP","port":80}]}}"#,
+        ),
+        (
+            SVC,
+            r#"{"metadata":{"name":"hdls1","namespace":"testns","resourceVersion":"3"},
+                "spec":{"clusterIP":"None","ports":[{"name":"http","protocol":"TCP","port":80}]}}"#,
+        ),
+        (
+            SVC,
+            r#"{"metadata":{"name":"external","namespace":"testns","resourceVersion":"4"},
+                "spec":{"type":"ExternalName","externalName":"ext.example.org"}}"#,
+        ),
+        (
+            EPS,
+            r#"{"metadata":{"name":"hdls1-x1","namespace":"testns","resourceVersion":"5",
+                            "labels":{"kubernetes.io/service-name":"hdls1"}},
+                "addressType":"IPv4",
+                "endpoints":[{"addresses":["172.17.0.2"],"conditions":{"ready":true}},
+                             {"addresses":["172.17.0.3"],"hostname":"web-1","conditions":{"ready":true}},
+                             {"addresses":["172.17.0.4"],"conditions":{"ready":false}}],
+                "ports":[{"name":"http","protocol":"TCP","port":80}]}"#,
+        ),
+    ])
+}
+
+fn corefile(api: u16) -> String {
+    format!(
+        "cluster.local:{{port}} in-addr.arpa:{{port}} {{
+ kubernetes cluster.local in-addr.arpa {{
+  endpoint http://127.0.0.1:{api}
+  pods insecure
+  fallthrough in-addr.arpa
+  ttl 30
+ }}
+ whoami
+}}
+example.org:{{port}} {{
+ hosts {{
+  192.0.2.7 ext.example.org
+ }}
+}}
+"
+    )
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn kubernetes_answers_from_the_api() {
+    let api = cluster();
+    for be in backends() {
+        let s = TestServer::start(&corefile(api.port), be);
+        let out = s.dig(&["svc1.testns.svc.cluster.local", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert_eq!(dig_flags(&out), "qr aa rd", "{be}: {out}");
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["svc1.testns.svc.cluster.local. 30 IN A 10.0.0.1"],
+            "{be}: {out}"
+        );
+        // Over TCP, and the case of the query kept.
+        let out = s.dig(&["+tcp", "SVC1.testns.svc.Cluster.Local", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["SVC1.testns.svc.Cluster.Local. 30 IN A 10.0.0.1"],
+            "{be}: {out}"
+        );
+        // Headless: the ready endpoints.
+        let out = s.dig(&["hdls1.testns.svc.cluster.local", "A"]);
+        assert_eq!(
+            sorted(section(&out, "ANSWER")),
+            [
+                "hdls1.testns.svc.cluster.local. 30 IN A 172.17.0.2",
+                "hdls1.testns.svc.cluster.local. 30 IN A 172.17.0.3"
+            ],
+            "{be}: {out}"
+        );
+        let out = s.dig(&["web-1.hdls1.testns.svc.cluster.local", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["web-1.hdls1.testns.svc.cluster.local. 30 IN A 172.17.0.3"],
+            "{be}: {out}"
+        );
+        // SRV with the address in additional.
+        let out = s.dig(&["_http._tcp.svc1.testns.svc.cluster.local", "SRV"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            [
+                "_http._tcp.svc1.testns.svc.cluster.local. 30 IN SRV 0 100 80 svc1.testns.svc.cluster.local."
+            ],
+            "{be}: {out}"
+        );
+        assert!(
+            section(&out, "ADDITIONAL")
+                .contains(&"svc1.testns.svc.cluster.local. 30 IN A 10.0.0.1".to_owned()),
+            "{be}: {out}"
+        );
+        let out = s.dig(&["_http._tcp.hdls1.testns.svc.cluster.local", "SRV"]);
+        assert_eq!(
+            sorted(section(&out, "ANSWER")),
+            [
+                "_http._tcp.hdls1.testns.svc.cluster.local. 30 IN SRV 0 50 80 172-17-0-2.hdls1.testns.svc.cluster.local.",
+                "_http._tcp.hdls1.testns.svc.cluster.local. 30 IN SRV 0 50 80 web-1.hdls1.testns.svc.cluster.local."
+            ],
+            "{be}: {out}"
+        );
+        // NXDOMAIN and NODATA with the SOA (TTL min(ttl, 300), minimum the ttl).
+        let out = s.dig(&["missing.testns.svc.cluster.local", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+        let auth = section(&out, "AUTHORITY");
+        assert_eq!(auth.len(), 1, "{be}: {out}");
+        assert!(
+            auth[0].starts_with(
+                "cluster.local. 30 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. "
+            ) && auth[0].ends_with(" 7200 1800 86400 30"),
+            "{be}: {out}"
+        );
+        let out = s.dig(&["svc1.nosuchns.svc.cluster.local", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+        let out = s.dig(&["svc1.testns.svc.cluster.local", "AAAA"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert!(section(&out, "ANSWER").is_empty(), "{be}: {out}");
+        assert_eq!(section(&out, "AUTHORITY").len(), 1, "{be}: {out}");
+        let out = s.dig(&["svc1.testns.svc.cluster.local", "MX"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        // The schema version and the apex SOA.
+        let out = s.dig(&["dns-version.cluster.local", "TXT"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["dns-version.cluster.local. 28800 IN TXT \"1.1.0\""],
+            "{be}: {out}"
+        );
+        let out = s.dig(&["cluster.local", "SOA"]);
+        assert_eq!(section(&out, "ANSWER").len(), 1, "{be}: {out}");
+        // Pods, insecure: any address in a namespace that exists.
+        let out = s.dig(&["10-1-2-3.testns.pod.cluster.local", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["10-1-2-3.testns.pod.cluster.local. 30 IN A 10.1.2.3"],
+            "{be}: {out}"
+        );
+        // PTR for a cluster IP and an endpoint; an unknown address falls through.
+        let out = s.dig(&["-x", "10.0.0.1"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["1.0.0.10.in-addr.arpa. 30 IN PTR svc1.testns.svc.cluster.local."],
+            "{be}: {out}"
+        );
+        let out = s.dig(&["-x", "172.17.0.3"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["3.0.17.172.in-addr.arpa. 30 IN PTR web-1.hdls1.testns.svc.cluster.local."],
+            "{be}: {out}"
+        );
+        let out = s.dig(&["-x", "192.0.2.200"]);
+        assert!(
+            section(&out, "ADDITIONAL")
+                .iter()
+                .any(|l| l.starts_with("200.2.0.192.in-addr.arpa. 0 IN A 127.0.0.1")),
+            "{be}: whoami answers after the fallthrough: {out}"
+        );
+        // ExternalName: the CNAME, and its target asked of the server (another block).
+        let out = s.dig(&["external.testns.svc.cluster.local", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            [
+                "external.testns.svc.cluster.local. 30 IN CNAME ext.example.org.",
+                "ext.example.org. 3600 IN A 192.0.2.7"
+            ],
+            "{be}: {out}"
+        );
+        let out = s.dig(&["+tcp", "external.testns.svc.cluster.local", "CNAME"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["external.testns.svc.cluster.local. 30 IN CNAME ext.example.org."],
+            "{be}: {out}"
+        );
+        // Transfers are refused.
+        let out = s.dig(&["+tcp", "cluster.local", "AXFR"]);
+        assert!(
+            out.contains("Transfer failed") || out.contains("REFUSED"),
+            "{be}: {out}"
+        );
+    }
+    // The lists and the watches carried resource versions as client-go's do.
+    let reqs = api.requests();
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with("/api/v1/services?limit=500&resourceVersion=0")),
+        "{reqs:?}"
+    );
+    assert!(
+        reqs.iter().any(|r| r.starts_with(
+            "/apis/discovery.k8s.io/v1/endpointslices?allowWatchBookmarks=true&resourceVersion=100&"
+        )),
+        "{reqs:?}"
+    );
+}
+
+#[test]
+fn kubernetes_follows_watch_events() {
+    let api = cluster();
+    for be in backends() {
+        let s = TestServer::start(&corefile(api.port), be);
+        let out = s.dig(&["svc2.testns.svc.cluster.local", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+        let serial = |out: &str| -> String {
+            section(out, "AUTHORITY")
+                .first()
+                .and_then(|l| l.split(' ').nth(6).map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let before = serial(&out);
+        std::thread::sleep(Duration::from_millis(1100));
+        let name = format!("svc2-{be}");
+        api.event(
+            SVC,
+            "ADDED",
+            &format!(
+                r#"{{"metadata":{{"name":"{name}","namespace":"testns","resourceVersion":"200"}},
+                    "spec":{{"clusterIP":"10.0.0.2","ports":[{{"name":"dns","protocol":"UDP","port":53}}]}}}}"#
+            ),
+        );
+        let q = format!("{name}.testns.svc.cluster.local");
+        assert!(
+            wait_for(Duration::from_secs(5), || {
+                section(&s.dig(&[&q, "A"]), "ANSWER") == [format!("{q}. 30 IN A 10.0.0.2")]
+            }),
+            "{be}: the added service is answered: {:?} {:?}",
+            api.requests(),
+            s.lines()
+        );
+        let out = s.dig(&["missing.testns.svc.cluster.local", "A"]);
+        assert_ne!(serial(&out), before, "{be}: the SOA serial moved: {out}");
+        api.event(
+            SVC,
+            "DELETED",
+            &format!(
+                r#"{{"metadata":{{"name":"{name}","namespace":"testns","resourceVersion":"201"}}}}"#
+            ),
+        );
+        assert!(
+            wait_for(Duration::from_secs(5), || dig_status(&s.dig(&[&q, "A"]))
+                == "NXDOMAIN"),
+            "{be}: the deleted service is gone"
+        );
+    }
+}
+
+#[test]
+fn kubernetes_unsynced_api() {
+    // Nothing listens on the endpoint: startup waits `startup_timeout`, logs as
+    // CoreDNS does, and answers SERVFAIL (with the SOA) instead of NXDOMAIN.
+    let dead = free_port();
+    for be in backends() {
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n kubernetes cluster.local {{\n  endpoint http://127.0.0.1:{dead}\n  startup_timeout 1s\n }}\n}}\n"
+            ),
+            be,
+        );
+        let lines = s.lines();
+        assert!(
+            lines.iter().any(|l| l
+                == "[INFO] plugin/kubernetes: waiting for Kubernetes API before starting server"),
+            "{be}: {lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l
+                == "[WARNING] plugin/kubernetes: starting server with unsynced Kubernetes API"),
+            "{be}: {lines:?}"
+        );
+        let out = s.dig(&["svc1.testns.svc.cluster.local", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        assert_eq!(section(&out, "AUTHORITY").len(), 1, "{be}: {out}");
+        assert!(
+            s.wait_line(|l| l.starts_with("[ERROR] plugin/kubernetes: Failed to watch *v1.Service: failed to list *v1.Service: Get \"http://127.0.0.1:"))
+                .is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+    }
+}
+
+#[test]
+fn kubernetes_default_kubeadm_corefile() {
+    // The kubeadm/kind default, with the API endpoint given (the in-cluster
+    // service account does not exist here).
+    let api = cluster();
+    let dir = TempDir::new("k8s");
+    let resolv = dir.write("resolv.conf", "nameserver 127.0.0.1\n");
+    for be in backends() {
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{
+    errors
+    health {{
+       lameduck 5s
+    }}
+    ready 127.0.0.1:0
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
+       endpoint http://127.0.0.1:{}
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+    }}
+    prometheus 127.0.0.1:0
+    forward . {} {{
+       max_concurrent 1000
+    }}
+    cache 30 {{
+       disable success cluster.local
+       disable denial cluster.local
+    }}
+    loop
+    reload
+    loadbalance
+}}
+",
+                api.port,
+                resolv.display()
+            )
+            .replace(
+                "health {\n       lameduck 5s\n    }",
+                "health 127.0.0.1:0 {\n       lameduck 5s\n    }",
+            ),
+            be,
+        );
+        let out = s.dig(&["svc1.testns.svc.cluster.local", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["svc1.testns.svc.cluster.local. 30 IN A 10.0.0.1"],
+            "{be}: {out}"
+        );
+        let out = s.dig(&["missing.testns.svc.cluster.local", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+    }
+}
