@@ -213,6 +213,12 @@ impl Active {
         for p in &chain.plugins {
             if let Plugin::Autopath(a) = p {
                 if let Some(name) = &a.from_plugin {
+                    if name == "kubernetes" && chain.plugins.iter().any(|q| q.name() == name) {
+                        return Err(
+                            "plugin/autopath: autopath @kubernetes is not supported by ringdns yet"
+                                .into(),
+                        );
+                    }
                     if chain.plugins.iter().any(|q| q.name() == name) {
                         return Err(format!(
                             "plugin/autopath: {name} does not implement the AutoPather interface"

@@ -196,7 +196,30 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 fn kubernetes_answers_from_the_api() {
     let api = cluster();
     for be in backends() {
-        let s = TestServer::start(&corefile(api.port), be);
+        let mport = free_port();
+        let s = TestServer::start(
+            &corefile(api.port).replacen(
+                " whoami",
+                &format!(" prometheus 127.0.0.1:{mport}\n whoami"),
+                1,
+            ),
+            be,
+        );
+        let (code, _, body) = http(mport, "GET", "/metrics").expect("metrics");
+        assert_eq!(code, 200);
+        let host = format!("127.0.0.1:{}", api.port);
+        assert!(
+            body.contains(&format!(
+                "coredns_kubernetes_rest_client_requests_total{{code=\"200\",host=\"{host}\",method=\"GET\"}} "
+            )),
+            "{be}: {body}"
+        );
+        assert!(
+            body.contains(&format!(
+                "coredns_kubernetes_rest_client_request_duration_seconds_count{{host=\"{host}\",verb=\"GET\"}} "
+            )),
+            "{be}: {body}"
+        );
         let out = s.dig(&["svc1.testns.svc.cluster.local", "A"]);
         assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
         assert_eq!(dig_flags(&out), "qr aa rd", "{be}: {out}");
@@ -400,11 +423,21 @@ fn kubernetes_unsynced_api() {
     // CoreDNS does, and answers SERVFAIL (with the SOA) instead of NXDOMAIN.
     let dead = free_port();
     for be in backends() {
+        let rport = free_port();
         let s = TestServer::start(
             &format!(
-                ".:{{port}} {{\n kubernetes cluster.local {{\n  endpoint http://127.0.0.1:{dead}\n  startup_timeout 1s\n }}\n}}\n"
+                ".:{{port}} {{\n ready 127.0.0.1:{rport}\n kubernetes cluster.local {{\n  endpoint http://127.0.0.1:{dead}\n  startup_timeout 1s\n }}\n}}\n"
             ),
             be,
+        );
+        // Not ready while the API is not listed.
+        let (code, _, _) = http(rport, "GET", "/ready").expect("ready");
+        assert_eq!(code, 503, "{be}");
+        assert!(
+            s.wait_line(|l| l == "[INFO] plugin/ready: Plugins not ready: \"kubernetes\"")
+                .is_some(),
+            "{be}: {:?}",
+            s.lines()
         );
         let lines = s.lines();
         assert!(

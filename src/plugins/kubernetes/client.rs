@@ -24,6 +24,62 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 
 use super::store::{Change, Kind, Object, Objects, Snapshot, convert, key_of};
 use crate::clog::{self, Level};
+use crate::metrics::{Families, Hist, LabelCounts, add_hist};
+
+/// client-go's request metrics as CoreDNS registers them.
+static REQUESTS: LabelCounts<3> = LabelCounts::new(
+    "coredns_kubernetes_rest_client_requests_total",
+    "Number of HTTP requests, partitioned by status code, method, and host.",
+    ["code", "host", "method"],
+);
+/// Prometheus's `DefBuckets`.
+const DEF_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+type Hists = std::collections::BTreeMap<(String, String), Hist<11>>;
+/// (host, verb) → request latency, and rate limiter wait.
+static LATENCY: Mutex<Hists> = Mutex::new(std::collections::BTreeMap::new());
+static LIMITER: Mutex<Hists> = Mutex::new(std::collections::BTreeMap::new());
+
+fn observe(h: &Mutex<Hists>, host: &str, v: f64) {
+    h.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry((host.to_owned(), "GET".to_owned()))
+        .or_default()
+        .observe(&DEF_BUCKETS, v);
+}
+
+/// Adds the REST client families.
+pub fn metrics(f: &mut Families) {
+    REQUESTS.add_to(f);
+    for (h, name, help) in [
+        (
+            &LATENCY,
+            "coredns_kubernetes_rest_client_request_duration_seconds",
+            "Request latency in seconds. Broken down by verb and host.",
+        ),
+        (
+            &LIMITER,
+            "coredns_kubernetes_rest_client_rate_limiter_duration_seconds",
+            "Client side rate limiter latency in seconds. Broken down by verb and host.",
+        ),
+    ] {
+        let m = h.lock().unwrap_or_else(PoisonError::into_inner);
+        for ((host, verb), hist) in m.iter() {
+            let (b, sum, count) = hist.snapshot_pub();
+            add_hist(
+                f,
+                name,
+                help,
+                &[("host", host), ("verb", verb)],
+                &DEF_BUCKETS,
+                &b,
+                sum,
+                count,
+            );
+        }
+    }
+}
 
 /// Largest list page or watch event read (bounded memory against a bad server).
 const MAX_BODY: usize = 256 << 20;
@@ -512,7 +568,27 @@ async fn read_all(mut body: Incoming) -> Result<Vec<u8>, String> {
 
 /// One GET on a new connection (a watch keeps its connection to itself).
 async fn get(cfg: &ApiConfig, limits: &Limits, path: &str) -> Result<Response<Incoming>, String> {
+    let host = cfg.authority();
+    let waited = Instant::now();
     limits.take().await;
+    observe(&LIMITER, &host, waited.elapsed().as_secs_f64());
+    let started = Instant::now();
+    let res = get_once(cfg, limits, path).await;
+    observe(&LATENCY, &host, started.elapsed().as_secs_f64());
+    // client-go counts a request that got no response under code "<error>".
+    let code = res.as_ref().map_or_else(
+        |_| "<error>".to_owned(),
+        |r| r.status().as_u16().to_string(),
+    );
+    REQUESTS.inc([code, host, "GET".to_owned()]);
+    res
+}
+
+async fn get_once(
+    cfg: &ApiConfig,
+    limits: &Limits,
+    path: &str,
+) -> Result<Response<Incoming>, String> {
     let _permit = match &limits.inflight {
         Some(s) => Some(s.acquire().await.map_err(|e| e.to_string())?),
         None => None,

@@ -383,6 +383,7 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
         started: AtomicBool::new(false),
         local_ips: bound_ips(&ctx.settings.listen_hosts),
     });
+    crate::metrics::contribute(client::metrics);
     Ok(KubernetesConfig { shared })
 }
 
