@@ -309,17 +309,10 @@ impl Objects {
                 })
             }
             Object::Namespace(name) => {
-                if self.namespaces.insert(key, name).is_some() {
-                    // CoreDNS's `detectChanges` has no case for namespaces.
-                    crate::clog::log(
-                        crate::clog::Level::Warning,
-                        Some("kubernetes"),
-                        "Updates for *object.Namespace not supported.",
-                    );
-                    Change::Same
-                } else {
-                    Change::Modified
-                }
+                // CoreDNS's namespace informer has no event handlers: namespaces
+                // never move the SOA serial.
+                self.namespaces.insert(key, name);
+                Change::Same
             }
             Object::Pod(n) => {
                 let old = self.pods.insert(key, Arc::clone(&n));
@@ -335,7 +328,10 @@ impl Objects {
         let gone = match kind {
             Kind::Services => self.services.remove(key).is_some(),
             Kind::Endpoints => self.endpoints.remove(key).is_some(),
-            Kind::Namespaces => self.namespaces.remove(key).is_some(),
+            Kind::Namespaces => {
+                self.namespaces.remove(key);
+                false
+            }
             Kind::Pods => self.pods.remove(key).is_some(),
         };
         if gone { Change::Modified } else { Change::Same }
@@ -388,7 +384,7 @@ impl Objects {
             self.remove(kind, &k);
             ch = Change::Modified;
         }
-        if before == 0 && self.count(kind) == 0 {
+        if kind == Kind::Namespaces || (before == 0 && self.count(kind) == 0) {
             return Change::Same;
         }
         ch
