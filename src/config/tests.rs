@@ -90,8 +90,12 @@ fn error_table() {
             "plugin/kubernetes: unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined",
         ),
         (
-            ". {\n kubernetes in-addr.arpa\n}",
+            ". {\n kubernetes 10.in-addr.arpa 8.ip6.arpa\n}",
             "plugin/kubernetes: non-reverse zone name must be used",
+        ),
+        (
+            ". {\n kubernetes cluster.local {\n  apiserver_qps 1e39\n }\n}",
+            "plugin/kubernetes: Corefile:3 - Error during parsing: invalid apiserver_qps \"1e39\": strconv.ParseFloat: parsing \"1e39\": value out of range",
         ),
         (
             ". {\n kubernetes cluster.local {\n  ttl 3601\n }\n}",

@@ -30,6 +30,8 @@ pub struct Autopath {
     pub search: Vec<Name>,
     /// `@PLUGIN`: the plugin that would give the search path.
     pub from_plugin: Option<String>,
+    /// `@kubernetes` in a block with *kubernetes*: the search path of the client's pod.
+    pub k8s: Option<crate::plugins::kubernetes::AutoPathSource>,
 }
 
 /// `autopath [ZONES...] RESOLV-CONF|@PLUGIN`, every line of the block (the last
@@ -40,6 +42,7 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Autopath, Diagnost
         zones: Vec::new(),
         search: Vec::new(),
         from_plugin: None,
+        k8s: None,
     };
     while d.next() {
         let args = d.remaining_args();
@@ -64,7 +67,7 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Autopath, Diagnost
 
 /// miekg `ClientConfigFromFile`'s search path (`search` lines replace it, a
 /// `domain` line makes it that one domain), normalised, with the root appended.
-fn search_path(path: &str) -> Result<Vec<Name>, String> {
+pub(crate) fn search_path(path: &str) -> Result<Vec<Name>, String> {
     // Only a failed open is an error: miekg ignores read errors (a directory
     // reads as an empty file).
     let bytes = match std::fs::read(path) {
@@ -108,10 +111,14 @@ impl Autopath {
     /// the plugins after this one once per search domain); others pass.
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
         let q = ctx.req.qname.to_lowercase();
-        let Some(first) = self.search.first() else {
+        if !self.zones.iter().any(|z| q.is_subdomain_of(z)) {
+            return Flow::Next;
+        }
+        let search = self.search_for(ctx, &q);
+        let Some(first) = search.first() else {
             return Flow::Next;
         };
-        if !self.zones.iter().any(|z| q.is_subdomain_of(z)) || !q.is_subdomain_of(first) {
+        if !q.is_subdomain_of(first) {
             return Flow::Next;
         }
         // A root query with an empty search path: CoreDNS's one try is the query.
@@ -121,11 +128,24 @@ impl Autopath {
         Flow::Park
     }
 
+    /// The search path for this query: the configured one, or (`@kubernetes`) the
+    /// one of the client's pod (CoreDNS's `searchFunc`).
+    fn search_for(&self, ctx: &Ctx<'_>, qname: &Name) -> std::borrow::Cow<'_, [Name]> {
+        match &self.k8s {
+            Some(k) => {
+                std::borrow::Cow::Owned(k.search(qname, crate::server::canonical(ctx.peer).ip()))
+            }
+            None => std::borrow::Cow::Borrowed(&self.search),
+        }
+    }
+
     /// The parked half (CoreDNS `AutoPath.ServeDNS` once the query qualifies).
     pub async fn serve_async(&self, ctx: &mut Ctx<'_>, next: Next<'_>) -> Flow {
         let orig = ctx.req.qname.to_name();
-        let Some(first) = self.search.first() else {
-            return Flow::Return(crate::chain::Status::rcode(2));
+        let search = self.search_for(ctx, &orig.to_lowercase());
+        let Some(first) = search.first() else {
+            // The client's pod went away since the query parked.
+            return Flow::Next;
         };
         // `dnsutil.TrimZone`: the labels above the first search domain (none when
         // the name is the domain itself: CoreDNS's error, SERVFAIL).
@@ -135,7 +155,7 @@ impl Autopath {
         }
         let base: Vec<&[u8]> = orig.labels().take(keep).collect();
         let mut first_reply: Option<(Option<Vec<u8>>, crate::chain::Status)> = None;
-        for s in &self.search {
+        for s in search.iter() {
             let Some(name) = join(&base, s) else { continue };
             let msg = crate::server::reentry::requery(ctx, &name, ctx.req.qtype, ctx.req.qclass);
             let Verdict::Query(req) = parse_query(&msg) else {

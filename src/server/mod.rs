@@ -79,6 +79,7 @@ impl Active {
             Self::label_prometheus(&mut chain);
             Self::link_dnstap(&mut chain);
             Self::check_autopath(&chain)?;
+            Self::link_autopath(&mut chain);
             chains.push(Arc::new(chain));
         }
         let mut listeners = Vec::new();
@@ -213,13 +214,7 @@ impl Active {
         for p in &chain.plugins {
             if let Plugin::Autopath(a) = p {
                 if let Some(name) = &a.from_plugin {
-                    if name == "kubernetes" && chain.plugins.iter().any(|q| q.name() == name) {
-                        return Err(
-                            "plugin/autopath: autopath @kubernetes is not supported by ringdns yet"
-                                .into(),
-                        );
-                    }
-                    if chain.plugins.iter().any(|q| q.name() == name) {
+                    if name != "kubernetes" && chain.plugins.iter().any(|q| q.name() == name) {
                         return Err(format!(
                             "plugin/autopath: {name} does not implement the AutoPather interface"
                         ));
@@ -228,6 +223,24 @@ impl Active {
             }
         }
         Ok(())
+    }
+
+    /// Gives *autopath* `@kubernetes` the block's *kubernetes* (CoreDNS's
+    /// `searchFunc`).
+    fn link_autopath(chain: &mut Chain) {
+        let src = chain.plugins.iter().find_map(|p| match p {
+            Plugin::Kubernetes(k) => Some(k.autopath_source()),
+            _ => None,
+        });
+        if let Some(src) = src {
+            for p in &mut chain.plugins {
+                if let Plugin::Autopath(a) = p {
+                    if a.from_plugin.as_deref() == Some("kubernetes") {
+                        a.k8s = Some(src.clone());
+                    }
+                }
+            }
+        }
     }
 
     /// Gives *forward* the block's *dnstap* taps (CoreDNS's `SetTapPlugin`).

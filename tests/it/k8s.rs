@@ -516,3 +516,68 @@ fn kubernetes_default_kubeadm_corefile() {
         assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
     }
 }
+
+#[test]
+fn kubernetes_autopath_and_verified_pods() {
+    // The client (127.0.0.1) is a pod in testns: `autopath @kubernetes` walks
+    // testns.svc.cluster.local, svc.cluster.local, cluster.local, the host's
+    // search list and the bare name; another client address is no pod.
+    let api = cluster();
+    api.state.lock().expect("lock").lists.insert(
+        "/api/v1/pods".into(),
+        vec![r#"{"metadata":{"name":"client","namespace":"testns","resourceVersion":"9"},"status":{"podIP":"127.0.0.1"}}"#.into()],
+    );
+    for be in backends() {
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{
+ autopath @kubernetes
+ hosts {{
+  192.0.2.9 web.example.org
+  fallthrough
+ }}
+ kubernetes cluster.local {{
+  endpoint http://127.0.0.1:{}
+  pods verified
+ }}
+}}
+",
+                api.port
+            ),
+            be,
+        );
+        let out = s.dig(&["127-0-0-1.testns.pod.cluster.local", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["127-0-0-1.testns.pod.cluster.local. 5 IN A 127.0.0.1"],
+            "{be}: {out}"
+        );
+        let out = s.dig(&["10-9-9-9.testns.pod.cluster.local", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+        // A short name the client's resolver expanded with its first search domain.
+        let out = s.dig(&["svc1.testns.svc.cluster.local", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["svc1.testns.svc.cluster.local. 5 IN A 10.0.0.1"],
+            "{be}: {out}"
+        );
+        let out = s.dig(&["web.example.org.testns.svc.cluster.local", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert_eq!(
+            section(&out, "ANSWER"),
+            [
+                "web.example.org.testns.svc.cluster.local. 3600 IN CNAME web.example.org.",
+                "web.example.org. 3600 IN A 192.0.2.9"
+            ],
+            "{be}: {out}"
+        );
+        // From an address no pod has, the name is looked up as it is.
+        let out = s.dig(&[
+            "-b",
+            "127.0.0.2",
+            "web.example.org.testns.svc.cluster.local",
+            "A",
+        ]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+    }
+}

@@ -286,7 +286,12 @@ pub fn address_from_reverse(qname: &Name) -> Option<IpAddr> {
         let mut o = [0u8; 4];
         for (i, l) in labels[..4].iter().enumerate() {
             let s = std::str::from_utf8(l).ok()?;
-            if s.is_empty() || s.len() > 3 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            // Go's `net.ParseIP` refuses leading zeros.
+            if s.is_empty()
+                || s.len() > 3
+                || !s.bytes().all(|b| b.is_ascii_digit())
+                || (s.len() > 1 && s.starts_with('0'))
+            {
                 return None;
             }
             o[3 - i] = s.parse().ok()?;

@@ -237,9 +237,11 @@ pub fn endpoint_hostname(a: &Address, pod_names: bool) -> String {
     String::new()
 }
 
-/// `dnsutil.IsReverse`.
-fn is_reverse(name: &str) -> bool {
-    is_subdomain("in-addr.arpa.", name) || is_subdomain("ip6.arpa.", name)
+/// `dnsutil.IsReverse`: the name ends in `.in-addr.arpa.` or `.ip6.arpa.` (the
+/// two zones themselves are not reverse names).
+pub fn is_reverse(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.ends_with(".in-addr.arpa.") || n.ends_with(".ip6.arpa.")
 }
 
 /// The lookups over one snapshot.

@@ -536,7 +536,9 @@ async fn event(
     let ev = match typ {
         "ADDED" | "MODIFIED" => match convert(kind, obj) {
             Some(o) => Event::Put(key, o),
-            None => Event::Del(kind, key),
+            // A terminating pod: CoreDNS's processor skips the event (the pod
+            // stays as it was until it is deleted).
+            None => return Ok(()),
         },
         "DELETED" => Event::Del(kind, key),
         _ => return Ok(()), // BOOKMARK

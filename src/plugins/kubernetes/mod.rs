@@ -58,6 +58,8 @@ pub struct KubeShared {
     out: Arc<Published>,
     started: AtomicBool,
     local_ips: Vec<IpAddr>,
+    /// `/etc/resolv.conf`'s search list (for `autopath @kubernetes`).
+    resolv_search: Vec<Name>,
 }
 
 impl Drop for KubeShared {
@@ -96,12 +98,15 @@ fn go_atoi_err(v: &str) -> String {
     }
 }
 
+/// `dnsutil.IsReverse`: a name below `in-addr.arpa.` or `ip6.arpa.` (those two
+/// themselves are not).
 fn is_reverse_zone(z: &str) -> bool {
-    answer::is_subdomain("in-addr.arpa.", z) || answer::is_subdomain("ip6.arpa.", z)
+    answer::is_reverse(z)
 }
 
-/// CoreDNS's `boundIPs`: the block's `bind` addresses, else every interface's,
-/// without loopback ones.
+/// CoreDNS's `boundIPs`: every interface's addresses without loopback ones. With
+/// `bind`, none: CoreDNS reads the bind hosts with `net.ParseCIDR`, which refuses a
+/// plain address, so the apex NS falls back to no address at all.
 fn bound_ips(listen: &[String]) -> Vec<IpAddr> {
     let mut hosts: Vec<IpAddr> = Vec::new();
     if listen.is_empty() || listen[0].is_empty() {
@@ -115,11 +120,6 @@ fn bound_ips(listen: &[String]) -> Vec<IpAddr> {
                 }
             }
         }
-    } else {
-        hosts = listen
-            .iter()
-            .filter_map(|h| h.split('%').next()?.parse().ok())
-            .collect();
     }
     hosts.into_iter().filter(|ip| !ip.is_loopback()).collect()
 }
@@ -286,6 +286,14 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
                             corefile::values::go_quote(&a[0])
                         )))
                     })?;
+                    if !v.is_finite() {
+                        // Go's ParseFloat(s, 32) refuses what overflows a float32.
+                        return Err(w(d.err(format!(
+                            "invalid apiserver_qps {}: strconv.ParseFloat: parsing {}: value out of range",
+                            corefile::values::go_quote(&a[0]),
+                            corefile::values::go_quote(&a[0])
+                        ))));
+                    }
                     if v < 0.0 {
                         return Err(w(d.err("apiserver_qps must be >= 0")));
                     }
@@ -382,9 +390,83 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
         }),
         started: AtomicBool::new(false),
         local_ips: bound_ips(&ctx.settings.listen_hosts),
+        resolv_search: resolv_search(),
     });
     crate::metrics::contribute(client::metrics);
     Ok(KubernetesConfig { shared })
+}
+
+/// CoreDNS's `searchFromResolvConf`: `/etc/resolv.conf`'s search list, normalised
+/// (nothing when it cannot be read).
+fn resolv_search() -> Vec<Name> {
+    let mut v = super::autopath::search_path("/etc/resolv.conf").unwrap_or_default();
+    // `search_path` ends the list with the root (the walk's last try); the
+    // kubernetes list gets its own.
+    if v.last().is_some_and(Name::is_root) {
+        v.pop();
+    }
+    v
+}
+
+/// The search path *autopath* `@kubernetes` asks *kubernetes* for (CoreDNS's
+/// `AutoPath`): by the client's pod.
+#[derive(Clone)]
+pub struct AutoPathSource(Arc<KubeShared>);
+
+impl PartialEq for AutoPathSource {
+    fn eq(&self, o: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &o.0)
+    }
+}
+
+impl Eq for AutoPathSource {}
+
+impl std::fmt::Debug for AutoPathSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AutoPathSource")
+    }
+}
+
+impl AutoPathSource {
+    /// `NS.svc.ZONE`, `svc.ZONE`, `ZONE`, resolv.conf's search list, then the root;
+    /// empty (autopath passes the query on) when the name is outside the plugin's
+    /// zones, pods are not `verified`, or no pod has the client's address.
+    pub fn search(&self, qname: &Name, client: IpAddr) -> Vec<Name> {
+        let k = &*self.0;
+        let name = qname.to_string().to_ascii_lowercase();
+        let Some(zone) = k
+            .zones
+            .iter()
+            .filter(|z| answer::is_subdomain(z, &name))
+            .max_by_key(|z| z.len())
+        else {
+            return Vec::new();
+        };
+        if k.pods != PodMode::Verified {
+            return Vec::new();
+        }
+        let snap = k.out.snap.load();
+        let Some(pod) = snap.pod_ip.get(&client.to_string()).and_then(|p| p.first()) else {
+            return Vec::new();
+        };
+        let names = if zone == "." {
+            [
+                format!("{}.svc.", pod.namespace),
+                "svc.".to_owned(),
+                ".".to_owned(),
+            ]
+        } else {
+            [
+                format!("{}.svc.{zone}", pod.namespace),
+                format!("svc.{zone}"),
+                zone.clone(),
+            ]
+        };
+        let mut out: Vec<Name> = names.iter().filter_map(|n| Name::parse(n)).collect();
+        out.extend(k.resolv_search.iter().cloned());
+        out.push(Name::root());
+        out
+    }
 }
 
 /// client-go's `InClusterConfig`.
@@ -540,6 +622,11 @@ impl Kubernetes {
         Self {
             shared: Arc::clone(&c.shared),
         }
+    }
+
+    /// The search path source for *autopath* `@kubernetes`.
+    pub fn autopath_source(&self) -> AutoPathSource {
+        AutoPathSource(Arc::clone(&self.shared))
     }
 
     /// Readiness for *ready*: the API has been listed.

@@ -172,7 +172,7 @@ pub fn key_of(v: &Value) -> String {
 }
 
 /// Converts an API object of `kind` (CoreDNS's `ToService`, `EndpointSliceToEndpoints`,
-/// `ToNamespace`, `ToPod`). `None`: a pod being deleted (CoreDNS drops it).
+/// `ToNamespace`, `ToPod`). `None`: a pod being deleted (CoreDNS skips the event).
 pub fn convert(kind: Kind, v: &Value) -> Option<Object> {
     let version = s(v, &["metadata", "resourceVersion"]);
     let name = s(v, &["metadata", "name"]);
@@ -462,13 +462,11 @@ fn changed<T>(old: Option<&T>, new: &T, differs: impl Fn(&T, &T) -> bool) -> Cha
     }
 }
 
-/// CoreDNS's `serviceModified` (internal answers): type, ports, cluster IPs and the
-/// external name; external IPs only move the external serial (not kept here).
+/// CoreDNS's `serviceModified` (internal answers): the external name and the
+/// ports (name, number, protocol); external IPs only move the external serial (not
+/// kept here), and nothing else is compared.
 fn service_modified(a: &Service, b: &Service) -> bool {
-    a.kind != b.kind
-        || a.ports != b.ports
-        || a.cluster_ips != b.cluster_ips
-        || a.external_name != b.external_name
+    a.ports != b.ports || a.external_name != b.external_name
 }
 
 /// CoreDNS's informer indexes, frozen.

@@ -401,6 +401,9 @@ fn srv_txt_ptr_ns_soa() {
         );
         let q = "9.9.9.9.in-addr.arpa.";
         assert_eq!(l.ptr(q, q, "in-addr.arpa."), Err(NameError));
+        // Go's ParseIP refuses leading zeros: not an address, so a name error.
+        let q = "1.0.0.010.in-addr.arpa.";
+        assert_eq!(l.ptr(q, q, "in-addr.arpa."), Err(NameError));
 
         // This server's address is an endpoint of the headless hdls1.
         let (r, e) = l.ns(z, z);
@@ -458,4 +461,15 @@ fn conversions_and_changes() {
         o.replace(Kind::Services, Vec::new()),
         super::store::Change::Same
     );
+}
+
+#[test]
+fn reverse_names_as_coredns() {
+    use super::answer::is_reverse;
+    assert!(is_reverse("1.0.0.10.in-addr.arpa."));
+    assert!(is_reverse("x.IP6.ARPA."));
+    // The zones themselves are forward zones to CoreDNS's `IsReverse`.
+    assert!(!is_reverse("in-addr.arpa."));
+    assert!(!is_reverse("ip6.arpa."));
+    assert!(!is_reverse("cluster.local."));
 }
