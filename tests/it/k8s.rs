@@ -371,7 +371,15 @@ fn kubernetes_answers_from_the_api() {
 fn kubernetes_follows_watch_events() {
     let api = cluster();
     for be in backends() {
-        let s = TestServer::start(&corefile(api.port), be);
+        let mport = free_port();
+        let s = TestServer::start(
+            &corefile(api.port).replacen(
+                " whoami",
+                &format!(" prometheus 127.0.0.1:{mport}\n whoami"),
+                1,
+            ),
+            be,
+        );
         let out = s.dig(&["svc2.testns.svc.cluster.local", "A"]);
         assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
         let serial = |out: &str| -> String {
@@ -413,6 +421,27 @@ fn kubernetes_follows_watch_events() {
             wait_for(Duration::from_secs(5), || dig_status(&s.dig(&[&q, "A"]))
                 == "NXDOMAIN"),
             "{be}: the deleted service is gone"
+        );
+        // An EndpointSlice change with its trigger time: the programming latency.
+        api.event(
+            EPS,
+            "MODIFIED",
+            &format!(
+                r#"{{"metadata":{{"name":"svc1-{be}","namespace":"testns","resourceVersion":"300",
+                     "labels":{{"kubernetes.io/service-name":"svc1"}},
+                     "annotations":{{"endpoints.kubernetes.io/last-change-trigger-time":"2026-01-01T00:00:00.5Z"}}}},
+                    "endpoints":[{{"addresses":["172.17.0.9"]}}],
+                    "ports":[{{"name":"http","protocol":"TCP","port":80}}]}}"#
+            ),
+        );
+        assert!(
+            wait_for(Duration::from_secs(5), || {
+                http(mport, "GET", "/metrics").is_some_and(|(_, _, b)| {
+                    b.contains("coredns_kubernetes_dns_programming_duration_seconds_count{service_kind=\"cluster_ip\"} 1\n")
+                })
+            }),
+            "{be}: {:?}",
+            http(mport, "GET", "/metrics")
         );
     }
 }

@@ -49,9 +49,26 @@ fn observe(h: &Mutex<Hists>, host: &str, v: f64) {
         .observe(&DEF_BUCKETS, v);
 }
 
-/// Adds the REST client families.
+/// Adds the REST client families and the programming latency.
 pub fn metrics(f: &mut Families) {
     REQUESTS.add_to(f);
+    for (kind, hist) in PROGRAMMING
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+    {
+        let (b, sum, count) = hist.snapshot_pub();
+        add_hist(
+            f,
+            "coredns_kubernetes_dns_programming_duration_seconds",
+            "Histogram of the time (in seconds) it took to program a dns instance.",
+            &[("service_kind", kind)],
+            &PROGRAMMING_BUCKETS,
+            &b,
+            sum,
+            count,
+        );
+    }
     for (h, name, help) in [
         (
             &LATENCY,
@@ -195,7 +212,8 @@ pub struct WatchSet {
 enum Event {
     Listed(Kind, Vec<(String, Object)>),
     Put(String, Object),
-    Del(Kind, String),
+    /// The object as the DELETED event carried it (for the programming latency).
+    Del(Kind, String, Option<Object>),
 }
 
 /// Starts the watcher thread.
@@ -261,11 +279,77 @@ fn apply(objs: &mut Objects, listed: &mut HashSet<Kind>, ev: Event) -> Change {
     match ev {
         Event::Listed(k, items) => {
             listed.insert(k);
+            for (_, o) in &items {
+                programming_latency(objs, o);
+            }
             objs.replace(k, items)
         }
-        Event::Put(key, o) => objs.put(key, o),
-        Event::Del(k, key) => objs.remove(k, &key),
+        Event::Put(key, o) => {
+            programming_latency(objs, &o);
+            objs.put(key, o)
+        }
+        Event::Del(k, key, o) => {
+            if let Some(o) = &o {
+                programming_latency(objs, o);
+            }
+            objs.remove(k, &key)
+        }
     }
+}
+
+/// `coredns_kubernetes_dns_programming_duration_seconds`: ExponentialBuckets(0.001, 2, 20).
+const PROGRAMMING_BUCKETS: [f64; 20] = {
+    let mut b = [0.0; 20];
+    let mut i = 0;
+    let mut v = 0.001;
+    while i < 20 {
+        b[i] = v;
+        v *= 2.0;
+        i += 1;
+    }
+    b
+};
+/// By service kind (`cluster_ip`, `headless_with_selector`).
+static PROGRAMMING: Mutex<std::collections::BTreeMap<&'static str, Hist<20>>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+/// CoreDNS's `EndpointLatencyRecorder`: for an EndpointSlice event whose
+/// `last-change-trigger-time` annotation is set and whose service is known (exactly
+/// one), the time from that change until now.
+fn programming_latency(objs: &Objects, o: &Object) {
+    let Object::Endpoints(ep) = o else { return };
+    let Some(trigger) = &ep.trigger else { return };
+    let Some(tt) = super::store::parse_rfc3339(trigger) else {
+        clog::log(
+            Level::Warning,
+            Some("kubernetes"),
+            &format!(
+                "DnsProgrammingLatency cannot be calculated for Endpoints '{}/{}'; invalid \"endpoints.kubernetes.io/last-change-trigger-time\" annotation RFC3339 value of {}",
+                ep.namespace,
+                ep.name,
+                corefile::values::go_quote(trigger)
+            ),
+        );
+        return;
+    };
+    let mut svcs = objs.services.values().filter(|s| s.key() == ep.index);
+    let (Some(svc), None) = (svcs.next(), svcs.next()) else {
+        return;
+    };
+    let kind = if svc.headless() {
+        "headless_with_selector"
+    } else {
+        "cluster_ip"
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    PROGRAMMING
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(kind)
+        .or_default()
+        .observe(&PROGRAMMING_BUCKETS, now - tt);
 }
 
 /// client-go's client-side rate limiter (token bucket) and `apiserver_max_inflight`.
@@ -540,7 +624,7 @@ async fn event(
             // stays as it was until it is deleted).
             None => return Ok(()),
         },
-        "DELETED" => Event::Del(kind, key),
+        "DELETED" => Event::Del(kind, key, convert(kind, obj)),
         _ => return Ok(()), // BOOKMARK
     };
     tx.send(ev).await.map_err(|_| WatchEnd::Closed)

@@ -68,6 +68,8 @@ pub struct Endpoints {
     pub index: String,
     pub addresses: Vec<Address>,
     pub ports: Vec<Port>,
+    /// The `endpoints.kubernetes.io/last-change-trigger-time` annotation.
+    pub trigger: Option<String>,
 }
 
 /// CoreDNS's `object.Pod`.
@@ -248,6 +250,12 @@ pub fn convert(kind: Kind, v: &Value) -> Option<Object> {
                 namespace,
                 addresses,
                 ports: ports(v.get("ports")),
+                trigger: v
+                    .pointer(
+                        "/metadata/annotations/endpoints.kubernetes.io~1last-change-trigger-time",
+                    )
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
             }))
         }
         Kind::Namespaces => Object::Namespace(name),
@@ -488,4 +496,52 @@ pub struct Snapshot {
     pub namespaces: HashSet<String>,
     /// Pod IP → pods (`pods verified`).
     pub pod_ip: HashMap<String, Vec<Arc<Pod>>>,
+}
+
+/// Go's `time.Parse(time.RFC3339Nano, s)` as Unix seconds (with fraction).
+pub fn parse_rfc3339(s: &str) -> Option<f64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac = 0.0;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        frac = format!("0.{}", &s[start..i]).parse().ok()?;
+    }
+    let offset = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        b'+' | b'-' if i + 6 == b.len() && b[i + 3] == b':' => {
+            let o = num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60;
+            if b[i] == b'+' { o } else { -o }
+        }
+        _ => return None,
+    };
+    let days = crate::zone::rdata::days_from_civil(y, mo, d);
+    Some((days * 86400 + h * 3600 + mi * 60 + sec - offset) as f64 + frac)
 }

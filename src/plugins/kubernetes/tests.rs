@@ -473,3 +473,17 @@ fn reverse_names_as_coredns() {
     assert!(!is_reverse("ip6.arpa."));
     assert!(!is_reverse("cluster.local."));
 }
+
+#[test]
+fn rfc3339_nano() {
+    use super::store::parse_rfc3339;
+    assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));
+    assert_eq!(
+        parse_rfc3339("2026-01-01T00:00:00.5Z"),
+        Some(1_767_225_600.5)
+    );
+    assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00"), Some(0.0));
+    assert_eq!(parse_rfc3339("1970-01-01 00:00:00Z"), None);
+    assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None);
+    assert_eq!(parse_rfc3339("2026-01-01T00:00:00"), None);
+}
