@@ -102,6 +102,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "template",
     "transfer",
     "hosts",
+    "k8s_external",
     "kubernetes",
     "file",
     "auto",

@@ -138,6 +138,18 @@ fn error_table() {
             "plugin/kubernetes: Corefile:3 - Error during parsing: unknown property 'bogus'",
         ),
         (
+            ". {\n k8s_external example.com {\n  ttl 4000\n }\n}",
+            "plugin/k8s_external: Corefile:3 - Error during parsing: ttl must be in range [0, 3600]: 4000",
+        ),
+        (
+            ". {\n k8s_external example.com {\n  apex\n }\n}",
+            "plugin/k8s_external: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after 'apex'",
+        ),
+        (
+            ". {\n k8s_external example.com {\n  nope\n }\n}",
+            "plugin/k8s_external: Corefile:3 - Error during parsing: unknown property 'nope'",
+        ),
+        (
             ". {\n kubernetes cluster.local\n kubernetes cluster.local\n}",
             "plugin/kubernetes: this plugin can only be used once per Server Block",
         ),

@@ -92,6 +92,8 @@ pub enum PluginConfig {
     Transfer(transfer::TransferConfig),
     /// `hosts`.
     Hosts(hosts::HostsConfig),
+    /// `k8s_external`.
+    K8sExternal(Box<kubernetes::external::K8sExternal>),
     /// `kubernetes`.
     Kubernetes(kubernetes::KubernetesConfig),
     /// `file`.
@@ -168,6 +170,7 @@ pub fn setup(
         "template" => PluginConfig::Template(template::setup(d, ctx)?),
         "transfer" => PluginConfig::Transfer(transfer::setup(d, ctx)?),
         "hosts" => PluginConfig::Hosts(hosts::setup(d, ctx)?),
+        "k8s_external" => PluginConfig::K8sExternal(Box::new(kubernetes::external::setup(d, ctx)?)),
         "kubernetes" => PluginConfig::Kubernetes(kubernetes::setup(d, ctx)?),
         "file" => PluginConfig::File(file::setup(d, ctx)?),
         "auto" => PluginConfig::Auto(auto::setup(d, ctx)?),
@@ -232,6 +235,8 @@ pub enum Plugin {
     Transfer(transfer::Transfer),
     /// `hosts`.
     Hosts(hosts::Hosts),
+    /// `k8s_external`.
+    K8sExternal(Box<kubernetes::external::K8sExternal>),
     /// `kubernetes`.
     Kubernetes(Box<kubernetes::Kubernetes>),
     /// `file`.
@@ -278,6 +283,7 @@ impl Plugin {
             PluginConfig::Template(c) => Self::Template(c.clone()),
             PluginConfig::Transfer(c) => Self::Transfer(transfer::Transfer::new(c)),
             PluginConfig::Hosts(c) => Self::Hosts(hosts::Hosts::new(c)),
+            PluginConfig::K8sExternal(c) => Self::K8sExternal(c.clone()),
             PluginConfig::Kubernetes(c) => {
                 Self::Kubernetes(Box::new(kubernetes::Kubernetes::new(c)))
             }
@@ -317,6 +323,7 @@ impl Plugin {
             Self::Template(_) => "template",
             Self::Transfer(_) => "transfer",
             Self::Hosts(_) => "hosts",
+            Self::K8sExternal(_) => "k8s_external",
             Self::Kubernetes(_) => "kubernetes",
             Self::File(_) => "file",
             Self::Auto(_) => "auto",
@@ -373,6 +380,7 @@ impl Plugin {
             Self::Template(p) => p.serve(ctx),
             Self::Transfer(p) => p.serve(ctx),
             Self::Hosts(p) => p.serve(ctx),
+            Self::K8sExternal(p) => p.serve(ctx),
             Self::Kubernetes(p) => p.serve(ctx),
             Self::File(p) => p.serve(ctx),
             Self::Auto(p) => p.serve(ctx),
@@ -397,6 +405,7 @@ impl Plugin {
             Self::Forward(p) => p.serve_async(ctx).await,
             Self::Cache(p) => p.serve_async(ctx).await,
             Self::Erratic(p) => p.serve_async(ctx).await,
+            Self::K8sExternal(p) => Box::pin(p.serve_async(ctx)).await,
             Self::Kubernetes(p) => Box::pin(p.serve_async(ctx)).await,
             Self::File(p) => Box::pin(p.serve_async(ctx)).await,
             Self::Auto(p) => Box::pin(p.serve_async(ctx)).await,

@@ -79,7 +79,7 @@ impl Active {
             Self::label_prometheus(&mut chain);
             Self::link_dnstap(&mut chain);
             Self::check_autopath(&chain)?;
-            Self::link_autopath(&mut chain);
+            Self::link_autopath(&mut chain)?;
             chains.push(Arc::new(chain));
         }
         let mut listeners = Vec::new();
@@ -227,7 +227,22 @@ impl Active {
 
     /// Gives *autopath* `@kubernetes` the block's *kubernetes* (CoreDNS's
     /// `searchFunc`).
-    fn link_autopath(chain: &mut Chain) {
+    fn link_autopath(chain: &mut Chain) -> Result<(), String> {
+        let k8s = chain.plugins.iter().find_map(|p| match p {
+            Plugin::Kubernetes(k) => Some(k.shared()),
+            _ => None,
+        });
+        // *k8s_external* reads the block's *kubernetes* (CoreDNS's OnStartup check).
+        for p in &mut chain.plugins {
+            if let Plugin::K8sExternal(e) = p {
+                match &k8s {
+                    Some(k) => e.k8s = Some(Arc::clone(k)),
+                    None => {
+                        return Err("plugin/k8s_external: kubernetes plugin not loaded".into());
+                    }
+                }
+            }
+        }
         let src = chain.plugins.iter().find_map(|p| match p {
             Plugin::Kubernetes(k) => Some(k.autopath_source()),
             _ => None,
@@ -241,6 +256,7 @@ impl Active {
                 }
             }
         }
+        Ok(())
     }
 
     /// Gives *forward* the block's *dnstap* taps (CoreDNS's `SetTapPlugin`).

@@ -610,3 +610,136 @@ fn kubernetes_autopath_and_verified_pods() {
         assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
     }
 }
+
+#[test]
+fn k8s_external_answers() {
+    let api = cluster();
+    {
+        let mut st = api.state.lock().expect("lock");
+        let svcs = st.lists.entry(SVC.into()).or_default();
+        svcs.push(
+            r#"{"metadata":{"name":"lb","namespace":"testns","resourceVersion":"20"},
+                "spec":{"type":"LoadBalancer","clusterIP":"10.0.0.20","externalIPs":["192.0.2.100"],
+                        "ports":[{"name":"http","protocol":"TCP","port":80}]}}"#
+                .into(),
+        );
+        svcs.push(
+            r#"{"metadata":{"name":"lbh","namespace":"testns","resourceVersion":"21"},
+                "spec":{"type":"LoadBalancer","clusterIP":"10.0.0.21",
+                        "ports":[{"name":"http","protocol":"TCP","port":80}]},
+                "status":{"loadBalancer":{"ingress":[{"hostname":"lb.example.org"}]}}}"#
+                .into(),
+        );
+    }
+    for be in backends() {
+        let s = TestServer::start(
+            &format!(
+                "cluster.local:{{port}} example.com:{{port}} {{
+ k8s_external example.com
+ kubernetes cluster.local {{
+  endpoint http://127.0.0.1:{}
+ }}
+}}
+example.org:{{port}} {{
+ hosts {{
+  192.0.2.8 lb.example.org
+ }}
+}}
+",
+                api.port
+            ),
+            be,
+        );
+        let out = s.dig(&["lb.testns.example.com", "A"]);
+        assert_eq!(dig_flags(&out), "qr aa rd", "{be}: {out}");
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["lb.testns.example.com. 5 IN A 192.0.2.100"],
+            "{be}: {out}"
+        );
+        let out = s.dig(&["_http._tcp.lb.testns.example.com", "SRV"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["_http._tcp.lb.testns.example.com. 5 IN SRV 0 100 80 lb.testns.example.com."],
+            "{be}: {out}"
+        );
+        assert!(
+            section(&out, "ADDITIONAL")
+                .contains(&"lb.testns.example.com. 5 IN A 192.0.2.100".to_owned()),
+            "{be}: {out}"
+        );
+        // A load balancer's host name: the CNAME and its target from the server.
+        let out = s.dig(&["+tcp", "lbh.testns.example.com", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            [
+                "lbh.testns.example.com. 5 IN CNAME lb.example.org.",
+                "lb.example.org. 3600 IN A 192.0.2.8"
+            ],
+            "{be}: {out}"
+        );
+        // No external IP, or no such service: NXDOMAIN with the external SOA.
+        for name in [
+            "svc1.testns.example.com",
+            "missing.testns.example.com",
+            "lb.nons.example.com",
+        ] {
+            let out = s.dig(&[name, "A"]);
+            assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+            let auth = section(&out, "AUTHORITY");
+            assert!(
+                auth.len() == 1
+                    && auth[0].starts_with(
+                        "example.com. 5 IN SOA ns1.dns.example.com. hostmaster.dns.example.com. "
+                    )
+                    && auth[0].ends_with(" 7200 1800 86400 5"),
+                "{be}: {out}"
+            );
+        }
+        let out = s.dig(&["lb.testns.example.com", "TXT"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert_eq!(section(&out, "AUTHORITY").len(), 1, "{be}: {out}");
+        // The apex and the names under its `dns` label.
+        let out = s.dig(&["example.com", "NS"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["example.com. 5 IN NS ns1.dns.example.com."],
+            "{be}: {out}"
+        );
+        let out = s.dig(&["example.com", "SOA"]);
+        assert_eq!(section(&out, "ANSWER").len(), 1, "{be}: {out}");
+        let out = s.dig(&["dns.example.com", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert_eq!(section(&out, "AUTHORITY").len(), 1, "{be}: {out}");
+        let out = s.dig(&["x.y.dns.example.com", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+        // The cluster zone is still *kubernetes*'.
+        let out = s.dig(&["lb.testns.svc.cluster.local", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["lb.testns.svc.cluster.local. 5 IN A 10.0.0.20"],
+            "{be}: {out}"
+        );
+    }
+    // Without *kubernetes* in the block, startup fails as CoreDNS's does.
+    let dir = TempDir::new("k8sx");
+    let conf = dir.write(
+        "Corefile",
+        &format!(
+            ".:{} {{\n k8s_external example.com\n whoami\n}}\n",
+            free_port()
+        ),
+    );
+    let out = std::process::Command::new(bin())
+        .arg("-conf")
+        .arg(&conf)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("plugin/k8s_external: kubernetes plugin not loaded"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

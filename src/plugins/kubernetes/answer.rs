@@ -122,7 +122,7 @@ pub struct Request {
 
 /// Labels of `name` (fully qualified) before `zone`'s, or `None` when `name` is
 /// not below `zone` (CoreDNS's `TrimZone` error).
-fn trim_zone<'n>(name: &'n str, zone: &str) -> Option<&'n str> {
+pub fn trim_zone<'n>(name: &'n str, zone: &str) -> Option<&'n str> {
     let zl = count_labels(zone);
     let nl = count_labels(name);
     if nl <= zl {
@@ -146,7 +146,7 @@ fn count_labels(name: &str) -> usize {
     split(name).len()
 }
 
-fn fqdn(s: &str) -> String {
+pub fn fqdn(s: &str) -> String {
     if s.ends_with('.') {
         s.to_owned()
     } else {
@@ -420,6 +420,17 @@ impl Lookup<'_> {
     /// `nsAddrs` (internal names): the names and addresses of the services whose
     /// endpoints hold this server's addresses, else `ns.dns.ZONE` for each.
     fn ns_addrs(&self, zone: &str) -> Vec<(String, IpAddr)> {
+        self.ns_addrs_mode(zone, false, false)
+    }
+
+    /// `nsAddrs(external, headless, zone)`: with `external`, the services' external
+    /// IPs (endpoint addresses of headless ones with `headless`) under `SVC.NS.ZONE`.
+    pub fn ns_addrs_mode(
+        &self,
+        zone: &str,
+        external: bool,
+        headless: bool,
+    ) -> Vec<(String, IpAddr)> {
         let mut out = Vec::new();
         let mut found = false;
         for lip in self.p.local_ips {
@@ -431,6 +442,29 @@ impl Lookup<'_> {
             {
                 found = true;
                 for svc in self.snap.svc.get(&ep.index).map_or(&[][..], Vec::as_slice) {
+                    if external {
+                        let svc_name = format!("{}.{}.{zone}", svc.name, svc.namespace);
+                        if headless && svc.headless() {
+                            for a in &ep.addresses {
+                                if let Some(ip) = go_parse_ip(&a.ip) {
+                                    out.push((
+                                        format!(
+                                            "{}.{svc_name}",
+                                            endpoint_hostname(a, self.p.endpoint_pod_names)
+                                        ),
+                                        ip,
+                                    ));
+                                }
+                            }
+                        } else {
+                            for x in &svc.external_ips {
+                                if let Some(ip) = go_parse_ip(x) {
+                                    out.push((svc_name.clone(), ip));
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     let svc_name = format!("{}.{}.svc.{zone}", svc.name, svc.namespace);
                     if svc.headless() {
                         for a in &ep.addresses {
@@ -716,12 +750,153 @@ impl Lookup<'_> {
     }
 }
 
+/// A record source for *k8s_external* (CoreDNS's `msg.Service` as `External`
+/// fills it): host (an address or a name), port, and the name it stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtSvc {
+    pub host: String,
+    pub port: i32,
+    pub domain: String,
+}
+
+impl ExtSvc {
+    /// The address, when the host is one (else it is a name: a CNAME).
+    pub fn ip(&self) -> Option<IpAddr> {
+        go_parse_ip(&self.host).map(|ip| match ip {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 @ IpAddr::V4(_) => v4,
+        })
+    }
+}
+
+impl Lookup<'_> {
+    /// CoreDNS's `Kubernetes.External`: the services (or, for a reverse PTR, the
+    /// `NAME.NAMESPACE` hosts) behind `name` in *k8s_external*'s `zone`, and the rcode.
+    pub fn external(
+        &self,
+        name: &str,
+        zone: &str,
+        qtype: u16,
+        headless: bool,
+    ) -> (Vec<ExtSvc>, u8) {
+        if qtype == 12 {
+            let rev = crate::wire::Name::parse(name)
+                .as_ref()
+                .and_then(crate::plugins::hosts::address_from_reverse);
+            if let Some(ip) = rev {
+                let ip = ip.to_string();
+                let out: Vec<ExtSvc> = self
+                    .snap
+                    .svc_ext_ip
+                    .get(&ip)
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| self.p.namespaces.is_empty() || self.ns_exposed(&s.namespace))
+                    .map(|s| ExtSvc {
+                        host: format!("{}.{}", s.name, s.namespace),
+                        port: 0,
+                        domain: String::new(),
+                    })
+                    .collect();
+                let rc = if out.is_empty() { 3 } else { 0 };
+                return (out, rc);
+            }
+        }
+        let base = trim_zone(name, zone).unwrap_or("");
+        let segs: Vec<&str> = if base.is_empty() {
+            Vec::new()
+        } else {
+            base.split('.').collect()
+        };
+        let mut last = segs.len() as isize - 1;
+        if last < 0 {
+            return (Vec::new(), 2);
+        }
+        let namespace = segs[last as usize];
+        if !self.ns_exposed(namespace) {
+            return (Vec::new(), 3);
+        }
+        last -= 1;
+        if last < 0 {
+            return (Vec::new(), 0);
+        }
+        let service = segs[last as usize];
+        last -= 1;
+        let (mut port, mut protocol, mut endpoint) = ("", "", "");
+        match last {
+            0 => {
+                endpoint = strip_underscore(segs[0]);
+                last -= 1;
+            }
+            1 => {
+                protocol = strip_underscore(segs[1]);
+                port = strip_underscore(segs[0]);
+                last -= 2;
+            }
+            _ => {}
+        }
+        if last != -1 {
+            return (Vec::new(), 3);
+        }
+        let idx = format!("{service}.{namespace}");
+        let mut rcode = 3;
+        let mut out = Vec::new();
+        for svc in self.snap.svc.get(&idx).map_or(&[][..], Vec::as_slice) {
+            if namespace != svc.namespace || service != svc.name {
+                continue;
+            }
+            if headless && svc.external_ips.is_empty() && (svc.headless() || !endpoint.is_empty()) {
+                for ep in self.snap.ep.get(&idx).map_or(&[][..], Vec::as_slice) {
+                    if ep.index != svc.key() {
+                        continue;
+                    }
+                    for a in &ep.addresses {
+                        let host = endpoint_hostname(a, self.p.endpoint_pod_names);
+                        if !endpoint.is_empty() && !matches(endpoint, &host) {
+                            continue;
+                        }
+                        for p in &ep.ports {
+                            if !port_proto(port, &p.name, protocol, &p.protocol) {
+                                continue;
+                            }
+                            rcode = 0;
+                            out.push(ExtSvc {
+                                host: a.ip.clone(),
+                                port: p.port,
+                                domain: format!("{host}.{}.{}.{zone}", svc.name, svc.namespace),
+                            });
+                        }
+                    }
+                }
+                continue;
+            }
+            for ip in &svc.external_ips {
+                for p in &svc.ports {
+                    if !port_proto(port, &p.name, protocol, &p.protocol) {
+                        continue;
+                    }
+                    rcode = 0;
+                    out.push(ExtSvc {
+                        host: ip.clone(),
+                        port: p.port,
+                        domain: format!("{}.{}.{zone}", svc.name, svc.namespace),
+                    });
+                }
+            }
+        }
+        if qtype == 12 {
+            return (Vec::new(), rcode);
+        }
+        (out, rcode)
+    }
+}
+
 /// `isDefaultNS`: `name` is `ns.dns.` followed by `zone` (as written).
 fn is_default_ns(name: &str, zone: &str) -> bool {
     name.starts_with("ns.dns.") && name.find(zone) == Some(7)
 }
 
-fn addr_rr(owner: &str, ip: IpAddr, ttl: u32) -> Rr {
+pub fn addr_rr(owner: &str, ip: IpAddr, ttl: u32) -> Rr {
     match ip {
         IpAddr::V4(a) => Rr {
             owner: owner.to_owned(),

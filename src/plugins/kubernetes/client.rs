@@ -251,6 +251,7 @@ async fn run(cfg: ApiConfig, set: WatchSet, out: Arc<Published>) {
     let mut objs = Objects::default();
     let mut listed: HashSet<Kind> = HashSet::new();
     let mut modified = 0i64;
+    let mut modified_ext = 0i64;
     loop {
         let ev = tokio::select! {
             () = out.stop.notified() => break,
@@ -262,13 +263,18 @@ async fn run(cfg: ApiConfig, set: WatchSet, out: Arc<Published>) {
                 ch = Change::Modified;
             }
         }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         if ch == Change::Modified {
-            modified = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
+            modified = now;
+        }
+        if std::mem::take(&mut objs.ext_changed) {
+            modified_ext = now;
         }
         let synced = set.kinds.iter().all(|k| listed.contains(k));
-        out.snap.store(Arc::new(objs.snapshot(synced, modified)));
+        out.snap
+            .store(Arc::new(objs.snapshot(synced, modified, modified_ext)));
     }
     for t in tasks {
         t.abort();

@@ -18,6 +18,7 @@
 
 pub mod answer;
 pub mod client;
+pub mod external;
 pub mod selector;
 pub mod store;
 
@@ -622,6 +623,11 @@ impl Kubernetes {
         Self {
             shared: Arc::clone(&c.shared),
         }
+    }
+
+    /// The shared state *k8s_external* reads.
+    pub fn shared(&self) -> Arc<KubeShared> {
+        Arc::clone(&self.shared)
     }
 
     /// The search path source for *autopath* `@kubernetes`.

@@ -278,6 +278,9 @@ pub fn convert(kind: Kind, v: &Value) -> Option<Object> {
 /// What the watcher holds, by store key per kind.
 #[derive(Default)]
 pub struct Objects {
+    /// A change *k8s_external* answers could show happened (CoreDNS's
+    /// `updateExtModified`); the watcher reads and clears it.
+    pub ext_changed: bool,
     pub services: BTreeMap<String, Arc<Service>>,
     pub endpoints: BTreeMap<String, Arc<Endpoints>>,
     pub namespaces: BTreeMap<String, String>,
@@ -300,9 +303,22 @@ impl Objects {
         match o {
             Object::Service(n) => {
                 let old = self.services.insert(key, Arc::clone(&n));
-                changed(old.as_deref(), &n, |a, b| {
-                    a.version != b.version && service_modified(a, b)
-                })
+                match old.as_deref() {
+                    None => {
+                        self.ext_changed |= !n.external_ips.is_empty();
+                        Change::Modified
+                    }
+                    Some(o) if o.version == n.version => Change::Same,
+                    Some(o) => {
+                        let ports = o.ports != n.ports;
+                        self.ext_changed |= ports || o.external_ips != n.external_ips;
+                        if ports || o.external_name != n.external_name {
+                            Change::Modified
+                        } else {
+                            Change::Same
+                        }
+                    }
+                }
             }
             Object::Endpoints(n) => {
                 let old = self.endpoints.insert(key, Arc::clone(&n));
@@ -334,7 +350,13 @@ impl Objects {
     /// Removes the object of `kind` at `key`.
     pub fn remove(&mut self, kind: Kind, key: &str) -> Change {
         let gone = match kind {
-            Kind::Services => self.services.remove(key).is_some(),
+            Kind::Services => match self.services.remove(key) {
+                Some(o) => {
+                    self.ext_changed |= !o.external_ips.is_empty();
+                    true
+                }
+                None => false,
+            },
             Kind::Endpoints => self.endpoints.remove(key).is_some(),
             Kind::Namespaces => {
                 self.namespaces.remove(key);
@@ -417,10 +439,11 @@ impl Objects {
     }
 
     /// The indexes queries read.
-    pub fn snapshot(&self, synced: bool, modified: i64) -> Snapshot {
+    pub fn snapshot(&self, synced: bool, modified: i64, modified_ext: i64) -> Snapshot {
         let mut snap = Snapshot {
             synced,
             modified,
+            modified_ext,
             ..Snapshot::default()
         };
         for svc in self.services.values() {
@@ -470,13 +493,6 @@ fn changed<T>(old: Option<&T>, new: &T, differs: impl Fn(&T, &T) -> bool) -> Cha
     }
 }
 
-/// CoreDNS's `serviceModified` (internal answers): the external name and the
-/// ports (name, number, protocol); external IPs only move the external serial (not
-/// kept here), and nothing else is compared.
-fn service_modified(a: &Service, b: &Service) -> bool {
-    a.ports != b.ports || a.external_name != b.external_name
-}
-
 /// CoreDNS's informer indexes, frozen.
 #[derive(Default)]
 pub struct Snapshot {
@@ -484,6 +500,10 @@ pub struct Snapshot {
     pub synced: bool,
     /// Unix time of the last change an answer could show (the SOA serial).
     pub modified: i64,
+    /// The same for *k8s_external*'s answers (external IPs).
+    pub modified_ext: i64,
+    /// External IP → services.
+    pub svc_ext_ip: HashMap<String, Vec<Arc<Service>>>,
     /// `name.namespace` → services.
     pub svc: HashMap<String, Vec<Arc<Service>>>,
     /// Cluster IP → services.

@@ -185,7 +185,7 @@ fn text(rrs: &[Rr]) -> Vec<String> {
 }
 
 fn with<T>(pods: PodMode, f: impl FnOnce(&Lookup<'_>) -> T) -> T {
-    let snap: Snapshot = objects().snapshot(true, 1_700_000_000);
+    let snap: Snapshot = objects().snapshot(true, 1_700_000_000, 1_700_000_001);
     let ns = HashSet::new();
     let local: Vec<IpAddr> = vec!["172.0.0.2".parse().expect("ip")];
     let p = Params {
