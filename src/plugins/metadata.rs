@@ -30,6 +30,8 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<MetadataConfig, Di
 pub struct Metadata {
     /// Zones.
     pub zones: Vec<String>,
+    /// The block's *kubernetes*, a metadata provider (linked when the chain is built).
+    pub k8s: Option<std::sync::Arc<crate::plugins::kubernetes::KubeShared>>,
 }
 
 impl Metadata {
@@ -37,6 +39,7 @@ impl Metadata {
     pub fn new(c: &MetadataConfig) -> Self {
         Self {
             zones: c.zones.clone(),
+            k8s: None,
         }
     }
 }

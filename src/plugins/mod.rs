@@ -354,9 +354,12 @@ impl Plugin {
     /// Request hook.
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
         match self {
-            Self::Metadata(_) => {
+            Self::Metadata(m) => {
                 ctx.meta = Some(Vec::new());
                 ctx.st.marks |= crate::chain::META_ON;
+                if let Some(k) = &m.k8s {
+                    k.publish_metadata(ctx, &m.zones);
+                }
                 Flow::Next
             }
             Self::Cancel

@@ -254,6 +254,14 @@ pub async fn resume(
     }
     if st.marks & crate::chain::META_ON != 0 {
         ctx.meta = Some(Vec::new());
+        // The labels the block's providers published before the query parked.
+        for p in &chain.plugins {
+            if let crate::plugins::Plugin::Metadata(m) = p {
+                if let Some(k) = &m.k8s {
+                    k.publish_metadata(&mut ctx, &m.zones);
+                }
+            }
+        }
     }
     let status = chain.resume(&mut ctx, at).await;
     finish(&mut ctx, &status)

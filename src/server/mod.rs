@@ -232,8 +232,12 @@ impl Active {
             Plugin::Kubernetes(k) => Some(k.shared()),
             _ => None,
         });
-        // *k8s_external* reads the block's *kubernetes* (CoreDNS's OnStartup check).
+        // *k8s_external* reads the block's *kubernetes* (CoreDNS's OnStartup check);
+        // *metadata* asks it for its labels.
         for p in &mut chain.plugins {
+            if let (Plugin::Metadata(m), Some(k)) = (&mut *p, &k8s) {
+                m.k8s = Some(Arc::clone(k));
+            }
             if let Plugin::K8sExternal(e) = p {
                 match &k8s {
                     Some(k) => e.k8s = Some(Arc::clone(k)),

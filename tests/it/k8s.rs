@@ -560,6 +560,8 @@ fn kubernetes_autopath_and_verified_pods() {
         let s = TestServer::start(
             &format!(
                 ".:{{port}} {{
+ metadata
+ log . \"META {{/kubernetes/namespace}} {{/kubernetes/service}} {{/kubernetes/kind}} {{/kubernetes/client-namespace}} {{/kubernetes/client-pod-name}}\"
  autopath @kubernetes
  hosts {{
   192.0.2.9 web.example.org
@@ -589,6 +591,13 @@ fn kubernetes_autopath_and_verified_pods() {
             section(&out, "ANSWER"),
             ["svc1.testns.svc.cluster.local. 5 IN A 10.0.0.1"],
             "{be}: {out}"
+        );
+        // *metadata* with *kubernetes*: the name's parts and the client pod.
+        assert!(
+            s.wait_line(|l| l == "[INFO] META testns svc1 svc testns client")
+                .is_some(),
+            "{be}: {:?}",
+            s.lines()
         );
         let out = s.dig(&["web.example.org.testns.svc.cluster.local", "A"]);
         assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");

@@ -409,6 +409,46 @@ fn resolv_search() -> Vec<Name> {
     v
 }
 
+impl KubeShared {
+    /// CoreDNS's `Metadata` (for *metadata* in the block, when the name is in its
+    /// `zones`): the client pod's namespace and name (`pods verified`), and the
+    /// query name's parts when it is in this plugin's zones.
+    pub fn publish_metadata(&self, ctx: &mut Ctx<'_>, meta_zones: &[String]) {
+        let name = ctx.req.qname.to_name().to_string().to_ascii_lowercase();
+        if !meta_zones.iter().any(|z| answer::is_subdomain(z, &name)) {
+            return;
+        }
+        if self.pods == PodMode::Verified {
+            let ip = crate::server::canonical(ctx.peer).ip().to_string();
+            let snap = self.out.snap.load();
+            if let Some(pod) = snap.pod_ip.get(&ip).and_then(|p| p.first()) {
+                let (ns, pn) = (pod.namespace.clone(), pod.name.clone());
+                ctx.set_meta("kubernetes/client-namespace", || ns);
+                ctx.set_meta("kubernetes/client-pod-name", || pn);
+            }
+        }
+        let Some(zone) = self
+            .zones
+            .iter()
+            .filter(|z| answer::is_subdomain(z, &name))
+            .max_by_key(|z| z.len())
+        else {
+            return;
+        };
+        match answer::parse_request(&name, zone) {
+            Err(_) => ctx.set_meta("kubernetes/parse-error", || "invalid query name".to_owned()),
+            Ok(r) => {
+                ctx.set_meta("kubernetes/port-name", || r.port);
+                ctx.set_meta("kubernetes/protocol", || r.protocol);
+                ctx.set_meta("kubernetes/endpoint", || r.endpoint);
+                ctx.set_meta("kubernetes/service", || r.service);
+                ctx.set_meta("kubernetes/namespace", || r.namespace);
+                ctx.set_meta("kubernetes/kind", || r.pod_or_svc);
+            }
+        }
+    }
+}
+
 /// The search path *autopath* `@kubernetes` asks *kubernetes* for (CoreDNS's
 /// `AutoPath`): by the client's pod.
 #[derive(Clone)]
