@@ -131,7 +131,11 @@ fn error_table() {
         ),
         (
             ". {\n kubernetes cluster.local {\n  kubeconfig /k c\n }\n}",
-            "plugin/kubernetes: Corefile:3 - Error during parsing: kubeconfig is not supported by ringdns yet",
+            "plugin/kubernetes: stat /k: no such file or directory",
+        ),
+        (
+            ". {\n kubernetes cluster.local {\n  zonal\n }\n}",
+            "plugin/kubernetes: Corefile:3 - Error during parsing: zonal is not supported by ringdns yet",
         ),
         (
             ". {\n kubernetes cluster.local {\n  bogus\n }\n}",

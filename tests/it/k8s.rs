@@ -17,6 +17,8 @@ struct ApiState {
     lists: HashMap<String, Vec<String>>,
     events: Vec<(String, String)>,
     requests: Vec<String>,
+    /// `Authorization` headers seen.
+    auth: Vec<String>,
 }
 
 struct FakeApi {
@@ -48,6 +50,53 @@ impl FakeApi {
         Self { port, state }
     }
 
+    /// The same over TLS with the certificate `cert`/`key` (PEM files).
+    fn start_tls(objects: &[(&str, &str)], cert: &str, key: &str) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        let certs: Vec<rustls::pki_types::CertificateDer<'static>> =
+            rustls::pki_types::CertificateDer::pem_file_iter(cert)
+                .expect("cert")
+                .map(|c| c.expect("cert"))
+                .collect();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).expect("key");
+        let cfg = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("config"),
+        );
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let state = Arc::new(Mutex::new(ApiState::default()));
+        {
+            let mut st = state.lock().expect("lock");
+            for (path, obj) in objects {
+                st.lists
+                    .entry((*path).to_owned())
+                    .or_default()
+                    .push((*obj).to_owned());
+            }
+        }
+        let st = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for c in l.incoming().map_while(Result::ok) {
+                let st = Arc::clone(&st);
+                let cfg = Arc::clone(&cfg);
+                std::thread::spawn(move || {
+                    let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+                        return;
+                    };
+                    serve(rustls::StreamOwned::new(conn, c), &st);
+                });
+            }
+        });
+        Self { port, state }
+    }
+
     /// Sends a watch event (`ADDED`, `MODIFIED`, `DELETED`) for `path`.
     fn event(&self, path: &str, typ: &str, obj: &str) {
         // One event per line, as the API server writes them.
@@ -65,8 +114,7 @@ impl FakeApi {
     }
 }
 
-fn serve(c: TcpStream, st: &Mutex<ApiState>) {
-    let Ok(mut w) = c.try_clone() else { return };
+fn serve<S: std::io::Read + Write>(c: S, st: &Mutex<ApiState>) {
     let mut r = BufReader::new(c);
     let mut line = String::new();
     if r.read_line(&mut line).is_err() {
@@ -77,7 +125,14 @@ fn serve(c: TcpStream, st: &Mutex<ApiState>) {
         if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
             break;
         }
+        if let Some(v) = h
+            .strip_prefix("authorization: ")
+            .or_else(|| h.strip_prefix("Authorization: "))
+        {
+            st.lock().expect("lock").auth.push(v.trim().to_owned());
+        }
     }
+    let w = r.get_mut();
     let target = line.split(' ').nth(1).unwrap_or("").to_owned();
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     st.lock().expect("lock").requests.push(target.clone());
@@ -751,4 +806,147 @@ example.org:{{port}} {{
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn kubernetes_kubeconfig() {
+    // The API server and a bearer token from a kubeconfig (context given), which
+    // takes precedence over `endpoint`.
+    let api = cluster();
+    let dir = TempDir::new("kcfg");
+    let kc = dir.write(
+        "config",
+        &format!(
+            "apiVersion: v1
+kind: Config
+current-context: wrong
+clusters:
+- name: fake
+  cluster:
+    server: http://127.0.0.1:{}
+contexts:
+- name: test   # the one used
+  context:
+    cluster: fake
+    user: bot
+users:
+- name: bot
+  user:
+    token: \"s3cret\"
+",
+            api.port
+        ),
+    );
+    for be in backends() {
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n kubernetes cluster.local {{\n  endpoint http://127.0.0.1:1\n  kubeconfig {} test\n }}\n}}\n",
+                kc.display()
+            ),
+            be,
+        );
+        let out = s.dig(&["svc1.testns.svc.cluster.local", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["svc1.testns.svc.cluster.local. 5 IN A 10.0.0.1"],
+            "{be}: {out}"
+        );
+    }
+    let auth = api.state.lock().expect("lock").auth.clone();
+    assert!(
+        !auth.is_empty() && auth.iter().all(|a| a == "Bearer s3cret"),
+        "{auth:?}"
+    );
+}
+
+/// Standard base64 (with padding), for kubeconfig `*-data` fields.
+fn b64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for ch in data.chunks(3) {
+        let n = (u32::from(ch[0]) << 16)
+            | (u32::from(*ch.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*ch.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= ch.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn kubernetes_over_tls() {
+    // The API over HTTPS: `endpoint https://...` with `tls CERT KEY CA`, and a
+    // kubeconfig with the CA inline; a wrong CA fails every request.
+    let dir = TempDir::new("k8stls");
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("cert");
+    let cert = dir.write("api.pem", &ck.cert.pem());
+    let key = dir.write("api-key.pem", &ck.signing_key.serialize_pem());
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("cert");
+    let wrong = dir.write("wrong.pem", &other.cert.pem());
+    let objs = [
+        (NS, r#"{"metadata":{"name":"testns"}}"#),
+        (
+            SVC,
+            r#"{"metadata":{"name":"svc1","namespace":"testns"},"spec":{"clusterIP":"10.0.0.1","ports":[{"port":80}]}}"#,
+        ),
+    ];
+    let api = FakeApi::start_tls(&objs, &cert.to_string_lossy(), &key.to_string_lossy());
+    let kc = dir.write(
+        "config",
+        &format!(
+            "clusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority-data: {}\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\nusers:\n- name: u\n  user: {{}}\n",
+            api.port,
+            b64(ck.cert.pem().as_bytes())
+        ),
+    );
+    for be in backends() {
+        for opts in [
+            format!(
+                "endpoint https://127.0.0.1:{}\n  tls {} {} {}",
+                api.port,
+                cert.display(),
+                key.display(),
+                cert.display()
+            ),
+            format!("kubeconfig {}", kc.display()),
+        ] {
+            let s = TestServer::start(
+                &format!(".:{{port}} {{\n kubernetes cluster.local {{\n  {opts}\n }}\n}}\n"),
+                be,
+            );
+            let out = s.dig(&["svc1.testns.svc.cluster.local", "A"]);
+            assert_eq!(
+                section(&out, "ANSWER"),
+                ["svc1.testns.svc.cluster.local. 5 IN A 10.0.0.1"],
+                "{be} {opts}: {out}"
+            );
+        }
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n kubernetes cluster.local {{\n  endpoint https://127.0.0.1:{}\n  tls {} {} {}\n  startup_timeout 500ms\n }}\n}}\n",
+                api.port,
+                cert.display(),
+                key.display(),
+                wrong.display()
+            ),
+            be,
+        );
+        assert_eq!(
+            dig_status(&s.dig(&["svc1.testns.svc.cluster.local", "A"])),
+            "SERVFAIL",
+            "{be}"
+        );
+        assert!(
+            s.wait_line(|l| l.starts_with("[ERROR] plugin/kubernetes: Failed to watch *v1.Service: failed to list *v1.Service: Get \"https://127.0.0.1:")
+                && l.contains("x509"))
+                .is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+    }
 }

@@ -84,6 +84,38 @@ pub fn client_config(args: &[String]) -> Result<Arc<ClientConfig>, String> {
         }
     };
     let store = roots(ca)?;
+    build(store, id)
+}
+
+/// Roots from PEM text (a kubeconfig's `certificate-authority-data`).
+pub(crate) fn roots_pem(pem: &[u8]) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(pem).flatten() {
+        let _ = store.add(c);
+    }
+    if store.is_empty() {
+        return Err("unable to load root certificates: unable to parse bytes as PEM block".into());
+    }
+    Ok(store)
+}
+
+/// A client identity from PEM text (`client-certificate-data`, `client-key-data`).
+pub(crate) fn identity_pem(cert: &[u8], key: &[u8]) -> Result<Identity, String> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(cert).flatten().collect();
+    if certs.is_empty() {
+        return Err("tls: failed to find any PEM data in certificate input".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key)
+        .map_err(|_| "tls: failed to find any PEM data in key input".to_owned())?;
+    Ok((certs, key))
+}
+
+/// The client configuration for `store` and an optional identity (Go's
+/// verification order, TLS 1.2 and up).
+pub(crate) fn build(
+    store: RootCertStore,
+    id: Option<Identity>,
+) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     // No roots at all (a system without a trust store): every chain fails to verify, as
     // Go's with an empty pool; webpki's verifier refuses to be built without roots.

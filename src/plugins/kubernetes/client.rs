@@ -116,6 +116,11 @@ pub struct ApiConfig {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// In-cluster: the token file, read before each request (tokens rotate).
     pub token_file: Option<PathBuf>,
+    /// A kubeconfig's static bearer token.
+    pub token: Option<String>,
+    /// The name to verify the server's certificate for (a kubeconfig's
+    /// `tls-server-name`; else the host).
+    pub server_name: Option<String>,
     /// `apiserver_qps` / `apiserver_burst` (client-go's defaults 5 and 10).
     pub qps: f32,
     pub burst: usize,
@@ -169,6 +174,8 @@ impl ApiConfig {
             prefix: prefix.to_owned(),
             tls: None,
             token_file: None,
+            token: None,
+            server_name: None,
             qps: 5.0,
             burst: 10,
             max_inflight: 0,
@@ -708,7 +715,9 @@ async fn get_once(
             hyper::header::USER_AGENT,
             concat!("ringdns/", env!("CARGO_PKG_VERSION")),
         );
-    if let Some(f) = &cfg.token_file {
+    if let Some(t) = &cfg.token {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+    } else if let Some(f) = &cfg.token_file {
         let t = std::fs::read_to_string(f).map_err(|e| fail(e.to_string()))?;
         req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {}", t.trim()));
     }
@@ -720,8 +729,10 @@ async fn get_once(
             .tls
             .clone()
             .ok_or_else(|| fail("no TLS configuration".into()))?;
-        let name = rustls::pki_types::ServerName::try_from(cfg.host.clone())
-            .map_err(|e| fail(e.to_string()))?;
+        let name = rustls::pki_types::ServerName::try_from(
+            cfg.server_name.clone().unwrap_or_else(|| cfg.host.clone()),
+        )
+        .map_err(|e| fail(e.to_string()))?;
         let s = tokio_rustls::TlsConnector::from(tls)
             .connect(name, tcp)
             .await

@@ -19,6 +19,7 @@
 pub mod answer;
 pub mod client;
 pub mod external;
+pub mod kubeconfig;
 pub mod selector;
 pub mod store;
 
@@ -146,6 +147,7 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
     let mut qps = 0f32;
     let mut burst = 0usize;
     let mut max_inflight = 0usize;
+    let mut kubeconfig: Option<(String, Option<String>)> = None;
     while d.next() {
         if seen {
             return Err(w(err_once()));
@@ -321,7 +323,14 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
                         max_inflight = v as usize;
                     }
                 }
-                "kubeconfig" | "multicluster" | "zonal" => {
+                "kubeconfig" => {
+                    let a = d.remaining_args();
+                    if a.len() != 1 && a.len() != 2 {
+                        return Err(w(d.arg_err()));
+                    }
+                    kubeconfig = Some((a[0].clone(), a.get(1).cloned()));
+                }
+                "multicluster" | "zonal" => {
                     return Err(w(d.err(format!("{opt} is not supported by ringdns yet"))));
                 }
                 other => return Err(w(d.err(format!("unknown property '{other}'")))),
@@ -339,8 +348,11 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
         .find(|z| !is_reverse_zone(z))
         .cloned()
         .unwrap_or_default();
-    let mut api = match &endpoint {
-        Some(url) => {
+    // A kubeconfig takes precedence over `endpoint` and `tls` (CoreDNS's
+    // `getClientConfig`).
+    let mut api = match (&kubeconfig, &endpoint) {
+        (Some((file, context)), _) => kubeconfig::load(file, context.as_deref()).map_err(plain)?,
+        (None, Some(url)) => {
             let mut a = ApiConfig::from_url(url, tls_files.is_some()).map_err(plain)?;
             if a.https {
                 let args: Vec<String> = tls_files.iter().flatten().cloned().collect();
@@ -352,7 +364,7 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
             }
             a
         }
-        None => in_cluster().map_err(plain)?,
+        (None, None) => in_cluster().map_err(plain)?,
     };
     if qps > 0.0 {
         api.qps = qps;

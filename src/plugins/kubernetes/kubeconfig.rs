@@ -1,0 +1,461 @@
+//! `kubeconfig FILE [CONTEXT]`: the API server and credentials from a kubeconfig
+//! file, as client-go's `NewNonInteractiveDeferredLoadingClientConfig` with an
+//! explicit path reads it: the context (CONTEXT, else `current-context`), its
+//! cluster (`server`, `certificate-authority[-data]`, `tls-server-name`) and user
+//! (`token`, `tokenFile`, `client-certificate[-data]`, `client-key[-data]`).
+//! Credentials plugins (`exec`, `auth-provider`), basic auth, proxies and
+//! `insecure-skip-tls-verify` fail at startup naming themselves.
+//!
+//! The file is YAML (or JSON). The reader here takes the block style kubeconfig
+//! files are written in: nested mappings and sequences, plain and quoted scalars,
+//! comments, and the empty flow collections `{}` and `[]`.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::client::ApiConfig;
+
+/// Reads `path` and builds the API configuration for `context` (else the file's
+/// current context).
+pub fn load(path: &str, context: Option<&str>) -> Result<ApiConfig, String> {
+    std::fs::metadata(path).map_err(|e| format!("stat {path}: {}", crate::config::go_err(&e)))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("open {path}: {}", crate::config::go_err(&e)))?;
+    let doc = parse(&text).map_err(|e| format!("error loading config file \"{path}\": {e}"))?;
+    let dir = Path::new(path).parent().unwrap_or(Path::new("."));
+    from_doc(&doc, context, dir)
+}
+
+fn named<'a>(doc: &'a Value, list: &str, item: &str, name: &str) -> Option<&'a Value> {
+    doc.get(list)?
+        .as_array()?
+        .iter()
+        .find(|e| e.get("name").and_then(Value::as_str) == Some(name))?
+        .get(item)
+}
+
+fn string<'a>(v: Option<&'a Value>, key: &str) -> Option<&'a str> {
+    v?.get(key)?.as_str().filter(|s| !s.is_empty())
+}
+
+/// A relative file name in a kubeconfig is relative to the file's directory.
+fn resolve(dir: &Path, f: &str) -> String {
+    let p = Path::new(f);
+    if p.is_absolute() {
+        f.to_owned()
+    } else {
+        dir.join(p).to_string_lossy().into_owned()
+    }
+}
+
+fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig, String> {
+    let ctx_name = match context {
+        Some(c) => c.to_owned(),
+        None => doc
+            .get("current-context")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+    };
+    if ctx_name.is_empty() {
+        return Err("invalid configuration: no configuration has been provided, try setting KUBERNETES_MASTER environment variable".into());
+    }
+    let Some(ctx) = named(doc, "contexts", "context", &ctx_name) else {
+        return Err(format!(
+            "context was not found for specified context: {ctx_name}"
+        ));
+    };
+    let cluster_name = string(Some(ctx), "cluster").unwrap_or("");
+    let user_name = string(Some(ctx), "user").unwrap_or("");
+    let Some(cluster) = named(doc, "clusters", "cluster", cluster_name) else {
+        return Err(format!("cluster has no server defined: {cluster_name:?}"));
+    };
+    let user = named(doc, "users", "user", user_name);
+    let Some(server) = string(Some(cluster), "server") else {
+        return Err("invalid configuration: no server found for cluster".into());
+    };
+    for (v, k) in [
+        (Some(cluster), "proxy-url"),
+        (Some(cluster), "insecure-skip-tls-verify"),
+        (user, "exec"),
+        (user, "auth-provider"),
+        (user, "username"),
+        (user, "password"),
+        (user, "as"),
+    ] {
+        match v.and_then(|v| v.get(k)) {
+            None | Some(Value::Null | Value::Bool(false)) => {}
+            Some(Value::String(s)) if s.is_empty() => {}
+            Some(_) => return Err(format!("kubeconfig {k} is not supported by ringdns yet")),
+        }
+    }
+    let ca_file = string(Some(cluster), "certificate-authority").map(|f| resolve(dir, f));
+    let ca_data = string(Some(cluster), "certificate-authority-data")
+        .map(b64)
+        .transpose()?;
+    let cert_file = string(user, "client-certificate").map(|f| resolve(dir, f));
+    let cert_data = string(user, "client-certificate-data")
+        .map(b64)
+        .transpose()?;
+    let key_file = string(user, "client-key").map(|f| resolve(dir, f));
+    let key_data = string(user, "client-key-data").map(b64).transpose()?;
+    let tls_given =
+        ca_file.is_some() || ca_data.is_some() || cert_file.is_some() || cert_data.is_some();
+    let mut api = ApiConfig::from_url(server, tls_given)?;
+    if let Some(n) = string(Some(cluster), "tls-server-name") {
+        api.server_name = Some(n.to_owned());
+    }
+    if api.https {
+        let read = |f: &str| {
+            std::fs::read(f).map_err(|e| format!("open {f}: {}", crate::config::go_err(&e)))
+        };
+        let store = match (&ca_data, &ca_file) {
+            (Some(d), _) => crate::plugins::forward::tls::roots_pem(d)?,
+            (None, Some(f)) => crate::plugins::forward::tls::roots_pem(&read(f)?)?,
+            (None, None) => crate::plugins::forward::tls::roots(None)?,
+        };
+        let cert = match (&cert_data, &cert_file) {
+            (Some(d), _) => Some(d.clone()),
+            (None, Some(f)) => Some(read(f)?),
+            _ => None,
+        };
+        let key = match (&key_data, &key_file) {
+            (Some(d), _) => Some(d.clone()),
+            (None, Some(f)) => Some(read(f)?),
+            _ => None,
+        };
+        let id = match (cert, key) {
+            (Some(c), Some(k)) => Some(crate::plugins::forward::tls::identity_pem(&c, &k)?),
+            (None, None) => None,
+            _ => {
+                return Err("invalid configuration: client-cert-data and client-key-data must be specified together".into());
+            }
+        };
+        api.tls = Some(crate::plugins::forward::tls::build(store, id)?);
+    }
+    if let Some(t) = string(user, "token") {
+        api.token = Some(t.to_owned());
+    } else if let Some(f) = string(user, "tokenFile") {
+        api.token_file = Some(resolve(dir, f).into());
+    }
+    Ok(api)
+}
+
+/// Standard base64 with padding (Go's `base64.StdEncoding`, as JSON `[]byte`).
+fn b64(s: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    let mut pad = 0;
+    for c in s.bytes().filter(|c| !c.is_ascii_whitespace()) {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => {
+                pad += 1;
+                continue;
+            }
+            _ => return Err("illegal base64 data in a kubeconfig field".into()),
+        };
+        if pad > 0 {
+            return Err("illegal base64 data in a kubeconfig field".into());
+        }
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Ok(out)
+}
+
+/// One non-blank line: its indent and its text (comments removed).
+struct Line {
+    indent: usize,
+    text: String,
+    no: usize,
+}
+
+fn strip_comment(s: &str) -> &str {
+    let b = s.as_bytes();
+    let (mut sq, mut dq) = (false, false);
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'\'' if !dq => sq = !sq,
+            b'"' if !sq => dq = !dq,
+            b'#' if !sq && !dq && (i == 0 || b[i - 1] == b' ' || b[i - 1] == b'\t') => {
+                return &s[..i];
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+/// Parses a kubeconfig document (YAML block style, or JSON).
+pub fn parse(text: &str) -> Result<Value, String> {
+    if text.trim_start().starts_with('{') {
+        return serde_json::from_str(text).map_err(|e| e.to_string());
+    }
+    let mut lines = Vec::new();
+    for (no, raw) in text.lines().enumerate() {
+        let t = strip_comment(raw).trim_end();
+        let trimmed = t.trim_start();
+        if trimmed.is_empty() || trimmed == "---" || trimmed == "..." {
+            continue;
+        }
+        if t.starts_with('\t') {
+            return Err(format!(
+                "yaml: line {}: found a tab character that violates indentation",
+                no + 1
+            ));
+        }
+        lines.push(Line {
+            indent: t.len() - trimmed.len(),
+            text: trimmed.to_owned(),
+            no: no + 1,
+        });
+    }
+    if lines.is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    let mut i = 0;
+    let ind = lines[0].indent;
+    let v = block(&mut lines, &mut i, ind)?;
+    if i < lines.len() {
+        return Err(format!(
+            "yaml: line {}: did not find expected key",
+            lines[i].no
+        ));
+    }
+    Ok(v)
+}
+
+fn is_item(t: &str) -> bool {
+    t == "-" || t.starts_with("- ")
+}
+
+fn block(lines: &mut [Line], i: &mut usize, ind: usize) -> Result<Value, String> {
+    if is_item(&lines[*i].text) {
+        seq(lines, i, ind)
+    } else {
+        map(lines, i, ind)
+    }
+}
+
+fn seq(lines: &mut [Line], i: &mut usize, ind: usize) -> Result<Value, String> {
+    let mut out = Vec::new();
+    while *i < lines.len() && lines[*i].indent == ind && is_item(&lines[*i].text) {
+        let rest = lines[*i].text[1..].trim_start().to_owned();
+        if rest.is_empty() {
+            *i += 1;
+            if *i < lines.len() && lines[*i].indent > ind {
+                let inner = lines[*i].indent;
+                out.push(block(lines, i, inner)?);
+            } else {
+                out.push(Value::Null);
+            }
+            continue;
+        }
+        if is_item(&rest) || split_key(&rest).is_some() {
+            // `- key: value`: a mapping (or sequence) starting on the item's line.
+            let col = ind + (lines[*i].text.len() - rest.len());
+            lines[*i].indent = col;
+            lines[*i].text = rest;
+            out.push(block(lines, i, col)?);
+            continue;
+        }
+        out.push(scalar(&rest, lines[*i].no)?);
+        *i += 1;
+    }
+    Ok(Value::Array(out))
+}
+
+/// `key: value` or `key:` (the key plain or quoted).
+fn split_key(t: &str) -> Option<(String, String)> {
+    let (key, rest) = if let Some(q @ ('"' | '\'')) = t.chars().next() {
+        let end = t[1..].find(q)? + 1;
+        (t[1..end].to_owned(), &t[end + 1..])
+    } else {
+        let p = t
+            .find(": ")
+            .or_else(|| t.ends_with(':').then(|| t.len() - 1))?;
+        (t[..p].trim_end().to_owned(), &t[p..])
+    };
+    let rest = rest.strip_prefix(':')?;
+    if !rest.is_empty() && !rest.starts_with(' ') {
+        return None;
+    }
+    Some((key, rest.trim().to_owned()))
+}
+
+fn map(lines: &mut [Line], i: &mut usize, ind: usize) -> Result<Value, String> {
+    let mut out = Map::new();
+    while *i < lines.len() && lines[*i].indent == ind && !is_item(&lines[*i].text) {
+        let no = lines[*i].no;
+        let Some((key, val)) = split_key(&lines[*i].text) else {
+            return Err(format!("yaml: line {no}: could not find expected ':'"));
+        };
+        *i += 1;
+        let v = if !val.is_empty() {
+            scalar(&val, no)?
+        } else if *i < lines.len() && lines[*i].indent > ind {
+            let inner = lines[*i].indent;
+            block(lines, i, inner)?
+        } else if *i < lines.len() && lines[*i].indent == ind && is_item(&lines[*i].text) {
+            // A sequence as a value may sit at its key's indent.
+            seq(lines, i, ind)?
+        } else {
+            Value::Null
+        };
+        out.insert(key, v);
+    }
+    if *i < lines.len() && lines[*i].indent > ind {
+        return Err(format!(
+            "yaml: line {}: mapping values are not allowed in this context",
+            lines[*i].no
+        ));
+    }
+    Ok(Value::Object(out))
+}
+
+fn scalar(t: &str, no: usize) -> Result<Value, String> {
+    Ok(match t {
+        "{}" => Value::Object(Map::new()),
+        "[]" => Value::Array(Vec::new()),
+        "~" | "null" | "Null" | "NULL" => Value::Null,
+        "true" | "True" | "TRUE" => Value::Bool(true),
+        "false" | "False" | "FALSE" => Value::Bool(false),
+        _ if t.starts_with('"') => {
+            let inner = t
+                .strip_prefix('"')
+                .and_then(|s| s.strip_suffix('"'))
+                .ok_or_else(|| format!("yaml: line {no}: found unexpected end of stream"))?;
+            Value::String(unescape(inner))
+        }
+        _ if t.starts_with('\'') => {
+            let inner = t
+                .strip_prefix('\'')
+                .and_then(|s| s.strip_suffix('\''))
+                .ok_or_else(|| format!("yaml: line {no}: found unexpected end of stream"))?;
+            Value::String(inner.replace("''", "'"))
+        }
+        _ if t.starts_with(['{', '[', '|', '>', '&', '*', '!']) => {
+            return Err(format!(
+                "yaml: line {no}: this YAML form is not supported by ringdns's kubeconfig reader"
+            ));
+        }
+        _ => Value::String(t.to_owned()),
+    })
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('"') => out.push('"'),
+            Some('\\') => out.push('\\'),
+            Some('/') => out.push('/'),
+            Some(o) => {
+                out.push('\\');
+                out.push(o);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIND: &str = r#"apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: ""
+    server: http://127.0.0.1:6443   # the API
+  name: kind-kind
+- cluster:
+    server: "https://10.0.0.1:443"
+    tls-server-name: api.example
+  name: 'other'
+contexts:
+- context:
+    cluster: kind-kind
+    user: kind-kind
+  name: kind-kind
+- context:
+    cluster: other
+    user: tok
+    namespace: default
+  name: other
+current-context: kind-kind
+kind: Config
+preferences: {}
+users:
+- name: kind-kind
+  user: {}
+- name: tok
+  user:
+    token: abc.def
+"#;
+
+    #[test]
+    fn reads_block_yaml() {
+        let v = parse(KIND).expect("yaml");
+        assert_eq!(v["current-context"], "kind-kind");
+        assert_eq!(
+            v["clusters"][0]["cluster"]["server"],
+            "http://127.0.0.1:6443"
+        );
+        assert_eq!(v["clusters"][1]["name"], "other");
+        assert_eq!(v["contexts"][1]["context"]["namespace"], "default");
+        assert_eq!(v["users"][1]["user"]["token"], "abc.def");
+        assert!(v["preferences"].as_object().is_some_and(Map::is_empty));
+    }
+
+    #[test]
+    fn contexts_and_credentials() {
+        let v = parse(KIND).expect("yaml");
+        let c = from_doc(&v, None, Path::new("/")).expect("current");
+        assert!(!c.https && c.port == 6443 && c.token.is_none());
+        let c = from_doc(&v, Some("other"), Path::new("/")).expect("other");
+        assert!(c.https && c.host == "10.0.0.1");
+        assert_eq!(c.token.as_deref(), Some("abc.def"));
+        assert_eq!(c.server_name.as_deref(), Some("api.example"));
+        assert_eq!(
+            from_doc(&v, Some("nope"), Path::new("/")).err().as_deref(),
+            Some("context was not found for specified context: nope")
+        );
+        let exec = parse("current-context: a\ncontexts:\n- name: a\n  context:\n    cluster: a\n    user: a\nclusters:\n- name: a\n  cluster:\n    server: http://x:1\nusers:\n- name: a\n  user:\n    exec:\n      command: aws\n").expect("yaml");
+        assert_eq!(
+            from_doc(&exec, None, Path::new("/")).err().as_deref(),
+            Some("kubeconfig exec is not supported by ringdns yet")
+        );
+    }
+
+    #[test]
+    fn base64_and_errors() {
+        assert_eq!(b64("aGVsbG8=").expect("b64"), b"hello");
+        assert_eq!(b64("aGVs\nbG8h").expect("b64"), b"hello!");
+        assert!(b64("a$").is_err());
+        assert!(parse("a: b\n  c: d\n").is_err());
+        assert!(parse("a: |\n  x\n").is_err());
+        assert!(parse("a:\n\t- b\n").is_err());
+        assert_eq!(parse("{\"a\": 1}").expect("json")["a"], 1);
+    }
+}
