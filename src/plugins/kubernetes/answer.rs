@@ -442,47 +442,28 @@ impl Lookup<'_> {
             {
                 found = true;
                 for svc in self.snap.svc.get(&ep.index).map_or(&[][..], Vec::as_slice) {
-                    if external {
-                        let svc_name = format!("{}.{}.{zone}", svc.name, svc.namespace);
-                        if headless && svc.headless() {
-                            for a in &ep.addresses {
-                                if let Some(ip) = go_parse_ip(&a.ip) {
-                                    out.push((
-                                        format!(
-                                            "{}.{svc_name}",
-                                            endpoint_hostname(a, self.p.endpoint_pod_names)
-                                        ),
-                                        ip,
-                                    ));
-                                }
-                            }
-                        } else {
-                            for x in &svc.external_ips {
-                                if let Some(ip) = go_parse_ip(x) {
-                                    out.push((svc_name.clone(), ip));
-                                }
+                    let svc_name = if external {
+                        format!("{}.{}.{zone}", svc.name, svc.namespace)
+                    } else {
+                        format!("{}.{}.svc.{zone}", svc.name, svc.namespace)
+                    };
+                    if svc.headless() && (headless || !external) {
+                        for a in &ep.addresses {
+                            if let Some(ip) = go_parse_ip(&a.ip) {
+                                let host = endpoint_hostname(a, self.p.endpoint_pod_names);
+                                out.push((format!("{host}.{svc_name}"), ip));
                             }
                         }
                         continue;
                     }
-                    let svc_name = format!("{}.{}.svc.{zone}", svc.name, svc.namespace);
-                    if svc.headless() {
-                        for a in &ep.addresses {
-                            if let Some(ip) = go_parse_ip(&a.ip) {
-                                out.push((
-                                    format!(
-                                        "{}.{svc_name}",
-                                        endpoint_hostname(a, self.p.endpoint_pod_names)
-                                    ),
-                                    ip,
-                                ));
-                            }
-                        }
+                    let ips = if external {
+                        &svc.external_ips
                     } else {
-                        for c in &svc.cluster_ips {
-                            if let Some(ip) = go_parse_ip(c) {
-                                out.push((svc_name.clone(), ip));
-                            }
+                        &svc.cluster_ips
+                    };
+                    for x in ips {
+                        if let Some(ip) = go_parse_ip(x) {
+                            out.push((svc_name.clone(), ip));
                         }
                     }
                 }
@@ -602,9 +583,7 @@ impl Lookup<'_> {
     ) -> Result<(Vec<Rr>, Vec<Rr>), NameError> {
         let services = self.services(name, zone, 33)?;
         // Every service has priority 0 and weight 0 (counted as 100).
-        let total = 100 * services.len().max(1);
-        let weight = ((100.0 / total as f64) * 100.0).floor() as u16;
-        let weight = weight.max(1);
+        let weight = srv_weight(services.len());
         let (mut records, mut extra) = (Vec::new(), Vec::new());
         let mut dup: HashSet<(String, u16, String)> = HashSet::new();
         for s in &services {
@@ -617,16 +596,11 @@ impl Lookup<'_> {
             let target = fqdn(&s.domain);
             let port = s.port as u16;
             if dup.insert((target.clone(), port, String::new())) {
-                let mut rd = Vec::new();
-                rd.extend_from_slice(&0u16.to_be_bytes());
-                rd.extend_from_slice(&weight.to_be_bytes());
-                rd.extend_from_slice(&port.to_be_bytes());
-                rd.extend_from_slice(&name_wire(&target));
                 records.push(Rr {
                     owner: qname.to_owned(),
                     rtype: 33,
                     ttl: s.ttl,
-                    rdata: rd,
+                    rdata: srv_rdata(weight, port, &target),
                 });
             }
             if dup.insert((target.clone(), 0, s.host.clone())) {
@@ -894,6 +868,23 @@ impl Lookup<'_> {
 /// `isDefaultNS`: `name` is `ns.dns.` followed by `zone` (as written).
 fn is_default_ns(name: &str, zone: &str) -> bool {
     name.starts_with("ns.dns.") && name.find(zone) == Some(7)
+}
+
+/// The weight every one of `n` records of priority 0 and weight 0 (counted as
+/// 100) gets: `floor(100 / (100 n) * 100)`, at least 1 (`backend_lookup.go`).
+pub fn srv_weight(n: usize) -> u16 {
+    let total = 100 * n.max(1);
+    (((100.0 / total as f64) * 100.0).floor() as u16).max(1)
+}
+
+/// SRV RDATA: priority 0, `weight`, `port`, `target`.
+pub fn srv_rdata(weight: u16, port: u16, target: &str) -> Vec<u8> {
+    let mut rd = Vec::with_capacity(6 + target.len() + 2);
+    rd.extend_from_slice(&0u16.to_be_bytes());
+    rd.extend_from_slice(&weight.to_be_bytes());
+    rd.extend_from_slice(&port.to_be_bytes());
+    rd.extend_from_slice(&name_wire(target));
+    rd
 }
 
 pub fn addr_rr(owner: &str, ip: IpAddr, ttl: u32) -> Rr {

@@ -9,17 +9,18 @@
 //! Zone transfers of the external zone (CoreDNS's `Transfer` with *transfer*) are
 //! not built: *transfer* does not list *k8s_external* as a source.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use corefile::{Diagnostic, Dispenser};
 
+use super::answer::Upstream;
 use super::answer::{self, ExtSvc, Lookup, Params, Rr, addr_rr, fqdn, name_wire};
-use super::{KubeShared, answers_of};
+use super::{KubeShared, Lookups, write_reply};
 use crate::chain::{Ctx, Flow, Status};
 use crate::config::SetupCtx;
 use crate::plugins::file::Fall;
-use crate::wire::{Name, SectionKind, flags};
+use crate::wire::Name;
 
 /// The configuration, and (once the chain is built) the block's *kubernetes*.
 #[derive(Clone)]
@@ -103,27 +104,6 @@ fn join(parts: &[&str]) -> String {
     s
 }
 
-#[derive(Default)]
-struct Lookups {
-    done: HashMap<(String, u16), Option<answer::Fetched>>,
-    wanted: Vec<(String, u16)>,
-}
-
-impl Lookups {
-    fn get(&mut self, name: &str, qtype: u16) -> Option<answer::Fetched> {
-        let key = (name.to_owned(), qtype);
-        match self.done.get(&key) {
-            Some(r) => r.clone(),
-            None => {
-                if !self.wanted.contains(&key) {
-                    self.wanted.push(key);
-                }
-                None
-            }
-        }
-    }
-}
-
 /// The reply: rcode, answer, authority (the SOA or not), additional, TC.
 struct Reply {
     rcode: u8,
@@ -152,15 +132,7 @@ impl K8sExternal {
             if up.wanted.is_empty() {
                 return self.write(ctx, out);
             }
-            for (name, qtype) in std::mem::take(&mut up.wanted) {
-                let res = match Name::parse(&name).ok_or(()).and_then(|n| {
-                    crate::server::reentry::prepare(ctx, &n, qtype, ctx.st.depth + 1).map_err(drop)
-                }) {
-                    Ok(l) => l.run().await.as_deref().and_then(answers_of),
-                    Err(()) => None,
-                };
-                up.done.insert((name, qtype), res);
-            }
+            up.fetch(ctx).await;
         }
         Flow::Return(Status::rcode(2))
     }
@@ -260,7 +232,7 @@ impl K8sExternal {
                                 ttl: k.ttl,
                                 rdata: name_wire(&fqdn(&s.host)),
                             });
-                            if let Some((a, tc)) = up.get(&fqdn(&s.host), qtype) {
+                            if let Some((a, tc)) = up.lookup(&fqdn(&s.host), qtype) {
                                 r.answer.extend(a);
                                 r.tc |= tc;
                             }
@@ -327,8 +299,7 @@ impl K8sExternal {
 
     /// `srv`: SRV records (weights as every backend splits them) and addresses.
     fn srv(&self, svcs: &[ExtSvc], qname: &str, r: &mut Reply, up: &mut Lookups) {
-        let total = 100 * svcs.len().max(1);
-        let weight = (((100.0 / total as f64) * 100.0).floor() as u16).max(1);
+        let weight = answer::srv_weight(svcs.len());
         let mut dup: HashSet<(String, u16, String)> = HashSet::new();
         for s in svcs {
             if s.port == -1 {
@@ -341,16 +312,11 @@ impl K8sExternal {
                 Some(ip) => (fqdn(&s.domain), Some(ip)),
             };
             if dup.insert((target.clone(), port, String::new())) {
-                let mut rd = Vec::new();
-                rd.extend_from_slice(&0u16.to_be_bytes());
-                rd.extend_from_slice(&weight.to_be_bytes());
-                rd.extend_from_slice(&port.to_be_bytes());
-                rd.extend_from_slice(&name_wire(&target));
                 r.answer.push(Rr {
                     owner: qname.to_owned(),
                     rtype: 33,
                     ttl: self.k8s.as_ref().map_or(5, |k| k.ttl),
-                    rdata: rd,
+                    rdata: answer::srv_rdata(weight, port, &target),
                 });
             }
             let addr = match ip {
@@ -362,7 +328,7 @@ impl K8sExternal {
                     Some(ip) => r.extra.push(addr_rr(&target, ip, self.ttl)),
                     None => {
                         for t in [1, 28] {
-                            if let Some((a, _)) = up.get(&target, t) {
+                            if let Some((a, _)) = up.lookup(&target, t) {
                                 r.extra.extend(a);
                             }
                         }
@@ -391,25 +357,6 @@ impl K8sExternal {
                 .map_or(0, |k| k.out.snap.load().modified_ext as u32);
             self.soa(&zone, serial)
         });
-        let mut b = ctx.reply();
-        b.set_flags(flags::AA);
-        if r.tc {
-            b.set_flags(flags::TC);
-        }
-        b.set_rcode(r.rcode);
-        for rr in &r.answer {
-            b.rr_wire(&name_wire(&rr.owner), rr.rtype, 1, rr.ttl, &rr.rdata);
-        }
-        if let Some(s) = &soa {
-            b.section(SectionKind::Authority);
-            b.rr_wire(&name_wire(&s.owner), s.rtype, 1, s.ttl, &s.rdata);
-        }
-        b.section(SectionKind::Additional);
-        for rr in &r.extra {
-            b.rr_wire(&name_wire(&rr.owner), rr.rtype, 1, rr.ttl, &rr.rdata);
-        }
-        b.finish();
-        ctx.written = true;
-        Flow::Return(Status::rcode(0))
+        write_reply(ctx, r.rcode, r.tc, &r.answer, soa.as_ref(), &r.extra)
     }
 }

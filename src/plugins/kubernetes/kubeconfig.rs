@@ -27,6 +27,10 @@ pub fn load(path: &str, context: Option<&str>) -> Result<ApiConfig, String> {
     from_doc(&doc, context, dir)
 }
 
+/// client-go's `ErrEmptyConfig` text (inside a pod, the in-cluster configuration
+/// is used instead).
+pub const EMPTY: &str = "invalid configuration: no configuration has been provided, try setting KUBERNETES_MASTER environment variable";
+
 fn named<'a>(doc: &'a Value, list: &str, item: &str, name: &str) -> Option<&'a Value> {
     doc.get(list)?
         .as_array()?
@@ -59,7 +63,7 @@ fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig,
             .to_owned(),
     };
     if ctx_name.is_empty() {
-        return Err("invalid configuration: no configuration has been provided, try setting KUBERNETES_MASTER environment variable".into());
+        return Err(EMPTY.into());
     }
     let Some(ctx) = named(doc, "contexts", "context", &ctx_name) else {
         return Err(format!(
@@ -89,6 +93,41 @@ fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig,
             Some(Value::String(s)) if s.is_empty() => {}
             Some(_) => return Err(format!("kubeconfig {k} is not supported by ringdns yet")),
         }
+    }
+    // client-go's `validateClusterInfo` / `validateAuthInfo`: a field given both
+    // inline and as a file is an error.
+    let mut invalid = Vec::new();
+    for (v, data, file, what, sep) in [
+        (
+            Some(cluster),
+            "certificate-authority-data",
+            "certificate-authority",
+            cluster_name,
+            ".",
+        ),
+        (
+            user,
+            "client-certificate-data",
+            "client-certificate",
+            user_name,
+            ".",
+        ),
+        (user, "client-key-data", "client-key", user_name, ";"),
+    ] {
+        if string(v, data).is_some() && string(v, file).is_some() {
+            let short = |f: &str| f.replace("client-certificate", "client-cert");
+            invalid.push(format!(
+                "{} and {} are both specified for {what}{sep} {} will override.",
+                short(data),
+                short(file),
+                short(data)
+            ));
+        }
+    }
+    match invalid.len() {
+        0 => {}
+        1 => return Err(format!("invalid configuration: {}", invalid[0])),
+        _ => return Err(format!("invalid configuration: [{}]", invalid.join(", "))),
     }
     let ca_file = string(Some(cluster), "certificate-authority").map(|f| resolve(dir, f));
     let ca_data = string(Some(cluster), "certificate-authority-data")
@@ -127,51 +166,35 @@ fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig,
         };
         let id = match (cert, key) {
             (Some(c), Some(k)) => Some(crate::plugins::forward::tls::identity_pem(&c, &k)?),
-            (None, None) => None,
-            _ => {
-                return Err("invalid configuration: client-cert-data and client-key-data must be specified together".into());
+            // A key without a certificate is ignored, as client-go ignores it.
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err("tls: failed to find any PEM data in key input".into());
             }
         };
         api.tls = Some(crate::plugins::forward::tls::build(store, id)?);
     }
-    if let Some(t) = string(user, "token") {
-        api.token = Some(t.to_owned());
-    } else if let Some(f) = string(user, "tokenFile") {
-        api.token_file = Some(resolve(dir, f).into());
+    // Credentials go only to a TLS server (clientcmd reads the user's
+    // identification only when the transport is TLS); a token file wins over a
+    // token and is read again before each request.
+    if api.https {
+        if let Some(f) = string(user, "tokenFile") {
+            let f = resolve(dir, f);
+            std::fs::read(&f).map_err(|e| format!("open {f}: {}", crate::config::go_err(&e)))?;
+            api.token_file = Some(f.into());
+        } else if let Some(t) = string(user, "token") {
+            api.token = Some(t.to_owned());
+        }
     }
     Ok(api)
 }
 
 /// Standard base64 with padding (Go's `base64.StdEncoding`, as JSON `[]byte`).
 fn b64(s: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    let mut pad = 0;
-    for c in s.bytes().filter(|c| !c.is_ascii_whitespace()) {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                pad += 1;
-                continue;
-            }
-            _ => return Err("illegal base64 data in a kubeconfig field".into()),
-        };
-        if pad > 0 {
-            return Err("illegal base64 data in a kubeconfig field".into());
-        }
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
+    let clean: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    crate::zone::rdata::base64(&clean, &mut out)
+        .map_err(|()| "illegal base64 data in a kubeconfig field".to_owned())?;
     Ok(out)
 }
 
@@ -445,6 +468,23 @@ users:
         assert_eq!(
             from_doc(&exec, None, Path::new("/")).err().as_deref(),
             Some("kubeconfig exec is not supported by ringdns yet")
+        );
+    }
+
+    #[test]
+    fn both_inline_and_file() {
+        let v = parse("current-context: a\ncontexts:\n- name: a\n  context:\n    cluster: c\n    user: u\nclusters:\n- name: c\n  cluster:\n    server: https://x:1\n    certificate-authority: ca.pem\n    certificate-authority-data: AAAA\nusers:\n- name: u\n  user: {}\n").expect("yaml");
+        assert_eq!(
+            from_doc(&v, None, Path::new("/")).err().as_deref(),
+            Some(
+                "invalid configuration: certificate-authority-data and certificate-authority are both specified for c. certificate-authority-data will override."
+            )
+        );
+        assert_eq!(
+            from_doc(&parse("users: []\n").expect("yaml"), None, Path::new("/"))
+                .err()
+                .as_deref(),
+            Some(EMPTY)
         );
     }
 

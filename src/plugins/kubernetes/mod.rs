@@ -10,8 +10,8 @@
 //! read it without locks. Startup waits for the first lists up to
 //! `startup_timeout`, logging as CoreDNS does.
 //!
-//! Not built, and failing at startup naming themselves: `kubeconfig`,
-//! `multicluster` and `zonal`.
+//! Not built, and failing at startup naming themselves: `multicluster` and
+//! `zonal`.
 //!
 //! CoreDNS: `plugin/kubernetes/{setup,kubernetes,handler,parse,reverse,ns,local}.go`,
 //! `plugin/kubernetes/object`, `plugin/backend_lookup.go`.
@@ -351,7 +351,13 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
     // A kubeconfig takes precedence over `endpoint` and `tls` (CoreDNS's
     // `getClientConfig`).
     let mut api = match (&kubeconfig, &endpoint) {
-        (Some((file, context)), _) => kubeconfig::load(file, context.as_deref()).map_err(plain)?,
+        (Some((file, context)), _) => match kubeconfig::load(file, context.as_deref()) {
+            Ok(a) => a,
+            // An empty configuration inside a pod: the in-cluster one (client-go's
+            // deferred loading).
+            Err(e) if e == kubeconfig::EMPTY => in_cluster().map_err(|_| plain(e))?,
+            Err(e) => return Err(plain(e)),
+        },
         (None, Some(url)) => {
             let mut a = ApiConfig::from_url(url, tls_files.is_some()).map_err(plain)?;
             if a.https {
@@ -619,6 +625,53 @@ struct Lookups {
     wanted: Vec<(String, u16)>,
 }
 
+impl Lookups {
+    /// Asks the server every lookup the last pass wanted (the parked half).
+    async fn fetch(&mut self, ctx: &Ctx<'_>) {
+        for (name, qtype) in std::mem::take(&mut self.wanted) {
+            let res = match Name::parse(&name).ok_or(()).and_then(|n| {
+                crate::server::reentry::prepare(ctx, &n, qtype, ctx.st.depth + 1).map_err(drop)
+            }) {
+                Ok(l) => l.run().await.as_deref().and_then(answers_of),
+                Err(()) => None,
+            };
+            self.done.insert((name, qtype), res);
+        }
+    }
+}
+
+/// Writes a reply (CoreDNS's `SetReply` with AA): TC, `rcode`, the answer, the SOA
+/// in authority when given, and the additional records.
+fn write_reply(
+    ctx: &mut Ctx<'_>,
+    rcode: u8,
+    tc: bool,
+    answer: &[Rr],
+    soa: Option<&Rr>,
+    extra: &[Rr],
+) -> Flow {
+    let mut b = ctx.reply();
+    b.set_flags(flags::AA);
+    if tc {
+        b.set_flags(flags::TC);
+    }
+    b.set_rcode(rcode);
+    for r in answer {
+        b.rr_wire(&answer::name_wire(&r.owner), r.rtype, 1, r.ttl, &r.rdata);
+    }
+    if let Some(s) = soa {
+        b.section(SectionKind::Authority);
+        b.rr_wire(&answer::name_wire(&s.owner), s.rtype, 1, s.ttl, &s.rdata);
+    }
+    b.section(SectionKind::Additional);
+    for r in extra {
+        b.rr_wire(&answer::name_wire(&r.owner), r.rtype, 1, r.ttl, &r.rdata);
+    }
+    b.finish();
+    ctx.written = true;
+    Flow::Return(Status::rcode(0))
+}
+
 impl Upstream for Lookups {
     fn lookup(&mut self, name: &str, qtype: u16) -> Option<(Vec<Rr>, bool)> {
         let key = (name.to_owned(), qtype);
@@ -710,15 +763,7 @@ impl Kubernetes {
             if up.wanted.is_empty() {
                 return self.write(ctx, out);
             }
-            for (name, qtype) in std::mem::take(&mut up.wanted) {
-                let res = match Name::parse(&name).ok_or(()).and_then(|n| {
-                    crate::server::reentry::prepare(ctx, &n, qtype, ctx.st.depth + 1).map_err(drop)
-                }) {
-                    Ok(l) => l.run().await.as_deref().and_then(answers_of),
-                    Err(()) => None,
-                };
-                up.done.insert((name, qtype), res);
-            }
+            up.fetch(ctx).await;
         }
         Flow::Return(Status::rcode(2))
     }
@@ -831,28 +876,7 @@ impl Kubernetes {
             }
             .soa(&zone)
         });
-        let mut b = ctx.reply();
-        b.set_flags(flags::AA);
-        if tc {
-            b.set_flags(flags::TC);
-        }
-        if let Some(rc) = rcode {
-            b.set_rcode(rc);
-        }
-        for r in &answer {
-            b.rr_wire(&answer::name_wire(&r.owner), r.rtype, 1, r.ttl, &r.rdata);
-        }
-        if let Some(s) = &soa {
-            b.section(SectionKind::Authority);
-            b.rr_wire(&answer::name_wire(&s.owner), s.rtype, 1, s.ttl, &s.rdata);
-        }
-        b.section(SectionKind::Additional);
-        for r in &extra {
-            b.rr_wire(&answer::name_wire(&r.owner), r.rtype, 1, r.ttl, &r.rdata);
-        }
-        b.finish();
-        ctx.written = true;
-        Flow::Return(Status::rcode(0))
+        write_reply(ctx, rcode.unwrap_or(0), tc, &answer, soa.as_ref(), &extra)
     }
 }
 
