@@ -81,18 +81,20 @@ impl Svc {
         match go_parse_ip(&self.host) {
             None if self.text.is_some() => Host::Txt,
             None => Host::Cname,
-            Some(IpAddr::V4(a)) => Host::A(IpAddr::V4(a)),
-            Some(IpAddr::V6(a)) => match a.to_ipv4_mapped() {
-                Some(v4) => Host::A(IpAddr::V4(v4)),
-                None => Host::Aaaa(IpAddr::V6(a)),
-            },
+            Some(ip @ IpAddr::V4(_)) => Host::A(ip),
+            Some(ip @ IpAddr::V6(_)) => Host::Aaaa(ip),
         }
     }
 }
 
-/// Go's `net.ParseIP` (no zones, no brackets).
+/// Go's `net.ParseIP` (no zones, no brackets), an IPv4-mapped address as IPv4
+/// (what `To4` makes of it: an A record, as CoreDNS writes it).
 pub fn go_parse_ip(s: &str) -> Option<IpAddr> {
-    s.parse().ok()
+    let ip: IpAddr = s.parse().ok()?;
+    Some(match ip {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    })
 }
 
 /// A name error (CoreDNS's `errNoItems`, `errNsNotExposed`, `errInvalidRequest`).
@@ -736,10 +738,7 @@ pub struct ExtSvc {
 impl ExtSvc {
     /// The address, when the host is one (else it is a name: a CNAME).
     pub fn ip(&self) -> Option<IpAddr> {
-        go_parse_ip(&self.host).map(|ip| match ip {
-            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 @ IpAddr::V4(_) => v4,
-        })
+        go_parse_ip(&self.host)
     }
 }
 
