@@ -19,6 +19,8 @@ struct ApiState {
     requests: Vec<String>,
     /// `Authorization` headers seen.
     auth: Vec<String>,
+    /// Watches whose client is still connected.
+    active: usize,
 }
 
 struct FakeApi {
@@ -135,8 +137,16 @@ fn serve<S: std::io::Read + Write>(c: S, st: &Mutex<ApiState>) {
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
         );
         let mut sent = 0;
+        st.lock().expect("lock").active += 1;
         let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
+        'watch: while Instant::now() < deadline {
+            // A blank line (which clients skip) notices a client that went away.
+            if w.write_all(b"1\r\n\n\r\n")
+                .and_then(|()| w.flush())
+                .is_err()
+            {
+                break;
+            }
             let new: Vec<String> = {
                 let g = st.lock().expect("lock");
                 let mine: Vec<&(String, String)> =
@@ -149,11 +159,12 @@ fn serve<S: std::io::Read + Write>(c: S, st: &Mutex<ApiState>) {
                 if w.write_all(format!("{:x}\r\n{body}\r\n", body.len()).as_bytes())
                     .is_err()
                 {
-                    return;
+                    break 'watch;
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        st.lock().expect("lock").active -= 1;
         let _ = w.write_all(b"0\r\n\r\n");
         return;
     }
@@ -945,4 +956,54 @@ fn kubernetes_over_tls() {
     // The kubeconfig's token went to the TLS server.
     let auth = api.state.lock().expect("lock").auth.clone();
     assert!(auth.iter().any(|a| a == "Bearer tls-token"), "{auth:?}");
+}
+
+#[test]
+fn kubernetes_reload() {
+    // A reload builds a new plugin with its own lists and watches, and the old
+    // one's watches end (the stand-in counts connected watch clients).
+    let api = cluster();
+    for be in backends() {
+        let s = TestServer::start(&corefile(api.port), be);
+        let out = s.dig(&["svc1.testns.svc.cluster.local", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["svc1.testns.svc.cluster.local. 30 IN A 10.0.0.1"],
+            "{be}: {out}"
+        );
+        let lists = |api: &FakeApi| {
+            api.requests()
+                .iter()
+                .filter(|r| r.starts_with("/api/v1/services?limit=500"))
+                .count()
+        };
+        let active = || api.state.lock().expect("lock").active;
+        // Services, EndpointSlices and namespaces (an earlier server's are gone).
+        assert!(
+            wait_for(Duration::from_secs(5), || active() == 3),
+            "{be}: {}",
+            active()
+        );
+        let before = lists(&api);
+        let text = corefile(api.port)
+            .replace("ttl 30", "ttl 40")
+            .replace("{port}", &s.port.to_string());
+        std::fs::write(s.dir.0.join("Corefile"), text).expect("write");
+        s.signal(nix::sys::signal::Signal::SIGUSR1);
+        assert!(
+            wait_for(Duration::from_secs(10), || {
+                section(&s.dig(&["svc1.testns.svc.cluster.local", "A"]), "ANSWER")
+                    == ["svc1.testns.svc.cluster.local. 40 IN A 10.0.0.1"]
+            }),
+            "{be}: the new configuration answers: {:?}",
+            s.lines()
+        );
+        assert_eq!(lists(&api), before + 1, "{be}: one new list");
+        // The old configuration's watches ended.
+        assert!(
+            wait_for(Duration::from_secs(5), || active() == 3),
+            "{be}: {}",
+            active()
+        );
+    }
 }
