@@ -156,6 +156,14 @@ pub fn fqdn(s: &str) -> String {
     }
 }
 
+/// CoreDNS's `plugin.Zones.Matches`: the longest of `zones` holding `name`.
+pub fn longest_zone<'z>(zones: &'z [String], name: &str) -> Option<&'z String> {
+    zones
+        .iter()
+        .filter(|z| is_subdomain(z, name))
+        .max_by_key(|z| z.len())
+}
+
 /// `dns.IsSubDomain(parent, child)`.
 pub fn is_subdomain(parent: &str, child: &str) -> bool {
     let p = split(parent);

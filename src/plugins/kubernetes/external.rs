@@ -15,9 +15,9 @@ use std::sync::Arc;
 use corefile::{Diagnostic, Dispenser};
 
 use super::answer::Upstream;
-use super::answer::{self, ExtSvc, Lookup, Params, Rr, addr_rr, fqdn, name_wire};
-use super::{KubeShared, Lookups, write_reply};
-use crate::chain::{Ctx, Flow, Status};
+use super::answer::{self, ExtSvc, Lookup, Rr, addr_rr, fqdn, name_wire};
+use super::{KubeShared, Lookups, answer_now, answer_parked, write_reply};
+use crate::chain::{Ctx, Flow};
 use crate::config::SetupCtx;
 use crate::plugins::file::Fall;
 use crate::wire::Name;
@@ -108,33 +108,36 @@ fn join(parts: &[&str]) -> String {
 struct Reply {
     rcode: u8,
     answer: Vec<Rr>,
+    /// Whether the zone's SOA goes in authority.
     soa: bool,
+    /// The zone's SOA.
+    soa_rr: Rr,
     extra: Vec<Rr>,
     tc: bool,
+}
+
+impl Reply {
+    fn new(soa_rr: Rr, soa: bool) -> Self {
+        Self {
+            rcode: 0,
+            answer: Vec::new(),
+            soa,
+            soa_rr,
+            extra: Vec::new(),
+            tc: false,
+        }
+    }
 }
 
 impl K8sExternal {
     /// The request hook.
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
-        let mut up = Lookups::default();
-        let out = self.reply(ctx, &mut up);
-        if !up.wanted.is_empty() {
-            return Flow::Park;
-        }
-        self.write(ctx, out)
+        answer_now(ctx, |c, up| self.reply(c, up), Self::write)
     }
 
     /// The parked half: a load balancer's host name the server must resolve.
     pub async fn serve_async(&self, ctx: &mut Ctx<'_>) -> Flow {
-        let mut up = Lookups::default();
-        for _ in 0..3 {
-            let out = self.reply(ctx, &mut up);
-            if up.wanted.is_empty() {
-                return self.write(ctx, out);
-            }
-            up.fetch(ctx).await;
-        }
-        Flow::Return(Status::rcode(2))
+        answer_parked(ctx, |c, up| self.reply(c, up), Self::write).await
     }
 
     fn soa(&self, zone: &str, serial: u32) -> Rr {
@@ -156,39 +159,21 @@ impl K8sExternal {
         let k = self.k8s.as_ref()?;
         let qname = ctx.req.qname.to_name().to_string();
         let name = qname.to_ascii_lowercase();
-        let zone = self
-            .zones
-            .iter()
-            .filter(|z| answer::is_subdomain(z, &name))
-            .max_by_key(|z| z.len())?
-            .clone();
+        let zone = answer::longest_zone(&self.zones, &name)?.clone();
         let qtype = ctx.req.qtype;
         let snap = k.out.snap.load();
-        let params = Params {
-            primary_zone: &k.primary,
-            namespaces: &k.namespaces,
-            pods: k.pods,
-            endpoint_pod_names: k.endpoint_pod_names,
-            ignore_empty_service: k.ignore_empty_service,
-            ttl: k.ttl,
-            local_ips: &k.local_ips,
-        };
+        let params = k.params();
         let l = Lookup {
             snap: &snap,
             p: &params,
         };
-        let mut r = Reply {
-            rcode: 0,
-            answer: Vec::new(),
-            soa: false,
-            extra: Vec::new(),
-            tc: false,
-        };
+        let soa = self.soa(&zone, snap.modified_ext as u32);
+        let mut r = Reply::new(soa.clone(), false);
         for z in &self.zones {
             if name == *z {
                 // `serveApex`.
                 match qtype {
-                    6 => r.answer.push(self.soa(&zone, snap.modified_ext as u32)),
+                    6 => r.answer.push(soa),
                     2 => {
                         let ns = join(&["ns1", &self.apex, &zone]);
                         r.answer.push(Rr {
@@ -207,7 +192,7 @@ impl K8sExternal {
                 return Some(r);
             }
             if answer::is_subdomain(&join(&[&self.apex, z]), &name) {
-                return Some(self.sub_apex(&l, &qname, &name, &zone, qtype));
+                return Some(self.sub_apex(&l, &qname, &name, &zone, qtype, soa));
             }
         }
         let (svcs, rcode) = l.external(&name, &zone, qtype, self.headless);
@@ -268,20 +253,22 @@ impl K8sExternal {
     }
 
     /// `serveSubApex`: names under `APEX.ZONE`.
-    fn sub_apex(&self, l: &Lookup<'_>, qname: &str, name: &str, zone: &str, qtype: u16) -> Reply {
+    fn sub_apex(
+        &self,
+        l: &Lookup<'_>,
+        qname: &str,
+        name: &str,
+        zone: &str,
+        qtype: u16,
+        soa: Rr,
+    ) -> Reply {
         let base = answer::trim_zone(name, zone).unwrap_or("");
         let labels = if base.is_empty() {
             0
         } else {
             base.split('.').count()
         };
-        let mut r = Reply {
-            rcode: 0,
-            answer: Vec::new(),
-            soa: true,
-            extra: Vec::new(),
-            tc: false,
-        };
+        let mut r = Reply::new(soa, true);
         match labels {
             1 => {}
             2 if base.split('.').next() == Some("ns1") => {
@@ -338,25 +325,11 @@ impl K8sExternal {
         }
     }
 
-    fn write(&self, ctx: &mut Ctx<'_>, out: Option<Reply>) -> Flow {
+    fn write(ctx: &mut Ctx<'_>, out: Option<Reply>) -> Flow {
         let Some(r) = out else {
             return Flow::Next;
         };
-        let soa = r.soa.then(|| {
-            let name = ctx.req.qname.to_name().to_string().to_ascii_lowercase();
-            let zone = self
-                .zones
-                .iter()
-                .filter(|z| answer::is_subdomain(z, &name))
-                .max_by_key(|z| z.len())
-                .cloned()
-                .unwrap_or_default();
-            let serial = self
-                .k8s
-                .as_ref()
-                .map_or(0, |k| k.out.snap.load().modified_ext as u32);
-            self.soa(&zone, serial)
-        });
-        write_reply(ctx, r.rcode, r.tc, &r.answer, soa.as_ref(), &r.extra)
+        let soa = r.soa.then_some(&r.soa_rr);
+        write_reply(ctx, r.rcode, r.tc, &r.answer, soa, &r.extra)
     }
 }

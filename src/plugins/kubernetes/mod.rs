@@ -428,6 +428,19 @@ fn resolv_search() -> Vec<Name> {
 }
 
 impl KubeShared {
+    /// What answers depend on.
+    fn params(&self) -> Params<'_> {
+        Params {
+            primary_zone: &self.primary,
+            namespaces: &self.namespaces,
+            pods: self.pods,
+            endpoint_pod_names: self.endpoint_pod_names,
+            ignore_empty_service: self.ignore_empty_service,
+            ttl: self.ttl,
+            local_ips: &self.local_ips,
+        }
+    }
+
     /// CoreDNS's `Metadata` (for *metadata* in the block, when the name is in its
     /// `zones`): the client pod's namespace and name (`pods verified`), and the
     /// query name's parts when it is in this plugin's zones.
@@ -445,12 +458,7 @@ impl KubeShared {
                 ctx.set_meta("kubernetes/client-pod-name", || pn);
             }
         }
-        let Some(zone) = self
-            .zones
-            .iter()
-            .filter(|z| answer::is_subdomain(z, &name))
-            .max_by_key(|z| z.len())
-        else {
+        let Some(zone) = answer::longest_zone(&self.zones, &name) else {
             return;
         };
         match answer::parse_request(&name, zone) {
@@ -493,12 +501,7 @@ impl AutoPathSource {
     pub fn search(&self, qname: &Name, client: IpAddr) -> Vec<Name> {
         let k = &*self.0;
         let name = qname.to_string().to_ascii_lowercase();
-        let Some(zone) = k
-            .zones
-            .iter()
-            .filter(|z| answer::is_subdomain(z, &name))
-            .max_by_key(|z| z.len())
-        else {
+        let Some(zone) = answer::longest_zone(&k.zones, &name) else {
             return Vec::new();
         };
         if k.pods != PodMode::Verified {
@@ -610,7 +613,7 @@ enum Outcome {
     /// Records (answer, additional) and TC.
     Answer(Vec<Rr>, Vec<Rr>, bool),
     /// `BackendError` with this rcode: the SOA in authority.
-    Backend(u8),
+    Backend(u8, Rr),
     /// Pass the query on.
     Next,
     /// An unwritten rcode.
@@ -670,6 +673,40 @@ fn write_reply(
     b.finish();
     ctx.written = true;
     Flow::Return(Status::rcode(0))
+}
+
+/// A request hook that may need self-lookups: `run` computes the outcome (noting
+/// the lookups it lacks); with none missing, `write` answers, else the query parks.
+fn answer_now<O>(
+    ctx: &mut Ctx<'_>,
+    run: impl Fn(&Ctx<'_>, &mut Lookups) -> O,
+    write: impl Fn(&mut Ctx<'_>, O) -> Flow,
+) -> Flow {
+    let mut up = Lookups::default();
+    let out = run(ctx, &mut up);
+    if up.wanted.is_empty() {
+        write(ctx, out)
+    } else {
+        Flow::Park
+    }
+}
+
+/// The parked half of [`answer_now`]: asks the server the missing lookups and
+/// runs again (at most three rounds).
+async fn answer_parked<O>(
+    ctx: &mut Ctx<'_>,
+    run: impl Fn(&Ctx<'_>, &mut Lookups) -> O,
+    write: impl Fn(&mut Ctx<'_>, O) -> Flow,
+) -> Flow {
+    let mut up = Lookups::default();
+    for _ in 0..3 {
+        let out = run(ctx, &mut up);
+        if up.wanted.is_empty() {
+            return write(ctx, out);
+        }
+        up.fetch(ctx).await;
+    }
+    Flow::Return(Status::rcode(2))
 }
 
 impl Upstream for Lookups {
@@ -747,51 +784,25 @@ impl Kubernetes {
 
     /// The request hook.
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
-        let mut up = Lookups::default();
-        let out = self.outcome(ctx, &mut up);
-        if !up.wanted.is_empty() {
-            return Flow::Park;
-        }
-        self.write(ctx, out)
+        answer_now(ctx, |c, up| self.outcome(c, up), Self::write)
     }
 
     /// The parked half: an ExternalName target the server must resolve.
     pub async fn serve_async(&self, ctx: &mut Ctx<'_>) -> Flow {
-        let mut up = Lookups::default();
-        for _ in 0..3 {
-            let out = self.outcome(ctx, &mut up);
-            if up.wanted.is_empty() {
-                return self.write(ctx, out);
-            }
-            up.fetch(ctx).await;
-        }
-        Flow::Return(Status::rcode(2))
+        answer_parked(ctx, |c, up| self.outcome(c, up), Self::write).await
     }
 
     fn outcome(&self, ctx: &Ctx<'_>, up: &mut Lookups) -> Outcome {
         let k = &*self.shared;
         let qname = ctx.req.qname.to_name().to_string();
         let name = qname.to_ascii_lowercase();
-        let Some(z) = k
-            .zones
-            .iter()
-            .filter(|z| answer::is_subdomain(z, &name))
-            .max_by_key(|z| z.len())
-        else {
+        let Some(z) = answer::longest_zone(&k.zones, &name) else {
             return Outcome::Next;
         };
         // The zone as the client wrote it.
         let zone = qname[qname.len() - z.len()..].to_owned();
         let snap = k.out.snap.load();
-        let params = Params {
-            primary_zone: &k.primary,
-            namespaces: &k.namespaces,
-            pods: k.pods,
-            endpoint_pod_names: k.endpoint_pod_names,
-            ignore_empty_service: k.ignore_empty_service,
-            ttl: k.ttl,
-            local_ips: &k.local_ips,
-        };
+        let params = k.params();
         let l = Lookup {
             snap: &snap,
             p: &params,
@@ -832,51 +843,21 @@ impl Kubernetes {
                 if k.fall.through(&lname) {
                     return Outcome::Next;
                 }
-                if !snap.synced {
-                    return Outcome::Backend(2);
-                }
-                Outcome::Backend(3)
+                let rcode = if snap.synced { 3 } else { 2 };
+                Outcome::Backend(rcode, l.soa(&zone))
             }
-            Ok((r, _, _)) if r.is_empty() => Outcome::Backend(0),
+            Ok((r, _, _)) if r.is_empty() => Outcome::Backend(0, l.soa(&zone)),
             Ok((r, e, tc)) => Outcome::Answer(r, e, tc),
         }
     }
 
-    fn write(&self, ctx: &mut Ctx<'_>, out: Outcome) -> Flow {
-        let (answer, extra, tc, rcode) = match out {
-            Outcome::Next => return Flow::Next,
-            Outcome::Rcode(rc) => return Flow::Return(Status::rcode(u16::from(rc))),
-            Outcome::Answer(a, e, tc) => (a, e, tc, None),
-            Outcome::Backend(rc) => (Vec::new(), Vec::new(), false, Some(rc)),
-        };
-        let soa = rcode.map(|_| {
-            let qname = ctx.req.qname.to_name().to_string();
-            let name = qname.to_ascii_lowercase();
-            let z = self
-                .shared
-                .zones
-                .iter()
-                .filter(|z| answer::is_subdomain(z, &name))
-                .max_by_key(|z| z.len())
-                .map_or(0, String::len);
-            let zone = qname[qname.len() - z..].to_owned();
-            let snap = self.shared.out.snap.load();
-            let params = Params {
-                primary_zone: &self.shared.primary,
-                namespaces: &self.shared.namespaces,
-                pods: self.shared.pods,
-                endpoint_pod_names: self.shared.endpoint_pod_names,
-                ignore_empty_service: self.shared.ignore_empty_service,
-                ttl: self.shared.ttl,
-                local_ips: &self.shared.local_ips,
-            };
-            Lookup {
-                snap: &snap,
-                p: &params,
-            }
-            .soa(&zone)
-        });
-        write_reply(ctx, rcode.unwrap_or(0), tc, &answer, soa.as_ref(), &extra)
+    fn write(ctx: &mut Ctx<'_>, out: Outcome) -> Flow {
+        match out {
+            Outcome::Next => Flow::Next,
+            Outcome::Rcode(rc) => Flow::Return(Status::rcode(u16::from(rc))),
+            Outcome::Answer(a, e, tc) => write_reply(ctx, 0, tc, &a, None, &e),
+            Outcome::Backend(rc, soa) => write_reply(ctx, rc, false, &[], Some(&soa), &[]),
+        }
     }
 }
 
