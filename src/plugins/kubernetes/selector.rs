@@ -36,67 +36,44 @@ enum Tok {
     Lt,
 }
 
-fn lex(s: &str) -> Result<Vec<Tok>, String> {
+fn lex(s: &str) -> Vec<Tok> {
     let b = s.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        let c = b[i];
-        match c {
-            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
-            b'(' => {
-                out.push(Tok::Open);
+        let next_eq = b.get(i + 1) == Some(&b'=');
+        let (tok, len) = match b[i] {
+            b' ' | b'\t' | b'\n' | b'\r' => {
                 i += 1;
+                continue;
             }
-            b')' => {
-                out.push(Tok::Close);
-                i += 1;
-            }
-            b',' => {
-                out.push(Tok::Comma);
-                i += 1;
-            }
-            b'>' => {
-                out.push(Tok::Gt);
-                i += 1;
-            }
-            b'<' => {
-                out.push(Tok::Lt);
-                i += 1;
-            }
-            b'=' => {
-                if b.get(i + 1) == Some(&b'=') {
-                    out.push(Tok::DoubleEq);
-                    i += 2;
-                } else {
-                    out.push(Tok::Eq);
-                    i += 1;
-                }
-            }
-            b'!' => {
-                if b.get(i + 1) == Some(&b'=') {
-                    out.push(Tok::NotEq);
-                    i += 2;
-                } else {
-                    out.push(Tok::Bang);
-                    i += 1;
-                }
-            }
+            b'(' => (Tok::Open, 1),
+            b')' => (Tok::Close, 1),
+            b',' => (Tok::Comma, 1),
+            b'>' => (Tok::Gt, 1),
+            b'<' => (Tok::Lt, 1),
+            b'=' if next_eq => (Tok::DoubleEq, 2),
+            b'=' => (Tok::Eq, 1),
+            b'!' if next_eq => (Tok::NotEq, 2),
+            b'!' => (Tok::Bang, 1),
             _ => {
-                let start = i;
-                while i < b.len() && !b" \t\n\r(),=!<>".contains(&b[i]) {
-                    i += 1;
-                }
-                let w = &s[start..i];
-                out.push(match w {
+                let len = b[i..]
+                    .iter()
+                    .position(|c| b" \t\n\r(),=!<>".contains(c))
+                    .unwrap_or(b.len() - i);
+                let w = &s[i..i + len];
+                let tok = match w {
                     "in" => Tok::In,
                     "notin" => Tok::NotIn,
                     _ => Tok::Ident(w.to_owned()),
-                });
+                };
+                (tok, len)
             }
-        }
+        };
+        out.push(tok);
+        i += len;
     }
-    Ok(out)
+    out
 }
 
 fn valid_value(v: &str) -> bool {
@@ -137,7 +114,7 @@ fn valid_key(k: &str) -> bool {
 
 /// Parses `s` and returns the selector's canonical string, or the error text.
 pub fn normalize(s: &str) -> Result<String, String> {
-    let toks = lex(s)?;
+    let toks = lex(s);
     let mut reqs: Vec<Req> = Vec::new();
     let mut i = 0;
     let ident = |t: Option<&Tok>| match t {

@@ -369,73 +369,28 @@ impl Objects {
 
     /// Replaces every object of `kind` (a relist). Modified when anything differs.
     pub fn replace(&mut self, kind: Kind, list: Vec<(String, Object)>) -> Change {
-        let before = self.count(kind);
+        fn stale<V>(m: &BTreeMap<String, V>, keep: &HashSet<String>) -> Vec<String> {
+            m.keys().filter(|k| !keep.contains(*k)).cloned().collect()
+        }
+        let keep: HashSet<String> = list.iter().map(|(k, _)| k.clone()).collect();
         let mut ch = Change::Same;
-        let mut keep: HashSet<String> = HashSet::with_capacity(list.len());
         for (k, o) in list {
-            keep.insert(k.clone());
-            let c = if self.has(kind, &k) {
-                self.put(k, o)
-            } else {
-                self.put(k, o);
-                Change::Modified
-            };
-            if c == Change::Modified {
+            if self.put(k, o) == Change::Modified {
                 ch = Change::Modified;
             }
         }
-        let stale: Vec<String> = match kind {
-            Kind::Services => self
-                .services
-                .keys()
-                .filter(|k| !keep.contains(*k))
-                .cloned()
-                .collect(),
-            Kind::Endpoints => self
-                .endpoints
-                .keys()
-                .filter(|k| !keep.contains(*k))
-                .cloned()
-                .collect(),
-            Kind::Namespaces => self
-                .namespaces
-                .keys()
-                .filter(|k| !keep.contains(*k))
-                .cloned()
-                .collect(),
-            Kind::Pods => self
-                .pods
-                .keys()
-                .filter(|k| !keep.contains(*k))
-                .cloned()
-                .collect(),
+        let gone = match kind {
+            Kind::Services => stale(&self.services, &keep),
+            Kind::Endpoints => stale(&self.endpoints, &keep),
+            Kind::Namespaces => stale(&self.namespaces, &keep),
+            Kind::Pods => stale(&self.pods, &keep),
         };
-        for k in stale {
-            self.remove(kind, &k);
-            ch = Change::Modified;
-        }
-        if kind == Kind::Namespaces || (before == 0 && self.count(kind) == 0) {
-            return Change::Same;
+        for k in gone {
+            if self.remove(kind, &k) == Change::Modified {
+                ch = Change::Modified;
+            }
         }
         ch
-    }
-
-    fn has(&self, kind: Kind, key: &str) -> bool {
-        match kind {
-            Kind::Services => self.services.contains_key(key),
-            Kind::Endpoints => self.endpoints.contains_key(key),
-            Kind::Namespaces => self.namespaces.contains_key(key),
-            Kind::Pods => self.pods.contains_key(key),
-        }
-    }
-
-    fn count(&self, kind: Kind) -> usize {
-        match kind {
-            Kind::Services => self.services.len(),
-            Kind::Endpoints => self.endpoints.len(),
-            Kind::Namespaces => self.namespaces.len(),
-            Kind::Pods => self.pods.len(),
-        }
     }
 
     /// The indexes queries read.
