@@ -38,6 +38,7 @@ fn wire(c: &mut Criterion) {
                 plugins: vec![Plugin::Whoami],
                 debug: false,
                 rewrites: false,
+                view: None,
             })],
             class_open: false,
         }),

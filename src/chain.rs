@@ -441,9 +441,19 @@ pub struct Chain {
     /// A plugin of the chain rewrites the query (*rewrite*): contexts get a spare
     /// buffer, and a parked query has the rewrite applied again when it resumes.
     pub rewrites: bool,
+    /// The block's *view*: the server routes a query here only when it passes.
+    pub view: Option<std::sync::Arc<crate::plugins::view::View>>,
 }
 
 impl Chain {
+    /// The block's *metadata*, if it has one.
+    pub fn metadata(&self) -> Option<&crate::plugins::metadata::Metadata> {
+        self.plugins.iter().find_map(|p| match p {
+            crate::plugins::Plugin::Metadata(m) => Some(m),
+            _ => None,
+        })
+    }
+
     /// Runs the request phase from `from`; `Err(i)` when plugin `i` parked.
     fn forward_from(&self, ctx: &mut Ctx<'_>, from: usize) -> Result<(usize, Status), usize> {
         for i in from..self.plugins.len() {

@@ -143,12 +143,13 @@ pub struct Report {
     pub secs: f64,
 }
 
-type Key = (Arc<str>, Arc<str>, &'static str);
+/// (server, zone, view, plugin).
+type Key = (Arc<str>, Arc<str>, Arc<str>, &'static str);
 
 static REGISTRY: Mutex<Vec<(Key, Arc<DnsCounters>)>> = Mutex::new(Vec::new());
 
 /// A thread's counters for one key, found by the key's addresses.
-type LocalEntry = (usize, usize, usize, Arc<DnsCounters>);
+type LocalEntry = ([usize; 4], Arc<DnsCounters>);
 
 thread_local! {
     static LOCAL: RefCell<Vec<LocalEntry>> = const { RefCell::new(Vec::new()) };
@@ -156,26 +157,38 @@ thread_local! {
 
 /// Counts one request (CoreDNS `vars.Report`). `server`, `zone` and `plugin`
 /// are identified by address on the hot path; new combinations are registered.
-pub fn report(server: &Arc<str>, zone: &Arc<str>, plugin: &'static str, r: Report) {
-    let key = (
+pub fn report(
+    server: &Arc<str>,
+    zone: &Arc<str>,
+    view: &Arc<str>,
+    plugin: &'static str,
+    r: Report,
+) {
+    let key = [
         Arc::as_ptr(server) as *const u8 as usize,
         Arc::as_ptr(zone) as *const u8 as usize,
+        Arc::as_ptr(view) as *const u8 as usize,
         plugin.as_ptr() as usize,
-    );
+    ];
     LOCAL.with(|l| {
         let mut l = l.borrow_mut();
-        let c = match l.iter().find(|e| (e.0, e.1, e.2) == key) {
-            Some(e) => Arc::clone(&e.3),
+        let c = match l.iter().find(|e| e.0 == key) {
+            Some(e) => Arc::clone(&e.1),
             None => {
                 let c = Arc::new(DnsCounters::default());
                 REGISTRY
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push((
-                        (Arc::clone(server), Arc::clone(zone), plugin),
+                        (
+                            Arc::clone(server),
+                            Arc::clone(zone),
+                            Arc::clone(view),
+                            plugin,
+                        ),
                         Arc::clone(&c),
                     ));
-                l.push((key.0, key.1, key.2, Arc::clone(&c)));
+                l.push((key, Arc::clone(&c)));
                 c
             }
         };
@@ -322,8 +335,8 @@ pub fn contribute(c: Contributor) {
     }
 }
 
-/// Gauge `coredns_plugin_enabled` entries: (server, zone, name).
-pub static PLUGIN_ENABLED: Mutex<Vec<(String, String, String)>> = Mutex::new(Vec::new());
+/// Gauge `coredns_plugin_enabled` entries: (server, zone, view, name).
+pub static PLUGIN_ENABLED: Mutex<Vec<(String, String, String, String)>> = Mutex::new(Vec::new());
 /// UDP replies the kernel refused, per server label (rare: a mutex is fine).
 pub static SEND_DROPS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 /// Server labels of listeners whose blocks enable *shed*.
@@ -417,22 +430,22 @@ pub fn gather() -> Families {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    let mut keys: Vec<(String, String, &'static str)> = reg
+    let mut keys: Vec<(String, String, String, &'static str)> = reg
         .iter()
-        .map(|(k, _)| (k.0.to_string(), k.1.to_string(), k.2))
+        .map(|(k, _)| (k.0.to_string(), k.1.to_string(), k.2.to_string(), k.3))
         .collect();
     keys.sort();
     keys.dedup();
-    for (server, zone, plugin) in &keys {
+    for (server, zone, view, plugin) in &keys {
         let parts: Vec<&Arc<DnsCounters>> = reg
             .iter()
-            .filter(|(k, _)| &*k.0 == server && &*k.1 == zone && k.2 == *plugin)
+            .filter(|(k, _)| &*k.0 == server && &*k.1 == zone && &*k.2 == view && k.3 == *plugin)
             .map(|(_, c)| c)
             .collect();
         let base = [
             ("server", server.as_str()),
             ("zone", zone.as_str()),
-            ("view", ""),
+            ("view", view.as_str()),
         ];
         for (p, proto) in ["udp", "tcp"].iter().enumerate() {
             for (fam, family) in ["1", "2"].iter().enumerate() {
@@ -637,7 +650,7 @@ fn always_present(f: &mut Families) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    for (server, zone, name) in &enabled {
+    for (server, zone, view, name) in &enabled {
         add(
             f,
             "coredns_plugin_enabled",
@@ -647,7 +660,7 @@ fn always_present(f: &mut Families) {
             &[
                 ("server", server),
                 ("zone", zone),
-                ("view", ""),
+                ("view", view),
                 ("name", name),
             ],
             1.0,

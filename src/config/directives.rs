@@ -113,6 +113,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "erratic",
     "whoami",
     "on",
+    "view",
 ];
 
 /// Directives whose syntax is checked before they fail with a specific error

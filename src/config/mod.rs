@@ -455,7 +455,10 @@ fn group(blocks: &[Block]) -> Result<Vec<Listener>, Diagnostic> {
                     address: h.clone(),
                     ..a.clone()
                 };
-                if registered.contains(&z) {
+                // A block with a view may share its zone and address with others
+                // (it is checked for overlap only, and not registered).
+                let filtered = b.plugin_names.contains(&"view");
+                if !filtered && registered.contains(&z) {
                     return Err(Diagnostic::plain(format!(
                         "cannot serve {z} - it is already defined"
                     )));
@@ -476,8 +479,10 @@ fn group(blocks: &[Block]) -> Result<Vec<Listener>, Diagnostic> {
                         )));
                     }
                 }
-                registered.push(z.clone());
-                unbound.push((uz, z.clone()));
+                if !filtered {
+                    registered.push(z.clone());
+                    unbound.push((uz, z.clone()));
+                }
                 let hostport = if h.contains(':') {
                     format!("[{h}]:{}", a.port)
                 } else {

@@ -174,6 +174,22 @@ fn error_table() {
             "cannot serve dns://example.org.:1053 on 127.0.0.1 - zone overlap listener capacity with dns://example.org.:1053",
         ),
         (
+            "example.org:1053 {\n whoami\n}\nexample.org:1053 {\n view v {\n  expr true\n }\n bind 127.0.0.1\n whoami\n}",
+            "cannot serve dns://example.org.:1053 on 127.0.0.1 - zone overlap listener capacity with dns://example.org.:1053",
+        ),
+        (
+            ". {\n view a b {\n  expr true\n }\n whoami\n}",
+            "plugin/view: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'b'",
+        ),
+        (
+            ". {\n view v {\n  expr name() ==\n }\n whoami\n}",
+            "plugin/view: unexpected token EOF (1:10)\n | name() ==\n | .........^",
+        ),
+        (
+            ". {\n view v {\n  expr nosuch(name())\n }\n whoami\n}",
+            "plugin/view: unknown name nosuch (1:1)\n | nosuch(name())\n | ^",
+        ),
+        (
             ". {\n whoami extra\n}",
             "plugin/whoami: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'extra'",
         ),

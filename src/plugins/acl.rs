@@ -271,6 +271,8 @@ pub struct Acl {
     rules: Vec<RuleRt>,
     /// Zone labels, one per (rule, zone); also the key of this instance's counters.
     labels: Arc<[Arc<str>]>,
+    /// The block's *view* name (the `view` label; empty without a view).
+    pub view: Arc<str>,
 }
 
 impl Acl {
@@ -297,6 +299,7 @@ impl Acl {
         Self {
             rules,
             labels: labels.into(),
+            view: Arc::from(""),
         }
     }
 
@@ -358,7 +361,7 @@ impl Acl {
     }
 
     fn count(&self, server: &Arc<str>, f: impl FnOnce(&Counters) -> &AtomicU64) {
-        with(server, &self.labels, |c| {
+        with(server, &self.labels, &self.view, |c| {
             f(c).fetch_add(1, Ordering::Relaxed);
         });
     }
@@ -370,6 +373,8 @@ const DROPPED: usize = 2;
 
 /// One thread's counters for one (server, instance).
 struct Counters {
+    /// The `view` label.
+    view: Arc<str>,
     /// `coredns_acl_allowed_requests_total`.
     allowed: AtomicU64,
     /// Blocked, filtered and dropped, per zone label.
@@ -387,7 +392,7 @@ thread_local! {
 /// Runs `f` on this thread's counters for (`server`, the instance whose zone labels
 /// are `labels`), registering them on first use. The registry keeps both `Arc`s,
 /// so their addresses stay unique keys.
-fn with(server: &Arc<str>, labels: &Arc<[Arc<str>]>, f: impl FnOnce(&Counters)) {
+fn with(server: &Arc<str>, labels: &Arc<[Arc<str>]>, view: &Arc<str>, f: impl FnOnce(&Counters)) {
     let key = (
         Arc::as_ptr(server) as *const u8 as usize,
         Arc::as_ptr(labels) as *const u8 as usize,
@@ -400,6 +405,7 @@ fn with(server: &Arc<str>, labels: &Arc<[Arc<str>]>, f: impl FnOnce(&Counters)) 
             }
         }
         let c = Arc::new(Counters {
+            view: Arc::clone(view),
             allowed: AtomicU64::new(0),
             zones: labels.iter().map(|_| Default::default()).collect(),
         });
@@ -426,14 +432,17 @@ fn families(f: &mut Families) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    let mut allowed: Vec<(String, u64)> = Vec::new();
-    let mut zoned: Vec<(usize, String, String, u64)> = Vec::new();
+    let mut allowed: Vec<(String, String, u64)> = Vec::new();
+    let mut zoned: Vec<(usize, String, String, String, u64)> = Vec::new();
     for (server, labels, c) in &reg {
         let n = c.allowed.load(Ordering::Relaxed);
         if n > 0 {
-            match allowed.iter_mut().find(|e| *e.0 == **server) {
-                Some(e) => e.1 += n,
-                None => allowed.push((server.to_string(), n)),
+            match allowed
+                .iter_mut()
+                .find(|e| *e.0 == **server && *e.1 == *c.view)
+            {
+                Some(e) => e.2 += n,
+                None => allowed.push((server.to_string(), c.view.to_string(), n)),
             }
         }
         for (z, counts) in labels.iter().zip(&c.zones) {
@@ -444,16 +453,22 @@ fn families(f: &mut Families) {
                 }
                 match zoned
                     .iter_mut()
-                    .find(|e| e.0 == which && *e.1 == **server && *e.2 == **z)
+                    .find(|e| e.0 == which && *e.1 == **server && *e.2 == *c.view && *e.3 == **z)
                 {
-                    Some(e) => e.3 += n,
-                    None => zoned.push((which, server.to_string(), z.to_string(), n)),
+                    Some(e) => e.4 += n,
+                    None => zoned.push((
+                        which,
+                        server.to_string(),
+                        c.view.to_string(),
+                        z.to_string(),
+                        n,
+                    )),
                 }
             }
         }
     }
-    for (server, n) in &allowed {
-        let l = [("server", server.as_str()), ("view", "")];
+    for (server, view, n) in &allowed {
+        let l = [("server", server.as_str()), ("view", view.as_str())];
         add(
             f,
             "coredns_acl_allowed_requests_total",
@@ -464,7 +479,7 @@ fn families(f: &mut Families) {
             *n as f64,
         );
     }
-    for (which, server, zone, n) in &zoned {
+    for (which, server, view, zone, n) in &zoned {
         let (name, help) = match *which {
             BLOCKED => ("coredns_acl_blocked_requests_total", H_BLOCKED),
             FILTERED => ("coredns_acl_filtered_requests_total", H_FILTERED),
@@ -472,7 +487,7 @@ fn families(f: &mut Families) {
         };
         let l = [
             ("server", server.as_str()),
-            ("view", ""),
+            ("view", view.as_str()),
             ("zone", zone.as_str()),
         ];
         add(f, name, help, "counter", "", &l, *n as f64);

@@ -1,6 +1,6 @@
 //! *metadata*: enables the per-request metadata store for its zones
-//! (plugins.md A). No plugin of ringdns publishes metadata yet, so `{/label}`
-//! placeholders render `-`, as CoreDNS renders labels that are not set.
+//! (plugins.md A). Providers: *kubernetes* and *view*; a label no provider
+//! set renders `-` in `{/label}` placeholders, as in CoreDNS.
 //!
 //! CoreDNS: `plugin/metadata/setup.go`.
 
@@ -32,6 +32,9 @@ pub struct Metadata {
     pub zones: Vec<String>,
     /// The block's *kubernetes*, a metadata provider (linked when the chain is built).
     pub k8s: Option<std::sync::Arc<crate::plugins::kubernetes::KubeShared>>,
+    /// The block's *view* name, published as `view/name` (linked when the chain
+    /// is built).
+    pub view: Option<std::sync::Arc<str>>,
 }
 
 impl Metadata {
@@ -40,6 +43,25 @@ impl Metadata {
         Self {
             zones: c.zones.clone(),
             k8s: None,
+            view: None,
+        }
+    }
+
+    /// CoreDNS's `Collect`: a fresh store, filled by the block's providers when
+    /// the query name is in the plugin's zones.
+    pub fn collect(&self, ctx: &mut crate::chain::Ctx<'_>) {
+        ctx.meta = Some(Vec::new());
+        ctx.st.marks |= crate::chain::META_ON;
+        if let Some(k) = &self.k8s {
+            k.publish_metadata(ctx, &self.zones);
+        }
+        if let Some(v) = &self.view {
+            let in_zones = self.zones.iter().any(|z| {
+                crate::wire::Name::parse(z).is_some_and(|z| ctx.req.qname.is_subdomain_of(&z))
+            });
+            if in_zones {
+                ctx.set_meta("view/name", || v.to_string());
+            }
         }
     }
 }

@@ -38,6 +38,7 @@ pub mod template;
 pub mod timeouts;
 pub mod tls;
 pub mod transfer;
+pub mod view;
 pub mod whoami;
 
 use corefile::{Diagnostic, Dispenser};
@@ -112,6 +113,8 @@ pub enum PluginConfig {
     Erratic(erratic::ErraticConfig),
     /// `whoami`.
     Whoami,
+    /// `view`.
+    View(view::View),
 }
 
 /// Runs the setup of directive `name` over its tokens. Non-handler directives
@@ -183,6 +186,7 @@ pub fn setup(
             whoami::setup(d)?;
             PluginConfig::Whoami
         }
+        "view" => PluginConfig::View(view::setup(d)?),
         other => return Err(Diagnostic::plain("not supported by ringdns yet").in_plugin(other)),
     };
     transfer::link::handler_set_up(ctx, followers);
@@ -255,6 +259,8 @@ pub enum Plugin {
     Erratic(erratic::Erratic),
     /// `whoami`.
     Whoami,
+    /// `view` (passes every query on; the server evaluates it when routing).
+    View(std::sync::Arc<view::View>),
 }
 
 impl Plugin {
@@ -295,6 +301,7 @@ impl Plugin {
             PluginConfig::Loop(c) => Self::Loop(Box::new(loopdetect::Loop::new(c))),
             PluginConfig::Erratic(c) => Self::Erratic(erratic::Erratic::new(c)),
             PluginConfig::Whoami => Self::Whoami,
+            PluginConfig::View(v) => Self::View(std::sync::Arc::new(v.clone())),
         })
     }
 
@@ -333,6 +340,7 @@ impl Plugin {
             Self::Loop(_) => "loop",
             Self::Erratic(_) => "erratic",
             Self::Whoami => "whoami",
+            Self::View(_) => "view",
         }
     }
 
@@ -355,11 +363,7 @@ impl Plugin {
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
         match self {
             Self::Metadata(m) => {
-                ctx.meta = Some(Vec::new());
-                ctx.st.marks |= crate::chain::META_ON;
-                if let Some(k) = &m.k8s {
-                    k.publish_metadata(ctx, &m.zones);
-                }
+                m.collect(ctx);
                 Flow::Next
             }
             Self::Cancel
@@ -393,6 +397,7 @@ impl Plugin {
             Self::Loop(p) => p.serve(ctx),
             Self::Erratic(p) => p.serve(ctx),
             Self::Whoami => whoami::serve(ctx),
+            Self::View(_) => Flow::Next,
         }
     }
 

@@ -64,6 +64,8 @@ pub struct Prometheus {
     root: Arc<str>,
     /// Name of the first handler after this one (the `plugin` label).
     pub next_name: &'static str,
+    /// The block's *view* name (the `view` label; empty without a view).
+    pub view: Arc<str>,
 }
 
 impl Prometheus {
@@ -78,6 +80,7 @@ impl Prometheus {
             zones,
             root: Arc::from("."),
             next_name: "",
+            view: Arc::from(""),
         }
     }
 
@@ -105,6 +108,7 @@ impl Prometheus {
         metrics::report(
             ctx.server,
             zone,
+            &self.view,
             self.next_name,
             Report {
                 tcp: ctx.proto == Proto::Tcp,

@@ -94,9 +94,11 @@ pub struct Meta {
 /// `plugin`, the rcode written.
 fn report_dropped(l: &Dispatch, m: &Meta, req: Option<&Request<'_>>, len: usize, resp: &[u8]) {
     static DROPPED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("dropped"));
+    static NO_VIEW: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
     crate::metrics::report(
         &l.label,
         &DROPPED,
+        &NO_VIEW,
         "",
         crate::metrics::Report {
             tcp: m.proto == Proto::Tcp,
@@ -159,10 +161,21 @@ pub(crate) fn dispatch(
             return Outcome::Reply;
         }
     }
-    let route = l.routes.route(req.qname.name(), req.qtype, |b| {
-        l.chains.get(b).is_some_and(|c| !c.plugins.is_empty())
-    });
+    let mut spare = Vec::new();
+    let mut ctx = Ctx::new(
+        &l.label, req, m.proto, m.peer, m.local, resp, scratch, m.now,
+    );
+    // A name the query compressed (which no real client does) is owned: clone it
+    // (rare), a wire name is a borrow.
+    let qname = ctx.req.qname.clone();
+    let route = l.routes.route(
+        qname.name(),
+        ctx.req.qtype,
+        |b| l.chains.get(b).is_some_and(|c| !c.plugins.is_empty()),
+        |b| l.chains.get(b).is_some_and(|c| view_passes(c, &mut ctx)),
+    );
     let Route::Block(b) = route else {
+        let (req, resp, scratch) = (ctx.req, ctx.resp, ctx.scratch);
         bare_reply(resp, &req, 5);
         scrub::scrub(
             resp,
@@ -176,10 +189,6 @@ pub(crate) fn dispatch(
         return Outcome::Reply;
     };
     let chain = &l.chains[b];
-    let mut spare = Vec::new();
-    let mut ctx = Ctx::new(
-        &l.label, req, m.proto, m.peer, m.local, resp, scratch, m.now,
-    );
     if chain.rewrites {
         ctx.spare = Some(&mut spare);
     }
@@ -212,6 +221,23 @@ pub(crate) fn dispatch(
             finish(&mut ctx, &Status::rcode(2))
         }
     }
+}
+
+/// Whether `chain`'s *view* (if any) takes the query in `ctx`. Its expressions
+/// see the metadata the block's providers collect (CoreDNS collects it before
+/// the filters); the store is dropped again before the chain runs.
+fn view_passes(chain: &Chain, ctx: &mut Ctx<'_>) -> bool {
+    let Some(view) = &chain.view else {
+        return true;
+    };
+    let marks = ctx.st.marks;
+    if let Some(m) = chain.metadata() {
+        m.collect(ctx);
+    }
+    let pass = view.pass(ctx);
+    ctx.meta = None;
+    ctx.st.marks = marks;
+    pass
 }
 
 /// `coredns_panics_total`.
@@ -253,14 +279,9 @@ pub async fn resume(
         chain.reapply(&mut ctx, at);
     }
     if st.marks & crate::chain::META_ON != 0 {
-        ctx.meta = Some(Vec::new());
         // The labels the block's providers published before the query parked.
-        for p in &chain.plugins {
-            if let crate::plugins::Plugin::Metadata(m) = p {
-                if let Some(k) = &m.k8s {
-                    k.publish_metadata(&mut ctx, &m.zones);
-                }
-            }
+        if let Some(m) = chain.metadata() {
+            m.collect(&mut ctx);
         }
     }
     let status = chain.resume(&mut ctx, at).await;

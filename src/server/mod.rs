@@ -71,10 +71,15 @@ impl Active {
                 .map(Plugin::build)
                 .collect::<Result<Vec<_>, _>>()?;
             let rewrites = plugins.iter().any(|p| matches!(p, Plugin::Rewrite(_)));
+            let view = plugins.iter().find_map(|p| match p {
+                Plugin::View(v) => Some(Arc::clone(v)),
+                _ => None,
+            });
             let mut chain = Chain {
                 plugins,
                 debug: b.settings.debug,
                 rewrites,
+                view,
             };
             Self::label_prometheus(&mut chain);
             Self::link_dnstap(&mut chain);
@@ -197,12 +202,21 @@ impl Active {
         Ok(Self { listeners, config })
     }
 
-    /// Marks the chains' `plugin` metric label: the first handler after *prometheus*.
+    /// Marks the chains' `plugin` metric label (the first handler after
+    /// *prometheus*), and gives *prometheus* and *acl* the block's view (their
+    /// `view` label).
     fn label_prometheus(chain: &mut Chain) {
         let names: Vec<&'static str> = chain.plugins.iter().map(Plugin::name).collect();
+        let view = chain.view.as_ref().map(|v| Arc::clone(&v.name));
         for (i, p) in chain.plugins.iter_mut().enumerate() {
             if let Plugin::Prometheus(pr) = p {
                 pr.next_name = names.get(i + 1).copied().unwrap_or("");
+                if let Some(v) = &view {
+                    pr.view = Arc::clone(v);
+                }
+            }
+            if let (Plugin::Acl(a), Some(v)) = (&mut *p, &view) {
+                a.view = Arc::clone(v);
             }
         }
     }
@@ -234,9 +248,13 @@ impl Active {
         });
         // *k8s_external* reads the block's *kubernetes* (CoreDNS's OnStartup check);
         // *metadata* asks it for its labels.
+        let view = chain.view.as_ref().map(|v| Arc::clone(&v.name));
         for p in &mut chain.plugins {
             if let (Plugin::Metadata(m), Some(k)) = (&mut *p, &k8s) {
                 m.k8s = Some(Arc::clone(k));
+            }
+            if let Plugin::Metadata(m) = p {
+                m.view.clone_from(&view);
             }
             if let Plugin::K8sExternal(e) = p {
                 match &k8s {

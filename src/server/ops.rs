@@ -62,8 +62,22 @@ pub fn set_plugin_enabled(a: &Active) {
     let mut v = Vec::new();
     for l in &a.config.listeners {
         for (zone, bi) in &l.sites {
-            for name in &a.config.blocks[*bi].plugin_names {
-                v.push((l.label.clone(), zone.clone(), (*name).to_owned()));
+            let block = &a.config.blocks[*bi];
+            let view = block
+                .plugins
+                .iter()
+                .find_map(|p| match p {
+                    crate::plugins::PluginConfig::View(v) => Some(v.name.to_string()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for name in &block.plugin_names {
+                v.push((
+                    l.label.clone(),
+                    zone.clone(),
+                    view.clone(),
+                    (*name).to_owned(),
+                ));
             }
         }
     }

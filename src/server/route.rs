@@ -1,6 +1,7 @@
 //! Query routing on one listener (corefile-spec.md §7): the longest matching
-//! zone of the blocks on it, DS to the topmost served zone, the root block as
-//! the last resort, REFUSED when nothing matches.
+//! zone of the blocks on it (of blocks sharing a zone, the first whose *view*
+//! passes), DS to the topmost served zone, the root block as the last resort,
+//! REFUSED when nothing matches.
 
 use crate::wire::{Name, NameRef};
 
@@ -37,24 +38,32 @@ impl Routes {
             .map(|(_, v)| v.as_slice())
     }
 
-    /// Routes `qname`/`qtype`; `has_chain(block)` says whether a block has plugins.
+    /// Routes `qname`/`qtype`; `has_chain(block)` says whether a block has
+    /// plugins, `pass(block)` whether its *view* (if any) takes the query. Blocks
+    /// sharing a zone are tried in order; a zone none of whose blocks passes
+    /// leaves the search to its parent zones.
     pub fn route(
         &self,
         qname: NameRef<'_>,
         qtype: u16,
         has_chain: impl Fn(usize) -> bool,
+        mut pass: impl FnMut(usize) -> bool,
     ) -> Route {
         let w = qname.wire();
         let mut ds_handler = None;
         for off in qname.suffix_offsets() {
             if let Some(blocks) = self.lookup(&w[off..]) {
-                if let Some(&b) = blocks.first() {
+                for &b in blocks {
                     if !has_chain(b) {
                         return Route::Refused;
+                    }
+                    if !pass(b) {
+                        continue;
                     }
                     if qtype != 43 {
                         return Route::Block(b);
                     }
+                    // DS: keep looking for a parent zone (the last that passes wins).
                     ds_handler = Some(b);
                 }
             }
@@ -65,8 +74,10 @@ impl Routes {
             }
         }
         if let Some(blocks) = self.lookup(&[0]) {
-            if let Some(&b) = blocks.iter().find(|&&b| has_chain(b)) {
-                return Route::Block(b);
+            for &b in blocks {
+                if has_chain(b) && pass(b) {
+                    return Route::Block(b);
+                }
             }
         }
         Route::Refused
@@ -84,7 +95,14 @@ mod tests {
         r.add("sub.example.org.", 1);
         r.add(".", 2);
         r.add("empty.example.org.", 3);
-        let q = |n: &str, t: u16| r.route(Name::parse(n).expect("name").borrowed(), t, |b| b != 3);
+        let q = |n: &str, t: u16| {
+            r.route(
+                Name::parse(n).expect("name").borrowed(),
+                t,
+                |b| b != 3,
+                |_| true,
+            )
+        };
         assert_eq!(q("www.sub.example.org.", 1), Route::Block(1));
         assert_eq!(q("WWW.Example.ORG.", 1), Route::Block(0));
         assert_eq!(q("x.sub.example.org.", 43), Route::Block(0));
@@ -97,6 +115,7 @@ mod tests {
             r2.route(
                 Name::parse("example.net.").expect("n").borrowed(),
                 1,
+                |_| true,
                 |_| true
             ),
             Route::Refused

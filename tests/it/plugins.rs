@@ -962,3 +962,128 @@ fn template_coredns_handler_cases() {
         );
     }
 }
+
+/// *view*: blocks sharing a zone are tried in Corefile order and the first whose
+/// expressions hold serves the query; a zone none of whose blocks passes leaves
+/// the query to its parent zones. The view names the block's metrics and its
+/// `view/name` metadata.
+#[test]
+fn view_routes_queries_between_blocks_of_one_zone() {
+    for be in backends() {
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!(
+                r#".:{{port}} {{
+ view local2 {{
+  expr incidr(client_ip(), '127.0.0.2/32')
+ }}
+ metadata
+ log . "V {{/view/name}} {{type}} {{name}}"
+ prometheus 127.0.0.1:{mport}
+ hosts {{
+  1.1.1.1 test
+ }}
+}}
+.:{{port}} {{
+ view v6 {{
+  expr incidr(client_ip(), '::1/128')
+ }}
+ hosts {{
+  2001:db8::1 test
+ }}
+}}
+.:{{port}} {{
+ view txt {{
+  expr type() in ['MX', 'TXT']
+  expr name() matches '^x\\.'
+ }}
+ whoami
+}}
+example.org:{{port}} {{
+ view never {{
+  expr proto() == 'tcp' && false
+ }}
+ whoami
+}}
+.:{{port}} {{
+ prometheus 127.0.0.1:{mport}
+ hosts {{
+  3.3.3.3 test
+  4.4.4.4 a.example.org
+ }}
+}}
+"#
+            ),
+            be,
+        );
+        let answer = |server: &str, src: &str, args: &[&str]| {
+            section(&dig_from(&s, server, src, args), "ANSWER")
+        };
+        // (server, source, query) → answer section.
+        let cases: [(&str, &str, &[&str], &[&str]); 6] = [
+            (
+                "127.0.0.1",
+                "127.0.0.2",
+                &["test", "A"],
+                &["test. 3600 IN A 1.1.1.1"],
+            ),
+            (
+                "127.0.0.1",
+                "127.0.0.1",
+                &["test", "A"],
+                &["test. 3600 IN A 3.3.3.3"],
+            ),
+            (
+                "::1",
+                "::1",
+                &["test", "AAAA"],
+                &["test. 3600 IN AAAA 2001:db8::1"],
+            ),
+            // Both expressions of *txt* must hold.
+            ("127.0.0.1", "127.0.0.1", &["y.example.com", "TXT"], &[]),
+            // The only example.org block never passes: the root blocks take it.
+            (
+                "127.0.0.1",
+                "127.0.0.1",
+                &["a.example.org", "A"],
+                &["a.example.org. 3600 IN A 4.4.4.4"],
+            ),
+            ("127.0.0.1", "127.0.0.2", &["a.example.org", "A"], &[]),
+        ];
+        for (server, src, q, want) in cases {
+            assert_eq!(answer(server, src, q), want, "{be}: {src} {q:?}");
+        }
+        // *whoami* in the *txt* block answers x.example.com TXT.
+        let out = dig_from(&s, "127.0.0.1", "127.0.0.1", &["x.example.com", "TXT"]);
+        assert!(
+            section(&out, "ADDITIONAL").contains(&"x.example.com. 0 IN A 127.0.0.1".to_owned()),
+            "{be}: {out}"
+        );
+        let l = s
+            .wait_line(|l| l.starts_with("[INFO] V "))
+            .expect("log line");
+        assert_eq!(l, "[INFO] V local2 A test.", "{be}");
+        std::thread::sleep(Duration::from_millis(100));
+        let (_, _, body) = http(mport, "GET", "/metrics").expect("scrape");
+        let p = s.port;
+        for line in [
+            format!(
+                "coredns_dns_requests_total{{family=\"1\",proto=\"udp\",server=\"dns://:{p}\",type=\"A\",view=\"local2\",zone=\".\"}} 2"
+            ),
+            format!(
+                "coredns_dns_requests_total{{family=\"1\",proto=\"udp\",server=\"dns://:{p}\",type=\"A\",view=\"\",zone=\".\"}} 2"
+            ),
+            format!(
+                "coredns_plugin_enabled{{name=\"hosts\",server=\"dns://:{p}\",view=\"v6\",zone=\".\"}} 1"
+            ),
+            format!(
+                "coredns_plugin_enabled{{name=\"view\",server=\"dns://:{p}\",view=\"never\",zone=\"example.org.\"}} 1"
+            ),
+        ] {
+            assert!(
+                body.lines().any(|l| l == line),
+                "{be}: no {line} in\n{body}"
+            );
+        }
+    }
+}

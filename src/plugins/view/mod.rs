@@ -1,0 +1,262 @@
+//! *view*: a server block takes a query only when its expressions hold
+//! (plugins.md B). Blocks sharing a zone and listener are tried in Corefile
+//! order; the first whose view passes (or that has none) serves the query. The
+//! view's name is the block's metrics `view` label and the `view/name` metadata.
+//!
+//! CoreDNS: `plugin/view/`, `plugin/pkg/expression/expression.go`, and the
+//! filter loop of `core/dnsserver/server.go`.
+
+pub mod expr;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use corefile::{Diagnostic, Dispenser};
+
+use crate::chain::Ctx;
+use crate::wire::types;
+use expr::{Env, Program, Sig, Ty, Value};
+
+/// The request functions an expression may call (CoreDNS's `DefaultEnv`).
+pub const ENV: &[Sig] = &[
+    Sig {
+        name: "incidr",
+        args: &[Ty::Str, Ty::Str],
+        ret: Ty::Bool,
+    },
+    Sig {
+        name: "metadata",
+        args: &[Ty::Str],
+        ret: Ty::Str,
+    },
+    Sig {
+        name: "type",
+        args: &[],
+        ret: Ty::Str,
+    },
+    Sig {
+        name: "name",
+        args: &[],
+        ret: Ty::Str,
+    },
+    Sig {
+        name: "class",
+        args: &[],
+        ret: Ty::Str,
+    },
+    Sig {
+        name: "proto",
+        args: &[],
+        ret: Ty::Str,
+    },
+    Sig {
+        name: "size",
+        args: &[],
+        ret: Ty::Int,
+    },
+    Sig {
+        name: "client_ip",
+        args: &[],
+        ret: Ty::Str,
+    },
+    Sig {
+        name: "port",
+        args: &[],
+        ret: Ty::Str,
+    },
+    Sig {
+        name: "id",
+        args: &[],
+        ret: Ty::Int,
+    },
+    Sig {
+        name: "opcode",
+        args: &[],
+        ret: Ty::Int,
+    },
+    Sig {
+        name: "do",
+        args: &[],
+        ret: Ty::Bool,
+    },
+    Sig {
+        name: "bufsize",
+        args: &[],
+        ret: Ty::Int,
+    },
+    Sig {
+        name: "server_ip",
+        args: &[],
+        ret: Ty::Str,
+    },
+    Sig {
+        name: "server_port",
+        args: &[],
+        ret: Ty::Str,
+    },
+];
+
+/// A block's view.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// The view's name (metrics `view` label, `view/name` metadata).
+    pub name: Arc<str>,
+    /// Its expressions, all of which must evaluate to `true`.
+    pub progs: Vec<Program>,
+}
+
+/// `view NAME { expr EXPRESSION... }` (CoreDNS `parse`).
+pub fn setup(d: &mut Dispenser) -> Result<View, Diagnostic> {
+    let w = |e: Diagnostic| e.in_plugin("view");
+    let mut view = None;
+    while d.next() {
+        if view.is_some() {
+            return Err(w(crate::config::err_once()));
+        }
+        let args = d.remaining_args();
+        let [name] = args.as_slice() else {
+            return Err(w(d.arg_err()));
+        };
+        let mut v = View {
+            name: Arc::from(name.as_str()),
+            progs: Vec::new(),
+        };
+        while d.next_block() {
+            match d.val() {
+                "expr" => {
+                    let src = d.remaining_args().join(" ");
+                    let prog = Program::compile(&src, ENV)
+                        .map_err(|e| w(Diagnostic::plain(e.render(&src))))?;
+                    v.progs.push(prog);
+                }
+                other => return Err(w(d.err(format!("unknown property '{other}'")))),
+            }
+        }
+        view = Some(v);
+    }
+    view.ok_or_else(|| w(d.arg_err()))
+}
+
+impl View {
+    /// Whether every expression evaluates to `true` for the query in `ctx`
+    /// (an evaluation error or a result other than `true` fails the view).
+    pub fn pass(&self, ctx: &Ctx<'_>) -> bool {
+        let env = QueryEnv { ctx };
+        self.progs
+            .iter()
+            .all(|p| matches!(p.run(&env), Ok(Value::Bool(true))))
+    }
+}
+
+/// The request functions over one query.
+struct QueryEnv<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+}
+
+fn str_arg(args: &[Value], i: usize) -> Result<&str, String> {
+    match args.get(i) {
+        Some(Value::Str(s)) => Ok(s),
+        _ => Err("argument is not a string".into()),
+    }
+}
+
+/// Go's `net.ParseIP` (no brackets, no zone), an IPv4-mapped address as IPv4.
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    let ip: IpAddr = s.parse().ok()?;
+    Some(match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    })
+}
+
+/// `incidr(ip, cidr)` (Go's `net.ParseCIDR` and `IPNet.Contains`).
+pub fn incidr(ip: &str, cidr: &str) -> Result<bool, String> {
+    let ip = parse_ip(ip).ok_or("first argument is not an IP address")?;
+    let bad = || format!("invalid CIDR address: {cidr}");
+    let (net, bits) = cidr.split_once('/').ok_or_else(bad)?;
+    // Go accepts only decimal prefix lengths without a sign or leading zeros.
+    if bits.is_empty()
+        || bits.len() > 3
+        || !bits.bytes().all(|b| b.is_ascii_digit())
+        || (bits.len() > 1 && bits.starts_with('0'))
+    {
+        return Err(bad());
+    }
+    let bits: u32 = bits.parse().map_err(|_| bad())?;
+    let net: IpAddr = net.parse().map_err(|_| bad())?;
+    let within = |a: u128, b: u128, width: u32| {
+        if bits > width {
+            return Err(bad());
+        }
+        let mask = if bits == 0 {
+            0
+        } else {
+            u128::MAX << (width - bits)
+        } & (u128::MAX >> (128 - width));
+        Ok(a & mask == b & mask)
+    };
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            within(u128::from(u32::from(a)), u128::from(u32::from(n)), 32)
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => within(u128::from(a), u128::from(n), 128),
+        (IpAddr::V4(a), IpAddr::V6(n)) => {
+            // Go compares a v4 address with a v4-mapped network on its last 32 bits.
+            match n.to_ipv4_mapped() {
+                Some(n4) if bits >= 96 => {
+                    let b4 = bits - 96;
+                    let mask = if b4 == 0 { 0 } else { u32::MAX << (32 - b4) };
+                    Ok(u32::from(a) & mask == u32::from(n4) & mask)
+                }
+                Some(_) => Ok(false),
+                None => {
+                    within(128, 0, 128)?;
+                    Ok(false)
+                }
+            }
+        }
+        (IpAddr::V6(_), IpAddr::V4(_)) => {
+            within(0, 0, 32)?;
+            Ok(false)
+        }
+    }
+}
+
+impl Env for QueryEnv<'_, '_> {
+    fn call(&self, name: &str, args: &[Value]) -> Result<Value, String> {
+        let ctx = self.ctx;
+        Ok(match name {
+            "incidr" => Value::Bool(incidr(str_arg(args, 0)?, str_arg(args, 1)?)?),
+            "metadata" => Value::Str(ctx.meta(str_arg(args, 0)?).unwrap_or("").to_owned()),
+            "type" => {
+                let mut s = String::new();
+                types::type_to_string(ctx.req.qtype, &mut s);
+                Value::Str(s)
+            }
+            "name" => {
+                let mut s = String::new();
+                ctx.req.qname.to_lowercase().write_presentation(&mut s);
+                Value::Str(s)
+            }
+            "class" => {
+                let mut s = String::new();
+                types::class_to_string(ctx.req.qclass, &mut s);
+                Value::Str(s)
+            }
+            "proto" => Value::Str(ctx.proto.as_str().to_owned()),
+            "size" => Value::Int(ctx.req.size() as i64),
+            "client_ip" => Value::Str(crate::server::canonical(ctx.peer).ip().to_string()),
+            "port" => Value::Str(ctx.peer.port().to_string()),
+            "id" => Value::Int(i64::from(ctx.req.id())),
+            "opcode" => Value::Int(i64::from(ctx.req.opcode())),
+            "do" => Value::Bool(ctx.do_bit()),
+            "bufsize" => Value::Int(i64::from(ctx.size())),
+            "server_ip" => Value::Str(crate::server::canonical(ctx.local).ip().to_string()),
+            "server_port" => Value::Str(ctx.local.port().to_string()),
+            other => return Err(format!("unknown function {other}")),
+        })
+    }
+}
