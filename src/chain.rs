@@ -152,6 +152,13 @@ pub fn set_meta(
 /// metadata store ([`Ctx::set_meta`]).
 pub const META_ON: u32 = 1 << 31;
 
+/// The `view` label of a block without a view.
+pub fn no_view() -> &'static std::sync::Arc<str> {
+    static EMPTY: std::sync::LazyLock<std::sync::Arc<str>> =
+        std::sync::LazyLock::new(|| std::sync::Arc::from(""));
+    &EMPTY
+}
+
 /// A query a plugin sends through the plugins after it, with no client (see
 /// the module docs). Nothing is sent; the asking plugin's response hook sees
 /// the reply.
@@ -166,6 +173,8 @@ pub struct Detached {
     pub local: SocketAddr,
     /// The metrics `server` label.
     pub server: Arc<str>,
+    /// The metrics `view` label.
+    pub view: Arc<str>,
     /// Request header flags as the plugins after the asking one see them.
     pub flags: u16,
     /// Initial [`ReqState::marks`].
@@ -192,6 +201,7 @@ impl Detached {
             scratch,
             Instant::now(),
         );
+        ctx.view = &self.view;
         ctx.st.flags = self.flags;
         ctx.st.marks = self.marks;
         if let Some((d, depth)) = &self.disp {
@@ -294,6 +304,8 @@ pub struct Ctx<'a> {
     pub local: SocketAddr,
     /// The listener's metrics label (`dns://:53`).
     pub server: &'a std::sync::Arc<str>,
+    /// The block's *view* name, the metrics `view` label (empty without a view).
+    pub view: &'a std::sync::Arc<str>,
     /// The reply buffer; meaningful when `written`.
     pub resp: &'a mut Vec<u8>,
     /// Whether a plugin wrote a reply.
@@ -350,6 +362,7 @@ impl<'a> Ctx<'a> {
         resp.clear();
         Self {
             server,
+            view: no_view(),
             req,
             proto,
             peer,
@@ -443,6 +456,8 @@ pub struct Chain {
     pub rewrites: bool,
     /// The block's *view*: the server routes a query here only when it passes.
     pub view: Option<std::sync::Arc<crate::plugins::view::View>>,
+    /// The view's name, or empty (the metrics `view` label).
+    pub view_label: std::sync::Arc<str>,
 }
 
 impl Chain {

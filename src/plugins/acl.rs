@@ -271,8 +271,6 @@ pub struct Acl {
     rules: Vec<RuleRt>,
     /// Zone labels, one per (rule, zone); also the key of this instance's counters.
     labels: Arc<[Arc<str>]>,
-    /// The block's *view* name (the `view` label; empty without a view).
-    pub view: Arc<str>,
 }
 
 impl Acl {
@@ -299,7 +297,6 @@ impl Acl {
         Self {
             rules,
             labels: labels.into(),
-            view: Arc::from(""),
         }
     }
 
@@ -330,7 +327,7 @@ impl Acl {
                 None => {}
                 Some(Action::Allow) => break,
                 Some(Action::Drop) => {
-                    self.count(ctx.server, |c| &c.zones[label][DROPPED]);
+                    self.count(ctx, |c| &c.zones[label][DROPPED]);
                     return Flow::Return(Status::rcode(0));
                 }
                 Some(a @ (Action::Block | Action::Filter)) => {
@@ -351,17 +348,17 @@ impl Acl {
                     b.rr_wire(b"\x00", 41, 4096, 0x8000, &rdata);
                     b.finish();
                     ctx.written = true;
-                    self.count(ctx.server, |c| &c.zones[label][which]);
+                    self.count(ctx, |c| &c.zones[label][which]);
                     return Flow::Return(Status::rcode(0));
                 }
             }
         }
-        self.count(ctx.server, |c| &c.allowed);
+        self.count(ctx, |c| &c.allowed);
         Flow::Next
     }
 
-    fn count(&self, server: &Arc<str>, f: impl FnOnce(&Counters) -> &AtomicU64) {
-        with(server, &self.labels, &self.view, |c| {
+    fn count(&self, ctx: &Ctx<'_>, f: impl FnOnce(&Counters) -> &AtomicU64) {
+        with(ctx.server, &self.labels, ctx.view, |c| {
             f(c).fetch_add(1, Ordering::Relaxed);
         });
     }

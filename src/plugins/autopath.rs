@@ -173,6 +173,7 @@ impl Autopath {
                 ctx.st.start,
             );
             sub.st = ctx.st;
+            sub.view = ctx.view;
             sub.disp = ctx.disp;
             sub.meta = ctx.meta.clone();
             let st = next.run(&mut sub).await;

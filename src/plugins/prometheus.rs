@@ -64,8 +64,6 @@ pub struct Prometheus {
     root: Arc<str>,
     /// Name of the first handler after this one (the `plugin` label).
     pub next_name: &'static str,
-    /// The block's *view* name (the `view` label; empty without a view).
-    pub view: Arc<str>,
 }
 
 impl Prometheus {
@@ -80,7 +78,6 @@ impl Prometheus {
             zones,
             root: Arc::from("."),
             next_name: "",
-            view: Arc::from(""),
         }
     }
 
@@ -108,7 +105,7 @@ impl Prometheus {
         metrics::report(
             ctx.server,
             zone,
-            &self.view,
+            ctx.view,
             self.next_name,
             Report {
                 tcp: ctx.proto == Proto::Tcp,

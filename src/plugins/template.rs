@@ -742,7 +742,13 @@ impl TemplatePlugin {
                     })
                     .unwrap_or_default(),
             };
-            let base = [ctx.server.to_string(), zone, String::new(), class, rtype];
+            let base = [
+                ctx.server.to_string(),
+                zone,
+                ctx.view.to_string(),
+                class,
+                rtype,
+            ];
             if count_match {
                 count(&MATCHES, base.clone());
             }

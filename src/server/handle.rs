@@ -189,6 +189,7 @@ pub(crate) fn dispatch(
         return Outcome::Reply;
     };
     let chain = &l.chains[b];
+    ctx.view = &chain.view_label;
     if chain.rewrites {
         ctx.spare = Some(&mut spare);
     }
@@ -273,6 +274,7 @@ pub async fn resume(
         m.now,
     );
     ctx.st = st;
+    ctx.view = &chain.view_label;
     ctx.disp = Some(disp);
     if chain.rewrites {
         ctx.spare = Some(&mut spare);

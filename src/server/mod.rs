@@ -75,11 +75,15 @@ impl Active {
                 Plugin::View(v) => Some(Arc::clone(v)),
                 _ => None,
             });
+            let view_label = view
+                .as_ref()
+                .map_or_else(|| Arc::from(""), |v| Arc::clone(&v.name));
             let mut chain = Chain {
                 plugins,
                 debug: b.settings.debug,
                 rewrites,
                 view,
+                view_label,
             };
             Self::label_prometheus(&mut chain);
             Self::link_dnstap(&mut chain);
@@ -202,21 +206,12 @@ impl Active {
         Ok(Self { listeners, config })
     }
 
-    /// Marks the chains' `plugin` metric label (the first handler after
-    /// *prometheus*), and gives *prometheus* and *acl* the block's view (their
-    /// `view` label).
+    /// Marks the chains' `plugin` metric label: the first handler after *prometheus*.
     fn label_prometheus(chain: &mut Chain) {
         let names: Vec<&'static str> = chain.plugins.iter().map(Plugin::name).collect();
-        let view = chain.view.as_ref().map(|v| Arc::clone(&v.name));
         for (i, p) in chain.plugins.iter_mut().enumerate() {
             if let Plugin::Prometheus(pr) = p {
                 pr.next_name = names.get(i + 1).copied().unwrap_or("");
-                if let Some(v) = &view {
-                    pr.view = Arc::clone(v);
-                }
-            }
-            if let (Plugin::Acl(a), Some(v)) = (&mut *p, &view) {
-                a.view = Arc::clone(v);
             }
         }
     }

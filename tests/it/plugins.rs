@@ -997,6 +997,7 @@ fn view_routes_queries_between_blocks_of_one_zone() {
   expr type() in ['MX', 'TXT']
   expr name() matches '^x\\.'
  }}
+ cache 30
  whoami
 }}
 example.org:{{port}} {{
@@ -1055,8 +1056,9 @@ example.org:{{port}} {{
         }
         // *whoami* in the *txt* block answers x.example.com TXT.
         let out = dig_from(&s, "127.0.0.1", "127.0.0.1", &["x.example.com", "TXT"]);
+        // (The *cache* of that block raises whoami's TTL 0 to its minimum, 5.)
         assert!(
-            section(&out, "ADDITIONAL").contains(&"x.example.com. 0 IN A 127.0.0.1".to_owned()),
+            section(&out, "ADDITIONAL").contains(&"x.example.com. 5 IN A 127.0.0.1".to_owned()),
             "{be}: {out}"
         );
         let l = s
@@ -1078,6 +1080,9 @@ example.org:{{port}} {{
             ),
             format!(
                 "coredns_plugin_enabled{{name=\"view\",server=\"dns://:{p}\",view=\"never\",zone=\"example.org.\"}} 1"
+            ),
+            format!(
+                "coredns_cache_requests_total{{server=\"dns://:{p}\",view=\"txt\",zones=\".\"}} 1"
             ),
         ] {
             assert!(

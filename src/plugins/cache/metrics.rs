@@ -55,35 +55,41 @@ pub fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-type Key = (Arc<str>, Arc<str>);
+/// (server, zones, view).
+type Key = (Arc<str>, Arc<str>, Arc<str>);
 
 static REGISTRY: Mutex<Vec<(Key, Arc<Counters>)>> = Mutex::new(Vec::new());
 
 thread_local! {
-    static LOCAL: RefCell<Vec<(usize, usize, Arc<Counters>)>> = const { RefCell::new(Vec::new()) };
+    static LOCAL: RefCell<Vec<([usize; 3], Arc<Counters>)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` on this thread's counters for (`server`, `zones`), registering
-/// them on first use. No allocation or lock after that.
+/// Runs `f` on this thread's counters for (`ctx`'s server and view, `zones`),
+/// registering them on first use. No allocation or lock after that.
 #[inline]
-pub fn with<R>(server: &Arc<str>, zones: &Arc<str>, f: impl FnOnce(&Counters) -> R) -> R {
-    let key = (
+pub fn with<R>(ctx: &crate::chain::Ctx<'_>, zones: &Arc<str>, f: impl FnOnce(&Counters) -> R) -> R {
+    let (server, view) = (ctx.server, ctx.view);
+    let key = [
         Arc::as_ptr(server) as *const u8 as usize,
         Arc::as_ptr(zones) as *const u8 as usize,
-    );
+        Arc::as_ptr(view) as *const u8 as usize,
+    ];
     LOCAL.with(|l| {
         if let Ok(l) = l.try_borrow() {
-            if let Some(e) = l.iter().find(|e| (e.0, e.1) == key) {
-                return f(&e.2);
+            if let Some(e) = l.iter().find(|e| e.0 == key) {
+                return f(&e.1);
             }
         }
         let c = Arc::new(Counters::default());
         REGISTRY
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(((Arc::clone(server), Arc::clone(zones)), Arc::clone(&c)));
+            .push((
+                (Arc::clone(server), Arc::clone(zones), Arc::clone(view)),
+                Arc::clone(&c),
+            ));
         if let Ok(mut l) = l.try_borrow_mut() {
-            l.push((key.0, key.1, Arc::clone(&c)));
+            l.push((key, Arc::clone(&c)));
         }
         f(&c)
     })
@@ -95,8 +101,8 @@ pub trait EntriesSource {
     fn lens(&self) -> [usize; 2];
     /// The zones label.
     fn zones(&self) -> Arc<str>;
-    /// Servers that stored into it.
-    fn servers(&self) -> Vec<Arc<str>>;
+    /// (server, view) labels of the queries that stored into it.
+    fn servers(&self) -> Vec<(Arc<str>, Arc<str>)>;
 }
 
 type Live = Weak<dyn EntriesSource + Send + Sync>;
@@ -123,16 +129,16 @@ pub fn families(f: &mut Families) {
         .iter()
         .filter_map(Weak::upgrade)
         .collect();
-    let mut entries: Vec<(String, String, usize, usize)> = Vec::new();
+    let mut entries: Vec<(String, String, String, usize, usize)> = Vec::new();
     for c in &live {
         let zones = c.zones().to_string();
         let lens = c.lens();
-        for s in c.servers() {
+        for (s, v) in c.servers() {
             for t in [SUCCESS, DENIAL] {
-                let row = (s.to_string(), zones.clone(), t, lens[t]);
+                let row = (s.to_string(), zones.clone(), v.to_string(), t, lens[t]);
                 match entries
                     .iter_mut()
-                    .find(|e| e.0 == row.0 && e.1 == row.1 && e.2 == t)
+                    .find(|e| e.0 == row.0 && e.1 == row.1 && e.2 == row.2 && e.3 == t)
                 {
                     Some(e) => *e = row,
                     None => entries.push(row),
@@ -140,12 +146,12 @@ pub fn families(f: &mut Families) {
             }
         }
     }
-    for (server, zones, t, n) in &entries {
+    for (server, zones, view, t, n) in &entries {
         let l = [
             ("server", server.as_str()),
             ("type", TYPES[*t]),
             ("zones", zones.as_str()),
-            ("view", ""),
+            ("view", view.as_str()),
         ];
         add(
             f,
@@ -162,16 +168,16 @@ pub fn families(f: &mut Families) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    let mut keys: Vec<(String, String)> = reg
+    let mut keys: Vec<(String, String, String)> = reg
         .iter()
-        .map(|((s, z), _)| (s.to_string(), z.to_string()))
+        .map(|((s, z, v), _)| (s.to_string(), z.to_string(), v.to_string()))
         .collect();
     keys.sort();
     keys.dedup();
-    for (server, zones) in &keys {
+    for (server, zones, view) in &keys {
         let parts: Vec<&Arc<Counters>> = reg
             .iter()
-            .filter(|((s, z), _)| &**s == server && &**z == zones)
+            .filter(|((s, z, v), _)| &**s == server && &**z == zones && &**v == view)
             .map(|(_, c)| c)
             .collect();
         let sum = |g: &dyn Fn(&Counters) -> &AtomicU64| -> u64 {
@@ -180,7 +186,7 @@ pub fn families(f: &mut Families) {
         let base = [
             ("server", server.as_str()),
             ("zones", zones.as_str()),
-            ("view", ""),
+            ("view", view.as_str()),
         ];
         let plain: [(&str, &'static str, u64); 5] = [
             (
@@ -221,7 +227,7 @@ pub fn families(f: &mut Families) {
                         ("server", server.as_str()),
                         ("type", TYPES[t]),
                         ("zones", zones.as_str()),
-                        ("view", ""),
+                        ("view", view.as_str()),
                     ];
                     add(f, name, help, "counter", "", &l, n as f64);
                 }

@@ -396,7 +396,7 @@ impl Cache {
         let served = found.and_then(|fd| self.serve_found(fd, k, ctx, now, false).map(|s| (fd, s)));
         let zl = &self.s.zones_label;
         let Some((fd, served)) = served else {
-            metrics::with(ctx.server, zl, |c| {
+            metrics::with(ctx, zl, |c| {
                 inc(&c.requests);
                 inc(&c.misses);
             });
@@ -412,7 +412,7 @@ impl Cache {
             Served::Reply { stale, refresh } => (stale, refresh),
             Served::Verify => (false, None),
         };
-        metrics::with(ctx.server, zl, |c| {
+        metrics::with(ctx, zl, |c| {
             inc(&c.requests);
             inc(&c.hits[t]);
             if stale {
@@ -462,7 +462,7 @@ impl Cache {
             .and_then(|f| self.serve_found(f, k, ctx, now, true));
         if served.is_some() {
             ctx.st.marks |= m;
-            metrics::with(ctx.server, &self.s.zones_label, |c| inc(&c.served_stale));
+            metrics::with(ctx, &self.s.zones_label, |c| inc(&c.served_stale));
             Flow::Return(Status::rcode(0))
         } else {
             Flow::Return(Status::rcode(2))
@@ -478,6 +478,7 @@ impl Cache {
             peer: SocketAddr::from(([0, 0, 0, 0], 0)),
             local: ctx.local,
             server: Arc::clone(ctx.server),
+            view: Arc::clone(ctx.view),
             flags: ctx.st.flags | flags::AD,
             marks: m,
             disp: ctx.disp.map(|d| (Arc::clone(d), ctx.st.depth)),

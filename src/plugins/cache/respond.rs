@@ -111,7 +111,7 @@ impl Cache {
             if f.matches {
                 stored = self.set(ctx, k, f.mt, f.dur_ns, prefetch);
             } else {
-                metrics::with(ctx.server, &self.s.zones_label, |c| inc(&c.drops));
+                metrics::with(ctx, &self.s.zones_label, |c| inc(&c.drops));
             }
         }
         if !ctx.req.do_bit() && m & marks::AD == 0 {
@@ -166,13 +166,13 @@ impl Cache {
             }
         });
         if ins.evicted {
-            metrics::with(ctx.server, &self.s.zones_label, |c| inc(&c.evictions[t]));
+            metrics::with(ctx, &self.s.zones_label, |c| inc(&c.evictions[t]));
         }
         // A positive refresh is the newest state for the key.
         if success && ((!pp && prefetch) || (pp && answering)) {
             self.s.ncache.remove(k);
         }
-        self.s.stored_by(ctx.server);
+        self.s.stored_by(ctx.server, ctx.view);
         true
     }
 

@@ -57,7 +57,7 @@ pub struct Shared {
     pub ncache: Store,
     /// The `zones` metric label.
     pub zones_label: Arc<str>,
-    servers: RwLock<Vec<Arc<str>>>,
+    servers: RwLock<Vec<(Arc<str>, Arc<str>)>>,
     slots: Mutex<Vec<SlotEntry>>,
     next_id: AtomicU32,
 }
@@ -75,19 +75,20 @@ impl Shared {
         }
     }
 
-    /// Notes that `server` stored into this cache (the entries gauge's label).
-    pub fn stored_by(&self, server: &Arc<str>) {
+    /// Notes that `server` (in view `view`) stored into this cache (the
+    /// entries gauge's labels).
+    pub fn stored_by(&self, server: &Arc<str>, view: &Arc<str>) {
         let known = self
             .servers
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
-            .any(|s| **s == **server);
+            .any(|(s, v)| **s == **server && **v == **view);
         if !known {
             self.servers
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(Arc::clone(server));
+                .push((Arc::clone(server), Arc::clone(view)));
         }
     }
 
@@ -181,7 +182,7 @@ impl EntriesSource for Shared {
     fn zones(&self) -> Arc<str> {
         Arc::clone(&self.zones_label)
     }
-    fn servers(&self) -> Vec<Arc<str>> {
+    fn servers(&self) -> Vec<(Arc<str>, Arc<str>)> {
         self.servers
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
