@@ -39,6 +39,7 @@ fn wire(c: &mut Criterion) {
                 debug: false,
                 rewrites: false,
                 view: None,
+                view_label: std::sync::Arc::from(""),
             })],
             class_open: false,
         }),
