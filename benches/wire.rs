@@ -40,8 +40,10 @@ fn wire(c: &mut Criterion) {
                 rewrites: false,
                 view: None,
                 view_label: std::sync::Arc::from(""),
+                has_tsig: false,
             })],
             class_open: false,
+            tsig: Vec::new(),
         }),
         timeouts: Default::default(),
     };

@@ -326,6 +326,11 @@ pub struct Ctx<'a> {
     /// A buffer a request-rewriting plugin (*rewrite*) takes to hold the query it
     /// makes `req` (given only to chains that have one).
     pub spare: Option<&'a mut Vec<u8>>,
+    /// *tsig*: how to sign the reply (set when a signed request reached it).
+    pub tsig: Option<Box<crate::plugins::tsig::Sign>>,
+    /// A buffer *tsig* takes to hold the request without its TSIG record
+    /// (given only to chains that have *tsig*).
+    pub tsig_buf: Option<&'a mut Vec<u8>>,
     /// The query as the client sent it, once a plugin rewrote `req`.
     pub orig: Option<&'a [u8]>,
     /// The listener the query came to, for plugins that re-enter it
@@ -375,6 +380,8 @@ impl<'a> Ctx<'a> {
             detach: None,
             meta: None,
             spare: None,
+            tsig: None,
+            tsig_buf: None,
             orig: None,
             disp: None,
         }
@@ -458,6 +465,9 @@ pub struct Chain {
     pub view: Option<std::sync::Arc<crate::plugins::view::View>>,
     /// The view's name, or empty (the metrics `view` label).
     pub view_label: std::sync::Arc<str>,
+    /// The block has *tsig*: contexts get a buffer for the request without its
+    /// TSIG record, and a parked query has it removed again when it resumes.
+    pub has_tsig: bool,
 }
 
 impl Chain {
@@ -520,8 +530,12 @@ impl Chain {
     /// query alone, so it comes out the same).
     pub fn reapply(&self, ctx: &mut Ctx<'_>, at: usize) {
         for p in &self.plugins[..at.min(self.plugins.len())] {
-            if let Plugin::Rewrite(r) = p {
-                let _ = r.rewrite_request(ctx);
+            match p {
+                Plugin::Rewrite(r) => {
+                    let _ = r.rewrite_request(ctx);
+                }
+                Plugin::Tsig(t) => t.reapply(ctx),
+                _ => {}
             }
         }
     }

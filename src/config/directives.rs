@@ -114,6 +114,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "whoami",
     "on",
     "view",
+    "tsig",
 ];
 
 /// Directives whose syntax is checked before they fail with a specific error

@@ -38,6 +38,7 @@ pub mod template;
 pub mod timeouts;
 pub mod tls;
 pub mod transfer;
+pub mod tsig;
 pub mod view;
 pub mod whoami;
 
@@ -115,6 +116,8 @@ pub enum PluginConfig {
     Whoami,
     /// `view`.
     View(view::View),
+    /// `tsig`.
+    Tsig(tsig::TsigConfig),
 }
 
 /// Runs the setup of directive `name` over its tokens. Non-handler directives
@@ -187,6 +190,7 @@ pub fn setup(
             PluginConfig::Whoami
         }
         "view" => PluginConfig::View(view::setup(d)?),
+        "tsig" => PluginConfig::Tsig(tsig::setup(d, ctx)?),
         other => return Err(Diagnostic::plain("not supported by ringdns yet").in_plugin(other)),
     };
     transfer::link::handler_set_up(ctx, followers);
@@ -261,6 +265,8 @@ pub enum Plugin {
     Whoami,
     /// `view` (passes every query on; the server evaluates it when routing).
     View(std::sync::Arc<view::View>),
+    /// `tsig`.
+    Tsig(tsig::Tsig),
 }
 
 impl Plugin {
@@ -302,6 +308,7 @@ impl Plugin {
             PluginConfig::Erratic(c) => Self::Erratic(erratic::Erratic::new(c)),
             PluginConfig::Whoami => Self::Whoami,
             PluginConfig::View(v) => Self::View(std::sync::Arc::new(v.clone())),
+            PluginConfig::Tsig(c) => Self::Tsig(tsig::Tsig::new(c)),
         })
     }
 
@@ -341,6 +348,7 @@ impl Plugin {
             Self::Erratic(_) => "erratic",
             Self::Whoami => "whoami",
             Self::View(_) => "view",
+            Self::Tsig(_) => "tsig",
         }
     }
 
@@ -398,6 +406,7 @@ impl Plugin {
             Self::Erratic(p) => p.serve(ctx),
             Self::Whoami => whoami::serve(ctx),
             Self::View(_) => Flow::Next,
+            Self::Tsig(p) => p.serve(ctx),
         }
     }
 
@@ -435,6 +444,7 @@ impl Plugin {
             Self::Cache(p) => p.respond(ctx, st),
             Self::Minimal => minimal::respond(ctx),
             Self::Rewrite(p) => p.respond(ctx, st),
+            Self::Tsig(_) => tsig::Tsig::respond(ctx, st),
             _ => {}
         }
     }

@@ -23,6 +23,9 @@ pub struct Dispatch {
     pub chains: Vec<Arc<Chain>>,
     /// Some block enables non-IN classes (chaos).
     pub class_open: bool,
+    /// TSIG key names and secrets of every *tsig* on the listener (miekg's
+    /// server-wide `TsigSecret`).
+    pub tsig: Vec<(String, String)>,
 }
 
 /// A listener's runtime view of its blocks.
@@ -193,6 +196,10 @@ pub(crate) fn dispatch(
     if chain.rewrites {
         ctx.spare = Some(&mut spare);
     }
+    let mut unsigned = Vec::new();
+    if chain.has_tsig {
+        ctx.tsig_buf = Some(&mut unsigned);
+    }
     ctx.disp = Some(l);
     ctx.st.depth = depth;
     // CoreDNS recovers panics in the server (unless *debug*): log, count, SERVFAIL.
@@ -276,8 +283,14 @@ pub async fn resume(
     ctx.st = st;
     ctx.view = &chain.view_label;
     ctx.disp = Some(disp);
+    let mut unsigned = Vec::new();
+    if chain.has_tsig {
+        ctx.tsig_buf = Some(&mut unsigned);
+    }
     if chain.rewrites {
         ctx.spare = Some(&mut spare);
+    }
+    if chain.rewrites || chain.has_tsig {
         chain.reapply(&mut ctx, at);
     }
     if st.marks & crate::chain::META_ON != 0 {
@@ -310,8 +323,24 @@ fn finish(ctx: &mut Ctx<'_>, st: &Status) -> Outcome {
         ctx.proto,
         v6,
     );
+    // *tsig* signs what is sent, after the scrub (miekg's writer signs last).
+    let mut sign = ctx.tsig.take();
+    if let Some(s) = &mut sign {
+        s.sign(ctx.resp);
+    }
     match ctx.more.take() {
-        Some(more) if ctx.proto == Proto::Tcp => Outcome::Stream(more),
+        Some(more) if ctx.proto == Proto::Tcp => match sign {
+            // Each message of the stream: the request's OPT, then its signature.
+            Some(mut s) => {
+                let req = ctx.req.msg.to_vec();
+                Outcome::Stream(Box::new(more.map(move |mut m| {
+                    scrub_more(&req, &mut m);
+                    s.sign(&mut m);
+                    m
+                })))
+            }
+            None => Outcome::Stream(more),
+        },
         _ => Outcome::Reply,
     }
 }

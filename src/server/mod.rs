@@ -78,12 +78,14 @@ impl Active {
             let view_label = view
                 .as_ref()
                 .map_or_else(|| Arc::from(""), |v| Arc::clone(&v.name));
+            let has_tsig = plugins.iter().any(|p| matches!(p, Plugin::Tsig(_)));
             let mut chain = Chain {
                 plugins,
                 debug: b.settings.debug,
                 rewrites,
                 view,
                 view_label,
+                has_tsig,
             };
             Self::label_prometheus(&mut chain);
             Self::link_dnstap(&mut chain);
@@ -109,6 +111,20 @@ impl Active {
                     }
                 };
                 routes.add(zone, idx);
+            }
+            // miekg's server-wide TSIG secrets: every *tsig* of the listener's blocks.
+            let mut tsig: Vec<(String, String)> = Vec::new();
+            for (_, bi) in &l.sites {
+                for p in &config.blocks[*bi].plugins {
+                    if let crate::plugins::PluginConfig::Tsig(t) = p {
+                        for (k, v) in &t.secrets {
+                            match tsig.iter_mut().find(|e| e.0 == *k) {
+                                Some(e) => e.1.clone_from(v),
+                                None => tsig.push((k.clone(), v.clone())),
+                            }
+                        }
+                    }
+                }
             }
             let class_open = lchains
                 .iter()
@@ -199,6 +215,7 @@ impl Active {
                     routes,
                     chains: lchains,
                     class_open,
+                    tsig,
                 }),
                 timeouts,
             });

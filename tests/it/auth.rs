@@ -889,3 +889,118 @@ fn cname_targets_elsewhere_are_looked_up_through_the_server() {
         assert!(host < ext, "{be}: {lines:?}");
     }
 }
+
+/// *tsig*: signed queries answered and signed (dig and kdig verify the
+/// signatures), unsigned ones refused where required, NOTAUTH with the TSIG
+/// error for an unknown key, a wrong secret or a stale time, a zone transfer
+/// signed message by message, and a forwarded (parked) query's reply signed.
+#[test]
+fn tsig_verifies_requests_and_signs_replies() {
+    const SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQ=";
+    let dir = TempDir::new("auth-tsig");
+    let mut z = ZONE.to_owned();
+    for i in 0..3000 {
+        z.push_str(&format!("h{i} IN TXT \"{}\"\n", "x".repeat(40)));
+    }
+    let db = dir.write("db", &z);
+    let keys = dir.write(
+        "keys",
+        &format!("key \"file-key.\" {{\n algorithm hmac-sha512;\n secret \"{SECRET}\";\n}};\n"),
+    );
+    for be in backends() {
+        let up = TestServer::start(".:{port} {\n whoami\n}\n", be);
+        let s = TestServer::start(
+            &format!(
+                "example.org:{{port}} {{\n tsig {{\n  secret key.example. {SECRET}\n  secrets {}\n  require all\n }}\n transfer {{\n  to *\n }}\n file {}\n}}\n\
+                 fwd.test:{{port}} {{\n tsig {{\n  require none\n }}\n forward . 127.0.0.1:{}\n}}\n",
+                path(&keys),
+                path(&db),
+                up.port
+            ),
+            be,
+        );
+        let good = format!("hmac-sha256:key.example.:{SECRET}");
+        // Signed: answered, and the reply's signature verifies.
+        let out = s.dig(&["-y", &good, "www.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert!(out.contains(";; TSIG PSEUDOSECTION:"), "{be}: {out}");
+        assert!(
+            !out.contains("failure") && !out.contains("Couldn't verify"),
+            "{be}: {out}"
+        );
+        assert_eq!(
+            section(&out, "ANSWER"),
+            [
+                "www.example.org. 3600 IN CNAME web.example.org.",
+                "web.example.org. 3600 IN A 192.0.2.20"
+            ],
+            "{be}"
+        );
+        // The key from the secrets file, another algorithm, over TCP with kdig.
+        let out = s.kdig(&[
+            "+tcp",
+            "-y",
+            &format!("hmac-sha512:file-key.:{SECRET}"),
+            "mail.example.org",
+            "AAAA",
+        ]);
+        assert!(
+            out.contains("NOERROR") && out.contains("2001:db8::10"),
+            "{be}: {out}"
+        );
+        assert!(
+            out.contains(";; TSIG PSEUDOSECTION:") && !out.to_lowercase().contains("fail"),
+            "{be}: {out}"
+        );
+        // Unsigned where every type requires TSIG: REFUSED.
+        assert_eq!(
+            dig_status(&s.dig(&["www.example.org", "A"])),
+            "REFUSED",
+            "{be}"
+        );
+        // Unknown key, wrong secret: NOTAUTH with BADKEY / BADSIG, unsigned.
+        let out = s.dig(&[
+            "-y",
+            &format!("hmac-sha256:nokey.:{SECRET}"),
+            "www.example.org",
+            "A",
+        ]);
+        assert!(
+            out.contains("status: NOTAUTH") && out.contains("BADKEY"),
+            "{be}: {out}"
+        );
+        let out = s.dig(&[
+            "-y",
+            "hmac-sha256:key.example.:b3RoZXItc2VjcmV0",
+            "www.example.org",
+            "A",
+        ]);
+        assert!(
+            out.contains("status: NOTAUTH") && out.contains("BADSIG"),
+            "{be}: {out}"
+        );
+        // A signed zone transfer over several messages: each one verifies.
+        let out = s.dig(&["-y", &good, "example.org", "AXFR"]);
+        assert!(
+            !out.contains("failure") && !out.contains("Couldn't verify"),
+            "{be}: {}",
+            &out[..out.len().min(2000)]
+        );
+        let recs: Vec<&str> = out
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with(';') && !l.contains("TSIG"))
+            .collect();
+        assert_eq!(recs.len(), 15 + 3000 + 1, "{be}");
+        let msgs = out.lines().find(|l| l.contains("XFR size:")).unwrap_or("");
+        assert!(!msgs.contains(" 1 messages"), "{be}: {msgs}");
+        // Outside the zones nothing is required; a signed query through *forward*
+        // (the query parks and resumes) gets a signed reply.
+        let out = s.dig(&["-y", &good, "a.fwd.test", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert!(
+            out.contains(";; TSIG PSEUDOSECTION:") && !out.contains("failure"),
+            "{be}: {out}"
+        );
+        assert_eq!(dig_status(&s.dig(&["a.fwd.test", "A"])), "NOERROR", "{be}");
+    }
+}

@@ -101,6 +101,7 @@ pub(crate) fn run_parking(
         routes: crate::server::route::Routes::default(),
         chains: Vec::new(),
         class_open: false,
+        tsig: Vec::new(),
     });
     ctx.disp = Some(&disp);
     let mut flow = serve(&mut ctx);
