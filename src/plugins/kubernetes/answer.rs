@@ -130,22 +130,27 @@ pub fn trim_zone<'n>(name: &'n str, zone: &str) -> Option<&'n str> {
     if nl <= zl {
         return None;
     }
-    let labels: Vec<&str> = split(name);
+    // The first `nl - zl` labels: up to the dot that ends the last of them.
     let keep = nl - zl;
-    let len: usize = labels[..keep].iter().map(|l| l.len() + 1).sum::<usize>() - 1;
-    Some(&name[..len])
+    let end = name
+        .match_indices('.')
+        .nth(keep - 1)
+        .map_or(name.len(), |(i, _)| i);
+    Some(&name[..end])
 }
 
-fn split(name: &str) -> Vec<&str> {
-    let t = name.strip_suffix('.').unwrap_or(name);
-    if t.is_empty() {
-        return Vec::new();
-    }
-    t.split('.').collect()
+/// The name without its final dot (the labels joined by dots; empty for the root).
+fn trimmed(name: &str) -> &str {
+    name.strip_suffix('.').unwrap_or(name)
 }
 
 fn count_labels(name: &str) -> usize {
-    split(name).len()
+    let t = trimmed(name);
+    if t.is_empty() {
+        0
+    } else {
+        t.bytes().filter(|&b| b == b'.').count() + 1
+    }
 }
 
 pub fn fqdn(s: &str) -> String {
@@ -166,12 +171,13 @@ pub fn longest_zone<'z>(zones: &'z [String], name: &str) -> Option<&'z String> {
 
 /// `dns.IsSubDomain(parent, child)`.
 pub fn is_subdomain(parent: &str, child: &str) -> bool {
-    let p = split(parent);
-    let c = split(child);
-    p.len() <= c.len()
-        && p.iter()
-            .rev()
-            .zip(c.iter().rev())
+    let (p, c) = (trimmed(parent), trimmed(child));
+    if p.is_empty() {
+        return true;
+    }
+    count_labels(parent) <= count_labels(child)
+        && p.rsplit('.')
+            .zip(c.rsplit('.'))
             .all(|(a, b)| a.eq_ignore_ascii_case(b))
 }
 
@@ -184,29 +190,27 @@ pub fn parse_request(name: &str, zone: &str) -> Result<Request, NameError> {
     if base.is_empty() || base == "svc" || base == "pod" {
         return Ok(r);
     }
-    let segs: Vec<&str> = base.split('.').collect();
-    let mut last = segs.len() as isize - 1;
-    r.pod_or_svc = segs[last as usize].to_owned();
+    // From the right: pod/svc, namespace, service, then an endpoint or port and
+    // protocol.
+    let mut segs = base.rsplit('.');
+    r.pod_or_svc = segs.next().unwrap_or("").to_owned();
     if r.pod_or_svc != "pod" && r.pod_or_svc != "svc" {
         return Err(NameError);
     }
-    last -= 1;
-    if last < 0 {
+    let Some(ns) = segs.next() else {
         return Ok(r);
-    }
-    r.namespace = segs[last as usize].to_owned();
-    last -= 1;
-    if last < 0 {
+    };
+    r.namespace = ns.to_owned();
+    let Some(svc) = segs.next() else {
         return Ok(r);
-    }
-    r.service = segs[last as usize].to_owned();
-    last -= 1;
-    match last {
-        -1 => {}
-        0 => r.endpoint = segs[0].to_owned(),
-        1 => {
-            r.protocol = strip_underscore(segs[1]).to_owned();
-            r.port = strip_underscore(segs[0]).to_owned();
+    };
+    r.service = svc.to_owned();
+    match (segs.next(), segs.next(), segs.next()) {
+        (None, _, _) => {}
+        (Some(ep), None, _) => r.endpoint = ep.to_owned(),
+        (Some(proto), Some(port), None) => {
+            r.protocol = strip_underscore(proto).to_owned();
+            r.port = strip_underscore(port).to_owned();
         }
         _ => return Err(NameError),
     }
@@ -250,8 +254,11 @@ pub fn endpoint_hostname(a: &Address, pod_names: bool) -> String {
 /// `dnsutil.IsReverse`: the name ends in `.in-addr.arpa.` or `.ip6.arpa.` (the
 /// two zones themselves are not reverse names).
 pub fn is_reverse(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n.ends_with(".in-addr.arpa.") || n.ends_with(".ip6.arpa.")
+    let ends = |suffix: &str| {
+        name.len() >= suffix.len()
+            && name.as_bytes()[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    ends(".in-addr.arpa.") || ends(".ip6.arpa.")
 }
 
 /// The lookups over one snapshot.
@@ -507,7 +514,7 @@ impl Lookup<'_> {
         };
         let mut records = Vec::new();
         let mut tc = false;
-        let mut dup = HashSet::new();
+        let mut dup: Vec<&str> = Vec::new();
         for serv in &services {
             match serv.host_type() {
                 Host::Cname => {
@@ -552,8 +559,9 @@ impl Lookup<'_> {
                     records.extend(answer);
                 }
                 Host::A(ip) | Host::Aaaa(ip)
-                    if (qtype == 1) == ip.is_ipv4() && dup.insert(serv.host.clone()) =>
+                    if (qtype == 1) == ip.is_ipv4() && !dup.contains(&serv.host.as_str()) =>
                 {
+                    dup.push(&serv.host);
                     records.push(addr_rr(qname, ip, serv.ttl));
                 }
                 _ => {}
