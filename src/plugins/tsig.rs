@@ -266,6 +266,26 @@ fn find(msg: &[u8]) -> Option<Record> {
     })
 }
 
+/// Reads a TSIG record from any message, verifies it against a fixed key and
+/// signs a reply with it (the fuzz target's body; panics are bugs).
+pub fn fuzz_one(msg: &[u8]) {
+    let Some(r) = find(msg) else { return };
+    let secrets = [(r.key.to_string(), "c2VjcmV0".to_owned())];
+    let (error, secret) = verify(msg, &r, &secrets);
+    let mut s = Sign {
+        key: r.key.clone(),
+        alg: r.alg.clone(),
+        prev_mac: r.mac.clone(),
+        error,
+        client_time: r.time,
+        secret,
+        signed: 0,
+    };
+    let mut reply = msg[..r.start.min(msg.len())].to_vec();
+    s.sign(&mut reply);
+    s.sign(&mut reply);
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
