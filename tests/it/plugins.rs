@@ -1013,6 +1013,20 @@ example.org:{{port}} {{
   4.4.4.4 a.example.org
  }}
 }}
+meta.test:{{port}} {{
+ metadata
+ view selfnamed {{
+  expr metadata('view/name') == 'selfnamed'
+ }}
+ hosts {{
+  5.5.5.5 a.meta.test
+ }}
+}}
+meta.test:{{port}} {{
+ hosts {{
+  6.6.6.6 a.meta.test
+ }}
+}}
 "#
             ),
             be,
@@ -1021,7 +1035,7 @@ example.org:{{port}} {{
             section(&dig_from(&s, server, src, args), "ANSWER")
         };
         // (server, source, query) → answer section.
-        let cases: [(&str, &str, &[&str], &[&str]); 6] = [
+        let cases: [(&str, &str, &[&str], &[&str]); 7] = [
             (
                 "127.0.0.1",
                 "127.0.0.2",
@@ -1050,6 +1064,14 @@ example.org:{{port}} {{
                 &["a.example.org. 3600 IN A 4.4.4.4"],
             ),
             ("127.0.0.1", "127.0.0.2", &["a.example.org", "A"], &[]),
+            // The block's providers (here the view itself) publish before the view
+            // runs, so `metadata()` sees them.
+            (
+                "127.0.0.1",
+                "127.0.0.1",
+                &["a.meta.test", "A"],
+                &["a.meta.test. 3600 IN A 5.5.5.5"],
+            ),
         ];
         for (server, src, q, want) in cases {
             assert_eq!(answer(server, src, q), want, "{be}: {src} {q:?}");
