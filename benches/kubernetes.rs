@@ -104,6 +104,15 @@ fn bench(c: &mut Criterion) {
     g.bench_function("NXDOMAIN search-path miss", |b| {
         b.iter(|| black_box(l.address(black_box(miss), miss, z, 1, &[], &mut NoUp)));
     });
+    g.bench_function("NXDOMAIN search-path miss with its SOA", |b| {
+        b.iter(|| {
+            black_box(
+                l.address(black_box(miss), miss, z, 1, &[], &mut NoUp)
+                    .is_err(),
+            );
+            black_box(l.soa(z))
+        });
+    });
     let ptr = "210.4.0.10.in-addr.arpa.";
     g.bench_function("PTR clusterIP", |b| {
         b.iter(|| black_box(l.ptr(black_box(ptr), ptr, "in-addr.arpa.")));

@@ -728,8 +728,21 @@ impl Lookup<'_> {
     /// The SOA record of `zone` (`plugin.SOA`).
     pub fn soa(&self, zone: &str) -> Rr {
         let ttl = self.p.ttl;
-        let mut rd = name_wire(&format!("ns.dns.{zone}"));
-        rd.extend_from_slice(&name_wire(&format!("hostmaster.{zone}")));
+        // `ns.dns.ZONE` and `hostmaster.ZONE`: the labels put before the zone's
+        // wire form (parsed once), or parsed whole when that would be too long.
+        let zw = crate::wire::Name::parse(zone);
+        let prefixed = |labels: &[u8], whole: &dyn Fn() -> String| match &zw {
+            Some(z) if z.len() + labels.len() <= 255 => {
+                let mut v = labels.to_vec();
+                v.extend_from_slice(z.wire());
+                v
+            }
+            _ => name_wire(&whole()),
+        };
+        let mut rd = prefixed(b"\x02ns\x03dns", &|| format!("ns.dns.{zone}"));
+        rd.extend_from_slice(&prefixed(b"\x0ahostmaster", &|| {
+            format!("hostmaster.{zone}")
+        }));
         for v in [self.snap.modified as u32, 7200, 1800, 86400, ttl] {
             rd.extend_from_slice(&v.to_be_bytes());
         }
