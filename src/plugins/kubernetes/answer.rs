@@ -275,6 +275,12 @@ impl Lookup<'_> {
 
     /// `Records`.
     fn records(&self, name: &str, zone: &str) -> Result<Vec<Svc>, NameError> {
+        self.records_with(name, zone, true)
+    }
+
+    /// `Records`; without `domains` the records' `domain` (which only SRV
+    /// answers read) is left empty instead of built per record.
+    fn records_with(&self, name: &str, zone: &str, domains: bool) -> Result<Vec<Svc>, NameError> {
         let r = parse_request(name, zone)?;
         if r.pod_or_svc.is_empty() {
             return Ok(Vec::new());
@@ -288,7 +294,7 @@ impl Lookup<'_> {
         if r.pod_or_svc == "pod" {
             return self.find_pods(&r, zone);
         }
-        self.find_services(&r, zone)
+        self.find_services(&r, zone, domains)
     }
 
     fn find_pods(&self, r: &Request, zone: &str) -> Result<Vec<Svc>, NameError> {
@@ -323,7 +329,7 @@ impl Lookup<'_> {
         Ok(out)
     }
 
-    fn find_services(&self, r: &Request, zone: &str) -> Result<Vec<Svc>, NameError> {
+    fn find_services(&self, r: &Request, zone: &str, domains: bool) -> Result<Vec<Svc>, NameError> {
         if r.service.is_empty() {
             return Ok(Vec::new());
         }
@@ -335,7 +341,11 @@ impl Lookup<'_> {
             if !matches(&r.namespace, &svc.namespace) || !matches(&r.service, &svc.name) {
                 continue;
             }
-            let domain = format!("{}.{}.svc.{zone}", svc.name, svc.namespace);
+            let domain = if domains {
+                format!("{}.{}.svc.{zone}", svc.name, svc.namespace)
+            } else {
+                String::new()
+            };
             if self.p.ignore_empty_service
                 && !svc.external()
                 && !svc.headless()
@@ -360,7 +370,13 @@ impl Lookup<'_> {
                         continue;
                     }
                     for a in &ep.addresses {
-                        let host = endpoint_hostname(a, self.p.endpoint_pod_names);
+                        // The host name is needed to match an endpoint query or to
+                        // build the record's domain.
+                        let host = if domains || !r.endpoint.is_empty() {
+                            endpoint_hostname(a, self.p.endpoint_pod_names)
+                        } else {
+                            String::new()
+                        };
                         if !r.endpoint.is_empty() && !matches(&r.endpoint, &host) {
                             continue;
                         }
@@ -368,12 +384,12 @@ impl Lookup<'_> {
                             if !port_proto(&r.port, &p.name, &r.protocol, &p.protocol) {
                                 continue;
                             }
-                            out.push(Svc::new(
-                                a.ip.clone(),
-                                p.port,
-                                self.p.ttl,
-                                format!("{host}.{domain}"),
-                            ));
+                            let d = if domains {
+                                format!("{host}.{domain}")
+                            } else {
+                                String::new()
+                            };
+                            out.push(Svc::new(a.ip.clone(), p.port, self.p.ttl, d));
                             found = true;
                         }
                     }
@@ -425,7 +441,7 @@ impl Lookup<'_> {
                 .map(|(_, ip)| Svc::new(ip.to_string(), 0, self.p.ttl, name.to_owned()))
                 .collect());
         }
-        let s = self.records(name, zone)?;
+        let s = self.records_with(name, zone, qtype == 33)?;
         if qtype != 33 {
             return Ok(s);
         }

@@ -839,8 +839,7 @@ impl Kubernetes {
         };
         match res {
             Err(NameError) => {
-                let lname = Name::parse(&name).unwrap_or_else(Name::root);
-                if k.fall.through(&lname) {
+                if k.fall.through(&ctx.req.qname.name().to_lowercase()) {
                     return Outcome::Next;
                 }
                 let rcode = if snap.synced { 3 } else { 2 };
