@@ -91,38 +91,45 @@ fn parse(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<TsigConfig, ()> {
                     }
                 }
                 "require" => {
-                    t.types.clear();
                     let args = d.remaining_args();
-                    match args.first().map(String::as_str) {
-                        None => return Err(()),
-                        Some("all") => t.all_types = true,
-                        Some("none") => {}
-                        Some(_) => {
-                            for a in &args {
-                                t.types.push(types::miekg_type_from_str(a).ok_or(())?);
-                            }
-                        }
-                    }
+                    requirement(
+                        &args,
+                        &mut t.types,
+                        &mut t.all_types,
+                        types::miekg_type_from_str,
+                    )?;
                 }
                 "require_opcode" => {
-                    t.opcodes.clear();
                     let args = d.remaining_args();
-                    match args.first().map(String::as_str) {
-                        None => return Err(()),
-                        Some("all") => t.all_opcodes = true,
-                        Some("none") => {}
-                        Some(_) => {
-                            for a in &args {
-                                t.opcodes.push(opcode_from_str(a).ok_or(())?);
-                            }
-                        }
-                    }
+                    requirement(&args, &mut t.opcodes, &mut t.all_opcodes, opcode_from_str)?;
                 }
                 _ => return Err(()),
             }
         }
     }
     Ok(t)
+}
+
+/// `require` / `require_opcode`: `all`, `none`, or a list of names (which replaces
+/// the earlier list).
+fn requirement<T>(
+    args: &[String],
+    list: &mut Vec<T>,
+    all: &mut bool,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<(), ()> {
+    list.clear();
+    match args.first().map(String::as_str) {
+        None => return Err(()),
+        Some("all") => *all = true,
+        Some("none") => {}
+        Some(_) => {
+            for a in args {
+                list.push(parse(a).ok_or(())?);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn add_secret(v: &mut Vec<(String, String)>, k: String, s: String) -> Result<(), ()> {
