@@ -39,7 +39,6 @@ fn wire(c: &mut Criterion) {
                 debug: false,
                 rewrites: false,
                 view: None,
-                view_label: std::sync::Arc::from(""),
                 has_tsig: false,
             })],
             class_open: false,

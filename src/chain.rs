@@ -463,14 +463,17 @@ pub struct Chain {
     pub rewrites: bool,
     /// The block's *view*: the server routes a query here only when it passes.
     pub view: Option<std::sync::Arc<crate::plugins::view::View>>,
-    /// The view's name, or empty (the metrics `view` label).
-    pub view_label: std::sync::Arc<str>,
     /// The block has *tsig*: contexts get a buffer for the request without its
     /// TSIG record, and a parked query has it removed again when it resumes.
     pub has_tsig: bool,
 }
 
 impl Chain {
+    /// The metrics `view` label of the block: its view's name, or empty.
+    pub fn view_label(&self) -> &std::sync::Arc<str> {
+        self.view.as_ref().map_or(no_view(), |v| &v.name)
+    }
+
     /// The block's *metadata*, if it has one.
     pub fn metadata(&self) -> Option<&crate::plugins::metadata::Metadata> {
         self.plugins.iter().find_map(|p| match p {

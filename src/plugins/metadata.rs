@@ -29,7 +29,7 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<MetadataConfig, Di
 /// The runtime plugin.
 pub struct Metadata {
     /// Zones.
-    pub zones: Vec<String>,
+    pub zones: Vec<crate::wire::Name>,
     /// The block's *kubernetes*, a metadata provider (linked when the chain is built).
     pub k8s: Option<std::sync::Arc<crate::plugins::kubernetes::KubeShared>>,
     /// The block's *view* name, published as `view/name` (linked when the chain
@@ -41,7 +41,11 @@ impl Metadata {
     /// Builds it.
     pub fn new(c: &MetadataConfig) -> Self {
         Self {
-            zones: c.zones.clone(),
+            zones: c
+                .zones
+                .iter()
+                .filter_map(|z| crate::wire::Name::parse(z))
+                .collect(),
             k8s: None,
             view: None,
         }
@@ -52,16 +56,18 @@ impl Metadata {
     pub fn collect(&self, ctx: &mut crate::chain::Ctx<'_>) {
         ctx.meta = Some(Vec::new());
         ctx.st.marks |= crate::chain::META_ON;
+        if !self
+            .zones
+            .iter()
+            .any(|z| ctx.req.qname.name().is_subdomain_of(z))
+        {
+            return;
+        }
         if let Some(k) = &self.k8s {
-            k.publish_metadata(ctx, &self.zones);
+            k.publish_metadata(ctx);
         }
         if let Some(v) = &self.view {
-            let in_zones = self.zones.iter().any(|z| {
-                crate::wire::Name::parse(z).is_some_and(|z| ctx.req.qname.is_subdomain_of(&z))
-            });
-            if in_zones {
-                ctx.set_meta("view/name", || v.to_string());
-            }
+            ctx.set_meta("view/name", || v.to_string());
         }
     }
 }

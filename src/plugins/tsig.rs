@@ -234,6 +234,10 @@ pub struct Sign {
 
 /// The last additional record, if it is a TSIG (miekg `IsTsig`).
 fn find(msg: &[u8]) -> Option<Record> {
+    // Most queries carry no additional record at all: skip the index.
+    if msg.len() < HEADER_LEN || hdr::counts(msg)[3] == 0 {
+        return None;
+    }
     let idx = MsgIndex::parse(msg)?;
     let rr = idx
         .rrs
@@ -368,9 +372,7 @@ fn verify(msg: &[u8], r: &Record, secrets: &[(String, String)]) -> (u16, Option<
         return (BADKEY, None);
     };
     let mut buf = Vec::with_capacity(r.start + 64);
-    buf.extend_from_slice(&msg[..r.start]);
-    let ar = hdr::counts(&buf)[3];
-    hdr::set_count(&mut buf, 3, ar.saturating_sub(1));
+    strip(msg, r, &mut buf);
     buf[..2].copy_from_slice(&r.orig_id.to_be_bytes());
     variables(
         &mut buf, &r.key, &r.alg, r.time, r.fudge, r.error, &r.other, false,
@@ -386,6 +388,14 @@ fn verify(msg: &[u8], r: &Record, secrets: &[(String, String)]) -> (u16, Option<
         return (BADTIME, Some(secret));
     }
     (0, Some(secret))
+}
+
+/// `msg` without its TSIG record (`r`, the last one) into `out`.
+fn strip(msg: &[u8], r: &Record, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&msg[..r.start]);
+    let ar = hdr::counts(out)[3];
+    hdr::set_count(out, 3, ar.saturating_sub(1));
 }
 
 fn constant_eq(a: &[u8], b: &[u8]) -> bool {
@@ -411,32 +421,30 @@ impl Tsig {
             || self.opcodes.contains(&opcode)
     }
 
+    fn in_zones(&self, ctx: &Ctx<'_>) -> bool {
+        self.zones
+            .iter()
+            .any(|z| ctx.req.qname.name().is_subdomain_of(z))
+    }
+
     /// Request hook.
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
         let rec = find(ctx.req.msg);
-        let in_zone = self
-            .zones
-            .iter()
-            .any(|z| ctx.req.qname.name().is_subdomain_of(z));
-        if (rec.is_none() && !self.required(ctx.req.qtype, ctx.req.opcode())) || !in_zone {
+        if (rec.is_none() && !self.required(ctx.req.qtype, ctx.req.opcode())) || !self.in_zones(ctx)
+        {
             return Flow::Next;
         }
-        let Some(rec) = rec else {
-            let mut b = ctx.reply();
-            b.set_rcode(5);
-            b.finish();
-            ctx.written = true;
-            return Flow::Return(Status::rcode(0));
+        // Unsigned where required: REFUSED; a signature that does not verify: NOTAUTH.
+        let rcode = match rec {
+            None => 5,
+            Some(rec) if self.strip_and_verify(ctx, &rec) != 0 => 9,
+            Some(_) => return Flow::Next,
         };
-        let error = self.strip_and_verify(ctx, &rec);
-        if error != 0 {
-            let mut b = ctx.reply();
-            b.set_rcode(9);
-            b.finish();
-            ctx.written = true;
-            return Flow::Return(Status::rcode(0));
-        }
-        Flow::Next
+        let mut b = ctx.reply();
+        b.set_rcode(rcode);
+        b.finish();
+        ctx.written = true;
+        Flow::Return(Status::rcode(0))
     }
 
     /// Removes the TSIG record from the request the plugins after this one see,
@@ -455,10 +463,7 @@ impl Tsig {
             signed: 0,
         }));
         if let Some(buf) = ctx.tsig_buf.take() {
-            buf.clear();
-            buf.extend_from_slice(&msg[..rec.start]);
-            let ar = hdr::counts(buf)[3];
-            hdr::set_count(buf, 3, ar.saturating_sub(1));
+            strip(msg, rec, buf);
             let buf: &[u8] = buf;
             if let Verdict::Query(r) = parse_query(buf) {
                 ctx.req = r;
@@ -469,11 +474,7 @@ impl Tsig {
 
     /// A parked query resumes on the message as received: strip it again.
     pub fn reapply(&self, ctx: &mut Ctx<'_>) {
-        let in_zone = self
-            .zones
-            .iter()
-            .any(|z| ctx.req.qname.name().is_subdomain_of(z));
-        if !in_zone {
+        if !self.in_zones(ctx) {
             return;
         }
         if let Some(rec) = find(ctx.req.msg) {

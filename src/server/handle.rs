@@ -97,11 +97,10 @@ pub struct Meta {
 /// `plugin`, the rcode written.
 fn report_dropped(l: &Dispatch, m: &Meta, req: Option<&Request<'_>>, len: usize, resp: &[u8]) {
     static DROPPED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("dropped"));
-    static NO_VIEW: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
     crate::metrics::report(
         &l.label,
         &DROPPED,
-        &NO_VIEW,
+        crate::chain::no_view(),
         "",
         crate::metrics::Report {
             tcp: m.proto == Proto::Tcp,
@@ -192,7 +191,7 @@ pub(crate) fn dispatch(
         return Outcome::Reply;
     };
     let chain = &l.chains[b];
-    ctx.view = &chain.view_label;
+    ctx.view = chain.view_label();
     if chain.rewrites {
         ctx.spare = Some(&mut spare);
     }
@@ -281,7 +280,7 @@ pub async fn resume(
         m.now,
     );
     ctx.st = st;
-    ctx.view = &chain.view_label;
+    ctx.view = chain.view_label();
     ctx.disp = Some(disp);
     let mut unsigned = Vec::new();
     if chain.has_tsig {

@@ -75,16 +75,12 @@ impl Active {
                 Plugin::View(v) => Some(Arc::clone(v)),
                 _ => None,
             });
-            let view_label = view
-                .as_ref()
-                .map_or_else(|| Arc::from(""), |v| Arc::clone(&v.name));
             let has_tsig = plugins.iter().any(|p| matches!(p, Plugin::Tsig(_)));
             let mut chain = Chain {
                 plugins,
                 debug: b.settings.debug,
                 rewrites,
                 view,
-                view_label,
                 has_tsig,
             };
             Self::label_prometheus(&mut chain);

@@ -441,14 +441,11 @@ impl KubeShared {
         }
     }
 
-    /// CoreDNS's `Metadata` (for *metadata* in the block, when the name is in its
-    /// `zones`): the client pod's namespace and name (`pods verified`), and the
+    /// CoreDNS's `Metadata` (for *metadata* in the block; it checks its zones
+    /// first): the client pod's namespace and name (`pods verified`), and the
     /// query name's parts when it is in this plugin's zones.
-    pub fn publish_metadata(&self, ctx: &mut Ctx<'_>, meta_zones: &[String]) {
+    pub fn publish_metadata(&self, ctx: &mut Ctx<'_>) {
         let name = ctx.req.qname.to_name().to_string().to_ascii_lowercase();
-        if !meta_zones.iter().any(|z| answer::is_subdomain(z, &name)) {
-            return;
-        }
         if self.pods == PodMode::Verified {
             let ip = crate::server::canonical(ctx.peer).ip().to_string();
             let snap = self.out.snap.load();

@@ -998,24 +998,19 @@ fn eval(n: &Node, env: &dyn Env) -> Result<Value, String> {
             let Value::Int(i) = i else {
                 return Err("index is not an integer".into());
             };
+            // A negative index counts from the end.
+            let at = |len: usize| {
+                let k = if i < 0 { i + len as i64 } else { i };
+                usize::try_from(k)
+                    .ok()
+                    .filter(|&k| k < len)
+                    .ok_or_else(|| format!("index out of range: {i} (array length is {len})"))
+            };
             match a {
-                Value::Array(v) => {
-                    let len = v.len() as i64;
-                    let k = if i < 0 { i + len } else { i };
-                    usize::try_from(k)
-                        .ok()
-                        .and_then(|k| v.into_iter().nth(k))
-                        .ok_or_else(|| format!("index out of range: {i} (array length is {len})"))?
-                }
+                Value::Array(mut v) => v.swap_remove(at(v.len())?),
                 Value::Str(s) => {
                     let chars: Vec<char> = s.chars().collect();
-                    let len = chars.len() as i64;
-                    let k = if i < 0 { i + len } else { i };
-                    usize::try_from(k)
-                        .ok()
-                        .and_then(|k| chars.get(k))
-                        .map(|c| Value::Str(c.to_string()))
-                        .ok_or_else(|| format!("index out of range: {i} (array length is {len})"))?
+                    Value::Str(chars[at(chars.len())?].to_string())
                 }
                 v => return Err(format!("cannot index {}", kind(&v))),
             }

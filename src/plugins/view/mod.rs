@@ -215,42 +215,33 @@ pub fn incidr(ip: &str, cidr: &str) -> Result<bool, String> {
     }
     let bits: u32 = bits.parse().map_err(|_| bad())?;
     let net: IpAddr = net.parse().map_err(|_| bad())?;
-    let within = |a: u128, b: u128, width: u32| {
-        if bits > width {
-            return Err(bad());
-        }
-        let mask = if bits == 0 {
-            0
-        } else {
-            u128::MAX << (width - bits)
-        } & (u128::MAX >> (128 - width));
-        Ok(a & mask == b & mask)
-    };
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            within(u128::from(u32::from(a)), u128::from(u32::from(n)), 32)
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => within(u128::from(a), u128::from(n), 128),
-        (IpAddr::V4(a), IpAddr::V6(n)) => {
-            // Go compares a v4 address with a v4-mapped network on its last 32 bits.
-            match n.to_ipv4_mapped() {
-                Some(n4) if bits >= 96 => {
-                    let b4 = bits - 96;
-                    let mask = if b4 == 0 { 0 } else { u32::MAX << (32 - b4) };
-                    Ok(u32::from(a) & mask == u32::from(n4) & mask)
-                }
-                Some(_) => Ok(false),
-                None => {
-                    within(128, 0, 128)?;
-                    Ok(false)
-                }
-            }
-        }
-        (IpAddr::V6(_), IpAddr::V4(_)) => {
-            within(0, 0, 32)?;
-            Ok(false)
-        }
+    if bits > if net.is_ipv4() { 32 } else { 128 } {
+        return Err(bad());
     }
+    // (address, network, width, prefix). Go compares an IPv4 address with a
+    // v4-mapped network on its last 32 bits, and with any other family never.
+    let (a, n, width, bits) = match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            (u128::from(u32::from(a)), u128::from(u32::from(n)), 32, bits)
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => (u128::from(a), u128::from(n), 128, bits),
+        (IpAddr::V4(a), IpAddr::V6(n)) => match n.to_ipv4_mapped() {
+            Some(n4) if bits >= 96 => (
+                u128::from(u32::from(a)),
+                u128::from(u32::from(n4)),
+                32,
+                bits - 96,
+            ),
+            _ => return Ok(false),
+        },
+        (IpAddr::V6(_), IpAddr::V4(_)) => return Ok(false),
+    };
+    let mask = if bits == 0 {
+        0
+    } else {
+        u128::MAX << (width - bits)
+    } & (u128::MAX >> (128 - width));
+    Ok(a & mask == n & mask)
 }
 
 impl Env for QueryEnv<'_, '_> {

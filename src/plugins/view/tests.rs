@@ -213,6 +213,19 @@ fn incidr_follows_go() {
             "10.0.0.0",
             Err("invalid CIDR address: 10.0.0.0".to_owned()),
         ),
+        (
+            "10.0.0.1",
+            "10.0.0.0/33",
+            Err("invalid CIDR address: 10.0.0.0/33".to_owned()),
+        ),
+        (
+            "10.0.0.1",
+            "::ffff:10.0.0.0/129",
+            Err("invalid CIDR address: ::ffff:10.0.0.0/129".to_owned()),
+        ),
+        ("10.0.0.1", "::ffff:10.0.0.0/128", Ok(false)),
+        ("10.0.0.0", "::ffff:10.0.0.0/128", Ok(true)),
+        ("2001:db8::1", "::ffff:10.0.0.0/104", Ok(false)),
     ];
     for (ip, cidr, want) in table {
         assert_eq!(incidr(ip, cidr), want, "{ip} {cidr}");
