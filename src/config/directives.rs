@@ -97,6 +97,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "acl",
     "cache",
     "header",
+    "dnssec",
     "tls",
     "minimal",
     "template",

@@ -106,6 +106,22 @@ fn read_file(path: &str) -> Result<String, String> {
     corefile::parse::read_capped(&mut f).map_err(|e| format!("read {path}: {e}"))
 }
 
+/// Go's `strconv.Atoi` error text for `v`.
+pub fn go_atoi_err(v: &str) -> String {
+    let digits = v.strip_prefix(['+', '-']).unwrap_or(v);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        format!(
+            "strconv.Atoi: parsing {}: value out of range",
+            corefile::values::go_quote(v)
+        )
+    } else {
+        format!(
+            "strconv.Atoi: parsing {}: invalid syntax",
+            corefile::values::go_quote(v)
+        )
+    }
+}
+
 /// Go's text for common OS errors.
 pub fn go_err(e: &std::io::Error) -> String {
     match e.kind() {

@@ -9,6 +9,7 @@ pub mod bufsize;
 pub mod cache;
 pub mod chaos;
 pub mod dns64;
+pub mod dnssec;
 pub mod dnstap;
 pub mod erratic;
 pub mod errors;
@@ -86,6 +87,8 @@ pub enum PluginConfig {
     Acl(acl::AclConfig),
     /// `cache`.
     Cache(Box<cache::CacheConfig>),
+    /// `dnssec`.
+    Dnssec(dnssec::DnssecConfig),
     /// `minimal`.
     Minimal,
     /// `template` (every stanza of the block, in order).
@@ -169,6 +172,7 @@ pub fn setup(
         "autopath" => PluginConfig::Autopath(autopath::setup(d, ctx)?),
         "acl" => PluginConfig::Acl(acl::setup(d, ctx)?),
         "cache" => PluginConfig::Cache(Box::new(cache::setup(d, ctx)?)),
+        "dnssec" => PluginConfig::Dnssec(dnssec::setup(d, ctx)?),
         "minimal" => {
             minimal::setup(d)?;
             PluginConfig::Minimal
@@ -235,6 +239,8 @@ pub enum Plugin {
     Acl(acl::Acl),
     /// `cache`.
     Cache(Box<cache::Cache>),
+    /// `dnssec`.
+    Dnssec(dnssec::Dnssec),
     /// `minimal`.
     Minimal,
     /// `template`.
@@ -291,6 +297,7 @@ impl Plugin {
             PluginConfig::Autopath(c) => Self::Autopath(c.clone()),
             PluginConfig::Acl(c) => Self::Acl(acl::Acl::new(c)),
             PluginConfig::Cache(c) => Self::Cache(Box::new(cache::Cache::new(c))),
+            PluginConfig::Dnssec(c) => Self::Dnssec(dnssec::Dnssec::new(c)),
             PluginConfig::Minimal => Self::Minimal,
             PluginConfig::Template(c) => Self::Template(c.clone()),
             PluginConfig::Transfer(c) => Self::Transfer(transfer::Transfer::new(c)),
@@ -333,6 +340,7 @@ impl Plugin {
             Self::Autopath(_) => "autopath",
             Self::Acl(_) => "acl",
             Self::Cache(_) => "cache",
+            Self::Dnssec(_) => "dnssec",
             Self::Minimal => "minimal",
             Self::Template(_) => "template",
             Self::Transfer(_) => "transfer",
@@ -392,6 +400,7 @@ impl Plugin {
             Self::Autopath(p) => p.serve(ctx),
             Self::Acl(p) => p.serve(ctx),
             Self::Cache(p) => p.serve(ctx),
+            Self::Dnssec(p) => p.serve(ctx),
             Self::Template(p) => p.serve(ctx),
             Self::Transfer(p) => p.serve(ctx),
             Self::Hosts(p) => p.serve(ctx),
@@ -443,6 +452,7 @@ impl Plugin {
             Self::Header(p) => p.respond(ctx),
             Self::Cache(p) => p.respond(ctx, st),
             Self::Minimal => minimal::respond(ctx),
+            Self::Dnssec(p) => p.respond(ctx),
             Self::Rewrite(p) => p.respond(ctx, st),
             Self::Tsig(_) => tsig::Tsig::respond(ctx, st),
             _ => {}

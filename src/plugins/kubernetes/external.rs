@@ -69,7 +69,7 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<K8sExternal, D
                         return Err(w(d.arg_err()));
                     };
                     let Some(t) = corefile::keys::go_atoi(v) else {
-                        return Err(w(Diagnostic::plain(super::go_atoi_err(v))));
+                        return Err(w(Diagnostic::plain(crate::config::go_atoi_err(v))));
                     };
                     if !(0..=3600).contains(&t) {
                         return Err(w(d.err(format!("ttl must be in range [0, 3600]: {t}"))));

@@ -39,7 +39,7 @@ use self::store::{Kind, Snapshot};
 use super::file::Fall;
 use crate::chain::{Ctx, Flow, Status};
 use crate::clog::{self, Level};
-use crate::config::{SetupCtx, err_once};
+use crate::config::{SetupCtx, err_once, go_atoi_err};
 use crate::wire::SectionKind;
 use crate::wire::{Name, flags};
 
@@ -82,21 +82,6 @@ impl std::fmt::Debug for KubernetesConfig {
         f.debug_struct("KubernetesConfig")
             .field("zones", &self.shared.zones)
             .finish_non_exhaustive()
-    }
-}
-
-fn go_atoi_err(v: &str) -> String {
-    let digits = v.strip_prefix(['+', '-']).unwrap_or(v);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        format!(
-            "strconv.Atoi: parsing {}: value out of range",
-            corefile::values::go_quote(v)
-        )
-    } else {
-        format!(
-            "strconv.Atoi: parsing {}: invalid syntax",
-            corefile::values::go_quote(v)
-        )
     }
 }
 
