@@ -1100,6 +1100,37 @@ fn type_bitmap(types: &[u16], out: &mut Vec<u8>) {
     }
 }
 
+/// Signs any message as a reply (the fuzz target's body; panics are bugs), with
+/// an Ed25519 key for the root zone, so every owner is in the zones.
+pub fn fuzz_one(msg: &[u8]) {
+    static PLUGIN: std::sync::OnceLock<Option<Dnssec>> = std::sync::OnceLock::new();
+    let p = PLUGIN.get_or_init(|| {
+        let k = Ed25519KeyPair::from_seed_unchecked(&[7; 32]).ok()?;
+        let mut rdata = vec![1, 0, 3, 15];
+        rdata.extend_from_slice(k.public_key().as_ref());
+        let key = Key {
+            name: ".".into(),
+            owner: Name::root(),
+            class: 1,
+            ttl: 3600,
+            tag: key_tag(&rdata),
+            rdata,
+            signer: Signer::Ed25519(k),
+        };
+        Some(Dnssec::new(&DnssecConfig {
+            zones: vec![".".into()],
+            keys: vec![Arc::new(key)],
+            capacity: 1024,
+        }))
+    });
+    if let Some(p) = p {
+        if let Some(out) = p.inner.sign_msg(msg, "fuzz") {
+            // The signed message indexes.
+            assert!(MsgIndex::parse(&out).is_some(), "signed reply does not parse");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Metrics.
 

@@ -1004,3 +1004,156 @@ fn tsig_verifies_requests_and_signs_replies() {
         assert_eq!(dig_status(&s.dig(&["a.fwd.test", "A"])), "NOERROR", "{be}");
     }
 }
+
+/// The `key file` argument for a test key of `tests/data/dnssec`.
+fn dnssec_key(base: &str) -> String {
+    format!("{}/tests/data/dnssec/{base}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `delv` validating from the KSK of `tests/data/dnssec` as the trust anchor.
+fn delv(s: &TestServer, anchor: &Path, args: &[&str]) -> String {
+    let out = Command::new("delv")
+        .arg("@127.0.0.1")
+        .arg("-p")
+        .arg(s.port.to_string())
+        .args(["-a", &path(anchor), "+root=example.org"])
+        .args(args)
+        .output()
+        .expect("delv (install bind9-dnsutils)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// RRSIG fields of a dig line before the times, and after them up to the
+/// signature: `owner TTL covered alg labels origttl tag signer`.
+fn rrsig_fields(line: &str) -> String {
+    let f: Vec<&str> = line.split(' ').collect();
+    assert_eq!(f.get(3), Some(&"RRSIG"), "{line}");
+    [f[0], f[1], f[4], f[5], f[6], f[7], f[10], f[11]].join(" ")
+}
+
+#[test]
+fn dnssec_signs_replies_that_delv_validates() {
+    let dir = TempDir::new("auth-dnssec");
+    let db = dir.write("db", ZONE);
+    let ksk = std::fs::read_to_string(dnssec_key("Kexample.org.+015+38960.key")).expect("key");
+    let public = ksk
+        .lines()
+        .find(|l| !l.starts_with(';'))
+        .map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>())
+        .expect("DNSKEY line");
+    let anchor = dir.write(
+        "anchor.conf",
+        &format!(
+            "trust-anchors {{ example.org. static-key {} {} {} \"{}\"; }};\n",
+            public[0],
+            public[1],
+            public[2],
+            public[3..].concat()
+        ),
+    );
+    for be in backends() {
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!(
+                "example.org:{{port}} {{\n prometheus 127.0.0.1:{mport}\n dnssec {{\n  key file {} {}\n }}\n file {}\n}}\n",
+                dnssec_key("Kexample.org.+013+21055"),
+                dnssec_key("Kexample.org.+015+38960.private"),
+                path(&db)
+            ),
+            be,
+        );
+        // Without DO: the reply as the file plugin writes it.
+        let out = s.dig(&["web.example.org", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["web.example.org. 3600 IN A 192.0.2.20"],
+            "{be}"
+        );
+        assert!(!out.contains("RRSIG"), "{be}: {out}");
+        // DO: each RRset signed by the ZSK (split keys), in its section.
+        let out = s.dig(&["+dnssec", "www.example.org", "A"]);
+        let an = section(&out, "ANSWER");
+        assert_eq!(an.len(), 4, "{be}: {out}");
+        assert_eq!(
+            [rrsig_fields(&an[2]), rrsig_fields(&an[3])],
+            [
+                "www.example.org. 3600 CNAME 13 3 3600 21055 example.org.",
+                "web.example.org. 3600 A 13 3 3600 21055 example.org."
+            ],
+            "{be}"
+        );
+        let ns = section(&out, "AUTHORITY");
+        assert_eq!(
+            rrsig_fields(&ns[2]),
+            "example.org. 3600 NS 13 2 3600 21055 example.org.",
+            "{be}"
+        );
+        // DNSKEY at the apex: both keys, signed by the KSK alone, AA.
+        let out = s.dig(&["+dnssec", "example.org", "DNSKEY"]);
+        assert_eq!(dig_flags(&out), "qr aa rd", "{be}");
+        let an = section(&out, "ANSWER");
+        assert_eq!(an.len(), 3, "{be}: {out}");
+        assert_eq!(
+            rrsig_fields(&an[2]),
+            "example.org. 3600 DNSKEY 15 2 3600 38960 example.org.",
+            "{be}"
+        );
+        // A name that does not exist: NOERROR with the black lie.
+        let out = s.dig(&["+dnssec", "nope.example.org", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}");
+        let ns = section(&out, "AUTHORITY");
+        assert_eq!(ns.len(), 4, "{be}: {out}");
+        assert_eq!(
+            ns[3],
+            "nope.example.org. 3600 IN NSEC \\000.nope.example.org. HINFO TXT AAAA LOC SRV CERT SSHFP RRSIG NSEC TLSA HIP OPENPGPKEY SPF",
+            "{be}"
+        );
+        // A referral without DS: an NSEC next to the delegation point's name.
+        let out = s.dig(&["+dnssec", "+norec", "sub.example.org", "A"]);
+        let ns = section(&out, "AUTHORITY");
+        assert!(
+            ns.iter().any(|l| l.starts_with("sub.example.org. 3600 IN NSEC sub\\000.example.org. A NS ")),
+            "{be}: {out}"
+        );
+        // BIND's validator accepts them all: answers, denials, the wildcard.
+        for (q, want) in [
+            (&["www.example.org", "A"][..], "; fully validated"),
+            (&["example.org", "DNSKEY"], "; fully validated"),
+            (&["x.wild.example.org", "TXT"], "; fully validated"),
+            (&["mail.example.org", "AAAA"], "; fully validated"),
+            (
+                &["nope.example.org", "A"],
+                "; negative response, fully validated",
+            ),
+            (
+                &["example.org", "TXT"],
+                "; negative response, fully validated",
+            ),
+        ] {
+            let out = delv(&s, &anchor, q);
+            assert!(out.contains(want), "{be}: {q:?}: {out}");
+        }
+        // TCP as well.
+        let out = delv(&s, &anchor, &["+tcp", "web.example.org", "A"]);
+        assert!(out.contains("; fully validated"), "{be}: {out}");
+        // The signature cache's metrics.
+        let m = scrape(mport);
+        assert!(
+            m.contains("coredns_dnssec_cache_entries{server=\"dns://:")
+                && m.contains("type=\"signature\"}"),
+            "{be}: {m}"
+        );
+        assert!(
+            m.contains("coredns_dnssec_cache_hits_total{server=\"dns://:"),
+            "{be}"
+        );
+        assert!(
+            m.contains("coredns_dnssec_cache_misses_total{server=\"dns://:"),
+            "{be}"
+        );
+    }
+}

@@ -438,3 +438,17 @@ pub fn http(port: u16, method: &str, path: &str) -> Option<(u16, String, String)
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, head.to_owned(), body.to_owned()))
 }
+
+/// The text of `GET /metrics` on 127.0.0.1:`port` (empty when it does not answer).
+pub fn scrape(port: u16) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.split_once("\r\n\r\n")
+        .map(|x| x.1.to_owned())
+        .unwrap_or_default()
+}
