@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit, property and integration tests
 # on both packet engines. Installs what the tests need when missing: the DNS
-# clients (dig, kdig), dnstap tools (dnstap-read, fstrm_capture), dnsperf, and real servers used as upstream/primary
+# clients (dig, kdig, delv), dnstap tools (dnstap-read, fstrm_capture), BIND's zone
+# verifier (dnssec-verify), dnsperf, and real servers used as upstream/primary
 # (nsd, knot) and a Prometheus server that scrapes us, without starting their
 # packaged services.
 set -euo pipefail
@@ -11,6 +12,7 @@ need=()
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v kdig >/dev/null 2>&1 || need+=(knot-dnsutils)
 command -v dnstap-read >/dev/null 2>&1 || need+=(bind9-dnsutils)
+command -v dnssec-verify >/dev/null 2>&1 || need+=(bind9-utils)
 command -v fstrm_capture >/dev/null 2>&1 || need+=(fstrm-bin)
 command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
 command -v nsd >/dev/null 2>&1 || [ -x /usr/sbin/nsd ] || need+=(nsd)

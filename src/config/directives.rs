@@ -114,6 +114,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "erratic",
     "whoami",
     "on",
+    "sign",
     "view",
     "tsig",
 ];

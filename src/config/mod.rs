@@ -224,6 +224,8 @@ pub struct BlockSettings {
     pub debug: bool,
     /// `on` hooks, in Corefile order.
     pub on_hooks: Vec<plugins::on::Hook>,
+    /// `sign`: the zones to keep signed.
+    pub sign: Vec<std::sync::Arc<plugins::sign::SignJobs>>,
     /// `timeouts`.
     pub timeouts: plugins::timeouts::Timeouts,
     /// Which `timeouts` fields the block sets ([`plugins::timeouts::READ`] …): a

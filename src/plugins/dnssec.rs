@@ -83,6 +83,14 @@ impl std::fmt::Debug for Key {
 }
 
 impl Key {
+    /// DNSKEY RDATA.
+    pub(crate) fn rdata(&self) -> &[u8] {
+        &self.rdata
+    }
+    /// Key tag.
+    pub(crate) fn tag(&self) -> u16 {
+        self.tag
+    }
     fn flags(&self) -> u16 {
         be16(&self.rdata, 0)
     }
@@ -90,7 +98,7 @@ impl Key {
         self.rdata[3]
     }
     /// Zone key with the SEP bit.
-    fn is_ksk(&self) -> bool {
+    pub(crate) fn is_ksk(&self) -> bool {
         self.flags() & 0x101 == 0x101
     }
     /// Zone key without the SEP bit.
@@ -221,7 +229,7 @@ fn key_parse(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Vec<Arc<Key>>, Dia
     Ok(out)
 }
 
-fn read(path: &str) -> Result<String, String> {
+pub(crate) fn read(path: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("open {path}: {}", go_err(&e)))
 }
 
@@ -231,22 +239,36 @@ pub fn parse_key_files(pub_file: &str, priv_file: &str) -> Result<Key, String> {
     let text = read(pub_file)?;
     let rec = parse_rr(&text).map_err(|e| format!("{pub_file}: {}", e.text_without_file()))?;
     let priv_text = read(priv_file)?;
-    let Some(rec) = rec.filter(|r| r.rtype == DNSKEY && r.rdata.len() > 4) else {
+    let Some(rec) = rec.filter(|r| r.rtype == DNSKEY) else {
         return Err("no public key found".into());
     };
-    let owner = Name::from_wire(&rec.owner).map_err(|_| ERR_KEY.to_string())?;
-    let mut name = String::new();
-    owner.write_presentation(&mut name);
-    let signer = private_key(&rec.rdata, &priv_text, priv_file)?;
-    Ok(Key {
-        name,
-        owner,
-        class: rec.class,
-        ttl: rec.ttl,
-        tag: key_tag(&rec.rdata),
-        rdata: rec.rdata,
-        signer,
-    })
+    Key::from_record(rec, &priv_text, priv_file)
+}
+
+impl Key {
+    /// The key of DNSKEY record `rec` with the private key file's text.
+    pub(crate) fn from_record(
+        rec: crate::zone::parse::OwnedRecord,
+        priv_text: &str,
+        priv_file: &str,
+    ) -> Result<Self, String> {
+        if rec.rdata.len() <= 4 {
+            return Err(ERR_KEY.into());
+        }
+        let owner = Name::from_wire(&rec.owner).map_err(|_| ERR_KEY.to_string())?;
+        let mut name = String::new();
+        owner.write_presentation(&mut name);
+        let signer = private_key(&rec.rdata, priv_text, priv_file)?;
+        Ok(Self {
+            name,
+            owner,
+            class: rec.class,
+            ttl: rec.ttl,
+            tag: key_tag(&rec.rdata),
+            rdata: rec.rdata,
+            signer,
+        })
+    }
 }
 
 /// miekg's `parseKey`: `Key: value` lines, `;` comments, keys lower-cased.
@@ -505,11 +527,12 @@ enum Piece {
     New(Vec<u8>),
 }
 
-/// An RRset of the expanded message: record ranges (owner, fixed part, end).
-struct Set {
-    owner: std::ops::Range<usize>,
-    rtype: u16,
-    recs: Vec<(usize, usize, usize)>,
+/// An RRset in a buffer of uncompressed records: the owner's range, the type,
+/// and each record's (start, fixed part, end).
+pub(crate) struct Set {
+    pub(crate) owner: std::ops::Range<usize>,
+    pub(crate) rtype: u16,
+    pub(crate) recs: Vec<(usize, usize, usize)>,
 }
 
 fn now() -> i64 {
@@ -536,7 +559,7 @@ fn label_count(w: &[u8]) -> usize {
 /// Offsets of the RDATA names miekg lower-cases in a signature's canonical
 /// form (RFC 4034 §6.2 as RFC 6840 corrects it): for each, the offset of
 /// the name within the RDATA.
-fn canonical_names(rtype: u16, rd: &[u8]) -> Vec<usize> {
+pub(crate) fn canonical_names(rtype: u16, rd: &[u8]) -> Vec<usize> {
     let skip = |at: usize| crate::wire::Name::skip(rd, at).ok();
     let mut out = Vec::new();
     let mut push_names = |start: usize, n: usize| {
@@ -577,7 +600,7 @@ fn canonical_names(rtype: u16, rd: &[u8]) -> Vec<usize> {
 
 /// Lower-cases the uncompressed wire name at `at` in place (length octets are
 /// below `A`, so the whole range folds).
-fn lower_name_at(b: &mut [u8], at: usize) {
+pub(crate) fn lower_name_at(b: &mut [u8], at: usize) {
     if let Ok(end) = Name::skip(b, at) {
         b[at..end].make_ascii_lowercase();
     }
@@ -778,7 +801,7 @@ impl Inner {
         [fnv, sip.finish()]
     }
 
-    /// One RRSIG over `set` by key `k` (miekg `RRSIG.Sign`).
+    /// One RRSIG over `set` by key `k`, original TTL 3600.
     #[allow(clippy::too_many_arguments)]
     fn rrsig(
         &self,
@@ -790,51 +813,15 @@ impl Inner {
         incep: u32,
         expir: u32,
     ) -> Option<Vec<u8>> {
-        let owner = &msg[set.owner.clone()];
-        let (_, first_fixed, _) = *set.recs.first()?;
-        let class = be16(msg, first_fixed + 2);
-        let mut labels = label_count(owner);
-        if owner.len() > 1 && owner[1] == b'*' {
-            labels -= 1;
-        }
-        let labels = u8::try_from(labels).ok()?;
-        // RRSIG RDATA without the signature.
-        let mut rd = Vec::with_capacity(18 + signer.len() + 128);
-        rd.extend_from_slice(&set.rtype.to_be_bytes());
-        rd.push(k.algorithm());
-        rd.push(labels);
-        rd.extend_from_slice(&ORIG_TTL.to_be_bytes());
-        rd.extend_from_slice(&expir.to_be_bytes());
-        rd.extend_from_slice(&incep.to_be_bytes());
-        rd.extend_from_slice(&k.tag.to_be_bytes());
-        rd.extend_from_slice(signer.wire());
-        let mut data = rd.clone();
-        let at = data.len() - signer.len();
-        lower_name_at(&mut data, at);
-        // The records in canonical form, sorted by RDATA, duplicates once.
-        let canon_owner = canonical_owner(owner, usize::from(labels));
-        let mut wires: Vec<Vec<u8>> = Vec::with_capacity(set.recs.len());
-        for &(_, fixed, end) in &set.recs {
-            let mut w = canon_owner.clone();
-            let o = w.len();
-            w.extend_from_slice(&msg[fixed..fixed + 4]);
-            w.extend_from_slice(&ORIG_TTL.to_be_bytes());
-            w.extend_from_slice(&msg[fixed + 8..end]);
-            let rd_at = o + 10;
-            for n in canonical_names(set.rtype, &msg[fixed + 10..end]) {
-                lower_name_at(&mut w, rd_at + n);
-            }
-            wires.push(w);
-        }
-        let ol = canon_owner.len() + 10;
-        wires.sort_by(|a, b| a[ol..].cmp(&b[ol..]));
-        wires.dedup();
-        for w in &wires {
-            data.extend_from_slice(w);
-        }
-        let signature = k.sign(&self.rng, &data)?;
-        rd.extend_from_slice(&signature);
-        Some(record(owner, RRSIG, class, ttl, &rd))
+        rrsig(
+            k,
+            &self.rng,
+            msg,
+            set,
+            signer,
+            [ttl, ORIG_TTL],
+            [incep, expir],
+        )
     }
 
     /// `Dnssec.Sign` over a written reply; `None` leaves it as it is.
@@ -1007,6 +994,67 @@ impl Inner {
     }
 }
 
+/// One RRSIG record over `set` (records in `msg`) by key `k` (miekg
+/// `RRSIG.Sign`): `ttls` is the record's TTL and the original TTL, `times` the
+/// inception and expiration.
+pub(crate) fn rrsig(
+    k: &Key,
+    rng: &SystemRandom,
+    msg: &[u8],
+    set: &Set,
+    signer: &Name,
+    ttls: [u32; 2],
+    times: [u32; 2],
+) -> Option<Vec<u8>> {
+    let [ttl, orig_ttl] = ttls;
+    let [incep, expir] = times;
+    let owner = &msg[set.owner.clone()];
+    let (_, first_fixed, _) = *set.recs.first()?;
+    let class = be16(msg, first_fixed + 2);
+    let mut labels = label_count(owner);
+    if owner.len() > 1 && owner[1] == b'*' {
+        labels -= 1;
+    }
+    let labels = u8::try_from(labels).ok()?;
+    // RRSIG RDATA without the signature.
+    let mut rd = Vec::with_capacity(18 + signer.len() + 128);
+    rd.extend_from_slice(&set.rtype.to_be_bytes());
+    rd.push(k.algorithm());
+    rd.push(labels);
+    rd.extend_from_slice(&orig_ttl.to_be_bytes());
+    rd.extend_from_slice(&expir.to_be_bytes());
+    rd.extend_from_slice(&incep.to_be_bytes());
+    rd.extend_from_slice(&k.tag.to_be_bytes());
+    rd.extend_from_slice(signer.wire());
+    let mut data = rd.clone();
+    let at = data.len() - signer.len();
+    lower_name_at(&mut data, at);
+    // The records in canonical form, sorted by RDATA, duplicates once.
+    let canon_owner = canonical_owner(owner, usize::from(labels));
+    let mut wires: Vec<Vec<u8>> = Vec::with_capacity(set.recs.len());
+    for &(_, fixed, end) in &set.recs {
+        let mut w = canon_owner.clone();
+        let o = w.len();
+        w.extend_from_slice(&msg[fixed..fixed + 4]);
+        w.extend_from_slice(&orig_ttl.to_be_bytes());
+        w.extend_from_slice(&msg[fixed + 8..end]);
+        let rd_at = o + 10;
+        for n in canonical_names(set.rtype, &msg[fixed + 10..end]) {
+            lower_name_at(&mut w, rd_at + n);
+        }
+        wires.push(w);
+    }
+    let ol = canon_owner.len() + 10;
+    wires.sort_by(|a, b| a[ol..].cmp(&b[ol..]));
+    wires.dedup();
+    for w in &wires {
+        data.extend_from_slice(w);
+    }
+    let signature = k.sign(rng, &data)?;
+    rd.extend_from_slice(&signature);
+    Some(record(owner, RRSIG, class, ttl, &rd))
+}
+
 /// The signature's canonical owner: lower case, and `*.` before the last
 /// `labels` labels when the owner has more (a wildcard's expansion).
 fn canonical_owner(owner: &[u8], labels: usize) -> Vec<u8> {
@@ -1027,7 +1075,7 @@ fn canonical_owner(owner: &[u8], labels: usize) -> Vec<u8> {
 }
 
 /// A record in wire form (uncompressed owner).
-fn record(owner: &[u8], rtype: u16, class: u16, ttl: u32, rdata: &[u8]) -> Vec<u8> {
+pub(crate) fn record(owner: &[u8], rtype: u16, class: u16, ttl: u32, rdata: &[u8]) -> Vec<u8> {
     let mut r = Vec::with_capacity(owner.len() + 10 + rdata.len());
     r.extend_from_slice(owner);
     r.extend_from_slice(&rtype.to_be_bytes());
@@ -1077,7 +1125,7 @@ fn filter(t: u16, bitmap: &[u16], mt: RespType) -> Vec<u16> {
 }
 
 /// RFC 4034 §4.1.2 type bitmap of sorted `types`.
-fn type_bitmap(types: &[u16], out: &mut Vec<u8>) {
+pub(crate) fn type_bitmap(types: &[u16], out: &mut Vec<u8>) {
     let mut window: Option<(u8, [u8; 32], usize)> = None;
     let flush = |w: &(u8, [u8; 32], usize), out: &mut Vec<u8>| {
         out.push(w.0);
@@ -1126,7 +1174,10 @@ pub fn fuzz_one(msg: &[u8]) {
     if let Some(p) = p {
         if let Some(out) = p.inner.sign_msg(msg, "fuzz") {
             // The signed message indexes.
-            assert!(MsgIndex::parse(&out).is_some(), "signed reply does not parse");
+            assert!(
+                MsgIndex::parse(&out).is_some(),
+                "signed reply does not parse"
+            );
         }
     }
 }

@@ -35,6 +35,7 @@ pub mod reload;
 pub mod rewrite;
 pub mod secondary;
 pub mod settings;
+pub mod sign;
 pub mod template;
 pub mod timeouts;
 pub mod tls;
@@ -149,6 +150,7 @@ pub fn setup(
         "shed" => return procctl::shed(d, ctx).map(|()| None),
         "pprof" => return procctl::pprof(d).map(|()| None),
         "on" => return on::setup(d, ctx).map(|()| None),
+        "sign" => return sign::setup(d, ctx).map(|()| None),
         "tls" => return tls::setup(d, ctx).map(|()| None),
         "https" => return https::setup(d, ctx).map(|()| None),
         "quic" => return https::setup_quic(d, ctx).map(|()| None),

@@ -89,6 +89,12 @@ impl Active {
             Self::link_autopath(&mut chain)?;
             chains.push(Arc::new(chain));
         }
+        // *sign*: keep the zones' signed files current (CoreDNS's OnStartup).
+        for b in &config.blocks {
+            for s in &b.settings.sign {
+                s.start();
+            }
+        }
         let mut listeners = Vec::new();
         for l in &config.listeners {
             if !serves(l.transport) {

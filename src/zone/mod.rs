@@ -187,7 +187,7 @@ pub fn canon_cmp(a: &[u8], b: &[u8]) -> Ordering {
 
 /// A sort key whose byte order is the canonical order (labels right to left,
 /// each ended by `00 00`, a literal zero octet written `00 01`).
-fn canon_key(w: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn canon_key(w: &[u8], out: &mut Vec<u8>) {
     let mut l = [0u8; 128];
     let n = label_offsets(w, &mut l);
     for k in (0..n).rev() {
