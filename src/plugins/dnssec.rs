@@ -195,38 +195,55 @@ fn cache_capacity(size: i64) -> usize {
     usize::try_from(shard).map_or(usize::MAX, |s| s.saturating_mul(256))
 }
 
+/// The `key` line of *dnssec* and *sign*: `key file KEY...` gives the key files'
+/// base paths (a `.key` or `.private` suffix dropped, `root` applied); another
+/// source gives its name (and no paths).
+pub(crate) fn key_line(
+    d: &mut Dispenser,
+    plugin: &str,
+    root: Option<&str>,
+) -> Result<(String, Vec<String>), Diagnostic> {
+    if !d.next_arg() {
+        return Err(d.arg_err().in_plugin(plugin));
+    }
+    let source = d.val().to_owned();
+    if source != "file" {
+        return Ok((source, Vec::new()));
+    }
+    let ks = d.remaining_args();
+    if ks.is_empty() {
+        return Err(d.arg_err().in_plugin(plugin));
+    }
+    let bases = ks
+        .iter()
+        .map(|k| {
+            let base = k
+                .strip_suffix(".key")
+                .or_else(|| k.strip_suffix(".private"))
+                .unwrap_or(k);
+            crate::plugins::file::rooted_path(base, root)
+        })
+        .collect();
+    Ok((source, bases))
+}
+
 /// `key file KEY...` (or `key aws_secretsmanager`, which fails here).
 fn key_parse(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Vec<Arc<Key>>, Diagnostic> {
-    if !d.next_arg() {
-        return Err(d.arg_err().in_plugin("dnssec"));
+    let (source, bases) = key_line(d, "dnssec", ctx.settings.root.as_deref())?;
+    if source == "aws_secretsmanager" {
+        return Err(d
+            .err("key aws_secretsmanager is not supported by ringdns yet")
+            .in_plugin("dnssec"));
     }
-    let mut out = Vec::new();
-    match d.val() {
-        "file" => {
-            let ks = d.remaining_args();
-            if ks.is_empty() {
-                return Err(d.arg_err().in_plugin("dnssec"));
-            }
-            for k in ks {
-                let base = k
-                    .strip_suffix(".key")
-                    .or_else(|| k.strip_suffix(".private"))
-                    .unwrap_or(&k);
-                let base = crate::plugins::file::rooted_path(base, ctx.settings.root.as_deref());
-                let key = parse_key_files(&format!("{base}.key"), &format!("{base}.private"))
-                    .map_err(|e| Diagnostic::plain(e).in_plugin("dnssec"))?;
-                out.push(Arc::new(key));
-            }
-        }
-        "aws_secretsmanager" => {
-            return Err(d
-                .err("key aws_secretsmanager is not supported by ringdns yet")
-                .in_plugin("dnssec"));
-        }
-        // CoreDNS ignores any other key source without an error.
-        _ => {}
-    }
-    Ok(out)
+    // CoreDNS ignores any other key source without an error.
+    bases
+        .iter()
+        .map(|base| {
+            parse_key_files(&format!("{base}.key"), &format!("{base}.private"))
+                .map(Arc::new)
+                .map_err(|e| Diagnostic::plain(e).in_plugin("dnssec"))
+        })
+        .collect()
 }
 
 pub(crate) fn read(path: &str) -> Result<String, String> {

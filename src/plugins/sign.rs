@@ -22,7 +22,7 @@ use sha2::Digest;
 
 use crate::clog::{self, Level};
 use crate::config::SetupCtx;
-use crate::plugins::dnssec::{Key, Set, record, rrsig, type_bitmap};
+use crate::plugins::dnssec::{Key, Set, key_line, record, rrsig, type_bitmap};
 use crate::plugins::file::rooted_path;
 use crate::wire::{Name, be16, be32};
 use crate::zone::parse::{parse_bytes, parse_rr};
@@ -136,33 +136,18 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic
 
 /// `key file KEY...`; `key directory` is not implemented in CoreDNS either.
 fn key_parse(d: &mut Dispenser, root: Option<&str>) -> Result<Vec<Arc<Key>>, Diagnostic> {
-    if !d.next_arg() {
-        return Err(d.arg_err().in_plugin("sign"));
+    let (source, bases) = key_line(d, "sign", root)?;
+    if source == "directory" {
+        return Err(Diagnostic::plain("directory: not implemented").in_plugin("sign"));
     }
-    let mut out = Vec::new();
-    match d.val() {
-        "file" => {
-            let ks = d.remaining_args();
-            if ks.is_empty() {
-                return Err(d.arg_err().in_plugin("sign"));
-            }
-            for k in ks {
-                let base = k
-                    .strip_suffix(".key")
-                    .or_else(|| k.strip_suffix(".private"))
-                    .unwrap_or(&k);
-                let base = rooted_path(base, root);
-                let key = read_key_pair(&format!("{base}.key"), &format!("{base}.private"))
-                    .map_err(|e| Diagnostic::plain(e).in_plugin("sign"))?;
-                out.push(Arc::new(key));
-            }
-        }
-        "directory" => {
-            return Err(Diagnostic::plain("directory: not implemented").in_plugin("sign"));
-        }
-        _ => {}
-    }
-    Ok(out)
+    bases
+        .iter()
+        .map(|base| {
+            read_key_pair(&format!("{base}.key"), &format!("{base}.private"))
+                .map(Arc::new)
+                .map_err(|e| Diagnostic::plain(e).in_plugin("sign"))
+        })
+        .collect()
 }
 
 /// CoreDNS's `readKeyPair`: a CSK or KSK only.
