@@ -69,6 +69,7 @@ pub const DIRECTIVES: [&str; 60] = [
 pub const IMPLEMENTED: &[&str] = &[
     "root",
     "metadata",
+    "geoip",
     "cancel",
     "timeouts",
     "https",

@@ -1,5 +1,5 @@
 //! *metadata*: enables the per-request metadata store for its zones
-//! (plugins.md A). Providers: *kubernetes* and *view*; a label no provider
+//! (plugins.md A). Providers: *geoip*, *kubernetes* and *view*; a label no provider
 //! set renders `-` in `{/label}` placeholders, as in CoreDNS.
 //!
 //! CoreDNS: `plugin/metadata/setup.go`.
@@ -35,6 +35,8 @@ pub struct Metadata {
     /// The block's *view* name, published as `view/name` (linked when the chain
     /// is built).
     pub view: Option<std::sync::Arc<str>>,
+    /// The block's *geoip* (linked when the chain is built).
+    pub geoip: Option<std::sync::Arc<crate::plugins::geoip::GeoIp>>,
 }
 
 impl Metadata {
@@ -48,6 +50,7 @@ impl Metadata {
                 .collect(),
             k8s: None,
             view: None,
+            geoip: None,
         }
     }
 
@@ -62,6 +65,9 @@ impl Metadata {
             .any(|z| ctx.req.qname.name().is_subdomain_of(z))
         {
             return;
+        }
+        if let Some(g) = &self.geoip {
+            g.publish_metadata(ctx);
         }
         if let Some(k) = &self.k8s {
             k.publish_metadata(ctx);

@@ -15,6 +15,7 @@ pub mod erratic;
 pub mod errors;
 pub mod file;
 pub mod forward;
+pub mod geoip;
 pub mod grpc;
 pub mod header;
 pub mod health;
@@ -54,6 +55,8 @@ use crate::config::SetupCtx;
 pub enum PluginConfig {
     /// `metadata`.
     Metadata(metadata::MetadataConfig),
+    /// `geoip`.
+    Geoip(geoip::GeoipConfig),
     /// `cancel` (its timeout lives in the block settings).
     Cancel,
     /// `nsid`.
@@ -143,6 +146,7 @@ pub fn setup(
             PluginConfig::Cancel
         }
         "metadata" => PluginConfig::Metadata(metadata::setup(d, ctx)?),
+        "geoip" => PluginConfig::Geoip(geoip::setup(d, ctx)?),
         "nsid" => PluginConfig::Nsid(nsid::setup(d)?),
         "bufsize" => PluginConfig::Bufsize(bufsize::setup(d)?),
         "reload" => return reload::setup(d, ctx).map(|()| None),
@@ -207,6 +211,8 @@ pub fn setup(
 pub enum Plugin {
     /// `metadata`.
     Metadata(metadata::Metadata),
+    /// `geoip` (passes every query on; *metadata* asks it for its labels).
+    Geoip(std::sync::Arc<geoip::GeoIp>),
     /// `cancel`.
     Cancel,
     /// `nsid`.
@@ -282,6 +288,7 @@ impl Plugin {
     pub fn build(c: &PluginConfig) -> Result<Self, String> {
         Ok(match c {
             PluginConfig::Metadata(c) => Self::Metadata(metadata::Metadata::new(c)),
+            PluginConfig::Geoip(c) => Self::Geoip(c.plugin()),
             PluginConfig::Cancel => Self::Cancel,
             PluginConfig::Nsid(c) => Self::Nsid(nsid::Nsid::new(c)),
             PluginConfig::Bufsize(n) => Self::Bufsize(*n),
@@ -325,6 +332,7 @@ impl Plugin {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Metadata(_) => "metadata",
+            Self::Geoip(_) => "geoip",
             Self::Cancel => "cancel",
             Self::Nsid(_) => "nsid",
             Self::Bufsize(_) => "bufsize",
@@ -385,6 +393,7 @@ impl Plugin {
                 Flow::Next
             }
             Self::Cancel
+            | Self::Geoip(_)
             | Self::Prometheus(_)
             | Self::Errors(_)
             | Self::Loadbalance(_)

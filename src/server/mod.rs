@@ -263,7 +263,14 @@ impl Active {
         // *k8s_external* reads the block's *kubernetes* (CoreDNS's OnStartup check);
         // *metadata* asks it for its labels.
         let view = chain.view.as_ref().map(|v| Arc::clone(&v.name));
+        let geoip = chain.plugins.iter().find_map(|p| match p {
+            Plugin::Geoip(g) => Some(Arc::clone(g)),
+            _ => None,
+        });
         for p in &mut chain.plugins {
+            if let Plugin::Metadata(m) = &mut *p {
+                m.geoip.clone_from(&geoip);
+            }
             if let (Plugin::Metadata(m), Some(k)) = (&mut *p, &k8s) {
                 m.k8s = Some(Arc::clone(k));
             }

@@ -7,6 +7,9 @@ mod cache;
 mod dnstap;
 mod forward;
 mod k8s;
+#[path = "../mmdb/writer.rs"]
+#[allow(dead_code)]
+mod mmdb;
 mod ops;
 mod plugins;
 mod tcp;

@@ -1114,3 +1114,96 @@ meta.test:{{port}} {{
         }
     }
 }
+
+#[test]
+fn geoip_labels_drive_a_view_and_the_log() {
+    use crate::mmdb::{build, city_record};
+    let dir = TempDir::new("geoip");
+    let db = dir.write_bytes(
+        "city.mmdb",
+        &build(
+            "GeoLite2-City",
+            &[
+                (
+                    std::net::IpAddr::from([81, 2, 69, 0]),
+                    24,
+                    city_record(
+                        "Amsterdam",
+                        "Netherlands",
+                        "NL",
+                        true,
+                        Some((52.3759, 4.8975)),
+                    ),
+                ),
+                (
+                    std::net::IpAddr::from([127, 0, 0, 0]),
+                    8,
+                    city_record("Loopback", "Nowhere", "ZZ", false, None),
+                ),
+            ],
+        ),
+    );
+    for be in backends() {
+        let s = TestServer::start(
+            &format!(
+                r#"example.org:{{port}} {{
+ metadata
+ geoip {} {{
+  edns-subnet
+ }}
+ view nl {{
+  expr metadata('geoip/country/code') in ['NL', '']
+ }}
+ log . "G {{/geoip/city/name}} {{/geoip/country/code}} eu={{/geoip/country/is_in_european_union}} {{/geoip/latitude}} {{name}}"
+ template IN A example.org {{
+  answer "{{{{ .Name }}}} 60 IN A 192.0.2.31"
+ }}
+}}
+example.org:{{port}} {{
+ template IN A example.org {{
+  answer "{{{{ .Name }}}} 60 IN A 192.0.2.99"
+ }}
+}}
+"#,
+                db.to_string_lossy()
+            ),
+            be,
+        );
+        // The subnet says Amsterdam: the view passes.
+        let out = s.dig(&["+subnet=81.2.69.0/24", "www.example.org", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["www.example.org. 60 IN A 192.0.2.31"],
+            "{be}: {out}"
+        );
+        let line = s
+            .wait_line(|l| l.contains("G Amsterdam"))
+            .unwrap_or_else(|| panic!("{be}: {:?}", s.lines()));
+        assert!(
+            line.ends_with("G Amsterdam NL eu=true 52.3759 www.example.org."),
+            "{be}: {line}"
+        );
+        // From 127.0.0.1 without a subnet: another country, the other block.
+        let out = s.dig(&["www.example.org", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["www.example.org. 60 IN A 192.0.2.99"],
+            "{be}: {out}"
+        );
+        // An address the database does not hold: every label set, empty (not
+        // `-`), so the view's `''` passes.
+        let out = s.dig(&["+subnet=192.0.2.0/24", "nope.example.org", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["nope.example.org. 60 IN A 192.0.2.31"],
+            "{be}: {out}"
+        );
+        let line = s
+            .wait_line(|l| l.contains("nope.example.org."))
+            .unwrap_or_else(|| panic!("{be}: {:?}", s.lines()));
+        assert!(
+            line.ends_with("G   eu=false  nope.example.org."),
+            "{be}: {line}"
+        );
+    }
+}

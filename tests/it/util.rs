@@ -78,8 +78,12 @@ impl TempDir {
         Self(p)
     }
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        self.write_bytes(name, text.as_bytes())
+    }
+
+    pub fn write_bytes(&self, name: &str, b: &[u8]) -> PathBuf {
         let p = self.0.join(name);
-        std::fs::write(&p, text).expect("write");
+        std::fs::write(&p, b).expect("write");
         p
     }
 }
