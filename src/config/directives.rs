@@ -118,6 +118,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "sign",
     "view",
     "tsig",
+    "nomad",
 ];
 
 /// Directives whose syntax is checked before they fail with a specific error

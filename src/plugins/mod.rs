@@ -28,6 +28,7 @@ pub mod log;
 pub mod loopdetect;
 pub mod metadata;
 pub mod minimal;
+pub mod nomad;
 pub mod nsid;
 pub mod on;
 pub mod procctl;
@@ -125,6 +126,8 @@ pub enum PluginConfig {
     View(view::View),
     /// `tsig`.
     Tsig(tsig::TsigConfig),
+    /// `nomad`.
+    Nomad(Box<nomad::NomadConfig>),
 }
 
 /// Runs the setup of directive `name` over its tokens. Non-handler directives
@@ -201,6 +204,7 @@ pub fn setup(
         }
         "view" => PluginConfig::View(view::setup(d)?),
         "tsig" => PluginConfig::Tsig(tsig::setup(d, ctx)?),
+        "nomad" => PluginConfig::Nomad(Box::new(nomad::setup(d)?)),
         other => return Err(Diagnostic::plain("not supported by ringdns yet").in_plugin(other)),
     };
     transfer::link::handler_set_up(ctx, followers);
@@ -281,6 +285,8 @@ pub enum Plugin {
     View(std::sync::Arc<view::View>),
     /// `tsig`.
     Tsig(tsig::Tsig),
+    /// `nomad`.
+    Nomad(Box<nomad::Nomad>),
 }
 
 impl Plugin {
@@ -325,6 +331,7 @@ impl Plugin {
             PluginConfig::Whoami => Self::Whoami,
             PluginConfig::View(v) => Self::View(std::sync::Arc::new(v.clone())),
             PluginConfig::Tsig(c) => Self::Tsig(tsig::Tsig::new(c)),
+            PluginConfig::Nomad(c) => Self::Nomad(Box::new(nomad::Nomad::new(c))),
         })
     }
 
@@ -367,6 +374,7 @@ impl Plugin {
             Self::Whoami => "whoami",
             Self::View(_) => "view",
             Self::Tsig(_) => "tsig",
+            Self::Nomad(_) => "nomad",
         }
     }
 
@@ -375,6 +383,7 @@ impl Plugin {
         match self {
             Self::Erratic(e) => Some(e.ready()),
             Self::Kubernetes(k) => Some(k.ready()),
+            Self::Nomad(n) => Some(n.ready()),
             _ => None,
         }
     }
@@ -427,6 +436,7 @@ impl Plugin {
             Self::Whoami => whoami::serve(ctx),
             Self::View(_) => Flow::Next,
             Self::Tsig(p) => p.serve(ctx),
+            Self::Nomad(p) => p.serve(ctx),
         }
     }
 
@@ -447,6 +457,7 @@ impl Plugin {
             Self::File(p) => Box::pin(p.serve_async(ctx)).await,
             Self::Auto(p) => Box::pin(p.serve_async(ctx)).await,
             Self::Secondary(p) => Box::pin(p.serve_async(ctx)).await,
+            Self::Nomad(p) => Box::pin(p.serve_async(ctx)).await,
             _ => Flow::Return(Status::rcode(2)),
         }
     }

@@ -1207,3 +1207,178 @@ example.org:{{port}} {{
         );
     }
 }
+
+/// A stand-in Nomad agent: `/v1/agent/self` and `/v1/service/NAME` from
+/// `services`; every request line and token is recorded.
+struct NomadAgent {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl NomadAgent {
+    fn start(services: &'static [(&'static str, &'static str)]) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for c in l.incoming().take(500) {
+                let Ok(mut c) = c else { continue };
+                let log = std::sync::Arc::clone(&log);
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(c.try_clone().expect("clone"));
+                    let mut first = String::new();
+                    if r.read_line(&mut first).is_err() {
+                        return;
+                    }
+                    let mut token = String::new();
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                        if let Some(t) = h.strip_prefix("x-nomad-token: ") {
+                            token = t.trim().to_owned();
+                        }
+                    }
+                    let path = first.split(' ').nth(1).unwrap_or("").to_owned();
+                    log.lock()
+                        .expect("lock")
+                        .push(format!("{path} token={token}"));
+                    let body = if path == "/v1/agent/self" {
+                        Some("{}".to_owned())
+                    } else {
+                        path.strip_prefix("/v1/service/")
+                            .and_then(|p| p.split('?').next())
+                            .map(|name| {
+                                services
+                                    .iter()
+                                    .find(|(n, _)| *n == name)
+                                    .map_or("[]".to_owned(), |(_, b)| (*b).to_owned())
+                            })
+                    };
+                    let resp = match body {
+                        Some(b) => format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+                            b.len()
+                        ),
+                        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found"
+                            .to_owned(),
+                    };
+                    let _ = c.write_all(resp.as_bytes());
+                });
+            }
+        });
+        Self { port, seen }
+    }
+}
+
+#[test]
+fn nomad_answers_from_the_service_catalogue() {
+    let agent = NomadAgent::start(&[
+        (
+            "web",
+            r#"[{"ServiceName":"web","Namespace":"default","Address":"192.0.2.10","Port":8080},{"ServiceName":"web","Namespace":"default","Address":"2001:db8::10","Port":8081}]"#,
+        ),
+        ("bad", r#"[{"Address":"not-an-ip","Port":1}]"#),
+    ]);
+    let dead = free_port();
+    for be in backends() {
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!(
+                "service.nomad:{{port}} {{\n prometheus 127.0.0.1:{mport}\n nomad {{\n  address http://127.0.0.1:{dead} http://127.0.0.1:{}\n  token s3cret\n  ttl 10\n }}\n}}\n\
+                 down.nomad:{{port}} {{\n nomad down.nomad {{\n  address http://127.0.0.1:{dead}\n }}\n}}\n",
+                agent.port
+            ),
+            be,
+        );
+        let out = s.dig(&["Web.default.service.nomad", "A"]);
+        assert_eq!(dig_flags(&out), "qr aa rd", "{be}");
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["Web.default.service.nomad. 10 IN A 192.0.2.10"],
+            "{be}: {out}"
+        );
+        let out = s.dig(&["web.default.service.nomad", "AAAA"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["web.default.service.nomad. 10 IN AAAA 2001:db8::10"],
+            "{be}"
+        );
+        let out = s.dig(&["web.default.service.nomad", "SRV"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            [
+                "web.default.service.nomad. 10 IN SRV 10 10 8080 web.default.service.nomad.",
+                "web.default.service.nomad. 10 IN SRV 10 10 8081 web.default.service.nomad."
+            ],
+            "{be}"
+        );
+        assert_eq!(
+            section(&out, "ADDITIONAL"),
+            [
+                "web.default.service.nomad. 10 IN A 192.0.2.10",
+                "web.default.service.nomad. 10 IN AAAA 2001:db8::10"
+            ],
+            "{be}: {out}"
+        );
+        // No registrations, another type, a bad address: NXDOMAIN with the SOA
+        // in the answer section, as CoreDNS writes it.
+        for (q, t) in [
+            ("missing.prod", "A"),
+            ("web.default", "TXT"),
+            ("bad.default", "A"),
+        ] {
+            let out = s.dig(&[&format!("{q}.service.nomad"), t]);
+            assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {q} {t}");
+            assert_eq!(
+                section(&out, "ANSWER"),
+                [format!(
+                    "{q}.service.nomad. 10 IN SOA ns1.{q}.service.nomad. hostmaster.service.nomad. 0 3600 600 86400 30"
+                )],
+                "{be}: {out}"
+            );
+        }
+        // The dead first agent was skipped; the token and namespace went along.
+        let seen = agent.seen.lock().expect("lock").clone();
+        assert!(
+            seen.iter()
+                .any(|l| l == "/v1/service/web?namespace=default token=s3cret"),
+            "{be}: {seen:?}"
+        );
+        assert!(
+            seen.iter()
+                .any(|l| l == "/v1/service/missing?namespace=prod token=s3cret")
+        );
+        // A single label below the zone is not the plugin's: no next plugin.
+        assert_eq!(
+            dig_status(&s.dig(&["web.service.nomad", "A"])),
+            "SERVFAIL",
+            "{be}"
+        );
+        // An agent that does not answer: an empty NOERROR and a warning.
+        let out = s.dig(&["web.default.down.nomad", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert!(section(&out, "ANSWER").is_empty(), "{be}");
+        let warn = format!(
+            "[WARNING] plugin/nomad: Get \"http://127.0.0.1:{dead}/v1/service/web?namespace=default\": dial tcp 127.0.0.1:{dead}: connect: connection refused"
+        );
+        assert!(
+            s.wait_line(|l| l == warn).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+        let m = scrape(mport);
+        assert!(
+            m.contains(
+                "coredns_nomad_success_requests_total{namespace=\"default\",server=\"dns://:"
+            ),
+            "{be}: {m}"
+        );
+        assert!(
+            m.contains("coredns_nomad_failed_requests_total{namespace=\"prod\",server=\"dns://:")
+        );
+    }
+}
