@@ -1165,6 +1165,23 @@ pub(crate) fn type_bitmap(types: &[u16], out: &mut Vec<u8>) {
     }
 }
 
+impl Dnssec {
+    /// A plugin for `zones` signing with `keys` (benches and tools; the Corefile
+    /// path is [`setup`]).
+    pub fn with_keys(zones: &[&str], keys: Vec<Key>, capacity: usize) -> Self {
+        Self::new(&DnssecConfig {
+            zones: zones.iter().map(|z| (*z).to_owned()).collect(),
+            keys: keys.into_iter().map(Arc::new).collect(),
+            capacity,
+        })
+    }
+
+    /// Signs `reply` as the response hook does (`None`: left as it is).
+    pub fn sign_reply(&self, reply: &[u8], server: &str) -> Option<Vec<u8>> {
+        self.inner.sign_msg(reply, server)
+    }
+}
+
 /// Signs any message as a reply (the fuzz target's body; panics are bugs), with
 /// an Ed25519 key for the root zone, so every owner is in the zones.
 pub fn fuzz_one(msg: &[u8]) {
