@@ -31,13 +31,13 @@ use crate::zone::parse::parse_rr;
 #[cfg(test)]
 mod tests;
 
-/// RR types used here.
-const SOA: u16 = 6;
+/// RR types used here (and by *sign*).
+pub(crate) const SOA: u16 = 6;
 const OPT: u16 = 41;
 const DS: u16 = 43;
-const RRSIG: u16 = 46;
-const NSEC: u16 = 47;
-const DNSKEY: u16 = 48;
+pub(crate) const RRSIG: u16 = 46;
+pub(crate) const NSEC: u16 = 47;
+pub(crate) const DNSKEY: u16 = 48;
 
 /// CoreDNS's `origTTL`: the original TTL field of every signature.
 const ORIG_TTL: u32 = 3600;

@@ -22,7 +22,9 @@ use sha2::Digest;
 
 use crate::clog::{self, Level};
 use crate::config::SetupCtx;
-use crate::plugins::dnssec::{Key, Set, key_line, record, rrsig, type_bitmap};
+use crate::plugins::dnssec::{
+    DNSKEY, Key, NSEC, RRSIG, SOA, Set, key_line, record, rrsig, type_bitmap,
+};
 use crate::plugins::file::rooted_path;
 use crate::wire::{Name, be16, be32};
 use crate::zone::parse::{parse_bytes, parse_rr};
@@ -32,11 +34,7 @@ use crate::zone::{canon_key, in_zone};
 #[cfg(test)]
 mod tests;
 
-const SOA: u16 = 6;
 const NS: u16 = 2;
-const RRSIG: u16 = 46;
-const NSEC: u16 = 47;
-const DNSKEY: u16 = 48;
 const CDS: u16 = 59;
 const CDNSKEY: u16 = 60;
 

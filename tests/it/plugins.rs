@@ -1117,32 +1117,8 @@ meta.test:{{port}} {{
 
 #[test]
 fn geoip_labels_drive_a_view_and_the_log() {
-    use crate::mmdb::{build, city_record};
     let dir = TempDir::new("geoip");
-    let db = dir.write_bytes(
-        "city.mmdb",
-        &build(
-            "GeoLite2-City",
-            &[
-                (
-                    std::net::IpAddr::from([81, 2, 69, 0]),
-                    24,
-                    city_record(
-                        "Amsterdam",
-                        "Netherlands",
-                        "NL",
-                        true,
-                        Some((52.3759, 4.8975)),
-                    ),
-                ),
-                (
-                    std::net::IpAddr::from([127, 0, 0, 0]),
-                    8,
-                    city_record("Loopback", "Nowhere", "ZZ", false, None),
-                ),
-            ],
-        ),
-    );
+    let db = dir.write_bytes("city.mmdb", &crate::mmdb::sample_city_db());
     for be in backends() {
         let s = TestServer::start(
             &format!(

@@ -202,3 +202,34 @@ pub fn city_record(
         ),
     ])
 }
+
+/// The tests' City database: 81.2.69.0/24 in Amsterdam, 127.0.0.0/8 without
+/// coordinates, 2001:db8::/32 at (−0.5, 0).
+pub fn sample_city_db() -> Vec<u8> {
+    build(
+        "GeoLite2-City",
+        &[
+            (
+                IpAddr::from([81, 2, 69, 0]),
+                24,
+                city_record(
+                    "Amsterdam",
+                    "Netherlands",
+                    "NL",
+                    true,
+                    Some((52.3759, 4.8975)),
+                ),
+            ),
+            (
+                IpAddr::from([127, 0, 0, 0]),
+                8,
+                city_record("Loopback", "Nowhere", "ZZ", false, None),
+            ),
+            (
+                "2001:db8::".parse().expect("v6"),
+                32,
+                city_record("Docs", "Documentation", "XD", false, Some((-0.5, 0.0))),
+            ),
+        ],
+    )
+}

@@ -4,7 +4,7 @@ use super::*;
 #[allow(dead_code, unreachable_pub)]
 mod writer;
 
-use writer::{V, build, city_record, map, s};
+use writer::{V, build, map, s};
 
 struct Dir(std::path::PathBuf);
 
@@ -29,32 +29,7 @@ impl Drop for Dir {
 }
 
 fn city_db() -> Vec<u8> {
-    build(
-        "GeoLite2-City",
-        &[
-            (
-                IpAddr::from([81, 2, 69, 0]),
-                24,
-                city_record(
-                    "Amsterdam",
-                    "Netherlands",
-                    "NL",
-                    true,
-                    Some((52.3759, 4.8975)),
-                ),
-            ),
-            (
-                IpAddr::from([127, 0, 0, 0]),
-                8,
-                city_record("Loopback", "Nowhere", "ZZ", false, None),
-            ),
-            (
-                "2001:db8::".parse().expect("v6"),
-                32,
-                city_record("Docs", "Documentation", "XD", false, Some((-0.5, 0.0))),
-            ),
-        ],
-    )
+    writer::sample_city_db()
 }
 
 fn asn_db() -> Vec<u8> {
