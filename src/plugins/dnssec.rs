@@ -231,6 +231,10 @@ pub(crate) fn key_line(
 fn key_parse(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Vec<Arc<Key>>, Diagnostic> {
     let (source, bases) = key_line(d, "dnssec", ctx.settings.root.as_deref())?;
     if source == "aws_secretsmanager" {
+        // CoreDNS wants at least one secret name before it asks AWS.
+        if d.remaining_args().is_empty() {
+            return Err(d.arg_err().in_plugin("dnssec"));
+        }
         return Err(d
             .err("key aws_secretsmanager is not supported by ringdns yet")
             .in_plugin("dnssec"));

@@ -234,6 +234,12 @@ fn setup_as_coredns() {
             "plugin/dnssec: key example.org. (keyid: 21055) can not sign any of the zones".into(),
         ),
         (
+            "dnssec {\n key aws_secretsmanager\n}".into(),
+            format!(
+                "plugin/dnssec: {parse} Wrong argument count or unexpected line ending after 'aws_secretsmanager'"
+            ),
+        ),
+        (
             "dnssec {\n key aws_secretsmanager secret\n}".into(),
             format!(
                 "plugin/dnssec: {parse} key aws_secretsmanager is not supported by ringdns yet"
