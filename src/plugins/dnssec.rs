@@ -779,17 +779,25 @@ impl Inner {
         }
         MISSES.inc([server.to_owned()]);
         let mut recs = Vec::new();
-        for k in &self.keys {
-            if self.split
-                && !(if set.rtype == DNSKEY {
+        // With split keys the KSKs sign DNSKEY and the ZSKs everything else.
+        let signs = |k: &Key| {
+            !self.split
+                || if set.rtype == DNSKEY {
                     k.is_ksk()
                 } else {
                     k.is_zsk()
-                })
-            {
-                continue;
-            }
-            recs.push(self.rrsig(k, msg, set, signer, ttl, incep, expir)?);
+                }
+        };
+        for k in self.keys.iter().filter(|k| signs(k)) {
+            recs.push(rrsig(
+                k,
+                &self.rng,
+                msg,
+                set,
+                signer,
+                [ttl, ORIG_TTL],
+                [incep, expir],
+            )?);
         }
         let sigs = Arc::new(Sigs { recs, incep, expir });
         if !sigs.recs.is_empty() {
@@ -820,29 +828,6 @@ impl Inner {
             sip.write_u8(0xff);
         }
         [fnv, sip.finish()]
-    }
-
-    /// One RRSIG over `set` by key `k`, original TTL 3600.
-    #[allow(clippy::too_many_arguments)]
-    fn rrsig(
-        &self,
-        k: &Key,
-        msg: &[u8],
-        set: &Set,
-        signer: &Name,
-        ttl: u32,
-        incep: u32,
-        expir: u32,
-    ) -> Option<Vec<u8>> {
-        rrsig(
-            k,
-            &self.rng,
-            msg,
-            set,
-            signer,
-            [ttl, ORIG_TTL],
-            [incep, expir],
-        )
     }
 
     /// `Dnssec.Sign` over a written reply; `None` leaves it as it is.

@@ -14,7 +14,6 @@ use corefile::{Diagnostic, Dispenser};
 use maxminddb::{MaxMindDbError, Reader, geoip2};
 
 use crate::chain::Ctx;
-use crate::config::SetupCtx;
 
 #[cfg(test)]
 mod tests;
@@ -44,7 +43,7 @@ pub struct GeoIp {
 }
 
 /// Setup (CoreDNS `geoipParse` and `newGeoIP`).
-pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<GeoipConfig, Diagnostic> {
+pub fn setup(d: &mut Dispenser) -> Result<GeoipConfig, Diagnostic> {
     let mut path: Option<String> = None;
     let mut edns0 = false;
     while d.next() {
@@ -68,7 +67,6 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<GeoipConfig, Diagn
             edns0 = true;
         }
     }
-    let _ = ctx;
     let path = path.unwrap_or_default();
     let db = open(&path, edns0).map_err(|e| d.err(e).in_plugin("geoip"))?;
     Ok(GeoipConfig { db: Arc::new(db) })

@@ -149,7 +149,7 @@ pub fn setup(
             PluginConfig::Cancel
         }
         "metadata" => PluginConfig::Metadata(metadata::setup(d, ctx)?),
-        "geoip" => PluginConfig::Geoip(geoip::setup(d, ctx)?),
+        "geoip" => PluginConfig::Geoip(geoip::setup(d)?),
         "nsid" => PluginConfig::Nsid(nsid::setup(d)?),
         "bufsize" => PluginConfig::Bufsize(bufsize::setup(d)?),
         "reload" => return reload::setup(d, ctx).map(|()| None),

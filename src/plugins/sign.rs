@@ -23,7 +23,7 @@ use sha2::Digest;
 use crate::clog::{self, Level};
 use crate::config::SetupCtx;
 use crate::plugins::dnssec::{
-    DNSKEY, Key, NSEC, RRSIG, SOA, Set, key_line, record, rrsig, type_bitmap,
+    DNSKEY, Key, NSEC, RRSIG, SOA, Set, key_line, lower_name_at, record, rrsig, type_bitmap,
 };
 use crate::plugins::file::rooted_path;
 use crate::wire::{Name, be16, be32};
@@ -302,14 +302,13 @@ impl SignZone {
         let mut owner = owner.to_vec();
         owner.make_ascii_lowercase();
         let mut rd = rd.to_vec();
-        let lower_at = |rd: &mut Vec<u8>, at: usize| crate::plugins::dnssec::lower_name_at(rd, at);
         match rtype {
-            NS | 5 => lower_at(&mut rd, 0),
-            15 | 64 | 65 => lower_at(&mut rd, 2),
+            NS | 5 => lower_name_at(&mut rd, 0),
+            15 | 64 | 65 => lower_name_at(&mut rd, 2),
             SOA => {
-                lower_at(&mut rd, 0);
+                lower_name_at(&mut rd, 0);
                 if let Ok(e) = Name::skip(&rd, 0) {
-                    lower_at(&mut rd, e);
+                    lower_name_at(&mut rd, e);
                 }
             }
             _ => {}
@@ -425,7 +424,6 @@ impl Signer {
         };
         let now_secs = now.div_euclid(1_000_000_000) as i64;
         let mut i = 0;
-        let mut verdict: Option<String> = None;
         let r = parse_bytes(&text, "resign", &[0], &mut |r| -> Result<(), Stop> {
             if r.rtype == RRSIG && r.rdata.len() >= 18 {
                 if be16(r.rdata, 0) != SOA {
@@ -435,7 +433,7 @@ impl Signer {
                 let expire = serial_time(be32(r.rdata, 8), now_secs);
                 let since = now - incep;
                 if since > RESIGN {
-                    return Err(Stop::Why(format!(
+                    return Err(Stop(format!(
                         "inception {} was more than: {} ago from {}: {}",
                         go_q(&time_fmt(incep)),
                         go_dur(RESIGN),
@@ -444,14 +442,14 @@ impl Signer {
                     )));
                 }
                 if since < 0 {
-                    return Err(Stop::Why(format!(
+                    return Err(Stop(format!(
                         "inception {} date is in the future: {}",
                         go_q(&time_fmt(incep)),
                         go_dur(since)
                     )));
                 }
                 if expire - now < EXPIRE {
-                    return Err(Stop::Why(format!(
+                    return Err(Stop(format!(
                         "expiration {} is less than: {} away from {}: {}",
                         go_q(&time_fmt(expire)),
                         go_dur(EXPIRE),
@@ -462,16 +460,11 @@ impl Signer {
             }
             i += 1;
             if i > 100 {
-                return Err(Stop::Why("no SOA RRSIG found in first 100 records".into()));
+                return Err(Stop("no SOA RRSIG found in first 100 records".into()));
             }
             Ok(())
         });
-        match r {
-            Ok(()) => {}
-            Err(Stop::Why(w)) => verdict = Some(w),
-            Err(Stop::Parse(e)) => verdict = Some(e),
-        }
-        verdict
+        r.err().map(|Stop(why)| why)
     }
 
     /// `Signer.Sign`: the signed zone's records in the order CoreDNS writes them.
@@ -490,8 +483,8 @@ impl Signer {
                         let mut n = String::new();
                         Name::from_wire(r.owner)
                             .map(|n2| n2.write_presentation(&mut n))
-                            .map_err(|_| Stop::Parse("bad owner".into()))?;
-                        Err(Stop::Parse(format!(
+                            .map_err(|_| Stop("bad owner".into()))?;
+                        Err(Stop(format!(
                             "NSEC3 zone is not supported, dropping RR: {} for zone: {}",
                             n.to_lowercase(),
                             self.origin
@@ -506,9 +499,7 @@ impl Signer {
                 }
             },
         )
-        .map_err(|e| match e {
-            Stop::Why(w) | Stop::Parse(w) => w,
-        })?;
+        .map_err(|Stop(e)| e)?;
         let Some(soa) = z.soa.take() else {
             return Err(format!(
                 "file {} has no SOA record",
@@ -696,14 +687,11 @@ fn presentation(r: &[u8]) -> String {
     s
 }
 
-/// Why the record walk stopped.
-enum Stop {
-    Why(String),
-    Parse(String),
-}
+/// Why a record walk stopped: a reason to sign again, or an error.
+struct Stop(String);
 
 impl From<crate::zone::parse::ParseError> for Stop {
     fn from(e: crate::zone::parse::ParseError) -> Self {
-        Self::Parse(e.to_string())
+        Self(e.to_string())
     }
 }

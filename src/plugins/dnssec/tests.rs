@@ -283,10 +283,16 @@ fn signatures_match_dnssec_signzone() {
         let m = msg("example.org.", 1, 0, [records, &[], &[]]);
         let idx = MsgIndex::parse(&m).expect("index");
         let set = &rr_sets(&m, &idx, 1)[0];
-        let r = p
-            .inner
-            .rrsig(k, &m, set, &zone, 3600, incep, expir)
-            .expect("signs");
+        let r = rrsig(
+            k,
+            &p.inner.rng,
+            &m,
+            set,
+            &zone,
+            [3600, ORIG_TTL],
+            [incep, expir],
+        )
+        .expect("signs");
         let rd = &r[set.owner.len() + 10..];
         let signature = &rd[18 + zone.len()..];
         let mut want_bytes = Vec::new();
@@ -310,10 +316,16 @@ fn every_algorithm_verifies() {
         );
         let idx = MsgIndex::parse(&m).expect("index");
         let set = &rr_sets(&m, &idx, 1)[0];
-        let r = p
-            .inner
-            .rrsig(k, &m, set, &zone, 300, 1000, 2000)
-            .expect("signs");
+        let r = rrsig(
+            k,
+            &p.inner.rng,
+            &m,
+            set,
+            &zone,
+            [300, ORIG_TTL],
+            [1000, 2000],
+        )
+        .expect("signs");
         let rd = &r[set.owner.len() + 10..];
         let (fields, signature) = rd.split_at(18 + zone.len());
         let mut data = fields.to_vec();

@@ -48,15 +48,7 @@ fn asn_db() -> Vec<u8> {
 
 fn setup_text(input: &str) -> Result<GeoipConfig, String> {
     let mut d = corefile::Dispenser::from_text("Corefile", input);
-    let mut settings = crate::config::BlockSettings::default();
-    let keys = vec![".:53".to_owned()];
-    let ctx = SetupCtx {
-        keys: &keys,
-        zones: vec![".".to_owned()],
-        settings: &mut settings,
-        filename: "Corefile",
-    };
-    setup(&mut d, &ctx).map_err(|e| e.to_string())
+    setup(&mut d).map_err(|e| e.to_string())
 }
 
 #[test]
