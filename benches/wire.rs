@@ -29,6 +29,7 @@ fn wire(c: &mut Criterion) {
         transport: corefile::keys::Transport::Dns,
         quic: None,
         grpc: None,
+        proxy: None,
         label: "dns://:53".into(),
         blocks: vec![0],
         disp: std::sync::Arc::new(Dispatch {

@@ -71,6 +71,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "metadata",
     "geoip",
     "cancel",
+    "proxyproto",
     "timeouts",
     "https",
     "quic",

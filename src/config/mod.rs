@@ -226,6 +226,8 @@ pub struct BlockSettings {
     pub on_hooks: Vec<plugins::on::Hook>,
     /// `sign`: the zones to keep signed.
     pub sign: Vec<std::sync::Arc<plugins::sign::SignJobs>>,
+    /// `proxyproto`.
+    pub proxyproto: Option<std::sync::Arc<plugins::proxyproto::ProxyProto>>,
     /// `timeouts`.
     pub timeouts: plugins::timeouts::Timeouts,
     /// Which `timeouts` fields the block sets ([`plugins::timeouts::READ`] …): a

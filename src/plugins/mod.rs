@@ -33,6 +33,7 @@ pub mod nsid;
 pub mod on;
 pub mod procctl;
 pub mod prometheus;
+pub mod proxyproto;
 pub mod reload;
 pub mod rewrite;
 pub mod secondary;
@@ -144,6 +145,7 @@ pub fn setup(
         "bind" => return settings::bind(d, ctx).map(|()| None),
         "debug" => return settings::debug(d, ctx).map(|()| None),
         "timeouts" => return timeouts::setup(d, ctx).map(|()| None),
+        "proxyproto" => return proxyproto::setup(d, ctx).map(|()| None),
         "cancel" => {
             settings::cancel(d, ctx)?;
             PluginConfig::Cancel

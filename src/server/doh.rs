@@ -30,8 +30,8 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
+use super::Shared;
 use super::handle::{Meta, Outcome, handle, resume, scrub_more};
-use super::{Shared, canonical};
 use crate::chain::Proto;
 use crate::wire::request::{Verdict, parse_query};
 
@@ -238,7 +238,7 @@ fn looks_like_http(b: &[u8]) -> bool {
 /// connection's slot under `max_connections`, taken before the accept.
 pub async fn conn(
     stream: tokio::net::TcpStream,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
     label: Arc<str>,
     shared: Arc<Shared>,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -246,7 +246,6 @@ pub async fn conn(
     grpc: Option<Option<u32>>,
 ) {
     let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().map(canonical).unwrap_or(peer);
     let timeouts = {
         let active = shared.active.load();
         active.find(&label).map(|l| l.timeouts).unwrap_or_default()

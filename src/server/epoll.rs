@@ -25,17 +25,17 @@ pub const MAX_PARKED: usize = 16_384;
 /// not an `async fn`: an `async fn` keeps a second copy of its arguments in its future.)
 #[allow(clippy::manual_async_fn)] // see above
 fn slot_task<'a>(
-    inbox: Rc<Inbox<Job>>,
+    inbox: Rc<Inbox<(Job, SocketAddr)>>,
     replies: &'a Replies,
     limits: &'a WorkerLimits,
 ) -> impl std::future::Future<Output = ()> + 'a {
     async move {
         loop {
-            let j = inbox.next().await;
+            let (j, to) = inbox.next().await;
             // Counted out however the query ends (a panic included).
             let _parked = CountGuard(&limits.parked);
             if let Some(resp) = j.run().await {
-                replies.queue.borrow_mut().push((resp, j.peer()));
+                replies.queue.borrow_mut().push((resp, to));
             }
         }
     }
@@ -54,7 +54,8 @@ pub async fn udp_loop(
     let mut batch = fallback::UdpBatch::new(Arc::new(sock), 4096);
     let mut scratch = Vec::with_capacity(4096);
     let replies = Replies::default();
-    let mut jobs: Vec<Job> = Vec::new();
+    // Parked queries and the address their reply goes to.
+    let mut jobs: Vec<(Job, SocketAddr)> = Vec::new();
     let mut parked = super::parked::Parked::new();
     loop {
         for j in jobs.drain(..) {
@@ -83,9 +84,12 @@ pub async fn udp_loop(
             let peer = canonical(peer);
             // miekg's read size (parked queries keep this cut too).
             let data = crate::wire::udp_read(data);
+            // *proxyproto*: the header's client; replies go to the sender.
+            let (data, client) =
+                crate::plugins::proxyproto::datagram(l.proxy.as_deref(), data, peer)?;
             let meta = Meta {
                 proto: Proto::Udp,
-                peer,
+                peer: client,
                 local,
                 now,
             };
@@ -98,7 +102,7 @@ pub async fn udp_loop(
                         return None;
                     }
                     limits.parked.set(limits.parked.get() + 1);
-                    jobs.push(Job::new(l, block, data, meta, at, st));
+                    jobs.push((Job::new(l, block, data, meta, at, st), peer));
                     None
                 }
             }
@@ -171,7 +175,7 @@ pub async fn tcp_accept(
         limits.tcp_conns.set(limits.tcp_conns.get() + 1);
         // A `tls://` listener with a *tls* plugin: the configuration of the moment (a
         // reload's new certificate serves the connections accepted after it).
-        let (tls, http, grpc, limit) = {
+        let (tls, http, grpc, limit, proxy) = {
             let active = shared.active.load();
             match active.find(&label) {
                 Some(l) => (
@@ -179,6 +183,7 @@ pub async fn tcp_accept(
                     matches!(l.transport, Transport::Https | Transport::Grpc),
                     l.grpc,
                     l.conn_limit.clone(),
+                    l.proxy.clone().map(|p| (p, l.timeouts.read)),
                 ),
                 // Removed by a reload while this connection waited: not served.
                 None => {
@@ -241,23 +246,80 @@ pub async fn tcp_accept(
                         }
                     }
                 };
-                super::doh::conn(stream, canonical(peer), label, shared, tls, permit, grpc).await;
+                let Some((stream, peer, local)) = proxied(stream, peer, proxy).await else {
+                    return;
+                };
+                super::doh::conn(stream, (peer, local), label, shared, tls, permit, grpc).await;
             } else {
-                tcp_conn(stream, canonical(peer), &label, &shared, tls).await;
+                let Some((stream, peer, local)) = proxied(stream, peer, proxy).await else {
+                    return;
+                };
+                tcp_conn(stream, peer, local, &label, &shared, tls).await;
             }
         });
     }
 }
 
+/// A new connection's client and local address: the socket's, or with *proxyproto*
+/// (and its read timeout) those of the PROXY header it begins with. `None`: close it.
+async fn proxied(
+    mut stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    proxy: Option<(
+        Arc<crate::plugins::proxyproto::ProxyProto>,
+        std::time::Duration,
+    )>,
+) -> Option<(tokio::net::TcpStream, SocketAddr, SocketAddr)> {
+    let peer = canonical(peer);
+    let local = stream.local_addr().map(canonical).unwrap_or(peer);
+    let Some((pp, wait)) = proxy else {
+        return Some((stream, peer, local));
+    };
+    let (peer, local) = pp.tcp(&mut stream, peer, local, wait).await.ok()?;
+    Some((stream, peer, local))
+}
+
+/// Serves a plain DNS connection the io_uring worker accepted on listener `label` and
+/// handed over (its blocks have *proxyproto*).
+pub async fn handed_over(
+    stream: std::net::TcpStream,
+    label: Arc<str>,
+    shared: Arc<Shared>,
+    limits: Rc<WorkerLimits>,
+) {
+    if limits.tcp_conns.get() >= limits.max_tcp_conns || stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+        return;
+    };
+    let Ok(peer) = stream.peer_addr() else {
+        return;
+    };
+    limits.tcp_conns.set(limits.tcp_conns.get() + 1);
+    let _conn = CountGuard(&limits.tcp_conns);
+    let proxy = {
+        let active = shared.active.load();
+        let Some(l) = active.find(&label) else {
+            return;
+        };
+        l.proxy.clone().map(|p| (p, l.timeouts.read))
+    };
+    let Some((stream, peer, local)) = proxied(stream, peer, proxy).await else {
+        return;
+    };
+    tcp_conn(stream, peer, local, &label, &shared, None).await;
+}
+
 async fn tcp_conn(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
+    local: SocketAddr,
     label: &str,
     shared: &Arc<Shared>,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().map(canonical).unwrap_or(peer);
     let timeouts = {
         let active = shared.active.load();
         active.find(label).map(|l| l.timeouts).unwrap_or_default()

@@ -49,6 +49,8 @@ pub struct ListenerRt {
     pub quic: Option<super::doq::Config>,
     /// `grpc://`: its HTTP/2 stream limit per connection (`None`: no limit).
     pub grpc: Option<Option<u32>>,
+    /// *proxyproto* of the listener's last block that has one (CoreDNS's `NewServer`).
+    pub proxy: Option<Arc<crate::plugins::proxyproto::ProxyProto>>,
 }
 
 impl ListenerRt {

@@ -204,7 +204,13 @@ impl Active {
                 (tls, None)
             };
             let label: Arc<str> = Arc::from(l.label.as_str());
+            let proxy = l
+                .sites
+                .iter()
+                .rev()
+                .find_map(|(_, b)| config.blocks[*b].settings.proxyproto.clone());
             listeners.push(ListenerRt {
+                proxy,
                 tls,
                 conn_limit,
                 quic,
@@ -611,6 +617,9 @@ pub fn bind_all(
 pub enum WorkerCmd {
     /// Serve these new sockets too (after a reload added listeners).
     Add(Vec<WorkerSockets>),
+    /// Serve this connection, accepted by the io_uring worker on listener `label`
+    /// (*proxyproto*'s headers are read on the side worker).
+    Conn(std::net::TcpStream, Arc<str>),
 }
 
 /// A running worker thread.
@@ -663,7 +672,8 @@ pub fn spawn_uring_worker(
         .into_iter()
         .partition(|s| s.transport != Transport::Dns);
     let side = spawn_epoll_thread(format!("ringdns-t{id}"), Arc::clone(&shared), tls)?;
-    let mut h = uring_worker::spawn(id, shared, dns)?;
+    let handoff = (side.cmds.clone(), Arc::clone(&side.wake));
+    let mut h = uring_worker::spawn(id, shared, dns, handoff)?;
     h.side = Some(Box::new(side));
     Ok(h)
 }
@@ -743,8 +753,20 @@ fn spawn_epoll_thread(
             loop {
                 tokio::select! {
                     () = wake2.notified() => {
-                        while let Ok(WorkerCmd::Add(v)) = rx.try_recv() {
-                            for s in v { start(s); }
+                        while let Ok(cmd) = rx.try_recv() {
+                            match cmd {
+                                WorkerCmd::Add(v) => {
+                                    for s in v { start(s); }
+                                }
+                                WorkerCmd::Conn(stream, label) => {
+                                    tokio::task::spawn_local(epoll::handed_over(
+                                        stream,
+                                        label,
+                                        Arc::clone(&shared),
+                                        limits.clone(),
+                                    ));
+                                }
+                            }
                         }
                     }
                     () = shared.stopping() => break,

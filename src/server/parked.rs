@@ -48,11 +48,6 @@ impl Job {
         }
     }
 
-    /// The client.
-    pub fn peer(&self) -> std::net::SocketAddr {
-        self.meta.peer
-    }
-
     /// Runs the query to its end: its reply, if it has one. (By reference: the
     /// caller's future holds the job once, not once per layer.)
     pub async fn run(&self) -> Option<super::bufpool::Buf> {

@@ -44,6 +44,10 @@ struct Conn {
 struct State {
     udp: Vec<(SocketId, Arc<str>, SocketAddr)>,
     tcp: Vec<(ListenerId, Arc<str>)>,
+    /// The configuration the TCP listeners' hand-over was last set for (its address).
+    tcp_config: usize,
+    /// Where connections of listeners with *proxyproto* go: the side worker.
+    handoff: (std::sync::mpsc::Sender<WorkerCmd>, Arc<Notify>),
     conns: HashMap<ConnId, Conn>,
     parked: usize,
 }
@@ -60,9 +64,27 @@ impl State {
         }
         if let Some(tcp) = s.tcp {
             match eng.add_tcp_listener(tcp) {
-                Ok(id) => self.tcp.push((id, label)),
+                Ok(id) => {
+                    self.tcp.push((id, label));
+                    // Its hand-over is set with the next batch.
+                    self.tcp_config = 0;
+                }
                 Err(e) => crate::clog::error(&format!("io_uring: adding TCP listener: {e}")),
             }
+        }
+    }
+
+    /// Listeners with *proxyproto* in `active` hand their new connections to the side
+    /// worker (which reads the PROXY header before DNS); the others are served here.
+    fn set_handoff(&mut self, eng: &mut Engine, active: &Arc<super::Active>) {
+        let at = Arc::as_ptr(active) as usize;
+        if self.tcp_config == at {
+            return;
+        }
+        self.tcp_config = at;
+        for (id, label) in &self.tcp {
+            let on = active.find(label).is_some_and(|l| l.proxy.is_some());
+            eng.set_tcp_handoff(*id, on);
         }
     }
 }
@@ -100,6 +122,7 @@ pub fn spawn(
     id: usize,
     shared: Arc<Shared>,
     socks: Vec<WorkerSockets>,
+    handoff: (std::sync::mpsc::Sender<WorkerCmd>, Arc<Notify>),
 ) -> std::io::Result<WorkerHandle> {
     let (tx, rx) = std::sync::mpsc::channel::<WorkerCmd>();
     let wake = Arc::new(Notify::new());
@@ -122,6 +145,8 @@ pub fn spawn(
             let mut state = State {
                 udp: Vec::new(),
                 tcp: Vec::new(),
+                tcp_config: 0,
+                handoff,
                 conns: HashMap::new(),
                 parked: 0,
             };
@@ -328,6 +353,7 @@ fn process(
     let mut eng = engine.borrow_mut();
     super::ring::remove_pending(&mut eng);
     let mut st = state.borrow_mut();
+    st.set_handoff(&mut eng, &active);
     // The listener of the socket seen last (one lookup per socket and batch, not per query).
     let mut last: Option<(SocketId, &super::handle::ListenerRt, SocketAddr)> = None;
     loop {
@@ -352,9 +378,15 @@ fn process(
                 let peer = canonical(peer);
                 // miekg's read size (parked queries keep this cut too).
                 let data = crate::wire::udp_read(data);
+                // *proxyproto*: the header's client; replies go to the sender.
+                let Some((data, client)) =
+                    crate::plugins::proxyproto::datagram(l.proxy.as_deref(), data, peer)
+                else {
+                    return;
+                };
                 let meta = Meta {
                     proto: Proto::Udp,
-                    peer,
+                    peer: client,
                     local,
                     now,
                 };
@@ -396,6 +428,14 @@ fn process(
                         queries: 0,
                     },
                 );
+            }
+            Event::Handoff { listener, stream } => {
+                if let Some((_, label)) = st.tcp.iter().find(|(l, _)| *l == listener) {
+                    let (tx, wake) = &st.handoff;
+                    if tx.send(WorkerCmd::Conn(stream, label.clone())).is_ok() {
+                        wake.notify_one();
+                    }
+                }
             }
             Event::TcpClosed { conn } => {
                 st.conns.remove(&conn);

@@ -12,6 +12,7 @@ mod k8s;
 mod mmdb;
 mod ops;
 mod plugins;
+mod proxyproto;
 mod tcp;
 mod tls;
 mod util;

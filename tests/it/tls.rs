@@ -1013,3 +1013,75 @@ fn grpc_plugin_over_tls() {
         assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
     }
 }
+
+/// *proxyproto* on DoH and DoT: the PROXY header comes before the TLS handshake
+/// (curl's `--haproxy-protocol` sends v1), and the header's client is the one the
+/// chain sees.
+#[test]
+fn doh_and_dot_behind_a_proxy() {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+    for be in backends() {
+        let certs = TempDir::new("pp");
+        let (c, k) = cert(&certs, "server", &["dns.example"]);
+        let dot = free_port();
+        let (_, b64) = b64_query("example.org.");
+        let s = TestServer::start(
+            &format!(
+                "https://.:{{port}} {{\n tls {c} {k}\n proxyproto\n whoami\n}}\ntls://.:{dot} {{\n tls {c} {k}\n proxyproto\n log\n whoami\n}}\n"
+            ),
+            be,
+        );
+        let url = format!("https://127.0.0.1:{}/dns-query?dns={b64}", s.port);
+        let (st, head, body) = curl(&["--haproxy-protocol"], &url);
+        assert_eq!(st, 200, "{be}: {head}");
+        assert!(body.len() > 12, "{be}");
+        // Without the plugin the header is taken for a TLS record: no answer.
+        let plain = TestServer::start(
+            &format!("https://.:{{port}} {{\n tls {c} {k}\n whoami\n}}\n"),
+            be,
+        );
+        let url = format!("https://127.0.0.1:{}/dns-query?dns={b64}", plain.port);
+        assert_eq!(curl(&["--haproxy-protocol"], &url).0, 0, "{be}");
+        drop(plain);
+        // DoT: a v1 header, then TLS and a query; whoami answers with the header's client.
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(&c).expect("ca");
+        for der in rustls::pki_types::CertificateDer::pem_slice_iter(&pem).flatten() {
+            roots.add(der).expect("root");
+        }
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("dns.example").expect("name");
+        let conn = rustls::ClientConnection::new(Arc::new(cfg), name).expect("client");
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", dot)).expect("connect");
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .expect("timeout");
+        tcp.write_all(b"PROXY TCP4 192.0.2.7 198.51.100.1 4242 853\r\n")
+            .expect("header");
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let q = query(9, "example.org.", 1, 1, None);
+        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&q);
+        tls.write_all(&framed).expect("query");
+        let mut len = [0u8; 2];
+        tls.read_exact(&mut len).expect("length");
+        let mut r = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        tls.read_exact(&mut r).expect("reply");
+        assert!(
+            r.windows(4).any(|w| w == [192, 0, 2, 7]),
+            "{be}: whoami did not see the header's client"
+        );
+        assert!(
+            s.wait_line(|l| l.starts_with("[INFO] 192.0.2.7:4242 - 9 \"A IN example.org. tcp "))
+                .is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+    }
+}

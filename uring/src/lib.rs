@@ -203,6 +203,14 @@ pub enum Event<'a> {
         /// Our address of the connection.
         local: SocketAddr,
     },
+    /// A new TCP connection of a listener set to hand its connections over
+    /// ([`Engine::set_tcp_handoff`]): the caller owns and serves it.
+    Handoff {
+        /// The listener that accepted it.
+        listener: ListenerId,
+        /// The connection.
+        stream: std::net::TcpStream,
+    },
     /// One complete DNS message from a TCP connection: the 2-byte length prefix is removed and
     /// split reads are reassembled (RFC 1035 section 4.2.2, RFC 7766 section 8).
     TcpMessage {

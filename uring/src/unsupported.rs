@@ -55,6 +55,12 @@ impl Engine {
     }
 
     /// Unreachable: no engine exists.
+    pub fn set_tcp_handoff(&mut self, id: ListenerId, on: bool) {
+        let _ = (id, on);
+        match self.never {}
+    }
+
+    /// Unreachable: no engine exists.
     pub fn send_udp(&mut self, sock: SocketId, peer: SocketAddr, data: &[u8]) -> io::Result<()> {
         let _ = (sock, peer, data);
         match self.never {}

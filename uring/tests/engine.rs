@@ -789,3 +789,49 @@ fn upstream_sockets_send_receive_errors_and_removal() {
     assert_ne!(again, id);
     e.shutdown();
 }
+
+#[test]
+fn tcp_handoff_gives_the_connection_to_the_caller() {
+    let Some(mut e) = engine(EngineConfig::default()) else {
+        return;
+    };
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let id = e.add_tcp_listener(l).unwrap();
+    e.set_tcp_handoff(id, true);
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.write_all(b"PROXY").unwrap();
+    let mut got: Vec<TcpStream> = Vec::new();
+    let mut accepted = 0;
+    let mut f = |_: &mut EngineHandle<'_>, ev: Event<'_>| match ev {
+        Event::Handoff { listener, stream } => {
+            assert_eq!(listener, id);
+            got.push(stream);
+        }
+        Event::Accepted { .. } => accepted += 1,
+        _ => {}
+    };
+    pump_until(&mut e, &mut f, |e| e.stats().tcp_accepted == 1);
+    assert_eq!(accepted, 0);
+    // The engine read nothing of it: the caller reads the client's first octets.
+    let mut s = got.pop().expect("handed over");
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut b = [0u8; 5];
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"PROXY");
+    s.write_all(b"ok").unwrap();
+    let mut r = [0u8; 2];
+    client.read_exact(&mut r).unwrap();
+    assert_eq!(&r, b"ok");
+    // Turned off: served by the engine again.
+    e.set_tcp_handoff(id, false);
+    let _second = TcpStream::connect(addr).unwrap();
+    let mut seen = (0, 0);
+    let mut g = |_: &mut EngineHandle<'_>, ev: Event<'_>| match ev {
+        Event::Handoff { .. } => seen.0 += 1,
+        Event::Accepted { .. } => seen.1 += 1,
+        _ => {}
+    };
+    pump_until(&mut e, &mut g, |e| e.stats().tcp_accepted == 2);
+    assert_eq!(seen, (0, 1));
+}

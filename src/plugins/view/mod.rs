@@ -203,45 +203,7 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
 /// `incidr(ip, cidr)` (Go's `net.ParseCIDR` and `IPNet.Contains`).
 pub fn incidr(ip: &str, cidr: &str) -> Result<bool, String> {
     let ip = parse_ip(ip).ok_or("first argument is not an IP address")?;
-    let bad = || format!("invalid CIDR address: {cidr}");
-    let (net, bits) = cidr.split_once('/').ok_or_else(bad)?;
-    // Go accepts only decimal prefix lengths without a sign or leading zeros.
-    if bits.is_empty()
-        || bits.len() > 3
-        || !bits.bytes().all(|b| b.is_ascii_digit())
-        || (bits.len() > 1 && bits.starts_with('0'))
-    {
-        return Err(bad());
-    }
-    let bits: u32 = bits.parse().map_err(|_| bad())?;
-    let net: IpAddr = net.parse().map_err(|_| bad())?;
-    if bits > if net.is_ipv4() { 32 } else { 128 } {
-        return Err(bad());
-    }
-    // (address, network, width, prefix). Go compares an IPv4 address with a
-    // v4-mapped network on its last 32 bits, and with any other family never.
-    let (a, n, width, bits) = match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            (u128::from(u32::from(a)), u128::from(u32::from(n)), 32, bits)
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => (u128::from(a), u128::from(n), 128, bits),
-        (IpAddr::V4(a), IpAddr::V6(n)) => match n.to_ipv4_mapped() {
-            Some(n4) if bits >= 96 => (
-                u128::from(u32::from(a)),
-                u128::from(u32::from(n4)),
-                32,
-                bits - 96,
-            ),
-            _ => return Ok(false),
-        },
-        (IpAddr::V6(_), IpAddr::V4(_)) => return Ok(false),
-    };
-    let mask = if bits == 0 {
-        0
-    } else {
-        u128::MAX << (width - bits)
-    } & (u128::MAX >> (128 - width));
-    Ok(a & mask == n & mask)
+    Ok(crate::plugins::proxyproto::Cidr::parse(cidr)?.contains(ip))
 }
 
 impl Env for QueryEnv<'_, '_> {

@@ -319,6 +319,13 @@ impl Engine {
         self.core.add_tcp_listener(l)
     }
 
+    /// With `on`, the listener's new connections are handed to the caller as
+    /// [`Event::Handoff`] (the socket in blocking mode, as accepted) instead of being
+    /// served by the engine; without, they are served again.
+    pub fn set_tcp_handoff(&mut self, id: ListenerId, on: bool) {
+        self.core.set_tcp_handoff(id, on);
+    }
+
     /// Queues a UDP reply: copies `data` into a free send slot. `Err(WouldBlock)` when every
     /// slot is in flight (the caller drops the reply; counted in
     /// [`Stats::udp_send_slot_exhausted`]), `Err(InvalidInput)` for an unknown socket or a

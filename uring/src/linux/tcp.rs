@@ -25,6 +25,8 @@ pub(super) struct Listener {
     sock: TcpListener,
     /// A multishot accept is in flight.
     armed: bool,
+    /// New connections go to the caller ([`Event::Handoff`]) instead of being served.
+    handoff: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,12 +164,22 @@ impl Core {
     pub(super) fn add_tcp_listener(&mut self, sock: TcpListener) -> io::Result<ListenerId> {
         sock.set_nonblocking(false)?;
         let idx = u32::try_from(self.listeners.len()).map_err(|_| io::ErrorKind::OutOfMemory)?;
-        self.listeners.push(Listener { sock, armed: false });
+        self.listeners.push(Listener {
+            sock,
+            armed: false,
+            handoff: false,
+        });
         if let Err(e) = self.arm_accept(idx) {
             self.listeners.pop();
             return Err(e);
         }
         Ok(ListenerId(idx))
+    }
+
+    pub(super) fn set_tcp_handoff(&mut self, id: ListenerId, on: bool) {
+        if let Some(l) = self.listeners.get_mut(id.0 as usize) {
+            l.handoff = on;
+        }
     }
 
     fn arm_accept(&mut self, idx: u32) -> io::Result<()> {
@@ -224,6 +236,19 @@ impl Core {
     }
 
     fn on_new_conn(&mut self, listener: u32, stream: TcpStream, f: &mut Callback<'_>) -> usize {
+        if self
+            .listeners
+            .get(listener as usize)
+            .is_some_and(|l| l.handoff)
+        {
+            self.stats.tcp_accepted += 1;
+            let event = Event::Handoff {
+                listener: ListenerId(listener),
+                stream,
+            };
+            f(&mut EngineHandle { core: self }, event);
+            return 1;
+        }
         let Some(cidx) = self.conns.alloc() else {
             self.stats.tcp_refused += 1;
             return 0; // dropping `stream` closes it
