@@ -292,13 +292,17 @@ fn apply(objs: &mut Objects, listed: &mut HashSet<Kind>, ev: Event) -> Change {
     match ev {
         Event::Listed(k, items) => {
             listed.insert(k);
-            for (_, o) in &items {
-                programming_latency(objs, o);
+            for (key, o) in &items {
+                if !unchanged(objs, key, o) {
+                    programming_latency(objs, o);
+                }
             }
             objs.replace(k, items)
         }
         Event::Put(key, o) => {
-            programming_latency(objs, &o);
+            if !unchanged(objs, &key, &o) {
+                programming_latency(objs, &o);
+            }
             objs.put(key, o)
         }
         Event::Del(k, key, o) => {
@@ -308,6 +312,17 @@ fn apply(objs: &mut Objects, listed: &mut HashSet<Kind>, ev: Event) -> Change {
             objs.remove(k, &key)
         }
     }
+}
+
+/// An EndpointSlice the store already has at the same resource version (a relist after
+/// a watch ended): CoreDNS's `detectChanges` returns before it records any latency.
+fn unchanged(objs: &Objects, key: &str, o: &Object) -> bool {
+    let Object::Endpoints(n) = o else {
+        return false;
+    };
+    objs.endpoints
+        .get(key)
+        .is_some_and(|e| e.version == n.version)
 }
 
 /// `coredns_kubernetes_dns_programming_duration_seconds`: ExponentialBuckets(0.001, 2, 20).
@@ -759,6 +774,27 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relisted_endpointslice_at_its_version_is_unchanged() {
+        let ep = |v: &str| {
+            Object::Endpoints(Arc::new(super::super::store::Endpoints {
+                version: v.into(),
+                name: "e".into(),
+                namespace: "ns".into(),
+                index: "svc.ns".into(),
+                addresses: Vec::new(),
+                ports: Vec::new(),
+                trigger: Some("2026-01-01T00:00:00Z".into()),
+            }))
+        };
+        let mut objs = Objects::default();
+        assert!(!unchanged(&objs, "ns/e", &ep("300")));
+        objs.put("ns/e".into(), ep("300"));
+        assert!(unchanged(&objs, "ns/e", &ep("300")));
+        assert!(!unchanged(&objs, "ns/e", &ep("301")));
+        assert!(!unchanged(&objs, "ns/f", &ep("300")));
+    }
 
     #[test]
     fn server_urls() {
