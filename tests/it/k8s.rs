@@ -429,8 +429,10 @@ fn kubernetes_answers_from_the_api() {
 
 #[test]
 fn kubernetes_follows_watch_events() {
-    let api = cluster();
     for be in backends() {
+        // A stand-in API server per backend: its watches replay every event sent, and
+        // another backend's EndpointSlice change would count in this one's latency.
+        let api = cluster();
         let mport = free_port();
         let s = TestServer::start(
             &corefile(api.port).replacen(
