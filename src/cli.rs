@@ -105,7 +105,8 @@ pub fn usage(argv0: &str) -> String {
     s
 }
 
-fn parse_bool(v: &str) -> Option<bool> {
+/// Go `strconv.ParseBool`.
+pub fn parse_bool(v: &str) -> Option<bool> {
     match v {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),

@@ -3,7 +3,9 @@
 //! per query as CoreDNS's plugin asks it.
 //!
 //! CoreDNS: `plugin/nomad/` (`setup.go`, `nomad.go`, `helpers.go`), with the
-//! Nomad API client's defaults (`NOMAD_ADDR`, `NOMAD_TOKEN`, `NOMAD_REGION`).
+//! Nomad API client's defaults (`NOMAD_ADDR`, `NOMAD_TOKEN`, `NOMAD_REGION`, the TLS
+//! settings `NOMAD_CACERT`, `NOMAD_CAPATH`, `NOMAD_CLIENT_CERT`, `NOMAD_CLIENT_KEY`,
+//! `NOMAD_TLS_SERVER_NAME`, `NOMAD_SKIP_VERIFY`, and `NOMAD_HTTP_AUTH`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -36,8 +38,15 @@ const MAX_BODY: usize = 16 << 20;
 /// Where a Nomad agent listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Endpoint {
-    /// `http://HOST:PORT` (the URL as given, and the authority dialled).
-    Http { base: String, authority: String },
+    /// `http://HOST:PORT` or `https://…` (the URL without its user, the authority
+    /// dialled, and for https the name the certificate is verified against).
+    Http {
+        base: String,
+        authority: String,
+        tls: Option<rustls::pki_types::ServerName<'static>>,
+        /// The URL's own `user:password` (Go prefers it to `NOMAD_HTTP_AUTH`).
+        user: Option<String>,
+    },
     /// `unix:///path`.
     Unix(String),
 }
@@ -53,6 +62,10 @@ pub struct NomadConfig {
     token: Option<String>,
     region: Option<String>,
     clients: Vec<Endpoint>,
+    /// The API client's TLS settings (built for every agent, as Go's client does).
+    tls: Arc<rustls::ClientConfig>,
+    /// `Authorization` for `NOMAD_HTTP_AUTH`.
+    http_auth: Option<String>,
 }
 
 fn env(k: &str) -> Option<String> {
@@ -118,23 +131,11 @@ pub fn setup(d: &mut Dispenser) -> Result<NomadConfig, Diagnostic> {
             }
         }
     }
-    // The API client's settings ringdns does not carry fail here, naming
-    // themselves, rather than being ignored.
-    for v in [
-        "NOMAD_CACERT",
-        "NOMAD_CAPATH",
-        "NOMAD_CLIENT_CERT",
-        "NOMAD_CLIENT_KEY",
-        "NOMAD_TLS_SERVER_NAME",
-        "NOMAD_SKIP_VERIFY",
-        "NOMAD_HTTP_AUTH",
-    ] {
-        if env(v).is_some() {
-            return Err(plugin(Diagnostic::plain(format!(
-                "{v} is not supported by ringdns yet"
-            ))));
-        }
-    }
+    // The API client's `ConfigureTLS`, which runs for every address (its errors stop
+    // setup even for http:// agents).
+    let tls = client_tls().map_err(|e| plugin(Diagnostic::plain(e)))?;
+    let http_auth = env("NOMAD_HTTP_AUTH").map(|a| basic_auth(&a));
+    let server_name = env("NOMAD_TLS_SERVER_NAME");
     if addresses.is_empty() {
         addresses.push(String::new());
     }
@@ -145,7 +146,10 @@ pub fn setup(d: &mut Dispenser) -> Result<NomadConfig, Diagnostic> {
         } else {
             a.clone()
         };
-        clients.push(endpoint(&a).map_err(|e| plugin(Diagnostic::plain(e).in_plugin("nomad")))?);
+        clients.push(
+            endpoint(&a, server_name.as_deref())
+                .map_err(|e| plugin(Diagnostic::plain(e).in_plugin("nomad")))?,
+        );
     }
     let fqdn = if zone.ends_with('.') {
         zone.clone()
@@ -162,44 +166,160 @@ pub fn setup(d: &mut Dispenser) -> Result<NomadConfig, Diagnostic> {
         token: token.or_else(|| env("NOMAD_TOKEN")),
         region: env("NOMAD_REGION"),
         clients,
+        tls,
+        http_auth,
     })
 }
 
-/// The agent address as the API client reads it.
-fn endpoint(a: &str) -> Result<Endpoint, String> {
+/// `Basic` credentials from `user[:password]`.
+fn basic_auth(userinfo: &str) -> String {
+    let (u, p) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let mut s = String::from("Basic ");
+    crate::zone::text::b64(&mut s, format!("{u}:{p}").as_bytes());
+    s
+}
+
+/// The Nomad API client's TLS configuration from its environment: the client
+/// certificate and key (both or neither), the roots (`NOMAD_CACERT`, else the PEM
+/// files under `NOMAD_CAPATH`, else the system's), and `NOMAD_SKIP_VERIFY`; the errors
+/// are go-rootcerts' and Go's `crypto/tls`'s.
+fn client_tls() -> Result<Arc<rustls::ClientConfig>, String> {
+    use crate::plugins::forward::tls;
+    let id = match (env("NOMAD_CLIENT_CERT"), env("NOMAD_CLIENT_KEY")) {
+        (None, None) => None,
+        (Some(c), Some(k)) => Some(tls::identity_pem(&tls::read(&c)?, &tls::read(&k)?)?),
+        _ => return Err("Both client cert and client key must be provided".into()),
+    };
+    let store = if let Some(f) = env("NOMAD_CACERT") {
+        let pem = tls::read(&f).map_err(|e| format!("Error loading CA File: {e}"))?;
+        let mut store = rustls::RootCertStore::empty();
+        if add_pem(&mut store, &pem) == 0 {
+            return Err(format!("Error loading CA File: Couldn't parse PEM in: {f}"));
+        }
+        store
+    } else if let Some(dir) = env("NOMAD_CAPATH") {
+        let mut store = rustls::RootCertStore::empty();
+        ca_path(&dir, &mut store)?;
+        store
+    } else {
+        tls::roots(None)?
+    };
+    let insecure = env("NOMAD_SKIP_VERIFY")
+        .and_then(|v| crate::cli::parse_bool(&v))
+        .unwrap_or(false);
+    tls::build_with(store, id, insecure)
+}
+
+/// Adds the certificates of PEM text; how many were added (Go's
+/// `AppendCertsFromPEM` fails with none).
+fn add_pem(store: &mut rustls::RootCertStore, pem: &[u8]) -> usize {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .flatten()
+        .filter(|c| store.add(c.clone()).is_ok())
+        .count()
+}
+
+/// go-rootcerts' `LoadCAPath`: every file under `path` (Go's `filepath.Walk`, in
+/// lexical order, symbolic links not followed into directories) must hold PEM
+/// certificates.
+fn ca_path(path: &str, store: &mut rustls::RootCertStore) -> Result<(), String> {
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| format!("lstat {path}: {}", crate::config::go_err(&e)))?;
+    if meta.is_dir() {
+        let mut names: Vec<String> = std::fs::read_dir(path)
+            .map_err(|e| format!("open {path}: {}", crate::config::go_err(&e)))?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for n in names {
+            ca_path(&format!("{}/{n}", path.trim_end_matches('/')), store)?;
+        }
+        return Ok(());
+    }
+    let pem = crate::plugins::forward::tls::read(path)
+        .map_err(|e| format!("Error loading file from CAPath: {e}"))?;
+    if add_pem(store, &pem) == 0 {
+        return Err(format!(
+            "Error loading CA Path: Couldn't parse PEM in: {path}"
+        ));
+    }
+    Ok(())
+}
+
+/// The agent address as the API client reads it; `server_name` is
+/// `NOMAD_TLS_SERVER_NAME` (else an https agent is verified against its host).
+fn endpoint(a: &str, server_name: Option<&str>) -> Result<Endpoint, String> {
     if let Some(path) = a.strip_prefix("unix://") {
         return Ok(Endpoint::Unix(path.to_owned()));
     }
-    if a.starts_with("https://") {
-        return Err(format!(
-            "https:// Nomad addresses are not supported by ringdns yet: {a}"
-        ));
-    }
-    let Some(rest) = a.strip_prefix("http://") else {
-        return Err(format!(
-            "parse {}: first path segment in URL cannot contain colon",
-            corefile::values::go_quote(a)
-        ));
+    let (https, rest) = match (a.strip_prefix("http://"), a.strip_prefix("https://")) {
+        (Some(r), _) => (false, r),
+        (_, Some(r)) => (true, r),
+        _ => {
+            return Err(format!(
+                "parse {}: first path segment in URL cannot contain colon",
+                corefile::values::go_quote(a)
+            ));
+        }
     };
-    let authority = rest.split('/').next().unwrap_or("").to_owned();
-    if authority.is_empty() {
+    let (rest, user) = match rest.split('/').next().and_then(|h| h.rsplit_once('@')) {
+        Some((u, _)) => (&rest[u.len() + 1..], Some(u.to_owned())),
+        None => (rest, None),
+    };
+    let host = rest.split('/').next().unwrap_or("").to_owned();
+    if host.is_empty() {
         return Err(format!(
             "parse {}: missing host",
             corefile::values::go_quote(a)
         ));
     }
-    let authority = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| !p.contains(']'))
-    {
-        authority
+    let has_port = host.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']'));
+    let authority = if has_port {
+        host.clone()
     } else {
-        format!("{authority}:80")
+        format!("{host}:{}", if https { 443 } else { 80 })
     };
+    let tls = if https {
+        let bare = if has_port {
+            host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h)
+        } else {
+            host.as_str()
+        };
+        let name = server_name.unwrap_or(bare.trim_start_matches('[').trim_end_matches(']'));
+        Some(
+            rustls::pki_types::ServerName::try_from(name.to_owned()).map_err(|_| {
+                format!(
+                    "invalid TLS server name {}",
+                    corefile::values::go_quote(name)
+                )
+            })?,
+        )
+    } else {
+        None
+    };
+    let scheme = if https { "https" } else { "http" };
     Ok(Endpoint::Http {
-        base: format!("http://{}", rest.trim_end_matches('/')),
+        base: format!("{scheme}://{}", rest.trim_end_matches('/')),
         authority,
+        tls,
+        user: user.map(|u| basic_auth(&u)),
     })
+}
+
+/// An HTTP/1.1 client over `io`, its connection driven on the worker.
+async fn open<T>(io: T, url: &str) -> Result<http1::SendRequest<Empty<Bytes>>, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    let (tx, conn) = http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| format!("Get {}: {e}", corefile::values::go_quote(url)))?;
+    tokio::task::spawn_local(async move {
+        let _ = conn.await;
+    });
+    Ok(tx)
 }
 
 /// The runtime plugin.
@@ -431,33 +551,45 @@ impl Nomad {
             Endpoint::Unix(p) => format!("http://{p}{path}"),
         };
         let fut = async {
-            let (mut tx, host) = match ep {
-                Endpoint::Http { authority, .. } => {
+            let (mut tx, host, user) = match ep {
+                Endpoint::Http {
+                    authority,
+                    tls,
+                    user,
+                    ..
+                } => {
                     let s = tokio::net::TcpStream::connect(authority.as_str())
                         .await
                         .map_err(|e| dial_err(&url, "tcp", authority, &e))?;
-                    let (tx, conn) = http1::handshake(TokioIo::new(s))
-                        .await
-                        .map_err(|e| format!("Get {}: {e}", corefile::values::go_quote(&url)))?;
-                    tokio::task::spawn_local(async move {
-                        let _ = conn.await;
-                    });
-                    (tx, authority.clone())
+                    let tx = match tls {
+                        None => open(s, &url).await?,
+                        Some(name) => {
+                            let t = tokio_rustls::TlsConnector::from(Arc::clone(&self.cfg.tls))
+                                .connect(name.clone(), s)
+                                .await
+                                .map_err(|e| {
+                                    format!(
+                                        "Get {}: {}",
+                                        corefile::values::go_quote(&url),
+                                        crate::plugins::forward::tls::handshake_err(&e)
+                                    )
+                                })?;
+                            open(t, &url).await?
+                        }
+                    };
+                    (tx, authority.clone(), user.as_ref())
                 }
                 Endpoint::Unix(p) => {
                     let s = tokio::net::UnixStream::connect(p)
                         .await
                         .map_err(|e| dial_err(&url, "unix", p, &e))?;
-                    let (tx, conn) = http1::handshake(TokioIo::new(s))
-                        .await
-                        .map_err(|e| format!("Get {}: {e}", corefile::values::go_quote(&url)))?;
-                    tokio::task::spawn_local(async move {
-                        let _ = conn.await;
-                    });
-                    (tx, "localhost".to_owned())
+                    (open(s, &url).await?, "localhost".to_owned(), None)
                 }
             };
             let mut req = Request::get(path).header(header::HOST, host);
+            if let Some(a) = user.or(self.cfg.http_auth.as_ref()) {
+                req = req.header(header::AUTHORIZATION, a.as_str());
+            }
             if let Some(t) = &self.cfg.token {
                 req = req.header("X-Nomad-Token", t.as_str());
             }

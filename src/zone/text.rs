@@ -30,7 +30,8 @@ fn cstr(out: &mut String, s: &[u8]) {
     out.push('"');
 }
 
-fn b64(out: &mut String, d: &[u8]) {
+/// Standard base64 with padding.
+pub(crate) fn b64(out: &mut String, d: &[u8]) {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     for c in d.chunks(3) {
         let n = (u32::from(c[0]) << 16)

@@ -1193,61 +1193,94 @@ struct NomadAgent {
 
 impl NomadAgent {
     fn start(services: &'static [(&'static str, &'static str)]) -> Self {
-        use std::io::{BufRead, BufReader, Write};
+        Self::start_tls(services, None)
+    }
+
+    /// The agent over TLS with `tls` (plain HTTP with `None`).
+    fn start_tls(
+        services: &'static [(&'static str, &'static str)],
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    ) -> Self {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = l.local_addr().expect("addr").port();
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = std::sync::Arc::clone(&seen);
         std::thread::spawn(move || {
             for c in l.incoming().take(500) {
-                let Ok(mut c) = c else { continue };
+                let Ok(c) = c else { continue };
                 let log = std::sync::Arc::clone(&log);
-                std::thread::spawn(move || {
-                    let mut r = BufReader::new(c.try_clone().expect("clone"));
-                    let mut first = String::new();
-                    if r.read_line(&mut first).is_err() {
-                        return;
-                    }
-                    let mut token = String::new();
-                    loop {
-                        let mut h = String::new();
-                        if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                            break;
-                        }
-                        if let Some(t) = h.strip_prefix("x-nomad-token: ") {
-                            token = t.trim().to_owned();
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    None => nomad_serve(c, services, &log),
+                    Some(cfg) => {
+                        if let Ok(conn) = rustls::ServerConnection::new(cfg) {
+                            nomad_serve(rustls::StreamOwned::new(conn, c), services, &log);
                         }
                     }
-                    let path = first.split(' ').nth(1).unwrap_or("").to_owned();
-                    log.lock()
-                        .expect("lock")
-                        .push(format!("{path} token={token}"));
-                    let body = if path == "/v1/agent/self" {
-                        Some("{}".to_owned())
-                    } else {
-                        path.strip_prefix("/v1/service/")
-                            .and_then(|p| p.split('?').next())
-                            .map(|name| {
-                                services
-                                    .iter()
-                                    .find(|(n, _)| *n == name)
-                                    .map_or("[]".to_owned(), |(_, b)| (*b).to_owned())
-                            })
-                    };
-                    let resp = match body {
-                        Some(b) => format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-                            b.len()
-                        ),
-                        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found"
-                            .to_owned(),
-                    };
-                    let _ = c.write_all(resp.as_bytes());
                 });
             }
         });
         Self { port, seen }
     }
+}
+
+/// One request to the stand-in agent: logged as `PATH token=TOKEN` (and ` auth=VALUE`
+/// with an `Authorization` header), answered from `services`.
+fn nomad_serve<S: std::io::Read + std::io::Write>(
+    mut c: S,
+    services: &[(&str, &str)],
+    log: &std::sync::Mutex<Vec<String>>,
+) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 2048];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match c.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if buf.len() > 65_536 {
+            return;
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let mut lines = text.split("\r\n");
+    let first = lines.next().unwrap_or("");
+    let (mut token, mut auth) = (String::new(), String::new());
+    for h in lines.take_while(|h| !h.is_empty()) {
+        if let Some(t) = h.strip_prefix("x-nomad-token: ") {
+            token = t.trim().to_owned();
+        }
+        if let Some(a) = h.strip_prefix("authorization: ") {
+            auth = a.trim().to_owned();
+        }
+    }
+    let path = first.split(' ').nth(1).unwrap_or("").to_owned();
+    let mut entry = format!("{path} token={token}");
+    if !auth.is_empty() {
+        entry.push_str(&format!(" auth={auth}"));
+    }
+    log.lock().expect("lock").push(entry);
+    let body = if path == "/v1/agent/self" {
+        Some("{}".to_owned())
+    } else {
+        path.strip_prefix("/v1/service/")
+            .and_then(|p| p.split('?').next())
+            .map(|name| {
+                services
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or("[]".to_owned(), |(_, b)| (*b).to_owned())
+            })
+    };
+    let resp = match body {
+        Some(b) => format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        ),
+        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found".to_owned(),
+    };
+    let _ = c.write_all(resp.as_bytes());
+    let _ = c.flush();
 }
 
 #[test]
@@ -1356,5 +1389,151 @@ fn nomad_answers_from_the_service_catalogue() {
         assert!(
             m.contains("coredns_nomad_failed_requests_total{namespace=\"prod\",server=\"dns://:")
         );
+    }
+}
+
+/// *nomad* over https://, with the Nomad API client's environment: the agent's CA
+/// (`NOMAD_CACERT`), the name it is verified against (`NOMAD_TLS_SERVER_NAME`), a client
+/// certificate the agent requires (`NOMAD_CLIENT_CERT`/`_KEY`), basic credentials
+/// (`NOMAD_HTTP_AUTH`), `NOMAD_SKIP_VERIFY`, and the setup errors of a bad environment.
+#[test]
+fn nomad_agents_over_tls() {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use std::sync::Arc;
+    let dir = TempDir::new("nomad-tls");
+    let srv = rcgen::generate_simple_self_signed(vec!["nomad.example".to_owned()]).expect("cert");
+    let cli = rcgen::generate_simple_self_signed(vec!["client.example".to_owned()]).expect("cert");
+    let ca = dir.write("ca.pem", &srv.cert.pem());
+    let ccert = dir.write("client.pem", &cli.cert.pem());
+    let ckey = dir.write("client-key.pem", &cli.signing_key.serialize_pem());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cli.cert.der().clone()).expect("root");
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::clone(&provider),
+    )
+    .build()
+    .expect("verifier");
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from(srv.cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(srv.signing_key.serialize_der())),
+        )
+        .expect("server config");
+    let agent = NomadAgent::start_tls(
+        &[(
+            "web",
+            r#"[{"ServiceName":"web","Namespace":"default","Address":"192.0.2.10","Port":8080}]"#,
+        )],
+        Some(Arc::new(cfg)),
+    );
+    let corefile = format!(
+        "service.nomad:{{port}} {{\n nomad {{\n  address https://127.0.0.1:{}\n }}\n}}\n",
+        agent.port
+    );
+    let (ca, ccert, ckey) = (
+        ca.to_string_lossy().into_owned(),
+        ccert.to_string_lossy().into_owned(),
+        ckey.to_string_lossy().into_owned(),
+    );
+    let good = [
+        ("NOMAD_CACERT", ca.as_str()),
+        ("NOMAD_TLS_SERVER_NAME", "nomad.example"),
+        ("NOMAD_CLIENT_CERT", ccert.as_str()),
+        ("NOMAD_CLIENT_KEY", ckey.as_str()),
+        ("NOMAD_HTTP_AUTH", "ops:pw"),
+    ];
+    let answer = ["web.default.service.nomad. 30 IN A 192.0.2.10"];
+    for be in backends() {
+        let s = TestServer::start_env(&corefile, be, &[], &good);
+        let out = s.dig(&["web.default.service.nomad", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            answer,
+            "{be}: {out} {:?}",
+            s.lines()
+        );
+        assert!(
+            agent
+                .seen
+                .lock()
+                .expect("lock")
+                .iter()
+                .any(|l| l == "/v1/service/web?namespace=default token= auth=Basic b3BzOnB3"),
+            "{be}: {:?}",
+            agent.seen.lock().expect("lock")
+        );
+        drop(s);
+        // Verified against 127.0.0.1, which the certificate does not name: no answer, Go's
+        // kind of error.
+        let s = TestServer::start_env(&corefile, be, &[], &[good[0], good[2], good[3]]);
+        let out = s.dig(&["web.default.service.nomad", "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert!(section(&out, "ANSWER").is_empty(), "{be}: {out}");
+        assert!(
+            s.wait_line(|l| l.starts_with(&format!(
+                "[WARNING] plugin/nomad: Get \"https://127.0.0.1:{}/v1/service/web?namespace=default\": tls: failed to verify certificate: x509: ",
+                agent.port
+            )))
+            .is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+        drop(s);
+        // NOMAD_SKIP_VERIFY: any certificate; without the client certificate the agent
+        // refuses the handshake.
+        let s = TestServer::start_env(
+            &corefile,
+            be,
+            &[],
+            &[("NOMAD_SKIP_VERIFY", "true"), good[2], good[3]],
+        );
+        let out = s.dig(&["web.default.service.nomad", "A"]);
+        assert_eq!(section(&out, "ANSWER"), answer, "{be}: {out}");
+        drop(s);
+        let s = TestServer::start_env(&corefile, be, &[], &[("NOMAD_SKIP_VERIFY", "1")]);
+        let out = s.dig(&["web.default.service.nomad", "A"]);
+        assert!(section(&out, "ANSWER").is_empty(), "{be}: {out}");
+    }
+    // A bad environment stops setup with the API client's error.
+    let conf = dir.write("Corefile", ". {\n nomad\n}\n");
+    let validate = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(bin())
+            .args(["-validate", "-conf"])
+            .arg(&conf)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        )
+    };
+    for (env, want) in [
+        (
+            vec![("NOMAD_CLIENT_CERT", ccert.as_str())],
+            "plugin/nomad: Both client cert and client key must be provided".to_owned(),
+        ),
+        (
+            vec![("NOMAD_CACERT", "/nonexistent/ca.pem")],
+            "plugin/nomad: Error loading CA File: open /nonexistent/ca.pem: no such file or directory"
+                .to_owned(),
+        ),
+        (
+            vec![("NOMAD_CACERT", ckey.as_str())],
+            format!("plugin/nomad: Error loading CA File: Couldn't parse PEM in: {ckey}"),
+        ),
+        (
+            vec![("NOMAD_CAPATH", "/nonexistent")],
+            "plugin/nomad: lstat /nonexistent: no such file or directory".to_owned(),
+        ),
+    ] {
+        let (code, err) = validate(&env);
+        assert_eq!(code, Some(1), "{env:?}");
+        assert!(err.ends_with(&want), "{env:?}: {err}");
     }
 }

@@ -24,11 +24,15 @@ fn setup_as_coredns() {
         [
             Endpoint::Http {
                 base: "http://127.0.0.1:4646".into(),
-                authority: "127.0.0.1:4646".into()
+                authority: "127.0.0.1:4646".into(),
+                tls: None,
+                user: None,
             },
             Endpoint::Http {
                 base: "http://[::1]:4647".into(),
-                authority: "[::1]:4647".into()
+                authority: "[::1]:4647".into(),
+                tls: None,
+                user: None,
             },
             Endpoint::Unix("/run/nomad.sock".into()),
         ]
@@ -54,13 +58,75 @@ fn setup_as_coredns() {
             "nomad {\n address 127.0.0.1:4646\n}",
             "plugin/nomad: plugin/nomad: parse \"127.0.0.1:4646\": first path segment in URL cannot contain colon".into(),
         ),
-        (
-            "nomad {\n address https://nomad:4646\n}",
-            "plugin/nomad: plugin/nomad: https:// Nomad addresses are not supported by ringdns yet: https://nomad:4646".into(),
-        ),
     ] {
         assert_eq!(setup_text(input).map(|_| ()), Err(want), "{input}");
     }
+}
+
+#[test]
+fn https_agents_and_credentials() {
+    let name = |s: &str| Some(rustls::pki_types::ServerName::try_from(s.to_owned()).expect("name"));
+    assert_eq!(
+        endpoint("https://nomad.example:4646/", None),
+        Ok(Endpoint::Http {
+            base: "https://nomad.example:4646".into(),
+            authority: "nomad.example:4646".into(),
+            tls: name("nomad.example"),
+            user: None,
+        })
+    );
+    // The default port, an IPv6 host, NOMAD_TLS_SERVER_NAME, and a URL's own user.
+    assert_eq!(
+        endpoint("https://[::1]", Some("agent.example")),
+        Ok(Endpoint::Http {
+            base: "https://[::1]".into(),
+            authority: "[::1]:443".into(),
+            tls: name("agent.example"),
+            user: None,
+        })
+    );
+    let Ok(Endpoint::Http {
+        authority,
+        tls,
+        user,
+        ..
+    }) = endpoint("https://ops:pa:ss@10.0.0.1:4646", None)
+    else {
+        panic!("userinfo");
+    };
+    assert_eq!(authority, "10.0.0.1:4646");
+    assert_eq!(tls, name("10.0.0.1"));
+    assert_eq!(user.as_deref(), Some("Basic b3BzOnBhOnNz"));
+    // NOMAD_HTTP_AUTH without a password.
+    assert_eq!(basic_auth("ops"), "Basic b3BzOg==");
+}
+
+#[test]
+fn ca_path_as_go_rootcerts() {
+    let dir = std::env::temp_dir().join(format!("ringdns-nomad-ca-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sub")).expect("dir");
+    let ca = rcgen::generate_simple_self_signed(vec!["ca.example".to_owned()]).expect("cert");
+    std::fs::write(dir.join("a.pem"), ca.cert.pem()).expect("write");
+    let ca2 = rcgen::generate_simple_self_signed(vec!["ca2.example".to_owned()]).expect("cert");
+    std::fs::write(dir.join("sub/b.pem"), ca2.cert.pem()).expect("write");
+    let d = dir.to_string_lossy().into_owned();
+    let mut store = rustls::RootCertStore::empty();
+    ca_path(&d, &mut store).expect("load");
+    assert_eq!(store.len(), 2);
+    std::fs::write(dir.join("sub/c.txt"), "not a certificate").expect("write");
+    let mut store = rustls::RootCertStore::empty();
+    assert_eq!(
+        ca_path(&d, &mut store),
+        Err(format!(
+            "Error loading CA Path: Couldn't parse PEM in: {d}/sub/c.txt"
+        ))
+    );
+    assert_eq!(
+        ca_path(&format!("{d}/none"), &mut store),
+        Err(format!("lstat {d}/none: no such file or directory"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
