@@ -744,5 +744,22 @@ impl Sessions {
     }
 }
 
+/// The fuzz target's body (panics are bugs): `data` as a stream's start and as a
+/// datagram; a header never claims more octets than there are.
+pub fn fuzz_one(data: &[u8]) {
+    static PP: std::sync::OnceLock<ProxyProto> = std::sync::OnceLock::new();
+    for complete in [true, false] {
+        if let Parsed::Header(h) = parse(data, complete) {
+            assert!(h.len <= data.len(), "header longer than its input");
+        }
+    }
+    let pp =
+        PP.get_or_init(|| ProxyProto::new(Vec::new(), None, Some((Duration::from_secs(30), 64))));
+    let peer = SocketAddr::from(([127, 0, 0, 1], 5353));
+    if let Datagram::Serve { skip, .. } = pp.udp(data, peer) {
+        assert!(skip <= data.len(), "skipped past the datagram");
+    }
+}
+
 #[cfg(test)]
 mod tests;
