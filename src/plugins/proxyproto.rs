@@ -40,19 +40,34 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    /// Go `net.ParseCIDR`; the error is Go's text.
+    /// Go `netip.ParsePrefix` (expr-lang's `incidr`): decimal prefix lengths without
+    /// a sign or leading zeros; the error is `net.ParseCIDR`'s text.
     pub fn parse(s: &str) -> Result<Self, String> {
+        Self::parse_as(s, false)
+    }
+
+    /// Go `net.ParseCIDR`, whose prefix length may have leading zeros.
+    pub fn parse_net(s: &str) -> Result<Self, String> {
+        Self::parse_as(s, true)
+    }
+
+    fn parse_as(s: &str, leading_zeros: bool) -> Result<Self, String> {
         let bad = || format!("invalid CIDR address: {s}");
         let (net, bits) = s.split_once('/').ok_or_else(bad)?;
-        // Go accepts only decimal prefix lengths without a sign or leading zeros.
         if bits.is_empty()
-            || bits.len() > 3
             || !bits.bytes().all(|b| b.is_ascii_digit())
-            || (bits.len() > 1 && bits.starts_with('0'))
+            || (!leading_zeros && (bits.len() > 3 || (bits.len() > 1 && bits.starts_with('0'))))
         {
             return Err(bad());
         }
-        let bits: u32 = bits.parse().map_err(|_| bad())?;
+        let digits = bits.trim_start_matches('0');
+        let bits: u32 = if digits.is_empty() {
+            0
+        } else if digits.len() > 3 {
+            return Err(bad());
+        } else {
+            digits.parse().map_err(|_| bad())?
+        };
         let net: IpAddr = net.parse().map_err(|_| bad())?;
         if bits > if net.is_ipv4() { 32 } else { 128 } {
             return Err(bad());
@@ -118,7 +133,7 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic
             match d.val() {
                 "allow" => {
                     for v in d.remaining_args() {
-                        let c = Cidr::parse(&v)
+                        let c = Cidr::parse_net(&v)
                             .map_err(|e| w(Diagnostic::plain(format!("{v}: {e}"))))?;
                         allow.push(c);
                     }
@@ -257,7 +272,8 @@ impl ProxyProto {
                 "connection rejected by Proxy Protocol connection policy".to_owned(),
             )),
             (Policy::Use, Some(h)) => {
-                let client = h.src.unwrap_or(peer);
+                // A v4-mapped source reads as IPv4, as Go prints and matches it.
+                let client = h.src.map_or(peer, crate::server::canonical);
                 if let Some(s) = &self.sessions {
                     s.store(peer, client);
                     if h.len == data.len() {
@@ -350,6 +366,10 @@ async fn read_tcp_header(stream: &mut tokio::net::TcpStream) -> Result<Option<He
     // Room for the longest v2 header.
     let mut buf = vec![0u8; 16 + MAX_V2];
     let mut seen = 0usize;
+    // Between peeks that found nothing new: 1 ms, doubling to 64 ms (a client that
+    // sends half a signature and stops costs a few dozen wake-ups, not one a
+    // millisecond, until the caller's timeout).
+    let mut pause = Duration::from_millis(1);
     loop {
         let n = stream.peek(&mut buf).await.map_err(|_| ())?;
         if n == 0 {
@@ -370,7 +390,10 @@ async fn read_tcp_header(stream: &mut tokio::net::TcpStream) -> Result<Option<He
                 }
                 // Peeking returns at once while any octet waits: let more arrive.
                 if n == seen {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(64));
+                } else {
+                    pause = Duration::from_millis(1);
                 }
                 seen = n;
             }
@@ -515,6 +538,9 @@ fn parse_v1(b: &[u8]) -> Parsed {
     }
     let text = String::from_utf8_lossy(&line[..line.len() - 2]);
     let tokens: Vec<&str> = text.split(' ').collect();
+    if tokens[0] != "PROXY" {
+        return err("can't read version 1 header");
+    }
     let afp = || err("can't read address family or protocol");
     if tokens.len() < 2 {
         return afp();

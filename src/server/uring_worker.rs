@@ -44,8 +44,9 @@ struct Conn {
 struct State {
     udp: Vec<(SocketId, Arc<str>, SocketAddr)>,
     tcp: Vec<(ListenerId, Arc<str>)>,
-    /// The configuration the TCP listeners' hand-over was last set for (its address).
-    tcp_config: usize,
+    /// The configuration the TCP listeners' hand-over was last set for (held weakly, so
+    /// its address is not reused by a later one while we compare with it).
+    tcp_config: std::sync::Weak<super::Active>,
     /// Where connections of listeners with *proxyproto* go: the side worker.
     handoff: (std::sync::mpsc::Sender<WorkerCmd>, Arc<Notify>),
     conns: HashMap<ConnId, Conn>,
@@ -67,7 +68,7 @@ impl State {
                 Ok(id) => {
                     self.tcp.push((id, label));
                     // Its hand-over is set with the next batch.
-                    self.tcp_config = 0;
+                    self.tcp_config = std::sync::Weak::new();
                 }
                 Err(e) => crate::clog::error(&format!("io_uring: adding TCP listener: {e}")),
             }
@@ -77,11 +78,10 @@ impl State {
     /// Listeners with *proxyproto* in `active` hand their new connections to the side
     /// worker (which reads the PROXY header before DNS); the others are served here.
     fn set_handoff(&mut self, eng: &mut Engine, active: &Arc<super::Active>) {
-        let at = Arc::as_ptr(active) as usize;
-        if self.tcp_config == at {
+        if std::ptr::eq(self.tcp_config.as_ptr(), Arc::as_ptr(active)) {
             return;
         }
-        self.tcp_config = at;
+        self.tcp_config = Arc::downgrade(active);
         for (id, label) in &self.tcp {
             let on = active.find(label).is_some_and(|l| l.proxy.is_some());
             eng.set_tcp_handoff(*id, on);
@@ -145,7 +145,7 @@ pub fn spawn(
             let mut state = State {
                 udp: Vec::new(),
                 tcp: Vec::new(),
-                tcp_config: 0,
+                tcp_config: std::sync::Weak::new(),
                 handoff,
                 conns: HashMap::new(),
                 parked: 0,

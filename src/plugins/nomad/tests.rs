@@ -97,6 +97,11 @@ fn https_agents_and_credentials() {
     assert_eq!(authority, "10.0.0.1:4646");
     assert_eq!(tls, name("10.0.0.1"));
     assert_eq!(user.as_deref(), Some("Basic b3BzOnBhOnNz"));
+    // Escapes in the URL's user are decoded: `a@b` and `p:`.
+    let Ok(Endpoint::Http { user, .. }) = endpoint("https://a%40b:p%3A@10.0.0.1", None) else {
+        panic!("escaped userinfo");
+    };
+    assert_eq!(user.as_deref(), Some("Basic YUBiOnA6"));
     // NOMAD_HTTP_AUTH without a password.
     assert_eq!(basic_auth("ops"), "Basic b3BzOg==");
 }

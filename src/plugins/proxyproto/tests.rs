@@ -281,6 +281,10 @@ fn v1_headers_parse() {
             "proxyproto: can't read address family or protocol",
         ),
         (
+            b"PROXYjunk TCP4 1.2.3.4 1.2.3.4 1 2\r\n",
+            "proxyproto: can't read version 1 header",
+        ),
+        (
             b"PROXY UDP4 1.2.3.4 1.2.3.4 1 2\r\n",
             "proxyproto: can't read address family or protocol",
         ),
@@ -453,6 +457,20 @@ fn udp_sessions_name_the_headerless_datagrams() {
             client: sa("127.0.0.1:6666")
         }
     );
+    // A v4-mapped client reads as IPv4.
+    let mut mapped = vec![0u8; 10];
+    mapped.extend_from_slice(&[0xff, 0xff, 192, 0, 2, 9]);
+    mapped.extend_from_slice(&[0u8; 16]);
+    mapped.extend_from_slice(&[0x10, 0x92, 0, 53]);
+    let mut m = v2(PROXY, 0x22, &mapped, &[]);
+    m.extend_from_slice(QUERY);
+    assert_eq!(
+        ProxyProto::new(Vec::new(), None, None).udp(&m, sa("127.0.0.9:1")),
+        Datagram::Serve {
+            skip: 52,
+            client: sa("192.0.2.9:4242")
+        }
+    );
     // At most 2 sessions: the least recently used goes.
     let s = p.sessions.as_ref().expect("sessions");
     s.store(sa("127.0.0.2:1"), sa("192.0.2.8:1"));
@@ -479,6 +497,12 @@ fn cidrs_as_go_reads_them() {
     assert!(c.contains("10.1.2.3".parse().expect("ip")));
     assert!(!c.contains("11.1.2.3".parse().expect("ip")));
     assert!(Cidr::parse("10.0.0.0/08").is_err());
+    // net.ParseCIDR (proxyproto's `allow`) takes leading zeros.
+    let c = Cidr::parse_net("10.0.0.0/008").expect("leading zeros");
+    assert!(c.contains("10.9.9.9".parse().expect("ip")));
+    assert!(!c.contains("11.0.0.1".parse().expect("ip")));
+    assert!(Cidr::parse_net("10.0.0.0/033").is_err());
+    assert!(Cidr::parse_net("10.0.0.0/").is_err());
     assert!(Cidr::parse("10.0.0.0/-1").is_err());
     let c = Cidr::parse("0.0.0.0/0").expect("all");
     assert!(c.contains("203.0.113.1".parse().expect("ip")));
