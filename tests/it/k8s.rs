@@ -910,6 +910,13 @@ fn kubernetes_over_tls() {
             b64(ck.cert.pem().as_bytes())
         ),
     );
+    let insecure = dir.write(
+        "insecure",
+        &format!(
+            "clusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\nusers:\n- name: u\n  user:\n    token: tls-token\n",
+            api.port
+        ),
+    );
     for be in backends() {
         for opts in [
             format!(
@@ -920,6 +927,8 @@ fn kubernetes_over_tls() {
                 cert.display()
             ),
             format!("kubeconfig {}", kc.display()),
+            // No CA: `insecure-skip-tls-verify` accepts the server's certificate.
+            format!("kubeconfig {}", insecure.display()),
         ] {
             let s = TestServer::start(
                 &format!(".:{{port}} {{\n kubernetes cluster.local {{\n  {opts}\n }}\n}}\n"),

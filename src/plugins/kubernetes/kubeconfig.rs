@@ -1,10 +1,10 @@
 //! `kubeconfig FILE [CONTEXT]`: the API server and credentials from a kubeconfig
 //! file, as client-go's `NewNonInteractiveDeferredLoadingClientConfig` with an
 //! explicit path reads it: the context (CONTEXT, else `current-context`), its
-//! cluster (`server`, `certificate-authority[-data]`, `tls-server-name`) and user
-//! (`token`, `tokenFile`, `client-certificate[-data]`, `client-key[-data]`).
-//! Credentials plugins (`exec`, `auth-provider`), basic auth, proxies and
-//! `insecure-skip-tls-verify` fail at startup naming themselves.
+//! cluster (`server`, `certificate-authority[-data]`, `tls-server-name`,
+//! `insecure-skip-tls-verify`) and user (`token`, `tokenFile`,
+//! `client-certificate[-data]`, `client-key[-data]`). Credentials plugins (`exec`,
+//! `auth-provider`), basic auth and proxies fail at startup naming themselves.
 //!
 //! The file is YAML (or JSON). The reader here takes the block style kubeconfig
 //! files are written in: nested mappings and sequences, plain and quoted scalars,
@@ -81,7 +81,6 @@ fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig,
     };
     for (v, k) in [
         (Some(cluster), "proxy-url"),
-        (Some(cluster), "insecure-skip-tls-verify"),
         (user, "exec"),
         (user, "auth-provider"),
         (user, "username"),
@@ -139,13 +138,28 @@ fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig,
         .transpose()?;
     let key_file = string(user, "client-key").map(|f| resolve(dir, f));
     let key_data = string(user, "client-key-data").map(b64).transpose()?;
-    let tls_given =
-        ca_file.is_some() || ca_data.is_some() || cert_file.is_some() || cert_data.is_some();
+    // client-go's `InsecureSkipTLSVerify`: any server certificate (TLS implied).
+    let insecure = matches!(
+        cluster.get("insecure-skip-tls-verify"),
+        Some(Value::Bool(true))
+    );
+    let tls_given = ca_file.is_some()
+        || ca_data.is_some()
+        || cert_file.is_some()
+        || cert_data.is_some()
+        || insecure;
     let mut api = ApiConfig::from_url(server, tls_given)?;
     if let Some(n) = string(Some(cluster), "tls-server-name") {
         api.server_name = Some(n.to_owned());
     }
     if api.https {
+        // client-go's `TLSConfigFor`, reached when CoreDNS builds its client.
+        if insecure && (ca_file.is_some() || ca_data.as_ref().is_some_and(|d| !d.is_empty())) {
+            return Err(
+                "failed to create kubernetes notification controller: \"specifying a root certificates file with the insecure flag is not allowed\""
+                    .into(),
+            );
+        }
         let read = |f: &str| {
             std::fs::read(f).map_err(|e| format!("open {f}: {}", crate::config::go_err(&e)))
         };
@@ -172,7 +186,9 @@ fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig,
                 return Err("tls: failed to find any PEM data in key input".into());
             }
         };
-        api.tls = Some(crate::plugins::forward::tls::build(store, id)?);
+        api.tls = Some(crate::plugins::forward::tls::build_with(
+            store, id, insecure,
+        )?);
     }
     // Credentials go only to a TLS server (clientcmd reads the user's
     // identification only when the transport is TLS); a token file wins over a
@@ -485,6 +501,27 @@ users:
                 .err()
                 .as_deref(),
             Some(EMPTY)
+        );
+    }
+
+    #[test]
+    fn insecure_skip_tls_verify() {
+        let doc = |extra: &str| {
+            parse(&format!("current-context: a\ncontexts:\n- name: a\n  context:\n    cluster: c\n    user: u\nclusters:\n- name: c\n  cluster:\n    server: https://x:1\n    insecure-skip-tls-verify: true\n{extra}users:\n- name: u\n  user: {{}}\n")).expect("yaml")
+        };
+        let c = from_doc(&doc(""), None, Path::new("/")).expect("insecure");
+        assert!(c.https && c.tls.is_some());
+        assert_eq!(
+            from_doc(
+                &doc("    certificate-authority-data: AAAA\n"),
+                None,
+                Path::new("/")
+            )
+            .err()
+            .as_deref(),
+            Some(
+                "failed to create kubernetes notification controller: \"specifying a root certificates file with the insecure flag is not allowed\""
+            )
         );
     }
 
