@@ -56,13 +56,21 @@ enum Policy {
     Sequential,
 }
 
+/// Where an upstream listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Tcp(SocketAddr),
+    /// `unix:///path` (grpc-go's `unix` resolver).
+    Unix(String),
+}
+
 /// The configuration and run-time plugin.
 #[derive(Debug, Clone)]
 pub struct Grpc {
     from: Name,
     ignored: Vec<Name>,
-    /// Each upstream: its `to` label (`IP:port`) and address.
-    to: Vec<(String, SocketAddr)>,
+    /// Each upstream: its `to` label (`IP:port`, `unix:///path`) and address.
+    to: Vec<(String, Target)>,
     tls: Option<Arc<ClientConfig>>,
     server_name: Option<String>,
     policy: Policy,
@@ -116,13 +124,22 @@ fn stanza(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Grpc, Diagnostic> {
     for h in &to_args {
         for a in super::forward::resolve::host_port_or_file_text(h).map_err(plain)? {
             let (tr, bare) = corefile::keys::split_transport(&a);
-            if tr != corefile::keys::Transport::Dns {
-                return Err(plain(format!(
-                    "upstreams with a transport prefix are not supported by ringdns's grpc yet: {a}"
-                )));
+            match tr {
+                corefile::keys::Transport::Dns => {
+                    let addr = super::forward::resolve::socket_addr(bare).map_err(plain)?;
+                    to.push((bare.to_owned(), Target::Tcp(addr)));
+                }
+                corefile::keys::Transport::Unix => {
+                    to.push((a.clone(), Target::Unix(bare.to_owned())));
+                }
+                // grpc-go has no resolver for the others (CoreDNS passes them on and
+                // every call fails).
+                _ => {
+                    return Err(plain(format!(
+                        "upstreams with a transport prefix are not supported by ringdns's grpc yet: {a}"
+                    )));
+                }
             }
-            let addr = super::forward::resolve::socket_addr(bare).map_err(plain)?;
-            to.push((bare.to_owned(), addr));
         }
     }
     if to.is_empty() {
@@ -258,12 +275,13 @@ thread_local! {
     /// One HTTP/2 connection per plugin instance and upstream on this thread
     /// (grpc-go's one connection per proxy; an instance's TLS settings are its
     /// own, so instances never share one).
-    static CONNS: RefCell<HashMap<(u64, SocketAddr), Sender>> = RefCell::new(HashMap::new());
+    static CONNS: RefCell<HashMap<(u64, usize), Sender>> = RefCell::new(HashMap::new());
 }
 
-fn unavailable(addr: SocketAddr, e: &std::io::Error) -> String {
+/// `dial`: `tcp IP:PORT` or `unix PATH`.
+fn unavailable(dial: &str, e: &std::io::Error) -> String {
     format!(
-        "rpc error: code = Unavailable desc = connection error: desc = \"transport: Error while dialing: dial tcp {addr}: connect: {}\"",
+        "rpc error: code = Unavailable desc = connection error: desc = \"transport: Error while dialing: dial {dial}: connect: {}\"",
         crate::config::go_err(e)
     )
 }
@@ -319,11 +337,11 @@ impl Grpc {
             if Instant::now() >= deadline {
                 break;
             }
-            let (label, addr) = &self.to[i];
+            let label = &self.to[i].0;
             let start = Instant::now();
             // NOT_FOUND is not counted (proxy.go returns before its metrics).
             let mut counted = true;
-            let reply = match self.query(*addr, ctx.req.msg, deadline).await {
+            let reply = match self.query(i, ctx.req.msg, deadline).await {
                 Ok(Reply::Message(m)) => m,
                 Ok(Reply::NotFound) => {
                     counted = false;
@@ -372,35 +390,74 @@ impl Grpc {
         })
     }
 
-    async fn connect(&self, addr: SocketAddr, deadline: Instant) -> Result<Sender, String> {
-        let key = (self.id, addr);
+    /// The `:authority` of upstream `i` (grpc-go's: the address, `localhost` for a
+    /// Unix socket).
+    fn authority(&self, i: usize) -> String {
+        match &self.to[i].1 {
+            Target::Tcp(a) => a.to_string(),
+            Target::Unix(_) => "localhost".to_owned(),
+        }
+    }
+
+    async fn connect(&self, i: usize, deadline: Instant) -> Result<Sender, String> {
+        let key = (self.id, i);
         if let Some(tx) = CONNS.with(|c| c.borrow().get(&key).cloned()) {
             if !tx.is_closed() {
                 return Ok(tx);
             }
         }
-        let tcp = match timeout_at(deadline, tokio::net::TcpStream::connect(addr)).await {
-            Err(_) => return Err(DEADLINE.into()),
-            Ok(Err(e)) => return Err(unavailable(addr, &e)),
-            Ok(Ok(s)) => s,
+        let tx = match &self.to[i].1 {
+            Target::Tcp(addr) => {
+                let tcp = match timeout_at(deadline, tokio::net::TcpStream::connect(addr)).await {
+                    Err(_) => return Err(DEADLINE.into()),
+                    Ok(Err(e)) => return Err(unavailable(&format!("tcp {addr}"), &e)),
+                    Ok(Ok(s)) => s,
+                };
+                let _ = tcp.set_nodelay(true);
+                self.handshake(tcp, addr.ip().to_string(), deadline).await?
+            }
+            Target::Unix(path) => {
+                let s = match timeout_at(deadline, tokio::net::UnixStream::connect(path)).await {
+                    Err(_) => return Err(DEADLINE.into()),
+                    Ok(Err(e)) => return Err(unavailable(&format!("unix {path}"), &e)),
+                    Ok(Ok(s)) => s,
+                };
+                self.handshake(s, "localhost".to_owned(), deadline).await?
+            }
         };
-        let _ = tcp.set_nodelay(true);
+        CONNS.with(|c| {
+            let mut c = c.borrow_mut();
+            // Closed connections go; so, past a bound, do the other instances'
+            // (those a reload replaced would otherwise stay open): a current
+            // one dials again when it next needs its connection.
+            c.retain(|_, t| !t.is_closed());
+            if c.len() >= MAX_CONNS {
+                c.retain(|k, _| k.0 == key.0);
+            }
+            c.insert(key, tx.clone());
+        });
+        Ok(tx)
+    }
+
+    /// TLS (when configured, verified against `tls_servername` or `host`) and HTTP/2
+    /// over a new connection.
+    async fn handshake<T>(&self, io: T, host: String, deadline: Instant) -> Result<Sender, String>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+    {
         let hs = |e: hyper::Error| {
             format!("rpc error: code = Unavailable desc = connection error: desc = \"{e}\"")
         };
         let tx = match &self.tls {
             Some(cfg) => {
-                let name = self
-                    .server_name
-                    .clone()
-                    .unwrap_or_else(|| addr.ip().to_string());
+                let name = self.server_name.clone().unwrap_or(host);
                 let server = rustls::pki_types::ServerName::try_from(name)
                     .map_err(|e| format!("rpc error: code = Unavailable desc = {e}"))?;
                 let mut c = (**cfg).clone();
                 c.alpn_protocols = vec![b"h2".to_vec()];
                 let s = match timeout_at(
                     deadline,
-                    TlsConnector::from(Arc::new(c)).connect(server, tcp),
+                    TlsConnector::from(Arc::new(c)).connect(server, io),
                 )
                 .await
                 {
@@ -424,7 +481,7 @@ impl Grpc {
             }
             None => {
                 let (tx, conn) = http2::Builder::new(LocalExec)
-                    .handshake(TokioIo::new(tcp))
+                    .handshake(TokioIo::new(io))
                     .await
                     .map_err(hs)?;
                 tokio::task::spawn_local(async move {
@@ -433,45 +490,33 @@ impl Grpc {
                 tx
             }
         };
-        CONNS.with(|c| {
-            let mut c = c.borrow_mut();
-            // Closed connections go; so, past a bound, do the other instances'
-            // (those a reload replaced would otherwise stay open): a current
-            // one dials again when it next needs its connection.
-            c.retain(|_, t| !t.is_closed());
-            if c.len() >= MAX_CONNS {
-                c.retain(|k, _| k.0 == key.0);
-            }
-            c.insert(key, tx.clone());
-        });
         Ok(tx)
     }
 
     /// One unary call (CoreDNS `Proxy.query`).
-    async fn query(
-        &self,
-        addr: SocketAddr,
-        msg: &[u8],
-        deadline: Instant,
-    ) -> Result<Reply, String> {
+    async fn query(&self, i: usize, msg: &[u8], deadline: Instant) -> Result<Reply, String> {
         if msg.len() > MAX_MSG {
             return Err(format!(
                 "dns message exceeds size limit: {} bytes (limit {MAX_MSG})",
                 msg.len()
             ));
         }
-        let mut tx = self.connect(addr, deadline).await?;
+        let mut tx = self.connect(i, deadline).await?;
         let pb = crate::server::grpc::encode_packet(msg);
         let mut body = Vec::with_capacity(pb.len() + 5);
         body.push(0);
         body.extend_from_slice(&u32::try_from(pb.len()).unwrap_or(u32::MAX).to_be_bytes());
         body.extend_from_slice(&pb);
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let req = Request::post(format!("{scheme}://{addr}{}", crate::server::grpc::PATH))
-            .header(header::CONTENT_TYPE, "application/grpc")
-            .header(header::TE, "trailers")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
+        let req = Request::post(format!(
+            "{scheme}://{}{}",
+            self.authority(i),
+            crate::server::grpc::PATH
+        ))
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .header(header::TE, "trailers")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
         let call = async {
             tx.ready()
                 .await
@@ -640,6 +685,22 @@ mod tests {
         assert_eq!(g.from.to_string(), "example.org.");
         let to: Vec<&str> = g.to.iter().map(|(l, _)| l.as_str()).collect();
         assert_eq!(to, vec!["127.0.0.1:8053", "[::1]:53", "10.0.0.1:53"]);
+        // A Unix socket (grpc-go's `unix` resolver), labelled as written.
+        let u = parse("grpc . unix:///run/dns.sock 127.0.0.1").expect("unix");
+        assert_eq!(
+            u.to,
+            vec![
+                (
+                    "unix:///run/dns.sock".to_owned(),
+                    Target::Unix("/run/dns.sock".into())
+                ),
+                (
+                    "127.0.0.1:53".to_owned(),
+                    Target::Tcp("127.0.0.1:53".parse().expect("addr"))
+                ),
+            ]
+        );
+        assert_eq!(u.authority(0), "localhost");
         assert_eq!(g.ignored.len(), 2);
         assert_eq!(g.policy, Policy::RoundRobin);
         assert!(g.tls.is_none());

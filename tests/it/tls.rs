@@ -1085,3 +1085,133 @@ fn doh_and_dot_behind_a_proxy() {
         );
     }
 }
+
+/// The response body of a stand-in gRPC server: one message, then `grpc-status: 0`.
+struct GrpcBody(Option<hyper::body::Bytes>, bool);
+
+impl hyper::body::Body for GrpcBody {
+    type Data = hyper::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        if let Some(d) = self.0.take() {
+            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(d))));
+        }
+        if !self.1 {
+            self.1 = true;
+            let mut t = hyper::HeaderMap::new();
+            t.insert("grpc-status", hyper::header::HeaderValue::from_static("0"));
+            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::trailers(t))));
+        }
+        std::task::Poll::Ready(None)
+    }
+}
+
+/// A gRPC DnsService on the Unix socket `path` (HTTP/2 without TLS): each query is
+/// answered `NAME 60 IN A 192.0.2.53`.
+fn grpc_unix_upstream(path: std::path::PathBuf) {
+    let l = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    l.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let l = tokio::net::UnixListener::from_std(l).expect("listener");
+            while let Ok((s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        |req: hyper::Request<hyper::body::Incoming>| async move {
+                            use http_body_util::BodyExt;
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|c| c.to_bytes().to_vec())
+                                .unwrap_or_default();
+                            // 5-octet prefix, then DnsPacket field 1: tag, length, message.
+                            let mut p = 6;
+                            while body.get(p).is_some_and(|b| b & 0x80 != 0) {
+                                p += 1;
+                            }
+                            let q = body.get(p + 1..).unwrap_or_default();
+                            // Header and question of the query, QR set, one A record.
+                            let mut end = 12;
+                            while let Some(&l) = q.get(end) {
+                                end += 1 + usize::from(l);
+                                if l == 0 {
+                                    break;
+                                }
+                            }
+                            let mut m = q[..(end + 4).min(q.len())].to_vec();
+                            m[2] |= 0x80;
+                            m[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
+                            m.extend_from_slice(&[
+                                0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 53,
+                            ]);
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .header("content-type", "application/grpc")
+                                    .body(GrpcBody(Some(grpc_frame(&m).into()), false))
+                                    .expect("response"),
+                            )
+                        },
+                    );
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+                });
+            }
+        });
+    });
+}
+
+/// *grpc* to a `unix://` upstream (grpc-go's `unix` resolver), and a socket that is
+/// not there: SERVFAIL with grpc-go's dial error.
+#[test]
+fn grpc_plugin_over_a_unix_socket() {
+    let dir = TempDir::new("grpcunix");
+    let sock = dir.0.join("dns.sock");
+    grpc_unix_upstream(sock.clone());
+    for be in backends() {
+        let s = TestServer::start(
+            &format!(
+                "example.org:{{port}} {{\n errors\n grpc . unix://{}\n}}\nexample.net:{{port}} {{\n errors\n grpc . unix://{}/none.sock\n}}\n",
+                sock.display(),
+                dir.0.display()
+            ),
+            be,
+        );
+        let out = s.dig(&["www.example.org", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["www.example.org. 60 IN A 192.0.2.53"],
+            "{be}: {out} {:?}",
+            s.lines()
+        );
+        assert_eq!(
+            dig_status(&s.dig(&["www.example.net", "A"])),
+            "SERVFAIL",
+            "{be}"
+        );
+        let want = format!(
+            "dial unix {}/none.sock: connect: no such file or directory",
+            dir.0.display()
+        );
+        assert!(
+            s.wait_line(
+                |l| l.starts_with("[ERROR] plugin/errors: 2 www.example.net. A: ")
+                    && l.contains(&want)
+            )
+            .is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+    }
+}
