@@ -24,6 +24,32 @@ pub enum Kind {
     Ready,
 }
 
+/// `%XX` escapes decoded (any other octet, a malformed escape included, left as
+/// written); bytes, so no escape can split a character.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Go's `net.SplitHostPort`, with its error texts.
 pub fn split_host_port(hp: &str) -> Result<(String, String), String> {
     let err = |why: &str| format!("address {hp}: {why}");

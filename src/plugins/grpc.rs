@@ -556,7 +556,7 @@ impl Grpc {
                     let msg = h
                         .get("grpc-message")
                         .and_then(|v| v.to_str().ok())
-                        .map(percent_decode)
+                        .map(crate::http::percent_decode)
                         .unwrap_or_default();
                     (code, msg)
                 })
@@ -637,25 +637,6 @@ fn code_name(code: u32) -> String {
     NAMES
         .get(code as usize)
         .map_or_else(|| format!("Code({code})"), |s| (*s).to_owned())
-}
-
-/// The `grpc-message` header's percent-encoding undone.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -790,6 +771,8 @@ mod tests {
     fn grpc_go_texts() {
         assert_eq!(code_name(14), "Unavailable");
         assert_eq!(code_name(99), "Code(99)");
-        assert_eq!(percent_decode("no%20such%zz"), "no such%zz");
+        assert_eq!(crate::http::percent_decode("no%20such%zz"), "no such%zz");
+        // An escape cut by a multi-octet character is left as written (no panic).
+        assert_eq!(crate::http::percent_decode("%aé%4"), "%aé%4");
     }
 }

@@ -171,31 +171,6 @@ pub fn setup(d: &mut Dispenser) -> Result<NomadConfig, Diagnostic> {
     })
 }
 
-/// `%XX` escapes decoded (others left as written).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// `Basic` credentials from `user[:password]`.
 fn basic_auth(userinfo: &str) -> String {
     let (u, p) = userinfo.split_once(':').unwrap_or((userinfo, ""));
@@ -332,7 +307,11 @@ fn endpoint(a: &str, server_name: Option<&str>) -> Result<Endpoint, String> {
         user: user.map(|u| {
             // Go's `Username()` and `Password()` are the userinfo's halves, unescaped.
             let (n, p) = u.split_once(':').unwrap_or((&u, ""));
-            basic_auth(&format!("{}:{}", percent_decode(n), percent_decode(p)))
+            basic_auth(&format!(
+                "{}:{}",
+                crate::http::percent_decode(n),
+                crate::http::percent_decode(p)
+            ))
         }),
     })
 }
