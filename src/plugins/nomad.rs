@@ -265,7 +265,7 @@ fn endpoint(a: &str, server_name: Option<&str>) -> Result<Endpoint, String> {
         }
     };
     let (rest, user) = match rest.split('/').next().and_then(|h| h.rsplit_once('@')) {
-        Some((u, _)) => (&rest[u.len() + 1..], Some(u.to_owned())),
+        Some((u, _)) => (&rest[u.len() + 1..], Some(userinfo(a, u)?)),
         None => (rest, None),
     };
     let host = rest.split('/').next().unwrap_or("").to_owned();
@@ -304,16 +304,38 @@ fn endpoint(a: &str, server_name: Option<&str>) -> Result<Endpoint, String> {
         base: format!("{scheme}://{}", rest.trim_end_matches('/')),
         authority,
         tls,
-        user: user.map(|u| {
-            // Go's `Username()` and `Password()` are the userinfo's halves, unescaped.
-            let (n, p) = u.split_once(':').unwrap_or((&u, ""));
-            basic_auth(&format!(
-                "{}:{}",
-                crate::http::percent_decode(n),
-                crate::http::percent_decode(p)
-            ))
-        }),
+        user: user.map(|u| basic_auth(&u)),
     })
+}
+
+/// Go's `Username()` and `Password()` of a URL's user information, unescaped and
+/// joined by `:`; a malformed escape fails as `url.Parse` fails it in the API
+/// client's `NewClient`.
+fn userinfo(url: &str, u: &str) -> Result<String, String> {
+    let (n, p) = u.split_once(':').unwrap_or((u, ""));
+    let un = |s: &str| crate::server::doh::unescape(s, false);
+    if let (Some(n), Some(p)) = (un(n), un(p)) {
+        return Ok(format!(
+            "{}:{}",
+            String::from_utf8_lossy(&n),
+            String::from_utf8_lossy(&p)
+        ));
+    }
+    // Go names the escape: `%` and at most two octets after it.
+    let b = u.as_bytes();
+    let i = (0..b.len())
+        .find(|&i| {
+            b[i] == b'%'
+                && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        })
+        .unwrap_or(0);
+    let bad = String::from_utf8_lossy(&b[i..(i + 3).min(b.len())]).into_owned();
+    Err(format!(
+        "invalid address '{url}': parse {}: invalid URL escape {}",
+        corefile::values::go_quote(url),
+        corefile::values::go_quote(&bad)
+    ))
 }
 
 /// An HTTP/1.1 client over `io`, its connection driven on the worker.

@@ -614,9 +614,9 @@ pub fn query_values(raw: &str, key: &str) -> Vec<String> {
     out
 }
 
-/// Go's `url.QueryUnescape` (`plus`) or path unescaping: `%XX` sequences decoded;
-/// `None` for a malformed escape.
-fn unescape(s: &str, plus: bool) -> Option<Vec<u8>> {
+/// Go's `url.QueryUnescape` (`plus`) or path and user-information unescaping: `%XX`
+/// sequences decoded; `None` for a malformed escape.
+pub(crate) fn unescape(s: &str, plus: bool) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -152,7 +152,10 @@ fn parse_url(s: &str) -> Option<ProxyUrl> {
         None => None,
         Some(u) => {
             let (name, pass) = u.split_once(':').unwrap_or((u, ""));
-            Some((unescape(name)?, unescape(pass)?))
+            Some((
+                crate::server::doh::unescape(name, false)?,
+                crate::server::doh::unescape(pass, false)?,
+            ))
         }
     };
     let auth = user.as_ref().map(|(name, pass)| {
@@ -185,26 +188,6 @@ fn split_host_port(s: &str) -> Option<(&str, Option<&str>)> {
         Some(_) => None,
         None => Some((s, None)),
     }
-}
-
-/// Percent-decoding of URL user information (bytes, as Go sends them); `None` for
-/// a `%` not followed by two hex digits (Go's `url.Parse` rejects the URL).
-fn unescape(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    let hex = |c: Option<&u8>| c.and_then(|&c| (c as char).to_digit(16));
-    while i < b.len() {
-        if b[i] == b'%' {
-            let (h, l) = (hex(b.get(i + 1))?, hex(b.get(i + 2))?);
-            out.push(((h << 4) | l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Some(out)
 }
 
 impl NoProxy {

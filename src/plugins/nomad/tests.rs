@@ -102,6 +102,10 @@ fn https_agents_and_credentials() {
         panic!("escaped userinfo");
     };
     assert_eq!(user.as_deref(), Some("Basic YUBiOnA6"));
+    assert_eq!(
+        endpoint("https://a%zz@10.0.0.1", None),
+        Err("invalid address 'https://a%zz@10.0.0.1': parse \"https://a%zz@10.0.0.1\": invalid URL escape \"%zz\"".to_owned())
+    );
     // NOMAD_HTTP_AUTH without a password.
     assert_eq!(basic_auth("ops"), "Basic b3BzOg==");
 }
