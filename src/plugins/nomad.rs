@@ -265,28 +265,27 @@ fn endpoint(a: &str, server_name: Option<&str>) -> Result<Endpoint, String> {
         }
     };
     let (rest, user) = match rest.split('/').next().and_then(|h| h.rsplit_once('@')) {
-        Some((u, _)) => (&rest[u.len() + 1..], Some(userinfo(a, u)?)),
+        Some((u, _)) => (&rest[u.len() + 1..], Some(basic_auth(&userinfo(a, u)?))),
         None => (rest, None),
     };
-    let host = rest.split('/').next().unwrap_or("").to_owned();
+    let host = rest.split('/').next().unwrap_or("");
     if host.is_empty() {
         return Err(format!(
             "parse {}: missing host",
             corefile::values::go_quote(a)
         ));
     }
-    let has_port = host.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']'));
+    // `HOST[:PORT]` (an IPv6 host in brackets).
+    let (bare, has_port) = match host.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') => (h, true),
+        _ => (host, false),
+    };
     let authority = if has_port {
-        host.clone()
+        host.to_owned()
     } else {
         format!("{host}:{}", if https { 443 } else { 80 })
     };
     let tls = if https {
-        let bare = if has_port {
-            host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h)
-        } else {
-            host.as_str()
-        };
         let name = server_name.unwrap_or(bare.trim_start_matches('[').trim_end_matches(']'));
         Some(
             rustls::pki_types::ServerName::try_from(name.to_owned()).map_err(|_| {
@@ -304,7 +303,7 @@ fn endpoint(a: &str, server_name: Option<&str>) -> Result<Endpoint, String> {
         base: format!("{scheme}://{}", rest.trim_end_matches('/')),
         authority,
         tls,
-        user: user.map(|u| basic_auth(&u)),
+        user,
     })
 }
 

@@ -185,12 +185,8 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic
             "PROXY protocol on quic:// listeners is not supported by ringdns yet",
         )));
     }
-    let sessions = (!ttl.is_zero()).then(|| Sessions::new(ttl, max));
-    ctx.settings.proxyproto = Some(Arc::new(ProxyProto {
-        allow,
-        default,
-        sessions,
-    }));
+    let sessions = (!ttl.is_zero()).then_some((ttl, max));
+    ctx.settings.proxyproto = Some(Arc::new(ProxyProto::new(allow, default, sessions)));
     Ok(())
 }
 
@@ -209,7 +205,8 @@ pub enum Datagram {
 }
 
 impl ProxyProto {
-    /// For tests: a configuration as the Corefile would give it.
+    /// The configuration: `allow`, `default`, and `udp_session_tracking`'s duration
+    /// and maximum (0: CoreDNS's default).
     pub fn new(
         allow: Vec<Cidr>,
         default: Option<Policy>,
@@ -380,14 +377,12 @@ async fn read_tcp_header(stream: &mut tokio::net::TcpStream) -> Result<Option<He
             Parsed::None => return Ok(None),
             Parsed::Err(_) => return Err(()),
             Parsed::Header(h) => {
-                let mut sink = vec![0u8; h.len];
-                stream.read_exact(&mut sink).await.map_err(|_| ())?;
+                // Its octets were peeked (h.len ≤ n): take exactly those.
+                stream.read_exact(&mut buf[..h.len]).await.map_err(|_| ())?;
                 return Ok(Some(h));
             }
+            // The buffer holds the longest header, so it is never full here.
             Parsed::Need => {
-                if n == buf.len() && seen == n {
-                    return Err(());
-                }
                 // Peeking returns at once while any octet waits: let more arrive.
                 if n == seen {
                     tokio::time::sleep(pause).await;
@@ -443,23 +438,18 @@ pub enum Parsed {
 /// go-proxyproto's `Read` over `b`. `complete`: no more octets follow (a datagram);
 /// running out of them is then Go's end-of-file error; otherwise [`Parsed::Need`].
 pub fn parse(b: &[u8], complete: bool) -> Parsed {
-    let short = |n: usize| {
-        if complete {
-            Parsed::None
-        } else if b.len() < n {
-            Parsed::Need
-        } else {
-            Parsed::None
-        }
+    // Too few octets to decide: Go's peek meets the end of a datagram (no header).
+    let short = || {
+        if complete { Parsed::None } else { Parsed::Need }
     };
     let Some(&first) = b.first() else {
-        return short(1);
+        return short();
     };
     if first != SIG_V1[0] && first != SIG_V2[0] {
         return Parsed::None;
     }
     if b.len() < 5 {
-        return short(5);
+        return short();
     }
     if &b[..5] == SIG_V1 {
         return parse_v1(b);
@@ -716,57 +706,53 @@ impl Sessions {
         }
     }
 
-    fn store(&self, peer: SocketAddr, client: SocketAddr) {
-        let mut m = self
-            .inner
+    fn map(&self) -> std::sync::MutexGuard<'_, SessionMap> {
+        self.inner
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        m.stamp += 1;
-        let stamp = m.stamp;
-        let expiry = Instant::now() + self.ttl;
-        if let Some((_, _, old)) = m.by_peer.insert(peer, (client, expiry, stamp)) {
-            m.order.remove(&old);
-        }
-        m.order.insert(stamp, peer);
-        while m.by_peer.len() > self.cap {
-            let Some((_, oldest)) = m.order.pop_first() else {
-                break;
-            };
-            m.by_peer.remove(&oldest);
-        }
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn store(&self, peer: SocketAddr, client: SocketAddr) {
+        self.map()
+            .put(peer, client, Instant::now() + self.ttl, self.cap);
     }
 
     /// The client `peer` named, its session refreshed.
     fn lookup(&self, peer: SocketAddr) -> Option<SocketAddr> {
-        let (client, expiry) = {
-            let m = self
-                .inner
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let (c, e, _) = m.by_peer.get(&peer)?;
-            (*c, *e)
-        };
-        if expiry <= Instant::now() {
-            let mut m = self
-                .inner
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((_, _, s)) = m.by_peer.remove(&peer) {
-                m.order.remove(&s);
-            }
+        let mut m = self.map();
+        let (client, expiry, stamp) = *m.by_peer.get(&peer)?;
+        let now = Instant::now();
+        if expiry <= now {
+            m.by_peer.remove(&peer);
+            m.order.remove(&stamp);
             return None;
         }
-        self.store(peer, client);
+        m.put(peer, client, now + self.ttl, self.cap);
         Some(client)
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .by_peer
-            .len()
+        self.map().by_peer.len()
+    }
+}
+
+impl SessionMap {
+    /// Adds or refreshes `peer`'s session as the most recently used; beyond `cap`
+    /// sessions the least recently used go.
+    fn put(&mut self, peer: SocketAddr, client: SocketAddr, expiry: Instant, cap: usize) {
+        self.stamp += 1;
+        let stamp = self.stamp;
+        if let Some((_, _, old)) = self.by_peer.insert(peer, (client, expiry, stamp)) {
+            self.order.remove(&old);
+        }
+        self.order.insert(stamp, peer);
+        while self.by_peer.len() > cap {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            self.by_peer.remove(&oldest);
+        }
     }
 }
 

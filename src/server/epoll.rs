@@ -183,7 +183,7 @@ pub async fn tcp_accept(
                     matches!(l.transport, Transport::Https | Transport::Grpc),
                     l.grpc,
                     l.conn_limit.clone(),
-                    l.proxy.clone().map(|p| (p, l.timeouts.read)),
+                    l.proxy_wait(),
                 ),
                 // Removed by a reload while this connection waited: not served.
                 None => {
@@ -303,7 +303,7 @@ pub async fn handed_over(
         let Some(l) = active.find(&label) else {
             return;
         };
-        l.proxy.clone().map(|p| (p, l.timeouts.read))
+        l.proxy_wait()
     };
     let Some((stream, peer, local)) = proxied(stream, peer, proxy).await else {
         return;

@@ -54,6 +54,16 @@ pub struct ListenerRt {
 }
 
 impl ListenerRt {
+    /// *proxyproto* and the read timeout its TCP header must come within.
+    pub fn proxy_wait(
+        &self,
+    ) -> Option<(
+        Arc<crate::plugins::proxyproto::ProxyProto>,
+        std::time::Duration,
+    )> {
+        self.proxy.clone().map(|p| (p, self.timeouts.read))
+    }
+
     /// Index into `chains` of Corefile block `block`, if it serves this listener.
     pub fn block_index(&self, block: usize) -> Option<usize> {
         self.blocks.iter().position(|b| *b == block)
