@@ -3,8 +3,8 @@
 # on both packet engines. Installs what the tests need when missing: the DNS
 # clients (dig, kdig, delv), dnstap tools (dnstap-read, fstrm_capture), BIND's zone
 # verifier (dnssec-verify), dnsperf, and real servers used as upstream/primary
-# (nsd, knot) and a Prometheus server that scrapes us, without starting their
-# packaged services.
+# (nsd, knot), etcd and its etcdctl (for *etcd*), and a Prometheus server that
+# scrapes us, without starting their packaged services.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,12 +18,14 @@ command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
 command -v nsd >/dev/null 2>&1 || [ -x /usr/sbin/nsd ] || need+=(nsd)
 command -v knotd >/dev/null 2>&1 || [ -x /usr/sbin/knotd ] || need+=(knot)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "ci/test.sh: installing ${need[*]}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   # pgrep matches at most 15 characters of a name: one pattern per daemon.
-  daemons() { for d in nsd knotd prometheus; do pgrep -x "$d" || true; done; }
+  daemons() { for d in nsd knotd prometheus etcd; do pgrep -x "$d" || true; done; }
   before=$(daemons)
   policy=/usr/sbin/policy-rc.d
   made_policy=0

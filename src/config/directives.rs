@@ -110,6 +110,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "file",
     "auto",
     "secondary",
+    "etcd",
     "forward",
     "grpc",
     "loop",

@@ -614,7 +614,7 @@ enum Reply {
 }
 
 /// gRPC status code names as grpc-go prints them.
-fn code_name(code: u32) -> String {
+pub(crate) fn code_name(code: u32) -> String {
     const NAMES: [&str; 17] = [
         "OK",
         "Canceled",

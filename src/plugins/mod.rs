@@ -13,6 +13,7 @@ pub mod dnssec;
 pub mod dnstap;
 pub mod erratic;
 pub mod errors;
+pub mod etcd;
 pub mod file;
 pub mod forward;
 pub mod geoip;
@@ -115,6 +116,8 @@ pub enum PluginConfig {
     Secondary(secondary::SecondaryConfig),
     /// `forward` (every stanza of the block, in order).
     Forward(Vec<forward::ForwardConfig>),
+    /// `etcd`.
+    Etcd(Box<etcd::EtcdConfig>),
     /// `grpc`.
     Grpc(Box<grpc::Grpc>),
     /// `loop`.
@@ -197,6 +200,7 @@ pub fn setup(
         "auto" => PluginConfig::Auto(auto::setup(d, ctx)?),
         "secondary" => PluginConfig::Secondary(secondary::setup(d, ctx)?),
         "forward" => PluginConfig::Forward(forward::setup(d, ctx)?),
+        "etcd" => PluginConfig::Etcd(Box::new(etcd::setup(d, ctx)?)),
         "grpc" => PluginConfig::Grpc(Box::new(grpc::setup(d, ctx)?)),
         "loop" => PluginConfig::Loop(loopdetect::setup(d, ctx)?),
         "erratic" => PluginConfig::Erratic(erratic::setup(d)?),
@@ -275,6 +279,8 @@ pub enum Plugin {
     Secondary(secondary::Secondary),
     /// `forward`.
     Forward(forward::Forward),
+    /// `etcd`.
+    Etcd(Box<etcd::Etcd>),
     /// `grpc`.
     Grpc(Box<grpc::Grpc>),
     /// `loop`.
@@ -327,6 +333,7 @@ impl Plugin {
             PluginConfig::Auto(c) => Self::Auto(auto::Auto::new(c)),
             PluginConfig::Secondary(c) => Self::Secondary(secondary::Secondary::new(c)),
             PluginConfig::Forward(c) => Self::Forward(forward::Forward::new(c)?),
+            PluginConfig::Etcd(c) => Self::Etcd(Box::new(etcd::Etcd::new(c))),
             PluginConfig::Grpc(c) => Self::Grpc(c.clone()),
             PluginConfig::Loop(c) => Self::Loop(Box::new(loopdetect::Loop::new(c))),
             PluginConfig::Erratic(c) => Self::Erratic(erratic::Erratic::new(c)),
@@ -370,6 +377,7 @@ impl Plugin {
             Self::Auto(_) => "auto",
             Self::Secondary(_) => "secondary",
             Self::Forward(_) => "forward",
+            Self::Etcd(_) => "etcd",
             Self::Grpc(_) => "grpc",
             Self::Loop(_) => "loop",
             Self::Erratic(_) => "erratic",
@@ -432,6 +440,7 @@ impl Plugin {
             Self::Auto(p) => p.serve(ctx),
             Self::Secondary(p) => p.serve(ctx),
             Self::Forward(p) => p.serve(ctx),
+            Self::Etcd(p) => p.serve(ctx),
             Self::Grpc(p) => p.serve(ctx),
             Self::Loop(p) => p.serve(ctx),
             Self::Erratic(p) => p.serve(ctx),
@@ -450,6 +459,7 @@ impl Plugin {
             Self::Rewrite(p) => Box::pin(p.serve_async(ctx, next)).await,
             Self::Autopath(p) => Box::pin(p.serve_async(ctx, next)).await,
             Self::Template(p) => Box::pin(p.serve_async(ctx, next)).await,
+            Self::Etcd(p) => Box::pin(p.serve_async(ctx)).await,
             Self::Grpc(p) => Box::pin(p.serve_async(ctx, next.exists())).await,
             Self::Forward(p) => p.serve_async(ctx).await,
             Self::Cache(p) => p.serve_async(ctx).await,

@@ -5,6 +5,7 @@
 mod auth;
 mod cache;
 mod dnstap;
+mod etcd;
 mod forward;
 mod k8s;
 #[path = "../mmdb/writer.rs"]

@@ -627,7 +627,7 @@ impl Lookups {
 
 /// Writes a reply (CoreDNS's `SetReply` with AA): TC, `rcode`, the answer, the SOA
 /// in authority when given, and the additional records.
-fn write_reply(
+pub(crate) fn write_reply(
     ctx: &mut Ctx<'_>,
     rcode: u8,
     tc: bool,
@@ -707,7 +707,7 @@ impl Upstream for Lookups {
 }
 
 /// The answer records of a self-lookup's reply, and its TC bit.
-fn answers_of(reply: &[u8]) -> Option<(Vec<Rr>, bool)> {
+pub(crate) fn answers_of(reply: &[u8]) -> Option<(Vec<Rr>, bool)> {
     let idx = crate::wire::MsgIndex::parse(reply)?;
     let tc = crate::wire::hdr::flags(reply) & flags::TC != 0;
     let order: Vec<usize> = (0..idx.rrs.len())
