@@ -11,6 +11,7 @@
 //! CoreDNS: `plugin/etcd/` (`setup.go`, `etcd.go`, `handler.go`, `xfr.go`,
 //! `msg/`), `plugin/backend_lookup.go`.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,9 +21,10 @@ use corefile::{Diagnostic, Dispenser};
 use tokio::time::Instant;
 
 use self::client::{Client, KeyValue, RpcError};
+use self::msg::fqdn;
 use self::msg::{Host, Service};
 use super::file::Fall;
-use super::kubernetes::answer::{Rr, addr_rr, fqdn, is_subdomain, longest_zone};
+use super::kubernetes::answer::{Rr, addr_rr, is_subdomain, longest_zone};
 use crate::chain::{Ctx, ErrorKind, Flow, PluginError, Status};
 use crate::config::SetupCtx;
 use crate::wire::Name;
@@ -73,7 +75,8 @@ fn parse_ttl(s: &str) -> Result<u32, String> {
     if s.is_empty() {
         return Ok(0);
     }
-    let text = if s.parse::<u64>().is_ok() {
+    // `strconv.ParseUint`: digits only (no sign).
+    let text = if s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok() {
         format!("{s}s")
     } else {
         s.to_owned()
@@ -239,6 +242,8 @@ struct Look<'c, 'a> {
     cfg: &'c EtcdConfig,
     ctx: &'c Ctx<'a>,
     zone: &'c str,
+    /// Lease TTLs already asked during this query.
+    leases: RefCell<HashMap<i64, Option<i64>>>,
 }
 
 type Answer = (Vec<Rr>, Vec<Rr>, bool);
@@ -271,6 +276,7 @@ impl Etcd {
                 cfg: &self.cfg,
                 ctx: &*ctx,
                 zone: &zone,
+                leases: RefCell::new(HashMap::new()),
             };
             l.answer(&q).await
         };
@@ -389,27 +395,29 @@ impl Look<'_, '_> {
         self.loop_nodes(&kvs, &segments, star, qtype).await
     }
 
-    /// `get`: with `recursive`, the keys below `path/`, else `path` itself.
+    /// `get`: with `recursive`, the keys below `path/`, else `path` itself (both
+    /// reads within one 5 s, as CoreDNS's one context).
     async fn get(&self, path: &str, recursive: bool) -> Result<Vec<KeyValue>, Fail> {
         let c = &self.cfg.client;
+        let deadline = Instant::now() + TIMEOUT;
         if recursive {
             let dir = if path.ends_with('/') {
                 path.to_owned()
             } else {
                 format!("{path}/")
             };
-            let kvs = c.range(&dir, true, Instant::now() + TIMEOUT).await?;
+            let kvs = c.range(&dir, true, deadline).await?;
             if !kvs.is_empty() {
                 return Ok(kvs);
             }
             let key = dir.strip_suffix('/').unwrap_or(&dir);
-            let kvs = c.range(key, false, Instant::now() + TIMEOUT).await?;
+            let kvs = c.range(key, false, deadline).await?;
             if kvs.is_empty() {
                 return Err(Fail::NotFound);
             }
             return Ok(kvs);
         }
-        let kvs = c.range(path, false, Instant::now() + TIMEOUT).await?;
+        let kvs = c.range(path, false, deadline).await?;
         if kvs.is_empty() {
             return Err(Fail::NotFound);
         }
@@ -427,6 +435,9 @@ impl Look<'_, '_> {
     ) -> Result<Vec<Service>, Fail> {
         let mut seen: HashSet<Service> = HashSet::new();
         let mut out = Vec::new();
+        // The leases of one read are asked within one 5 s (CoreDNS asks each
+        // without a deadline).
+        let lease_deadline = Instant::now() + TIMEOUT;
         'nodes: for kv in kvs {
             let key = String::from_utf8_lossy(&kv.key).into_owned();
             if star {
@@ -448,7 +459,7 @@ impl Look<'_, '_> {
             if !seen.insert(serv.clone()) {
                 continue;
             }
-            serv.ttl = self.ttl(kv, &serv).await;
+            serv.ttl = self.ttl(kv, &serv, lease_deadline).await;
             if serv.priority == 0 {
                 serv.priority = DEFAULT_PRIORITY;
             }
@@ -461,18 +472,21 @@ impl Look<'_, '_> {
 
     /// `TTL`: the smaller of the service's TTL and its lease's remaining time
     /// (clamped to the lease bounds), 300 when neither is set.
-    async fn ttl(&self, kv: &KeyValue, serv: &Service) -> u32 {
+    /// Each lease is asked once per query.
+    async fn ttl(&self, kv: &KeyValue, serv: &Service, deadline: Instant) -> u32 {
         let mut lease_ttl = 0u32;
         if kv.lease != 0 {
-            if let Ok(t) = self
-                .cfg
-                .client
-                .time_to_live(kv.lease, Instant::now() + TIMEOUT)
-                .await
-            {
-                if t > 0 {
-                    lease_ttl = ttl_from_lease(t, self.cfg.min_lease, self.cfg.max_lease);
+            let known = self.leases.borrow().get(&kv.lease).copied();
+            let t = match known {
+                Some(t) => t,
+                None => {
+                    let t = self.cfg.client.time_to_live(kv.lease, deadline).await.ok();
+                    self.leases.borrow_mut().insert(kv.lease, t);
+                    t
                 }
+            };
+            if let Some(t) = t.filter(|t| *t > 0) {
+                lease_ttl = ttl_from_lease(t, self.cfg.min_lease, self.cfg.max_lease);
             }
         }
         combine_ttl(lease_ttl, serv.ttl)
@@ -635,7 +649,8 @@ impl Look<'_, '_> {
         let mut w: HashMap<i64, i64> = HashMap::new();
         for serv in &services {
             let weight = if serv.weight == 0 { 100 } else { serv.weight };
-            *w.entry(serv.priority).or_insert(0) += weight;
+            let e = w.entry(serv.priority).or_insert(0);
+            *e = e.saturating_add(weight);
         }
         let (mut records, mut extra) = (Vec::new(), Vec::new());
         for serv in &services {
@@ -772,12 +787,13 @@ impl Look<'_, '_> {
         let (mut records, mut extra) = (Vec::new(), Vec::new());
         for serv in &services {
             match serv.host_type() {
-                Host::Cname | Host::Txt => {
+                Host::Cname => {
                     return Err(Fail::Err(format!(
                         "NS record must be an IP address: {}",
                         serv.host
                     )));
                 }
+                Host::Txt => {}
                 Host::A(ip) | Host::Aaaa(ip) => {
                     let mut s = serv.clone();
                     s.host = msg::domain(&serv.key);

@@ -242,6 +242,11 @@ fn etcd_answers_as_coredns_lookup_tests() {
             r#"{"host":"10.1.0.3","group":"g2"}"#,
         ),
         ("bad.skydns.test.", "not json"),
+        // A name with text under ns.dns is no NS, and no error (Go's switch skips it).
+        (
+            "a.ns.dns.skydns_extra.test.",
+            r#"{"host":"ns.example","text":"x"}"#,
+        ),
     ];
     for (name, value) in services {
         etcd.put(&key_of(name), value);
@@ -543,6 +548,14 @@ fn etcd_answers_as_coredns_lookup_tests() {
             vec![],
         ),
         ("bad.skydns.test.", "A", "SERVFAIL", vec![], vec![SOA.into()], vec![]),
+        (
+            "skydns_extra.test.",
+            "NS",
+            "NOERROR",
+            vec![],
+            vec!["skydns_extra.test. 30 IN SOA ns.dns.skydns_extra.test. hostmaster.skydns_extra.test. S 7200 1800 86400 30".into()],
+            vec![],
+        ),
     ];
     for be in backends() {
         let s = TestServer::start(&corefile, be);

@@ -12,14 +12,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http2;
 use hyper::{Request, header};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::time::{Instant, timeout_at};
@@ -35,13 +35,19 @@ const MAX_ATTEMPTS: u32 = 100;
 const BACKOFF: Duration = Duration::from_millis(25);
 /// Connections kept per thread (all instances).
 const MAX_CONNS: usize = 256;
+/// `DialKeepAliveTime` as CoreDNS sets it, and grpc-go's keepalive timeout.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a refused authentication is answered from memory.
+const AUTH_RETRY: Duration = Duration::from_secs(1);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 type Sender = http2::SendRequest<Full<Bytes>>;
 
 thread_local! {
-    static CONNS: RefCell<HashMap<(u64, usize), Sender>> = RefCell::new(HashMap::new());
+    /// Each entry holds its client's liveness: those of clients a reload dropped go.
+    static CONNS: RefCell<HashMap<(u64, usize), (Weak<()>, Sender)>> = RefCell::new(HashMap::new());
 }
 
 /// Where an endpoint is.
@@ -165,7 +171,11 @@ pub struct Client {
     creds: Option<(String, String)>,
     /// The auth token: `None` until fetched, `Some("")` when auth is off.
     token: Mutex<Option<String>>,
+    /// One authentication at a time; a refusal is kept for [`AUTH_RETRY`].
+    auth: tokio::sync::Mutex<Option<(Instant, RpcError)>>,
     next: AtomicUsize,
+    /// Dropped with the client (its cached connections then go).
+    alive: Arc<()>,
 }
 
 impl Client {
@@ -176,7 +186,9 @@ impl Client {
             endpoints,
             creds,
             token: Mutex::new(None),
+            auth: tokio::sync::Mutex::new(None),
             next: AtomicUsize::new(0),
+            alive: Arc::new(()),
         }
     }
 
@@ -289,6 +301,19 @@ impl Client {
         let Some((user, pass)) = &self.creds else {
             return Ok(String::new());
         };
+        let mut refused = match timeout_at(deadline, self.auth.lock()).await {
+            Ok(g) => g,
+            Err(_) => return Err(RpcError::Deadline),
+        };
+        // Another query may have fetched it meanwhile, or been refused just now.
+        if let Some(t) = self.token.lock().ok().and_then(|t| t.clone()) {
+            return Ok(t);
+        }
+        if let Some((at, e)) = refused.as_ref() {
+            if at.elapsed() < AUTH_RETRY {
+                return Err(e.clone());
+            }
+        }
         let mut req = Vec::new();
         put_bytes(&mut req, 1, user.as_bytes());
         put_bytes(&mut req, 2, pass.as_bytes());
@@ -310,8 +335,14 @@ impl Client {
             Err(RpcError::Status(_, m)) if m == "etcdserver: authentication is not enabled" => {
                 String::new()
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                if matches!(e, RpcError::Status(..)) {
+                    *refused = Some((Instant::now(), e.clone()));
+                }
+                return Err(e);
+            }
         };
+        *refused = None;
         if let Ok(mut t) = self.token.lock() {
             *t = Some(token.clone());
         }
@@ -320,7 +351,7 @@ impl Client {
 
     async fn connect(&self, i: usize, deadline: Instant) -> Result<Sender, RpcError> {
         let key = (self.id, i);
-        if let Some(tx) = CONNS.with(|c| c.borrow().get(&key).cloned()) {
+        if let Some((_, tx)) = CONNS.with(|c| c.borrow().get(&key).cloned()) {
             if !tx.is_closed() {
                 return Ok(tx);
             }
@@ -351,11 +382,11 @@ impl Client {
         };
         CONNS.with(|c| {
             let mut c = c.borrow_mut();
-            c.retain(|_, t| !t.is_closed());
+            c.retain(|_, (alive, t)| !t.is_closed() && alive.strong_count() > 0);
             if c.len() >= MAX_CONNS {
                 c.retain(|k, _| k.0 == key.0);
             }
-            c.insert(key, tx.clone());
+            c.insert(key, (Arc::downgrade(&self.alive), tx.clone()));
         });
         Ok(tx)
     }
@@ -407,8 +438,15 @@ impl Client {
             Ok::<_, RpcError>((parts, collected))
         };
         let (parts, collected) = match timeout_at(deadline, call).await {
-            Err(_) => return Err(RpcError::Deadline),
-            Ok(r) => r?,
+            Ok(Ok(r)) => r,
+            failed => {
+                // A connection that timed out or broke is not asked again.
+                CONNS.with(|c| c.borrow_mut().remove(&(self.id, i)));
+                return Err(match failed {
+                    Ok(Err(e)) => e,
+                    _ => RpcError::Deadline,
+                });
+            }
         };
         let trailers = collected.trailers().cloned();
         let data = collected.to_bytes();
@@ -441,9 +479,12 @@ impl Client {
         {
             Some((0, _)) => {}
             Some((14, m)) => {
-                return Err(RpcError::Unavailable(format!(
-                    "rpc error: code = Unavailable desc = {m}"
-                )));
+                // rpctypes: etcd's own errors are their description.
+                return Err(RpcError::Unavailable(if m.starts_with("etcdserver: ") {
+                    m
+                } else {
+                    format!("rpc error: code = Unavailable desc = {m}")
+                }));
             }
             Some((c, m)) => return Err(RpcError::Status(c, m)),
             None => {
@@ -476,6 +517,16 @@ fn dial_error(dial: &str, e: &std::io::Error) -> RpcError {
     ))
 }
 
+/// HTTP/2 with grpc-go's keepalive as CoreDNS configures etcd's client: a PING
+/// every 5 s while calls are open, the connection closed without an answer in 20 s.
+fn h2() -> http2::Builder<LocalExec> {
+    let mut b = http2::Builder::new(LocalExec);
+    b.timer(TokioTimer::new())
+        .keep_alive_interval(KEEPALIVE)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT);
+    b
+}
+
 /// TLS when the endpoint has it, then HTTP/2.
 async fn handshake<T>(io: T, ep: &Endpoint, deadline: Instant) -> Result<Sender, RpcError>
 where
@@ -505,26 +556,20 @@ where
                 }
                 Ok(Ok(s)) => s,
             };
-            let (tx, conn) = timeout_at(
-                deadline,
-                http2::Builder::new(LocalExec).handshake(TokioIo::new(s)),
-            )
-            .await
-            .map_err(|_| RpcError::Deadline)?
-            .map_err(hs)?;
+            let (tx, conn) = timeout_at(deadline, h2().handshake(TokioIo::new(s)))
+                .await
+                .map_err(|_| RpcError::Deadline)?
+                .map_err(hs)?;
             tokio::task::spawn_local(async move {
                 let _ = conn.await;
             });
             Ok(tx)
         }
         None => {
-            let (tx, conn) = timeout_at(
-                deadline,
-                http2::Builder::new(LocalExec).handshake(TokioIo::new(io)),
-            )
-            .await
-            .map_err(|_| RpcError::Deadline)?
-            .map_err(hs)?;
+            let (tx, conn) = timeout_at(deadline, h2().handshake(TokioIo::new(io)))
+                .await
+                .map_err(|_| RpcError::Deadline)?
+                .map_err(hs)?;
             tokio::task::spawn_local(async move {
                 let _ = conn.await;
             });

@@ -46,6 +46,9 @@ fn setup_as_coredns() {
     assert_eq!(parse_ttl("45"), Ok(45));
     assert_eq!(parse_ttl("1500ms"), Ok(1));
     assert_eq!(parse_ttl(""), Ok(0));
+    // `strconv.ParseUint` takes no sign; "+30" is then no Go duration either.
+    assert!(parse_ttl("+30").is_err());
+    assert_eq!(parse_ttl("+30s"), Ok(30));
     let e = |l: u32, m: &str| format!("plugin/etcd: Corefile:{l} - Error during parsing: {m}");
     let bad_ttl = "invalid TTL format, use format like '30', '30s', '5m', '1h', or '2h30m'";
     for (input, want) in [
