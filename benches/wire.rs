@@ -28,6 +28,7 @@ fn wire(c: &mut Criterion) {
         conn_limit: None,
         transport: corefile::keys::Transport::Dns,
         quic: None,
+        h3: None,
         grpc: None,
         proxy: None,
         label: "dns://:53".into(),

@@ -74,6 +74,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "proxyproto",
     "timeouts",
     "https",
+    "https3",
     "quic",
     "grpc_server",
     "nsid",

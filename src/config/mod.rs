@@ -253,6 +253,10 @@ pub struct BlockSettings {
     pub quic_max_streams: Option<usize>,
     /// `quic { worker_pool_size }`.
     pub quic_worker_pool: Option<usize>,
+    /// `https3 { max_streams }` of the block's `https3://` listeners.
+    pub https3_max_streams: Option<usize>,
+    /// `https3 { max_connections }`.
+    pub https3_max_connections: Option<usize>,
     /// `grpc_server { max_streams }` of the block's `grpc://` listeners.
     pub grpc_max_streams: Option<usize>,
     /// `grpc_server { max_connections }`.
@@ -443,6 +447,16 @@ pub fn build(input: Input, dns_port: &str) -> Result<Config, Diagnostic> {
                 .any(|(_, b)| blocks[*b].settings.tls.is_some())
     }) {
         return Err(Diagnostic::plain("quic: tls.Config not set"));
+    }
+    // CoreDNS's NewServerHTTPS3 (when it makes its servers, after every setup).
+    if listeners.iter().any(|l| {
+        l.transport == Transport::Https3
+            && !l
+                .sites
+                .iter()
+                .any(|(_, b)| blocks[*b].settings.tls.is_some())
+    }) {
+        return Err(Diagnostic::plain("DoH3 requires TLS, no TLS config found"));
     }
     let reload = blocks.iter().rev().find_map(|b| b.settings.reload);
     Ok(Config {

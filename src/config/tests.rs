@@ -254,7 +254,27 @@ fn error_table() {
         ),
         (
             "https3://.:8853 {\n whoami\n}",
-            "cannot serve https3://:8853 - https3:// listeners are not supported by ringdns yet",
+            "DoH3 requires TLS, no TLS config found",
+        ),
+        (
+            "https3://.:8853 {\n https3 {\n  max_streams -1\n }\n}",
+            "plugin/https3: Corefile:3 - Error during parsing: max_streams must be a non-negative integer: -1",
+        ),
+        (
+            "https3://.:8853 {\n https3 {\n  max_connections x\n }\n}",
+            "plugin/https3: Corefile:3 - Error during parsing: invalid max_connections value 'x': strconv.Atoi: parsing \"x\": invalid syntax",
+        ),
+        (
+            "https3://.:8853 {\n https3 {\n  max_streams 1\n  max_streams 2\n }\n}",
+            "plugin/https3: Corefile:4 - Error during parsing: max_streams already defined for this server block",
+        ),
+        (
+            "https3://.:8853 {\n https3 {\n  worker_pool_size 2\n }\n}",
+            "plugin/https3: Corefile:3 - Error during parsing: unknown property 'worker_pool_size'",
+        ),
+        (
+            "https3://.:8853 {\n https3 extra\n}",
+            "plugin/https3: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'extra'",
         ),
         ("https://.:8443 {\n whoami\n}", "ok"),
         (

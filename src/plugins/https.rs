@@ -1,7 +1,9 @@
-//! *https* { max_connections N }, *quic* { max_streams N; worker_pool_size N } and
-//! *grpc_server* { max_streams N; max_connections N }: the limits of a block's
-//! `https://` (DNS over HTTPS), `quic://` (DNS over QUIC) and `grpc://` listeners, as
-//! CoreDNS 1.14.7's `plugin/https`, `plugin/quic` and `plugin/grpc_server` parse them
+//! *https* { max_connections N }, *https3* { max_streams N; max_connections N },
+//! *quic* { max_streams N; worker_pool_size N } and *grpc_server* { max_streams N;
+//! max_connections N }: the limits of a block's `https://` (DNS over HTTPS),
+//! `https3://` (DNS over HTTP/3), `quic://` (DNS over QUIC) and `grpc://` listeners,
+//! as CoreDNS 1.14.7's `plugin/https`, `plugin/https3`, `plugin/quic` and
+//! `plugin/grpc_server` parse them
 //! (each reads only the first line of its directive in a block). A listener takes the
 //! values of its first block.
 
@@ -17,6 +19,8 @@ pub const DEFAULT_QUIC_STREAMS: usize = 256;
 pub const DEFAULT_QUIC_WORKERS: usize = 1024;
 /// CoreDNS's `DefaultQUICMaxConnections` (no option sets it in 1.14.7).
 pub const DEFAULT_QUIC_CONNECTIONS: usize = 200;
+/// CoreDNS's `DefaultHTTPS3MaxStreams`.
+pub const DEFAULT_HTTPS3_STREAMS: usize = 256;
 /// CoreDNS's `DefaultGRPCMaxStreams`.
 pub const DEFAULT_GRPC_STREAMS: usize = 256;
 /// CoreDNS's `DefaultGRPCMaxConnections`.
@@ -80,6 +84,19 @@ pub fn setup_quic(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagn
         &mut [
             ("max_streams", &mut s.quic_max_streams, 1),
             ("worker_pool_size", &mut s.quic_worker_pool, 1),
+        ],
+    )
+}
+
+/// *https3*.
+pub fn setup_https3(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic> {
+    let s = &mut *ctx.settings;
+    limits(
+        d,
+        "https3",
+        &mut [
+            ("max_streams", &mut s.https3_max_streams, 0),
+            ("max_connections", &mut s.https3_max_connections, 0),
         ],
     )
 }

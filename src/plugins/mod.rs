@@ -166,6 +166,7 @@ pub fn setup(
         "tls" => return tls::setup(d, ctx).map(|()| None),
         "https" => return https::setup(d, ctx).map(|()| None),
         "quic" => return https::setup_quic(d, ctx).map(|()| None),
+        "https3" => return https::setup_https3(d, ctx).map(|()| None),
         "grpc_server" => return https::setup_grpc(d, ctx).map(|()| None),
         "health" => return health::setup_health(d, ctx).map(|()| None),
         "ready" => return health::setup_ready(d, ctx).map(|()| None),

@@ -179,11 +179,17 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic
         }
     }
     // quic-go's listener reads the header from each QUIC datagram; ringdns's DoQ
-    // listener has no such reader yet.
-    if ctx.keys.iter().any(|k| k.starts_with("quic://")) {
-        return Err(w(Diagnostic::plain(
-            "PROXY protocol on quic:// listeners is not supported by ringdns yet",
-        )));
+    // and DoH3 listeners have no such reader yet.
+    for scheme in ["quic", "https3"] {
+        if ctx
+            .keys
+            .iter()
+            .any(|k| k.starts_with(&format!("{scheme}://")))
+        {
+            return Err(w(Diagnostic::plain(format!(
+                "PROXY protocol on {scheme}:// listeners is not supported by ringdns yet"
+            ))));
+        }
     }
     let sessions = (!ttl.is_zero()).then_some((ttl, max));
     ctx.settings.proxyproto = Some(Arc::new(ProxyProto::new(allow, default, sessions)));

@@ -38,9 +38,9 @@ use crate::wire::request::{Verdict, parse_query};
 /// CoreDNS's `doh.Path`.
 pub const PATH: &str = "/dns-query";
 /// CoreDNS's `maxDNSQuerySize`: the POST body limit.
-const MAX_QUERY: usize = 65_536;
+pub(super) const MAX_QUERY: usize = 65_536;
 /// CoreDNS's `maxBase64Len`: the longest `dns` parameter.
-const MAX_BASE64: usize = (MAX_QUERY * 8).div_ceil(6);
+pub(super) const MAX_BASE64: usize = (MAX_QUERY * 8).div_ceil(6);
 
 /// `coredns_dns_https_responses_total`.
 static RESPONSES: crate::metrics::LabelCounts<2> = crate::metrics::LabelCounts::new(
@@ -584,7 +584,7 @@ fn ok(reply: Vec<u8>) -> Response<Reply> {
 }
 
 /// `uint32(dnsutil.MinimalTTLWithMaximum(reply, response.Typify(reply), 1h).Seconds())`.
-fn max_age(reply: &[u8]) -> u32 {
+pub(super) fn max_age(reply: &[u8]) -> u32 {
     const SEC: i64 = 1_000_000_000;
     let Some(idx) = crate::wire::index::MsgIndex::parse(reply) else {
         return 5;

@@ -47,6 +47,8 @@ pub struct ListenerRt {
     pub transport: corefile::keys::Transport,
     /// `quic://`: the QUIC settings and the stream worker pool.
     pub quic: Option<super::doq::Config>,
+    /// `https3://`: the QUIC settings.
+    pub h3: Option<super::doh3::Config>,
     /// `grpc://`: its HTTP/2 stream limit per connection (`None`: no limit).
     pub grpc: Option<Option<u32>>,
     /// *proxyproto* of the listener's last block that has one (CoreDNS's `NewServer`).

@@ -8,6 +8,7 @@
 
 pub mod bufpool;
 pub mod doh;
+pub mod doh3;
 pub mod doq;
 pub mod engine;
 pub mod epoll;
@@ -136,7 +137,7 @@ impl Active {
             );
             // CoreDNS's ServerTLS takes the TLS configuration of the group's last
             // config that it visits; no *tls* plugin serves plain TCP.
-            let (mut quic, mut grpc) = (None, None);
+            let (mut quic, mut grpc, mut h3) = (None, None, None);
             let tls = if l.transport == Transport::Dns {
                 None
             } else {
@@ -200,6 +201,21 @@ impl Active {
                     l.sockets,
                 );
                 (Some(tls), limit)
+            } else if l.transport == Transport::Https3 {
+                // CoreDNS's NewServerHTTPS3 (config::build has said so already).
+                let Some(tls) = tls else {
+                    return Err("DoH3 requires TLS, no TLS config found".to_owned());
+                };
+                let first = l.sites.first().map(|(_, b)| &config.blocks[*b].settings);
+                let streams = first
+                    .and_then(|s| s.https3_max_streams)
+                    .unwrap_or(crate::plugins::https::DEFAULT_HTTPS3_STREAMS);
+                let max = first
+                    .and_then(|s| s.https3_max_connections)
+                    .unwrap_or(crate::plugins::https::DEFAULT_MAX_CONNECTIONS);
+                h3 = Some(doh3::Config::new(&tls, streams, timeouts.idle)?);
+                let limit = limit_for(&l.label, max, l.sockets);
+                (Some(tls), limit)
             } else {
                 (tls, None)
             };
@@ -215,6 +231,7 @@ impl Active {
                 conn_limit,
                 quic,
                 grpc,
+                h3,
                 transport: l.transport,
                 blocks: local.clone(),
                 label: Arc::clone(&label),
@@ -531,8 +548,14 @@ pub fn bind_sockets(
     transport: Transport,
 ) -> Result<Vec<WorkerSockets>, String> {
     // DNS over TLS and HTTPS listen on TCP only, DNS over QUIC on UDP only.
-    let with_udp = matches!(transport, Transport::Dns | Transport::Quic);
-    let kinds = (with_udp, transport != Transport::Quic);
+    let with_udp = matches!(
+        transport,
+        Transport::Dns | Transport::Quic | Transport::Https3
+    );
+    let kinds = (
+        with_udp,
+        !matches!(transport, Transport::Quic | Transport::Https3),
+    );
     let first_net = if with_udp { "udp" } else { "tcp" };
     let set = |udp: Option<std::net::UdpSocket>, tcp: Option<std::net::TcpListener>, udp_local| {
         WorkerSockets {
@@ -726,6 +749,14 @@ fn spawn_epoll_thread(
                             Arc::clone(&shared),
                         ));
                     }
+                    (Transport::Https3, Some(u), _) => {
+                        tokio::task::spawn_local(doh3::serve(
+                            u,
+                            udp_local,
+                            label,
+                            Arc::clone(&shared),
+                        ));
+                    }
                     (_, udp, tcp) => {
                         if let Some(Ok(u)) = udp.map(tokio::net::UdpSocket::from_std) {
                             tokio::task::spawn_local(epoll::udp_loop(
@@ -850,7 +881,12 @@ fn limit_for(
 pub fn serves(t: Transport) -> bool {
     matches!(
         t,
-        Transport::Dns | Transport::Tls | Transport::Https | Transport::Quic | Transport::Grpc
+        Transport::Dns
+            | Transport::Tls
+            | Transport::Https
+            | Transport::Https3
+            | Transport::Quic
+            | Transport::Grpc
     )
 }
 

@@ -1215,3 +1215,236 @@ fn grpc_plugin_over_a_unix_socket() {
         );
     }
 }
+
+/// One DoH3 request over a new HTTP/3 connection trusting `ca` (PEM): (status,
+/// headers, body), or the connection's error.
+fn doh3(
+    port: u16,
+    ca: &str,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<(u16, hyper::HeaderMap, Vec<u8>), String> {
+    use bytes::Buf;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let pem = std::fs::read(ca).expect("ca");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&pem).flatten() {
+        roots.add(c).expect("root");
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+    rt.block_on(async {
+        let mut ep =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+        ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+        let exchange = async {
+            let conn = ep
+                .connect(([127, 0, 0, 1], port).into(), "dns.example")
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())?;
+            let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn))
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+            let req = hyper::Request::builder()
+                .method(method)
+                .uri(format!("https://dns.example:{port}{path}"))
+                .body(())
+                .map_err(|e| e.to_string())?;
+            let mut stream = send.send_request(req).await.map_err(|e| e.to_string())?;
+            if let Some(b) = body {
+                stream
+                    .send_data(bytes::Bytes::from(b))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            stream.finish().await.map_err(|e| e.to_string())?;
+            let resp = stream.recv_response().await.map_err(|e| e.to_string())?;
+            let mut data = Vec::new();
+            while let Some(mut c) = stream.recv_data().await.map_err(|e| e.to_string())? {
+                while c.has_remaining() {
+                    let n = c.chunk().len();
+                    data.extend_from_slice(c.chunk());
+                    c.advance(n);
+                }
+            }
+            Ok((resp.status().as_u16(), resp.headers().clone(), data))
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(5), exchange).await {
+            Ok(r) => r,
+            Err(_) => Err("timeout".into()),
+        }
+    })
+}
+
+#[test]
+fn doh3_answers_as_coredns() {
+    for be in backends() {
+        let certs = TempDir::new("doh3");
+        let (c, k) = cert(&certs, "server", &["dns.example"]);
+        let mport = free_port();
+        let s = TestServer::start(
+            &format!(
+                "https3://drop.test:{{port}} {{\n tls {c} {k}\n acl {{\n  drop\n }}\n}}\nhttps3://.:{{port}} {{\n tls {c} {k}\n https3 {{\n  max_streams 16\n  max_connections 50\n }}\n log\n prometheus 127.0.0.1:{mport}\n hosts {{\n  10.0.0.1 h.example\n  ttl 300\n  fallthrough\n }}\n whoami\n}}\n"
+            ),
+            be,
+        );
+        assert!(
+            s.lines().contains(&format!("https3://.:{}", s.port)),
+            "{be}: banner {:?}",
+            s.lines()
+        );
+        let (q, b64) = b64_query("h.example.");
+        // GET: the headers CoreDNS writes; max-age is the minimal TTL.
+        let (st, head, body) =
+            doh3(s.port, &c, "GET", &format!("/dns-query?dns={b64}"), None).expect("GET");
+        assert_eq!(st, 200, "{be}: {head:?}");
+        assert_eq!(head["content-type"], "application/dns-message", "{be}");
+        assert_eq!(head["cache-control"], "max-age=300", "{be}");
+        assert_eq!(
+            head["content-length"],
+            body.len().to_string().as_str(),
+            "{be}"
+        );
+        assert_eq!(
+            &body[..2],
+            &q[..2],
+            "{be}: the reply carries the query's ID"
+        );
+        assert_eq!(body[3] & 0x0f, 0, "{be}: NOERROR");
+        // POST with the message as the body.
+        let (st, _, body) = doh3(s.port, &c, "POST", "/dns-query", Some(q.clone())).expect("POST");
+        assert_eq!(st, 200, "{be}");
+        assert_eq!(&body[..2], &q[..2], "{be}");
+        // whoami sees a UDP client (CoreDNS's DoH3 writer has a UDP address).
+        let (wq, wb64) = b64_query("example.org.");
+        let (st, _, body) =
+            doh3(s.port, &c, "GET", &format!("/dns-query?dns={wb64}"), None).expect("whoami");
+        assert_eq!(st, 200, "{be}");
+        assert_eq!(&body[..2], &wq[..2], "{be}");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("_udp"), "{be}: whoami's transport label");
+        // CoreDNS's error statuses and texts.
+        let (st, head, body) =
+            doh3(s.port, &c, "GET", &format!("/resolve?dns={b64}"), None).expect("404");
+        assert_eq!((st, body.as_slice()), (404, &b"\n"[..]), "{be}");
+        assert_eq!(head["content-type"], "text/plain; charset=utf-8", "{be}");
+        assert_eq!(head["x-content-type-options"], "nosniff", "{be}");
+        for (method, path) in [
+            ("PUT", format!("/dns-query?dns={b64}")),
+            ("GET", "/dns-query".to_owned()),
+            ("GET", format!("/dns-query?dns={b64}&dns={b64}")),
+            ("GET", "/dns-query?dns=AAAA".to_owned()),
+        ] {
+            let (st, _, body) = doh3(s.port, &c, method, &path, None).expect("400");
+            assert_eq!(
+                (st, body.as_slice()),
+                (400, &b"invalid request\n"[..]),
+                "{be} {method} {path}"
+            );
+        }
+        // No reply from the chain (acl drop): 500.
+        let (_, dropped) = b64_query("x.drop.test.");
+        let (st, _, body) = doh3(
+            s.port,
+            &c,
+            "GET",
+            &format!("/dns-query?dns={dropped}"),
+            None,
+        )
+        .expect("500");
+        assert_eq!((st, body.as_slice()), (500, &b"No response\n"[..]), "{be}");
+        // The log says udp; the responses are counted per status.
+        s.wait_line(|l| l.contains("\"A IN h.example. udp "))
+            .expect("log line");
+        let (_, _, metrics) = http(mport, "GET", "/metrics").expect("metrics");
+        for (status, n) in [(200, 3), (400, 4), (404, 1), (500, 1)] {
+            let want = format!(
+                "coredns_dns_https3_responses_total{{server=\"https3://:{}\",status=\"{status}\"}} {n}",
+                s.port
+            );
+            assert!(
+                metrics.lines().any(|l| l == want),
+                "{be}: {want} not in\n{metrics}"
+            );
+        }
+    }
+}
+
+/// `https3 { max_connections }`: a connection beyond it is closed with
+/// H3_EXCESSIVE_LOAD; one that ends frees its place.
+#[test]
+fn doh3_limits_connections() {
+    for be in backends() {
+        let certs = TempDir::new("doh3-limit");
+        let (c, k) = cert(&certs, "server", &["dns.example"]);
+        let s = TestServer::start(
+            &format!(
+                "https3://.:{{port}} {{\n tls {c} {k}\n https3 {{\n  max_connections 1\n }}\n whoami\n}}\n"
+            ),
+            be,
+        );
+        let (_, b64) = b64_query("example.org.");
+        // Hold one connection open from another runtime while a second connects.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let pem = std::fs::read(&c).expect("ca");
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem).flatten() {
+            roots.add(cert).expect("root");
+        }
+        use rustls::pki_types::pem::PemObject;
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+        let (ep, held) = rt.block_on(async {
+            let mut ep =
+                quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+            ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+            let conn = ep
+                .connect(([127, 0, 0, 1], s.port).into(), "dns.example")
+                .expect("connect")
+                .await
+                .expect("handshake");
+            (ep, conn)
+        });
+        // Let the server take its place for the held connection.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let second = doh3(s.port, &c, "GET", &format!("/dns-query?dns={b64}"), None);
+        assert!(
+            second
+                .as_ref()
+                .is_err_and(|e| e.contains("H3_EXCESSIVE_LOAD")),
+            "{be}: {second:?}"
+        );
+        held.close(quinn::VarInt::from_u32(0x100), b"");
+        rt.block_on(ep.wait_idle());
+        let ok = wait_for(std::time::Duration::from_secs(3), || {
+            doh3(s.port, &c, "GET", &format!("/dns-query?dns={b64}"), None)
+                .is_ok_and(|r| r.0 == 200)
+        });
+        assert!(ok, "{be}: the place is free again");
+    }
+}

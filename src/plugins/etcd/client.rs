@@ -44,10 +44,12 @@ const AUTH_RETRY: Duration = Duration::from_secs(1);
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 type Sender = http2::SendRequest<Full<Bytes>>;
+/// A cached connection, with its client's liveness.
+type Cached = (Weak<()>, Sender);
 
 thread_local! {
     /// Each entry holds its client's liveness: those of clients a reload dropped go.
-    static CONNS: RefCell<HashMap<(u64, usize), (Weak<()>, Sender)>> = RefCell::new(HashMap::new());
+    static CONNS: RefCell<HashMap<(u64, usize), Cached>> = RefCell::new(HashMap::new());
 }
 
 /// Where an endpoint is.
@@ -301,9 +303,8 @@ impl Client {
         let Some((user, pass)) = &self.creds else {
             return Ok(String::new());
         };
-        let mut refused = match timeout_at(deadline, self.auth.lock()).await {
-            Ok(g) => g,
-            Err(_) => return Err(RpcError::Deadline),
+        let Ok(mut refused) = timeout_at(deadline, self.auth.lock()).await else {
+            return Err(RpcError::Deadline);
         };
         // Another query may have fetched it meanwhile, or been refused just now.
         if let Some(t) = self.token.lock().ok().and_then(|t| t.clone()) {
