@@ -41,6 +41,18 @@ const EXCESSIVE_LOAD: u32 = 0x107;
 const NO_ERROR: u32 = 0x100;
 /// How often a quiet endpoint or connection looks whether a reload removed its listener.
 const GONE_CHECK: Duration = Duration::from_secs(1);
+/// How long requests in progress may finish once the listener goes (as DoH's).
+const GRACE: Duration = Duration::from_secs(1);
+/// What a request stream may carry: the headers, the largest body and framing.
+const REQUEST_STREAM_BYTES: usize = MAX_HEADER_BYTES as usize + MAX_QUERY + 1024;
+/// What a control, QPACK or unknown stream may carry over its life.
+const UNI_STREAM_BYTES: usize = 64 << 10;
+/// Request streams that end before their headers, after which the connection
+/// is closed (`h3` keeps each one's ID for the connection's life).
+const MAX_UNRESOLVED: u32 = 256;
+/// QUIC receive windows: per stream (a request fits) and per connection.
+const STREAM_WINDOW: u32 = 128 << 10;
+const CONN_WINDOW: u32 = 2 << 20;
 
 /// An `https3://` listener's settings, built once per configuration.
 #[derive(Clone)]
@@ -74,7 +86,10 @@ impl Config {
                 .max_concurrent_bidi_streams(n)
                 .max_concurrent_uni_streams(n);
         }
-        transport.max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
+        transport
+            .max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok())
+            .stream_receive_window(VarInt::from_u32(STREAM_WINDOW))
+            .receive_window(VarInt::from_u32(CONN_WINDOW));
         server.transport_config(Arc::new(transport));
         Ok(Self { server, tls: t })
     }
@@ -163,6 +178,10 @@ pub async fn serve(
         };
         tokio::task::spawn_local(connection(incoming, ctx, conn_limit));
     }
+    // Connections end their requests in progress (each within GRACE of seeing the
+    // listener go, which takes up to GONE_CHECK), then the endpoint closes.
+    endpoint.set_server_config(None);
+    let _ = tokio::time::timeout(GONE_CHECK + GRACE * 2, endpoint.wait_idle()).await;
     endpoint.close(VarInt::from_u32(NO_ERROR), b"");
 }
 
@@ -171,7 +190,8 @@ async fn connection(
     ctx: Ctx,
     limit: Option<Arc<tokio::sync::Semaphore>>,
 ) {
-    let Ok(conn) = incoming.await else {
+    // The QUIC handshake within the read timeout (quic-go's handshake timeout).
+    let Ok(Ok(conn)) = tokio::time::timeout(ctx.timeouts.read, incoming).await else {
         return;
     };
     let _permit = match limit.map(tokio::sync::Semaphore::try_acquire_owned) {
@@ -188,43 +208,53 @@ async fn connection(
         ctx.timeouts.read,
         h3::server::builder()
             .max_field_section_size(MAX_HEADER_BYTES)
-            .build::<_, Bytes>(h3_quinn::Connection::new(conn)),
+            .build::<_, Bytes>(super::h3cap::CappedConn::new(
+                h3_quinn::Connection::new(conn),
+                REQUEST_STREAM_BYTES,
+                UNI_STREAM_BYTES,
+            )),
     )
     .await;
     let Ok(Ok(mut h3c)) = built else {
         quic.close(VarInt::from_u32(NO_ERROR), b"");
         return;
     };
+    let unresolved = std::rc::Rc::new(std::cell::Cell::new(0u32));
     loop {
         let accepted = tokio::select! {
             r = h3c.accept() => r,
             () = tokio::time::sleep(GONE_CHECK) => {
-                if ctx.gone() {
-                    quic.close(VarInt::from_u32(NO_ERROR), b"");
-                    return;
+                if !ctx.gone() {
+                    continue;
                 }
-                continue;
+                break;
             }
-            () = ctx.shared.stopping() => {
-                quic.close(VarInt::from_u32(NO_ERROR), b"");
-                return;
-            }
+            () = ctx.shared.stopping() => break,
         };
+        if unresolved.get() >= MAX_UNRESOLVED {
+            quic.close(VarInt::from_u32(EXCESSIVE_LOAD), b"");
+            return;
+        }
         // Otherwise the client's GOAWAY, its close, an idle timeout or a protocol error.
         let Ok(Some(resolver)) = accepted else {
             return;
         };
         let ctx = ctx.clone();
+        let unresolved = std::rc::Rc::clone(&unresolved);
         tokio::task::spawn_local(async move {
             let read = ctx.timeouts.read;
             let Ok(Ok((req, mut stream))) =
                 tokio::time::timeout(read, resolver.resolve_request()).await
             else {
+                unresolved.set(unresolved.get() + 1);
                 return;
             };
             let (status, body, reply) = respond(&req, &mut stream, peer, &ctx).await;
             count(&ctx.label, status.as_u16());
-            let mut resp = Response::builder().status(status);
+            let mut resp = Response::builder().status(status).header(
+                http::header::DATE,
+                httpdate::fmt_http_date(std::time::SystemTime::now()),
+            );
             match &reply {
                 Some(r) => {
                     resp = resp
@@ -238,21 +268,35 @@ async fn connection(
                 None => {
                     resp = resp
                         .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                        .header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+                        .header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+                        .header(http::header::CONTENT_LENGTH, body.len());
                 }
             }
             let Ok(resp) = resp.body(()) else {
                 return;
             };
+            // A HEAD request gets the headers alone, as Go's server sends them.
+            let head = req.method() == Method::HEAD;
             let data = reply.map_or_else(|| Bytes::from(body), Bytes::from);
             let send = async {
                 stream.send_response(resp).await.ok()?;
-                stream.send_data(data).await.ok()?;
+                if !head {
+                    stream.send_data(data).await.ok()?;
+                }
                 stream.finish().await.ok()
             };
             let _ = tokio::time::timeout(ctx.timeouts.write, send).await;
         });
     }
+    // The listener went or the server stops: GOAWAY, then the requests in
+    // progress get GRACE to finish (CoreDNS's `http3.Server.Shutdown`).
+    let drain = async {
+        if h3c.shutdown(0).await.is_ok() {
+            while let Ok(Some(_)) = h3c.accept().await {}
+        }
+    };
+    let _ = tokio::time::timeout(GRACE, drain).await;
+    quic.close(VarInt::from_u32(NO_ERROR), b"");
 }
 
 /// The status, an error body, and the reply of one request (CoreDNS's `ServeHTTP`).

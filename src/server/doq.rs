@@ -66,7 +66,11 @@ impl Config {
         transport
             .max_concurrent_bidi_streams(streams)
             .max_concurrent_uni_streams(streams)
-            .max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
+            .max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok())
+            // A query fits a stream's window; the connection's bounds what its
+            // unread streams can hold.
+            .stream_receive_window(VarInt::from_u32(128 << 10))
+            .receive_window(VarInt::from_u32(2 << 20));
         server.transport_config(Arc::new(transport));
         Ok(Self {
             server,
@@ -191,7 +195,8 @@ async fn connection(
     ctx: Stream,
     limit: Option<Arc<tokio::sync::Semaphore>>,
 ) {
-    let Ok(conn) = incoming.await else {
+    // The QUIC handshake within the read timeout (quic-go's handshake timeout).
+    let Ok(Ok(conn)) = tokio::time::timeout(ctx.timeouts.read, incoming).await else {
         return;
     };
     let _permit = match limit.map(tokio::sync::Semaphore::try_acquire_owned) {

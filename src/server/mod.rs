@@ -13,6 +13,7 @@ pub mod doq;
 pub mod engine;
 pub mod epoll;
 pub mod grpc;
+mod h3cap;
 pub mod handle;
 pub mod ops;
 pub mod parked;

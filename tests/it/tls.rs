@@ -1344,6 +1344,13 @@ fn doh3_answers_as_coredns() {
         assert_eq!((st, body.as_slice()), (404, &b"\n"[..]), "{be}");
         assert_eq!(head["content-type"], "text/plain; charset=utf-8", "{be}");
         assert_eq!(head["x-content-type-options"], "nosniff", "{be}");
+        assert_eq!(head["content-length"], "1", "{be}");
+        assert!(head.contains_key("date"), "{be}: {head:?}");
+        // HEAD: the headers of the 400 without its body.
+        let (st, head, body) =
+            doh3(s.port, &c, "HEAD", &format!("/dns-query?dns={b64}"), None).expect("HEAD");
+        assert_eq!((st, body.len()), (400, 0), "{be}");
+        assert_eq!(head["content-length"], "16", "{be}");
         for (method, path) in [
             ("PUT", format!("/dns-query?dns={b64}")),
             ("GET", "/dns-query".to_owned()),
@@ -1372,7 +1379,7 @@ fn doh3_answers_as_coredns() {
         s.wait_line(|l| l.contains("\"A IN h.example. udp "))
             .expect("log line");
         let (_, _, metrics) = http(mport, "GET", "/metrics").expect("metrics");
-        for (status, n) in [(200, 3), (400, 4), (404, 1), (500, 1)] {
+        for (status, n) in [(200, 3), (400, 5), (404, 1), (500, 1)] {
             let want = format!(
                 "coredns_dns_https3_responses_total{{server=\"https3://:{}\",status=\"{status}\"}} {n}",
                 s.port
@@ -1382,6 +1389,13 @@ fn doh3_answers_as_coredns() {
                 "{be}: {want} not in\n{metrics}"
             );
         }
+        // A body beyond what a request stream may carry fails that request only (a 400, or
+        // the stream cut), and the next request is answered.
+        let big = doh3(s.port, &c, "POST", "/dns-query", Some(vec![0u8; 200_000]));
+        assert!(big.as_ref().map_or(true, |r| r.0 == 400), "{be}: {big:?}");
+        let (st, _, _) = doh3(s.port, &c, "GET", &format!("/dns-query?dns={b64}"), None)
+            .expect("after the big POST");
+        assert_eq!(st, 200, "{be}");
     }
 }
 
@@ -1446,5 +1460,70 @@ fn doh3_limits_connections() {
                 .is_ok_and(|r| r.0 == 200)
         });
         assert!(ok, "{be}: the place is free again");
+    }
+}
+
+/// A request stream that sends more than a request may carry (a HEADERS frame
+/// announcing 1 MB) is stopped with H3_EXCESSIVE_LOAD (0x107) instead of being
+/// buffered, and the connection still serves.
+#[test]
+fn doh3_caps_what_a_stream_may_carry() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    for be in backends() {
+        let certs = TempDir::new("doh3-cap");
+        let (c, k) = cert(&certs, "server", &["dns.example"]);
+        let s = TestServer::start(
+            &format!("https3://.:{{port}} {{\n tls {c} {k}\n whoami\n}}\n"),
+            be,
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let pem = std::fs::read(&c).expect("ca");
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
+            roots.add(cert).expect("root");
+        }
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+        let outcome = rt.block_on(async {
+            let mut ep =
+                quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+            ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+            let conn = ep
+                .connect(([127, 0, 0, 1], s.port).into(), "dns.example")
+                .expect("connect")
+                .await
+                .expect("handshake");
+            let (mut send, _recv) = conn.open_bi().await.expect("stream");
+            // HEADERS (0x01), length 1,000,000 as a 4-octet varint, then the bytes.
+            let mut frame = vec![0x01, 0x80, 0x0f, 0x42, 0x40];
+            frame.extend(std::iter::repeat_n(0u8, 1_000_000));
+            let start = std::time::Instant::now();
+            let r =
+                tokio::time::timeout(std::time::Duration::from_secs(10), send.write_all(&frame))
+                    .await;
+            (r, start.elapsed())
+        });
+        match outcome {
+            (Ok(Err(quinn::WriteError::Stopped(code))), took) => {
+                assert_eq!(code, quinn::VarInt::from_u32(0x107), "{be}");
+                assert!(took < std::time::Duration::from_secs(2), "{be}: {took:?}");
+            }
+            other => panic!("{be}: {other:?}"),
+        }
+        let (_, b64) = b64_query("example.org.");
+        let (st, _, _) =
+            doh3(s.port, &c, "GET", &format!("/dns-query?dns={b64}"), None).expect("still serving");
+        assert_eq!(st, 200, "{be}");
     }
 }
