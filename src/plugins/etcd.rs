@@ -847,3 +847,38 @@ fn combine_ttl(lease: u32, own: u32) -> u32 {
         (l, o) => l.min(o),
     }
 }
+
+/// The fuzz target's body (panics are bugs): `data` as a stored value, as a
+/// Range reply, and (as text) as a name and a key through the path, domain,
+/// target-strip and TXT-split functions.
+pub fn fuzz_one(data: &[u8]) {
+    if let Ok(s) = msg::decode(data) {
+        let _ = s.host_type();
+        let _ = s.target();
+        let _ = msg::split255(&s.text);
+        let _ = msg::target_strip(&s.host, s.target_strip);
+    }
+    for (_, v) in client::Fields::new(data) {
+        if let client::Val::Bytes(b) = v {
+            let _ = client::key_value(b);
+        }
+    }
+    let text = String::from_utf8_lossy(data);
+    let _ = msg::path_with_wildcard(&text, "skydns");
+    let _ = msg::path(&text, "skydns");
+    let d = msg::domain(&text);
+    assert!(d.ends_with('.'), "a domain is qualified");
+    let _ = msg::target_strip(&text, i64::from(data.first().copied().unwrap_or(0)));
+    let _ = msg::group(vec![
+        Service {
+            key: text.clone().into_owned(),
+            group: "g".into(),
+            ..Service::default()
+        },
+        Service {
+            key: format!("{text}/x"),
+            ..Service::default()
+        },
+    ]);
+    let _ = client::prefix_end(data);
+}
