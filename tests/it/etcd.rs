@@ -92,6 +92,27 @@ impl Etcd {
     fn put(&self, key: &str, value: &str) {
         self.ctl(&["put", key, value], None);
     }
+
+    /// `etcdctl put KEY` with the value on standard input (for values longer
+    /// than an argument may be).
+    fn put_stdin(&self, key: &str, value: &str) {
+        use std::io::Write;
+        let mut child = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints=http://127.0.0.1:{}", self.port))
+            .args(["put", key])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("etcdctl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(value.as_bytes())
+            .expect("write");
+        assert!(child.wait().expect("etcdctl").success(), "put {key}");
+    }
 }
 
 impl Drop for Etcd {
@@ -640,8 +661,16 @@ fn etcd_lease_ttls_and_path() {
         None,
     );
     etcd.put("/dns/local/skydns/plain", r#"{"host":"10.2.0.4"}"#);
+    // A subtree whose Range reply is over the 4 MiB ringdns reads.
+    let text = "t".repeat(1_200_000);
+    for i in 0..4 {
+        etcd.put_stdin(
+            &format!("/dns/local/skydns/big/{i}"),
+            &format!(r#"{{"host":"10.9.0.{i}","text":"{text}"}}"#),
+        );
+    }
     let corefile = format!(
-        "skydns.local:{{port}} {{\n etcd {{\n  path /dns\n  endpoint http://127.0.0.1:{}\n  min-lease-ttl 10\n  max-lease-ttl 45\n }}\n}}\n",
+        "skydns.local:{{port}} {{\n etcd {{\n  path /dns\n  endpoint http://127.0.0.1:{}\n  min-lease-ttl 10\n  max-lease-ttl 45\n }}\n errors\n}}\n",
         etcd.port
     );
     for be in backends() {
@@ -655,6 +684,15 @@ fn etcd_lease_ttls_and_path() {
             let out = s.dig(&[&format!("{name}.skydns.local"), "A"]);
             assert_eq!(section(&out, "ANSWER"), [want], "{be}: {out}");
         }
+        let out = s.dig(&["big.skydns.local", "A"]);
+        assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
+        assert_eq!(
+            s.wait_line(|l| l.starts_with("[ERROR]")).as_deref(),
+            Some(
+                "[ERROR] plugin/errors: 0 big.skydns.local. A: rpc error: code = ResourceExhausted desc = grpc: received message larger than max"
+            ),
+            "{be}"
+        );
     }
 }
 

@@ -28,7 +28,10 @@ use tokio_rustls::TlsConnector;
 use crate::plugins::forward::doh::LocalExec;
 
 /// The largest reply read (grpc-go's default would take 2 GiB).
-pub const MAX_REPLY: usize = 32 << 20;
+pub const MAX_REPLY: usize = 4 << 20;
+/// Calls in flight per client (over all workers); more wait within their deadline,
+/// so replies held at once stay bounded.
+const MAX_CALLS: usize = 64;
 /// `defaultUnaryMaxRetries`.
 const MAX_ATTEMPTS: u32 = 100;
 /// `defaultBackoffWaitBetween`.
@@ -173,6 +176,8 @@ pub struct Client {
     creds: Option<(String, String)>,
     /// The auth token: `None` until fetched, `Some("")` when auth is off.
     token: Mutex<Option<String>>,
+    /// [`MAX_CALLS`] permits.
+    calls: tokio::sync::Semaphore,
     /// One authentication at a time; a refusal is kept for [`AUTH_RETRY`].
     auth: tokio::sync::Mutex<Option<(Instant, RpcError)>>,
     next: AtomicUsize,
@@ -188,6 +193,7 @@ impl Client {
             endpoints,
             creds,
             token: Mutex::new(None),
+            calls: tokio::sync::Semaphore::new(MAX_CALLS),
             auth: tokio::sync::Mutex::new(None),
             next: AtomicUsize::new(0),
             alive: Arc::new(()),
@@ -242,7 +248,10 @@ impl Client {
         req: &[u8],
         deadline: Instant,
         auth: bool,
-    ) -> Result<Vec<u8>, RpcError> {
+    ) -> Result<Bytes, RpcError> {
+        let Ok(Ok(_permit)) = timeout_at(deadline, self.calls.acquire()).await else {
+            return Err(RpcError::Deadline);
+        };
         let mut last: Option<RpcError> = None;
         let mut refreshed = false;
         for attempt in 0..MAX_ATTEMPTS {
@@ -400,7 +409,7 @@ impl Client {
         msg: &[u8],
         token: Option<&str>,
         deadline: Instant,
-    ) -> Result<Vec<u8>, RpcError> {
+    ) -> Result<Bytes, RpcError> {
         let mut tx = self.connect(i, deadline).await?;
         let ep = &self.endpoints[i];
         let authority = match &ep.addr {
@@ -499,7 +508,10 @@ impl Client {
             Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize,
             None => return Err(malformed()),
         };
-        data.get(5..5 + n).map(<[u8]>::to_vec).ok_or_else(malformed)
+        if data.len() < 5 + n {
+            return Err(malformed());
+        }
+        Ok(data.slice(5..5 + n))
     }
 }
 
