@@ -547,24 +547,7 @@ impl Grpc {
                 parts.status.as_u16()
             ));
         }
-        // grpc-status: in the trailers, or in the headers of a trailers-only reply.
-        let status_of = |h: &hyper::HeaderMap| {
-            h.get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u32>().ok())
-                .map(|code| {
-                    let msg = h
-                        .get("grpc-message")
-                        .and_then(|v| v.to_str().ok())
-                        .map(crate::http::percent_decode)
-                        .unwrap_or_default();
-                    (code, msg)
-                })
-        };
-        let status = trailers
-            .as_ref()
-            .and_then(status_of)
-            .or_else(|| status_of(&parts.headers));
+        let status = status(trailers.as_ref(), &parts.headers);
         match status {
             Some((0, _)) => {}
             Some((5, _)) => return Ok(Reply::NotFound),
@@ -606,6 +589,28 @@ impl Grpc {
         super::forward::proxy::unpack(&m).map_err(|e| e.text().to_owned())?;
         Ok(Reply::Message(m))
     }
+}
+
+/// A reply's gRPC status (code, unescaped message): in the trailers, or in the
+/// headers of a trailers-only reply.
+pub(crate) fn status(
+    trailers: Option<&hyper::HeaderMap>,
+    headers: &hyper::HeaderMap,
+) -> Option<(u32, String)> {
+    let of = |h: &hyper::HeaderMap| {
+        h.get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+            .map(|code| {
+                let msg = h
+                    .get("grpc-message")
+                    .and_then(|v| v.to_str().ok())
+                    .map(crate::http::percent_decode)
+                    .unwrap_or_default();
+                (code, msg)
+            })
+    };
+    trailers.and_then(of).or_else(|| of(headers))
 }
 
 enum Reply {

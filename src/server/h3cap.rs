@@ -91,14 +91,17 @@ impl<B: Buf, T: quic::BidiStream<B>> quic::BidiStream<B> for Capped<T> {
 /// A connection whose incoming request streams may carry `bidi` octets and
 /// whose unidirectional streams (control, QPACK, unknown) `uni`.
 pub(super) struct CappedConn<C> {
-    inner: C,
-    bidi: usize,
+    /// The connection, which also opens streams as its opener does.
+    open: CappedOpen<C>,
     uni: usize,
 }
 
 impl<C> CappedConn<C> {
     pub(super) fn new(inner: C, bidi: usize, uni: usize) -> Self {
-        Self { inner, bidi, uni }
+        Self {
+            open: CappedOpen { inner, bidi },
+            uni,
+        }
     }
 }
 
@@ -111,7 +114,8 @@ impl<B: Buf, C: quic::Connection<B>> quic::Connection<B> for CappedConn<C> {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::RecvStream, ConnectionErrorIncoming>> {
         let left = self.uni;
-        self.inner
+        self.open
+            .inner
             .poll_accept_recv(cx)
             .map_ok(|inner| Capped { inner, left })
     }
@@ -120,16 +124,17 @@ impl<B: Buf, C: quic::Connection<B>> quic::Connection<B> for CappedConn<C> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::BidiStream, ConnectionErrorIncoming>> {
-        let left = self.bidi;
-        self.inner
+        let left = self.open.bidi;
+        self.open
+            .inner
             .poll_accept_bidi(cx)
             .map_ok(|inner| Capped { inner, left })
     }
 
     fn opener(&self) -> Self::OpenStreams {
         CappedOpen {
-            inner: self.inner.opener(),
-            bidi: self.bidi,
+            inner: self.open.inner.opener(),
+            bidi: self.open.bidi,
         }
     }
 }
@@ -142,21 +147,18 @@ impl<B: Buf, C: quic::OpenStreams<B>> quic::OpenStreams<B> for CappedConn<C> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::BidiStream, StreamErrorIncoming>> {
-        let left = self.bidi;
-        self.inner
-            .poll_open_bidi(cx)
-            .map_ok(|inner| Capped { inner, left })
+        self.open.poll_open_bidi(cx)
     }
 
     fn poll_open_send(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::SendStream, StreamErrorIncoming>> {
-        self.inner.poll_open_send(cx)
+        self.open.poll_open_send(cx)
     }
 
     fn close(&mut self, code: h3::error::Code, reason: &[u8]) {
-        self.inner.close(code, reason);
+        self.open.close(code, reason);
     }
 }
 

@@ -496,17 +496,10 @@ fn doh_connections_follow_the_read_and_idle_timeouts() {
     }
 }
 
-/// A DoQ client on quinn trusting `ca` (PEM): (endpoint, connection).
-fn doq_client(
-    port: u16,
-    ca: &str,
-) -> (quinn::Endpoint, quinn::Connection, tokio::runtime::Runtime) {
+/// QUIC client TLS trusting `ca` (PEM), TLS 1.3, ALPN `alpn`.
+fn quic_client(ca: &str, alpn: &[u8]) -> quinn::crypto::rustls::QuicClientConfig {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     let pem = std::fs::read(ca).expect("ca");
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(&pem).flatten() {
@@ -519,8 +512,20 @@ fn doq_client(
     .expect("versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
-    tls.alpn_protocols = vec![b"doq".to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls")
+}
+
+/// A DoQ client on quinn trusting `ca` (PEM): (endpoint, connection).
+fn doq_client(
+    port: u16,
+    ca: &str,
+) -> (quinn::Endpoint, quinn::Connection, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let crypto = quic_client(ca, b"doq");
     let (ep, conn) = rt.block_on(async {
         let mut ep =
             quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
@@ -1226,26 +1231,11 @@ fn doh3(
     body: Option<Vec<u8>>,
 ) -> Result<(u16, hyper::HeaderMap, Vec<u8>), String> {
     use bytes::Buf;
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let pem = std::fs::read(ca).expect("ca");
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&pem).flatten() {
-        roots.add(c).expect("root");
-    }
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h3".to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+    let crypto = quic_client(ca, b"h3");
     rt.block_on(async {
         let mut ep =
             quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
@@ -1418,21 +1408,7 @@ fn doh3_limits_connections() {
             .enable_all()
             .build()
             .expect("runtime");
-        let pem = std::fs::read(&c).expect("ca");
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem).flatten() {
-            roots.add(cert).expect("root");
-        }
-        use rustls::pki_types::pem::PemObject;
-        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        tls.alpn_protocols = vec![b"h3".to_vec()];
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+        let crypto = quic_client(&c, b"h3");
         let (ep, held) = rt.block_on(async {
             let mut ep =
                 quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
@@ -1468,8 +1444,6 @@ fn doh3_limits_connections() {
 /// buffered, and the connection still serves.
 #[test]
 fn doh3_caps_what_a_stream_may_carry() {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
     for be in backends() {
         let certs = TempDir::new("doh3-cap");
         let (c, k) = cert(&certs, "server", &["dns.example"]);
@@ -1481,20 +1455,7 @@ fn doh3_caps_what_a_stream_may_carry() {
             .enable_all()
             .build()
             .expect("runtime");
-        let pem = std::fs::read(&c).expect("ca");
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
-            roots.add(cert).expect("root");
-        }
-        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        tls.alpn_protocols = vec![b"h3".to_vec()];
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+        let crypto = quic_client(&c, b"h3");
         let outcome = rt.block_on(async {
             let mut ep =
                 quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");

@@ -469,24 +469,7 @@ impl Client {
                 ),
             ));
         }
-        let status_of = |h: &hyper::HeaderMap| {
-            h.get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u32>().ok())
-                .map(|code| {
-                    let msg = h
-                        .get("grpc-message")
-                        .and_then(|v| v.to_str().ok())
-                        .map(crate::http::percent_decode)
-                        .unwrap_or_default();
-                    (code, msg)
-                })
-        };
-        match trailers
-            .as_ref()
-            .and_then(status_of)
-            .or_else(|| status_of(&parts.headers))
-        {
+        match crate::plugins::grpc::status(trailers.as_ref(), &parts.headers) {
             Some((0, _)) => {}
             Some((14, m)) => {
                 // rpctypes: etcd's own errors are their description.
@@ -545,11 +528,6 @@ async fn handshake<T>(io: T, ep: &Endpoint, deadline: Instant) -> Result<Sender,
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
-    let hs = |e: hyper::Error| {
-        RpcError::Unavailable(format!(
-            "rpc error: code = Unavailable desc = connection error: desc = \"{e}\""
-        ))
-    };
     match &ep.tls {
         Some((cfg, name)) => {
             let mut c = (**cfg).clone();
@@ -569,26 +547,29 @@ where
                 }
                 Ok(Ok(s)) => s,
             };
-            let (tx, conn) = timeout_at(deadline, h2().handshake(TokioIo::new(s)))
-                .await
-                .map_err(|_| RpcError::Deadline)?
-                .map_err(hs)?;
-            tokio::task::spawn_local(async move {
-                let _ = conn.await;
-            });
-            Ok(tx)
+            h2_over(s, deadline).await
         }
-        None => {
-            let (tx, conn) = timeout_at(deadline, h2().handshake(TokioIo::new(io)))
-                .await
-                .map_err(|_| RpcError::Deadline)?
-                .map_err(hs)?;
-            tokio::task::spawn_local(async move {
-                let _ = conn.await;
-            });
-            Ok(tx)
-        }
+        None => h2_over(io, deadline).await,
     }
+}
+
+/// HTTP/2 over `io`, its connection driven on this worker.
+async fn h2_over<T>(io: T, deadline: Instant) -> Result<Sender, RpcError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    let (tx, conn) = timeout_at(deadline, h2().handshake(TokioIo::new(io)))
+        .await
+        .map_err(|_| RpcError::Deadline)?
+        .map_err(|e| {
+            RpcError::Unavailable(format!(
+                "rpc error: code = Unavailable desc = connection error: desc = \"{e}\""
+            ))
+        })?;
+    tokio::task::spawn_local(async move {
+        let _ = conn.await;
+    });
+    Ok(tx)
 }
 
 /// `GetPrefixRangeEnd`: the key after every key starting with `key` (`\0` when
