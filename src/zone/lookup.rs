@@ -87,6 +87,9 @@ pub struct Plan {
     /// The server's reply to a self-lookup, set by the caller before it runs
     /// the lookup again (kept by [`Plan::clear`]).
     pub fetched: Option<Fetched>,
+    /// The wildcard that synthesized the answer, if one did (CoreDNS's
+    /// `zone/wildcard` metadata; the last one of a CNAME chain).
+    pub wildcard: Option<Name>,
     seen: Vec<Name>,
 }
 
@@ -188,6 +191,7 @@ impl Plan {
         self.names.clear();
         self.others.clear();
         self.wanted = None;
+        self.wildcard = None;
         self.seen.clear();
     }
 
@@ -693,6 +697,7 @@ impl Zone {
                     self.soa_entries(z, do_, &mut p.ns);
                     return Res::NoData;
                 };
+                p.wildcard = Some(wname.clone());
                 let qn = p.name(qname.clone());
                 let as_q = |e: Option<Entry>| {
                     e.map(|mut e| {

@@ -1537,3 +1537,45 @@ fn nomad_agents_over_tls() {
         assert!(err.ends_with(&want), "{env:?}: {err}");
     }
 }
+
+/// `zone/wildcard`: *file* publishes the wildcard that synthesized an answer,
+/// and *cache* publishes it again when it answers from the stored reply.
+#[test]
+fn zone_wildcard_metadata_from_file_and_cache() {
+    for be in backends() {
+        let dir = TempDir::new("wildmeta");
+        let zone = dir.write(
+            "db.example.org",
+            "$ORIGIN example.org.\n@ 3600 IN SOA ns1 hostmaster 1 7200 3600 1209600 3600\n@ 3600 IN NS ns1\nns1 3600 IN A 192.0.2.53\nwww 3600 IN A 192.0.2.80\n*.w 3600 IN A 192.0.2.1\n",
+        );
+        let s = TestServer::start(
+            &format!(
+                "example.org:{{port}} {{\n metadata\n log . \"WILD {{name}} {{/zone/wildcard}}\"\n cache\n file {}\n}}\n",
+                zone.display()
+            ),
+            be,
+        );
+        for name in ["a.w.example.org", "a.w.example.org", "www.example.org"] {
+            let out = s.dig(&[name, "A"]);
+            assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        }
+        let wanted = [
+            "WILD a.w.example.org. *.w.example.org.",
+            "WILD a.w.example.org. *.w.example.org.",
+            "WILD www.example.org. -",
+        ];
+        assert!(
+            wait_for(Duration::from_secs(3), || {
+                s.lines().iter().filter(|l| l.contains("WILD ")).count() >= 3
+            }),
+            "{be}: {:?}",
+            s.lines()
+        );
+        let got: Vec<String> = s
+            .lines()
+            .into_iter()
+            .filter_map(|l| l.find("WILD ").map(|i| l[i..].to_owned()))
+            .collect();
+        assert_eq!(got, wanted, "{be}");
+    }
+}

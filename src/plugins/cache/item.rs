@@ -36,6 +36,10 @@ pub struct Item {
     retry_after: AtomicU64,
     /// The answering item this one replaced (prefer_positive).
     pub lkg: Option<Box<Self>>,
+    /// Length of the wildcard's wire name at the end of `data` (0: none): the
+    /// `zone/wildcard` metadata of the reply it was stored from, published again
+    /// when it answers (in the padding, so other entries pay nothing).
+    wild_len: u8,
 }
 
 impl std::fmt::Debug for Item {
@@ -100,12 +104,35 @@ impl Item {
             refreshing: AtomicBool::new(false),
             retry_after: AtomicU64::new(0),
             lkg: None,
+            wild_len: 0,
         })
     }
 
     /// The stored message.
     pub fn msg(&self) -> &[u8] {
         &self.data[..usize::from(self.msg_len)]
+    }
+
+    /// Keeps `w` as the entry's `zone/wildcard` (after the TTL offsets).
+    pub fn set_wildcard(&mut self, w: &crate::wire::Name) {
+        let Ok(n) = u8::try_from(w.wire().len()) else {
+            return;
+        };
+        let keep = self.data.len() - usize::from(self.wild_len);
+        let mut data = Vec::with_capacity(keep + usize::from(n));
+        data.extend_from_slice(&self.data[..keep]);
+        data.extend_from_slice(w.wire());
+        self.data = data.into_boxed_slice();
+        self.wild_len = n;
+    }
+
+    /// The entry's `zone/wildcard`, if its reply had one.
+    pub fn wildcard(&self) -> Option<crate::wire::Name> {
+        if self.wild_len == 0 {
+            return None;
+        }
+        let at = self.data.len() - usize::from(self.wild_len);
+        crate::wire::Name::from_wire(&self.data[at..]).ok()
     }
 
     /// Heap bytes this item owns (for the memory bench).
@@ -189,7 +216,8 @@ impl Item {
         let w = to.qname.wire();
         out[HEADER_LEN..HEADER_LEN + w.len()].copy_from_slice(w);
         let t = ttl.to_be_bytes();
-        for o in self.data[usize::from(self.msg_len)..].chunks_exact(2) {
+        let end = self.data.len() - usize::from(self.wild_len);
+        for o in self.data[usize::from(self.msg_len)..end].chunks_exact(2) {
             let o = usize::from(u16::from_be_bytes([o[0], o[1]]));
             out[o..o + 4].copy_from_slice(&t);
         }

@@ -357,6 +357,7 @@ impl Cache {
     ) -> Option<Served> {
         let req = &ctx.req;
         let resp = &mut *ctx.resp;
+        let meta = &mut ctx.meta;
         let req_flags = ctx.st.flags;
         let served = self
             .store(f)
@@ -367,6 +368,12 @@ impl Cache {
                     _ if i.matches(q, qtype, qclass) => i,
                     _ => return None,
                 };
+                // CoreDNS publishes a cached wildcard answer's source again.
+                if meta.is_some() {
+                    if let Some(w) = it.wildcard() {
+                        crate::chain::set_meta(meta, "zone/wildcard", || w.to_string());
+                    }
+                }
                 self.serve_item(it, req, req_flags, resp, now, force_stale)
             })
             .flatten();

@@ -139,6 +139,7 @@ impl Cache {
         }
         let now = self.clock.now();
         let orig = go_secs_u32(dur_ns);
+        let wildcard = ctx.meta("zone/wildcard").and_then(crate::wire::Name::parse);
         let resp: &Vec<u8> = ctx.resp;
         let scratch = &mut *ctx.scratch;
         let item = MsgIndex::with(resp, |idx| {
@@ -146,6 +147,9 @@ impl Cache {
             let answering = answers_question(resp, idx);
             let mut it = Item::new(k, resp, idx, &keep, scratch)?;
             (it.stored, it.orig_ttl, it.answering) = (now, orig, answering);
+            if let Some(w) = &wildcard {
+                it.set_wildcard(w);
+            }
             Some(it)
         })
         .flatten();

@@ -176,6 +176,9 @@ pub(crate) fn answer(
             plan.fetched = None;
             return Err(Box::new(w));
         }
+        if let Some(w) = &plan.wildcard {
+            ctx.set_meta("zone/wildcard", || w.to_string());
+        }
         let flow = write_answer(ctx, zone, &plan, res, qname, fall);
         plan.fetched = None;
         Ok(flow)
