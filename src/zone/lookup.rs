@@ -697,7 +697,7 @@ impl Zone {
                     self.soa_entries(z, do_, &mut p.ns);
                     return Res::NoData;
                 };
-                p.wildcard = Some(wname.clone());
+                p.wildcard = Some(wname);
                 let qn = p.name(qname.clone());
                 let as_q = |e: Option<Entry>| {
                     e.map(|mut e| {
