@@ -48,6 +48,8 @@ const DEFAULT_ENDPOINT: &str = "http://localhost:2379";
 #[derive(Clone)]
 pub struct EtcdConfig {
     zones: Vec<String>,
+    /// `zones` in wire form, for the request hook.
+    zone_names: Vec<Name>,
     prefix: String,
     fall: Fall,
     min_lease: u32,
@@ -103,7 +105,7 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<EtcdConfig, Diagno
     let mut max_lease = DEFAULT_MAX_LEASE;
     let mut fall = Fall::default();
     let mut endpoints = vec![DEFAULT_ENDPOINT.to_owned()];
-    let mut tls_args: Option<Vec<String>> = None;
+    let mut tls = None;
     let mut creds: Option<(String, String)> = None;
     if !d.next() {
         return Err(plugin(d.err("expected 'etcd' token")));
@@ -135,10 +137,10 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<EtcdConfig, Diagno
                     .iter()
                     .map(|a| crate::plugins::file::rooted_path(a, ctx.settings.root.as_deref()))
                     .collect();
-                // Built here for its errors; endpoints take it below.
-                super::forward::tls::client_config(&args)
-                    .map_err(|e| plugin(Diagnostic::plain(e)))?;
-                tls_args = Some(args);
+                tls = Some(
+                    super::forward::tls::client_config(&args)
+                        .map_err(|e| plugin(Diagnostic::plain(e)))?,
+                );
             }
             "credentials" => {
                 let args = d.remaining_args();
@@ -174,12 +176,6 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<EtcdConfig, Diagno
     }
     // Go's client takes a user and password only when both are non-empty.
     let creds = creds.filter(|(u, p)| !u.is_empty() && !p.is_empty());
-    let tls = match &tls_args {
-        Some(a) => {
-            Some(super::forward::tls::client_config(a).map_err(|e| plugin(Diagnostic::plain(e)))?)
-        }
-        None => None,
-    };
     let default_tls = || super::forward::tls::client_config(&[]);
     let mut eps = Vec::with_capacity(endpoints.len());
     for ep in &endpoints {
@@ -189,6 +185,7 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<EtcdConfig, Diagno
         );
     }
     Ok(EtcdConfig {
+        zone_names: zones.iter().filter_map(|z| Name::parse(z)).collect(),
         zones,
         prefix,
         fall,
@@ -258,10 +255,16 @@ impl Etcd {
 
     /// The request hook: names in the zones park for etcd.
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
-        let name = ctx.req.qname.to_lowercase().to_string();
-        match longest_zone(&self.cfg.zones, &name) {
-            Some(_) => Flow::Park,
-            None => Flow::Next,
+        let q = ctx.req.qname.to_lowercase();
+        if self
+            .cfg
+            .zone_names
+            .iter()
+            .any(|z| crate::zone::in_zone(q.wire(), z.wire()))
+        {
+            Flow::Park
+        } else {
+            Flow::Next
         }
     }
 
@@ -360,12 +363,8 @@ impl Look<'_, '_> {
     async fn answer(&self, q: &Q) -> Result<Answer, Fail> {
         let zone = self.zone;
         match q.qtype {
-            1 | 28 => self
-                .address(q, Vec::new(), q.qtype)
-                .await
-                .map(|(r, tc)| (r, Vec::new(), tc)),
-            16 => self
-                .txt(q, Vec::new())
+            1 | 28 | 16 => self
+                .chase(q, Vec::new(), q.qtype)
                 .await
                 .map(|(r, tc)| (r, Vec::new(), tc)),
             5 => self.cname(q).await.map(|r| (r, Vec::new(), false)),
@@ -375,7 +374,7 @@ impl Look<'_, '_> {
             6 => Ok((vec![soa(zone)], Vec::new(), false)),
             2 if q.name == zone => self.ns(q).await.map(|(r, e)| (r, e, false)),
             _ => self
-                .address(q, Vec::new(), 1)
+                .chase(q, Vec::new(), 1)
                 .await
                 .map(|_| (Vec::new(), Vec::new(), false)),
         }
@@ -514,9 +513,10 @@ impl Look<'_, '_> {
         }
     }
 
-    /// A CNAME to `host` that `A`, `AAAA` and `TXT` would follow (`None`: skip
-    /// the service: a loop to the question, a chain too long, a repeat).
-    fn chain_link(q: &Q, serv: &Service, prev: &[Rr]) -> Option<Rr> {
+    /// A CNAME to `host` that `A`, `AAAA` and `TXT` would follow, and its
+    /// target (`None`: skip the service: a loop to the question, a chain too
+    /// long, a repeat).
+    fn chain_link(q: &Q, serv: &Service, prev: &[Rr]) -> Option<(Rr, String)> {
         let target = fqdn(&serv.host);
         if is_subdomain(&q.name, &target) {
             return None;
@@ -528,27 +528,33 @@ impl Look<'_, '_> {
         if prev.iter().any(|p| p.rtype == 5 && p.rdata == rec.rdata) {
             return None;
         }
-        Some(rec)
+        Some((rec, target))
     }
 
-    /// `A` (`want` 1) and `AAAA` (`want` 28).
-    async fn address(&self, q: &Q, prev: Vec<Rr>, want: u16) -> Result<(Vec<Rr>, bool), Fail> {
-        let services = self.apex_services(q).await?;
+    /// `A` and `AAAA` (`want` 1 or 28, the apex from `apex.dns`) and `TXT`
+    /// (`want` 16): the services' records, CNAMEs followed through the
+    /// backend in the zone and through the server outside it.
+    async fn chase(&self, q: &Q, prev: Vec<Rr>, want: u16) -> Result<(Vec<Rr>, bool), Fail> {
+        let services = if want == 16 {
+            self.services(&q.name, q.qtype, false).await?
+        } else {
+            self.apex_services(q).await?
+        };
+        // Hosts (addresses) or texts already answered.
         let mut dup = HashSet::new();
         let mut records = Vec::new();
         let mut truncated = false;
         for serv in &services {
             match serv.host_type() {
                 Host::Cname => {
-                    let Some(link) = Self::chain_link(q, serv, &prev) else {
+                    let Some((link, target)) = Self::chain_link(q, serv, &prev) else {
                         continue;
                     };
-                    let target = fqdn(&serv.host);
                     if is_subdomain(self.zone, &target) {
                         let q1 = Q::new(&serv.host, q.qtype);
                         let mut p = prev.clone();
                         p.push(link.clone());
-                        if let Ok((next, tc)) = Box::pin(self.address(&q1, p, want)).await {
+                        if let Ok((next, tc)) = Box::pin(self.chase(&q1, p, want)).await {
                             if !next.is_empty() {
                                 records.push(link);
                                 records.extend(next);
@@ -560,7 +566,8 @@ impl Look<'_, '_> {
                     let Some((answers, tc)) = self.lookup(&target, q.qtype).await else {
                         continue;
                     };
-                    truncated |= tc;
+                    // CoreDNS's TXT does not pass the lookup's TC on.
+                    truncated |= tc && want != 16;
                     records.push(link);
                     records.extend(answers);
                 }
@@ -570,45 +577,7 @@ impl Look<'_, '_> {
                 {
                     records.push(addr_rr(&q.qname, ip, serv.ttl));
                 }
-                _ => {}
-            }
-        }
-        Ok((records, truncated))
-    }
-
-    /// `TXT`.
-    async fn txt(&self, q: &Q, prev: Vec<Rr>) -> Result<(Vec<Rr>, bool), Fail> {
-        let services = self.services(&q.name, q.qtype, false).await?;
-        let mut dup = HashSet::new();
-        let mut records = Vec::new();
-        let mut truncated = false;
-        for serv in &services {
-            match serv.host_type() {
-                Host::Cname => {
-                    let Some(link) = Self::chain_link(q, serv, &prev) else {
-                        continue;
-                    };
-                    let target = fqdn(&serv.host);
-                    if is_subdomain(self.zone, &target) {
-                        let q1 = Q::new(&serv.host, q.qtype);
-                        let mut p = prev.clone();
-                        p.push(link.clone());
-                        if let Ok((next, tc)) = Box::pin(self.txt(&q1, p)).await {
-                            truncated |= tc;
-                            if !next.is_empty() {
-                                records.push(link);
-                                records.extend(next);
-                            }
-                        }
-                        continue;
-                    }
-                    let Some((answers, _)) = self.lookup(&target, q.qtype).await else {
-                        continue;
-                    };
-                    records.push(link);
-                    records.extend(answers);
-                }
-                Host::Txt if dup.insert(serv.text.clone()) => {
+                Host::Txt if want == 16 && dup.insert(serv.text.clone()) => {
                     let mut rd = Vec::new();
                     for part in msg::split255(&serv.text) {
                         rd.push(part.len() as u8);
@@ -635,28 +604,74 @@ impl Look<'_, '_> {
             return;
         }
         let q1 = Q::new(target, 1);
-        if let Ok((a, _)) = Box::pin(self.address(&q1, Vec::new(), 1)).await {
+        if let Ok((a, _)) = Box::pin(self.chase(&q1, Vec::new(), 1)).await {
             extra.extend(a);
         }
     }
 
-    /// `SRV`: weights shared within a priority, addresses in the additional
-    /// section.
-    async fn srv(&self, q: &Q) -> Result<(Vec<Rr>, Vec<Rr>), Fail> {
-        let services = self.services(&q.name, q.qtype, false).await?;
+    /// `SRV` and `MX`: a record of `rtype` per service, its RDATA `head` then
+    /// the target, and the targets' addresses in the additional section. A
+    /// service with an address stands for its key's name; `port` tells its
+    /// records apart, and MX (`at_domain`) owns its address at the unstripped
+    /// name.
+    async fn with_targets(
+        &self,
+        q: &Q,
+        rtype: u16,
+        services: Vec<(&Service, Vec<u8>, u16)>,
+        at_domain: bool,
+    ) -> (Vec<Rr>, Vec<Rr>) {
         let mut dup = HashSet::new();
         let mut looked = HashSet::new();
+        let (mut records, mut extra) = (Vec::new(), Vec::new());
+        for (serv, head, port) in services {
+            let rdata = |target: &str| -> Option<Vec<u8>> {
+                let mut rd = head.clone();
+                rd.extend_from_slice(&wire(target)?);
+                Some(rd)
+            };
+            match serv.host_type() {
+                Host::Cname => {
+                    let target = serv.target();
+                    let Some(rd) = rdata(&target) else {
+                        continue;
+                    };
+                    records.push(rr(&q.qname, rtype, serv.ttl, rd));
+                    if looked.insert(target.clone()) {
+                        self.target_addresses(&target, &mut extra).await;
+                    }
+                }
+                Host::A(ip) | Host::Aaaa(ip) => {
+                    let domain = msg::domain(&serv.key);
+                    let target = serv.stripped(&domain);
+                    let Some(rd) = rdata(&target) else {
+                        continue;
+                    };
+                    if !is_duplicate(&mut dup, &target, "", port) {
+                        records.push(rr(&q.qname, rtype, serv.ttl, rd));
+                    }
+                    let owner = if at_domain { &domain } else { &target };
+                    if !is_duplicate(&mut dup, owner, &serv.host, 0) {
+                        extra.push(addr_rr(owner, ip, serv.ttl));
+                    }
+                }
+                Host::Txt => {}
+            }
+        }
+        (records, extra)
+    }
+
+    /// `SRV`: weights shared within a priority.
+    async fn srv(&self, q: &Q) -> Result<(Vec<Rr>, Vec<Rr>), Fail> {
+        let services = self.services(&q.name, q.qtype, false).await?;
         let mut w: HashMap<i64, i64> = HashMap::new();
         for serv in &services {
             let weight = if serv.weight == 0 { 100 } else { serv.weight };
             let e = w.entry(serv.priority).or_insert(0);
             *e = e.saturating_add(weight);
         }
-        let (mut records, mut extra) = (Vec::new(), Vec::new());
-        for serv in &services {
-            if serv.port == -1 {
-                continue;
-            }
+        let mut items = Vec::with_capacity(services.len());
+        for serv in services.iter().filter(|s| s.port != -1) {
             let total = w.get(&serv.priority).copied().unwrap_or(100);
             let mut w1 = 100.0 / total as f64;
             w1 *= if serv.weight == 0 {
@@ -665,89 +680,27 @@ impl Look<'_, '_> {
                 serv.weight as f64
             };
             let weight = go_uint16(w1.floor()).max(1);
-            let srv_rd = |target: &str| -> Option<Vec<u8>> {
-                let mut rd = Vec::new();
-                rd.extend_from_slice(&(serv.priority as u16).to_be_bytes());
-                rd.extend_from_slice(&weight.to_be_bytes());
-                rd.extend_from_slice(&(serv.port as u16).to_be_bytes());
-                rd.extend_from_slice(&wire(target)?);
-                Some(rd)
-            };
-            match serv.host_type() {
-                Host::Cname => {
-                    let target = serv.target();
-                    let Some(rd) = srv_rd(&target) else {
-                        continue;
-                    };
-                    records.push(rr(&q.qname, 33, serv.ttl, rd));
-                    if !looked.insert(target.clone()) {
-                        continue;
-                    }
-                    self.target_addresses(&target, &mut extra).await;
-                }
-                Host::A(ip) | Host::Aaaa(ip) => {
-                    let mut s = serv.clone();
-                    s.host = msg::domain(&serv.key);
-                    let target = s.target();
-                    let Some(rd) = srv_rd(&target) else {
-                        continue;
-                    };
-                    if !is_duplicate(&mut dup, &target, "", serv.port as u16) {
-                        records.push(rr(&q.qname, 33, serv.ttl, rd));
-                    }
-                    if !is_duplicate(&mut dup, &target, &serv.host, 0) {
-                        extra.push(addr_rr(&target, ip, serv.ttl));
-                    }
-                }
-                Host::Txt => {}
-            }
+            let port = serv.port as u16;
+            let mut head = (serv.priority as u16).to_be_bytes().to_vec();
+            head.extend_from_slice(&weight.to_be_bytes());
+            head.extend_from_slice(&port.to_be_bytes());
+            items.push((serv, head, port));
         }
-        Ok((records, extra))
+        Ok(self.with_targets(q, 33, items, false).await)
     }
 
-    /// `MX`: the mail services, addresses in the additional section.
+    /// `MX`: the mail services, the priority as preference.
     async fn mx(&self, q: &Q) -> Result<(Vec<Rr>, Vec<Rr>), Fail> {
         let services = self.services(&q.name, q.qtype, false).await?;
-        let mut dup = HashSet::new();
-        let mut looked = HashSet::new();
-        let (mut records, mut extra) = (Vec::new(), Vec::new());
-        for serv in services.iter().filter(|s| s.mail) {
-            let pref = serv.priority as u16;
-            let mx_rd = |target: &str| -> Option<Vec<u8>> {
-                let mut rd = pref.to_be_bytes().to_vec();
-                rd.extend_from_slice(&wire(target)?);
-                Some(rd)
-            };
-            match serv.host_type() {
-                Host::Cname => {
-                    let target = serv.target();
-                    let Some(rd) = mx_rd(&target) else {
-                        continue;
-                    };
-                    records.push(rr(&q.qname, 15, serv.ttl, rd));
-                    if !looked.insert(target.clone()) {
-                        continue;
-                    }
-                    self.target_addresses(&target, &mut extra).await;
-                }
-                Host::A(ip) | Host::Aaaa(ip) => {
-                    let mut s = serv.clone();
-                    s.host = msg::domain(&serv.key);
-                    let target = s.target();
-                    let Some(rd) = mx_rd(&target) else {
-                        continue;
-                    };
-                    if !is_duplicate(&mut dup, &target, "", pref) {
-                        records.push(rr(&q.qname, 15, serv.ttl, rd));
-                    }
-                    if !is_duplicate(&mut dup, &s.host, &serv.host, 0) {
-                        extra.push(addr_rr(&s.host, ip, serv.ttl));
-                    }
-                }
-                Host::Txt => {}
-            }
-        }
-        Ok((records, extra))
+        let items = services
+            .iter()
+            .filter(|s| s.mail)
+            .map(|s| {
+                let pref = s.priority as u16;
+                (s, pref.to_be_bytes().to_vec(), pref)
+            })
+            .collect();
+        Ok(self.with_targets(q, 15, items, true).await)
     }
 
     /// `CNAME`: the first service of the exact name, when its host is a name.
@@ -795,9 +748,7 @@ impl Look<'_, '_> {
                 }
                 Host::Txt => {}
                 Host::A(ip) | Host::Aaaa(ip) => {
-                    let mut s = serv.clone();
-                    s.host = msg::domain(&serv.key);
-                    let target = s.target();
+                    let target = serv.stripped(&msg::domain(&serv.key));
                     extra.push(addr_rr(&target, ip, serv.ttl));
                     if !seen.insert(target.clone()) {
                         continue;

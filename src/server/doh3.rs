@@ -107,6 +107,9 @@ fn count(server: &str, status: u16) {
     crate::metrics::contribute(|f| RESPONSES.add_to(f));
 }
 
+/// The QUIC connection under HTTP/3, its streams capped.
+type Conn = super::h3cap::CappedConn<h3_quinn::Connection>;
+
 /// What a connection's requests share.
 #[derive(Clone)]
 struct Ctx {
@@ -239,54 +242,12 @@ async fn connection(
         let Ok(Some(resolver)) = accepted else {
             return;
         };
-        let ctx = ctx.clone();
-        let unresolved = std::rc::Rc::clone(&unresolved);
-        tokio::task::spawn_local(async move {
-            let read = ctx.timeouts.read;
-            let Ok(Ok((req, mut stream))) =
-                tokio::time::timeout(read, resolver.resolve_request()).await
-            else {
-                unresolved.set(unresolved.get() + 1);
-                return;
-            };
-            let (status, body, reply) = respond(&req, &mut stream, peer, &ctx).await;
-            count(&ctx.label, status.as_u16());
-            let mut resp = Response::builder().status(status).header(
-                http::header::DATE,
-                httpdate::fmt_http_date(std::time::SystemTime::now()),
-            );
-            match &reply {
-                Some(r) => {
-                    resp = resp
-                        .header(http::header::CONTENT_TYPE, "application/dns-message")
-                        .header(
-                            http::header::CACHE_CONTROL,
-                            format!("max-age={}", super::doh::max_age(r)),
-                        )
-                        .header(http::header::CONTENT_LENGTH, r.len());
-                }
-                None => {
-                    resp = resp
-                        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                        .header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")
-                        .header(http::header::CONTENT_LENGTH, body.len());
-                }
-            }
-            let Ok(resp) = resp.body(()) else {
-                return;
-            };
-            // A HEAD request gets the headers alone, as Go's server sends them.
-            let head = req.method() == Method::HEAD;
-            let data = reply.map_or_else(|| Bytes::from(body), Bytes::from);
-            let send = async {
-                stream.send_response(resp).await.ok()?;
-                if !head {
-                    stream.send_data(data).await.ok()?;
-                }
-                stream.finish().await.ok()
-            };
-            let _ = tokio::time::timeout(ctx.timeouts.write, send).await;
-        });
+        tokio::task::spawn_local(request(
+            resolver,
+            peer,
+            ctx.clone(),
+            std::rc::Rc::clone(&unresolved),
+        ));
     }
     // The listener went or the server stops: GOAWAY, then the requests in
     // progress get GRACE to finish (CoreDNS's `http3.Server.Shutdown`).
@@ -299,25 +260,77 @@ async fn connection(
     quic.close(VarInt::from_u32(NO_ERROR), b"");
 }
 
-/// The status, an error body, and the reply of one request (CoreDNS's `ServeHTTP`).
+/// Reads one request, answers it and counts the response; a stream that ends
+/// before its headers is counted in `unresolved`.
+async fn request(
+    resolver: h3::server::RequestResolver<Conn, Bytes>,
+    peer: SocketAddr,
+    ctx: Ctx,
+    unresolved: std::rc::Rc<std::cell::Cell<u32>>,
+) {
+    let Ok(Ok((req, mut stream))) =
+        tokio::time::timeout(ctx.timeouts.read, resolver.resolve_request()).await
+    else {
+        unresolved.set(unresolved.get() + 1);
+        return;
+    };
+    let reply = respond(&req, &mut stream, peer, &ctx).await;
+    let status = reply.as_ref().err().copied().unwrap_or(StatusCode::OK);
+    count(&ctx.label, status.as_u16());
+    let resp = Response::builder().status(status).header(
+        http::header::DATE,
+        httpdate::fmt_http_date(std::time::SystemTime::now()),
+    );
+    let (resp, data) = match reply {
+        Ok(r) => (
+            resp.header(http::header::CONTENT_TYPE, "application/dns-message")
+                .header(
+                    http::header::CACHE_CONTROL,
+                    format!("max-age={}", super::doh::max_age(&r)),
+                )
+                .header(http::header::CONTENT_LENGTH, r.len()),
+            Bytes::from(r),
+        ),
+        Err(status) => {
+            let text = error_text(status);
+            (
+                resp.header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                    .header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+                    .header(http::header::CONTENT_LENGTH, text.len()),
+                Bytes::from_static(text.as_bytes()),
+            )
+        }
+    };
+    let Ok(resp) = resp.body(()) else {
+        return;
+    };
+    // A HEAD request gets the headers alone, as Go's server sends them.
+    let head = req.method() == Method::HEAD;
+    let send = async {
+        stream.send_response(resp).await.ok()?;
+        if !head {
+            stream.send_data(data).await.ok()?;
+        }
+        stream.finish().await.ok()
+    };
+    let _ = tokio::time::timeout(ctx.timeouts.write, send).await;
+}
+
+/// The reply to one request, or the status of its failure (CoreDNS's `ServeHTTP`).
 async fn respond<S>(
     req: &http::Request<()>,
     stream: &mut h3::server::RequestStream<S, Bytes>,
     peer: SocketAddr,
     ctx: &Ctx,
-) -> (StatusCode, String, Option<Vec<u8>>)
+) -> Result<Vec<u8>, StatusCode>
 where
     S: h3::quic::BidiStream<Bytes>,
 {
     if unescape(req.uri().path(), false).as_deref() != Some(PATH.as_bytes()) {
-        return (StatusCode::NOT_FOUND, "\n".to_owned(), None);
+        return Err(StatusCode::NOT_FOUND);
     }
     let Some(msg) = request_message(req, stream, ctx.timeouts.read).await else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "invalid request\n".to_owned(),
-            None,
-        );
+        return Err(StatusCode::BAD_REQUEST);
     };
     // CoreDNS's DoH3 writer has a UDP remote address.
     let meta = Meta {
@@ -326,13 +339,17 @@ where
         local: ctx.local,
         now: Instant::now(),
     };
-    match answer(&msg, &ctx.label, &ctx.shared, meta, Multi::Last).await {
-        Some(reply) => (StatusCode::OK, String::new(), Some(reply)),
-        None => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "No response\n".to_owned(),
-            None,
-        ),
+    answer(&msg, &ctx.label, &ctx.shared, meta, Multi::Last)
+        .await
+        .ok_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// Go's `http.Error` text of a failure status, as CoreDNS writes each.
+fn error_text(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "invalid request\n",
+        StatusCode::INTERNAL_SERVER_ERROR => "No response\n",
+        _ => "\n",
     }
 }
 

@@ -212,9 +212,7 @@ impl Client {
         if prefix {
             put_bytes(&mut req, 2, &prefix_end(key.as_bytes()));
         }
-        let resp = self
-            .call("/etcdserverpb.KV/Range", &req, deadline, true)
-            .await?;
+        let resp = self.call("/etcdserverpb.KV/Range", &req, deadline).await?;
         let mut kvs = Vec::new();
         for (field, v) in Fields::new(&resp) {
             if let (2, Val::Bytes(b)) = (field, v) {
@@ -229,7 +227,7 @@ impl Client {
         let mut req = Vec::new();
         put_varint_field(&mut req, 1, lease as u64);
         let resp = self
-            .call("/etcdserverpb.Lease/LeaseTimeToLive", &req, deadline, true)
+            .call("/etcdserverpb.Lease/LeaseTimeToLive", &req, deadline)
             .await?;
         let mut ttl = 0;
         for (field, v) in Fields::new(&resp) {
@@ -240,15 +238,14 @@ impl Client {
         Ok(ttl)
     }
 
+    /// The next endpoint in turn.
+    fn pick(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len().max(1)
+    }
+
     /// A call with the token (fetched first when credentials are set), retried
     /// while no endpoint can be reached.
-    async fn call(
-        &self,
-        path: &str,
-        req: &[u8],
-        deadline: Instant,
-        auth: bool,
-    ) -> Result<Bytes, RpcError> {
+    async fn call(&self, path: &str, req: &[u8], deadline: Instant) -> Result<Bytes, RpcError> {
         let Ok(Ok(_permit)) = timeout_at(deadline, self.calls.acquire()).await else {
             return Err(RpcError::Deadline);
         };
@@ -264,7 +261,7 @@ impl Client {
                 }
                 tokio::time::sleep(Duration::from_secs_f64(wait)).await;
             }
-            let token = if auth && self.creds.is_some() {
+            let token = if self.creds.is_some() {
                 let cached = self.token.lock().map(|t| t.clone()).unwrap_or(None);
                 match cached {
                     Some(t) => Some(t),
@@ -280,14 +277,14 @@ impl Client {
             } else {
                 None
             };
-            let n = self.endpoints.len().max(1);
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
-            match self.unary(i, path, req, token.as_deref(), deadline).await {
+            match self
+                .unary(self.pick(), path, req, token.as_deref(), deadline)
+                .await
+            {
                 Ok(b) => return Ok(b),
                 Err(e @ RpcError::Unavailable(_)) => last = Some(e),
                 Err(RpcError::Status(c, m))
-                    if auth
-                        && self.creds.is_some()
+                    if self.creds.is_some()
                         && !refreshed
                         && (m == "etcdserver: invalid auth token"
                             || m == "etcdserver: revision of auth store is old"
@@ -327,10 +324,14 @@ impl Client {
         let mut req = Vec::new();
         put_bytes(&mut req, 1, user.as_bytes());
         put_bytes(&mut req, 2, pass.as_bytes());
-        let n = self.endpoints.len().max(1);
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let token = match self
-            .unary(i, "/etcdserverpb.Auth/Authenticate", &req, None, deadline)
+            .unary(
+                self.pick(),
+                "/etcdserverpb.Auth/Authenticate",
+                &req,
+                None,
+                deadline,
+            )
             .await
         {
             Ok(resp) => {

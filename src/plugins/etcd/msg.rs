@@ -44,11 +44,15 @@ impl Service {
 
     /// The host as a target name: qualified, `targetstrip` labels removed.
     pub fn target(&self) -> String {
-        let host = fqdn(&self.host);
+        self.stripped(&fqdn(&self.host))
+    }
+
+    /// `name` without the service's `targetstrip` labels.
+    pub fn stripped(&self, name: &str) -> String {
         if self.target_strip > 0 {
-            target_strip(&host, self.target_strip)
+            target_strip(name, self.target_strip)
         } else {
-            host
+            name.to_owned()
         }
     }
 }
