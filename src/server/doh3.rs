@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use hyper::http::{self, Method, Response, StatusCode};
 use quinn::VarInt;
-use quinn::crypto::rustls::QuicServerConfig;
 
 use super::Shared;
 use super::doh::{MAX_BASE64, MAX_QUERY, Multi, PATH, answer, base64url_decode, unescape};
@@ -50,50 +49,8 @@ const UNI_STREAM_BYTES: usize = 64 << 10;
 /// Request streams that end before their headers, after which the connection
 /// is closed (`h3` keeps each one's ID for the connection's life).
 const MAX_UNRESOLVED: u32 = 256;
-/// QUIC receive windows: per stream (a request fits) and per connection.
-const STREAM_WINDOW: u32 = 128 << 10;
-const CONN_WINDOW: u32 = 2 << 20;
-
-/// An `https3://` listener's settings, built once per configuration.
-#[derive(Clone)]
-pub struct Config {
-    /// What each worker's endpoint serves with.
-    pub server: quinn::ServerConfig,
-    /// The rustls settings inside `server` (to see whether a reload changed them).
-    tls: Arc<rustls::ServerConfig>,
-}
-
-impl Config {
-    /// QUIC settings from the block's TLS settings and the `https3` stream limit
-    /// (0: quinn's default, as 0 leaves quic-go's).
-    pub fn new(
-        tls: &Arc<rustls::ServerConfig>,
-        streams: usize,
-        idle: Duration,
-    ) -> Result<Self, String> {
-        let mut t = (**tls).clone();
-        t.alpn_protocols = vec![b"h3".to_vec()];
-        // quic-go's Allow0RTT.
-        t.max_early_data_size = u32::MAX;
-        let t = Arc::new(t);
-        let crypto =
-            QuicServerConfig::try_from(Arc::clone(&t)).map_err(|e| format!("quic: {e}"))?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        let mut transport = quinn::TransportConfig::default();
-        if streams > 0 {
-            let n = VarInt::from_u64(streams as u64).unwrap_or(VarInt::MAX);
-            transport
-                .max_concurrent_bidi_streams(n)
-                .max_concurrent_uni_streams(n);
-        }
-        transport
-            .max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok())
-            .stream_receive_window(VarInt::from_u32(STREAM_WINDOW))
-            .receive_window(VarInt::from_u32(CONN_WINDOW));
-        server.transport_config(Arc::new(transport));
-        Ok(Self { server, tls: t })
-    }
-}
+/// An `https3://` listener's settings (ALPN `h3`).
+pub type Config = super::doq::Quic;
 
 /// `coredns_dns_https3_responses_total`.
 static RESPONSES: crate::metrics::LabelCounts<2> = crate::metrics::LabelCounts::new(
@@ -133,54 +90,26 @@ pub async fn serve(
     label: Arc<str>,
     shared: Arc<Shared>,
 ) {
-    let Some(mut cfg) = shared.active.load().find(&label).and_then(|l| l.h3.clone()) else {
+    let endpoint = super::doq::endpoints(
+        sock,
+        &label,
+        &shared,
+        |l| l.h3.clone(),
+        |c| c,
+        |incoming, _, limit, timeouts| {
+            let ctx = Ctx {
+                label: label.clone(),
+                shared: Arc::clone(&shared),
+                local,
+                timeouts,
+            };
+            tokio::task::spawn_local(connection(incoming, ctx, limit));
+        },
+    )
+    .await;
+    let Some(endpoint) = endpoint else {
         return;
     };
-    let endpoint = match quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(cfg.server.clone()),
-        sock,
-        Arc::new(quinn::TokioRuntime),
-    ) {
-        Ok(e) => e,
-        Err(e) => {
-            crate::clog::error(&format!("quic endpoint {label}: {e}"));
-            return;
-        }
-    };
-    loop {
-        let incoming = tokio::select! {
-            i = endpoint.accept() => match i {
-                Some(i) => i,
-                None => break,
-            },
-            () = tokio::time::sleep(GONE_CHECK) => {
-                if shared.active.load().find(&label).is_none() {
-                    break;
-                }
-                continue;
-            }
-            () = shared.stopping() => break,
-        };
-        let (conn_limit, current, timeouts) = {
-            let active = shared.active.load();
-            let Some(l) = active.find(&label) else { break };
-            (l.conn_limit.clone(), l.h3.clone(), l.timeouts)
-        };
-        if let Some(c) = current {
-            if !Arc::ptr_eq(&c.tls, &cfg.tls) {
-                endpoint.set_server_config(Some(c.server.clone()));
-            }
-            cfg = c;
-        }
-        let ctx = Ctx {
-            label: label.clone(),
-            shared: Arc::clone(&shared),
-            local,
-            timeouts,
-        };
-        tokio::task::spawn_local(connection(incoming, ctx, conn_limit));
-    }
     // Connections end their requests in progress (each within GRACE of seeing the
     // listener go, which takes up to GONE_CHECK), then the endpoint closes.
     endpoint.set_server_config(None);

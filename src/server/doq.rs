@@ -34,13 +34,54 @@ const NO_ERROR: u32 = 0;
 const INTERNAL_ERROR: u32 = 1;
 const PROTOCOL_ERROR: u32 = 2;
 
-/// A `quic://` listener's settings, built once per configuration.
+/// A QUIC listener's server settings (DoQ's and DoH3's), built once per
+/// configuration.
 #[derive(Clone)]
-pub struct Config {
+pub struct Quic {
     /// What each worker's endpoint serves with.
     pub server: quinn::ServerConfig,
     /// The rustls settings inside `server` (to see whether a reload changed them).
     tls: Arc<rustls::ServerConfig>,
+}
+
+impl Quic {
+    /// The block's TLS settings with ALPN `alpn` and 0-RTT (quic-go's
+    /// Allow0RTT), at most `streams` streams of each kind per connection (0:
+    /// quinn's default), the idle timeout, and receive windows a query fits
+    /// (128 KiB per stream; 2 MiB per connection bounds what unread streams hold).
+    pub fn new(
+        tls: &Arc<rustls::ServerConfig>,
+        alpn: &[u8],
+        streams: usize,
+        idle: Duration,
+    ) -> Result<Self, String> {
+        let mut t = (**tls).clone();
+        t.alpn_protocols = vec![alpn.to_vec()];
+        t.max_early_data_size = u32::MAX;
+        let t = Arc::new(t);
+        let crypto =
+            QuicServerConfig::try_from(Arc::clone(&t)).map_err(|e| format!("quic: {e}"))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        if streams > 0 {
+            let n = VarInt::from_u64(streams as u64).unwrap_or(VarInt::MAX);
+            transport
+                .max_concurrent_bidi_streams(n)
+                .max_concurrent_uni_streams(n);
+        }
+        transport
+            .max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok())
+            .stream_receive_window(VarInt::from_u32(128 << 10))
+            .receive_window(VarInt::from_u32(2 << 20));
+        server.transport_config(Arc::new(transport));
+        Ok(Self { server, tls: t })
+    }
+}
+
+/// A `quic://` listener's settings.
+#[derive(Clone)]
+pub struct Config {
+    pub quic: Quic,
     /// Queries served at once over all workers (`worker_pool_size`).
     pub workers: Arc<tokio::sync::Semaphore>,
 }
@@ -53,28 +94,8 @@ impl Config {
         workers: usize,
         idle: Duration,
     ) -> Result<Self, String> {
-        let mut t = (**tls).clone();
-        t.alpn_protocols = vec![b"doq".to_vec()];
-        // quic-go's Allow0RTT.
-        t.max_early_data_size = u32::MAX;
-        let t = Arc::new(t);
-        let crypto =
-            QuicServerConfig::try_from(Arc::clone(&t)).map_err(|e| format!("quic: {e}"))?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        let mut transport = quinn::TransportConfig::default();
-        let streams = VarInt::from_u64(streams as u64).unwrap_or(VarInt::MAX);
-        transport
-            .max_concurrent_bidi_streams(streams)
-            .max_concurrent_uni_streams(streams)
-            .max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok())
-            // A query fits a stream's window; the connection's bounds what its
-            // unread streams can hold.
-            .stream_receive_window(VarInt::from_u32(128 << 10))
-            .receive_window(VarInt::from_u32(2 << 20));
-        server.transport_config(Arc::new(transport));
         Ok(Self {
-            server,
-            tls: t,
+            quic: Quic::new(tls, b"doq", streams, idle)?,
             workers: Arc::new(tokio::sync::Semaphore::new(
                 workers.min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
@@ -110,24 +131,59 @@ pub async fn serve(
     label: std::sync::Arc<str>,
     shared: Arc<Shared>,
 ) {
-    let Some(mut cfg) = shared
-        .active
-        .load()
-        .find(&label)
-        .and_then(|l| l.quic.clone())
-    else {
-        return;
-    };
+    let endpoint = endpoints(
+        sock,
+        &label,
+        &shared,
+        |l| l.quic.clone(),
+        |c| &c.quic,
+        |incoming, cfg, limit, timeouts| {
+            let ctx = Stream {
+                label: label.clone(),
+                shared: Arc::clone(&shared),
+                local,
+                workers: Arc::clone(&cfg.workers),
+                timeouts,
+            };
+            tokio::task::spawn_local(connection(incoming, ctx, limit));
+        },
+    )
+    .await;
+    if let Some(endpoint) = endpoint {
+        endpoint.close(VarInt::from_u32(NO_ERROR), b"");
+    }
+}
+
+/// Runs a QUIC endpoint on `sock` for listener `label` until a reload removes
+/// the listener (a quiet endpoint looks each second) or the server stops,
+/// handing each incoming connection to `spawn` with the listener's settings of
+/// the moment (`settings`), its connection limit and timeouts; a certificate a
+/// reload changed serves the connections after it. Returns the endpoint, for
+/// the caller to close.
+pub(super) async fn endpoints<S: Clone>(
+    sock: std::net::UdpSocket,
+    label: &Arc<str>,
+    shared: &Arc<Shared>,
+    settings: impl Fn(&super::handle::ListenerRt) -> Option<S>,
+    quic: fn(&S) -> &Quic,
+    mut spawn: impl FnMut(
+        quinn::Incoming,
+        &S,
+        Option<Arc<tokio::sync::Semaphore>>,
+        crate::plugins::timeouts::Timeouts,
+    ),
+) -> Option<quinn::Endpoint> {
+    let mut cfg = shared.active.load().find(label).and_then(&settings)?;
     let endpoint = match quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
-        Some(cfg.server.clone()),
+        Some(quic(&cfg).server.clone()),
         sock,
         Arc::new(quinn::TokioRuntime),
     ) {
         Ok(e) => e,
         Err(e) => {
             crate::clog::error(&format!("quic endpoint {label}: {e}"));
-            return;
+            return None;
         }
     };
     loop {
@@ -136,9 +192,8 @@ pub async fn serve(
                 Some(i) => i,
                 None => break,
             },
-            // A reload that removes the listener closes it within a second.
             () = tokio::time::sleep(GONE_CHECK) => {
-                if shared.active.load().find(&label).is_none() {
+                if shared.active.load().find(label).is_none() {
                     break;
                 }
                 continue;
@@ -149,25 +204,18 @@ pub async fn serve(
         // changed its certificate or limits.
         let (conn_limit, current, timeouts) = {
             let active = shared.active.load();
-            let Some(l) = active.find(&label) else { break };
-            (l.conn_limit.clone(), l.quic.clone(), l.timeouts)
+            let Some(l) = active.find(label) else { break };
+            (l.conn_limit.clone(), settings(l), l.timeouts)
         };
         if let Some(c) = current {
-            if !Arc::ptr_eq(&c.tls, &cfg.tls) {
-                endpoint.set_server_config(Some(c.server.clone()));
+            if !Arc::ptr_eq(&quic(&c).tls, &quic(&cfg).tls) {
+                endpoint.set_server_config(Some(quic(&c).server.clone()));
             }
             cfg = c;
         }
-        let ctx = Stream {
-            label: label.clone(),
-            shared: Arc::clone(&shared),
-            local,
-            workers: Arc::clone(&cfg.workers),
-            timeouts,
-        };
-        tokio::task::spawn_local(connection(incoming, ctx, conn_limit));
+        spawn(incoming, &cfg, conn_limit, timeouts);
     }
-    endpoint.close(VarInt::from_u32(NO_ERROR), b"");
+    Some(endpoint)
 }
 
 /// What a connection's streams share.

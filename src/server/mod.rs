@@ -214,7 +214,7 @@ impl Active {
                 let max = first
                     .and_then(|s| s.https3_max_connections)
                     .unwrap_or(crate::plugins::https::DEFAULT_MAX_CONNECTIONS);
-                h3 = Some(doh3::Config::new(&tls, streams, timeouts.idle)?);
+                h3 = Some(doq::Quic::new(&tls, b"h3", streams, timeouts.idle)?);
                 let limit = limit_for(&l.label, max, l.sockets);
                 (Some(tls), limit)
             } else {
