@@ -130,6 +130,8 @@ pub struct ReqState {
     pub tap_time: u64,
     /// How many self-lookups deep this query is (0: a client's query).
     pub depth: u8,
+    /// *trace*: the key of the query's open spans (0: not traced).
+    pub trace: u32,
 }
 
 /// Publishes `label` into a metadata store, if there is one (for callers
@@ -363,6 +365,7 @@ impl<'a> Ctx<'a> {
             marks: 0,
             tap_time: 0,
             depth: 0,
+            trace: 0,
         };
         resp.clear();
         Self {
@@ -485,6 +488,9 @@ impl Chain {
     /// Runs the request phase from `from`; `Err(i)` when plugin `i` parked.
     fn forward_from(&self, ctx: &mut Ctx<'_>, from: usize) -> Result<(usize, Status), usize> {
         for i in from..self.plugins.len() {
+            if ctx.st.trace != 0 {
+                self.trace_enter(ctx.st.trace, i);
+            }
             match self.plugins[i].serve(ctx) {
                 Flow::Next => {}
                 Flow::Return(st) => return Ok((i, st)),
@@ -508,10 +514,23 @@ impl Chain {
     /// Runs the response phase for plugins `floor..=upto`, innermost first.
     fn respond(&self, ctx: &mut Ctx<'_>, floor: usize, upto: usize, mut st: Status) -> Status {
         let upto = upto.min(self.plugins.len().saturating_sub(1));
-        for p in self.plugins[floor.min(upto)..=upto].iter().rev() {
+        let floor = floor.min(upto);
+        for (i, p) in self.plugins[floor..=upto].iter().enumerate().rev() {
             p.respond(ctx, &mut st);
+            if ctx.st.trace != 0 {
+                crate::plugins::trace::leave(ctx.st.trace, floor + i);
+            }
         }
         st
+    }
+
+    /// *trace*: opens plugin `i`'s span, unless the plugin before it calls it
+    /// without one (CoreDNS's *dns64* calls its next plugin directly).
+    #[cold]
+    fn trace_enter(&self, h: u32, i: usize) {
+        if i > 0 && !matches!(self.plugins[i - 1], Plugin::Dns64(_)) {
+            crate::plugins::trace::enter(h, i, self.plugins[i].name());
+        }
     }
 
     /// Runs the whole chain synchronously; `Err(i)` if plugin `i` parked (call

@@ -68,6 +68,7 @@ pub const DIRECTIVES: [&str; 60] = [
 /// Directives ringdns implements (the `-plugins` list, before sorting).
 pub const IMPLEMENTED: &[&str] = &[
     "root",
+    "trace",
     "metadata",
     "geoip",
     "cancel",

@@ -43,6 +43,7 @@ pub mod sign;
 pub mod template;
 pub mod timeouts;
 pub mod tls;
+pub mod trace;
 pub mod transfer;
 pub mod tsig;
 pub mod view;
@@ -132,6 +133,8 @@ pub enum PluginConfig {
     Tsig(tsig::TsigConfig),
     /// `nomad`.
     Nomad(Box<nomad::NomadConfig>),
+    /// `trace`.
+    Trace(Box<trace::TraceConfig>),
 }
 
 /// Runs the setup of directive `name` over its tokens. Non-handler directives
@@ -212,6 +215,7 @@ pub fn setup(
         "view" => PluginConfig::View(view::setup(d)?),
         "tsig" => PluginConfig::Tsig(tsig::setup(d, ctx)?),
         "nomad" => PluginConfig::Nomad(Box::new(nomad::setup(d)?)),
+        "trace" => PluginConfig::Trace(Box::new(trace::setup(d, ctx)?)),
         other => return Err(Diagnostic::plain("not supported by ringdns yet").in_plugin(other)),
     };
     transfer::link::handler_set_up(ctx, followers);
@@ -296,6 +300,8 @@ pub enum Plugin {
     Tsig(tsig::Tsig),
     /// `nomad`.
     Nomad(Box<nomad::Nomad>),
+    /// `trace`.
+    Trace(Box<trace::Trace>),
 }
 
 impl Plugin {
@@ -342,6 +348,7 @@ impl Plugin {
             PluginConfig::View(v) => Self::View(std::sync::Arc::new(v.clone())),
             PluginConfig::Tsig(c) => Self::Tsig(tsig::Tsig::new(c)),
             PluginConfig::Nomad(c) => Self::Nomad(Box::new(nomad::Nomad::new(c))),
+            PluginConfig::Trace(c) => Self::Trace(Box::new(trace::Trace::new(c)?)),
         })
     }
 
@@ -386,6 +393,7 @@ impl Plugin {
             Self::View(_) => "view",
             Self::Tsig(_) => "tsig",
             Self::Nomad(_) => "nomad",
+            Self::Trace(_) => "trace",
         }
     }
 
@@ -449,6 +457,7 @@ impl Plugin {
             Self::View(_) => Flow::Next,
             Self::Tsig(p) => p.serve(ctx),
             Self::Nomad(p) => p.serve(ctx),
+            Self::Trace(p) => p.serve(ctx),
         }
     }
 
@@ -490,6 +499,7 @@ impl Plugin {
             Self::Dnssec(p) => p.respond(ctx),
             Self::Rewrite(p) => p.respond(ctx, st),
             Self::Tsig(_) => tsig::Tsig::respond(ctx, st),
+            Self::Trace(p) => p.respond(ctx, st),
             _ => {}
         }
     }

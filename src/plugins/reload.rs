@@ -63,7 +63,8 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<(), Diagnostic
     Ok(())
 }
 
-fn json_str(out: &mut String, s: &str) {
+/// A string as Go's `encoding/json` writes it (HTML characters escaped).
+pub(crate) fn json_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -463,6 +463,7 @@ async fn respond(req: Request<Incoming>, c: &ConnCtx) -> Response<Reply> {
         count(&c.label, 404);
         return http_error(StatusCode::NOT_FOUND, "");
     }
+    let parent = b3_parent(req.headers());
     let Some(msg) = request_message(req, c.read_timeout).await else {
         count(&c.label, 400);
         return http_error(StatusCode::BAD_REQUEST, "invalid request");
@@ -474,7 +475,7 @@ async fn respond(req: Request<Incoming>, c: &ConnCtx) -> Response<Reply> {
         local: c.local,
         now: Instant::now(),
     };
-    match answer(&msg, &c.label, &c.shared, meta, Multi::Last).await {
+    match answer(&msg, &c.label, &c.shared, meta, Multi::Last, parent).await {
         Some(reply) => {
             count(&c.label, 200);
             ok(reply)
@@ -518,6 +519,11 @@ async fn request_message(req: Request<Incoming>, read_timeout: Duration) -> Opti
     }
 }
 
+/// The B3 trace context of a request's headers, for *trace*.
+pub(super) fn b3_parent(h: &hyper::HeaderMap) -> Option<crate::plugins::trace::Parent> {
+    crate::plugins::trace::b3(|k| h.get(k)?.to_str().ok().map(str::to_owned))
+}
+
 /// Which message of a multi-message reply (a zone transfer) a transport sends.
 pub(super) enum Multi {
     /// DoQ: the writer finishes the stream after the first.
@@ -533,13 +539,17 @@ pub(super) async fn answer(
     shared: &Arc<Shared>,
     meta: Meta,
     multi: Multi,
+    parent: Option<crate::plugins::trace::Parent>,
 ) -> Option<Vec<u8>> {
     let mut resp = Vec::with_capacity(512);
     let mut scratch = Vec::new();
     let parked = {
         let active = shared.active.load();
         let l = active.find(label)?;
-        match handle(l, msg, meta, &mut resp, &mut scratch) {
+        let out = crate::plugins::trace::with_http_parent(parent, || {
+            handle(l, msg, meta, &mut resp, &mut scratch)
+        });
+        match out {
             Outcome::Reply => return Some(resp),
             Outcome::Drop => return None,
             Outcome::Stream(more) => {

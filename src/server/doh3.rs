@@ -258,6 +258,7 @@ where
     if unescape(req.uri().path(), false).as_deref() != Some(PATH.as_bytes()) {
         return Err(StatusCode::NOT_FOUND);
     }
+    let parent = super::doh::b3_parent(req.headers());
     let Some(msg) = request_message(req, stream, ctx.timeouts.read).await else {
         return Err(StatusCode::BAD_REQUEST);
     };
@@ -268,7 +269,7 @@ where
         local: ctx.local,
         now: Instant::now(),
     };
-    answer(&msg, &ctx.label, &ctx.shared, meta, Multi::Last)
+    answer(&msg, &ctx.label, &ctx.shared, meta, Multi::Last, parent)
         .await
         .ok_or(StatusCode::INTERNAL_SERVER_ERROR)
 }

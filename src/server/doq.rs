@@ -371,6 +371,7 @@ async fn stream(
             now: std::time::Instant::now(),
         },
         super::doh::Multi::First,
+        None,
     )
     .await;
     if let Some(reply) = reply {

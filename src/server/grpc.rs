@@ -182,7 +182,7 @@ pub(super) async fn respond(
         now: Instant::now(),
     };
     // No reply written: CoreDNS packs the request it started with.
-    let reply = answer(&msg, label, shared, meta, Multi::Last)
+    let reply = answer(&msg, label, shared, meta, Multi::Last, None)
         .await
         .unwrap_or_else(|| msg.clone());
     let packet = encode_packet(&reply);

@@ -311,6 +311,7 @@ pub async fn resume(
         if let Some(m) = chain.metadata() {
             m.collect(&mut ctx);
         }
+        crate::plugins::trace::republish(&mut ctx);
     }
     let status = chain.resume(&mut ctx, at).await;
     finish(&mut ctx, &status)

@@ -16,6 +16,7 @@ mod plugins;
 mod proxyproto;
 mod tcp;
 mod tls;
+mod trace;
 mod util;
 
 use std::time::Duration;

@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use crate::util::*;
 
 /// A self-signed certificate and its key, written as `NAME.pem` and `NAME-key.pem`.
-fn cert(dir: &TempDir, name: &str, sans: &[&str]) -> (String, String) {
+pub(crate) fn cert(dir: &TempDir, name: &str, sans: &[&str]) -> (String, String) {
     let sans: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
     let ck = rcgen::generate_simple_self_signed(sans).expect("cert");
     let c = dir.write(&format!("{name}.pem"), &ck.cert.pem());
@@ -207,7 +207,7 @@ fn reload_adds_a_dot_listener() {
 }
 
 /// `curl` against `url`: (status, headers lowercased, body).
-fn curl(args: &[&str], url: &str) -> (u16, String, Vec<u8>) {
+pub(crate) fn curl(args: &[&str], url: &str) -> (u16, String, Vec<u8>) {
     let out = Command::new("curl")
         .args([
             "-s",
@@ -247,7 +247,7 @@ fn b64url(b: &[u8]) -> String {
 }
 
 /// A query for `name` (type A, RD) in wire format, and in base64url.
-fn b64_query(name: &str) -> (Vec<u8>, String) {
+pub(crate) fn b64_query(name: &str) -> (Vec<u8>, String) {
     let q = query(0x1234, name, 1, 1, None);
     let s = b64url(&q);
     (q, s)

@@ -326,6 +326,7 @@ impl Stanza {
             }
             let up = &self.ups[k];
             ctx.set_meta("forward/upstream", || up.metrics.to.clone());
+            let span = crate::plugins::trace::child(ctx.st.trace, "connect");
             let local = &pools.ups[k];
             let (mut force_tcp, prefer_udp) = (c.force_tcp, c.prefer_udp);
             let res = loop {
@@ -355,6 +356,9 @@ impl Stanza {
                     Err(e) => break Err(e),
                 }
             };
+            if let Some(s) = span {
+                s.finish(&[("peer.address", up.metrics.to.clone())]);
+            }
             if let Some(taps) = taps {
                 // The last exchange's socket (read before any other wait) and protocol,
                 // as CoreDNS reports them: DoH is TCP; DoT is TCP once dialled (a failed
