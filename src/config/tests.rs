@@ -134,8 +134,16 @@ fn error_table() {
             "plugin/kubernetes: stat /k: no such file or directory",
         ),
         (
-            ". {\n kubernetes cluster.local {\n  zonal\n }\n}",
-            "plugin/kubernetes: Corefile:3 - Error during parsing: zonal is not supported by ringdns yet",
+            ". {\n kubernetes cluster.local {\n  multicluster clusterset.local\n }\n}",
+            "plugin/kubernetes: Corefile:3 - Error during parsing: multicluster is not supported by ringdns yet",
+        ),
+        (
+            ". {\n kubernetes cluster.local {\n  zonal x\n }\n}",
+            "plugin/kubernetes: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after 'x'",
+        ),
+        (
+            ". {\n kubernetes cluster.local {\n  zonal\n  noendpoints\n }\n}",
+            "plugin/kubernetes: Corefile:5 - Error during parsing: zonal requires the endpoint cache; remove noendpoints",
         ),
         (
             ". {\n kubernetes cluster.local {\n  bogus\n }\n}",

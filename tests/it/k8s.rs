@@ -1018,3 +1018,110 @@ fn kubernetes_reload() {
         );
     }
 }
+
+/// `zonal`: zone-scoped names of a headless service answer from its
+/// EndpointSlices' zones, followed through a watch event; `kubernetes/zone`
+/// reaches *log* through *metadata*.
+#[test]
+fn kubernetes_zonal_names() {
+    for be in backends() {
+        let api = FakeApi::start(&[
+            (NS, r#"{"metadata":{"name":"prod","resourceVersion":"1"}}"#),
+            (
+                SVC,
+                r#"{"metadata":{"name":"db","namespace":"prod","resourceVersion":"2"},
+                    "spec":{"clusterIP":"None","ports":[{"name":"pg","protocol":"TCP","port":5432}]}}"#,
+            ),
+            (
+                EPS,
+                r#"{"metadata":{"name":"db-a","namespace":"prod","resourceVersion":"3",
+                                "labels":{"kubernetes.io/service-name":"db"}},
+                    "addressType":"IPv4",
+                    "endpoints":[{"addresses":["10.1.0.1"],"zone":"us-west-2a"},
+                                 {"addresses":["10.1.0.2"],"zone":"US-West-2b"}],
+                    "ports":[{"name":"pg","protocol":"TCP","port":5432}]}"#,
+            ),
+        ]);
+        let s = TestServer::start(
+            &format!(
+                "cluster.local:{{port}} {{
+ metadata
+ log . \"Z={{/kubernetes/zone}} {{name}} {{rcode}}\"
+ kubernetes cluster.local {{
+  endpoint http://127.0.0.1:{}
+  zonal
+ }}
+}}
+",
+                api.port
+            ),
+            be,
+        );
+        let q = "us-west-2a.pin._zone.db.prod.svc.cluster.local";
+        let out = s.dig(&[q, "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            [format!("{q}. 5 IN A 10.1.0.1")],
+            "{be}: {out}"
+        );
+        let q = "us-west-2b.pin._zone.db.prod.svc.cluster.local";
+        let out = s.dig(&[q, "SRV"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            [format!(
+                "{q}. 5 IN SRV 0 100 5432 10-1-0-2.db.prod.svc.cluster.local."
+            )],
+            "{be}: {out}"
+        );
+        // A drained zone: NODATA for pin (with the SOA), everything for prefer.
+        let q = "eu-1.pin._zone.db.prod.svc.cluster.local";
+        let out = s.dig(&[q, "A"]);
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        assert!(section(&out, "ANSWER").is_empty(), "{be}: {out}");
+        assert_eq!(section(&out, "AUTHORITY").len(), 1, "{be}: {out}");
+        let q = "eu-1.prefer._zone.db.prod.svc.cluster.local";
+        assert_eq!(
+            sorted(section(&s.dig(&[q, "A"]), "ANSWER")),
+            [
+                format!("{q}. 5 IN A 10.1.0.1"),
+                format!("{q}. 5 IN A 10.1.0.2")
+            ],
+            "{be}"
+        );
+        let out = s.dig(&["us-west-2a.pin._zone.nosuch.prod.svc.cluster.local", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+        s.wait_line(|l| {
+            l.ends_with("Z=us-west-2a us-west-2a.pin._zone.db.prod.svc.cluster.local. NOERROR")
+        })
+        .unwrap_or_else(|| panic!("{be}: {:?}", s.lines()));
+        s.wait_line(|l| {
+            l.ends_with("Z=us-west-2a us-west-2a.pin._zone.nosuch.prod.svc.cluster.local. NXDOMAIN")
+        })
+        .unwrap_or_else(|| panic!("{be}: {:?}", s.lines()));
+        // A plain name: the label is empty.
+        assert_eq!(
+            section(&s.dig(&["db.prod.svc.cluster.local", "A"]), "ANSWER").len(),
+            2
+        );
+        s.wait_line(|l| l.ends_with("Z= db.prod.svc.cluster.local. NOERROR"))
+            .unwrap_or_else(|| panic!("{be}: {:?}", s.lines()));
+        // An endpoint moves zone: the answers follow the watch.
+        api.event(
+            EPS,
+            "MODIFIED",
+            r#"{"metadata":{"name":"db-a","namespace":"prod","resourceVersion":"9",
+                            "labels":{"kubernetes.io/service-name":"db"}},
+                "addressType":"IPv4",
+                "endpoints":[{"addresses":["10.1.0.1"],"zone":"eu-1"},
+                             {"addresses":["10.1.0.2"],"zone":"us-west-2b"}],
+                "ports":[{"name":"pg","protocol":"TCP","port":5432}]}"#,
+        );
+        let q = "eu-1.pin._zone.db.prod.svc.cluster.local";
+        assert!(
+            wait_for(Duration::from_secs(5), || {
+                section(&s.dig(&[q, "A"]), "ANSWER") == [format!("{q}. 5 IN A 10.1.0.1")]
+            }),
+            "{be}: the zone change is followed"
+        );
+    }
+}

@@ -27,6 +27,8 @@ pub struct Params<'a> {
     pub ttl: u32,
     /// The server's own non-loopback addresses (CoreDNS's `boundIPs`).
     pub local_ips: &'a [IpAddr],
+    /// `zonal`: zone-scoped names of headless services.
+    pub zonal: bool,
 }
 
 /// `pods`.
@@ -120,6 +122,11 @@ pub struct Request {
     pub service: String,
     pub namespace: String,
     pub pod_or_svc: String,
+    /// `zonal`: the topology zone of a zone-scoped name
+    /// (`ZONE.pin|prefer._zone.SERVICE.NS.svc.…`).
+    pub zone: String,
+    /// The `prefer` directive: a zone without endpoints means all of them.
+    pub zone_prefer: bool,
 }
 
 /// Labels of `name` (fully qualified) before `zone`'s, or `None` when `name` is
@@ -181,8 +188,8 @@ pub fn is_subdomain(parent: &str, child: &str) -> bool {
             .all(|(a, b)| a.eq_ignore_ascii_case(b))
 }
 
-/// CoreDNS's `parseRequest` (without `multicluster` and `zonal`).
-pub fn parse_request(name: &str, zone: &str) -> Result<Request, NameError> {
+/// CoreDNS's `parseRequest` (without `multicluster`; `zonal` names when `zonal`).
+pub fn parse_request(name: &str, zone: &str, zonal: bool) -> Result<Request, NameError> {
     let mut r = Request::default();
     let Some(base) = trim_zone(name, zone) else {
         return Ok(r);
@@ -211,6 +218,18 @@ pub fn parse_request(name: &str, zone: &str) -> Result<Request, NameError> {
         (Some(proto), Some(port), None) => {
             r.protocol = strip_underscore(proto).to_owned();
             r.port = strip_underscore(port).to_owned();
+        }
+        // A zone-scoped name: the zone is every label left of the directive
+        // (zone label values may hold dots); anything else is too long.
+        (Some("_zone"), Some(directive), Some(_)) if zonal && r.pod_or_svc == "svc" => {
+            match directive {
+                "pin" => {}
+                "prefer" => r.zone_prefer = true,
+                _ => return Err(NameError),
+            }
+            let left = base.len() - r.service.len() - r.namespace.len() - "svc".len() - 3;
+            let end = left - "._zone".len() - 1 - directive.len();
+            r.zone = base[..end].to_owned();
         }
         _ => return Err(NameError),
     }
@@ -281,7 +300,7 @@ impl Lookup<'_> {
     /// `Records`; without `domains` the records' `domain` (which only SRV
     /// answers read) is left empty instead of built per record.
     fn records_with(&self, name: &str, zone: &str, domains: bool) -> Result<Vec<Svc>, NameError> {
-        let r = parse_request(name, zone)?;
+        let r = parse_request(name, zone, self.p.zonal)?;
         if r.pod_or_svc.is_empty() {
             return Ok(Vec::new());
         }
@@ -353,6 +372,10 @@ impl Lookup<'_> {
             {
                 continue;
             }
+            // Zone-scoped names are defined for headless services only.
+            if !r.zone.is_empty() && !svc.headless() {
+                continue;
+            }
             if svc.external() {
                 if !r.endpoint.is_empty() || !r.port.is_empty() || !r.protocol.is_empty() {
                     continue;
@@ -365,35 +388,15 @@ impl Lookup<'_> {
                 continue;
             }
             if svc.headless() || !r.endpoint.is_empty() {
-                for ep in eps {
-                    if ep.index != svc.key() {
-                        continue;
-                    }
-                    for a in &ep.addresses {
-                        // The host name is needed to match an endpoint query or to
-                        // build the record's domain.
-                        let host = if domains || !r.endpoint.is_empty() {
-                            endpoint_hostname(a, self.p.endpoint_pod_names)
-                        } else {
-                            String::new()
-                        };
-                        if !r.endpoint.is_empty() && !matches(&r.endpoint, &host) {
-                            continue;
-                        }
-                        for p in &ep.ports {
-                            if !port_proto(&r.port, &p.name, &r.protocol, &p.protocol) {
-                                continue;
-                            }
-                            let d = if domains {
-                                format!("{host}.{domain}")
-                            } else {
-                                String::new()
-                            };
-                            out.push(Svc::new(a.ip.clone(), p.port, self.p.ttl, d));
-                            found = true;
-                        }
-                    }
+                // A zone-scoped name of a headless service exists whatever its
+                // zone holds: no endpoints there is NODATA.
+                found |= !r.zone.is_empty();
+                let before = out.len();
+                self.add_endpoints(r, svc, eps, &r.zone, &domain, domains, &mut out);
+                if out.len() == before && r.zone_prefer {
+                    self.add_endpoints(r, svc, eps, "", &domain, domains, &mut out);
                 }
+                found |= out.len() > before;
                 continue;
             }
             for p in &svc.ports {
@@ -409,6 +412,52 @@ impl Lookup<'_> {
         if found { Ok(out) } else { Err(NameError) }
     }
 
+    /// The endpoint records of `svc` the request selects, in `topo` only when
+    /// it is not empty (CoreDNS's `addForZone`).
+    #[allow(clippy::too_many_arguments)]
+    fn add_endpoints(
+        &self,
+        r: &Request,
+        svc: &super::store::Service,
+        eps: &[std::sync::Arc<super::store::Endpoints>],
+        topo: &str,
+        domain: &str,
+        domains: bool,
+        out: &mut Vec<Svc>,
+    ) {
+        for ep in eps {
+            if ep.index != svc.key() {
+                continue;
+            }
+            for a in &ep.addresses {
+                if !topo.is_empty() && a.zone.as_deref() != Some(topo) {
+                    continue;
+                }
+                // The host name is needed to match an endpoint query or to
+                // build the record's domain.
+                let host = if domains || !r.endpoint.is_empty() {
+                    endpoint_hostname(a, self.p.endpoint_pod_names)
+                } else {
+                    String::new()
+                };
+                if !r.endpoint.is_empty() && !matches(&r.endpoint, &host) {
+                    continue;
+                }
+                for p in &ep.ports {
+                    if !port_proto(&r.port, &p.name, &r.protocol, &p.protocol) {
+                        continue;
+                    }
+                    let d = if domains {
+                        format!("{host}.{domain}")
+                    } else {
+                        String::new()
+                    };
+                    out.push(Svc::new(a.ip.clone(), p.port, self.p.ttl, d));
+                }
+            }
+        }
+    }
+
     /// `Services` for `qtype`.
     fn services(&self, name: &str, zone: &str, qtype: u16) -> Result<Vec<Svc>, NameError> {
         match qtype {
@@ -421,6 +470,14 @@ impl Lookup<'_> {
                 }
                 return match self.records(name, zone) {
                     Ok(v) if !v.is_empty() => Ok(Vec::new()),
+                    // A zone-scoped name that exists is NODATA for every type.
+                    Ok(_)
+                        if self.p.zonal
+                            && parse_request(name, zone, true)
+                                .is_ok_and(|r| !r.zone.is_empty()) =>
+                    {
+                        Ok(Vec::new())
+                    }
                     _ => Err(NameError),
                 };
             }

@@ -214,6 +214,8 @@ pub struct WatchSet {
     pub labels: Option<String>,
     /// `namespace_labels` (namespaces).
     pub namespace_labels: Option<String>,
+    /// `zonal`: endpoint slices keep their endpoints' zones.
+    pub zonal: bool,
 }
 
 enum Event {
@@ -251,6 +253,7 @@ async fn run(cfg: ApiConfig, set: WatchSet, out: Arc<Published>) {
             Arc::clone(&limits),
             kind,
             sel,
+            set.zonal,
             tx.clone(),
         )));
     }
@@ -437,11 +440,12 @@ async fn reflect(
     limits: Arc<Limits>,
     kind: Kind,
     sel: Option<String>,
+    zonal: bool,
     tx: mpsc::Sender<Event>,
 ) {
     let mut backoff = Duration::from_secs(1);
     loop {
-        let rv = match list(&cfg, &limits, kind, sel.as_deref()).await {
+        let rv = match list(&cfg, &limits, kind, sel.as_deref(), zonal).await {
             Ok((items, rv)) => {
                 if tx.send(Event::Listed(kind, items)).await.is_err() {
                     return;
@@ -466,7 +470,7 @@ async fn reflect(
         };
         let mut rv = rv;
         loop {
-            match watch(&cfg, &limits, kind, sel.as_deref(), &mut rv, &tx).await {
+            match watch(&cfg, &limits, kind, sel.as_deref(), zonal, &mut rv, &tx).await {
                 // The server ended the watch (its timeout): resume it.
                 Ok(()) => backoff = Duration::from_secs(1),
                 Err(WatchEnd::Gone) => break,
@@ -521,6 +525,7 @@ async fn list(
     limits: &Limits,
     kind: Kind,
     sel: Option<&str>,
+    zonal: bool,
 ) -> Result<(Vec<(String, Object)>, String), String> {
     let mut items = Vec::new();
     let mut cont = String::new();
@@ -544,7 +549,7 @@ async fn list(
             .and_then(Value::as_array)
             .map_or(&[][..], Vec::as_slice)
         {
-            if let Some(o) = convert(kind, it) {
+            if let Some(o) = convert(kind, it, zonal) {
                 items.push((key_of(it), o));
             }
         }
@@ -571,6 +576,7 @@ async fn watch(
     limits: &Limits,
     kind: Kind,
     sel: Option<&str>,
+    zonal: bool,
     rv: &mut String,
     tx: &mpsc::Sender<Event>,
 ) -> Result<(), WatchEnd> {
@@ -607,20 +613,21 @@ async fn watch(
         buf.extend_from_slice(&data);
         while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=nl).collect();
-            event(kind, &line, rv, tx).await?;
+            event(kind, zonal, &line, rv, tx).await?;
         }
         if buf.len() > MAX_EVENT {
             return Err(WatchEnd::Failed("watch event too large".into()));
         }
     }
     if !buf.is_empty() {
-        event(kind, &buf, rv, tx).await?;
+        event(kind, zonal, &buf, rv, tx).await?;
     }
     Ok(())
 }
 
 async fn event(
     kind: Kind,
+    zonal: bool,
     line: &[u8],
     rv: &mut String,
     tx: &mpsc::Sender<Event>,
@@ -646,13 +653,13 @@ async fn event(
     }
     let key = key_of(obj);
     let ev = match typ {
-        "ADDED" | "MODIFIED" => match convert(kind, obj) {
+        "ADDED" | "MODIFIED" => match convert(kind, obj, zonal) {
             Some(o) => Event::Put(key, o),
             // A terminating pod: CoreDNS's processor skips the event (the pod
             // stays as it was until it is deleted).
             None => return Ok(()),
         },
-        "DELETED" => Event::Del(kind, key, convert(kind, obj)),
+        "DELETED" => Event::Del(kind, key, convert(kind, obj, zonal)),
         _ => return Ok(()), // BOOKMARK
     };
     tx.send(ev).await.map_err(|_| WatchEnd::Closed)

@@ -10,8 +10,10 @@
 //! read it without locks. Startup waits for the first lists up to
 //! `startup_timeout`, logging as CoreDNS does.
 //!
-//! Not built, and failing at startup naming themselves: `multicluster` and
-//! `zonal`.
+//! `zonal` answers zone-scoped names of headless services
+//! (`ZONE.pin|prefer._zone.SERVICE.NS.svc.ZONE`) from the endpoints' zones and
+//! publishes `kubernetes/zone`. Not built, and failing at startup naming
+//! itself: `multicluster`.
 //!
 //! CoreDNS: `plugin/kubernetes/{setup,kubernetes,handler,parse,reverse,ns,local}.go`,
 //! `plugin/kubernetes/object`, `plugin/backend_lookup.go`.
@@ -129,6 +131,7 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
     let mut labels = None;
     let mut namespace_labels = None;
     let mut noendpoints = false;
+    let mut zonal = false;
     let mut qps = 0f32;
     let mut burst = 0usize;
     let mut max_inflight = 0usize;
@@ -315,7 +318,13 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
                     }
                     kubeconfig = Some((a[0].clone(), a.get(1).cloned()));
                 }
-                "multicluster" | "zonal" => {
+                "zonal" => {
+                    if !d.remaining_args().is_empty() {
+                        return Err(w(d.arg_err()));
+                    }
+                    zonal = true;
+                }
+                "multicluster" => {
                     return Err(w(d.err(format!("{opt} is not supported by ringdns yet"))));
                 }
                 other => return Err(w(d.err(format!("unknown property '{other}'")))),
@@ -325,6 +334,11 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
     if !namespaces.is_empty() && namespace_labels.is_some() {
         return Err(w(
             d.err("namespaces and namespace_labels cannot both be set")
+        ));
+    }
+    if zonal && noendpoints {
+        return Err(w(
+            d.err("zonal requires the endpoint cache; remove noendpoints")
         ));
     }
     let zones: Vec<String> = zones.iter().map(|z| z.to_ascii_lowercase()).collect();
@@ -387,6 +401,7 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
             kinds,
             labels,
             namespace_labels,
+            zonal,
         },
         out: Arc::new(Published {
             snap: ArcSwap::from_pointee(Snapshot::default()),
@@ -423,6 +438,7 @@ impl KubeShared {
             ignore_empty_service: self.ignore_empty_service,
             ttl: self.ttl,
             local_ips: &self.local_ips,
+            zonal: self.set.zonal,
         }
     }
 
@@ -443,9 +459,12 @@ impl KubeShared {
         let Some(zone) = answer::longest_zone(&self.zones, &name) else {
             return;
         };
-        match answer::parse_request(&name, zone) {
+        match answer::parse_request(&name, zone, self.set.zonal) {
             Err(_) => ctx.set_meta("kubernetes/parse-error", || "invalid query name".to_owned()),
             Ok(r) => {
+                if self.set.zonal {
+                    ctx.set_meta("kubernetes/zone", || r.zone.clone());
+                }
                 ctx.set_meta("kubernetes/port-name", || r.port);
                 ctx.set_meta("kubernetes/protocol", || r.protocol);
                 ctx.set_meta("kubernetes/endpoint", || r.endpoint);

@@ -56,6 +56,8 @@ pub struct Address {
     /// The target's name when it is shorter than 64 octets (CoreDNS's
     /// `TargetRefName`).
     pub target: String,
+    /// Its topology zone, lower-cased (kept only with `zonal`).
+    pub zone: Option<Box<str>>,
 }
 
 /// CoreDNS's `object.Endpoints` made from one EndpointSlice (one subset).
@@ -175,7 +177,7 @@ pub fn key_of(v: &Value) -> String {
 
 /// Converts an API object of `kind` (CoreDNS's `ToService`, `EndpointSliceToEndpoints`,
 /// `ToNamespace`, `ToPod`). `None`: a pod being deleted (CoreDNS skips the event).
-pub fn convert(kind: Kind, v: &Value) -> Option<Object> {
+pub fn convert(kind: Kind, v: &Value, zonal: bool) -> Option<Object> {
     let version = s(v, &["metadata", "resourceVersion"]);
     let name = s(v, &["metadata", "name"]);
     let namespace = s(v, &["metadata", "namespace"]);
@@ -231,6 +233,11 @@ pub fn convert(kind: Kind, v: &Value) -> Option<Object> {
                     continue;
                 }
                 let target = s(e, &["targetRef", "name"]);
+                let zone = e
+                    .get("zone")
+                    .and_then(Value::as_str)
+                    .filter(|_| zonal)
+                    .map(|z| z.to_lowercase().into_boxed_str());
                 for a in strings(e.get("addresses")) {
                     addresses.push(Address {
                         ip: a,
@@ -240,6 +247,7 @@ pub fn convert(kind: Kind, v: &Value) -> Option<Object> {
                         } else {
                             String::new()
                         },
+                        zone: zone.clone(),
                     });
                 }
             }
@@ -327,8 +335,8 @@ impl Objects {
                         && (a
                             .addresses
                             .iter()
-                            .map(|x| (&x.ip, &x.hostname))
-                            .ne(b.addresses.iter().map(|x| (&x.ip, &x.hostname)))
+                            .map(|x| (&x.ip, &x.hostname, &x.zone))
+                            .ne(b.addresses.iter().map(|x| (&x.ip, &x.hostname, &x.zone)))
                             || a.ports != b.ports)
                 })
             }

@@ -43,7 +43,7 @@ fn parse_request_table() {
         ("svc.cluster.local.", ["", "", "", "", "", ""]),
         ("cluster.local.", ["", "", "", "", "", ""]),
     ] {
-        let r = parse_request(name, z).expect(name);
+        let r = parse_request(name, z, false).expect(name);
         assert_eq!(
             [
                 r.port.as_str(),
@@ -63,14 +63,14 @@ fn parse_request_table() {
         "nonexistent.svc.cluster.local.x.cluster.local.",
         "a.b.c.d.e.svc.cluster.local.",
     ] {
-        assert_eq!(parse_request(bad, z), Err(NameError), "{bad}");
+        assert_eq!(parse_request(bad, z, false), Err(NameError), "{bad}");
     }
 }
 
 fn objects() -> Objects {
     let mut o = Objects::default();
     let put = |o: &mut Objects, kind: Kind, v: serde_json::Value| {
-        let obj = convert(kind, &v).expect("object");
+        let obj = convert(kind, &v, true).expect("object");
         o.put(key_of(&v), obj);
     };
     for ns in ["testns", "other"] {
@@ -128,7 +128,105 @@ fn objects() -> Objects {
                "endpoints": [{"addresses": ["172.0.0.1"], "hostname": "ep1a"}],
                "ports": [{"name": "http", "protocol": "TCP", "port": 80}]}),
     );
+    // A headless service whose endpoints sit in two zones (one written in
+    // capitals) and in none.
+    put(
+        &mut o,
+        Kind::Services,
+        json!({"metadata": {"name": "db", "namespace": "testns"},
+               "spec": {"clusterIP": "None", "ports": [{"name": "pg", "protocol": "TCP", "port": 5432}]}}),
+    );
+    put(
+        &mut o,
+        Kind::Endpoints,
+        json!({"metadata": {"name": "db-1", "namespace": "testns",
+                            "labels": {"kubernetes.io/service-name": "db"}},
+               "endpoints": [
+                   {"addresses": ["172.0.1.1"], "zone": "us-west-2a"},
+                   {"addresses": ["172.0.1.2"], "zone": "Corp.Example.com"},
+                   {"addresses": ["172.0.1.3"]}],
+               "ports": [{"name": "pg", "protocol": "TCP", "port": 5432}]}),
+    );
     o
+}
+
+/// CoreDNS's `zonal_test.go` shapes: `ZONE.pin|prefer._zone.SERVICE.NS.svc.ZONE`.
+#[test]
+fn zonal_names() {
+    let z = "cluster.local.";
+    let r = parse_request("a.b.pin._zone.db.ns.svc.cluster.local.", z, true).expect("zonal");
+    assert_eq!(
+        (r.zone.as_str(), r.zone_prefer, r.service.as_str()),
+        ("a.b", false, "db")
+    );
+    let r = parse_request("us-1.prefer._zone.db.ns.svc.cluster.local.", z, true).expect("zonal");
+    assert_eq!((r.zone.as_str(), r.zone_prefer), ("us-1", true));
+    for bad in [
+        "us-1.nearest._zone.db.ns.svc.cluster.local.",
+        "us-1.pin._zonex.db.ns.svc.cluster.local.",
+        "us-1.pin._zone.db.ns.pod.cluster.local.",
+    ] {
+        assert_eq!(parse_request(bad, z, true), Err(NameError), "{bad}");
+    }
+    assert_eq!(
+        parse_request("us-1.pin._zone.db.ns.svc.cluster.local.", z, false),
+        Err(NameError),
+        "without the option: too long"
+    );
+    let all = ["172.0.1.1", "172.0.1.2", "172.0.1.3"];
+    type Case<'a> = (&'a str, Result<Vec<&'a str>, NameError>);
+    let cases: Vec<Case<'_>> = vec![
+        ("us-west-2a.pin._zone.db", Ok(vec!["172.0.1.1"])),
+        ("corp.example.com.pin._zone.db", Ok(vec!["172.0.1.2"])),
+        // A zone no endpoint carries: NODATA for pin, everything for prefer.
+        ("eu-1.pin._zone.db", Ok(vec![])),
+        ("eu-1.prefer._zone.db", Ok(all.to_vec())),
+        ("us-west-2a.prefer._zone.db", Ok(vec!["172.0.1.1"])),
+        // Defined for headless services only; unknown services stay NXDOMAIN.
+        ("us-west-2a.pin._zone.svc1", Err(NameError)),
+        ("us-west-2a.pin._zone.external", Err(NameError)),
+        ("us-west-2a.pin._zone.nosuch", Err(NameError)),
+        ("us-west-2a.other._zone.db", Err(NameError)),
+        // The plain name is untouched.
+        ("db", Ok(all.to_vec())),
+    ];
+    with_zonal(PodMode::Disabled, true, |l| {
+        for (name, want) in &cases {
+            let q = format!("{name}.testns.svc.cluster.local.");
+            let got = l
+                .address(&q, &q, z, 1, &[], &mut NoUp(Vec::new()))
+                .map(|(r, _)| text(&r));
+            let want = want.as_ref().map(|w| {
+                w.iter()
+                    .map(|ip| format!("{q} 5 IN A {ip}"))
+                    .collect::<Vec<_>>()
+            });
+            assert_eq!(got, want.map_err(|e| *e), "{q}");
+        }
+        // SRV answers and their glue are zone-filtered too.
+        let q = "us-west-2a.pin._zone.db.testns.svc.cluster.local.";
+        let (r, e) = l.srv(q, q, z).expect("srv");
+        assert_eq!(
+            text(&r),
+            [format!(
+                "{q} 5 IN SRV 0 100 5432 172-0-1-1.db.testns.svc.cluster.local."
+            )]
+        );
+        assert_eq!(
+            text(&e),
+            ["172-0-1-1.db.testns.svc.cluster.local. 5 IN A 172.0.1.1"]
+        );
+        // Other types: NODATA for an existing zonal name, even an empty one.
+        let q = "eu-1.pin._zone.db.testns.svc.cluster.local.";
+        assert_eq!(l.txt(q, q, z), Ok(Vec::new()));
+        let q = "eu-1.pin._zone.nosuch.testns.svc.cluster.local.";
+        assert_eq!(l.txt(q, q, z), Err(NameError));
+    });
+    // Without the option the same names are too long: NXDOMAIN.
+    with(PodMode::Disabled, |l| {
+        let q = "us-west-2a.pin._zone.db.testns.svc.cluster.local.";
+        assert!(l.address(q, q, z, 1, &[], &mut NoUp(Vec::new())).is_err());
+    });
 }
 
 struct NoUp(Vec<(String, u16)>);
@@ -185,6 +283,10 @@ fn text(rrs: &[Rr]) -> Vec<String> {
 }
 
 fn with<T>(pods: PodMode, f: impl FnOnce(&Lookup<'_>) -> T) -> T {
+    with_zonal(pods, false, f)
+}
+
+fn with_zonal<T>(pods: PodMode, zonal: bool, f: impl FnOnce(&Lookup<'_>) -> T) -> T {
     let snap: Snapshot = objects().snapshot(true, 1_700_000_000, 1_700_000_001);
     let ns = HashSet::new();
     let local: Vec<IpAddr> = vec!["172.0.0.2".parse().expect("ip")];
@@ -196,6 +298,7 @@ fn with<T>(pods: PodMode, f: impl FnOnce(&Lookup<'_>) -> T) -> T {
         ignore_empty_service: false,
         ttl: 5,
         local_ips: &local,
+        zonal,
     };
     f(&Lookup { snap: &snap, p: &p })
 }
@@ -435,11 +538,11 @@ fn srv_txt_ptr_ns_soa() {
 fn conversions_and_changes() {
     let v = json!({"metadata": {"name": "p", "namespace": "n", "deletionTimestamp": "2026-01-01T00:00:00Z"},
                    "status": {"podIP": "10.1.1.1"}});
-    assert_eq!(convert(Kind::Pods, &v), None);
+    assert_eq!(convert(Kind::Pods, &v, false), None);
     let s = json!({"metadata": {"name": "lb", "namespace": "n"},
                    "spec": {"type": "LoadBalancer", "clusterIP": "10.0.0.9", "externalIPs": ["1.1.1.1"]},
                    "status": {"loadBalancer": {"ingress": [{"ip": "2.2.2.2"}, {"hostname": "lb.example"}]}}});
-    let Some(Object::Service(svc)) = convert(Kind::Services, &s) else {
+    let Some(Object::Service(svc)) = convert(Kind::Services, &s, false) else {
         panic!("service");
     };
     assert_eq!(svc.external_ips, ["1.1.1.1", "2.2.2.2", "lb.example"]);
