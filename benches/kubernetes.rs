@@ -24,7 +24,7 @@ impl Upstream for NoUp {
 fn cluster() -> Objects {
     let mut o = Objects::default();
     let mut put = |kind: Kind, v: serde_json::Value| {
-        let obj = convert(kind, &v).expect("object");
+        let obj = convert(kind, &v, false).expect("object");
         o.put(key_of(&v), obj);
     };
     for n in 0..100 {
@@ -75,6 +75,7 @@ fn bench(c: &mut Criterion) {
         ignore_empty_service: false,
         ttl: 5,
         local_ips: &local,
+        zonal: false,
     };
     let l = Lookup { snap: &snap, p: &p };
     let z = "cluster.local.";
