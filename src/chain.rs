@@ -136,9 +136,15 @@ pub struct ReqState {
 
 /// Publishes `label` into a metadata store, if there is one (for callers
 /// that hold other borrows of the context).
-pub fn set_meta(
-    meta: &mut Option<Vec<(&'static str, String)>>,
-    label: &'static str,
+pub fn set_meta(meta: &mut Option<MetaStore>, label: &'static str, value: impl FnOnce() -> String) {
+    set_meta_label(meta, std::borrow::Cow::Borrowed(label), value);
+}
+
+/// [`set_meta`] for a label made at run time (*kubernetes*'s
+/// `kubernetes/client-label/KEY`).
+pub fn set_meta_label(
+    meta: &mut Option<MetaStore>,
+    label: std::borrow::Cow<'static, str>,
     value: impl FnOnce() -> String,
 ) {
     if let Some(m) = meta {
@@ -149,6 +155,9 @@ pub fn set_meta(
         }
     }
 }
+
+/// The per-request metadata store: `plugin/label` → value.
+pub type MetaStore = Vec<(std::borrow::Cow<'static, str>, String)>;
 
 /// [`ReqState::marks`] bit: the block has *metadata*, so the request carries a
 /// metadata store ([`Ctx::set_meta`]).
@@ -324,7 +333,7 @@ pub struct Ctx<'a> {
     pub detach: Option<Detached>,
     /// The metadata store (`plugin/label` → value), present only when the
     /// block has *metadata* (CoreDNS creates it only then).
-    pub meta: Option<Vec<(&'static str, String)>>,
+    pub meta: Option<MetaStore>,
     /// A buffer a request-rewriting plugin (*rewrite*) takes to hold the query it
     /// makes `req` (given only to chains that have one).
     pub spare: Option<&'a mut Vec<u8>>,
@@ -415,7 +424,7 @@ impl<'a> Ctx<'a> {
         self.meta
             .as_ref()?
             .iter()
-            .find(|(l, _)| *l == label)
+            .find(|(l, _)| l == label)
             .map(|(_, v)| v.as_str())
     }
 

@@ -735,11 +735,7 @@ impl TemplatePlugin {
                 meta: ctx
                     .meta
                     .as_ref()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                            .collect()
-                    })
+                    .map(|m| m.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
                     .unwrap_or_default(),
             };
             let base = [

@@ -616,14 +616,14 @@ fn kubernetes_autopath_and_verified_pods() {
     let api = cluster();
     api.state.lock().expect("lock").lists.insert(
         "/api/v1/pods".into(),
-        vec![r#"{"metadata":{"name":"client","namespace":"testns","resourceVersion":"9"},"status":{"podIP":"127.0.0.1"}}"#.into()],
+        vec![r#"{"metadata":{"name":"client","namespace":"testns","resourceVersion":"9","labels":{"app":"web","tier":"front"}},"status":{"podIP":"127.0.0.1"}}"#.into()],
     );
     for be in backends() {
         let s = TestServer::start(
             &format!(
                 ".:{{port}} {{
  metadata
- log . \"META {{/kubernetes/namespace}} {{/kubernetes/service}} {{/kubernetes/kind}} {{/kubernetes/client-namespace}} {{/kubernetes/client-pod-name}}\"
+ log . \"META {{/kubernetes/namespace}} {{/kubernetes/service}} {{/kubernetes/kind}} {{/kubernetes/client-namespace}} {{/kubernetes/client-pod-name}} {{/kubernetes/client-label/app}} {{/kubernetes/client-label/tier}} {{/kubernetes/client-label/none}}\"
  autopath @kubernetes
  hosts {{
   192.0.2.9 web.example.org
@@ -656,7 +656,7 @@ fn kubernetes_autopath_and_verified_pods() {
         );
         // *metadata* with *kubernetes*: the name's parts and the client pod.
         assert!(
-            s.wait_line(|l| l == "[INFO] META testns svc1 svc testns client")
+            s.wait_line(|l| l == "[INFO] META testns svc1 svc testns client web front -")
                 .is_some(),
             "{be}: {:?}",
             s.lines()

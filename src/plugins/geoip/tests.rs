@@ -133,7 +133,7 @@ fn labels(c: &GeoipConfig, peer: &str, ecs: Option<&[u8]>) -> Vec<(String, Strin
         .take()
         .unwrap_or_default()
         .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
+        .map(|(k, v)| (k.into_owned(), v))
         .collect();
     out.sort();
     out

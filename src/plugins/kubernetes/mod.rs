@@ -454,6 +454,13 @@ impl KubeShared {
                 let (ns, pn) = (pod.namespace.clone(), pod.name.clone());
                 ctx.set_meta("kubernetes/client-namespace", || ns);
                 ctx.set_meta("kubernetes/client-pod-name", || pn);
+                for (k, v) in &pod.labels {
+                    crate::chain::set_meta_label(
+                        &mut ctx.meta,
+                        format!("kubernetes/client-label/{k}").into(),
+                        || v.clone(),
+                    );
+                }
             }
         }
         let Some(zone) = answer::longest_zone(&self.zones, &name) else {

@@ -81,6 +81,8 @@ pub struct Pod {
     pub ip: String,
     pub name: String,
     pub namespace: String,
+    /// The pod's labels (for `kubernetes/client-label/KEY`).
+    pub labels: Vec<(String, String)>,
 }
 
 /// The resources watched.
@@ -273,11 +275,21 @@ pub fn convert(kind: Kind, v: &Value, zonal: bool) -> Option<Object> {
             {
                 return None;
             }
+            let labels = v
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, l)| (k.clone(), l.as_str().unwrap_or("").to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
             Object::Pod(Arc::new(Pod {
                 version,
                 ip: s(v, &["status", "podIP"]),
                 name,
                 namespace,
+                labels,
             }))
         }
     })
