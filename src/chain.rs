@@ -122,46 +122,45 @@ pub struct ReqState {
     /// State a parking plugin carries to its async half.
     pub park: u32,
     /// Bits a plugin's request hook leaves for its own response hook (they
-    /// survive parking). Owners: *cache* bits 0–7, *metadata* bit 31
-    /// ([`META_ON`]).
+    /// survive parking). Owners: *cache* bits 0–7, *trace* bit 30
+    /// ([`TRACE_ROOT`]), *metadata* bit 31 ([`META_ON`]).
     pub marks: u32,
     /// *dnstap*: the wall-clock query time of its `CLIENT_QUERY` (nanoseconds
     /// since the epoch; 0 until tapped), repeated in the `CLIENT_RESPONSE`.
     pub tap_time: u64,
     /// How many self-lookups deep this query is (0: a client's query).
     pub depth: u8,
-    /// *trace*: the key of the query's open spans (0: not traced).
+    /// *trace*: the key of the query's open spans (0: not traced); a
+    /// self-lookup of a traced query carries its asker's.
     pub trace: u32,
+    /// *trace*: which query of a trace this is (its own and its self-lookups'
+    /// plugin spans are told apart by it).
+    pub trace_tag: u16,
 }
 
 /// Publishes `label` into a metadata store, if there is one (for callers
 /// that hold other borrows of the context).
 pub fn set_meta(meta: &mut Option<MetaStore>, label: &'static str, value: impl FnOnce() -> String) {
-    set_meta_label(meta, std::borrow::Cow::Borrowed(label), value);
-}
-
-/// [`set_meta`] for a label made at run time (*kubernetes*'s
-/// `kubernetes/client-label/KEY`).
-pub fn set_meta_label(
-    meta: &mut Option<MetaStore>,
-    label: std::borrow::Cow<'static, str>,
-    value: impl FnOnce() -> String,
-) {
     if let Some(m) = meta {
         let v = value();
         match m.iter_mut().find(|(l, _)| *l == label) {
             Some(e) => e.1 = v,
-            None => m.push((label, v)),
+            None => m.push((std::borrow::Cow::Borrowed(label), v)),
         }
     }
 }
 
-/// The per-request metadata store: `plugin/label` → value.
+/// The per-request metadata store: `plugin/label` → value (labels made at run
+/// time, *kubernetes*'s `kubernetes/client-label/KEY`, are owned).
 pub type MetaStore = Vec<(std::borrow::Cow<'static, str>, String)>;
 
 /// [`ReqState::marks`] bit: the block has *metadata*, so the request carries a
 /// metadata store ([`Ctx::set_meta`]).
 pub const META_ON: u32 = 1 << 31;
+
+/// [`ReqState::marks`] bit: *trace* started this query's trace (its response
+/// hook ends it; a self-lookup only joins its asker's).
+pub const TRACE_ROOT: u32 = 1 << 30;
 
 /// The `view` label of a block without a view.
 pub fn no_view() -> &'static std::sync::Arc<str> {
@@ -375,6 +374,7 @@ impl<'a> Ctx<'a> {
             tap_time: 0,
             depth: 0,
             trace: 0,
+            trace_tag: 0,
         };
         resp.clear();
         Self {
@@ -496,9 +496,21 @@ impl Chain {
 
     /// Runs the request phase from `from`; `Err(i)` when plugin `i` parked.
     fn forward_from(&self, ctx: &mut Ctx<'_>, from: usize) -> Result<(usize, Status), usize> {
+        self.forward_from_bare(ctx, from, false)
+    }
+
+    /// [`Self::forward_from`]; `bare`: the plugin before `from` calls it
+    /// directly, without a *trace* span (CoreDNS's *dns64* calls `Next.ServeDNS`
+    /// where every other plugin uses `plugin.NextOrFailure`).
+    fn forward_from_bare(
+        &self,
+        ctx: &mut Ctx<'_>,
+        from: usize,
+        bare: bool,
+    ) -> Result<(usize, Status), usize> {
         for i in from..self.plugins.len() {
-            if ctx.st.trace != 0 {
-                self.trace_enter(ctx.st.trace, i);
+            if ctx.st.trace != 0 && !(bare && i == from) {
+                crate::plugins::trace::enter(ctx.st, i, self.plugins[i].name());
             }
             match self.plugins[i].serve(ctx) {
                 Flow::Next => {}
@@ -527,25 +539,18 @@ impl Chain {
         for (i, p) in self.plugins[floor..=upto].iter().enumerate().rev() {
             p.respond(ctx, &mut st);
             if ctx.st.trace != 0 {
-                crate::plugins::trace::leave(ctx.st.trace, floor + i);
+                crate::plugins::trace::leave(ctx.st, floor + i);
             }
         }
         st
     }
 
-    /// *trace*: opens plugin `i`'s span, unless the plugin before it calls it
-    /// without one (CoreDNS's *dns64* calls its next plugin directly).
-    #[cold]
-    fn trace_enter(&self, h: u32, i: usize) {
-        if i > 0 && !matches!(self.plugins[i - 1], Plugin::Dns64(_)) {
-            crate::plugins::trace::enter(h, i, self.plugins[i].name());
-        }
-    }
-
     /// Runs the whole chain synchronously; `Err(i)` if plugin `i` parked (call
     /// [`Self::resume`] with it, on an owned copy of the query).
     pub fn run(self: &Arc<Self>, ctx: &mut Ctx<'_>) -> Result<Status, usize> {
-        let r = self.forward_from(ctx, 0);
+        // The server calls the first plugin itself: a traced self-lookup's
+        // spans start at the second.
+        let r = self.forward_from_bare(ctx, 0, true);
         if let Some(job) = ctx.detach.take() {
             let at = match r {
                 Ok((i, _)) | Err(i) => i,
@@ -608,7 +613,8 @@ impl Chain {
         at: usize,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Status> + 's>> {
         Box::pin(async move {
-            let (i, st) = match self.forward_from(ctx, at + 1) {
+            let bare = matches!(self.plugins.get(at), Some(Plugin::Dns64(_)));
+            let (i, st) = match self.forward_from_bare(ctx, at + 1, bare) {
                 Ok(r) => r,
                 Err(p) => return self.resume_from(ctx, p, at + 1).await,
             };

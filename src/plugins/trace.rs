@@ -40,7 +40,7 @@ const QUEUE: usize = 8192;
 /// Traced queries in flight at once; beyond, a query is not traced.
 pub const MAX_ACTIVE: usize = 8192;
 /// A traced query still open after this long is taken as lost (a panic).
-const STALE: Duration = Duration::from_secs(60);
+const STALE: Duration = Duration::from_secs(30);
 
 /// Parsed configuration.
 #[derive(Debug, Clone)]
@@ -82,9 +82,12 @@ fn parse_u64(s: &str) -> Result<u64, String> {
 
 /// Go's `strconv.Atoi`, for sizes (a negative size fails, naming the option:
 /// zipkin-go would panic on it).
-fn parse_size(opt: &str, s: &str) -> Result<usize, String> {
-    let n: i64 = s.parse().map_err(|_| crate::config::go_atoi_err(s))?;
-    usize::try_from(n).map_err(|_| format!("{opt} must not be negative, found {n}"))
+fn parse_size(opt: &str, s: &str) -> Result<i64, String> {
+    let n: i64 = corefile::keys::go_atoi(s).ok_or_else(|| crate::config::go_atoi_err(s))?;
+    if n < 0 && opt == "zipkin_max_backlog_size" {
+        return Err(format!("{opt} must not be negative, found {n}"));
+    }
+    Ok(n)
 }
 
 /// Setup (CoreDNS `traceParse`).
@@ -159,17 +162,25 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<TraceConfig, Diagn
                         })?,
                         _ => return Err(w(d.arg_err())),
                     };
-                    if !(0.0..=1.0).contains(&rate) {
+                    // NaN passes, as in Go.
+                    if !rate.is_nan() && !(0.0..=1.0).contains(&rate) {
                         return Err(plain(format!(
                             "datadog analytics rate must be between 0 and 1, '{rate:.6}' is not supported"
                         )));
                     }
                 }
                 "zipkin_max_backlog_size" => {
-                    c.backlog = parse_size(&opt, one().map_err(w)?).map_err(plain)?;
+                    let n = parse_size(&opt, one().map_err(w)?).map_err(plain)?;
+                    c.backlog = usize::try_from(n).unwrap_or(0);
                 }
                 "zipkin_max_batch_size" => {
-                    c.batch = parse_size(&opt, one().map_err(w)?).map_err(plain)?;
+                    // A negative size sends at every span, as 1 does.
+                    let n = parse_size(&opt, one().map_err(w)?).map_err(plain)?;
+                    c.batch = if n < 0 {
+                        1
+                    } else {
+                        usize::try_from(n).unwrap_or(1)
+                    };
                 }
                 "zipkin_max_batch_interval" => {
                     let v = one().map_err(w)?;
@@ -201,8 +212,9 @@ pub fn setup(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<TraceConfig, Diagn
             })
             .and_then(|p| p.parse::<u16>().ok())
             .unwrap_or(0);
-        if let Ok(ip) = host.parse() {
-            c.local = Some((ip, port));
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            // Go's `To4` makes an IPv4-mapped address IPv4.
+            c.local = Some((ip.to_canonical(), port));
         }
     }
     Ok(c)
@@ -244,16 +256,26 @@ pub fn b3(get: impl Fn(&str) -> Option<String>) -> Option<Parent> {
     .filter(|p| *p != Parent::default())
 }
 
+/// Go's `strconv.ParseUint(s, 16, 64)`: hex digits only (no sign), any number
+/// of leading zeros.
 fn hex64(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 16 {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    u64::from_str_radix(s, 16).ok()
+    let digits = s.trim_start_matches('0');
+    if digits.len() > 16 {
+        return None;
+    }
+    if digits.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(digits, 16).ok()
 }
 
-/// zipkin-go's `TraceIDFromHex` (up to 32 digits).
+/// zipkin-go's `TraceIDFromHex`: the last 16 digits the low half, the rest
+/// the high half.
 fn trace_hex(s: &str) -> Option<(u64, u64)> {
-    if s.len() > 32 {
+    if !s.is_ascii() {
         return None;
     }
     if s.len() > 16 {
@@ -344,17 +366,21 @@ thread_local! {
     static HTTP_PARENT: Cell<Option<Parent>> = const { Cell::new(None) };
 }
 
+/// Restores the thread's B3 context when the dispatch ends, also by unwinding.
+struct ParentScope(Option<Parent>);
+
+impl Drop for ParentScope {
+    fn drop(&mut self) {
+        HTTP_PARENT.with(|c| c.set(self.0));
+    }
+}
+
 /// Runs `f` (a DoH query's synchronous dispatch) with the request's B3 context
 /// visible to *trace* (CoreDNS's `HTTPRequestKey` in the context). *trace*
 /// comes before every plugin that parks, so it reads it within `f`.
 pub fn with_http_parent<R>(parent: Option<Parent>, f: impl FnOnce() -> R) -> R {
-    if parent.is_none() {
-        return f();
-    }
-    HTTP_PARENT.with(|c| c.set(parent));
-    let r = f();
-    HTTP_PARENT.with(|c| c.set(None));
-    r
+    let _scope = ParentScope(HTTP_PARENT.with(|c| c.replace(parent)));
+    f()
 }
 
 /// An open span.
@@ -366,46 +392,147 @@ struct Open {
     start: Instant,
 }
 
+/// Now, in microseconds since the epoch as Go rounds it.
+fn wall_us() -> i64 {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from((wall.as_nanos() + 500) / 1000).unwrap_or(i64::MAX)
+}
+
 impl Open {
     fn new(id: u64, parent: Option<u64>, name: &'static str) -> Self {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        // Go rounds the timestamp to the microsecond.
-        let wall_us = ((wall.as_nanos() + 500) / 1000) as i64;
         Self {
             id,
             parent,
             name,
-            wall_us,
+            wall_us: wall_us(),
             start: Instant::now(),
+        }
+    }
+}
+
+/// What every span of a trace shares.
+#[derive(Clone)]
+struct Head {
+    tracer: Arc<Tracer>,
+    trace: (u64, u64),
+    debug: bool,
+    /// The root joined its client's span (`client_server`).
+    shared: bool,
+    /// Spans are reported (a B3 `Sampled: 0` trace is kept only for its ID).
+    sampled: bool,
+}
+
+impl Head {
+    fn report(&self, o: &Open, root: bool, tags: &[(&str, String)], notes: &[(i64, String)]) {
+        if self.sampled {
+            self.tracer.report(span_json(self, o, root, tags, notes));
         }
     }
 }
 
 /// A traced query in flight.
 struct Active {
-    tracer: Arc<Tracer>,
-    trace: (u64, u64),
-    debug: bool,
-    shared: bool,
+    head: Head,
+    /// Distinguishes this query from later ones given the same slot.
+    generation: u32,
     root: Open,
-    /// Open plugin spans, innermost last, with the plugin's index.
-    stack: Vec<(usize, Open)>,
+    /// Open plugin spans, innermost last, with the query's tag (a self-lookup
+    /// has its own) and the plugin's index.
+    stack: Vec<((u16, usize), Open)>,
 }
 
-static ACTIVE: LazyLock<Mutex<slab::Slab<Active>>> =
-    LazyLock::new(|| Mutex::new(slab::Slab::new()));
+impl Active {
+    /// Reports the open spans, innermost first, then the root without tags
+    /// (what Go's deferred `Finish` calls report when a query panics).
+    fn abandon(self) {
+        for (_, o) in self.stack.iter().rev() {
+            self.head.report(o, false, &[], &[]);
+        }
+        self.head.report(&self.root, true, &[], &[]);
+    }
+}
 
-fn active() -> std::sync::MutexGuard<'static, slab::Slab<Active>> {
+/// Bits of a handle ([`crate::chain::ReqState::trace`]) that hold the slot;
+/// the rest hold the generation (never 0, so no handle is 0).
+const SLOT_BITS: u32 = 13;
+const _: () = assert!(MAX_ACTIVE <= 1 << SLOT_BITS);
+
+struct Table {
+    slots: slab::Slab<Active>,
+    generation: u32,
+}
+
+static ACTIVE: LazyLock<Mutex<Table>> = LazyLock::new(|| {
+    Mutex::new(Table {
+        slots: slab::Slab::new(),
+        generation: 0,
+    })
+});
+
+fn active() -> std::sync::MutexGuard<'static, Table> {
     ACTIVE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+impl Table {
+    fn get(&self, h: u32) -> Option<&Active> {
+        let a = self.slots.get((h & ((1 << SLOT_BITS) - 1)) as usize)?;
+        (a.generation == h >> SLOT_BITS).then_some(a)
+    }
+
+    fn get_mut(&mut self, h: u32) -> Option<&mut Active> {
+        let a = self.slots.get_mut((h & ((1 << SLOT_BITS) - 1)) as usize)?;
+        (a.generation == h >> SLOT_BITS).then_some(a)
+    }
+
+    fn take(&mut self, h: u32) -> Option<Active> {
+        self.get(h)?;
+        self.slots.try_remove((h & ((1 << SLOT_BITS) - 1)) as usize)
+    }
+
+    /// Removes the queries open longer than [`STALE`] (lost to a panic or a
+    /// dropped connection).
+    fn stale(&mut self) -> Vec<Active> {
+        let old: Vec<usize> = self
+            .slots
+            .iter()
+            .filter(|(_, a)| a.root.start.elapsed() >= STALE)
+            .map(|(k, _)| k)
+            .collect();
+        old.into_iter()
+            .filter_map(|k| self.slots.try_remove(k))
+            .collect()
+    }
+}
+
 /// How many traced queries are open (tests).
 pub fn open_traces() -> usize {
-    active().len()
+    active().slots.len()
+}
+
+/// Reports and forgets the queries open longer than [`STALE`].
+fn sweep() {
+    let lost = active().stale();
+    for a in lost {
+        a.abandon();
+    }
+}
+
+/// Ends the trace of a query that will not reach *trace*'s response hook (a
+/// recovered panic), if the query started it: its open spans are reported as
+/// Go's deferred calls would.
+pub fn abandon(st: &mut crate::chain::ReqState) {
+    if st.marks & crate::chain::TRACE_ROOT == 0 {
+        return;
+    }
+    st.marks &= !crate::chain::TRACE_ROOT;
+    let a = active().take(std::mem::take(&mut st.trace));
+    if let Some(a) = a {
+        a.abandon();
+    }
 }
 
 /// zipkin-go's 63-bit random IDs.
@@ -472,9 +599,9 @@ impl Trace {
     pub fn serve(&self, ctx: &mut Ctx<'_>) -> Flow {
         let traced =
             self.every > 0 && (self.count.fetch_add(1, Ordering::Relaxed) + 1) % self.every == 0;
-        // A self-lookup of a traced query is not a trace of its own (CoreDNS
-        // carries the span into it; ringdns does not).
-        if !traced || ctx.st.trace != 0 || ctx.st.depth > 0 {
+        // A self-lookup of a traced query joins its asker's trace (CoreDNS
+        // carries the span in the context): no root of its own.
+        if !traced || ctx.st.trace != 0 {
             return Flow::Next;
         }
         let from = HTTP_PARENT.with(Cell::get).unwrap_or_default();
@@ -487,37 +614,51 @@ impl Trace {
         } else {
             (from.trace, new_id(), Some(from.id), false)
         };
-        let sampled = from.debug || from.sampled.unwrap_or(true);
         ctx.set_meta("trace/traceid", || trace_text(trace));
-        if !sampled {
-            return Flow::Next;
-        }
-        let mut table = active();
-        if table.len() >= MAX_ACTIVE {
-            table.retain(|_, a| a.root.start.elapsed() < STALE);
-            if table.len() >= MAX_ACTIVE {
-                return Flow::Next;
-            }
-        }
-        let key = table.insert(Active {
+        let head = Head {
             tracer: Arc::clone(&self.tracer),
             trace,
             debug: from.debug,
             shared,
+            sampled: from.debug || from.sampled.unwrap_or(true),
+        };
+        let mut table = active();
+        if table.slots.len() >= MAX_ACTIVE {
+            let lost = table.stale();
+            drop(table);
+            for a in lost {
+                a.abandon();
+            }
+            table = active();
+            if table.slots.len() >= MAX_ACTIVE {
+                return Flow::Next;
+            }
+        }
+        table.generation = match table.generation.wrapping_add(1) & (u32::MAX >> SLOT_BITS) {
+            0 => 1,
+            g => g,
+        };
+        let generation = table.generation;
+        let key = table.slots.insert(Active {
+            head,
+            generation,
             root: Open::new(id, parent, "servedns"),
             stack: Vec::new(),
         });
-        ctx.st.trace = u32::try_from(key + 1).unwrap_or(0);
+        // Keys stay below MAX_ACTIVE: the slab never holds more.
+        ctx.st.trace = (generation << SLOT_BITS) | key as u32;
+        ctx.st.marks |= crate::chain::TRACE_ROOT;
         Flow::Next
     }
 
     /// Response hook: finishes the root span with the query's tags.
     pub fn respond(&self, ctx: &mut Ctx<'_>, st: &Status) {
+        if ctx.st.marks & crate::chain::TRACE_ROOT == 0 {
+            return;
+        }
+        ctx.st.marks &= !crate::chain::TRACE_ROOT;
         let h = std::mem::take(&mut ctx.st.trace);
-        let Some(a) = h
-            .checked_sub(1)
-            .and_then(|k| active().try_remove(k as usize))
-        else {
+        let Some(a) = active().take(h) else {
             return;
         };
         let rc = match ctx.written_rcode() {
@@ -542,13 +683,17 @@ impl Trace {
         let mut notes = Vec::new();
         if let Some(e) = &st.err {
             tags.push(("error", "true".to_owned()));
-            let now = Open::new(0, None, "").wall_us;
+            let now = wall_us();
             notes.push((now, "event:error".to_owned()));
             notes.push((now, format!("error.object:{e}")));
         }
         tags.sort_by_key(|t| t.0);
-        let json = span_json(&a, &a.root, true, &tags, &notes);
-        a.tracer.report(json);
+        // Spans a plugin left open (none unless a plugin ended without its
+        // response hook) end with the root.
+        for (_, o) in a.stack.iter().rev() {
+            a.head.report(o, false, &[], &[]);
+        }
+        a.head.report(&a.root, true, &tags, &notes);
     }
 }
 
@@ -562,33 +707,38 @@ fn trace_text((hi, lo): (u64, u64)) -> String {
 }
 
 /// Opens the span of plugin `at` (named `name`) of traced query `h`.
-pub fn enter(h: u32, at: usize, name: &'static str) {
+#[cold]
+pub fn enter(st: crate::chain::ReqState, at: usize, name: &'static str) {
     let mut table = active();
-    let Some(a) = table.get_mut((h as usize).wrapping_sub(1)) else {
+    let Some(a) = table.get_mut(st.trace) else {
         return;
     };
     let parent = a.stack.last().map_or(a.root.id, |(_, o)| o.id);
-    a.stack.push((at, Open::new(new_id(), Some(parent), name)));
+    a.stack
+        .push(((st.trace_tag, at), Open::new(new_id(), Some(parent), name)));
 }
 
 /// Finishes the span of plugin `at` of traced query `h`, if it is the innermost open.
-pub fn leave(h: u32, at: usize) {
-    let mut table = active();
-    let Some(a) = table.get_mut((h as usize).wrapping_sub(1)) else {
-        return;
+#[cold]
+pub fn leave(st: crate::chain::ReqState, at: usize) {
+    let done = {
+        let mut table = active();
+        let Some(a) = table.get_mut(st.trace) else {
+            return;
+        };
+        if a.stack.last().is_none_or(|(k, _)| *k != (st.trace_tag, at)) {
+            return;
+        }
+        a.stack.pop().map(|(_, o)| (a.head.clone(), o))
     };
-    if a.stack.last().is_none_or(|(i, _)| *i != at) {
-        return;
-    }
-    if let Some((_, o)) = a.stack.pop() {
-        let json = span_json(a, &o, false, &[], &[]);
-        a.tracer.report(json);
+    if let Some((head, o)) = done {
+        head.report(&o, false, &[], &[]);
     }
 }
 
 /// A span a plugin opens inside its own (*forward*'s `connect`).
 pub struct Child {
-    h: u32,
+    head: Head,
     open: Open,
 }
 
@@ -598,10 +748,10 @@ pub fn child(h: u32, name: &'static str) -> Option<Child> {
         return None;
     }
     let table = active();
-    let a = table.get((h as usize).wrapping_sub(1))?;
+    let a = table.get(h)?;
     let parent = a.stack.last().map_or(a.root.id, |(_, o)| o.id);
     Some(Child {
-        h,
+        head: a.head.clone(),
         open: Open::new(new_id(), Some(parent), name),
     })
 }
@@ -609,12 +759,7 @@ pub fn child(h: u32, name: &'static str) -> Option<Child> {
 impl Child {
     /// Finishes it with `tags` (sorted by key).
     pub fn finish(self, tags: &[(&str, String)]) {
-        let table = active();
-        let Some(a) = table.get((self.h as usize).wrapping_sub(1)) else {
-            return;
-        };
-        let json = span_json(a, &self.open, false, tags, &[]);
-        a.tracer.report(json);
+        self.head.report(&self.open, false, tags, &[]);
     }
 }
 
@@ -624,9 +769,7 @@ pub fn republish(ctx: &mut Ctx<'_>) {
     if h == 0 || ctx.meta.is_none() {
         return;
     }
-    let id = active()
-        .get((h as usize).wrapping_sub(1))
-        .map(|a| trace_text(a.trace));
+    let id = active().get(h).map(|a| trace_text(a.head.trace));
     if let Some(id) = id {
         ctx.set_meta("trace/traceid", || id);
     }
@@ -658,7 +801,7 @@ fn endpoint_json(service: &str, addr: Option<(std::net::IpAddr, u16)>) -> String
 
 /// One finished span as zipkin-go's `SpanModel.MarshalJSON` writes it.
 fn span_json(
-    a: &Active,
+    a: &Head,
     o: &Open,
     root: bool,
     tags: &[(&str, String)],
@@ -742,6 +885,8 @@ struct Reporter {
 
 /// The warning zipkin-go's reporter logs through CoreDNS's adapter.
 fn warn(msg: &str) {
+    // zipkin-go's messages end in a newline; Go's logger adds none then.
+    let msg = msg.strip_suffix('\n').unwrap_or(msg);
     crate::clog::log(crate::clog::Level::Warning, Some("trace"), msg);
 }
 
@@ -769,7 +914,9 @@ impl Reporter {
                 })
             };
             let mut next = Instant::now() + self.interval;
-            let mut tick = tokio::time::interval((self.interval / 10).max(Duration::from_nanos(1)));
+            // zipkin-go ticks every tenth of the interval (here at most every 1 ms).
+            let mut tick = tokio::time::interval((self.interval / 10).max(Duration::from_millis(1)));
+            let mut swept = Instant::now();
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -791,6 +938,10 @@ impl Reporter {
                         }
                     }
                     _ = tick.tick() => {
+                        if swept.elapsed() >= Duration::from_secs(1) {
+                            swept = Instant::now();
+                            sweep();
+                        }
                         if Instant::now() > next {
                             next = Instant::now() + self.interval;
                             kick.notify_one();
@@ -856,7 +1007,7 @@ struct Url<'a> {
     host: String,
     port: u16,
     authority: &'a str,
-    path: &'a str,
+    path: String,
 }
 
 fn parse_url(url: &str) -> Result<Url<'_>, String> {
@@ -871,8 +1022,8 @@ fn parse_url(url: &str) -> Result<Url<'_>, String> {
         "https" => true,
         _ => return Err(unsupported(scheme)),
     };
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) => (&rest[..i], &rest[i..]),
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) => (&rest[..i], rest[i..].split('#').next().unwrap_or("")),
         None => (rest, "/"),
     };
     if authority.is_empty() {
@@ -898,7 +1049,12 @@ fn parse_url(url: &str) -> Result<Url<'_>, String> {
         host,
         port,
         authority,
-        path: if path.starts_with('?') { "/" } else { path },
+        // Go sends the path, or `/`, and the query.
+        path: if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_owned()
+        },
     })
 }
 
@@ -942,7 +1098,7 @@ async fn post(url: &str, body: String) -> Result<u16, String> {
     let Some(s) = stream else {
         return Err(first_err.unwrap_or_else(|| format!("Post {q}: dial tcp: no address")));
     };
-    let req = hyper::Request::post(u.path)
+    let req = hyper::Request::post(u.path.as_str())
         .header(hyper::header::HOST, u.authority)
         .header("b3", "0")
         .header(hyper::header::CONTENT_TYPE, "application/json")

@@ -137,16 +137,17 @@ pub fn handle(
     resp: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
 ) -> Outcome {
-    dispatch(&l.disp, data, m, 0, resp, scratch)
+    dispatch(&l.disp, data, m, (0, 0, 0), resp, scratch)
 }
 
 /// [`handle`] on a listener's dispatch, for a message that is a self-lookup
-/// `depth` levels deep (0: from a client).
+/// `depth` levels deep (0: from a client) of a query traced as
+/// (`trace`, `trace_tag`) (0: not traced).
 pub(crate) fn dispatch(
     l: &Arc<Dispatch>,
     data: &[u8],
     m: Meta,
-    depth: u8,
+    (depth, trace, trace_tag): (u8, u32, u16),
     resp: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
 ) -> Outcome {
@@ -215,6 +216,8 @@ pub(crate) fn dispatch(
     }
     ctx.disp = Some(l);
     ctx.st.depth = depth;
+    ctx.st.trace = trace;
+    ctx.st.trace_tag = trace_tag;
     // CoreDNS recovers panics in the server (unless *debug*): log, count, SERVFAIL.
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chain.run(&mut ctx)));
     match run {
@@ -238,6 +241,7 @@ pub(crate) fn dispatch(
                 l.label
             ));
             PANICS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::plugins::trace::abandon(&mut ctx.st);
             ctx.written = false;
             finish(&mut ctx, &Status::rcode(2))
         }

@@ -28,6 +28,8 @@ pub struct Lookup<'a> {
     msg: Vec<u8>,
     meta: Meta,
     depth: u8,
+    /// The asker's trace and the tag of this lookup's spans (*trace*).
+    trace: (u32, u16),
 }
 
 /// Why a self-lookup could not be asked.
@@ -65,6 +67,10 @@ pub fn prepare<'a>(
             now: Instant::now(),
         },
         depth,
+        trace: match ctx.st.trace {
+            0 => (0, 0),
+            h => (h, ctx.st.trace_tag.wrapping_add(1).max(1)),
+        },
     })
 }
 
@@ -118,7 +124,7 @@ impl<'a> Lookup<'a> {
                 self.disp,
                 &self.msg,
                 self.meta,
-                self.depth,
+                (self.depth, self.trace.0, self.trace.1),
                 &mut resp,
                 &mut scratch,
             );

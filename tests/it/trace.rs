@@ -271,6 +271,8 @@ fn trace_reporter_failures_are_logged_and_retried() {
         .unwrap_or_else(|| panic!("{want}: {:?}", s.lines()));
     s.wait_line(|l| l == "[WARNING] plugin/trace: backlog too long, disposing 1 spans")
         .unwrap_or_else(|| panic!("{:?}", s.lines()));
+    // zipkin-go's messages end in a newline; the log line does not repeat it.
+    assert!(!s.lines().iter().any(String::is_empty), "{:?}", s.lines());
 }
 
 #[test]
@@ -279,10 +281,12 @@ fn trace_joins_doh_b3_context() {
         let z = Collector::start();
         let certs = TempDir::new("trace-doh");
         let (c, k) = crate::tls::cert(&certs, "server", &["dns.example"]);
+        let up = TestServer::start(".:{port} {\n whoami\n}\n", be);
         let s = TestServer::start(
             &format!(
-                "https://.:{{port}} {{\n tls {c} {k}\n trace {} {{\n  zipkin_max_batch_interval 100ms\n }}\n whoami\n}}\nhttps://shared.example:{{port}} {{\n tls {c} {k}\n trace {} {{\n  client_server\n  zipkin_max_batch_interval 100ms\n }}\n whoami\n}}\n",
+                "https://.:{{port}} {{\n tls {c} {k}\n metadata\n trace {} {{\n  zipkin_max_batch_interval 100ms\n }}\n log . \"T={{/trace/traceid}} {{name}}\"\n forward . 127.0.0.1:{}\n}}\nhttps://shared.example:{{port}} {{\n tls {c} {k}\n trace {} {{\n  client_server\n  zipkin_max_batch_interval 100ms\n }}\n whoami\n}}\n",
                 z.url(),
+                up.port,
                 z.url()
             ),
             be,
@@ -323,10 +327,11 @@ fn trace_joins_doh_b3_context() {
         );
         // Debug: reported, flagged on every span.
         get("d.example.", &["X-B3-Flags: 1"]);
-        let spans = z.wait(6);
+        // a and d: servedns, log, forward, connect; b: servedns, whoami; c: none.
+        let spans = z.wait(10);
         std::thread::sleep(Duration::from_millis(300));
-        let spans = if spans.len() == 6 { z.spans() } else { spans };
-        assert_eq!(spans.len(), 6, "{be}: {spans:#?}");
+        let spans = if spans.len() == 10 { z.spans() } else { spans };
+        assert_eq!(spans.len(), 10, "{be}: {spans:#?}");
         let root = |name: &str| {
             spans
                 .iter()
@@ -346,12 +351,81 @@ fn trace_joins_doh_b3_context() {
         assert_eq!(b["shared"], true);
         let d = root("d.example.");
         assert_eq!(d["debug"], true);
-        let whoami_d = spans
+        let log_d = spans
             .iter()
-            .find(|s| s["name"] == "whoami" && s["traceId"] == d["traceId"])
-            .expect("whoami span of d");
-        assert_eq!(whoami_d["debug"], true);
-        assert_eq!(whoami_d["parentId"], d["id"]);
+            .find(|s| s["name"] == "log" && s["traceId"] == d["traceId"])
+            .expect("log span of d");
+        assert_eq!(log_d["debug"], true);
+        assert_eq!(log_d["parentId"], d["id"]);
         assert!(spans.iter().all(|s| s["traceId"] != "0000000000000001"));
+        // An unsampled trace keeps its ID for metadata, also after forward parked it.
+        s.wait_line(|l| l.ends_with("T=0000000000000001 c.example."))
+            .unwrap_or_else(|| panic!("{be}: {:?}", s.lines()));
+        s.wait_line(|l| l.ends_with(&format!("T={tid} a.example.")))
+            .unwrap_or_else(|| panic!("{be}: {:?}", s.lines()));
+    }
+}
+
+/// CoreDNS's *dns64* calls its next plugin without a span only when it takes
+/// the query over (an AAAA it translates); otherwise the next plugin's span is
+/// there as after any plugin.
+#[test]
+fn trace_spans_around_dns64() {
+    for be in backends() {
+        let z = Collector::start();
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n trace {} {{\n  zipkin_max_batch_interval 100ms\n }}\n dns64 {{\n  allow_ipv4\n }}\n whoami\n}}\n",
+                z.url()
+            ),
+            be,
+        );
+        assert_eq!(dig_status(&s.dig(&["a.example.", "A"])), "NOERROR");
+        let spans = z.wait(3);
+        assert_eq!(spans.len(), 3, "{be}: {spans:#?}");
+        let (root, d64, who) = (
+            one(&spans, "servedns"),
+            one(&spans, "dns64"),
+            one(&spans, "whoami"),
+        );
+        assert_eq!(d64["parentId"], root["id"]);
+        assert_eq!(who["parentId"], d64["id"]);
+        // A translated AAAA: dns64 asks whoami itself, with no span for it,
+        // then looks the A records up through the server: that self-lookup
+        // joins the trace (dns64 again, under the first, then whoami).
+        assert_eq!(dig_status(&s.dig(&["b.example.", "AAAA"])), "NOERROR");
+        let spans = z.wait(7);
+        std::thread::sleep(Duration::from_millis(300));
+        let spans = if spans.len() == 7 { z.spans() } else { spans };
+        assert_eq!(spans.len(), 7, "{be}: {spans:#?}");
+        let roots = named(&spans, "servedns");
+        assert_eq!(
+            roots.len(),
+            2,
+            "{be}: the self-lookup has no root: {spans:#?}"
+        );
+        let b = roots
+            .iter()
+            .find(|r| r["tags"]["coredns.io/name"] == "b.example.")
+            .expect("b's root");
+        assert_eq!(b["tags"]["coredns.io/type"], "AAAA");
+        let of_b: Vec<&Value> = spans
+            .iter()
+            .filter(|s| s["traceId"] == b["traceId"] && s["name"] != "servedns")
+            .collect();
+        let outer = of_b
+            .iter()
+            .find(|s| s["name"] == "dns64" && s["parentId"] == b["id"])
+            .unwrap_or_else(|| panic!("{be}: {of_b:#?}"));
+        let inner = of_b
+            .iter()
+            .find(|s| s["name"] == "dns64" && s["parentId"] == outer["id"])
+            .unwrap_or_else(|| panic!("{be}: {of_b:#?}"));
+        let who = of_b
+            .iter()
+            .find(|s| s["name"] == "whoami")
+            .unwrap_or_else(|| panic!("{be}: {of_b:#?}"));
+        assert_eq!(who["parentId"], inner["id"], "{be}");
+        assert_eq!(of_b.len(), 3, "{be}: {of_b:#?}");
     }
 }

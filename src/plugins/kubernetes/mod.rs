@@ -454,12 +454,12 @@ impl KubeShared {
                 let (ns, pn) = (pod.namespace.clone(), pod.name.clone());
                 ctx.set_meta("kubernetes/client-namespace", || ns);
                 ctx.set_meta("kubernetes/client-pod-name", || pn);
-                for (k, v) in &pod.labels {
-                    crate::chain::set_meta_label(
-                        &mut ctx.meta,
-                        format!("kubernetes/client-label/{k}").into(),
-                        || v.clone(),
-                    );
+                // A pod's label keys are unique and no other provider sets
+                // these: appended without a search.
+                if let Some(m) = &mut ctx.meta {
+                    for (k, v) in &pod.labels {
+                        m.push((format!("kubernetes/client-label/{k}").into(), v.clone()));
+                    }
                 }
             }
         }

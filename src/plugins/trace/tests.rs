@@ -394,7 +394,7 @@ fn b3_multi_headers() {
 #[test]
 fn span_json_as_zipkin_go_writes_it() {
     let (tx, _rx) = tokio::sync::mpsc::channel(1);
-    let a = Active {
+    let a = Head {
         tracer: Arc::new(Tracer {
             local: endpoint_json("coredns", None),
             shared: false,
@@ -403,16 +403,16 @@ fn span_json_as_zipkin_go_writes_it() {
         trace: (0, 0x1234),
         debug: false,
         shared: false,
-        root: Open::new(0x1234, None, "servedns"),
-        stack: Vec::new(),
+        sampled: true,
     };
+    let root = Open::new(0x1234, None, "servedns");
     let tags = [
         ("coredns.io/name", "a<b>&.example.".to_owned()),
         ("error", "true".to_owned()),
     ];
     let notes = [(1_700_000_000_000_000, "event:error".to_owned())];
-    let j = span_json(&a, &a.root, true, &tags, &notes);
-    let ts = a.root.wall_us;
+    let j = span_json(&a, &root, true, &tags, &notes);
+    let ts = root.wall_us;
     let v: serde_json::Value = serde_json::from_str(&j).expect("json");
     assert_eq!(v["timestamp"], ts);
     let rest = j.split_once(",\"traceId\"").expect("traceId").1;
@@ -433,18 +433,101 @@ fn span_json_as_zipkin_go_writes_it() {
 fn urls_as_go_posts_them() {
     let u = parse_url("http://localhost:9411/api/v2/spans").expect("url");
     assert_eq!(
-        (u.tls, u.host.as_str(), u.port, u.authority, u.path),
+        (u.tls, u.host.as_str(), u.port, u.authority, u.path.as_str()),
         (false, "localhost", 9411, "localhost:9411", "/api/v2/spans")
     );
     let u = parse_url("https://[::1]/x").expect("url");
     assert_eq!(
-        (u.tls, u.host.as_str(), u.port, u.path),
+        (u.tls, u.host.as_str(), u.port, u.path.as_str()),
         (true, "::1", 443, "/x")
     );
     let u = parse_url("http://h").expect("url");
-    assert_eq!((u.host.as_str(), u.port, u.path), ("h", 80, "/"));
+    assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("h", 80, "/"));
+    let u = parse_url("http://h:1?a=b#frag").expect("url");
+    assert_eq!(u.path, "/?a=b");
+    let u = parse_url("http://h:1/p?a=b").expect("url");
+    assert_eq!(u.path, "/p?a=b");
     assert_eq!(
         parse_url("myhttphost:9411").err().as_deref(),
         Some("Post \"myhttphost:9411\": unsupported protocol scheme \"myhttphost\"")
     );
+}
+
+#[test]
+fn setup_accepts_what_go_accepts() {
+    // NaN passes Go's range check; a negative batch size sends at every span.
+    let c = config("trace {\n datadog_analytics_rate NaN\n zipkin_max_batch_size -3\n }");
+    assert_eq!(c.batch, 1);
+    let c = config("trace {\n zipkin_max_backlog_size +5\n }");
+    assert_eq!(c.backlog, 5);
+}
+
+#[test]
+fn hex_as_go_parses_it() {
+    assert_eq!(hex64("00000000000000000000ff"), Some(0xff));
+    assert_eq!(hex64("+1"), None);
+    assert_eq!(hex64("0x1"), None);
+    assert_eq!(hex64("1ffffffffffffffff"), None);
+    assert_eq!(hex64(""), None);
+    assert_eq!(
+        trace_hex("0000000000000000000000000000000000000001"),
+        Some((0, 1))
+    );
+    assert_eq!(trace_hex("ab0000000000000001"), Some((0xab, 1)));
+    assert_eq!(b3_single("+000000000000001-e457b5a2e4d86bd1"), None);
+}
+
+#[test]
+fn handles_carry_a_generation() {
+    let (tx, _rx) = tokio::sync::mpsc::channel(8);
+    let head = Head {
+        tracer: Arc::new(Tracer {
+            local: String::new(),
+            shared: false,
+            tx,
+        }),
+        trace: (0, 7),
+        debug: false,
+        shared: false,
+        sampled: false,
+    };
+    let mut t = Table {
+        slots: slab::Slab::new(),
+        generation: 5,
+    };
+    let k = t.slots.insert(Active {
+        head,
+        generation: 5,
+        root: Open::new(7, None, "servedns"),
+        stack: Vec::new(),
+    });
+    let h = (5 << SLOT_BITS) | k as u32;
+    assert!(t.get(h).is_some());
+    // The same slot under another generation is another query.
+    assert!(t.get((6 << SLOT_BITS) | k as u32).is_none());
+    assert!(t.take((6 << SLOT_BITS) | k as u32).is_none());
+    assert!(t.take(h).is_some());
+    assert!(t.get(h).is_none());
+    assert!(t.stale().is_empty());
+}
+
+#[test]
+fn http_parent_is_restored_after_a_panic() {
+    let p = Parent {
+        trace: (0, 1),
+        id: 2,
+        ..Parent::default()
+    };
+    let r = std::panic::catch_unwind(|| {
+        with_http_parent(Some(p), || {
+            assert_eq!(HTTP_PARENT.with(Cell::get), Some(p));
+            panic!("in the chain");
+        })
+    });
+    assert!(r.is_err());
+    assert_eq!(HTTP_PARENT.with(Cell::get), None);
+    with_http_parent(Some(p), || {
+        with_http_parent(None, || assert_eq!(HTTP_PARENT.with(Cell::get), None));
+        assert_eq!(HTTP_PARENT.with(Cell::get), Some(p));
+    });
 }
