@@ -1146,5 +1146,31 @@ async fn post(url: &str, body: String) -> Result<u16, String> {
     }
 }
 
+/// The fuzz target's body (panics are bugs): the data's lines as B3 header
+/// values (the first as `b3`, the rest as `X-B3-*`), and the data as a
+/// collector URL.
+pub fn fuzz_one(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.split('\n');
+    let single = lines.next().unwrap_or("").to_owned();
+    let multi: Vec<String> = lines.map(str::to_owned).collect();
+    let names = [
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-parentspanid",
+        "x-b3-sampled",
+        "x-b3-flags",
+    ];
+    let _ = b3(|k| {
+        if k == "b3" {
+            return Some(single.clone());
+        }
+        let i = names.iter().position(|n| *n == k)?;
+        multi.get(i).cloned()
+    });
+    let _ = b3_single(&text);
+    let _ = parse_url(&text);
+}
+
 #[cfg(test)]
 mod tests;
