@@ -96,6 +96,15 @@ impl Collector {
             .collect()
     }
 
+    /// Waits until `n` spans arrived and a little longer for any extra one;
+    /// returns every span received.
+    fn settle(&self, n: usize) -> Vec<Value> {
+        if self.wait(n).len() == n {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        self.spans()
+    }
+
     /// Waits (up to 5 s) until `n` spans arrived; returns them.
     fn wait(&self, n: usize) -> Vec<Value> {
         wait_for(Duration::from_secs(5), || self.spans().len() >= n);
@@ -207,9 +216,7 @@ fn trace_every_and_errors() {
             let out = s.dig(&[&format!("q{i}.example."), "TXT"]);
             assert_eq!(dig_status(&out), "SERVFAIL", "{be}: {out}");
         }
-        let spans = z.wait(2);
-        std::thread::sleep(Duration::from_millis(300));
-        let spans = if spans.len() == 2 { z.spans() } else { spans };
+        let spans = z.settle(2);
         assert_eq!(spans.len(), 2, "{be}: every 2nd query: {spans:#?}");
         let names: Vec<&str> = spans
             .iter()
@@ -328,9 +335,7 @@ fn trace_joins_doh_b3_context() {
         // Debug: reported, flagged on every span.
         get("d.example.", &["X-B3-Flags: 1"]);
         // a and d: servedns, log, forward, connect; b: servedns, whoami; c: none.
-        let spans = z.wait(10);
-        std::thread::sleep(Duration::from_millis(300));
-        let spans = if spans.len() == 10 { z.spans() } else { spans };
+        let spans = z.settle(10);
         assert_eq!(spans.len(), 10, "{be}: {spans:#?}");
         let root = |name: &str| {
             spans
@@ -394,9 +399,7 @@ fn trace_spans_around_dns64() {
         // then looks the A records up through the server: that self-lookup
         // joins the trace (dns64 again, under the first, then whoami).
         assert_eq!(dig_status(&s.dig(&["b.example.", "AAAA"])), "NOERROR");
-        let spans = z.wait(7);
-        std::thread::sleep(Duration::from_millis(300));
-        let spans = if spans.len() == 7 { z.spans() } else { spans };
+        let spans = z.settle(7);
         assert_eq!(spans.len(), 7, "{be}: {spans:#?}");
         let roots = named(&spans, "servedns");
         assert_eq!(
