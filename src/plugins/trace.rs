@@ -622,33 +622,16 @@ impl Trace {
             shared,
             sampled: from.debug || from.sampled.unwrap_or(true),
         };
-        let mut table = active();
-        if table.slots.len() >= MAX_ACTIVE {
-            let lost = table.stale();
-            drop(table);
-            for a in lost {
-                a.abandon();
-            }
-            table = active();
-            if table.slots.len() >= MAX_ACTIVE {
-                return Flow::Next;
-            }
+        if let Some(h) = open_root(head, Open::new(id, parent, "servedns")) {
+            ctx.st.trace = h;
+            ctx.st.marks |= crate::chain::TRACE_ROOT;
         }
-        table.generation = match table.generation.wrapping_add(1) & (u32::MAX >> SLOT_BITS) {
-            0 => 1,
-            g => g,
-        };
-        let generation = table.generation;
-        let key = table.slots.insert(Active {
-            head,
-            generation,
-            root: Open::new(id, parent, "servedns"),
-            stack: Vec::new(),
-        });
-        // Keys stay below MAX_ACTIVE: the slab never holds more.
-        ctx.st.trace = (generation << SLOT_BITS) | key as u32;
-        ctx.st.marks |= crate::chain::TRACE_ROOT;
         Flow::Next
+    }
+
+    /// Where its spans go (for the `grpc://` listener's call spans).
+    pub fn tracer(&self) -> &Arc<Tracer> {
+        &self.tracer
     }
 
     /// Response hook: finishes the root span with the query's tags.
@@ -695,6 +678,77 @@ impl Trace {
         }
         a.head.report(&a.root, true, &tags, &notes);
     }
+}
+
+/// Puts a new trace in the table: its handle, `None` when the table is full.
+fn open_root(head: Head, root: Open) -> Option<u32> {
+    let mut table = active();
+    if table.slots.len() >= MAX_ACTIVE {
+        let lost = table.stale();
+        drop(table);
+        for a in lost {
+            a.abandon();
+        }
+        table = active();
+        if table.slots.len() >= MAX_ACTIVE {
+            return None;
+        }
+    }
+    table.generation = match table.generation.wrapping_add(1) & (u32::MAX >> SLOT_BITS) {
+        0 => 1,
+        g => g,
+    };
+    let generation = table.generation;
+    let key = table.slots.insert(Active {
+        head,
+        generation,
+        root,
+        stack: Vec::new(),
+    });
+    // Keys stay below MAX_ACTIVE: the slab never holds more.
+    Some((generation << SLOT_BITS) | key as u32)
+}
+
+/// The method every `grpc://` call names.
+const GRPC_METHOD: &str = "/coredns.dns.DnsService/Query";
+
+/// grpc-go's OpenTracing interceptor as CoreDNS installs it on a `grpc://`
+/// listener with *trace*: every call gets a span named after the method (kind
+/// SERVER), a child of the call's B3 context if it carries one; the query runs
+/// inside it (the handle to give the dispatch; 0 when nothing is traced).
+pub fn grpc_call(tracer: &Arc<Tracer>, from: Option<Parent>) -> u32 {
+    let from = from.unwrap_or_default();
+    let (trace, id, parent, shared) = if from.trace == (0, 0) {
+        let t = (0, new_id());
+        (t, t.1, from.parent, false)
+    } else if tracer.shared {
+        (from.trace, from.id, from.parent, true)
+    } else {
+        (from.trace, new_id(), Some(from.id), false)
+    };
+    let head = Head {
+        tracer: Arc::clone(tracer),
+        trace,
+        debug: from.debug,
+        shared,
+        sampled: from.debug || from.sampled.unwrap_or(true),
+    };
+    open_root(head, Open::new(id, parent, GRPC_METHOD)).unwrap_or(0)
+}
+
+/// Finishes a call's span ([`grpc_call`]), tagged `component: gRPC`.
+pub fn grpc_done(h: u32) {
+    if h == 0 {
+        return;
+    }
+    let Some(a) = active().take(h) else {
+        return;
+    };
+    for (_, o) in a.stack.iter().rev() {
+        a.head.report(o, false, &[], &[]);
+    }
+    a.head
+        .report(&a.root, true, &[("component", "gRPC".to_owned())], &[]);
 }
 
 /// The trace ID as zipkin-go prints it.
@@ -766,7 +820,8 @@ impl Child {
 /// Publishes `trace/traceid` again on a resumed query (its store is rebuilt).
 pub fn republish(ctx: &mut Ctx<'_>) {
     let h = ctx.st.trace;
-    if h == 0 || ctx.meta.is_none() {
+    // Only the query whose *trace* started the trace published it.
+    if h == 0 || ctx.meta.is_none() || ctx.st.marks & crate::chain::TRACE_ROOT == 0 {
         return;
     }
     let id = active().get(h).map(|a| trace_text(a.head.trace));

@@ -31,7 +31,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use super::Shared;
-use super::handle::{Meta, Outcome, handle, resume, scrub_more};
+use super::handle::{Meta, Outcome, resume, scrub_more};
 use crate::chain::Proto;
 use crate::wire::request::{Verdict, parse_query};
 
@@ -475,7 +475,7 @@ async fn respond(req: Request<Incoming>, c: &ConnCtx) -> Response<Reply> {
         local: c.local,
         now: Instant::now(),
     };
-    match answer(&msg, &c.label, &c.shared, meta, Multi::Last, parent).await {
+    match answer(&msg, &c.label, &c.shared, meta, Multi::Last, parent, 0).await {
         Some(reply) => {
             count(&c.label, 200);
             ok(reply)
@@ -540,6 +540,7 @@ pub(super) async fn answer(
     meta: Meta,
     multi: Multi,
     parent: Option<crate::plugins::trace::Parent>,
+    traced: u32,
 ) -> Option<Vec<u8>> {
     let mut resp = Vec::with_capacity(512);
     let mut scratch = Vec::new();
@@ -547,7 +548,8 @@ pub(super) async fn answer(
         let active = shared.active.load();
         let l = active.find(label)?;
         let out = crate::plugins::trace::with_http_parent(parent, || {
-            handle(l, msg, meta, &mut resp, &mut scratch)
+            // A query inside a gRPC call's span runs as a self-lookup would.
+            super::handle::dispatch(&l.disp, msg, meta, (0, traced, 0), &mut resp, &mut scratch)
         });
         match out {
             Outcome::Reply => return Some(resp),

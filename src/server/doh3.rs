@@ -269,7 +269,7 @@ where
         local: ctx.local,
         now: Instant::now(),
     };
-    answer(&msg, &ctx.label, &ctx.shared, meta, Multi::Last, parent)
+    answer(&msg, &ctx.label, &ctx.shared, meta, Multi::Last, parent, 0)
         .await
         .ok_or(StatusCode::INTERNAL_SERVER_ERROR)
 }

@@ -372,6 +372,7 @@ async fn stream(
         },
         super::doh::Multi::First,
         None,
+        0,
     )
     .await;
     if let Some(reply) = reply {

@@ -71,6 +71,18 @@ fn http_refusal(http: StatusCode, code: u32, msg: &str) -> Response<Reply> {
     r
 }
 
+/// The tracer of the first block of listener `label` that has *trace*.
+fn tracer_of(shared: &Arc<Shared>, label: &Arc<str>) -> Option<Arc<crate::plugins::trace::Tracer>> {
+    let active = shared.active.load();
+    let l = active.find(label)?;
+    l.disp.chains.iter().find_map(|c| {
+        c.plugins.iter().find_map(|p| match p {
+            crate::plugins::Plugin::Trace(t) => Some(Arc::clone(t.tracer())),
+            _ => None,
+        })
+    })
+}
+
 /// Serves one gRPC request.
 pub(super) async fn respond(
     req: Request<Incoming>,
@@ -79,6 +91,12 @@ pub(super) async fn respond(
     peer: SocketAddr,
     local: SocketAddr,
 ) -> Response<Reply> {
+    // CoreDNS's server traces every call when a block of the listener has
+    // *trace* (the first such block's tracer), joining the call's B3 context.
+    let tracer = tracer_of(shared, label);
+    let b3 = tracer
+        .as_ref()
+        .and_then(|_| super::doh::b3_parent(req.headers()));
     // grpc-go's order: the content type, then the method, then the path.
     let ctype = req
         .headers()
@@ -182,9 +200,14 @@ pub(super) async fn respond(
         now: Instant::now(),
     };
     // No reply written: CoreDNS packs the request it started with.
-    let reply = answer(&msg, label, shared, meta, Multi::Last, None)
+    let traced = match &tracer {
+        Some(t) => crate::plugins::trace::grpc_call(t, b3),
+        None => 0,
+    };
+    let reply = answer(&msg, label, shared, meta, Multi::Last, None, traced)
         .await
         .unwrap_or_else(|| msg.clone());
+    crate::plugins::trace::grpc_done(traced);
     let packet = encode_packet(&reply);
     let mut frame = Vec::with_capacity(packet.len() + 5);
     frame.push(0);

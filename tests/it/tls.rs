@@ -661,9 +661,15 @@ fn doq_answers_kdig_and_closes_on_protocol_errors() {
 
 /// A gRPC call over HTTP/2 (TLS trusting `ca` when given, else cleartext):
 /// (HTTP status, headers, body, trailers).
-type GrpcResult = (u16, hyper::HeaderMap, Vec<u8>, Option<hyper::HeaderMap>);
+pub(crate) type GrpcResult = (u16, hyper::HeaderMap, Vec<u8>, Option<hyper::HeaderMap>);
 
-fn grpc_call(port: u16, ca: Option<&str>, path: &str, ctype: &str, body: Vec<u8>) -> GrpcResult {
+pub(crate) fn grpc_call(
+    port: u16,
+    ca: Option<&str>,
+    path: &str,
+    ctype: &str,
+    body: Vec<u8>,
+) -> GrpcResult {
     use http_body_util::BodyExt;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -726,7 +732,7 @@ fn grpc_call(port: u16, ca: Option<&str>, path: &str, ctype: &str, body: Vec<u8>
 }
 
 /// A gRPC frame of `DnsPacket { msg }`.
-fn grpc_frame(msg: &[u8]) -> Vec<u8> {
+pub(crate) fn grpc_frame(msg: &[u8]) -> Vec<u8> {
     let mut pb = vec![0x0a];
     let mut n = msg.len();
     while n >= 0x80 {

@@ -432,3 +432,42 @@ fn trace_spans_around_dns64() {
         assert_eq!(of_b.len(), 3, "{be}: {of_b:#?}");
     }
 }
+
+/// With *trace* on a `grpc://` listener, CoreDNS's gRPC server wraps every call
+/// in a span named after the method (grpc-go's OpenTracing interceptor): the
+/// query's plugins nest under it, whatever `every` says, and no `servedns`
+/// span is made.
+#[test]
+fn trace_wraps_grpc_calls() {
+    for be in backends() {
+        let z = Collector::start();
+        let s = TestServer::start(
+            &format!(
+                "grpc://.:{{port}} {{\n trace {} {{\n  every 1000\n  zipkin_max_batch_interval 100ms\n }}\n log\n whoami\n}}\n",
+                z.url()
+            ),
+            be,
+        );
+        let q = crate::util::query(0x4242, "g.example.", 1, 1, None);
+        let (st, _, _, _) = crate::tls::grpc_call(
+            s.port,
+            None,
+            "/coredns.dns.DnsService/Query",
+            "application/grpc",
+            crate::tls::grpc_frame(&q),
+        );
+        assert_eq!(st, 200, "{be}");
+        let spans = z.settle(3);
+        assert_eq!(spans.len(), 3, "{be}: {spans:#?}");
+        let call = one(&spans, "/coredns.dns.dnsservice/query");
+        assert_eq!(call["kind"], "SERVER");
+        assert_eq!(call["tags"], serde_json::json!({"component": "gRPC"}));
+        assert!(call.get("parentId").is_none());
+        // The server calls the first plugin (trace) itself: spans start at log.
+        let log = one(&spans, "log");
+        let who = one(&spans, "whoami");
+        assert_eq!(log["parentId"], call["id"], "{be}");
+        assert_eq!(who["parentId"], log["id"], "{be}");
+        assert!(named(&spans, "servedns").is_empty());
+    }
+}
