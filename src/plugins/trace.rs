@@ -444,13 +444,19 @@ struct Active {
 }
 
 impl Active {
-    /// Reports the open spans, innermost first, then the root without tags
-    /// (what Go's deferred `Finish` calls report when a query panics).
-    fn abandon(self) {
+    /// Reports the spans still open (none unless a plugin ended without its
+    /// response hook), innermost first, then the root with `tags` and `notes`.
+    fn finish(self, tags: &[(&str, String)], notes: &[(i64, String)]) {
         for (_, o) in self.stack.iter().rev() {
             self.head.report(o, false, &[], &[]);
         }
-        self.head.report(&self.root, true, &[], &[]);
+        self.head.report(&self.root, true, tags, notes);
+    }
+
+    /// The root without tags: what Go's deferred `Finish` calls report when a
+    /// query panics.
+    fn abandon(self) {
+        self.finish(&[], &[]);
     }
 }
 
@@ -506,11 +512,6 @@ impl Table {
             .filter_map(|k| self.slots.try_remove(k))
             .collect()
     }
-}
-
-/// How many traced queries are open (tests).
-pub fn open_traces() -> usize {
-    active().slots.len()
 }
 
 /// Reports and forgets the queries open longer than [`STALE`].
@@ -604,25 +605,9 @@ impl Trace {
         if !traced || ctx.st.trace != 0 {
             return Flow::Next;
         }
-        let from = HTTP_PARENT.with(Cell::get).unwrap_or_default();
-        // zipkin-go's StartSpan with the extracted context as parent.
-        let (trace, id, parent, shared) = if from.trace == (0, 0) {
-            let t = (0, new_id());
-            (t, t.1, from.parent, false)
-        } else if self.tracer.shared {
-            (from.trace, from.id, from.parent, true)
-        } else {
-            (from.trace, new_id(), Some(from.id), false)
-        };
-        ctx.set_meta("trace/traceid", || trace_text(trace));
-        let head = Head {
-            tracer: Arc::clone(&self.tracer),
-            trace,
-            debug: from.debug,
-            shared,
-            sampled: from.debug || from.sampled.unwrap_or(true),
-        };
-        if let Some(h) = open_root(head, Open::new(id, parent, "servedns")) {
+        let (head, root) = server_span(&self.tracer, HTTP_PARENT.with(Cell::get), "servedns");
+        ctx.set_meta("trace/traceid", || trace_text(head.trace));
+        if let Some(h) = open_root(head, root) {
             ctx.st.trace = h;
             ctx.st.marks |= crate::chain::TRACE_ROOT;
         }
@@ -671,12 +656,7 @@ impl Trace {
             notes.push((now, format!("error.object:{e}")));
         }
         tags.sort_by_key(|t| t.0);
-        // Spans a plugin left open (none unless a plugin ended without its
-        // response hook) end with the root.
-        for (_, o) in a.stack.iter().rev() {
-            a.head.report(o, false, &[], &[]);
-        }
-        a.head.report(&a.root, true, &tags, &notes);
+        a.finish(&tags, &notes);
     }
 }
 
@@ -717,6 +697,14 @@ const GRPC_METHOD: &str = "/coredns.dns.DnsService/Query";
 /// SERVER), a child of the call's B3 context if it carries one; the query runs
 /// inside it (the handle to give the dispatch; 0 when nothing is traced).
 pub fn grpc_call(tracer: &Arc<Tracer>, from: Option<Parent>) -> u32 {
+    let (head, root) = server_span(tracer, from, GRPC_METHOD);
+    open_root(head, root).unwrap_or(0)
+}
+
+/// zipkin-go's `StartSpan` of a SERVER span with the extracted context `from`
+/// as parent: a new trace without one; joined (same ID, shared) with
+/// `client_server`, else a child.
+fn server_span(tracer: &Arc<Tracer>, from: Option<Parent>, name: &'static str) -> (Head, Open) {
     let from = from.unwrap_or_default();
     let (trace, id, parent, shared) = if from.trace == (0, 0) {
         let t = (0, new_id());
@@ -733,7 +721,7 @@ pub fn grpc_call(tracer: &Arc<Tracer>, from: Option<Parent>) -> u32 {
         shared,
         sampled: from.debug || from.sampled.unwrap_or(true),
     };
-    open_root(head, Open::new(id, parent, GRPC_METHOD)).unwrap_or(0)
+    (head, Open::new(id, parent, name))
 }
 
 /// Finishes a call's span ([`grpc_call`]), tagged `component: gRPC`.
@@ -744,11 +732,7 @@ pub fn grpc_done(h: u32) {
     let Some(a) = active().take(h) else {
         return;
     };
-    for (_, o) in a.stack.iter().rev() {
-        a.head.report(o, false, &[], &[]);
-    }
-    a.head
-        .report(&a.root, true, &[("component", "gRPC".to_owned())], &[]);
+    a.finish(&[("component", "gRPC".to_owned())], &[]);
 }
 
 /// The trace ID as zipkin-go prints it.
