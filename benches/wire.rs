@@ -31,6 +31,7 @@ fn wire(c: &mut Criterion) {
         h3: None,
         grpc: None,
         proxy: None,
+        tracer: None,
         label: "dns://:53".into(),
         blocks: vec![0],
         disp: std::sync::Arc::new(Dispatch {

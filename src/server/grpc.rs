@@ -71,18 +71,6 @@ fn http_refusal(http: StatusCode, code: u32, msg: &str) -> Response<Reply> {
     r
 }
 
-/// The tracer of the first block of listener `label` that has *trace*.
-fn tracer_of(shared: &Arc<Shared>, label: &Arc<str>) -> Option<Arc<crate::plugins::trace::Tracer>> {
-    let active = shared.active.load();
-    let l = active.find(label)?;
-    l.disp.chains.iter().find_map(|c| {
-        c.plugins.iter().find_map(|p| match p {
-            crate::plugins::Plugin::Trace(t) => Some(Arc::clone(t.tracer())),
-            _ => None,
-        })
-    })
-}
-
 /// Serves one gRPC request.
 pub(super) async fn respond(
     req: Request<Incoming>,
@@ -93,7 +81,11 @@ pub(super) async fn respond(
 ) -> Response<Reply> {
     // CoreDNS's server traces every call when a block of the listener has
     // *trace* (the first such block's tracer), joining the call's B3 context.
-    let tracer = tracer_of(shared, label);
+    let tracer = shared
+        .active
+        .load()
+        .find(label)
+        .and_then(|l| l.tracer.clone());
     let b3 = tracer
         .as_ref()
         .and_then(|_| super::doh::b3_parent(req.headers()));

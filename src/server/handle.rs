@@ -53,6 +53,9 @@ pub struct ListenerRt {
     pub grpc: Option<Option<u32>>,
     /// *proxyproto* of the listener's last block that has one (CoreDNS's `NewServer`).
     pub proxy: Option<Arc<crate::plugins::proxyproto::ProxyProto>>,
+    /// The tracer of the listener's first block with *trace* (CoreDNS's server
+    /// `Tracer()`: `grpc://` calls get their span from it).
+    pub tracer: Option<Arc<crate::plugins::trace::Tracer>>,
 }
 
 impl ListenerRt {

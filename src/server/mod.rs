@@ -226,8 +226,15 @@ impl Active {
                 .iter()
                 .rev()
                 .find_map(|(_, b)| config.blocks[*b].settings.proxyproto.clone());
+            let tracer = lchains.iter().find_map(|c| {
+                c.plugins.iter().find_map(|p| match p {
+                    Plugin::Trace(t) => Some(Arc::clone(t.tracer())),
+                    _ => None,
+                })
+            });
             listeners.push(ListenerRt {
                 proxy,
+                tracer,
                 tls,
                 conn_limit,
                 quic,

@@ -521,11 +521,21 @@ fn doq_client(
     port: u16,
     ca: &str,
 ) -> (quinn::Endpoint, quinn::Connection, tokio::runtime::Runtime) {
+    quic_conn(port, ca, b"doq")
+}
+
+/// A QUIC connection to `dns.example` on `port` with ALPN `alpn`, trusting
+/// `ca`, on its own runtime: (endpoint, connection, runtime).
+fn quic_conn(
+    port: u16,
+    ca: &str,
+    alpn: &[u8],
+) -> (quinn::Endpoint, quinn::Connection, tokio::runtime::Runtime) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let crypto = quic_client(ca, b"doq");
+    let crypto = quic_client(ca, alpn);
     let (ep, conn) = rt.block_on(async {
         let mut ep =
             quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
@@ -1410,22 +1420,7 @@ fn doh3_limits_connections() {
         );
         let (_, b64) = b64_query("example.org.");
         // Hold one connection open from another runtime while a second connects.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let crypto = quic_client(&c, b"h3");
-        let (ep, held) = rt.block_on(async {
-            let mut ep =
-                quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
-            ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-            let conn = ep
-                .connect(([127, 0, 0, 1], s.port).into(), "dns.example")
-                .expect("connect")
-                .await
-                .expect("handshake");
-            (ep, conn)
-        });
+        let (ep, held, rt) = quic_conn(s.port, &c, b"h3");
         // Let the server take its place for the held connection.
         std::thread::sleep(std::time::Duration::from_millis(200));
         let second = doh3(s.port, &c, "GET", &format!("/dns-query?dns={b64}"), None);
@@ -1457,20 +1452,8 @@ fn doh3_caps_what_a_stream_may_carry() {
             &format!("https3://.:{{port}} {{\n tls {c} {k}\n whoami\n}}\n"),
             be,
         );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let crypto = quic_client(&c, b"h3");
+        let (ep, conn, rt) = quic_conn(s.port, &c, b"h3");
         let outcome = rt.block_on(async {
-            let mut ep =
-                quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
-            ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-            let conn = ep
-                .connect(([127, 0, 0, 1], s.port).into(), "dns.example")
-                .expect("connect")
-                .await
-                .expect("handshake");
             let (mut send, _recv) = conn.open_bi().await.expect("stream");
             // HEADERS (0x01), length 1,000,000 as a 4-octet varint, then the bytes.
             let mut frame = vec![0x01, 0x80, 0x0f, 0x42, 0x40];
@@ -1481,6 +1464,7 @@ fn doh3_caps_what_a_stream_may_carry() {
                     .await;
             (r, start.elapsed())
         });
+        drop((conn, ep));
         match outcome {
             (Ok(Err(quinn::WriteError::Stopped(code))), took) => {
                 assert_eq!(code, quinn::VarInt::from_u32(0x107), "{be}");

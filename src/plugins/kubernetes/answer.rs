@@ -227,9 +227,8 @@ pub fn parse_request(name: &str, zone: &str, zonal: bool) -> Result<Request, Nam
                 "prefer" => r.zone_prefer = true,
                 _ => return Err(NameError),
             }
-            let left = base.len() - r.service.len() - r.namespace.len() - "svc".len() - 3;
-            let end = left - "._zone".len() - 1 - directive.len();
-            r.zone = base[..end].to_owned();
+            // `ZONE.DIRECTIVE._zone.SERVICE.NS.svc`: all left of the fifth dot from the right.
+            r.zone = base.rsplitn(6, '.').nth(5).unwrap_or("").to_owned();
         }
         _ => return Err(NameError),
     }
