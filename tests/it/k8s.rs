@@ -1125,3 +1125,102 @@ fn kubernetes_zonal_names() {
         );
     }
 }
+
+/// *transfer* with *kubernetes* as its source (CoreDNS's xfr.go): AXFR of the
+/// cluster zone lists every service, IXFR with the current serial gets the SOA
+/// alone, and both are logged as CoreDNS logs them.
+#[test]
+fn kubernetes_zone_transfer() {
+    let api = cluster();
+    for be in backends() {
+        let s = TestServer::start(
+            &corefile(api.port).replacen(" kubernetes", " transfer {\n  to *\n }\n kubernetes", 1),
+            be,
+        );
+        let out = s.dig(&["cluster.local", "AXFR"]);
+        let recs: Vec<String> = out
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with(';'))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert!(recs.len() > 2, "{be}: {out}");
+        let soa = &recs[0];
+        assert!(
+            soa.starts_with(
+                "cluster.local. 30 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. "
+            ) && soa.ends_with(" 7200 1800 86400 30"),
+            "{be}: {soa}"
+        );
+        assert_eq!(&recs[recs.len() - 1], soa, "{be}");
+        // The apex NS records and their addresses depend on this machine's
+        // interfaces: NS records only when there are addresses, at TTL 0.
+        let (apex, rest): (Vec<&String>, Vec<&String>) = recs[1..recs.len() - 1]
+            .iter()
+            .partition(|r| r.starts_with("cluster.local. 30 IN NS ") || r.starts_with("ns.dns."));
+        let ns = apex.iter().filter(|r| r.contains(" IN NS ")).count();
+        assert_eq!(ns > 0, apex.len() > ns, "{be}: {apex:?}");
+        for a in apex.iter().filter(|r| !r.contains(" IN NS ")) {
+            assert!(a.starts_with("ns.dns.cluster.local. 0 IN A"), "{be}: {a}");
+        }
+        assert_eq!(
+            rest,
+            [
+                "external.testns.svc.cluster.local. 30 IN CNAME ext.example.org.",
+                "hdls1.testns.svc.cluster.local. 30 IN A 172.17.0.2",
+                "172-17-0-2.hdls1.testns.svc.cluster.local. 30 IN A 172.17.0.2",
+                "_http._tcp.hdls1.testns.svc.cluster.local. 30 IN SRV 0 50 80 172-17-0-2.hdls1.testns.svc.cluster.local.",
+                "hdls1.testns.svc.cluster.local. 30 IN A 172.17.0.3",
+                "web-1.hdls1.testns.svc.cluster.local. 30 IN A 172.17.0.3",
+                "_http._tcp.hdls1.testns.svc.cluster.local. 30 IN SRV 0 50 80 web-1.hdls1.testns.svc.cluster.local.",
+                "svc1.testns.svc.cluster.local. 30 IN A 10.0.0.1",
+                "svc1.testns.svc.cluster.local. 30 IN SRV 0 100 80 svc1.testns.svc.cluster.local.",
+                "_http._tcp.svc1.testns.svc.cluster.local. 30 IN SRV 0 100 80 svc1.testns.svc.cluster.local.",
+            ],
+            "{be}: {out}"
+        );
+        let serial = soa.split(' ').nth(6).expect("serial").to_owned();
+        let want = format!(
+            "[INFO] plugin/transfer: Outgoing transfer of {} records of zone \"cluster.local.\" to 127.0.0.1 for {serial} SOA serial",
+            recs.len()
+        );
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+        // kdig reads the same stream; IXFR from the current serial: the SOA
+        // alone; from an older one: everything.
+        let out = s.kdig(&["cluster.local", "AXFR"]);
+        assert!(out.contains(";; Received"), "{be}: {out}");
+        let out = s.kdig(&["cluster.local", &format!("IXFR={serial}")]);
+        let got: Vec<&str> = out
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with(';'))
+            .collect();
+        assert_eq!(got.len(), 1, "{be}: {out}");
+        assert!(got[0].contains("\tSOA\t"), "{be}: {out}");
+        let want = format!(
+            "[INFO] plugin/transfer: Outgoing noop, incremental transfer for up to date zone \"cluster.local.\" to 127.0.0.1 for {serial} SOA serial"
+        );
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+        let out = s.dig(&["cluster.local", "IXFR=1"]);
+        assert_eq!(
+            out.lines()
+                .filter(|l| !l.is_empty() && !l.starts_with(';'))
+                .count(),
+            recs.len(),
+            "{be}: {out}"
+        );
+        // Without *transfer* *kubernetes* refuses a transfer (plugins.md).
+        let plain = TestServer::start(&corefile(api.port), be);
+        let out = plain.dig(&["+tcp", "cluster.local", "AXFR"]);
+        assert!(
+            out.contains("Transfer failed") || out.contains("REFUSED"),
+            "{be}: {out}"
+        );
+    }
+}

@@ -20,13 +20,13 @@ use corefile::{Diagnostic, Dispenser};
 use regex::Regex;
 
 use super::file::{Answering, Fall, ZoneSlot, ZoneTable};
-use super::transfer::link::{self, BlockLink, ZoneSource};
+use super::transfer::link::{self, BlockLink, Outgoing, ZoneSource};
 use crate::chain::{Ctx, Flow, Status};
 use crate::clog::{self, Level};
 use crate::config::SetupCtx;
 use crate::wire::Name;
 use crate::zone::lookup::Fetched;
-use crate::zone::{self, Zone, in_zone};
+use crate::zone::{self, in_zone};
 
 /// Longest regular expression accepted (CoreDNS `maxRegexpLen`).
 const MAX_REGEXP_LEN: usize = 10_000;
@@ -61,10 +61,10 @@ impl std::fmt::Debug for AutoConfig {
 }
 
 impl ZoneSource for AutoShared {
-    fn transfer_zone(&self, zone: &Name) -> Option<Result<Arc<Zone>, ()>> {
+    fn transfer_zone(&self, zone: &Name, _serial: u32) -> Option<Result<Outgoing, ()>> {
         let t = self.table.load();
         let s = t.get(zone)?;
-        Some(s.data.load_full().ok_or(()))
+        Some(s.data.load_full().map(Outgoing::Zone).ok_or(()))
     }
 }
 

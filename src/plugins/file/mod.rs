@@ -22,7 +22,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::chain::{Ctx, Flow, Status};
 use crate::clog::{self, Level};
-use crate::plugins::transfer::link::{BlockLink, ZoneSource};
+use crate::plugins::transfer::link::{BlockLink, Outgoing, ZoneSource};
 use crate::wire::{Name, flags};
 use crate::zone::lookup::Fetched;
 use crate::zone::{Plan, Res, Zone};
@@ -267,10 +267,10 @@ impl std::fmt::Debug for ZoneServer {
 }
 
 impl ZoneSource for ZoneServer {
-    fn transfer_zone(&self, zone: &Name) -> Option<Result<Arc<Zone>, ()>> {
+    fn transfer_zone(&self, zone: &Name, _serial: u32) -> Option<Result<Outgoing, ()>> {
         let t = self.table.load();
         let s = t.get(zone)?;
-        Some(s.data.load_full().ok_or(()))
+        Some(s.data.load_full().map(Outgoing::Zone).ok_or(()))
     }
 }
 

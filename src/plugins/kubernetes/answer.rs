@@ -9,8 +9,9 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use super::store::{Address, Snapshot};
+use super::store::{Address, Port, Service, Snapshot};
 
 /// CoreDNS's `DNSSchemaVersion`.
 pub const SCHEMA_VERSION: &str = "1.1.0";
@@ -823,6 +824,120 @@ impl Lookup<'_> {
             rtype: 6,
             ttl: ttl.min(300),
             rdata: rd,
+        }
+    }
+}
+
+impl Lookup<'_> {
+    /// CoreDNS's `Transfer` (xfr.go) of `zone` (fully qualified, lower case; any
+    /// name in the plugin's zones): the SOA, the apex NS records and their
+    /// addresses (TTL 0, as `nsAddrs` leaves them), every exposed service's
+    /// records in name order, the SOA again. The SOA alone when `serial` is the
+    /// current one (IXFR).
+    pub fn transfer(&self, zone: &str, serial: u32) -> Vec<Rr> {
+        let soa = self.soa(zone);
+        if serial != 0 && self.snap.modified as u32 == serial {
+            return vec![soa];
+        }
+        let ttl = self.p.ttl;
+        let mut out = vec![soa.clone()];
+        let addrs = self.ns_addrs(zone);
+        let mut seen = HashSet::new();
+        for (n, _) in &addrs {
+            if seen.insert(n.as_str()) {
+                out.push(Rr {
+                    owner: zone.to_owned(),
+                    rtype: 2,
+                    ttl,
+                    rdata: name_wire(&fqdn(n)),
+                });
+            }
+        }
+        for (n, ip) in &addrs {
+            out.push(addr_rr(&fqdn(n), *ip, 0));
+        }
+        let mut services: Vec<&Arc<Service>> = self.snap.svc.values().flatten().collect();
+        services.sort_by(|a, b| (&a.name, &a.namespace).cmp(&(&b.name, &b.namespace)));
+        for svc in services {
+            if self.ns_exposed(&svc.namespace) {
+                self.transfer_service(svc, zone, &mut out);
+            }
+        }
+        out.push(soa);
+        out
+    }
+
+    /// One service's records (`transferServices`).
+    fn transfer_service(&self, svc: &Service, zone: &str, out: &mut Vec<Rr>) {
+        let ttl = self.p.ttl;
+        let base = format!("{}.{}.svc.{zone}", svc.name, svc.namespace);
+        // `emitAddressRecord`: an A or AAAA record when `host` is an address;
+        // the owner is the name an SRV record then points to ("" otherwise).
+        let emit = |out: &mut Vec<Rr>, owner: &str, host: &str| match go_parse_ip(host) {
+            Some(ip) => {
+                out.push(addr_rr(owner, ip, ttl));
+                owner.to_owned()
+            }
+            None => String::new(),
+        };
+        let srv = |owner: String, weight: u16, port: i32, target: &str| Rr {
+            owner,
+            rtype: 33,
+            ttl,
+            rdata: srv_rdata(weight, port as u16, &fqdn(target)),
+        };
+        let named = |p: &Port| {
+            format!(
+                "_{}._{}.{base}",
+                p.name.to_lowercase(),
+                p.protocol.to_lowercase()
+            )
+        };
+        match svc.kind.as_str() {
+            "ClusterIP" | "NodePort" | "LoadBalancer" => {
+                if svc
+                    .cluster_ips
+                    .first()
+                    .and_then(|c| go_parse_ip(c))
+                    .is_some()
+                {
+                    let mut host = String::new();
+                    for ip in &svc.cluster_ips {
+                        host = emit(out, &base, ip);
+                    }
+                    for p in &svc.ports {
+                        out.push(srv(base.clone(), 100, p.port, &host));
+                        // Unnamed ports have no SRV name of their own.
+                        if !p.name.is_empty() {
+                            out.push(srv(named(p), 100, p.port, &host));
+                        }
+                    }
+                    return;
+                }
+                for ep in self.snap.ep.get(&svc.key()).map_or(&[][..], Vec::as_slice) {
+                    let weight = srv_weight(ep.addresses.len());
+                    for a in &ep.addresses {
+                        emit(out, &base, &a.ip);
+                        let h = endpoint_hostname(a, self.p.endpoint_pod_names);
+                        let owner = if h.is_empty() {
+                            base.clone()
+                        } else {
+                            format!("{h}.{base}")
+                        };
+                        let host = emit(out, &owner, &a.ip);
+                        for p in ep.ports.iter().filter(|p| !p.name.is_empty()) {
+                            out.push(srv(named(p), weight, p.port, &host));
+                        }
+                    }
+                }
+            }
+            "ExternalName" if go_parse_ip(&svc.external_name).is_none() => out.push(Rr {
+                owner: base,
+                rtype: 5,
+                ttl,
+                rdata: name_wire(&fqdn(&svc.external_name)),
+            }),
+            _ => {}
         }
     }
 }

@@ -39,6 +39,7 @@ use self::answer::{Lookup, NameError, Params, PodMode, Rr, Upstream};
 use self::client::{ApiConfig, Published, WatchSet};
 use self::store::{Kind, Snapshot};
 use super::file::Fall;
+use super::transfer::link::{self, Outgoing, XfrRecord, ZoneSource};
 use crate::chain::{Ctx, Flow, Status};
 use crate::clog::{self, Level};
 use crate::config::{SetupCtx, err_once, go_atoi_err};
@@ -412,6 +413,8 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
         resolv_search: resolv_search(),
     });
     crate::metrics::contribute(client::metrics);
+    let src: Arc<dyn ZoneSource> = shared.clone();
+    link::for_block(ctx).add_source(Arc::downgrade(&src));
     Ok(KubernetesConfig { shared })
 }
 
@@ -425,6 +428,27 @@ fn resolv_search() -> Vec<Name> {
         v.pop();
     }
     v
+}
+
+impl ZoneSource for KubeShared {
+    /// CoreDNS's `Transfer`: any name in the plugin's zones.
+    fn transfer_zone(&self, zone: &Name, serial: u32) -> Option<Result<Outgoing, ()>> {
+        let zone = zone.to_string();
+        answer::longest_zone(&self.zones, &zone)?;
+        let snap = self.out.snap.load();
+        let params = self.params();
+        let l = Lookup {
+            snap: &snap,
+            p: &params,
+        };
+        let records = l.transfer(&zone, serial).into_iter().map(|r| XfrRecord {
+            owner: answer::name_wire(&r.owner),
+            rtype: r.rtype,
+            ttl: r.ttl,
+            rdata: r.rdata,
+        });
+        Some(Ok(Outgoing::Records(records.collect())))
+    }
 }
 
 impl KubeShared {

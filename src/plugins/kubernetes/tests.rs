@@ -590,3 +590,68 @@ fn rfc3339_nano() {
     assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None);
     assert_eq!(parse_rfc3339("2026-01-01T00:00:00"), None);
 }
+
+/// CoreDNS's `Transfer` (xfr.go): the SOA, the apex NS records with their
+/// addresses at TTL 0, each service's records in name order, the SOA.
+#[test]
+fn transfer_records() {
+    let all = with(PodMode::Disabled, |l| l.transfer("cluster.local.", 0));
+    let (first, last) = (&all[0], &all[all.len() - 1]);
+    assert_eq!((first.rtype, last.rtype), (6, 6));
+    assert_eq!(first, last);
+    assert_eq!(first, &with(PodMode::Disabled, |l| l.soa("cluster.local.")));
+    let want = [
+        "cluster.local. 5 IN NS 172-0-0-2.hdls1.testns.svc.cluster.local.",
+        "cluster.local. 5 IN NS dup-name.hdls1.testns.svc.cluster.local.",
+        "172-0-0-2.hdls1.testns.svc.cluster.local. 0 IN A 172.0.0.2",
+        "dup-name.hdls1.testns.svc.cluster.local. 0 IN A 172.0.0.3",
+        "db.testns.svc.cluster.local. 5 IN A 172.0.1.1",
+        "172-0-1-1.db.testns.svc.cluster.local. 5 IN A 172.0.1.1",
+        "_pg._tcp.db.testns.svc.cluster.local. 5 IN SRV 0 33 5432 172-0-1-1.db.testns.svc.cluster.local.",
+        "db.testns.svc.cluster.local. 5 IN A 172.0.1.2",
+        "172-0-1-2.db.testns.svc.cluster.local. 5 IN A 172.0.1.2",
+        "_pg._tcp.db.testns.svc.cluster.local. 5 IN SRV 0 33 5432 172-0-1-2.db.testns.svc.cluster.local.",
+        "db.testns.svc.cluster.local. 5 IN A 172.0.1.3",
+        "172-0-1-3.db.testns.svc.cluster.local. 5 IN A 172.0.1.3",
+        "_pg._tcp.db.testns.svc.cluster.local. 5 IN SRV 0 33 5432 172-0-1-3.db.testns.svc.cluster.local.",
+        "external.testns.svc.cluster.local. 5 IN CNAME ext.interwebs.test.",
+        "external-to-service.testns.svc.cluster.local. 5 IN CNAME svc1.testns.svc.cluster.local.",
+        "hdls1.testns.svc.cluster.local. 5 IN A 172.0.0.2",
+        "172-0-0-2.hdls1.testns.svc.cluster.local. 5 IN A 172.0.0.2",
+        "_http._tcp.hdls1.testns.svc.cluster.local. 5 IN SRV 0 50 80 172-0-0-2.hdls1.testns.svc.cluster.local.",
+        "hdls1.testns.svc.cluster.local. 5 IN A 172.0.0.3",
+        "dup-name.hdls1.testns.svc.cluster.local. 5 IN A 172.0.0.3",
+        "_http._tcp.hdls1.testns.svc.cluster.local. 5 IN SRV 0 50 80 dup-name.hdls1.testns.svc.cluster.local.",
+        "svc1.testns.svc.cluster.local. 5 IN A 10.0.0.1",
+        "svc1.testns.svc.cluster.local. 5 IN SRV 0 100 80 svc1.testns.svc.cluster.local.",
+        "_http._tcp.svc1.testns.svc.cluster.local. 5 IN SRV 0 100 80 svc1.testns.svc.cluster.local.",
+        "svc6.testns.svc.cluster.local. 5 IN AAAA 1234:abcd::1",
+        "svc6.testns.svc.cluster.local. 5 IN SRV 0 100 80 svc6.testns.svc.cluster.local.",
+        "_http._tcp.svc6.testns.svc.cluster.local. 5 IN SRV 0 100 80 svc6.testns.svc.cluster.local.",
+    ];
+    assert_eq!(text(&all[1..all.len() - 1]), want);
+    // IXFR: the SOA alone for the current serial, everything for another.
+    let soa_only = with(PodMode::Disabled, |l| {
+        l.transfer("cluster.local.", 1_700_000_000)
+    });
+    assert_eq!(soa_only, std::slice::from_ref(first));
+    assert_eq!(
+        with(PodMode::Disabled, |l| l.transfer("cluster.local.", 7)),
+        all
+    );
+    // Services of namespaces not exposed are left out; the apex stays.
+    let snap: Snapshot = objects().snapshot(true, 1_700_000_000, 1_700_000_001);
+    let ns: HashSet<String> = ["other".to_owned()].into();
+    let p = Params {
+        primary_zone: "cluster.local.",
+        namespaces: &ns,
+        pods: PodMode::Disabled,
+        endpoint_pod_names: false,
+        ignore_empty_service: false,
+        ttl: 5,
+        local_ips: &[],
+        zonal: false,
+    };
+    let none = Lookup { snap: &snap, p: &p }.transfer("Cluster.Local.", 0);
+    assert_eq!(none.len(), 2, "{:?}", text(&none));
+}

@@ -17,9 +17,94 @@ use crate::zone::Zone;
 
 /// A plugin that serves zones a transfer can send (CoreDNS `Transferer`).
 pub trait ZoneSource: Send + Sync {
-    /// The zone named exactly `zone` (lowercase), if this source serves it
-    /// and has data; `Err(())` when it serves it without data (SERVFAIL).
-    fn transfer_zone(&self, zone: &Name) -> Option<Result<Arc<Zone>, ()>>;
+    /// What a transfer of `zone` (lowercase) sends, if this source is
+    /// authoritative for it; `Err(())` when it serves it without data
+    /// (SERVFAIL). `serial` is an IXFR's (0 for AXFR).
+    fn transfer_zone(&self, zone: &Name, serial: u32) -> Option<Result<Outgoing, ()>>;
+}
+
+/// What a source transfers.
+pub enum Outgoing {
+    /// A loaded zone: its SOA, its records in tree order, the SOA again. The
+    /// client is up to date when its serial is the zone's.
+    Zone(Arc<Zone>),
+    /// Records made for this transfer, in the source's order, the SOA first
+    /// and last. The SOA alone is CoreDNS's IXFR fallback: the client is up
+    /// to date (CoreDNS's *transfer* checks exactly that).
+    Records(Vec<XfrRecord>),
+}
+
+/// A record of [`Outgoing::Records`] (class IN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XfrRecord {
+    /// The owner in wire form, uncompressed.
+    pub owner: Vec<u8>,
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdata: Vec<u8>,
+}
+
+/// A record as a transfer writes it: owner, type, class, TTL, RDATA.
+pub type RecordRef<'a> = (&'a [u8], u16, u16, u32, &'a [u8]);
+
+impl Outgoing {
+    /// How many records the transfer sends, the closing SOA included.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Zone(z) => z.transfer_len() + 1,
+            Self::Records(r) => r.len(),
+        }
+    }
+
+    /// Whether it sends nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Record `i` (`node` carries a zone's walk from one record to the next).
+    pub fn record(&self, i: usize, node: &mut usize) -> Option<RecordRef<'_>> {
+        match self {
+            Self::Zone(z) if i + 1 == self.len() => Self::zone_rr(z.soa_record()),
+            Self::Zone(z) => Self::zone_rr(z.transfer_record(i, node)),
+            Self::Records(r) => r
+                .get(i)
+                .map(|x| (&x.owner[..], x.rtype, 1, x.ttl, &x.rdata[..])),
+        }
+    }
+
+    fn zone_rr<'a>(r: Option<(&'a [u8], &'a crate::zone::Rr, &'a [u8])>) -> Option<RecordRef<'a>> {
+        r.map(|(o, rr, rd)| (o, rr.rtype, rr.class, rr.ttl, rd))
+    }
+
+    /// The zone's SOA record.
+    pub fn soa(&self) -> Option<RecordRef<'_>> {
+        match self {
+            Self::Zone(z) => Self::zone_rr(z.soa_record()),
+            Self::Records(r) => r
+                .first()
+                .filter(|x| x.rtype == 6)
+                .map(|x| (&x.owner[..], x.rtype, 1, x.ttl, &x.rdata[..])),
+        }
+    }
+
+    /// The SOA's serial (0 without one).
+    pub fn serial(&self) -> u32 {
+        self.soa()
+            .and_then(|(_, _, _, _, rd)| {
+                let n1 = crate::zone::name_len(rd)?;
+                let n2 = crate::zone::name_len(&rd[n1..])?;
+                (rd.len() >= n1 + n2 + 4).then(|| crate::wire::be32(rd, n1 + n2))
+            })
+            .unwrap_or(0)
+    }
+
+    /// Whether an IXFR from `serial` gets the SOA alone.
+    pub fn up_to_date(&self, serial: u32) -> bool {
+        match self {
+            Self::Zone(_) => serial != 0 && self.serial() == serial,
+            Self::Records(r) => r.len() == 1 && self.soa().is_some(),
+        }
+    }
 }
 
 /// The block's *transfer* settings as the zone sources need them.

@@ -1,8 +1,8 @@
 //! *transfer*: zone transfers out (AXFR, and IXFR answered as CoreDNS does:
 //! a single SOA when the client has the current serial, else the whole zone)
-//! for the zones of *file*, *auto* and *secondary* in the same block, over
-//! TCP only, to the addresses of `to` (`*` = anyone); NOTIFY out on changes
-//! (plugins.md E).
+//! for the zones of *file*, *auto*, *secondary* and *kubernetes* in the same
+//! block, over TCP only, to the addresses of `to` (`*` = anyone); NOTIFY out
+//! on changes (plugins.md E).
 //!
 //! A transfer is a stream of messages on one TCP connection: the first goes
 //! into the reply buffer, the rest are produced one by one by [`XfrStream`]
@@ -24,8 +24,8 @@ use crate::chain::{Ctx, Flow, Proto, Status};
 use crate::clog::{self, Level};
 use crate::config::SetupCtx;
 use crate::wire::{HEADER_LEN, MsgIndex, Name, be32, flags, hdr};
-use crate::zone::{Zone, name_len};
-use link::{BlockLink, NotifyTargets};
+use crate::zone::name_len;
+use link::{BlockLink, NotifyTargets, Outgoing};
 
 /// Most octets of records per transfer message (CoreDNS's batch size).
 const BATCH: usize = 63_000;
@@ -201,29 +201,29 @@ impl Transfer {
                 None => return Flow::Return(Status::rcode(2)),
             }
         }
-        let mut zone = None;
+        let mut data = None;
         for src in self.link.sources() {
-            match src.transfer_zone(&qname) {
+            match src.transfer_zone(&qname, serial) {
                 None => continue,
                 Some(Ok(z)) => {
-                    zone = Some(z);
+                    data = Some(z);
                     break;
                 }
                 Some(Err(())) => return Flow::Return(Status::rcode(2)),
             }
         }
-        let Some(zone) = zone else {
+        let Some(data) = data else {
             return Flow::Next;
         };
-        let Some((owner, soa, soa_rd)) = zone.soa_record() else {
+        let Some((owner, rtype, class, ttl, soa_rd)) = data.soa() else {
             return Flow::Return(Status::rcode(2));
         };
-        let zserial = zone.serial().unwrap_or(0);
+        let zserial = data.serial();
         let qtext = ctx.req.qname.to_string();
-        if serial != 0 && zserial == serial {
-            let (owner, soa, soa_rd) = (owner.to_vec(), *soa, soa_rd.to_vec());
+        if data.up_to_date(serial) {
+            let (owner, soa_rd) = (owner.to_vec(), soa_rd.to_vec());
             let mut b = ctx.reply();
-            b.rr_wire(&owner, soa.rtype, soa.class, soa.ttl, &soa_rd);
+            b.rr_wire(&owner, rtype, class, ttl, &soa_rd);
             b.finish();
             ctx.written = true;
             clog::log(
@@ -241,7 +241,7 @@ impl Transfer {
         let f = flags::QR | flags::AA | (rf & (flags::RD | flags::CD));
         head[2..].copy_from_slice(&f.to_be_bytes());
         let mut s = XfrStream {
-            zone,
+            data,
             head,
             question: ctx.req.question_wire().to_vec(),
             next: 0,
@@ -281,7 +281,7 @@ fn ixfr_serial(msg: &[u8]) -> Option<u32> {
 /// 63000 octets, ending with the SOA; each message answers the request
 /// (miekg `Transfer.Out`: ID, question, AA).
 pub struct XfrStream {
-    zone: Arc<Zone>,
+    data: Outgoing,
     head: [u8; 4],
     question: Vec<u8>,
     next: usize,
@@ -303,16 +303,12 @@ impl XfrStream {
         out.extend_from_slice(&self.head);
         out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
         out.extend_from_slice(&self.question);
-        let total = self.zone.transfer_len() + 1;
+        let total = self.data.len();
         let mut n: u16 = 0;
         let mut batch = 0usize;
         while self.next < total {
-            let rec = if self.next + 1 == total {
-                self.zone.soa_record()
-            } else {
-                self.zone.transfer_record(self.next, &mut self.node)
-            };
-            let Some((owner, rr, rd)) = rec else {
+            let Some((owner, rtype, class, ttl, rd)) = self.data.record(self.next, &mut self.node)
+            else {
                 self.next += 1;
                 continue;
             };
@@ -321,9 +317,9 @@ impl XfrStream {
                 break;
             }
             out.extend_from_slice(&owner[..name_len(owner).unwrap_or(owner.len())]);
-            out.extend_from_slice(&rr.rtype.to_be_bytes());
-            out.extend_from_slice(&rr.class.to_be_bytes());
-            out.extend_from_slice(&rr.ttl.to_be_bytes());
+            out.extend_from_slice(&rtype.to_be_bytes());
+            out.extend_from_slice(&class.to_be_bytes());
+            out.extend_from_slice(&ttl.to_be_bytes());
             out.extend_from_slice(&(rd.len() as u16).to_be_bytes());
             out.extend_from_slice(rd);
             batch += len;
