@@ -64,7 +64,7 @@ fn cluster() -> Objects {
 }
 
 fn bench(c: &mut Criterion) {
-    let snap = cluster().snapshot(true, 1_700_000_000, 1_700_000_001);
+    let snap = cluster().snapshot(true, [1_700_000_000, 1_700_000_001, 1_700_000_002]);
     let ns = HashSet::new();
     let local: Vec<IpAddr> = Vec::new();
     let p = Params {
@@ -76,6 +76,7 @@ fn bench(c: &mut Criterion) {
         ttl: 5,
         local_ips: &local,
         zonal: false,
+        multicluster: &[],
     };
     let l = Lookup { snap: &snap, p: &p };
     let z = "cluster.local.";

@@ -135,7 +135,11 @@ fn error_table() {
         ),
         (
             ". {\n kubernetes cluster.local {\n  multicluster clusterset.local\n }\n}",
-            "plugin/kubernetes: Corefile:3 - Error during parsing: multicluster is not supported by ringdns yet",
+            "plugin/kubernetes: Corefile:4 - Error during parsing: is not authoritative for the multicluster zone clusterset.local. (authoritative zones: [cluster.local.])",
+        ),
+        (
+            ". {\n kubernetes coredns.local clusterset.local {\n  multicluster clusterset.local test.local\n }\n}",
+            "plugin/kubernetes: Corefile:4 - Error during parsing: is not authoritative for the multicluster zone test.local. (authoritative zones: [coredns.local. clusterset.local.])",
         ),
         (
             ". {\n kubernetes cluster.local {\n  zonal x\n }\n}",

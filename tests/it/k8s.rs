@@ -110,6 +110,13 @@ impl FakeApi {
     }
 }
 
+/// The one label selector the stand-in evaluates: the MCS service-name label
+/// exists (what *kubernetes* asks for imported EndpointSlices).
+fn selected(query: &str, obj: &str) -> bool {
+    !query.contains("labelSelector=multicluster.kubernetes.io%2Fservice-name")
+        || obj.contains("\"multicluster.kubernetes.io/service-name\"")
+}
+
 fn serve<S: std::io::Read + Write>(c: S, st: &Mutex<ApiState>) {
     let mut r = BufReader::new(c);
     let mut line = String::new();
@@ -149,8 +156,11 @@ fn serve<S: std::io::Read + Write>(c: S, st: &Mutex<ApiState>) {
             }
             let new: Vec<String> = {
                 let g = st.lock().expect("lock");
-                let mine: Vec<&(String, String)> =
-                    g.events.iter().filter(|(p, _)| p == path).collect();
+                let mine: Vec<&(String, String)> = g
+                    .events
+                    .iter()
+                    .filter(|(p, l)| p == path && selected(query, l))
+                    .collect();
                 mine[sent..].iter().map(|(_, l)| l.clone()).collect()
             };
             for l in new {
@@ -174,7 +184,10 @@ fn serve<S: std::io::Read + Write>(c: S, st: &Mutex<ApiState>) {
         .lists
         .get(path)
         .cloned()
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| selected(query, o))
+        .collect::<Vec<_>>();
     let body = format!(
         "{{\"kind\":\"List\",\"metadata\":{{\"resourceVersion\":\"100\"}},\"items\":[{}]}}",
         items.join(",")
@@ -1221,6 +1234,190 @@ fn kubernetes_zone_transfer() {
         assert!(
             out.contains("Transfer failed") || out.contains("REFUSED"),
             "{be}: {out}"
+        );
+    }
+}
+
+const IMPORTS: &str = "/apis/multicluster.x-k8s.io/v1alpha1/serviceimports";
+
+/// `multicluster`: names in the cluster-set zone answer from ServiceImports and
+/// the imported EndpointSlices of every cluster, the cluster zone from
+/// Services; the cluster-set SOA serial is 0 until an import is updated (as in
+/// CoreDNS); an AXFR lists the imports.
+#[test]
+fn kubernetes_multicluster() {
+    for be in backends() {
+        let api = FakeApi::start(&[
+            (
+                NS,
+                r#"{"metadata":{"name":"testns","resourceVersion":"1"}}"#,
+            ),
+            (
+                SVC,
+                r#"{"metadata":{"name":"svc1","namespace":"testns","resourceVersion":"2"},
+                    "spec":{"clusterIP":"10.0.0.1","ports":[{"name":"http","protocol":"TCP","port":80}]}}"#,
+            ),
+            (
+                IMPORTS,
+                r#"{"metadata":{"name":"svc1","namespace":"testns","resourceVersion":"3"},
+                    "spec":{"type":"ClusterSetIP","ips":["10.1.0.1"],
+                            "ports":[{"name":"http","protocol":"TCP","port":80}]}}"#,
+            ),
+            (
+                IMPORTS,
+                r#"{"metadata":{"name":"hdls","namespace":"testns","resourceVersion":"4"},
+                    "spec":{"type":"Headless"}}"#,
+            ),
+            (
+                EPS,
+                r#"{"metadata":{"name":"hdls-c1","namespace":"testns","resourceVersion":"5",
+                                "labels":{"multicluster.kubernetes.io/service-name":"hdls",
+                                          "multicluster.kubernetes.io/source-cluster":"cluster1"}},
+                    "addressType":"IPv4",
+                    "endpoints":[{"addresses":["172.18.0.2"],"hostname":"a"}],
+                    "ports":[{"name":"http","protocol":"TCP","port":80}]}"#,
+            ),
+            (
+                EPS,
+                r#"{"metadata":{"name":"hdls-c2","namespace":"testns","resourceVersion":"6",
+                                "labels":{"multicluster.kubernetes.io/service-name":"hdls",
+                                          "multicluster.kubernetes.io/source-cluster":"cluster2"}},
+                    "addressType":"IPv4",
+                    "endpoints":[{"addresses":["172.18.0.3"]}],
+                    "ports":[{"name":"http","protocol":"TCP","port":80}]}"#,
+            ),
+        ]);
+        let s = TestServer::start(
+            &format!(
+                "cluster.local:{{port}} clusterset.local:{{port}} {{
+ transfer {{
+  to *
+ }}
+ kubernetes cluster.local clusterset.local {{
+  endpoint http://127.0.0.1:{}
+  multicluster clusterset.local
+ }}
+}}
+",
+                api.port
+            ),
+            be,
+        );
+        let a = |q: &str, t: &str| sorted(section(&s.dig(&[q, t]), "ANSWER"));
+        assert_eq!(
+            a("svc1.testns.svc.clusterset.local", "A"),
+            ["svc1.testns.svc.clusterset.local. 5 IN A 10.1.0.1"],
+            "{be}"
+        );
+        assert_eq!(
+            a("svc1.testns.svc.cluster.local", "A"),
+            ["svc1.testns.svc.cluster.local. 5 IN A 10.0.0.1"],
+            "{be}"
+        );
+        assert_eq!(
+            a("hdls.testns.svc.clusterset.local", "A"),
+            [
+                "hdls.testns.svc.clusterset.local. 5 IN A 172.18.0.2",
+                "hdls.testns.svc.clusterset.local. 5 IN A 172.18.0.3"
+            ],
+            "{be}"
+        );
+        assert_eq!(
+            a("a.cluster1.hdls.testns.svc.clusterset.local", "A"),
+            ["a.cluster1.hdls.testns.svc.clusterset.local. 5 IN A 172.18.0.2"],
+            "{be}"
+        );
+        let out = s.dig(&["_http._tcp.hdls.testns.svc.clusterset.local", "SRV"]);
+        assert_eq!(
+            sorted(section(&out, "ANSWER")),
+            [
+                "_http._tcp.hdls.testns.svc.clusterset.local. 5 IN SRV 0 50 80 172-18-0-3.cluster2.hdls.testns.svc.clusterset.local.",
+                "_http._tcp.hdls.testns.svc.clusterset.local. 5 IN SRV 0 50 80 a.cluster1.hdls.testns.svc.clusterset.local."
+            ],
+            "{be}: {out}"
+        );
+        // The imported slices are not the cluster zone's endpoints.
+        let out = s.dig(&["hdls.testns.svc.cluster.local", "A"]);
+        assert_eq!(dig_status(&out), "NXDOMAIN", "{be}: {out}");
+        // The cluster-set SOA serial: 0 until an import is updated.
+        let soa = |z: &str| section(&s.dig(&[z, "SOA"]), "ANSWER");
+        assert_eq!(
+            soa("clusterset.local"),
+            [
+                "clusterset.local. 5 IN SOA ns.dns.clusterset.local. hostmaster.clusterset.local. 0 7200 1800 86400 5"
+            ],
+            "{be}"
+        );
+        assert_ne!(soa("cluster.local")[0].split(' ').nth(6), Some("0"), "{be}");
+        // A transfer of the cluster-set zone lists the imports.
+        let out = s.dig(&["clusterset.local", "AXFR"]);
+        let recs: Vec<String> = out
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with(';'))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|l| !l.contains(" IN NS ") && !l.starts_with("ns.dns."))
+            .collect();
+        assert_eq!(
+            recs[1..recs.len() - 1],
+            [
+                "hdls.testns.svc.clusterset.local. 5 IN A 172.18.0.2",
+                "a.hdls.testns.svc.clusterset.local. 5 IN A 172.18.0.2",
+                "_http._tcp.hdls.testns.svc.clusterset.local. 5 IN SRV 0 100 80 a.hdls.testns.svc.clusterset.local.",
+                "hdls.testns.svc.clusterset.local. 5 IN A 172.18.0.3",
+                "172-18-0-3.hdls.testns.svc.clusterset.local. 5 IN A 172.18.0.3",
+                "_http._tcp.hdls.testns.svc.clusterset.local. 5 IN SRV 0 100 80 172-18-0-3.hdls.testns.svc.clusterset.local.",
+                "svc1.testns.svc.clusterset.local. 5 IN A 10.1.0.1",
+                "svc1.testns.svc.clusterset.local. 5 IN SRV 0 100 80 svc1.testns.svc.clusterset.local.",
+                "_http._tcp.svc1.testns.svc.clusterset.local. 5 IN SRV 0 100 80 svc1.testns.svc.clusterset.local.",
+            ],
+            "{be}: {out}"
+        );
+        // An import updated (a port) moves the cluster-set serial; a new one answers.
+        api.event(
+            IMPORTS,
+            "MODIFIED",
+            r#"{"metadata":{"name":"svc1","namespace":"testns","resourceVersion":"7"},
+                "spec":{"type":"ClusterSetIP","ips":["10.1.0.1"],
+                        "ports":[{"name":"https","protocol":"TCP","port":443}]}}"#,
+        );
+        api.event(
+            IMPORTS,
+            "ADDED",
+            r#"{"metadata":{"name":"svc2","namespace":"testns","resourceVersion":"8"},
+                "spec":{"type":"ClusterSetIP","ips":["10.1.0.2"],
+                        "ports":[{"name":"http","protocol":"TCP","port":80}]}}"#,
+        );
+        assert!(
+            wait_for(Duration::from_secs(5), || {
+                a("svc2.testns.svc.clusterset.local", "A")
+                    == ["svc2.testns.svc.clusterset.local. 5 IN A 10.1.0.2"]
+            }),
+            "{be}"
+        );
+        assert_ne!(
+            soa("clusterset.local")[0].split(' ').nth(6),
+            Some("0"),
+            "{be}"
+        );
+        let out = s.dig(&["_https._tcp.svc1.testns.svc.clusterset.local", "SRV"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            [
+                "_https._tcp.svc1.testns.svc.clusterset.local. 5 IN SRV 0 100 443 svc1.testns.svc.clusterset.local."
+            ],
+            "{be}: {out}"
+        );
+        // What was asked of the API server: the imports, and the slices with
+        // the MCS label.
+        let reqs = api.requests();
+        assert!(
+            reqs.iter().any(|r| r.starts_with(IMPORTS)),
+            "{be}: {reqs:?}"
+        );
+        assert!(
+            reqs.iter().any(|r| r.starts_with(EPS)
+                && r.contains("labelSelector=multicluster.kubernetes.io%2Fservice-name")),
+            "{be}: {reqs:?}"
         );
     }
 }

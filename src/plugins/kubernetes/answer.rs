@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::store::{Address, Port, Service, Snapshot};
+use super::store::{Address, Endpoints, Port, Service, ServiceImport, Snapshot};
 
 /// CoreDNS's `DNSSchemaVersion`.
 pub const SCHEMA_VERSION: &str = "1.1.0";
@@ -30,6 +30,8 @@ pub struct Params<'a> {
     pub local_ips: &'a [IpAddr],
     /// `zonal`: zone-scoped names of headless services.
     pub zonal: bool,
+    /// `multicluster`: the zones answered from ServiceImports.
+    pub multicluster: &'a [String],
 }
 
 /// `pods`.
@@ -120,6 +122,8 @@ pub struct Request {
     pub port: String,
     pub protocol: String,
     pub endpoint: String,
+    /// The cluster ID of `ENDPOINT.CLUSTER.SERVICE.NS.svc` in a multicluster zone.
+    pub cluster: String,
     pub service: String,
     pub namespace: String,
     pub pod_or_svc: String,
@@ -189,8 +193,15 @@ pub fn is_subdomain(parent: &str, child: &str) -> bool {
             .all(|(a, b)| a.eq_ignore_ascii_case(b))
 }
 
-/// CoreDNS's `parseRequest` (without `multicluster`; `zonal` names when `zonal`).
-pub fn parse_request(name: &str, zone: &str, zonal: bool) -> Result<Request, NameError> {
+/// CoreDNS's `parseRequest`: in a `multicluster` zone two labels before the
+/// service are an endpoint and its cluster (unless either starts with `_`);
+/// `zonal` names when `zonal` (never in a multicluster zone).
+pub fn parse_request(
+    name: &str,
+    zone: &str,
+    multicluster: bool,
+    zonal: bool,
+) -> Result<Request, NameError> {
     let mut r = Request::default();
     let Some(base) = trim_zone(name, zone) else {
         return Ok(r);
@@ -216,13 +227,21 @@ pub fn parse_request(name: &str, zone: &str, zonal: bool) -> Result<Request, Nam
     match (segs.next(), segs.next(), segs.next()) {
         (None, _, _) => {}
         (Some(ep), None, _) => r.endpoint = ep.to_owned(),
-        (Some(proto), Some(port), None) => {
+        (Some(proto), Some(port), None)
+            if !multicluster || proto.starts_with('_') || port.starts_with('_') =>
+        {
             r.protocol = strip_underscore(proto).to_owned();
             r.port = strip_underscore(port).to_owned();
         }
+        (Some(cluster), Some(ep), None) => {
+            r.cluster = cluster.to_owned();
+            r.endpoint = ep.to_owned();
+        }
         // A zone-scoped name: the zone is every label left of the directive
         // (zone label values may hold dots); anything else is too long.
-        (Some("_zone"), Some(directive), Some(_)) if zonal && r.pod_or_svc == "svc" => {
+        (Some("_zone"), Some(directive), Some(_))
+            if zonal && !multicluster && r.pod_or_svc == "svc" =>
+        {
             match directive {
                 "pin" => {}
                 "prefer" => r.zone_prefer = true,
@@ -300,7 +319,8 @@ impl Lookup<'_> {
     /// `Records`; without `domains` the records' `domain` (which only SRV
     /// answers read) is left empty instead of built per record.
     fn records_with(&self, name: &str, zone: &str, domains: bool) -> Result<Vec<Svc>, NameError> {
-        let r = parse_request(name, zone, self.p.zonal)?;
+        let multicluster = self.multicluster(zone);
+        let r = parse_request(name, zone, multicluster, self.p.zonal)?;
         if r.pod_or_svc.is_empty() {
             return Ok(Vec::new());
         }
@@ -313,7 +333,87 @@ impl Lookup<'_> {
         if r.pod_or_svc == "pod" {
             return self.find_pods(&r, zone);
         }
+        if multicluster {
+            return self.find_imports(&r, zone, domains);
+        }
         self.find_services(&r, zone, domains)
+    }
+
+    /// `isMultiClusterZone`: `zone` (a plugin zone) is in a multicluster zone.
+    pub fn multicluster(&self, zone: &str) -> bool {
+        !self.p.multicluster.is_empty()
+            && longest_zone(self.p.multicluster, &zone.to_ascii_lowercase()).is_some()
+    }
+
+    /// `findMultiClusterServices`: a ServiceImport's cluster-set IPs, or the
+    /// endpoints of every cluster for a headless import or an endpoint name
+    /// (`ENDPOINT.CLUSTER.SERVICE...`, whose records are named so).
+    fn find_imports(&self, r: &Request, zone: &str, domains: bool) -> Result<Vec<Svc>, NameError> {
+        if r.service.is_empty() {
+            return Ok(Vec::new());
+        }
+        let idx = format!("{}.{}", r.service, r.namespace);
+        let eps = self.snap.mc_ep.get(&idx).map_or(&[][..], Vec::as_slice);
+        let mut found = false;
+        let mut out = Vec::new();
+        for svc in self.snap.imports.get(&idx).map_or(&[][..], Vec::as_slice) {
+            if !matches(&r.namespace, &svc.namespace) || !matches(&r.service, &svc.name) {
+                continue;
+            }
+            if self.p.ignore_empty_service
+                && !svc.headless()
+                && eps.iter().all(|e| e.ep.addresses.is_empty())
+            {
+                continue;
+            }
+            if svc.headless() || !r.endpoint.is_empty() {
+                for ep in eps.iter().filter(|e| e.index == svc.key()) {
+                    for a in &ep.ep.addresses {
+                        let host = endpoint_hostname(a, self.p.endpoint_pod_names);
+                        if !r.endpoint.is_empty()
+                            && (!matches(&r.cluster, &ep.cluster) || !matches(&r.endpoint, &host))
+                        {
+                            continue;
+                        }
+                        for p in &ep.ep.ports {
+                            if !port_proto(&r.port, &p.name, &r.protocol, &p.protocol) {
+                                continue;
+                            }
+                            let domain = if domains {
+                                let mut d = format!(
+                                    "{}.{}.{}.svc.{zone}",
+                                    ep.cluster, svc.name, svc.namespace
+                                );
+                                if !host.is_empty() {
+                                    d = format!("{host}.{d}");
+                                }
+                                d
+                            } else {
+                                String::new()
+                            };
+                            found = true;
+                            out.push(Svc::new(a.ip.clone(), p.port, self.p.ttl, domain));
+                        }
+                    }
+                }
+                continue;
+            }
+            let domain = if domains {
+                format!("{}.{}.svc.{zone}", svc.name, svc.namespace)
+            } else {
+                String::new()
+            };
+            for p in &svc.ports {
+                if !port_proto(&r.port, &p.name, &r.protocol, &p.protocol) {
+                    continue;
+                }
+                found = true;
+                for ip in &svc.ips {
+                    out.push(Svc::new(ip.clone(), p.port, self.p.ttl, domain.clone()));
+                }
+            }
+        }
+        if found { Ok(out) } else { Err(NameError) }
     }
 
     fn find_pods(&self, r: &Request, zone: &str) -> Result<Vec<Svc>, NameError> {
@@ -473,7 +573,7 @@ impl Lookup<'_> {
                     // A zone-scoped name that exists is NODATA for every type.
                     Ok(_)
                         if self.p.zonal
-                            && parse_request(name, zone, true)
+                            && parse_request(name, zone, self.multicluster(zone), true)
                                 .is_ok_and(|r| !r.zone.is_empty()) =>
                     {
                         Ok(Vec::new())
@@ -798,8 +898,19 @@ impl Lookup<'_> {
         self.services(name, zone, 15).map(drop)
     }
 
-    /// The SOA record of `zone` (`plugin.SOA`).
+    /// The SOA record of `zone` (`plugin.SOA`); its serial is the time of the
+    /// last change, of the imports' in a multicluster zone (`Serial`).
     pub fn soa(&self, zone: &str) -> Rr {
+        let serial = if self.multicluster(zone) {
+            self.snap.modified_mc
+        } else {
+            self.snap.modified
+        };
+        self.soa_serial(zone, serial as u32)
+    }
+
+    /// The SOA record of `zone` with `serial`.
+    fn soa_serial(&self, zone: &str, serial: u32) -> Rr {
         let ttl = self.p.ttl;
         // `ns.dns.ZONE` and `hostmaster.ZONE`: the labels put before the zone's
         // wire form (parsed once), or parsed whole when that would be too long.
@@ -816,7 +927,7 @@ impl Lookup<'_> {
         rd.extend_from_slice(&prefixed(b"\x0ahostmaster", &|| {
             format!("hostmaster.{zone}")
         }));
-        for v in [self.snap.modified as u32, 7200, 1800, 86400, ttl] {
+        for v in [serial, 7200, 1800, 86400, ttl] {
             rd.extend_from_slice(&v.to_be_bytes());
         }
         Rr {
@@ -833,10 +944,19 @@ impl Lookup<'_> {
     /// name in the plugin's zones): the SOA, the apex NS records and their
     /// addresses (TTL 0, as `nsAddrs` leaves them), every exposed service's
     /// records in name order, the SOA again. The SOA alone when `serial` is the
-    /// current one (IXFR).
+    /// current one (IXFR). A multicluster zone lists its ServiceImports; its
+    /// SOA still carries the cluster zones' serial (CoreDNS asks `Serial` with
+    /// no zone).
     pub fn transfer(&self, zone: &str, serial: u32) -> Vec<Rr> {
-        let soa = self.soa(zone);
-        if serial != 0 && self.snap.modified as u32 == serial {
+        // `isMultiClusterZone("")`: only the root holds the empty name.
+        let no_zone_mc = self.p.multicluster.iter().any(|z| z == ".");
+        let current = if no_zone_mc {
+            self.snap.modified_mc
+        } else {
+            self.snap.modified
+        } as u32;
+        let soa = self.soa_serial(zone, current);
+        if serial != 0 && current == serial {
             return vec![soa];
         }
         let ttl = self.p.ttl;
@@ -856,43 +976,32 @@ impl Lookup<'_> {
         for (n, ip) in &addrs {
             out.push(addr_rr(&fqdn(n), *ip, 0));
         }
-        let mut services: Vec<&Arc<Service>> = self.snap.svc.values().flatten().collect();
-        services.sort_by(|a, b| (&a.name, &a.namespace).cmp(&(&b.name, &b.namespace)));
-        for svc in services {
-            if self.ns_exposed(&svc.namespace) {
-                self.transfer_service(svc, zone, &mut out);
+        if self.multicluster(zone) {
+            let mut imports: Vec<&Arc<ServiceImport>> =
+                self.snap.imports.values().flatten().collect();
+            imports.sort_by(|a, b| (&a.name, &a.namespace).cmp(&(&b.name, &b.namespace)));
+            for i in imports {
+                if self.ns_exposed(&i.namespace) {
+                    self.transfer_import(i, zone, &mut out);
+                }
+            }
+        } else {
+            let mut services: Vec<&Arc<Service>> = self.snap.svc.values().flatten().collect();
+            services.sort_by(|a, b| (&a.name, &a.namespace).cmp(&(&b.name, &b.namespace)));
+            for svc in services {
+                if self.ns_exposed(&svc.namespace) {
+                    self.transfer_service(svc, zone, &mut out);
+                }
             }
         }
         out.push(soa);
         out
     }
 
-    /// One service's records (`transferServices`).
+    /// One service's records (`transferServices`): its cluster IPs with an SRV
+    /// record per port, a headless service's endpoints, an ExternalName CNAME.
     fn transfer_service(&self, svc: &Service, zone: &str, out: &mut Vec<Rr>) {
-        let ttl = self.p.ttl;
         let base = format!("{}.{}.svc.{zone}", svc.name, svc.namespace);
-        // `emitAddressRecord`: an A or AAAA record when `host` is an address;
-        // the owner is the name an SRV record then points to ("" otherwise).
-        let emit = |out: &mut Vec<Rr>, owner: &str, host: &str| match go_parse_ip(host) {
-            Some(ip) => {
-                out.push(addr_rr(owner, ip, ttl));
-                owner.to_owned()
-            }
-            None => String::new(),
-        };
-        let srv = |owner: String, weight: u16, port: i32, target: &str| Rr {
-            owner,
-            rtype: 33,
-            ttl,
-            rdata: srv_rdata(weight, port as u16, &fqdn(target)),
-        };
-        let named = |p: &Port| {
-            format!(
-                "_{}._{}.{base}",
-                p.name.to_lowercase(),
-                p.protocol.to_lowercase()
-            )
-        };
         match svc.kind.as_str() {
             "ClusterIP" | "NodePort" | "LoadBalancer" => {
                 if svc
@@ -901,45 +1010,107 @@ impl Lookup<'_> {
                     .and_then(|c| go_parse_ip(c))
                     .is_some()
                 {
-                    let mut host = String::new();
-                    for ip in &svc.cluster_ips {
-                        host = emit(out, &base, ip);
-                    }
-                    for p in &svc.ports {
-                        out.push(srv(base.clone(), 100, p.port, &host));
-                        // Unnamed ports have no SRV name of their own.
-                        if !p.name.is_empty() {
-                            out.push(srv(named(p), 100, p.port, &host));
-                        }
-                    }
+                    self.transfer_ips(out, &base, &svc.cluster_ips, &svc.ports);
                     return;
                 }
                 for ep in self.snap.ep.get(&svc.key()).map_or(&[][..], Vec::as_slice) {
-                    let weight = srv_weight(ep.addresses.len());
-                    for a in &ep.addresses {
-                        emit(out, &base, &a.ip);
-                        let h = endpoint_hostname(a, self.p.endpoint_pod_names);
-                        let owner = if h.is_empty() {
-                            base.clone()
-                        } else {
-                            format!("{h}.{base}")
-                        };
-                        let host = emit(out, &owner, &a.ip);
-                        for p in ep.ports.iter().filter(|p| !p.name.is_empty()) {
-                            out.push(srv(named(p), weight, p.port, &host));
-                        }
-                    }
+                    self.transfer_endpoints(out, &base, ep);
                 }
             }
             "ExternalName" if go_parse_ip(&svc.external_name).is_none() => out.push(Rr {
                 owner: base,
                 rtype: 5,
-                ttl,
+                ttl: self.p.ttl,
                 rdata: name_wire(&fqdn(&svc.external_name)),
             }),
             _ => {}
         }
     }
+
+    /// One ServiceImport's records (`transferMultiClusterServices`): its
+    /// cluster-set IPs and SRV records, or for a headless import the endpoints
+    /// of every cluster, named as a service's are (no cluster label, unlike the
+    /// answers).
+    fn transfer_import(&self, svc: &ServiceImport, zone: &str, out: &mut Vec<Rr>) {
+        let base = format!("{}.{}.svc.{zone}", svc.name, svc.namespace);
+        if svc.ips.first().and_then(|c| go_parse_ip(c)).is_some() {
+            self.transfer_ips(out, &base, &svc.ips, &svc.ports);
+            return;
+        }
+        for ep in self
+            .snap
+            .mc_ep
+            .get(&svc.key())
+            .map_or(&[][..], Vec::as_slice)
+        {
+            self.transfer_endpoints(out, &base, &ep.ep);
+        }
+    }
+
+    /// A record per address at `base`, then an SRV record per port (and one
+    /// under `_PORT._PROTO` for a named port) to the address records' name.
+    fn transfer_ips(&self, out: &mut Vec<Rr>, base: &str, ips: &[String], ports: &[Port]) {
+        let mut host = String::new();
+        for ip in ips {
+            host = self.emit(out, base, ip);
+        }
+        for p in ports {
+            out.push(self.srv_rr(base.to_owned(), 100, p.port, &host));
+            // Unnamed ports have no SRV name of their own.
+            if !p.name.is_empty() {
+                out.push(self.srv_rr(named_port(base, p), 100, p.port, &host));
+            }
+        }
+    }
+
+    /// An EndpointSlice's addresses: each at `base` and at its endpoint name,
+    /// with an SRV record per named port (weights split over the slice).
+    fn transfer_endpoints(&self, out: &mut Vec<Rr>, base: &str, ep: &Endpoints) {
+        let weight = srv_weight(ep.addresses.len());
+        for a in &ep.addresses {
+            self.emit(out, base, &a.ip);
+            let h = endpoint_hostname(a, self.p.endpoint_pod_names);
+            let owner = if h.is_empty() {
+                base.to_owned()
+            } else {
+                format!("{h}.{base}")
+            };
+            let host = self.emit(out, &owner, &a.ip);
+            for p in ep.ports.iter().filter(|p| !p.name.is_empty()) {
+                out.push(self.srv_rr(named_port(base, p), weight, p.port, &host));
+            }
+        }
+    }
+
+    /// `emitAddressRecord`: an A or AAAA record when `host` is an address; the
+    /// owner is what an SRV record then points to ("" otherwise).
+    fn emit(&self, out: &mut Vec<Rr>, owner: &str, host: &str) -> String {
+        match go_parse_ip(host) {
+            Some(ip) => {
+                out.push(addr_rr(owner, ip, self.p.ttl));
+                owner.to_owned()
+            }
+            None => String::new(),
+        }
+    }
+
+    fn srv_rr(&self, owner: String, weight: u16, port: i32, target: &str) -> Rr {
+        Rr {
+            owner,
+            rtype: 33,
+            ttl: self.p.ttl,
+            rdata: srv_rdata(weight, port as u16, &fqdn(target)),
+        }
+    }
+}
+
+/// `_PORT._PROTO.BASE` in lower case.
+fn named_port(base: &str, p: &Port) -> String {
+    format!(
+        "_{}._{}.{base}",
+        p.name.to_lowercase(),
+        p.protocol.to_lowercase()
+    )
 }
 
 /// A record source for *k8s_external* (CoreDNS's `msg.Service` as `External`

@@ -216,6 +216,9 @@ pub struct WatchSet {
     pub namespace_labels: Option<String>,
     /// `zonal`: endpoint slices keep their endpoints' zones.
     pub zonal: bool,
+    /// The label selector of the multicluster EndpointSlices: `labels` and
+    /// `multicluster.kubernetes.io/service-name` (exists).
+    pub mc_labels: String,
 }
 
 enum Event {
@@ -245,7 +248,9 @@ async fn run(cfg: ApiConfig, set: WatchSet, out: Arc<Published>) {
     let mut tasks = Vec::new();
     for &kind in &set.kinds {
         let sel = match kind {
-            Kind::Namespaces => set.namespace_labels.clone(),
+            // CoreDNS lists ServiceImports with the namespace selector.
+            Kind::Namespaces | Kind::ServiceImports => set.namespace_labels.clone(),
+            Kind::McEndpoints => Some(set.mc_labels.clone()),
             _ => set.labels.clone(),
         };
         tasks.push(tokio::spawn(reflect(
@@ -260,8 +265,7 @@ async fn run(cfg: ApiConfig, set: WatchSet, out: Arc<Published>) {
     drop(tx);
     let mut objs = Objects::default();
     let mut listed: HashSet<Kind> = HashSet::new();
-    let mut modified = 0i64;
-    let mut modified_ext = 0i64;
+    let mut modified = [0i64; 3];
     loop {
         let ev = tokio::select! {
             () = out.stop.notified() => break,
@@ -277,14 +281,16 @@ async fn run(cfg: ApiConfig, set: WatchSet, out: Arc<Published>) {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         if ch == Change::Modified {
-            modified = now;
+            modified[0] = now;
         }
         if std::mem::take(&mut objs.ext_changed) {
-            modified_ext = now;
+            modified[1] = now;
+        }
+        if std::mem::take(&mut objs.mc_changed) {
+            modified[2] = now;
         }
         let synced = set.kinds.iter().all(|k| listed.contains(k));
-        out.snap
-            .store(Arc::new(objs.snapshot(synced, modified, modified_ext)));
+        out.snap.store(Arc::new(objs.snapshot(synced, modified)));
     }
     for t in tasks {
         t.abort();
@@ -320,12 +326,17 @@ fn apply(objs: &mut Objects, listed: &mut HashSet<Kind>, ev: Event) -> Change {
 /// An EndpointSlice the store already has at the same resource version (a relist after
 /// a watch ended): CoreDNS's `detectChanges` returns before it records any latency.
 fn unchanged(objs: &Objects, key: &str, o: &Object) -> bool {
-    let Object::Endpoints(n) = o else {
-        return false;
-    };
-    objs.endpoints
-        .get(key)
-        .is_some_and(|e| e.version == n.version)
+    match o {
+        Object::Endpoints(n) => objs
+            .endpoints
+            .get(key)
+            .is_some_and(|e| e.version == n.version),
+        Object::McEndpoints(n) => objs
+            .mc_endpoints
+            .get(key)
+            .is_some_and(|e| e.ep.version == n.ep.version),
+        _ => false,
+    }
 }
 
 /// `coredns_kubernetes_dns_programming_duration_seconds`: ExponentialBuckets(0.001, 2, 20).
@@ -348,7 +359,12 @@ static PROGRAMMING: Mutex<std::collections::BTreeMap<&'static str, Hist<20>>> =
 /// `last-change-trigger-time` annotation is set and whose service is known (exactly
 /// one), the time from that change until now.
 fn programming_latency(objs: &Objects, o: &Object) {
-    let Object::Endpoints(ep) = o else { return };
+    let ep = match o {
+        Object::Endpoints(ep) => &**ep,
+        // Found through `kubernetes.io/service-name` as well.
+        Object::McEndpoints(m) => &m.ep,
+        _ => return,
+    };
     let Some(trigger) = &ep.trigger else { return };
     let Some(tt) = super::store::parse_rfc3339(trigger) else {
         clog::log(
@@ -431,6 +447,8 @@ fn type_name(kind: Kind) -> &'static str {
         Kind::Endpoints => "*v1.EndpointSlice",
         Kind::Namespaces => "*v1.Namespace",
         Kind::Pods => "*v1.Pod",
+        Kind::ServiceImports => "*v1alpha1.ServiceImport",
+        Kind::McEndpoints => "*v1.EndpointSlice",
     }
 }
 

@@ -12,10 +12,11 @@
 //!
 //! `zonal` answers zone-scoped names of headless services
 //! (`ZONE.pin|prefer._zone.SERVICE.NS.svc.ZONE`) from the endpoints' zones and
-//! publishes `kubernetes/zone`. Not built, and failing at startup naming
-//! itself: `multicluster`.
+//! publishes `kubernetes/zone`. `multicluster` zones answer from the MCS API's
+//! ServiceImports and imported EndpointSlices. With *transfer* in the block,
+//! the zones can be transferred (CoreDNS's `xfr.go`).
 //!
-//! CoreDNS: `plugin/kubernetes/{setup,kubernetes,handler,parse,reverse,ns,local}.go`,
+//! CoreDNS: `plugin/kubernetes/{setup,kubernetes,handler,parse,reverse,ns,local,xfr}.go`,
 //! `plugin/kubernetes/object`, `plugin/backend_lookup.go`.
 
 pub mod answer;
@@ -46,6 +47,9 @@ use crate::config::{SetupCtx, err_once, go_atoi_err};
 use crate::wire::SectionKind;
 use crate::wire::{Name, flags};
 
+/// The MCS API's label naming an imported EndpointSlice's service.
+const MCS_SERVICE_NAME: &str = "multicluster.kubernetes.io/service-name";
+
 /// The parsed plugin and its watcher's output.
 pub struct KubeShared {
     /// The zones, normalised (lower case, fully qualified).
@@ -55,6 +59,8 @@ pub struct KubeShared {
     pods: PodMode,
     endpoint_pod_names: bool,
     ignore_empty_service: bool,
+    /// `multicluster` zones (normalised).
+    multicluster: Vec<String>,
     ttl: u32,
     fall: Fall,
     startup_timeout: Duration,
@@ -133,6 +139,7 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
     let mut namespace_labels = None;
     let mut noendpoints = false;
     let mut zonal = false;
+    let mut multicluster: Vec<String> = Vec::new();
     let mut qps = 0f32;
     let mut burst = 0usize;
     let mut max_inflight = 0usize;
@@ -326,7 +333,13 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
                     zonal = true;
                 }
                 "multicluster" => {
-                    return Err(w(d.err(format!("{opt} is not supported by ringdns yet"))));
+                    // `OriginsFromArgsOrServerBlock(args, [])`: none without arguments.
+                    let a = d.remaining_args();
+                    multicluster = if a.is_empty() {
+                        Vec::new()
+                    } else {
+                        ctx.origins(&a)
+                    };
                 }
                 other => return Err(w(d.err(format!("unknown property '{other}'")))),
             }
@@ -336,6 +349,12 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
         return Err(w(
             d.err("namespaces and namespace_labels cannot both be set")
         ));
+    }
+    if let Some(z) = multicluster.iter().find(|z| !zones.contains(z)) {
+        return Err(w(d.err(format!(
+            "is not authoritative for the multicluster zone {z} (authoritative zones: [{}])",
+            zones.join(" ")
+        ))));
     }
     if zonal && noendpoints {
         return Err(w(
@@ -387,6 +406,15 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
         kinds.push(Kind::Pods);
     }
     kinds.push(Kind::Namespaces);
+    if !multicluster.is_empty() {
+        kinds.push(Kind::ServiceImports);
+        kinds.push(Kind::McEndpoints);
+    }
+    let mc_labels = match &labels {
+        Some(l) => selector::normalize(&format!("{l},{MCS_SERVICE_NAME}"))
+            .unwrap_or_else(|_| MCS_SERVICE_NAME.to_owned()),
+        None => MCS_SERVICE_NAME.to_owned(),
+    };
     let shared = Arc::new(KubeShared {
         zones,
         primary,
@@ -394,6 +422,10 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
         pods,
         endpoint_pod_names,
         ignore_empty_service,
+        multicluster: multicluster
+            .iter()
+            .map(|z| z.to_ascii_lowercase())
+            .collect(),
         ttl,
         fall,
         startup_timeout,
@@ -403,6 +435,7 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<KubernetesConf
             labels,
             namespace_labels,
             zonal,
+            mc_labels,
         },
         out: Arc::new(Published {
             snap: ArcSwap::from_pointee(Snapshot::default()),
@@ -463,6 +496,7 @@ impl KubeShared {
             ttl: self.ttl,
             local_ips: &self.local_ips,
             zonal: self.set.zonal,
+            multicluster: &self.multicluster,
         }
     }
 
@@ -490,9 +524,16 @@ impl KubeShared {
         let Some(zone) = answer::longest_zone(&self.zones, &name) else {
             return;
         };
-        match answer::parse_request(&name, zone, self.set.zonal) {
+        // CoreDNS asks which zone is multicluster with the empty zone of the
+        // request *metadata* makes: only a multicluster root holds it, so a
+        // cluster ID is published only then.
+        let multicluster = self.multicluster.iter().any(|z| z == ".");
+        match answer::parse_request(&name, zone, multicluster, self.set.zonal) {
             Err(_) => ctx.set_meta("kubernetes/parse-error", || "invalid query name".to_owned()),
             Ok(r) => {
+                if multicluster {
+                    ctx.set_meta("kubernetes/cluster", || r.cluster.clone());
+                }
                 if self.set.zonal {
                     ctx.set_meta("kubernetes/zone", || r.zone.clone());
                 }

@@ -74,6 +74,45 @@ pub struct Endpoints {
     pub trigger: Option<String>,
 }
 
+/// CoreDNS's `object.ServiceImport` (MCS API `multicluster.x-k8s.io/v1alpha1`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceImport {
+    pub version: String,
+    pub name: String,
+    pub namespace: String,
+    /// `spec.type`: `ClusterSetIP` or `Headless`.
+    pub kind: String,
+    /// `spec.ips`.
+    pub ips: Vec<String>,
+    /// `spec.ports` (no placeholder when empty, unlike a service's).
+    pub ports: Vec<Port>,
+}
+
+impl ServiceImport {
+    /// `Headless`.
+    pub fn headless(&self) -> bool {
+        self.kind == "Headless"
+    }
+
+    /// The index key (`name.namespace`).
+    pub fn key(&self) -> String {
+        format!("{}.{}", self.name, self.namespace)
+    }
+}
+
+/// CoreDNS's `object.MultiClusterEndpoints`: an EndpointSlice labelled
+/// `multicluster.kubernetes.io/service-name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct McEndpoints {
+    /// The slice as an ordinary one (its `index` from `kubernetes.io/service-name`,
+    /// which only the programming latency reads).
+    pub ep: Endpoints,
+    /// `multicluster.kubernetes.io/source-cluster`.
+    pub cluster: String,
+    /// `SERVICE.NAMESPACE` from `multicluster.kubernetes.io/service-name`.
+    pub index: String,
+}
+
 /// CoreDNS's `object.Pod`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pod {
@@ -92,6 +131,10 @@ pub enum Kind {
     Endpoints,
     Namespaces,
     Pods,
+    /// `multicluster`: the MCS API's ServiceImports.
+    ServiceImports,
+    /// `multicluster`: EndpointSlices labelled `multicluster.kubernetes.io/service-name`.
+    McEndpoints,
 }
 
 impl Kind {
@@ -102,6 +145,8 @@ impl Kind {
             Self::Endpoints => "/apis/discovery.k8s.io/v1/endpointslices",
             Self::Namespaces => "/api/v1/namespaces",
             Self::Pods => "/api/v1/pods",
+            Self::ServiceImports => "/apis/multicluster.x-k8s.io/v1alpha1/serviceimports",
+            Self::McEndpoints => "/apis/discovery.k8s.io/v1/endpointslices",
         }
     }
 }
@@ -113,6 +158,8 @@ pub enum Object {
     Endpoints(Arc<Endpoints>),
     Namespace(String),
     Pod(Arc<Pod>),
+    Import(Arc<ServiceImport>),
+    McEndpoints(Arc<McEndpoints>),
 }
 
 fn s(v: &Value, path: &[&str]) -> String {
@@ -219,6 +266,43 @@ pub fn convert(kind: Kind, v: &Value, zonal: bool) -> Option<Object> {
                 external_ips,
             }))
         }
+        Kind::ServiceImports => {
+            let spec = v.get("spec").unwrap_or(&Value::Null);
+            let mut ports = ports(spec.get("ports"));
+            if ports
+                .first()
+                .is_some_and(|p| p.port == -1 && p.name.is_empty())
+            {
+                ports.clear();
+            }
+            Object::Import(Arc::new(ServiceImport {
+                version,
+                name,
+                namespace,
+                kind: s(spec, &["type"]),
+                ips: strings(spec.get("ips")),
+                ports,
+            }))
+        }
+        Kind::McEndpoints => {
+            let Some(Object::Endpoints(ep)) = convert(Kind::Endpoints, v, false) else {
+                return None;
+            };
+            let label = |k: &str| {
+                v.pointer("/metadata/labels")
+                    .map(|l| s(l, &[k]))
+                    .unwrap_or_default()
+            };
+            Object::McEndpoints(Arc::new(McEndpoints {
+                cluster: label("multicluster.kubernetes.io/source-cluster"),
+                index: format!(
+                    "{}.{}",
+                    label("multicluster.kubernetes.io/service-name"),
+                    ep.namespace
+                ),
+                ep: Arc::unwrap_or_clone(ep),
+            }))
+        }
         Kind::Endpoints => {
             let svc = v
                 .pointer("/metadata/labels/kubernetes.io~1service-name")
@@ -301,7 +385,12 @@ pub struct Objects {
     /// A change *k8s_external* answers could show happened (CoreDNS's
     /// `updateExtModified`); the watcher reads and clears it.
     pub ext_changed: bool,
+    /// The same for the multicluster zones' answers (CoreDNS's
+    /// `updateMultiClusterModified`: an import or its endpoints updated).
+    pub mc_changed: bool,
     pub services: BTreeMap<String, Arc<Service>>,
+    pub imports: BTreeMap<String, Arc<ServiceImport>>,
+    pub mc_endpoints: BTreeMap<String, Arc<McEndpoints>>,
     pub endpoints: BTreeMap<String, Arc<Endpoints>>,
     pub namespaces: BTreeMap<String, String>,
     pub pods: BTreeMap<String, Arc<Pod>>,
@@ -343,13 +432,21 @@ impl Objects {
             Object::Endpoints(n) => {
                 let old = self.endpoints.insert(key, Arc::clone(&n));
                 changed(old.as_deref(), &n, |a, b| {
-                    a.version != b.version
-                        && (a
-                            .addresses
-                            .iter()
-                            .map(|x| (&x.ip, &x.hostname, &x.zone))
-                            .ne(b.addresses.iter().map(|x| (&x.ip, &x.hostname, &x.zone)))
-                            || a.ports != b.ports)
+                    a.version != b.version && !endpoints_equivalent(a, b)
+                })
+            }
+            // An added import or slice moves the cluster zones' serial (CoreDNS's
+            // `Add`), an update the multicluster zones' serial.
+            Object::Import(n) => {
+                let old = self.imports.insert(key, Arc::clone(&n));
+                self.mc_update(old.as_deref(), &n, |a, b| {
+                    a.kind == b.kind && a.ports == b.ports
+                })
+            }
+            Object::McEndpoints(n) => {
+                let old = self.mc_endpoints.insert(key, Arc::clone(&n));
+                self.mc_update(old.as_deref(), &n, |a, b| {
+                    endpoints_equivalent(&a.ep, &b.ep) && a.cluster == b.cluster
                 })
             }
             Object::Namespace(name) => {
@@ -383,6 +480,8 @@ impl Objects {
                 false
             }
             Kind::Pods => self.pods.remove(key).is_some(),
+            Kind::ServiceImports => self.imports.remove(key).is_some(),
+            Kind::McEndpoints => self.mc_endpoints.remove(key).is_some(),
         };
         if gone { Change::Modified } else { Change::Same }
     }
@@ -404,6 +503,8 @@ impl Objects {
             Kind::Endpoints => stale(&self.endpoints, &keep),
             Kind::Namespaces => stale(&self.namespaces, &keep),
             Kind::Pods => stale(&self.pods, &keep),
+            Kind::ServiceImports => stale(&self.imports, &keep),
+            Kind::McEndpoints => stale(&self.mc_endpoints, &keep),
         };
         for k in gone {
             if self.remove(kind, &k) == Change::Modified {
@@ -413,14 +514,41 @@ impl Objects {
         ch
     }
 
+    /// An update of a multicluster object: the multicluster serial moves
+    /// unless `same` (CoreDNS's `detectChanges`); an addition moves the other.
+    fn mc_update<T>(&mut self, old: Option<&T>, new: &T, same: impl Fn(&T, &T) -> bool) -> Change
+    where
+        T: Versioned,
+    {
+        match old {
+            None => Change::Modified,
+            Some(o) if o.version() == new.version() => Change::Same,
+            Some(o) => {
+                self.mc_changed |= !same(o, new);
+                Change::Same
+            }
+        }
+    }
+
     /// The indexes queries read.
-    pub fn snapshot(&self, synced: bool, modified: i64, modified_ext: i64) -> Snapshot {
+    pub fn snapshot(&self, synced: bool, modified: [i64; 3]) -> Snapshot {
+        let [modified, modified_ext, modified_mc] = modified;
         let mut snap = Snapshot {
             synced,
             modified,
             modified_ext,
+            modified_mc,
             ..Snapshot::default()
         };
+        for i in self.imports.values() {
+            snap.imports.entry(i.key()).or_default().push(Arc::clone(i));
+        }
+        for e in self.mc_endpoints.values() {
+            snap.mc_ep
+                .entry(e.index.clone())
+                .or_default()
+                .push(Arc::clone(e));
+        }
         for svc in self.services.values() {
             snap.svc.entry(svc.key()).or_default().push(Arc::clone(svc));
             for ip in &svc.cluster_ips {
@@ -460,6 +588,33 @@ impl Objects {
     }
 }
 
+/// CoreDNS's `endpointsEquivalent` for one slice: the same addresses (IP,
+/// hostname, zone) and ports.
+fn endpoints_equivalent(a: &Endpoints, b: &Endpoints) -> bool {
+    a.addresses
+        .iter()
+        .map(|x| (&x.ip, &x.hostname, &x.zone))
+        .eq(b.addresses.iter().map(|x| (&x.ip, &x.hostname, &x.zone)))
+        && a.ports == b.ports
+}
+
+/// Objects with a resource version.
+trait Versioned {
+    fn version(&self) -> &str;
+}
+
+impl Versioned for ServiceImport {
+    fn version(&self) -> &str {
+        &self.version
+    }
+}
+
+impl Versioned for McEndpoints {
+    fn version(&self) -> &str {
+        &self.ep.version
+    }
+}
+
 fn changed<T>(old: Option<&T>, new: &T, differs: impl Fn(&T, &T) -> bool) -> Change {
     match old {
         None => Change::Modified,
@@ -477,6 +632,13 @@ pub struct Snapshot {
     pub modified: i64,
     /// The same for *k8s_external*'s answers (external IPs).
     pub modified_ext: i64,
+    /// The same for the `multicluster` zones (0 until an import or its
+    /// endpoints are updated, as in CoreDNS).
+    pub modified_mc: i64,
+    /// `name.namespace` → ServiceImports.
+    pub imports: HashMap<String, Vec<Arc<ServiceImport>>>,
+    /// `service.namespace` (the MCS label) → multicluster endpoints.
+    pub mc_ep: HashMap<String, Vec<Arc<McEndpoints>>>,
     /// External IP → services.
     pub svc_ext_ip: HashMap<String, Vec<Arc<Service>>>,
     /// `name.namespace` → services.

@@ -43,7 +43,7 @@ fn parse_request_table() {
         ("svc.cluster.local.", ["", "", "", "", "", ""]),
         ("cluster.local.", ["", "", "", "", "", ""]),
     ] {
-        let r = parse_request(name, z, false).expect(name);
+        let r = parse_request(name, z, false, false).expect(name);
         assert_eq!(
             [
                 r.port.as_str(),
@@ -63,7 +63,7 @@ fn parse_request_table() {
         "nonexistent.svc.cluster.local.x.cluster.local.",
         "a.b.c.d.e.svc.cluster.local.",
     ] {
-        assert_eq!(parse_request(bad, z, false), Err(NameError), "{bad}");
+        assert_eq!(parse_request(bad, z, false, false), Err(NameError), "{bad}");
     }
 }
 
@@ -154,22 +154,23 @@ fn objects() -> Objects {
 #[test]
 fn zonal_names() {
     let z = "cluster.local.";
-    let r = parse_request("a.b.pin._zone.db.ns.svc.cluster.local.", z, true).expect("zonal");
+    let r = parse_request("a.b.pin._zone.db.ns.svc.cluster.local.", z, false, true).expect("zonal");
     assert_eq!(
         (r.zone.as_str(), r.zone_prefer, r.service.as_str()),
         ("a.b", false, "db")
     );
-    let r = parse_request("us-1.prefer._zone.db.ns.svc.cluster.local.", z, true).expect("zonal");
+    let r =
+        parse_request("us-1.prefer._zone.db.ns.svc.cluster.local.", z, false, true).expect("zonal");
     assert_eq!((r.zone.as_str(), r.zone_prefer), ("us-1", true));
     for bad in [
         "us-1.nearest._zone.db.ns.svc.cluster.local.",
         "us-1.pin._zonex.db.ns.svc.cluster.local.",
         "us-1.pin._zone.db.ns.pod.cluster.local.",
     ] {
-        assert_eq!(parse_request(bad, z, true), Err(NameError), "{bad}");
+        assert_eq!(parse_request(bad, z, false, true), Err(NameError), "{bad}");
     }
     assert_eq!(
-        parse_request("us-1.pin._zone.db.ns.svc.cluster.local.", z, false),
+        parse_request("us-1.pin._zone.db.ns.svc.cluster.local.", z, false, false),
         Err(NameError),
         "without the option: too long"
     );
@@ -287,7 +288,7 @@ fn with<T>(pods: PodMode, f: impl FnOnce(&Lookup<'_>) -> T) -> T {
 }
 
 fn with_zonal<T>(pods: PodMode, zonal: bool, f: impl FnOnce(&Lookup<'_>) -> T) -> T {
-    let snap: Snapshot = objects().snapshot(true, 1_700_000_000, 1_700_000_001);
+    let snap: Snapshot = objects().snapshot(true, [1_700_000_000, 1_700_000_001, 1_700_000_002]);
     let ns = HashSet::new();
     let local: Vec<IpAddr> = vec!["172.0.0.2".parse().expect("ip")];
     let p = Params {
@@ -299,6 +300,7 @@ fn with_zonal<T>(pods: PodMode, zonal: bool, f: impl FnOnce(&Lookup<'_>) -> T) -
         ttl: 5,
         local_ips: &local,
         zonal,
+        multicluster: &[],
     };
     f(&Lookup { snap: &snap, p: &p })
 }
@@ -640,7 +642,7 @@ fn transfer_records() {
         all
     );
     // Services of namespaces not exposed are left out; the apex stays.
-    let snap: Snapshot = objects().snapshot(true, 1_700_000_000, 1_700_000_001);
+    let snap: Snapshot = objects().snapshot(true, [1_700_000_000, 1_700_000_001, 1_700_000_002]);
     let ns: HashSet<String> = ["other".to_owned()].into();
     let p = Params {
         primary_zone: "cluster.local.",
@@ -651,7 +653,285 @@ fn transfer_records() {
         ttl: 5,
         local_ips: &[],
         zonal: false,
+        multicluster: &[],
     };
     let none = Lookup { snap: &snap, p: &p }.transfer("Cluster.Local.", 0);
     assert_eq!(none.len(), 2, "{:?}", text(&none));
+}
+
+/// `objects()` with CoreDNS's `kubernetes_test.go` multicluster shapes: the
+/// ServiceImports svc1, svc-dual-stack and hdls1 (headless), an import without
+/// ports, and imported EndpointSlices from two clusters.
+fn mc_objects() -> Objects {
+    let mut o = objects();
+    let put = |o: &mut Objects, kind: Kind, v: serde_json::Value| {
+        let obj = convert(kind, &v, false).expect("object");
+        o.put(key_of(&v), obj);
+    };
+    for (name, spec) in [
+        (
+            "svc1",
+            json!({"type": "ClusterSetIP", "ips": ["10.0.0.1"],
+                   "ports": [{"name": "http", "protocol": "TCP", "port": 80}]}),
+        ),
+        (
+            "svc-dual-stack",
+            json!({"type": "ClusterSetIP", "ips": ["10.0.0.2", "10::2"],
+                   "ports": [{"name": "http", "protocol": "TCP", "port": 80}]}),
+        ),
+        ("hdls1", json!({"type": "Headless"})),
+        (
+            "noports",
+            json!({"type": "ClusterSetIP", "ips": ["10.0.0.3"]}),
+        ),
+    ] {
+        put(
+            &mut o,
+            Kind::ServiceImports,
+            json!({"metadata": {"name": name, "namespace": "testns"}, "spec": spec}),
+        );
+    }
+    for (name, svc, cluster, ep) in [
+        (
+            "svc1-slice1",
+            "svc1",
+            "cluster1",
+            json!({"addresses": ["172.0.0.1"], "hostname": "ep1a"}),
+        ),
+        (
+            "hdls1-slice1",
+            "hdls1",
+            "cluster1",
+            json!({"addresses": ["172.0.0.2"]}),
+        ),
+        (
+            "hdls1-slice2",
+            "hdls1",
+            "cluster2",
+            json!({"addresses": ["172.0.1.5"], "hostname": "web"}),
+        ),
+    ] {
+        put(
+            &mut o,
+            Kind::McEndpoints,
+            json!({"metadata": {"name": name, "namespace": "testns",
+                                "labels": {"multicluster.kubernetes.io/service-name": svc,
+                                           "multicluster.kubernetes.io/source-cluster": cluster}},
+                   "endpoints": [ep],
+                   "ports": [{"name": "http", "protocol": "TCP", "port": 80}]}),
+        );
+    }
+    o
+}
+
+fn with_mc<T>(f: impl FnOnce(&Lookup<'_>) -> T) -> T {
+    let snap = mc_objects().snapshot(true, [1_700_000_000, 1_700_000_001, 1_700_000_002]);
+    let ns = HashSet::new();
+    let mc = ["clusterset.local.".to_owned()];
+    let p = Params {
+        primary_zone: "cluster.local.",
+        namespaces: &ns,
+        pods: PodMode::Disabled,
+        endpoint_pod_names: false,
+        ignore_empty_service: false,
+        ttl: 5,
+        local_ips: &[],
+        zonal: true,
+        multicluster: &mc,
+    };
+    f(&Lookup { snap: &snap, p: &p })
+}
+
+#[test]
+fn multicluster_parse() {
+    let z = "clusterset.local.";
+    let r = parse_request("ep.c1.s.ns.svc.clusterset.local.", z, true, false).expect("mc");
+    assert_eq!((r.endpoint.as_str(), r.cluster.as_str()), ("ep", "c1"));
+    assert_eq!((r.port.as_str(), r.protocol.as_str()), ("", ""));
+    // An underscore on either label: port and protocol, as outside.
+    for q in [
+        "_http._tcp.s.ns.svc.clusterset.local.",
+        "_http.tcp.s.ns.svc.clusterset.local.",
+        "http._tcp.s.ns.svc.clusterset.local.",
+    ] {
+        let r = parse_request(q, z, true, false).expect(q);
+        assert_eq!(
+            (r.port.as_str(), r.protocol.as_str(), r.cluster.as_str()),
+            ("http", "tcp", ""),
+            "{q}"
+        );
+    }
+    // Outside a multicluster zone the same name is a port and protocol.
+    let r = parse_request("ep.c1.s.ns.svc.clusterset.local.", z, false, false).expect("plain");
+    assert_eq!((r.port.as_str(), r.protocol.as_str()), ("ep", "c1"));
+    // No zone-scoped names in a multicluster zone.
+    assert_eq!(
+        parse_request("a.pin._zone.s.ns.svc.clusterset.local.", z, true, true),
+        Err(NameError)
+    );
+}
+
+#[test]
+fn multicluster_answers() {
+    let z = "clusterset.local.";
+    type Case<'a> = (&'a str, u16, Result<&'a [&'a str], NameError>);
+    let cases: &[Case<'_>] = &[
+        (
+            "svc1.testns.svc.clusterset.local.",
+            1,
+            Ok(&["svc1.testns.svc.clusterset.local. 5 IN A 10.0.0.1"]),
+        ),
+        (
+            "svc-dual-stack.testns.svc.clusterset.local.",
+            28,
+            Ok(&["svc-dual-stack.testns.svc.clusterset.local. 5 IN AAAA 10::2"]),
+        ),
+        (
+            "ep1a.cluster1.svc1.testns.svc.clusterset.local.",
+            1,
+            Ok(&["ep1a.cluster1.svc1.testns.svc.clusterset.local. 5 IN A 172.0.0.1"]),
+        ),
+        // The endpoint of another cluster, or without its cluster: NXDOMAIN.
+        (
+            "ep1a.cluster2.svc1.testns.svc.clusterset.local.",
+            1,
+            Err(NameError),
+        ),
+        ("ep1a.svc1.testns.svc.clusterset.local.", 1, Err(NameError)),
+        (
+            "hdls1.testns.svc.clusterset.local.",
+            1,
+            Ok(&[
+                "hdls1.testns.svc.clusterset.local. 5 IN A 172.0.0.2",
+                "hdls1.testns.svc.clusterset.local. 5 IN A 172.0.1.5",
+            ]),
+        ),
+        (
+            "web.cluster2.hdls1.testns.svc.clusterset.local.",
+            1,
+            Ok(&["web.cluster2.hdls1.testns.svc.clusterset.local. 5 IN A 172.0.1.5"]),
+        ),
+        // An import without ports has no records; a Service is not an import.
+        ("noports.testns.svc.clusterset.local.", 1, Err(NameError)),
+        ("external.testns.svc.clusterset.local.", 1, Err(NameError)),
+        ("testns.svc.clusterset.local.", 1, Ok(&[])),
+        // The cluster zone still answers from Services.
+        (
+            "svc1.testns.svc.cluster.local.",
+            1,
+            Ok(&["svc1.testns.svc.cluster.local. 5 IN A 10.0.0.1"]),
+        ),
+    ];
+    for (q, t, want) in cases {
+        let zone = if q.ends_with(z) { z } else { "cluster.local." };
+        with_mc(|l| {
+            let got = l
+                .address(q, q, zone, *t, &[], &mut NoUp(Vec::new()))
+                .map(|(r, _)| text(&r));
+            let want = want.map(|w| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+            assert_eq!(got, want, "{q} {t}");
+        });
+    }
+    with_mc(|l| {
+        let q = "_http._tcp.hdls1.testns.svc.clusterset.local.";
+        let (r, e) = l.srv(q, q, z).expect("srv");
+        assert_eq!(
+            text(&r),
+            [
+                format!(
+                    "{q} 5 IN SRV 0 50 80 172-0-0-2.cluster1.hdls1.testns.svc.clusterset.local."
+                ),
+                format!("{q} 5 IN SRV 0 50 80 web.cluster2.hdls1.testns.svc.clusterset.local."),
+            ]
+        );
+        assert_eq!(
+            text(&e),
+            [
+                "172-0-0-2.cluster1.hdls1.testns.svc.clusterset.local. 5 IN A 172.0.0.2",
+                "web.cluster2.hdls1.testns.svc.clusterset.local. 5 IN A 172.0.1.5"
+            ]
+        );
+        let q = "_http._tcp.svc-dual-stack.testns.svc.clusterset.local.";
+        // Two addresses of one name: the weight split, one record (plugin.SRV).
+        let (r, _) = l.srv(q, q, z).expect("srv");
+        assert_eq!(
+            text(&r),
+            [format!(
+                "{q} 5 IN SRV 0 50 80 svc-dual-stack.testns.svc.clusterset.local."
+            )]
+        );
+        // The SOA serial: the imports' in the multicluster zone.
+        let serial = |rr: &Rr| {
+            u32::from_be_bytes(
+                rr.rdata[rr.rdata.len() - 20..rr.rdata.len() - 16]
+                    .try_into()
+                    .expect("4"),
+            )
+        };
+        assert_eq!(serial(&l.soa(z)), 1_700_000_002);
+        assert_eq!(serial(&l.soa("cluster.local.")), 1_700_000_000);
+        // A transfer lists the imports; its SOA has the cluster zones' serial.
+        let all = l.transfer(z, 0);
+        assert_eq!(serial(&all[0]), 1_700_000_000);
+        assert_eq!(
+            text(&all[1..all.len() - 1]),
+            [
+                "hdls1.testns.svc.clusterset.local. 5 IN A 172.0.0.2",
+                "172-0-0-2.hdls1.testns.svc.clusterset.local. 5 IN A 172.0.0.2",
+                "_http._tcp.hdls1.testns.svc.clusterset.local. 5 IN SRV 0 100 80 172-0-0-2.hdls1.testns.svc.clusterset.local.",
+                "hdls1.testns.svc.clusterset.local. 5 IN A 172.0.1.5",
+                "web.hdls1.testns.svc.clusterset.local. 5 IN A 172.0.1.5",
+                "_http._tcp.hdls1.testns.svc.clusterset.local. 5 IN SRV 0 100 80 web.hdls1.testns.svc.clusterset.local.",
+                "noports.testns.svc.clusterset.local. 5 IN A 10.0.0.3",
+                "svc-dual-stack.testns.svc.clusterset.local. 5 IN A 10.0.0.2",
+                "svc-dual-stack.testns.svc.clusterset.local. 5 IN AAAA 10::2",
+                "svc-dual-stack.testns.svc.clusterset.local. 5 IN SRV 0 100 80 svc-dual-stack.testns.svc.clusterset.local.",
+                "_http._tcp.svc-dual-stack.testns.svc.clusterset.local. 5 IN SRV 0 100 80 svc-dual-stack.testns.svc.clusterset.local.",
+                "svc1.testns.svc.clusterset.local. 5 IN A 10.0.0.1",
+                "svc1.testns.svc.clusterset.local. 5 IN SRV 0 100 80 svc1.testns.svc.clusterset.local.",
+                "_http._tcp.svc1.testns.svc.clusterset.local. 5 IN SRV 0 100 80 svc1.testns.svc.clusterset.local.",
+            ]
+        );
+    });
+}
+
+/// CoreDNS's `detectChanges` for the MCS objects: an addition or deletion moves
+/// the cluster zones' serial, an update the multicluster zones'.
+#[test]
+fn multicluster_changes() {
+    use super::store::Change;
+    let imp = |ports: serde_json::Value, version: &str| {
+        let v = json!({"metadata": {"name": "s", "namespace": "n", "resourceVersion": version},
+                       "spec": {"type": "ClusterSetIP", "ips": ["10.0.0.1"], "ports": ports}});
+        convert(Kind::ServiceImports, &v, false).expect("import")
+    };
+    let Object::Import(i) = imp(json!([]), "1") else {
+        panic!("import");
+    };
+    assert!(i.ports.is_empty(), "no placeholder port");
+    let mut o = Objects::default();
+    assert_eq!(o.put("n/s".into(), imp(json!([]), "1")), Change::Modified);
+    assert!(!o.mc_changed);
+    // A new version without a visible change, then a port.
+    assert_eq!(o.put("n/s".into(), imp(json!([]), "2")), Change::Same);
+    assert!(!o.mc_changed);
+    let p = json!([{"name": "http", "protocol": "TCP", "port": 80}]);
+    assert_eq!(o.put("n/s".into(), imp(p, "3")), Change::Same);
+    assert!(std::mem::take(&mut o.mc_changed));
+    assert_eq!(o.remove(Kind::ServiceImports, "n/s"), Change::Modified);
+    // An imported slice: its cluster is part of what answers show.
+    let sl = |cluster: &str, version: &str| {
+        let v = json!({"metadata": {"name": "x", "namespace": "n", "resourceVersion": version,
+                                    "labels": {"multicluster.kubernetes.io/service-name": "s",
+                                               "multicluster.kubernetes.io/source-cluster": cluster}},
+                       "endpoints": [{"addresses": ["10.1.0.1"]}]});
+        convert(Kind::McEndpoints, &v, false).expect("slice")
+    };
+    let Object::McEndpoints(m) = sl("c1", "1") else {
+        panic!("slice");
+    };
+    assert_eq!((m.index.as_str(), m.cluster.as_str()), ("s.n", "c1"));
+    assert_eq!(o.put("n/x".into(), sl("c1", "1")), Change::Modified);
+    assert_eq!(o.put("n/x".into(), sl("c2", "2")), Change::Same);
+    assert!(o.mc_changed);
 }
