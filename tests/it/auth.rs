@@ -1241,3 +1241,272 @@ fn sign_writes_a_zone_that_bind_verifies_and_file_serves() {
         }
     }
 }
+
+/// `secondary` with `catalog` (RFC 9432): a ringdns primary serves a catalog
+/// zone and its members; the secondary adds the members from the catalog's
+/// primaries, follows the catalog through NOTIFY (a member removed, one added,
+/// one reset by a new member ID), keeps the last good catalog when a new one
+/// is broken, and with member zones configured skips the others.
+#[test]
+fn secondary_catalog_zones() {
+    let dir = TempDir::new("catalog");
+    let member = |name: &str, ip: &str| {
+        dir.write(
+            &format!("db.{name}"),
+            &format!(
+                "$ORIGIN {name}.\n$TTL 60\n@ SOA ns admin 1 3600 600 86400 60\n@ NS ns\nns A 192.0.2.53\nwww A {ip}\n"
+            ),
+        )
+    };
+    let catalog = |serial: u32, members: &str| {
+        format!(
+            "$ORIGIN catalog.example.\n$TTL 0\n@ SOA invalid. hostmaster.invalid. {serial} 3600 600 86400 0\n@ NS invalid.\nversion TXT \"2\"\n{members}"
+        )
+    };
+    let zones = [
+        ("zone1.example", member("zone1.example", "192.0.2.1")),
+        ("zone2.example", member("zone2.example", "192.0.2.2")),
+        ("zone3.example", member("zone3.example", "192.0.2.3")),
+    ];
+    let cat = dir.write(
+        "db.catalog",
+        &catalog(
+            1,
+            "a.zones PTR zone1.example.\nb.zones PTR zone2.example.\n",
+        ),
+    );
+    for be in backends() {
+        write_atomic(
+            &cat,
+            catalog(
+                1,
+                "a.zones PTR zone1.example.\nb.zones PTR zone2.example.\n",
+            ),
+        )
+        .expect("write");
+        let (p, sp) = (free_port(), free_port());
+        let mut primary = format!(
+            "catalog.example:{p} {{\n file {} {{\n  reload 200ms\n }}\n transfer {{\n  to 127.0.0.1:{sp}\n }}\n}}\n",
+            path(&cat)
+        );
+        for (z, f) in &zones {
+            primary.push_str(&format!(
+                "{z}:{p} {{\n file {}\n transfer {{\n  to 127.0.0.1:{sp}\n }}\n}}\n",
+                path(f)
+            ));
+        }
+        let _primary = TestServer::start(&primary, be);
+        let s = TestServer::start(
+            &format!(
+                ".:{sp} {{\n secondary catalog.example {{\n  transfer from 127.0.0.1:{p}\n  catalog\n }}\n}}\n"
+            ),
+            be,
+        );
+        let dig = |name: &str| {
+            let out = Command::new("dig")
+                .args(["@127.0.0.1", "-p", &sp.to_string(), "+time=1", "+tries=1"])
+                .args([name, "A"])
+                .output()
+                .expect("dig");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let www = |z: &str| section(&dig(&format!("www.{z}")), "ANSWER");
+        wait_for("members", Duration::from_secs(10), || {
+            www("zone1.example") == ["www.zone1.example. 60 IN A 192.0.2.1"]
+                && www("zone2.example") == ["www.zone2.example. 60 IN A 192.0.2.2"]
+        });
+        assert!(www("zone3.example").is_empty(), "{be}");
+        for want in [
+            "[INFO] plugin/secondary: Added catalog member zone zone1.example. from catalog catalog.example.",
+            "[INFO] plugin/secondary: Added catalog member zone zone2.example. from catalog catalog.example.",
+            "[INFO] plugin/secondary: Parsed catalog zone catalog.example. with 2 member zones",
+            "[INFO] plugin/file: Transferred: zone1.example. from 127.0.0.1:",
+        ] {
+            assert!(
+                s.wait_line(|l| l.starts_with(want)).is_some(),
+                "{be}: {want}: {:?}",
+                s.lines()
+            );
+        }
+        // The catalog zone itself is served too.
+        let out = dig("version.catalog.example");
+        assert_eq!(dig_status(&out), "NOERROR", "{be}: {out}");
+        // A new catalog: zone2 gone, zone3 added, zone1 under a new member ID.
+        write_atomic(
+            &cat,
+            catalog(
+                2,
+                "a2.zones PTR zone1.example.\nc.zones PTR zone3.example.\n",
+            ),
+        )
+        .expect("write");
+        wait_for("catalog update", Duration::from_secs(10), || {
+            www("zone3.example") == ["www.zone3.example. 60 IN A 192.0.2.3"]
+                && www("zone2.example").is_empty()
+        });
+        assert_eq!(
+            www("zone1.example"),
+            ["www.zone1.example. 60 IN A 192.0.2.1"],
+            "{be}"
+        );
+        for want in [
+            "[INFO] plugin/secondary: Reset catalog member zone zone1.example. from catalog.example. after member ID changed from a to a2",
+            "[INFO] plugin/secondary: Added catalog member zone zone3.example. from catalog catalog.example.",
+            "[INFO] plugin/secondary: Removed catalog member zone zone2.example. from catalog catalog.example.",
+        ] {
+            assert!(
+                s.wait_line(|l| l == want).is_some(),
+                "{be}: {want}: {:?}",
+                s.lines()
+            );
+        }
+        // A broken catalog (two PTR records for one member) is refused and
+        // the members stay.
+        write_atomic(
+            &cat,
+            catalog(
+                3,
+                "a2.zones PTR zone1.example.\na2.zones PTR zone2.example.\n",
+            ),
+        )
+        .expect("write");
+        let want = "[WARNING] plugin/file: Notify from 127.0.0.1 for catalog.example.: transfer failed: catalog member a2.zones.catalog.example. must have exactly one PTR record";
+        assert!(
+            s.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+        assert_eq!(
+            www("zone3.example"),
+            ["www.zone3.example. 60 IN A 192.0.2.3"],
+            "{be}"
+        );
+        assert!(www("zone2.example").is_empty(), "{be}");
+        // Member zones configured: only those are taken.
+        write_atomic(
+            &cat,
+            catalog(
+                4,
+                "a.zones PTR zone1.example.\nb.zones PTR zone2.example.\n",
+            ),
+        )
+        .expect("write");
+        let only = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n secondary catalog.example {{\n  transfer from 127.0.0.1:{p}\n  catalog zone1.example\n }}\n}}\n"
+            ),
+            be,
+        );
+        let want = "[WARNING] plugin/secondary: Skipped 1 member zones from catalog catalog.example.: outside configured member zones";
+        assert!(
+            only.wait_line(|l| l == want).is_some(),
+            "{be}: {:?}",
+            only.lines()
+        );
+        wait_for("restricted member", Duration::from_secs(10), || {
+            section(&only.dig(&["www.zone1.example", "A"]), "ANSWER")
+                == ["www.zone1.example. 60 IN A 192.0.2.1"]
+        });
+        assert!(
+            section(&only.dig(&["www.zone2.example", "A"]), "ANSWER").is_empty(),
+            "{be}"
+        );
+    }
+}
+
+/// A member moving between catalogs (RFC 9432 `coo`): the catalog that holds
+/// it names the new one, which takes it over keeping its data (same member
+/// ID); a catalog that does not hold a zone cannot remove it.
+#[test]
+fn secondary_catalog_change_of_ownership() {
+    let dir = TempDir::new("catalog-coo");
+    let zone1 = dir.write(
+        "db.zone1",
+        "$ORIGIN zone1.example.\n$TTL 60\n@ SOA ns admin 1 3600 600 86400 60\n@ NS ns\nns A 192.0.2.53\nwww A 192.0.2.1\n",
+    );
+    let catalog = |origin: &str, serial: u32, members: &str| {
+        format!(
+            "$ORIGIN {origin}.\n$TTL 0\n@ SOA invalid. hostmaster.invalid. {serial} 3600 600 86400 0\n@ NS invalid.\nversion TXT \"2\"\n{members}"
+        )
+    };
+    let old = dir.write(
+        "db.old",
+        &catalog(
+            "old.example",
+            1,
+            "a.zones PTR zone1.example.\ncoo.a.zones PTR new.example.\n",
+        ),
+    );
+    let new = dir.write(
+        "db.new",
+        &catalog("new.example", 1, "a.zones PTR zone1.example.\n"),
+    );
+    for be in backends() {
+        write_atomic(
+            &old,
+            catalog(
+                "old.example",
+                1,
+                "a.zones PTR zone1.example.\ncoo.a.zones PTR new.example.\n",
+            ),
+        )
+        .expect("write");
+        let (p, sp) = (free_port(), free_port());
+        let mut primary = String::new();
+        for (z, f, opts) in [
+            ("old.example", &old, " {\n  reload 200ms\n }"),
+            ("new.example", &new, ""),
+            ("zone1.example", &zone1, ""),
+        ] {
+            primary.push_str(&format!(
+                "{z}:{p} {{\n file {}{opts}\n transfer {{\n  to 127.0.0.1:{sp}\n }}\n}}\n",
+                path(f)
+            ));
+        }
+        let _primary = TestServer::start(&primary, be);
+        let s = TestServer::start(
+            &format!(
+                ".:{sp} {{\n secondary old.example new.example {{\n  transfer from 127.0.0.1:{p}\n  catalog\n }}\n}}\n"
+            ),
+            be,
+        );
+        for want in [
+            "[INFO] plugin/secondary: Added catalog member zone zone1.example. from catalog old.example.",
+            "[INFO] plugin/secondary: Migrated catalog member zone zone1.example. from catalog old.example. to new.example., preserving state for member ID a",
+        ] {
+            assert!(
+                s.wait_line(|l| l == want).is_some(),
+                "{be}: {want}: {:?}",
+                s.lines()
+            );
+        }
+        let dig = || {
+            let out = Command::new("dig")
+                .args(["@127.0.0.1", "-p", &sp.to_string(), "+time=1", "+tries=1"])
+                .args(["www.zone1.example", "A"])
+                .output()
+                .expect("dig");
+            section(&String::from_utf8_lossy(&out.stdout), "ANSWER")
+        };
+        wait_for("member", Duration::from_secs(10), || {
+            dig() == ["www.zone1.example. 60 IN A 192.0.2.1"]
+        });
+        // The old catalog drops it: not its zone any more, so it stays.
+        write_atomic(&old, catalog("old.example", 2, "")).expect("write");
+        assert!(
+            s.wait_line(|l| l
+                == "[INFO] plugin/secondary: Parsed catalog zone old.example. with 0 member zones")
+                .is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+        assert_eq!(dig(), ["www.zone1.example. 60 IN A 192.0.2.1"], "{be}");
+        assert!(
+            !s.lines()
+                .iter()
+                .any(|l| l.contains("Removed catalog member")),
+            "{be}: {:?}",
+            s.lines()
+        );
+    }
+}

@@ -80,7 +80,7 @@ impl ZoneSlot {
 
 /// Zones by origin; the longest suffix of a name finds its zone (CoreDNS
 /// `plugin.Zones.Matches`).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ZoneTable {
     map: HashMap<Box<[u8]>, Arc<ZoneSlot>>,
     /// Slots in configuration order.

@@ -268,13 +268,22 @@ pub fn convert(kind: Kind, v: &Value, zonal: bool) -> Option<Object> {
         }
         Kind::ServiceImports => {
             let spec = v.get("spec").unwrap_or(&Value::Null);
-            let mut ports = ports(spec.get("ports"));
-            if ports
-                .first()
-                .is_some_and(|p| p.port == -1 && p.name.is_empty())
-            {
-                ports.clear();
-            }
+            // As listed: no placeholder, a missing port is 0 (`mcs.ServicePort`).
+            let ports = spec
+                .get("ports")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .map(|p| Port {
+                    name: s(p, &["name"]),
+                    port: p
+                        .get("port")
+                        .and_then(Value::as_i64)
+                        .and_then(|n| i32::try_from(n).ok())
+                        .unwrap_or(0),
+                    protocol: s(p, &["protocol"]),
+                })
+                .collect();
             Object::Import(Arc::new(ServiceImport {
                 version,
                 name,

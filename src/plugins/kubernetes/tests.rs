@@ -909,6 +909,18 @@ fn multicluster_changes() {
         panic!("import");
     };
     assert!(i.ports.is_empty(), "no placeholder port");
+    let Object::Import(i) = imp(json!([{"protocol": "TCP"}, {"name": "h", "port": 80}]), "1")
+    else {
+        panic!("import");
+    };
+    assert_eq!(
+        i.ports
+            .iter()
+            .map(|p| (p.name.as_str(), p.port))
+            .collect::<Vec<_>>(),
+        [("", 0), ("h", 80)],
+        "ports as listed"
+    );
     let mut o = Objects::default();
     assert_eq!(o.put("n/s".into(), imp(json!([]), "1")), Change::Modified);
     assert!(!o.mc_changed);

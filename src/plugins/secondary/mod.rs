@@ -1,16 +1,20 @@
 //! *secondary*: zones transferred in (AXFR over TCP) from primaries and kept
 //! in memory, refreshed from the SOA's refresh/retry/expire timers and on
 //! NOTIFY from a primary; answered exactly as *file* answers (plugins.md E).
-//! An expired zone answers SERVFAIL.
+//! An expired zone answers SERVFAIL. A `catalog` zone (RFC 9432) brings its
+//! member zones ([`catalog`]).
 //!
-//! CoreDNS: `plugin/secondary/setup.go`, `plugin/file/secondary.go`,
-//! `plugin/file/notify.go`.
+//! CoreDNS: `plugin/secondary/{setup,catalog,zones}.go`,
+//! `plugin/file/secondary.go`, `plugin/file/notify.go`,
+//! `plugin/pkg/catalog/catalog.go`.
 
+pub mod catalog;
 pub mod xfr;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -43,6 +47,25 @@ impl std::fmt::Debug for SecondaryConfig {
 struct Runtime {
     started: AtomicBool,
     notifies: Mutex<Option<Receiver<(Name, String)>>>,
+    /// `catalog`: the catalog zones and the member zones each accepts (empty:
+    /// every member).
+    catalogs: Vec<(Name, Vec<Name>)>,
+}
+
+/// CoreDNS's `mergeCatalogMemberZones`: a second `catalog` line for the same
+/// zone adds its member zones; either line without any accepts every member.
+fn merge_members(catalogs: &mut Vec<(Name, Vec<Name>)>, origin: &Name, zones: &[Name]) {
+    match catalogs.iter_mut().find(|(o, _)| o == origin) {
+        Some((_, existing)) if existing.is_empty() || zones.is_empty() => existing.clear(),
+        Some((_, existing)) => {
+            for z in zones {
+                if !existing.contains(z) {
+                    existing.push(z.clone());
+                }
+            }
+        }
+        None => catalogs.push((origin.clone(), zones.to_vec())),
+    }
 }
 
 /// Setup (CoreDNS `secondaryParse`).
@@ -50,9 +73,11 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<SecondaryConfi
     let w = |e: Diagnostic| e.in_plugin("secondary");
     let mut table = ZoneTable::default();
     let mut fall = Fall::default();
+    let mut catalogs: Vec<(Name, Vec<Name>)> = Vec::new();
     while d.next() {
         let args = d.remaining_args();
         let origins = ctx.origins(&args);
+        let names: Vec<Name> = origins.iter().filter_map(|o| Name::parse(o)).collect();
         let mut from: Vec<String> = Vec::new();
         let mut has_transfer = false;
         while d.next_block() {
@@ -77,7 +102,25 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<SecondaryConfi
                     has_transfer = true;
                 }
                 "catalog" => {
-                    return Err(w(d.err("catalog zones are not supported by ringdns yet")));
+                    let mut zones = Vec::new();
+                    for a in d.remaining_args() {
+                        let n: Vec<Name> = ctx
+                            .origins(std::slice::from_ref(&a))
+                            .iter()
+                            .filter_map(|o| Name::parse(o))
+                            .map(|n| n.to_lowercase())
+                            .collect();
+                        if n.is_empty() {
+                            return Err(w(Diagnostic::plain(format!(
+                                "invalid catalog member zone {}",
+                                corefile::values::go_quote(&a)
+                            ))));
+                        }
+                        zones.extend(n);
+                    }
+                    for o in &names {
+                        merge_members(&mut catalogs, &o.to_lowercase(), &zones);
+                    }
                 }
                 "fallthrough" => fall = Fall::from_args(&d.remaining_args()),
                 other => return Err(w(d.err(format!("unknown property '{other}'")))),
@@ -86,11 +129,8 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<SecondaryConfi
         if !has_transfer {
             return Err(w(d.err("secondary zones require a transfer from property")));
         }
-        for o in &origins {
-            let Some(origin) = Name::parse(o) else {
-                continue;
-            };
-            let mut slot = ZoneSlot::new(&origin, "stdin");
+        for origin in &names {
+            let mut slot = ZoneSlot::new(origin, "stdin");
             slot.transfer_from = from.clone();
             table.insert(Arc::new(slot));
         }
@@ -111,6 +151,7 @@ pub fn setup(d: &mut Dispenser, ctx: &mut SetupCtx<'_>) -> Result<SecondaryConfi
         runtime: Arc::new(Runtime {
             started: AtomicBool::new(false),
             notifies: Mutex::new(Some(rx)),
+            catalogs,
         }),
     })
 }
@@ -128,9 +169,11 @@ impl Secondary {
             if let Some(rx) = rx {
                 let slots = c.server.table.load().order.clone();
                 let link = Arc::clone(&c.server.link);
+                let server = Arc::downgrade(&c.server);
+                let catalogs = c.runtime.catalogs.clone();
                 let _ = std::thread::Builder::new()
                     .name("ringdns-secondary".into())
-                    .spawn(move || Updater::new(slots, link).run(&rx));
+                    .spawn(move || Updater::new(slots, link, server, catalogs).run(&rx));
             }
         }
         Self {
@@ -184,13 +227,28 @@ fn should_transfer(slot: &ZoneSlot) -> (bool, Option<String>) {
     }
 }
 
-/// CoreDNS `TransferIn`: the first primary that transfers wins.
-fn transfer_in(slot: &ZoneSlot, link: &BlockLink) -> Result<(), String> {
+/// A check of the transferred records before the zone goes live.
+type Validate<'a> = &'a mut dyn FnMut(&[catalog::Rec]) -> Result<(), String>;
+
+/// CoreDNS `TransferInWithRecords`: the first primary that transfers wins;
+/// with `validate`, its records must pass before the zone goes live (a
+/// failure is returned, not logged, as in CoreDNS).
+fn transfer_in(
+    slot: &ZoneSlot,
+    link: &BlockLink,
+    mut validate: Option<Validate<'_>>,
+) -> Result<(), String> {
     let origin = slot.origin_text();
     let mut last = String::from("no primaries");
+    let mut kept = Vec::new();
     for p in &slot.transfer_from {
-        match xfr::axfr(p, &slot.origin) {
+        kept.clear();
+        let keep = validate.is_some().then_some(&mut kept);
+        match xfr::axfr(p, &slot.origin, keep) {
             Ok(z) => {
+                if let Some(v) = validate.as_deref_mut() {
+                    v(&kept)?;
+                }
                 slot.data.store(Some(Arc::new(z)));
                 slot.expired.store(false, Ordering::Relaxed);
                 log(Level::Info, &format!("Transferred: {origin} from {p}"));
@@ -225,6 +283,28 @@ fn transfer_in(slot: &ZoneSlot, link: &BlockLink) -> Result<(), String> {
     Err(last)
 }
 
+/// CoreDNS `Secondary.transferIn`: a catalog zone's records are parsed before
+/// it goes live, and the catalog comes back to be applied.
+fn transfer(
+    slot: &ZoneSlot,
+    link: &BlockLink,
+    catalogs: &[(Name, Vec<Name>)],
+) -> Result<Option<catalog::Catalog>, String> {
+    if !catalogs.iter().any(|(o, _)| *o == slot.origin) {
+        return transfer_in(slot, link, None).map(|()| None);
+    }
+    let mut parsed = None;
+    transfer_in(
+        slot,
+        link,
+        Some(&mut |rrs: &[catalog::Rec]| {
+            parsed = Some(catalog::parse(&slot.origin, rrs)?);
+            Ok(())
+        }),
+    )?;
+    Ok(parsed)
+}
+
 /// The timers of one zone (CoreDNS `transferAndUpdate` and `UpdateWithTransfer`).
 enum Phase {
     /// Before the first successful transfer: retry with backoff (250 ms doubling to 10 s).
@@ -246,26 +326,220 @@ struct Zone {
     phase: Phase,
 }
 
+impl Zone {
+    /// A zone before its first transfer, due now.
+    fn first(slot: Arc<ZoneSlot>) -> Self {
+        Self {
+            slot,
+            phase: Phase::First {
+                next: Instant::now(),
+                backoff: Duration::from_millis(250),
+            },
+        }
+    }
+}
+
+/// A member zone a catalog added: which catalog, under which member ID.
+struct Dynamic {
+    catalog: Name,
+    id: String,
+}
+
 struct Updater {
     zones: Vec<Zone>,
     link: Arc<BlockLink>,
+    /// The served table, where catalog member zones come and go.
+    server: Weak<ZoneServer>,
+    /// `catalog`: the catalog zones and the member zones each accepts.
+    catalogs: Vec<(Name, Vec<Name>)>,
+    /// The last parse of each catalog (by origin's wire form).
+    parsed: HashMap<Vec<u8>, catalog::Catalog>,
+    /// Member zones added by a catalog (by zone's wire form).
+    dynamic: HashMap<Vec<u8>, Dynamic>,
+    /// Each catalog's member zones (CoreDNS's `catalogMemberZones`).
+    members: HashMap<Vec<u8>, Vec<Name>>,
 }
 
 impl Updater {
-    fn new(slots: Vec<Arc<ZoneSlot>>, link: Arc<BlockLink>) -> Self {
-        let now = Instant::now();
+    fn new(
+        slots: Vec<Arc<ZoneSlot>>,
+        link: Arc<BlockLink>,
+        server: Weak<ZoneServer>,
+        catalogs: Vec<(Name, Vec<Name>)>,
+    ) -> Self {
         let zones = slots
             .into_iter()
             .filter(|s| !s.transfer_from.is_empty())
-            .map(|slot| Zone {
-                slot,
-                phase: Phase::First {
-                    next: now,
-                    backoff: Duration::from_millis(250),
-                },
-            })
+            .map(Zone::first)
             .collect();
-        Self { zones, link }
+        Self {
+            zones,
+            link,
+            server,
+            catalogs,
+            parsed: HashMap::new(),
+            dynamic: HashMap::new(),
+            members: HashMap::new(),
+        }
+    }
+
+    /// CoreDNS `applyCatalog` after a catalog zone's transfer: member zones
+    /// added (transferred from the catalog's primaries), reset when their
+    /// member ID changed, taken over from another catalog that names this one
+    /// in its `coo` property, and removed when no longer listed.
+    fn apply(&mut self, cat_slot: &ZoneSlot, cat: catalog::Catalog) {
+        let origin = cat_slot.origin.clone();
+        let Some(server) = self.server.upgrade() else {
+            return;
+        };
+        let allowed = self
+            .catalogs
+            .iter()
+            .find(|(o, _)| *o == origin)
+            .map(|(_, z)| z.clone())
+            .unwrap_or_default();
+        let mut table = (**server.table.load()).clone();
+        let mut listed: Vec<Name> = Vec::new();
+        let mut rejected = 0usize;
+        for m in &cat.members {
+            if !allowed.is_empty() && !allowed.iter().any(|z| m.zone.is_subdomain_of(z)) {
+                rejected += 1;
+                continue;
+            }
+            listed.push(m.zone.clone());
+            let Some(existing) = table.get(&m.zone).cloned() else {
+                self.install(&mut table, m, &origin, cat_slot, None);
+                log_as(
+                    Level::Info,
+                    &format!("Added catalog member zone {} from catalog {origin}", m.zone),
+                );
+                continue;
+            };
+            let skip = || {
+                log_as(
+                    Level::Warning,
+                    &format!(
+                        "Skipping catalog member zone {} from {origin}: zone already exists",
+                        m.zone
+                    ),
+                );
+            };
+            let Some(d) = self.dynamic.get(m.zone.wire()) else {
+                skip();
+                continue;
+            };
+            if d.catalog == origin {
+                if d.id != m.id {
+                    let prev = d.id.clone();
+                    self.install(&mut table, m, &origin, cat_slot, None);
+                    log_as(
+                        Level::Info,
+                        &format!(
+                            "Reset catalog member zone {} from {origin} after member ID changed from {prev} to {}",
+                            m.zone, m.id
+                        ),
+                    );
+                }
+                continue;
+            }
+            let from = d.catalog.clone();
+            let held_id = d.id.clone();
+            let source = self
+                .parsed
+                .get(from.wire())
+                .and_then(|c| c.member(&m.zone))
+                .cloned();
+            let Some(source) = source.filter(|s| s.coo.as_ref() == Some(&origin)) else {
+                skip();
+                continue;
+            };
+            let preserved = held_id == source.id && source.id == m.id;
+            self.install(
+                &mut table,
+                m,
+                &origin,
+                cat_slot,
+                preserved.then_some(&*existing),
+            );
+            let text = if preserved {
+                format!(
+                    "Migrated catalog member zone {} from catalog {from} to {origin}, preserving state for member ID {}",
+                    m.zone, source.id
+                )
+            } else {
+                format!(
+                    "Migrated catalog member zone {} from catalog {from} to {origin} with state reset after member identity changed from {} to {}",
+                    m.zone, source.id, m.id
+                )
+            };
+            log_as(Level::Info, &text);
+        }
+        for z in self.members.remove(origin.wire()).unwrap_or_default() {
+            if listed.contains(&z) {
+                continue;
+            }
+            if self
+                .dynamic
+                .get(z.wire())
+                .is_some_and(|d| d.catalog == origin)
+            {
+                self.dynamic.remove(z.wire());
+                table.remove(&z);
+                self.zones.retain(|x| x.slot.origin != z);
+                log_as(
+                    Level::Info,
+                    &format!("Removed catalog member zone {z} from catalog {origin}"),
+                );
+            }
+        }
+        self.members.insert(origin.wire().to_vec(), listed);
+        server.table.store(Arc::new(table));
+        if rejected > 0 {
+            log_as(
+                Level::Warning,
+                &format!(
+                    "Skipped {rejected} member zones from catalog {origin}: outside configured member zones"
+                ),
+            );
+        }
+        log_as(
+            Level::Info,
+            &format!(
+                "Parsed catalog zone {origin} with {} member zones",
+                cat.members.len()
+            ),
+        );
+    }
+
+    /// CoreDNS `replaceDynamicZoneLocked`: a new slot for member `m`, with
+    /// the catalog's primaries and, when migrating, the old slot's data; its
+    /// first transfer is due now.
+    fn install(
+        &mut self,
+        table: &mut ZoneTable,
+        m: &catalog::Member,
+        origin: &Name,
+        cat_slot: &ZoneSlot,
+        preserve: Option<&ZoneSlot>,
+    ) {
+        let mut slot = ZoneSlot::new(&m.zone, "stdin");
+        slot.transfer_from = cat_slot.transfer_from.clone();
+        if let Some(p) = preserve {
+            slot.data.store(p.data.load_full());
+            slot.expired
+                .store(p.expired.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        let slot = Arc::new(slot);
+        table.insert(Arc::clone(&slot));
+        self.zones.retain(|z| z.slot.origin != m.zone);
+        self.zones.push(Zone::first(slot));
+        self.dynamic.insert(
+            m.zone.wire().to_vec(),
+            Dynamic {
+                catalog: origin.clone(),
+                id: m.id.clone(),
+            },
+        );
     }
 
     /// Timers restart from the zone's SOA.
@@ -332,9 +606,13 @@ impl Updater {
         };
         let o = z.slot.origin_text();
         let (ok, err) = should_transfer(&z.slot);
+        let mut applied = None;
         if ok {
-            match transfer_in(&z.slot, &link) {
-                Ok(()) => z.phase = Self::loaded(&z.slot),
+            match transfer(&z.slot, &link, &self.catalogs) {
+                Ok(cat) => {
+                    z.phase = Self::loaded(&z.slot);
+                    applied = cat.map(|c| (Arc::clone(&z.slot), c));
+                }
                 Err(e) => log(
                     Level::Warning,
                     &format!("Notify from {ip} for {o}: transfer failed: {e}"),
@@ -352,10 +630,21 @@ impl Updater {
                 &format!("Notify from {ip} for {o}: failed primary check: {e}"),
             );
         }
+        if let Some((slot, cat)) = applied {
+            self.apply_parsed(&slot, cat);
+        }
     }
 
     fn tick(&mut self) {
         let link = Arc::clone(&self.link);
+        let mut applied = Vec::new();
+        let catalogs = &self.catalogs;
+        let mut fetch = |slot: &Arc<ZoneSlot>| -> Result<(), String> {
+            if let Some(c) = transfer(slot, &link, catalogs)? {
+                applied.push((Arc::clone(slot), c));
+            }
+            Ok(())
+        };
         for z in &mut self.zones {
             let now = Instant::now();
             match &mut z.phase {
@@ -363,7 +652,7 @@ impl Updater {
                     if *next > now {
                         continue;
                     }
-                    match transfer_in(&z.slot, &link) {
+                    match fetch(&z.slot) {
                         Ok(()) => z.phase = Self::loaded(&z.slot),
                         Err(e) => {
                             clog::log(
@@ -400,7 +689,7 @@ impl Updater {
                             log(Level::Warning, &format!("Failed retry check {e}"));
                             continue;
                         }
-                        if !ok || transfer_in(&z.slot, &link).is_ok() {
+                        if !ok || fetch(&z.slot).is_ok() {
                             z.phase = Self::loaded(&z.slot);
                         }
                         continue;
@@ -417,7 +706,7 @@ impl Updater {
                             *retrying = true;
                             continue;
                         }
-                        if ok && transfer_in(&z.slot, &link).is_err() {
+                        if ok && fetch(&z.slot).is_err() {
                             if !*retrying {
                                 *next_retry = now + *retry;
                                 *next_expire = now + *expire;
@@ -430,7 +719,21 @@ impl Updater {
                 }
             }
         }
+        for (slot, cat) in applied {
+            self.apply_parsed(&slot, cat);
+        }
     }
+
+    /// Keeps a catalog's parse (for other catalogs' `coo` checks) and applies it.
+    fn apply_parsed(&mut self, slot: &ZoneSlot, cat: catalog::Catalog) {
+        self.parsed.insert(slot.origin.wire().to_vec(), cat.clone());
+        self.apply(slot, cat);
+    }
+}
+
+/// Lines of *secondary* itself (catalogs, the first transfer's retries).
+fn log_as(level: Level, msg: &str) {
+    clog::log(level, Some("secondary"), msg);
 }
 
 #[cfg(test)]
@@ -469,6 +772,49 @@ mod tests {
             s("secondary {\n foo\n}")
                 .expect_err("prop")
                 .ends_with("unknown property 'foo'")
+        );
+    }
+
+    /// `catalog [MEMBER-ZONES...]` (CoreDNS `catalogMemberZonesFromArgs` and
+    /// `mergeCatalogMemberZones`).
+    #[test]
+    fn catalog_setup() {
+        let members = |text: &str| -> Vec<(String, Vec<String>)> {
+            s(text)
+                .expect("ok")
+                .runtime
+                .catalogs
+                .iter()
+                .map(|(o, z)| (o.to_string(), z.iter().map(ToString::to_string).collect()))
+                .collect()
+        };
+        let t = "secondary {\n transfer from 10.0.0.1\n";
+        assert!(members(&format!("{t}}}")).is_empty());
+        assert_eq!(
+            members(&format!("{t} catalog\n}}")),
+            [("example.org.".to_owned(), vec![])]
+        );
+        assert_eq!(
+            members(&format!(
+                "{t} catalog A.example b.example\n catalog c.example a.example\n}}"
+            )),
+            [(
+                "example.org.".to_owned(),
+                vec![
+                    "a.example.".to_owned(),
+                    "b.example.".to_owned(),
+                    "c.example.".to_owned()
+                ]
+            )]
+        );
+        // A line without member zones accepts all of them.
+        assert_eq!(
+            members(&format!("{t} catalog a.example\n catalog\n}}")),
+            [("example.org.".to_owned(), vec![])]
+        );
+        assert_eq!(
+            s(&format!("{t} catalog example.net:\n}}")).expect_err("bad"),
+            "plugin/secondary: invalid catalog member zone \"example.net:\""
         );
     }
 }

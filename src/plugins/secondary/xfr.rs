@@ -159,8 +159,13 @@ fn rdata_into(msg: &[u8], rtype: u16, start: usize, end: usize, out: &mut Vec<u8
 
 /// AXFR of `zone` from `addr` into a new zone (CoreDNS `TransferIn`'s body
 /// for one primary): records are inserted as they arrive; the transfer ends
-/// at the SOA that closes it.
-pub fn axfr(addr: &str, zone: &Name) -> Result<Zone, XfrError> {
+/// at the SOA that closes it. With `keep`, the records as received are kept
+/// there too (a catalog's, for its parse).
+pub fn axfr(
+    addr: &str,
+    zone: &Name,
+    mut keep: Option<&mut Vec<super::catalog::Rec>>,
+) -> Result<Zone, XfrError> {
     let mut s = connect(addr)?;
     let id = fastrand::u16(..);
     send(&mut s, &query(id, zone, 252), addr)?;
@@ -206,6 +211,15 @@ pub fn axfr(addr: &str, zone: &Name) -> Result<Zone, XfrError> {
             };
             b.insert(&rec)
                 .map_err(|e: LoadError| XfrError::Zone(e.to_string()))?;
+            if let Some(k) = keep.as_deref_mut() {
+                k.push(super::catalog::Rec {
+                    owner: owner.clone(),
+                    rtype: r.rtype,
+                    class: r.class,
+                    ttl: r.ttl,
+                    rdata: rdata.clone(),
+                });
+            }
         }
         if done {
             return b.finish().map_err(|e| XfrError::Zone(e.to_string()));
