@@ -174,6 +174,35 @@ pub fn parse(origin: &Name, rrs: &[Rec]) -> Result<Catalog, String> {
     Ok(Catalog { members })
 }
 
+/// Fuzzing: `data` as records (owner length, owner, type, class, RDATA
+/// length, RDATA, repeated) parsed as the catalog `catalog.example.`; any
+/// octets end in a catalog or an error, never a panic.
+pub fn fuzz_one(data: &[u8]) {
+    let mut rrs = Vec::new();
+    let mut d = data;
+    while let Some((&n, rest)) = d.split_first() {
+        let n = usize::from(n);
+        if rest.len() < n + 5 {
+            break;
+        }
+        let (owner, rest) = rest.split_at(n);
+        let rtype = u16::from_be_bytes([rest[0], rest[1]]);
+        let class = u16::from_be_bytes([rest[2], rest[3]]);
+        let m = usize::from(rest[4]).min(rest.len() - 5);
+        rrs.push(Rec {
+            owner: owner.to_vec(),
+            rtype,
+            class,
+            ttl: 0,
+            rdata: rest[5..5 + m].to_vec(),
+        });
+        d = &rest[5 + m..];
+    }
+    if let Some(origin) = Name::parse("catalog.example.") {
+        let _ = parse(&origin, &rrs);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,34 +336,5 @@ mod tests {
         assert_eq!(c.members[0].id, "a");
         assert_eq!(c.members[0].zone.to_string(), "member.example.");
         assert_eq!(c.members[0].groups, ["gh"]);
-    }
-}
-
-/// Fuzzing: `data` as records (owner length, owner, type, class, RDATA
-/// length, RDATA, repeated) parsed as the catalog `catalog.example.`; any
-/// octets end in a catalog or an error, never a panic.
-pub fn fuzz_one(data: &[u8]) {
-    let mut rrs = Vec::new();
-    let mut d = data;
-    while let Some((&n, rest)) = d.split_first() {
-        let n = usize::from(n);
-        if rest.len() < n + 5 {
-            break;
-        }
-        let (owner, rest) = rest.split_at(n);
-        let rtype = u16::from_be_bytes([rest[0], rest[1]]);
-        let class = u16::from_be_bytes([rest[2], rest[3]]);
-        let m = usize::from(rest[4]).min(rest.len() - 5);
-        rrs.push(Rec {
-            owner: owner.to_vec(),
-            rtype,
-            class,
-            ttl: 0,
-            rdata: rest[5..5 + m].to_vec(),
-        });
-        d = &rest[5 + m..];
-    }
-    if let Some(origin) = Name::parse("catalog.example.") {
-        let _ = parse(&origin, &rrs);
     }
 }
