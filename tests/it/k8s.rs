@@ -1421,3 +1421,102 @@ fn kubernetes_multicluster() {
         );
     }
 }
+
+/// A kubeconfig's `exec` credential plugin (client-go's): run once with
+/// `KUBERNETES_EXEC_INFO` (the cluster with `provideClusterInfo`) and its env,
+/// its token sent as the bearer token and kept while it has no expiry; a
+/// failing plugin's error is the request's.
+#[test]
+fn kubernetes_exec_credentials() {
+    let dir = TempDir::new("k8sexec");
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("cert");
+    let cert = dir.write("api.pem", &ck.cert.pem());
+    let key = dir.write("api-key.pem", &ck.signing_key.serialize_pem());
+    let objs = [
+        (NS, r#"{"metadata":{"name":"testns"}}"#),
+        (
+            SVC,
+            r#"{"metadata":{"name":"svc1","namespace":"testns"},"spec":{"clusterIP":"10.0.0.1","ports":[{"port":80}]}}"#,
+        ),
+    ];
+    let api = FakeApi::start_tls(&objs, &cert.to_string_lossy(), &key.to_string_lossy());
+    let runs = dir.0.join("runs");
+    let info = dir.0.join("info");
+    let script = dir.write(
+        "plugin.sh",
+        &format!(
+            "#!/bin/sh\necho run >> {}\nprintf '%s\\n%s\\n' \"$KUBERNETES_EXEC_INFO\" \"$GREETING $1\" > {}\n\
+             echo '{{\"kind\":\"ExecCredential\",\"apiVersion\":\"client.authentication.k8s.io/v1\",\"status\":{{\"token\":\"exec-tok\"}}}}'\n",
+            runs.display(),
+            info.display()
+        ),
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let kubeconfig = |command: &str| {
+        format!(
+            "clusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority-data: {}\n\
+             contexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n\
+             users:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {command}\n\
+             \x20     args:\n      - world\n      env:\n      - name: GREETING\n        value: hello\n      interactiveMode: Never\n      provideClusterInfo: true\n",
+            api.port,
+            b64(ck.cert.pem().as_bytes())
+        )
+    };
+    let good = dir.write("good", &kubeconfig("./plugin.sh"));
+    let bad = dir.write("bad", &kubeconfig("/bin/false"));
+    for be in backends() {
+        let _ = std::fs::remove_file(&runs);
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n kubernetes cluster.local {{\n  kubeconfig {}\n }}\n}}\n",
+                good.display()
+            ),
+            be,
+        );
+        let out = s.dig(&["svc1.testns.svc.cluster.local", "A"]);
+        assert_eq!(
+            section(&out, "ANSWER"),
+            ["svc1.testns.svc.cluster.local. 5 IN A 10.0.0.1"],
+            "{be}: {out}"
+        );
+        let auth = api.state.lock().expect("lock").auth.clone();
+        assert!(!auth.is_empty(), "{be}");
+        assert!(
+            auth.iter().all(|a| a == "Bearer exec-tok"),
+            "{be}: {auth:?}"
+        );
+        // One run for every list and watch: the token has no expiry.
+        let ran = std::fs::read_to_string(&runs).expect("runs");
+        assert_eq!(ran.lines().count(), 1, "{be}: {ran}");
+        let got = std::fs::read_to_string(&info).expect("info");
+        assert!(
+            got.starts_with(&format!(
+                "{{\"kind\":\"ExecCredential\",\"apiVersion\":\"client.authentication.k8s.io/v1\",\"spec\":{{\"cluster\":{{\"server\":\"https://127.0.0.1:{}\",\"certificate-authority-data\":\"",
+                api.port
+            )) && got.contains("\"},\"interactive\":false}}\nhello world\n"),
+            "{be}: {got}"
+        );
+        api.state.lock().expect("lock").auth.clear();
+        // A plugin that fails: the requests fail with its error.
+        let s = TestServer::start(
+            &format!(
+                ".:{{port}} {{\n kubernetes cluster.local {{\n  kubeconfig {}\n  startup_timeout 500ms\n }}\n}}\n",
+                bad.display()
+            ),
+            be,
+        );
+        assert_eq!(
+            dig_status(&s.dig(&["svc1.testns.svc.cluster.local", "A"])),
+            "SERVFAIL",
+            "{be}"
+        );
+        assert!(
+            s.wait_line(|l| l.starts_with("[ERROR] plugin/kubernetes: Failed to watch *v1.Service: failed to list *v1.Service: Get \"https://127.0.0.1:")
+                && l.ends_with("getting credentials: exec: executable /bin/false failed with exit code 1"))
+                .is_some(),
+            "{be}: {:?}",
+            s.lines()
+        );
+    }
+}

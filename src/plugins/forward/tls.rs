@@ -127,6 +127,32 @@ pub(crate) fn build_with(
     id: Option<Identity>,
     insecure: bool,
 ) -> Result<Arc<ClientConfig>, String> {
+    let b = builder(store, insecure)?;
+    let cfg = match id {
+        None => b.with_no_client_auth(),
+        Some((certs, key)) => b
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| format!("could not load TLS cert: tls: {e}"))?,
+    };
+    Ok(Arc::new(cfg))
+}
+
+/// [`build_with`] with the client certificate chosen per handshake (a
+/// credential plugin's, which rotates).
+pub(crate) fn build_resolving(
+    store: RootCertStore,
+    insecure: bool,
+    certs: Arc<dyn rustls::client::ResolvesClientCert>,
+) -> Result<Arc<ClientConfig>, String> {
+    Ok(Arc::new(
+        builder(store, insecure)?.with_client_cert_resolver(certs),
+    ))
+}
+
+fn builder(
+    store: RootCertStore,
+    insecure: bool,
+) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     // No roots at all (a system without a trust store): every chain fails to verify, as
     // Go's with an empty pool; webpki's verifier refuses to be built without roots.
@@ -144,18 +170,11 @@ pub(crate) fn build_with(
         algs: provider.signature_verification_algorithms,
         insecure,
     };
-    let b = ClientConfig::builder_with_provider(provider)
+    Ok(ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("tls: {e}"))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier));
-    let cfg = match id {
-        None => b.with_no_client_auth(),
-        Some((certs, key)) => b
-            .with_client_auth_cert(certs, key)
-            .map_err(|e| format!("could not load TLS cert: tls: {e}"))?,
-    };
-    Ok(Arc::new(cfg))
+        .with_custom_certificate_verifier(Arc::new(verifier)))
 }
 
 /// The name to verify and send as SNI: the per-upstream name, else

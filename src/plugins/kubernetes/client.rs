@@ -118,6 +118,8 @@ pub struct ApiConfig {
     pub token_file: Option<PathBuf>,
     /// A kubeconfig's static bearer token.
     pub token: Option<String>,
+    /// A kubeconfig's credential plugin (bearer token and/or client certificate).
+    pub exec: Option<Arc<super::exec::ExecAuth>>,
     /// The name to verify the server's certificate for (a kubeconfig's
     /// `tls-server-name`; else the host).
     pub server_name: Option<String>,
@@ -175,6 +177,7 @@ impl ApiConfig {
             tls: None,
             token_file: None,
             token: None,
+            exec: None,
             server_name: None,
             qps: 5.0,
             burst: 10,
@@ -755,11 +758,23 @@ async fn get_once(
             hyper::header::USER_AGENT,
             concat!("ringdns/", env!("CARGO_PKG_VERSION")),
         );
+    // A credential plugin runs before the connection (its certificate is the
+    // handshake's).
+    let creds = match &cfg.exec {
+        Some(x) => Some(
+            x.get()
+                .await
+                .map_err(|e| fail(format!("getting credentials: {e}")))?,
+        ),
+        None => None,
+    };
     if let Some(t) = &cfg.token {
         req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
     } else if let Some(f) = &cfg.token_file {
         let t = std::fs::read_to_string(f).map_err(|e| fail(e.to_string()))?;
         req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {}", t.trim()));
+    } else if let Some(c) = creds.as_ref().filter(|c| !c.token.is_empty()) {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {}", c.token));
     }
     let req = req
         .body(Empty::<Bytes>::new())
@@ -777,7 +792,14 @@ async fn get_once(
             .connect(name, tcp)
             .await
             .map_err(|e| fail(super::super::forward::tls::handshake_err(&e)))?;
-        send(s, req).await.map_err(fail)
+        let res = send(s, req).await.map_err(fail)?;
+        // client-go's exec round tripper: a 401 runs the plugin again.
+        if res.status() == hyper::StatusCode::UNAUTHORIZED {
+            if let (Some(x), Some(c)) = (&cfg.exec, &creds) {
+                x.unauthorized(c).await;
+            }
+        }
+        Ok(res)
     } else {
         send(tcp, req).await.map_err(fail)
     }

@@ -3,8 +3,9 @@
 //! explicit path reads it: the context (CONTEXT, else `current-context`), its
 //! cluster (`server`, `certificate-authority[-data]`, `tls-server-name`,
 //! `insecure-skip-tls-verify`) and user (`token`, `tokenFile`,
-//! `client-certificate[-data]`, `client-key[-data]`). Credentials plugins (`exec`,
-//! `auth-provider`), basic auth and proxies fail at startup naming themselves.
+//! `client-certificate[-data]`, `client-key[-data]`, `exec` credential plugins,
+//! see [`super::exec`]). `auth-provider`, basic auth and proxies fail at startup
+//! naming themselves.
 //!
 //! The file is YAML (or JSON). The reader here takes the block style kubeconfig
 //! files are written in: nested mappings and sequences, plain and quoted scalars,
@@ -81,7 +82,6 @@ fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig,
     };
     for (v, k) in [
         (Some(cluster), "proxy-url"),
-        (user, "exec"),
         (user, "auth-provider"),
         (user, "username"),
         (user, "password"),
@@ -122,6 +122,10 @@ fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig,
                 short(data)
             ));
         }
+    }
+    let exec = user.and_then(|u| u.get("exec")).filter(|e| e.is_object());
+    if let Some(e) = exec {
+        invalid.extend(validate_exec(e, user_name));
     }
     match invalid.len() {
         0 => {}
@@ -202,7 +206,179 @@ fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig,
             api.token = Some(t.to_owned());
         }
     }
+    // A credential plugin: client-go builds it for a TLS transport and uses it
+    // only without a token or client certificate of the kubeconfig's own.
+    if let (true, Some(e)) = (api.https, exec) {
+        let version = string(Some(e), "apiVersion").unwrap_or("");
+        if !super::exec::API_VERSIONS.contains(&version) {
+            return Err(format!(
+                "failed to create kubernetes notification controller: {}",
+                corefile::values::go_quote(&format!(
+                    "exec plugin: invalid apiVersion {}",
+                    corefile::values::go_quote(version)
+                ))
+            ));
+        }
+        let has_cert = cert_data.is_some() || cert_file.is_some();
+        if api.token.is_none() && api.token_file.is_none() && !has_cert {
+            let ca = match (&ca_data, &ca_file) {
+                (Some(d), _) => Some(d.clone()),
+                (None, Some(f)) => std::fs::read(f).ok(),
+                _ => None,
+            };
+            let cfg = exec_config(e, cluster, server, ca.as_deref(), dir);
+            let auth = std::sync::Arc::new(super::exec::ExecAuth::new(cfg));
+            let store = match &ca {
+                Some(d) => crate::plugins::forward::tls::roots_pem(d)?,
+                None => crate::plugins::forward::tls::roots(None)?,
+            };
+            api.tls = Some(crate::plugins::forward::tls::build_resolving(
+                store,
+                insecure,
+                std::sync::Arc::new(super::exec::ExecCert(std::sync::Arc::clone(&auth))),
+            )?);
+            api.exec = Some(auth);
+        }
+    }
     Ok(api)
+}
+
+/// The interactive mode, defaulted as client-go's `SetDefaults_ExecConfig`
+/// does (older API versions: `IfAvailable`).
+fn interactive_mode(e: &Value) -> String {
+    let mode = string(Some(e), "interactiveMode").unwrap_or("");
+    let version = string(Some(e), "apiVersion").unwrap_or("");
+    if mode.is_empty()
+        && matches!(
+            version,
+            "client.authentication.k8s.io/v1beta1" | "client.authentication.k8s.io/v1alpha1"
+        )
+    {
+        return "IfAvailable".into();
+    }
+    mode.to_owned()
+}
+
+/// client-go's `validateAuthInfo` for an `exec` section.
+fn validate_exec(e: &Value, user: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let suffix = format!("for {user} to use exec authentication plugin");
+    if string(Some(e), "command").is_none() {
+        out.push(format!("command must be specified {suffix}"));
+    }
+    if string(Some(e), "apiVersion").is_none() {
+        out.push(format!("apiVersion must be specified {suffix}"));
+    }
+    for v in e
+        .get("env")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice)
+    {
+        if string(Some(v), "name").is_none() {
+            out.push(format!("env variable name must be specified {suffix}"));
+        }
+    }
+    match interactive_mode(e).as_str() {
+        "" => out.push(format!("interactiveMode must be specified {suffix}")),
+        "Never" | "IfAvailable" | "Always" => {}
+        m => out.push(format!(
+            "invalid interactiveMode for {user}: {}",
+            corefile::values::go_quote(m)
+        )),
+    }
+    out
+}
+
+/// The plugin's settings; `ca` is the cluster's CA (for `provideClusterInfo`).
+fn exec_config(
+    e: &Value,
+    cluster: &Value,
+    server: &str,
+    ca: Option<&[u8]>,
+    dir: &Path,
+) -> super::exec::ExecConfig {
+    let command = string(Some(e), "command").unwrap_or("");
+    // A command with a slash is relative to the kubeconfig (client-go's
+    // `ResolvePaths`), then `filepath.Clean`ed.
+    let command = if command.contains('/') {
+        resolve(dir, command)
+    } else {
+        command.to_owned()
+    };
+    let command: std::path::PathBuf = Path::new(&command).components().collect();
+    let strings = |k: &str| -> Vec<String> {
+        e.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let env = e
+        .get("env")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|v| {
+                    (
+                        string(Some(v), "name").unwrap_or("").to_owned(),
+                        string(Some(v), "value").unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let provide = matches!(e.get("provideClusterInfo"), Some(Value::Bool(true)));
+    super::exec::ExecConfig {
+        command: command.to_string_lossy().into_owned(),
+        args: strings("args"),
+        env,
+        api_version: string(Some(e), "apiVersion").unwrap_or("").to_owned(),
+        interactive_mode: interactive_mode(e),
+        install_hint: string(Some(e), "installHint").unwrap_or("").to_owned(),
+        cluster: provide.then(|| cluster_info(cluster, server, ca)),
+    }
+}
+
+/// `clientauthentication.Cluster` as JSON, in its field order (empty fields
+/// left out): the server, TLS settings, and the cluster's
+/// `client.authentication.k8s.io/exec` extension as `config`.
+fn cluster_info(cluster: &Value, server: &str, ca: Option<&[u8]>) -> String {
+    let q = |s: &str| Value::String(s.to_owned()).to_string();
+    let mut f = vec![format!("\"server\":{}", q(server))];
+    if let Some(n) = string(Some(cluster), "tls-server-name") {
+        f.push(format!("\"tls-server-name\":{}", q(n)));
+    }
+    if matches!(
+        cluster.get("insecure-skip-tls-verify"),
+        Some(Value::Bool(true))
+    ) {
+        f.push("\"insecure-skip-tls-verify\":true".into());
+    }
+    if let Some(ca) = ca.filter(|c| !c.is_empty()) {
+        f.push(format!(
+            "\"certificate-authority-data\":{}",
+            q(&crate::plugins::forward::doh::base64(ca))
+        ));
+    }
+    if matches!(cluster.get("disable-compression"), Some(Value::Bool(true))) {
+        f.push("\"disable-compression\":true".into());
+    }
+    let ext = cluster
+        .get("extensions")
+        .and_then(Value::as_array)
+        .and_then(|a| {
+            a.iter().find(|x| {
+                x.get("name").and_then(Value::as_str) == Some("client.authentication.k8s.io/exec")
+            })
+        })
+        .and_then(|x| x.get("extension"));
+    if let Some(x) = ext {
+        f.push(format!("\"config\":{x}"));
+    }
+    format!("{{{}}}", f.join(","))
 }
 
 /// Standard base64 with padding (Go's `base64.StdEncoding`, as JSON `[]byte`).
@@ -483,7 +659,63 @@ users:
         let exec = parse("current-context: a\ncontexts:\n- name: a\n  context:\n    cluster: a\n    user: a\nclusters:\n- name: a\n  cluster:\n    server: http://x:1\nusers:\n- name: a\n  user:\n    exec:\n      command: aws\n").expect("yaml");
         assert_eq!(
             from_doc(&exec, None, Path::new("/")).err().as_deref(),
-            Some("kubeconfig exec is not supported by ringdns yet")
+            Some(
+                "invalid configuration: [apiVersion must be specified for a to use exec authentication plugin, interactiveMode must be specified for a to use exec authentication plugin]"
+            )
+        );
+    }
+
+    /// `exec` credential plugins: client-go's validation, the API versions, and
+    /// when the plugin is used (TLS, no token or certificate of the file's own).
+    #[test]
+    fn exec_plugins() {
+        let doc = |server: &str, user: &str| {
+            parse(&format!("current-context: a\ncontexts:\n- name: a\n  context:\n    cluster: a\n    user: u\nclusters:\n- name: a\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\n    extensions:\n    - name: client.authentication.k8s.io/exec\n      extension:\n        audience: dns\nusers:\n- name: u\n  user:\n{user}")).expect("yaml")
+        };
+        let ok = "    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: ./bin/get-token\n      args:\n      - --x\n      env:\n      - name: A\n        value: b\n      provideClusterInfo: true\n";
+        let c = from_doc(&doc("https://k:6443", ok), None, Path::new("/etc/kube")).expect("exec");
+        let x = c.exec.expect("plugin");
+        assert_eq!(
+            format!("{x:?}"),
+            "ExecAuth { command: \"/etc/kube/bin/get-token\", .. }"
+        );
+        // Over HTTP, or with a token of its own, the plugin is not used.
+        let c = from_doc(&doc("http://k:8080", ok), None, Path::new("/")).expect("http");
+        assert!(c.exec.is_none());
+        let c = from_doc(
+            &doc("https://k:6443", &format!("{ok}    token: t\n")),
+            None,
+            Path::new("/"),
+        )
+        .expect("token");
+        assert!(c.exec.is_none() && c.token.as_deref() == Some("t"));
+        for (user, want) in [
+            (
+                "    exec:\n      apiVersion: client.authentication.k8s.io/v2\n      command: x\n      interactiveMode: Never\n",
+                "failed to create kubernetes notification controller: \"exec plugin: invalid apiVersion \\\"client.authentication.k8s.io/v2\\\"\"",
+            ),
+            (
+                "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: x\n",
+                "invalid configuration: interactiveMode must be specified for u to use exec authentication plugin",
+            ),
+            (
+                "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: x\n      interactiveMode: Sometimes\n      env:\n      - value: v\n",
+                "invalid configuration: [env variable name must be specified for u to use exec authentication plugin, invalid interactiveMode for u: \"Sometimes\"]",
+            ),
+        ] {
+            assert_eq!(
+                from_doc(&doc("https://k:6443", user), None, Path::new("/"))
+                    .err()
+                    .as_deref(),
+                Some(want),
+                "{user}"
+            );
+        }
+        let cluster = serde_json::json!({"server": "https://k:6443", "insecure-skip-tls-verify": true,
+            "extensions": [{"name": "client.authentication.k8s.io/exec", "extension": {"audience": "dns"}}]});
+        assert_eq!(
+            cluster_info(&cluster, "https://k:6443", Some(b"PEM")),
+            "{\"server\":\"https://k:6443\",\"insecure-skip-tls-verify\":true,\"certificate-authority-data\":\"UEVN\",\"config\":{\"audience\":\"dns\"}}"
         );
     }
 

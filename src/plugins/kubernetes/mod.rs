@@ -21,6 +21,7 @@
 
 pub mod answer;
 pub mod client;
+pub mod exec;
 pub mod external;
 pub mod kubeconfig;
 pub mod selector;

@@ -72,11 +72,11 @@ fn txt_value(rd: &[u8]) -> String {
 
 /// Parses the records of the catalog zone `origin` (lower case).
 pub fn parse(origin: &Name, rrs: &[Rec]) -> Result<Catalog, String> {
-    let zones = origin
-        .prepend(b"zones")
-        .ok_or_else(|| format!("catalog zone {origin} is too long"))?;
-    let version_owner = origin.prepend(b"version");
-    let zone_labels = zones.label_count();
+    // `zones.ORIGIN` and `version.ORIGIN`, as Go joins them: nothing matches
+    // them under the root (`version..`) or past the name length.
+    let zones = origin.prepend(b"zones").filter(|_| !origin.is_root());
+    let version_owner = origin.prepend(b"version").filter(|_| !origin.is_root());
+    let zone_labels = zones.as_ref().map_or(0, Name::label_count);
     let (mut has_soa, mut has_ns) = (false, false);
     let mut version: Vec<String> = Vec::new();
     let mut member_ptr: BTreeMap<String, Vec<Name>> = BTreeMap::new();
@@ -96,7 +96,7 @@ pub fn parse(origin: &Name, rrs: &[Rec]) -> Result<Catalog, String> {
         }
         // Below `zones.ORIGIN` by one label (a member) or two (a property).
         let below = owner.label_count().checked_sub(zone_labels);
-        let under_zones = owner.is_subdomain_of(&zones);
+        let under_zones = zones.as_ref().is_some_and(|z| owner.is_subdomain_of(z));
         let first = |n: usize| owner.labels().nth(n).map(label_text).unwrap_or_default();
         match r.rtype {
             6 if owner == *origin => has_soa = true,

@@ -64,7 +64,15 @@ fn merge_members(catalogs: &mut Vec<(Name, Vec<Name>)>, origin: &Name, zones: &[
                 }
             }
         }
-        None => catalogs.push((origin.clone(), zones.to_vec())),
+        None => {
+            let mut first: Vec<Name> = Vec::new();
+            for z in zones {
+                if !first.contains(z) {
+                    first.push(z.clone());
+                }
+            }
+            catalogs.push((origin.clone(), first));
+        }
     }
 }
 
@@ -637,20 +645,34 @@ impl Updater {
 
     fn tick(&mut self) {
         let link = Arc::clone(&self.link);
-        let mut applied = Vec::new();
+        let mut i = 0;
+        while i < self.zones.len() {
+            if let Some((slot, cat)) = self.step(i, &link) {
+                // Applied at once, as CoreDNS applies a catalog right after its
+                // transfer; the members it adds are due now, later in this pass.
+                self.apply_parsed(&slot, cat);
+            }
+            i += 1;
+        }
+    }
+
+    /// Zone `i`'s timers; a catalog it transferred comes back to be applied.
+    fn step(&mut self, i: usize, link: &BlockLink) -> Option<(Arc<ZoneSlot>, catalog::Catalog)> {
+        let mut applied = None;
         let catalogs = &self.catalogs;
+        let z = &mut self.zones[i];
         let mut fetch = |slot: &Arc<ZoneSlot>| -> Result<(), String> {
-            if let Some(c) = transfer(slot, &link, catalogs)? {
-                applied.push((Arc::clone(slot), c));
+            if let Some(c) = transfer(slot, link, catalogs)? {
+                applied = Some((Arc::clone(slot), c));
             }
             Ok(())
         };
-        for z in &mut self.zones {
+        'step: {
             let now = Instant::now();
             match &mut z.phase {
                 Phase::First { next, backoff } => {
                     if *next > now {
-                        continue;
+                        break 'step;
                     }
                     match fetch(&z.slot) {
                         Ok(()) => z.phase = Self::loaded(&z.slot),
@@ -687,12 +709,12 @@ impl Updater {
                         let (ok, err) = should_transfer(&z.slot);
                         if let Some(e) = err {
                             log(Level::Warning, &format!("Failed retry check {e}"));
-                            continue;
+                            break 'step;
                         }
                         if !ok || fetch(&z.slot).is_ok() {
                             z.phase = Self::loaded(&z.slot);
                         }
-                        continue;
+                        break 'step;
                     }
                     if *next_refresh <= now {
                         *next_refresh = now + *refresh + jitter(5000);
@@ -704,7 +726,7 @@ impl Updater {
                                 *next_expire = now + *expire;
                             }
                             *retrying = true;
-                            continue;
+                            break 'step;
                         }
                         if ok && fetch(&z.slot).is_err() {
                             if !*retrying {
@@ -712,16 +734,14 @@ impl Updater {
                                 *next_expire = now + *expire;
                             }
                             *retrying = true;
-                            continue;
+                            break 'step;
                         }
                         z.phase = Self::loaded(&z.slot);
                     }
                 }
             }
         }
-        for (slot, cat) in applied {
-            self.apply_parsed(&slot, cat);
-        }
+        applied
     }
 
     /// Keeps a catalog's parse (for other catalogs' `coo` checks) and applies it.
