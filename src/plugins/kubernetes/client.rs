@@ -737,6 +737,16 @@ async fn get_once(
     };
     let url = cfg.url(path);
     let fail = |e: String| format!("Get {url:?}: {e}");
+    // A credential plugin runs before the connection (its certificate is the
+    // handshake's).
+    let creds = match &cfg.exec {
+        Some(x) => Some(
+            x.get()
+                .await
+                .map_err(|e| fail(format!("getting credentials: {e}")))?,
+        ),
+        None => None,
+    };
     let tcp = tokio::time::timeout(
         CONNECT_TIMEOUT,
         tokio::net::TcpStream::connect((cfg.host.as_str(), cfg.port)),
@@ -758,16 +768,6 @@ async fn get_once(
             hyper::header::USER_AGENT,
             concat!("ringdns/", env!("CARGO_PKG_VERSION")),
         );
-    // A credential plugin runs before the connection (its certificate is the
-    // handshake's).
-    let creds = match &cfg.exec {
-        Some(x) => Some(
-            x.get()
-                .await
-                .map_err(|e| fail(format!("getting credentials: {e}")))?,
-        ),
-        None => None,
-    };
     if let Some(t) = &cfg.token {
         req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
     } else if let Some(f) = &cfg.token_file {

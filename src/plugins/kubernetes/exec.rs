@@ -44,8 +44,7 @@ pub struct ExecConfig {
     pub cluster: Option<String>,
 }
 
-/// Credentials from one run.
-#[derive(Debug)]
+/// Credentials from one run (no `Debug`: the token is a secret).
 pub struct Creds {
     pub token: String,
     cert: Option<Arc<CertifiedKey>>,
@@ -140,8 +139,9 @@ impl ExecAuth {
             .as_ref()
             .map(|c| format!("\"cluster\":{c},"))
             .unwrap_or_default();
+        // `runtime.Encode` (a JSON encoder: a newline at the end).
         format!(
-            "{{\"kind\":\"ExecCredential\",\"apiVersion\":{},\"spec\":{{{cluster}\"interactive\":{interactive}}}}}",
+            "{{\"kind\":\"ExecCredential\",\"apiVersion\":{},\"spec\":{{{cluster}\"interactive\":{interactive}}}}}\n",
             Value::String(self.cfg.api_version.clone())
         )
     }
@@ -168,7 +168,17 @@ impl ExecAuth {
     fn run(&self) -> Result<(Creds, Option<f64>), String> {
         let interactive = self.interactive()?;
         let cmd = &self.cfg.command;
-        let mut c = std::process::Command::new(cmd);
+        // Go's `exec.Command`: a name without a slash is looked up in this
+        // process's PATH (not the plugin's `env`); a miss is "not found".
+        let path = if cmd.contains('/') {
+            std::path::PathBuf::from(cmd)
+        } else {
+            match look_path(cmd) {
+                Some(p) => p,
+                None => return Err(self.not_found()),
+            }
+        };
+        let mut c = std::process::Command::new(path);
         c.args(&self.cfg.args)
             .envs(self.cfg.env.iter().map(|(k, v)| (k, v)))
             .env("KUBERNETES_EXEC_INFO", self.exec_info(interactive))
@@ -181,17 +191,6 @@ impl ExecAuth {
             });
         let out = match c.output() {
             Ok(o) => o,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut msg = format!("exec: executable {cmd} not found");
-                if self.hint_now() {
-                    msg.push_str(INSTALL_HINT_HELP);
-                    if !self.cfg.install_hint.is_empty() {
-                        msg.push_str("\n\n");
-                        msg.push_str(&self.cfg.install_hint);
-                    }
-                }
-                return Err(msg);
-            }
             Err(e) => {
                 return Err(format!(
                     "exec: fork/exec {cmd}: {}",
@@ -206,6 +205,20 @@ impl ExecAuth {
             ));
         }
         self.decode(&out.stdout)
+    }
+
+    /// `exec: executable X not found`, with the install hint the first ten
+    /// times an hour.
+    fn not_found(&self) -> String {
+        let mut msg = format!("exec: executable {} not found", self.cfg.command);
+        if self.hint_now() {
+            msg.push_str(INSTALL_HINT_HELP);
+            if !self.cfg.install_hint.is_empty() {
+                msg.push_str("\n\n");
+                msg.push_str(&self.cfg.install_hint);
+            }
+        }
+        msg
     }
 
     /// client-go's `sometimes` (threshold 10 per hour).
@@ -225,19 +238,43 @@ impl ExecAuth {
         })?;
         let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("");
         let (version, kind) = (s("/apiVersion"), s("/kind"));
-        if kind.is_empty() {
+        // The decoder fills a missing kind in from the object it decodes into;
+        // a missing version is the internal one.
+        if !kind.is_empty() && kind != "ExecCredential" {
             return Err(format!(
-                "decoding stdout: Object 'Kind' is missing in '{}'",
-                String::from_utf8_lossy(stdout).trim_end()
+                "decoding stdout: no kind {} is registered for version {} in scheme",
+                Value::String(kind.into()),
+                Value::String(version.into())
             ));
         }
-        if kind != "ExecCredential" || version != self.cfg.api_version {
+        let status = v.get("status").filter(|x| !x.is_null());
+        // `metav1.Time`: null or absent is the zero time (no expiry), and so
+        // is year 1; anything else must be RFC 3339.
+        let exp = match status.and_then(|st| st.get("expirationTimestamp")) {
+            None | Some(Value::Null) => None,
+            Some(t) => {
+                let text = t.as_str().unwrap_or("");
+                let secs = super::store::parse_rfc3339(text).ok_or_else(|| {
+                    format!(
+                        "decoding stdout: parsing time {} as \"2006-01-02T15:04:05Z07:00\"",
+                        t
+                    )
+                })?;
+                ((secs + 62_135_596_800.0).abs() > 1e-9).then_some(secs)
+            }
+        };
+        let version = if version.is_empty() {
+            "client.authentication.k8s.io/__internal"
+        } else {
+            version
+        };
+        if version != self.cfg.api_version {
             return Err(format!(
                 "exec plugin is configured to use API version {}, plugin returned version {version}",
                 self.cfg.api_version
             ));
         }
-        let Some(status) = v.get("status").filter(|x| !x.is_null()) else {
+        let Some(status) = status else {
             return Err("exec plugin didn't return a status field".into());
         };
         let f = |k: &str| status.get(k).and_then(Value::as_str).unwrap_or("");
@@ -248,15 +285,6 @@ impl ExecAuth {
         if cert.is_empty() != key.is_empty() {
             return Err("exec plugin returned only certificate or key, not both".into());
         }
-        let exp = match f("expirationTimestamp") {
-            "" => None,
-            t => Some(super::store::parse_rfc3339(t).ok_or_else(|| {
-                format!(
-                    "decoding stdout: parsing time {} as RFC3339",
-                    Value::String(t.into())
-                )
-            })?),
-        };
         let cert = if cert.is_empty() {
             None
         } else {
@@ -265,7 +293,13 @@ impl ExecAuth {
                     .map_err(|e| format!("failed parsing client key/certificate: {e}"))?;
             let signer = rustls::crypto::ring::sign::any_supported_type(&key)
                 .map_err(|e| format!("failed parsing client key/certificate: {e}"))?;
-            Some(Arc::new(CertifiedKey::new(chain, signer)))
+            let ck = CertifiedKey::new(chain, signer);
+            // Go's `X509KeyPair` refuses a key that is not the certificate's.
+            ck.keys_match().map_err(|_| {
+                "failed parsing client key/certificate: tls: private key does not match public key"
+                    .to_owned()
+            })?;
+            Some(Arc::new(ck))
         };
         Ok((
             Creds {
@@ -275,6 +309,24 @@ impl ExecAuth {
             exp,
         ))
     }
+}
+
+/// Go's `exec.LookPath`: the first executable regular file named `name` in
+/// the directories of `PATH`.
+fn look_path(name: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                std::path::PathBuf::from(".").join(name)
+            } else {
+                d.join(name)
+            }
+        })
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// The TLS handshake's client certificate: the plugin's latest.
@@ -316,8 +368,13 @@ mod tests {
         let a = auth("client.authentication.k8s.io/v1");
         assert_eq!(
             a.exec_info(false),
-            "{\"kind\":\"ExecCredential\",\"apiVersion\":\"client.authentication.k8s.io/v1\",\"spec\":{\"cluster\":{\"server\":\"https://k:6443\"},\"interactive\":false}}"
+            "{\"kind\":\"ExecCredential\",\"apiVersion\":\"client.authentication.k8s.io/v1\",\"spec\":{\"cluster\":{\"server\":\"https://k:6443\"},\"interactive\":false}}\n"
         );
+        // A missing kind is the decoder's own; the zero time is no expiry.
+        let (c, exp) = a
+            .decode(br#"{"apiVersion":"client.authentication.k8s.io/v1","status":{"token":"z","expirationTimestamp":"0001-01-01T00:00:00Z"}}"#)
+            .expect("creds");
+        assert_eq!((c.token.as_str(), exp), ("z", None));
         let ok = br#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1","status":{"token":"t1","expirationTimestamp":"2030-01-01T00:00:00Z"}}"#;
         let (c, exp) = a.decode(ok).expect("creds");
         assert_eq!(c.token, "t1");
@@ -340,8 +397,16 @@ mod tests {
                 "exec plugin returned only certificate or key, not both",
             ),
             (
-                br#"{"apiVersion":"client.authentication.k8s.io/v1","status":{"token":"t"}}"#,
-                "decoding stdout: Object 'Kind' is missing in '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"status\":{\"token\":\"t\"}}'",
+                br#"{"kind":"ExecCredential","status":{"token":"t"}}"#,
+                "exec plugin is configured to use API version client.authentication.k8s.io/v1, plugin returned version client.authentication.k8s.io/__internal",
+            ),
+            (
+                br#"{"kind":"Pod","apiVersion":"v1"}"#,
+                "decoding stdout: no kind \"Pod\" is registered for version \"v1\" in scheme",
+            ),
+            (
+                br#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1","status":{"token":"t","expirationTimestamp":""}}"#,
+                "decoding stdout: parsing time \"\" as \"2006-01-02T15:04:05Z07:00\"",
             ),
         ] {
             assert_eq!(a.decode(out).map(drop).unwrap_err(), want);

@@ -24,8 +24,10 @@ pub fn load(path: &str, context: Option<&str>) -> Result<ApiConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("open {path}: {}", crate::config::go_err(&e)))?;
     let doc = parse(&text).map_err(|e| format!("error loading config file \"{path}\": {e}"))?;
+    // client-go resolves paths against the file's absolute directory.
     let dir = Path::new(path).parent().unwrap_or(Path::new("."));
-    from_doc(&doc, context, dir)
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    from_doc(&doc, context, &dir)
 }
 
 /// client-go's `ErrEmptyConfig` text (inside a pod, the in-cluster configuration
@@ -93,17 +95,10 @@ fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig,
             Some(_) => return Err(format!("kubeconfig {k} is not supported by ringdns yet")),
         }
     }
-    // client-go's `validateClusterInfo` / `validateAuthInfo`: a field given both
-    // inline and as a file is an error.
-    let mut invalid = Vec::new();
+    // client-go's `ConfirmUsable`: `validateAuthInfo` (a field given both inline
+    // and as a file, the exec section), then `validateClusterInfo`.
+    let (mut invalid, mut cluster_invalid) = (Vec::new(), Vec::new());
     for (v, data, file, what, sep) in [
-        (
-            Some(cluster),
-            "certificate-authority-data",
-            "certificate-authority",
-            cluster_name,
-            ".",
-        ),
         (
             user,
             "client-certificate-data",
@@ -112,10 +107,22 @@ fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig,
             ".",
         ),
         (user, "client-key-data", "client-key", user_name, ";"),
+        (
+            Some(cluster),
+            "certificate-authority-data",
+            "certificate-authority",
+            cluster_name,
+            ".",
+        ),
     ] {
         if string(v, data).is_some() && string(v, file).is_some() {
             let short = |f: &str| f.replace("client-certificate", "client-cert");
-            invalid.push(format!(
+            let list = if data.starts_with("certificate-authority") {
+                &mut cluster_invalid
+            } else {
+                &mut invalid
+            };
+            list.push(format!(
                 "{} and {} are both specified for {what}{sep} {} will override.",
                 short(data),
                 short(file),
@@ -127,6 +134,7 @@ fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig,
     if let Some(e) = exec {
         invalid.extend(validate_exec(e, user_name));
     }
+    invalid.append(&mut cluster_invalid);
     match invalid.len() {
         0 => {}
         1 => return Err(format!("invalid configuration: {}", invalid[0])),
@@ -156,6 +164,21 @@ fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig,
     if let Some(n) = string(Some(cluster), "tls-server-name") {
         api.server_name = Some(n.to_owned());
     }
+    // client-go builds the credential plugin (`TransportConfig`) before the
+    // TLS configuration: a bad API version is reported first.
+    if let (true, Some(e)) = (api.https, exec) {
+        let version = string(Some(e), "apiVersion").unwrap_or("");
+        if !super::exec::API_VERSIONS.contains(&version) {
+            return Err(format!(
+                "failed to create kubernetes notification controller: {}",
+                corefile::values::go_quote(&format!(
+                    "exec plugin: invalid apiVersion {}",
+                    corefile::values::go_quote(version)
+                ))
+            ));
+        }
+    }
+    let mut ca_bytes: Option<Vec<u8>> = None;
     if api.https {
         // client-go's `TLSConfigFor`, reached when CoreDNS builds its client.
         if insecure && (ca_file.is_some() || ca_data.as_ref().is_some_and(|d| !d.is_empty())) {
@@ -167,10 +190,14 @@ fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig,
         let read = |f: &str| {
             std::fs::read(f).map_err(|e| format!("open {f}: {}", crate::config::go_err(&e)))
         };
-        let store = match (&ca_data, &ca_file) {
-            (Some(d), _) => crate::plugins::forward::tls::roots_pem(d)?,
-            (None, Some(f)) => crate::plugins::forward::tls::roots_pem(&read(f)?)?,
-            (None, None) => crate::plugins::forward::tls::roots(None)?,
+        ca_bytes = match (&ca_data, &ca_file) {
+            (Some(d), _) => Some(d.clone()),
+            (None, Some(f)) => Some(read(f)?),
+            (None, None) => None,
+        };
+        let store = match &ca_bytes {
+            Some(d) => crate::plugins::forward::tls::roots_pem(d)?,
+            None => crate::plugins::forward::tls::roots(None)?,
         };
         let cert = match (&cert_data, &cert_file) {
             (Some(d), _) => Some(d.clone()),
@@ -209,23 +236,9 @@ fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig,
     // A credential plugin: client-go builds it for a TLS transport and uses it
     // only without a token or client certificate of the kubeconfig's own.
     if let (true, Some(e)) = (api.https, exec) {
-        let version = string(Some(e), "apiVersion").unwrap_or("");
-        if !super::exec::API_VERSIONS.contains(&version) {
-            return Err(format!(
-                "failed to create kubernetes notification controller: {}",
-                corefile::values::go_quote(&format!(
-                    "exec plugin: invalid apiVersion {}",
-                    corefile::values::go_quote(version)
-                ))
-            ));
-        }
         let has_cert = cert_data.is_some() || cert_file.is_some();
         if api.token.is_none() && api.token_file.is_none() && !has_cert {
-            let ca = match (&ca_data, &ca_file) {
-                (Some(d), _) => Some(d.clone()),
-                (None, Some(f)) => std::fs::read(f).ok(),
-                _ => None,
-            };
+            let ca = ca_bytes;
             let cfg = exec_config(e, cluster, server, ca.as_deref(), dir);
             let auth = std::sync::Arc::new(super::exec::ExecAuth::new(cfg));
             let store = match &ca {
@@ -241,6 +254,29 @@ fn from_doc(doc: &Value, context: Option<&str>, dir: &Path) -> Result<ApiConfig,
         }
     }
     Ok(api)
+}
+
+/// Go's `filepath.Clean` (lexical: `.` dropped, `..` removing the element
+/// before it, one slash between elements).
+fn clean(p: &str) -> String {
+    let abs = p.starts_with('/');
+    let mut out: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if out.last().is_some_and(|l| *l != "..") => {
+                out.pop();
+            }
+            ".." if abs => {}
+            x => out.push(x),
+        }
+    }
+    let joined = out.join("/");
+    match (abs, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".into(),
+        (false, false) => joined,
+    }
 }
 
 /// The interactive mode, defaulted as client-go's `SetDefaults_ExecConfig`
@@ -305,7 +341,7 @@ fn exec_config(
     } else {
         command.to_owned()
     };
-    let command: std::path::PathBuf = Path::new(&command).components().collect();
+    let command = clean(&command);
     let strings = |k: &str| -> Vec<String> {
         e.get(k)
             .and_then(Value::as_array)
@@ -332,7 +368,7 @@ fn exec_config(
         .unwrap_or_default();
     let provide = matches!(e.get("provideClusterInfo"), Some(Value::Bool(true)));
     super::exec::ExecConfig {
-        command: command.to_string_lossy().into_owned(),
+        command,
         args: strings("args"),
         env,
         api_version: string(Some(e), "apiVersion").unwrap_or("").to_owned(),
@@ -375,8 +411,10 @@ fn cluster_info(cluster: &Value, server: &str, ca: Option<&[u8]>) -> String {
             })
         })
         .and_then(|x| x.get("extension"));
-    if let Some(x) = ext {
-        f.push(format!("\"config\":{x}"));
+    // `config` is a `RawExtension`: `null` without the extension.
+    match ext {
+        Some(x) => f.push(format!("\"config\":{x}")),
+        None => f.push("\"config\":null".into()),
     }
     format!("{{{}}}", f.join(","))
 }
