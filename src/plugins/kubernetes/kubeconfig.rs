@@ -9,7 +9,7 @@
 //!
 //! The file is YAML (or JSON). The reader here takes the block style kubeconfig
 //! files are written in: nested mappings and sequences, plain and quoted scalars,
-//! comments, and the empty flow collections `{}` and `[]`.
+//! comments, and flow collections written on one line (`[a, b]`, `{k: v}`).
 
 use std::path::Path;
 
@@ -516,7 +516,8 @@ fn seq(lines: &mut [Line], i: &mut usize, ind: usize) -> Result<Value, String> {
             }
             continue;
         }
-        if is_item(&rest) || split_key(&rest).is_some() {
+        let flow = rest.starts_with(['{', '[']);
+        if !flow && (is_item(&rest) || split_key(&rest).is_some()) {
             // `- key: value`: a mapping (or sequence) starting on the item's line.
             let col = ind + (lines[*i].text.len() - rest.len());
             lines[*i].indent = col;
@@ -599,13 +600,165 @@ fn scalar(t: &str, no: usize) -> Result<Value, String> {
                 .ok_or_else(|| format!("yaml: line {no}: found unexpected end of stream"))?;
             Value::String(inner.replace("''", "'"))
         }
-        _ if t.starts_with(['{', '[', '|', '>', '&', '*', '!']) => {
+        _ if t.starts_with(['{', '[']) => {
+            let mut f = Flow {
+                s: t.as_bytes(),
+                i: 0,
+                no,
+                depth: 0,
+            };
+            let v = f.value()?;
+            f.ws();
+            if f.i != f.s.len() {
+                return Err(f.unsupported());
+            }
+            v
+        }
+        _ if t.starts_with(['|', '>', '&', '*', '!']) => {
             return Err(format!(
                 "yaml: line {no}: this YAML form is not supported by ringdns's kubeconfig reader"
             ));
         }
         _ => Value::String(t.to_owned()),
     })
+}
+
+/// A flow collection written on one line (`[a, "b"]`, `{name: x, value: y}`,
+/// nested): YAML's flow style as kubeconfigs written by hand use it.
+struct Flow<'a> {
+    s: &'a [u8],
+    i: usize,
+    no: usize,
+    /// Nesting so far (bounded: a config file never takes the stack down).
+    depth: usize,
+}
+
+impl Flow<'_> {
+    fn unsupported(&self) -> String {
+        format!(
+            "yaml: line {}: this YAML form is not supported by ringdns's kubeconfig reader",
+            self.no
+        )
+    }
+
+    fn ws(&mut self) {
+        while self
+            .s
+            .get(self.i)
+            .is_some_and(|c| *c == b' ' || *c == b'\t')
+        {
+            self.i += 1;
+        }
+    }
+
+    fn value(&mut self) -> Result<Value, String> {
+        self.ws();
+        if self.depth > 32 {
+            return Err(self.unsupported());
+        }
+        self.depth += 1;
+        let v = self.value_inner();
+        self.depth -= 1;
+        v
+    }
+
+    fn value_inner(&mut self) -> Result<Value, String> {
+        match self.s.get(self.i) {
+            Some(b'[') => {
+                self.i += 1;
+                let mut out = Vec::new();
+                self.items(b']', |f| {
+                    out.push(f.value()?);
+                    Ok(())
+                })?;
+                Ok(Value::Array(out))
+            }
+            Some(b'{') => {
+                self.i += 1;
+                let mut out = Map::new();
+                self.items(b'}', |f| {
+                    let Value::String(k) = f.value()? else {
+                        return Err(f.unsupported());
+                    };
+                    f.ws();
+                    if f.s.get(f.i) != Some(&b':') {
+                        return Err(f.unsupported());
+                    }
+                    f.i += 1;
+                    let v = f.value()?;
+                    out.insert(k, v);
+                    Ok(())
+                })?;
+                Ok(Value::Object(out))
+            }
+            Some(b'"' | b'\'') => {
+                let q = self.s[self.i];
+                let start = self.i;
+                self.i += 1;
+                while let Some(&c) = self.s.get(self.i) {
+                    self.i += 1;
+                    if c == b'\\' && q == b'"' {
+                        self.i += 1;
+                    } else if c == q {
+                        if q == b'\'' && self.s.get(self.i) == Some(&b'\'') {
+                            self.i += 1;
+                            continue;
+                        }
+                        let text = std::str::from_utf8(&self.s[start..self.i])
+                            .map_err(|_| self.unsupported())?;
+                        return scalar(text, self.no);
+                    }
+                }
+                Err(format!(
+                    "yaml: line {}: found unexpected end of stream",
+                    self.no
+                ))
+            }
+            Some(_) => {
+                let start = self.i;
+                while self.s.get(self.i).is_some_and(|c| {
+                    !(b",[]{}".contains(c)
+                        || (*c == b':' && self.s.get(self.i + 1).is_none_or(|n| *n == b' ')))
+                }) {
+                    self.i += 1;
+                }
+                let text = std::str::from_utf8(&self.s[start..self.i])
+                    .map_err(|_| self.unsupported())?
+                    .trim_end();
+                if text.is_empty() {
+                    return Err(self.unsupported());
+                }
+                scalar(text, self.no)
+            }
+            None => Err(self.unsupported()),
+        }
+    }
+
+    /// Comma-separated items up to `close` (a trailing comma allowed).
+    fn items(
+        &mut self,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Result<(), String>,
+    ) -> Result<(), String> {
+        loop {
+            self.ws();
+            match self.s.get(self.i) {
+                Some(c) if *c == close => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                None => return Err(self.unsupported()),
+                _ => {}
+            }
+            item(self)?;
+            self.ws();
+            match self.s.get(self.i) {
+                Some(b',') => self.i += 1,
+                Some(c) if *c == close => {}
+                _ => return Err(self.unsupported()),
+            }
+        }
+    }
 }
 
 fn unescape(s: &str) -> String {
@@ -679,6 +832,30 @@ users:
         assert_eq!(v["contexts"][1]["context"]["namespace"], "default");
         assert_eq!(v["users"][1]["user"]["token"], "abc.def");
         assert!(v["preferences"].as_object().is_some_and(Map::is_empty));
+    }
+
+    /// One-line flow collections, nested, as hand-written kubeconfigs use them.
+    #[test]
+    fn reads_flow_yaml() {
+        let v = parse(
+            "users:\n- name: u\n  user:\n    exec:\n      args: [\"eks\", get-token, '--cluster-name', \"a, b\", 'it''s']\n      env: [{name: A, value: \"1\"}, {name: B, value: x:y}]\n      empty: [ ]\n- {name: w, user: {token: t}}\n",
+        )
+        .expect("yaml");
+        let e = &v["users"][0]["user"]["exec"];
+        assert_eq!(
+            e["args"],
+            serde_json::json!(["eks", "get-token", "--cluster-name", "a, b", "it's"])
+        );
+        assert_eq!(
+            e["env"],
+            serde_json::json!([{"name": "A", "value": "1"}, {"name": "B", "value": "x:y"}])
+        );
+        assert_eq!(e["empty"], serde_json::json!([]));
+        assert_eq!(v["users"][1]["user"]["token"], "t");
+        let deep = format!("a: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        for bad in ["a: [x", "a: [x y]]", "a: {x}", "a: [\"x]", &deep] {
+            assert!(parse(bad).is_err(), "{}", &bad[..bad.len().min(40)]);
+        }
     }
 
     #[test]
