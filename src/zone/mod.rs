@@ -259,6 +259,13 @@ fn lower_name(w: &mut [u8]) {
     }
 }
 
+/// The serial in a SOA record's RDATA (after the two names; the record whole).
+pub fn soa_serial(rd: &[u8]) -> Option<u32> {
+    let n1 = name_len(rd)?;
+    let n2 = name_len(&rd[n1..])?;
+    (rd.len() >= n1 + n2 + 20).then(|| be32(rd, n1 + n2))
+}
+
 /// Whether `name` equals `zone` or lies below it (case-insensitive wire).
 pub fn in_zone(name: &[u8], zone: &[u8]) -> bool {
     if zone.len() > name.len() {
@@ -283,10 +290,7 @@ impl Zone {
 
     /// The SOA serial, if the zone has a SOA.
     pub fn serial(&self) -> Option<u32> {
-        let rd = self.apex_rdata(self.soa?);
-        let n1 = name_len(rd)?;
-        let n2 = name_len(&rd[n1..])?;
-        (rd.len() >= n1 + n2 + 20).then(|| be32(rd, n1 + n2))
+        soa_serial(self.apex_rdata(self.soa?))
     }
 
     /// The SOA timers (refresh, retry, expire) for secondaries.

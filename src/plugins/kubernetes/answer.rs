@@ -367,7 +367,8 @@ impl Lookup<'_> {
                 continue;
             }
             if svc.headless() || !r.endpoint.is_empty() {
-                for ep in eps.iter().filter(|e| e.index == svc.key()) {
+                let key = svc.key();
+                for ep in eps.iter().filter(|e| e.index == key) {
                     for a in &ep.ep.addresses {
                         let host = endpoint_hostname(a, self.p.endpoint_pod_names);
                         if !r.endpoint.is_empty()
@@ -379,17 +380,11 @@ impl Lookup<'_> {
                             if !port_proto(&r.port, &p.name, &r.protocol, &p.protocol) {
                                 continue;
                             }
-                            let domain = if domains {
-                                let mut d = format!(
-                                    "{}.{}.{}.svc.{zone}",
-                                    ep.cluster, svc.name, svc.namespace
-                                );
-                                if !host.is_empty() {
-                                    d = format!("{host}.{d}");
-                                }
-                                d
-                            } else {
-                                String::new()
+                            let (c, n, ns) = (&ep.cluster, &svc.name, &svc.namespace);
+                            let domain = match (domains, host.is_empty()) {
+                                (false, _) => String::new(),
+                                (true, true) => format!("{c}.{n}.{ns}.svc.{zone}"),
+                                (true, false) => format!("{host}.{c}.{n}.{ns}.svc.{zone}"),
                             };
                             found = true;
                             out.push(Svc::new(a.ip.clone(), p.port, self.p.ttl, domain));

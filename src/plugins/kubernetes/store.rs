@@ -183,26 +183,27 @@ fn strings(v: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn ports(v: Option<&Value>) -> Vec<Port> {
-    let list: Vec<Port> = v
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|p| Port {
-                    name: s(p, &["name"]),
-                    port: p
-                        .get("port")
-                        .and_then(Value::as_i64)
-                        .and_then(|n| i32::try_from(n).ok())
-                        .unwrap_or(-1),
-                    protocol: match p.get("protocol").and_then(Value::as_str) {
-                        Some(x) => x.to_owned(),
-                        None => String::new(),
-                    },
-                })
-                .collect()
+/// The ports as listed, a missing port number as `missing`.
+fn port_list(v: Option<&Value>, missing: i32) -> Vec<Port> {
+    v.and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .map(|p| Port {
+            name: s(p, &["name"]),
+            port: p
+                .get("port")
+                .and_then(Value::as_i64)
+                .and_then(|n| i32::try_from(n).ok())
+                .unwrap_or(missing),
+            protocol: s(p, &["protocol"]),
         })
-        .unwrap_or_default();
+        .collect()
+}
+
+/// A service's or EndpointSlice's ports: one with port -1 when none are listed
+/// (CoreDNS's sentinel).
+fn ports(v: Option<&Value>) -> Vec<Port> {
+    let list = port_list(v, -1);
     if list.is_empty() {
         return vec![Port {
             name: String::new(),
@@ -268,22 +269,8 @@ pub fn convert(kind: Kind, v: &Value, zonal: bool) -> Option<Object> {
         }
         Kind::ServiceImports => {
             let spec = v.get("spec").unwrap_or(&Value::Null);
-            // As listed: no placeholder, a missing port is 0 (`mcs.ServicePort`).
-            let ports = spec
-                .get("ports")
-                .and_then(Value::as_array)
-                .map_or(&[][..], Vec::as_slice)
-                .iter()
-                .map(|p| Port {
-                    name: s(p, &["name"]),
-                    port: p
-                        .get("port")
-                        .and_then(Value::as_i64)
-                        .and_then(|n| i32::try_from(n).ok())
-                        .unwrap_or(0),
-                    protocol: s(p, &["protocol"]),
-                })
-                .collect();
+            // As listed: no sentinel, a missing port is 0 (`mcs.ServicePort`).
+            let ports = port_list(spec.get("ports"), 0);
             Object::Import(Arc::new(ServiceImport {
                 version,
                 name,
@@ -448,15 +435,21 @@ impl Objects {
             // `Add`), an update the multicluster zones' serial.
             Object::Import(n) => {
                 let old = self.imports.insert(key, Arc::clone(&n));
-                self.mc_update(old.as_deref(), &n, |a, b| {
-                    a.kind == b.kind && a.ports == b.ports
-                })
+                self.mc_update(old.map(|o| {
+                    (
+                        o.version == n.version,
+                        o.kind == n.kind && o.ports == n.ports,
+                    )
+                }))
             }
             Object::McEndpoints(n) => {
                 let old = self.mc_endpoints.insert(key, Arc::clone(&n));
-                self.mc_update(old.as_deref(), &n, |a, b| {
-                    endpoints_equivalent(&a.ep, &b.ep) && a.cluster == b.cluster
-                })
+                self.mc_update(old.map(|o| {
+                    (
+                        o.ep.version == n.ep.version,
+                        endpoints_equivalent(&o.ep, &n.ep) && o.cluster == n.cluster,
+                    )
+                }))
             }
             Object::Namespace(name) => {
                 // CoreDNS's namespace informer has no event handlers: namespaces
@@ -523,17 +516,15 @@ impl Objects {
         ch
     }
 
-    /// An update of a multicluster object: the multicluster serial moves
-    /// unless `same` (CoreDNS's `detectChanges`); an addition moves the other.
-    fn mc_update<T>(&mut self, old: Option<&T>, new: &T, same: impl Fn(&T, &T) -> bool) -> Change
-    where
-        T: Versioned,
-    {
+    /// A multicluster object put (CoreDNS's `detectChanges`): an addition moves
+    /// the cluster zones' serial; an update at a new version that answers
+    /// differently moves the multicluster serial. `old`: the object there
+    /// before had the same version, and answered the same.
+    fn mc_update(&mut self, old: Option<(bool, bool)>) -> Change {
         match old {
             None => Change::Modified,
-            Some(o) if o.version() == new.version() => Change::Same,
-            Some(o) => {
-                self.mc_changed |= !same(o, new);
+            Some((same_version, same)) => {
+                self.mc_changed |= !same_version && !same;
                 Change::Same
             }
         }
@@ -605,23 +596,6 @@ fn endpoints_equivalent(a: &Endpoints, b: &Endpoints) -> bool {
         .map(|x| (&x.ip, &x.hostname, &x.zone))
         .eq(b.addresses.iter().map(|x| (&x.ip, &x.hostname, &x.zone)))
         && a.ports == b.ports
-}
-
-/// Objects with a resource version.
-trait Versioned {
-    fn version(&self) -> &str;
-}
-
-impl Versioned for ServiceImport {
-    fn version(&self) -> &str {
-        &self.version
-    }
-}
-
-impl Versioned for McEndpoints {
-    fn version(&self) -> &str {
-        &self.ep.version
-    }
 }
 
 fn changed<T>(old: Option<&T>, new: &T, differs: impl Fn(&T, &T) -> bool) -> Change {

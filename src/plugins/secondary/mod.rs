@@ -667,77 +667,75 @@ impl Updater {
             }
             Ok(())
         };
-        'step: {
-            let now = Instant::now();
-            match &mut z.phase {
-                Phase::First { next, backoff } => {
-                    if *next > now {
-                        break 'step;
-                    }
-                    match fetch(&z.slot) {
-                        Ok(()) => z.phase = Self::loaded(&z.slot),
-                        Err(e) => {
-                            clog::log(
-                                Level::Warning,
-                                Some("secondary"),
-                                &format!(
-                                    "All '{}' masters failed to transfer, retrying in {}: {e}",
-                                    z.slot.origin_text(),
-                                    format_go_duration(*backoff)
-                                ),
-                            );
-                            *next = now + *backoff;
-                            *backoff = (*backoff * 2).min(Duration::from_secs(10));
-                        }
+        let now = Instant::now();
+        match &mut z.phase {
+            Phase::First { next, backoff } => {
+                if *next > now {
+                    return applied;
+                }
+                match fetch(&z.slot) {
+                    Ok(()) => z.phase = Self::loaded(&z.slot),
+                    Err(e) => {
+                        clog::log(
+                            Level::Warning,
+                            Some("secondary"),
+                            &format!(
+                                "All '{}' masters failed to transfer, retrying in {}: {e}",
+                                z.slot.origin_text(),
+                                format_go_duration(*backoff)
+                            ),
+                        );
+                        *next = now + *backoff;
+                        *backoff = (*backoff * 2).min(Duration::from_secs(10));
                     }
                 }
-                Phase::Loaded {
-                    refresh,
-                    retry,
-                    expire,
-                    next_refresh,
-                    next_retry,
-                    next_expire,
-                    retrying,
-                } => {
-                    if *retrying && *next_expire <= now {
-                        z.slot.expired.store(true, Ordering::Relaxed);
-                        *next_expire = now + *expire;
+            }
+            Phase::Loaded {
+                refresh,
+                retry,
+                expire,
+                next_refresh,
+                next_retry,
+                next_expire,
+                retrying,
+            } => {
+                if *retrying && *next_expire <= now {
+                    z.slot.expired.store(true, Ordering::Relaxed);
+                    *next_expire = now + *expire;
+                }
+                if *retrying && *next_retry <= now {
+                    *next_retry = now + *retry + jitter(2000);
+                    let (ok, err) = should_transfer(&z.slot);
+                    if let Some(e) = err {
+                        log(Level::Warning, &format!("Failed retry check {e}"));
+                        return applied;
                     }
-                    if *retrying && *next_retry <= now {
-                        *next_retry = now + *retry + jitter(2000);
-                        let (ok, err) = should_transfer(&z.slot);
-                        if let Some(e) = err {
-                            log(Level::Warning, &format!("Failed retry check {e}"));
-                            break 'step;
-                        }
-                        if !ok || fetch(&z.slot).is_ok() {
-                            z.phase = Self::loaded(&z.slot);
-                        }
-                        break 'step;
-                    }
-                    if *next_refresh <= now {
-                        *next_refresh = now + *refresh + jitter(5000);
-                        let (ok, err) = should_transfer(&z.slot);
-                        if let Some(e) = err {
-                            log(Level::Warning, &format!("Failed refresh check {e}"));
-                            if !*retrying {
-                                *next_retry = now + *retry;
-                                *next_expire = now + *expire;
-                            }
-                            *retrying = true;
-                            break 'step;
-                        }
-                        if ok && fetch(&z.slot).is_err() {
-                            if !*retrying {
-                                *next_retry = now + *retry;
-                                *next_expire = now + *expire;
-                            }
-                            *retrying = true;
-                            break 'step;
-                        }
+                    if !ok || fetch(&z.slot).is_ok() {
                         z.phase = Self::loaded(&z.slot);
                     }
+                    return applied;
+                }
+                if *next_refresh <= now {
+                    *next_refresh = now + *refresh + jitter(5000);
+                    let (ok, err) = should_transfer(&z.slot);
+                    if let Some(e) = err {
+                        log(Level::Warning, &format!("Failed refresh check {e}"));
+                        if !*retrying {
+                            *next_retry = now + *retry;
+                            *next_expire = now + *expire;
+                        }
+                        *retrying = true;
+                        return applied;
+                    }
+                    if ok && fetch(&z.slot).is_err() {
+                        if !*retrying {
+                            *next_retry = now + *retry;
+                            *next_expire = now + *expire;
+                        }
+                        *retrying = true;
+                        return applied;
+                    }
+                    z.phase = Self::loaded(&z.slot);
                 }
             }
         }

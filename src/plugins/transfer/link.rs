@@ -90,11 +90,7 @@ impl Outgoing {
     /// The SOA's serial (0 without one).
     pub fn serial(&self) -> u32 {
         self.soa()
-            .and_then(|(_, _, _, _, rd)| {
-                let n1 = crate::zone::name_len(rd)?;
-                let n2 = crate::zone::name_len(&rd[n1..])?;
-                (rd.len() >= n1 + n2 + 4).then(|| crate::wire::be32(rd, n1 + n2))
-            })
+            .and_then(|(_, _, _, _, rd)| crate::zone::soa_serial(rd))
             .unwrap_or(0)
     }
 
